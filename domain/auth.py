@@ -1,0 +1,118 @@
+"""API tokens and roles.
+
+A token is shown to its owner once, at creation; only its SHA-256 hash is stored, so a leaked
+database does not leak usable tokens. Roles are ordered: each one may do what the one before it
+may, plus more.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from domain.errors import InvalidInput
+from domain.ports import Clock, UnitOfWorkFactory
+
+TOKEN_PREFIX = "vkcp_"  # makes a leaked token recognisable to secret scanners
+TOUCH_INTERVAL = timedelta(minutes=5)  # last_used_at is a hint, not an audit log: few writes
+
+
+class Role(enum.StrEnum):
+    """viewer: queries and subscriptions; operator: also mutations; admin: everything."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+_RANKS = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
+@dataclass
+class ApiToken:
+    """A stored token: never the token itself, only its hash."""
+
+    id: int
+    name: str
+    role: str  # a Role value; adapters may store it as plain text
+    token_hash: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiTokenRepository(Protocol):
+    """``uow.api_tokens``."""
+
+    async def add(self, *, name: str, role: str, token_hash: str) -> ApiToken: ...
+    async def find_by_hash(self, token_hash: str) -> ApiToken | None: ...
+    async def list(self) -> list[ApiToken]: ...
+    async def revoke(self, token_id: int) -> bool:
+        """False when there is no such live token."""
+    async def touch(self, token_id: int, when: datetime | None = None) -> None: ...
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def parse_role(value: str) -> Role:
+    try:
+        return Role(value.strip().lower())
+    except ValueError:
+        choices = ", ".join(r.value for r in Role)
+        raise InvalidInput(f"Unknown role '{value}': use one of {choices}", field="role") from None
+
+
+async def create_api_token(uow_factory: UnitOfWorkFactory, name: str, role: Role | str) -> tuple[str, ApiToken]:
+    """Store a new token; returns the plain token (to show once) and its record."""
+    name = name.strip()
+    if not name:
+        raise InvalidInput("A token needs a name", field="name")
+    role = role if isinstance(role, Role) else parse_role(role)
+    plain = new_token()
+    async with uow_factory() as uow:
+        record = await uow.api_tokens.add(name=name, role=role.value, token_hash=hash_token(plain))  # type: ignore[attr-defined]
+        await uow.commit()
+    return plain, record
+
+
+async def authenticate(uow_factory: UnitOfWorkFactory, token: str, *, clock: Clock | None = None) -> tuple[Role, ApiToken] | None:
+    """The role and record of a presented token; None when it is unknown or revoked.
+
+    Also records when the token was last used (at most every ``TOUCH_INTERVAL``).
+    """
+    if not token:
+        return None
+    async with uow_factory() as uow:
+        record = await uow.api_tokens.find_by_hash(hash_token(token))  # type: ignore[attr-defined]
+        if record is None or record.revoked_at is not None:
+            return None
+        try:
+            role = Role(record.role)
+        except ValueError:  # a role this version does not know: no access rather than a guess
+            return None
+        if clock is not None:
+            now = clock.now()
+            last = record.last_used_at
+            if last is not None and last.tzinfo is None and now.tzinfo is not None:
+                last = last.replace(tzinfo=now.tzinfo)  # SQLite hands back naive UTC
+            if last is None or now - last >= TOUCH_INTERVAL:
+                await uow.api_tokens.touch(record.id, now)  # type: ignore[attr-defined]
+                await uow.commit()
+    return role, record

@@ -1,0 +1,123 @@
+"""Use cases for communities: add one from whatever reference a user pastes, refresh, remove."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from domain.errors import InvalidReference, NotFound, VkError, VkNotFound
+from domain.models import Group
+from domain.ports import UnitOfWorkFactory, VkGateway
+
+_ID_FORMS = re.compile(r"^(?:club|public|event)(\d+)$")
+_SCREEN_NAME = re.compile(r"^[A-Za-z0-9_.]{2,64}$")
+_VK_HOSTS = {"vk.com", "www.vk.com", "m.vk.com", "vk.ru", "www.vk.ru", "m.vk.ru", "vkontakte.ru"}
+
+
+@dataclass(frozen=True)
+class GroupRef:
+    """A parsed reference: exactly one of ``vk_id`` and ``screen_name`` is set."""
+
+    vk_id: int | None = None
+    screen_name: str | None = None
+
+
+def parse_group_ref(ref: str) -> GroupRef:
+    """Understand ``123``, ``-123``, ``club123``, ``public123``, ``name`` and VK URLs of them."""
+    text = ref.strip()
+    if not text:
+        raise InvalidReference("Group reference is empty", field="ref")
+    if "/" in text or text.lower().startswith(("vk.com", "vk.ru", "m.vk.com", "www.vk.com")):
+        text = _path_of_url(text, ref)
+    if text.lstrip("-").isdigit():
+        vk_id = abs(int(text))
+        if vk_id == 0:
+            raise InvalidReference(f"'{ref}' is not a valid group id", field="ref")
+        return GroupRef(vk_id=vk_id)
+    if m := _ID_FORMS.match(text.lower()):
+        return GroupRef(vk_id=int(m.group(1)))
+    if _SCREEN_NAME.match(text):
+        return GroupRef(screen_name=text.lower())
+    raise InvalidReference(
+        f"'{ref}' is not a VK community: use an id, a screen name or a vk.com link", field="ref"
+    )
+
+
+def _path_of_url(text: str, ref: str) -> str:
+    url = text if "://" in text else "https://" + text
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise InvalidReference(f"'{ref}' is not a valid URL", field="ref") from None
+    if parts.scheme not in ("http", "https") or (parts.hostname or "") not in _VK_HOSTS:
+        raise InvalidReference(f"'{ref}' is not a vk.com link", field="ref")
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) != 1:
+        raise InvalidReference(f"'{ref}' does not point at a community", field="ref")
+    return segments[0]
+
+
+async def resolve_group(vk: VkGateway, ref: str) -> Group:
+    """Ask VK which community a reference names; domain errors for anything else."""
+    parsed = parse_group_ref(ref)
+    vk_id = parsed.vk_id
+    if vk_id is None:
+        assert parsed.screen_name is not None
+        resolved = await vk.resolve_screen_name(parsed.screen_name)
+        if resolved is None:
+            raise InvalidReference(f"VK knows no community named '{parsed.screen_name}'", field="ref")
+        kind, object_id = resolved
+        if kind not in ("group", "page", "event"):
+            raise InvalidReference(f"'{parsed.screen_name}' is a {kind}, not a community", field="ref")
+        vk_id = object_id
+    try:
+        groups = await vk.get_groups([vk_id])
+    except VkNotFound:
+        groups = []
+    except VkError as e:
+        if e.vk_code == 100:  # VK's "invalid group id"
+            groups = []
+        else:
+            raise
+    if not groups:
+        raise InvalidReference(f"VK has no community with id {vk_id}", field="ref")
+    return groups[0]
+
+
+async def add_group(uow_factory: UnitOfWorkFactory, vk: VkGateway, ref: str) -> Group:
+    """Add a community, or return it unchanged-but-refreshed when it is already tracked."""
+    fresh = await resolve_group(vk, ref)
+    async with uow_factory() as uow:
+        existing = await uow.groups.get_by_vk_id(fresh.vk_id)
+        if existing is not None:
+            _copy_vk_fields(fresh, existing)
+            await uow.groups.save(existing)
+            await uow.commit()
+            return existing
+        group = await uow.groups.add(fresh)
+        await uow.commit()
+        return group
+
+
+async def refresh_group(uow_factory: UnitOfWorkFactory, vk: VkGateway, group_id: int) -> Group:
+    async with uow_factory() as uow:
+        group = await uow.groups.get(group_id)
+        if group is None:
+            raise NotFound(f"Group {group_id} not found", field="id")
+    fresh = (await vk.get_groups([group.vk_id]) or [None])[0]
+    if fresh is None:
+        raise VkNotFound(f"VK no longer has community {group.vk_id}")
+    async with uow_factory() as uow:
+        group = await uow.groups.get(group_id)
+        if group is None:
+            raise NotFound(f"Group {group_id} not found", field="id")
+        _copy_vk_fields(fresh, group)
+        await uow.groups.save(group)
+        await uow.commit()
+        return group
+
+
+def _copy_vk_fields(src: Group, dst: Group) -> None:
+    for name in ("screen_name", "name", "is_closed", "members_count", "photo_url", "description", "deactivated"):
+        setattr(dst, name, getattr(src, name))

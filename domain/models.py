@@ -1,0 +1,152 @@
+"""Entities of the domain: plain data, no framework.
+
+Identity rules worth knowing:
+- a community is identified by its positive VK id; its wall's ``owner_id`` is the negative id;
+- a post is (owner_id, post id) and a comment is (owner_id, comment id): VK numbers comments
+  per wall, so two walls can both have a comment 7.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class TaskKind(enum.StrEnum):
+    PARSE = "PARSE"
+    ANALYZE = "ANALYZE"
+    EXPORT = "EXPORT"
+
+
+class TaskState(enum.StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+@dataclass
+class Group:
+    vk_id: int
+    screen_name: str
+    name: str
+    is_closed: bool = False
+    members_count: int | None = None
+    photo_url: str | None = None
+    description: str | None = None
+    deactivated: str | None = None
+    id: int | None = None
+    active: bool = True
+    # Collection settings: how far back a parse goes.
+    max_posts: int | None = None
+    since: datetime | None = None
+    # Monitoring settings and state.
+    monitor_enabled: bool = False
+    monitor_interval_minutes: int = 60
+    monitor_priority: int = 5
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def owner_id(self) -> int:
+        """The wall owner id VK uses for a community: its id, negated."""
+        return -self.vk_id
+
+
+@dataclass
+class Author:
+    """A comment author: a user (positive id) or a community (negative id)."""
+
+    vk_id: int
+    name: str
+    screen_name: str | None = None
+    photo_url: str | None = None
+
+
+@dataclass
+class Post:
+    owner_id: int
+    vk_id: int
+    from_id: int | None
+    text: str
+    published_at: datetime
+    comments_count: int = 0
+    likes: int = 0
+    reposts: int = 0
+    views: int = 0
+    is_pinned: bool = False
+    comments_closed: bool = False
+
+
+@dataclass
+class Comment:
+    owner_id: int
+    vk_id: int
+    post_vk_id: int
+    from_id: int
+    text: str
+    published_at: datetime
+    likes: int = 0
+    deleted: bool = False
+    # The top-level comment a reply belongs to (None for a top-level comment) and the
+    # comment it answers (the thread root, or another reply inside the thread).
+    thread_vk_id: int | None = None
+    parent_vk_id: int | None = None
+    reply_to_user: int | None = None
+
+
+@dataclass(frozen=True)
+class Keyword:
+    id: int
+    word: str
+    category: str | None = None
+    active: bool = True
+    case_sensitive: bool = False
+    whole_word: bool = True
+    morphology: bool = True
+
+
+@dataclass(frozen=True)
+class Match:
+    comment_id: int
+    keyword_id: int
+    matched_text: str
+    start: int
+    end: int
+    snippet: str
+
+
+@dataclass
+class Progress:
+    done: int = 0
+    total: int | None = None
+    message: str = ""
+
+
+@dataclass
+class Task:
+    kind: TaskKind
+    state: TaskState = TaskState.QUEUED
+    priority: int = 5
+    params: dict[str, Any] = field(default_factory=dict)
+    group_id: int | None = None
+    progress: Progress = field(default_factory=Progress)
+    attempts: int = 0
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    cancel_requested: bool = False
+    id: int | None = None

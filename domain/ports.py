@@ -1,0 +1,187 @@
+"""Ports: what the domain needs from the outside world, as small Protocols.
+
+Each has a real adapter in ``infrastructure/`` and, where unit tests need speed, a fake in
+``tests/unit/fakes.py``. The composition root (``infrastructure/bootstrap.py``) wires them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
+
+
+# --- VK -------------------------------------------------------------------------------------
+
+
+@dataclass
+class WallPage:
+    total: int  # posts on the wall
+    posts: list[Post]
+    authors: list[Author] = field(default_factory=list)
+
+
+@dataclass
+class CommentPage:
+    """One page of a post's comments: top level (with inline replies) or one reply thread."""
+
+    total: int  # VK's ``count``: for a top-level page every comment of the post, replies included
+    level_count: int  # comments at this level (top-level comments, or replies of the thread)
+    comments: list[Comment]
+    # top-level comment id -> (replies in its thread, replies that came inline)
+    threads: dict[int, tuple[int, int]] = field(default_factory=dict)
+    authors: list[Author] = field(default_factory=list)
+
+
+class VkGateway(Protocol):
+    """VK as the collector sees it.
+
+    Calls may be made concurrently: an adapter is free to pack concurrent calls into one
+    ``execute`` request. Transient failures are retried inside; what escapes is a
+    ``domain.errors.VkError`` subclass.
+    """
+
+    async def resolve_screen_name(self, screen_name: str) -> tuple[str, int] | None:
+        """``(type, object_id)`` for a screen name, ``None`` when VK knows no such name."""
+
+    async def get_groups(self, group_ids: Sequence[int]) -> list[Group]: ...
+
+    async def wall_page(self, owner_id: int, offset: int, count: int = 100) -> WallPage: ...
+
+    async def comments_page(
+        self, owner_id: int, post_id: int, offset: int, count: int = 100
+    ) -> CommentPage: ...
+
+    async def thread_page(
+        self, owner_id: int, post_id: int, comment_id: int, offset: int, count: int = 100
+    ) -> CommentPage: ...
+
+    async def get_users(self, user_ids: Sequence[int]) -> list[Author]: ...
+
+
+# --- persistence ----------------------------------------------------------------------------
+
+
+class GroupRepository(Protocol):
+    async def get(self, group_id: int) -> Group | None: ...
+    async def get_by_vk_id(self, vk_id: int) -> Group | None: ...
+    async def add(self, group: Group) -> Group: ...
+    async def save(self, group: Group) -> None: ...
+    async def list(self, *, active: bool | None = None) -> list[Group]: ...
+    async def remove(self, group_id: int) -> None: ...
+    async def due_for_monitoring(self, now: datetime) -> list[Group]: ...
+
+
+class PostRepository(Protocol):
+    async def upsert_many(self, group_id: int, posts: Sequence[Post]) -> None: ...
+
+    async def synced_counts(self, owner_id: int) -> dict[int, int]:
+        """post vk_id -> the ``comments_count`` its comments were last fully collected at."""
+
+    async def mark_synced(self, owner_id: int, counts: dict[int, int]) -> None: ...
+
+
+class CommentRepository(Protocol):
+    async def upsert_many(self, group_id: int, comments: Sequence[Comment]) -> dict[tuple[int, int], int]:
+        """Insert or update by (owner_id, vk_id); returns every given comment's row id."""
+
+    async def count(self, *, group_id: int | None = None) -> int: ...
+
+    async def iter_texts(
+        self, *, group_ids: Sequence[int] | None, after_id: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """(row id, text) in id order after ``after_id``: the analyze job's batches."""
+
+
+class AuthorRepository(Protocol):
+    async def upsert_many(self, authors: Iterable[Author]) -> None: ...
+    async def missing(self, vk_ids: Iterable[int]) -> set[int]: ...
+
+
+class KeywordRepository(Protocol):
+    async def list_active(self) -> list[Keyword]: ...
+
+
+class MatchRepository(Protocol):
+    async def replace_for_comments(
+        self, comment_ids: Sequence[int], matches: Sequence[Match], *, keyword_ids: Sequence[int] | None = None
+    ) -> None:
+        """Make the stored matches of these comments exactly ``matches``.
+
+        With ``keyword_ids`` only matches of those keywords are replaced (a partial re-analysis).
+        """
+
+
+class TaskRepository(Protocol):
+    async def add(self, task: Task) -> Task: ...
+    async def get(self, task_id: int) -> Task | None: ...
+    async def save(self, task: Task) -> None: ...
+    async def find_active(self, kind: TaskKind, group_id: int) -> Task | None: ...
+    async def list(
+        self, *, states: Sequence[TaskState] | None = None, kinds: Sequence[TaskKind] | None = None, limit: int = 100
+    ) -> list[Task]: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction over every repository. ``async with uow:`` rolls back unless committed."""
+
+    groups: GroupRepository
+    posts: PostRepository
+    comments: CommentRepository
+    authors: AuthorRepository
+    keywords: KeywordRepository
+    matches: MatchRepository
+    tasks: TaskRepository
+
+    async def __aenter__(self) -> UnitOfWork: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    async def commit(self) -> None: ...
+    async def rollback(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+# --- jobs and events ------------------------------------------------------------------------
+
+
+class JobQueue(Protocol):
+    async def enqueue(self, task: Task) -> None:
+        """Run ``task`` (already stored, state QUEUED) in the background."""
+
+    async def abort(self, task_id: int) -> None:
+        """Best effort: stop the task's job if it is running; the task state is the DB's."""
+
+
+class EventBus(Protocol):
+    async def publish(self, channel: str, event: dict[str, Any]) -> None: ...
+
+    def subscribe(self, channel: str) -> AsyncIterator[dict[str, Any]]:
+        """Events published on ``channel`` from now on, until the iterator is closed."""
+
+
+ProgressCallback = Callable[[int, int | None, str], Awaitable[None]]
+"""``report(done, total, message)``; raises ``TaskCancelled`` when the task was cancelled."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass
+class Adapters:
+    """Everything a use case may need, wired once by ``infrastructure/bootstrap.py``."""
+
+    uow_factory: UnitOfWorkFactory
+    vk: VkGateway
+    queue: JobQueue
+    events: EventBus
+    clock: Clock
+    # Builds the comment matcher from the active keywords (None when there are none).
+    matcher_factory: Callable[[list[Keyword]], Callable[[Sequence[tuple[int, str]]], list[Match]] | None] | None = None
+    recent_window_hours: float = 0.0
+    collect_concurrency: int = 64
+    data_dir: str = "."

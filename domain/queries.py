@@ -1,0 +1,127 @@
+"""The read side: what the API lists and filters, as plain data and one port.
+
+Reads do not go through the unit of work: they are single SELECTs (keyset-paginated, batched
+by the API's dataloaders) against ``ReadModel``, implemented in ``infrastructure/db/queries.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+
+from domain.models import Author, Group, Keyword, Match, Task, TaskKind, TaskState
+
+T = TypeVar("T")
+
+MAX_PAGE = 100
+
+
+class SortDirection(enum.StrEnum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+class CommentSort(enum.StrEnum):
+    PUBLISHED_AT = "PUBLISHED_AT"
+    LIKES = "LIKES"
+    MATCHES_COUNT = "MATCHES_COUNT"
+
+
+@dataclass(frozen=True)
+class CommentOrder:
+    field: CommentSort = CommentSort.PUBLISHED_AT
+    direction: SortDirection = SortDirection.DESC
+
+
+@dataclass(frozen=True)
+class CommentFilter:
+    group_ids: tuple[int, ...] | None = None
+    post_ids: tuple[int, ...] | None = None
+    keyword_ids: tuple[int, ...] | None = None
+    matched: bool | None = None
+    text: str | None = None
+    author_ids: tuple[int, ...] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    viewed: bool | None = None
+    archived: bool | None = None
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    kinds: tuple[TaskKind, ...] | None = None
+    states: tuple[TaskState, ...] | None = None
+    group_ids: tuple[int, ...] | None = None
+
+
+@dataclass
+class PostView:
+    id: int
+    group_id: int
+    owner_id: int
+    vk_id: int
+    from_id: int | None
+    text: str
+    published_at: datetime
+    comments_count: int
+    likes: int
+    reposts: int
+    views: int
+    is_pinned: bool
+
+
+@dataclass
+class CommentView:
+    id: int
+    group_id: int
+    post_id: int  # row id of the post
+    owner_id: int
+    vk_id: int
+    post_vk_id: int
+    parent_id: int | None  # row id of the comment this one answers
+    thread_id: int | None  # row id of the thread's top-level comment
+    from_id: int
+    text: str
+    published_at: datetime
+    likes: int
+    deleted: bool
+    viewed: bool
+    archived: bool
+    matches_count: int
+
+
+@dataclass
+class Page(Generic[T]):
+    """One page of a connection: ``edges`` are (cursor, node) in order."""
+
+    edges: list[tuple[str, T]] = field(default_factory=list)
+    has_next_page: bool = False
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.edges[-1][0] if self.edges else None
+
+
+class ReadModel(Protocol):
+    async def groups_page(self, *, first: int, after: str | None, active: bool | None = None) -> Page[Group]: ...
+    async def groups_count(self, *, active: bool | None = None) -> int: ...
+    async def groups_by_ids(self, ids: Sequence[int]) -> list[Group | None]: ...
+
+    async def posts_by_ids(self, ids: Sequence[int]) -> list[PostView | None]: ...
+    async def authors_by_ids(self, vk_ids: Sequence[int]) -> list[Author | None]: ...
+
+    async def comments_page(
+        self, flt: CommentFilter, order: CommentOrder, *, first: int, after: str | None
+    ) -> Page[CommentView]: ...
+    async def comments_count(self, flt: CommentFilter) -> int: ...
+    async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]: ...
+
+    async def matches_by_comment_ids(self, ids: Sequence[int]) -> list[list[Match]]: ...
+    async def keywords_by_ids(self, ids: Sequence[int]) -> list[Keyword | None]: ...
+
+    async def tasks_page(self, flt: TaskFilter, *, first: int, after: str | None) -> Page[Task]: ...
+    async def tasks_count(self, flt: TaskFilter) -> int: ...
+    async def tasks_by_ids(self, ids: Sequence[int]) -> list[Task | None]: ...

@@ -1,0 +1,107 @@
+"""The typed context every resolver gets, built in one place: ``get_context``.
+
+Strawberry builds a context once per HTTP request but only once per WebSocket *connection*,
+which may run many operations, concurrently and for hours. So the dataloaders are not plain
+attributes: ``loaders(info)`` hands out one set per operation, and the
+``OperationLoaders`` extension drops that set when the operation ends.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from strawberry.extensions import SchemaExtension
+from strawberry.types import Info as StrawberryInfo
+
+from domain.auth import ApiToken, Role
+from domain.ports import Adapters
+from domain.queries import ReadModel
+from graphql_api.auth import resolve_role
+from graphql_api.loaders import Loaders
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.websockets import WebSocket
+
+    from infrastructure.bootstrap import Container
+
+
+@dataclass
+class Context:
+    request: Request | WebSocket
+    response: Any
+    container: Container
+    request_id: str
+    # None until a WebSocket connection is acknowledged (or for the GraphiQL page itself).
+    role: Role | None = None
+    token: ApiToken | None = None
+    # Set by Strawberry from the graphql-transport-ws ``connection_init`` payload.
+    connection_params: dict[str, Any] | None = None
+    _loaders: dict[int, tuple[object, Loaders]] = field(default_factory=dict, repr=False)
+
+    @property
+    def adapters(self) -> Adapters:
+        return self.container.adapters
+
+    @property
+    def read_model(self) -> ReadModel:
+        return self.container.read_model
+
+    def loaders(self, info: StrawberryInfo) -> Loaders:
+        """The loaders of the operation ``info`` belongs to."""
+        operation = info._raw_info.operation
+        entry = self._loaders.get(id(operation))
+        # The node is kept in the entry, so its id cannot be reused while the entry lives.
+        if entry is None or entry[0] is not operation:
+            entry = (operation, Loaders(self.read_model))
+            self._loaders[id(operation)] = entry
+        return entry[1]
+
+    def drop_loaders(self, operations: Iterator[object]) -> None:
+        for operation in operations:
+            entry = self._loaders.get(id(operation))
+            if entry is not None and entry[0] is operation:
+                del self._loaders[id(operation)]
+
+
+Info = StrawberryInfo[Context, None]
+
+
+class OperationLoaders(SchemaExtension):
+    """Frees an operation's loaders when it ends (matters on long WebSocket connections)."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        context = self.execution_context.context
+        document = self.execution_context.graphql_document
+        if isinstance(context, Context) and document is not None:
+            context.drop_loaders(iter(document.definitions))
+
+
+def new_request_id(headers: Any) -> str:
+    """The caller's ``X-Request-ID`` when it sent a sane one, else a fresh id."""
+    given = headers.get("x-request-id") if headers is not None else None
+    if given and len(given) <= 64 and given.isprintable():
+        return given
+    return uuid.uuid4().hex[:16]
+
+
+async def get_context(container: Container, request: Request | WebSocket, response: Any) -> Context:
+    """The one place a context is made: request id, caller's role (HTTP) and the container.
+
+    WebSocket connections get their role later, from ``connection_init`` (``on_ws_connect``).
+    """
+    context = Context(
+        request=request, response=response, container=container, request_id=new_request_id(request.headers)
+    )
+    is_websocket = request.scope["type"] == "websocket"
+    if not container.settings.auth:
+        context.role = Role.ADMIN
+    elif not is_websocket:
+        found = await resolve_role(container.adapters, request.headers.get("authorization"))
+        if found is not None:
+            context.role, context.token = found
+    return context

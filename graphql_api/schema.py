@@ -1,0 +1,505 @@
+"""The schema: queries read through the ReadModel and dataloaders, mutations call use cases.
+
+Resolvers stay thin. A mutation turns a ``DomainError`` into ``UserError``s of its payload; a
+query lets it surface as a GraphQL error carrying the error's code (see ``errors.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from functools import partial
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Annotated, Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import QueryDepthLimiter
+
+from domain import groups as group_cases
+from domain import tasks as task_cases
+from domain.errors import DomainError, NotFound
+from domain.models import TaskKind as DomainTaskKind
+from domain.models import TaskState as DomainTaskState
+from domain.queries import MAX_PAGE, CommentFilter, CommentOrder, CommentSort, Page, TaskFilter
+from domain.queries import SortDirection as DomainSortDirection
+from graphql_api import commands
+from graphql_api.auth import IsOperator, IsViewer
+from graphql_api.context import Info, OperationLoaders
+from graphql_api.errors import MaskUnexpectedErrors, Schema
+from graphql_api.types import (
+    AddGroupPayload,
+    AddGroupResult,
+    AddGroupsPayload,
+    Comment,
+    CommentConnection,
+    CommentFilterInput,
+    CommentOrderInput,
+    Connection,
+    Edge,
+    Group,
+    GroupConnection,
+    GroupPayload,
+    PageInfo,
+    RemoveGroupPayload,
+    SetCommentStatePayload,
+    StartParseInput,
+    StartParsePayload,
+    Task,
+    TaskConnection,
+    TaskFilterInput,
+    TaskPayload,
+    UpdateGroupInput,
+    UserError,
+)
+
+DEFAULT_PAGE = 20
+MAX_DEPTH = 12
+MAX_BULK_REFS = 500
+# While a subscriber waits for events, the task is also re-read this often, so a state
+# published before the subscription was live (or events the bus dropped) cannot be missed for long.
+RECHECK_SECONDS = 5.0
+
+
+# --- arguments ------------------------------------------------------------------------------
+
+First = Annotated[int, strawberry.argument(description="How many items to return (1–100).")]
+After = Annotated[
+    str | None, strawberry.argument(description="Return the items after this cursor (a previous page's `pageInfo.endCursor`).")
+]
+
+
+def Id(what: str):  # noqa: N802 - reads like a type in signatures
+    return Annotated[strawberry.ID, strawberry.argument(description=f"Id of the {what}.")]
+
+
+GroupId, TaskId, CommentId = Id("community"), Id("task"), Id("comment")
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def user_errors(error: DomainError) -> list[UserError]:
+    return [UserError(code=error.code, message=error.message, field=error.field)]
+
+
+def parse_id(value: strawberry.ID | str, *, what: str, field: str = "id") -> int:
+    """A row id from an ``ID``; an id that cannot exist is simply not found."""
+    text = str(value).strip()
+    if not text.isdigit() or int(text) == 0 or len(text) > 18:
+        raise NotFound(f"{what} '{value}' not found", field=field)
+    return int(text)
+
+
+def _filter_ids(values: Sequence[strawberry.ID] | None) -> tuple[int, ...] | None:
+    """Ids of a list filter. One that cannot exist matches nothing; an empty list matches nothing."""
+    if values is None:
+        return None
+    return tuple(int(v) for v in values if str(v).strip().isdigit() and len(str(v).strip()) <= 18)
+
+
+def check_first(first: int) -> int:
+    if not 1 <= first <= MAX_PAGE:
+        raise GraphQLError(
+            f"`first` must be between 1 and {MAX_PAGE}", extensions={"code": "BAD_USER_INPUT", "field": "first"}
+        )
+    return first
+
+
+def connection(page: Page, to_node, count) -> Connection:
+    return Connection(
+        edges=[Edge(cursor=cursor, node=to_node(item)) for cursor, item in page.edges],
+        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        count=count,
+    )
+
+
+def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
+    if flt is None:
+        return CommentFilter()
+    return CommentFilter(
+        group_ids=_filter_ids(flt.group_ids),
+        post_ids=_filter_ids(flt.post_ids),
+        keyword_ids=_filter_ids(flt.keyword_ids),
+        matched=flt.matched,
+        text=(flt.text or "").strip() or None,
+        author_ids=tuple(flt.author_ids) if flt.author_ids is not None else None,
+        since=flt.since,
+        until=flt.until,
+        viewed=flt.viewed,
+        archived=flt.archived,
+    )
+
+
+def to_comment_order(order: CommentOrderInput | None) -> CommentOrder:
+    if order is None:
+        return CommentOrder()
+    return CommentOrder(field=CommentSort(order.field.value), direction=DomainSortDirection(order.direction.value))
+
+
+def to_task_filter(flt: TaskFilterInput | None) -> TaskFilter:
+    if flt is None:
+        return TaskFilter()
+    return TaskFilter(
+        kinds=tuple(DomainTaskKind(k.value) for k in flt.kinds) if flt.kinds is not None else None,
+        states=tuple(DomainTaskState(s.value) for s in flt.states) if flt.states is not None else None,
+        group_ids=_filter_ids(flt.group_ids),
+    )
+
+
+# --- queries --------------------------------------------------------------------------------
+
+
+@strawberry.type(description="Everything that can be read.")
+class Query:
+    @strawberry.field(description="Tracked communities, in the order they were added.")
+    async def groups(
+        self,
+        info: Info,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+        active: Annotated[
+            bool | None, strawberry.argument(description="Only active (true) or inactive (false) communities.")
+        ] = None,
+    ) -> GroupConnection:
+        read_model = info.context.read_model
+        page = await read_model.groups_page(first=check_first(first), after=after, active=active)
+        return connection(page, Group.from_domain, lambda: read_model.groups_count(active=active))
+
+    @strawberry.field(description="One community by its id; null when there is none.")
+    async def group(self, info: Info, id: GroupId) -> Group | None:
+        try:
+            group_id = parse_id(id, what="Group")
+        except NotFound:
+            return None
+        group = await info.context.loaders(info).group.load(group_id)
+        return Group.from_domain(group) if group is not None else None
+
+    @strawberry.field(description="Collected comments, filtered and sorted (newest first by default).")
+    async def comments(
+        self,
+        info: Info,
+        filter: Annotated[CommentFilterInput | None, strawberry.argument(description="Which comments.")] = None,
+        order_by: Annotated[CommentOrderInput | None, strawberry.argument(description="Sort order.")] = None,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+    ) -> CommentConnection:
+        read_model = info.context.read_model
+        flt, order = to_comment_filter(filter), to_comment_order(order_by)
+        page = await read_model.comments_page(flt, order, first=check_first(first), after=after)
+        return connection(page, Comment.from_view, lambda: read_model.comments_count(flt))
+
+    @strawberry.field(description="One comment by its id; null when there is none.")
+    async def comment(self, info: Info, id: CommentId) -> Comment | None:
+        try:
+            comment_id = parse_id(id, what="Comment")
+        except NotFound:
+            return None
+        comment = await info.context.loaders(info).comment.load(comment_id)
+        return Comment.from_view(comment) if comment is not None else None
+
+    @strawberry.field(description="Background tasks, newest first.")
+    async def tasks(
+        self,
+        info: Info,
+        filter: Annotated[TaskFilterInput | None, strawberry.argument(description="Which tasks.")] = None,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+    ) -> TaskConnection:
+        read_model = info.context.read_model
+        flt = to_task_filter(filter)
+        page = await read_model.tasks_page(flt, first=check_first(first), after=after)
+        return connection(page, Task.from_domain, lambda: read_model.tasks_count(flt))
+
+    @strawberry.field(description="One task by its id; null when there is none.")
+    async def task(self, info: Info, id: TaskId) -> Task | None:
+        try:
+            task_id = parse_id(id, what="Task")
+        except NotFound:
+            return None
+        task = await info.context.loaders(info).task.load(task_id)
+        return Task.from_domain(task) if task is not None else None
+
+
+# --- mutations ------------------------------------------------------------------------------
+
+
+def _group_changes(input: UpdateGroupInput) -> commands.GroupChanges:
+    keep = commands.KEEP
+    given = lambda value: keep if value is strawberry.UNSET else value  # noqa: E731
+    monitoring = input.monitoring if input.monitoring not in (strawberry.UNSET, None) else None
+    return commands.GroupChanges(
+        active=given(input.active),
+        max_posts=given(input.max_posts),
+        since=given(input.since),
+        monitor_enabled=given(monitoring.enabled) if monitoring else keep,
+        monitor_interval_minutes=given(monitoring.interval_minutes) if monitoring else keep,
+        monitor_priority=given(monitoring.priority) if monitoring else keep,
+    )
+
+
+operator_only = [IsOperator]
+
+
+@strawberry.type(description="Everything that changes something. Needs an operator or admin token.")
+class Mutation:
+    @strawberry.mutation(
+        description="Track a community, given by id, screen name or VK link "
+        "(`123`, `club123`, `public123`, `durov`, `https://vk.com/name`). "
+        "Adding one that is already tracked refreshes it.",
+        permission_classes=operator_only,
+    )
+    async def add_group(
+        self, info: Info, ref: Annotated[str, strawberry.argument(description="Id, screen name or VK link.")]
+    ) -> AddGroupPayload:
+        adapters = info.context.adapters
+        try:
+            group = await group_cases.add_group(adapters.uow_factory, adapters.vk, ref)
+        except DomainError as e:
+            return AddGroupPayload(group=None, errors=user_errors(e))
+        return AddGroupPayload(group=Group.from_domain(group), errors=[])
+
+    @strawberry.mutation(
+        description="Track several communities at once (e.g. pasted lines); one result per reference, in order. "
+        "Blank references are skipped.",
+        permission_classes=operator_only,
+    )
+    async def add_groups(
+        self,
+        info: Info,
+        refs: Annotated[list[str], strawberry.argument(description="Ids, screen names or VK links, one per item.")],
+    ) -> AddGroupsPayload:
+        refs = [r for r in refs if r.strip()]
+        if len(refs) > MAX_BULK_REFS:
+            error = UserError(code="INVALID_INPUT", message=f"At most {MAX_BULK_REFS} references at once", field="refs")
+            return AddGroupsPayload(results=[], groups=[], errors=[error])
+        adapters = info.context.adapters
+
+        async def add_one(ref: str) -> AddGroupResult:
+            try:
+                group = await group_cases.add_group(adapters.uow_factory, adapters.vk, ref)
+            except DomainError as e:
+                return AddGroupResult(ref=ref, group=None, errors=user_errors(e))
+            return AddGroupResult(ref=ref, group=Group.from_domain(group), errors=[])
+
+        # One at a time: the same community pasted twice must not race into two inserts.
+        results = [await add_one(ref) for ref in refs]
+        return AddGroupsPayload(results=results, groups=[r.group for r in results if r.group is not None], errors=[])
+
+    @strawberry.mutation(
+        description="Change a community's collection and monitoring settings.", permission_classes=operator_only
+    )
+    async def update_group(
+        self,
+        info: Info,
+        id: GroupId,
+        input: Annotated[UpdateGroupInput, strawberry.argument(description="The settings to change.")],
+    ) -> GroupPayload:
+        try:
+            group = await commands.update_group(info.context.adapters, parse_id(id, what="Group"), _group_changes(input))
+        except DomainError as e:
+            return GroupPayload(group=None, errors=user_errors(e))
+        return GroupPayload(group=Group.from_domain(group), errors=[])
+
+    @strawberry.mutation(
+        description="Stop tracking a community and delete what was collected from it.", permission_classes=operator_only
+    )
+    async def remove_group(self, info: Info, id: GroupId) -> RemoveGroupPayload:
+        try:
+            group_id = parse_id(id, what="Group")
+            await commands.remove_group(info.context.adapters, group_id)
+        except DomainError as e:
+            return RemoveGroupPayload(removed_group_id=None, errors=user_errors(e))
+        return RemoveGroupPayload(removed_group_id=strawberry.ID(str(group_id)), errors=[])
+
+    @strawberry.mutation(
+        description="Read a community's name, members, photo and status from VK again.", permission_classes=operator_only
+    )
+    async def refresh_group(self, info: Info, id: GroupId) -> GroupPayload:
+        adapters = info.context.adapters
+        try:
+            group = await group_cases.refresh_group(adapters.uow_factory, adapters.vk, parse_id(id, what="Group"))
+        except DomainError as e:
+            return GroupPayload(group=None, errors=user_errors(e))
+        return GroupPayload(group=Group.from_domain(group), errors=[])
+
+    @strawberry.mutation(
+        description="Collect communities' posts and comments in the background: one PARSE task each. "
+        "A community already being collected returns its queued or running task instead of a second one.",
+        permission_classes=operator_only,
+    )
+    async def start_parse(
+        self, info: Info, input: Annotated[StartParseInput, strawberry.argument(description="What to collect.")]
+    ) -> StartParsePayload:
+        try:
+            tasks = await task_cases.start_parse(
+                info.context.adapters,
+                [parse_id(g, what="Group", field="groupIds") for g in input.group_ids],
+                max_posts=input.max_posts,
+                since=input.since,
+                priority=input.priority,
+                full=input.full,
+            )
+        except DomainError as e:
+            return StartParsePayload(tasks=[], errors=user_errors(e))
+        return StartParsePayload(tasks=[Task.from_domain(t) for t in tasks], errors=[])
+
+    @strawberry.mutation(
+        description="Cancel a task: a queued one at once, a running one at its next step.",
+        permission_classes=operator_only,
+    )
+    async def cancel_task(self, info: Info, id: TaskId) -> TaskPayload:
+        try:
+            task = await task_cases.cancel_task(info.context.adapters, parse_id(id, what="Task"))
+        except DomainError as e:
+            return TaskPayload(task=None, errors=user_errors(e))
+        return TaskPayload(task=Task.from_domain(task), errors=[])
+
+    @strawberry.mutation(
+        description="Mark comments viewed and/or archived (or not); omitted flags stay as they are.",
+        permission_classes=operator_only,
+    )
+    async def set_comment_state(
+        self,
+        info: Info,
+        ids: Annotated[list[strawberry.ID], strawberry.argument(description="Ids of the comments (at most 1000).")],
+        viewed: Annotated[bool | None, strawberry.argument(description="Mark viewed (true) or not viewed (false).")] = None,
+        archived: Annotated[
+            bool | None, strawberry.argument(description="Mark archived (true) or not archived (false).")
+        ] = None,
+    ) -> SetCommentStatePayload:
+        try:
+            comment_ids = [parse_id(i, what="Comment", field="ids") for i in ids]
+            changed = await commands.set_comment_state(
+                info.context.adapters, comment_ids, viewed=viewed, archived=archived
+            )
+        except DomainError as e:
+            return SetCommentStatePayload(comments=[], errors=user_errors(e))
+        # Read back after the write, through a fresh query (the loader may hold the old state).
+        views = await info.context.read_model.comments_by_ids(changed)
+        return SetCommentStatePayload(comments=[Comment.from_view(v) for v in views if v is not None], errors=[])
+
+
+# --- subscriptions --------------------------------------------------------------------------
+
+
+class _EventStream:
+    """Events of one channel, read with a timeout.
+
+    The bus registers a subscriber on the iterator's first step, so that step starts here, at
+    creation; ``started()`` yields to the loop so an in-process bus has registered before the
+    caller reads the current state. A bus that subscribes over the network (Redis) may take a
+    little longer; ``task_progress`` re-reads the task periodically to cover that window.
+    """
+
+    def __init__(self, iterator: AsyncIterator[dict[str, Any]]) -> None:
+        self._iterator = iterator
+        self._pending: asyncio.Future = asyncio.ensure_future(anext(iterator))
+        self._ended = False
+
+    async def started(self) -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    async def next(self, timeout: float) -> dict[str, Any] | None:
+        """The next event, or None after ``timeout`` (always, once the bus ended the stream,
+        which it does to a subscriber that fell too far behind)."""
+        if self._ended:
+            await asyncio.sleep(timeout)
+            return None
+        try:
+            event = await asyncio.wait_for(asyncio.shield(self._pending), timeout)
+        except TimeoutError:
+            return None
+        except StopAsyncIteration:
+            self._ended = True
+            return None
+        self._pending = asyncio.ensure_future(anext(self._iterator))
+        return event
+
+    async def aclose(self) -> None:
+        # Cancelling the pending step runs the bus's cleanup (it unregisters the subscriber).
+        self._pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await self._pending
+        with contextlib.suppress(RuntimeError):
+            await self._iterator.aclose()
+
+
+_STATE_ORDER = {DomainTaskState.QUEUED: 0, DomainTaskState.RUNNING: 1}
+
+
+def _progress_key(task) -> tuple[int, int, int]:
+    """Orders snapshots of one task: a retry starts a new attempt, states only move forward."""
+    return task.attempts, _STATE_ORDER.get(task.state, 2), task.progress.done
+
+
+@strawberry.type(description="Live updates over WebSocket (graphql-transport-ws).")
+class Subscription:
+    @strawberry.subscription(
+        description="A task now and on every change; completes after it reaches a final state. "
+        "Unknown ids complete at once without an item.",
+        permission_classes=[IsViewer],
+    )
+    async def task_progress(self, info: Info, id: TaskId) -> AsyncGenerator[Task, None]:
+        try:
+            task_id = parse_id(id, what="Task")
+        except NotFound:
+            return
+        adapters, read_model = info.context.adapters, info.context.read_model
+        stream = _EventStream(adapters.events.subscribe(task_cases.task_channel(task_id)))
+        try:
+            await stream.started()  # subscribed before the current state is read: no gap
+            current = (await read_model.tasks_by_ids([task_id]))[0]
+            if current is None:
+                return
+            yield Task.from_domain(current)
+            last_seen = task_cases.task_event(current)
+            while not current.state.terminal:
+                event = await stream.next(RECHECK_SECONDS)
+                if event is None:
+                    fresh = (await read_model.tasks_by_ids([task_id]))[0]
+                    if fresh is None:  # removed meanwhile
+                        return
+                else:
+                    fresh = task_cases.task_from_event(event)
+                    if _progress_key(fresh) < _progress_key(current):
+                        continue  # published before the state read from the database
+                snapshot = task_cases.task_event(fresh)
+                if snapshot != last_seen:
+                    current, last_seen = fresh, snapshot
+                    yield Task.from_domain(current)
+        finally:
+            await stream.aclose()
+
+    @strawberry.subscription(
+        description="Every change of every task, live. A client that falls far behind is dropped "
+        "(the subscription completes) rather than slowing everyone down.",
+        permission_classes=[IsViewer],
+    )
+    async def task_events(self, info: Info) -> AsyncGenerator[Task, None]:
+        events = info.context.adapters.events.subscribe(task_cases.TASKS_CHANNEL)
+        try:
+            async for event in events:
+                yield Task.from_domain(task_cases.task_from_event(event))
+        finally:
+            with contextlib.suppress(RuntimeError):
+                await events.aclose()
+
+
+def build_schema(*, introspection: bool = True) -> Schema:
+    extensions: list = [partial(QueryDepthLimiter, max_depth=MAX_DEPTH), OperationLoaders, MaskUnexpectedErrors]
+    if not introspection:
+        from strawberry.extensions import DisableIntrospection
+
+        extensions.append(DisableIntrospection)
+    return Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+
+
+schema = build_schema()
+
+
+if __name__ == "__main__":  # python -m graphql_api.schema > schema.graphql
+    from strawberry.printer import print_schema
+
+    print(print_schema(schema))

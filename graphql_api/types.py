@@ -1,0 +1,542 @@
+"""The GraphQL types: thin views of domain objects; related objects come through dataloaders.
+
+IDs are the database row ids as ``ID`` strings (``"42"``): stable, opaque to clients, and the
+same number the CLI and logs show. They are not globally unique across types; every field that
+takes an id says which type it names.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Generic, TypeVar
+
+import strawberry
+from strawberry.scalars import JSON
+
+from domain import models
+from domain.queries import CommentFilter, CommentView, PostView
+from graphql_api.context import Info
+
+T = TypeVar("T")
+
+VK = "https://vk.com"
+
+
+def gid(value: int | None) -> strawberry.ID:
+    return strawberry.ID(str(value))
+
+
+# --- enums ----------------------------------------------------------------------------------
+
+
+@strawberry.enum(description="What a background task does.")
+class TaskKind(enum.Enum):
+    PARSE = strawberry.enum_value("PARSE", description="Collect a community's posts, comments and replies from VK.")
+    ANALYZE = strawberry.enum_value("ANALYZE", description="Match stored comments against the keywords again (no VK calls).")
+    EXPORT = strawberry.enum_value("EXPORT", description="Write filtered comments to a downloadable file.")
+
+
+@strawberry.enum(description="Where a task is in its life. SUCCEEDED, FAILED and CANCELLED are final.")
+class TaskState(enum.Enum):
+    QUEUED = strawberry.enum_value("QUEUED", description="Stored and waiting for a worker.")
+    RUNNING = strawberry.enum_value("RUNNING", description="A worker is running it; `progress` moves.")
+    SUCCEEDED = strawberry.enum_value("SUCCEEDED", description="Finished; see `result`.")
+    FAILED = strawberry.enum_value("FAILED", description="Stopped by an error; see `error`.")
+    CANCELLED = strawberry.enum_value("CANCELLED", description="Cancelled by a user before it finished.")
+
+
+@strawberry.enum(description="What comments are sorted by.")
+class CommentSortField(enum.Enum):
+    PUBLISHED_AT = strawberry.enum_value("PUBLISHED_AT", description="When the comment was written.")
+    LIKES = strawberry.enum_value("LIKES", description="The comment's likes.")
+    MATCHES_COUNT = strawberry.enum_value("MATCHES_COUNT", description="How many keyword matches the comment has.")
+
+
+@strawberry.enum(description="Sort direction.")
+class SortDirection(enum.Enum):
+    ASC = strawberry.enum_value("ASC", description="Smallest (oldest) first.")
+    DESC = strawberry.enum_value("DESC", description="Largest (newest) first.")
+
+
+# --- errors and pages -----------------------------------------------------------------------
+
+
+@strawberry.type(
+    description="An expected failure of a mutation (bad reference, unknown id, invalid value). "
+    "Mutations return these in `errors` instead of failing the request."
+)
+class UserError:
+    code: str = strawberry.field(
+        description="Machine-readable reason, e.g. NOT_FOUND, INVALID_INPUT, INVALID_REFERENCE, "
+        "CONFLICT, VK_ACCESS_DENIED, VK_RATE_LIMITED, VK_UNAVAILABLE."
+    )
+    message: str = strawberry.field(description="What went wrong, for people.")
+    field: str | None = strawberry.field(
+        description="The input field the error is about (e.g. `ref`, `id`, `maxPosts`), when there is one."
+    )
+
+
+@strawberry.type(description="Where a page of a connection ends.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="Whether another page follows this one.")
+    end_cursor: str | None = strawberry.field(
+        description="Pass as `after` to get the next page; null when the page is empty."
+    )
+
+
+@strawberry.type(description="One item of a connection with its cursor.")
+class Edge(Generic[T]):
+    cursor: str = strawberry.field(description="Opaque position of this item; pass as `after` to continue after it.")
+    node: T = strawberry.field(description="The item.")
+
+
+@strawberry.type(description="A page of a list, Relay style: `first` items `after` a cursor.")
+class Connection(Generic[T]):
+    edges: list[Edge[T]] = strawberry.field(description="The items of this page, in order.")
+    page_info: PageInfo = strawberry.field(description="Whether there is more, and where to continue.")
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="How many items match in all (counted only when asked for).")
+    async def total_count(self) -> int:
+        return await self.count()
+
+
+# --- groups ---------------------------------------------------------------------------------
+
+
+@strawberry.type(description="When and how often a community is collected automatically.")
+class Monitoring:
+    enabled: bool = strawberry.field(description="Whether the scheduler collects this community by itself.")
+    interval_minutes: int = strawberry.field(description="Minutes between automatic runs (1–1440).")
+    priority: int = strawberry.field(description="Queue priority of automatic runs (1–10, higher runs first).")
+    next_run_at: datetime | None = strawberry.field(description="When the next automatic run is due.")
+    last_run_at: datetime | None = strawberry.field(description="When the last run (of any kind) finished.")
+    last_success_at: datetime | None = strawberry.field(description="When the last successful run finished.")
+    last_error: str | None = strawberry.field(description="Why the last run failed; null after a success.")
+
+
+@strawberry.type(description="A VK community (group, public page or event) whose comments are collected.")
+class Group:
+    id: strawberry.ID = strawberry.field(description="Row id of the community here (not its VK id).")
+    vk_id: int = strawberry.field(description="VK's id of the community (positive).")
+    screen_name: str = strawberry.field(description="Short address, as in vk.com/<screenName>.")
+    name: str = strawberry.field(description="Display name.")
+    is_closed: bool = strawberry.field(description="Whether the community is closed or private on VK.")
+    members_count: int | None = strawberry.field(description="Members, as of the last refresh.")
+    photo_url: str | None = strawberry.field(description="Avatar image URL.")
+    description: str | None = strawberry.field(description="The community's description on VK.")
+    deactivated: str | None = strawberry.field(description="Why VK blocked the community (`banned`, `deleted`), if it did.")
+    active: bool = strawberry.field(description="Inactive communities are kept but never collected.")
+    max_posts: int | None = strawberry.field(description="How many of the newest posts a parse reads (null: all).")
+    since: datetime | None = strawberry.field(description="A parse reads posts back to this date (null: no limit).")
+    monitoring: Monitoring = strawberry.field(description="Automatic collection settings and state.")
+    created_at: datetime | None = strawberry.field(description="When the community was added.")
+    updated_at: datetime | None = strawberry.field(description="When this record last changed.")
+
+    @strawberry.field(description="Link to the community on VK.")
+    def url(self) -> str:
+        return f"{VK}/{self.screen_name}" if self.screen_name else f"{VK}/club{self.vk_id}"
+
+    @strawberry.field(description="Comments collected from this community (counted only when asked for).")
+    async def comments_count(self, info: Info) -> int:
+        return await info.context.read_model.comments_count(CommentFilter(group_ids=(int(self.id),)))
+
+    @classmethod
+    def from_domain(cls, g: models.Group) -> Group:
+        return cls(
+            id=gid(g.id),
+            vk_id=g.vk_id,
+            screen_name=g.screen_name,
+            name=g.name,
+            is_closed=g.is_closed,
+            members_count=g.members_count,
+            photo_url=g.photo_url,
+            description=g.description,
+            deactivated=g.deactivated,
+            active=g.active,
+            max_posts=g.max_posts,
+            since=g.since,
+            monitoring=Monitoring(
+                enabled=g.monitor_enabled,
+                interval_minutes=g.monitor_interval_minutes,
+                priority=g.monitor_priority,
+                next_run_at=g.next_run_at,
+                last_run_at=g.last_run_at,
+                last_success_at=g.last_success_at,
+                last_error=g.last_error,
+            ),
+            created_at=g.created_at,
+            updated_at=g.updated_at,
+        )
+
+
+async def load_group(info: Info, group_id: int | None) -> Group | None:
+    if group_id is None:
+        return None
+    group = await info.context.loaders(info).group.load(group_id)
+    return Group.from_domain(group) if group is not None else None
+
+
+# --- posts, authors, keywords, comments -----------------------------------------------------
+
+
+@strawberry.type(description="A wall post of a community.")
+class Post:
+    id: strawberry.ID = strawberry.field(description="Row id of the post here.")
+    vk_id: int = strawberry.field(description="VK's id of the post within its wall.")
+    owner_id: int = strawberry.field(description="VK wall owner id (the community's id, negated).")
+    author_id: int | None = strawberry.field(description="VK id of who published it (negative: the community itself).")
+    text: str = strawberry.field(description="The post's text.")
+    published_at: datetime = strawberry.field(description="When it was published.")
+    comments_count: int = strawberry.field(description="Comments VK reports for the post, replies included.")
+    likes: int = strawberry.field(description="Likes, as of the last collection.")
+    reposts: int = strawberry.field(description="Reposts, as of the last collection.")
+    views: int = strawberry.field(description="Views, as of the last collection.")
+    is_pinned: bool = strawberry.field(description="Whether the post is pinned on the wall.")
+    group_id: strawberry.Private[int]
+
+    @strawberry.field(description="The community whose wall the post is on.")
+    async def group(self, info: Info) -> Group | None:
+        return await load_group(info, self.group_id)
+
+    @strawberry.field(description="Link to the post on VK.")
+    def url(self) -> str:
+        return f"{VK}/wall{self.owner_id}_{self.vk_id}"
+
+    @classmethod
+    def from_view(cls, p: PostView) -> Post:
+        return cls(
+            id=gid(p.id),
+            vk_id=p.vk_id,
+            owner_id=p.owner_id,
+            author_id=p.from_id,
+            text=p.text,
+            published_at=p.published_at,
+            comments_count=p.comments_count,
+            likes=p.likes,
+            reposts=p.reposts,
+            views=p.views,
+            is_pinned=p.is_pinned,
+            group_id=p.group_id,
+        )
+
+
+@strawberry.type(description="Who wrote a comment: a VK user (positive id) or a community (negative id).")
+class Author:
+    vk_id: int = strawberry.field(description="VK id: positive for a user, negative for a community.")
+    name: str = strawberry.field(description="Full name of the user, or the community's name.")
+    screen_name: str | None = strawberry.field(description="Short address on VK, when known.")
+    photo_url: str | None = strawberry.field(description="Avatar image URL, when known.")
+
+    @strawberry.field(description="Link to the author's VK page.")
+    def url(self) -> str:
+        if self.screen_name:
+            return f"{VK}/{self.screen_name}"
+        return f"{VK}/id{self.vk_id}" if self.vk_id > 0 else f"{VK}/club{-self.vk_id}"
+
+    @classmethod
+    def from_domain(cls, a: models.Author) -> Author:
+        return cls(vk_id=a.vk_id, name=a.name, screen_name=a.screen_name, photo_url=a.photo_url)
+
+
+@strawberry.type(description="A word or phrase comments are matched against.")
+class Keyword:
+    id: strawberry.ID = strawberry.field(description="Row id of the keyword.")
+    word: str = strawberry.field(description="The word or phrase.")
+    category: str | None = strawberry.field(description="A free-form group the keyword belongs to.")
+    active: bool = strawberry.field(description="Inactive keywords are kept but not matched.")
+    case_sensitive: bool = strawberry.field(description="Whether letter case must match.")
+    whole_word: bool = strawberry.field(description="Whether only whole words match (not parts of longer words).")
+    morphology: bool = strawberry.field(description="Whether every Russian word form matches (кошка → кошками).")
+
+    @classmethod
+    def from_domain(cls, k: models.Keyword) -> Keyword:
+        return cls(
+            id=gid(k.id),
+            word=k.word,
+            category=k.category,
+            active=k.active,
+            case_sensitive=k.case_sensitive,
+            whole_word=k.whole_word,
+            morphology=k.morphology,
+        )
+
+
+@strawberry.type(description="One place in a comment's text where a keyword matched.")
+class KeywordMatch:
+    matched_text: str = strawberry.field(description="The text as it appears in the comment.")
+    start: int = strawberry.field(description="Offset of the match's first character in the comment text.")
+    end: int = strawberry.field(description="Offset just after the match's last character.")
+    snippet: str = strawberry.field(description="The match with some text around it.")
+    keyword_id: strawberry.Private[int]
+
+    @strawberry.field(description="The keyword that matched.")
+    async def keyword(self, info: Info) -> Keyword | None:
+        keyword = await info.context.loaders(info).keyword.load(self.keyword_id)
+        return Keyword.from_domain(keyword) if keyword is not None else None
+
+    @classmethod
+    def from_domain(cls, m: models.Match) -> KeywordMatch:
+        return cls(matched_text=m.matched_text, start=m.start, end=m.end, snippet=m.snippet, keyword_id=m.keyword_id)
+
+
+@strawberry.type(description="A comment under a wall post, or a reply inside a comment's thread.")
+class Comment:
+    id: strawberry.ID = strawberry.field(description="Row id of the comment here.")
+    vk_id: int = strawberry.field(description="VK's id of the comment (unique only within one wall).")
+    owner_id: int = strawberry.field(description="VK wall owner id (the community's id, negated).")
+    author_id: int = strawberry.field(description="VK id of the author (negative: a community).")
+    text: str = strawberry.field(description="The comment's text.")
+    published_at: datetime = strawberry.field(description="When it was written.")
+    likes: int = strawberry.field(description="Likes, as of the last collection.")
+    deleted: bool = strawberry.field(description="Whether it was deleted on VK (kept here as deleted).")
+    viewed: bool = strawberry.field(description="Marked as viewed by a reviewer.")
+    archived: bool = strawberry.field(description="Marked as archived by a reviewer.")
+    matches_count: int = strawberry.field(description="How many keyword matches the comment has.")
+    group_id: strawberry.Private[int]
+    post_id: strawberry.Private[int]
+    post_vk_id: strawberry.Private[int]
+    parent_id: strawberry.Private[int | None]
+    thread_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="The community the comment was written in.")
+    async def group(self, info: Info) -> Group | None:
+        return await load_group(info, self.group_id)
+
+    @strawberry.field(description="The post the comment is under.")
+    async def post(self, info: Info) -> Post | None:
+        post = await info.context.loaders(info).post.load(self.post_id)
+        return Post.from_view(post) if post is not None else None
+
+    @strawberry.field(description="The comment this one answers; null for a top-level comment.")
+    async def parent(self, info: Info) -> Comment | None:
+        return await load_comment(info, self.parent_id)
+
+    @strawberry.field(description="The top-level comment whose thread this reply is in; null for a top-level comment.")
+    async def thread(self, info: Info) -> Comment | None:
+        return await load_comment(info, self.thread_id)
+
+    @strawberry.field(description="Who wrote it; null when VK told us nothing about the author.")
+    async def author(self, info: Info) -> Author | None:
+        author = await info.context.loaders(info).author.load(self.author_id)
+        return Author.from_domain(author) if author is not None else None
+
+    @strawberry.field(description="Where the keywords matched, in text order.")
+    async def matches(self, info: Info) -> list[KeywordMatch]:
+        matches = await info.context.loaders(info).matches.load(int(self.id))
+        return [KeywordMatch.from_domain(m) for m in sorted(matches, key=lambda m: (m.start, m.end))]
+
+    @strawberry.field(description="Link to the comment on VK.")
+    def url(self) -> str:
+        return f"{VK}/wall{self.owner_id}_{self.post_vk_id}?reply={self.vk_id}"
+
+    @classmethod
+    def from_view(cls, c: CommentView) -> Comment:
+        return cls(
+            id=gid(c.id),
+            vk_id=c.vk_id,
+            owner_id=c.owner_id,
+            author_id=c.from_id,
+            text=c.text,
+            published_at=c.published_at,
+            likes=c.likes,
+            deleted=c.deleted,
+            viewed=c.viewed,
+            archived=c.archived,
+            matches_count=c.matches_count,
+            group_id=c.group_id,
+            post_id=c.post_id,
+            post_vk_id=c.post_vk_id,
+            parent_id=c.parent_id,
+            thread_id=c.thread_id,
+        )
+
+
+async def load_comment(info: Info, comment_id: int | None) -> Comment | None:
+    if comment_id is None:
+        return None
+    comment = await info.context.loaders(info).comment.load(comment_id)
+    return Comment.from_view(comment) if comment is not None else None
+
+
+# --- tasks ----------------------------------------------------------------------------------
+
+
+@strawberry.type(description="How far a task has got.")
+class Progress:
+    done: int = strawberry.field(description="Units of work done (posts, comments, rows: see `message`).")
+    total: int | None = strawberry.field(description="Units of work in all, when known.")
+    message: str = strawberry.field(description="What the task is doing now, for people.")
+
+
+@strawberry.type(description="A background job (parse, analyze, export) and its durable record.")
+class Task:
+    id: strawberry.ID = strawberry.field(description="Row id of the task.")
+    kind: TaskKind = strawberry.field(description="What the task does.")
+    state: TaskState = strawberry.field(description="Where the task is in its life.")
+    priority: int = strawberry.field(description="Queue priority (1–10, higher runs first).")
+    progress: Progress = strawberry.field(description="How far it has got.")
+    attempts: int = strawberry.field(description="How many times a worker has started it (more than 1 after a retry).")
+    cancel_requested: bool = strawberry.field(description="A cancel was asked for; a running task stops at its next step.")
+    created_at: datetime | None = strawberry.field(description="When it was queued.")
+    started_at: datetime | None = strawberry.field(description="When a worker first started it.")
+    finished_at: datetime | None = strawberry.field(description="When it reached a final state.")
+    error: str | None = strawberry.field(description="Why it failed (state FAILED).")
+    result: JSON | None = strawberry.field(description="What it produced (state SUCCEEDED); the shape depends on `kind`.")
+    params: JSON = strawberry.field(description="The options it was started with.")
+    group_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="The community a PARSE task collects; null for other kinds.")
+    async def group(self, info: Info) -> Group | None:
+        return await load_group(info, self.group_id)
+
+    @classmethod
+    def from_domain(cls, t: models.Task) -> Task:
+        return cls(
+            id=gid(t.id),
+            kind=TaskKind(t.kind.value),
+            state=TaskState(t.state.value),
+            priority=t.priority,
+            progress=Progress(done=t.progress.done, total=t.progress.total, message=t.progress.message),
+            attempts=t.attempts,
+            cancel_requested=t.cancel_requested,
+            created_at=t.created_at,
+            started_at=t.started_at,
+            finished_at=t.finished_at,
+            error=t.error,
+            result=t.result,
+            params=t.params or {},
+            group_id=t.group_id,
+        )
+
+
+GroupConnection = Connection[Group]
+CommentConnection = Connection[Comment]
+TaskConnection = Connection[Task]
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+@strawberry.input(name="CommentFilter", description="Which comments to list. Every given condition must hold.")
+class CommentFilterInput:
+    group_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only from these communities (Group ids).")
+    post_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only under these posts (Post ids).")
+    keyword_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Only comments matched by at least one of these keywords (Keyword ids)."
+    )
+    matched: bool | None = strawberry.field(
+        default=None, description="true: only comments with a keyword match; false: only without."
+    )
+    text: str | None = strawberry.field(default=None, description="Only comments whose text contains this (case-insensitive).")
+    author_ids: list[int] | None = strawberry.field(default=None, description="Only by these authors (VK ids).")
+    since: datetime | None = strawberry.field(default=None, description="Only written at or after this time.")
+    until: datetime | None = strawberry.field(default=None, description="Only written at or before this time.")
+    viewed: bool | None = strawberry.field(default=None, description="Only viewed (true) or not viewed (false) comments.")
+    archived: bool | None = strawberry.field(default=None, description="Only archived (true) or not archived (false) comments.")
+
+
+@strawberry.input(name="CommentOrder", description="How to sort comments.")
+class CommentOrderInput:
+    field: CommentSortField = strawberry.field(default=CommentSortField.PUBLISHED_AT, description="What to sort by.")
+    direction: SortDirection = strawberry.field(default=SortDirection.DESC, description="Which way.")
+
+
+@strawberry.input(name="TaskFilter", description="Which tasks to list. Every given condition must hold.")
+class TaskFilterInput:
+    kinds: list[TaskKind] | None = strawberry.field(default=None, description="Only tasks of these kinds.")
+    states: list[TaskState] | None = strawberry.field(default=None, description="Only tasks in these states.")
+    group_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only tasks of these communities (Group ids).")
+
+
+@strawberry.input(description="Automatic collection settings; omitted fields stay as they are.")
+class MonitoringInput:
+    enabled: bool | None = strawberry.field(default=strawberry.UNSET, description="Collect the community automatically.")
+    interval_minutes: int | None = strawberry.field(default=strawberry.UNSET, description="Minutes between runs (1–1440).")
+    priority: int | None = strawberry.field(default=strawberry.UNSET, description="Queue priority of the runs (1–10).")
+
+
+@strawberry.input(description="Changes to a community's settings; omitted fields stay as they are, null clears.")
+class UpdateGroupInput:
+    active: bool | None = strawberry.field(default=strawberry.UNSET, description="Whether the community is collected at all.")
+    max_posts: int | None = strawberry.field(
+        default=strawberry.UNSET, description="How many of the newest posts a parse reads; null: all."
+    )
+    since: datetime | None = strawberry.field(
+        default=strawberry.UNSET, description="A parse reads posts back to this date; null: no limit."
+    )
+    monitoring: MonitoringInput | None = strawberry.field(default=strawberry.UNSET, description="Automatic collection settings.")
+
+
+@strawberry.input(description="What to collect.")
+class StartParseInput:
+    group_ids: list[strawberry.ID] = strawberry.field(description="Communities to collect (Group ids); one task each.")
+    max_posts: int | None = strawberry.field(
+        default=None, description="Read at most this many of the newest posts (default: the community's setting)."
+    )
+    since: datetime | None = strawberry.field(
+        default=None, description="Read posts back to this date (default: the community's setting)."
+    )
+    priority: int = strawberry.field(default=5, description="Queue priority (1–10, higher runs first).")
+    full: bool = strawberry.field(
+        default=False, description="Re-read every post's comments, not only those of posts that changed."
+    )
+
+
+# --- payloads -------------------------------------------------------------------------------
+
+
+@strawberry.type(description="Result of addGroup.")
+class AddGroupPayload:
+    group: Group | None = strawberry.field(description="The community, added or (if it was already tracked) refreshed.")
+    errors: list[UserError] = strawberry.field(description="Why it could not be added; empty on success.")
+
+
+@strawberry.type(description="The outcome for one line of addGroups.")
+class AddGroupResult:
+    ref: str = strawberry.field(description="The reference as given.")
+    group: Group | None = strawberry.field(description="The community, when this line succeeded.")
+    errors: list[UserError] = strawberry.field(description="Why this line failed; empty on success.")
+
+
+@strawberry.type(description="Result of addGroups: one result per given reference, in order.")
+class AddGroupsPayload:
+    results: list[AddGroupResult] = strawberry.field(description="Per-reference outcomes, in the order given.")
+    groups: list[Group] = strawberry.field(description="Every community that was added or refreshed.")
+    errors: list[UserError] = strawberry.field(
+        description="Errors about the request as a whole (per-line errors are in `results`)."
+    )
+
+
+@strawberry.type(description="Result of updateGroup, refreshGroup.")
+class GroupPayload:
+    group: Group | None = strawberry.field(description="The community as it is now.")
+    errors: list[UserError] = strawberry.field(description="Why it failed; empty on success.")
+
+
+@strawberry.type(description="Result of removeGroup.")
+class RemoveGroupPayload:
+    removed_group_id: strawberry.ID | None = strawberry.field(description="Id of the removed community.")
+    errors: list[UserError] = strawberry.field(description="Why it failed; empty on success.")
+
+
+@strawberry.type(description="Result of startParse.")
+class StartParsePayload:
+    tasks: list[Task] = strawberry.field(
+        description="One PARSE task per community; a community already being collected gets its running task."
+    )
+    errors: list[UserError] = strawberry.field(description="Why nothing was started; empty on success.")
+
+
+@strawberry.type(description="Result of cancelTask.")
+class TaskPayload:
+    task: Task | None = strawberry.field(description="The task as it is now.")
+    errors: list[UserError] = strawberry.field(description="Why it failed; empty on success.")
+
+
+@strawberry.type(description="Result of setCommentState.")
+class SetCommentStatePayload:
+    comments: list[Comment] = strawberry.field(description="The changed comments, as they are now.")
+    errors: list[UserError] = strawberry.field(description="Why it failed; empty on success.")

@@ -1,0 +1,201 @@
+"""The composition root: the one place that chooses and wires the adapters.
+
+Embedded mode (no ``VKCP_REDIS_URL``): SQLite by default, in-process jobs and events.
+Production mode: PostgreSQL, ARQ jobs, Redis pub/sub and a Redis rate limiter shared by every
+process using the same VK token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+
+from domain.ports import Adapters
+from domain.queries import ReadModel
+from domain.tasks import run_task
+from infrastructure.db.engine import create_engine, session_factory
+from infrastructure.db.queries import SqlReadModel
+from infrastructure.db.uow import SqlUnitOfWork
+from infrastructure.events import InMemoryEventBus, RedisEventBus
+from infrastructure.queue import ArqJobQueue, InProcessJobQueue
+from infrastructure.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+ARQ_QUEUE = "vkcp:queue"
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    adapters: Adapters
+    read_model: ReadModel
+    engine: Any
+    redis: Any = None
+    closers: list[Any] = field(default_factory=list)
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), 5)
+            checks["database"] = "ok"
+        except Exception as e:  # readiness reports, it does not raise
+            checks["database"] = f"error: {type(e).__name__}"
+        if self.redis is None:
+            checks["redis"] = "not configured"
+        else:
+            try:
+                await asyncio.wait_for(self.redis.ping(), 5)
+                checks["redis"] = "ok"
+            except Exception as e:
+                checks["redis"] = f"error: {type(e).__name__}"
+        checks["vk"] = _vk_readiness(self.adapters.vk, self.settings)
+        return checks
+
+    async def aclose(self) -> None:
+        for closer in reversed(self.closers):
+            await closer()
+        self.closers.clear()
+
+
+def _vk_readiness(vk: Any, settings: Settings) -> str:
+    if settings.vk_sandbox:
+        return "sandbox"
+    states = vk.token_states() if hasattr(vk, "token_states") else []
+    if not states:
+        return "no tokens configured"
+    active = sum(1 for s in states if s.state == "ACTIVE")
+    return f"{active}/{len(states)} tokens active" if active else "error: no usable token"
+
+
+def build_vk(settings: Settings, redis: Any = None):
+    if settings.vk_sandbox:
+        from infrastructure.vk.sandbox import sandbox_gateway
+
+        return sandbox_gateway()
+    from infrastructure.vk.gateway import HttpVkGateway
+    from infrastructure.vk.limiter import InProcessRateLimiter, RedisRateLimiter
+
+    limiter = (
+        RedisRateLimiter(redis, settings.vk_rps, prefix=settings.redis_prefix)
+        if redis is not None
+        else InProcessRateLimiter(settings.vk_rps)
+    )
+    return HttpVkGateway(
+        settings.vk_api_url,
+        [t.get_secret_value() for t in settings.vk_tokens],
+        rps=settings.vk_rps,
+        limiter=limiter,
+        use_execute=settings.vk_execute,
+        timeout=settings.vk_timeout,
+        max_retries=settings.vk_max_retries,
+    )
+
+
+def build_matcher_factory():
+    """Keywords → a function matching (comment id, text) pairs; None until keywords exist."""
+    try:
+        from domain.matching import KeywordMatcher, KeywordRule
+        from infrastructure.morphology import get_lemmatizer
+    except ImportError:  # matching arrives with the keywords feature
+        return None
+    from domain.models import Match
+
+    def factory(keywords):
+        rules = [
+            KeywordRule(k.id, k.word, case_sensitive=k.case_sensitive, whole_word=k.whole_word, morphology=k.morphology)
+            for k in keywords
+            if k.active
+        ]
+        if not rules:
+            return None
+        matcher = KeywordMatcher(rules, get_lemmatizer())
+
+        def match(pairs):
+            return [
+                Match(comment_id, h.keyword_id, h.matched_text, h.start, h.end, h.snippet)
+                for comment_id, text in pairs
+                for h in matcher.match(text or "")
+            ]
+
+        return match
+
+    return factory
+
+
+async def build_container(settings: Settings, *, worker: bool = False) -> Container:
+    """Wire everything. ``worker=True`` for ``vkcp worker`` processes (jobs come from ARQ)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.effective_database_url)
+    sessions = session_factory(engine)
+    closers: list[Any] = [engine.dispose]
+
+    redis = None
+    if settings.redis_url:
+        import redis.asyncio as aioredis
+
+        redis = aioredis.from_url(settings.redis_url)
+        closers.append(redis.aclose)
+        events = RedisEventBus(redis, prefix=settings.redis_prefix)
+    else:
+        events = InMemoryEventBus()
+    closers.append(events.aclose)
+
+    vk = build_vk(settings, redis)
+    if hasattr(vk, "aclose"):
+        closers.append(vk.aclose)
+
+    adapters = Adapters(
+        uow_factory=lambda: SqlUnitOfWork(sessions),
+        vk=vk,
+        queue=None,  # type: ignore[arg-type]  # set below: the in-process queue needs adapters
+        events=events,
+        clock=SystemClock(),
+        matcher_factory=build_matcher_factory(),
+        recent_window_hours=settings.recent_window_hours,
+        collect_concurrency=settings.collect_concurrency,
+        data_dir=str(settings.data_dir),
+    )
+    if settings.redis_url:
+        from arq import create_pool
+        from arq.connections import RedisSettings
+
+        pool = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=ARQ_QUEUE)
+        queue: Any = ArqJobQueue(pool, queue_name=ARQ_QUEUE)
+    else:
+        queue = InProcessJobQueue(lambda task_id: run_task(adapters, task_id))
+    closers.append(queue.aclose)
+    adapters.queue = queue
+
+    return Container(
+        settings=settings,
+        adapters=adapters,
+        read_model=SqlReadModel(sessions),
+        engine=engine,
+        redis=redis,
+        closers=closers,
+    )
+
+
+async def resume_unfinished(container: Container) -> int:
+    """Embedded mode: tasks queued or running when the process stopped are run again."""
+    from domain.models import TaskState
+
+    async with container.adapters.uow_factory() as uow:
+        tasks = await uow.tasks.list(states=[TaskState.QUEUED, TaskState.RUNNING], limit=10_000)
+    for task in tasks:
+        await container.adapters.queue.enqueue(task)
+    if tasks:
+        log.info("tasks.resumed", count=len(tasks))
+    return len(tasks)

@@ -1,0 +1,67 @@
+"""Async engines for SQLite (the embedded default) and PostgreSQL, and their session factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine
+
+# Execution option a unit of work sets on its connection: on SQLite its transaction starts
+# with BEGIN IMMEDIATE (see _configure_sqlite).
+SQLITE_IMMEDIATE = "vkcp_sqlite_immediate"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def fold_text(value: str | None) -> str | None:
+    """Casefold with "ё" read as "е": SQLite's own lower() knows ASCII only."""
+    return None if value is None else value.casefold().replace("ё", "е")
+
+
+def create_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # Rows are read into plain domain objects, never ORM instances: nothing to expire.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def _sqlite_engine(url: str) -> AsyncEngine:
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL (readers never block the writer), foreign keys, waiting on locks, fold_text().
+
+    The driver's own transaction handling is switched off so that SQLAlchemy emits BEGIN
+    itself: a unit of work, which reads and then writes, must take the write lock at its
+    start (BEGIN IMMEDIATE). A deferred transaction that upgrades to a writer fails with
+    "database is locked" at once when another writer committed meanwhile, without waiting.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, much faster commits
+        cursor.close()
+        dbapi_connection.create_function("fold_text", 1, fold_text, deterministic=True)
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection) -> None:
+        immediate = connection.get_execution_options().get(SQLITE_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

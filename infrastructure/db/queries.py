@@ -1,0 +1,360 @@
+"""The read model (``domain.queries.ReadModel``) over SQL: keyset pages and batched look-ups.
+
+Pages never use OFFSET: a cursor is the last row's (sort key, id), and the next page starts
+strictly after it in the requested order, so rows inserted meanwhile neither shift nor repeat
+anything. Every method opens its own short session because dataloaders call them concurrently.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, literal_column, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from domain.errors import InvalidInput
+from domain.models import Author, Group, Keyword, Match, Task
+from domain.queries import (
+    MAX_PAGE,
+    CommentFilter,
+    CommentOrder,
+    CommentSort,
+    CommentView,
+    Page,
+    PostView,
+    SortDirection,
+    TaskFilter,
+)
+from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
+from infrastructure.db.tables import authors, comments, groups, keywords, matches, posts, tasks
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+# --- cursors --------------------------------------------------------------------------------
+
+
+def encode_cursor(key: Any, row_id: int) -> str:
+    if isinstance(key, datetime):
+        key = key.isoformat()
+    raw = json.dumps([key, row_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, key_type: type) -> tuple[Any, int]:
+    """(sort key, id) from a cursor made by ``encode_cursor`` for the same order."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key, row_id = json.loads(raw)
+        if type(row_id) is not int:
+            raise ValueError("id")
+        if key_type is datetime:
+            key = datetime.fromisoformat(key)
+            if key.tzinfo is None:
+                raise ValueError("naive time")
+        elif type(key) is not key_type:
+            raise ValueError("key")
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as e:
+        raise InvalidInput("Invalid cursor", field="after") from e
+    return key, row_id
+
+
+@dataclass(frozen=True)
+class _Order:
+    """A keyset order: a sort column, the id tie-breaker and a direction."""
+
+    key: Any  # column
+    key_name: str  # its label in the selected row
+    key_type: type
+    id: Any
+    descending: bool
+
+    def by(self) -> list:
+        if self.descending:
+            return [self.key.desc(), self.id.desc()]
+        return [self.key.asc(), self.id.asc()]
+
+    def after(self, cursor: str) -> ColumnElement[bool]:
+        key, row_id = decode_cursor(cursor, self.key_type)
+        # (key, id) < (k, i) spelled out: row-value comparison is not portable to every SQLite.
+        if self.descending:
+            return or_(self.key < key, and_(self.key == key, self.id < row_id))
+        return or_(self.key > key, and_(self.key == key, self.id > row_id))
+
+
+def _clamp(first: int) -> int:
+    return max(0, min(first, MAX_PAGE))
+
+
+def _aligned(ids: Sequence[K], found: dict[K, T]) -> list[T | None]:
+    """Results in the order of ``ids`` with None for the missing: what dataloaders expect."""
+    return [found.get(i) for i in ids]
+
+
+# --- comment filters ------------------------------------------------------------------------
+
+_LIKE_ESCAPE = "\\"
+
+
+def _like_pattern(word: str) -> str:
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _text_condition(text: str, dialect: str) -> ColumnElement[bool] | None:
+    text = text.strip()
+    if not text:
+        return None
+    if dialect == "postgresql":
+        # Same expression as the GIN index ix_comments_text_fts, so the index is used;
+        # 'russian' stemming makes "кошка" find "кошками".
+        config = literal_column("'russian'::regconfig")
+        return func.to_tsvector(config, comments.c.text).op("@@")(func.plainto_tsquery(config, text))
+    # SQLite: every word as a case-insensitive substring. fold_text() is registered by
+    # infrastructure.db.engine (SQLite's own lower() folds ASCII only, not Cyrillic).
+    folded = text.casefold().replace("ё", "е")
+    return and_(
+        *(func.fold_text(comments.c.text).like(_like_pattern(word), escape=_LIKE_ESCAPE) for word in folded.split())
+    )
+
+
+def _comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[bool]]:
+    c = comments.c
+    conditions: list[ColumnElement[bool]] = []
+    if flt.group_ids is not None:
+        conditions.append(c.group_id.in_(flt.group_ids) if flt.group_ids else false())
+    if flt.post_ids is not None:
+        conditions.append(c.post_id.in_(flt.post_ids) if flt.post_ids else false())
+    if flt.keyword_ids is not None:
+        has_keyword = exists().where(matches.c.comment_id == c.id, matches.c.keyword_id.in_(flt.keyword_ids))
+        conditions.append(has_keyword if flt.keyword_ids else false())
+    if flt.matched is not None:
+        conditions.append(c.matches_count > 0 if flt.matched else c.matches_count == 0)
+    if flt.text is not None and (text := _text_condition(flt.text, dialect)) is not None:
+        conditions.append(text)
+    if flt.author_ids is not None:
+        conditions.append(c.from_id.in_(flt.author_ids) if flt.author_ids else false())
+    if flt.since is not None:
+        conditions.append(c.published_at >= flt.since)
+    if flt.until is not None:
+        conditions.append(c.published_at <= flt.until)
+    if flt.viewed is not None:
+        conditions.append(c.viewed == flt.viewed)
+    if flt.archived is not None:
+        conditions.append(c.archived == flt.archived)
+    return conditions
+
+
+_COMMENT_SORT_KEYS = {
+    CommentSort.PUBLISHED_AT: (comments.c.published_at, datetime),
+    CommentSort.LIKES: (comments.c.likes, int),
+    CommentSort.MATCHES_COUNT: (comments.c.matches_count, int),
+}
+
+
+def _comment_order(order: CommentOrder) -> _Order:
+    column, key_type = _COMMENT_SORT_KEYS[order.field]
+    return _Order(column, column.name, key_type, comments.c.id, order.direction is SortDirection.DESC)
+
+
+def _comment_query() -> Select:
+    """Comments with their parent's and thread root's row ids (replies name them by VK id)."""
+    parent = comments.alias("parent")
+    thread = comments.alias("thread")
+    return (
+        select(comments, parent.c.id.label("parent_row_id"), thread.c.id.label("thread_row_id"))
+        .select_from(
+            comments.outerjoin(
+                parent, and_(parent.c.owner_id == comments.c.owner_id, parent.c.vk_id == comments.c.parent_vk_id)
+            ).outerjoin(thread, and_(thread.c.owner_id == comments.c.owner_id, thread.c.vk_id == comments.c.thread_vk_id))
+        )
+    )
+
+
+def _comment_view(row) -> CommentView:
+    return CommentView(
+        id=row["id"],
+        group_id=row["group_id"],
+        post_id=row["post_id"],
+        owner_id=row["owner_id"],
+        vk_id=row["vk_id"],
+        post_vk_id=row["post_vk_id"],
+        parent_id=row["parent_row_id"],
+        thread_id=row["thread_row_id"],
+        from_id=row["from_id"],
+        text=row["text"],
+        published_at=row["published_at"],
+        likes=row["likes"],
+        deleted=row["deleted"],
+        viewed=row["viewed"],
+        archived=row["archived"],
+        matches_count=row["matches_count"],
+    )
+
+
+def _post_view(row) -> PostView:
+    return PostView(**{name: row[name] for name in PostView.__dataclass_fields__})
+
+
+def _match(row) -> Match:
+    return Match(
+        comment_id=row["comment_id"],
+        keyword_id=row["keyword_id"],
+        matched_text=row["matched_text"],
+        start=row["start_pos"],
+        end=row["end_pos"],
+        snippet=row["snippet"],
+    )
+
+
+def _task_conditions(flt: TaskFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if flt.kinds is not None:
+        conditions.append(tasks.c.kind.in_([k.value for k in flt.kinds]) if flt.kinds else false())
+    if flt.states is not None:
+        conditions.append(tasks.c.state.in_([s.value for s in flt.states]) if flt.states else false())
+    if flt.group_ids is not None:
+        conditions.append(tasks.c.group_id.in_(flt.group_ids) if flt.group_ids else false())
+    return conditions
+
+
+# Groups are listed in the order they were added, tasks newest first.
+_GROUP_ORDER = _Order(groups.c.id, "id", int, groups.c.id, descending=False)
+_TASK_ORDER = _Order(tasks.c.id, "id", int, tasks.c.id, descending=True)
+
+
+class SqlReadModel:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._dialect = sessions.kw["bind"].dialect.name  # the filters' SQL differs per database
+
+    # --- plumbing ---
+
+    async def _page(self, query: Select, order: _Order, first: int, after: str | None, to_node: Callable) -> Page:
+        if after:
+            query = query.where(order.after(after))
+        limit = _clamp(first)
+        query = query.order_by(*order.by()).limit(limit + 1)  # one extra row: is there a next page?
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).mappings().all()
+        edges = [(encode_cursor(row[order.key_name], row["id"]), to_node(row)) for row in rows[:limit]]
+        return Page(edges=edges, has_next_page=len(rows) > limit)
+
+    async def _count(self, query: Select) -> int:
+        async with self._sessions() as session:
+            return (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+
+    async def _by_ids(self, query_for: Callable[[list], Select], ids: Sequence, key: str, to_node: Callable) -> list:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return [None] * len(ids)
+        async with self._sessions() as session:
+            rows = (await session.execute(query_for(wanted))).mappings().all()
+        return _aligned(ids, {row[key]: to_node(row) for row in rows})
+
+    # --- groups ---
+
+    async def groups_page(self, *, first: int, after: str | None, active: bool | None = None) -> Page[Group]:
+        return await self._page(_groups_query(active), _GROUP_ORDER, first, after, group_from_row)
+
+    async def groups_count(self, *, active: bool | None = None) -> int:
+        return await self._count(_groups_query(active))
+
+    async def groups_by_ids(self, ids: Sequence[int]) -> list[Group | None]:
+        return await self._by_ids(lambda w: select(groups).where(groups.c.id.in_(w)), ids, "id", group_from_row)
+
+    # --- posts and authors ---
+
+    async def posts_by_ids(self, ids: Sequence[int]) -> list[PostView | None]:
+        return await self._by_ids(lambda w: select(posts).where(posts.c.id.in_(w)), ids, "id", _post_view)
+
+    async def authors_by_ids(self, vk_ids: Sequence[int]) -> list[Author | None]:
+        def author(row) -> Author:
+            return Author(vk_id=row["vk_id"], name=row["name"], screen_name=row["screen_name"], photo_url=row["photo_url"])
+
+        return await self._by_ids(lambda w: select(authors).where(authors.c.vk_id.in_(w)), vk_ids, "vk_id", author)
+
+    # --- comments ---
+
+    async def comments_page(
+        self, flt: CommentFilter, order: CommentOrder, *, first: int, after: str | None
+    ) -> Page[CommentView]:
+        keyset = _comment_order(order)
+        query = _comment_query().where(*_comment_conditions(flt, self._dialect))
+        return await self._page(query, keyset, first, after, _comment_view)
+
+    async def comments_count(self, flt: CommentFilter) -> int:
+        query = select(comments.c.id).where(*_comment_conditions(flt, self._dialect))
+        return await self._count(query)
+
+    async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]:
+        return await self._by_ids(lambda w: _comment_query().where(comments.c.id.in_(w)), ids, "id", _comment_view)
+
+    async def matches_by_comment_ids(self, ids: Sequence[int]) -> list[list[Match]]:
+        wanted = list(dict.fromkeys(ids))
+        found: dict[int, list[Match]] = {i: [] for i in wanted}
+        if wanted:
+            query = (
+                select(matches)
+                .where(matches.c.comment_id.in_(wanted))
+                .order_by(matches.c.comment_id, matches.c.start_pos, matches.c.keyword_id)
+            )
+            async with self._sessions() as session:
+                for row in (await session.execute(query)).mappings():
+                    found[row["comment_id"]].append(_match(row))
+        return [found[i] for i in ids]
+
+    # --- keywords ---
+
+    async def keywords_by_ids(self, ids: Sequence[int]) -> list[Keyword | None]:
+        return await self._by_ids(lambda w: select(keywords).where(keywords.c.id.in_(w)), ids, "id", keyword_from_row)
+
+    async def keywords_page(self, *, first: int, after: str | None, active: bool | None = None) -> Page[Keyword]:
+        order = _Order(keywords.c.id, "id", int, keywords.c.id, descending=False)
+        return await self._page(_keywords_query(active), order, first, after, keyword_from_row)
+
+    async def keywords_count(self, *, active: bool | None = None) -> int:
+        return await self._count(_keywords_query(active))
+
+    async def keyword_matches_counts(self, ids: Sequence[int]) -> list[int]:
+        """Matches stored per keyword, aligned with ``ids`` (0 for none)."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return [0] * len(ids)
+        query = (
+            select(matches.c.keyword_id, func.count())
+            .where(matches.c.keyword_id.in_(wanted))
+            .group_by(matches.c.keyword_id)
+        )
+        async with self._sessions() as session:
+            counts = dict((await session.execute(query)).all())
+        return [counts.get(i, 0) for i in ids]
+
+    # --- tasks ---
+
+    async def tasks_page(self, flt: TaskFilter, *, first: int, after: str | None) -> Page[Task]:
+        query = select(tasks).where(*_task_conditions(flt))
+        return await self._page(query, _TASK_ORDER, first, after, task_from_row)
+
+    async def tasks_count(self, flt: TaskFilter) -> int:
+        return await self._count(select(tasks.c.id).where(*_task_conditions(flt)))
+
+    async def tasks_by_ids(self, ids: Sequence[int]) -> list[Task | None]:
+        return await self._by_ids(lambda w: select(tasks).where(tasks.c.id.in_(w)), ids, "id", task_from_row)
+
+
+
+def _groups_query(active: bool | None) -> Select:
+    query = select(groups)
+    return query.where(groups.c.active == active) if active is not None else query
+
+
+def _keywords_query(active: bool | None) -> Select:
+    query = select(keywords)
+    return query.where(keywords.c.active == active) if active is not None else query

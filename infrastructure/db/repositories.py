@@ -1,0 +1,506 @@
+"""SQL repositories: the write side of ``domain.ports``, one AsyncSession shared per unit of work.
+
+Bulk writes are single statements: upserts are ``INSERT ... ON CONFLICT DO UPDATE`` executed
+with a list of rows, which SQLAlchemy's "insertmanyvalues" turns into multi-row INSERTs in
+batches below the drivers' bind-parameter limits (asyncpg: 32,767), RETURNING included.
+``IN (...)`` lists are chunked by hand for the same reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.auth import ApiToken
+from domain.matching import keyword_key
+from domain.models import Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
+from infrastructure.db.tables import api_tokens, authors, comments, groups, keywords, matches, posts, tasks
+
+IN_CHUNK = 10_000  # values per IN (...) list
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _upsert(session: AsyncSession, table: Table):
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table)
+
+
+# --- groups ---------------------------------------------------------------------------------
+
+_GROUP_FIELDS = [c.name for c in groups.columns if c.name != "id"]
+
+
+def group_from_row(row: RowMapping) -> Group:
+    return Group(id=row["id"], **{name: row[name] for name in _GROUP_FIELDS})
+
+
+class SqlGroupRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, group_id: int) -> Group | None:
+        row = (await self.session.execute(select(groups).where(groups.c.id == group_id))).mappings().first()
+        return group_from_row(row) if row else None
+
+    async def get_by_vk_id(self, vk_id: int) -> Group | None:
+        row = (await self.session.execute(select(groups).where(groups.c.vk_id == vk_id))).mappings().first()
+        return group_from_row(row) if row else None
+
+    async def add(self, group: Group) -> Group:
+        now = _now()
+        group.created_at = group.created_at or now
+        group.updated_at = now
+        values = {name: getattr(group, name) for name in _GROUP_FIELDS}
+        group.id = (await self.session.execute(groups.insert().values(values).returning(groups.c.id))).scalar_one()
+        return group
+
+    async def save(self, group: Group) -> None:
+        group.updated_at = _now()
+        values = {name: getattr(group, name) for name in _GROUP_FIELDS}
+        await self.session.execute(update(groups).where(groups.c.id == group.id).values(values))
+
+    async def list(self, *, active: bool | None = None) -> list[Group]:
+        query = select(groups).order_by(groups.c.id)
+        if active is not None:
+            query = query.where(groups.c.active == active)
+        return [group_from_row(r) for r in (await self.session.execute(query)).mappings()]
+
+    async def remove(self, group_id: int) -> None:
+        # Posts, comments and matches go with it (ON DELETE CASCADE); tasks keep a NULL group.
+        await self.session.execute(delete(groups).where(groups.c.id == group_id))
+
+    async def due_for_monitoring(self, now: datetime) -> list[Group]:
+        query = (
+            select(groups)
+            .where(
+                groups.c.monitor_enabled,
+                groups.c.active,
+                or_(groups.c.next_run_at.is_(None), groups.c.next_run_at <= now),
+            )
+            # A group never run is the most overdue: NULLs first on both databases.
+            .order_by(groups.c.monitor_priority.desc(), groups.c.next_run_at.asc().nulls_first(), groups.c.id)
+        )
+        return [group_from_row(r) for r in (await self.session.execute(query)).mappings()]
+
+
+# --- posts ----------------------------------------------------------------------------------
+
+
+class SqlPostRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def upsert_many(self, group_id: int, items: Sequence[Post]) -> None:
+        rows = {
+            (p.owner_id, p.vk_id): {
+                "group_id": group_id,
+                "owner_id": p.owner_id,
+                "vk_id": p.vk_id,
+                "from_id": p.from_id,
+                "text": p.text,
+                "published_at": p.published_at,
+                "comments_count": p.comments_count,
+                "likes": p.likes,
+                "reposts": p.reposts,
+                "views": p.views,
+                "is_pinned": p.is_pinned,
+            }
+            for p in items
+        }
+        if not rows:
+            return
+        stmt = _upsert(self.session, posts)
+        # comments_synced_count is the collector's bookkeeping: VK data never overwrites it.
+        updated = ("group_id", "from_id", "text", "published_at", "comments_count", "likes", "reposts", "views", "is_pinned")
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[posts.c.owner_id, posts.c.vk_id],
+            set_={name: stmt.excluded[name] for name in updated},
+        )
+        await self.session.execute(stmt, list(rows.values()))
+
+    async def synced_counts(self, owner_id: int) -> dict[int, int]:
+        query = select(posts.c.vk_id, posts.c.comments_synced_count).where(
+            posts.c.owner_id == owner_id, posts.c.comments_synced_count.is_not(None)
+        )
+        return dict((await self.session.execute(query)).all())
+
+    async def mark_synced(self, owner_id: int, counts: dict[int, int]) -> None:
+        if not counts:
+            return
+        stmt = (
+            update(posts)
+            .where(posts.c.owner_id == owner_id, posts.c.vk_id == bindparam("b_vk_id"))
+            .values(comments_synced_count=bindparam("b_count"))
+        )
+        conn = await self.session.connection()
+        await conn.execute(stmt, [{"b_vk_id": vk_id, "b_count": n} for vk_id, n in counts.items()])
+
+
+# --- comments -------------------------------------------------------------------------------
+
+
+class SqlCommentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def upsert_many(self, group_id: int, items: Sequence[Comment]) -> dict[tuple[int, int], int]:
+        unique = {(c.owner_id, c.vk_id): c for c in items}  # ON CONFLICT may touch a row once
+        if not unique:
+            return {}
+        post_ids = await self._post_ids({(c.owner_id, c.post_vk_id) for c in unique.values()})
+        created_at = _now()
+        rows = []
+        for c in unique.values():
+            post_id = post_ids.get((c.owner_id, c.post_vk_id))
+            if post_id is None:
+                raise LookupError(f"post {c.owner_id}_{c.post_vk_id} is not stored: store posts before their comments")
+            rows.append(
+                {
+                    "group_id": group_id,
+                    "post_id": post_id,
+                    "owner_id": c.owner_id,
+                    "vk_id": c.vk_id,
+                    "post_vk_id": c.post_vk_id,
+                    "thread_vk_id": c.thread_vk_id,
+                    "parent_vk_id": c.parent_vk_id,
+                    "from_id": c.from_id,
+                    "text": c.text,
+                    "published_at": c.published_at,
+                    "likes": c.likes,
+                    "deleted": c.deleted,
+                    "created_at": created_at,
+                }
+            )
+        stmt = _upsert(self.session, comments)
+        # viewed, archived and matches_count belong to the users and the matcher: kept.
+        updated = (
+            "group_id", "post_id", "post_vk_id", "thread_vk_id", "parent_vk_id",
+            "from_id", "text", "published_at", "likes", "deleted",
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[comments.c.owner_id, comments.c.vk_id],
+            set_={name: stmt.excluded[name] for name in updated},
+        ).returning(comments.c.owner_id, comments.c.vk_id, comments.c.id)
+        result = await self.session.execute(stmt, rows)
+        return {(owner_id, vk_id): row_id for owner_id, vk_id, row_id in result}
+
+    async def _post_ids(self, keys: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
+        by_owner: dict[int, list[int]] = {}
+        for owner_id, vk_id in keys:
+            by_owner.setdefault(owner_id, []).append(vk_id)
+        found: dict[tuple[int, int], int] = {}
+        for owner_id, vk_ids in by_owner.items():
+            for chunk in _chunks(sorted(vk_ids)):
+                query = select(posts.c.vk_id, posts.c.id).where(posts.c.owner_id == owner_id, posts.c.vk_id.in_(chunk))
+                for vk_id, row_id in await self.session.execute(query):
+                    found[(owner_id, vk_id)] = row_id
+        return found
+
+    async def count(self, *, group_id: int | None = None) -> int:
+        query = select(func.count()).select_from(comments)
+        if group_id is not None:
+            query = query.where(comments.c.group_id == group_id)
+        return (await self.session.execute(query)).scalar_one()
+
+    async def iter_texts(
+        self, *, group_ids: Sequence[int] | None, after_id: int, limit: int
+    ) -> list[tuple[int, str]]:
+        query = select(comments.c.id, comments.c.text).where(comments.c.id > after_id).order_by(comments.c.id).limit(limit)
+        if group_ids is not None:
+            query = query.where(comments.c.group_id.in_(list(group_ids)))
+        return [tuple(row) for row in await self.session.execute(query)]
+
+
+# --- authors --------------------------------------------------------------------------------
+
+
+class SqlAuthorRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def upsert_many(self, items: Iterable[Author]) -> None:
+        now = _now()
+        rows = {
+            a.vk_id: {"vk_id": a.vk_id, "name": a.name, "screen_name": a.screen_name, "photo_url": a.photo_url, "updated_at": now}
+            for a in items
+        }
+        if not rows:
+            return
+        stmt = _upsert(self.session, authors)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[authors.c.vk_id],
+            set_={name: stmt.excluded[name] for name in ("name", "screen_name", "photo_url", "updated_at")},
+        )
+        await self.session.execute(stmt, list(rows.values()))
+
+    async def missing(self, vk_ids: Iterable[int]) -> set[int]:
+        wanted = sorted(set(vk_ids))
+        known: set[int] = set()
+        for chunk in _chunks(wanted):
+            known.update((await self.session.execute(select(authors.c.vk_id).where(authors.c.vk_id.in_(chunk)))).scalars())
+        return set(wanted) - known
+
+
+# --- keywords -------------------------------------------------------------------------------
+
+
+def keyword_from_row(row: RowMapping) -> Keyword:
+    return Keyword(
+        id=row["id"],
+        word=row["word"],
+        category=row["category"],
+        active=row["active"],
+        case_sensitive=row["case_sensitive"],
+        whole_word=row["whole_word"],
+        morphology=row["morphology"],
+    )
+
+
+class SqlKeywordRepository:
+    """``list_active`` is the domain port; the rest serves keyword management."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list_active(self) -> list[Keyword]:
+        return await self.list(active=True)
+
+    async def list(self, *, active: bool | None = None) -> list[Keyword]:
+        query = select(keywords).order_by(keywords.c.id)
+        if active is not None:
+            query = query.where(keywords.c.active == active)
+        return [keyword_from_row(r) for r in (await self.session.execute(query)).mappings()]
+
+    async def get(self, keyword_id: int) -> Keyword | None:
+        row = (await self.session.execute(select(keywords).where(keywords.c.id == keyword_id))).mappings().first()
+        return keyword_from_row(row) if row else None
+
+    async def get_by_word(self, word: str) -> Keyword | None:
+        """The keyword a new ``word`` would duplicate (case-insensitive, "ё" as "е")."""
+        query = select(keywords).where(keywords.c.word_key == keyword_key(word))
+        row = (await self.session.execute(query)).mappings().first()
+        return keyword_from_row(row) if row else None
+
+    async def add(self, keyword: Keyword) -> Keyword:
+        """Store ``keyword`` (its ``id`` is ignored); returns it with the new id."""
+        now = _now()
+        values = {**self._values(keyword), "created_at": now, "updated_at": now}
+        new_id = (await self.session.execute(keywords.insert().values(values).returning(keywords.c.id))).scalar_one()
+        return Keyword(id=new_id, **{k: getattr(keyword, k) for k in ("word", "category", "active", "case_sensitive", "whole_word", "morphology")})
+
+    async def save(self, keyword: Keyword) -> None:
+        values = {**self._values(keyword), "updated_at": _now()}
+        await self.session.execute(update(keywords).where(keywords.c.id == keyword.id).values(values))
+
+    async def remove(self, keyword_id: int) -> None:
+        # Its matches go with it (ON DELETE CASCADE): first take them out of the comments' counts.
+        of_keyword = (matches.c.comment_id == comments.c.id) & (matches.c.keyword_id == keyword_id)
+        lost = select(func.count()).select_from(matches).where(of_keyword).scalar_subquery()
+        affected = select(matches.c.comment_id).where(matches.c.keyword_id == keyword_id)
+        await self.session.execute(
+            update(comments).where(comments.c.id.in_(affected)).values(matches_count=comments.c.matches_count - lost)
+        )
+        await self.session.execute(delete(keywords).where(keywords.c.id == keyword_id))
+
+    @staticmethod
+    def _values(keyword: Keyword) -> dict[str, Any]:
+        return {
+            "word": keyword.word,
+            "word_key": keyword_key(keyword.word),
+            "category": keyword.category,
+            "active": keyword.active,
+            "case_sensitive": keyword.case_sensitive,
+            "whole_word": keyword.whole_word,
+            "morphology": keyword.morphology,
+        }
+
+
+# --- matches --------------------------------------------------------------------------------
+
+
+def _matches_count_of_comment():
+    return (
+        select(func.count())
+        .select_from(matches)
+        .where(matches.c.comment_id == comments.c.id)
+        .scalar_subquery()
+    )
+
+
+class SqlMatchRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def replace_for_comments(
+        self, comment_ids: Sequence[int], items: Sequence[Match], *, keyword_ids: Sequence[int] | None = None
+    ) -> None:
+        ids = sorted(set(comment_ids))
+        if not ids:
+            return
+        scope = set(ids)
+        keyword_scope = set(keyword_ids) if keyword_ids is not None else None
+        for chunk in _chunks(ids):
+            stmt = delete(matches).where(matches.c.comment_id.in_(chunk))
+            if keyword_scope is not None:
+                stmt = stmt.where(matches.c.keyword_id.in_(sorted(keyword_scope)))
+            await self.session.execute(stmt)
+        # One row per primary key; matches outside the replaced scope would collide with kept rows.
+        rows = {
+            (m.comment_id, m.keyword_id, m.start): {
+                "comment_id": m.comment_id,
+                "keyword_id": m.keyword_id,
+                "matched_text": m.matched_text,
+                "start_pos": m.start,
+                "end_pos": m.end,
+                "snippet": m.snippet,
+            }
+            for m in items
+            if m.comment_id in scope and (keyword_scope is None or m.keyword_id in keyword_scope)
+        }
+        if rows:
+            await self.session.execute(matches.insert(), list(rows.values()))
+        for chunk in _chunks(ids):
+            await self.session.execute(
+                update(comments).where(comments.c.id.in_(chunk)).values(matches_count=_matches_count_of_comment())
+            )
+
+
+# --- tasks ----------------------------------------------------------------------------------
+
+
+def task_from_row(row: RowMapping) -> Task:
+    return Task(
+        id=row["id"],
+        kind=TaskKind(row["kind"]),
+        state=TaskState(row["state"]),
+        priority=row["priority"],
+        group_id=row["group_id"],
+        params=row["params"] or {},
+        progress=Progress(row["progress_done"], row["progress_total"], row["progress_message"]),
+        attempts=row["attempts"],
+        cancel_requested=row["cancel_requested"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        error=row["error"],
+        result=row["result"],
+    )
+
+
+def _task_values(task: Task) -> dict[str, Any]:
+    return {
+        "kind": task.kind.value,
+        "state": task.state.value,
+        "priority": task.priority,
+        "group_id": task.group_id,
+        "params": task.params,
+        "progress_done": task.progress.done,
+        "progress_total": task.progress.total,
+        "progress_message": task.progress.message,
+        "attempts": task.attempts,
+        "cancel_requested": task.cancel_requested,
+        "created_at": task.created_at or _now(),
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "error": task.error,
+        "result": task.result,
+    }
+
+
+class SqlTaskRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, task: Task) -> Task:
+        values = _task_values(task)
+        task.created_at = values["created_at"]
+        task.id = (await self.session.execute(tasks.insert().values(values).returning(tasks.c.id))).scalar_one()
+        return task
+
+    async def get(self, task_id: int) -> Task | None:
+        row = (await self.session.execute(select(tasks).where(tasks.c.id == task_id))).mappings().first()
+        return task_from_row(row) if row else None
+
+    async def save(self, task: Task) -> None:
+        await self.session.execute(update(tasks).where(tasks.c.id == task.id).values(_task_values(task)))
+
+    async def find_active(self, kind: TaskKind, group_id: int) -> Task | None:
+        query = (
+            select(tasks)
+            .where(
+                tasks.c.group_id == group_id,
+                tasks.c.kind == kind.value,
+                tasks.c.state.in_([TaskState.QUEUED.value, TaskState.RUNNING.value]),
+            )
+            .order_by(tasks.c.id)
+            .limit(1)
+        )
+        row = (await self.session.execute(query)).mappings().first()
+        return task_from_row(row) if row else None
+
+    async def list(
+        self, *, states: Sequence[TaskState] | None = None, kinds: Sequence[TaskKind] | None = None, limit: int = 100
+    ) -> list[Task]:
+        query = select(tasks).order_by(tasks.c.id.desc()).limit(limit)
+        if states is not None:
+            query = query.where(tasks.c.state.in_([s.value for s in states]))
+        if kinds is not None:
+            query = query.where(tasks.c.kind.in_([k.value for k in kinds]))
+        return [task_from_row(r) for r in (await self.session.execute(query)).mappings()]
+
+
+# --- API tokens -----------------------------------------------------------------------------
+
+
+def _token_from_row(row: RowMapping) -> ApiToken:
+    return ApiToken(**dict(row))
+
+
+class SqlApiTokenRepository:
+    """``domain.auth.ApiTokenRepository``."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, *, name: str, role: str, token_hash: str) -> ApiToken:
+        values = {"name": name, "role": role, "token_hash": token_hash, "created_at": _now()}
+        row = (await self.session.execute(api_tokens.insert().values(values).returning(*api_tokens.c))).mappings().one()
+        return _token_from_row(row)
+
+    async def find_by_hash(self, token_hash: str) -> ApiToken | None:
+        row = (await self.session.execute(select(api_tokens).where(api_tokens.c.token_hash == token_hash))).mappings().first()
+        return _token_from_row(row) if row else None
+
+    async def list(self) -> list[ApiToken]:
+        rows = (await self.session.execute(select(api_tokens).order_by(api_tokens.c.id))).mappings()
+        return [_token_from_row(r) for r in rows]
+
+    async def revoke(self, token_id: int) -> bool:
+        """False when there is no such live token."""
+        stmt = (
+            update(api_tokens)
+            .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=_now())
+        )
+        return (await self.session.execute(stmt)).rowcount == 1
+
+    async def touch(self, token_id: int, when: datetime | None = None) -> None:
+        await self.session.execute(
+            update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=when or _now())
+        )

@@ -1,0 +1,227 @@
+"""The database schema as SQLAlchemy Core tables, portable between SQLite and PostgreSQL.
+
+The migrations in ``migrations/versions`` create exactly this schema (a test compares them).
+One object lives only in the migration: the PostgreSQL full-text index on comment text
+(``POSTGRES_ONLY_INDEXES``), because SQLite has no equivalent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+# Deterministic constraint names, so migrations can refer to them on every database.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Row ids: BIGINT on PostgreSQL; SQLite only auto-increments a column declared INTEGER.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+JsonValue = JSON().with_variant(JSONB(), "postgresql")
+
+FTS_INDEX = "ix_comments_text_fts"
+POSTGRES_ONLY_INDEXES = frozenset({FTS_INDEX})
+
+
+class UtcDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on both databases.
+
+    SQLite has no time zones: values are stored as naive UTC text, which also keeps their
+    text order equal to their time order (keyset pagination relies on it).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _id() -> Column:
+    return Column("id", Id, primary_key=True, autoincrement=True)
+
+
+groups = Table(
+    "groups",
+    metadata,
+    _id(),
+    Column("vk_id", BigInteger, nullable=False, unique=True),
+    Column("screen_name", String(255), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("is_closed", Boolean, nullable=False, server_default=false()),
+    Column("members_count", Integer),
+    Column("photo_url", Text),
+    Column("description", Text),
+    Column("deactivated", String(32)),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("max_posts", Integer),
+    Column("since", UtcDateTime),
+    Column("monitor_enabled", Boolean, nullable=False, server_default=false()),
+    Column("monitor_interval_minutes", Integer, nullable=False, server_default=text("60")),
+    Column("monitor_priority", Integer, nullable=False, server_default=text("5")),
+    Column("next_run_at", UtcDateTime),
+    Column("last_run_at", UtcDateTime),
+    Column("last_success_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+posts = Table(
+    "posts",
+    metadata,
+    _id(),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("owner_id", BigInteger, nullable=False),
+    Column("vk_id", BigInteger, nullable=False),
+    Column("from_id", BigInteger),
+    Column("text", Text, nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("comments_count", Integer, nullable=False, server_default=text("0")),
+    # The comments_count at which every comment was last collected; NULL: never fully read.
+    Column("comments_synced_count", Integer),
+    Column("likes", Integer, nullable=False, server_default=text("0")),
+    Column("reposts", Integer, nullable=False, server_default=text("0")),
+    Column("views", Integer, nullable=False, server_default=text("0")),
+    Column("is_pinned", Boolean, nullable=False, server_default=false()),
+    UniqueConstraint("owner_id", "vk_id"),
+)
+
+authors = Table(
+    "authors",
+    metadata,
+    Column("vk_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("screen_name", String(255)),
+    Column("photo_url", Text),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+comments = Table(
+    "comments",
+    metadata,
+    _id(),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False),
+    Column("post_id", Id, ForeignKey("posts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("owner_id", BigInteger, nullable=False),
+    Column("vk_id", BigInteger, nullable=False),
+    Column("post_vk_id", BigInteger, nullable=False),
+    Column("thread_vk_id", BigInteger),
+    Column("parent_vk_id", BigInteger),
+    Column("from_id", BigInteger, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("likes", Integer, nullable=False, server_default=text("0")),
+    Column("deleted", Boolean, nullable=False, server_default=false()),
+    Column("viewed", Boolean, nullable=False, server_default=false()),
+    Column("archived", Boolean, nullable=False, server_default=false()),
+    # Denormalised count of rows in ``matches``, kept by MatchRepository: sorting and the
+    # "matched" filter need it without a join.
+    Column("matches_count", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("owner_id", "vk_id"),
+    # One index per keyset order (key, id) the comments connection offers.
+    Index("ix_comments_group_id_published_at_id", "group_id", "published_at", "id"),
+    Index("ix_comments_published_at_id", "published_at", "id"),
+    Index("ix_comments_likes_id", "likes", "id"),
+    Index("ix_comments_matches_count_id", "matches_count", "id"),
+    Index("ix_comments_from_id", "from_id"),
+)
+
+keywords = Table(
+    "keywords",
+    metadata,
+    _id(),
+    Column("word", String(200), nullable=False),
+    # domain.matching.keyword_key(word): casefolded, "ё" as "е"; de-duplicates keywords.
+    Column("word_key", String(200), nullable=False, unique=True),
+    Column("category", String(100)),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("case_sensitive", Boolean, nullable=False, server_default=false()),
+    Column("whole_word", Boolean, nullable=False, server_default=text("true")),
+    Column("morphology", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+matches = Table(
+    "matches",
+    metadata,
+    Column("comment_id", Id, ForeignKey("comments.id", ondelete="CASCADE"), nullable=False),
+    Column("keyword_id", Id, ForeignKey("keywords.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("matched_text", Text, nullable=False),
+    Column("start_pos", Integer, nullable=False),
+    Column("end_pos", Integer, nullable=False),
+    Column("snippet", Text, nullable=False),
+    PrimaryKeyConstraint("comment_id", "keyword_id", "start_pos"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    _id(),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False, server_default=text("5")),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="SET NULL")),
+    Column("params", JsonValue, nullable=False),
+    Column("progress_done", Integer, nullable=False, server_default=text("0")),
+    Column("progress_total", Integer),
+    Column("progress_message", Text, nullable=False, server_default=text("''")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("error", Text),
+    Column("result", JsonValue),
+    Index("ix_tasks_state", "state"),
+    Index("ix_tasks_group_id_kind_state", "group_id", "kind", "state"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(128), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime),
+    Column("revoked_at", UtcDateTime),
+)

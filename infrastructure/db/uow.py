@@ -1,0 +1,65 @@
+"""The SQL unit of work: one AsyncSession (one transaction) per ``async with``."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from infrastructure.db.engine import SQLITE_IMMEDIATE
+from infrastructure.db.repositories import (
+    SqlApiTokenRepository,
+    SqlAuthorRepository,
+    SqlCommentRepository,
+    SqlGroupRepository,
+    SqlKeywordRepository,
+    SqlMatchRepository,
+    SqlPostRepository,
+    SqlTaskRepository,
+)
+
+
+class SqlUnitOfWork:
+    """Implements ``domain.ports.UnitOfWork``; everything not committed is rolled back on exit.
+
+    Create one per use (``uow_factory = lambda: SqlUnitOfWork(sessions)``); entering it again
+    after it has been left starts a fresh transaction.
+    """
+
+    groups: SqlGroupRepository
+    posts: SqlPostRepository
+    comments: SqlCommentRepository
+    authors: SqlAuthorRepository
+    keywords: SqlKeywordRepository
+    matches: SqlMatchRepository
+    tasks: SqlTaskRepository
+    api_tokens: SqlApiTokenRepository
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._session: AsyncSession | None = None
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        session = self._session = self._sessions()
+        # On SQLite take the write lock up front (BEGIN IMMEDIATE); other databases ignore it.
+        await session.connection(execution_options={SQLITE_IMMEDIATE: True})
+        self.groups = SqlGroupRepository(session)
+        self.posts = SqlPostRepository(session)
+        self.comments = SqlCommentRepository(session)
+        self.authors = SqlAuthorRepository(session)
+        self.keywords = SqlKeywordRepository(session)
+        self.matches = SqlMatchRepository(session)
+        self.tasks = SqlTaskRepository(session)
+        self.api_tokens = SqlApiTokenRepository(session)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()  # rolls back whatever was not committed
+
+    async def commit(self) -> None:
+        assert self._session is not None, "commit() outside `async with`"
+        await self._session.commit()
+
+    async def rollback(self) -> None:
+        assert self._session is not None, "rollback() outside `async with`"
+        await self._session.rollback()

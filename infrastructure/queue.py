@@ -1,0 +1,92 @@
+"""Job-queue adapters: in-process (embedded mode) and ARQ on Redis.
+
+Both run ``domain.tasks.run_task(task_id)``; the task's state lives in the database, so the
+queue only has to deliver a task id at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from domain.models import Task
+
+log = structlog.get_logger(__name__)
+
+RUN_TASK = "run_task"  # the ARQ function name, see jobs/worker.py
+
+
+def arq_job_id(task_id: int) -> str:
+    return f"task:{task_id}"
+
+
+class InProcessJobQueue:
+    """A priority queue drained by a few asyncio workers inside the API process."""
+
+    def __init__(self, run: Callable[[int], Awaitable[object]], *, concurrency: int = 4) -> None:
+        self._run = run
+        self._queue: asyncio.PriorityQueue[tuple[int, int, int]] = asyncio.PriorityQueue()
+        self._order = itertools.count()
+        self._workers: list[asyncio.Task] = []
+        self._concurrency = concurrency
+
+    def start(self) -> None:
+        if not self._workers:
+            self._workers = [asyncio.create_task(self._work()) for _ in range(self._concurrency)]
+
+    async def enqueue(self, task: Task) -> None:
+        assert task.id is not None
+        self.start()
+        # Higher priority first; FIFO among equals.
+        await self._queue.put((-task.priority, next(self._order), task.id))
+
+    async def abort(self, task_id: int) -> None:
+        # Cancellation is cooperative: the runner sees the task's cancel flag at its next step.
+        return None
+
+    async def join(self) -> None:
+        await self._queue.join()
+
+    async def _work(self) -> None:
+        while True:
+            _, _, task_id = await self._queue.get()
+            try:
+                await self._run(task_id)
+            except Exception:
+                log.exception("queue.job_crashed", task_id=task_id)
+            finally:
+                self._queue.task_done()
+
+    async def aclose(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        self._workers = []
+
+
+class ArqJobQueue:
+    """Enqueues ``run_task`` jobs for ``vkcp worker`` processes (ARQ on Redis)."""
+
+    def __init__(self, pool, *, queue_name: str) -> None:
+        self._pool = pool  # arq.connections.ArqRedis
+        self._queue_name = queue_name
+
+    async def enqueue(self, task: Task) -> None:
+        # The job id is derived from the task id, so enqueuing twice cannot run it twice at once.
+        await self._pool.enqueue_job(RUN_TASK, task.id, _job_id=arq_job_id(task.id), _queue_name=self._queue_name)
+
+    async def abort(self, task_id: int) -> None:
+        from arq.jobs import Job
+
+        job = Job(arq_job_id(task_id), self._pool, _queue_name=self._queue_name)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await job.abort(timeout=0)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()

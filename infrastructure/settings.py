@@ -1,0 +1,63 @@
+"""Typed configuration from ``VKCP_*`` environment variables (and a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing import Annotated
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VKCP_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./.vkcp")
+    database_url: str | None = None
+    redis_url: str | None = None
+    # Tokens are secrets: SecretStr keeps them out of reprs, logs and tracebacks.
+    vk_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    vk_api_url: str = "https://api.vk.com/method"
+    vk_rps: float = 3.0
+    vk_sandbox: bool = False
+    vk_execute: bool = True  # pack calls into `execute`; off for tokens that may not call it
+    vk_timeout: float = 30.0
+    vk_max_retries: int = 6
+    auth: bool = True
+    recent_window_hours: float = 0.0  # re-read comments of posts this recent even if unchanged
+    collect_concurrency: int = 64
+    export_ttl_hours: float = 24.0
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    graphiql: bool = True
+    introspection: bool = True
+    log_level: str = "INFO"
+    redis_prefix: str = "vkcp:"
+
+    @field_validator("vk_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value):
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'vkcp.sqlite3').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"

@@ -1,0 +1,174 @@
+"""The HTTP surface: auth and roles, GET/POST rules, malformed requests, GraphiQL, health."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from domain.auth import create_api_token
+from graphql_api.app import create_app
+from tests.e2e.graphql_support import Api, api, client, container, make_settings, start_container, tokens  # noqa: F401
+
+ADD = 'mutation { addGroup(ref: "koshki_spb") { group { id } errors { code } } }'
+
+
+async def test_no_or_bad_token_is_401(client: httpx.AsyncClient, tokens: dict) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {tokens['admin']}"}):
+        response = await client.post("/graphql", json={"query": "{ groups { totalCount } }"}, headers=headers)
+        assert response.status_code == 401, headers
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_a_revoked_token_stops_working(client: httpx.AsyncClient, container) -> None:
+    plain, record = await create_api_token(container.adapters.uow_factory, "leaked", "admin")
+    headers = {"Authorization": f"Bearer {plain}"}
+    query = {"query": "{ groups { totalCount } }"}
+    assert (await client.post("/graphql", json=query, headers=headers)).status_code == 200
+    async with container.adapters.uow_factory() as uow:
+        assert await uow.api_tokens.revoke(record.id)
+        await uow.commit()
+    response = await client.post("/graphql", json=query, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["message"].startswith("Invalid API token")
+
+
+async def test_viewer_reads_but_cannot_mutate(api: Api) -> None:
+    assert (await api("{ groups { totalCount } }", role="viewer")) == {"groups": {"totalCount": 0}}
+
+    response = await api.post(ADD, role="viewer")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert body["errors"][0]["path"] == ["addGroup"]
+    assert (await api("{ groups { totalCount } }", role="viewer")) == {"groups": {"totalCount": 0}}
+
+    for role in ("operator", "admin"):
+        assert (await api(ADD, role=role))["addGroup"]["errors"] == []
+
+
+async def test_malformed_documents_are_400_with_errors(api: Api) -> None:
+    for query in ("{ groups { totalCount }", "{ noSuchField }", "mutation { addGroup { errors { code } } }"):
+        response = await api.post(query, role="viewer")
+        assert response.status_code == 400, query
+        errors = response.json()["errors"]
+        assert errors and errors[0]["message"], query
+
+    response = await api.client.post(
+        "/graphql", content=b"{not json", headers={"Authorization": f"Bearer {api.tokens['viewer']}",
+                                                    "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["message"]
+
+
+async def test_get_runs_queries_only(client: httpx.AsyncClient, tokens: dict) -> None:
+    headers = {"Authorization": f"Bearer {tokens['admin']}"}
+    response = await client.get("/graphql", params={"query": "{ groups { totalCount } }"}, headers=headers)
+    assert response.status_code == 200
+    assert response.json() == {"data": {"groups": {"totalCount": 0}}}
+
+    response = await client.get("/graphql", params={"query": ADD}, headers=headers)
+    assert response.status_code == 400
+    assert "errors" in response.json()
+
+
+async def test_graphiql_page_for_browsers(client: httpx.AsyncClient) -> None:
+    response = await client.get("/graphql", headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    assert "graphiql" in response.text.lower()
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["redis"] == "not configured"
+
+
+async def test_readiness_fails_when_the_database_or_redis_is_down(container) -> None:
+    transport = httpx.ASGITransport(app=create_app(container))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
+        for checks in (
+            {"database": "error: OperationalError", "redis": "not configured", "vk": "sandbox"},
+            {"database": "ok", "redis": "error: ConnectionError", "vk": "sandbox"},
+        ):
+            async def readiness(checks=checks):
+                return checks
+
+            container.readiness = readiness
+            response = await c.get("/readyz")
+            assert response.status_code == 503
+            assert response.json() == {"status": "unavailable", "checks": checks}
+
+        async def vk_trouble():
+            return {"database": "ok", "redis": "ok", "vk": "error: no usable token"}
+
+        container.readiness = vk_trouble  # stored comments stay readable: still ready
+        assert (await c.get("/readyz")).status_code == 200
+
+
+async def test_unexpected_errors_are_masked(api: Api, container) -> None:
+    async def explode(**kwargs):
+        raise RuntimeError("secret internal detail")
+
+    container.read_model.groups_count = explode
+    response = await api.post("{ groups { totalCount } }", role="viewer")
+    body = response.json()
+    error = body["errors"][0]
+    assert "secret" not in response.text
+    assert error["message"].startswith("Internal server error (request id ")
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+
+
+async def test_request_id_from_the_caller_is_used(api: Api, container) -> None:
+    async def explode(**kwargs):
+        raise RuntimeError("boom")
+
+    container.read_model.groups_count = explode
+    response = await api.client.post(
+        "/graphql",
+        json={"query": "{ groups { totalCount } }"},
+        headers={"Authorization": f"Bearer {api.tokens['viewer']}", "X-Request-ID": "req-123"},
+    )
+    assert response.json()["errors"][0]["extensions"]["requestId"] == "req-123"
+
+
+async def test_with_auth_off_everyone_is_admin(tmp_path: Path) -> None:
+    container = await start_container(make_settings(tmp_path, auth=False))
+    try:
+        transport = httpx.ASGITransport(app=create_app(container))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
+            response = await c.post("/graphql", json={"query": ADD})
+        assert response.status_code == 200
+        assert response.json()["data"]["addGroup"]["errors"] == []
+    finally:
+        await container.aclose()
+
+
+async def test_absurdly_deep_queries_are_refused(api: Api) -> None:
+    nested = "id " + "parent { id " * 14 + "}" * 14
+    response = await api.post(f"{{ comments(first: 1) {{ edges {{ node {{ {nested} }} }} }} }}", role="viewer")
+    assert response.status_code == 400
+    assert "exceeds maximum operation depth" in response.json()["errors"][0]["message"]
+
+
+async def test_the_app_closes_the_container_on_shutdown(container) -> None:
+    closed = []
+    real_close = container.aclose
+
+    async def aclose() -> None:
+        closed.append(True)
+        await real_close()
+
+    container.aclose = aclose
+    app = create_app(container)
+    async with app.router.lifespan_context(app):
+        assert closed == []
+    assert closed == [True]

@@ -1,0 +1,197 @@
+"""Live task updates through a real server: uvicorn + a WebSocket client speaking graphql-transport-ws."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from graphql_api.app import create_app
+from tests.e2e.graphql_support import container, tokens  # noqa: F401
+
+PROTOCOL = "graphql-transport-ws"
+FINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+@pytest.fixture
+async def server(container) -> AsyncIterator[str]:
+    """The app served by uvicorn on a free port; yields its base URL (host:port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    host, port = sock.getsockname()
+    config = uvicorn.Config(create_app(container), lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def gql(base: str, token: str, query: str, variables: dict | None = None) -> dict:
+    async with httpx.AsyncClient(base_url=f"http://{base}") as client:
+        response = await client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers={"Authorization": f"Bearer {token}"}
+        )
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def open_ws(base: str, payload: dict | None) -> ClientConnection:
+    ws = await connect(f"ws://{base}/graphql", subprotocols=[PROTOCOL])
+    await ws.send(json.dumps({"type": "connection_init", "payload": payload or {}}))
+    return ws
+
+
+async def receive(ws: ClientConnection, timeout: float = 20) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def subscribe(ws: ClientConnection, op_id: str, query: str, variables: dict | None = None) -> None:
+    await ws.send(json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables or {}}}))
+
+
+async def start_parse(base: str, token: str, ref: str) -> str:
+    group = await gql(base, token, 'mutation($r: String!) { addGroup(ref: $r) { group { id } } }', {"r": ref})
+    data = await gql(
+        base, token, 'mutation($g: ID!) { startParse(input: {groupIds: [$g]}) { tasks { id } errors { code } } }',
+        {"g": group["addGroup"]["group"]["id"]},
+    )
+    return data["startParse"]["tasks"][0]["id"]
+
+
+PROGRESS = "subscription($id: ID!) { taskProgress(id: $id) { id state progress { done total message } } }"
+EVENTS = "subscription { taskEvents { id state progress { done } } }"
+
+
+async def test_task_progress_streams_until_the_task_ends(server: str, tokens: dict) -> None:
+    ws = await open_ws(server, {"Authorization": f"Bearer {tokens['viewer']}"})
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await subscribe(ws, "events", EVENTS)
+        await asyncio.sleep(0.2)  # let taskEvents subscribe before the task starts
+
+        task_id = await start_parse(server, tokens["operator"], "koshki_spb")
+        await subscribe(ws, "progress", PROGRESS, {"id": task_id})
+
+        progress: list[dict] = []
+        events: list[dict] = []
+        completed = False
+        while not completed or not events or events[-1]["state"] not in FINAL:
+            message = await receive(ws)
+            if message["type"] == "complete":
+                assert message["id"] == "progress"
+                completed = True
+            else:
+                assert message["type"] == "next", message
+                item = message["payload"]["data"]
+                (progress.append(item["taskProgress"]) if message["id"] == "progress"
+                 else events.append(item["taskEvents"]))
+    finally:
+        await ws.close()
+
+    assert progress, "taskProgress yields the current task at once"
+    assert all(p["id"] == task_id for p in progress)
+    assert progress[-1]["state"] == "SUCCEEDED"
+    assert all(p["state"] not in FINAL for p in progress[:-1])  # completes right after the final state
+    done = [p["progress"]["done"] for p in progress]
+    assert done == sorted(done)
+
+    mine = [e for e in events if e["id"] == task_id]
+    assert [e["state"] for e in mine][0] == "QUEUED"
+    assert "RUNNING" in [e["state"] for e in mine]
+    assert mine[-1]["state"] == "SUCCEEDED"
+
+
+async def test_task_progress_of_a_finished_task_yields_once_and_completes(server: str, tokens: dict) -> None:
+    task_id = await start_parse(server, tokens["operator"], "velo_spb")
+    query = "query($id: ID!) { task(id: $id) { state } }"
+    while (await gql(server, tokens["viewer"], query, {"id": task_id}))["task"]["state"] not in FINAL:
+        await asyncio.sleep(0.05)
+
+    ws = await open_ws(server, {"authorization": f"Bearer {tokens['viewer']}"})  # any header case
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await subscribe(ws, "1", PROGRESS, {"id": task_id})
+        first = await receive(ws)
+        assert first["type"] == "next"
+        assert first["payload"]["data"]["taskProgress"]["state"] == "SUCCEEDED"
+        assert (await receive(ws)) == {"id": "1", "type": "complete"}
+
+        await subscribe(ws, "2", PROGRESS, {"id": "987654"})  # unknown: completes without an item
+        assert (await receive(ws)) == {"id": "2", "type": "complete"}
+    finally:
+        await ws.close()
+
+
+async def test_websocket_needs_a_valid_token(server: str, tokens: dict) -> None:
+    for payload in (None, {"Authorization": "Bearer wrong"}):
+        ws = await open_ws(server, payload)
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
+async def test_mutations_over_websocket_need_an_operator(server: str, tokens: dict) -> None:
+    ws = await open_ws(server, {"Authorization": f"Bearer {tokens['viewer']}"})
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await subscribe(ws, "m", 'mutation { addGroup(ref: "velo_spb") { errors { code } } }')
+        message = await receive(ws)
+        assert message["type"] == "next"
+        assert message["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    finally:
+        await ws.close()
+
+
+async def test_only_the_graphql_transport_ws_protocol_is_spoken(server: str) -> None:
+    async with connect(f"ws://{server}/graphql", subprotocols=["graphql-ws"]) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4406
+
+
+async def test_a_change_while_the_current_state_is_read_is_not_lost(server: str, tokens: dict, container) -> None:
+    """The task finishes exactly while taskProgress reads it: the final event must still arrive."""
+    from dataclasses import replace
+
+    from domain.models import Task, TaskKind, TaskState
+    from domain.tasks import publish_task
+
+    adapters = container.adapters
+    async with adapters.uow_factory() as uow:
+        running = await uow.tasks.add(
+            Task(kind=TaskKind.ANALYZE, state=TaskState.RUNNING, attempts=1, created_at=adapters.clock.now())
+        )
+        await uow.commit()
+
+    read = container.read_model.tasks_by_ids
+
+    async def read_then_finish(ids):
+        stale = await read(ids)
+        await publish_task(adapters, replace(running, state=TaskState.SUCCEEDED, finished_at=adapters.clock.now()))
+        return stale
+
+    container.read_model.tasks_by_ids = read_then_finish
+    ws = await open_ws(server, {"Authorization": f"Bearer {tokens['viewer']}"})
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await subscribe(ws, "1", PROGRESS, {"id": str(running.id)})
+        states = [(await receive(ws, timeout=2))["payload"]["data"]["taskProgress"]["state"] for _ in range(2)]
+        assert states == ["RUNNING", "SUCCEEDED"]
+        assert (await receive(ws, timeout=2)) == {"id": "1", "type": "complete"}
+    finally:
+        await ws.close()

@@ -1,0 +1,272 @@
+"""In-memory implementations of the domain's ports, for fast tests.
+
+``InMemoryStore`` holds the data; ``FakeUnitOfWork(store)`` is one transaction over it: every
+write records how to undo itself, and leaving ``async with`` without ``commit()`` undoes them,
+as a database would roll back. Objects are copied in and out, so a test that forgets
+``save()`` sees the change lost, as it would be with SQL.
+
+    store = InMemoryStore()
+    uow_factory = store.uow_factory          # what use cases take
+    async with uow_factory() as uow: ...
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
+
+
+class InMemoryStore:
+    def __init__(self) -> None:
+        self.groups: dict[int, Group] = {}
+        self.posts: dict[tuple[int, int], tuple[int, int, Post]] = {}  # (owner, vk_id) -> (row id, group id, post)
+        self.synced: dict[tuple[int, int], int] = {}  # (owner, post vk_id) -> comments_count
+        self.comments: dict[tuple[int, int], tuple[int, int, Comment]] = {}  # (owner, vk_id) -> (row id, group id, c)
+        self.authors: dict[int, Author] = {}
+        self.keywords: dict[int, Keyword] = {}
+        self.matches: dict[int, list[Match]] = {}  # comment row id -> its matches
+        self.tasks: dict[int, Task] = {}
+        self.ids = itertools.count(1)
+        self.commits = 0
+
+    def uow_factory(self) -> FakeUnitOfWork:
+        return FakeUnitOfWork(self)
+
+    # conveniences for tests
+
+    def add_keyword(self, word: str, **options) -> Keyword:
+        keyword = Keyword(id=next(self.ids), word=word, **options)
+        self.keywords[keyword.id] = keyword
+        return keyword
+
+    def comment_ids(self, owner_id: int) -> set[int]:
+        return {vk_id for (owner, vk_id) in self.comments if owner == owner_id}
+
+    def comment(self, owner_id: int, vk_id: int) -> Comment:
+        return self.comments[(owner_id, vk_id)][2]
+
+    def all_matches(self) -> list[Match]:
+        return [m for ms in self.matches.values() for m in ms]
+
+
+class _Journal:
+    """Undo steps of one transaction, newest last."""
+
+    def __init__(self) -> None:
+        self.undo: list[Callable[[], None]] = []
+
+    def put(self, table: dict, key, value) -> None:
+        if key in table:
+            old = table[key]
+            self.undo.append(lambda: table.__setitem__(key, old))
+        else:
+            self.undo.append(lambda: table.pop(key, None))
+        table[key] = value
+
+    def delete(self, table: dict, key) -> None:
+        if key in table:
+            old = table.pop(key)
+            self.undo.append(lambda: table.__setitem__(key, old))
+
+    def rollback(self) -> None:
+        while self.undo:
+            self.undo.pop()()
+
+
+class FakeGroupRepository:
+    def __init__(self, store: InMemoryStore, journal: _Journal) -> None:
+        self.store, self.journal = store, journal
+
+    async def get(self, group_id: int) -> Group | None:
+        group = self.store.groups.get(group_id)
+        return copy.copy(group) if group else None
+
+    async def get_by_vk_id(self, vk_id: int) -> Group | None:
+        return next((copy.copy(g) for g in self.store.groups.values() if g.vk_id == vk_id), None)
+
+    async def add(self, group: Group) -> Group:
+        group.id = next(self.store.ids)
+        group.created_at = group.created_at or datetime.now(UTC)
+        group.updated_at = group.created_at
+        self.journal.put(self.store.groups, group.id, copy.copy(group))
+        return group
+
+    async def save(self, group: Group) -> None:
+        assert group.id is not None
+        group.updated_at = datetime.now(UTC)
+        self.journal.put(self.store.groups, group.id, copy.copy(group))
+
+    async def list(self, *, active: bool | None = None) -> list[Group]:
+        return [copy.copy(g) for g in sorted(self.store.groups.values(), key=lambda g: g.id)
+                if active is None or g.active == active]
+
+    async def remove(self, group_id: int) -> None:
+        self.journal.delete(self.store.groups, group_id)
+
+    async def due_for_monitoring(self, now: datetime) -> list[Group]:
+        due = [g for g in self.store.groups.values()
+               if g.active and g.monitor_enabled and (g.next_run_at is None or g.next_run_at <= now)]
+        # Higher priority first, then whoever has waited longest.
+        due.sort(key=lambda g: (-g.monitor_priority, g.next_run_at or datetime.min.replace(tzinfo=UTC), g.id))
+        return [copy.copy(g) for g in due]
+
+
+class FakePostRepository:
+    def __init__(self, store: InMemoryStore, journal: _Journal) -> None:
+        self.store, self.journal = store, journal
+
+    async def upsert_many(self, group_id: int, posts: Sequence[Post]) -> None:
+        for post in posts:
+            key = (post.owner_id, post.vk_id)
+            row_id = self.store.posts[key][0] if key in self.store.posts else next(self.store.ids)
+            self.journal.put(self.store.posts, key, (row_id, group_id, copy.copy(post)))
+
+    async def synced_counts(self, owner_id: int) -> dict[int, int]:
+        return {vk_id: n for (owner, vk_id), n in self.store.synced.items() if owner == owner_id}
+
+    async def mark_synced(self, owner_id: int, counts: dict[int, int]) -> None:
+        for vk_id, n in counts.items():
+            self.journal.put(self.store.synced, (owner_id, vk_id), n)
+
+
+class FakeCommentRepository:
+    def __init__(self, store: InMemoryStore, journal: _Journal) -> None:
+        self.store, self.journal = store, journal
+
+    async def upsert_many(self, group_id: int, comments: Sequence[Comment]) -> dict[tuple[int, int], int]:
+        ids: dict[tuple[int, int], int] = {}
+        for comment in comments:
+            key = (comment.owner_id, comment.vk_id)
+            row_id = self.store.comments[key][0] if key in self.store.comments else next(self.store.ids)
+            self.journal.put(self.store.comments, key, (row_id, group_id, copy.copy(comment)))
+            ids[key] = row_id
+        return ids
+
+    async def count(self, *, group_id: int | None = None) -> int:
+        return sum(1 for _, g, _ in self.store.comments.values() if group_id is None or g == group_id)
+
+    async def iter_texts(
+        self, *, group_ids: Sequence[int] | None, after_id: int, limit: int
+    ) -> list[tuple[int, str]]:
+        rows = sorted((row_id, c.text) for row_id, g, c in self.store.comments.values()
+                      if row_id > after_id and (group_ids is None or g in group_ids))
+        return rows[:limit]
+
+
+class FakeAuthorRepository:
+    def __init__(self, store: InMemoryStore, journal: _Journal) -> None:
+        self.store, self.journal = store, journal
+
+    async def upsert_many(self, authors: Iterable[Author]) -> None:
+        for author in authors:
+            self.journal.put(self.store.authors, author.vk_id, copy.copy(author))
+
+    async def missing(self, vk_ids: Iterable[int]) -> set[int]:
+        return {i for i in vk_ids if i not in self.store.authors}
+
+
+class FakeKeywordRepository:
+    def __init__(self, store: InMemoryStore, journal: _Journal) -> None:
+        self.store, self.journal = store, journal
+
+    async def list_active(self) -> list[Keyword]:
+        return [k for k in sorted(self.store.keywords.values(), key=lambda k: k.id) if k.active]
+
+
+class FakeMatchRepository:
+    def __init__(self, store: InMemoryStore, journal: _Journal) -> None:
+        self.store, self.journal = store, journal
+
+    async def replace_for_comments(
+        self, comment_ids: Sequence[int], matches: Sequence[Match], *, keyword_ids: Sequence[int] | None = None
+    ) -> None:
+        new: dict[int, list[Match]] = {i: [] for i in comment_ids}
+        for match in matches:
+            new.setdefault(match.comment_id, []).append(match)
+        for comment_id, fresh in new.items():
+            if keyword_ids is not None:  # keep the other keywords' matches
+                kept = [m for m in self.store.matches.get(comment_id, []) if m.keyword_id not in keyword_ids]
+                fresh = kept + [m for m in fresh if m.keyword_id in keyword_ids]
+            if fresh:
+                self.journal.put(self.store.matches, comment_id, fresh)
+            else:
+                self.journal.delete(self.store.matches, comment_id)
+
+
+class FakeTaskRepository:
+    def __init__(self, store: InMemoryStore, journal: _Journal) -> None:
+        self.store, self.journal = store, journal
+
+    async def add(self, task: Task) -> Task:
+        task.id = next(self.store.ids)
+        self.journal.put(self.store.tasks, task.id, copy.deepcopy(task))
+        return task
+
+    async def get(self, task_id: int) -> Task | None:
+        task = self.store.tasks.get(task_id)
+        return copy.deepcopy(task) if task else None
+
+    async def save(self, task: Task) -> None:
+        assert task.id is not None
+        self.journal.put(self.store.tasks, task.id, copy.deepcopy(task))
+
+    async def find_active(self, kind: TaskKind, group_id: int) -> Task | None:
+        for task in sorted(self.store.tasks.values(), key=lambda t: t.id):
+            if task.kind is kind and task.group_id == group_id and task.state in (TaskState.QUEUED, TaskState.RUNNING):
+                return copy.deepcopy(task)
+        return None
+
+    async def list(
+        self, *, states: Sequence[TaskState] | None = None, kinds: Sequence[TaskKind] | None = None, limit: int = 100
+    ) -> list[Task]:
+        found = [t for t in sorted(self.store.tasks.values(), key=lambda t: t.id, reverse=True)  # newest first
+                 if (states is None or t.state in states) and (kinds is None or t.kind in kinds)]
+        return [copy.deepcopy(t) for t in found[:limit]]
+
+
+class FakeUnitOfWork:
+    def __init__(self, store: InMemoryStore) -> None:
+        self.store = store
+        self.journal = _Journal()
+        self.groups = FakeGroupRepository(store, self.journal)
+        self.posts = FakePostRepository(store, self.journal)
+        self.comments = FakeCommentRepository(store, self.journal)
+        self.authors = FakeAuthorRepository(store, self.journal)
+        self.keywords = FakeKeywordRepository(store, self.journal)
+        self.matches = FakeMatchRepository(store, self.journal)
+        self.tasks = FakeTaskRepository(store, self.journal)
+        self.committed = False
+
+    async def __aenter__(self) -> FakeUnitOfWork:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.rollback()
+
+    async def commit(self) -> None:
+        self.journal.undo.clear()
+        self.committed = True
+        self.store.commits += 1
+
+    async def rollback(self) -> None:
+        self.journal.rollback()
+
+
+class FakeClock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.current = now or datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current
+
+
+async def no_report(done: int, total: int | None, message: str) -> None:
+    """A ``ProgressCallback`` that ignores progress."""

@@ -1,0 +1,307 @@
+"""The SQL read model: keyset pages, filters and batched look-ups, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event
+
+from domain.errors import InvalidInput
+from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
+from domain.queries import CommentFilter, CommentOrder, CommentSort, SortDirection, TaskFilter
+from infrastructure.db.queries import SqlReadModel, encode_cursor
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+TEXTS = ["Я люблю кошек", "С кошками гуляю", "Окошко открыто", "КОШКА спит", "Собака лает", "ёжик в тумане"]
+
+
+@dataclass
+class World:
+    groups: list[Group]
+    comment_ids: dict[tuple[int, int], int]
+    keywords: list[Keyword]
+    comments: list[Comment]
+
+
+@pytest.fixture
+async def world(uow_factory) -> World:
+    """Two walls; 30 comments with ties in likes and time, replies, matches and review state."""
+    async with uow_factory() as uow:
+        groups = [await uow.groups.add(Group(vk_id=v, screen_name=f"g{v}", name=f"G{v}")) for v in (1, 2)]
+        posts = [Post(owner_id=g.owner_id, vk_id=p, from_id=g.owner_id, text="", published_at=T0)
+                 for g in groups for p in (1, 2)]
+        for g in groups:
+            await uow.posts.upsert_many(g.id, [p for p in posts if p.owner_id == g.owner_id])
+        comments: list[Comment] = []
+        for i in range(30):
+            g = groups[i % 2]
+            top = i < 20
+            comments.append(Comment(
+                owner_id=g.owner_id, vk_id=i + 1, post_vk_id=1 + (i // 2) % 2, from_id=1000 + i % 4,
+                text=TEXTS[i % len(TEXTS)], published_at=T0 + timedelta(minutes=i // 3),  # ties in time
+                likes=i % 3,  # ties in likes
+                # comments 21..30 reply to comment (vk id - 20) of the same wall
+                thread_vk_id=None if top else i - 19, parent_vk_id=None if top else i - 19,
+            ))
+        ids: dict[tuple[int, int], int] = {}
+        for g in groups:
+            ids |= await uow.comments.upsert_many(g.id, [c for c in comments if c.owner_id == g.owner_id])
+        cat = await uow.keywords.add(Keyword(id=0, word="кошка"))
+        dog = await uow.keywords.add(Keyword(id=0, word="собака"))
+        found = []
+        for c in comments:
+            cid = ids[(c.owner_id, c.vk_id)]
+            if "кошк" in c.text.lower():
+                found.append(Match(cid, cat.id, c.text.split()[-2], 0, 3, c.text))
+            if "Собака" in c.text:
+                found += [Match(cid, dog.id, "Собака", 0, 6, c.text), Match(cid, dog.id, "Собака", 10, 16, c.text)]
+        await uow.matches.replace_for_comments(list(ids.values()), found)
+        await uow.authors.upsert_many([Author(1000, "Ann"), Author(1001, "Bob")])
+        await uow.commit()
+    return World(groups, ids, [cat, dog], comments)
+
+
+@pytest.fixture
+def reads(migrated_db) -> SqlReadModel:
+    return SqlReadModel(migrated_db[1])
+
+
+async def all_pages(reads: SqlReadModel, flt: CommentFilter, order: CommentOrder, size: int):
+    nodes, after, pages = [], None, 0
+    while True:
+        page = await reads.comments_page(flt, order, first=size, after=after)
+        pages += 1
+        nodes += [node for _, node in page.edges]
+        if not page.has_next_page:
+            return nodes, pages
+        after = page.end_cursor
+
+
+@pytest.mark.parametrize("field", list(CommentSort))
+@pytest.mark.parametrize("direction", list(SortDirection))
+async def test_keyset_pages_return_every_row_once_in_order(world, reads, migrated_db, field, direction) -> None:
+    statements = _capture_statements(migrated_db[0])
+    nodes, pages = await all_pages(reads, CommentFilter(), CommentOrder(field, direction), size=7)
+
+    key = {CommentSort.PUBLISHED_AT: "published_at", CommentSort.LIKES: "likes",
+           CommentSort.MATCHES_COUNT: "matches_count"}[field]
+    expected = sorted(nodes, key=lambda n: (getattr(n, key), n.id), reverse=direction is SortDirection.DESC)
+    assert [n.id for n in nodes] == [n.id for n in expected]
+    assert sorted(n.id for n in nodes) == sorted(world.comment_ids.values())
+    assert pages == 5  # 30 rows, 7 a page
+    assert not any(_skips_rows(s, params) for s, params in statements)
+
+
+def _skips_rows(statement: str, params) -> bool:
+    """An OFFSET other than SQLite's "LIMIT ? OFFSET ?" with 0, which it always renders."""
+    if "OFFSET" not in statement.upper():
+        return False
+    return not (statement.rstrip().endswith("OFFSET ?") and params[-1] == 0)
+
+
+async def test_a_page_of_comments_is_one_statement(world, reads, migrated_db) -> None:
+    statements = _capture_statements(migrated_db[0])
+    page = await reads.comments_page(CommentFilter(matched=True), CommentOrder(), first=10, after=None)
+    assert len(page.edges) == 10
+    assert len(statements) == 1, statements
+
+
+def _capture_statements(engine) -> list[tuple[str, object]]:
+    statements: list[tuple[str, object]] = []
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _record(conn, cursor, statement, parameters, *args) -> None:
+        if statement.strip().upper() not in ("BEGIN", "BEGIN IMMEDIATE"):  # SQLite's own BEGIN
+            statements.append((statement, parameters))
+
+    return statements
+
+
+async def test_comment_view_resolves_post_parent_and_thread(world, reads) -> None:
+    wall = world.groups[0].owner_id
+    reply = world.comment_ids[(wall, 21)]  # answers comment 1 of the same wall
+    (view,) = await reads.comments_by_ids([reply])
+    assert view.parent_id == view.thread_id == world.comment_ids[(wall, 1)]
+    (post,) = await reads.posts_by_ids([view.post_id])
+    assert (post.owner_id, post.vk_id) == (wall, view.post_vk_id)
+    (top,) = await reads.comments_by_ids([world.comment_ids[(wall, 1)]])
+    assert top.parent_id is None and top.thread_id is None
+
+
+def _expected(world: World, predicate) -> set[int]:
+    return {world.comment_ids[(c.owner_id, c.vk_id)] for c in world.comments if predicate(c)}
+
+
+async def _ids(reads: SqlReadModel, flt: CommentFilter) -> set[int]:
+    nodes, _ = await all_pages(reads, flt, CommentOrder(), size=100)
+    assert await reads.comments_count(flt) == len(nodes)
+    return {n.id for n in nodes}
+
+
+async def test_filters_narrow_the_comments(world, reads) -> None:
+    g1, g2 = world.groups
+    cat, dog = world.keywords
+    assert await _ids(reads, CommentFilter(group_ids=(g1.id,))) == _expected(world, lambda c: c.owner_id == g1.owner_id)
+    assert await _ids(reads, CommentFilter(keyword_ids=(dog.id,))) == _expected(world, lambda c: "Собака" in c.text)
+    assert await _ids(reads, CommentFilter(matched=True)) == _expected(
+        world, lambda c: "кошк" in c.text.lower() or "Собака" in c.text
+    )
+    assert await _ids(reads, CommentFilter(matched=False)) == _expected(
+        world, lambda c: not ("кошк" in c.text.lower() or "Собака" in c.text)
+    )
+    assert await _ids(reads, CommentFilter(author_ids=(1000, 1003))) == _expected(world, lambda c: c.from_id in (1000, 1003))
+    since, until = T0 + timedelta(minutes=2), T0 + timedelta(minutes=4)
+    assert await _ids(reads, CommentFilter(since=since, until=until)) == _expected(
+        world, lambda c: since <= c.published_at <= until
+    )
+    # Everything at once, and empty lists meaning "none of them".
+    both = CommentFilter(group_ids=(g2.id,), keyword_ids=(cat.id, dog.id), author_ids=(1001, 1003))
+    assert await _ids(reads, both) == _expected(
+        world,
+        lambda c: c.owner_id == g2.owner_id and c.from_id in (1001, 1003)
+        and ("кошк" in c.text.lower() or "Собака" in c.text),
+    )
+    assert await _ids(reads, CommentFilter(group_ids=())) == set()
+
+
+async def test_filter_by_post(world, reads) -> None:
+    wall = world.groups[0].owner_id
+    (view,) = await reads.comments_by_ids([world.comment_ids[(wall, 1)]])
+    got = await _ids(reads, CommentFilter(post_ids=(view.post_id,)))
+    assert got == _expected(world, lambda c: c.owner_id == wall and c.post_vk_id == view.post_vk_id)
+
+
+async def test_review_state_filters(world, reads, uow_factory, migrated_db) -> None:
+    from infrastructure.db.tables import comments
+
+    some = sorted(world.comment_ids.values())[:4]
+    async with migrated_db[0].begin() as conn:
+        await conn.execute(comments.update().where(comments.c.id.in_(some[:2])).values(viewed=True))
+        await conn.execute(comments.update().where(comments.c.id.in_(some[1:3])).values(archived=True))
+    assert await _ids(reads, CommentFilter(viewed=True)) == set(some[:2])
+    assert await _ids(reads, CommentFilter(archived=True)) == set(some[1:3])
+    assert await _ids(reads, CommentFilter(viewed=True, archived=False)) == {some[0]}
+    assert len(await _ids(reads, CommentFilter(viewed=False))) == 28
+
+
+async def test_text_search_finds_russian_word_forms(world, reads) -> None:
+    # PostgreSQL stems ('russian'); SQLite matches the folded substring. Both: "кошка" finds
+    # "кошками" and "КОШКА", not "окошко".
+    expected = _expected(world, lambda c: c.text in ("С кошками гуляю", "КОШКА спит"))
+    assert await _ids(reads, CommentFilter(text="кошка")) == expected
+    assert await _ids(reads, CommentFilter(text="ЁЖИК")) == _expected(world, lambda c: c.text.startswith("ёжик"))
+    assert await _ids(reads, CommentFilter(text="собака лает")) == _expected(world, lambda c: c.text == "Собака лает")
+    assert await _ids(reads, CommentFilter(text="100%")) == set()
+
+
+async def test_postgres_stemming_finds_other_forms(world, reads, migrated_db) -> None:
+    if migrated_db[0].dialect.name != "postgresql":
+        pytest.skip("stemming is PostgreSQL's")
+    assert await _ids(reads, CommentFilter(text="кошками")) == _expected(
+        world, lambda c: c.text in ("С кошками гуляю", "КОШКА спит")
+    )
+
+
+async def test_invalid_cursors_are_input_errors(world, reads) -> None:
+    likes = CommentOrder(CommentSort.LIKES)
+    date_cursor = encode_cursor(T0, 1)
+    for cursor in ("garbage!", "W10", date_cursor, encode_cursor("x", "y")):
+        with pytest.raises(InvalidInput) as e:
+            await reads.comments_page(CommentFilter(), likes, first=5, after=cursor)
+        assert e.value.field == "after"
+    with pytest.raises(InvalidInput):
+        await reads.tasks_page(TaskFilter(), first=5, after="bad")
+
+
+async def test_page_size_is_clamped(world, reads) -> None:
+    page = await reads.comments_page(CommentFilter(), CommentOrder(), first=10_000, after=None)
+    assert len(page.edges) == 30 and not page.has_next_page
+    empty = await reads.comments_page(CommentFilter(), CommentOrder(), first=0, after=None)
+    assert empty.edges == [] and empty.has_next_page
+
+
+async def test_lookups_by_id_follow_the_input_order(world, reads) -> None:
+    wall = world.groups[0].owner_id
+    c1, c3 = world.comment_ids[(wall, 1)], world.comment_ids[(wall, 3)]
+    views = await reads.comments_by_ids([c3, 999_999, c1, c3])
+    assert [v.id if v else None for v in views] == [c3, None, c1, c3]
+
+    cat, dog = world.keywords
+    assert await reads.keywords_by_ids([dog.id, 999, cat.id]) == [dog, None, cat]
+    g1, g2 = world.groups
+    assert [g.id if g else None for g in await reads.groups_by_ids([g2.id, g1.id, 0])] == [g2.id, g1.id, None]
+    authors = await reads.authors_by_ids([1001, 5, 1000])
+    assert [a.name if a else None for a in authors] == ["Bob", None, "Ann"]
+    assert await reads.posts_by_ids([]) == []
+
+    dog_comment = world.comment_ids[(world.groups[0].owner_id, 5)]  # "Собака лает": two matches
+    matches = await reads.matches_by_comment_ids([dog_comment, 999, c1])
+    assert [[(m.keyword_id, m.start) for m in ms] for ms in matches] == [[(dog.id, 0), (dog.id, 10)], [], []]
+    assert await reads.keyword_matches_counts([dog.id, cat.id, 999]) == [
+        2 * len(_expected(world, lambda c: "Собака" in c.text)),
+        len(_expected(world, lambda c: "кошк" in c.text.lower())),
+        0,
+    ]
+
+
+async def test_group_and_keyword_pages(world, reads, uow_factory) -> None:
+    async with uow_factory() as uow:
+        for vk_id in range(3, 8):
+            await uow.groups.add(Group(vk_id=vk_id, screen_name=f"g{vk_id}", name="x", active=vk_id % 2 == 0))
+        await uow.commit()
+    seen, after = [], None
+    while True:
+        page = await reads.groups_page(first=3, after=after)
+        seen += [g.vk_id for _, g in page.edges]
+        if not page.has_next_page:
+            break
+        after = page.end_cursor
+    assert seen == [1, 2, 3, 4, 5, 6, 7]
+    assert await reads.groups_count() == 7
+    assert await reads.groups_count(active=False) == 3
+    inactive = await reads.groups_page(first=10, after=None, active=False)
+    assert [g.vk_id for _, g in inactive.edges] == [3, 5, 7]
+
+    keywords = await reads.keywords_page(first=1, after=None)
+    assert [k for _, k in keywords.edges] == [world.keywords[0]] and keywords.has_next_page
+    rest = await reads.keywords_page(first=5, after=keywords.end_cursor)
+    assert [k for _, k in rest.edges] == [world.keywords[1]] and not rest.has_next_page
+    assert await reads.keywords_count(active=True) == 2
+
+
+async def test_task_pages_newest_first_with_filters(world, reads, uow_factory) -> None:
+    g1, g2 = world.groups
+    specs = list(itertools.product([TaskKind.PARSE, TaskKind.EXPORT], [TaskState.QUEUED, TaskState.FAILED], [g1.id, g2.id]))
+    async with uow_factory() as uow:
+        added = [await uow.tasks.add(Task(kind=k, state=s, group_id=g)) for k, s, g in specs]
+        await uow.commit()
+    flt = TaskFilter(kinds=(TaskKind.PARSE,), group_ids=(g1.id,))
+    first = await reads.tasks_page(flt, first=1, after=None)
+    second = await reads.tasks_page(flt, first=5, after=first.end_cursor)
+    wanted = [t.id for t in reversed(added) if t.kind is TaskKind.PARSE and t.group_id == g1.id]
+    assert [t.id for _, t in first.edges + second.edges] == wanted
+    assert first.has_next_page and not second.has_next_page
+    assert await reads.tasks_count(TaskFilter(states=(TaskState.FAILED,))) == 4
+    assert await reads.tasks_count(TaskFilter()) == 8
+    by_ids = await reads.tasks_by_ids([added[2].id, 0])
+    assert by_ids == [added[2], None]
+
+
+async def test_postgres_text_search_uses_the_gin_index(world, migrated_db) -> None:
+    engine = migrated_db[0]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the full-text index is PostgreSQL's")
+    from sqlalchemy import select, text
+
+    from infrastructure.db.queries import _text_condition
+    from infrastructure.db.tables import FTS_INDEX, comments
+
+    query = select(comments.c.id).where(_text_condition("кошка", "postgresql"))
+    async with engine.connect() as conn:
+        await conn.execute(text("SET enable_seqscan = off"))  # a 30-row table would be scanned
+        compiled = query.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(r[0] for r in await conn.execute(text(f"EXPLAIN {compiled}")))
+    assert FTS_INDEX in plan, plan

@@ -1,0 +1,276 @@
+"""The SQL unit of work and repositories, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
+from infrastructure.db.tables import comments as comments_table
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def group(vk_id: int, **fields) -> Group:
+    return Group(vk_id=vk_id, screen_name=f"club{vk_id}", name=f"Group {vk_id}", **fields)
+
+
+def post(owner_id: int, vk_id: int, comments_count: int = 0) -> Post:
+    return Post(owner_id=owner_id, vk_id=vk_id, from_id=owner_id, text=f"post {vk_id}",
+                published_at=T0, comments_count=comments_count)
+
+
+def comment(owner_id: int, vk_id: int, text: str = "text", post_vk_id: int = 1, **fields) -> Comment:
+    return Comment(owner_id=owner_id, vk_id=vk_id, post_vk_id=post_vk_id, from_id=100 + vk_id, text=text,
+                   published_at=T0 + timedelta(minutes=vk_id), **fields)
+
+
+async def add_group_with_post(uow_factory, vk_id: int = 1, posts: int = 1) -> Group:
+    async with uow_factory() as uow:
+        g = await uow.groups.add(group(vk_id))
+        await uow.posts.upsert_many(g.id, [post(g.owner_id, i) for i in range(1, posts + 1)])
+        await uow.commit()
+    return g
+
+
+async def test_group_round_trip_keeps_every_field(uow_factory) -> None:
+    g = group(10, members_count=5, since=T0, monitor_enabled=True, monitor_priority=8, next_run_at=T0)
+    async with uow_factory() as uow:
+        added = await uow.groups.add(g)
+        await uow.commit()
+    async with uow_factory() as uow:
+        stored = await uow.groups.get(added.id)
+        by_vk = await uow.groups.get_by_vk_id(10)
+    assert stored == added == by_vk
+    assert stored.since == T0 and stored.since.tzinfo is not None
+    assert stored.created_at is not None
+
+
+async def test_unit_of_work_rolls_back_unless_committed(uow_factory) -> None:
+    async with uow_factory() as uow:
+        await uow.groups.add(group(1))
+    async with uow_factory() as uow:
+        assert await uow.groups.list() == []
+
+
+async def test_comment_upsert_twice_keeps_ids_and_review_state(uow_factory, migrated_db) -> None:
+    engine, _ = migrated_db
+    g = await add_group_with_post(uow_factory)
+    batch = [comment(g.owner_id, i) for i in range(1, 6)]
+    async with uow_factory() as uow:
+        first = await uow.comments.upsert_many(g.id, batch)
+        kw = await uow.keywords.add(Keyword(id=0, word="text"))
+        c1 = first[(g.owner_id, 1)]
+        await uow.matches.replace_for_comments([c1], [Match(c1, kw.id, "text", 0, 4, "text")])
+        await uow.commit()
+    async with engine.begin() as conn:  # a reviewer marks the first comment
+        await conn.execute(comments_table.update().where(comments_table.c.id == c1).values(viewed=True, archived=True))
+
+    changed = [comment(g.owner_id, i, text="edited", likes=7) for i in range(1, 6)]
+    async with uow_factory() as uow:
+        second = await uow.comments.upsert_many(g.id, changed + changed[:1])  # a duplicate in one batch
+        await uow.commit()
+        assert await uow.comments.count() == 5
+
+    assert second == first
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(comments_table).order_by(comments_table.c.id))).mappings().all()
+    assert [r["text"] for r in rows] == ["edited"] * 5
+    assert [r["likes"] for r in rows] == [7] * 5
+    assert (rows[0]["viewed"], rows[0]["archived"], rows[0]["matches_count"]) == (True, True, 1)
+    assert all(not r["viewed"] and not r["archived"] and r["matches_count"] == 0 for r in rows[1:])
+
+
+async def test_same_comment_id_on_two_walls_is_two_comments(uow_factory) -> None:
+    a = await add_group_with_post(uow_factory, vk_id=1)
+    b = await add_group_with_post(uow_factory, vk_id=2)
+    async with uow_factory() as uow:
+        ids_a = await uow.comments.upsert_many(a.id, [comment(a.owner_id, 7)])
+        ids_b = await uow.comments.upsert_many(b.id, [comment(b.owner_id, 7)])
+        await uow.commit()
+        assert await uow.comments.count() == 2
+        assert await uow.comments.count(group_id=a.id) == 1
+    assert ids_a[(-1, 7)] != ids_b[(-2, 7)]
+
+
+async def test_comments_need_their_post(uow_factory) -> None:
+    g = await add_group_with_post(uow_factory)
+    async with uow_factory() as uow:
+        try:
+            await uow.comments.upsert_many(g.id, [comment(g.owner_id, 1, post_vk_id=999)])
+        except LookupError as e:
+            assert "999" in str(e)
+        else:
+            raise AssertionError("a comment of an unknown post was stored")
+
+
+async def test_large_batches_stay_below_bind_parameter_limits(uow_factory) -> None:
+    g = await add_group_with_post(uow_factory)
+    batch = [comment(g.owner_id, i) for i in range(1, 5001)]  # 65,000 values: several statements
+    async with uow_factory() as uow:
+        ids = await uow.comments.upsert_many(g.id, batch)
+        await uow.matches.replace_for_comments(list(ids.values()), [])
+        assert await uow.authors.missing(range(20_000)) == set(range(20_000))
+        await uow.commit()
+    assert len(ids) == 5000 and len(set(ids.values())) == 5000
+
+
+async def test_post_upsert_never_touches_synced_count(uow_factory) -> None:
+    g = await add_group_with_post(uow_factory, posts=3)
+    async with uow_factory() as uow:
+        assert await uow.posts.synced_counts(g.owner_id) == {}
+        await uow.posts.mark_synced(g.owner_id, {1: 10, 2: 0})
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.posts.upsert_many(g.id, [post(g.owner_id, 1, comments_count=12), post(g.owner_id, 2)])
+        await uow.commit()
+        assert await uow.posts.synced_counts(g.owner_id) == {1: 10, 2: 0}
+
+
+async def test_match_replacement_keeps_counts_in_step(uow_factory, migrated_db) -> None:
+    engine, _ = migrated_db
+    g = await add_group_with_post(uow_factory)
+    async with uow_factory() as uow:
+        ids = await uow.comments.upsert_many(g.id, [comment(g.owner_id, i) for i in (1, 2)])
+        cat = await uow.keywords.add(Keyword(id=0, word="кошка"))
+        dog = await uow.keywords.add(Keyword(id=0, word="собака"))
+        c1, c2 = ids[(g.owner_id, 1)], ids[(g.owner_id, 2)]
+        await uow.matches.replace_for_comments(
+            [c1, c2],
+            [Match(c1, cat.id, "кошка", 0, 5, "кошка"), Match(c1, cat.id, "кошкой", 10, 16, "..."),
+             Match(c1, dog.id, "собака", 20, 26, "..."), Match(c2, dog.id, "собаки", 0, 6, "...")],
+        )
+        await uow.commit()
+    assert await _counts(engine, c1, c2) == (3, 1)
+
+    async with uow_factory() as uow:  # re-analysis of one keyword only
+        await uow.matches.replace_for_comments([c1, c2], [Match(c2, cat.id, "кошки", 0, 5, "...")], keyword_ids=[cat.id])
+        await uow.commit()
+    assert await _counts(engine, c1, c2) == (1, 2)
+
+    async with uow_factory() as uow:  # removing a keyword removes its matches from the counts
+        await uow.keywords.remove(dog.id)
+        await uow.commit()
+    assert await _counts(engine, c1, c2) == (0, 1)
+
+    async with uow_factory() as uow:
+        await uow.matches.replace_for_comments([c1, c2], [])
+        await uow.commit()
+    assert await _counts(engine, c1, c2) == (0, 0)
+
+
+async def _counts(engine, *ids: int) -> tuple[int, ...]:
+    query = select(comments_table.c.id, comments_table.c.matches_count).where(comments_table.c.id.in_(ids))
+    async with engine.connect() as conn:
+        counts = dict((await conn.execute(query)).all())
+    return tuple(counts[i] for i in ids)
+
+
+async def test_keywords_deduplicate_by_folded_word(uow_factory) -> None:
+    async with uow_factory() as uow:
+        added = await uow.keywords.add(Keyword(id=0, word="Ёлка", category="trees"))
+        await uow.keywords.add(Keyword(id=0, word="off", active=False))
+        await uow.commit()
+        assert await uow.keywords.get_by_word("ЕЛКА") == added
+        assert [k.word for k in await uow.keywords.list_active()] == ["Ёлка"]
+
+
+async def test_authors_upsert_and_missing(uow_factory) -> None:
+    async with uow_factory() as uow:
+        await uow.authors.upsert_many([Author(1, "Ann"), Author(-5, "Club"), Author(1, "Ann B")])
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.authors.upsert_many([Author(1, "Ann C", screen_name="ann")])
+        await uow.commit()
+        assert await uow.authors.missing([1, 2, -5, -6]) == {2, -6}
+
+
+async def test_find_active_task_sees_queued_and_running_only(uow_factory) -> None:
+    g = await add_group_with_post(uow_factory)
+    async with uow_factory() as uow:
+        assert await uow.tasks.find_active(TaskKind.PARSE, g.id) is None
+        done = await uow.tasks.add(Task(kind=TaskKind.PARSE, group_id=g.id, state=TaskState.SUCCEEDED))
+        await uow.tasks.add(Task(kind=TaskKind.EXPORT, group_id=g.id))
+        running = await uow.tasks.add(Task(kind=TaskKind.PARSE, group_id=g.id, params={"maxPosts": 5}))
+        await uow.commit()
+    async with uow_factory() as uow:
+        running.state = TaskState.RUNNING
+        running.progress.done, running.progress.total, running.progress.message = 3, 10, "3/10"
+        running.result = {"posts": [1, 2]}
+        await uow.tasks.save(running)
+        await uow.commit()
+    async with uow_factory() as uow:
+        active = await uow.tasks.find_active(TaskKind.PARSE, g.id)
+        assert active == running
+        assert await uow.tasks.get(done.id) == done
+        assert [t.id for t in await uow.tasks.list(states=[TaskState.SUCCEEDED, TaskState.RUNNING])] == [running.id, done.id]
+        assert [t.kind for t in await uow.tasks.list(kinds=[TaskKind.EXPORT])] == [TaskKind.EXPORT]
+        await uow.groups.remove(g.id)
+        await uow.commit()
+        assert (await uow.tasks.get(running.id)).group_id is None
+
+
+async def test_due_for_monitoring_by_priority_then_time(uow_factory) -> None:
+    now = T0
+    specs = {
+        1: dict(monitor_enabled=True, monitor_priority=5, next_run_at=now - timedelta(minutes=1)),
+        2: dict(monitor_enabled=True, monitor_priority=9, next_run_at=now - timedelta(minutes=1)),
+        3: dict(monitor_enabled=True, monitor_priority=5, next_run_at=None),
+        4: dict(monitor_enabled=True, monitor_priority=5, next_run_at=now - timedelta(hours=1)),
+        5: dict(monitor_enabled=True, monitor_priority=10, next_run_at=now + timedelta(seconds=1)),  # not yet
+        6: dict(monitor_enabled=False, next_run_at=None),  # monitoring off
+        7: dict(monitor_enabled=True, active=False, next_run_at=None),  # group deactivated
+        8: dict(monitor_enabled=True, monitor_priority=5, next_run_at=now),  # due exactly now
+    }
+    async with uow_factory() as uow:
+        for vk_id, fields in specs.items():
+            await uow.groups.add(group(vk_id, **fields))
+        await uow.commit()
+        due = await uow.groups.due_for_monitoring(now)
+    assert [g.vk_id for g in due] == [2, 3, 4, 1, 8]
+
+
+async def test_api_tokens(uow_factory) -> None:
+    async with uow_factory() as uow:
+        token = await uow.api_tokens.add(name="ci", role="viewer", token_hash="h1")
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.api_tokens.touch(token.id)
+        assert await uow.api_tokens.revoke(token.id)
+        assert not await uow.api_tokens.revoke(token.id)
+        await uow.commit()
+        found = await uow.api_tokens.find_by_hash("h1")
+        assert found.revoked_at is not None and found.last_used_at is not None
+        assert await uow.api_tokens.find_by_hash("nope") is None
+        assert [t.name for t in await uow.api_tokens.list()] == ["ci"]
+
+
+async def test_iter_texts_walks_comments_in_id_order(uow_factory) -> None:
+    a = await add_group_with_post(uow_factory, vk_id=1)
+    b = await add_group_with_post(uow_factory, vk_id=2)
+    async with uow_factory() as uow:
+        ids_a = await uow.comments.upsert_many(a.id, [comment(a.owner_id, i, text=f"a{i}") for i in range(1, 6)])
+        await uow.comments.upsert_many(b.id, [comment(b.owner_id, 1, text="b1")])
+        await uow.commit()
+        seen, after = [], 0
+        while batch := await uow.comments.iter_texts(group_ids=[a.id], after_id=after, limit=2):
+            seen += batch
+            after = batch[-1][0]
+    assert seen == sorted((i, f"a{vk}") for (_, vk), i in ids_a.items())
+
+
+async def test_concurrent_units_of_work_do_not_trip_over_locks(uow_factory) -> None:
+    g = await add_group_with_post(uow_factory)
+
+    async def read_then_write(n: int) -> None:
+        async with uow_factory() as uow:
+            await uow.tasks.find_active(TaskKind.PARSE, g.id)
+            await asyncio.sleep(0.01)
+            await uow.tasks.add(Task(kind=TaskKind.ANALYZE, params={"n": n}))
+            await uow.commit()
+
+    await asyncio.gather(*(read_then_write(n) for n in range(10)))
+    async with uow_factory() as uow:
+        assert len(await uow.tasks.list()) == 10

@@ -89,6 +89,8 @@ class CommentRepository(Protocol):
         """Insert or update by (owner_id, vk_id); returns every given comment's row id."""
 
     async def count(self, *, group_id: int | None = None) -> int: ...
+    async def set_state(self, ids: Sequence[int], *, viewed: bool | None, archived: bool | None) -> list[int]:
+        """Set the review flags of many comments; returns the ids that exist."""
 
     async def iter_texts(
         self, *, group_ids: Sequence[int] | None, after_id: int, limit: int

@@ -89,7 +89,7 @@ async def set_comment_state(
         raise InvalidInput("Set viewed, archived or both", field="viewed")
     ids = list(dict.fromkeys(comment_ids))
     async with adapters.uow_factory() as uow:
-        found = await uow.comments.set_state(ids, viewed=viewed, archived=archived)  # type: ignore[attr-defined]
+        found = await uow.comments.set_state(ids, viewed=viewed, archived=archived)
         await uow.commit()
     missing = sorted(set(ids) - set(found))
     if missing and not found:

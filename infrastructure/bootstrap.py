@@ -30,6 +30,12 @@ log = structlog.get_logger(__name__)
 ARQ_QUEUE = "vkcp:queue"
 
 
+def arq_queue_name(settings: Settings) -> str:
+    """The ARQ queue lives under the Redis key prefix, so installations (and test runs)
+    sharing one Redis never take each other's jobs."""
+    return settings.redis_prefix + "queue"
+
+
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -171,8 +177,8 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
         from arq import create_pool
         from arq.connections import RedisSettings
 
-        pool = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=ARQ_QUEUE)
-        queue: Any = ArqJobQueue(pool, queue_name=ARQ_QUEUE)
+        pool = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=arq_queue_name(settings))
+        queue: Any = ArqJobQueue(pool, queue_name=arq_queue_name(settings))
     else:
         queue = InProcessJobQueue(lambda task_id: run_task(adapters, task_id))
     closers.append(queue.aclose)

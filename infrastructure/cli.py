@@ -104,7 +104,13 @@ def _worker(settings: Settings) -> int:
 
     from jobs.worker import WorkerSettings
 
-    run_worker(WorkerSettings, redis_settings=WorkerSettings.redis())  # type: ignore[arg-type]
+    from infrastructure.bootstrap import arq_queue_name
+
+    run_worker(
+        WorkerSettings,  # type: ignore[arg-type]
+        redis_settings=WorkerSettings.redis(),
+        queue_name=arq_queue_name(settings),
+    )
     return 0
 
 

@@ -78,13 +78,14 @@ class ArqJobQueue:
         self._queue_name = queue_name
 
     async def enqueue(self, task: Task) -> None:
-        # The job id is derived from the task id, so enqueuing twice cannot run it twice at once.
-        await self._pool.enqueue_job(RUN_TASK, task.id, _job_id=arq_job_id(task.id), _queue_name=self._queue_name)
+        # The job id is derived from the task id, so enqueuing twice cannot run it twice at once;
+        # ARQ keeps job and result keys outside any prefix, so the queue name keeps them apart.
+        await self._pool.enqueue_job(RUN_TASK, task.id, _job_id=f"{self._queue_name}:{arq_job_id(task.id)}", _queue_name=self._queue_name)
 
     async def abort(self, task_id: int) -> None:
         from arq.jobs import Job
 
-        job = Job(arq_job_id(task_id), self._pool, _queue_name=self._queue_name)
+        job = Job(f"{self._queue_name}:{arq_job_id(task_id)}", self._pool, _queue_name=self._queue_name)
         with contextlib.suppress(asyncio.TimeoutError):
             await job.abort(timeout=0)
 

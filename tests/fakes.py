@@ -149,6 +149,11 @@ class FakeCommentRepository:
     async def count(self, *, group_id: int | None = None) -> int:
         return sum(1 for _, g, _ in self.store.comments.values() if group_id is None or g == group_id)
 
+    async def set_state(self, ids: Sequence[int], *, viewed: bool | None, archived: bool | None) -> list[int]:
+        # The fake keeps no review flags (the read side is SQL only); it reports which ids exist.
+        existing = {row_id for row_id, _, _ in self.store.comments.values()}
+        return [i for i in ids if i in existing]
+
     async def iter_texts(
         self, *, group_ids: Sequence[int] | None, after_id: int, limit: int
     ) -> list[tuple[int, str]]:

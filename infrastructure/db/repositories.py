@@ -218,6 +218,15 @@ class SqlCommentRepository:
             query = query.where(comments.c.group_id == group_id)
         return (await self.session.execute(query)).scalar_one()
 
+    async def set_state(self, ids: Sequence[int], *, viewed: bool | None, archived: bool | None) -> list[int]:
+        """Set the review flags of many comments at once; returns the ids that exist."""
+        values = {k: v for k, v in (("viewed", viewed), ("archived", archived)) if v is not None}
+        found: list[int] = []
+        for chunk in _chunks(list(ids)):
+            stmt = update(comments).where(comments.c.id.in_(chunk)).values(**values).returning(comments.c.id)
+            found += [row_id for (row_id,) in await self.session.execute(stmt)]
+        return found
+
     async def iter_texts(
         self, *, group_ids: Sequence[int] | None, after_id: int, limit: int
     ) -> list[tuple[int, str]]:
@@ -247,7 +256,9 @@ class SqlAuthorRepository:
             index_elements=[authors.c.vk_id],
             set_={name: stmt.excluded[name] for name in ("name", "screen_name", "photo_url", "updated_at")},
         )
-        await self.session.execute(stmt, list(rows.values()))
+        # Authors are shared by every community: concurrent collections upsert overlapping
+        # sets, and rows taken in one global order cannot deadlock each other.
+        await self.session.execute(stmt, [rows[k] for k in sorted(rows)])
 
     async def missing(self, vk_ids: Iterable[int]) -> set[int]:
         wanted = sorted(set(vk_ids))

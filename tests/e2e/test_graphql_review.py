@@ -6,15 +6,7 @@ import pytest
 
 from graphql_api.context import Context
 from graphql_api.schema import schema
-from infrastructure.db.repositories import SqlCommentRepository
 from tests.e2e.graphql_support import Api, api, client, container, tokens, wait_for_task  # noqa: F401
-
-needs_set_state = pytest.mark.xfail(
-    not hasattr(SqlCommentRepository, "set_state"),
-    reason="CommentRepository.set_state(ids, viewed=, archived=) -> found ids is not implemented yet",
-    strict=True,
-)
-
 
 @pytest.fixture
 async def comment_ids(api: Api) -> list[str]:
@@ -46,7 +38,6 @@ mutation($ids: [ID!]!, $viewed: Boolean, $archived: Boolean) {
 }"""
 
 
-@needs_set_state
 async def test_set_comment_state_in_bulk(api: Api, comment_ids: list[str]) -> None:
     marked = (await api(SET_STATE, {"ids": comment_ids[:3], "viewed": True}))["setCommentState"]
     assert marked["errors"] == []

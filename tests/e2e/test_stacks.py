@@ -258,3 +258,43 @@ async def test_collect_and_read_every_comment(stack: Stack, world) -> None:
     assert all(t["result"]["postsRead"] == WORLD["closed_comment_posts"] for t in again), again
     keys_again, total_again = await _all_comments(stack)
     assert total_again == total and set(keys_again) == expected
+
+
+async def test_quickstart_with_the_sandbox(tmp_path: Path) -> None:
+    """The README's first command: `VKCP_VK_SANDBOX=1 vkcp serve` from nothing. It prints the
+    GraphiQL URL and a one-time admin token; the sandbox communities parse to exactly the
+    sandbox world's comments and replies; the closed one fails with VK's reason."""
+    import re
+
+    from infrastructure.vk.world import sandbox_world
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(tmp_path / "data"), "VKCP_VK_SANDBOX": "1"}
+    for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH", "VKCP_VK_TOKENS", "VKCP_VK_API_URL"):
+        env.pop(name, None)
+    stack = Stack(env, tmp_path)
+    port = _free_port()
+    server = stack.start("serve", "--port", str(port))
+    try:
+        await _wait_http(f"http://127.0.0.1:{port}/healthz", server, stack.logs[-1])
+        printed = stack.output()
+        assert f"GraphiQL: http://127.0.0.1:{port}/graphql" in printed
+        stack.token = re.search(r"Bearer (vkcp_[\w-]+)", printed).group(1)
+        stack.url = f"http://127.0.0.1:{port}/graphql"
+
+        world = sandbox_world()
+        group_ids, expected = [], 0
+        for screen_name in ("koshki_spb", "zarechye_news"):
+            group = (await stack.gql(ADD, ref=f"https://vk.com/{screen_name}"))["addGroup"]["group"]
+            group_ids.append(group["id"])
+            expected += len(world.expected_comments(-group["vkId"]))
+        closed = (await stack.gql(ADD, ref="closed_club"))["addGroup"]["group"]
+        assert closed["isClosed"] is True
+
+        tasks = (await stack.gql(PARSE, ids=[*group_ids, closed["id"]]))["startParse"]["tasks"]
+        finished = [await _wait_task(stack, t["id"]) for t in tasks]
+        assert [t["state"] for t in finished] == ["SUCCEEDED", "SUCCEEDED", "FAILED"], finished
+        assert "Access denied" in finished[2]["error"]
+        keys, total = await _all_comments(stack)
+        assert total == len(set(keys)) == expected > 1000
+    finally:
+        _stop(server)

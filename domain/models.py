@@ -115,6 +115,8 @@ class Keyword:
     case_sensitive: bool = False
     whole_word: bool = True
     morphology: bool = True
+    # Bookkeeping, not identity: two reads of one keyword compare equal whatever it says.
+    created_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -150,3 +152,7 @@ class Task:
     result: dict[str, Any] | None = None
     cancel_requested: bool = False
     id: int | None = None
+    updated_at: datetime | None = None
+    # The lease: which runner holds the task and when it last said it is alive.
+    worker_id: str | None = None
+    heartbeat_at: datetime | None = None

@@ -15,7 +15,7 @@ import structlog
 from domain.errors import DomainError, InvalidInput
 from domain.models import Group, Task
 from domain.ports import Adapters
-from domain.tasks import start_parse
+from domain.tasks import recover_orphaned, start_parse
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +33,9 @@ def validate_monitoring(interval_minutes: int | None, priority: int | None) -> N
 
 
 def next_run(group: Group, now: datetime) -> datetime:
-    return now + timedelta(minutes=group.monitor_interval_minutes)
+    # From the start of the minute: the scheduler ticks once a minute, a few seconds late at
+    # most, so a 5-minute interval runs every 5 minutes rather than every 6.
+    return now.replace(second=0, microsecond=0) + timedelta(minutes=group.monitor_interval_minutes)
 
 
 async def schedule_due(adapters: Adapters, now: datetime | None = None) -> list[Task]:
@@ -57,3 +59,9 @@ async def schedule_due(adapters: Adapters, now: datetime | None = None) -> list[
     if due:
         log.info("monitoring.scheduled", groups=[g.id for g in due])
     return started
+
+
+async def scheduler_tick(adapters: Adapters) -> list[Task]:
+    """What runs once a minute: tasks whose runner died are enqueued again, then due groups."""
+    await recover_orphaned(adapters)
+    return await schedule_due(adapters)

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
+from domain.models import Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
+
+if TYPE_CHECKING:
+    from domain.export import ExportStore
 
 
 # --- VK -------------------------------------------------------------------------------------
@@ -105,6 +108,19 @@ class AuthorRepository(Protocol):
 
 class KeywordRepository(Protocol):
     async def list_active(self) -> list[Keyword]: ...
+    async def list(self, *, active: bool | None = None) -> list[Keyword]: ...
+    async def get(self, keyword_id: int) -> Keyword | None: ...
+
+    async def get_by_word(self, word: str) -> Keyword | None:
+        """The stored keyword ``word`` would duplicate (``domain.matching.keyword_key``)."""
+
+    async def add(self, keyword: Keyword) -> Keyword:
+        """Store ``keyword`` (its ``id`` is ignored); returns it with its new id."""
+
+    async def save(self, keyword: Keyword) -> None: ...
+
+    async def remove(self, keyword_id: int) -> None:
+        """Delete the keyword and its matches, correcting the comments' ``matches_count``."""
 
 
 class MatchRepository(Protocol):
@@ -125,6 +141,32 @@ class TaskRepository(Protocol):
     async def list(
         self, *, states: Sequence[TaskState] | None = None, kinds: Sequence[TaskKind] | None = None, limit: int = 100
     ) -> list[Task]: ...
+
+    # The lease. Each is one atomic conditional update; ``None`` means the condition failed.
+
+    async def claim(self, task_id: int, *, worker_id: str, now: datetime, stale_before: datetime) -> Task | None:
+        """QUEUED, or RUNNING with a heartbeat older than ``stale_before`` (or held by this
+        worker) → RUNNING held by ``worker_id``, attempts + 1."""
+
+    async def heartbeat(
+        self, task_id: int, *, worker_id: str, now: datetime, progress: Progress | None = None
+    ) -> Task | None:
+        """Renew the lease (and store progress); ``None`` when ``worker_id`` no longer holds it."""
+
+    async def finish(
+        self, task_id: int, *, worker_id: str | None, state: TaskState, now: datetime,
+        error: str | None = None, result: dict | None = None, progress: Progress | None = None,
+    ) -> Task | None:
+        """End an active task (held by ``worker_id`` unless it is None)."""
+
+    async def release(self, task_id: int, *, worker_id: str) -> None:
+        """Give the lease up (a graceful shutdown): any runner may claim the task at once."""
+
+    async def request_cancel(self, task_id: int, *, now: datetime) -> Task | None:
+        """Flag an active task cancelled; a QUEUED one becomes CANCELLED at once."""
+
+    async def list_orphaned(self, *, stale_before: datetime, queued_before: datetime, limit: int = 1000) -> list[Task]:
+        """RUNNING tasks whose heartbeat is stale and QUEUED tasks created before ``queued_before``."""
 
 
 class UnitOfWork(Protocol):
@@ -154,15 +196,29 @@ class JobQueue(Protocol):
     async def enqueue(self, task: Task) -> None:
         """Run ``task`` (already stored, state QUEUED) in the background."""
 
-    async def abort(self, task_id: int) -> None:
+    async def abort(self, task: Task) -> None:
         """Best effort: stop the task's job if it is running; the task state is the DB's."""
 
 
-class EventBus(Protocol):
-    async def publish(self, channel: str, event: dict[str, Any]) -> None: ...
+class EventSubscription(Protocol):
+    """Events of one channel. Registered when created: nothing published after
+    ``subscribe()`` returned (and, across processes, after ``ready()``) is missed."""
 
-    def subscribe(self, channel: str) -> AsyncIterator[dict[str, Any]]:
-        """Events published on ``channel`` from now on, until the iterator is closed."""
+    async def ready(self) -> None: ...
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
+    async def __anext__(self) -> dict[str, Any]: ...
+    async def aclose(self) -> None: ...
+
+
+class EventBus(Protocol):
+    async def publish(self, channel: str, event: dict[str, Any]) -> None:
+        """Deliver to every subscriber and keep it as the channel's last event (a snapshot)."""
+
+    def subscribe(self, channel: str) -> EventSubscription:
+        """Events published on ``channel`` from now on, until the subscription is closed."""
+
+    async def last(self, channel: str) -> dict[str, Any] | None:
+        """The last event published on ``channel`` (kept for a while), for late subscribers."""
 
 
 ProgressCallback = Callable[[int, int | None, str], Awaitable[None]]
@@ -171,6 +227,22 @@ ProgressCallback = Callable[[int, int | None, str], Awaitable[None]]
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class Cache(Protocol):
+    """Short-lived copies of expensive reads (``stats``), grouped in namespaces.
+
+    ``invalidate(namespace)`` makes every entry of the namespace stale at once, in every
+    process sharing the cache: jobs call it when they change what the entries summarise.
+    """
+
+    async def get_or_compute(
+        self, namespace: str, key: str, compute: Callable[[], Awaitable[bytes]], *, ttl: float
+    ) -> bytes:
+        """The entry, or ``compute()``'s value, stored for ``ttl`` seconds. A value computed
+        while the namespace was invalidated is not stored as fresh."""
+
+    async def invalidate(self, namespace: str) -> None: ...
 
 
 @dataclass
@@ -187,3 +259,7 @@ class Adapters:
     recent_window_hours: float = 0.0
     collect_concurrency: int = 64
     data_dir: str = "."
+    # Export rows and files (``domain.export.ExportStore``); None where nothing exports.
+    exports: ExportStore | None = None
+    # Expensive reads (``stats``); None: nothing is cached.
+    cache: Cache | None = None

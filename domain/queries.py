@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Generic, Protocol, TypeVar
 
 from domain.models import Author, Group, Keyword, Match, Task, TaskKind, TaskState
@@ -121,7 +121,87 @@ class ReadModel(Protocol):
 
     async def matches_by_comment_ids(self, ids: Sequence[int]) -> list[list[Match]]: ...
     async def keywords_by_ids(self, ids: Sequence[int]) -> list[Keyword | None]: ...
+    async def keywords_page(
+        self, *, first: int, after: str | None, active: bool | None = None, category: str | None = None,
+        text: str | None = None,
+    ) -> Page[Keyword]: ...
+    async def keywords_count(
+        self, *, active: bool | None = None, category: str | None = None, text: str | None = None
+    ) -> int: ...
+    async def keyword_matches_counts(self, ids: Sequence[int]) -> list[int]:
+        """Stored matches per keyword, aligned with ``ids``."""
 
     async def tasks_page(self, flt: TaskFilter, *, first: int, after: str | None) -> Page[Task]: ...
     async def tasks_count(self, flt: TaskFilter) -> int: ...
     async def tasks_by_ids(self, ids: Sequence[int]) -> list[Task | None]: ...
+
+    async def stats(self, window: StatsWindow) -> Stats:
+        """Counts over everything stored, by SQL aggregates (see ``domain.stats``)."""
+
+    async def task_counts(self) -> dict[tuple[str, str], int]:
+        """(kind, state) -> number of tasks: one GROUP BY, read when metrics are scraped."""
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatsWindow:
+    """Which days the per-day series cover (inclusive, UTC) and how long the top lists are."""
+
+    since: date
+    until: date
+    top: int = 10
+
+
+@dataclass
+class StatsTotals:
+    groups: int = 0
+    posts: int = 0
+    comments: int = 0  # every stored comment, replies included
+    replies: int = 0
+    matched_comments: int = 0
+    matches: int = 0
+    authors: int = 0  # distinct comment authors
+    keywords: int = 0
+
+
+@dataclass
+class GroupStats:
+    group_id: int
+    name: str
+    comments: int
+    matched_comments: int
+    last_collected_at: datetime | None
+
+
+@dataclass
+class KeywordStats:
+    keyword_id: int
+    word: str
+    matches: int
+    comments: int  # distinct comments it matched
+
+
+@dataclass
+class AuthorStats:
+    vk_id: int
+    name: str | None
+    comments: int
+
+
+@dataclass
+class DayStats:
+    day: date
+    comments: int
+    matched_comments: int
+    matches: int
+
+
+@dataclass
+class Stats:
+    totals: StatsTotals
+    groups: list[GroupStats]
+    top_keywords: list[KeywordStats]
+    top_authors: list[AuthorStats]
+    days: list[DayStats]  # every day of the window, oldest first, zeros included

@@ -4,10 +4,20 @@ A task is stored QUEUED before its job is enqueued, so a crash between the two l
 a retry cannot find. The runner is idempotent: a job delivered twice (a worker died, ARQ
 re-delivered it) continues the same task, and since storing is an upsert the result is exact.
 Terminal tasks are never run again.
+
+Leases make crashes cheap: a runner claims a task with one conditional UPDATE (QUEUED, or
+RUNNING with a stale heartbeat) and heartbeats every few seconds while it runs. A worker
+killed with -9 stops heartbeating; within ``LEASE`` the once-a-minute scheduler
+(``recover_orphaned``) enqueues the task again, and the next runner continues it. A runner
+that finds the task held by a live runner leaves it alone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
@@ -15,16 +25,32 @@ from typing import Any
 
 import structlog
 
+from domain.analyze import publish_matched, run_analyze
 from domain.collect import CollectOptions, collect_group
 from domain.errors import DomainError, InvalidInput, NotFound, TaskCancelled
-from domain.models import Task, TaskKind, TaskState
+from domain.export import run_export
+from domain.models import Progress, Task, TaskKind, TaskState
 from domain.ports import Adapters
+from domain.stats import invalidate_stats
 
 log = structlog.get_logger(__name__)
 
 TASKS_CHANNEL = "tasks"
 PROGRESS_INTERVAL = 0.25  # seconds between progress writes/events of one task
-CANCEL_CHECK_INTERVAL = 0.5
+CANCEL_POLL_INTERVAL = 1.0  # seconds between a running task's checks for a cancel request
+HEARTBEAT_INTERVAL = timedelta(seconds=5)
+LEASE = timedelta(seconds=30)  # a RUNNING task not heartbeated for this long is orphaned
+QUEUED_GRACE = timedelta(minutes=2)  # a QUEUED task this old may have lost its job: enqueue again
+# Per kind: a parse of a big community at VK's rate takes hours; the others are local work.
+TIMEOUTS: dict[TaskKind, timedelta] = {
+    TaskKind.PARSE: timedelta(hours=6),
+    TaskKind.ANALYZE: timedelta(hours=1),
+    TaskKind.EXPORT: timedelta(minutes=30),
+}
+DEFAULT_TIMEOUT = timedelta(hours=1)
+# Identifies this process's runners in task leases; ARQ workers pass their own.
+LOCAL_WORKER = f"{socket.gethostname()}:{os.getpid()}"
+_running_here: set[tuple[str, int]] = set()  # (worker id, task id) being run in this process
 
 TaskHandler = Callable[[Adapters, Task, Callable[[int, int | None, str], Awaitable[None]]], Awaitable[dict]]
 
@@ -52,6 +78,7 @@ def task_event(task: Task) -> dict[str, Any]:
         "error": task.error,
         "result": task.result,
         "cancelRequested": task.cancel_requested,
+        "updatedAt": _iso(task.updated_at),
     }
 
 
@@ -73,6 +100,7 @@ def task_from_event(event: dict[str, Any]) -> Task:
         error=event.get("error"),
         result=event.get("result"),
         cancel_requested=bool(event.get("cancelRequested")),
+        updated_at=_parse(event.get("updatedAt")),
     )
 
 
@@ -155,22 +183,19 @@ async def start_task(adapters: Adapters, kind: TaskKind, params: dict[str, Any],
 
 
 async def cancel_task(adapters: Adapters, task_id: int) -> Task:
-    """A queued task ends CANCELLED at once; a running one at its next progress step."""
+    """A queued task ends CANCELLED at once; a running one within a second or two (its job is
+    aborted, and its runner's supervisor sees the flag even while VK keeps it waiting)."""
     async with adapters.uow_factory() as uow:
-        task = await uow.tasks.get(task_id)
+        task = await uow.tasks.request_cancel(task_id, now=adapters.clock.now())
         if task is None:
-            raise NotFound(f"Task {task_id} not found", field="id")
-        if task.state.terminal:
-            raise InvalidInput(f"Task {task_id} has already ended ({task.state.value})", field="id")
-        task.cancel_requested = True
-        if task.state is TaskState.QUEUED:
-            task.state = TaskState.CANCELLED
-            task.finished_at = adapters.clock.now()
-        await uow.tasks.save(task)
+            existing = await uow.tasks.get(task_id)
+            if existing is None:
+                raise NotFound(f"Task {task_id} not found", field="id")
+            raise InvalidInput(f"Task {task_id} has already ended ({existing.state.value})", field="id")
         await uow.commit()
     await publish_task(adapters, task)
     if task.state is TaskState.RUNNING:
-        await adapters.queue.abort(task_id)
+        await adapters.queue.abort(task)
     return task
 
 
@@ -197,6 +222,7 @@ async def run_parse(adapters: Adapters, task: Task, report) -> dict:
         result = await collect_group(
             group, vk=adapters.vk, uow_factory=adapters.uow_factory, options=options,
             report=report, now=now, matcher=matcher,
+            on_matched=lambda comment_ids: publish_matched(adapters, comment_ids),
         )
     except DomainError as e:
         await _record_group_run(adapters, group.id, now, error=e.message)
@@ -218,115 +244,248 @@ async def _record_group_run(adapters: Adapters, group_id: int, now: datetime, *,
         await uow.commit()
 
 
-HANDLERS: dict[TaskKind, TaskHandler] = {TaskKind.PARSE: run_parse}
+HANDLERS: dict[TaskKind, TaskHandler] = {
+    TaskKind.PARSE: run_parse,
+    TaskKind.ANALYZE: run_analyze,
+    TaskKind.EXPORT: run_export,
+}
 
 
-async def run_task(adapters: Adapters, task_id: int) -> Task | None:
-    """Drive one task to a terminal state. Safe to call again for the same task."""
-    async with adapters.uow_factory() as uow:
-        task = await uow.tasks.get(task_id)
-        if task is None:
-            log.warning("task.missing", task_id=task_id)
-            return None
-        if task.state.terminal:
-            return task
-        if task.cancel_requested:
-            task.state, task.finished_at = TaskState.CANCELLED, adapters.clock.now()
-        else:
-            task.state = TaskState.RUNNING
-            task.attempts += 1
-            task.started_at = task.started_at or adapters.clock.now()
-            task.error = None
-        await uow.tasks.save(task)
-        await uow.commit()
-    await publish_task(adapters, task)
-    if task.state.terminal:
-        return task
-
-    reporter = _Reporter(adapters, task)
-    handler = HANDLERS.get(task.kind)
-    log.info("task.started", task_id=task.id, kind=task.kind.value, attempt=task.attempts)
+async def run_task(adapters: Adapters, task_id: int, *, worker_id: str = LOCAL_WORKER) -> Task | None:
+    """Drive one task to a terminal state. Safe to call again for the same task, from any
+    number of runners: the lease decides which one runs it (see the module docstring)."""
+    key = (worker_id, task_id)
+    if key in _running_here:  # a duplicate delivery to this runner while it runs the task
+        return None
+    _running_here.add(key)
     try:
-        if handler is None:
-            raise InvalidInput(f"No handler for {task.kind.value} tasks")
-        result = await handler(adapters, task, reporter)
-    except TaskCancelled:
-        return await _finish(adapters, task, TaskState.CANCELLED, reporter, error=None)
-    except DomainError as e:
-        log.info("task.failed", task_id=task.id, error=e.message)
-        return await _finish(adapters, task, TaskState.FAILED, reporter, error=e.message)
-    except Exception as e:  # an unexpected bug: the task must still end, with the class of error
+        return await _claim_and_run(adapters, task_id, worker_id)
+    finally:
+        _running_here.discard(key)
+
+
+async def _claim_and_run(adapters: Adapters, task_id: int, worker_id: str) -> Task | None:
+    now = adapters.clock.now()
+    current = None
+    async with adapters.uow_factory() as uow:
+        task = await uow.tasks.claim(task_id, worker_id=worker_id, now=now, stale_before=now - LEASE)
+        if task is None:
+            current = await uow.tasks.get(task_id)
+        await uow.commit()
+    if task is None:
+        if current is None:
+            log.warning("task.missing", task_id=task_id)
+        else:  # ended already, or another live runner holds it
+            log.info("task.not_claimed", task_id=task_id, state=current.state.value, holder=current.worker_id)
+        return current
+    if task.cancel_requested:  # cancelled while its runner was dead
+        return await _finish(adapters, task, worker_id, TaskState.CANCELLED, task.progress)
+    await publish_task(adapters, task)
+
+    reporter = _Reporter(adapters, task, worker_id)
+    handler = HANDLERS.get(task.kind)
+    timeout = TIMEOUTS.get(task.kind, DEFAULT_TIMEOUT)
+    log.info("task.started", task_id=task.id, kind=task.kind.value, attempt=task.attempts, worker=worker_id)
+    if handler is None:
+        return await _finish(adapters, task, worker_id, TaskState.FAILED, reporter.last,
+                             error=f"No handler for {task.kind.value} tasks")
+
+    work = asyncio.create_task(handler(adapters, task, reporter), name=f"task-{task.id}")
+    supervisor = _Supervisor(adapters, task.id, worker_id, work)
+    watching = asyncio.create_task(supervisor.run(), name=f"task-{task.id}-supervisor")
+    deadline = asyncio.timeout(timeout.total_seconds())
+    try:
+        try:
+            async with deadline:
+                result = await work
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+    except asyncio.CancelledError:
+        current_task = asyncio.current_task()
+        if current_task is not None and current_task.cancelling():
+            # Stopped from outside: an ARQ abort (cancelTask) or the process shutting down.
+            work.cancel()
+            await asyncio.shield(_stopped_from_outside(adapters, task, worker_id, reporter))
+            raise
+        return await _stopped_by_supervisor(adapters, task, worker_id, reporter, supervisor)
+    except BaseException as e:
+        if supervisor.reason is not None:  # the handler turned our cancellation into an error
+            return await _stopped_by_supervisor(adapters, task, worker_id, reporter, supervisor)
+        if isinstance(e, TimeoutError) and deadline.expired():
+            error = f"timed out after {_human(timeout)}"
+            log.info("task.timed_out", task_id=task.id, timeout=error)
+            return await _finish(adapters, task, worker_id, TaskState.FAILED, reporter.last, error=error)
+        if isinstance(e, TaskCancelled):
+            return await _finish(adapters, task, worker_id, TaskState.CANCELLED, reporter.last)
+        if isinstance(e, _LeaseLost):
+            log.warning("task.lease_lost", task_id=task.id, worker=worker_id)
+            return None
+        if isinstance(e, DomainError):
+            log.info("task.failed", task_id=task.id, error=e.message)
+            return await _finish(adapters, task, worker_id, TaskState.FAILED, reporter.last, error=e.message)
+        if not isinstance(e, Exception):
+            raise
+        # An unexpected bug: the task must still end, with the class of error.
         log.exception("task.crashed", task_id=task.id)
-        return await _finish(adapters, task, TaskState.FAILED, reporter, error=f"internal error ({type(e).__name__})")
-    return await _finish(adapters, task, TaskState.SUCCEEDED, reporter, result=result)
+        return await _finish(adapters, task, worker_id, TaskState.FAILED, reporter.last,
+                             error=f"internal error ({type(e).__name__})")
+    done = reporter.last
+    if done.total is not None:
+        done = Progress(done.total, done.total, done.message)
+    return await _finish(adapters, task, worker_id, TaskState.SUCCEEDED, done, result=result)
 
 
-async def _finish(adapters, task: Task, state: TaskState, reporter: _Reporter, *, error=None, result=None) -> Task:
+async def _stopped_by_supervisor(adapters, task: Task, worker_id: str, reporter: _Reporter, supervisor) -> Task | None:
+    if supervisor.reason == "lease lost":
+        log.warning("task.lease_lost", task_id=task.id, worker=worker_id)
+        return None
+    return await _finish(adapters, task, worker_id, TaskState.CANCELLED, reporter.last)
+
+
+async def _stopped_from_outside(adapters, task: Task, worker_id: str, reporter: _Reporter) -> None:
+    """A cancel request ends the task CANCELLED; anything else (a shutdown) gives the lease up,
+    so the next runner continues the task at once instead of waiting for it to go stale."""
     async with adapters.uow_factory() as uow:
         stored = await uow.tasks.get(task.id)
-        assert stored is not None
-        if stored.cancel_requested and state is TaskState.SUCCEEDED:
-            state = TaskState.SUCCEEDED  # it finished before the cancel took effect: keep the truth
-        stored.state = state
-        stored.finished_at = adapters.clock.now()
-        stored.error = error
-        stored.result = result
-        stored.progress = reporter.last
-        if state is TaskState.SUCCEEDED and stored.progress.total is not None:
-            stored.progress.done = stored.progress.total
-        await uow.tasks.save(stored)
+    if stored is not None and stored.cancel_requested:
+        await _finish(adapters, task, worker_id, TaskState.CANCELLED, reporter.last)
+        return
+    async with adapters.uow_factory() as uow:
+        await uow.tasks.release(task.id, worker_id=worker_id)
         await uow.commit()
+    log.info("task.released", task_id=task.id, worker=worker_id)
+
+
+async def _finish(
+    adapters: Adapters, task: Task, worker_id: str, state: TaskState, progress: Progress, *, error=None, result=None
+) -> Task | None:
+    async with adapters.uow_factory() as uow:
+        stored = await uow.tasks.finish(
+            task.id, worker_id=worker_id, state=state, now=adapters.clock.now(),
+            error=error, result=result, progress=progress,
+        )
+        await uow.commit()
+    # Before anyone hears the task ended: whoever reacts by reading stats sees fresh numbers.
+    await invalidate_stats(adapters.cache)
+    if stored is None:  # the lease went to another runner meanwhile: the task is theirs to end
+        log.warning("task.finish_skipped", task_id=task.id, state=state.value, worker=worker_id)
+        return None
     await publish_task(adapters, stored)
-    log.info("task.finished", task_id=stored.id, state=state.value)
+    log.info("task.finished", task_id=stored.id, state=state.value, error=error)
     return stored
 
 
-class _Reporter:
-    """Progress writes and events at most every PROGRESS_INTERVAL; cancellation checks."""
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
-    def __init__(self, adapters: Adapters, task: Task) -> None:
+
+class _LeaseLost(Exception):
+    """Another runner took the task over (this one was presumed dead): stop, write nothing."""
+
+
+class _Supervisor:
+    """Runs beside the handler: renews the lease and, within a second of a cancel request,
+    cancels the handler, even while it is waiting on VK (where it reports no progress)."""
+
+    def __init__(self, adapters: Adapters, task_id: int, worker_id: str, work: asyncio.Task) -> None:
+        self.adapters, self.task_id, self.worker_id, self.work = adapters, task_id, worker_id, work
+        self.reason: str | None = None
+
+    async def run(self) -> None:
+        beat_at = time.monotonic()
+        while True:
+            await asyncio.sleep(CANCEL_POLL_INTERVAL)
+            beat = time.monotonic() - beat_at >= HEARTBEAT_INTERVAL.total_seconds()
+            try:
+                async with self.adapters.uow_factory() as uow:
+                    if beat:
+                        stored = await uow.tasks.heartbeat(
+                            self.task_id, worker_id=self.worker_id, now=self.adapters.clock.now()
+                        )
+                        await uow.commit()
+                    else:
+                        stored = await uow.tasks.get(self.task_id)
+            except Exception as e:  # a database blip: the lease survives a few missed beats
+                log.warning("task.heartbeat_failed", task_id=self.task_id, error=f"{type(e).__name__}: {e}")
+                continue
+            if beat:
+                beat_at = time.monotonic()
+            if stored is None or (beat and stored.worker_id != self.worker_id):
+                return self._stop("lease lost")
+            if stored.cancel_requested:
+                return self._stop("cancel requested")
+
+    def _stop(self, reason: str) -> None:
+        self.reason = reason
+        self.work.cancel()
+
+
+class _Reporter:
+    """Progress writes and events at most every PROGRESS_INTERVAL, each renewing the lease and
+    checking for a cancel request.
+
+    Progress only moves forward: a resumed attempt (after a crash) counts what the earlier
+    attempts finished as done, and a step that would go back is shown at the earlier value.
+    """
+
+    def __init__(self, adapters: Adapters, task: Task, worker_id: str) -> None:
         self.adapters = adapters
         self.task = task
+        self.worker_id = worker_id
         self.last = task.progress
+        self.carried = task.progress if task.attempts > 1 and task.progress.total is not None else None
         self._sent_at = 0.0
-        self._checked_at = time.monotonic()
+
+    def _forward(self, done: int, total: int | None, message: str) -> Progress:
+        previous, carried = self.last, self.carried
+        if carried is not None and carried.total is not None:
+            if total is None:
+                return Progress(previous.done, previous.total, message)
+            if total <= carried.total:
+                done, total = carried.total - total + done, carried.total
+        if total == previous.total and done < previous.done:
+            done = previous.done
+        return Progress(done, total, message)
 
     async def __call__(self, done: int, total: int | None, message: str) -> None:
-        from domain.models import Progress
-
-        self.last = Progress(done, total, message)
+        self.last = self._forward(done, total, message)
         now = time.monotonic()
-        if now - self._checked_at >= CANCEL_CHECK_INTERVAL:
-            self._checked_at = now
-            async with self.adapters.uow_factory() as uow:
-                stored = await uow.tasks.get(self.task.id)
-            if stored is not None and stored.cancel_requested:
-                raise TaskCancelled("cancelled")
         if now - self._sent_at < PROGRESS_INTERVAL and done != total:
             return
         self._sent_at = now
         async with self.adapters.uow_factory() as uow:
-            stored = await uow.tasks.get(self.task.id)
-            if stored is None:
-                return
-            if stored.cancel_requested:
-                raise TaskCancelled("cancelled")
-            stored.progress = self.last
-            await uow.tasks.save(stored)
+            stored = await uow.tasks.heartbeat(
+                self.task.id, worker_id=self.worker_id, now=self.adapters.clock.now(), progress=self.last
+            )
             await uow.commit()
+        if stored is None:
+            raise _LeaseLost(f"task {self.task.id}")
         self.task = stored
         await publish_task(self.adapters, stored)
+        if stored.cancel_requested:
+            raise TaskCancelled("cancelled")
 
 
-async def cancel_running(adapters: Adapters, task_id: int) -> None:
-    """The job running a task was stopped from outside (ARQ abort): record CANCELLED."""
+# --- recovery -------------------------------------------------------------------------------
+
+
+async def recover_orphaned(adapters: Adapters) -> list[Task]:
+    """Enqueue again the tasks nobody is running: RUNNING ones whose runner stopped
+    heartbeating (killed, or its machine gone), and QUEUED ones whose job may have been lost.
+    Part of the once-a-minute scheduler. The queue gives each new attempt a new job id, and
+    the lease keeps a task that is in fact still running from being run twice."""
+    now = adapters.clock.now()
     async with adapters.uow_factory() as uow:
-        task = await uow.tasks.get(task_id)
-        if task is None or task.state.terminal:
-            return
-        task.state = TaskState.CANCELLED
-        task.cancel_requested = True
-        task.finished_at = adapters.clock.now()
-        await uow.tasks.save(task)
-        await uow.commit()
-    await publish_task(adapters, task)
+        orphans = await uow.tasks.list_orphaned(stale_before=now - LEASE, queued_before=now - QUEUED_GRACE)
+    for task in orphans:
+        log.info("task.recovered", task_id=task.id, state=task.state.value, attempts=task.attempts,
+                 holder=task.worker_id)
+        await adapters.queue.enqueue(task)
+    return orphans

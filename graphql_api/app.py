@@ -1,9 +1,17 @@
-"""The Starlette application: GraphQL over HTTP and WebSocket, health and readiness."""
+"""The Starlette application: GraphQL over HTTP and WebSocket, health, readiness and metrics.
+
+GraphQL over HTTP follows the GraphQL-over-HTTP spec: the response media type is negotiated
+from ``Accept`` (``application/graphql-response+json`` or ``application/json``). A document
+that cannot run at all (syntax, validation, variables) is a 400 without ``data`` under the new
+media type, and a 200 under ``application/json`` (the spec's rules for legacy clients).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -20,35 +28,107 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import GraphQLRequestData
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from graphql_api.auth import header_of, resolve_role, warn_if_auth_disabled
 from graphql_api.context import Context, get_context
+from graphql_api.errors import INTERNAL_MESSAGE
+from graphql_api.exports_route import exports_route
+from graphql_api.limits import MAX_SUBSCRIPTIONS_PER_CONNECTION
+from graphql_api.observability import ApiMetrics, RequestRecord, current_request
 from graphql_api.schema import build_schema, schema
 
 log = structlog.get_logger(__name__)
+access_log = structlog.get_logger("vkcp.api")
 
-_HTTP_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+JSON = "application/json"
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    500: "INTERNAL_SERVER_ERROR",
+    504: "TIMEOUT",
+}
 
 
-def _error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+def negotiate(accept: str | None) -> str | None:
+    """The response media type for an ``Accept`` header; None when we offer nothing it accepts.
+
+    No header means a legacy client: ``application/json``. Wildcards choose ``application/json``
+    too; at equal quality an explicit ``application/graphql-response+json`` wins.
+    """
+    if accept is None or not accept.strip():
+        return JSON
+    best: tuple[float, int, str] | None = None
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        media = media.lower()
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media == GRAPHQL_RESPONSE_JSON:
+            candidate = (quality, 2, GRAPHQL_RESPONSE_JSON)
+        elif media == JSON:
+            candidate = (quality, 1, JSON)
+        elif media in ("*/*", "application/*"):
+            candidate = (quality, 0, JSON)
+        else:
+            continue
+        if quality > 0 and (best is None or candidate[:2] > best[:2]):
+            best = candidate
+    return best[2] if best else None
+
+
+def _error_body(status: int, message: str) -> bytes:
     body = {"errors": [{"message": message, "extensions": {"code": _HTTP_CODES.get(status, "BAD_REQUEST")}}]}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None, *, media_type: str = JSON
+) -> Response:
+    return Response(_error_body(status, message), status_code=status, headers=headers, media_type=media_type)
+
+
+def _is_request_error(data: Any) -> bool:
+    """The document could not be run at all (syntax, validation, variables): errors without a
+    path and no data. Field errors always carry a path."""
+    if not isinstance(data, dict) or data.get("data") is not None:
+        return False
+    errors = data.get("errors") or []
+    return bool(errors) and all("path" not in e for e in errors)
 
 
 class GraphQLView(GraphQL[Context, None]):
-    """Strawberry's ASGI view with our context, auth and HTTP error shapes."""
+    """Strawberry's ASGI view with our context, auth, media types, limits and request log."""
 
-    def __init__(self, container: Any, **kwargs: Any) -> None:
+    def __init__(self, container: Any, *, metrics: ApiMetrics | None = None, **kwargs: Any) -> None:
         settings = container.settings
         super().__init__(
             build_schema(introspection=False) if not settings.introspection else schema,
             graphql_ide="graphiql" if settings.graphiql else None,
+            # graphql-transport-ws only: the legacy `graphql-ws` protocol stays off.
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
             allowed_origins=settings.cors_origins,
             **kwargs,
         )
         self.container = container
+        self.metrics = metrics
+        self.timeout = settings.request_timeout
 
     def encode_json(self, data: object) -> str:
         # Readable Cyrillic on the wire; a str (not bytes) keeps WebSocket frames textual.
@@ -58,15 +138,71 @@ class GraphQLView(GraphQL[Context, None]):
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
         request = Request(scope=scope, receive=receive)
+        accept = request.headers.get("accept")
+        media_type = negotiate(accept)
+        record = RequestRecord(media_type=media_type or JSON)
+        reset = current_request.set(record)
+        started = time.perf_counter()
+        outcome = "ok"
         try:
-            response = await self.run(request)
+            if media_type is None and not (request.method == "GET" and "text/html" in (accept or "")):
+                outcome = "rejected"
+                response = _error_response(
+                    406, f"Acceptable media types: {GRAPHQL_RESPONSE_JSON}, {JSON}", media_type=JSON
+                )
+            else:
+                response = await self.run(request)
+                outcome = record.outcome()
         except HTTPException as e:
-            headers = {"WWW-Authenticate": "Bearer"} if e.status_code == 401 else None
-            response = _error_response(e.status_code, e.reason, headers)
+            outcome = {401: "unauthenticated", 504: "timeout"}.get(e.status_code, "rejected")
+            headers = {"WWW-Authenticate": "Bearer"} if e.status_code == 401 else {}
+            if e.status_code == 405:
+                headers["Allow"] = "POST"
+            response = _error_response(e.status_code, e.reason, headers, media_type=record.media_type)
+        except Exception:  # a bug outside execution (execution errors are masked by the schema)
+            outcome = "internal"
+            log.exception("http.unexpected_error", request_id=record.request_id)
+            message = f"{INTERNAL_MESSAGE} (request id {record.request_id})" if record.request_id else INTERNAL_MESSAGE
+            response = _error_response(500, message, media_type=record.media_type)
+        finally:
+            current_request.reset(reset)
+        if record.request_id:
+            response.headers["X-Request-ID"] = record.request_id
+        response.headers.setdefault("Vary", "Accept")
         await response(scope, receive, send)
+        if response.media_type != "text/html":
+            self._observe(request, record, outcome, response.status_code, time.perf_counter() - started)
+
+    def _observe(self, request: Request, record: RequestRecord, outcome: str, status: int, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(record, outcome, seconds)
+        first = record.operations[0] if record.operations else None
+        access_log.info(
+            "graphql.request",
+            request_id=record.request_id,
+            method=request.method,
+            operation=first.name if first else None,
+            operation_type=first.type if first else None,
+            outcome=outcome,
+            status=status,
+            duration_ms=round(seconds * 1000, 2),
+        )
+
+    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        timeout = asyncio.timeout(self.timeout)
+        try:
+            async with timeout:
+                return await super().execute_operation(*args, **kwargs)
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            raise HTTPException(504, f"The request took longer than {self.timeout:g} s and was stopped") from None
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         context = await get_context(self.container, request, response)
+        record = current_request.get()
+        if record is not None and isinstance(request, Request):
+            record.request_id = context.request_id
         if context.role is None and isinstance(request, Request) and not self._is_ide_page(request):
             reason = "Missing API token" if "authorization" not in request.headers else "Invalid API token"
             raise HTTPException(401, f"{reason}: send `Authorization: Bearer <token>`")
@@ -85,27 +221,59 @@ class GraphQLView(GraphQL[Context, None]):
         context.role, context.token = found
         return None
 
-    def create_response(self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response) -> Response:
-        response = super().create_response(response_data, sub_response)
+    async def execute_single(  # noqa: PLR0917 - Strawberry's signature
+        self, request: Request, request_adapter: Any, sub_response: Response, context: Context, root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> Any:
+        # Plain HTTP runs queries (GET and POST) and mutations (POST); subscriptions are
+        # served over WebSocket only.
+        allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as e:
+            raise HTTPException(400, e.as_http_error_reason()) from e
+        except InvalidOperationTypeError as e:
+            if e.operation_type is OperationType.SUBSCRIPTION:
+                raise HTTPException(400, "subscriptions run over WebSocket (graphql-transport-ws) only") from e
+            # A mutation sent with GET: the spec's answer is 405 with `Allow: POST`.
+            status = 405 if request_adapter.method == "GET" else 400
+            raise HTTPException(status, e.as_http_error_reason(request_adapter.method)) from e
+        except MissingQueryError as e:
+            raise HTTPException(400, "No GraphQL query found in the request") from e
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        record = current_request.get() or RequestRecord()
+        status = sub_response.status_code or 200
         if _is_request_error(response_data):
-            response.status_code = 400  # the document could not be run at all (syntax, validation)
+            record.request_error = True
+            response_data = {k: v for k, v in response_data.items() if k != "data"}  # type: ignore[union-attr]
+            if record.media_type == GRAPHQL_RESPONSE_JSON:
+                status = 400
+        response = Response(self.encode_json(response_data), status_code=status, media_type=record.media_type)
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
         return response
-
-
-def _is_request_error(data: Any) -> bool:
-    if not isinstance(data, dict) or data.get("data") is not None:
-        return False
-    errors = data.get("errors") or []
-    return bool(errors) and all("path" not in e for e in errors)
 
 
 def create_app(container: Any, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The API for a built container; the app closes the container when it shuts down.
 
-    ``routes`` adds endpoints owned elsewhere (metrics, export downloads).
+    ``routes`` adds endpoints owned elsewhere.
     """
     settings = container.settings
-    view = GraphQLView(container)
+    metrics = ApiMetrics(container)
+    view = GraphQLView(container, metrics=metrics)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -115,7 +283,22 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = ()) -> Starlette
         # Only what the API cannot serve without; VK trouble shows in the checks but does not
         # take the API out of rotation (stored comments stay readable).
         ready = checks.get("database") == "ok" and checks.get("redis", "not configured") in ("ok", "not configured")
-        return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+        body: dict[str, Any] = {"status": "ok" if ready else "unavailable", "checks": checks}
+        vk = container.adapters.vk
+        if hasattr(vk, "token_states") and not settings.vk_sandbox:  # the pool by fingerprint: never a token
+            body["vkTokens"] = [
+                {
+                    "fingerprint": s.fingerprint,
+                    "state": str(getattr(s.status, "value", s.status)),
+                    "parkedUntil": s.until.isoformat() if s.until else None,
+                }
+                for s in vk.token_states()
+            ]
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        body, content_type = await metrics.render()
+        return Response(body, media_type=content_type)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -132,17 +315,23 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = ()) -> Starlette
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
+                expose_headers=["X-Request-ID"],
+                max_age=600,
             )
         )
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+            exports_route(container),
             *routes,
         ],
         middleware=middleware,
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
+    return app

@@ -15,6 +15,7 @@ from domain.errors import InvalidInput, NotFound
 from domain.models import Group
 from domain.monitoring import next_run, validate_monitoring
 from domain.ports import Adapters
+from domain.stats import invalidate_stats
 
 MAX_BULK = 1000  # ids per setCommentState call
 
@@ -75,6 +76,7 @@ async def remove_group(adapters: Adapters, group_id: int) -> None:
             raise NotFound(f"Group {group_id} not found", field="id")
         await uow.groups.remove(group_id)
         await uow.commit()
+    await invalidate_stats(adapters.cache)  # its comments no longer count
 
 
 async def set_comment_state(

@@ -37,4 +37,5 @@ class Loaders:
         self.comment: DataLoader[int, CommentView | None] = _Loader(read_model.comments_by_ids)
         self.matches: DataLoader[int, list[Match]] = _Loader(read_model.matches_by_comment_ids)
         self.keyword: DataLoader[int, Keyword | None] = _Loader(read_model.keywords_by_ids)
+        self.keyword_matches_count: DataLoader[int, int] = _Loader(read_model.keyword_matches_counts)
         self.task: DataLoader[int, Task | None] = _Loader(read_model.tasks_by_ids)

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from functools import partial
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import QueryDepthLimiter
 
+from domain import analyze as analyze_cases
+from domain import export as export_cases
 from domain import groups as group_cases
+from domain import keywords as keyword_cases
 from domain import tasks as task_cases
 from domain.errors import DomainError, NotFound
 from domain.models import TaskKind as DomainTaskKind
@@ -24,9 +25,12 @@ from domain.models import TaskState as DomainTaskState
 from domain.queries import MAX_PAGE, CommentFilter, CommentOrder, CommentSort, Page, TaskFilter
 from domain.queries import SortDirection as DomainSortDirection
 from graphql_api import commands
-from graphql_api.auth import IsOperator, IsViewer
+from graphql_api.auth import IsAdmin, IsOperator, IsViewer
 from graphql_api.context import Info, OperationLoaders
 from graphql_api.errors import MaskUnexpectedErrors, Schema
+from graphql_api.limits import limit_extensions
+from graphql_api.observability import OperationObserver
+from graphql_api.stats import Stats, VkToken, resolve_stats, resolve_vk_tokens
 from graphql_api.types import (
     AddGroupPayload,
     AddGroupResult,
@@ -40,7 +44,18 @@ from graphql_api.types import (
     Group,
     GroupConnection,
     GroupPayload,
+    Keyword,
+    KeywordConnection,
+    KeywordFilterInput,
+    KeywordInput,
+    KeywordPayload,
     PageInfo,
+    AddKeywordResult,
+    AddKeywordsPayload,
+    RemoveKeywordPayload,
+    StartAnalyzeInput,
+    StartExportInput,
+    UpdateKeywordInput,
     RemoveGroupPayload,
     SetCommentStatePayload,
     StartParseInput,
@@ -74,6 +89,7 @@ def Id(what: str):  # noqa: N802 - reads like a type in signatures
 
 
 GroupId, TaskId, CommentId = Id("community"), Id("task"), Id("comment")
+KeywordId = Id("keyword")
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -220,6 +236,39 @@ class Query:
         task = await info.context.loaders(info).task.load(task_id)
         return Task.from_domain(task) if task is not None else None
 
+    @strawberry.field(description="Keywords, in the order they were added.")
+    async def keywords(
+        self,
+        info: Info,
+        filter: Annotated[KeywordFilterInput | None, strawberry.argument(description="Which keywords.")] = None,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+    ) -> KeywordConnection:
+        read_model = info.context.read_model
+        flt = filter or KeywordFilterInput()
+        conditions = {"active": flt.active, "category": flt.category, "text": (flt.text or "").strip() or None}
+        page = await read_model.keywords_page(first=check_first(first), after=after, **conditions)
+        return connection(page, Keyword.from_domain, lambda: read_model.keywords_count(**conditions))
+
+    @strawberry.field(description="One keyword by its id; null when there is none.")
+    async def keyword(self, info: Info, id: KeywordId) -> Keyword | None:
+        try:
+            keyword_id = parse_id(id, what="Keyword")
+        except NotFound:
+            return None
+        keyword = await info.context.loaders(info).keyword.load(keyword_id)
+        return Keyword.from_domain(keyword) if keyword is not None else None
+
+    stats: Stats = strawberry.field(
+        resolver=resolve_stats,
+        description="Statistics: totals, per community, top keywords and authors, comments and matches per day.",
+    )
+    vk_tokens: list[VkToken] = strawberry.field(
+        resolver=resolve_vk_tokens,
+        description="The VK token pool's state (fingerprints, never the tokens). Admins only.",
+        permission_classes=[IsAdmin],
+    )
+
 
 # --- mutations ------------------------------------------------------------------------------
 
@@ -235,6 +284,18 @@ def _group_changes(input: UpdateGroupInput) -> commands.GroupChanges:
         monitor_enabled=given(monitoring.enabled) if monitoring else keep,
         monitor_interval_minutes=given(monitoring.interval_minutes) if monitoring else keep,
         monitor_priority=given(monitoring.priority) if monitoring else keep,
+    )
+
+
+def _keyword_changes(input: UpdateKeywordInput) -> keyword_cases.KeywordChanges:
+    given = lambda value: keyword_cases.UNSET if value is strawberry.UNSET else value  # noqa: E731
+    return keyword_cases.KeywordChanges(
+        word=given(input.word),
+        category=given(input.category),
+        active=given(input.active),
+        case_sensitive=given(input.case_sensitive),
+        whole_word=given(input.whole_word),
+        morphology=given(input.morphology),
     )
 
 
@@ -356,6 +417,116 @@ class Mutation:
         return TaskPayload(task=Task.from_domain(task), errors=[])
 
     @strawberry.mutation(
+        description="Add keywords in bulk (e.g. an imported list); one result per item, in order. "
+        "Duplicates (case-insensitive, ё = е) of stored keywords or of earlier items are reported, not added. "
+        "Run startAnalyze to match already stored comments.",
+        permission_classes=operator_only,
+    )
+    async def add_keywords(
+        self,
+        info: Info,
+        input: Annotated[
+            list[KeywordInput],
+            strawberry.argument(description=f"The keywords (at most {keyword_cases.MAX_BULK_KEYWORDS})."),
+        ],
+    ) -> AddKeywordsPayload:
+        items = [
+            keyword_cases.KeywordInput(
+                word=k.word, category=k.category, active=k.active, case_sensitive=k.case_sensitive,
+                whole_word=k.whole_word, morphology=k.morphology,
+            )
+            for k in input
+        ]
+        try:
+            outcomes = await keyword_cases.add_keywords(info.context.adapters, items)
+        except DomainError as e:
+            return AddKeywordsPayload(results=[], keywords=[], errors=user_errors(e))
+        results = [
+            AddKeywordResult(
+                word=o.word,
+                keyword=Keyword.from_domain(o.keyword) if o.keyword is not None else None,
+                errors=user_errors(o.error) if o.error is not None else [],
+            )
+            for o in outcomes
+        ]
+        added = [r.keyword for r, o in zip(results, outcomes) if o.added and r.keyword is not None]
+        return AddKeywordsPayload(results=results, keywords=added, errors=[])
+
+    @strawberry.mutation(
+        description="Change a keyword. Stored matches change only when startAnalyze runs "
+        "(pass the keyword's id in `keywordIds`).",
+        permission_classes=operator_only,
+    )
+    async def update_keyword(
+        self,
+        info: Info,
+        id: KeywordId,
+        input: Annotated[UpdateKeywordInput, strawberry.argument(description="The fields to change.")],
+    ) -> KeywordPayload:
+        try:
+            keyword_id = parse_id(id, what="Keyword")
+            keyword = await keyword_cases.update_keyword(info.context.adapters, keyword_id, _keyword_changes(input))
+        except DomainError as e:
+            return KeywordPayload(keyword=None, errors=user_errors(e))
+        return KeywordPayload(keyword=Keyword.from_domain(keyword), errors=[])
+
+    @strawberry.mutation(
+        description="Delete a keyword and all its matches; comments' match counts follow at once.",
+        permission_classes=operator_only,
+    )
+    async def remove_keyword(self, info: Info, id: KeywordId) -> RemoveKeywordPayload:
+        try:
+            keyword_id = parse_id(id, what="Keyword")
+            await keyword_cases.remove_keyword(info.context.adapters, keyword_id)
+        except DomainError as e:
+            return RemoveKeywordPayload(removed_keyword_id=None, errors=user_errors(e))
+        return RemoveKeywordPayload(removed_keyword_id=strawberry.ID(str(keyword_id)), errors=[])
+
+    @strawberry.mutation(
+        description="Match stored comments against the keywords again, in the background (an ANALYZE task; "
+        "no VK calls). Run it after adding or changing keywords.",
+        permission_classes=operator_only,
+    )
+    async def start_analyze(
+        self,
+        info: Info,
+        input: Annotated[
+            StartAnalyzeInput | None, strawberry.argument(description="What to match again; default: everything.")
+        ] = None,
+    ) -> TaskPayload:
+        input = input or StartAnalyzeInput()
+        try:
+            task = await analyze_cases.start_analyze(
+                info.context.adapters,
+                group_ids=[parse_id(g, what="Group", field="groupIds") for g in input.group_ids]
+                if input.group_ids is not None
+                else None,
+                keyword_ids=[parse_id(k, what="Keyword", field="keywordIds") for k in input.keyword_ids]
+                if input.keyword_ids is not None
+                else None,
+                priority=input.priority,
+            )
+        except DomainError as e:
+            return TaskPayload(task=None, errors=user_errors(e))
+        return TaskPayload(task=Task.from_domain(task), errors=[])
+
+    @strawberry.mutation(
+        description="Write the filtered comments to a file in the background (an EXPORT task). When it succeeds "
+        "its `result` holds `url` (download with the same token), `rows` and `format`. Files expire.",
+        permission_classes=operator_only,
+    )
+    async def start_export(
+        self, info: Info, input: Annotated[StartExportInput, strawberry.argument(description="What to export.")]
+    ) -> TaskPayload:
+        try:
+            task = await export_cases.start_export(
+                info.context.adapters, to_comment_filter(input.filter), input.format.value, priority=input.priority
+            )
+        except DomainError as e:
+            return TaskPayload(task=None, errors=user_errors(e))
+        return TaskPayload(task=Task.from_domain(task), errors=[])
+
+    @strawberry.mutation(
         description="Mark comments viewed and/or archived (or not); omitted flags stay as they are.",
         permission_classes=operator_only,
     )
@@ -384,22 +555,15 @@ class Mutation:
 
 
 class _EventStream:
-    """Events of one channel, read with a timeout.
+    """Events of one channel, read with a timeout. The bus registers the subscriber when
+    ``subscribe()`` returns; ``ready()`` waits for a cross-process bus (Redis) to confirm."""
 
-    The bus registers a subscriber on the iterator's first step, so that step starts here, at
-    creation; ``started()`` yields to the loop so an in-process bus has registered before the
-    caller reads the current state. A bus that subscribes over the network (Redis) may take a
-    little longer; ``task_progress`` re-reads the task periodically to cover that window.
-    """
-
-    def __init__(self, iterator: AsyncIterator[dict[str, Any]]) -> None:
-        self._iterator = iterator
-        self._pending: asyncio.Future = asyncio.ensure_future(anext(iterator))
+    def __init__(self, subscription) -> None:
+        self._subscription = subscription
         self._ended = False
 
-    async def started(self) -> None:
-        for _ in range(3):
-            await asyncio.sleep(0)
+    async def ready(self) -> None:
+        await self._subscription.ready()
 
     async def next(self, timeout: float) -> dict[str, Any] | None:
         """The next event, or None after ``timeout`` (always, once the bus ended the stream,
@@ -408,25 +572,30 @@ class _EventStream:
             await asyncio.sleep(timeout)
             return None
         try:
-            event = await asyncio.wait_for(asyncio.shield(self._pending), timeout)
+            # Safe to cancel: the subscriber's queue keeps whatever arrives meanwhile. (A timeout
+            # scope, not wait_for: no task per event, which counts with a thousand subscribers.)
+            async with asyncio.timeout(timeout):
+                return await anext(self._subscription)
         except TimeoutError:
             return None
         except StopAsyncIteration:
             self._ended = True
             return None
-        self._pending = asyncio.ensure_future(anext(self._iterator))
-        return event
 
     async def aclose(self) -> None:
-        # Cancelling the pending step runs the bus's cleanup (it unregisters the subscriber).
-        self._pending.cancel()
-        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-            await self._pending
-        with contextlib.suppress(RuntimeError):
-            await self._iterator.aclose()
+        await self._subscription.aclose()
 
 
 _STATE_ORDER = {DomainTaskState.QUEUED: 0, DomainTaskState.RUNNING: 1}
+_last_decoded: list = [None, None, None]  # [event, domain task, Task]
+
+
+def _decoded(event: dict[str, Any]):
+    """One event reaches every subscriber of its task one after another: decode it once."""
+    if _last_decoded[0] is not event:
+        task = task_cases.task_from_event(event)
+        _last_decoded[:] = [event, task, Task.from_domain(task)]
+    return _last_decoded[1], _last_decoded[2]
 
 
 def _progress_key(task) -> tuple[int, int, int]:
@@ -447,13 +616,22 @@ class Subscription:
         except NotFound:
             return
         adapters, read_model = info.context.adapters, info.context.read_model
-        stream = _EventStream(adapters.events.subscribe(task_cases.task_channel(task_id)))
+        channel = task_cases.task_channel(task_id)
+        stream = _EventStream(adapters.events.subscribe(channel))
         try:
-            await stream.started()  # subscribed before the current state is read: no gap
+            await stream.ready()  # subscribed before the current state is read: no gap
             current = (await read_model.tasks_by_ids([task_id]))[0]
             if current is None:
                 return
             yield Task.from_domain(current)
+            # The bus's snapshot may be ahead of the database read (published meanwhile, or by
+            # another process): send it next when it is newer; older events are skipped below.
+            last = await adapters.events.last(channel)
+            if last is not None:
+                published = task_cases.task_from_event(last)
+                if _progress_key(published) > _progress_key(current):
+                    current = published
+                    yield Task.from_domain(current)
             last_seen = task_cases.task_event(current)
             while not current.state.terminal:
                 event = await stream.next(RECHECK_SECONDS)
@@ -461,14 +639,16 @@ class Subscription:
                     fresh = (await read_model.tasks_by_ids([task_id]))[0]
                     if fresh is None:  # removed meanwhile
                         return
+                    snapshot = task_cases.task_event(fresh)
+                    item = None
                 else:
-                    fresh = task_cases.task_from_event(event)
-                    if _progress_key(fresh) < _progress_key(current):
-                        continue  # published before the state read from the database
-                snapshot = task_cases.task_event(fresh)
+                    fresh, item = _decoded(event)
+                    snapshot = event
+                if _progress_key(fresh) < _progress_key(current):
+                    continue  # older than what was already sent: progress never goes back
                 if snapshot != last_seen:
                     current, last_seen = fresh, snapshot
-                    yield Task.from_domain(current)
+                    yield item or Task.from_domain(current)
         finally:
             await stream.aclose()
 
@@ -486,9 +666,45 @@ class Subscription:
             with contextlib.suppress(RuntimeError):
                 await events.aclose()
 
+    @strawberry.subscription(
+        description="Comments as they get keyword matches, live: new comments of a parse and comments "
+        "matched again by an analyze. Only those passing `filter` are sent.",
+        permission_classes=[IsViewer],
+    )
+    async def comment_matched(
+        self,
+        info: Info,
+        filter: Annotated[CommentFilterInput | None, strawberry.argument(description="Which comments.")] = None,
+    ) -> AsyncGenerator[Comment, None]:
+        flt = to_comment_filter(filter)
+        read_model = info.context.read_model
+        events = info.context.adapters.events.subscribe(analyze_cases.COMMENTS_MATCHED_CHANNEL)
+        try:
+            async for event in events:
+                ids = [int(i) for i in event.get("commentIds") or ()]
+                for start in range(0, len(ids), MAX_PAGE):
+                    chunk = ids[start : start + MAX_PAGE]
+                    views, matches = await asyncio.gather(
+                        read_model.comments_by_ids(chunk), read_model.matches_by_comment_ids(chunk)
+                    )
+                    # A long-lived operation: drop what the loaders cached for earlier events.
+                    for loader in vars(info.context.loaders(info)).values():
+                        loader.clear_all()
+                    for view, found in zip(views, matches):
+                        if view is not None and analyze_cases.passes_filter(view, found, flt):
+                            yield Comment.from_view(view)
+        finally:
+            with contextlib.suppress(RuntimeError):
+                await events.aclose()
+
 
 def build_schema(*, introspection: bool = True) -> Schema:
-    extensions: list = [partial(QueryDepthLimiter, max_depth=MAX_DEPTH), OperationLoaders, MaskUnexpectedErrors]
+    extensions: list = [
+        OperationObserver,
+        *limit_extensions(max_depth=MAX_DEPTH),
+        OperationLoaders,
+        MaskUnexpectedErrors,
+    ]
     if not introspection:
         from strawberry.extensions import DisableIntrospection
 

@@ -250,6 +250,11 @@ class Keyword:
     case_sensitive: bool = strawberry.field(description="Whether letter case must match.")
     whole_word: bool = strawberry.field(description="Whether only whole words match (not parts of longer words).")
     morphology: bool = strawberry.field(description="Whether every Russian word form matches (кошка → кошками).")
+    created_at: datetime | None = strawberry.field(description="When the keyword was added.")
+
+    @strawberry.field(description="How many matches of this keyword are stored (batched across keywords).")
+    async def matches_count(self, info: Info) -> int:
+        return await info.context.loaders(info).keyword_matches_count.load(int(self.id))
 
     @classmethod
     def from_domain(cls, k: models.Keyword) -> Keyword:
@@ -261,6 +266,7 @@ class Keyword:
             case_sensitive=k.case_sensitive,
             whole_word=k.whole_word,
             morphology=k.morphology,
+            created_at=k.created_at,
         )
 
 
@@ -383,6 +389,9 @@ class Task:
     created_at: datetime | None = strawberry.field(description="When it was queued.")
     started_at: datetime | None = strawberry.field(description="When a worker first started it.")
     finished_at: datetime | None = strawberry.field(description="When it reached a final state.")
+    updated_at: datetime | None = strawberry.field(
+        description="When the task (state or progress) last changed; subscribers can measure delivery delay."
+    )
     error: str | None = strawberry.field(description="Why it failed (state FAILED).")
     result: JSON | None = strawberry.field(description="What it produced (state SUCCEEDED); the shape depends on `kind`.")
     params: JSON = strawberry.field(description="The options it was started with.")
@@ -405,6 +414,7 @@ class Task:
             created_at=t.created_at,
             started_at=t.started_at,
             finished_at=t.finished_at,
+            updated_at=t.updated_at,
             error=t.error,
             result=t.result,
             params=t.params or {},
@@ -540,3 +550,99 @@ class TaskPayload:
 class SetCommentStatePayload:
     comments: list[Comment] = strawberry.field(description="The changed comments, as they are now.")
     errors: list[UserError] = strawberry.field(description="Why it failed; empty on success.")
+
+
+# --- keywords, analyze, export --------------------------------------------------------------
+
+KeywordConnection = Connection[Keyword]
+
+
+@strawberry.input(name="KeywordFilter", description="Which keywords to list. Every given condition must hold.")
+class KeywordFilterInput:
+    category: str | None = strawberry.field(default=None, description="Only keywords of this category (exact).")
+    active: bool | None = strawberry.field(default=None, description="Only active (true) or inactive (false) keywords.")
+    text: str | None = strawberry.field(
+        default=None, description="Only keywords whose word contains this (case-insensitive, ё = е)."
+    )
+
+
+@strawberry.input(description="A keyword to add.")
+class KeywordInput:
+    word: str = strawberry.field(description="The word or phrase (1–200 characters).")
+    category: str | None = strawberry.field(default=None, description="A free-form group for the keyword.")
+    active: bool = strawberry.field(default=True, description="Whether it is matched.")
+    case_sensitive: bool = strawberry.field(default=False, description="Whether letter case must match.")
+    whole_word: bool = strawberry.field(default=True, description="Whether only whole words match.")
+    morphology: bool | None = strawberry.field(
+        default=None,
+        description="Whether every Russian word form matches; default: on when the word has Cyrillic letters.",
+    )
+
+
+@strawberry.input(description="Changes to a keyword; omitted fields stay as they are. Run startAnalyze to re-match.")
+class UpdateKeywordInput:
+    word: str | None = strawberry.field(default=strawberry.UNSET, description="The new word or phrase.")
+    category: str | None = strawberry.field(default=strawberry.UNSET, description="The new category; null clears it.")
+    active: bool | None = strawberry.field(default=strawberry.UNSET, description="Whether it is matched.")
+    case_sensitive: bool | None = strawberry.field(default=strawberry.UNSET, description="Whether letter case must match.")
+    whole_word: bool | None = strawberry.field(default=strawberry.UNSET, description="Whether only whole words match.")
+    morphology: bool | None = strawberry.field(default=strawberry.UNSET, description="Whether every word form matches.")
+
+
+@strawberry.type(description="The outcome for one item of addKeywords.")
+class AddKeywordResult:
+    word: str = strawberry.field(description="The word as given.")
+    keyword: Keyword | None = strawberry.field(
+        description="The added keyword; for a duplicate (error DUPLICATE) the keyword it duplicates."
+    )
+    errors: list[UserError] = strawberry.field(description="Why this item was not added; empty on success.")
+
+
+@strawberry.type(description="Result of addKeywords: one result per given keyword, in order.")
+class AddKeywordsPayload:
+    results: list[AddKeywordResult] = strawberry.field(description="Per-item outcomes, in the order given.")
+    keywords: list[Keyword] = strawberry.field(description="The keywords that were added.")
+    errors: list[UserError] = strawberry.field(
+        description="Errors about the request as a whole (per-item errors are in `results`)."
+    )
+
+
+@strawberry.type(description="Result of updateKeyword.")
+class KeywordPayload:
+    keyword: Keyword | None = strawberry.field(description="The keyword as it is now.")
+    errors: list[UserError] = strawberry.field(description="Why it failed; empty on success.")
+
+
+@strawberry.type(description="Result of removeKeyword.")
+class RemoveKeywordPayload:
+    removed_keyword_id: strawberry.ID | None = strawberry.field(description="Id of the removed keyword.")
+    errors: list[UserError] = strawberry.field(description="Why it failed; empty on success.")
+
+
+@strawberry.input(description="What to match again.")
+class StartAnalyzeInput:
+    group_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Only comments of these communities (Group ids); default: all."
+    )
+    keyword_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="Only these keywords' matches are redone (Keyword ids); default: all keywords, "
+        "which also drops matches of inactive keywords.",
+    )
+    priority: int = strawberry.field(default=5, description="Queue priority (1–10, higher runs first).")
+
+
+@strawberry.enum(description="File format of an export.")
+class ExportFormat(enum.Enum):
+    CSV = strawberry.enum_value("CSV", description="Comma-separated values, UTF-8 with BOM (opens in Excel).")
+    XLSX = strawberry.enum_value("XLSX", description="An Excel workbook.")
+    JSONL = strawberry.enum_value("JSONL", description="JSON Lines: one JSON object per comment.")
+
+
+@strawberry.input(description="What to export, and how.")
+class StartExportInput:
+    filter: CommentFilterInput | None = strawberry.field(
+        default=None, description="Which comments (as in the `comments` query); default: all."
+    )
+    format: ExportFormat = strawberry.field(default=ExportFormat.CSV, description="The file format.")
+    priority: int = strawberry.field(default=5, description="Queue priority (1–10, higher runs first).")

@@ -8,6 +8,7 @@ process using the same VK token.
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,9 @@ from domain.tasks import run_task
 from infrastructure.db.engine import create_engine, session_factory
 from infrastructure.db.queries import SqlReadModel
 from infrastructure.db.uow import SqlUnitOfWork
+from infrastructure.cache import InMemoryCache, RedisCache
 from infrastructure.events import InMemoryEventBus, RedisEventBus
+from infrastructure.exports import FileExportStore
 from infrastructure.queue import ArqJobQueue, InProcessJobQueue
 from infrastructure.settings import Settings
 
@@ -81,7 +84,7 @@ def _vk_readiness(vk: Any, settings: Settings) -> str:
     states = vk.token_states() if hasattr(vk, "token_states") else []
     if not states:
         return "no tokens configured"
-    active = sum(1 for s in states if s.state == "ACTIVE")
+    active = sum(1 for s in states if s.status == "ACTIVE")
     return f"{active}/{len(states)} tokens active" if active else "error: no usable token"
 
 
@@ -172,7 +175,10 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
         recent_window_hours=settings.recent_window_hours,
         collect_concurrency=settings.collect_concurrency,
         data_dir=str(settings.data_dir),
+        exports=FileExportStore(sessions, settings.exports_dir, ttl_hours=settings.export_ttl_hours),
+        cache=RedisCache(redis, prefix=settings.redis_prefix) if redis is not None else InMemoryCache(),
     )
+    adapters.exports.purge_expired()  # files that expired while nothing ran
     if settings.redis_url:
         from arq import create_pool
         from arq.connections import RedisSettings
@@ -180,7 +186,10 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
         pool = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=arq_queue_name(settings))
         queue: Any = ArqJobQueue(pool, queue_name=arq_queue_name(settings))
     else:
-        queue = InProcessJobQueue(lambda task_id: run_task(adapters, task_id))
+        # A name that survives a restart: the tasks this process was running when it stopped
+        # are claimed again at startup at once, without waiting for their lease to go stale.
+        embedded_worker = f"embedded@{socket.gethostname()}"
+        queue = InProcessJobQueue(lambda task_id: run_task(adapters, task_id, worker_id=embedded_worker))
     closers.append(queue.aclose)
     adapters.queue = queue
 
@@ -195,7 +204,8 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
 
 
 async def resume_unfinished(container: Container) -> int:
-    """Embedded mode: tasks queued or running when the process stopped are run again."""
+    """Embedded mode: tasks queued or running when the process stopped are run again (they
+    are this process's by lease, see ``build_container``; later orphans are the scheduler's)."""
     from domain.models import TaskState
 
     async with container.adapters.uow_factory() as uow:

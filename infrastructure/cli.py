@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
+import time
 
 import structlog
 
@@ -74,8 +76,31 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     db = "SQLite" if settings.is_sqlite else "PostgreSQL"
     print(f"VK Comments Parser: {db}, {jobs}, {mode}", flush=True)
     print(f"GraphiQL: http://{host}:{port}/graphql", flush=True)
-    await server.serve()
+    # Without Redis there are no ARQ workers and so no ARQ cron: this process is the scheduler.
+    scheduler = None if settings.redis_url else asyncio.create_task(_scheduler_loop(container))
+    try:
+        await server.serve()
+    finally:
+        if scheduler is not None:
+            scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduler
     return 0
+
+
+SCHEDULER_INTERVAL = 60.0  # seconds: monitoring's granularity is a minute
+
+
+async def _scheduler_loop(container) -> None:
+    """Embedded mode's once-a-minute monitoring and recovery (``vkcp worker`` uses ARQ cron)."""
+    from domain.monitoring import scheduler_tick
+
+    while True:
+        try:
+            await scheduler_tick(container.adapters)
+        except Exception:  # one failed tick (a database blip) must not end monitoring
+            log.exception("scheduler.tick_failed")
+        await asyncio.sleep(SCHEDULER_INTERVAL - time.time() % SCHEDULER_INTERVAL)
 
 
 async def _first_token(container) -> None:

@@ -20,8 +20,13 @@ log = structlog.get_logger(__name__)
 RUN_TASK = "run_task"  # the ARQ function name, see jobs/worker.py
 
 
-def arq_job_id(task_id: int) -> str:
-    return f"task:{task_id}"
+def arq_job_id(task: Task, attempt: int, prefix: str = "") -> str:
+    """One job id per attempt: enqueuing an attempt twice runs it once, while the next attempt
+    (a worker died) is not blocked by ARQ's leftover "in progress" key of the dead one. The
+    prefix and creation time keep ids apart between installations (and recreated databases)
+    sharing one Redis."""
+    created = int(task.created_at.timestamp()) if task.created_at else 0
+    return f"{prefix}task:{task.id}:{created}:{attempt}"
 
 
 class InProcessJobQueue:
@@ -33,6 +38,7 @@ class InProcessJobQueue:
         self._order = itertools.count()
         self._workers: list[asyncio.Task] = []
         self._concurrency = concurrency
+        self._pending: set[int] = set()  # task ids queued or running here: enqueued once
 
     def start(self) -> None:
         if not self._workers:
@@ -41,11 +47,14 @@ class InProcessJobQueue:
     async def enqueue(self, task: Task) -> None:
         assert task.id is not None
         self.start()
+        if task.id in self._pending:
+            return
+        self._pending.add(task.id)
         # Higher priority first; FIFO among equals.
         await self._queue.put((-task.priority, next(self._order), task.id))
 
-    async def abort(self, task_id: int) -> None:
-        # Cancellation is cooperative: the runner sees the task's cancel flag at its next step.
+    async def abort(self, task: Task) -> None:
+        # The runner's supervisor sees the task's cancel flag within a second and stops it.
         return None
 
     async def join(self) -> None:
@@ -59,6 +68,7 @@ class InProcessJobQueue:
             except Exception:
                 log.exception("queue.job_crashed", task_id=task_id)
             finally:
+                self._pending.discard(task_id)
                 self._queue.task_done()
 
     async def aclose(self) -> None:
@@ -78,14 +88,19 @@ class ArqJobQueue:
         self._queue_name = queue_name
 
     async def enqueue(self, task: Task) -> None:
-        # The job id is derived from the task id, so enqueuing twice cannot run it twice at once;
-        # ARQ keeps job and result keys outside any prefix, so the queue name keeps them apart.
-        await self._pool.enqueue_job(RUN_TASK, task.id, _job_id=f"{self._queue_name}:{arq_job_id(task.id)}", _queue_name=self._queue_name)
+        assert task.id is not None
+        # ARQ keeps job and result keys outside any prefix: the queue name keeps them apart.
+        job_id = arq_job_id(task, task.attempts + 1, prefix=f"{self._queue_name}:")
+        job = await self._pool.enqueue_job(RUN_TASK, task.id, _job_id=job_id, _queue_name=self._queue_name)
+        if job is None:
+            log.info("queue.already_enqueued", task_id=task.id, job_id=job_id)
 
-    async def abort(self, task_id: int) -> None:
+    async def abort(self, task: Task) -> None:
+        """Abort the job running the task's current attempt (its runner ends it CANCELLED)."""
         from arq.jobs import Job
 
-        job = Job(f"{self._queue_name}:{arq_job_id(task_id)}", self._pool, _queue_name=self._queue_name)
+        assert task.id is not None
+        job = Job(arq_job_id(task, max(task.attempts, 1), prefix=f"{self._queue_name}:"), self._pool, _queue_name=self._queue_name)
         with contextlib.suppress(asyncio.TimeoutError):
             await job.abort(timeout=0)
 

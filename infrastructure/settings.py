@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     graphiql: bool = True
     introspection: bool = True
+    request_timeout: float = 30.0  # seconds a GraphQL HTTP request may run
     log_level: str = "INFO"
     redis_prefix: str = "vkcp:"
 

@@ -1,35 +1,50 @@
-"""ARQ worker: ``vkcp worker`` runs ``WorkerSettings``; every job is a task id."""
+"""ARQ worker: ``vkcp worker`` runs ``WorkerSettings``; every job is a task id.
+
+Crash safety lives in the task's lease (``domain.tasks``), not in ARQ: a worker killed with
+-9 leaves its job "in progress" in Redis until ``job_timeout``, but the once-a-minute
+``scheduler_tick`` cron job enqueues the task again under a new job id as soon as its
+heartbeat is stale, and the next worker continues it.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import os
+import socket
+import uuid
 from typing import Any
 
 from arq.connections import RedisSettings
+from arq.cron import cron
 from arq.worker import func
 
-from domain.tasks import cancel_running, run_task
-from infrastructure.bootstrap import ARQ_QUEUE, build_container
-from infrastructure.queue import RUN_TASK
+from domain.monitoring import scheduler_tick
+from domain.tasks import TIMEOUTS, run_task
+from infrastructure.bootstrap import arq_queue_name, build_container
 from infrastructure.logging import configure_logging
+from infrastructure.queue import RUN_TASK
 from infrastructure.settings import Settings
+
+# ARQ's own limit is only a backstop: each kind's timeout (domain.tasks.TIMEOUTS) ends the task
+# FAILED with a clear error first.
+JOB_TIMEOUT = int(max(t.total_seconds() for t in TIMEOUTS.values())) + 600
 
 
 async def run_task_job(ctx: dict[str, Any], task_id: int) -> str | None:
-    adapters = ctx["container"].adapters
-    try:
-        task = await run_task(adapters, task_id)
-    except asyncio.CancelledError:
-        # ARQ aborted the job (cancelTask): record it before the cancellation propagates.
-        await asyncio.shield(cancel_running(adapters, task_id))
-        raise
+    task = await run_task(ctx["container"].adapters, task_id, worker_id=ctx["worker_id"])
     return task.state.value if task else None
+
+
+async def scheduler_job(ctx: dict[str, Any]) -> int:
+    """Monitoring and recovery, once a minute cluster-wide (ARQ gives each minute's run one job
+    id, so however many workers run, one of them runs it)."""
+    return len(await scheduler_tick(ctx["container"].adapters))
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings = Settings()
     configure_logging(settings.log_level)
     ctx["container"] = await build_container(settings, worker=True)
+    ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -43,15 +58,21 @@ def _redis_settings() -> RedisSettings:
     return RedisSettings.from_dsn(url)
 
 
+_QUEUE = arq_queue_name(Settings())
+
+
 class WorkerSettings:
     functions = [func(run_task_job, name=RUN_TASK)]
-    queue_name = ARQ_QUEUE
+    # ARQ derives each run's job id from the cron name and the minute, outside any key prefix:
+    # the queue name in it keeps installations sharing one Redis from skipping each other's runs.
+    cron_jobs = [cron(scheduler_job, name=f"{_QUEUE}:scheduler", second=0, run_at_startup=False, timeout=300)]
+    queue_name = _QUEUE
     on_startup = startup
     on_shutdown = shutdown
     allow_abort_jobs = True
-    job_timeout = 6 * 3600  # a first parse of a big community takes hours at VK's rate
-    max_tries = 5  # re-delivery after a crash continues the same task
-    keep_result = 3600
+    job_timeout = JOB_TIMEOUT
+    max_tries = 1000  # a shutdown re-queues the job; the task's state, not ARQ, decides what runs
+    keep_result = 300  # > a few seconds: a finished cron run's id still blocks its duplicates
 
     @classmethod
     def redis(cls) -> RedisSettings:

@@ -13,6 +13,7 @@ as a database would roll back. Objects are copied in and out, so a test that for
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -181,6 +182,35 @@ class FakeKeywordRepository:
     async def list_active(self) -> list[Keyword]:
         return [k for k in sorted(self.store.keywords.values(), key=lambda k: k.id) if k.active]
 
+    async def list(self, *, active: bool | None = None) -> list[Keyword]:
+        return [k for k in sorted(self.store.keywords.values(), key=lambda k: k.id) if active in (None, k.active)]
+
+    async def get(self, keyword_id: int) -> Keyword | None:
+        return self.store.keywords.get(keyword_id)
+
+    async def get_by_word(self, word: str) -> Keyword | None:
+        from domain.matching import keyword_key
+
+        return next((k for k in self.store.keywords.values() if keyword_key(k.word) == keyword_key(word)), None)
+
+    async def add(self, keyword: Keyword) -> Keyword:
+        keyword = dataclasses.replace(keyword, id=next(self.store.ids), created_at=datetime.now(UTC))
+        self.journal.put(self.store.keywords, keyword.id, keyword)
+        return keyword
+
+    async def save(self, keyword: Keyword) -> None:
+        self.journal.put(self.store.keywords, keyword.id, keyword)
+
+    async def remove(self, keyword_id: int) -> None:
+        self.journal.delete(self.store.keywords, keyword_id)
+        for comment_id, found in list(self.store.matches.items()):  # ON DELETE CASCADE
+            kept = [m for m in found if m.keyword_id != keyword_id]
+            if len(kept) != len(found):
+                if kept:
+                    self.journal.put(self.store.matches, comment_id, kept)
+                else:
+                    self.journal.delete(self.store.matches, comment_id)
+
 
 class FakeMatchRepository:
     def __init__(self, store: InMemoryStore, journal: _Journal) -> None:
@@ -217,7 +247,12 @@ class FakeTaskRepository:
 
     async def save(self, task: Task) -> None:
         assert task.id is not None
-        self.journal.put(self.store.tasks, task.id, copy.deepcopy(task))
+        stored = copy.deepcopy(task)
+        current = self.store.tasks.get(task.id)
+        # As in SQL, a save never moves the lease: only claim/heartbeat/finish do.
+        stored.worker_id = current.worker_id if current else None
+        stored.heartbeat_at = current.heartbeat_at if current else None
+        self.journal.put(self.store.tasks, task.id, stored)
 
     async def find_active(self, kind: TaskKind, group_id: int) -> Task | None:
         for task in sorted(self.store.tasks.values(), key=lambda t: t.id):
@@ -230,6 +265,70 @@ class FakeTaskRepository:
     ) -> list[Task]:
         found = [t for t in sorted(self.store.tasks.values(), key=lambda t: t.id, reverse=True)  # newest first
                  if (states is None or t.state in states) and (kinds is None or t.kind in kinds)]
+        return [copy.deepcopy(t) for t in found[:limit]]
+
+    def _put(self, task: Task) -> Task:
+        self.journal.put(self.store.tasks, task.id, task)
+        return copy.deepcopy(task)
+
+    def _current(self, task_id: int) -> Task | None:
+        task = self.store.tasks.get(task_id)
+        return copy.deepcopy(task) if task else None
+
+    async def claim(self, task_id: int, *, worker_id: str, now: datetime, stale_before: datetime) -> Task | None:
+        task = self._current(task_id)
+        if task is None:
+            return None
+        stale = task.heartbeat_at is None or task.heartbeat_at < stale_before or task.worker_id == worker_id
+        if not (task.state is TaskState.QUEUED or (task.state is TaskState.RUNNING and stale)):
+            return None
+        task.state, task.attempts, task.error = TaskState.RUNNING, task.attempts + 1, None
+        task.started_at = task.started_at or now
+        task.worker_id, task.heartbeat_at, task.updated_at = worker_id, now, now
+        return self._put(task)
+
+    async def heartbeat(self, task_id: int, *, worker_id: str, now: datetime, progress=None) -> Task | None:
+        task = self._current(task_id)
+        if task is None or task.state is not TaskState.RUNNING or task.worker_id != worker_id:
+            return None
+        task.heartbeat_at = now
+        if progress is not None:
+            task.progress, task.updated_at = copy.copy(progress), now
+        return self._put(task)
+
+    async def finish(self, task_id: int, *, worker_id: str | None, state: TaskState, now: datetime,
+                     error=None, result=None, progress=None) -> Task | None:
+        task = self._current(task_id)
+        if task is None or task.state.terminal or (worker_id is not None and task.worker_id != worker_id):
+            return None
+        task.state, task.finished_at, task.updated_at = state, now, now
+        task.error, task.result, task.heartbeat_at = error, result, None
+        if progress is not None:
+            task.progress = copy.copy(progress)
+        return self._put(task)
+
+    async def release(self, task_id: int, *, worker_id: str) -> None:
+        task = self._current(task_id)
+        if task is not None and task.state is TaskState.RUNNING and task.worker_id == worker_id:
+            task.heartbeat_at = None
+            self._put(task)
+
+    async def request_cancel(self, task_id: int, *, now: datetime) -> Task | None:
+        task = self._current(task_id)
+        if task is None or task.state.terminal:
+            return None
+        task.cancel_requested, task.updated_at = True, now
+        if task.state is TaskState.QUEUED:
+            task.state, task.finished_at = TaskState.CANCELLED, now
+        return self._put(task)
+
+    async def list_orphaned(self, *, stale_before: datetime, queued_before: datetime, limit: int = 1000) -> list[Task]:
+        found = [
+            t for t in self.store.tasks.values()
+            if (t.state is TaskState.RUNNING and (t.heartbeat_at is None or t.heartbeat_at < stale_before))
+            or (t.state is TaskState.QUEUED and t.created_at is not None and t.created_at < queued_before)
+        ]
+        found.sort(key=lambda t: (-t.priority, t.id))
         return [copy.deepcopy(t) for t in found[:limit]]
 
 

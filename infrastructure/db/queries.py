@@ -29,8 +29,11 @@ from domain.queries import (
     Page,
     PostView,
     SortDirection,
+    Stats,
+    StatsWindow,
     TaskFilter,
 )
+from domain.matching import keyword_key
 from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
 from infrastructure.db.tables import authors, comments, groups, keywords, matches, posts, tasks
 
@@ -83,9 +86,11 @@ class _Order:
     def after(self, cursor: str) -> ColumnElement[bool]:
         key, row_id = decode_cursor(cursor, self.key_type)
         # (key, id) < (k, i) spelled out: row-value comparison is not portable to every SQLite.
+        # The redundant `key <= k` is what an index range scan can start from: without it the
+        # OR makes PostgreSQL walk (and filter) every row before the cursor, so deep pages slow down.
         if self.descending:
-            return or_(self.key < key, and_(self.key == key, self.id < row_id))
-        return or_(self.key > key, and_(self.key == key, self.id > row_id))
+            return and_(self.key <= key, or_(self.key < key, self.id < row_id))
+        return and_(self.key >= key, or_(self.key > key, self.id > row_id))
 
 
 def _clamp(first: int) -> int:
@@ -315,12 +320,22 @@ class SqlReadModel:
     async def keywords_by_ids(self, ids: Sequence[int]) -> list[Keyword | None]:
         return await self._by_ids(lambda w: select(keywords).where(keywords.c.id.in_(w)), ids, "id", keyword_from_row)
 
-    async def keywords_page(self, *, first: int, after: str | None, active: bool | None = None) -> Page[Keyword]:
+    async def keywords_page(
+        self,
+        *,
+        first: int,
+        after: str | None,
+        active: bool | None = None,
+        category: str | None = None,
+        text: str | None = None,
+    ) -> Page[Keyword]:
         order = _Order(keywords.c.id, "id", int, keywords.c.id, descending=False)
-        return await self._page(_keywords_query(active), order, first, after, keyword_from_row)
+        return await self._page(_keywords_query(active, category, text), order, first, after, keyword_from_row)
 
-    async def keywords_count(self, *, active: bool | None = None) -> int:
-        return await self._count(_keywords_query(active))
+    async def keywords_count(
+        self, *, active: bool | None = None, category: str | None = None, text: str | None = None
+    ) -> int:
+        return await self._count(_keywords_query(active, category, text))
 
     async def keyword_matches_counts(self, ids: Sequence[int]) -> list[int]:
         """Matches stored per keyword, aligned with ``ids`` (0 for none)."""
@@ -348,6 +363,18 @@ class SqlReadModel:
     async def tasks_by_ids(self, ids: Sequence[int]) -> list[Task | None]:
         return await self._by_ids(lambda w: select(tasks).where(tasks.c.id.in_(w)), ids, "id", task_from_row)
 
+    # --- statistics ---
+
+    async def stats(self, window: StatsWindow) -> Stats:
+        from infrastructure.db.stats import read_stats
+
+        return await read_stats(self._sessions, self._dialect, window)
+
+    async def task_counts(self) -> dict[tuple[str, str], int]:
+        query = select(tasks.c.kind, tasks.c.state, func.count()).group_by(tasks.c.kind, tasks.c.state)
+        async with self._sessions() as session:
+            return {(kind, state): count for kind, state, count in await session.execute(query)}
+
 
 
 def _groups_query(active: bool | None) -> Select:
@@ -355,6 +382,13 @@ def _groups_query(active: bool | None) -> Select:
     return query.where(groups.c.active == active) if active is not None else query
 
 
-def _keywords_query(active: bool | None) -> Select:
+def _keywords_query(active: bool | None, category: str | None = None, text: str | None = None) -> Select:
     query = select(keywords)
-    return query.where(keywords.c.active == active) if active is not None else query
+    if active is not None:
+        query = query.where(keywords.c.active == active)
+    if category is not None:
+        query = query.where(keywords.c.category == category)
+    if text:
+        # word_key is the folded word (casefold, "ё" as "е"): a case-insensitive search everywhere.
+        query = query.where(keywords.c.word_key.like(_like_pattern(keyword_key(text)), escape=_LIKE_ESCAPE))
+    return query

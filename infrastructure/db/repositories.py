@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, or_, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -280,6 +280,7 @@ def keyword_from_row(row: RowMapping) -> Keyword:
         case_sensitive=row["case_sensitive"],
         whole_word=row["whole_word"],
         morphology=row["morphology"],
+        created_at=row["created_at"],
     )
 
 
@@ -313,7 +314,11 @@ class SqlKeywordRepository:
         now = _now()
         values = {**self._values(keyword), "created_at": now, "updated_at": now}
         new_id = (await self.session.execute(keywords.insert().values(values).returning(keywords.c.id))).scalar_one()
-        return Keyword(id=new_id, **{k: getattr(keyword, k) for k in ("word", "category", "active", "case_sensitive", "whole_word", "morphology")})
+        return Keyword(
+            id=new_id,
+            **{k: getattr(keyword, k) for k in ("word", "category", "active", "case_sensitive", "whole_word", "morphology")},
+            created_at=now,
+        )
 
     async def save(self, keyword: Keyword) -> None:
         values = {**self._values(keyword), "updated_at": _now()}
@@ -411,10 +416,18 @@ def task_from_row(row: RowMapping) -> Task:
         finished_at=row["finished_at"],
         error=row["error"],
         result=row["result"],
+        updated_at=row["updated_at"],
+        worker_id=row["worker_id"],
+        heartbeat_at=row["heartbeat_at"],
     )
 
 
+_ACTIVE = (TaskState.QUEUED.value, TaskState.RUNNING.value)
+
+
 def _task_values(task: Task) -> dict[str, Any]:
+    # The lease columns are left out on purpose: only claim/heartbeat/finish move them, so a
+    # save from a stale copy of the task can never push a heartbeat back or steal a lease.
     return {
         "kind": task.kind.value,
         "state": task.state.value,
@@ -431,6 +444,7 @@ def _task_values(task: Task) -> dict[str, Any]:
         "finished_at": task.finished_at,
         "error": task.error,
         "result": task.result,
+        "updated_at": _now(),
     }
 
 
@@ -440,7 +454,7 @@ class SqlTaskRepository:
 
     async def add(self, task: Task) -> Task:
         values = _task_values(task)
-        task.created_at = values["created_at"]
+        task.created_at, task.updated_at = values["created_at"], values["updated_at"]
         task.id = (await self.session.execute(tasks.insert().values(values).returning(tasks.c.id))).scalar_one()
         return task
 
@@ -449,7 +463,9 @@ class SqlTaskRepository:
         return task_from_row(row) if row else None
 
     async def save(self, task: Task) -> None:
-        await self.session.execute(update(tasks).where(tasks.c.id == task.id).values(_task_values(task)))
+        values = _task_values(task)
+        task.updated_at = values["updated_at"]
+        await self.session.execute(update(tasks).where(tasks.c.id == task.id).values(values))
 
     async def find_active(self, kind: TaskKind, group_id: int) -> Task | None:
         query = (
@@ -473,6 +489,119 @@ class SqlTaskRepository:
             query = query.where(tasks.c.state.in_([s.value for s in states]))
         if kinds is not None:
             query = query.where(tasks.c.kind.in_([k.value for k in kinds]))
+        return [task_from_row(r) for r in (await self.session.execute(query)).mappings()]
+
+    # The lease: every change below is one conditional UPDATE, so two runners racing for one
+    # task (or a runner racing a cancel) are decided by the database, not by who read first.
+
+    async def claim(self, task_id: int, *, worker_id: str, now: datetime, stale_before: datetime) -> Task | None:
+        free = or_(
+            tasks.c.state == TaskState.QUEUED.value,
+            (tasks.c.state == TaskState.RUNNING.value)
+            & or_(tasks.c.heartbeat_at.is_(None), tasks.c.heartbeat_at < stale_before, tasks.c.worker_id == worker_id),
+        )
+        stmt = (
+            update(tasks)
+            .where(tasks.c.id == task_id, free)
+            .values(
+                state=TaskState.RUNNING.value,
+                attempts=tasks.c.attempts + 1,
+                started_at=func.coalesce(tasks.c.started_at, now),
+                error=None,
+                worker_id=worker_id,
+                heartbeat_at=now,
+                updated_at=now,
+            )
+            .returning(*tasks.c)
+        )
+        row = (await self.session.execute(stmt)).mappings().first()
+        return task_from_row(row) if row else None
+
+    async def heartbeat(
+        self, task_id: int, *, worker_id: str, now: datetime, progress: Progress | None = None
+    ) -> Task | None:
+        values: dict[str, Any] = {"heartbeat_at": now}
+        if progress is not None:
+            values |= {
+                "progress_done": progress.done,
+                "progress_total": progress.total,
+                "progress_message": progress.message,
+                "updated_at": now,
+            }
+        stmt = (
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.state == TaskState.RUNNING.value, tasks.c.worker_id == worker_id)
+            .values(**values)
+            .returning(*tasks.c)
+        )
+        row = (await self.session.execute(stmt)).mappings().first()
+        return task_from_row(row) if row else None
+
+    async def finish(
+        self,
+        task_id: int,
+        *,
+        worker_id: str | None,
+        state: TaskState,
+        now: datetime,
+        error: str | None = None,
+        result: dict | None = None,
+        progress: Progress | None = None,
+    ) -> Task | None:
+        conditions = [tasks.c.id == task_id, tasks.c.state.in_(_ACTIVE)]
+        if worker_id is not None:
+            conditions.append(tasks.c.worker_id == worker_id)
+        values: dict[str, Any] = {
+            "state": state.value, "finished_at": now, "updated_at": now, "error": error, "result": result,
+            "heartbeat_at": None,
+        }
+        if progress is not None:
+            values |= {
+                "progress_done": progress.done,
+                "progress_total": progress.total,
+                "progress_message": progress.message,
+            }
+        stmt = update(tasks).where(*conditions).values(**values).returning(*tasks.c)
+        row = (await self.session.execute(stmt)).mappings().first()
+        return task_from_row(row) if row else None
+
+    async def release(self, task_id: int, *, worker_id: str) -> None:
+        stmt = (
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.state == TaskState.RUNNING.value, tasks.c.worker_id == worker_id)
+            .values(heartbeat_at=None)
+        )
+        await self.session.execute(stmt)
+
+    async def request_cancel(self, task_id: int, *, now: datetime) -> Task | None:
+        queued = tasks.c.state == TaskState.QUEUED.value
+        stmt = (
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.state.in_(_ACTIVE))
+            .values(
+                cancel_requested=True,
+                state=case((queued, TaskState.CANCELLED.value), else_=tasks.c.state),
+                finished_at=case((queued, now), else_=tasks.c.finished_at),
+                updated_at=now,
+            )
+            .returning(*tasks.c)
+        )
+        row = (await self.session.execute(stmt)).mappings().first()
+        return task_from_row(row) if row else None
+
+    async def list_orphaned(self, *, stale_before: datetime, queued_before: datetime, limit: int = 1000) -> list[Task]:
+        query = (
+            select(tasks)
+            .where(
+                or_(
+                    (tasks.c.state == TaskState.RUNNING.value)
+                    & or_(tasks.c.heartbeat_at.is_(None), tasks.c.heartbeat_at < stale_before),
+                    (tasks.c.state == TaskState.QUEUED.value) & (tasks.c.created_at < queued_before),
+                )
+            )
+            .order_by(tasks.c.priority.desc(), tasks.c.id)
+            .limit(limit)
+        )
         return [task_from_row(r) for r in (await self.session.execute(query)).mappings()]
 
 

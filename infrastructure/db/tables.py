@@ -210,6 +210,10 @@ tasks = Table(
     Column("finished_at", UtcDateTime),
     Column("error", Text),
     Column("result", JsonValue),
+    Column("updated_at", UtcDateTime),
+    # The lease (migration 0002): the runner holding a RUNNING task and its last heartbeat.
+    Column("worker_id", String(128)),
+    Column("heartbeat_at", UtcDateTime),
     Index("ix_tasks_state", "state"),
     Index("ix_tasks_group_id_kind_state", "group_id", "kind", "state"),
 )

@@ -1,0 +1,261 @@
+"""Subscription benchmark: 1,000 concurrent ``taskProgress`` subscribers of one running task.
+
+Starts a VK emulator (3 requests/s, a generated world big enough for a parse of half a minute)
+and ``vkcp serve`` (SQLite, in-process jobs, auth off) as their own processes, starts a parse,
+opens the subscribers over WebSocket (graphql-transport-ws: connection_init → ack → subscribe)
+and checks:
+
+- no event lost: every subscriber's sequence of (state, done, total, message) is exactly the
+  server's sequence from the subscriber's first item on (the reference is the union of what
+  every subscriber saw, which must itself be monotonic), ending with the terminal state;
+- delivery latency of progress events: receive time minus the task's ``updatedAt`` (the server
+  stamps it when it stores the progress), p50 and p99 (target p99 < 250 ms);
+- the server's memory (RSS) before and with the subscribers.
+
+    PYTHONPATH=. python -m bench.subscriptions [--subscribers 1000] [--posts 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_P99_MS = 250.0
+SERVER_PID = int(os.environ.get("BENCH_SERVER_PID", "0"))  # set for the client processes
+VK_TOKEN = "bench-token"
+SUBSCRIPTION = """subscription($id: ID!) { taskProgress(id: $id) {
+  state updatedAt progress { done total message } } }"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"process exited:\n{log.read_text()[-3000:]}")
+            try:
+                if (await client.get(url, timeout=2)).status_code < 500:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit(f"{url} did not come up:\n{log.read_text()[-3000:]}")
+
+
+class Subscriber:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, int, int | None, str]] = []
+        self.latencies: list[float] = []  # seconds, progress events only (not the first item)
+        self.completed = False
+        self.error: str | None = None
+        self.connected = asyncio.Event()
+        self.server_rss = 0.0  # sampled while events arrive
+
+
+    async def run(self, url: str, task_id: str) -> None:
+        try:
+            # No permessage-deflate: the measure is the server's delivery, not zlib on both ends.
+            async with connect(url, subprotocols=["graphql-transport-ws"], max_queue=None, compression=None,
+                               open_timeout=60, ping_interval=None) as ws:
+                await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+                ack = json.loads(await ws.recv())
+                assert ack["type"] == "connection_ack", ack
+                await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                          "payload": {"query": SUBSCRIPTION, "variables": {"id": task_id}}}))
+                async for raw in ws:
+                    received = time.time()
+                    message = json.loads(raw)
+                    if message["type"] == "complete":
+                        self.completed = True
+                        return
+                    if message["type"] != "next":
+                        self.error = str(message)
+                        return
+                    task = message["payload"]["data"]["taskProgress"]
+                    p = task["progress"]
+                    if self.items:
+                        self.latencies.append(received - datetime.fromisoformat(task["updatedAt"]).timestamp())
+                    self.items.append((task["state"], p["done"], p["total"], p["message"]))
+                    if len(self.items) == 5 and SERVER_PID:
+                        self.server_rss = _rss_mb(SERVER_PID)
+                    self.connected.set()
+        except Exception as e:  # a bench reports, it does not stop at the first failure
+            self.error = f"{type(e).__name__}: {e}"
+        finally:
+            self.connected.set()
+
+
+CLIENT_PROCESSES = 4
+
+
+@dataclass
+class ClientResult:
+    items: list
+    latencies: list[float]
+    completed: bool
+    error: str | None
+    connect_s: float
+    server_rss: float = 0.0
+
+
+def _client_process(url: str, task_id: str, count: int) -> list[ClientResult]:
+    resource.setrlimit(resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE))
+
+    async def run() -> list[ClientResult]:
+        subs = [Subscriber() for _ in range(count)]
+        t0 = time.monotonic()
+        runners = [asyncio.create_task(sub.run(url, task_id)) for sub in subs]
+        await asyncio.gather(*(s.connected.wait() for s in subs))
+        connect_s = time.monotonic() - t0
+        await asyncio.gather(*runners)
+        return [ClientResult(s.items, s.latencies, s.completed, s.error, connect_s, s.server_rss) for s in subs]
+
+    return asyncio.run(run())
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def bench(subscribers: int, posts: int, rps: float) -> bool:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = subscribers * 2 + 256
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    workdir = Path(tempfile.mkdtemp(prefix="vkcp-bench-subs-"))
+    vk_port, api_port = _free_port(), _free_port()
+    emulator = _spawn(["-m", "infrastructure.vk.emulator", "--port", str(vk_port), "--rps", str(rps),
+                       "--world", "generated", "--seed", "5", "--communities", "1", "--posts", str(posts),
+                       "--comments", "20", "--closed-communities", "0", "--token", VK_TOKEN],
+                      {**os.environ, "PYTHONPATH": str(ROOT)}, workdir / "emulator.log")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(workdir / "data"), "VKCP_AUTH": "off",
+           "VKCP_VK_API_URL": f"http://127.0.0.1:{vk_port}/method", "VKCP_VK_TOKENS": VK_TOKEN,
+           "VKCP_VK_RPS": str(rps), "VKCP_VK_SANDBOX": "0", "VKCP_LOG_LEVEL": "WARNING"}
+    for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL"):
+        env.pop(name, None)
+    server = _spawn(["-m", "infrastructure.cli", "serve", "--port", str(api_port)], env, workdir / "serve.log")
+    http = f"http://127.0.0.1:{api_port}/graphql"
+    try:
+        await _wait_http(f"http://127.0.0.1:{vk_port}/_stats", emulator, workdir / "emulator.log")
+        await _wait_http(f"http://127.0.0.1:{api_port}/healthz", server, workdir / "serve.log")
+        rss_idle = _rss_mb(server.pid)
+        os.environ["BENCH_SERVER_PID"] = str(server.pid)  # inherited by the client processes
+        async with httpx.AsyncClient(timeout=30) as client:
+            async def gql(query: str, **variables):
+                body = (await client.post(http, json={"query": query, "variables": variables})).json()
+                assert "errors" not in body, body
+                return body["data"]
+
+            added = await gql('mutation { addGroup(ref: "community1") { group { id } errors { message } } }')
+            if added["addGroup"]["group"] is None:  # whatever the generated community is called
+                raise SystemExit(f"addGroup failed: {added}")
+            group_id = added["addGroup"]["group"]["id"]
+            started = await gql("mutation($ids: [ID!]!) { startParse(input: {groupIds: $ids}) { tasks { id } } }",
+                                ids=[group_id])
+            task_id = started["startParse"]["tasks"][0]["id"]
+
+        ws_url = f"ws://127.0.0.1:{api_port}/graphql"
+        # Subscribers live in several client processes, so the clients' own CPU (a thousand
+        # sockets' frames and JSON) does not show up as server latency.
+        t0 = time.monotonic()
+        loop = asyncio.get_running_loop()
+        shares = [subscribers // CLIENT_PROCESSES + (i < subscribers % CLIENT_PROCESSES) for i in range(CLIENT_PROCESSES)]
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(len(shares), mp_context=context) as pool:
+            results = await asyncio.wait_for(asyncio.gather(*(
+                loop.run_in_executor(pool, _client_process, ws_url, task_id, n) for n in shares if n
+            )), 900)
+        subs = [sub for part in results for sub in part]
+        connect_s = max(s.connect_s for s in subs)
+        total_s = time.monotonic() - t0
+        rss_busy = max(s.server_rss for s in subs)
+    finally:
+        for proc in (server, emulator):
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    failed = [s for s in subs if s.error or not s.completed]
+    # The server's sequence: every item any subscriber saw, in order (they must agree).
+    reference: list = []
+    for sub in sorted(subs, key=lambda s: -len(s.items)):
+        for item in sub.items:
+            if item not in reference:
+                reference.append(item)
+    reference.sort(key=lambda it: (it[0] != "QUEUED", it[0] not in ("QUEUED", "RUNNING"), it[1]))
+    dones = [d for _, d, _, _ in reference]
+    monotonic = dones == sorted(dones)
+    lost = 0
+    for sub in subs:
+        if not sub.items or sub.items[0] not in reference:
+            lost += 1
+            continue
+        start = reference.index(sub.items[0])
+        if sub.items != reference[start : start + len(sub.items)] or len(sub.items) != len(reference) - start:
+            lost += 1
+    latencies = [x for s in subs for x in s.latencies]
+    p50, p99 = _percentile(latencies, 0.50) * 1000, _percentile(latencies, 0.99) * 1000
+    events = len(reference)
+    print(f"subscribers: {subscribers} (connected in {connect_s:.1f} s), task events: {events}, "
+          f"run {total_s:.1f} s, final state {reference[-1][0] if reference else '?'}")
+    print(f"deliveries measured: {len(latencies)}; latency p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+          f"(target p99 < {TARGET_P99_MS:.0f} ms), max {max(latencies, default=0) * 1000:.1f} ms")
+    print(f"subscribers with a missing/extra/out-of-order item: {lost}; failed or not completed: {len(failed)}; "
+          f"progress monotonic: {monotonic}")
+    if failed:
+        print("first failure:", failed[0].error)
+    print(f"server RSS: {rss_idle:.0f} MB idle, {rss_busy:.0f} MB with {subscribers} subscribers")
+    ok = not failed and lost == 0 and monotonic and p99 < TARGET_P99_MS and reference[-1][0] == "SUCCEEDED"
+    print("OK" if ok else "FAILED")
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--posts", type=int, default=500)
+    parser.add_argument("--rps", type=float, default=3.0)
+    args = parser.parse_args()
+    sys.exit(0 if asyncio.run(bench(args.subscribers, args.posts, args.rps)) else 1)
+
+
+if __name__ == "__main__":
+    main()

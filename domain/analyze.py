@@ -1,0 +1,133 @@
+"""How an analyze works: match stored comments against the keywords again, without VK.
+
+Needed after keywords change. Comments are read in batches in id order (a keyset, so comments
+stored meanwhile are simply picked up at the end), matched in memory and written back one
+transaction per batch, with progress after each batch and cancellation honoured between them.
+
+Scope:
+- all keywords: every match of the comments is replaced by what the active keywords find, so
+  matches of removed or deactivated keywords disappear;
+- some keywords (``keywordIds``): only those keywords' matches are replaced; an inactive one
+  among them loses its matches, the other keywords' matches are left alone.
+
+Every batch publishes ``{"commentIds": [...]}`` of the comments that matched on
+``COMMENTS_MATCHED_CHANNEL``, as the collector does for new comments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from domain.errors import NotFound
+from domain.models import Keyword, Match, Task, TaskKind
+from domain.ports import Adapters, ProgressCallback
+from domain.queries import CommentFilter, CommentView
+
+COMMENTS_MATCHED_CHANNEL = "comments:matched"
+ANALYZE_BATCH = 1000  # comments per read-match-write round (one transaction)
+
+
+async def publish_matched(adapters: Adapters, comment_ids: Sequence[int]) -> None:
+    """Tell live subscribers (``commentMatched``) which comments just got matches."""
+    if comment_ids:
+        await adapters.events.publish(COMMENTS_MATCHED_CHANNEL, {"commentIds": list(comment_ids)})
+
+
+def passes_filter(comment: CommentView, matches: Sequence[Match], flt: CommentFilter) -> bool:
+    """Whether a just-matched comment belongs in a live feed with ``flt``: the ``comments``
+    query's conditions, checked in memory (text as case-insensitive words, as on SQLite)."""
+    if flt.group_ids is not None and comment.group_id not in flt.group_ids:
+        return False
+    if flt.post_ids is not None and comment.post_id not in flt.post_ids:
+        return False
+    if flt.author_ids is not None and comment.from_id not in flt.author_ids:
+        return False
+    if flt.keyword_ids is not None and not any(m.keyword_id in flt.keyword_ids for m in matches):
+        return False
+    if flt.matched is not None and bool(matches) != flt.matched:
+        return False
+    if flt.since is not None and comment.published_at < flt.since:
+        return False
+    if flt.until is not None and comment.published_at > flt.until:
+        return False
+    if flt.viewed is not None and comment.viewed != flt.viewed:
+        return False
+    if flt.archived is not None and comment.archived != flt.archived:
+        return False
+    if flt.text:
+        folded = comment.text.casefold().replace("ё", "е")
+        if not all(word in folded for word in flt.text.casefold().replace("ё", "е").split()):
+            return False
+    return True
+
+
+async def start_analyze(
+    adapters: Adapters,
+    *,
+    group_ids: Sequence[int] | None = None,
+    keyword_ids: Sequence[int] | None = None,
+    priority: int = 5,
+) -> Task:
+    """Queue an ANALYZE task; unknown groups or keywords are refused up front."""
+    from domain.tasks import start_task  # tasks imports this module for its handler
+
+    params: dict[str, Any] = {"groupIds": None, "keywordIds": None}
+    async with adapters.uow_factory() as uow:
+        if group_ids is not None:
+            for group_id in dict.fromkeys(group_ids):
+                if await uow.groups.get(group_id) is None:
+                    raise NotFound(f"Group {group_id} not found", field="groupIds")
+            params["groupIds"] = sorted(set(group_ids))
+        if keyword_ids is not None:
+            for keyword_id in dict.fromkeys(keyword_ids):
+                if await uow.keywords.get(keyword_id) is None:
+                    raise NotFound(f"Keyword {keyword_id} not found", field="keywordIds")
+            params["keywordIds"] = sorted(set(keyword_ids))
+    return await start_task(adapters, TaskKind.ANALYZE, params, priority=priority)
+
+
+async def run_analyze(adapters: Adapters, task: Task, report: ProgressCallback) -> dict:
+    group_ids: list[int] | None = task.params.get("groupIds")
+    keyword_ids: list[int] | None = task.params.get("keywordIds")
+    async with adapters.uow_factory() as uow:
+        if keyword_ids is None:
+            keywords: list[Keyword] = await uow.keywords.list_active()
+        else:
+            wanted = set(keyword_ids)
+            keywords = [k for k in await uow.keywords.list() if k.id in wanted and k.active]
+        if group_ids is None:
+            total = await uow.comments.count()
+        else:
+            total = sum([await uow.comments.count(group_id=g) for g in group_ids])
+    factory = adapters.matcher_factory
+    matcher = factory(keywords) if factory is not None and keywords else None
+
+    done = matched_comments = matches_found = 0
+    after_id = 0
+    await report(0, total, f"0/{total} comments")
+    while True:
+        async with adapters.uow_factory() as uow:
+            rows = await uow.comments.iter_texts(group_ids=group_ids, after_id=after_id, limit=ANALYZE_BATCH)
+            if not rows:
+                break
+            matches = matcher(rows) if matcher is not None else []
+            await uow.matches.replace_for_comments([i for i, _ in rows], matches, keyword_ids=keyword_ids)
+            await uow.commit()
+        after_id = rows[-1][0]
+        matched_ids = sorted({m.comment_id for m in matches})
+        await publish_matched(adapters, matched_ids)
+        done += len(rows)
+        matched_comments += len(matched_ids)
+        matches_found += len(matches)
+        # Comments stored since the count make done overtake total: keep the total honest.
+        total = max(total, done)
+        await report(done, total, f"{done}/{total} comments, {matched_comments} matched")
+        await asyncio.sleep(0)  # matching is CPU work: let the API breathe between batches
+    return {
+        "comments": done,
+        "matchedComments": matched_comments,
+        "matches": matches_found,
+        "keywords": len(keywords),
+    }

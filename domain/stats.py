@@ -1,0 +1,83 @@
+"""Statistics: the window rules and the cache in front of ``ReadModel.stats``.
+
+The numbers themselves are SQL aggregates (``infrastructure/db/stats.py``). They are cached
+for a short while in the ``stats`` namespace, which every finished task invalidates
+(``domain.tasks``), so a collection or analyze job is never followed by stale numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import date, datetime, timedelta
+
+from domain.errors import InvalidInput
+from domain.ports import Cache
+from domain.queries import (
+    AuthorStats,
+    DayStats,
+    GroupStats,
+    KeywordStats,
+    ReadModel,
+    Stats,
+    StatsTotals,
+    StatsWindow,
+)
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+DEFAULT_TOP = 10
+MAX_TOP = 100
+CACHE_NAMESPACE = "stats"
+CACHE_TTL_SECONDS = 60.0
+
+
+def stats_window(today: date, *, since: date | None, until: date | None, top: int = DEFAULT_TOP) -> StatsWindow:
+    """The days to report: by default the last 30 up to today; at most a year at once."""
+    until = until or (since + timedelta(days=DEFAULT_DAYS - 1) if since else today)
+    since = since or until - timedelta(days=DEFAULT_DAYS - 1)
+    if since > until:
+        raise InvalidInput("`since` must not be after `until`", field="since")
+    if (until - since).days + 1 > MAX_DAYS:
+        raise InvalidInput(f"At most {MAX_DAYS} days at once", field="since")
+    if not 1 <= top <= MAX_TOP:
+        raise InvalidInput(f"`top` must be between 1 and {MAX_TOP}", field="top")
+    return StatsWindow(since=since, until=until, top=top)
+
+
+async def read_stats(read_model: ReadModel, cache: Cache | None, window: StatsWindow) -> Stats:
+    if cache is None:
+        return await read_model.stats(window)
+
+    async def compute() -> bytes:
+        return _encode(await read_model.stats(window))
+
+    key = f"{window.since.isoformat()}:{window.until.isoformat()}:{window.top}"
+    return _decode(await cache.get_or_compute(CACHE_NAMESPACE, key, compute, ttl=CACHE_TTL_SECONDS))
+
+
+async def invalidate_stats(cache: Cache | None) -> None:
+    if cache is not None:
+        await cache.invalidate(CACHE_NAMESPACE)
+
+
+# --- the cached form ------------------------------------------------------------------------
+
+
+def _encode(stats: Stats) -> bytes:
+    return json.dumps(dataclasses.asdict(stats), default=lambda v: v.isoformat(), ensure_ascii=False).encode()
+
+
+def _decode(raw: bytes) -> Stats:
+    data = json.loads(raw)
+
+    def moment(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    return Stats(
+        totals=StatsTotals(**data["totals"]),
+        groups=[GroupStats(**{**g, "last_collected_at": moment(g["last_collected_at"])}) for g in data["groups"]],
+        top_keywords=[KeywordStats(**k) for k in data["top_keywords"]],
+        top_authors=[AuthorStats(**a) for a in data["top_authors"]],
+        days=[DayStats(**{**d, "day": date.fromisoformat(d["day"])}) for d in data["days"]],
+    )

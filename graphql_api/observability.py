@@ -1,0 +1,179 @@
+"""What operators watch: Prometheus metrics and one JSON log line per GraphQL request.
+
+Every app has its own ``CollectorRegistry`` (tests build many apps in one process). Request
+series are recorded by the view; everything else is read when ``/metrics`` is scraped: task
+counts by one GROUP BY, the VK gateway's counters and token pool, the database pool.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from strawberry.extensions import SchemaExtension
+
+from graphql_api.errors import INTERNAL_MESSAGE, is_unexpected
+
+log = structlog.get_logger("vkcp.api")
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_OPERATION_NAMES = 200  # label values are kept bounded whatever clients send
+
+
+@dataclass
+class OperationRecord:
+    name: str | None
+    type: str | None
+    errors: int = 0
+    unexpected: bool = False
+
+
+@dataclass
+class RequestRecord:
+    """Filled while one HTTP request runs (by ``OperationObserver``), read by the view."""
+
+    media_type: str = "application/json"
+    request_id: str | None = None
+    operations: list[OperationRecord] = field(default_factory=list)
+    request_error: bool = False  # the document could not run (syntax, validation, variables)
+
+    def outcome(self) -> str:
+        if self.request_error:
+            return "invalid"
+        if any(o.unexpected for o in self.operations):
+            return "internal"
+        if any(o.errors for o in self.operations):
+            return "error"
+        return "ok"
+
+
+current_request: ContextVar[RequestRecord | None] = ContextVar("vkcp_request", default=None)
+
+
+class OperationObserver(SchemaExtension):
+    """Records each operation's name, type and errors for the request log and metrics."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        record = current_request.get()
+        if record is None:  # a WebSocket operation
+            return
+        ec = self.execution_context
+        errors = (ec.result.errors if ec.result is not None else None) or ec.pre_execution_errors or []
+        operation_type = getattr(ec, "operation_type", None)
+        record.operations.append(
+            OperationRecord(
+                name=ec.operation_name,
+                type=getattr(operation_type, "value", None),
+                errors=len(errors),
+                unexpected=any(is_unexpected(e) or e.message.startswith(INTERNAL_MESSAGE) for e in errors),
+            )
+        )
+
+
+class ApiMetrics:
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "vkcp_graphql_requests",
+            "GraphQL HTTP requests by operation name, type and outcome.",
+            ["operation", "type", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "vkcp_graphql_request_duration_seconds",
+            "GraphQL HTTP request latency.",
+            ["type"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.tasks = Gauge(
+            "vkcp_tasks", "Tasks by kind and state (from the database).", ["kind", "state"], registry=self.registry
+        )
+        self._names: set[str] = set()
+        self.registry.register(_RuntimeCollector(container))
+
+    def operation_label(self, name: str | None) -> str:
+        if not name:
+            return "anonymous"
+        if not _NAME.match(name):
+            return "invalid"
+        if name not in self._names:
+            if len(self._names) >= MAX_OPERATION_NAMES:
+                return "other"
+            self._names.add(name)
+        return name
+
+    def observe(self, record: RequestRecord, outcome: str, seconds: float) -> None:
+        operations = record.operations or [OperationRecord(name=None, type=None)]
+        for operation in operations:
+            kind = operation.type or "none"
+            self.requests.labels(self.operation_label(operation.name), kind, outcome).inc()
+        self.latency.labels(operations[0].type or "none").observe(seconds)
+
+    async def render(self) -> tuple[bytes, str]:
+        try:
+            counts = await self.container.read_model.task_counts()
+        except Exception as e:  # a scrape reports what it can; the DB's health is /readyz's
+            log.warning("metrics.tasks_unavailable", error=type(e).__name__)
+        else:
+            self.tasks.clear()
+            for (kind, state), count in counts.items():
+                self.tasks.labels(kind, state).set(count)
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _RuntimeCollector(Collector):
+    """Read at scrape time: the VK gateway's counters and token pool, the database pool."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    def describe(self):  # no fixed description: collected only on scrape
+        return []
+
+    def collect(self):
+        vk = self.container.adapters.vk
+        stats = getattr(vk, "stats", None)
+        if stats is not None:
+            yield CounterMetricFamily("vkcp_vk_requests", "HTTP requests sent to VK.", value=stats.requests)
+            yield CounterMetricFamily("vkcp_vk_calls", "VK API calls (several per `execute` request).", value=stats.calls)
+            errors = CounterMetricFamily("vkcp_vk_errors", "VK errors by VK error code.", labels=["code"])
+            for code, count in sorted(stats.errors.items()):
+                errors.add_metric([str(code)], count)
+            yield errors
+            yield CounterMetricFamily(
+                "vkcp_vk_network_errors", "Requests to VK that failed in transport.", value=stats.network_errors
+            )
+            yield CounterMetricFamily("vkcp_vk_retries", "Requests to VK retried.", value=stats.retries)
+            yield CounterMetricFamily(
+                "vkcp_vk_rate_limiter_wait_seconds", "Time spent waiting for rate-limiter slots.", value=stats.limiter_wait
+            )
+        states = vk.token_states() if hasattr(vk, "token_states") else []
+        tokens = GaugeMetricFamily(
+            "vkcp_vk_token_state", "VK tokens by fingerprint and state (1: current).", labels=["fingerprint", "state"]
+        )
+        token_requests = CounterMetricFamily(
+            "vkcp_vk_token_requests", "Requests sent with each VK token.", labels=["fingerprint"]
+        )
+        for s in states:
+            tokens.add_metric([s.fingerprint, str(getattr(s.status, "value", s.status))], 1)
+            token_requests.add_metric([s.fingerprint], s.requests)
+        yield tokens
+        yield token_requests
+
+        pool = getattr(self.container.engine, "pool", None)
+        checked_out = getattr(pool, "checkedout", None)
+        if callable(checked_out):
+            yield GaugeMetricFamily("vkcp_db_pool_checked_out", "Database connections in use.", value=checked_out())
+        size = getattr(pool, "size", None)
+        if callable(size):
+            yield GaugeMetricFamily("vkcp_db_pool_size", "Database connections the pool keeps.", value=size())

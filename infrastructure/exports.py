@@ -1,0 +1,290 @@
+"""Exports: the rows (one SQL query per batch) and the files (CSV, XLSX, JSON Lines).
+
+Implements ``domain.export.ExportStore``. Every writer streams: CSV and JSON Lines write each
+batch straight to the file; XLSX uses xlsxwriter's ``constant_memory`` mode, which flushes each
+row to a temporary file as soon as the next one starts. Memory therefore does not grow with
+the number of rows.
+
+Files are written as ``<name>.partial`` and renamed when complete. Names carry 128 random bits:
+a link cannot be guessed, and the download route still requires a token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from domain.export import EXPORT_COLUMNS, ExportFormat, ExportRow
+from domain.queries import CommentFilter
+from infrastructure.db.queries import _comment_conditions
+from infrastructure.db.tables import authors, comments, groups, keywords, matches
+
+EXTENSIONS = {ExportFormat.CSV: "csv", ExportFormat.XLSX: "xlsx", ExportFormat.JSONL: "jsonl"}
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "jsonl": "application/x-ndjson; charset=utf-8",
+}
+# What a finished export's name looks like; anything else is refused before touching the disk.
+SAFE_NAME = re.compile(r"comments-\d{8}-\d{6}-[A-Za-z0-9_-]{22}\.(csv|xlsx|jsonl)")
+PARTIAL = ".partial"
+
+XLSX_MAX_ROWS = 1_048_576  # per worksheet, header included
+XLSX_MAX_CELL = 32_767  # characters per cell
+# A spreadsheet runs a CSV cell starting with these as a formula ("CSV injection"); comment
+# text is written by strangers, so such cells get a leading apostrophe, as OWASP advises.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class FileExportStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], directory: Path, *, ttl_hours: float) -> None:
+        self._sessions = sessions
+        self._dialect = sessions.kw["bind"].dialect.name
+        self.directory = Path(directory)
+        self.ttl_seconds = ttl_hours * 3600
+
+    # --- rows ---
+
+    async def count(self, flt: CommentFilter) -> int:
+        query = select(func.count()).select_from(comments).where(*_comment_conditions(flt, self._dialect))
+        async with self._sessions() as session:
+            return (await session.execute(query)).scalar_one()
+
+    async def rows(self, flt: CommentFilter, *, after_id: int, limit: int) -> list[ExportRow]:
+        c = comments.c
+        query = (
+            select(
+                c.id, c.vk_id, c.owner_id, c.post_vk_id, c.group_id, c.from_id, c.published_at, c.text, c.likes,
+                c.deleted, c.parent_vk_id, c.thread_vk_id, c.matches_count, c.viewed, c.archived,
+                groups.c.name.label("group_name"), groups.c.screen_name.label("group_screen_name"),
+                authors.c.name.label("author_name"), authors.c.screen_name.label("author_screen_name"),
+            )
+            .select_from(
+                comments.join(groups, groups.c.id == c.group_id).outerjoin(authors, authors.c.vk_id == c.from_id)
+            )
+            .where(c.id > after_id, *_comment_conditions(flt, self._dialect))
+            .order_by(c.id)
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            found = (await session.execute(query)).mappings().all()
+            words: dict[int, list[str]] = {}
+            ids = [row["id"] for row in found if row["matches_count"]]
+            if ids:
+                matched = (
+                    select(matches.c.comment_id, keywords.c.word)
+                    .join(keywords, keywords.c.id == matches.c.keyword_id)
+                    .where(matches.c.comment_id.in_(ids))
+                    .distinct()
+                )
+                for comment_id, word in await session.execute(matched):
+                    words.setdefault(comment_id, []).append(word)
+        return [
+            ExportRow(
+                comment_id=row["id"],
+                vk_id=row["vk_id"],
+                owner_id=row["owner_id"],
+                post_vk_id=row["post_vk_id"],
+                group_id=row["group_id"],
+                group_name=row["group_name"],
+                group_screen_name=row["group_screen_name"],
+                author_id=row["from_id"],
+                author_name=row["author_name"],
+                author_screen_name=row["author_screen_name"],
+                published_at=row["published_at"],
+                text=row["text"],
+                likes=row["likes"],
+                deleted=row["deleted"],
+                reply_to_vk_id=row["parent_vk_id"],
+                thread_vk_id=row["thread_vk_id"],
+                matches_count=row["matches_count"],
+                keywords=tuple(sorted(words.get(row["id"], ()))),
+                viewed=row["viewed"],
+                archived=row["archived"],
+            )
+            for row in found
+        ]
+
+    # --- files ---
+
+    def create(self, fmt: ExportFormat) -> _ExportFile:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        name = f"comments-{stamp}-{secrets.token_urlsafe(16)}.{EXTENSIONS[fmt]}"
+        writer = {ExportFormat.CSV: _CsvFile, ExportFormat.XLSX: _XlsxFile, ExportFormat.JSONL: _JsonLinesFile}[fmt]
+        return writer(self.directory, name)
+
+    def path_of(self, name: str) -> Path | None:
+        """The finished, unexpired export called ``name``; None for anything else."""
+        if not SAFE_NAME.fullmatch(name):
+            return None
+        path = self.directory / name
+        try:
+            age = time.time() - path.stat().st_mtime
+        except OSError:
+            return None
+        return path if path.is_file() and age <= self.ttl_seconds else None
+
+    def purge_expired(self) -> int:
+        if not self.directory.is_dir():
+            return 0
+        cutoff = time.time() - self.ttl_seconds
+        removed = 0
+        for path in self.directory.iterdir():
+            name = path.name.removesuffix(PARTIAL)
+            if not SAFE_NAME.fullmatch(name):
+                continue  # not ours
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+
+def media_type(name: str) -> str:
+    return MEDIA_TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+
+
+# --- writers --------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> Any:
+    """A record value as a flat cell: lists joined, times in ISO 8601, None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+class _ExportFile:
+    def __init__(self, directory: Path, name: str) -> None:
+        self.name = name
+        self.path = directory / name
+        self.partial = directory / (name + PARTIAL)
+
+    def write(self, rows: Sequence[ExportRow]) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        self._close()
+        self.partial.replace(self.path)
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):  # the file may be half-written: closing may fail too
+            self._close()
+        self.partial.unlink(missing_ok=True)
+
+
+class _CsvFile(_ExportFile):
+    """UTF-8 with a byte order mark: Excel then reads Cyrillic right."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        super().__init__(directory, name)
+        self._file: TextIO = open(self.partial, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(EXPORT_COLUMNS)
+
+    def write(self, rows: Sequence[ExportRow]) -> None:
+        self._csv.writerows([[_csv_cell(v) for v in row.values()] for row in rows])
+
+    def _close(self) -> None:
+        self._file.close()
+
+
+def _csv_cell(value: Any) -> Any:
+    value = _cell(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+class _JsonLinesFile(_ExportFile):
+    def __init__(self, directory: Path, name: str) -> None:
+        super().__init__(directory, name)
+        self._file: TextIO = open(self.partial, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+
+    def write(self, rows: Sequence[ExportRow]) -> None:
+        self._file.writelines(
+            json.dumps(row.as_record(), ensure_ascii=False, default=_json_default) + "\n" for row in rows
+        )
+
+    def _close(self) -> None:
+        self._file.close()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+class _XlsxFile(_ExportFile):
+    """constant_memory: rows go to disk as they are written, strings inline (no shared table).
+
+    Every string goes through ``write_string``: ``write`` would turn "=..." into a formula and
+    "http..." into one of the 65,530 links a sheet may hold.
+    """
+
+    def __init__(self, directory: Path, name: str) -> None:
+        import xlsxwriter
+
+        super().__init__(directory, name)
+        self._book = xlsxwriter.Workbook(
+            str(self.partial), {"constant_memory": True, "strings_to_urls": False, "remove_timezone": True}
+        )
+        self._bold = self._book.add_format({"bold": True})
+        self._time = self._book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        self._sheet = None
+        self._sheets = 0
+        self._row = 0
+        self._new_sheet()
+
+    def _new_sheet(self) -> None:
+        self._sheets += 1
+        self._sheet = self._book.add_worksheet("comments" if self._sheets == 1 else f"comments {self._sheets}")
+        self._sheet.freeze_panes(1, 0)
+        for col, header in enumerate(EXPORT_COLUMNS):
+            self._sheet.write_string(0, col, header, self._bold)
+        self._row = 1
+
+    def write(self, rows: Sequence[ExportRow]) -> None:
+        for row in rows:
+            if self._row >= XLSX_MAX_ROWS:
+                self._new_sheet()
+            sheet, r = self._sheet, self._row
+            for col, value in enumerate(row.values()):
+                if value is None:
+                    continue
+                if isinstance(value, bool):
+                    sheet.write_boolean(r, col, value)
+                elif isinstance(value, int):
+                    sheet.write_number(r, col, value)
+                elif isinstance(value, datetime):
+                    sheet.write_datetime(r, col, value.astimezone(UTC), self._time)
+                else:
+                    text = _cell(value)
+                    if text:
+                        sheet.write_string(r, col, text[:XLSX_MAX_CELL])
+            self._row += 1
+
+    def _close(self) -> None:
+        self._book.close()

@@ -1,0 +1,240 @@
+"""Limits and hardening: every limit answers with a clear error, never a 500 or a stack trace;
+production switches (introspection, GraphiQL, CORS) do what they say; VK tokens never leak."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus, NegotiationError
+
+from graphql_api.app import create_app
+from graphql_api.limits import MAX_ALIASES, MAX_SUBSCRIPTIONS_PER_CONNECTION, MAX_TOKENS
+from tests.e2e.graphql_support import Api, api, client, container, make_settings, start_container, tokens  # noqa: F401
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+VK_SECRET = "vk1.a.THIS-IS-A-SECRET-VK-TOKEN-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+async def post(client: httpx.AsyncClient, token: str, query: str, **extra_headers: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}", "Accept": GRAPHQL_RESPONSE, **extra_headers}
+    return await client.post("/graphql", json={"query": query}, headers=headers)
+
+
+def only_error(response: httpx.Response) -> dict:
+    body = response.json()
+    assert len(body["errors"]) == 1, body
+    return body["errors"][0]
+
+
+async def test_too_many_aliases_are_refused(client: httpx.AsyncClient, tokens: dict) -> None:
+    fields = " ".join(f"a{i}: groups(first: 1) {{ totalCount }}" for i in range(MAX_ALIASES + 1))
+    response = await post(client, tokens["viewer"], f"{{ {fields} }}")
+    assert response.status_code == 400
+    assert "aliases" in only_error(response)["message"].lower()
+
+    fine = " ".join(f"a{i}: groups(first: 1) {{ totalCount }}" for i in range(5))
+    assert (await post(client, tokens["viewer"], f"{{ {fine} }}")).status_code == 200
+
+
+async def test_too_many_tokens_are_refused(client: httpx.AsyncClient, tokens: dict) -> None:
+    fields = " ".join("__typename" for _ in range(MAX_TOKENS + 10))
+    response = await post(client, tokens["viewer"], f"{{ {fields} }}")
+    assert response.status_code == 400
+    assert "tokens" in only_error(response)["message"]
+
+
+async def test_page_size_is_capped(client: httpx.AsyncClient, tokens: dict) -> None:
+    response = await post(client, tokens["viewer"], "{ comments(first: 101) { totalCount } }")
+    error = only_error(response)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "between 1 and 100" in error["message"]
+
+
+async def test_the_stats_window_is_capped(client: httpx.AsyncClient, tokens: dict) -> None:
+    response = await post(client, tokens["viewer"], '{ stats(since: "2020-01-01", until: "2026-01-01") { since } }')
+    error = only_error(response)
+    assert error["extensions"]["code"] == "INVALID_INPUT"
+    assert "366 days" in error["message"]
+
+
+async def test_a_slow_request_times_out_with_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    c = await start_container(make_settings(tmp_path, auth=False, request_timeout=1.0))
+    try:
+
+        async def slow(*args, **kwargs):
+            await asyncio.sleep(5)
+
+        monkeypatch.setattr(c.read_model, "groups_page", slow)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(c)), base_url="http://t") as http:
+            response = await http.post("/graphql", json={"query": "{ groups { totalCount } }"})
+            assert response.status_code == 504
+            error = only_error(response)
+            assert error["extensions"]["code"] == "TIMEOUT"
+            assert "Traceback" not in response.text
+            # The service is fine afterwards.
+            monkeypatch.undo()
+            assert (await http.post("/graphql", json={"query": "{ groups { totalCount } }"})).status_code == 200
+    finally:
+        await c.aclose()
+
+
+async def test_an_unexpected_error_is_masked_with_a_request_id(
+    client: httpx.AsyncClient, tokens: dict, container, monkeypatch
+) -> None:
+    async def broken(*args, **kwargs):
+        raise RuntimeError("internal detail: /srv/secret/path")
+
+    monkeypatch.setattr(container.read_model, "groups_page", broken)
+    response = await post(client, tokens["viewer"], "{ groups { totalCount } }", **{"X-Request-ID": "req-42"})
+    assert response.status_code == 200
+    error = only_error(response)
+    assert error["message"] == "Internal server error (request id req-42)"
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": "req-42"}
+    assert "secret" not in response.text and "Traceback" not in response.text
+    assert response.headers["x-request-id"] == "req-42"
+
+
+async def test_introspection_and_graphiql_can_be_switched_off(tmp_path: Path) -> None:
+    c = await start_container(make_settings(tmp_path, auth=False, introspection=False, graphiql=False))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(c)), base_url="http://t") as http:
+            response = await http.post("/graphql", json={"query": "{ __schema { types { name } } }"})
+            assert "introspection" in response.json()["errors"][0]["message"].lower()
+            assert (await http.get("/graphql", headers={"Accept": "text/html"})).status_code == 404
+            assert (await http.post("/graphql", json={"query": "{ groups { totalCount } }"})).json() == {
+                "data": {"groups": {"totalCount": 0}}
+            }
+    finally:
+        await c.aclose()
+
+
+async def test_introspection_and_graphiql_are_on_by_default(client: httpx.AsyncClient, tokens: dict) -> None:
+    response = await post(client, tokens["viewer"], "{ __schema { queryType { name } } }")
+    assert response.json() == {"data": {"__schema": {"queryType": {"name": "Query"}}}}
+    page = await client.get("/graphql", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "graphiql" in page.text.lower()
+
+
+# --- CORS -----------------------------------------------------------------------------------
+
+PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+
+
+async def test_no_cors_headers_by_default(client: httpx.AsyncClient, tokens: dict) -> None:
+    response = await client.options("/graphql", headers={"Origin": "https://app.example", **PREFLIGHT})
+    assert "access-control-allow-origin" not in response.headers
+    response = await post(client, tokens["viewer"], "{ __typename }", Origin="https://app.example")
+    assert "access-control-allow-origin" not in response.headers
+
+
+async def test_cors_only_for_configured_origins(tmp_path: Path) -> None:
+    c = await start_container(make_settings(tmp_path, auth=False, cors_origins=["https://app.example"]))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(c)), base_url="http://t") as http:
+            allowed = await http.options("/graphql", headers={"Origin": "https://app.example", **PREFLIGHT})
+            assert allowed.status_code == 200
+            assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+            assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+
+            other = await http.options("/graphql", headers={"Origin": "https://evil.example", **PREFLIGHT})
+            assert other.headers.get("access-control-allow-origin") is None
+
+            simple = await http.post("/graphql", json={"query": "{ __typename }"}, headers={"Origin": "https://app.example"})
+            assert simple.headers["access-control-allow-origin"] == "https://app.example"
+            simple = await http.post("/graphql", json={"query": "{ __typename }"}, headers={"Origin": "https://evil.example"})
+            assert "access-control-allow-origin" not in simple.headers
+    finally:
+        await c.aclose()
+
+
+# --- VK tokens ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def vk_container(tmp_path: Path):
+    """A container with a real (HTTP) VK gateway and a secret token; no VK call is ever made."""
+    settings = make_settings(tmp_path, vk_sandbox=False, vk_tokens=VK_SECRET, vk_api_url="http://127.0.0.1:9/method")
+    c = await start_container(settings)
+    try:
+        yield c
+    finally:
+        await c.aclose()
+
+
+async def test_only_admins_see_the_vk_token_pool_and_never_a_token(vk_container) -> None:
+    from domain.auth import create_api_token
+
+    made = {}
+    for role in ("viewer", "operator", "admin"):
+        made[role], _ = await create_api_token(vk_container.adapters.uow_factory, role, role)
+    query = "{ vkTokens { fingerprint state parkedUntil reason requests } }"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(vk_container)), base_url="http://t") as http:
+        for role in ("viewer", "operator"):
+            response = await post(http, made[role], query)
+            error = only_error(response)
+            assert error["extensions"]["code"] == "FORBIDDEN", role
+            assert response.json()["data"] is None
+
+        response = await post(http, made["admin"], query)
+        pool = response.json()["data"]["vkTokens"]
+        assert len(pool) == 1 and pool[0]["state"] == "ACTIVE" and pool[0]["requests"] == 0
+        assert pool[0]["fingerprint"] and pool[0]["fingerprint"] not in VK_SECRET[6:]
+
+        texts = [response.text]
+        for path in ("/readyz", "/metrics", "/healthz"):
+            texts.append((await http.get(path)).text)
+        schema = await post(http, made["admin"], "{ __schema { types { name fields { name } } } }")
+        texts.append(schema.text)
+        for text in texts:
+            assert VK_SECRET not in text and VK_SECRET[6:30] not in text
+        ready = (await http.get("/readyz")).json()
+        assert ready["vkTokens"] == [{"fingerprint": pool[0]["fingerprint"], "state": "ACTIVE", "parkedUntil": None}]
+
+
+# --- WebSocket ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[str]:
+    c = await start_container(make_settings(tmp_path, auth=False))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    host, port = sock.getsockname()
+    server = uvicorn.Server(uvicorn.Config(create_app(c), lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+        await c.aclose()
+
+
+async def test_subscriptions_per_connection_are_capped(server: str) -> None:
+    async with connect(f"ws://{server}/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+        for i in range(MAX_SUBSCRIPTIONS_PER_CONNECTION + 1):
+            await ws.send(json.dumps({"id": str(i), "type": "subscribe", "payload": {"query": "subscription { taskEvents { id } }"}}))
+        message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert message["type"] == "error" and message["id"] == str(MAX_SUBSCRIPTIONS_PER_CONNECTION)
+        assert "limit" in message["payload"][0]["message"].lower()
+
+
+async def test_the_legacy_graphql_ws_protocol_is_off(server: str) -> None:
+    with pytest.raises((InvalidStatus, NegotiationError, Exception)) as refused:
+        async with connect(f"ws://{server}/graphql", subprotocols=["graphql-ws"]) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            await asyncio.wait_for(ws.recv(), 5)
+    assert refused.value is not None

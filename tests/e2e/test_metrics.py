@@ -1,0 +1,95 @@
+"""/metrics in Prometheus text format, and one structured log line per GraphQL request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import structlog
+from prometheus_client.parser import text_string_to_metric_families
+
+from graphql_api.app import create_app
+from tests.e2e.graphql_support import Api, api, client, container, make_settings, start_container, tokens, wait_for_task  # noqa: F401
+
+
+def samples(text: str) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append(sample)
+    return found
+
+
+def value(found: dict[str, list], name: str, **labels: str) -> float | None:
+    for sample in found.get(name, []):
+        if all(sample.labels.get(k) == v for k, v in labels.items()):
+            return sample.value
+    return None
+
+
+async def test_metrics_have_requests_latency_tasks_and_pool(api: Api) -> None:
+    await api("query GroupsPage { groups { totalCount } }", role="viewer")
+    await api("query GroupsPage { groups { totalCount } }", role="viewer")
+    await api.post("query Broken { noSuchField }", role="viewer")
+    await api.client.post("/graphql", json={"query": "{ __typename }"})  # no token
+    group = (await api('mutation { addGroup(ref: "koshki_spb") { group { id } } }'))["addGroup"]["group"]
+    started = await api(
+        "mutation($g: [ID!]!) { startParse(input: {groupIds: $g, maxPosts: 2}) { tasks { id } } }", {"g": [group["id"]]}
+    )
+    await wait_for_task(api, started["startParse"]["tasks"][0]["id"])
+
+    response = await api.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    found = samples(response.text)
+
+    assert value(found, "vkcp_graphql_requests_total", operation="GroupsPage", type="query", outcome="ok") == 2
+    assert value(found, "vkcp_graphql_requests_total", operation="Broken", outcome="invalid") == 1
+    assert value(found, "vkcp_graphql_requests_total", outcome="unauthenticated") == 1
+    assert value(found, "vkcp_graphql_request_duration_seconds_count", type="query") >= 2
+    assert value(found, "vkcp_graphql_request_duration_seconds_bucket", type="query", le="+Inf") >= 2
+    assert value(found, "vkcp_tasks", kind="PARSE", state="SUCCEEDED") == 1
+    assert value(found, "vkcp_db_pool_checked_out") is not None
+
+
+async def test_operation_names_cannot_blow_up_the_label_set(api: Api) -> None:
+    for i in range(5):
+        await api(f"query Q{i} {{ __typename }}", role="viewer")
+    metrics = api.client._transport.app.state.metrics  # type: ignore[attr-defined]
+    assert metrics.operation_label("x" * 100) == "invalid"
+    assert metrics.operation_label(None) == "anonymous"
+
+
+async def test_vk_gateway_series_show_fingerprints_only(tmp_path: Path) -> None:
+    secret = "vk1.a.METRICS-SECRET-TOKEN-abcdefghijklmnopqrstuvwxyz0123456789"
+    c = await start_container(
+        make_settings(tmp_path, auth=False, vk_sandbox=False, vk_tokens=secret, vk_api_url="http://127.0.0.1:9/method")
+    )
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(c)), base_url="http://t") as http:
+            text = (await http.get("/metrics")).text
+    finally:
+        await c.aclose()
+    assert secret not in text and secret[6:30] not in text
+    found = samples(text)
+    assert value(found, "vkcp_vk_requests_total") == 0
+    assert value(found, "vkcp_vk_rate_limiter_wait_seconds_total") == 0
+    states = found["vkcp_vk_token_state"]
+    assert len(states) == 1 and states[0].labels["state"] == "ACTIVE" and states[0].value == 1
+
+
+async def test_each_request_logs_one_json_ready_line(api: Api) -> None:
+    with structlog.testing.capture_logs() as logs:
+        await api.client.post(
+            "/graphql",
+            json={"query": "query Listing { groups { totalCount } }"},
+            headers={"Authorization": f"Bearer {api.tokens['viewer']}", "X-Request-ID": "abc-123"},
+        )
+    lines = [entry for entry in logs if entry["event"] == "graphql.request"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["request_id"] == "abc-123"
+    assert line["operation"] == "Listing" and line["operation_type"] == "query"
+    assert line["outcome"] == "ok" and line["status"] == 200
+    assert isinstance(line["duration_ms"], float)
+    assert api.tokens["viewer"] not in str(logs)

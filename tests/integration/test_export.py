@@ -1,0 +1,193 @@
+"""The EXPORT job over the real database (SQLite and PostgreSQL) into real files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from domain import export
+from domain.errors import TaskCancelled
+from domain.export import EXPORT_COLUMNS, ExportFormat, filter_from_params, filter_to_params, run_export
+from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind
+from domain.ports import Adapters
+from domain.queries import CommentFilter
+from infrastructure.db.queries import SqlReadModel
+from infrastructure.exports import FileExportStore
+from tests.fakes import FakeClock, no_report
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+TEXTS = ["Я люблю кошек", "=HYPERLINK(\"http://evil\")", "Окошко открыто", "Собака лает", "ёжик, в \"тумане\"\nвторая строка"]
+COMMENTS = 2100  # more than two export batches
+
+
+@pytest.fixture
+async def world(uow_factory) -> dict:
+    async with uow_factory() as uow:
+        groups = [
+            await uow.groups.add(Group(vk_id=11001, screen_name="koshki_spb", name="Кошки Петербурга")),
+            await uow.groups.add(Group(vk_id=11002, screen_name="", name="Новости Заречья")),
+        ]
+        for g in groups:
+            await uow.posts.upsert_many(g.id, [Post(g.owner_id, 7, g.owner_id, "пост", T0)])
+        comments = [
+            Comment(
+                owner_id=groups[i % 2].owner_id, vk_id=i + 1, post_vk_id=7, from_id=1000 + i % 3 if i % 5 else -11001,
+                text=TEXTS[i % len(TEXTS)], published_at=T0 + timedelta(minutes=i), likes=i % 4,
+                parent_vk_id=i - 1 if i % 7 == 0 and i else None, thread_vk_id=i - 1 if i % 7 == 0 and i else None,
+            )
+            for i in range(COMMENTS)
+        ]
+        ids: dict = {}
+        for g in groups:
+            ids |= await uow.comments.upsert_many(g.id, [c for c in comments if c.owner_id == g.owner_id])
+        cat = await uow.keywords.add(Keyword(id=0, word="кошка"))
+        dog = await uow.keywords.add(Keyword(id=0, word="собака"))
+        found = []
+        for c in comments:
+            cid = ids[(c.owner_id, c.vk_id)]
+            if "кошек" in c.text:
+                found.append(Match(cid, cat.id, "кошек", 8, 13, c.text))
+            if "Собака" in c.text:
+                found += [Match(cid, dog.id, "Собака", 0, 6, c.text), Match(cid, cat.id, "лает", 7, 11, c.text)]
+        await uow.matches.replace_for_comments(list(ids.values()), found)
+        await uow.authors.upsert_many([Author(1001, "Анна Иванова", "anna"), Author(1002, "Bob")])
+        await uow.commit()
+    return {"groups": groups, "cat": cat, "dog": dog, "ids": ids}
+
+
+@pytest.fixture
+def store(migrated_db, tmp_path: Path) -> FileExportStore:
+    return FileExportStore(migrated_db[1], tmp_path / "exports", ttl_hours=1)
+
+
+@pytest.fixture
+def adapters(uow_factory, store) -> Adapters:
+    return Adapters(uow_factory=uow_factory, vk=None, queue=None, events=None, clock=FakeClock(), exports=store)  # type: ignore[arg-type]
+
+
+async def do_export(adapters: Adapters, flt: CommentFilter, fmt: ExportFormat, report=no_report) -> tuple[dict, Path]:
+    task = Task(kind=TaskKind.EXPORT, params={"format": fmt.value, "filter": filter_to_params(flt)}, id=1)
+    result = await run_export(adapters, task, report)
+    assert result["url"] == f"/exports/{result['file']}" and result["format"] == fmt.value
+    path = adapters.exports.path_of(result["file"])
+    assert path is not None
+    return result, path
+
+
+async def test_row_counts_equal_the_comments_query_for_the_same_filter(world, adapters, migrated_db) -> None:
+    reads = SqlReadModel(migrated_db[1])
+    g1 = world["groups"][0]
+    filters = [
+        CommentFilter(),
+        CommentFilter(group_ids=(g1.id,)),
+        CommentFilter(keyword_ids=(world["cat"].id,)),
+        CommentFilter(matched=False, author_ids=(1001, 1002)),
+        CommentFilter(text="кошек", since=T0 + timedelta(minutes=100)),
+        CommentFilter(group_ids=()),
+    ]
+    for flt in filters:
+        result, path = await do_export(adapters, flt, ExportFormat.JSONL)
+        expected = await reads.comments_count(flt)
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert result["rows"] == len(lines) == expected, flt
+    assert (await reads.comments_count(CommentFilter())) == COMMENTS
+
+
+async def test_jsonl_rows_carry_group_post_author_keywords_and_links(world, adapters) -> None:
+    g1 = world["groups"][0]
+    _, path = await do_export(adapters, CommentFilter(group_ids=(world["groups"][1].id,)), ExportFormat.JSONL)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert list(rows[0]) == list(EXPORT_COLUMNS)
+    assert [r["commentId"] for r in rows] == sorted(r["commentId"] for r in rows)  # id order
+    dog_row = next(r for r in rows if r["text"] == "Собака лает")
+    assert dog_row["keywords"] == ["кошка", "собака"] and dog_row["matchesCount"] == 2
+    assert dog_row["groupName"] == "Новости Заречья" and dog_row["groupUrl"] == "https://vk.com/club11002"
+    assert dog_row["commentUrl"] == f"https://vk.com/wall-11002_7?reply={dog_row['commentVkId']}"
+    assert dog_row["postUrl"] == "https://vk.com/wall-11002_7"
+    anna = next(r for r in rows if r["authorId"] == 1001)
+    assert anna["authorName"] == "Анна Иванова" and anna["authorUrl"] == "https://vk.com/anna"
+    unknown = next(r for r in rows if r["authorId"] == 1000)
+    assert unknown["authorName"] is None and unknown["authorUrl"] == "https://vk.com/id1000"
+    assert datetime.fromisoformat(rows[0]["publishedAt"]).tzinfo is not None
+    _, path = await do_export(adapters, CommentFilter(group_ids=(g1.id,)), ExportFormat.JSONL)
+    first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
+    assert first["groupUrl"] == "https://vk.com/koshki_spb"
+
+
+async def test_csv_has_a_bom_intact_cyrillic_and_defused_formulas(world, adapters) -> None:
+    result, path = await do_export(adapters, CommentFilter(), ExportFormat.CSV)
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
+    assert len(rows) == result["rows"] == COMMENTS
+    texts = {r["text"] for r in rows}
+    assert {"Я люблю кошек", "ёжик, в \"тумане\"\nвторая строка"} <= texts  # quoting and newlines survive
+    assert "'=HYPERLINK(\"http://evil\")" in texts and "=HYPERLINK(\"http://evil\")" not in texts
+    dog = next(r for r in rows if r["text"] == "Собака лает")
+    assert dog["keywords"] == "кошка, собака" and dog["deleted"] == "false"
+
+
+async def test_xlsx_is_a_workbook_with_cyrillic_inline_strings(world, adapters) -> None:
+    result, path = await do_export(adapters, CommentFilter(keyword_ids=(world["cat"].id,)), ExportFormat.XLSX)
+    with zipfile.ZipFile(path) as book:
+        assert book.testzip() is None
+        sheet = book.read("xl/worksheets/sheet1.xml").decode("utf-8")
+        names = book.namelist()
+    assert "xl/workbook.xml" in names
+    assert 'is><t>Я люблю кошек</t>' in sheet  # constant_memory writes inline strings
+    assert sheet.count("<row ") == result["rows"] + 1  # a header row
+    assert "<f>" not in sheet  # nothing became a formula
+
+
+async def test_a_cancelled_export_leaves_no_file(world, adapters, store, monkeypatch) -> None:
+    monkeypatch.setattr(export, "EXPORT_BATCH", 500)
+
+    async def cancel_later(done: int, total: int | None, message: str) -> None:
+        if done >= 1000:
+            raise TaskCancelled("cancelled")
+
+    task = Task(kind=TaskKind.EXPORT, params={"format": "CSV", "filter": {}}, id=1)
+    with pytest.raises(TaskCancelled):
+        await run_export(adapters, task, cancel_later)
+    assert list(store.directory.iterdir()) == []
+
+
+async def test_progress_counts_rows(world, adapters) -> None:
+    steps = []
+
+    async def report(done: int, total: int | None, message: str) -> None:
+        steps.append((done, total))
+
+    await do_export(adapters, CommentFilter(), ExportFormat.CSV, report)
+    assert steps[0] == (0, COMMENTS) and steps[-1] == (COMMENTS, COMMENTS)
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps) and len(steps) >= 4
+
+
+async def test_names_are_checked_and_old_files_expire(world, adapters, store) -> None:
+    _, path = await do_export(adapters, CommentFilter(group_ids=()), ExportFormat.CSV)
+    for bad in ("../vkcp.sqlite3", "..", "comments.csv", path.name + ".partial", path.name.replace(".csv", ".txt")):
+        assert store.path_of(bad) is None, bad
+    stranger = store.directory / "notes.txt"
+    stranger.write_text("not ours")
+    old = time.time() - 2 * 3600
+    os.utime(path, (old, old))
+    assert store.path_of(path.name) is None  # expired: no longer served
+    assert store.purge_expired() == 1
+    assert not path.exists() and stranger.exists()
+
+
+def test_filters_survive_the_task_params() -> None:
+    flt = CommentFilter(
+        group_ids=(1, 2), post_ids=(), keyword_ids=(3,), matched=True, text="кошка", author_ids=(-5,),
+        since=T0, until=T0 + timedelta(days=1), viewed=False, archived=True,
+    )
+    assert filter_from_params(json.loads(json.dumps(filter_to_params(flt)))) == flt
+    assert filter_from_params({}) == CommentFilter()

@@ -1,0 +1,132 @@
+"""The cache port's two adapters behave alike: TTL, invalidation, no stale value after a job."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import date
+
+import pytest
+
+from domain.errors import InvalidInput
+from domain.stats import DEFAULT_DAYS, MAX_DAYS, stats_window
+from infrastructure.cache import InMemoryCache, RedisCache
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self) -> bytes:
+        self.calls += 1
+        return f"value {self.calls}".encode()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cache(request: pytest.FixtureRequest):
+    if request.param == "memory":
+        yield InMemoryCache()
+        return
+    from redis.asyncio import Redis
+
+    from tests.conftest import REDIS_URL, _redis_problem, require_service
+
+    require_service("Redis", await _redis_problem())
+    prefix = f"vkcp-test-{uuid.uuid4().hex[:10]}:"
+    client = Redis.from_url(REDIS_URL)
+    try:
+        yield RedisCache(client, prefix=prefix)
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def test_a_value_is_computed_once_until_it_expires(cache) -> None:
+    compute = Counter()
+    assert await cache.get_or_compute("stats", "k", compute, ttl=0.2) == b"value 1"
+    assert await cache.get_or_compute("stats", "k", compute, ttl=0.2) == b"value 1"
+    assert await cache.get_or_compute("stats", "other", compute, ttl=0.2) == b"value 2"
+    await asyncio.sleep(0.3)
+    assert await cache.get_or_compute("stats", "k", compute, ttl=0.2) == b"value 3"
+
+
+async def test_invalidate_makes_a_whole_namespace_stale(cache) -> None:
+    compute = Counter()
+    await cache.get_or_compute("stats", "a", compute, ttl=60)
+    await cache.get_or_compute("groups", "a", compute, ttl=60)
+    await cache.invalidate("stats")
+    assert await cache.get_or_compute("stats", "a", compute, ttl=60) == b"value 3"
+    assert await cache.get_or_compute("groups", "a", compute, ttl=60) == b"value 2"  # untouched
+
+
+async def test_a_value_computed_during_an_invalidation_is_not_kept(cache) -> None:
+    """A job finishing while stats are being computed: the next reader must not get the old numbers."""
+    calls = 0
+
+    async def slow_compute() -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await cache.invalidate("stats")  # the job ends mid-computation
+        return f"value {calls}".encode()
+
+    assert await cache.get_or_compute("stats", "k", slow_compute, ttl=60) == b"value 1"
+    assert await cache.get_or_compute("stats", "k", slow_compute, ttl=60) == b"value 2"
+
+
+async def test_redis_trouble_reads_as_a_miss() -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    try:
+        cache = RedisCache(client, prefix="vkcp-test-down:")
+        compute = Counter()
+        assert await cache.get_or_compute("stats", "k", compute, ttl=60) == b"value 1"
+        await cache.invalidate("stats")  # logged, not raised
+    finally:
+        await client.aclose()
+
+
+async def test_the_memory_cache_keeps_at_most_max_entries() -> None:
+    cache = InMemoryCache(max_entries=3)
+    for i in range(10):
+        await cache.get_or_compute("stats", str(i), Counter(), ttl=60)
+    assert len(cache._entries) <= 3
+
+
+# --- the stats window -----------------------------------------------------------------------
+
+TODAY = date(2026, 3, 31)
+
+
+def test_the_default_window_is_the_last_30_days() -> None:
+    window = stats_window(TODAY, since=None, until=None)
+    assert (window.since, window.until) == (date(2026, 3, 2), TODAY)
+    assert (window.until - window.since).days + 1 == DEFAULT_DAYS
+
+
+def test_a_window_from_one_end() -> None:
+    assert stats_window(TODAY, since=date(2026, 1, 1), until=None).until == date(2026, 1, 30)
+    assert stats_window(TODAY, since=None, until=date(2026, 1, 30)).since == date(2026, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "top", "field"),
+    [
+        (date(2026, 3, 2), date(2026, 3, 1), 10, "since"),
+        (date(2024, 1, 1), date(2026, 1, 1), 10, "since"),
+        (None, None, 0, "top"),
+        (None, None, 101, "top"),
+    ],
+)
+def test_bad_windows_are_refused(since, until, top, field) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        stats_window(TODAY, since=since, until=until, top=top)
+    assert refused.value.field == field
+
+
+def test_a_year_is_allowed() -> None:
+    long = stats_window(TODAY, since=date(2025, 3, 31), until=date(2026, 3, 31))
+    assert (long.until - long.since).days + 1 == MAX_DAYS

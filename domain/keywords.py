@@ -21,6 +21,7 @@ from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.matching import keyword_key, normalize_keyword, validate_keyword
 from domain.models import Keyword
 from domain.ports import Adapters, UnitOfWork
+from domain.stats import invalidate_stats
 
 MAX_BULK_KEYWORDS = 5000  # keywords per addKeywords call
 MAX_CATEGORY_LENGTH = 100
@@ -143,6 +144,7 @@ async def add_keywords(adapters: Adapters, inputs: Sequence[KeywordInput]) -> li
             seen[key] = (position, keyword)
             results.append(KeywordResult(item.word, keyword))
         await uow.commit()
+    await invalidate_stats(adapters.cache)  # keyword totals and top keywords changed
     return results
 
 
@@ -166,6 +168,7 @@ async def update_keyword(adapters: Adapters, keyword_id: int, changes: KeywordCh
         keyword = dataclasses.replace(keyword, **values)
         await uow.keywords.save(keyword)
         await uow.commit()
+    await invalidate_stats(adapters.cache)
     return keyword
 
 
@@ -175,6 +178,7 @@ async def remove_keyword(adapters: Adapters, keyword_id: int) -> Keyword:
         keyword = await _get(uow, keyword_id)
         await uow.keywords.remove(keyword_id)
         await uow.commit()
+    await invalidate_stats(adapters.cache)  # its matches are gone
     return keyword
 
 

@@ -251,3 +251,14 @@ async def test_comment_matched_streams_newly_matched_comments_of_the_filter(serv
                 seen.add(comment["id"])
             assert bike["id"]  # bike matches were published too, and filtered out
             await ws.send(json.dumps({"id": "1", "type": "complete"}))
+
+
+async def test_stats_see_keyword_changes_at_once(api: Api) -> None:
+    """stats are cached; changing keywords must not leave them stale."""
+    stats = "{ stats { totals { keywords } } }"
+    assert (await api(stats))["stats"]["totals"]["keywords"] == 0
+    [result] = await add_keywords(api, {"word": "кошка"})
+    assert (await api(stats))["stats"]["totals"]["keywords"] == 1
+    removed = await api("mutation($id: ID!) { removeKeyword(id: $id) { errors { code } } }", {"id": result["keyword"]["id"]})
+    assert removed["removeKeyword"]["errors"] == []
+    assert (await api(stats))["stats"]["totals"]["keywords"] == 0

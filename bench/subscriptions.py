@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import httpx
 from websockets.asyncio.client import connect
+from tests.processes import free_port, spawn, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_P99_MS = 250.0
@@ -44,37 +44,11 @@ SUBSCRIPTION = """subscription($id: ID!) { taskProgress(id: $id) {
   state updatedAt progress { done total message } } }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-async def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"process exited:\n{log.read_text()[-3000:]}")
-            try:
-                if (await client.get(url, timeout=2)).status_code < 500:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise SystemExit(f"{url} did not come up:\n{log.read_text()[-3000:]}")
 
 
 class Subscriber:
@@ -159,8 +133,8 @@ async def bench(subscribers: int, posts: int, rps: float) -> bool:
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
     workdir = Path(tempfile.mkdtemp(prefix="vkcp-bench-subs-"))
-    vk_port, api_port = _free_port(), _free_port()
-    emulator = _spawn(["-m", "infrastructure.vk.emulator", "--port", str(vk_port), "--rps", str(rps),
+    vk_port, api_port = free_port(), free_port()
+    emulator = spawn(["-m", "infrastructure.vk.emulator", "--port", str(vk_port), "--rps", str(rps),
                        "--world", "generated", "--seed", "5", "--communities", "1", "--posts", str(posts),
                        "--comments", "20", "--closed-communities", "0", "--token", VK_TOKEN],
                       {**os.environ, "PYTHONPATH": str(ROOT)}, workdir / "emulator.log")
@@ -169,11 +143,11 @@ async def bench(subscribers: int, posts: int, rps: float) -> bool:
            "VKCP_VK_RPS": str(rps), "VKCP_VK_SANDBOX": "0", "VKCP_LOG_LEVEL": "WARNING"}
     for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL"):
         env.pop(name, None)
-    server = _spawn(["-m", "infrastructure.cli", "serve", "--port", str(api_port)], env, workdir / "serve.log")
+    server = spawn(["-m", "infrastructure.cli", "serve", "--port", str(api_port)], env, workdir / "serve.log")
     http = f"http://127.0.0.1:{api_port}/graphql"
     try:
-        await _wait_http(f"http://127.0.0.1:{vk_port}/_stats", emulator, workdir / "emulator.log")
-        await _wait_http(f"http://127.0.0.1:{api_port}/healthz", server, workdir / "serve.log")
+        await wait_http(f"http://127.0.0.1:{vk_port}/_stats", emulator, workdir / "emulator.log")
+        await wait_http(f"http://127.0.0.1:{api_port}/healthz", server, workdir / "serve.log")
         rss_idle = _rss_mb(server.pid)
         os.environ["BENCH_SERVER_PID"] = str(server.pid)  # inherited by the client processes
         async with httpx.AsyncClient(timeout=30) as client:

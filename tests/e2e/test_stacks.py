@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,47 +28,11 @@ import pytest
 
 from infrastructure.vk.world import generated_world
 from tests.conftest import POSTGRES_ADMIN_URL, _async_url, _postgres_problem, _redis_problem, require_service
+from tests.processes import free_port, spawn, stop, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = {"seed": 7, "communities": 2, "posts": 12, "comments": 15, "closed_comment_posts": 1, "closed_communities": 1}
 VK_TOKEN = "vk1.a.e2e-secret-token-value"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-async def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if (await client.get(url, timeout=2)).status_code < 500:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -86,18 +49,18 @@ def world():
 
 @pytest.fixture(scope="module")
 def vk_url(tmp_path_factory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("emulator") / "emulator.log"
     args = ["-m", "infrastructure.vk.emulator", "--port", str(port), "--rps", "20", "--world", "generated",
             "--seed", str(WORLD["seed"]), "--communities", str(WORLD["communities"]), "--posts", str(WORLD["posts"]),
             "--comments", str(WORLD["comments"]), "--closed-comment-posts", str(WORLD["closed_comment_posts"]),
             "--closed-communities", str(WORLD["closed_communities"]), "--token", VK_TOKEN]
-    proc = _spawn(args, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
+    proc = spawn(args, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
     try:
-        asyncio.run(_wait_http(f"http://127.0.0.1:{port}/_stats", proc, log))
+        asyncio.run(wait_http(f"http://127.0.0.1:{port}/_stats", proc, log))
         yield f"http://127.0.0.1:{port}/method"
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 class Stack:
@@ -116,7 +79,7 @@ class Stack:
 
     def start(self, *args: str) -> subprocess.Popen:
         log = self.workdir / f"{args[0]}-{len(self.procs)}.log"
-        proc = _spawn(["-m", "infrastructure.cli", *args], self.env, log)
+        proc = spawn(["-m", "infrastructure.cli", *args], self.env, log)
         self.procs.append(proc)
         self.logs.append(log)
         return proc
@@ -160,16 +123,16 @@ async def stack(request, tmp_path: Path, vk_url: str) -> AsyncIterator[Stack]:
         if request.param == "production":
             stack.cli("migrate")
         stack.token = stack.cli("token", "create", "--name", "e2e", "--role", "operator").strip().splitlines()[-1]
-        port = _free_port()
+        port = free_port()
         server = stack.start("serve", "--port", str(port))
         stack.url = f"http://127.0.0.1:{port}/graphql"
-        await _wait_http(f"http://127.0.0.1:{port}/healthz", server, stack.logs[-1])
+        await wait_http(f"http://127.0.0.1:{port}/healthz", server, stack.logs[-1])
         if request.param == "production":
             stack.start("worker")
         yield stack
     finally:
         for proc in stack.procs:
-            _stop(proc)
+            stop(proc)
         assert VK_TOKEN not in stack.output(), "a VK token leaked into the logs"
         if database is not None:
             import asyncpg
@@ -272,10 +235,10 @@ async def test_quickstart_with_the_sandbox(tmp_path: Path) -> None:
     for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH", "VKCP_VK_TOKENS", "VKCP_VK_API_URL"):
         env.pop(name, None)
     stack = Stack(env, tmp_path)
-    port = _free_port()
+    port = free_port()
     server = stack.start("serve", "--port", str(port))
     try:
-        await _wait_http(f"http://127.0.0.1:{port}/healthz", server, stack.logs[-1])
+        await wait_http(f"http://127.0.0.1:{port}/healthz", server, stack.logs[-1])
         printed = stack.output()
         assert f"GraphiQL: http://127.0.0.1:{port}/graphql" in printed
         stack.token = re.search(r"Bearer (vkcp_[\w-]+)", printed).group(1)
@@ -297,4 +260,4 @@ async def test_quickstart_with_the_sandbox(tmp_path: Path) -> None:
         keys, total = await _all_comments(stack)
         assert total == len(set(keys)) == expected > 1000
     finally:
-        _stop(server)
+        stop(server)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,6 +23,7 @@ from sqlalchemy import text
 from domain.models import Group, Task, TaskKind, TaskState
 from infrastructure.vk.world import generated_world
 from tests.conftest import POSTGRES_ADMIN_URL, _async_url, _postgres_problem, require_service
+from tests.processes import free_port, spawn, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = {"seed": 11, "communities": 1, "posts": 300, "comments": 20}
@@ -73,27 +72,6 @@ async def test_two_runners_claiming_one_task_one_wins(uow_factory) -> None:
 # --- kill -9 of a worker --------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 async def postgres_url():
     require_service("PostgreSQL", await _postgres_problem())
@@ -131,7 +109,7 @@ class Cluster:
                                      posts_per_community=WORLD["posts"], comments_per_post=WORLD["comments"],
                                      closed_communities=0)
         [self.owner_id] = self.world.open_owner_ids()
-        self.port = _free_port()
+        self.port = free_port()
         self.postgres_url, self.redis_url, self.redis_prefix = postgres_url, redis_url, redis_prefix
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATABASE_URL": postgres_url,
                     "VKCP_REDIS_URL": redis_url, "VKCP_REDIS_PREFIX": redis_prefix,
@@ -145,7 +123,7 @@ class Cluster:
         from infrastructure.db.migrate import upgrade_async
         from infrastructure.settings import Settings
 
-        self.emulator = _spawn(
+        self.emulator = spawn(
             ["-m", "infrastructure.vk.emulator", "--port", str(self.port), "--rps", "3", "--world", "generated",
              "--seed", str(WORLD["seed"]), "--communities", "1", "--posts", str(WORLD["posts"]),
              "--comments", str(WORLD["comments"]), "--closed-communities", "0", "--token", VK_TOKEN],
@@ -172,7 +150,7 @@ class Cluster:
 
     async def __aexit__(self, *exc) -> None:
         for proc in reversed(self.procs):
-            _stop(proc)
+            stop(proc)
         if self.container is not None:
             await self.container.aclose()
 
@@ -182,7 +160,7 @@ class Cluster:
 
     def start_worker(self) -> subprocess.Popen:
         n = sum(1 for p in self.procs if p is not self.emulator) + 1
-        proc = _spawn(["-m", "infrastructure.cli", "worker"], self.env, self.tmp_path / f"worker-{n}.log")
+        proc = spawn(["-m", "infrastructure.cli", "worker"], self.env, self.tmp_path / f"worker-{n}.log")
         self.procs.append(proc)
         return proc
 

@@ -1,0 +1,55 @@
+"""Real processes for end-to-end tests and benchmarks: `vkcp serve`, `vkcp worker`, the VK
+emulator. Each writes to its own log file, which failures quote."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """``python <args>`` from the repository root, in its own session (so kill -9 is clean)."""
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    """Until ``url`` answers below 500; fails with the process's log if it dies or never does."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if (await client.get(url, timeout=2)).status_code < 500:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"{url} did not come up:\n{log.read_text()[-3000:]}")

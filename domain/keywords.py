@@ -141,6 +141,12 @@ async def add_keywords(adapters: Adapters, inputs: Sequence[KeywordInput]) -> li
                     morphology=morphology,
                 )
             )
+            if keyword is None:  # another request added it meanwhile
+                existing = await uow.keywords.get_by_word(word)
+                seen[key] = (position, existing)
+                error = DuplicateKeyword(f"Keyword '{word}' already exists", field="word")
+                results.append(KeywordResult(item.word, existing, error))
+                continue
             seen[key] = (position, keyword)
             results.append(KeywordResult(item.word, keyword))
         await uow.commit()

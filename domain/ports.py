@@ -114,8 +114,9 @@ class KeywordRepository(Protocol):
     async def get_by_word(self, word: str) -> Keyword | None:
         """The stored keyword ``word`` would duplicate (``domain.matching.keyword_key``)."""
 
-    async def add(self, keyword: Keyword) -> Keyword:
-        """Store ``keyword`` (its ``id`` is ignored); returns it with its new id."""
+    async def add(self, keyword: Keyword) -> Keyword | None:
+        """Store ``keyword`` (its ``id`` is ignored); returns it with its new id, or None when
+        a keyword with the same key exists (one a concurrent transaction committed included)."""
 
     async def save(self, keyword: Keyword) -> None: ...
 

@@ -193,7 +193,9 @@ class FakeKeywordRepository:
 
         return next((k for k in self.store.keywords.values() if keyword_key(k.word) == keyword_key(word)), None)
 
-    async def add(self, keyword: Keyword) -> Keyword:
+    async def add(self, keyword: Keyword) -> Keyword | None:
+        if await self.get_by_word(keyword.word) is not None:  # the unique key on word_key
+            return None
         keyword = dataclasses.replace(keyword, id=next(self.store.ids), created_at=datetime.now(UTC))
         self.journal.put(self.store.keywords, keyword.id, keyword)
         return keyword

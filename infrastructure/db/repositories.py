@@ -309,11 +309,16 @@ class SqlKeywordRepository:
         row = (await self.session.execute(query)).mappings().first()
         return keyword_from_row(row) if row else None
 
-    async def add(self, keyword: Keyword) -> Keyword:
-        """Store ``keyword`` (its ``id`` is ignored); returns it with the new id."""
+    async def add(self, keyword: Keyword) -> Keyword | None:
+        """Store ``keyword`` (its ``id`` is ignored); returns it with the new id, or None when
+        a keyword with the same case-insensitive key exists (also one a concurrent
+        transaction just committed, which a look-up before the insert could not see)."""
         now = _now()
         values = {**self._values(keyword), "created_at": now, "updated_at": now}
-        new_id = (await self.session.execute(keywords.insert().values(values).returning(keywords.c.id))).scalar_one()
+        stmt = _upsert(self.session, keywords).values(values).on_conflict_do_nothing(index_elements=[keywords.c.word_key])
+        new_id = (await self.session.execute(stmt.returning(keywords.c.id))).scalar_one_or_none()
+        if new_id is None:
+            return None
         return Keyword(
             id=new_id,
             **{k: getattr(keyword, k) for k in ("word", "category", "active", "case_sensitive", "whole_word", "morphology")},

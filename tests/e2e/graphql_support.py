@@ -7,12 +7,15 @@ Test modules import the fixtures they use from here (``from tests.e2e.graphql_su
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from domain.auth import create_api_token
 from infrastructure.bootstrap import Container, build_container
@@ -74,6 +77,30 @@ class Api:
         body = response.json()
         assert "errors" not in body, body["errors"]
         return body["data"]
+
+
+@contextlib.asynccontextmanager
+async def serve_app(container: Container) -> AsyncIterator[str]:
+    """The app served by uvicorn on a free port (for WebSocket clients); yields host:port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    host, port = sock.getsockname()
+    server = uvicorn.Server(uvicorn.Config(create_app(container), lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+async def server(container: Container) -> AsyncIterator[str]:
+    async with serve_app(container) as base:
+        yield base
 
 
 @pytest.fixture

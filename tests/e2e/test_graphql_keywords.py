@@ -6,16 +6,12 @@ import asyncio
 import csv
 import io
 import json
-import socket
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 
-from graphql_api.app import create_app
-from tests.e2e.graphql_support import Api, api, client, container, tokens, wait_for_task  # noqa: F401
+from tests.e2e.graphql_support import Api, api, client, container, server, tokens, wait_for_task  # noqa: F401
 
 ADD = """
 mutation($input: [KeywordInput!]!) {
@@ -207,21 +203,6 @@ async def test_start_export_errors(api: Api) -> None:
 # --- the live feed --------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def server(container) -> AsyncIterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    host, port = sock.getsockname()
-    server = uvicorn.Server(uvicorn.Config(create_app(container), lifespan="off", log_level="warning"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"{host}:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 async def test_comment_matched_streams_newly_matched_comments_of_the_filter(server: str, tokens: dict) -> None:

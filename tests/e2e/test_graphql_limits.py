@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, NegotiationError
 
 from graphql_api.app import create_app
 from graphql_api.limits import MAX_ALIASES, MAX_SUBSCRIPTIONS_PER_CONNECTION, MAX_TOKENS
-from tests.e2e.graphql_support import Api, api, client, container, make_settings, start_container, tokens  # noqa: F401
+from tests.e2e.graphql_support import Api, api, client, container, make_settings, serve_app, start_container, tokens  # noqa: F401
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 VK_SECRET = "vk1.a.THIS-IS-A-SECRET-VK-TOKEN-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -205,19 +203,10 @@ async def test_only_admins_see_the_vk_token_pool_and_never_a_token(vk_container)
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[str]:
     c = await start_container(make_settings(tmp_path, auth=False))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    host, port = sock.getsockname()
-    server = uvicorn.Server(uvicorn.Config(create_app(c), lifespan="off", log_level="warning"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
     try:
-        yield f"{host}:{port}"
+        async with serve_app(c) as base:
+            yield base
     finally:
-        server.should_exit = True
-        await task
-        sock.close()
         await c.aclose()
 
 

@@ -4,40 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from graphql_api.app import create_app
-from tests.e2e.graphql_support import container, tokens  # noqa: F401
+from tests.e2e.graphql_support import container, server, tokens  # noqa: F401
 
 PROTOCOL = "graphql-transport-ws"
 FINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 
-@pytest.fixture
-async def server(container) -> AsyncIterator[str]:
-    """The app served by uvicorn on a free port; yields its base URL (host:port)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    host, port = sock.getsockname()
-    config = uvicorn.Config(create_app(container), lifespan="off", log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"{host}:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 async def gql(base: str, token: str, query: str, variables: dict | None = None) -> dict:

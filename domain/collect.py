@@ -118,7 +118,7 @@ async def collect_group(
     except BaseExceptionGroup as group_error:
         raise _first_cause(group_error) from None
 
-    await _look_up_missing_authors(vk, uow_factory, writer.author_ids, result)
+    await _look_up_missing_authors(vk, uow_factory, writer.author_ids - writer.known_authors, result)
     return result
 
 
@@ -223,8 +223,8 @@ class _Writer:
         self.total = total
         self.done = 0
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=256)
-        self.author_ids: set[int] = set()
-        self.known_authors: set[int] = set()
+        self.author_ids: set[int] = set()  # every author of a stored comment
+        self.known_authors: set[int] = set()  # those that came with the pages (and were upserted)
 
     async def put(self, item) -> None:
         await self.queue.put(item)

@@ -30,9 +30,6 @@ from infrastructure.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-ARQ_QUEUE = "vkcp:queue"
-
-
 def arq_queue_name(settings: Settings) -> str:
     """The ARQ queue lives under the Redis key prefix, so installations (and test runs)
     sharing one Redis never take each other's jobs."""
@@ -114,12 +111,9 @@ def build_vk(settings: Settings, redis: Any = None):
 
 def build_matcher_factory():
     """Keywords → a function matching (comment id, text) pairs; None until keywords exist."""
-    try:
-        from domain.matching import KeywordMatcher, KeywordRule
-        from infrastructure.morphology import get_lemmatizer
-    except ImportError:  # matching arrives with the keywords feature
-        return None
+    from domain.matching import KeywordMatcher, KeywordRule
     from domain.models import Match
+    from infrastructure.morphology import get_lemmatizer
 
     def factory(keywords):
         rules = [

@@ -129,13 +129,7 @@ def _worker(settings: Settings) -> int:
 
     from jobs.worker import WorkerSettings
 
-    from infrastructure.bootstrap import arq_queue_name
-
-    run_worker(
-        WorkerSettings,  # type: ignore[arg-type]
-        redis_settings=WorkerSettings.redis(),
-        queue_name=arq_queue_name(settings),
-    )
+    run_worker(WorkerSettings, redis_settings=WorkerSettings.redis())  # type: ignore[arg-type]
     return 0
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import orjson
 import structlog
 from cross_web import HTTPException
 from starlette.applications import Starlette
@@ -132,7 +133,12 @@ class GraphQLView(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> str:
         # Readable Cyrillic on the wire; a str (not bytes) keeps WebSocket frames textual.
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        # orjson: a subscription event is encoded once per subscriber, and the stdlib encoder
+        # was a third of sending it. The stdlib stays as the fallback for what orjson refuses.
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:
+            return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

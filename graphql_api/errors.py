@@ -51,6 +51,13 @@ class MaskUnexpectedErrors(MaskErrors):
     def __init__(self) -> None:
         super().__init__(should_mask_error=self._rewrites, error_message=INTERNAL_MESSAGE)
 
+    def _process_result(self, result: object) -> None:
+        # Strawberry's version first asks a runtime-checkable Protocol, which costs more than
+        # sending the result does; that is paid per subscriber for every subscription event.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
     @staticmethod
     def _rewrites(error: GraphQLError) -> bool:
         return error.original_error is not None and not isinstance(error.original_error, GraphQLError)

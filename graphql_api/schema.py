@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Annotated, Any
 
@@ -28,6 +29,7 @@ from graphql_api import commands
 from graphql_api.auth import IsAdmin, IsOperator, IsViewer
 from graphql_api.context import Info, OperationLoaders
 from graphql_api.errors import MaskUnexpectedErrors, Schema
+from graphql_api.fanout import MAX_SHARED_EVENTS, SharedEventExecutor, share
 from graphql_api.limits import limit_extensions
 from graphql_api.observability import OperationObserver
 from graphql_api.stats import Stats, VkToken, resolve_stats, resolve_vk_tokens
@@ -562,8 +564,8 @@ class _EventStream:
         self._subscription = subscription
         self._ended = False
 
-    async def ready(self) -> None:
-        await self._subscription.ready()
+    async def ready(self) -> bool:
+        return await self._subscription.ready()
 
     async def next(self, timeout: float) -> dict[str, Any] | None:
         """The next event, or None after ``timeout`` (always, once the bus ended the stream,
@@ -587,15 +589,20 @@ class _EventStream:
 
 
 _STATE_ORDER = {DomainTaskState.QUEUED: 0, DomainTaskState.RUNNING: 1}
-_last_decoded: list = [None, None, None]  # [event, domain task, Task]
+# id(event) -> (event, domain task, Task); holding the event keeps its id unique.
+_decoded_events: OrderedDict[int, tuple[dict[str, Any], Any, Task]] = OrderedDict()
 
 
 def _decoded(event: dict[str, Any]):
-    """One event reaches every subscriber of its task one after another: decode it once."""
-    if _last_decoded[0] is not event:
+    """An event reaches every subscriber of its task, and subscribers that fell behind read
+    older ones meanwhile: decode each event once, into one ``Task`` all of them share."""
+    entry = _decoded_events.get(id(event))
+    if entry is None or entry[0] is not event:
         task = task_cases.task_from_event(event)
-        _last_decoded[:] = [event, task, Task.from_domain(task)]
-    return _last_decoded[1], _last_decoded[2]
+        entry = _decoded_events[id(event)] = (event, task, share(Task.from_domain(task)))
+        while len(_decoded_events) > MAX_SHARED_EVENTS:
+            _decoded_events.popitem(last=False)
+    return entry[1], entry[2]
 
 
 def _progress_key(task) -> tuple[int, int, int]:
@@ -619,14 +626,17 @@ class Subscription:
         channel = task_cases.task_channel(task_id)
         stream = _EventStream(adapters.events.subscribe(channel))
         try:
-            await stream.ready()  # subscribed before the current state is read: no gap
+            # Subscribed before the current state is read: no gap. Progress is stored before it
+            # is published, so the read holds everything published before the subscription was
+            # live, and everything after it arrives through the stream, in order.
+            live = await stream.ready()
             current = (await read_model.tasks_by_ids([task_id]))[0]
             if current is None:
                 return
             yield Task.from_domain(current)
-            # The bus's snapshot may be ahead of the database read (published meanwhile, or by
-            # another process): send it next when it is newer; older events are skipped below.
-            last = await adapters.events.last(channel)
+            # Without a live subscription, the bus's snapshot is the freshest state there is.
+            # (With one, jumping to the snapshot would skip the events queued before it.)
+            last = None if live else await adapters.events.last(channel)
             if last is not None:
                 published = task_cases.task_from_event(last)
                 if _progress_key(published) > _progress_key(current):
@@ -661,7 +671,7 @@ class Subscription:
         events = info.context.adapters.events.subscribe(task_cases.TASKS_CHANNEL)
         try:
             async for event in events:
-                yield Task.from_domain(task_cases.task_from_event(event))
+                yield _decoded(event)[1]
         finally:
             with contextlib.suppress(RuntimeError):
                 await events.aclose()
@@ -709,7 +719,13 @@ def build_schema(*, introspection: bool = True) -> Schema:
         from strawberry.extensions import DisableIntrospection
 
         extensions.append(DisableIntrospection)
-    return Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        execution_context_class=SharedEventExecutor,
+    )
 
 
 schema = build_schema()

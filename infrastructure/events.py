@@ -38,9 +38,8 @@ class Subscription:
         self._closed = False
         fanout.add(channel, self.queue)
 
-    async def ready(self) -> None:
-        if self._ready is not None:
-            await asyncio.shield(self._ready)
+    async def ready(self) -> bool:
+        return True if self._ready is None else await asyncio.shield(self._ready)
 
     def __aiter__(self) -> Subscription:
         return self
@@ -173,7 +172,7 @@ class RedisEventBus:
                 log.warning("events.redis_subscribe_failed", channel=channel, error=str(e))
                 future = self._confirmations.get(channel)
                 if future is not None and not future.done():
-                    future.set_result(None)  # subscribers fall back to re-reading the state
+                    future.set_result(False)  # subscribers fall back to snapshots and re-reads
 
     async def _read(self) -> None:
         assert self._pubsub is not None
@@ -193,7 +192,7 @@ class RedisEventBus:
             if message["type"] == "subscribe":
                 future = self._confirmations.get(channel)
                 if future is not None and not future.done():
-                    future.set_result(None)
+                    future.set_result(True)
             elif message["type"] == "message":
                 self._fanout.deliver(channel, orjson.loads(message["data"]))
 

@@ -34,6 +34,7 @@ from typing import Any
 import anyio
 import backoff
 import httpx
+import orjson
 import structlog
 
 from domain.errors import (
@@ -452,7 +453,7 @@ class HttpVkGateway:
             self.stats.network_errors += 1
             raise _Transient(f"HTTP {response.status_code}")
         try:
-            body = response.json()
+            body = orjson.loads(response.content)  # the stdlib decoder was a tenth of a parse's CPU
         except ValueError:
             self.stats.network_errors += 1
             raise _Transient("VK answered with broken JSON") from None

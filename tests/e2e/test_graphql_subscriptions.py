@@ -174,3 +174,46 @@ async def test_a_change_while_the_current_state_is_read_is_not_lost(server: str,
         assert (await receive(ws, timeout=2)) == {"id": "1", "type": "complete"}
     finally:
         await ws.close()
+
+
+async def test_progress_published_while_the_current_state_is_read_arrives_in_order(
+    server: str, tokens: dict, container
+) -> None:
+    """Events queued during the first read all arrive, in order: none is skipped because a newer
+    snapshot exists (a thousand subscribers joining a running task each read it late)."""
+    from dataclasses import replace
+
+    from domain.models import Progress, Task, TaskKind, TaskState
+    from domain.tasks import publish_task
+
+    adapters = container.adapters
+    async with adapters.uow_factory() as uow:
+        running = await uow.tasks.add(
+            Task(kind=TaskKind.ANALYZE, state=TaskState.RUNNING, attempts=1, created_at=adapters.clock.now(),
+                 progress=Progress(0, 10, "0/10"))
+        )
+        await uow.commit()
+
+    read = container.read_model.tasks_by_ids
+
+    async def read_then_progress(ids):
+        stale = await read(ids)
+        for done in (1, 2):
+            await publish_task(adapters, replace(running, progress=Progress(done, 10, f"{done}/10")))
+        return stale
+
+    container.read_model.tasks_by_ids = read_then_progress
+    ws = await open_ws(server, {"Authorization": f"Bearer {tokens['viewer']}"})
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await subscribe(ws, "1", PROGRESS, {"id": str(running.id)})
+        dones = [(await receive(ws, timeout=2))["payload"]["data"]["taskProgress"]["progress"]["done"]
+                 for _ in range(3)]
+        assert dones == [0, 1, 2]
+        await publish_task(adapters, replace(running, state=TaskState.SUCCEEDED, progress=Progress(10, 10, "done")))
+        final = (await receive(ws, timeout=2))["payload"]["data"]["taskProgress"]
+        assert (final["state"], final["progress"]["done"]) == ("SUCCEEDED", 10)
+        assert (await receive(ws, timeout=2)) == {"id": "1", "type": "complete"}
+    finally:
+        container.read_model.tasks_by_ids = read
+        await ws.close()

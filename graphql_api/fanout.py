@@ -41,23 +41,52 @@ def _variables_key(values: dict[str, Any]) -> bytes:
     return orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str)
 
 
+class _Reuse:
+    """A per-event executor whose result is already known."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        found = self.result
+        return found if isinstance(found, ExecutionResult) else asyncio.shield(found)
+
+
 class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, plus reuse of results for payloads marked with ``share()``."""
+
+    _share_key: tuple | None = None
+
+    def _key(self) -> tuple:
+        # One subscription's document, variables and caller never change: computed once.
+        if self._share_key is None:
+            self._share_key = (
+                id(self.operation),  # from the parser cache: one node per distinct document
+                _variables_key(self.variable_values.coerced),
+                getattr(self.context_value, "role", None),
+            )
+        return self._share_key
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        entry = _shared.get(id(payload))
+        if entry is not None and entry[0] is payload:
+            found = entry[1].get(self._key())
+            if found is not None:  # skip copying the executor: nothing will run
+                return _Reuse(found[1])
+        return super().build_per_event_executor(payload)
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         entry = _shared.get(id(self.root_value))
         if entry is None or entry[0] is not self.root_value:
             return super().execute_operation(serially)
-        operation = self.operation  # from the parser cache: one node per distinct document
-        key = (
-            id(operation),
-            _variables_key(self.variable_values.coerced),
-            getattr(self.context_value, "role", None),
-        )
+        operation = self.operation
+        key = self._key()
         results = entry[1]
         found = results.get(key)
         if found is not None:
-            return found[1] if isinstance(found[1], ExecutionResult) else asyncio.shield(found[1])
+            return _Reuse(found[1]).execute_operation(serially)
         result = super().execute_operation(serially)
         if isinstance(result, ExecutionResult):
             if not result.errors:

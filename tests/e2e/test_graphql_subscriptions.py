@@ -217,3 +217,58 @@ async def test_progress_published_while_the_current_state_is_read_arrives_in_ord
     finally:
         container.read_model.tasks_by_ids = read
         await ws.close()
+
+
+async def test_one_event_runs_each_distinct_selection_once_for_all_its_subscribers(container, monkeypatch) -> None:
+    """A thousand subscribers of a task must not run the same selection a thousand times: per
+    event, each (document, variables, role) executes once and the others get its result."""
+    from dataclasses import replace
+
+    from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+    from domain.auth import Role
+    from domain.models import Progress, Task, TaskKind, TaskState
+    from domain.tasks import publish_task
+    from graphql_api.context import Context
+    from graphql_api.schema import schema
+
+    adapters = container.adapters
+    async with adapters.uow_factory() as uow:
+        task = await uow.tasks.add(Task(kind=TaskKind.ANALYZE, state=TaskState.RUNNING, attempts=1,
+                                        created_at=adapters.clock.now(), progress=Progress(0, 10, "")))
+        await uow.commit()
+    executions: list[object] = []
+    original = StrawberryGraphQLCoreExecutionContext.execute_operation
+
+    def counted(self, *args, **kwargs):
+        executions.append(self.root_value)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "execute_operation", counted)
+
+    class Socket:
+        scope = {"type": "websocket"}
+        headers: dict = {}
+
+    small = "subscription($id: ID!) { taskProgress(id: $id) { progress { done } } }"
+    wide = "subscription($id: ID!) { taskProgress(id: $id) { state progress { done total message } } }"
+    streams = []
+    for document in (small, small, small, wide, wide):
+        context = Context(request=Socket(), response=None, container=container, request_id="t", role=Role.VIEWER)
+        stream = await schema.subscribe(document, variable_values={"id": str(task.id)}, context_value=context)
+        streams.append((document, stream))
+    firsts = [await anext(stream) for _, stream in streams]  # each reads the task itself
+    assert [f.data["taskProgress"]["progress"]["done"] for f in firsts] == [0] * 5
+    executions.clear()
+
+    await publish_task(adapters, replace(task, progress=Progress(3, 10, "3/10")))
+    results = [await asyncio.wait_for(anext(stream), 2) for _, stream in streams]
+
+    assert [r.errors for r in results] == [None] * 5
+    assert [r.data for r in results[:3]] == [{"taskProgress": {"progress": {"done": 3}}}] * 3
+    assert [r.data for r in results[3:]] == [
+        {"taskProgress": {"state": "RUNNING", "progress": {"done": 3, "total": 10, "message": "3/10"}}}
+    ] * 2
+    assert len(executions) == 2  # one per distinct document, not one per subscriber
+    for _, stream in streams:
+        await stream.aclose()

@@ -40,6 +40,7 @@ from graphql_api.context import Context, get_context
 from graphql_api.errors import INTERNAL_MESSAGE
 from graphql_api.exports_route import exports_route
 from graphql_api.limits import MAX_SUBSCRIPTIONS_PER_CONNECTION
+from graphql_api.multiplex import MultiplexingHandler
 from graphql_api.observability import ApiMetrics, RequestRecord, current_request
 from graphql_api.schema import build_schema, schema
 
@@ -115,6 +116,8 @@ def _is_request_error(data: Any) -> bool:
 
 class GraphQLView(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context, auth, media types, limits and request log."""
+
+    graphql_transport_ws_handler_class = MultiplexingHandler
 
     def __init__(self, container: Any, *, metrics: ApiMetrics | None = None, **kwargs: Any) -> None:
         settings = container.settings

@@ -272,3 +272,126 @@ async def test_one_event_runs_each_distinct_selection_once_for_all_its_subscribe
     assert len(executions) == 2  # one per distinct document, not one per subscriber
     for _, stream in streams:
         await stream.aclose()
+
+
+async def _running_task(container, done: int = 0):
+    from domain.models import Progress, Task, TaskKind, TaskState
+
+    adapters = container.adapters
+    async with adapters.uow_factory() as uow:
+        task = await uow.tasks.add(Task(kind=TaskKind.ANALYZE, state=TaskState.RUNNING, attempts=1,
+                                        created_at=adapters.clock.now(), progress=Progress(done, 10, "")))
+        await uow.commit()
+    return task
+
+
+async def _progress(task, done: int, state=None):
+    from dataclasses import replace
+
+    from domain.models import Progress
+
+    changes = {"progress": Progress(done, 10, f"{done}/10")}
+    if state is not None:
+        changes["state"] = state
+    return replace(task, **changes)
+
+
+async def _next_done(ws: ClientConnection, op_id: str = "1") -> int:
+    message = await receive(ws, timeout=2)
+    assert message["type"] == "next" and message["id"] == op_id, message
+    return message["payload"]["data"]["taskProgress"]["progress"]["done"]
+
+
+async def test_subscribers_of_the_same_progress_share_one_feed(server: str, tokens: dict, container) -> None:
+    """Same document, variables and role: one running subscription feeds every connection; a
+    member joining later starts from the current state, and one leaving does not end the rest."""
+    from domain.tasks import publish_task
+    from graphql_api.multiplex import MultiplexingHandler
+
+    task = await _running_task(container)
+    variables = {"id": str(task.id)}
+    first, second = [await open_ws(server, {"Authorization": f"Bearer {tokens['viewer']}"}) for _ in range(2)]
+    try:
+        for ws in (first, second):
+            assert (await receive(ws))["type"] == "connection_ack"
+        await subscribe(first, "1", PROGRESS, variables)
+        assert await _next_done(first) == 0
+        await publish_task(container.adapters, await _progress(task, 4))
+        assert await _next_done(first) == 4
+
+        await subscribe(second, "1", PROGRESS, variables)
+        assert await _next_done(second) == 4  # the feed's latest item: the current state
+        assert len(MultiplexingHandler.feeds) == 1
+
+        await publish_task(container.adapters, await _progress(task, 7))
+        assert [await _next_done(first), await _next_done(second)] == [7, 7]
+
+        await first.send(json.dumps({"id": "1", "type": "complete"}))  # one member leaves
+        await publish_task(container.adapters, await _progress(task, 9))
+        assert await _next_done(second) == 9
+        assert len(MultiplexingHandler.feeds) == 1
+
+        from domain.models import TaskState
+
+        await publish_task(container.adapters, await _progress(task, 10, TaskState.SUCCEEDED))
+        assert await _next_done(second) == 10
+        assert await receive(second, timeout=2) == {"id": "1", "type": "complete"}
+        await asyncio.sleep(0.05)
+        assert MultiplexingHandler.feeds == {}  # the stream ended: nothing keeps running
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_the_feed_stops_when_its_last_member_leaves(server: str, tokens: dict, container) -> None:
+    from graphql_api.multiplex import MultiplexingHandler
+
+    task = await _running_task(container)
+    ws = await open_ws(server, {"Authorization": f"Bearer {tokens['viewer']}"})
+    assert (await receive(ws))["type"] == "connection_ack"
+    await subscribe(ws, "1", PROGRESS, {"id": str(task.id)})
+    assert await _next_done(ws) == 0
+    [feed] = MultiplexingHandler.feeds.values()
+    await ws.close()  # gone without a word: the connection's cleanup detaches the member
+    for _ in range(200):
+        if feed.task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert feed.task.done() and MultiplexingHandler.feeds == {}
+
+
+async def test_different_roles_and_documents_get_their_own_feeds(server: str, tokens: dict, container) -> None:
+    """What a feed yields is checked and shaped for its caller: a different role or selection
+    never joins it."""
+    from domain.tasks import publish_task
+    from graphql_api.multiplex import MultiplexingHandler
+
+    task = await _running_task(container)
+    variables = {"id": str(task.id)}
+    other = "subscription($id: ID!) { taskProgress(id: $id) { state progress { done } } }"
+    sockets = [await open_ws(server, {"Authorization": f"Bearer {tokens[role]}"}) for role in ("viewer", "admin", "viewer")]
+    try:
+        for ws in sockets:
+            assert (await receive(ws))["type"] == "connection_ack"
+        await subscribe(sockets[0], "1", PROGRESS, variables)
+        await subscribe(sockets[1], "1", PROGRESS, variables)
+        await subscribe(sockets[2], "1", other, variables)
+        assert [await _next_done(ws) for ws in sockets] == [0, 0, 0]
+        assert len(MultiplexingHandler.feeds) == 3
+        await publish_task(container.adapters, await _progress(task, 5))
+        assert [await _next_done(ws) for ws in sockets] == [5, 5, 5]
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+async def test_a_bad_shared_document_is_refused_like_any_other(server: str, tokens: dict) -> None:
+    ws = await open_ws(server, {"Authorization": f"Bearer {tokens['viewer']}"})
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await subscribe(ws, "1", "subscription { taskProgress(id: 1) { nope } }")
+        message = await receive(ws)
+        assert message["type"] == "error" and message["id"] == "1"
+        assert "nope" in message["payload"][0]["message"]
+    finally:
+        await ws.close()

@@ -1,0 +1,181 @@
+"""Multiplexed subscriptions: subscribers asking for the same thing share one stream.
+
+A thousand browser tabs watching one task send the same ``taskProgress`` document with the
+same variables. Run one by one, each subscription resumes its own resolver, executes the
+selection and passes its result through every extension for every event: about 200 µs of
+the API process per subscriber per event, nearly all of it identical work, and the last of
+a thousand subscribers heard of an event several hundred milliseconds after the first.
+
+Here the first such subscriber starts a *feed* — one ``schema.stream`` — and every later one
+with the same document, variables, operation name and role joins it. Per event the feed
+executes once; each member only sends the frame. A member that joins a running feed first
+gets the feed's latest item, which is the current state: what the subscription promises as
+its first item anyway. Leaving (``complete`` from the client, or a closed socket) detaches a
+member; the feed stops when its last member leaves or its stream ends.
+
+Only root fields in ``MULTIPLEXED`` are shared: their first item is the current state, and
+what they yield depends on nothing but their arguments and the caller's role. Everything else
+runs per subscriber, exactly as Strawberry runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any
+
+import orjson
+import structlog
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+    _OperationStreamClosed,
+)
+from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.utils.aio import aclosing
+
+from graphql_api.context import Context, new_request_id
+from graphql_api.limits import DOCUMENT_CACHE_SIZE
+
+log = structlog.get_logger(__name__)
+
+MULTIPLEXED = frozenset({"taskProgress"})
+MEMBER_BUFFER = 1000  # items a slow member may fall behind before it is dropped
+_END = object()
+
+
+@lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
+def _root_field(query: str, operation_name: str | None) -> str | None:
+    """The single root field of the subscription ``query`` runs, or None when it is not one
+    plain field (or does not parse: the normal path reports that)."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name is not None and o.name.value == operation_name]
+    if len(operations) != 1 or operations[0].operation != OperationType.SUBSCRIPTION:
+        return None
+    selections = operations[0].selection_set.selections
+    if len(selections) != 1 or not isinstance(selections[0], FieldNode) or selections[0].directives:
+        return None
+    return selections[0].name.value
+
+
+class Feed:
+    """One running subscription and the members it feeds."""
+
+    def __init__(self, key: tuple, registry: dict[tuple, Feed]) -> None:
+        self.key = key
+        self.members: set[asyncio.Queue] = set()
+        self.latest: Any = None
+        self.task: asyncio.Task | None = None
+        self._registry = registry
+
+    def join(self) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=MEMBER_BUFFER + 1)  # +1: the end marker
+        if self.latest is not None:
+            queue.put_nowait(self.latest)
+        self.members.add(queue)
+        return queue
+
+    def leave(self, queue: asyncio.Queue) -> None:
+        self.members.discard(queue)
+        if not self.members and self.task is not None:
+            self._forget()
+            self.task.cancel()
+
+    def _forget(self) -> None:
+        if self._registry.get(self.key) is self:
+            del self._registry[self.key]
+
+    def _send(self, item: Any) -> None:
+        for queue in list(self.members):
+            if queue.qsize() >= MEMBER_BUFFER:
+                log.warning("subscriptions.member_dropped", field=self.key[0])
+                self.members.discard(queue)
+                queue.put_nowait(_END)
+            else:
+                queue.put_nowait(item)
+
+    async def run(self, stream_factory) -> None:
+        try:
+            stream = await stream_factory()
+            async with aclosing(stream):
+                async for result in stream:
+                    self.latest = result
+                    self._send(result)
+        except Exception as error:  # a failure ends every member's subscription the same way
+            self.latest = error
+            self._send(error)
+        finally:
+            self._forget()  # before the end marker: nobody joins a finished feed
+            self._send(_END)
+
+
+class MultiplexingHandler(BaseGraphQLTransportWSHandler):
+    """Strawberry's graphql-transport-ws handler, with shared feeds for ``MULTIPLEXED`` fields."""
+
+    feeds: dict[tuple, Feed] = {}  # one registry per process: feeds span connections
+
+    def _feed_key(self, operation: Operation) -> tuple | None:
+        field = _root_field(operation.query, operation.operation_name)
+        if field not in MULTIPLEXED or not isinstance(self.context, Context):
+            return None
+        try:
+            variables = orjson.dumps(operation.variables or {}, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return None
+        # The container too: tests (and embedders) may run several apps in one process.
+        return (field, operation.query, operation.operation_name, variables, self.context.role,
+                id(self.schema), id(self.context.container))
+
+    async def run_operation(self, operation: Operation) -> None:
+        key = self._feed_key(operation)
+        if key is None:
+            return await super().run_operation(operation)
+        feed = self.feeds.get(key)
+        if feed is None:
+            feed = self.feeds[key] = Feed(key, self.feeds)
+            # The feed's own context: fresh loaders and request id, the caller's role.
+            context = replace(self.context, request_id=new_request_id(None), _loaders={})
+
+            def stream():
+                return self.schema.stream(
+                    operation.query,
+                    variable_values=operation.variables,
+                    context_value=context,
+                    root_value=self.root_value,
+                    operation_name=operation.operation_name,
+                )
+
+            feed.task = asyncio.create_task(feed.run(stream))
+        queue = feed.join()
+        try:
+            first = True
+            while (item := await queue.get()) is not _END:
+                if isinstance(item, Exception):
+                    raise item
+                if first and isinstance(item, PreExecutionError):
+                    await self._handle_pre_execution_error(operation, item)
+                    return
+                if not isinstance(item, ExecutionResult):
+                    await self._reject_incremental_delivery(operation)
+                    return
+                await operation.send_next(item)
+                first = False
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        except _OperationStreamClosed:
+            return
+        except Exception as error:  # as Strawberry does: report, complete, re-raise
+            await self.handle_task_exception(error)
+            with contextlib.suppress(Exception):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            self.operations.pop(operation.id, None)
+            raise
+        finally:
+            feed.leave(queue)

@@ -27,7 +27,7 @@ import structlog
 
 from domain.analyze import publish_matched, run_analyze
 from domain.collect import CollectOptions, collect_group
-from domain.errors import DomainError, InvalidInput, NotFound, TaskCancelled
+from domain.errors import Conflict, DomainError, InvalidInput, NotFound, TaskCancelled
 from domain.export import run_export
 from domain.models import Progress, Task, TaskKind, TaskState
 from domain.ports import Adapters
@@ -160,9 +160,15 @@ async def start_parse(
                 params=params,
                 created_at=adapters.clock.now(),
             )
-            task = await uow.tasks.add(task)
-            tasks.append(task)
-            fresh.append(task)
+            added = await uow.tasks.add_parse(task)
+            if added is None:  # a concurrent start won the race: its task is the run
+                existing = await uow.tasks.find_active(TaskKind.PARSE, group_id)
+                if existing is None:  # ...and it has finished already: this one may run
+                    raise Conflict(f"Group {group_id} was being started concurrently; try again", field="groupIds")
+                tasks.append(existing)
+                continue
+            tasks.append(added)
+            fresh.append(added)
         await uow.commit()
     for task in fresh:
         await publish_task(adapters, task)

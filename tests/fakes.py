@@ -256,6 +256,11 @@ class FakeTaskRepository:
         stored.heartbeat_at = current.heartbeat_at if current else None
         self.journal.put(self.store.tasks, task.id, stored)
 
+    async def add_parse(self, task: Task) -> Task | None:
+        if await self.find_active(TaskKind.PARSE, task.group_id) is not None:
+            return None
+        return await self.add(task)
+
     async def find_active(self, kind: TaskKind, group_id: int) -> Task | None:
         for task in sorted(self.store.tasks.values(), key=lambda t: t.id):
             if task.kind is kind and task.group_id == group_id and task.state in (TaskState.QUEUED, TaskState.RUNNING):

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.auth import ApiToken
 from domain.matching import keyword_key
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
-from infrastructure.db.tables import api_tokens, authors, comments, groups, keywords, matches, posts, tasks
+from infrastructure.db.tables import ACTIVE_PARSE, api_tokens, authors, comments, groups, keywords, matches, posts, tasks
 
 IN_CHUNK = 10_000  # values per IN (...) list
 
@@ -461,6 +461,21 @@ class SqlTaskRepository:
         values = _task_values(task)
         task.created_at, task.updated_at = values["created_at"], values["updated_at"]
         task.id = (await self.session.execute(tasks.insert().values(values).returning(tasks.c.id))).scalar_one()
+        return task
+
+    async def add_parse(self, task: Task) -> Task | None:
+        assert task.kind is TaskKind.PARSE and task.state in (TaskState.QUEUED, TaskState.RUNNING)
+        values = _task_values(task)
+        stmt = (
+            _upsert(self.session, tasks)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[tasks.c.group_id], index_where=text(ACTIVE_PARSE))
+            .returning(tasks.c.id)
+        )
+        task_id = (await self.session.execute(stmt)).scalar_one_or_none()
+        if task_id is None:
+            return None
+        task.id, task.created_at, task.updated_at = task_id, values["created_at"], values["updated_at"]
         return task
 
     async def get(self, task_id: int) -> Task | None:

@@ -191,6 +191,8 @@ matches = Table(
     PrimaryKeyConstraint("comment_id", "keyword_id", "start_pos"),
 )
 
+ACTIVE_PARSE = "kind = 'PARSE' AND state IN ('QUEUED', 'RUNNING')"
+
 tasks = Table(
     "tasks",
     metadata,
@@ -216,6 +218,9 @@ tasks = Table(
     Column("heartbeat_at", UtcDateTime),
     Index("ix_tasks_state", "state"),
     Index("ix_tasks_group_id_kind_state", "group_id", "kind", "state"),
+    # One queued or running parse per community (migration 0003): racing starts cannot both win.
+    Index("uq_tasks_one_active_parse", "group_id", unique=True,
+          postgresql_where=text(ACTIVE_PARSE), sqlite_where=text(ACTIVE_PARSE)),
 )
 
 api_tokens = Table(

@@ -143,28 +143,32 @@ async def test_only_the_graphql_transport_ws_protocol_is_spoken(server: str) -> 
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4406
 
 
+def _publish_during_first_read(container, *changes) -> None:
+    """The next ``tasks_by_ids`` returns what is stored, then publishes ``changes``: as if they
+    happened while the subscription read the current state."""
+    from domain.tasks import publish_task
+
+    read = container.read_model.tasks_by_ids
+
+    async def read_then_publish(ids):
+        container.read_model.tasks_by_ids = read
+        stale = await read(ids)
+        for change in changes:
+            await publish_task(container.adapters, change)
+        return stale
+
+    container.read_model.tasks_by_ids = read_then_publish
+
+
 async def test_a_change_while_the_current_state_is_read_is_not_lost(server: str, tokens: dict, container) -> None:
     """The task finishes exactly while taskProgress reads it: the final event must still arrive."""
     from dataclasses import replace
 
-    from domain.models import Task, TaskKind, TaskState
-    from domain.tasks import publish_task
+    from domain.models import TaskState
 
-    adapters = container.adapters
-    async with adapters.uow_factory() as uow:
-        running = await uow.tasks.add(
-            Task(kind=TaskKind.ANALYZE, state=TaskState.RUNNING, attempts=1, created_at=adapters.clock.now())
-        )
-        await uow.commit()
-
-    read = container.read_model.tasks_by_ids
-
-    async def read_then_finish(ids):
-        stale = await read(ids)
-        await publish_task(adapters, replace(running, state=TaskState.SUCCEEDED, finished_at=adapters.clock.now()))
-        return stale
-
-    container.read_model.tasks_by_ids = read_then_finish
+    running = await _running_task(container)
+    _publish_during_first_read(container, replace(running, state=TaskState.SUCCEEDED,
+                                                  finished_at=container.adapters.clock.now()))
     ws = await open_ws(server, {"Authorization": f"Bearer {tokens['viewer']}"})
     try:
         assert (await receive(ws))["type"] == "connection_ack"
@@ -181,41 +185,21 @@ async def test_progress_published_while_the_current_state_is_read_arrives_in_ord
 ) -> None:
     """Events queued during the first read all arrive, in order: none is skipped because a newer
     snapshot exists (a thousand subscribers joining a running task each read it late)."""
-    from dataclasses import replace
-
-    from domain.models import Progress, Task, TaskKind, TaskState
+    from domain.models import TaskState
     from domain.tasks import publish_task
 
-    adapters = container.adapters
-    async with adapters.uow_factory() as uow:
-        running = await uow.tasks.add(
-            Task(kind=TaskKind.ANALYZE, state=TaskState.RUNNING, attempts=1, created_at=adapters.clock.now(),
-                 progress=Progress(0, 10, "0/10"))
-        )
-        await uow.commit()
-
-    read = container.read_model.tasks_by_ids
-
-    async def read_then_progress(ids):
-        stale = await read(ids)
-        for done in (1, 2):
-            await publish_task(adapters, replace(running, progress=Progress(done, 10, f"{done}/10")))
-        return stale
-
-    container.read_model.tasks_by_ids = read_then_progress
+    running = await _running_task(container)
+    _publish_during_first_read(container, await _progress(running, 1), await _progress(running, 2))
     ws = await open_ws(server, {"Authorization": f"Bearer {tokens['viewer']}"})
     try:
         assert (await receive(ws))["type"] == "connection_ack"
         await subscribe(ws, "1", PROGRESS, {"id": str(running.id)})
-        dones = [(await receive(ws, timeout=2))["payload"]["data"]["taskProgress"]["progress"]["done"]
-                 for _ in range(3)]
-        assert dones == [0, 1, 2]
-        await publish_task(adapters, replace(running, state=TaskState.SUCCEEDED, progress=Progress(10, 10, "done")))
+        assert [await _next_done(ws) for _ in range(3)] == [0, 1, 2]
+        await publish_task(container.adapters, await _progress(running, 10, TaskState.SUCCEEDED))
         final = (await receive(ws, timeout=2))["payload"]["data"]["taskProgress"]
         assert (final["state"], final["progress"]["done"]) == ("SUCCEEDED", 10)
         assert (await receive(ws, timeout=2)) == {"id": "1", "type": "complete"}
     finally:
-        container.read_model.tasks_by_ids = read
         await ws.close()
 
 
@@ -227,16 +211,13 @@ async def test_one_event_runs_each_distinct_selection_once_for_all_its_subscribe
     from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
     from domain.auth import Role
-    from domain.models import Progress, Task, TaskKind, TaskState
+    from domain.models import Progress
     from domain.tasks import publish_task
     from graphql_api.context import Context
     from graphql_api.schema import schema
 
     adapters = container.adapters
-    async with adapters.uow_factory() as uow:
-        task = await uow.tasks.add(Task(kind=TaskKind.ANALYZE, state=TaskState.RUNNING, attempts=1,
-                                        created_at=adapters.clock.now(), progress=Progress(0, 10, "")))
-        await uow.commit()
+    task = await _running_task(container)
     executions: list[object] = []
     original = StrawberryGraphQLCoreExecutionContext.execute_operation
 

@@ -29,7 +29,8 @@ from graphql_api import commands
 from graphql_api.auth import IsAdmin, IsOperator, IsViewer
 from graphql_api.context import Info, OperationLoaders
 from graphql_api.errors import MaskUnexpectedErrors, Schema
-from graphql_api.fanout import MAX_SHARED_EVENTS, SharedEventExecutor, share
+from graphql_api.executor import ApiExecutor
+from graphql_api.fanout import MAX_SHARED_EVENTS, share
 from graphql_api.limits import limit_extensions
 from graphql_api.observability import OperationObserver
 from graphql_api.stats import Stats, VkToken, resolve_stats, resolve_vk_tokens
@@ -724,7 +725,7 @@ def build_schema(*, introspection: bool = True) -> Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
-        execution_context_class=SharedEventExecutor,
+        execution_context_class=ApiExecutor,
     )
 
 

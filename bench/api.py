@@ -38,7 +38,7 @@ import structlog  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
 from graphql_api.app import create_app  # noqa: E402
-from infrastructure.bootstrap import build_container  # noqa: E402
+from infrastructure.bootstrap import build_container, freeze_startup_objects  # noqa: E402
 from infrastructure.db.migrate import upgrade_async  # noqa: E402
 from infrastructure.db.queries import encode_cursor  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
@@ -214,6 +214,7 @@ async def run(container, dsn: str, n: int) -> dict[str, Timing]:
         statements[0] += 1
 
     transport = httpx.ASGITransport(app=create_app(container))
+    freeze_startup_objects()  # as `vkcp serve` does once the app is built
     results: dict[str, Timing] = {}
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
 

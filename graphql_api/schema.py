@@ -69,6 +69,7 @@ from graphql_api.types import (
     TaskPayload,
     UpdateGroupInput,
     UserError,
+    prefetch_comment_relations,
 )
 
 DEFAULT_PAGE = 20
@@ -206,6 +207,7 @@ class Query:
         read_model = info.context.read_model
         flt, order = to_comment_filter(filter), to_comment_order(order_by)
         page = await read_model.comments_page(flt, order, first=check_first(first), after=after)
+        await prefetch_comment_relations(info, [view for _, view in page.edges], "edges", "node")
         return connection(page, Comment.from_view, lambda: read_model.comments_count(flt))
 
     @strawberry.field(description="One comment by its id; null when there is none.")

@@ -7,13 +7,15 @@ takes an id says which type it names.
 
 from __future__ import annotations
 
+import asyncio
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Generic, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types.nodes import Selection, SelectedField
 
 from domain import models
 from domain.queries import CommentFilter, CommentView, PostView
@@ -172,11 +174,15 @@ class Group:
         )
 
 
-async def load_group(info: Info, group_id: int | None) -> Group | None:
+def _group(group: models.Group | None) -> Group | None:
+    return Group.from_domain(group) if group is not None else None
+
+
+def load_group(info: Info, group_id: int | None) -> Group | None | Awaitable[Group | None]:
+    """The group now when the operation has loaded it already, else an awaitable of it."""
     if group_id is None:
         return None
-    group = await info.context.loaders(info).group.load(group_id)
-    return Group.from_domain(group) if group is not None else None
+    return info.context.loaders(info).group.now_or_later(group_id, _group)
 
 
 # --- posts, authors, keywords, comments -----------------------------------------------------
@@ -198,8 +204,8 @@ class Post:
     group_id: strawberry.Private[int]
 
     @strawberry.field(description="The community whose wall the post is on.")
-    async def group(self, info: Info) -> Group | None:
-        return await load_group(info, self.group_id)
+    def group(self, info: Info) -> Group | None:
+        return load_group(info, self.group_id)  # type: ignore[return-value]
 
     @strawberry.field(description="Link to the post on VK.")
     def url(self) -> str:
@@ -279,9 +285,8 @@ class KeywordMatch:
     keyword_id: strawberry.Private[int]
 
     @strawberry.field(description="The keyword that matched.")
-    async def keyword(self, info: Info) -> Keyword | None:
-        keyword = await info.context.loaders(info).keyword.load(self.keyword_id)
-        return Keyword.from_domain(keyword) if keyword is not None else None
+    def keyword(self, info: Info) -> Keyword | None:
+        return info.context.loaders(info).keyword.now_or_later(self.keyword_id, _keyword)  # type: ignore[return-value]
 
     @classmethod
     def from_domain(cls, m: models.Match) -> KeywordMatch:
@@ -308,31 +313,28 @@ class Comment:
     thread_id: strawberry.Private[int | None]
 
     @strawberry.field(description="The community the comment was written in.")
-    async def group(self, info: Info) -> Group | None:
-        return await load_group(info, self.group_id)
+    def group(self, info: Info) -> Group | None:
+        return load_group(info, self.group_id)  # type: ignore[return-value]
 
     @strawberry.field(description="The post the comment is under.")
-    async def post(self, info: Info) -> Post | None:
-        post = await info.context.loaders(info).post.load(self.post_id)
-        return Post.from_view(post) if post is not None else None
+    def post(self, info: Info) -> Post | None:
+        return info.context.loaders(info).post.now_or_later(self.post_id, _post)  # type: ignore[return-value]
 
     @strawberry.field(description="The comment this one answers; null for a top-level comment.")
-    async def parent(self, info: Info) -> Comment | None:
-        return await load_comment(info, self.parent_id)
+    def parent(self, info: Info) -> Comment | None:
+        return load_comment(info, self.parent_id)  # type: ignore[return-value]
 
     @strawberry.field(description="The top-level comment whose thread this reply is in; null for a top-level comment.")
-    async def thread(self, info: Info) -> Comment | None:
-        return await load_comment(info, self.thread_id)
+    def thread(self, info: Info) -> Comment | None:
+        return load_comment(info, self.thread_id)  # type: ignore[return-value]
 
     @strawberry.field(description="Who wrote it; null when VK told us nothing about the author.")
-    async def author(self, info: Info) -> Author | None:
-        author = await info.context.loaders(info).author.load(self.author_id)
-        return Author.from_domain(author) if author is not None else None
+    def author(self, info: Info) -> Author | None:
+        return info.context.loaders(info).author.now_or_later(self.author_id, _author)  # type: ignore[return-value]
 
     @strawberry.field(description="Where the keywords matched, in text order.")
-    async def matches(self, info: Info) -> list[KeywordMatch]:
-        matches = await info.context.loaders(info).matches.load(int(self.id))
-        return [KeywordMatch.from_domain(m) for m in sorted(matches, key=lambda m: (m.start, m.end))]
+    def matches(self, info: Info) -> list[KeywordMatch]:
+        return info.context.loaders(info).matches.now_or_later(int(self.id), _matches)  # type: ignore[return-value]
 
     @strawberry.field(description="Link to the comment on VK.")
     def url(self) -> str:
@@ -360,11 +362,75 @@ class Comment:
         )
 
 
-async def load_comment(info: Info, comment_id: int | None) -> Comment | None:
+def _comment(comment: CommentView | None) -> Comment | None:
+    return Comment.from_view(comment) if comment is not None else None
+
+
+def load_comment(info: Info, comment_id: int | None) -> Comment | None | Awaitable[Comment | None]:
+    """The comment now when the operation has loaded it already, else an awaitable of it."""
     if comment_id is None:
         return None
-    comment = await info.context.loaders(info).comment.load(comment_id)
-    return Comment.from_view(comment) if comment is not None else None
+    return info.context.loaders(info).comment.now_or_later(comment_id, _comment)
+
+
+def _fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:
+    """The fields of a selection set, looking through fragments."""
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            yield selection
+        else:
+            yield from _fields(selection.selections)
+
+
+def selected_under(info: Info, *path: str) -> dict[str, list[Selection]]:
+    """Field name -> its sub-selections, at ``path`` below the field being resolved."""
+    level: list[Selection] = [s for f in _fields(info.selected_fields) for s in f.selections]
+    for name in path:
+        level = [s for f in _fields(level) if f.name == name for s in f.selections]
+    found: dict[str, list[Selection]] = {}
+    for f in _fields(level):
+        found.setdefault(f.name, []).extend(f.selections)
+    return found
+
+
+async def prefetch_comment_relations(info: Info, views: Sequence[CommentView], *path: str) -> None:
+    """Load the relations the selection asks of these comments, one batch each, before their
+    fields resolve: then every ``group``, ``post``, ``author``, ``matches`` and match ``keyword``
+    answers at once from its loader (the same statements the loaders would have run lazily)."""
+    if not views:
+        return
+    node = selected_under(info, *path)
+    loaders = info.context.loaders(info)
+    batches: list[Awaitable[object]] = []
+    if "group" in node:
+        batches.append(loaders.group.load_many(list(dict.fromkeys(v.group_id for v in views))))
+    if "post" in node:
+        batches.append(loaders.post.load_many(list(dict.fromkeys(v.post_id for v in views))))
+    if "author" in node:
+        batches.append(loaders.author.load_many(list(dict.fromkeys(v.from_id for v in views))))
+    if "matches" in node:
+        batches.append(loaders.matches.load_many([v.id for v in views]))
+    await asyncio.gather(*batches)
+    if "matches" in node and any(f.name == "keyword" for f in _fields(node["matches"])):
+        keyword_ids = dict.fromkeys(m.keyword_id for v in views for m in loaders.matches.loaded.get(v.id, ()))
+        if keyword_ids:
+            await loaders.keyword.load_many(list(keyword_ids))
+
+
+def _post(post: PostView | None) -> Post | None:
+    return Post.from_view(post) if post is not None else None
+
+
+def _author(author: models.Author | None) -> Author | None:
+    return Author.from_domain(author) if author is not None else None
+
+
+def _keyword(keyword: models.Keyword | None) -> Keyword | None:
+    return Keyword.from_domain(keyword) if keyword is not None else None
+
+
+def _matches(matches: list[models.Match]) -> list[KeywordMatch]:
+    return [KeywordMatch.from_domain(m) for m in sorted(matches, key=lambda m: (m.start, m.end))]
 
 
 # --- tasks ----------------------------------------------------------------------------------
@@ -398,8 +464,8 @@ class Task:
     group_id: strawberry.Private[int | None]
 
     @strawberry.field(description="The community a PARSE task collects; null for other kinds.")
-    async def group(self, info: Info) -> Group | None:
-        return await load_group(info, self.group_id)
+    def group(self, info: Info) -> Group | None:
+        return load_group(info, self.group_id)  # type: ignore[return-value]
 
     @classmethod
     def from_domain(cls, t: models.Task) -> Task:

@@ -10,6 +10,10 @@ from tests.e2e.graphql_support import Api, api, client, container, tokens, wait_
 
 @pytest.fixture
 async def comment_ids(api: Api) -> list[str]:
+    return await collect_sandbox_group(api)
+
+
+async def collect_sandbox_group(api: Api) -> list[str]:
     group = await api('mutation { addGroup(ref: "babushka_recipes") { group { id } } }')
     started = await api(
         'mutation($g: ID!) { startParse(input: {groupIds: [$g]}) { tasks { id } } }',
@@ -76,3 +80,55 @@ async def test_one_connection_context_never_serves_stale_data(container, api: Ap
     second = await schema.execute(query, {"id": group["id"]}, context_value=context)
     assert second.data == {"group": {"active": False}}
     assert context._loaders == {}  # dropped when each operation ended
+
+
+NESTED_PAGE = """query($first: Int!) { comments(first: $first) { edges { node {
+  id text group { name } post { vkId } author { name }
+  matches { matchedText keyword { word } }
+} } } }"""
+PLAIN_PAGE = "query($first: Int!) { comments(first: $first) { edges { node { id text } } } }"
+
+
+async def test_a_nested_page_costs_a_fixed_number_of_statements(container, api: Api, monkeypatch) -> None:
+    """Comments with group, post, author, matches and each match's keyword: one statement for
+    the page and one per relation, at any page size; relations not asked for cost nothing. The
+    page loads them up front, so no field waits on a loader."""
+    from sqlalchemy import event
+
+    from graphql_api.loaders import _Loader
+
+    added = await api('mutation { addKeywords(input: [{word: "пирог"}, {word: "борщ"}]) { results { keyword { id } } } }')
+    assert all(r["keyword"] for r in added["addKeywords"]["results"])
+    await collect_sandbox_group(api)  # babushka_recipes, matched against the keywords as stored
+    statements: list[str] = []  # queries, that is
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):  # not BEGIN / the token's touch
+            statements.append(statement)
+
+    waited: list[object] = []
+    load_then = _Loader._load_then
+
+    def counted_load_then(self, key, convert):
+        waited.append(key)
+        return load_then(self, key, convert)
+
+    monkeypatch.setattr(_Loader, "_load_then", counted_load_then)
+    event.listen(container.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        costs = {}
+        for name, query, first in (("nested 100", NESTED_PAGE, 100), ("nested 10", NESTED_PAGE, 10),
+                                   ("plain 100", PLAIN_PAGE, 100)):
+            statements.clear()
+            page = (await api(query, {"first": first}, role="viewer"))["comments"]["edges"]
+            assert len(page) == first
+            costs[name] = len(statements)
+            if name == "nested 100":
+                nodes = [e["node"] for e in page]
+                assert all(n["group"]["name"] and n["post"]["vkId"] for n in nodes)
+                assert any(m["keyword"]["word"] in ("пирог", "борщ") for n in nodes for m in n["matches"])
+    finally:
+        event.remove(container.engine.sync_engine, "before_cursor_execute", count)
+    assert waited == []
+    assert costs["nested 100"] == costs["nested 10"]
+    assert costs["nested 100"] - costs["plain 100"] == 5  # groups, posts, authors, matches, keywords

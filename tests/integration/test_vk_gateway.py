@@ -137,11 +137,12 @@ async def test_two_gateways_share_one_token_through_redis(redis_url, redis_prefi
     app = VkEmulator(world, rps=3)
     redis = Redis.from_url(redis_url)
     with serve(app) as url:
-        # The emulator runs in this process: a gateway parsing a response holds the GIL and
-        # can delay when the emulator stamps the next arrival. A wider window than production's
-        # absorbs that jitter (1.05 s failed once in six full-suite runs); two gateways that
-        # did not share the limiter would still send 6 requests/s and be refused at once.
-        gateways = [HttpVkGateway(url, [SECRET], limiter=RedisRateLimiter(redis, 3, prefix=redis_prefix, window=1.2))
+        # The emulator runs in a thread of this process, sharing the GIL (and the garbage
+        # collector's pauses, after hundreds of tests) with the gateways: some arrivals are
+        # stamped late and others not. A wider window than production's absorbs that (1.05 s
+        # and 1.2 s each failed once in the full suite); gateways that did not share the
+        # limiter would still send 6 requests/s and be refused.
+        gateways = [HttpVkGateway(url, [SECRET], limiter=RedisRateLimiter(redis, 3, prefix=redis_prefix, window=1.5))
                     for _ in range(2)]
         try:
             owners = world.open_owner_ids()
@@ -154,7 +155,7 @@ async def test_two_gateways_share_one_token_through_redis(redis_url, redis_prefi
         assert store.comment_ids(owner) == world.expected_comments(owner)
     stats = app.stats()
     assert stats["requests_total"] >= 6  # both really worked the one token at once
-    assert stats["error6"] == 0
+    assert stats["error6"] == 0, stats
 
 
 async def test_a_rejected_token_is_revoked_and_the_others_carry_on():

@@ -277,7 +277,12 @@ async def bench(subscribers: int, posts: int, comments: int, rps: float, stack: 
     # target is about delivering to all of them, so it is judged on the events stored after the
     # last one connected. Both figures are printed.
     everything = [lat for s in subs for _, lat in s.latencies]
-    latencies = [lat for s in subs for stored, lat in s.latencies if stored >= all_connected]
+    per_event: dict[float, list[float]] = {}  # when stored -> latency of each delivery
+    for sub in subs:
+        for stored, lat in sub.latencies:
+            if stored >= all_connected:
+                per_event.setdefault(stored, []).append(lat)
+    latencies = [lat for lats in per_event.values() for lat in lats]
     p50, p99 = _percentile(latencies, 0.50) * 1000, _percentile(latencies, 0.99) * 1000
     events = len(reference)
     print(f"subscribers: {subscribers} (connected in {connect_s:.1f} s), task events: {events}, "
@@ -289,11 +294,6 @@ async def bench(subscribers: int, posts: int, comments: int, rps: float, stack: 
           f"(target p99 < {TARGET_P99_MS:.0f} ms), max {max(latencies, default=0) * 1000:.1f} ms")
     # Per event, the first subscriber's latency is the server's time from storing the progress
     # to publishing it; the spread to the last one is the fan-out.
-    per_event: dict[float, list[float]] = {}
-    for sub in subs:
-        for stored, lat in sub.latencies:
-            if stored >= all_connected:
-                per_event.setdefault(stored, []).append(lat)
     firsts = [min(v) for v in per_event.values()]
     last_stored = max(per_event, default=all_connected)
     cpu_s, wall_s = _cpu_between(cpu_samples, all_connected, last_stored + max(per_event.get(last_stored, [0])))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from graphql import ExecutionResult
@@ -24,16 +24,36 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 # Events in flight at once: one per task with subscribers, and a few behind.
 MAX_SHARED_EVENTS = 256
 
-# id(payload) -> (payload, {key: result or future}). Holding the payload keeps its id unique.
-_shared: OrderedDict[int, tuple[object, dict[tuple, Any]]] = OrderedDict()
+V = TypeVar("V")
+
+
+class ByIdentity(Generic[V]):
+    """A value per object, by identity, for the last ``size`` objects. Each entry holds its
+    object, so the object's id cannot be reused for another while the entry lives."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[int, tuple[object, V]] = OrderedDict()
+
+    def get(self, obj: object) -> V | None:
+        entry = self._entries.get(id(obj))
+        return entry[1] if entry is not None and entry[0] is obj else None
+
+    def put(self, obj: object, value: V) -> V:
+        self._entries[id(obj)] = (obj, value)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return value
+
+
+# payload -> {key: (operation node, result or future)}
+_shared: ByIdentity[dict[tuple, Any]] = ByIdentity(MAX_SHARED_EVENTS)
 
 
 def share(payload: object) -> object:
     """Mark a subscription payload as yielded, unchanged, to many subscribers."""
-    if id(payload) not in _shared:
-        _shared[id(payload)] = (payload, {})
-        while len(_shared) > MAX_SHARED_EVENTS:
-            _shared.popitem(last=False)
+    if _shared.get(payload) is None:
+        _shared.put(payload, {})
     return payload
 
 
@@ -70,23 +90,20 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         return self._share_key
 
     def build_per_event_executor(self, payload: Any) -> Any:
-        entry = _shared.get(id(payload))
-        if entry is not None and entry[0] is payload:
-            found = entry[1].get(self._key())
-            if found is not None:  # skip copying the executor: nothing will run
-                return _Reuse(found[1])
+        results = _shared.get(payload)
+        found = results.get(self._key()) if results is not None else None
+        if found is not None:  # skip copying the executor: nothing will run
+            return _Reuse(found[1])
         return super().build_per_event_executor(payload)
 
     def execute_operation(self, serially: bool | None = None) -> Any:
-        entry = _shared.get(id(self.root_value))
-        if entry is None or entry[0] is not self.root_value:
+        # Reached for a shared payload only when no result was there yet (build_per_event_executor
+        # hands out the known ones): run it, and keep the result for the other subscribers.
+        results = _shared.get(self.root_value)
+        if results is None:
             return super().execute_operation(serially)
         operation = self.operation
         key = self._key()
-        results = entry[1]
-        found = results.get(key)
-        if found is not None:
-            return _Reuse(found[1]).execute_operation(serially)
         result = super().execute_operation(serially)
         if isinstance(result, ExecutionResult):
             if not result.errors:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Annotated, Any
 
@@ -30,7 +29,7 @@ from graphql_api.auth import IsAdmin, IsOperator, IsViewer
 from graphql_api.context import Info, OperationLoaders
 from graphql_api.errors import MaskUnexpectedErrors, Schema
 from graphql_api.executor import ApiExecutor
-from graphql_api.fanout import MAX_SHARED_EVENTS, share
+from graphql_api.fanout import MAX_SHARED_EVENTS, ByIdentity, share
 from graphql_api.limits import limit_extensions
 from graphql_api.observability import OperationObserver
 from graphql_api.stats import Stats, VkToken, resolve_stats, resolve_vk_tokens
@@ -592,20 +591,18 @@ class _EventStream:
 
 
 _STATE_ORDER = {DomainTaskState.QUEUED: 0, DomainTaskState.RUNNING: 1}
-# id(event) -> (event, domain task, Task); holding the event keeps its id unique.
-_decoded_events: OrderedDict[int, tuple[dict[str, Any], Any, Task]] = OrderedDict()
+# event -> (domain task, Task)
+_decoded_events: ByIdentity[tuple[Any, Task]] = ByIdentity(MAX_SHARED_EVENTS)
 
 
 def _decoded(event: dict[str, Any]):
     """An event reaches every subscriber of its task, and subscribers that fell behind read
     older ones meanwhile: decode each event once, into one ``Task`` all of them share."""
-    entry = _decoded_events.get(id(event))
-    if entry is None or entry[0] is not event:
+    decoded = _decoded_events.get(event)
+    if decoded is None:
         task = task_cases.task_from_event(event)
-        entry = _decoded_events[id(event)] = (event, task, share(Task.from_domain(task)))
-        while len(_decoded_events) > MAX_SHARED_EVENTS:
-            _decoded_events.popitem(last=False)
-    return entry[1], entry[2]
+        decoded = _decoded_events.put(event, (task, share(Task.from_domain(task))))
+    return decoded
 
 
 def _progress_key(task) -> tuple[int, int, int]:

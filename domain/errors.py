@@ -34,6 +34,18 @@ class Conflict(DomainError):
     code = "CONFLICT"
 
 
+class Unavailable(DomainError):
+    """A dependency (the database, Redis) is unreachable or dropped the connection. Nothing the
+    caller did wrong: the same request or step succeeds once it is back. Adapters raise it in
+    place of their libraries' connection errors, deadlocks and serialization failures."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, message: str, *, dependency: str, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.dependency = dependency
+
+
 class VkError(DomainError):
     """Anything VK answered with an error; ``vk_code`` is VK's ``error_code`` when known."""
 

@@ -35,6 +35,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.graphql import OperationType
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from domain.errors import Unavailable
 from graphql_api.auth import header_of, resolve_role, warn_if_auth_disabled
 from graphql_api.context import Context, get_context
 from graphql_api.errors import INTERNAL_MESSAGE
@@ -57,8 +58,10 @@ _HTTP_CODES = {
     405: "METHOD_NOT_ALLOWED",
     406: "NOT_ACCEPTABLE",
     500: "INTERNAL_SERVER_ERROR",
+    503: "SERVICE_UNAVAILABLE",
     504: "TIMEOUT",
 }
+RETRY_AFTER_SECONDS = 5  # what a 503 tells clients: dependencies come back within seconds
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -112,6 +115,16 @@ def _is_request_error(data: Any) -> bool:
         return False
     errors = data.get("errors") or []
     return bool(errors) and all("path" not in e for e in errors)
+
+
+def _is_unavailable(data: Any) -> bool:
+    """Nothing could be served because a dependency is away: every error says
+    SERVICE_UNAVAILABLE and no top-level field has data. (A partial answer stays a 200.)"""
+    if not isinstance(data, dict) or not data.get("errors"):
+        return False
+    if any(v is not None for v in (data.get("data") or {}).values()):
+        return False
+    return all((e.get("extensions") or {}).get("code") == Unavailable.code for e in data["errors"])
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -168,6 +181,11 @@ class GraphQLView(GraphQL[Context, None]):
             if e.status_code == 405:
                 headers["Allow"] = "POST"
             response = _error_response(e.status_code, e.reason, headers, media_type=record.media_type)
+        except Unavailable as e:  # the database (auth, say) is away: retryable, not a bug
+            outcome = "unavailable"
+            response = _error_response(
+                503, e.message, {"Retry-After": str(RETRY_AFTER_SECONDS)}, media_type=record.media_type
+            )
         except Exception:  # a bug outside execution (execution errors are masked by the schema)
             outcome = "internal"
             log.exception("http.unexpected_error", request_id=record.request_id)
@@ -263,12 +281,17 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> Response:
         record = current_request.get() or RequestRecord()
         status = sub_response.status_code or 200
+        headers: dict[str, str] = {}
         if _is_request_error(response_data):
             record.request_error = True
             response_data = {k: v for k, v in response_data.items() if k != "data"}  # type: ignore[union-attr]
             if record.media_type == GRAPHQL_RESPONSE_JSON:
                 status = 400
-        response = Response(self.encode_json(response_data), status_code=status, media_type=record.media_type)
+        elif _is_unavailable(response_data):
+            status, headers["Retry-After"] = 503, str(RETRY_AFTER_SECONDS)
+        response = Response(
+            self.encode_json(response_data), status_code=status, headers=headers, media_type=record.media_type
+        )
         response.headers.raw.extend(sub_response.headers.raw)
         if sub_response.background:
             response.background = sub_response.background

@@ -9,10 +9,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from infrastructure.db.faults import UnavailableAware, translate_errors
+
 # Execution option a unit of work sets on its connection: on SQLite its transaction starts
 # with BEGIN IMMEDIATE (see _configure_sqlite).
 SQLITE_IMMEDIATE = "vkcp_sqlite_immediate"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT = 5.0  # seconds to open a PostgreSQL connection
+POOL_TIMEOUT = 10.0  # seconds to wait for a free pooled connection
 
 
 def fold_text(value: str | None) -> str | None:
@@ -23,13 +27,22 @@ def fold_text(value: str | None) -> str | None:
 def create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        engine = _sqlite_engine(url)
+    else:
+        # pool_pre_ping: connections that died while pooled (a restart, a failover) are
+        # replaced before use. Timeouts keep a vanished server from hanging callers: a
+        # connect gives up after CONNECT_TIMEOUT, a pool wait after POOL_TIMEOUT.
+        engine = create_async_engine(
+            url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT,
+            connect_args={"timeout": CONNECT_TIMEOUT},
+        )
+    translate_errors(engine)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # Rows are read into plain domain objects, never ORM instances: nothing to expire.
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(engine, class_=UnavailableAware, expire_on_commit=False, autoflush=False)
 
 
 def _sqlite_engine(url: str) -> AsyncEngine:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from domain.errors import Unavailable
 from infrastructure.db.engine import SQLITE_IMMEDIATE
+from infrastructure.db.faults import as_unavailable
 from infrastructure.db.repositories import (
     SqlApiTokenRepository,
     SqlAuthorRepository,
@@ -40,7 +42,11 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> SqlUnitOfWork:
         session = self._session = self._sessions()
         # On SQLite take the write lock up front (BEGIN IMMEDIATE); other databases ignore it.
-        await session.connection(execution_options={SQLITE_IMMEDIATE: True})
+        try:
+            await session.connection(execution_options={SQLITE_IMMEDIATE: True})
+        except Exception as e:
+            await self.__aexit__(type(e), e, e.__traceback__)
+            raise
         self.groups = SqlGroupRepository(session)
         self.posts = SqlPostRepository(session)
         self.comments = SqlCommentRepository(session)
@@ -51,14 +57,28 @@ class SqlUnitOfWork:
         self.api_tokens = SqlApiTokenRepository(session)
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, type_: object, value: BaseException | None, traceback: object) -> None:
         session, self._session = self._session, None
         if session is not None:
-            await session.close()  # rolls back whatever was not committed
+            try:
+                await session.close()  # rolls back whatever was not committed
+            except Exception as e:  # closing a connection that died: the pool drops it
+                if value is None and as_unavailable(e) is None:
+                    raise
+        if value is not None and not isinstance(value, Unavailable):
+            translated = as_unavailable(value)
+            if translated is not None:
+                raise translated from value
 
     async def commit(self) -> None:
         assert self._session is not None, "commit() outside `async with`"
-        await self._session.commit()
+        try:
+            await self._session.commit()
+        except Exception as e:  # e.g. the connection died during COMMIT
+            translated = as_unavailable(e)
+            if translated is None or translated is e:
+                raise
+            raise translated from e
 
     async def rollback(self) -> None:
         assert self._session is not None, "rollback() outside `async with`"

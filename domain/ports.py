@@ -174,6 +174,14 @@ class TaskRepository(Protocol):
     async def list_orphaned(self, *, stale_before: datetime, queued_before: datetime, limit: int = 1000) -> list[Task]:
         """RUNNING tasks whose heartbeat is stale and QUEUED tasks created before ``queued_before``."""
 
+    async def list_stalled(self, *, progress_before: datetime, stale_before: datetime, limit: int = 100) -> list[Task]:
+        """RUNNING tasks whose runner heartbeats (since ``stale_before``) but whose progress has
+        not moved since ``progress_before``."""
+
+    async def mark_stalled(self, task_id: int, *, worker_id: str | None, now: datetime) -> Task | None:
+        """Record a stall (``stalled_at``, ``stalls`` + 1) and take the lease from ``worker_id``,
+        so another runner may claim the task at once; ``None`` when the holder changed meanwhile."""
+
 
 class UnitOfWork(Protocol):
     """One transaction over every repository. ``async with uow:`` rolls back unless committed."""
@@ -206,9 +214,17 @@ class JobQueue(Protocol):
         """Best effort: stop the task's job if it is running; the task state is the DB's."""
 
 
+class EventsMissed(Exception):
+    """Raised once by a subscription's iterator when its bus may have lost events (the broker
+    connection dropped and came back). The subscriber re-reads what it shows from the database,
+    then goes on iterating: the subscription itself stays live."""
+
+
 class EventSubscription(Protocol):
     """Events of one channel. Registered when created: nothing published after
-    ``subscribe()`` returned (and, across processes, after ``ready()``) is missed."""
+    ``subscribe()`` returned (and, across processes, after ``ready()``) is missed, except
+    across a broker outage, which the iterator reports by raising ``EventsMissed`` once the
+    subscription is live again."""
 
     async def ready(self) -> bool:
         """Wait until the subscription is live. False when the bus could not subscribe: then
@@ -222,13 +238,16 @@ class EventSubscription(Protocol):
 
 class EventBus(Protocol):
     async def publish(self, channel: str, event: dict[str, Any]) -> None:
-        """Deliver to every subscriber and keep it as the channel's last event (a snapshot)."""
+        """Deliver to every subscriber and keep it as the channel's last event (a snapshot).
+        Best effort: live events mirror state that is stored, so a bus whose broker is down
+        drops the event (and logs it) rather than failing the work that published it."""
 
     def subscribe(self, channel: str) -> EventSubscription:
         """Events published on ``channel`` from now on, until the subscription is closed."""
 
     async def last(self, channel: str) -> dict[str, Any] | None:
-        """The last event published on ``channel`` (kept for a while), for late subscribers."""
+        """The last event published on ``channel`` (kept for a while), for late subscribers;
+        None when there is none or the broker cannot be asked."""
 
 
 ProgressCallback = Callable[[int, int | None, str], Awaitable[None]]

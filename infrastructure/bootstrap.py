@@ -147,9 +147,9 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
 
     redis = None
     if settings.redis_url:
-        import redis.asyncio as aioredis
+        from infrastructure.redis_client import connect
 
-        redis = aioredis.from_url(settings.redis_url)
+        redis = connect(settings.redis_url)
         closers.append(redis.aclose)
         events = RedisEventBus(redis, prefix=settings.redis_prefix)
     else:
@@ -176,9 +176,10 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
     adapters.exports.purge_expired()  # files that expired while nothing ran
     if settings.redis_url:
         from arq import create_pool
-        from arq.connections import RedisSettings
 
-        pool = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=arq_queue_name(settings))
+        from infrastructure.redis_client import arq_settings
+
+        pool = await create_pool(arq_settings(settings.redis_url), default_queue_name=arq_queue_name(settings))
         queue: Any = ArqJobQueue(pool, queue_name=arq_queue_name(settings))
     else:
         # A name that survives a restart: the tasks this process was running when it stopped

@@ -12,8 +12,10 @@ import itertools
 from collections.abc import Awaitable, Callable
 
 import structlog
+from arq.jobs import Job
 
 from domain.models import Task
+from infrastructure.redis_client import REDIS_ERRORS, unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -88,21 +90,29 @@ class ArqJobQueue:
         self._queue_name = queue_name
 
     async def enqueue(self, task: Task) -> None:
+        """Raises ``Unavailable`` when Redis cannot take the job; the task stays QUEUED in the
+        database, and the recovery loop enqueues it again once Redis is back."""
         assert task.id is not None
         # ARQ keeps job and result keys outside any prefix: the queue name keeps them apart.
         job_id = arq_job_id(task, task.attempts + 1, prefix=f"{self._queue_name}:")
-        job = await self._pool.enqueue_job(RUN_TASK, task.id, _job_id=job_id, _queue_name=self._queue_name)
+        try:
+            job = await self._pool.enqueue_job(RUN_TASK, task.id, _job_id=job_id, _queue_name=self._queue_name)
+        except REDIS_ERRORS as e:
+            raise unavailable(e, "enqueue") from None
         if job is None:
-            log.info("queue.already_enqueued", task_id=task.id, job_id=job_id)
+            log.debug("queue.already_enqueued", task_id=task.id, job_id=job_id)
 
     async def abort(self, task: Task) -> None:
-        """Abort the job running the task's current attempt (its runner ends it CANCELLED)."""
-        from arq.jobs import Job
-
+        """Abort the job running the task's current attempt (its runner ends it CANCELLED).
+        Best effort: without Redis, the runner's supervisor still sees the cancel flag."""
         assert task.id is not None
         job = Job(arq_job_id(task, max(task.attempts, 1), prefix=f"{self._queue_name}:"), self._pool, _queue_name=self._queue_name)
-        with contextlib.suppress(asyncio.TimeoutError):
+        try:
             await job.abort(timeout=0)
+        except asyncio.TimeoutError:
+            pass
+        except REDIS_ERRORS as e:
+            log.warning("queue.abort_failed", task_id=task.id, error=type(e).__name__)
 
     async def aclose(self) -> None:
         await self._pool.aclose()

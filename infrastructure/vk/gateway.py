@@ -315,8 +315,29 @@ class HttpVkGateway:
         self._grew.set()
 
     def _start_dispatchers(self) -> None:
+        """One dispatcher per token, started on the first call; one that ended is started
+        again (a revoked token's ends for good and stays ended)."""
         if not self._dispatchers:
-            self._dispatchers = [asyncio.create_task(self._dispatch(t)) for t in self._tokens]
+            self._dispatchers = [asyncio.create_task(self._supervise(t)) for t in self._tokens]
+            return
+        for i, (token, task) in enumerate(zip(self._tokens, self._dispatchers)):
+            if task.done() and token.status is not TokenStatus.REVOKED:
+                self._dispatchers[i] = asyncio.create_task(self._supervise(token))
+
+    async def _supervise(self, token: _Token) -> None:
+        """The dispatcher, restarted after anything it did not expect: a dispatcher that died
+        would leave every later call of its token waiting forever."""
+        failures = 0
+        while not self._closed:
+            try:
+                await self._dispatch(token)
+                return  # the token was revoked
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                log.exception("vk.dispatcher_crashed", token=token.fingerprint, restarts=failures)
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
 
     async def _dispatch(self, token: _Token) -> None:
         # httpx loads its async backend on the first request (~40 ms): load it now, or the
@@ -331,7 +352,11 @@ class HttpVkGateway:
             await self._has_pending.wait()
             await in_flight.acquire()
             # The slot first, the calls second: whatever queued while we waited rides along.
-            waited = await self.limiter.acquire(token.fingerprint)
+            try:
+                waited = await self.limiter.acquire(token.fingerprint)
+            except BaseException:
+                in_flight.release()
+                raise
             self.stats.limiter_wait += waited
             if waited < self.linger:
                 await self._linger()

@@ -21,6 +21,11 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import redis.asyncio as aioredis
+import structlog
+
+from infrastructure.redis_client import REDIS_ERRORS
+
+log = structlog.get_logger(__name__)
 
 WINDOW = 1.05  # seconds treated as VK's one second
 
@@ -83,17 +88,39 @@ return 0
 
 
 class RedisRateLimiter:
-    """Shared by every process using the same Redis and prefix: the limit is the token's."""
+    """Shared by every process using the same Redis and prefix: the limit is the token's.
+
+    While Redis is unreachable no slot is granted: each process on its own could not keep the
+    token's limit, and a few seconds of waiting cost less than a token VK blocks. ``acquire``
+    keeps asking, backing off up to ``OUTAGE_RETRY_MAX``, and returns once Redis answers again
+    (a restarted Redis has forgotten the last slot, which only makes the next one free at once).
+    """
+
+    OUTAGE_RETRY_FIRST, OUTAGE_RETRY_MAX = 0.1, 2.0  # seconds between asks while Redis is down
 
     def __init__(self, redis: aioredis.Redis, rps: float, *, prefix: str = "vkcp:", window: float = WINDOW) -> None:
         self.redis = redis
         self.interval_us = int(slot_interval(rps, window) * 1_000_000)
         self.prefix = prefix
         self._take = redis.register_script(_TAKE)
+        self.outage_waits = 0  # asks that failed because Redis was unreachable
 
     async def acquire(self, key: str) -> float:
         start = time.monotonic()
         name = f"{self.prefix}ratelimit:{key}"
-        while wait_us := int(await self._take(keys=[name], args=[self.interval_us])):
+        failures = 0
+        while True:
+            try:
+                wait_us = int(await self._take(keys=[name], args=[self.interval_us]))
+            except REDIS_ERRORS as e:
+                failures += 1
+                self.outage_waits += 1
+                if failures == 1:
+                    log.warning("vk.limiter_unavailable", key=key, error=type(e).__name__)
+                await asyncio.sleep(min(self.OUTAGE_RETRY_MAX, self.OUTAGE_RETRY_FIRST * 2 ** (failures - 1)))
+                continue
+            if not wait_us:
+                if failures:
+                    log.info("vk.limiter_available", key=key, waited=round(time.monotonic() - start, 2))
+                return time.monotonic() - start
             await asyncio.sleep(wait_us / 1_000_000)
-        return time.monotonic() - start

@@ -4,7 +4,7 @@ The collector asks for pages concurrently and never waits for one page before as
 unrelated one; the VK adapter packs whatever is pending into ``execute`` requests, so the more
 pages are in flight, the closer collection runs to VK's rate ceiling. Pages are written by a
 single writer in batches (one transaction per batch), which keeps SQLite happy and PostgreSQL
-fast. Storing is an upsert keyed by (owner_id, vk_id), so any run can be repeated or resumed
+fast; a batch whose connection was lost (a restart, a failover) is written again. Storing is an upsert keyed by (owner_id, vk_id), so any run can be repeated or resumed
 after a crash without duplicating anything.
 
 Incremental runs: a post's comments are re-read only when its ``comments.count`` differs from
@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from domain.errors import DomainError, VkAccessDenied, VkCommentsClosed
 from domain.models import Author, Comment, Group, Match, Post
 from domain.ports import CommentPage, ProgressCallback, UnitOfWorkFactory, VkGateway
+from domain.resilience import retry_transient
 
 PAGE = 100  # VK's maximum ``count`` for wall.get and wall.getComments
 WRITE_BATCH = 2000  # comments per transaction
@@ -264,21 +265,27 @@ class _Writer:
             for a in item.authors:
                 authors[a.vk_id] = a
         self.known_authors.update(authors)
-        matched_ids: list[int] = []
-        async with self.uow_factory() as uow:
-            if authors:
-                await uow.authors.upsert_many(authors.values())
-            if comments:
-                ids = await uow.comments.upsert_many(self.group_id, list(comments.values()))
-                if self.matcher is not None:
-                    pairs = [(ids[key], c.text) for key, c in comments.items()]
-                    matches = self.matcher(pairs)
-                    await uow.matches.replace_for_comments([i for i, _ in pairs], matches)
-                    matched_ids = sorted({m.comment_id for m in matches})
-                    self.result.matches += len(matches)
-            if finished:
-                await uow.posts.mark_synced(self.owner_id, finished)
-            await uow.commit()
+
+        async def store() -> list[Match]:
+            found: list[Match] = []
+            async with self.uow_factory() as uow:
+                if authors:
+                    await uow.authors.upsert_many(authors.values())
+                if comments:
+                    ids = await uow.comments.upsert_many(self.group_id, list(comments.values()))
+                    if self.matcher is not None:
+                        pairs = [(ids[key], c.text) for key, c in comments.items()]
+                        found = self.matcher(pairs)
+                        await uow.matches.replace_for_comments([i for i, _ in pairs], found)
+                if finished:
+                    await uow.posts.mark_synced(self.owner_id, finished)
+                await uow.commit()
+            return found
+
+        # Upserts: a batch whose transaction was lost with its connection is simply written again.
+        matches = await retry_transient(store, what="store comments", group_id=self.group_id)
+        matched_ids = sorted({m.comment_id for m in matches})
+        self.result.matches += len(matches)
         self.result.comments_seen += len(comments)
         if matched_ids and self.on_matched is not None:
             await self.on_matched(matched_ids)

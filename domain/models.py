@@ -156,3 +156,7 @@ class Task:
     # The lease: which runner holds the task and when it last said it is alive.
     worker_id: str | None = None
     heartbeat_at: datetime | None = None
+    # Stalls: when progress last moved, when the task was last found stuck, how often.
+    progress_at: datetime | None = None
+    stalled_at: datetime | None = None
+    stalls: int = 0

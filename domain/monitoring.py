@@ -15,7 +15,7 @@ import structlog
 from domain.errors import DomainError, InvalidInput
 from domain.models import Group, Task
 from domain.ports import Adapters
-from domain.tasks import recover_orphaned, start_parse
+from domain.tasks import start_parse
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +62,6 @@ async def schedule_due(adapters: Adapters, now: datetime | None = None) -> list[
 
 
 async def scheduler_tick(adapters: Adapters) -> list[Task]:
-    """What runs once a minute: tasks whose runner died are enqueued again, then due groups."""
-    await recover_orphaned(adapters)
+    """What runs once a minute. (Tasks whose runner died or whose job was lost are the recovery
+    loop's, ``domain.tasks.watch_tasks``, which runs every few seconds.)"""
     return await schedule_due(adapters)

@@ -55,6 +55,7 @@ class TaskFilter:
     kinds: tuple[TaskKind, ...] | None = None
     states: tuple[TaskState, ...] | None = None
     group_ids: tuple[int, ...] | None = None
+    updated_since: datetime | None = None  # changed (state or progress) at or after this time
 
 
 @dataclass
@@ -137,6 +138,10 @@ class ReadModel(Protocol):
 
     async def stats(self, window: StatsWindow) -> Stats:
         """Counts over everything stored, by SQL aggregates (see ``domain.stats``)."""
+
+    async def task_stalls(self) -> tuple[int, int]:
+        """(running tasks found stuck and not moving since, stalls ever recorded on tasks)."""
+        ...
 
     async def task_counts(self) -> dict[tuple[str, str], int]:
         """(kind, state) -> number of tasks: one GROUP BY, read when metrics are scraped."""

@@ -10,6 +10,15 @@ RUNNING with a stale heartbeat) and heartbeats every few seconds while it runs. 
 killed with -9 stops heartbeating; within ``LEASE`` the once-a-minute scheduler
 (``recover_orphaned``) enqueues the task again, and the next runner continues it. A runner
 that finds the task held by a live runner leaves it alone.
+
+Faults of the infrastructure are not the task's fault. A transient error (the database or
+Redis unavailable, VK failing past the gateway's retries; see ``domain.resilience``) makes the
+runner run the handler again from what is stored (collection is incremental and idempotent)
+after a backoff, for up to ``TRANSIENT_BUDGET`` in one stretch; a task ends FAILED only for a
+reason a person can act on, and says it. The recovery loop (``watch_tasks``, in every worker)
+enqueues tasks whose job was lost (a Redis restart empties the queue) or whose runner died,
+and finds tasks that still heartbeat but make no progress (stalled): it logs them at ERROR,
+records the stall on the task and has another runner take them over.
 """
 
 from __future__ import annotations
@@ -27,10 +36,11 @@ import structlog
 
 from domain.analyze import publish_matched, run_analyze
 from domain.collect import CollectOptions, collect_group
-from domain.errors import Conflict, DomainError, InvalidInput, NotFound, TaskCancelled
+from domain.errors import Conflict, DomainError, InvalidInput, NotFound, TaskCancelled, Unavailable
 from domain.export import run_export
 from domain.models import Progress, Task, TaskKind, TaskState
 from domain.ports import Adapters
+from domain.resilience import TRANSIENT, backoff_delay, is_transient, retry_transient
 from domain.stats import invalidate_stats
 
 log = structlog.get_logger(__name__)
@@ -40,7 +50,14 @@ PROGRESS_INTERVAL = 0.25  # seconds between progress writes/events of one task
 CANCEL_POLL_INTERVAL = 1.0  # seconds between a running task's checks for a cancel request
 HEARTBEAT_INTERVAL = timedelta(seconds=5)
 LEASE = timedelta(seconds=30)  # a RUNNING task not heartbeated for this long is orphaned
-QUEUED_GRACE = timedelta(minutes=2)  # a QUEUED task this old may have lost its job: enqueue again
+# A QUEUED task this old may have lost its job (Redis restarted empty, or was down when the
+# task was started): enqueue it again. Cheap and safe: the job id of an attempt is fixed, so a
+# job still waiting in the queue is not added twice.
+QUEUED_GRACE = timedelta(seconds=10)
+RECOVERY_INTERVAL = 5.0  # seconds between recovery passes: a lost job is found within this
+STALL_AFTER = timedelta(minutes=10)  # default: a RUNNING task whose progress did not move this long is stuck
+MAX_STALLS = 3  # (said in the API's Task.stalls) found stuck this often, a task ends FAILED: running it again did not help
+TRANSIENT_BUDGET = timedelta(minutes=30)  # one stretch of dependency outage a run waits through
 # Per kind: a parse of a big community at VK's rate takes hours; the others are local work.
 TIMEOUTS: dict[TaskKind, timedelta] = {
     TaskKind.PARSE: timedelta(hours=6),
@@ -79,6 +96,8 @@ def task_event(task: Task) -> dict[str, Any]:
         "result": task.result,
         "cancelRequested": task.cancel_requested,
         "updatedAt": _iso(task.updated_at),
+        "stalledAt": _iso(task.stalled_at),
+        "stalls": task.stalls,
     }
 
 
@@ -101,6 +120,8 @@ def task_from_event(event: dict[str, Any]) -> Task:
         result=event.get("result"),
         cancel_requested=bool(event.get("cancelRequested")),
         updated_at=_parse(event.get("updatedAt")),
+        stalled_at=_parse(event.get("stalledAt")),
+        stalls=event.get("stalls") or 0,
     )
 
 
@@ -171,8 +192,7 @@ async def start_parse(
             fresh.append(added)
         await uow.commit()
     for task in fresh:
-        await publish_task(adapters, task)
-        await adapters.queue.enqueue(task)
+        await _announce(adapters, task)
     return tasks
 
 
@@ -183,9 +203,26 @@ async def start_task(adapters: Adapters, kind: TaskKind, params: dict[str, Any],
     async with adapters.uow_factory() as uow:
         task = await uow.tasks.add(Task(kind=kind, priority=priority, params=params, created_at=adapters.clock.now()))
         await uow.commit()
-    await publish_task(adapters, task)
-    await adapters.queue.enqueue(task)
+    await _announce(adapters, task)
     return task
+
+
+async def _announce(adapters: Adapters, task: Task) -> None:
+    """Tell subscribers and hand the stored task to the queue. A queue that cannot take it now
+    (Redis down) is not the caller's problem: the task is stored, the recovery loop enqueues it
+    once the queue is back, and the caller gets the task (a client that retried on an error
+    would start it twice)."""
+    await publish_task(adapters, task)
+    await _enqueue(adapters, task)
+
+
+async def _enqueue(adapters: Adapters, task: Task) -> bool:
+    try:
+        await adapters.queue.enqueue(task)
+    except Unavailable as e:
+        log.warning("task.enqueue_deferred", task_id=task.id, error=e.message)
+        return False
+    return True
 
 
 async def cancel_task(adapters: Adapters, task_id: int) -> Task:
@@ -231,7 +268,8 @@ async def run_parse(adapters: Adapters, task: Task, report) -> dict:
             on_matched=lambda comment_ids: publish_matched(adapters, comment_ids),
         )
     except DomainError as e:
-        await _record_group_run(adapters, group.id, now, error=e.message)
+        if not is_transient(e):  # a transient one is retried, not the community's last error
+            await _record_group_run(adapters, group.id, now, error=e.message)
         raise
     await _record_group_run(adapters, group.id, now, error=None)
     return result.as_dict()
@@ -271,13 +309,17 @@ async def run_task(adapters: Adapters, task_id: int, *, worker_id: str = LOCAL_W
 
 
 async def _claim_and_run(adapters: Adapters, task_id: int, worker_id: str) -> Task | None:
-    now = adapters.clock.now()
-    current = None
-    async with adapters.uow_factory() as uow:
-        task = await uow.tasks.claim(task_id, worker_id=worker_id, now=now, stale_before=now - LEASE)
-        if task is None:
-            current = await uow.tasks.get(task_id)
-        await uow.commit()
+    async def claim() -> tuple[Task | None, Task | None]:
+        now = adapters.clock.now()
+        current = None
+        async with adapters.uow_factory() as uow:
+            task = await uow.tasks.claim(task_id, worker_id=worker_id, now=now, stale_before=now - LEASE)
+            if task is None:
+                current = await uow.tasks.get(task_id)
+            await uow.commit()
+        return task, current
+
+    task, current = await retry_transient(claim, what="claim task", task_id=task_id)
     if task is None:
         if current is None:
             log.warning("task.missing", task_id=task_id)
@@ -296,7 +338,7 @@ async def _claim_and_run(adapters: Adapters, task_id: int, worker_id: str) -> Ta
         return await _finish(adapters, task, worker_id, TaskState.FAILED, reporter.last,
                              error=f"No handler for {task.kind.value} tasks")
 
-    work = asyncio.create_task(handler(adapters, task, reporter), name=f"task-{task.id}")
+    work = asyncio.create_task(_run_handler(adapters, task, handler, reporter), name=f"task-{task.id}")
     supervisor = _Supervisor(adapters, task.id, worker_id, work)
     watching = asyncio.create_task(supervisor.run(), name=f"task-{task.id}-supervisor")
     deadline = asyncio.timeout(timeout.total_seconds())
@@ -329,8 +371,11 @@ async def _claim_and_run(adapters: Adapters, task_id: int, worker_id: str) -> Ta
             log.warning("task.lease_lost", task_id=task.id, worker=worker_id)
             return None
         if isinstance(e, DomainError):
-            log.info("task.failed", task_id=task.id, error=e.message)
-            return await _finish(adapters, task, worker_id, TaskState.FAILED, reporter.last, error=e.message)
+            error = e.message
+            if is_transient(e):
+                error += f" (still failing after {_human(TRANSIENT_BUDGET)} of retries)"
+            log.info("task.failed", task_id=task.id, error=error)
+            return await _finish(adapters, task, worker_id, TaskState.FAILED, reporter.last, error=error)
         if not isinstance(e, Exception):
             raise
         # An unexpected bug: the task must still end, with the class of error.
@@ -341,6 +386,28 @@ async def _claim_and_run(adapters: Adapters, task_id: int, worker_id: str) -> Ta
     if done.total is not None:
         done = Progress(done.total, done.total, done.message)
     return await _finish(adapters, task, worker_id, TaskState.SUCCEEDED, done, result=result)
+
+
+async def _run_handler(adapters: Adapters, task: Task, handler: TaskHandler, reporter: _Reporter) -> dict:
+    """The handler, run again from what is stored after a transient error, with backoff, until
+    the dependency is back or has been failing for ``TRANSIENT_BUDGET`` without progress."""
+    attempt = 0
+    failing_since: float | None = None
+    while True:
+        try:
+            return await handler(adapters, task, reporter)
+        except TRANSIENT as e:
+            now = time.monotonic()
+            if failing_since is None or reporter.moved_at > failing_since:
+                failing_since, attempt = now, 0  # progress was made since: a new stretch
+            if now - failing_since >= TRANSIENT_BUDGET.total_seconds():
+                raise
+            attempt += 1
+            delay = backoff_delay(attempt)
+            log.warning("task.retrying", task_id=task.id, attempt=attempt, delay=round(delay, 2), error=e.message)
+            reporter.resume()
+            await reporter(reporter.last.done, reporter.last.total, f"retrying: {e.message}")
+            await asyncio.sleep(delay)
 
 
 async def _stopped_by_supervisor(adapters, task: Task, worker_id: str, reporter: _Reporter, supervisor) -> Task | None:
@@ -358,21 +425,31 @@ async def _stopped_from_outside(adapters, task: Task, worker_id: str, reporter: 
     if stored is not None and stored.cancel_requested:
         await _finish(adapters, task, worker_id, TaskState.CANCELLED, reporter.last)
         return
-    async with adapters.uow_factory() as uow:
-        await uow.tasks.release(task.id, worker_id=worker_id)
-        await uow.commit()
+    try:
+        async with adapters.uow_factory() as uow:
+            await uow.tasks.release(task.id, worker_id=worker_id)
+            await uow.commit()
+    except Unavailable as e:  # shutting down: the lease goes stale by itself
+        log.warning("task.release_failed", task_id=task.id, error=e.message)
+        return
     log.info("task.released", task_id=task.id, worker=worker_id)
 
 
 async def _finish(
     adapters: Adapters, task: Task, worker_id: str, state: TaskState, progress: Progress, *, error=None, result=None
 ) -> Task | None:
-    async with adapters.uow_factory() as uow:
-        stored = await uow.tasks.finish(
-            task.id, worker_id=worker_id, state=state, now=adapters.clock.now(),
-            error=error, result=result, progress=progress,
-        )
-        await uow.commit()
+    async def store() -> Task | None:
+        async with adapters.uow_factory() as uow:
+            stored = await uow.tasks.finish(
+                task.id, worker_id=worker_id, state=state, now=adapters.clock.now(),
+                error=error, result=result, progress=progress,
+            )
+            await uow.commit()
+        return stored
+
+    # Conditional on the lease, so trying again is safe; if the database stays away past the
+    # step budget, the task stays RUNNING without a heartbeat and the next runner ends it.
+    stored = await retry_transient(store, what="finish task", task_id=task.id)
     # Before anyone hears the task ended: whoever reacts by reading stats sees fresh numbers.
     await invalidate_stats(adapters.cache)
     if stored is None:  # the lease went to another runner meanwhile: the task is theirs to end
@@ -418,8 +495,11 @@ class _Supervisor:
                         await uow.commit()
                     else:
                         stored = await uow.tasks.get(self.task_id)
-            except Exception as e:  # a database blip: the lease survives a few missed beats
-                log.warning("task.heartbeat_failed", task_id=self.task_id, error=f"{type(e).__name__}: {e}")
+            except Unavailable as e:  # a database blip: the lease survives a few missed beats
+                log.warning("task.heartbeat_failed", task_id=self.task_id, error=e.message)
+                continue
+            except Exception:  # a bug: keep supervising, or the lease would lapse unnoticed
+                log.exception("task.supervisor_error", task_id=self.task_id)
                 continue
             if beat:
                 beat_at = time.monotonic()
@@ -448,6 +528,12 @@ class _Reporter:
         self.last = task.progress
         self.carried = task.progress if task.attempts > 1 and task.progress.total is not None else None
         self._sent_at = 0.0
+        self.moved_at = time.monotonic()  # when a moved done/total was last stored
+
+    def resume(self) -> None:
+        """The handler runs again from what is stored: count what it did so far as done."""
+        if self.last.total is not None:
+            self.carried = self.last
 
     def _forward(self, done: int, total: int | None, message: str) -> Progress:
         previous, carried = self.last, self.carried
@@ -461,16 +547,24 @@ class _Reporter:
         return Progress(done, total, message)
 
     async def __call__(self, done: int, total: int | None, message: str) -> None:
+        before = self.last
         self.last = self._forward(done, total, message)
+        moved = (self.last.done, self.last.total) != (before.done, before.total)
         now = time.monotonic()
         if now - self._sent_at < PROGRESS_INTERVAL and done != total:
             return
         self._sent_at = now
-        async with self.adapters.uow_factory() as uow:
-            stored = await uow.tasks.heartbeat(
-                self.task.id, worker_id=self.worker_id, now=self.adapters.clock.now(), progress=self.last
-            )
-            await uow.commit()
+        try:
+            async with self.adapters.uow_factory() as uow:
+                stored = await uow.tasks.heartbeat(
+                    self.task.id, worker_id=self.worker_id, now=self.adapters.clock.now(), progress=self.last
+                )
+                await uow.commit()
+        except Unavailable as e:  # progress is stored again with the next report
+            log.warning("task.progress_not_stored", task_id=self.task.id, error=e.message)
+            return
+        if moved:
+            self.moved_at = now
         if stored is None:
             raise _LeaseLost(f"task {self.task.id}")
         self.task = stored
@@ -491,7 +585,52 @@ async def recover_orphaned(adapters: Adapters) -> list[Task]:
     async with adapters.uow_factory() as uow:
         orphans = await uow.tasks.list_orphaned(stale_before=now - LEASE, queued_before=now - QUEUED_GRACE)
     for task in orphans:
-        log.info("task.recovered", task_id=task.id, state=task.state.value, attempts=task.attempts,
-                 holder=task.worker_id)
-        await adapters.queue.enqueue(task)
+        if task.state is TaskState.RUNNING:  # QUEUED ones are re-offered quietly, every pass
+            log.info("task.recovered", task_id=task.id, attempts=task.attempts, holder=task.worker_id)
+        if not await _enqueue(adapters, task):
+            break  # the queue is down: the next pass tries again
     return orphans
+
+
+async def recover_stalled(adapters: Adapters, *, stall_after: timedelta = STALL_AFTER) -> list[Task]:
+    """RUNNING tasks whose runner heartbeats but whose progress has not moved for
+    ``stall_after``: logged at ERROR, the stall recorded on the task (``stalled_at``,
+    ``stalls``), the lease taken from the runner (which stops at its next heartbeat) and the
+    task enqueued for another; found stuck ``MAX_STALLS`` times, it ends FAILED saying so."""
+    now = adapters.clock.now()
+    async with adapters.uow_factory() as uow:
+        stalled = await uow.tasks.list_stalled(progress_before=now - stall_after, stale_before=now - LEASE)
+    recovered: list[Task] = []
+    for task in stalled:
+        idle = _human(timedelta(seconds=int((now - (task.progress_at or now)).total_seconds())))
+        log.error("task.stalled", task_id=task.id, kind=task.kind.value, worker=task.worker_id, no_progress_for=idle,
+                  stalls=task.stalls + 1, step=task.progress.message)
+        async with adapters.uow_factory() as uow:
+            marked = await uow.tasks.mark_stalled(task.id, worker_id=task.worker_id, now=now)
+            if marked is not None and marked.stalls >= MAX_STALLS:
+                error = (f"no progress for {idle}, {marked.stalls} times (last step: {task.progress.message or 'none'}); "
+                         "stopped, see the worker's log")
+                marked = await uow.tasks.finish(task.id, worker_id=None, state=TaskState.FAILED, now=now, error=error)
+            await uow.commit()
+        if marked is None:  # it moved or ended meanwhile
+            continue
+        await publish_task(adapters, marked)
+        if marked.state is TaskState.RUNNING:
+            await _enqueue(adapters, marked)
+        recovered.append(marked)
+    return recovered
+
+
+async def watch_tasks(
+    adapters: Adapters, *, interval: float = RECOVERY_INTERVAL, stall_after: timedelta = STALL_AFTER
+) -> None:
+    """The recovery loop: every worker (and the embedded server) runs it, forever. Passes
+    racing in several processes are harmless: enqueueing an attempt is idempotent, and the
+    lease changes are conditional updates."""
+    while True:
+        try:
+            await recover_orphaned(adapters)
+            await recover_stalled(adapters, stall_after=stall_after)
+        except Unavailable as e:
+            log.warning("tasks.recovery_deferred", error=e.message)
+        await asyncio.sleep(interval)

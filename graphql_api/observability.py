@@ -19,6 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from strawberry.extensions import SchemaExtension
 
+from domain.errors import Unavailable
+
 from graphql_api.errors import INTERNAL_MESSAGE, is_unexpected
 
 log = structlog.get_logger("vkcp.api")
@@ -98,6 +100,14 @@ class ApiMetrics:
         self.tasks = Gauge(
             "vkcp_tasks", "Tasks by kind and state (from the database).", ["kind", "state"], registry=self.registry
         )
+        self.stalled = Gauge(
+            "vkcp_tasks_stalled", "Running tasks found stuck (no progress for the stall timeout), now.",
+            registry=self.registry,
+        )
+        self.stalls = Gauge(
+            "vkcp_task_stalls", "Stalls detected and recovered, summed over all tasks (from the database).",
+            registry=self.registry,
+        )
         self._names: set[str] = set()
         self.registry.register(_RuntimeCollector(container))
 
@@ -122,12 +132,15 @@ class ApiMetrics:
     async def render(self) -> tuple[bytes, str]:
         try:
             counts = await self.container.read_model.task_counts()
-        except Exception as e:  # a scrape reports what it can; the DB's health is /readyz's
-            log.warning("metrics.tasks_unavailable", error=type(e).__name__)
+            stalled, stalls = await self.container.read_model.task_stalls()
+        except Unavailable as e:  # a scrape reports what it can; the DB's health is /readyz's
+            log.warning("metrics.tasks_unavailable", error=e.message)
         else:
             self.tasks.clear()
             for (kind, state), count in counts.items():
                 self.tasks.labels(kind, state).set(count)
+            self.stalled.set(stalled)
+            self.stalls.set(stalls)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime, timedelta
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Annotated, Any
 
@@ -19,7 +20,8 @@ from domain import export as export_cases
 from domain import groups as group_cases
 from domain import keywords as keyword_cases
 from domain import tasks as task_cases
-from domain.errors import DomainError, NotFound
+from domain.errors import DomainError, NotFound, Unavailable
+from domain.ports import EventsMissed
 from domain.models import TaskKind as DomainTaskKind
 from domain.models import TaskState as DomainTaskState
 from domain.queries import MAX_PAGE, CommentFilter, CommentOrder, CommentSort, Page, TaskFilter
@@ -99,6 +101,11 @@ KeywordId = Id("keyword")
 
 
 def user_errors(error: DomainError) -> list[UserError]:
+    """A mutation's expected failure, for its payload. An outage is not one: nothing was done,
+    so it surfaces as a GraphQL error with code SERVICE_UNAVAILABLE (HTTP 503), which GraphQL
+    clients' retry logic recognises."""
+    if isinstance(error, Unavailable):
+        raise error
     return [UserError(code=error.code, message=error.message, field=error.field)]
 
 
@@ -163,6 +170,7 @@ def to_task_filter(flt: TaskFilterInput | None) -> TaskFilter:
         kinds=tuple(DomainTaskKind(k.value) for k in flt.kinds) if flt.kinds is not None else None,
         states=tuple(DomainTaskState(s.value) for s in flt.states) if flt.states is not None else None,
         group_ids=_filter_ids(flt.group_ids),
+        updated_since=flt.updated_since,
     )
 
 
@@ -580,7 +588,7 @@ class _EventStream:
             # scope, not wait_for: no task per event, which counts with a thousand subscribers.)
             async with asyncio.timeout(timeout):
                 return await anext(self._subscription)
-        except TimeoutError:
+        except (TimeoutError, EventsMissed):  # either way: the caller re-reads the stored state
             return None
         except StopAsyncIteration:
             self._ended = True
@@ -603,6 +611,23 @@ def _decoded(event: dict[str, Any]):
         task = task_cases.task_from_event(event)
         decoded = _decoded_events.put(event, (task, share(Task.from_domain(task))))
     return decoded
+
+
+CATCH_UP_MARGIN = timedelta(seconds=5)  # processes' clocks differ: resend a little, miss nothing
+CATCH_UP_LIMIT = 1000  # changed tasks sent after a gap; older ones stay a `tasks` query away
+
+
+async def _tasks_changed_since(read_model, since: datetime) -> list:
+    """Tasks changed at or after ``since``, oldest change first."""
+    found: list = []
+    after = None
+    while len(found) < CATCH_UP_LIMIT:
+        page = await read_model.tasks_page(TaskFilter(updated_since=since), first=MAX_PAGE, after=after)
+        found += [task for _, task in page.edges]
+        if not page.has_next_page:
+            break
+        after = page.end_cursor
+    return sorted(found, key=lambda t: (t.updated_at or since, t.id))
 
 
 def _progress_key(task) -> tuple[int, int, int]:
@@ -668,10 +693,25 @@ class Subscription:
         permission_classes=[IsViewer],
     )
     async def task_events(self, info: Info) -> AsyncGenerator[Task, None]:
-        events = info.context.adapters.events.subscribe(task_cases.TASKS_CHANNEL)
+        adapters, read_model = info.context.adapters, info.context.read_model
+        events = adapters.events.subscribe(task_cases.TASKS_CHANNEL)
+        seen_until = adapters.clock.now()  # changes up to about here have been sent
         try:
-            async for event in events:
-                yield _decoded(event)[1]
+            while True:
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                except EventsMissed:
+                    # The bus lost Redis for a while: send what changed meanwhile, from the database.
+                    since = seen_until - CATCH_UP_MARGIN
+                    for task in await _tasks_changed_since(read_model, since):
+                        seen_until = max(seen_until, task.updated_at or seen_until)
+                        yield Task.from_domain(task)
+                    continue
+                task, item = _decoded(event)
+                seen_until = max(seen_until, task.updated_at or seen_until)
+                yield item
         finally:
             with contextlib.suppress(RuntimeError):
                 await events.aclose()
@@ -690,7 +730,19 @@ class Subscription:
         read_model = info.context.read_model
         events = info.context.adapters.events.subscribe(analyze_cases.COMMENTS_MATCHED_CHANNEL)
         try:
-            async for event in events:
+            while True:
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                except EventsMissed:
+                    # Matches are not kept as a feed, so a gap cannot be replayed: say so, and
+                    # the client subscribes again and queries comments to catch up.
+                    raise Unavailable(
+                        "The live feed was interrupted (Redis was unavailable); matches made meanwhile "
+                        "were not sent. Subscribe again, and query `comments` to catch up.",
+                        dependency="redis",
+                    ) from None
                 ids = [int(i) for i in event.get("commentIds") or ()]
                 for start in range(0, len(ids), MAX_PAGE):
                     chunk = ids[start : start + MAX_PAGE]

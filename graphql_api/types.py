@@ -461,6 +461,11 @@ class Task:
     error: str | None = strawberry.field(description="Why it failed (state FAILED).")
     result: JSON | None = strawberry.field(description="What it produced (state SUCCEEDED); the shape depends on `kind`.")
     params: JSON = strawberry.field(description="The options it was started with.")
+    stalled_at: datetime | None = strawberry.field(
+        description="When the running task was last found stuck (no progress for the stall timeout) and handed "
+        "to another runner; null again once its progress moves."
+    )
+    stalls: int = strawberry.field(description="How many times it was found stuck; at 3 it ends FAILED.")
     group_id: strawberry.Private[int | None]
 
     @strawberry.field(description="The community a PARSE task collects; null for other kinds.")
@@ -484,6 +489,8 @@ class Task:
             error=t.error,
             result=t.result,
             params=t.params or {},
+            stalled_at=t.stalled_at,
+            stalls=t.stalls,
             group_id=t.group_id,
         )
 
@@ -525,6 +532,11 @@ class TaskFilterInput:
     kinds: list[TaskKind] | None = strawberry.field(default=None, description="Only tasks of these kinds.")
     states: list[TaskState] | None = strawberry.field(default=None, description="Only tasks in these states.")
     group_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only tasks of these communities (Group ids).")
+    updated_since: datetime | None = strawberry.field(
+        default=None,
+        description="Only tasks whose state or progress changed at or after this time: what a client "
+        "missed while it was disconnected.",
+    )
 
 
 @strawberry.input(description="Automatic collection settings; omitted fields stay as they are.")

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from datetime import timedelta
 
 import structlog
 
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
+    from domain.tasks import watch_tasks
     from graphql_api.app import create_app
     from infrastructure.bootstrap import build_container, freeze_startup_objects, resume_unfinished
 
@@ -77,15 +79,18 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     db = "SQLite" if settings.is_sqlite else "PostgreSQL"
     print(f"VK Comments Parser: {db}, {jobs}, {mode}", flush=True)
     print(f"GraphiQL: http://{host}:{port}/graphql", flush=True)
-    # Without Redis there are no ARQ workers and so no ARQ cron: this process is the scheduler.
-    scheduler = None if settings.redis_url else asyncio.create_task(_scheduler_loop(container))
+    # Without Redis there are no ARQ workers: this process is the scheduler and the recovery loop.
+    background = [] if settings.redis_url else [
+        asyncio.create_task(_scheduler_loop(container)),
+        asyncio.create_task(watch_tasks(container.adapters, stall_after=timedelta(seconds=settings.task_stall_seconds))),
+    ]
     try:
         await server.serve()
     finally:
-        if scheduler is not None:
-            scheduler.cancel()
+        for task in background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await scheduler
+                await task
     return 0
 
 
@@ -93,13 +98,16 @@ SCHEDULER_INTERVAL = 60.0  # seconds: monitoring's granularity is a minute
 
 
 async def _scheduler_loop(container) -> None:
-    """Embedded mode's once-a-minute monitoring and recovery (``vkcp worker`` uses ARQ cron)."""
+    """Embedded mode's once-a-minute monitoring (``vkcp worker`` uses ARQ cron)."""
+    from domain.errors import Unavailable
     from domain.monitoring import scheduler_tick
 
     while True:
         try:
             await scheduler_tick(container.adapters)
-        except Exception:  # one failed tick (a database blip) must not end monitoring
+        except Unavailable as e:  # the database is away: the next minute's tick catches up
+            log.warning("scheduler.tick_deferred", error=e.message)
+        except Exception:  # a bug in one tick must not end monitoring
             log.exception("scheduler.tick_failed")
         await asyncio.sleep(SCHEDULER_INTERVAL - time.time() % SCHEDULER_INTERVAL)
 
@@ -126,11 +134,12 @@ def _worker(settings: Settings) -> int:
     if not settings.redis_url:
         print("vkcp worker needs VKCP_REDIS_URL; without Redis `vkcp serve` runs the jobs itself", file=sys.stderr)
         return 2
-    from arq.worker import run_worker
+    from arq.worker import get_kwargs
 
+    from jobs.arq_compat import ResilientWorker
     from jobs.worker import WorkerSettings
 
-    run_worker(WorkerSettings, redis_settings=WorkerSettings.redis())  # type: ignore[arg-type]
+    ResilientWorker(**{**get_kwargs(WorkerSettings), "redis_settings": WorkerSettings.redis()}).run()
     return 0
 
 

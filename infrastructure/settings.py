@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     request_timeout: float = 30.0  # seconds a GraphQL HTTP request may run
     log_level: str = "INFO"
     redis_prefix: str = "vkcp:"
+    # A RUNNING task whose progress does not move for this long is stalled: logged, counted in
+    # /metrics, shown on the task, and run again by another runner (see domain/tasks.py).
+    task_stall_seconds: float = 600.0
 
     @field_validator("vk_tokens", mode="before")
     @classmethod

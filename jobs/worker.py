@@ -1,16 +1,21 @@
 """ARQ worker: ``vkcp worker`` runs ``WorkerSettings``; every job is a task id.
 
 Crash safety lives in the task's lease (``domain.tasks``), not in ARQ: a worker killed with
--9 leaves its job "in progress" in Redis until ``job_timeout``, but the once-a-minute
-``scheduler_tick`` cron job enqueues the task again under a new job id as soon as its
-heartbeat is stale, and the next worker continues it.
+-9 leaves its job "in progress" in Redis, but every worker runs the recovery loop
+(``watch_tasks``, every few seconds), which enqueues the task again under a new job id as soon
+as its heartbeat is stale, and the next worker continues it. The same loop re-offers QUEUED
+tasks whose job a Redis restart lost. Redis outages do not end a worker: its poll loop waits
+them out (``jobs/arq_compat.py``), and the running jobs go on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -18,10 +23,11 @@ from arq.cron import cron
 from arq.worker import func
 
 from domain.monitoring import scheduler_tick
-from domain.tasks import TIMEOUTS, run_task
+from domain.tasks import TIMEOUTS, run_task, watch_tasks
 from infrastructure.bootstrap import arq_queue_name, build_container
 from infrastructure.logging import configure_logging
 from infrastructure.queue import RUN_TASK
+from infrastructure.redis_client import arq_settings
 from infrastructure.settings import Settings
 
 # ARQ's own limit is only a backstop: each kind's timeout (domain.tasks.TIMEOUTS) ends the task
@@ -35,34 +41,49 @@ async def run_task_job(ctx: dict[str, Any], task_id: int) -> str | None:
 
 
 async def scheduler_job(ctx: dict[str, Any]) -> int:
-    """Monitoring and recovery, once a minute cluster-wide (ARQ gives each minute's run one job
-    id, so however many workers run, one of them runs it)."""
+    """Monitoring, once a minute cluster-wide (ARQ gives each minute's run one job id, so
+    however many workers run, one of them runs it)."""
     return len(await scheduler_tick(ctx["container"].adapters))
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings = Settings()
     configure_logging(settings.log_level)
-    ctx["container"] = await build_container(settings, worker=True)
+    container = ctx["container"] = await build_container(settings, worker=True)
     ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    ctx["watch"] = asyncio.create_task(
+        watch_tasks(container.adapters, stall_after=timedelta(seconds=settings.task_stall_seconds)),
+        name="watch-tasks",
+    )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    watch = ctx.get("watch")
+    if watch is not None:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
     await ctx["container"].aclose()
+
+
+# A worker started while Redis is down waits this many seconds for it before giving up.
+STARTUP_REDIS_RETRIES = 60
 
 
 def _redis_settings() -> RedisSettings:
     url = Settings().redis_url
     if not url:
         raise SystemExit("vkcp worker needs VKCP_REDIS_URL (without Redis, `vkcp serve` runs jobs itself)")
-    return RedisSettings.from_dsn(url)
+    return arq_settings(url, conn_retries=STARTUP_REDIS_RETRIES, conn_retry_delay=1)
 
 
 _QUEUE = arq_queue_name(Settings())
 
 
 class WorkerSettings:
-    functions = [func(run_task_job, name=RUN_TASK)]
+    # keep_result=0: a finished job leaves no result behind, so the recovery loop can offer a
+    # task that is still QUEUED again under the same job id (e.g. its run could not claim it).
+    functions = [func(run_task_job, name=RUN_TASK, keep_result=0)]
     # ARQ derives each run's job id from the cron name and the minute, outside any key prefix:
     # the queue name in it keeps installations sharing one Redis from skipping each other's runs.
     cron_jobs = [cron(scheduler_job, name=f"{_QUEUE}:scheduler", second=0, run_at_startup=False, timeout=300)]

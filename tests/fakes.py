@@ -291,7 +291,7 @@ class FakeTaskRepository:
             return None
         task.state, task.attempts, task.error = TaskState.RUNNING, task.attempts + 1, None
         task.started_at = task.started_at or now
-        task.worker_id, task.heartbeat_at, task.updated_at = worker_id, now, now
+        task.worker_id, task.heartbeat_at, task.updated_at, task.progress_at = worker_id, now, now, now
         return self._put(task)
 
     async def heartbeat(self, task_id: int, *, worker_id: str, now: datetime, progress=None) -> Task | None:
@@ -300,7 +300,7 @@ class FakeTaskRepository:
             return None
         task.heartbeat_at = now
         if progress is not None:
-            task.progress, task.updated_at = copy.copy(progress), now
+            task.progress, task.updated_at, task.progress_at, task.stalled_at = copy.copy(progress), now, now, None
         return self._put(task)
 
     async def finish(self, task_id: int, *, worker_id: str | None, state: TaskState, now: datetime,
@@ -337,6 +337,22 @@ class FakeTaskRepository:
         ]
         found.sort(key=lambda t: (-t.priority, t.id))
         return [copy.deepcopy(t) for t in found[:limit]]
+
+    async def list_stalled(self, *, progress_before: datetime, stale_before: datetime, limit: int = 100) -> list[Task]:
+        found = [
+            t for t in sorted(self.store.tasks.values(), key=lambda t: t.id)
+            if t.state is TaskState.RUNNING and t.heartbeat_at is not None and t.heartbeat_at >= stale_before
+            and t.progress_at is not None and t.progress_at < progress_before
+        ]
+        return [copy.deepcopy(t) for t in found[:limit]]
+
+    async def mark_stalled(self, task_id: int, *, worker_id: str | None, now: datetime) -> Task | None:
+        task = self._current(task_id)
+        if task is None or task.state is not TaskState.RUNNING or task.worker_id != worker_id:
+            return None
+        task.stalled_at, task.stalls, task.updated_at = now, task.stalls + 1, now
+        task.worker_id, task.heartbeat_at = None, None
+        return self._put(task)
 
 
 class FakeUnitOfWork:

@@ -226,6 +226,8 @@ def _task_conditions(flt: TaskFilter) -> list[ColumnElement[bool]]:
         conditions.append(tasks.c.state.in_([s.value for s in flt.states]) if flt.states else false())
     if flt.group_ids is not None:
         conditions.append(tasks.c.group_id.in_(flt.group_ids) if flt.group_ids else false())
+    if flt.updated_since is not None:
+        conditions.append(tasks.c.updated_at >= flt.updated_since)
     return conditions
 
 
@@ -374,6 +376,13 @@ class SqlReadModel:
         query = select(tasks.c.kind, tasks.c.state, func.count()).group_by(tasks.c.kind, tasks.c.state)
         async with self._sessions() as session:
             return {(kind, state): count for kind, state, count in await session.execute(query)}
+
+    async def task_stalls(self) -> tuple[int, int]:
+        stalled_now = func.count().filter((tasks.c.state == "RUNNING") & tasks.c.stalled_at.is_not(None))
+        query = select(stalled_now, func.coalesce(func.sum(tasks.c.stalls), 0))
+        async with self._sessions() as session:
+            now, total = (await session.execute(query)).one()
+        return int(now), int(total)
 
 
 

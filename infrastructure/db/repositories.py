@@ -424,6 +424,9 @@ def task_from_row(row: RowMapping) -> Task:
         updated_at=row["updated_at"],
         worker_id=row["worker_id"],
         heartbeat_at=row["heartbeat_at"],
+        progress_at=row["progress_at"],
+        stalled_at=row["stalled_at"],
+        stalls=row["stalls"],
     )
 
 
@@ -530,6 +533,7 @@ class SqlTaskRepository:
                 error=None,
                 worker_id=worker_id,
                 heartbeat_at=now,
+                progress_at=now,  # a new runner gets the whole stall timeout to make progress
                 updated_at=now,
             )
             .returning(*tasks.c)
@@ -547,6 +551,8 @@ class SqlTaskRepository:
                 "progress_total": progress.total,
                 "progress_message": progress.message,
                 "updated_at": now,
+                "progress_at": now,
+                "stalled_at": None,
             }
         stmt = (
             update(tasks)
@@ -604,6 +610,29 @@ class SqlTaskRepository:
                 finished_at=case((queued, now), else_=tasks.c.finished_at),
                 updated_at=now,
             )
+            .returning(*tasks.c)
+        )
+        row = (await self.session.execute(stmt)).mappings().first()
+        return task_from_row(row) if row else None
+
+    async def list_stalled(self, *, progress_before: datetime, stale_before: datetime, limit: int = 100) -> list[Task]:
+        query = (
+            select(tasks)
+            .where(
+                tasks.c.state == TaskState.RUNNING.value,
+                tasks.c.heartbeat_at >= stale_before,  # a live runner (dead ones are orphans)
+                tasks.c.progress_at < progress_before,
+            )
+            .order_by(tasks.c.id)
+            .limit(limit)
+        )
+        return [task_from_row(r) for r in (await self.session.execute(query)).mappings()]
+
+    async def mark_stalled(self, task_id: int, *, worker_id: str | None, now: datetime) -> Task | None:
+        stmt = (
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.state == TaskState.RUNNING.value, tasks.c.worker_id == worker_id)
+            .values(stalled_at=now, stalls=tasks.c.stalls + 1, worker_id=None, heartbeat_at=None, updated_at=now)
             .returning(*tasks.c)
         )
         row = (await self.session.execute(stmt)).mappings().first()

@@ -216,6 +216,10 @@ tasks = Table(
     # The lease (migration 0002): the runner holding a RUNNING task and its last heartbeat.
     Column("worker_id", String(128)),
     Column("heartbeat_at", UtcDateTime),
+    # Stalls (migration 0004): when progress last moved; when and how often it was found stuck.
+    Column("progress_at", UtcDateTime),
+    Column("stalled_at", UtcDateTime),
+    Column("stalls", Integer, nullable=False, server_default=text("0")),
     Index("ix_tasks_state", "state"),
     Index("ix_tasks_group_id_kind_state", "group_id", "kind", "state"),
     # One queued or running parse per community (migration 0003): racing starts cannot both win.

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from domain import tasks as task_cases
-from domain.errors import InvalidInput
-from domain.models import Task, TaskKind, TaskState
+from domain.errors import InvalidInput, Unavailable
+from domain.models import Progress, Task, TaskKind, TaskState
 from domain.ports import Adapters
 from domain.tasks import cancel_task, recover_orphaned, run_task, start_parse
 from infrastructure.events import InMemoryEventBus
@@ -258,3 +258,134 @@ async def test_a_parse_run_twice_stores_every_comment_exactly_once() -> None:
         assert store.groups[group.id].last_success_at is not None
     finally:
         await vk.aclose()
+
+
+# --- transient faults, lost jobs, stalls ----------------------------------------------------
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    monkeypatch.setattr("domain.resilience.RETRY_FIRST", 0.001)
+    monkeypatch.setattr("domain.resilience.RETRY_MAX", 0.005)
+
+
+async def test_a_transient_error_reruns_the_handler_from_what_is_stored_and_progress_never_goes_back(
+    monkeypatch, fast_retries
+) -> None:
+    runs: list[int] = []
+
+    async def handler(adapters, task, report):
+        runs.append(len(runs))
+        if len(runs) == 1:
+            await report(0, 10, "first run")
+            await report(4, 10, "4/10")
+            raise Unavailable("the database connection was lost; try again", dependency="database")
+        # The rerun finds 4 of 10 stored and has 6 left to do.
+        for done in range(0, 7):
+            await report(done, 6, f"{done}/6 left")
+        return {"ok": True}
+
+    use_handler(monkeypatch, handler)
+    adapters = make_adapters(InMemoryStore())
+    task = await add_task(adapters)
+    done = await run_task(adapters, task.id)
+    assert done.state is TaskState.SUCCEEDED and done.error is None and done.attempts == 1
+    assert runs == [0, 1]
+    shown = [(e["done"], e["total"]) for e in adapters.events.published if e["state"] == "RUNNING"]
+    assert all(total == 10 for _, total in shown if total is not None), shown
+    dones = [d for d, _ in shown]
+    assert dones == sorted(dones) and dones[-1] == 10
+
+
+async def test_a_dependency_down_past_the_budget_fails_the_task_saying_what_was_down(monkeypatch, fast_retries) -> None:
+    async def handler(adapters, task, report):
+        raise Unavailable("Redis is unavailable (enqueue: ConnectionError); try again", dependency="redis")
+
+    monkeypatch.setattr(task_cases, "TRANSIENT_BUDGET", timedelta(seconds=0.05))
+    use_handler(monkeypatch, handler)
+    adapters = make_adapters(InMemoryStore())
+    task = await add_task(adapters)
+    done = await run_task(adapters, task.id)
+    assert done.state is TaskState.FAILED
+    assert done.error.startswith("Redis is unavailable") and "of retries" in done.error
+
+
+async def test_a_task_whose_queue_is_down_is_still_started_and_the_recovery_loop_enqueues_it_later() -> None:
+    class DownQueue(RecordingQueue):
+        down = True
+
+        async def enqueue(self, task: Task) -> None:
+            if self.down:
+                raise Unavailable("Redis is unavailable (enqueue: ConnectionError); try again", dependency="redis")
+            await super().enqueue(task)
+
+    adapters = make_adapters(InMemoryStore())
+    adapters.queue = DownQueue()
+    task = await task_cases.start_task(adapters, TaskKind.ANALYZE, {})
+    assert task.state is TaskState.QUEUED and adapters.queue.enqueued == []  # no error for the caller
+
+    assert await recover_orphaned(adapters) == []  # too fresh to be suspect yet
+    adapters.clock.advance(seconds=task_cases.QUEUED_GRACE.total_seconds() + 1)
+    await recover_orphaned(adapters)  # still down: nothing, and no exception
+    adapters.queue.down = False
+    [recovered] = await recover_orphaned(adapters)
+    assert recovered.id == task.id and adapters.queue.enqueued == [(task.id, 0)]
+
+
+async def test_a_running_task_that_makes_no_progress_is_detected_handed_over_and_failed_after_three(
+    monkeypatch, caplog
+) -> None:
+    adapters = make_adapters(InMemoryStore())
+    clock = adapters.clock
+    task = await add_task(adapters)
+    stall = timedelta(minutes=10)
+
+    async def claim(worker: str) -> None:
+        async with adapters.uow_factory() as uow:
+            assert await uow.tasks.claim(task.id, worker_id=worker, now=clock.now(), stale_before=clock.now())
+            await uow.commit()
+
+    async def beat(worker: str, minutes: int) -> None:  # alive, but no progress
+        for _ in range(minutes):
+            clock.advance(minutes=1)
+            async with adapters.uow_factory() as uow:
+                await uow.tasks.heartbeat(task.id, worker_id=worker, now=clock.now())
+                await uow.commit()
+
+    await claim("w1")
+    await beat("w1", 9)
+    assert await task_cases.recover_stalled(adapters, stall_after=stall) == []
+    await beat("w1", 2)
+    [first] = await task_cases.recover_stalled(adapters, stall_after=stall)
+    assert first.state is TaskState.RUNNING and first.stalls == 1 and first.stalled_at == clock.now()
+    assert first.worker_id is None  # w1 lost the lease: its next heartbeat stops it
+    assert adapters.queue.enqueued == [(task.id, 1)]
+    async with adapters.uow_factory() as uow:
+        assert await uow.tasks.heartbeat(task.id, worker_id="w1", now=clock.now()) is None
+    assert adapters.events.published[-1]["stalls"] == 1
+
+    for worker, expected in (("w2", TaskState.RUNNING), ("w3", TaskState.FAILED)):
+        await claim(worker)
+        await beat(worker, 11)
+        [again] = await task_cases.recover_stalled(adapters, stall_after=stall)
+        assert again.state is expected
+    assert again.stalls == 3 and "no progress for" in again.error and "3 times" in again.error
+
+
+async def test_progress_clears_a_stall_mark() -> None:
+    adapters = make_adapters(InMemoryStore())
+    clock = adapters.clock
+    task = await add_task(adapters)
+    async with adapters.uow_factory() as uow:
+        await uow.tasks.claim(task.id, worker_id="w1", now=clock.now(), stale_before=clock.now())
+        await uow.commit()
+    clock.advance(minutes=11)
+    async with adapters.uow_factory() as uow:
+        await uow.tasks.heartbeat(task.id, worker_id="w1", now=clock.now())
+        await uow.commit()
+    await task_cases.recover_stalled(adapters, stall_after=timedelta(minutes=10))
+    async with adapters.uow_factory() as uow:
+        await uow.tasks.claim(task.id, worker_id="w2", now=clock.now(), stale_before=clock.now())
+        moved = await uow.tasks.heartbeat(task.id, worker_id="w2", now=clock.now(), progress=Progress(1, 2, "1/2"))
+        await uow.commit()
+    assert moved.stalled_at is None and moved.stalls == 1

@@ -613,6 +613,18 @@ def _decoded(event: dict[str, Any]):
     return decoded
 
 
+async def _with_gaps(events) -> AsyncIterator[dict[str, Any] | None]:
+    """A subscription's events, with None where the bus may have lost some (``EventsMissed``)."""
+    while True:
+        try:
+            event = await anext(events)
+        except StopAsyncIteration:
+            return
+        except EventsMissed:
+            event = None
+        yield event
+
+
 CATCH_UP_MARGIN = timedelta(seconds=5)  # processes' clocks differ: resend a little, miss nothing
 CATCH_UP_LIMIT = 1000  # changed tasks sent after a gap; older ones stay a `tasks` query away
 
@@ -697,12 +709,8 @@ class Subscription:
         events = adapters.events.subscribe(task_cases.TASKS_CHANNEL)
         seen_until = adapters.clock.now()  # changes up to about here have been sent
         try:
-            while True:
-                try:
-                    event = await anext(events)
-                except StopAsyncIteration:
-                    return
-                except EventsMissed:
+            async for event in _with_gaps(events):
+                if event is None:
                     # The bus lost Redis for a while: send what changed meanwhile, from the database.
                     since = seen_until - CATCH_UP_MARGIN
                     for task in await _tasks_changed_since(read_model, since):
@@ -730,19 +738,15 @@ class Subscription:
         read_model = info.context.read_model
         events = info.context.adapters.events.subscribe(analyze_cases.COMMENTS_MATCHED_CHANNEL)
         try:
-            while True:
-                try:
-                    event = await anext(events)
-                except StopAsyncIteration:
-                    return
-                except EventsMissed:
+            async for event in _with_gaps(events):
+                if event is None:
                     # Matches are not kept as a feed, so a gap cannot be replayed: say so, and
                     # the client subscribes again and queries comments to catch up.
                     raise Unavailable(
                         "The live feed was interrupted (Redis was unavailable); matches made meanwhile "
                         "were not sent. Subscribe again, and query `comments` to catch up.",
                         dependency="redis",
-                    ) from None
+                    )
                 ids = [int(i) for i in event.get("commentIds") or ()]
                 for start in range(0, len(ids), MAX_PAGE):
                     chunk = ids[start : start + MAX_PAGE]

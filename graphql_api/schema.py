@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Annotated, Any
 
@@ -102,19 +103,33 @@ def user_errors(error: DomainError) -> list[UserError]:
     return [UserError(code=error.code, message=error.message, field=error.field)]
 
 
+# Ids are the row ids we hand out: ASCII digits only. ('²', '③' and '١' pass str.isdigit(),
+# and int() refuses the first two and reads the third as 1: neither is an id we gave.)
+_ROW_ID = re.compile(r"[0-9]{1,18}")  # 18 digits: every value fits a 64-bit column
+
+
+def row_id(value: strawberry.ID | str) -> int | None:
+    """The row id an ``ID`` names, or None when it cannot name one."""
+    text = str(value).strip()
+    if _ROW_ID.fullmatch(text) is None:
+        return None
+    return int(text) or None
+
+
 def parse_id(value: strawberry.ID | str, *, what: str, field: str = "id") -> int:
     """A row id from an ``ID``; an id that cannot exist is simply not found."""
-    text = str(value).strip()
-    if not text.isdigit() or int(text) == 0 or len(text) > 18:
+    found = row_id(value)
+    if found is None:
         raise NotFound(f"{what} '{value}' not found", field=field)
-    return int(text)
+    return found
 
 
 def _filter_ids(values: Sequence[strawberry.ID] | None) -> tuple[int, ...] | None:
-    """Ids of a list filter. One that cannot exist matches nothing; an empty list matches nothing."""
+    """Ids of a list filter, each once. One that cannot exist matches nothing; an empty list
+    matches nothing."""
     if values is None:
         return None
-    return tuple(int(v) for v in values if str(v).strip().isdigit() and len(str(v).strip()) <= 18)
+    return tuple(dict.fromkeys(i for i in map(row_id, values) if i is not None))
 
 
 def check_first(first: int) -> int:

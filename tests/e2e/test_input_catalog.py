@@ -1,0 +1,177 @@
+"""Every input a client can send gets a clear, coded answer or a correct one — never HTTP 5xx or
+INTERNAL_SERVER_ERROR — and the server keeps answering afterwards (issue #10).
+
+One table of inputs, run against both databases: they fail differently (PostgreSQL refuses a
+NUL in text and more than 32,767 bind parameters, SQLite an integer past 64 bits). Each case
+says what the user sees: the HTTP status and the ``errors[].extensions.code`` of a query, the
+``UserError`` of a mutation's payload, or — for inputs that deserve an answer — that answer,
+given as the answer to an equivalent plain request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from domain.auth import create_api_token
+from graphql_api.app import create_app
+from tests.conftest import postgres_database
+from tests.e2e.graphql_support import make_settings, start_container
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def cursor(*values: Any) -> str:
+    """A cursor as the API makes them (base64 of a JSON array), holding whatever we like."""
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input and what the user must see.
+
+    Exactly one expectation: ``code`` (with ``payload``: the mutation whose ``errors`` hold it;
+    without: the request's ``errors[].extensions.code``), or ``same_as`` (a request whose answer
+    this one must equal), or ``data`` (the exact answer).
+    """
+
+    id: str
+    query: str = ""
+    variables: dict[str, Any] | None = None
+    status: int = 200
+    code: str | None = None
+    payload: str | None = None
+    field: str | None = None
+    same_as: tuple[str, dict[str, Any]] | None = None
+    data: dict[str, Any] | None = None
+
+
+COMMENTS = "query($f: CommentFilter, $a: String) { comments(filter: $f, after: $a, first: 5) { totalCount edges { node { id } } } }"
+ADD_GROUP = "mutation($r: String!) { addGroup(ref: $r) { group { id } errors { code field } } }"
+SET_STATE = "mutation($ids: [ID!]!) { setCommentState(ids: $ids, viewed: true) { comments { id } errors { code field } } }"
+
+CASES = [
+    # --- ids: ASCII digits only, what we handed out ------------------------------------------
+    Case("task id superscript-2 is no task", "query { task(id: \"²\") { id } }", data={"task": None}),
+    Case("comment id arabic-indic-1 is not comment 1", "query { comment(id: \"١\") { id } }", data={"comment": None}),
+    Case("addGroup circled-3", ADD_GROUP, {"r": "③"}, code="INVALID_REFERENCE", payload="addGroup", field="ref"),
+    Case("addGroup '--1'", ADD_GROUP, {"r": "--1"}, code="INVALID_REFERENCE", payload="addGroup", field="ref"),
+    Case("addGroup club circled-1", ADD_GROUP, {"r": "club①"}, code="INVALID_REFERENCE", payload="addGroup", field="ref"),
+    Case("addGroup 40 digits", ADD_GROUP, {"r": "9" * 40}, code="INVALID_REFERENCE", payload="addGroup", field="ref"),
+    Case("setCommentState circled-1", SET_STATE, {"ids": ["①"]}, code="NOT_FOUND", payload="setCommentState", field="ids"),
+    Case("setCommentState 40 digits", SET_STATE, {"ids": ["9" * 40]}, code="NOT_FOUND", payload="setCommentState", field="ids"),
+    Case(
+        "updateGroup circled-3",
+        'mutation { updateGroup(id: "③", input: {active: true}) { errors { code field } } }',
+        code="NOT_FOUND", payload="updateGroup", field="id",
+    ),
+    Case(
+        "filter groupIds circled-1 superscript-2 and 1",
+        COMMENTS, {"f": {"groupIds": ["①", "²", "1"]}},
+        same_as=(COMMENTS, {"f": {"groupIds": ["1"]}}),
+    ),
+    Case("filter groupIds circled-1 only", "{ comments(filter: {groupIds: [\"①\"]}) { totalCount } }",
+         data={"comments": {"totalCount": 0}}),
+]
+
+
+# --- the stack under test -------------------------------------------------------------------
+
+
+class Stack:
+    """The API over one database, with a parsed community and a keyword stored."""
+
+    def __init__(self, http: httpx.AsyncClient, token: str) -> None:
+        self.http = http
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": GRAPHQL_RESPONSE}
+        self.counts: dict[str, Any] = {}
+
+    async def post(self, query: str, variables: dict[str, Any] | None = None) -> httpx.Response:
+        return await self.http.post("/graphql", json={"query": query, "variables": variables or {}}, headers=self.headers)
+
+    async def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.post(query, variables)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    async def still_answers(self) -> None:
+        """The server keeps working, database included, and nothing stored has changed."""
+        assert (await self.http.get("/healthz")).status_code == 200
+        assert await self.data(HEALTH) == self.counts
+
+
+HEALTH = "{ groups { totalCount } comments { totalCount } keywords { totalCount } tasks { totalCount } }"
+
+
+async def _seed(stack: Stack) -> None:
+    await stack.data('mutation { addGroup(ref: "koshki_spb") { group { id } } }')
+    task = (await stack.data('mutation { startParse(input: {groupIds: ["1"]}) { tasks { id } } }'))["startParse"]["tasks"][0]
+    for _ in range(600):
+        state = (await stack.data("query($id: ID!) { task(id: $id) { state } }", {"id": task["id"]}))["task"]["state"]
+        if state not in ("QUEUED", "RUNNING"):
+            break
+        await asyncio.sleep(0.05)
+    assert state == "SUCCEEDED"
+    await stack.data('mutation { addKeywords(input: [{word: "кот"}]) { keywords { id } } }')
+    stack.counts = await stack.data(HEALTH)
+    assert stack.counts["comments"]["totalCount"] > 0
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    data_dir = tmp_path_factory.mktemp(request.param)
+    async with _database(request.param, data_dir) as url:
+        container = await start_container(make_settings(data_dir, database_url=url))
+        try:
+            token, _ = await create_api_token(container.adapters.uow_factory, "catalog", "operator")
+            transport = httpx.ASGITransport(app=create_app(container))
+            async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+                stack = Stack(http, token)
+                await _seed(stack)
+                yield stack
+        finally:
+            await container.aclose()
+
+
+def _database(kind: str, data_dir: Path) -> contextlib.AbstractAsyncContextManager[str]:
+    if kind == "postgres":
+        return postgres_database()
+    return contextlib.nullcontext(f"sqlite+aiosqlite:///{data_dir / 'vkcp.sqlite3'}")
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_every_input_gets_a_coded_answer(stack: Stack, case: Case) -> None:
+    response = await stack.post(case.query, case.variables)
+    assert response.status_code == case.status, response.text
+    body = response.json()
+    assert "INTERNAL_SERVER_ERROR" not in response.text, body
+    if case.code is not None and case.payload is not None:
+        assert "errors" not in body, body
+        errors = body["data"][case.payload]["errors"]
+        assert [(e["code"], e["field"]) for e in errors] == [(case.code, case.field)], errors
+    elif case.code is not None:
+        codes = [e.get("extensions", {}).get("code") for e in body["errors"]]
+        assert codes == [case.code], body["errors"]
+        if case.field is not None:
+            assert body["errors"][0]["extensions"]["field"] == case.field
+    elif case.same_as is not None:
+        assert body == {"data": await stack.data(*case.same_as)}
+    else:
+        assert body == {"data": case.data}
+    await stack.still_answers()

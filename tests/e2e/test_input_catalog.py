@@ -57,6 +57,9 @@ class Case:
 
 COMMENTS = "query($f: CommentFilter, $a: String) { comments(filter: $f, after: $a, first: 5) { totalCount edges { node { id } } } }"
 ADD_GROUP = "mutation($r: String!) { addGroup(ref: $r) { group { id } errors { code field } } }"
+PAGE = "query($a: String, $o: CommentOrder) { comments(after: $a, orderBy: $o, first: 5) { edges { node { id } } } }"
+LIKES = {"field": "LIKES", "direction": "DESC"}
+TASKS = "query($a: String) { tasks(after: $a) { edges { node { id } } } }"
 SET_STATE = "mutation($ids: [ID!]!) { setCommentState(ids: $ids, viewed: true) { comments { id } errors { code field } } }"
 
 CASES = [
@@ -81,6 +84,24 @@ CASES = [
     ),
     Case("filter groupIds circled-1 only", "{ comments(filter: {groupIds: [\"①\"]}) { totalCount } }",
          data={"comments": {"totalCount": 0}}),
+    # --- cursors: only what encode_cursor can have made ---------------------------------------
+    Case("comments cursor id 10^30", PAGE, {"a": cursor("2024-01-01T00:00:00+00:00", 10**30)}, code="INVALID_INPUT", field="after"),
+    Case("comments cursor year 1 at +14:00", PAGE, {"a": cursor("0001-01-01T00:00:00+14:00", 1)}, code="INVALID_INPUT", field="after"),
+    Case("comments cursor 9999 at -12:00", PAGE, {"a": cursor("9999-12-31T23:59:59-12:00", 1)}, code="INVALID_INPUT", field="after"),
+    Case("comments cursor naive time", PAGE, {"a": cursor("2024-01-01T00:00:00", 1)}, code="INVALID_INPUT", field="after"),
+    Case("likes cursor 10^30", PAGE, {"a": cursor(10**30, 1), "o": LIKES}, code="INVALID_INPUT", field="after"),
+    Case("likes cursor 2^31 (past INTEGER)", PAGE, {"a": cursor(2**31, 1), "o": LIKES}, code="INVALID_INPUT", field="after"),
+    Case("likes cursor true", PAGE, {"a": cursor(True, 1), "o": LIKES}, code="INVALID_INPUT", field="after"),
+    Case("tasks cursor 10^30", TASKS, {"a": cursor(10**30, 10**30)}, code="INVALID_INPUT", field="after"),
+    Case("tasks cursor -2^63-1", TASKS, {"a": cursor(-(2**63) - 1, 1)}, code="INVALID_INPUT", field="after"),
+    Case("cursor of 5000 nested arrays", TASKS, {"a": base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode()}, code="INVALID_INPUT", field="after"),
+    Case("cursor of a 4300-digit number", TASKS, {"a": base64.urlsafe_b64encode(b"[" + b"9" * 4400 + b",1]").decode()},
+         code="INVALID_INPUT", field="after"),
+    # The ends of time and of BIGINT are fine cursors: the page after them is what it is.
+    Case("comments cursor year 1 UTC", PAGE, {"a": cursor("0001-01-01T00:00:00+00:00", 1)}, data={"comments": {"edges": []}}),
+    Case("comments cursor 9999 UTC", PAGE, {"a": cursor("9999-12-31T23:59:59+00:00", 2**63 - 1)}, same_as=(PAGE, {})),
+    Case("tasks cursor 2^63-1", TASKS, {"a": cursor(2**63 - 1, 2**63 - 1)}, same_as=(TASKS, {})),
+    Case("likes cursor 2^31-1", PAGE, {"a": cursor(2**31 - 1, 2**63 - 1), "o": LIKES}, same_as=(PAGE, {"o": LIKES})),
 ]
 
 

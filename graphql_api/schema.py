@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.schema.config import StrawberryConfig
 
 from domain import analyze as analyze_cases
 from domain import export as export_cases
@@ -33,6 +34,7 @@ from graphql_api.executor import ApiExecutor
 from graphql_api.fanout import MAX_SHARED_EVENTS, ByIdentity, share
 from graphql_api.limits import limit_extensions
 from graphql_api.observability import OperationObserver
+from graphql_api.scalars import SCALARS
 from graphql_api.stats import Stats, VkToken, resolve_stats, resolve_vk_tokens
 from graphql_api.types import (
     AddGroupPayload,
@@ -740,6 +742,7 @@ def build_schema(*, introspection: bool = True) -> Schema:
         subscription=Subscription,
         extensions=extensions,
         execution_context_class=ApiExecutor,
+        config=StrawberryConfig(scalar_map=SCALARS),
     )
 
 

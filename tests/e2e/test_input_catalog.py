@@ -60,6 +60,9 @@ ADD_GROUP = "mutation($r: String!) { addGroup(ref: $r) { group { id } errors { c
 PAGE = "query($a: String, $o: CommentOrder) { comments(after: $a, orderBy: $o, first: 5) { edges { node { id } } } }"
 LIKES = {"field": "LIKES", "direction": "DESC"}
 TASKS = "query($a: String) { tasks(after: $a) { edges { node { id } } } }"
+COUNT = "query($f: CommentFilter) { comments(filter: $f) { totalCount } }"
+UPDATE_SINCE = "mutation($s: DateTime) { updateGroup(id: \"1\", input: {since: $s}) { group { since } errors { code field } } }"
+STATS = "query($s: Date, $u: Date) { stats(since: $s, until: $u) { since until } }"
 SET_STATE = "mutation($ids: [ID!]!) { setCommentState(ids: $ids, viewed: true) { comments { id } errors { code field } } }"
 
 CASES = [
@@ -102,6 +105,32 @@ CASES = [
     Case("comments cursor 9999 UTC", PAGE, {"a": cursor("9999-12-31T23:59:59+00:00", 2**63 - 1)}, same_as=(PAGE, {})),
     Case("tasks cursor 2^63-1", TASKS, {"a": cursor(2**63 - 1, 2**63 - 1)}, same_as=(TASKS, {})),
     Case("likes cursor 2^31-1", PAGE, {"a": cursor(2**31 - 1, 2**63 - 1), "o": LIKES}, same_as=(PAGE, {"o": LIKES})),
+    # --- times: one DateTime parser for every input: an offset, and within UTC's years 1-9999 -
+    Case("filter since year 1 at +14:00", COUNT, {"f": {"since": "0001-01-01T00:00:00+14:00"}}, status=400, code="BAD_USER_INPUT"),
+    Case("filter until 9999 at -12:00", COUNT, {"f": {"until": "9999-12-31T23:59:59-12:00"}}, status=400, code="BAD_USER_INPUT"),
+    Case("filter since in the document", '{ comments(filter: {since: "0001-01-01T00:00:00+14:00"}) { totalCount } }',
+         status=400, code="BAD_USER_INPUT"),
+    Case("filter since without an offset", COUNT, {"f": {"since": "2024-01-01T00:00:00"}}, status=400, code="BAD_USER_INPUT"),
+    Case("filter since a date alone", COUNT, {"f": {"since": "2024-01-01"}}, status=400, code="BAD_USER_INPUT"),
+    Case("filter since a number", COUNT, {"f": {"since": 1700000000}}, status=400, code="BAD_USER_INPUT"),
+    Case("updateGroup since year 1 at +14:00", UPDATE_SINCE, {"s": "0001-01-01T00:00:00+14:00"}, status=400, code="BAD_USER_INPUT"),
+    Case("updateGroup since without an offset", UPDATE_SINCE, {"s": "0001-01-01T00:00:00"}, status=400, code="BAD_USER_INPUT"),
+    Case("startParse since year 1 at +14:00",
+         'mutation { startParse(input: {groupIds: ["1"], since: "0001-01-01T00:00:00+14:00"}) { errors { code } } }',
+         status=400, code="BAD_USER_INPUT"),
+    Case("filter since year 1 UTC", COUNT, {"f": {"since": "0001-01-01T00:00:00Z"}}, same_as=(COUNT, {})),
+    Case("filter until 9999 UTC", COUNT, {"f": {"until": "9999-12-31T23:59:59.999999+00:00"}}, same_as=(COUNT, {})),
+    Case("filter since with an offset", COUNT, {"f": {"since": "2026-10-01T03:00:00+03:00"}},
+         same_as=(COUNT, {"f": {"since": "2026-10-01T00:00:00Z"}})),
+    Case("updateGroup since year 1 UTC", UPDATE_SINCE, {"s": "0001-01-01T00:00:00Z"},
+         data={"updateGroup": {"group": {"since": "0001-01-01T00:00:00+00:00"}, "errors": []}}),
+    Case("updateGroup since +03:00 arrives in UTC", UPDATE_SINCE, {"s": "2024-05-01T03:00:00+03:00"},
+         data={"updateGroup": {"group": {"since": "2024-05-01T00:00:00+00:00"}, "errors": []}}),
+    # Days (stats): the window's SQL range ends the day after `until`.
+    Case("stats until 9999-12-31", STATS, {"u": "9999-12-31"}, code="INVALID_INPUT", field="until"),
+    Case("stats since 9999-12-31", STATS, {"s": "9999-12-31"}, code="INVALID_INPUT", field="since"),
+    Case("stats until 0001-01-05", STATS, {"u": "0001-01-05"}, data={"stats": {"since": "0001-01-01", "until": "0001-01-05"}}),
+    Case("stats since 9999-12-20", STATS, {"s": "9999-12-20"}, data={"stats": {"since": "9999-12-20", "until": "9999-12-30"}}),
 ]
 
 

@@ -159,7 +159,7 @@ def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
         keyword_ids=_filter_ids(flt.keyword_ids),
         matched=flt.matched,
         text=(flt.text or "").strip() or None,
-        author_ids=tuple(flt.author_ids) if flt.author_ids is not None else None,
+        author_ids=tuple(dict.fromkeys(flt.author_ids)) if flt.author_ids is not None else None,
         since=flt.since,
         until=flt.until,
         viewed=flt.viewed,
@@ -177,8 +177,8 @@ def to_task_filter(flt: TaskFilterInput | None) -> TaskFilter:
     if flt is None:
         return TaskFilter()
     return TaskFilter(
-        kinds=tuple(DomainTaskKind(k.value) for k in flt.kinds) if flt.kinds is not None else None,
-        states=tuple(DomainTaskState(s.value) for s in flt.states) if flt.states is not None else None,
+        kinds=tuple(dict.fromkeys(DomainTaskKind(k.value) for k in flt.kinds)) if flt.kinds is not None else None,
+        states=tuple(dict.fromkeys(DomainTaskState(s.value) for s in flt.states)) if flt.states is not None else None,
         group_ids=_filter_ids(flt.group_ids),
     )
 
@@ -267,7 +267,7 @@ class Query:
     ) -> KeywordConnection:
         read_model = info.context.read_model
         flt = filter or KeywordFilterInput()
-        conditions = {"active": flt.active, "category": flt.category, "text": (flt.text or "").strip() or None}
+        conditions = keyword_cases.keyword_search(active=flt.active, category=flt.category, text=flt.text)
         page = await read_model.keywords_page(first=check_first(first), after=after, **conditions)
         return connection(page, Keyword.from_domain, lambda: read_model.keywords_count(**conditions))
 

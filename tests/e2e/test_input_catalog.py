@@ -39,9 +39,9 @@ def cursor(*values: Any) -> str:
 class Case:
     """One input and what the user must see.
 
-    Exactly one expectation: ``code`` (with ``payload``: the mutation whose ``errors`` hold it;
-    without: the request's ``errors[].extensions.code``), or ``same_as`` (a request whose answer
-    this one must equal), or ``data`` (the exact answer).
+    Exactly one expectation: ``code`` (with ``payload``: where the ``errors`` holding it are,
+    e.g. ``addKeywords.results.0``; without: the request's ``errors[].extensions.code``), or
+    ``same_as`` (a request whose answer this one must equal), or ``data`` (the exact answer).
     """
 
     id: str
@@ -63,6 +63,12 @@ TASKS = "query($a: String) { tasks(after: $a) { edges { node { id } } } }"
 COUNT = "query($f: CommentFilter) { comments(filter: $f) { totalCount } }"
 UPDATE_SINCE = "mutation($s: DateTime) { updateGroup(id: \"1\", input: {since: $s}) { group { since } errors { code field } } }"
 STATS = "query($s: Date, $u: Date) { stats(since: $s, until: $u) { since until } }"
+KEYWORDS = "query($f: KeywordFilter) { keywords(filter: $f) { totalCount } }"
+ADD_KEYWORD = "mutation($k: KeywordInput!) { addKeywords(input: [$k]) { results { errors { code field } } errors { code field } } }"
+UPDATE_KEYWORD = "mutation($k: UpdateKeywordInput!) { updateKeyword(id: \"1\", input: $k) { errors { code field } } }"
+EXPORT = "mutation($f: CommentFilter) { startExport(input: {filter: $f}) { task { id } errors { code field } } }"
+TASK_COUNT = "query($f: TaskFilter) { tasks(filter: $f) { totalCount } }"
+MANY = 40_000
 SET_STATE = "mutation($ids: [ID!]!) { setCommentState(ids: $ids, viewed: true) { comments { id } errors { code field } } }"
 
 CASES = [
@@ -131,6 +137,37 @@ CASES = [
     Case("stats since 9999-12-31", STATS, {"s": "9999-12-31"}, code="INVALID_INPUT", field="since"),
     Case("stats until 0001-01-05", STATS, {"u": "0001-01-05"}, data={"stats": {"since": "0001-01-01", "until": "0001-01-05"}}),
     Case("stats since 9999-12-20", STATS, {"s": "9999-12-20"}, data={"stats": {"since": "9999-12-20", "until": "9999-12-30"}}),
+    # --- text the databases cannot hold: refused, naming the field, for storing and searching -
+    Case("filter text with NUL", COUNT, {"f": {"text": "кот\u0000"}}, code="INVALID_INPUT", field="text"),
+    Case("keywords text with NUL", KEYWORDS, {"f": {"text": "a\u0000"}}, code="INVALID_INPUT", field="text"),
+    Case("keywords category with NUL", KEYWORDS, {"f": {"category": "\u0000"}}, code="INVALID_INPUT", field="category"),
+    Case("addKeywords word with NUL", ADD_KEYWORD, {"k": {"word": "ко\u0000шка"}},
+         code="INVALID_INPUT", payload="addKeywords.results.0", field="word"),
+    Case("addKeywords category with NUL", ADD_KEYWORD, {"k": {"word": "собака", "category": "a\u0000"}},
+         code="INVALID_INPUT", payload="addKeywords.results.0", field="category"),
+    Case("updateKeyword word with NUL", UPDATE_KEYWORD, {"k": {"word": "ко\u0000т"}},
+         code="INVALID_INPUT", payload="updateKeyword", field="word"),
+    Case("updateKeyword category with NUL", UPDATE_KEYWORD, {"k": {"category": "\u0000"}},
+         code="INVALID_INPUT", payload="updateKeyword", field="category"),
+    Case("startExport filter text with NUL", EXPORT, {"f": {"text": "\u0000"}},
+         code="INVALID_INPUT", payload="startExport", field="text"),
+    Case("filter text of 501 characters", COUNT, {"f": {"text": "к" * 501}}, code="INVALID_INPUT", field="text"),
+    Case("filter text of 500 characters", COUNT, {"f": {"text": "к" * 500}}, data={"comments": {"totalCount": 0}}),
+    Case("filter text of spaces", COUNT, {"f": {"text": "  \t "}}, same_as=(COUNT, {})),
+    # --- lists: at most 1000 distinct ids in a filter; repeats count once -----------------------
+    Case("40,000 postIds", COUNT, {"f": {"postIds": [str(i) for i in range(1, MANY + 1)]}}, code="INVALID_INPUT", field="postIds"),
+    Case("40,000 groupIds", COUNT, {"f": {"groupIds": [str(i) for i in range(1, MANY + 1)]}}, code="INVALID_INPUT", field="groupIds"),
+    Case("40,000 keywordIds", COUNT, {"f": {"keywordIds": [str(i) for i in range(1, MANY + 1)]}},
+         code="INVALID_INPUT", field="keywordIds"),
+    Case("40,000 authorIds", COUNT, {"f": {"authorIds": list(range(1, MANY + 1))}}, code="INVALID_INPUT", field="authorIds"),
+    Case("40,000 task groupIds", TASK_COUNT, {"f": {"groupIds": [str(i) for i in range(1, MANY + 1)]}},
+         code="INVALID_INPUT", field="groupIds"),
+    Case("startExport with 40,000 postIds", EXPORT, {"f": {"postIds": [str(i) for i in range(1, MANY + 1)]}},
+         code="INVALID_INPUT", payload="startExport", field="postIds"),
+    Case("40,000 copies of one postId", COUNT, {"f": {"postIds": ["1"] * MANY}}, same_as=(COUNT, {"f": {"postIds": ["1"]}})),
+    Case("40,000 copies of one authorId", COUNT, {"f": {"authorIds": [1] * MANY}}, same_as=(COUNT, {"f": {"authorIds": [1]}})),
+    Case("40,000 task kinds", TASK_COUNT, {"f": {"kinds": ["PARSE"] * MANY}}, same_as=(TASK_COUNT, {"f": {"kinds": ["PARSE"]}})),
+    Case("1000 postIds", COUNT, {"f": {"postIds": [str(i) for i in range(1, 1001)]}}, same_as=(COUNT, {})),
 ]
 
 
@@ -213,7 +250,7 @@ async def test_every_input_gets_a_coded_answer(stack: Stack, case: Case) -> None
     assert "INTERNAL_SERVER_ERROR" not in response.text, body
     if case.code is not None and case.payload is not None:
         assert "errors" not in body, body
-        errors = body["data"][case.payload]["errors"]
+        errors = _at(body["data"], case.payload)["errors"]
         assert [(e["code"], e["field"]) for e in errors] == [(case.code, case.field)], errors
     elif case.code is not None:
         codes = [e.get("extensions", {}).get("code") for e in body["errors"]]
@@ -225,3 +262,10 @@ async def test_every_input_gets_a_coded_answer(stack: Stack, case: Case) -> None
     else:
         assert body == {"data": case.data}
     await stack.still_answers()
+
+
+def _at(data: Any, path: str) -> Any:
+    """``data`` at a dotted path of keys and list indexes ("addKeywords.results.0")."""
+    for step in path.split("."):
+        data = data[int(step)] if step.isdigit() else data[step]
+    return data

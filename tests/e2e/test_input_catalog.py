@@ -47,6 +47,8 @@ class Case:
     id: str
     query: str = ""
     variables: dict[str, Any] | None = None
+    body: bytes | None = None  # sent as is, as application/json, instead of query and variables
+    params: dict[str, str] | None = None  # sent as a GET query string instead
     status: int = 200
     code: str | None = None
     payload: str | None = None
@@ -168,6 +170,48 @@ CASES = [
     Case("40,000 copies of one authorId", COUNT, {"f": {"authorIds": [1] * MANY}}, same_as=(COUNT, {"f": {"authorIds": [1]}})),
     Case("40,000 task kinds", TASK_COUNT, {"f": {"kinds": ["PARSE"] * MANY}}, same_as=(TASK_COUNT, {"f": {"kinds": ["PARSE"]}})),
     Case("1000 postIds", COUNT, {"f": {"postIds": [str(i) for i in range(1, 1001)]}}, same_as=(COUNT, {})),
+    # --- request bodies: a JSON object in UTF-8, or a coded 400 ---------------------------------
+    *(
+        Case(f"body {name}", body=body, status=400, code="BAD_REQUEST")
+        for name, body in [
+            ("invalid UTF-8 in the query", b'{"query": "{ __typename \xff }"}'),
+            ("invalid UTF-8 in a variable", b'{"query": "query($t: String) { keywords(filter: {text: $t}) { totalCount } }", '
+                                            b'"variables": {"t": "\xc3\x28"}}'),
+            # JSON over a network is UTF-8, without a byte order mark (RFC 8259).
+            ("UTF-16", '{"query": "{ __typename }"}'.encode("utf-16")),
+            ("with a UTF-8 byte order mark", b'\xef\xbb\xbf{"query": "{ __typename }"}'),
+            ("null", b"null"),
+            ("a JSON string", b'"{ __typename }"'),
+            ("a number", b"12"),
+            ("true", b"true"),
+            ("empty", b""),
+            ("of spaces", b"  \n "),
+            ("an array of numbers", b"[1, 2]"),
+            ("an array of null", b"[null]"),
+            ("an array of strings", b'["{ __typename }"]'),
+            ("an array of operations", b'[{"query": "{ __typename }"}]'),
+            ("truncated", b'{"query": "{ __typename }"'),
+            ("with NaN", b'{"query": "query($n: Int) { __typename }", "variables": {"n": NaN}}'),
+            ("nested 100,000 deep", b'{"query": "{ __typename }", "variables": {"v": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"),
+            ("query a number", b'{"query": 5}'),
+            ("query null", b'{"query": null}'),
+            ("variables an array", b'{"query": "{ __typename }", "variables": [1]}'),
+            ("variables a string", b'{"query": "{ __typename }", "variables": "{}"}'),
+            ("extensions a string", b'{"query": "{ __typename }", "extensions": "x"}'),
+            ("operationName an object", b'{"query": "{ __typename }", "operationName": {}}'),
+        ]
+    ),
+    Case("lone surrogate in variables", COUNT, body=b'{"query": "' + COUNT.encode() + b'", "variables": {"f": {"text": "\\ud800"}}}',
+         status=400, code="BAD_REQUEST"),
+    Case("lone low surrogate in the query", body=b'{"query": "{ keywords(filter: {text: \\"\\udc00\\"}) { totalCount } }"}',
+         status=400, code="BAD_REQUEST"),
+    Case("GET variables with a lone surrogate", params={"query": COUNT, "variables": '{"f": {"text": "\\ud800"}}'},
+         status=400, code="BAD_REQUEST"),
+    Case("GET variables not JSON", params={"query": COUNT, "variables": "{f: 1}"}, status=400, code="BAD_REQUEST"),
+    Case("GET variables an array", params={"query": COUNT, "variables": "[1]"}, status=400, code="BAD_REQUEST"),
+    Case("a surrogate pair is one character", COUNT, body=b'{"query": "' + COUNT.encode() + b'", "variables": {"f": {"text": "\\ud83d\\ude00"}}}',
+         same_as=(COUNT, {"f": {"text": "\U0001f600"}})),
+    Case("a body with spaces around the object", body=b' \r\n\t{"query": "{ keywords { totalCount } }"}\n', data={"keywords": {"totalCount": 1}}),
 ]
 
 
@@ -244,7 +288,13 @@ def _database(kind: str, data_dir: Path) -> contextlib.AbstractAsyncContextManag
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 async def test_every_input_gets_a_coded_answer(stack: Stack, case: Case) -> None:
-    response = await stack.post(case.query, case.variables)
+    if case.body is not None:
+        headers = {**stack.headers, "Content-Type": "application/json"}
+        response = await stack.http.post("/graphql", content=case.body, headers=headers)
+    elif case.params is not None:
+        response = await stack.http.get("/graphql", params=case.params, headers=stack.headers)
+    else:
+        response = await stack.post(case.query, case.variables)
     assert response.status_code == case.status, response.text
     body = response.json()
     assert "INTERNAL_SERVER_ERROR" not in response.text, body

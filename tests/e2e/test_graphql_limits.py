@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus, NegotiationError
+from websockets.exceptions import ConnectionClosed, InvalidStatus, NegotiationError
 
 from graphql_api.app import create_app
 from graphql_api.limits import MAX_ALIASES, MAX_SUBSCRIPTIONS_PER_CONNECTION, MAX_TOKENS
@@ -322,9 +322,12 @@ async def test_only_admins_see_the_vk_token_pool_and_never_a_token(vk_container)
 # --- WebSocket ------------------------------------------------------------------------------
 
 
+WS_LIMIT = 64 * 1024
+
+
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[str]:
-    c = await start_container(make_settings(tmp_path, auth=False))
+    c = await start_container(make_settings(tmp_path, auth=False, ws_max_message_bytes=WS_LIMIT))
     try:
         async with serve_app(c) as base:
             yield base
@@ -349,3 +352,85 @@ async def test_the_legacy_graphql_ws_protocol_is_off(server: str) -> None:
             await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
             await asyncio.wait_for(ws.recv(), 5)
     assert refused.value is not None
+
+
+EVENTS = "subscription { taskEvents { id } }"
+
+
+async def initialised(server: str):
+    ws = await connect(f"ws://{server}/graphql", subprotocols=["graphql-transport-ws"], max_size=None)
+    await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+    assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+    return ws
+
+
+async def closed_with(ws) -> tuple[int, str]:
+    """The close code and reason the server sent (fails if it sent anything else or nothing)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        message = await asyncio.wait_for(ws.recv(), 5)
+        pytest.fail(f"got {message!r} instead of a close")
+    assert closed.value.rcvd is not None, "dropped without a close frame"
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def assert_still_serving(server: str) -> None:
+    ws = await initialised(server)
+    async with ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        pytest.param('{"type": "subscribe", "id": "1", "payload": "subscription { taskEvents { id } }"}', "payload", id="payload a string"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": ["subscription { taskEvents { id } }"]}', "payload", id="payload an array"),
+        pytest.param('{"type": "subscribe", "id": "1"}', "payload", id="payload missing"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": {"query": 5}}', "query", id="query a number"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": {}}', "query", id="query missing"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": {"query": "%s", "variables": [1]}}' % EVENTS, "variables", id="variables an array"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": {"query": "%s", "operationName": 1}}' % EVENTS, "operationName", id="operationName a number"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": {"query": "%s", "extensions": "x"}}' % EVENTS, "extensions", id="extensions a string"),
+        pytest.param('{"type": "subscribe", "id": {}, "payload": {"query": "%s"}}' % EVENTS, "id", id="id an object"),
+        pytest.param('{"type": "subscribe", "id": 1, "payload": {"query": "%s"}}' % EVENTS, "id", id="id a number"),
+        pytest.param('{"type": "subscribe", "id": "", "payload": {"query": "%s"}}' % EVENTS, "id", id="id empty"),
+        pytest.param('{"type": "complete", "id": []}', "id", id="complete id an array"),
+        pytest.param('{"type": "ping", "payload": "x"}', "payload", id="ping payload a string"),
+        pytest.param('{"type": 5}', "type", id="type a number"),
+        pytest.param('{"id": "1"}', "type", id="type missing"),
+        pytest.param("[1, 2]", "object", id="an array"),
+        pytest.param('"subscribe"', "object", id="a string"),
+        pytest.param("null", "object", id="null"),
+        pytest.param("12", "object", id="a number"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": {"query": "%s", "variables": {"t": "\\ud800"}}}' % EVENTS, "JSON", id="a lone surrogate"),
+        pytest.param("{", "JSON", id="not JSON"),
+    ],
+)
+async def test_a_malformed_message_closes_with_4400(server: str, message: str, reason: str) -> None:
+    ws = await initialised(server)
+    async with ws:
+        await ws.send(message)
+        code, said = await closed_with(ws)
+    assert code == 4400 and reason in said, said
+    await assert_still_serving(server)
+
+
+async def test_a_null_connection_init_payload_is_an_empty_one(server: str) -> None:
+    async with connect(f"ws://{server}/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": None}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+
+
+async def test_an_oversized_message_closes_with_1009(server: str) -> None:
+    ws = await initialised(server)
+    async with ws:
+        await ws.send(json.dumps({"type": "ping", "payload": {"pad": "x" * WS_LIMIT}}))
+        code, _ = await closed_with(ws)
+    assert code == 1009
+    await assert_still_serving(server)
+    # Up to the limit is fine.
+    ws = await initialised(server)
+    async with ws:
+        ping = json.dumps({"type": "ping"})
+        await ws.send(ping[:-1] + " " * (WS_LIMIT - len(ping)) + "}")
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}

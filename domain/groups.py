@@ -10,7 +10,10 @@ from domain.errors import InvalidReference, NotFound, VkError, VkNotFound
 from domain.models import Group
 from domain.ports import UnitOfWorkFactory, VkGateway
 
-_ID_FORMS = re.compile(r"^(?:club|public|event)(\d+)$")
+# VK ids in ASCII digits only ('③' passes str.isdigit() but not int()), at most 18 of them
+# (every VK id fits 64 bits; a longer number is no community).
+_VK_ID = re.compile(r"-?([0-9]{1,18})")
+_ID_FORMS = re.compile(r"(?:club|public|event)([0-9]{1,18})")
 _SCREEN_NAME = re.compile(r"^[A-Za-z0-9_.]{2,64}$")
 _VK_HOSTS = {"vk.com", "www.vk.com", "m.vk.com", "vk.ru", "www.vk.ru", "m.vk.ru", "vkontakte.ru"}
 
@@ -30,12 +33,12 @@ def parse_group_ref(ref: str) -> GroupRef:
         raise InvalidReference("Group reference is empty", field="ref")
     if "/" in text or text.lower().startswith(("vk.com", "vk.ru", "m.vk.com", "www.vk.com")):
         text = _path_of_url(text, ref)
-    if text.lstrip("-").isdigit():
-        vk_id = abs(int(text))
+    if m := _VK_ID.fullmatch(text):
+        vk_id = int(m.group(1))
         if vk_id == 0:
             raise InvalidReference(f"'{ref}' is not a valid group id", field="ref")
         return GroupRef(vk_id=vk_id)
-    if m := _ID_FORMS.match(text.lower()):
+    if m := _ID_FORMS.fullmatch(text.lower()):
         return GroupRef(vk_id=int(m.group(1)))
     if _SCREEN_NAME.match(text):
         return GroupRef(screen_name=text.lower())

@@ -16,12 +16,14 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.matching import keyword_key, normalize_keyword, validate_keyword
 from domain.models import Keyword
 from domain.ports import Adapters, UnitOfWork
 from domain.stats import invalidate_stats
+from domain.text import checked_text
 
 MAX_BULK_KEYWORDS = 5000  # keywords per addKeywords call
 MAX_CATEGORY_LENGTH = 100
@@ -87,17 +89,26 @@ def default_morphology(word: str) -> bool:
 def normalize_category(category: str | None) -> str | None:
     if category is None:
         return None
-    category = " ".join(category.split())
+    category = " ".join(checked_text(category, field="category").split())
     if len(category) > MAX_CATEGORY_LENGTH:
         raise InvalidInput(f"Category is longer than {MAX_CATEGORY_LENGTH} characters", field="category")
     return category or None
 
 
 def _checked_word(word: str) -> str:
-    problem = validate_keyword(word)
+    problem = validate_keyword(checked_text(word, field="word"))
     if problem is not None:
         raise InvalidInput(problem, field="word")
     return normalize_keyword(word)
+
+
+def keyword_search(*, active: bool | None, category: str | None, text: str | None) -> dict[str, Any]:
+    """The ``keywords`` query's conditions (see ``ReadModel.keywords_page``); blank text is none."""
+    if category is not None:
+        checked_text(category, field="category")
+    if text is not None:
+        checked_text(text, field="text")
+    return {"active": active, "category": category, "text": (text or "").strip() or None}
 
 
 async def add_keywords(adapters: Adapters, inputs: Sequence[KeywordInput]) -> list[KeywordResult]:

@@ -12,11 +12,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Generic, Protocol, TypeVar
 
+from domain.errors import InvalidInput
 from domain.models import Author, Group, Keyword, Match, Task, TaskKind, TaskState
+from domain.text import checked_text
 
 T = TypeVar("T")
 
 MAX_PAGE = 100
+# A filter's id lists: more ids than this are a mistake, not a filter (and PostgreSQL takes at
+# most 32,767 bind parameters per statement). Repeated ids count once.
+MAX_FILTER_IDS = 1000
+# Searched text: every word is a condition (SQLite: one LIKE each).
+MAX_FILTER_TEXT = 500
 
 
 class SortDirection(enum.StrEnum):
@@ -49,6 +56,18 @@ class CommentFilter:
     viewed: bool | None = None
     archived: bool | None = None
 
+    def __post_init__(self) -> None:
+        # Checked here, so a filter means the same to the comments query, an export and the
+        # live feed, and fails the same way on both databases.
+        _check_ids("groupIds", self.group_ids)
+        _check_ids("postIds", self.post_ids)
+        _check_ids("keywordIds", self.keyword_ids)
+        _check_ids("authorIds", self.author_ids)
+        if self.text is not None:
+            checked_text(self.text, field="text")
+            if len(self.text) > MAX_FILTER_TEXT:
+                raise InvalidInput(f"`text` is longer than {MAX_FILTER_TEXT} characters", field="text")
+
 
 @dataclass(frozen=True)
 class TaskFilter:
@@ -56,6 +75,14 @@ class TaskFilter:
     states: tuple[TaskState, ...] | None = None
     group_ids: tuple[int, ...] | None = None
     updated_since: datetime | None = None  # changed (state or progress) at or after this time
+
+    def __post_init__(self) -> None:
+        _check_ids("groupIds", self.group_ids)
+
+
+def _check_ids(field: str, ids: tuple[int, ...] | None) -> None:
+    if ids is not None and len(set(ids)) > MAX_FILTER_IDS:
+        raise InvalidInput(f"At most {MAX_FILTER_IDS} ids in `{field}`", field=field)
 
 
 @dataclass

@@ -32,10 +32,22 @@ CACHE_NAMESPACE = "stats"
 CACHE_TTL_SECONDS = 60.0
 
 
+# The last day a window may include: its SQL range ends at midnight after `until`.
+LAST_DAY = date.max - timedelta(days=1)
+
+
 def stats_window(today: date, *, since: date | None, until: date | None, top: int = DEFAULT_TOP) -> StatsWindow:
-    """The days to report: by default the last 30 up to today; at most a year at once."""
-    until = until or (since + timedelta(days=DEFAULT_DAYS - 1) if since else today)
-    since = since or until - timedelta(days=DEFAULT_DAYS - 1)
+    """The days to report: by default the last 30 up to today; at most a year at once.
+
+    A default end is counted from the given one and stops at the ends of the calendar
+    (``date.min``, ``LAST_DAY``) rather than overflowing them.
+    """
+    for name, day in (("since", since), ("until", until)):
+        if day is not None and day > LAST_DAY:
+            raise InvalidInput(f"`{name}` must be {LAST_DAY.isoformat()} or earlier", field=name)
+    span = DEFAULT_DAYS - 1
+    until = until or (_shifted(since, span) if since else today)
+    since = since or _shifted(until, -span)
     if since > until:
         raise InvalidInput("`since` must not be after `until`", field="since")
     if (until - since).days + 1 > MAX_DAYS:
@@ -43,6 +55,13 @@ def stats_window(today: date, *, since: date | None, until: date | None, top: in
     if not 1 <= top <= MAX_TOP:
         raise InvalidInput(f"`top` must be between 1 and {MAX_TOP}", field="top")
     return StatsWindow(since=since, until=until, top=top)
+
+
+def _shifted(day: date, days: int) -> date:
+    try:
+        return min(day + timedelta(days=days), LAST_DAY)
+    except OverflowError:
+        return date.min if days < 0 else LAST_DAY
 
 
 async def read_stats(read_model: ReadModel, cache: Cache | None, window: StatsWindow) -> Stats:

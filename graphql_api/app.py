@@ -24,7 +24,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -57,6 +57,7 @@ _HTTP_CODES = {
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     406: "NOT_ACCEPTABLE",
+    413: "PAYLOAD_TOO_LARGE",
     500: "INTERNAL_SERVER_ERROR",
     503: "SERVICE_UNAVAILABLE",
     504: "TIMEOUT",
@@ -108,6 +109,32 @@ def _error_response(
     return Response(_error_body(status, message), status_code=status, headers=headers, media_type=media_type)
 
 
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """``receive`` counting the body as it streams in: past ``limit`` bytes it stops with 413, so
+    a chunked body (no Content-Length to refuse up front) is never read, let alone kept, whole."""
+    received = 0
+
+    async def limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(413, _too_large(limit))
+        return message
+
+    return limited
+
+
+def _too_large(limit: int) -> str:
+    return f"The request body is larger than {limit} bytes"
+
+
 def _is_request_error(data: Any) -> bool:
     """The document could not be run at all (syntax, validation, variables): errors without a
     path and no data. Field errors always carry a path."""
@@ -146,6 +173,30 @@ class GraphQLView(GraphQL[Context, None]):
         self.container = container
         self.metrics = metrics
         self.timeout = settings.request_timeout
+        self.max_body_bytes = settings.max_body_bytes
+
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson is strict where the stdlib is lenient or fragile: invalid UTF-8, a lone
+        # surrogate ("\ud800": no database stores it, no response can echo it) and nesting past
+        # 1024 levels (the stdlib's RecursionError was a 500) are JSON errors, so a 400 here
+        # and a 4400 close on a WebSocket (Strawberry catches json.JSONDecodeError, orjson's base).
+        return orjson.loads(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            return self.decode_json(data)
+        except orjson.JSONDecodeError as e:
+            raise HTTPException(400, f"The request is not valid JSON: {e}") from e
+
+    async def parse_http_body(self, request: Any) -> Any:
+        # Strawberry reads a JSON body's `query` and `variables` with .get(): a body of null, a
+        # string or a number failed with AttributeError, a 500. (An array is a batch, which
+        # Strawberry refuses itself.) The first byte tells an object or array from the rest.
+        if request.method == "POST" and "application/json" in (request.content_type or ""):
+            body = await request.get_body()  # Starlette keeps it: Strawberry reads it again
+            if body.lstrip(b" \t\r\n")[:1] not in (b"{", b"["):
+                raise HTTPException(400, 'The request body must be a JSON object: {"query": "...", "variables": {...}}')
+        return await super().parse_http_body(request)
 
     def encode_json(self, data: object) -> str:
         # Readable Cyrillic on the wire; a str (not bytes) keeps WebSocket frames textual.
@@ -159,7 +210,7 @@ class GraphQLView(GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
-        request = Request(scope=scope, receive=receive)
+        request = Request(scope=scope, receive=_limited(receive, self.max_body_bytes))
         accept = request.headers.get("accept")
         media_type = negotiate(accept)
         record = RequestRecord(media_type=media_type or JSON)
@@ -172,6 +223,9 @@ class GraphQLView(GraphQL[Context, None]):
                 response = _error_response(
                     406, f"Acceptable media types: {GRAPHQL_RESPONSE_JSON}, {JSON}", media_type=JSON
                 )
+            elif (_content_length(request) or 0) > self.max_body_bytes:
+                outcome = "rejected"  # refused before a byte of it is read
+                response = _error_response(413, _too_large(self.max_body_bytes), media_type=record.media_type)
             else:
                 response = await self.run(request)
                 outcome = record.outcome()

@@ -39,6 +39,7 @@ from strawberry.utils.aio import aclosing
 
 from graphql_api.context import Context, new_request_id
 from graphql_api.limits import DOCUMENT_CACHE_SIZE
+from graphql_api.ws_messages import violation
 
 log = structlog.get_logger(__name__)
 
@@ -121,6 +122,15 @@ class MultiplexingHandler(BaseGraphQLTransportWSHandler):
     """Strawberry's graphql-transport-ws handler, with shared feeds for ``MULTIPLEXED`` fields."""
 
     feeds: dict[tuple, Feed] = {}  # one registry per process: feeds span connections
+
+    async def handle_message(self, message: Any) -> None:
+        problem = violation(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)  # the protocol's close: 4400
+            return
+        if message["type"] == "connection_init" and message.get("payload", {}) is None:
+            message = {"type": "connection_init"}  # the protocol allows a null payload
+        await super().handle_message(message)
 
     def _feed_key(self, operation: Operation) -> tuple | None:
         field = _root_field(operation.query, operation.operation_name)

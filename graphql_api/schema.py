@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from datetime import datetime, timedelta
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.schema.config import StrawberryConfig
 
 from domain import analyze as analyze_cases
 from domain import export as export_cases
@@ -34,6 +36,7 @@ from graphql_api.executor import ApiExecutor
 from graphql_api.fanout import MAX_SHARED_EVENTS, ByIdentity, share
 from graphql_api.limits import limit_extensions
 from graphql_api.observability import OperationObserver
+from graphql_api.scalars import SCALARS
 from graphql_api.stats import Stats, VkToken, resolve_stats, resolve_vk_tokens
 from graphql_api.types import (
     AddGroupPayload,
@@ -109,19 +112,33 @@ def user_errors(error: DomainError) -> list[UserError]:
     return [UserError(code=error.code, message=error.message, field=error.field)]
 
 
+# Ids are the row ids we hand out: ASCII digits only. ('²', '③' and '١' pass str.isdigit(),
+# and int() refuses the first two and reads the third as 1: neither is an id we gave.)
+_ROW_ID = re.compile(r"[0-9]{1,18}")  # 18 digits: every value fits a 64-bit column
+
+
+def row_id(value: strawberry.ID | str) -> int | None:
+    """The row id an ``ID`` names, or None when it cannot name one."""
+    text = str(value).strip()
+    if _ROW_ID.fullmatch(text) is None:
+        return None
+    return int(text) or None
+
+
 def parse_id(value: strawberry.ID | str, *, what: str, field: str = "id") -> int:
     """A row id from an ``ID``; an id that cannot exist is simply not found."""
-    text = str(value).strip()
-    if not text.isdigit() or int(text) == 0 or len(text) > 18:
+    found = row_id(value)
+    if found is None:
         raise NotFound(f"{what} '{value}' not found", field=field)
-    return int(text)
+    return found
 
 
 def _filter_ids(values: Sequence[strawberry.ID] | None) -> tuple[int, ...] | None:
-    """Ids of a list filter. One that cannot exist matches nothing; an empty list matches nothing."""
+    """Ids of a list filter, each once. One that cannot exist matches nothing; an empty list
+    matches nothing."""
     if values is None:
         return None
-    return tuple(int(v) for v in values if str(v).strip().isdigit() and len(str(v).strip()) <= 18)
+    return tuple(dict.fromkeys(i for i in map(row_id, values) if i is not None))
 
 
 def check_first(first: int) -> int:
@@ -149,7 +166,7 @@ def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
         keyword_ids=_filter_ids(flt.keyword_ids),
         matched=flt.matched,
         text=(flt.text or "").strip() or None,
-        author_ids=tuple(flt.author_ids) if flt.author_ids is not None else None,
+        author_ids=tuple(dict.fromkeys(flt.author_ids)) if flt.author_ids is not None else None,
         since=flt.since,
         until=flt.until,
         viewed=flt.viewed,
@@ -167,8 +184,8 @@ def to_task_filter(flt: TaskFilterInput | None) -> TaskFilter:
     if flt is None:
         return TaskFilter()
     return TaskFilter(
-        kinds=tuple(DomainTaskKind(k.value) for k in flt.kinds) if flt.kinds is not None else None,
-        states=tuple(DomainTaskState(s.value) for s in flt.states) if flt.states is not None else None,
+        kinds=tuple(dict.fromkeys(DomainTaskKind(k.value) for k in flt.kinds)) if flt.kinds is not None else None,
+        states=tuple(dict.fromkeys(DomainTaskState(s.value) for s in flt.states)) if flt.states is not None else None,
         group_ids=_filter_ids(flt.group_ids),
         updated_since=flt.updated_since,
     )
@@ -258,7 +275,7 @@ class Query:
     ) -> KeywordConnection:
         read_model = info.context.read_model
         flt = filter or KeywordFilterInput()
-        conditions = {"active": flt.active, "category": flt.category, "text": (flt.text or "").strip() or None}
+        conditions = keyword_cases.keyword_search(active=flt.active, category=flt.category, text=flt.text)
         page = await read_model.keywords_page(first=check_first(first), after=after, **conditions)
         return connection(page, Keyword.from_domain, lambda: read_model.keywords_count(**conditions))
 
@@ -781,6 +798,7 @@ def build_schema(*, introspection: bool = True) -> Schema:
         subscription=Subscription,
         extensions=extensions,
         execution_context_class=ApiExecutor,
+        config=StrawberryConfig(scalar_map=SCALARS),
     )
 
 

@@ -505,16 +505,18 @@ TaskConnection = Connection[Task]
 
 @strawberry.input(name="CommentFilter", description="Which comments to list. Every given condition must hold.")
 class CommentFilterInput:
-    group_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only from these communities (Group ids).")
-    post_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only under these posts (Post ids).")
+    group_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only from these communities (Group ids; at most 1000).")
+    post_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only under these posts (Post ids; at most 1000).")
     keyword_ids: list[strawberry.ID] | None = strawberry.field(
-        default=None, description="Only comments matched by at least one of these keywords (Keyword ids)."
+        default=None, description="Only comments matched by at least one of these keywords (Keyword ids; at most 1000)."
     )
     matched: bool | None = strawberry.field(
         default=None, description="true: only comments with a keyword match; false: only without."
     )
-    text: str | None = strawberry.field(default=None, description="Only comments whose text contains this (case-insensitive).")
-    author_ids: list[int] | None = strawberry.field(default=None, description="Only by these authors (VK ids).")
+    text: str | None = strawberry.field(
+        default=None, description="Only comments whose text contains this (case-insensitive; at most 500 characters)."
+    )
+    author_ids: list[int] | None = strawberry.field(default=None, description="Only by these authors (VK ids; at most 1000).")
     since: datetime | None = strawberry.field(default=None, description="Only written at or after this time.")
     until: datetime | None = strawberry.field(default=None, description="Only written at or before this time.")
     viewed: bool | None = strawberry.field(default=None, description="Only viewed (true) or not viewed (false) comments.")
@@ -531,7 +533,7 @@ class CommentOrderInput:
 class TaskFilterInput:
     kinds: list[TaskKind] | None = strawberry.field(default=None, description="Only tasks of these kinds.")
     states: list[TaskState] | None = strawberry.field(default=None, description="Only tasks in these states.")
-    group_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only tasks of these communities (Group ids).")
+    group_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only tasks of these communities (Group ids; at most 1000).")
     updated_since: datetime | None = strawberry.field(
         default=None,
         description="Only tasks whose state or progress changed at or after this time: what a client "

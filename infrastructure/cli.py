@@ -8,11 +8,15 @@ import contextlib
 import sys
 import time
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = structlog.get_logger("vkcp")
 
@@ -72,7 +76,7 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
         await resume_unfinished(container)
     app = create_app(container)
     freeze_startup_objects()
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    config = server_config(app, settings, host=host, port=port, log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     mode = "sandbox VK" if settings.vk_sandbox else settings.vk_api_url
     jobs = "ARQ workers" if settings.redis_url else "in-process jobs"
@@ -92,6 +96,14 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     return 0
+
+
+def server_config(app, settings: Settings, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for the API, as ``serve`` runs it (and tests serve it): the
+    limits that protect the server from its clients, plus ``options``."""
+    import uvicorn
+
+    return uvicorn.Config(app, ws_max_size=settings.ws_max_message_bytes, **options)
 
 
 SCHEDULER_INTERVAL = 60.0  # seconds: monitoring's granularity is a minute

@@ -9,6 +9,7 @@ Overrides: ``VKCP_TEST_POSTGRES_URL`` (an admin DSN, default the local ``postgre
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -67,13 +68,10 @@ def _async_url(dsn: str, database: str) -> str:
     return f"{base}/{database}"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, empty database: a temporary SQLite file, or ``vkcp_test_<random>`` on PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'vkcp.sqlite3'}"
-        return
-
+@contextlib.asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    """A fresh, empty ``vkcp_test_<random>`` database on PostgreSQL (skips or fails when it is
+    down, see ``require_service``); yields its SQLAlchemy URL and drops it afterwards."""
     require_service("PostgreSQL", await _postgres_problem())
     import asyncpg
 
@@ -92,6 +90,16 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a temporary SQLite file, or ``vkcp_test_<random>`` on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'vkcp.sqlite3'}"
+        return
+    async with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, literal_column, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, exists, false, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.errors import InvalidInput
@@ -50,22 +50,46 @@ def encode_cursor(key: Any, row_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, key_type: type) -> tuple[Any, int]:
-    """(sort key, id) from a cursor made by ``encode_cursor`` for the same order."""
+MAX_CURSOR_LENGTH = 200  # ours stay under 80 characters
+
+
+def decode_cursor(cursor: str, key_type: type, *, key_bits: int = 64) -> tuple[Any, int]:
+    """(sort key, id) from a cursor made by ``encode_cursor`` for the same order.
+
+    Cursors come back from clients, so anything ``encode_cursor`` cannot have made is an
+    invalid cursor, checked here before it reaches SQL: ids and integer keys past what their
+    column holds (``key_bits``: 32 for PostgreSQL's INTEGER), and times that have no UTC
+    equivalent (year 1 at +14:00) — the drivers would fail on those with overflow errors.
+    """
     try:
+        if len(cursor) > MAX_CURSOR_LENGTH:
+            raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key, row_id = json.loads(raw)
-        if type(row_id) is not int:
+        if not _fits(row_id, 64):
             raise ValueError("id")
         if key_type is datetime:
             key = datetime.fromisoformat(key)
             if key.tzinfo is None:
                 raise ValueError("naive time")
+            key = key.astimezone(UTC)
+        elif key_type is int:
+            if not _fits(key, key_bits):
+                raise ValueError("key")
         elif type(key) is not key_type:
             raise ValueError("key")
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as e:
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, OverflowError) as e:
         raise InvalidInput("Invalid cursor", field="after") from e
     return key, row_id
+
+
+def _fits(value: Any, bits: int) -> bool:
+    """An int (not a bool) that a signed ``bits``-bit column holds."""
+    return type(value) is int and -(1 << (bits - 1)) <= value < 1 << (bits - 1)
+
+
+def _bits(column: Any) -> int:
+    return 64 if isinstance(column.type, BigInteger) else 32
 
 
 @dataclass(frozen=True)
@@ -84,7 +108,7 @@ class _Order:
         return [self.key.asc(), self.id.asc()]
 
     def after(self, cursor: str) -> ColumnElement[bool]:
-        key, row_id = decode_cursor(cursor, self.key_type)
+        key, row_id = decode_cursor(cursor, self.key_type, key_bits=_bits(self.key))
         # (key, id) < (k, i) spelled out: row-value comparison is not portable to every SQLite.
         # The redundant `key <= k` is what an index range scan can start from: without it the
         # OR makes PostgreSQL walk (and filter) every row before the cursor, so deep pages slow down.

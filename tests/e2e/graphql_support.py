@@ -19,6 +19,7 @@ import uvicorn
 
 from domain.auth import create_api_token
 from infrastructure.bootstrap import Container, build_container
+from infrastructure.cli import server_config
 from infrastructure.db.migrate import upgrade_async
 from infrastructure.settings import Settings
 from graphql_api.app import create_app
@@ -85,7 +86,8 @@ async def serve_app(container: Container) -> AsyncIterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     host, port = sock.getsockname()
-    server = uvicorn.Server(uvicorn.Config(create_app(container), lifespan="off", log_level="warning"))
+    config = server_config(create_app(container), container.settings, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         await asyncio.sleep(0.01)

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus, NegotiationError
+from websockets.exceptions import ConnectionClosed, InvalidStatus, NegotiationError
 
 from graphql_api.app import create_app
 from graphql_api.limits import MAX_ALIASES, MAX_SUBSCRIPTIONS_PER_CONNECTION, MAX_TOKENS
@@ -82,6 +82,128 @@ async def test_a_slow_request_times_out_with_a_clear_error(tmp_path: Path, monke
             assert (await http.post("/graphql", json={"query": "{ groups { totalCount } }"})).status_code == 200
     finally:
         await c.aclose()
+
+
+# --- request bodies -------------------------------------------------------------------------
+
+SMALL_LIMIT = 64 * 1024
+JSON_BODY = {"Content-Type": "application/json"}
+
+
+class Chunks:
+    """A valid request body of ``total`` bytes (a document padded with spaces), streamed in
+    16 KiB pieces, counting how much of it the server has asked for."""
+
+    START, END = b'{"query": "{ __typename }"', b"}"
+
+    def __init__(self, total: int, size: int = 16 * 1024) -> None:
+        self.total, self.size, self.sent = total, size, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.sent < self.total:
+            n = min(self.size, self.total - self.sent)
+            piece = bytearray(b" " * n)
+            if self.sent == 0:
+                piece[: len(self.START)] = self.START
+            if self.sent + n == self.total:
+                piece[-1:] = self.END
+            self.sent += n
+            yield bytes(piece)
+
+
+@pytest.fixture
+async def small_limit_app(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    c = await start_container(make_settings(tmp_path, auth=False, max_body_bytes=SMALL_LIMIT))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(c)), base_url="http://t") as http:
+            yield http
+    finally:
+        await c.aclose()
+
+
+def assert_too_large(response: httpx.Response) -> None:
+    assert response.status_code == 413, response.text
+    error = only_error(response)
+    assert error["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert str(SMALL_LIMIT) in error["message"]
+
+
+async def test_a_body_declared_too_large_is_refused_before_it_is_read(small_limit_app: httpx.AsyncClient) -> None:
+    body = Chunks(100 * 1024 * 1024)
+    headers = {**JSON_BODY, "Content-Length": str(body.total)}
+    assert_too_large(await small_limit_app.post("/graphql", content=body, headers=headers))
+    assert body.sent == 0
+    assert (await small_limit_app.post("/graphql", json={"query": "{ __typename }"})).status_code == 200
+
+
+async def test_a_chunked_body_is_cut_off_at_the_limit(small_limit_app: httpx.AsyncClient) -> None:
+    body = Chunks(100 * 1024 * 1024)  # no Content-Length: only counting can stop it
+    assert_too_large(await small_limit_app.post("/graphql", content=body, headers=JSON_BODY))
+    assert SMALL_LIMIT < body.sent <= SMALL_LIMIT + body.size
+    assert (await small_limit_app.post("/graphql", json={"query": "{ __typename }"})).status_code == 200
+
+
+async def test_a_body_up_to_the_limit_is_read(small_limit_app: httpx.AsyncClient) -> None:
+    for body in (Chunks(SMALL_LIMIT - 1), Chunks(SMALL_LIMIT)):
+        response = await small_limit_app.post("/graphql", content=body, headers=JSON_BODY)
+        assert response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_the_default_limit_holds_an_import_of_10000_keywords(client: httpx.AsyncClient, tokens: dict) -> None:
+    # Escaped Cyrillic (\uXXXX, as json.dumps writes it) is the bulkiest form of an import.
+    keywords = [
+        {"word": f"ключевое слово номер {i}", "category": "категория импорта", "active": True,
+         "caseSensitive": False, "wholeWord": True, "morphology": True}
+        for i in range(10_000)
+    ]
+    query = "mutation($k: [KeywordInput!]!) { addKeywords(input: $k) { errors { code field message } } }"
+    body = json.dumps({"query": query, "variables": {"k": keywords}}).encode()
+    assert len(body) > 2 * 1024 * 1024
+    response = await client.post(
+        "/graphql", content=body, headers={**JSON_BODY, "Authorization": f"Bearer {tokens['operator']}"}
+    )
+    # Through the body limit to the domain's own limit per call.
+    assert response.status_code == 200, response.text[:300]
+    errors = response.json()["data"]["addKeywords"]["errors"]
+    assert [(e["code"], e["field"]) for e in errors] == [("INVALID_INPUT", "input")]
+
+
+async def test_bodies_over_the_limit_are_refused_by_a_real_server(tmp_path: Path) -> None:
+    c = await start_container(make_settings(tmp_path, auth=False, max_body_bytes=SMALL_LIMIT))
+    try:
+        async with serve_app(c) as base:
+            host, port = base.split(":")
+            # Declared: the head alone is answered, the 100 MB are never sent.
+            head = (
+                "POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                "Content-Length: 104857600\r\n\r\n"
+            )
+            status, body = await _raw_exchange(host, int(port), head.encode())
+            assert status == 413 and json.loads(body)["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+            # Chunked: a little more than the limit is sent, and the answer comes without the rest.
+            head = "POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            piece = b"{" + b" " * (16 * 1024 - 1)
+            chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(SMALL_LIMIT // len(piece) + 1))
+            status, body = await _raw_exchange(host, int(port), head.encode() + chunks)
+            assert status == 413 and json.loads(body)["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+            async with httpx.AsyncClient(base_url=f"http://{base}") as http:
+                assert (await http.post("/graphql", json={"query": "{ __typename }"})).status_code == 200
+    finally:
+        await c.aclose()
+
+
+async def _raw_exchange(host: str, port: int, request: bytes) -> tuple[int, bytes]:
+    """Send ``request`` as is and read one response: (status, body)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        status = int(head.split(b" ", 2)[1])
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        return status, await asyncio.wait_for(reader.readexactly(length), 10)
+    finally:
+        writer.close()
 
 
 async def test_an_unexpected_error_is_masked_with_a_request_id(
@@ -200,9 +322,12 @@ async def test_only_admins_see_the_vk_token_pool_and_never_a_token(vk_container)
 # --- WebSocket ------------------------------------------------------------------------------
 
 
+WS_LIMIT = 64 * 1024
+
+
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[str]:
-    c = await start_container(make_settings(tmp_path, auth=False))
+    c = await start_container(make_settings(tmp_path, auth=False, ws_max_message_bytes=WS_LIMIT))
     try:
         async with serve_app(c) as base:
             yield base
@@ -227,3 +352,85 @@ async def test_the_legacy_graphql_ws_protocol_is_off(server: str) -> None:
             await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
             await asyncio.wait_for(ws.recv(), 5)
     assert refused.value is not None
+
+
+EVENTS = "subscription { taskEvents { id } }"
+
+
+async def initialised(server: str):
+    ws = await connect(f"ws://{server}/graphql", subprotocols=["graphql-transport-ws"], max_size=None)
+    await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+    assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+    return ws
+
+
+async def closed_with(ws) -> tuple[int, str]:
+    """The close code and reason the server sent (fails if it sent anything else or nothing)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        message = await asyncio.wait_for(ws.recv(), 5)
+        pytest.fail(f"got {message!r} instead of a close")
+    assert closed.value.rcvd is not None, "dropped without a close frame"
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def assert_still_serving(server: str) -> None:
+    ws = await initialised(server)
+    async with ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        pytest.param('{"type": "subscribe", "id": "1", "payload": "subscription { taskEvents { id } }"}', "payload", id="payload a string"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": ["subscription { taskEvents { id } }"]}', "payload", id="payload an array"),
+        pytest.param('{"type": "subscribe", "id": "1"}', "payload", id="payload missing"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": {"query": 5}}', "query", id="query a number"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": {}}', "query", id="query missing"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": {"query": "%s", "variables": [1]}}' % EVENTS, "variables", id="variables an array"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": {"query": "%s", "operationName": 1}}' % EVENTS, "operationName", id="operationName a number"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": {"query": "%s", "extensions": "x"}}' % EVENTS, "extensions", id="extensions a string"),
+        pytest.param('{"type": "subscribe", "id": {}, "payload": {"query": "%s"}}' % EVENTS, "id", id="id an object"),
+        pytest.param('{"type": "subscribe", "id": 1, "payload": {"query": "%s"}}' % EVENTS, "id", id="id a number"),
+        pytest.param('{"type": "subscribe", "id": "", "payload": {"query": "%s"}}' % EVENTS, "id", id="id empty"),
+        pytest.param('{"type": "complete", "id": []}', "id", id="complete id an array"),
+        pytest.param('{"type": "ping", "payload": "x"}', "payload", id="ping payload a string"),
+        pytest.param('{"type": 5}', "type", id="type a number"),
+        pytest.param('{"id": "1"}', "type", id="type missing"),
+        pytest.param("[1, 2]", "object", id="an array"),
+        pytest.param('"subscribe"', "object", id="a string"),
+        pytest.param("null", "object", id="null"),
+        pytest.param("12", "object", id="a number"),
+        pytest.param('{"type": "subscribe", "id": "1", "payload": {"query": "%s", "variables": {"t": "\\ud800"}}}' % EVENTS, "JSON", id="a lone surrogate"),
+        pytest.param("{", "JSON", id="not JSON"),
+    ],
+)
+async def test_a_malformed_message_closes_with_4400(server: str, message: str, reason: str) -> None:
+    ws = await initialised(server)
+    async with ws:
+        await ws.send(message)
+        code, said = await closed_with(ws)
+    assert code == 4400 and reason in said, said
+    await assert_still_serving(server)
+
+
+async def test_a_null_connection_init_payload_is_an_empty_one(server: str) -> None:
+    async with connect(f"ws://{server}/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": None}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+
+
+async def test_an_oversized_message_closes_with_1009(server: str) -> None:
+    ws = await initialised(server)
+    async with ws:
+        await ws.send(json.dumps({"type": "ping", "payload": {"pad": "x" * WS_LIMIT}}))
+        code, _ = await closed_with(ws)
+    assert code == 1009
+    await assert_still_serving(server)
+    # Up to the limit is fine.
+    ws = await initialised(server)
+    async with ws:
+        ping = json.dumps({"type": "ping"})
+        await ws.send(ping[:-1] + " " * (WS_LIMIT - len(ping)) + "}")
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}

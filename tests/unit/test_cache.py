@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from domain.errors import InvalidInput
-from domain.stats import DEFAULT_DAYS, MAX_DAYS, stats_window
+from domain.stats import DEFAULT_DAYS, LAST_DAY, MAX_DAYS, stats_window
 from infrastructure.cache import InMemoryCache, RedisCache
 
 
@@ -119,12 +119,22 @@ def test_a_window_from_one_end() -> None:
         (date(2024, 1, 1), date(2026, 1, 1), 10, "since"),
         (None, None, 0, "top"),
         (None, None, 101, "top"),
+        # The window's SQL range ends the day after `until`: the calendar's last day has none.
+        (None, date.max, 10, "until"),
+        (date.max, None, 10, "since"),
     ],
 )
 def test_bad_windows_are_refused(since, until, top, field) -> None:
     with pytest.raises(InvalidInput) as refused:
         stats_window(TODAY, since=since, until=until, top=top)
     assert refused.value.field == field
+
+
+def test_a_window_from_one_end_stops_at_the_ends_of_the_calendar() -> None:
+    early = stats_window(TODAY, since=None, until=date(1, 1, 5))
+    assert (early.since, early.until) == (date.min, date(1, 1, 5))
+    late = stats_window(TODAY, since=date(9999, 12, 20), until=None)
+    assert (late.since, late.until) == (date(9999, 12, 20), LAST_DAY)
 
 
 def test_a_year_is_allowed() -> None:

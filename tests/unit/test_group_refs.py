@@ -21,6 +21,7 @@ from domain.groups import GroupRef, parse_group_ref
         ("https://vk.com/koshki_spb?w=wall-1_2", GroupRef(screen_name="koshki_spb")),
         ("  koshki_spb  ", GroupRef(screen_name="koshki_spb")),
         ("apiclub", GroupRef(screen_name="apiclub")),
+        ("9" * 18, GroupRef(vk_id=int("9" * 18))),
     ],
 )
 def test_understands_ids_screen_names_and_links(ref, expected):
@@ -40,6 +41,12 @@ def test_understands_ids_screen_names_and_links(ref, expected):
         ("кошки", "is not a VK community"),
         ("a b", "is not a VK community"),
         ("http://[::1", "not a valid URL"),
+        # Digits to str.isdigit(), not to int() (or not ASCII): no id.
+        ("③", "is not a VK community"),
+        ("club①", "is not a VK community"),
+        ("١٢٣", "is not a VK community"),
+        ("--123", "is not a VK community"),
+        ("-", "is not a VK community"),
     ],
 )
 def test_rejects_what_is_not_a_community_reference(ref, message):

@@ -281,7 +281,7 @@ class PrivatePostgres:
 
     def stop_sync(self, mode: str = "fast") -> float:
         self._run(self._bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop", check=False)
-        assert not self._accepts(), f"PostgreSQL on port {self.port} still accepts connections after stop:\n{tail(self.log)}"
+        assert not self._accepts(), f"PostgreSQL on port {self.port} still accepts connections:\n{tail(self.log)}"
         down = time.monotonic()
         self.events.append((down, f"postgres down ({mode})"))
         return down

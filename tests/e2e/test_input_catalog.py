@@ -319,3 +319,21 @@ def _at(data: Any, path: str) -> Any:
     for step in path.split("."):
         data = data[int(step)] if step.isdigit() else data[step]
     return data
+
+
+async def test_ten_analyze_requests_at_once_all_succeed(stack: Stack) -> None:
+    start = "mutation { startAnalyze { task { id } errors { code } } }"
+    started = await asyncio.gather(*(stack.data(start) for _ in range(10)))
+    assert all(s["startAnalyze"]["errors"] == [] for s in started)
+    states = []
+    for s in started:
+        task_id = s["startAnalyze"]["task"]["id"]
+        for _ in range(1200):
+            task = (await stack.data("query($id: ID!) { task(id: $id) { state error } }", {"id": task_id}))["task"]
+            if task["state"] not in ("QUEUED", "RUNNING"):
+                break
+            await asyncio.sleep(0.05)
+        states.append((task["state"], task["error"]))
+    assert states == [("SUCCEEDED", None)] * 10
+    stack.counts["tasks"]["totalCount"] += 10
+    await stack.still_answers()

@@ -374,6 +374,16 @@ class SqlMatchRepository:
         ids = sorted(set(comment_ids))
         if not ids:
             return
+        # Replacements of the same comments' matches take turns. A DELETE sees committed rows
+        # only, so two at once (concurrent analyze runs) each inserted what the other was also
+        # inserting, and the primary key refused the second; overwriting instead deadlocks,
+        # one DELETE waiting on rows the other's INSERT needs. Locking the comments first, in
+        # id order, makes the second wait until the first commits, then replace what it wrote.
+        # (SQLite renders no FOR UPDATE: its writers take turns anyway, BEGIN IMMEDIATE.)
+        for chunk in _chunks(ids):
+            await self.session.execute(
+                select(comments.c.id).where(comments.c.id.in_(chunk)).order_by(comments.c.id).with_for_update()
+            )
         scope = set(ids)
         keyword_scope = set(keyword_ids) if keyword_ids is not None else None
         for chunk in _chunks(ids):

@@ -170,6 +170,15 @@ CASES = [
     Case("40,000 copies of one authorId", COUNT, {"f": {"authorIds": [1] * MANY}}, same_as=(COUNT, {"f": {"authorIds": [1]}})),
     Case("40,000 task kinds", TASK_COUNT, {"f": {"kinds": ["PARSE"] * MANY}}, same_as=(TASK_COUNT, {"f": {"kinds": ["PARSE"]}})),
     Case("1000 postIds", COUNT, {"f": {"postIds": [str(i) for i in range(1, 1001)]}}, same_as=(COUNT, {})),
+    # Mutations taking id lists answer by their own limits, or at the first unknown id.
+    Case("setCommentState 40,000 ids", SET_STATE, {"ids": [str(i) for i in range(1, MANY + 1)]},
+         code="INVALID_INPUT", payload="setCommentState", field="ids"),
+    Case("startParse 40,000 groupIds", "mutation($g: [ID!]!) { startParse(input: {groupIds: $g}) { errors { code field } } }",
+         {"g": [str(i) for i in range(1, MANY + 1)]}, code="NOT_FOUND", payload="startParse", field="groupIds"),
+    Case("startAnalyze 40,000 keywordIds", "mutation($k: [ID!]) { startAnalyze(input: {keywordIds: $k}) { errors { code field } } }",
+         {"k": [str(i) for i in range(1, MANY + 1)]}, code="NOT_FOUND", payload="startAnalyze", field="keywordIds"),
+    Case("addGroups 40,000 refs", "mutation($r: [String!]!) { addGroups(refs: $r) { errors { code field } } }",
+         {"r": ["koshki_spb"] * MANY}, code="INVALID_INPUT", payload="addGroups", field="refs"),
     # --- request bodies: a JSON object in UTF-8, or a coded 400 ---------------------------------
     *(
         Case(f"body {name}", body=body, status=400, code="BAD_REQUEST")
@@ -319,3 +328,21 @@ def _at(data: Any, path: str) -> Any:
     for step in path.split("."):
         data = data[int(step)] if step.isdigit() else data[step]
     return data
+
+
+async def test_ten_analyze_requests_at_once_all_succeed(stack: Stack) -> None:
+    start = "mutation { startAnalyze { task { id } errors { code } } }"
+    started = await asyncio.gather(*(stack.data(start) for _ in range(10)))
+    assert all(s["startAnalyze"]["errors"] == [] for s in started)
+    states = []
+    for s in started:
+        task_id = s["startAnalyze"]["task"]["id"]
+        for _ in range(1200):
+            task = (await stack.data("query($id: ID!) { task(id: $id) { state error } }", {"id": task_id}))["task"]
+            if task["state"] not in ("QUEUED", "RUNNING"):
+                break
+            await asyncio.sleep(0.05)
+        states.append((task["state"], task["error"]))
+    assert states == [("SUCCEEDED", None)] * 10
+    stack.counts["tasks"]["totalCount"] += 10
+    await stack.still_answers()

@@ -280,8 +280,22 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
         assert page.locator("dd[data-total='comments']").inner_text() not in ("0", "—")
         _shot(page, "11-dashboard")
         _axe(page, "dashboard")
+        # Admin: create an API token (its secret shown once), then revoke it
         page.get_by_role("link", name="Admin").click()
         page.get_by_role("heading", name="VK token pool").wait_for()
+        page.get_by_label("Name").fill("night shift")
+        page.get_by_label("Role").select_option("VIEWER")
+        page.get_by_role("button", name="Create token").click()
+        secret = page.get_by_test_id("new-secret").inner_text()
+        assert secret.startswith("vkcp_")
+        assert httpx.post(f"{service.url}/graphql", json={"query": "{ groups { totalCount } }"},
+                          headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+        _axe(page, "admin")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("tr[data-api-token='night shift']").get_by_role("button", name="Revoke").click()
+        page.locator("tr[data-api-token='night shift']", has_text="revoked").wait_for()
+        assert httpx.post(f"{service.url}/graphql", json={"query": "{ groups { totalCount } }"},
+                          headers={"Authorization": f"Bearer {secret}"}).status_code == 401
         _shot(page, "12-admin")
 
         # The language switch: Russian, remembered

@@ -33,9 +33,13 @@ const en = {
   kind: "Kind", state: "State", progress: "Progress", created: "Created", error: "Error", result: "Result",
   cancelTask: "Cancel", format: "Format", startExport: "Export", exportFilter: "Exports the current Review filter:",
   download: "Download", rows: "rows", vkTokens: "VK token pool", fingerprint: "Fingerprint", parkedUntil: "Parked until",
-  reason: "Reason", requests: "Requests", apiTokensCli: "API tokens are managed with `vkcp token create|list|revoke`.",
+  reason: "Reason", requests: "Requests",
   adminOnly: "Admins only.", community: "Community", keyword: "Keyword", clear: "Clear filters", apply: "Apply",
   ok: "OK", failed: "failed", reanalyzeHelp: "Re-match stored comments against the keywords.",
+  apiTokens: "API tokens", role: "Role", createToken: "Create token", lastUsed: "Last used", revoked: "revoked",
+  revoke: "Revoke", confirmRevoke: "revoke this token? Requests with it are refused at once.",
+  secretOnce: "The new token, shown only now — copy it:", noVkTokens: "No VK tokens are configured (VKCP_VK_TOKENS).",
+  authorName: "Author",
 };
 export type Key = keyof typeof en;
 
@@ -71,9 +75,13 @@ const ru: Record<Key, string> = {
   kind: "Тип", state: "Состояние", progress: "Прогресс", created: "Создана", error: "Ошибка", result: "Результат",
   cancelTask: "Отменить", format: "Формат", startExport: "Выгрузить", exportFilter: "Выгружается текущий фильтр просмотра:",
   download: "Скачать", rows: "строк", vkTokens: "Пул токенов VK", fingerprint: "Отпечаток", parkedUntil: "Отложен до",
-  reason: "Причина", requests: "Запросов", apiTokensCli: "API-токены управляются командами `vkcp token create|list|revoke`.",
+  reason: "Причина", requests: "Запросов",
   adminOnly: "Только для администраторов.", community: "Сообщество", keyword: "Ключевое слово", clear: "Сбросить", apply: "Применить",
   ok: "OK", failed: "ошибка", reanalyzeHelp: "Заново сопоставить сохранённые комментарии с ключевыми словами.",
+  apiTokens: "API-токены", role: "Роль", createToken: "Создать токен", lastUsed: "Последнее использование", revoked: "отозван",
+  revoke: "Отозвать", confirmRevoke: "отозвать этот токен? Запросы с ним сразу перестанут приниматься.",
+  secretOnce: "Новый токен, показывается только сейчас — скопируйте его:", noVkTokens: "Токены VK не заданы (VKCP_VK_TOKENS).",
+  authorName: "Автор",
 };
 
 export type Lang = "en" | "ru";

@@ -197,3 +197,24 @@ export const FILTER_OPTIONS = /* GraphQL */ `
     keywords(first: 100) { edges { node { id word } } }
   }
 `;
+
+const API_TOKEN_FIELDS = /* GraphQL */ `
+  fragment ApiTokenFields on ApiToken { id name role createdAt lastUsedAt revokedAt }
+`;
+
+export const API_TOKENS = /* GraphQL */ `
+  query ApiTokens { apiTokens { ...ApiTokenFields } }
+  ${API_TOKEN_FIELDS}
+`;
+
+export const CREATE_API_TOKEN = /* GraphQL */ `
+  mutation CreateApiToken($name: String!, $role: ApiRole!) {
+    createApiToken(name: $name, role: $role) { secret apiToken { ...ApiTokenFields } errors { code message field } }
+  }
+  ${API_TOKEN_FIELDS}
+`;
+
+export const REVOKE_API_TOKEN = /* GraphQL */ `
+  mutation RevokeApiToken($id: ID!) { revokeApiToken(id: $id) { apiToken { ...ApiTokenFields } errors { code message } } }
+  ${API_TOKEN_FIELDS}
+`;

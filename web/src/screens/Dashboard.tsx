@@ -77,7 +77,7 @@ export function Dashboard() {
         </Panel>
         <Panel title={t("topAuthors")}>
           <table>
-            <thead><tr><th scope="col">{t("author")}</th><th scope="col">{t("comments")}</th></tr></thead>
+            <thead><tr><th scope="col">{t("authorName")}</th><th scope="col">{t("comments")}</th></tr></thead>
             <tbody>{stats?.topAuthors.map((a) => <tr><td>{a.name ?? a.vkId}</td><td>{fmtNum(a.comments)}</td></tr>)}</tbody>
           </table>
         </Panel>

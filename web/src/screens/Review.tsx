@@ -145,9 +145,15 @@ export function Review() {
     }
   }
   const targets = () => (selected.size ? [...selected] : rows[current] ? [rows[current].id] : []);
+  function targetsOf(): string[] {
+    const { rows, selected } = latest.current;
+    const row = rows[cursorRef.current];
+    return selected.size ? [...selected] : row ? [row.id] : [];
+  }
 
   function moveTo(index: number) {
-    const i = Math.max(0, Math.min(rows.length - 1, index));
+    const i = Math.max(0, Math.min(latest.current.rows.length - 1, index));
+    cursorRef.current = i;
     setCurrent(i);
     const el = listRef.current;
     if (el) {
@@ -156,22 +162,29 @@ export function Review() {
     }
   }
 
+  // One listener for the screen's life; it reads the latest state through a ref, so keys
+  // pressed faster than renders still move one row each.
+  const latest = useRef({ rows, current, selected });
+  latest.current = { rows, current, selected };
+  const cursorRef = useRef(current);
+  cursorRef.current = current;
   useEffect(() => {
     function onKey(e: KeyboardEvent) {
       const target = e.target as HTMLElement;
       if (e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)) return;
-      const row = rows[current];
-      if (e.key === "j") moveTo(current + 1);
-      else if (e.key === "k") moveTo(current - 1);
-      else if (e.key === "v" && row) mark(targets(), { viewed: !(selected.size ? false : row.viewed) });
-      else if (e.key === "a" && row) mark(targets(), { archived: !(selected.size ? false : row.archived) });
+      const { rows, selected } = latest.current;
+      const row = rows[cursorRef.current];
+      if (e.key === "j") moveTo(cursorRef.current + 1);
+      else if (e.key === "k") moveTo(cursorRef.current - 1);
+      else if (e.key === "v" && row) mark(targetsOf(), { viewed: !(selected.size ? false : row.viewed) });
+      else if (e.key === "a" && row) mark(targetsOf(), { archived: !(selected.size ? false : row.archived) });
       else if (e.key === "x" && row) toggle(row.id);
       else return;
       e.preventDefault();
     }
     addEventListener("keydown", onKey);
     return () => removeEventListener("keydown", onKey);
-  });
+  }, []);
 
   function toggle(id: string) {
     setSelected((s) => {

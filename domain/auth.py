@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, NotFound
 from domain.ports import Clock, UnitOfWorkFactory
 
 TOKEN_PREFIX = "vkcp_"  # makes a leaked token recognisable to secret scanners
@@ -116,3 +116,19 @@ async def authenticate(uow_factory: UnitOfWorkFactory, token: str, *, clock: Clo
                 await uow.api_tokens.touch(record.id, now)  # type: ignore[attr-defined]
                 await uow.commit()
     return role, record
+
+
+async def list_api_tokens(uow_factory: UnitOfWorkFactory) -> list[ApiToken]:
+    """Every token ever created, revoked ones included (their hashes stay: revocation is final)."""
+    async with uow_factory() as uow:
+        return await uow.api_tokens.list()  # type: ignore[attr-defined]
+
+
+async def revoke_api_token(uow_factory: UnitOfWorkFactory, token_id: int) -> ApiToken:
+    """Revoke a live token at once: its next request is refused. Revoking twice is NOT_FOUND."""
+    async with uow_factory() as uow:
+        if not await uow.api_tokens.revoke(token_id):  # type: ignore[attr-defined]
+            raise NotFound(f"No live API token with id {token_id}", field="id")
+        await uow.commit()
+        tokens = await uow.api_tokens.list()  # type: ignore[attr-defined]
+    return next(t for t in tokens if t.id == token_id)

@@ -37,6 +37,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from domain.errors import Unavailable
 from graphql_api.auth import header_of, resolve_role, warn_if_auth_disabled
+from graphql_api.console import console_routes, graphiql_page
 from graphql_api.context import Context, get_context
 from graphql_api.errors import INTERNAL_MESSAGE
 from graphql_api.exports_route import exports_route
@@ -289,6 +290,9 @@ class GraphQLView(GraphQL[Context, None]):
             raise HTTPException(401, f"{reason}: send `Authorization: Bearer <token>`")
         return context
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page()
+
     def _is_ide_page(self, request: Request) -> bool:
         # The GraphiQL page itself is public; every query it sends carries the user's token.
         return self.graphql_ide is not None and self.should_render_graphql_ide(self.request_adapter_class(request))
@@ -414,6 +418,7 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = ()) -> Starlette
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
             exports_route(container),
+            *console_routes(),
             *routes,
         ],
         middleware=middleware,

@@ -29,6 +29,7 @@ from domain.models import TaskState as DomainTaskState
 from domain.queries import MAX_PAGE, CommentFilter, CommentOrder, CommentSort, Page, TaskFilter
 from domain.queries import SortDirection as DomainSortDirection
 from graphql_api import commands
+from graphql_api import api_tokens as token_api
 from graphql_api.auth import IsAdmin, IsOperator, IsViewer
 from graphql_api.context import Info, OperationLoaders
 from graphql_api.errors import MaskUnexpectedErrors, Schema
@@ -297,6 +298,11 @@ class Query:
         description="The VK token pool's state (fingerprints, never the tokens). Admins only.",
         permission_classes=[IsAdmin],
     )
+    api_tokens: list[token_api.ApiToken] = strawberry.field(
+        resolver=token_api.resolve_api_tokens,
+        description="Every API token, revoked ones included (never a secret). Admins only.",
+        permission_classes=[IsAdmin],
+    )
 
 
 # --- mutations ------------------------------------------------------------------------------
@@ -333,6 +339,17 @@ operator_only = [IsOperator]
 
 @strawberry.type(description="Everything that changes something. Needs an operator or admin token.")
 class Mutation:
+    create_api_token: token_api.CreateApiTokenPayload = strawberry.mutation(
+        resolver=token_api.create_api_token,
+        description="Create an API token with a role; its secret is in the payload, once. Admins only.",
+        permission_classes=[IsAdmin],
+    )
+    revoke_api_token: token_api.RevokeApiTokenPayload = strawberry.mutation(
+        resolver=token_api.revoke_api_token,
+        description="Revoke an API token: its next request is refused. Admins only.",
+        permission_classes=[IsAdmin],
+    )
+
     @strawberry.mutation(
         description="Track a community, given by id, screen name or VK link "
         "(`123`, `club123`, `public123`, `durov`, `https://vk.com/name`). "

@@ -82,6 +82,7 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     jobs = "ARQ workers" if settings.redis_url else "in-process jobs"
     db = "SQLite" if settings.is_sqlite else "PostgreSQL"
     print(f"VK Comments Parser: {db}, {jobs}, {mode}", flush=True)
+    print(f"Console: http://{host}:{port}/", flush=True)
     print(f"GraphiQL: http://{host}:{port}/graphql", flush=True)
     # Without Redis there are no ARQ workers: this process is the scheduler and the recovery loop.
     background = [] if settings.redis_url else [

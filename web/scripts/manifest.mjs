@@ -1,0 +1,34 @@
+// Writes build-manifest.json next to the built assets: a hash of everything the build is made
+// from (sources, configs, lockfile, schema). tests/unit/test_console_build.py recomputes it, so
+// a commit that changes web/ without rebuilding the shipped console fails the suite.
+import { createHash } from "node:crypto";
+import { readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { join, relative, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const web = fileURLToPath(new URL("..", import.meta.url));
+const SKIP = new Set(["node_modules", "generated"]);
+
+function walk(dir) {
+  return readdirSync(dir).flatMap((name) => {
+    if (SKIP.has(name)) return [];
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? walk(path) : [path];
+  });
+}
+
+const files = walk(web)
+  .map((p) => relative(web, p).split(sep).join("/"))
+  .filter((p) => !p.startsWith("dist/"))
+  .sort();
+const hash = createHash("sha256");
+for (const file of files) {
+  hash.update(file + "\0");
+  hash.update(readFileSync(join(web, file)));
+  hash.update("\0");
+}
+hash.update("schema.graphql\0");
+hash.update(readFileSync(join(web, "..", "schema.graphql")));
+const out = join(web, "..", "graphql_api", "console", "dist", "build-manifest.json");
+writeFileSync(out, JSON.stringify({ sources: hash.digest("hex"), files }, null, 1) + "\n");
+console.log(`build-manifest.json: ${files.length} source files hashed`);

@@ -1,0 +1,121 @@
+// The console's only way to the service: GraphQL over HTTP for queries and mutations, and
+// graphql-transport-ws (the `graphql-ws` package) for subscriptions. Same origin, no CORS.
+import { createClient, type Client } from "graphql-ws";
+
+const TOKEN_KEY = "vkcp.token"; // GraphiQL (same origin) reads it too
+
+export class ApiError extends Error {
+  constructor(message: string, readonly code: string | null) {
+    super(message);
+  }
+}
+
+let token = localStorage.getItem(TOKEN_KEY) ?? "";
+const signedOutListeners = new Set<(reason: string) => void>();
+
+export const getToken = () => token;
+
+export function setToken(value: string): void {
+  token = value;
+  if (value) localStorage.setItem(TOKEN_KEY, value);
+  else localStorage.removeItem(TOKEN_KEY);
+  wsClient?.dispose();
+  wsClient = null;
+}
+
+/** Called when the service rejects the stored token (revoked or expired). */
+export function onSignedOut(listener: (reason: string) => void): () => void {
+  signedOutListeners.add(listener);
+  return () => signedOutListeners.delete(listener);
+}
+
+type GraphQLError = { message: string; extensions?: { code?: string } };
+
+export async function request<T, V = Record<string, unknown>>(query: string, variables?: V, bearer = token): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch("/graphql", {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        Accept: "application/graphql-response+json, application/json",
+        ...(bearer ? { Authorization: `Bearer ${bearer}` } : {}),
+      },
+      body: JSON.stringify({ query, variables: variables ?? {} }),
+    });
+  } catch {
+    throw new ApiError("network", "NETWORK");
+  }
+  let body: { data?: T; errors?: GraphQLError[] };
+  try {
+    body = await response.json();
+  } catch {
+    throw new ApiError(`HTTP ${response.status}`, `HTTP_${response.status}`);
+  }
+  if (body.errors?.length) {
+    const first = body.errors[0];
+    const code = first.extensions?.code ?? null;
+    if (response.status === 401 && bearer === token && token) {
+      signedOutListeners.forEach((l) => l(first.message));
+    }
+    throw new ApiError(first.message, code);
+  }
+  return body.data as T;
+}
+
+/** Download a file the service keeps behind the token (exports): fetch it with the
+ * Authorization header, then hand the browser the bytes under the file's own name. */
+export async function download(url: string): Promise<void> {
+  const response = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+  if (!response.ok) {
+    let message = `HTTP ${response.status}`;
+    try {
+      message = (await response.json()).errors[0].message;
+    } catch {
+      /* not a JSON error body: keep the status */
+    }
+    throw new ApiError(message, `HTTP_${response.status}`);
+  }
+  const blob = await response.blob();
+  const objectUrl = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = objectUrl;
+  a.download = decodeURIComponent(new URL(url, location.href).pathname.split("/").pop() || "export");
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(objectUrl), 60_000);
+}
+
+let wsClient: Client | null = null;
+
+function client(): Client {
+  if (!wsClient) {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    wsClient = createClient({
+      url: `${scheme}://${location.host}/graphql`,
+      connectionParams: () => ({ Authorization: `Bearer ${token}` }),
+      lazy: true,
+      retryAttempts: Infinity,
+      shouldRetry: () => true,
+    });
+  }
+  return wsClient;
+}
+
+/** Subscribe; returns the function that ends the subscription. */
+export function subscribe<T, V = Record<string, unknown>>(
+  query: string,
+  variables: V,
+  onData: (data: T) => void,
+  onComplete?: () => void,
+): () => void {
+  return client().subscribe<T>(
+    { query, variables: variables as Record<string, unknown> },
+    {
+      next: (result) => result.data && onData(result.data as T),
+      error: () => onComplete?.(),
+      complete: () => onComplete?.(),
+    },
+  );
+}

@@ -1,0 +1,111 @@
+// Russian and English; the default follows the browser, the choice is remembered.
+import { signal } from "@preact/signals";
+
+const en = {
+  appName: "VK Comments Parser",
+  signIn: "Sign in", signOut: "Sign out", token: "API token",
+  tokenHelp: "Paste an API token. `vkcp serve` prints a one-time admin token on the first start; more with `vkcp token create --name NAME --role operator`.",
+  wrongToken: "The service does not accept this token: it is wrong, revoked or expired.",
+  sessionEnded: "Your session ended: the token is no longer accepted. Sign in again.",
+  networkError: "The service cannot be reached.",
+  dashboard: "Dashboard", communities: "Communities", keywords: "Keywords", review: "Review", live: "Live",
+  tasks: "Tasks", exports: "Exports", admin: "Admin", graphiql: "GraphiQL",
+  language: "Language",
+  totals: "Totals", groupsN: "Communities", posts: "Posts", comments: "Comments", replies: "Replies",
+  matchedComments: "Matched comments", matches: "Matches", authors: "Authors",
+  perDay: "Comments and matches per day", topKeywords: "Top keywords", topAuthors: "Top authors",
+  perCommunity: "Communities", lastCollected: "Last collection", lastError: "Last error",
+  runningTasks: "Running tasks", noRunning: "No task is running.",
+  name: "Name", word: "Word", category: "Category", active: "Active", actions: "Actions",
+  addRefs: "Add communities (one reference per line: link, screen name or id)", add: "Add",
+  added: "added", refresh: "Refresh", remove: "Remove", parse: "Parse", edit: "Edit", save: "Save", cancel: "Cancel",
+  maxPosts: "Max posts", since: "Since", until: "Until", monitoring: "Monitoring", interval: "Interval, min",
+  priority: "Priority", members: "Members", confirmRemove: "Remove it and everything collected from it?",
+  caseSensitive: "Case", wholeWord: "Whole word", morphology: "Morphology", matchesCount: "Matches",
+  addKeyword: "Add keyword", bulkImport: "Bulk import (one keyword per line)", importFile: "or a text file",
+  import: "Import", reanalyze: "Re-analyze", all: "All", any: "Any", yes: "yes", no: "no",
+  text: "Text", author: "Author (VK id)", matchedOnly: "Matched only", viewed: "Viewed", archived: "Archived",
+  sort: "Sort", newest: "Newest", oldest: "Oldest", mostLiked: "Most liked", mostMatches: "Most matches",
+  markViewed: "Mark viewed", markArchived: "Archive", unmark: "Mark unviewed", selected: "selected",
+  openOnVk: "Open on VK", inReplyTo: "In reply to", loaded: "loaded", of: "of", none: "Nothing here yet.",
+  shortcuts: "Keys: j / k next / previous, v viewed, a archived, x select",
+  liveHelp: "New matched comments appear here as they arrive.", waiting: "Waiting for new matches…",
+  kind: "Kind", state: "State", progress: "Progress", created: "Created", error: "Error", result: "Result",
+  cancelTask: "Cancel", format: "Format", startExport: "Export", exportFilter: "Exports the current Review filter:",
+  download: "Download", rows: "rows", vkTokens: "VK token pool", fingerprint: "Fingerprint", parkedUntil: "Parked until",
+  reason: "Reason", requests: "Requests",
+  adminOnly: "Admins only.", community: "Community", keyword: "Keyword", clear: "Clear filters", apply: "Apply",
+  ok: "OK", failed: "failed", reanalyzeHelp: "Re-match stored comments against the keywords.",
+  apiTokens: "API tokens", role: "Role", createToken: "Create token", lastUsed: "Last used", revoked: "revoked",
+  revoke: "Revoke", confirmRevoke: "revoke this token? Requests with it are refused at once.",
+  secretOnce: "The new token, shown only now — copy it:", noVkTokens: "No VK tokens are configured (VKCP_VK_TOKENS).",
+  authorName: "Author",
+};
+export type Key = keyof typeof en;
+
+const ru: Record<Key, string> = {
+  appName: "Парсер комментариев VK",
+  signIn: "Войти", signOut: "Выйти", token: "API-токен",
+  tokenHelp: "Вставьте API-токен. `vkcp serve` при первом запуске печатает одноразовый токен администратора; новые — `vkcp token create --name ИМЯ --role operator`.",
+  wrongToken: "Сервис не принимает этот токен: он неверный, отозван или истёк.",
+  sessionEnded: "Сеанс завершён: токен больше не принимается. Войдите снова.",
+  networkError: "Сервис недоступен.",
+  dashboard: "Сводка", communities: "Сообщества", keywords: "Ключевые слова", review: "Просмотр", live: "Эфир",
+  tasks: "Задачи", exports: "Выгрузки", admin: "Администрирование", graphiql: "GraphiQL",
+  language: "Язык",
+  totals: "Итого", groupsN: "Сообщества", posts: "Посты", comments: "Комментарии", replies: "Ответы",
+  matchedComments: "Комментарии с совпадениями", matches: "Совпадения", authors: "Авторы",
+  perDay: "Комментарии и совпадения по дням", topKeywords: "Частые ключевые слова", topAuthors: "Активные авторы",
+  perCommunity: "Сообщества", lastCollected: "Последний сбор", lastError: "Последняя ошибка",
+  runningTasks: "Выполняемые задачи", noRunning: "Сейчас ничего не выполняется.",
+  name: "Название", word: "Слово", category: "Категория", active: "Активно", actions: "Действия",
+  addRefs: "Добавить сообщества (по одной ссылке в строке: ссылка, короткое имя или id)", add: "Добавить",
+  added: "добавлено", refresh: "Обновить", remove: "Удалить", parse: "Собрать", edit: "Изменить", save: "Сохранить", cancel: "Отмена",
+  maxPosts: "Макс. постов", since: "С", until: "По", monitoring: "Мониторинг", interval: "Интервал, мин",
+  priority: "Приоритет", members: "Участники", confirmRemove: "Удалить сообщество и всё собранное из него?",
+  caseSensitive: "Регистр", wholeWord: "Слово целиком", morphology: "Морфология", matchesCount: "Совпадений",
+  addKeyword: "Добавить слово", bulkImport: "Импорт списком (по слову в строке)", importFile: "или текстовый файл",
+  import: "Импортировать", reanalyze: "Переанализировать", all: "Все", any: "Любые", yes: "да", no: "нет",
+  text: "Текст", author: "Автор (VK id)", matchedOnly: "Только с совпадениями", viewed: "Просмотрено", archived: "В архиве",
+  sort: "Сортировка", newest: "Сначала новые", oldest: "Сначала старые", mostLiked: "По лайкам", mostMatches: "По совпадениям",
+  markViewed: "Просмотрено", markArchived: "В архив", unmark: "Не просмотрено", selected: "выбрано",
+  openOnVk: "Открыть в VK", inReplyTo: "В ответ на", loaded: "загружено", of: "из", none: "Пока пусто.",
+  shortcuts: "Клавиши: j / k — следующий / предыдущий, v — просмотрено, a — в архив, x — выбрать",
+  liveHelp: "Новые комментарии с совпадениями появляются здесь сразу.", waiting: "Ждём новых совпадений…",
+  kind: "Тип", state: "Состояние", progress: "Прогресс", created: "Создана", error: "Ошибка", result: "Результат",
+  cancelTask: "Отменить", format: "Формат", startExport: "Выгрузить", exportFilter: "Выгружается текущий фильтр просмотра:",
+  download: "Скачать", rows: "строк", vkTokens: "Пул токенов VK", fingerprint: "Отпечаток", parkedUntil: "Отложен до",
+  reason: "Причина", requests: "Запросов",
+  adminOnly: "Только для администраторов.", community: "Сообщество", keyword: "Ключевое слово", clear: "Сбросить", apply: "Применить",
+  ok: "OK", failed: "ошибка", reanalyzeHelp: "Заново сопоставить сохранённые комментарии с ключевыми словами.",
+  apiTokens: "API-токены", role: "Роль", createToken: "Создать токен", lastUsed: "Последнее использование", revoked: "отозван",
+  revoke: "Отозвать", confirmRevoke: "отозвать этот токен? Запросы с ним сразу перестанут приниматься.",
+  secretOnce: "Новый токен, показывается только сейчас — скопируйте его:", noVkTokens: "Токены VK не заданы (VKCP_VK_TOKENS).",
+  authorName: "Автор",
+};
+
+export type Lang = "en" | "ru";
+const stored = localStorage.getItem("vkcp.lang");
+export const lang = signal<Lang>(
+  stored === "en" || stored === "ru" ? stored : navigator.language.toLowerCase().startsWith("ru") ? "ru" : "en",
+);
+document.documentElement.lang = lang.value;
+
+export function setLang(value: Lang): void {
+  lang.value = value;
+  localStorage.setItem("vkcp.lang", value);
+  document.documentElement.lang = value;
+}
+
+export function t(key: Key): string {
+  return (lang.value === "ru" ? ru : en)[key];
+}
+
+export function fmtDate(iso: string | null | undefined): string {
+  if (!iso) return "—";
+  return new Date(iso).toLocaleString(lang.value === "ru" ? "ru-RU" : "en-GB", { dateStyle: "short", timeStyle: "short" });
+}
+
+export function fmtNum(n: number | null | undefined): string {
+  return n == null ? "—" : n.toLocaleString(lang.value === "ru" ? "ru-RU" : "en-GB");
+}

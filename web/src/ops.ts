@@ -1,0 +1,220 @@
+// Every operation the console sends. graphql-codegen checks them against ../schema.graphql and
+// generates their types into src/generated/graphql.ts.
+
+export const PING = /* GraphQL */ `
+  query Ping { groups(first: 1) { totalCount } }
+`;
+
+const TASK_FIELDS = /* GraphQL */ `
+  fragment TaskFields on Task {
+    id kind state priority createdAt startedAt finishedAt updatedAt error result params cancelRequested
+    progress { done total message }
+    group { id name }
+  }
+`;
+
+export const STATS = /* GraphQL */ `
+  query Stats($since: Date, $until: Date) {
+    stats(since: $since, until: $until, top: 10) {
+      since until
+      totals { groups posts comments replies matchedComments matches authors keywords }
+      groups { groupId name comments matchedComments lastCollectedAt group { id monitoring { lastError lastRunAt } } }
+      topKeywords { keywordId word matches comments }
+      topAuthors { vkId name comments }
+      days { day comments matchedComments matches }
+    }
+  }
+`;
+
+export const TASKS = /* GraphQL */ `
+  query Tasks($filter: TaskFilter, $first: Int!, $after: String) {
+    tasks(filter: $filter, first: $first, after: $after) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      edges { node { ...TaskFields } }
+    }
+  }
+  ${TASK_FIELDS}
+`;
+
+export const TASK_EVENTS = /* GraphQL */ `
+  subscription TaskEvents { taskEvents { ...TaskFields } }
+  ${TASK_FIELDS}
+`;
+
+export const TASK_PROGRESS = /* GraphQL */ `
+  subscription TaskProgress($id: ID!) { taskProgress(id: $id) { ...TaskFields } }
+  ${TASK_FIELDS}
+`;
+
+export const CANCEL_TASK = /* GraphQL */ `
+  mutation CancelTask($id: ID!) { cancelTask(id: $id) { task { ...TaskFields } errors { code message } } }
+  ${TASK_FIELDS}
+`;
+
+const GROUP_FIELDS = /* GraphQL */ `
+  fragment GroupFields on Group {
+    id vkId screenName name isClosed membersCount active maxPosts since url deactivated commentsCount
+    monitoring { enabled intervalMinutes priority lastRunAt lastSuccessAt lastError nextRunAt }
+  }
+`;
+
+export const GROUPS = /* GraphQL */ `
+  query Groups($first: Int!, $after: String) {
+    groups(first: $first, after: $after) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      edges { node { ...GroupFields } }
+    }
+  }
+  ${GROUP_FIELDS}
+`;
+
+export const ADD_GROUPS = /* GraphQL */ `
+  mutation AddGroups($refs: [String!]!) {
+    addGroups(refs: $refs) {
+      results { ref group { id name } errors { code message } }
+      errors { code message }
+    }
+  }
+`;
+
+export const UPDATE_GROUP = /* GraphQL */ `
+  mutation UpdateGroup($id: ID!, $input: UpdateGroupInput!) {
+    updateGroup(id: $id, input: $input) { group { ...GroupFields } errors { code message field } }
+  }
+  ${GROUP_FIELDS}
+`;
+
+export const REFRESH_GROUP = /* GraphQL */ `
+  mutation RefreshGroup($id: ID!) { refreshGroup(id: $id) { group { ...GroupFields } errors { code message } } }
+  ${GROUP_FIELDS}
+`;
+
+export const REMOVE_GROUP = /* GraphQL */ `
+  mutation RemoveGroup($id: ID!) { removeGroup(id: $id) { removedGroupId errors { code message } } }
+`;
+
+export const START_PARSE = /* GraphQL */ `
+  mutation StartParse($input: StartParseInput!) {
+    startParse(input: $input) { tasks { ...TaskFields } errors { code message } }
+  }
+  ${TASK_FIELDS}
+`;
+
+const KEYWORD_FIELDS = /* GraphQL */ `
+  fragment KeywordFields on Keyword { id word category active caseSensitive wholeWord morphology matchesCount }
+`;
+
+export const KEYWORDS = /* GraphQL */ `
+  query Keywords($first: Int!, $after: String) {
+    keywords(first: $first, after: $after) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      edges { node { ...KeywordFields } }
+    }
+  }
+  ${KEYWORD_FIELDS}
+`;
+
+export const ADD_KEYWORDS = /* GraphQL */ `
+  mutation AddKeywords($input: [KeywordInput!]!) {
+    addKeywords(input: $input) {
+      results { word keyword { id } errors { code message } }
+      errors { code message }
+    }
+  }
+`;
+
+export const UPDATE_KEYWORD = /* GraphQL */ `
+  mutation UpdateKeyword($id: ID!, $input: UpdateKeywordInput!) {
+    updateKeyword(id: $id, input: $input) { keyword { ...KeywordFields } errors { code message field } }
+  }
+  ${KEYWORD_FIELDS}
+`;
+
+export const REMOVE_KEYWORD = /* GraphQL */ `
+  mutation RemoveKeyword($id: ID!) { removeKeyword(id: $id) { removedKeywordId errors { code message } } }
+`;
+
+export const START_ANALYZE = /* GraphQL */ `
+  mutation StartAnalyze($input: StartAnalyzeInput) {
+    startAnalyze(input: $input) { task { ...TaskFields } errors { code message } }
+  }
+  ${TASK_FIELDS}
+`;
+
+const COMMENT_FIELDS = /* GraphQL */ `
+  fragment CommentFields on Comment {
+    id vkId ownerId text publishedAt likes deleted viewed archived matchesCount url
+    author { vkId name url }
+    group { id name }
+    post { vkId }
+    parent { id text author { name } }
+    matches { start end matchedText keyword { id word } }
+  }
+`;
+
+export const COMMENTS = /* GraphQL */ `
+  query Comments($filter: CommentFilter, $orderBy: CommentOrder, $first: Int!, $after: String) {
+    comments(filter: $filter, orderBy: $orderBy, first: $first, after: $after) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      edges { node { ...CommentFields } }
+    }
+  }
+  ${COMMENT_FIELDS}
+`;
+
+export const SET_COMMENT_STATE = /* GraphQL */ `
+  mutation SetCommentState($ids: [ID!]!, $viewed: Boolean, $archived: Boolean) {
+    setCommentState(ids: $ids, viewed: $viewed, archived: $archived) {
+      comments { id viewed archived }
+      errors { code message }
+    }
+  }
+`;
+
+export const COMMENT_MATCHED = /* GraphQL */ `
+  subscription CommentMatched($filter: CommentFilter) { commentMatched(filter: $filter) { ...CommentFields } }
+  ${COMMENT_FIELDS}
+`;
+
+export const START_EXPORT = /* GraphQL */ `
+  mutation StartExport($input: StartExportInput!) {
+    startExport(input: $input) { task { ...TaskFields } errors { code message } }
+  }
+  ${TASK_FIELDS}
+`;
+
+export const VK_TOKENS = /* GraphQL */ `
+  query VkTokens { vkTokens { fingerprint state parkedUntil reason requests } }
+`;
+
+export const FILTER_OPTIONS = /* GraphQL */ `
+  query FilterOptions {
+    groups(first: 100) { edges { node { id name } } }
+    keywords(first: 100) { edges { node { id word } } }
+  }
+`;
+
+const API_TOKEN_FIELDS = /* GraphQL */ `
+  fragment ApiTokenFields on ApiToken { id name role createdAt lastUsedAt revokedAt }
+`;
+
+export const API_TOKENS = /* GraphQL */ `
+  query ApiTokens { apiTokens { ...ApiTokenFields } }
+  ${API_TOKEN_FIELDS}
+`;
+
+export const CREATE_API_TOKEN = /* GraphQL */ `
+  mutation CreateApiToken($name: String!, $role: ApiRole!) {
+    createApiToken(name: $name, role: $role) { secret apiToken { ...ApiTokenFields } errors { code message field } }
+  }
+  ${API_TOKEN_FIELDS}
+`;
+
+export const REVOKE_API_TOKEN = /* GraphQL */ `
+  mutation RevokeApiToken($id: ID!) { revokeApiToken(id: $id) { apiToken { ...ApiTokenFields } errors { code message } } }
+  ${API_TOKEN_FIELDS}
+`;

@@ -1,0 +1,89 @@
+import { useEffect, useState } from "preact/hooks";
+import { ApiError, request } from "../api";
+import { fmtDate, fmtNum, t } from "../i18n";
+import { API_TOKENS, CREATE_API_TOKEN, REVOKE_API_TOKEN, VK_TOKENS } from "../ops";
+import type {
+  ApiRole, ApiTokensQuery, CreateApiTokenMutation, CreateApiTokenMutationVariables, RevokeApiTokenMutation, VkTokensQuery,
+} from "../generated/graphql";
+import { ErrorLine, Panel, errorText } from "../shared";
+
+type ApiToken = ApiTokensQuery["apiTokens"][number];
+const ROLES: ApiRole[] = ["VIEWER", "OPERATOR", "ADMIN"];
+const problem = (e: unknown) => (e instanceof ApiError && e.code === "FORBIDDEN" ? t("adminOnly") : errorText(e));
+
+function ApiTokens() {
+  const [tokens, setTokens] = useState<ApiToken[] | null>(null);
+  const [name, setName] = useState("");
+  const [role, setRole] = useState<ApiRole>("OPERATOR");
+  const [secret, setSecret] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const load = () => request<ApiTokensQuery>(API_TOKENS).then((d) => setTokens(d.apiTokens)).catch((e) => setError(problem(e)));
+  useEffect(() => { load(); }, []);
+  async function create(e: Event) {
+    e.preventDefault();
+    try {
+      const d = await request<CreateApiTokenMutation, CreateApiTokenMutationVariables>(CREATE_API_TOKEN, { name, role });
+      if (d.createApiToken.errors.length) return setError(d.createApiToken.errors.map((x) => x.message).join("; "));
+      setSecret(d.createApiToken.secret);
+      setName("");
+      setError(null);
+      load();
+    } catch (err) { setError(problem(err)); }
+  }
+  async function revoke(token: ApiToken) {
+    if (!confirm(`${token.name}: ${t("confirmRevoke")}`)) return;
+    try {
+      const d = await request<RevokeApiTokenMutation>(REVOKE_API_TOKEN, { id: token.id });
+      setError(d.revokeApiToken.errors.map((x) => x.message).join("; ") || null);
+      load();
+    } catch (err) { setError(problem(err)); }
+  }
+  return (
+    <Panel title={t("apiTokens")}>
+      <form class="editor" onSubmit={create}>
+        <label for="tok-name">{t("name")}</label>
+        <input id="tok-name" value={name} required onInput={(e) => setName(e.currentTarget.value)} />
+        <label for="tok-role">{t("role")}</label>
+        <select id="tok-role" value={role} onChange={(e) => setRole(e.currentTarget.value as ApiRole)}>
+          {ROLES.map((r) => <option value={r}>{r.toLowerCase()}</option>)}
+        </select>
+        <button type="submit">{t("createToken")}</button>
+      </form>
+      {secret && (
+        <p class="secret" role="status">{t("secretOnce")} <code data-testid="new-secret">{secret}</code></p>
+      )}
+      <ErrorLine error={error} />
+      <table>
+        <thead><tr><th scope="col">#</th><th scope="col">{t("name")}</th><th scope="col">{t("role")}</th><th scope="col">{t("created")}</th><th scope="col">{t("lastUsed")}</th><th scope="col">{t("state")}</th><th scope="col">{t("actions")}</th></tr></thead>
+        <tbody>
+          {tokens?.map((tok) => (
+            <tr data-api-token={tok.name}>
+              <td>{tok.id}</td><td>{tok.name}</td><td>{tok.role.toLowerCase()}</td><td>{fmtDate(tok.createdAt)}</td><td>{fmtDate(tok.lastUsedAt)}</td>
+              <td>{tok.revokedAt ? `${t("revoked")} ${fmtDate(tok.revokedAt)}` : t("active")}</td>
+              <td>{!tok.revokedAt && <button type="button" class="danger" onClick={() => revoke(tok)}>{t("revoke")}</button>}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </Panel>
+  );
+}
+
+export function Admin() {
+  const [pool, setPool] = useState<VkTokensQuery["vkTokens"] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => { request<VkTokensQuery>(VK_TOKENS).then((d) => setPool(d.vkTokens)).catch((e) => setError(problem(e))); }, []);
+  return (
+    <div class="grid">
+      <ApiTokens />
+      <Panel title={t("vkTokens")}>
+        <ErrorLine error={error} />
+        <table>
+          <thead><tr><th scope="col">{t("fingerprint")}</th><th scope="col">{t("state")}</th><th scope="col">{t("parkedUntil")}</th><th scope="col">{t("reason")}</th><th scope="col">{t("requests")}</th></tr></thead>
+          <tbody>{pool?.map((v) => <tr><td><code>{v.fingerprint}</code></td><td>{v.state}</td><td>{fmtDate(v.parkedUntil)}</td><td>{v.reason ?? ""}</td><td>{fmtNum(v.requests)}</td></tr>)}</tbody>
+        </table>
+        {pool?.length === 0 && <p class="muted">{t("noVkTokens")}</p>}
+      </Panel>
+    </div>
+  );
+}

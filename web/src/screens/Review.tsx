@@ -1,0 +1,254 @@
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { request } from "../api";
+import { Highlighted } from "../highlight";
+import { fmtDate, fmtNum, t } from "../i18n";
+import { COMMENTS, FILTER_OPTIONS, SET_COMMENT_STATE } from "../ops";
+import { cleanFilter, review, setReview, type ReviewState } from "../reviewFilter";
+import type {
+  CommentFieldsFragment, CommentFilter, CommentsQuery, CommentsQueryVariables, FilterOptionsQuery,
+  SetCommentStateMutation, SetCommentStateMutationVariables,
+} from "../generated/graphql";
+import { ErrorLine, errorText } from "../shared";
+
+type Comment = CommentFieldsFragment;
+const ROW = 92; // px; rows have a fixed height so only the visible ones are rendered
+const PAGE = 100;
+const SORTS = [
+  ["newest", "PUBLISHED_AT", "DESC"], ["oldest", "PUBLISHED_AT", "ASC"], ["mostLiked", "LIKES", "DESC"], ["mostMatches", "MATCHES_COUNT", "DESC"],
+] as const;
+
+const triState = (v: boolean | null | undefined) => (v == null ? "" : v ? "yes" : "no");
+const fromTri = (s: string) => (s === "" ? null : s === "yes");
+
+export function vkLink(c: Comment): string {
+  return `https://vk.com/wall${c.ownerId}_${c.post?.vkId}?reply=${c.vkId}`;
+}
+
+function Filters({ options }: { options: FilterOptionsQuery | null }) {
+  const [draft, setDraft] = useState<ReviewState>(review.value);
+  const f = draft.filter;
+  const set = (patch: Partial<CommentFilter>) => setDraft({ ...draft, filter: { ...f, ...patch } });
+  const multi = (e: Event) => Array.from((e.currentTarget as HTMLSelectElement).selectedOptions).map((o) => o.value);
+  const sortKey = SORTS.find(([, field, dir]) => field === draft.orderBy.field && dir === draft.orderBy.direction)?.[0] ?? "newest";
+  function apply(e: Event) {
+    e.preventDefault();
+    setReview({ ...draft, filter: cleanFilter(draft.filter) });
+  }
+  return (
+    <form class="filters" onSubmit={apply} aria-label="filters">
+      <label>{t("community")}
+        <select multiple size={3} onChange={(e) => set({ groupIds: multi(e) })}>
+          {options?.groups.edges.map(({ node }) => <option value={node.id} selected={f.groupIds?.includes(node.id)}>{node.name}</option>)}
+        </select>
+      </label>
+      <label>{t("keyword")}
+        <select multiple size={3} onChange={(e) => set({ keywordIds: multi(e) })}>
+          {options?.keywords.edges.map(({ node }) => <option value={node.id} selected={f.keywordIds?.includes(node.id)}>{node.word}</option>)}
+        </select>
+      </label>
+      <label>{t("text")}<input name="text" type="search" value={f.text ?? ""} onInput={(e) => set({ text: e.currentTarget.value })} /></label>
+      <label>{t("author")}<input name="author" inputMode="numeric" value={f.authorIds?.join(",") ?? ""} onInput={(e) => set({ authorIds: e.currentTarget.value.split(/[ ,]+/).filter(Boolean).map(Number).filter(Number.isFinite) })} /></label>
+      <label>{t("since")}<input type="date" value={f.since?.slice(0, 10) ?? ""} onInput={(e) => set({ since: e.currentTarget.value ? `${e.currentTarget.value}T00:00:00Z` : null })} /></label>
+      <label>{t("until")}<input type="date" value={f.until?.slice(0, 10) ?? ""} onInput={(e) => set({ until: e.currentTarget.value ? `${e.currentTarget.value}T23:59:59Z` : null })} /></label>
+      {([["matchedOnly", "matched"], ["viewed", "viewed"], ["archived", "archived"]] as const).map(([label, field]) => (
+        <label>{t(label)}
+          <select name={field} value={triState(f[field])} onChange={(e) => set({ [field]: fromTri(e.currentTarget.value) })}>
+            <option value="">{t("any")}</option><option value="yes">{t("yes")}</option><option value="no">{t("no")}</option>
+          </select>
+        </label>
+      ))}
+      <label>{t("sort")}
+        <select name="sort" value={sortKey} onChange={(e) => {
+          const s = SORTS.find(([k]) => k === e.currentTarget.value)!;
+          setDraft({ ...draft, orderBy: { field: s[1], direction: s[2] } });
+        }}>
+          {SORTS.map(([k]) => <option value={k}>{t(k)}</option>)}
+        </select>
+      </label>
+      <div class="filter-buttons">
+        <button type="submit">{t("apply")}</button>
+        <button type="button" class="secondary" onClick={() => { const fresh = { filter: {}, orderBy: draft.orderBy }; setDraft(fresh); setReview(fresh); }}>{t("clear")}</button>
+      </div>
+    </form>
+  );
+}
+
+export function Review() {
+  const state = review.value;
+  const [rows, setRows] = useState<Comment[]>([]);
+  const [total, setTotal] = useState<number | null>(null);
+  const [cursor, setCursor] = useState<string | null>(null);
+  const [more, setMore] = useState(true);
+  const [loading, setLoading] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [current, setCurrent] = useState(0);
+  const [selected, setSelected] = useState<Set<string>>(new Set());
+  const [scrollTop, setScrollTop] = useState(0);
+  const [height, setHeight] = useState(600);
+  const [options, setOptions] = useState<FilterOptionsQuery | null>(null);
+  const listRef = useRef<HTMLDivElement>(null);
+  const generation = useRef(0);
+
+  useEffect(() => { request<FilterOptionsQuery>(FILTER_OPTIONS).then(setOptions).catch((e) => setError(errorText(e))); }, []);
+
+  const loadPage = useCallback(async (reset: boolean) => {
+    const gen = reset ? ++generation.current : generation.current;
+    setLoading(true);
+    try {
+      const d = await request<CommentsQuery, CommentsQueryVariables>(COMMENTS, {
+        filter: cleanFilter(state.filter), orderBy: state.orderBy, first: PAGE, after: reset ? null : cursor,
+      });
+      if (gen !== generation.current) return; // the filter changed meanwhile
+      const page = d.comments.edges.map((e) => e.node);
+      setRows((old) => (reset ? page : [...old, ...page]));
+      setTotal(d.comments.totalCount);
+      setCursor(d.comments.pageInfo.endCursor ?? null);
+      setMore(d.comments.pageInfo.hasNextPage);
+      setError(null);
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      if (gen === generation.current) setLoading(false);
+    }
+  }, [state, cursor]);
+
+  useEffect(() => {
+    setRows([]); setCurrent(0); setSelected(new Set()); setMore(true);
+    listRef.current?.scrollTo(0, 0);
+    loadPage(true);
+  }, [state]);
+
+  useEffect(() => {
+    const el = listRef.current;
+    if (!el) return;
+    const observer = new ResizeObserver(() => setHeight(el.clientHeight));
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, []);
+
+  const first = Math.max(0, Math.floor(scrollTop / ROW) - 5);
+  const last = Math.min(rows.length, Math.ceil((scrollTop + height) / ROW) + 5);
+  useEffect(() => {
+    if (more && !loading && last >= rows.length - 20 && rows.length > 0) loadPage(false);
+  }, [last, rows.length, more, loading]);
+
+  async function mark(ids: string[], patch: { viewed?: boolean; archived?: boolean }) {
+    if (!ids.length) return;
+    try {
+      const d = await request<SetCommentStateMutation, SetCommentStateMutationVariables>(SET_COMMENT_STATE, { ids, ...patch });
+      if (d.setCommentState.errors.length) return setError(d.setCommentState.errors[0].message);
+      const changed = new Map(d.setCommentState.comments.map((c) => [c.id, c]));
+      setRows((list) => list.map((c) => (changed.has(c.id) ? { ...c, ...changed.get(c.id)! } : c)));
+      setSelected(new Set());
+    } catch (e) {
+      setError(errorText(e));
+    }
+  }
+  const targets = () => (selected.size ? [...selected] : rows[current] ? [rows[current].id] : []);
+  function targetsOf(): string[] {
+    const { rows, selected } = latest.current;
+    const row = rows[cursorRef.current];
+    return selected.size ? [...selected] : row ? [row.id] : [];
+  }
+
+  function moveTo(index: number) {
+    const i = Math.max(0, Math.min(latest.current.rows.length - 1, index));
+    cursorRef.current = i;
+    setCurrent(i);
+    const el = listRef.current;
+    if (el) {
+      if (i * ROW < el.scrollTop) el.scrollTop = i * ROW;
+      else if ((i + 1) * ROW > el.scrollTop + el.clientHeight) el.scrollTop = (i + 1) * ROW - el.clientHeight;
+    }
+  }
+
+  // One listener for the screen's life; it reads the latest state through a ref, so keys
+  // pressed faster than renders still move one row each.
+  const latest = useRef({ rows, current, selected });
+  latest.current = { rows, current, selected };
+  const cursorRef = useRef(current);
+  cursorRef.current = current;
+  useEffect(() => {
+    function onKey(e: KeyboardEvent) {
+      const target = e.target as HTMLElement;
+      if (e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)) return;
+      const { rows, selected } = latest.current;
+      const row = rows[cursorRef.current];
+      if (e.key === "j") moveTo(cursorRef.current + 1);
+      else if (e.key === "k") moveTo(cursorRef.current - 1);
+      else if (e.key === "v" && row) mark(targetsOf(), { viewed: !(selected.size ? false : row.viewed) });
+      else if (e.key === "a" && row) mark(targetsOf(), { archived: !(selected.size ? false : row.archived) });
+      else if (e.key === "x" && row) toggle(row.id);
+      else return;
+      e.preventDefault();
+    }
+    addEventListener("keydown", onKey);
+    return () => removeEventListener("keydown", onKey);
+  }, []);
+
+  function toggle(id: string) {
+    setSelected((s) => {
+      const next = new Set(s);
+      if (next.has(id)) next.delete(id); else next.add(id);
+      return next;
+    });
+  }
+
+  const focused = rows[current];
+  return (
+    <div class="review">
+      <Filters options={options} />
+      <div class="review-bar">
+        <span aria-live="polite" data-testid="review-count">{fmtNum(rows.length)} {t("loaded")} {t("of")} {fmtNum(total)}</span>
+        {selected.size > 0 && <span>{selected.size} {t("selected")}</span>}
+        <button type="button" onClick={() => mark(targets(), { viewed: true })}>{t("markViewed")}</button>
+        <button type="button" class="secondary" onClick={() => mark(targets(), { viewed: false })}>{t("unmark")}</button>
+        <button type="button" class="secondary" onClick={() => mark(targets(), { archived: true })}>{t("markArchived")}</button>
+        <span class="muted">{t("shortcuts")}</span>
+      </div>
+      <ErrorLine error={error} />
+      <div class="review-body">
+        <div class="comment-list" ref={listRef} onScroll={(e) => setScrollTop(e.currentTarget.scrollTop)} role="list" aria-label={t("comments")} tabIndex={0}>
+          <div style={{ height: `${rows.length * ROW}px`, position: "relative" }}>
+            {rows.slice(first, last).map((c, i) => {
+              const index = first + i;
+              return (
+                <div
+                  role="listitem"
+                  class={`comment-row${index === current ? " current" : ""}${c.viewed ? " viewed" : ""}${c.archived ? " archived" : ""}`}
+                  style={{ top: `${index * ROW}px`, height: `${ROW}px` }}
+                  data-comment-id={c.id}
+                  onClick={() => setCurrent(index)}
+                >
+                  <input type="checkbox" aria-label={`${t("selected")} ${c.id}`} checked={selected.has(c.id)} onClick={(e) => e.stopPropagation()} onChange={() => toggle(c.id)} />
+                  <div class="comment-main">
+                    <div class="comment-meta">
+                      <strong>{c.author?.name ?? c.group?.name ?? "?"}</strong> · {c.group?.name} · {fmtDate(c.publishedAt)} · ♥ {c.likes}
+                      {c.parent && <span class="badge">↳ {t("inReplyTo")}</span>}
+                      {c.viewed && <span class="badge">{t("viewed")}</span>}
+                      {c.archived && <span class="badge">{t("archived")}</span>}
+                    </div>
+                    <p class="comment-text"><Highlighted text={c.text} matches={c.matches} /></p>
+                  </div>
+                </div>
+              );
+            })}
+          </div>
+          {!loading && rows.length === 0 && <p class="muted pad">{t("none")}</p>}
+        </div>
+        <aside class="comment-detail" aria-label="comment">
+          {focused && (
+            <>
+              {focused.parent && (
+                <blockquote class="parent"><div class="muted">{t("inReplyTo")} {focused.parent.author?.name}</div>{focused.parent.text}</blockquote>
+              )}
+              <p class="detail-text"><Highlighted text={focused.text} matches={focused.matches} /></p>
+              <p class="muted">{focused.matches.map((m) => m.keyword?.word).filter(Boolean).join(", ")}</p>
+              <p><a href={vkLink(focused)} target="_blank" rel="noopener noreferrer">{t("openOnVk")}</a>{focused.author && <> · <a href={focused.author.url} target="_blank" rel="noopener noreferrer">{focused.author.name}</a></>}</p>
+            </>
+          )}
+        </aside>
+      </div>
+    </div>
+  );
+}

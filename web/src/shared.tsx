@@ -1,0 +1,98 @@
+import { useEffect, useState } from "preact/hooks";
+import type { ComponentChildren } from "preact";
+import { request, subscribe, ApiError } from "./api";
+import { t, fmtNum } from "./i18n";
+import { TASK_EVENTS, TASK_PROGRESS, TASKS } from "./ops";
+import type { TaskEventsSubscription, TaskFieldsFragment, TaskProgressSubscription, TasksQuery, TasksQueryVariables } from "./generated/graphql";
+
+export type Task = TaskFieldsFragment;
+
+export function errorText(e: unknown): string {
+  if (e instanceof ApiError) return e.code === "NETWORK" ? t("networkError") : e.message;
+  return String(e);
+}
+
+export function ProgressBar({ task }: { task: Task }) {
+  const { done, total, message } = task.progress;
+  const finished = task.state === "SUCCEEDED";
+  const percent = finished ? 100 : total ? Math.min(100, Math.round((done / total) * 100)) : null;
+  return (
+    <div class="progress-wrap">
+      <div
+        class={`progress ${task.state.toLowerCase()}`}
+        role="progressbar"
+        aria-label={`${task.kind} ${task.id}`}
+        aria-valuemin={0}
+        aria-valuemax={100}
+        aria-valuenow={percent ?? undefined}
+      >
+        <div class="bar" style={{ width: `${percent ?? 100}%` }} data-indeterminate={percent == null} />
+      </div>
+      <span class="progress-text">
+        {percent != null ? `${percent}%` : ""} {message || `${fmtNum(done)}${total != null ? ` / ${fmtNum(total)}` : ""}`}
+      </span>
+    </div>
+  );
+}
+
+export function StateBadge({ state }: { state: string }) {
+  return <span class={`badge state-${state.toLowerCase()}`}>{state}</span>;
+}
+
+/** The tasks matching `states`, kept current by `taskEvents`. */
+export function useLiveTasks(filter: TasksQueryVariables["filter"], first = 50): { tasks: Task[]; error: string | null; reload: () => void } {
+  const [tasks, setTasks] = useState<Task[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  const [nonce, setNonce] = useState(0);
+  const key = JSON.stringify(filter);
+  useEffect(() => {
+    let alive = true;
+    request<TasksQuery, TasksQueryVariables>(TASKS, { filter, first })
+      .then((d) => alive && setTasks(d.tasks.edges.map((e) => e.node)))
+      .catch((e) => alive && setError(errorText(e)));
+    const stop = subscribe<TaskEventsSubscription>(TASK_EVENTS, {}, (d) => {
+      const task = d.taskEvents;
+      const wanted = !filter?.states || filter.states.includes(task.state);
+      const kindOk = !filter?.kinds || filter.kinds.includes(task.kind);
+      setTasks((list) => {
+        const rest = list.filter((x) => x.id !== task.id);
+        if (!kindOk) return list;
+        if (!wanted) return rest;
+        const known = list.some((x) => x.id === task.id);
+        return known ? list.map((x) => (x.id === task.id ? task : x)) : [task, ...rest];
+      });
+    });
+    return () => {
+      alive = false;
+      stop();
+    };
+  }, [key, nonce]);
+  return { tasks, error, reload: () => setNonce((n) => n + 1) };
+}
+
+/** One task, live through `taskProgress` until it is final. */
+export function useTaskProgress(initial: Task | null): Task | null {
+  const [task, setTask] = useState(initial);
+  useEffect(() => {
+    setTask(initial);
+    if (!initial) return;
+    return subscribe<TaskProgressSubscription>(TASK_PROGRESS, { id: initial.id }, (d) => setTask(d.taskProgress));
+  }, [initial?.id]);
+  return task;
+}
+
+export function Panel({ title, children, actions }: { title: string; children: ComponentChildren; actions?: ComponentChildren }) {
+  return (
+    <section class="panel" aria-label={title}>
+      <header class="panel-head">
+        <h2>{title}</h2>
+        {actions}
+      </header>
+      {children}
+    </section>
+  );
+}
+
+export function ErrorLine({ error }: { error: string | null }) {
+  return error ? <p class="error" role="alert">{error}</p> : null;
+}

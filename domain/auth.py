@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from domain.errors import InvalidInput
+from domain.errors import Conflict, InvalidInput, NotFound
 from domain.ports import Clock, UnitOfWorkFactory
 
 TOKEN_PREFIX = "vkcp_"  # makes a leaked token recognisable to secret scanners
@@ -116,3 +116,24 @@ async def authenticate(uow_factory: UnitOfWorkFactory, token: str, *, clock: Clo
                 await uow.api_tokens.touch(record.id, now)  # type: ignore[attr-defined]
                 await uow.commit()
     return role, record
+
+
+async def revoke_api_token(uow_factory: UnitOfWorkFactory, name_or_id: str) -> ApiToken:
+    """Revoke one live token, named by its id or its name; returns its record as it was.
+
+    Names need not be unique: when several live tokens share one, nothing is revoked and the
+    caller is asked for the id, since revoking the wrong one would leave a leaked token usable.
+    """
+    key = name_or_id.strip()
+    async with uow_factory() as uow:
+        tokens = await uow.api_tokens.list()  # type: ignore[attr-defined]
+        live = [t for t in tokens if t.revoked_at is None]
+        chosen = [t for t in live if key.isdigit() and t.id == int(key)] or [t for t in live if t.name == key]
+        if not chosen:
+            raise NotFound(f"No live API token has the id or name '{key}'", field="token")
+        if len(chosen) > 1:
+            ids = ", ".join(str(t.id) for t in chosen)
+            raise Conflict(f"{len(chosen)} live API tokens are named '{key}' (ids {ids}): revoke one by id", field="token")
+        await uow.api_tokens.revoke(chosen[0].id)  # type: ignore[attr-defined]
+        await uow.commit()
+    return chosen[0]

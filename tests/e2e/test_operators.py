@@ -1,0 +1,134 @@
+"""What an operator meets running the real ``vkcp`` command: a first start with nothing
+configured, API token management, a taken port, the logs and readiness. Every test runs the
+CLI as a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.processes import free_port, spawn, stop, wait_http
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ADD = """mutation($ref: String!) { addGroup(ref: $ref) { group { id } errors { code message field } } }"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A first run: no VK tokens, no sandbox, no Redis, the embedded SQLite database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VKCP_")}
+    env.update(PYTHONPATH=str(ROOT), VKCP_DATA_DIR=str(tmp_path / "data"))
+    return env
+
+
+def vkcp(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "infrastructure.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+async def _serve(env: dict[str, str], log: Path, port: int) -> subprocess.Popen:
+    proc = spawn(["-m", "infrastructure.cli", "serve", "--port", str(port)], env, log)
+    await wait_http(f"http://127.0.0.1:{port}/healthz", proc, log)
+    return proc
+
+
+async def test_serve_starts_without_vk_and_says_what_is_missing(env, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = await _serve(env, log, port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            output = log.read_text()
+            admin = re.search(r"vkcp_[\w\-]+", output).group(0)  # the first start's admin token
+            assert "VKCP_VK_TOKENS" in output and "Traceback" not in output, output
+
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text  # stored data stays readable
+            assert ready.json()["checks"]["vk"] == "not configured"
+
+            added = await client.post("/graphql", json={"query": ADD, "variables": {"ref": "durov"}},
+                                      headers={"Authorization": f"Bearer {admin}"})
+            result = added.json()["data"]["addGroup"]
+            assert result["group"] is None
+            assert result["errors"][0]["code"] == "VK_UNAVAILABLE"
+            assert "VKCP_VK_TOKENS" in result["errors"][0]["message"]
+    finally:
+        stop(proc)
+
+    # Later starts do not mint another admin token; they say how to get one.
+    second = tmp_path / "serve-2.log"
+    proc = await _serve(env, second, port)
+    stop(proc)
+    assert "vkcp token create --name NAME --role" in second.read_text()
+    assert not re.search(r"vkcp_[\w\-]{20,}", second.read_text())
+
+
+async def test_token_create_list_revoke_need_no_vk(env, tmp_path: Path) -> None:
+    created = vkcp(env, "token", "create", "--name", "ci-bot", "--role", "operator")
+    assert created.returncode == 0 and "Traceback" not in created.stderr, created.stderr
+    token = created.stdout.strip()
+    assert re.fullmatch(r"vkcp_[\w\-]+", token)
+    vkcp(env, "token", "create", "--name", "dashboard", "--role", "viewer")
+
+    listed = vkcp(env, "token", "list")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:3] == ["ID", "NAME", "ROLE"]
+    assert any("ci-bot" in line and "operator" in line for line in lines)
+    assert any("dashboard" in line and "viewer" in line for line in lines)
+    assert "vkcp_" not in listed.stdout + listed.stderr  # never a secret after creation
+
+    port = free_port()
+    proc = await _serve(env, tmp_path / "serve.log", port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            query = {"query": "{ groups { totalCount } }"}
+            auth = {"Authorization": f"Bearer {token}"}
+            assert (await client.post("/graphql", json=query, headers=auth)).status_code == 200
+
+            revoked = vkcp(env, "token", "revoke", "ci-bot")
+            assert revoked.returncode == 0, revoked.stderr
+            assert "vkcp_" not in revoked.stdout
+            # Revocation takes effect on the running server at once.
+            assert (await client.post("/graphql", json=query, headers=auth)).status_code == 401
+    finally:
+        stop(proc)
+
+    listed = vkcp(env, "token", "list").stdout
+    ci_line = next(line for line in listed.splitlines() if "ci-bot" in line)
+    assert ci_line.rstrip().endswith("UTC")  # the revoked column has its time
+    assert vkcp(env, "token", "revoke", "ci-bot").returncode == 1  # no live token by that name now
+    unknown = vkcp(env, "token", "revoke", "nobody")
+    assert unknown.returncode == 1 and "nobody" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_revoking_an_ambiguous_name_asks_for_the_id(env) -> None:
+    for role in ("viewer", "admin"):
+        assert vkcp(env, "token", "create", "--name", "twin", "--role", role).returncode == 0
+    ambiguous = vkcp(env, "token", "revoke", "twin")
+    assert ambiguous.returncode == 1 and "by id" in ambiguous.stderr
+    assert vkcp(env, "token", "revoke", "2").returncode == 0
+    lines = [line for line in vkcp(env, "token", "list").stdout.splitlines() if "twin" in line]
+    assert lines[0].rstrip().endswith("-") and lines[1].rstrip().endswith("UTC")  # only id 2 revoked
+
+
+def test_a_taken_port_is_one_clear_line_before_any_banner(env) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = vkcp({**env, "VKCP_VK_SANDBOX": "1"}, "serve", "--port", str(port))
+    assert done.returncode == 1
+    assert "GraphiQL" not in done.stdout, done.stdout  # no URL that leads to someone else's server
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 1, done.stderr
+    assert f"127.0.0.1:{port}" in errors[0] and "--port" in errors[0]
+

@@ -4,6 +4,8 @@ CLI as a subprocess, as a user would."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import socket
@@ -132,3 +134,107 @@ def test_a_taken_port_is_one_clear_line_before_any_banner(env) -> None:
     assert len(errors) == 1, done.stderr
     assert f"127.0.0.1:{port}" in errors[0] and "--port" in errors[0]
 
+
+PARSE = "mutation($g: ID!) { startParse(input: {groupIds: [$g], maxPosts: 2}) { tasks { id } errors { code } } }"
+TASK = "query($id: ID!) { task(id: $id) { state } }"
+
+
+def _samples(text: str) -> dict[str, list]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append(sample)
+    return found
+
+
+def _value(found: dict[str, list], name: str, **labels: str) -> float | None:
+    return next((s.value for s in found.get(name, []) if all(s.labels.get(k) == v for k, v in labels.items())), None)
+
+
+async def test_a_session_logs_json_lines_only_and_metrics_show_it(env, tmp_path: Path) -> None:
+    """start, requests, a parse, WebSocket connects (one refused, one subscribing), stop: every
+    line on stderr is one JSON object; /metrics shows the subscription and the task's run time."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    port = free_port()
+    out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infrastructure.cli", "serve", "--port", str(port)], cwd=ROOT,
+        env={**env, "VKCP_VK_SANDBOX": "1"}, stdout=out.open("wb"), stderr=err.open("wb"), start_new_session=True,
+    )
+    base = f"127.0.0.1:{port}"
+    try:
+        await wait_http(f"http://{base}/healthz", proc, err)
+        admin = re.search(r"vkcp_[\w\-]+", out.read_text()).group(0)
+        auth = {"Authorization": f"Bearer {admin}"}
+        async with httpx.AsyncClient(base_url=f"http://{base}", timeout=30, headers=auth) as client:
+            async def gql(query: str, **variables) -> dict:
+                body = (await client.post("/graphql", json={"query": query, "variables": variables})).json()
+                assert "errors" not in body, body
+                return body["data"]
+
+            assert (await client.post("/graphql", json={"query": "{ groups { totalCount } }"},
+                                      headers={"Authorization": "Bearer wrong"})).status_code == 401
+
+            refused = await connect(f"ws://{base}/graphql", subprotocols=["graphql-transport-ws"])
+            await refused.send(json.dumps({"type": "connection_init", "payload": {"Authorization": "Bearer wrong"}}))
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(refused.recv(), 20)
+            with pytest.raises(InvalidStatus):  # a page on another origin may not connect
+                await connect(f"ws://{base}/graphql", subprotocols=["graphql-transport-ws"],
+                              origin="http://evil.example")
+
+            async with connect(f"ws://{base}/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+                await ws.send(json.dumps({"type": "connection_init", "payload": auth}))
+                assert json.loads(await asyncio.wait_for(ws.recv(), 20))["type"] == "connection_ack"
+                await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
+                    "query": "subscription Watch { taskEvents { id state } }"}}))
+                group = (await gql('mutation { addGroup(ref: "koshki_spb") { group { id } } }'))["addGroup"]["group"]
+                task_id = (await gql(PARSE, g=group["id"]))["startParse"]["tasks"][0]["id"]
+                for _ in range(300):
+                    if (await gql(TASK, id=task_id))["task"]["state"] == "SUCCEEDED":
+                        break
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(0.5)  # the metrics listener hears the finish on the event stream
+                found = _samples((await client.get("/metrics")).text)
+                assert _value(found, "vkcp_graphql_subscriptions_active", field="taskEvents") == 1
+                assert _value(found, "vkcp_websocket_connections_open") == 1
+
+            found = _samples(text := (await client.get("/metrics")).text)
+            assert _value(found, "vkcp_task_duration_seconds_count", kind="PARSE", state="SUCCEEDED") == 1
+            assert _value(found, "vkcp_tasks", kind="EXPORT", state="CANCELLED") == 0  # zeros are series too
+            assert len(found["vkcp_tasks"]) == 3 * 5
+            assert _value(found, "process_cpu_seconds_total") > 0
+            assert "_created" not in text
+            for _ in range(50):  # the socket's close reaches the server
+                if _value(found, "vkcp_websocket_connections_open") == 0:
+                    break
+                await asyncio.sleep(0.1)
+                found = _samples((await client.get("/metrics")).text)
+            assert _value(found, "vkcp_websocket_connections_open") == 0
+            assert _value(found, "vkcp_graphql_subscriptions_active", field="taskEvents") == 0
+    finally:
+        stop(proc)
+
+    lines = err.read_text().splitlines()
+    assert len(lines) > 10
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line on stderr: {line!r}") from None
+    assert all(isinstance(e, dict) and "event" in e and "level" in e for e in events)
+    loggers = {e.get("logger") for e in events}
+    assert "alembic.runtime.migration" in loggers and any(str(n).startswith("uvicorn") for n in loggers), loggers
+    named = {e["event"]: e for e in events}
+    for event in ("auth.failed", "websocket.connected", "subscription.started", "subscription.ended"):
+        assert named.get(event, {}).get("request_id"), (event, named.get(event))
+    assert {e["transport"] for e in events if e["event"] == "auth.failed"} == {"http", "websocket"}
+    assert named["subscription.started"]["field"] == "taskEvents"
+    rejected = named["websocket.origin_rejected"]
+    assert "VKCP_CORS_ORIGINS" in rejected["detail"] and "allowed_origins" not in err.read_text()
+    assert admin not in err.read_text()

@@ -36,6 +36,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.graphql import OperationType
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from domain.auth import Role
 from domain.errors import Unavailable
 from graphql_api.auth import header_of, resolve_role, warn_if_auth_disabled
 from graphql_api.context import Context, get_context
@@ -366,6 +367,16 @@ class GraphQLView(GraphQL[Context, None]):
         return response
 
 
+async def _is_admin(container: Any, request: Request) -> bool:
+    if not container.settings.auth:
+        return True
+    try:
+        found = await resolve_role(container.adapters, request.headers.get("authorization"))
+    except Unavailable:  # the database is away: readiness says so, without details
+        return False
+    return found is not None and found[0].allows(Role.ADMIN)
+
+
 class _NotStrawberryOriginAdvice(logging.Filter):
     """Strawberry's rejection line names its own ``allowed_origins``; ours names the setting."""
 
@@ -395,7 +406,9 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = ()) -> Starlette
         ready = checks.get("database") == "ok" and checks.get("redis", "not configured") in ("ok", "not configured")
         body: dict[str, Any] = {"status": "ok" if ready else "unavailable", "checks": checks}
         vk = container.adapters.vk
-        if hasattr(vk, "token_states") and not settings.vk_sandbox:  # the pool by fingerprint: never a token
+        # The pool's fingerprints and states are what the admin-only `vkTokens` shows: only an
+        # admin's request gets them here; probes and everyone else see the statuses alone.
+        if hasattr(vk, "token_states") and not settings.vk_sandbox and await _is_admin(container, request):
             body["vkTokens"] = [
                 {
                     "fingerprint": s.fingerprint,

@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
 
-    commands.add_parser("worker", help="run an ARQ worker (needs VKCP_REDIS_URL)")
+    worker = commands.add_parser("worker", help="run an ARQ worker (needs VKCP_REDIS_URL)")
+    worker.add_argument("--check", action="store_true",
+                        help="exit 0 when the worker on this host reported itself alive recently (a healthcheck)")
     commands.add_parser("migrate", help="apply database migrations")
 
     token = commands.add_parser("token", help="manage API tokens")
@@ -43,12 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("token", metavar="NAME_OR_ID")
 
     args = parser.parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValueError as e:  # pydantic's ValidationError included: one readable line, no traceback
+        print(f"vkcp: configuration error: {e}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
     if args.command == "serve":
         return asyncio.run(_serve(settings, args.host, args.port))
     if args.command == "worker":
-        return _worker(settings)
+        return _worker(settings, check=args.check)
     if args.command == "migrate":
         from infrastructure.db.migrate import upgrade
 
@@ -178,16 +184,27 @@ async def _first_token(container) -> None:
     )
 
 
-def _worker(settings: Settings) -> int:
+WORKER_HEALTH_INTERVAL = 30  # seconds between a worker's "alive" marks; the mark lives a second longer
+
+
+def _worker(settings: Settings, *, check: bool = False) -> int:
     if not settings.redis_url:
         print("vkcp worker needs VKCP_REDIS_URL; without Redis `vkcp serve` runs the jobs itself", file=sys.stderr)
         return 2
-    from arq.worker import get_kwargs
+    from arq.worker import async_check_health, get_kwargs
 
     from jobs.arq_compat import ResilientWorker
     from jobs.worker import WorkerSettings
 
-    ResilientWorker(**{**get_kwargs(WorkerSettings), "redis_settings": WorkerSettings.redis()}).run()
+    # One health key per host (per container), not ARQ's one per queue: a worker's healthcheck
+    # must fail when *this* worker is gone, even while its siblings are fine.
+    health_key = f"{WorkerSettings.queue_name}:health-check:{socket.gethostname()}"
+    if check:
+        return asyncio.run(async_check_health(WorkerSettings.redis(), health_key, WorkerSettings.queue_name))
+    ResilientWorker(**{
+        **get_kwargs(WorkerSettings), "redis_settings": WorkerSettings.redis(),
+        "health_check_key": health_key, "health_check_interval": WORKER_HEALTH_INTERVAL,
+    }).run()
     return 0
 
 

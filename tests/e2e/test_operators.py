@@ -238,3 +238,53 @@ async def test_a_session_logs_json_lines_only_and_metrics_show_it(env, tmp_path:
     rejected = named["websocket.origin_rejected"]
     assert "VKCP_CORS_ORIGINS" in rejected["detail"] and "allowed_origins" not in err.read_text()
     assert admin not in err.read_text()
+
+
+async def test_worker_check_tells_whether_this_hosts_worker_is_alive(env, tmp_path: Path) -> None:
+    from tests.conftest import _redis_problem, require_service
+
+    require_service("Redis", await _redis_problem())
+    env = {**env, "VKCP_REDIS_URL": "redis://127.0.0.1:6379/9", "VKCP_REDIS_PREFIX": f"vkcp-check-{os.getpid()}-{free_port()}:"}
+    assert vkcp(env, "migrate").returncode == 0
+    assert vkcp(env, "worker", "--check").returncode == 1  # no worker has run here
+    log = tmp_path / "worker.log"
+    worker = spawn(["-m", "infrastructure.cli", "worker"], env, log)
+    try:
+        for _ in range(120):
+            if vkcp(env, "worker", "--check").returncode == 0:
+                break
+            assert worker.poll() is None, log.read_text()
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"the worker never reported itself alive:\n{log.read_text()[-3000:]}")
+    finally:
+        stop(worker)
+
+
+def test_secrets_can_come_from_files(env, tmp_path: Path) -> None:
+    """VKCP_<SETTING>_FILE, as Docker and Kubernetes mount secrets."""
+    from infrastructure.settings import Settings, SettingsFileError
+
+    database = tmp_path / "database_url"
+    database.write_text(f"sqlite+aiosqlite:///{tmp_path / 'from-file.sqlite3'}\n")
+    tokens = tmp_path / "vk_tokens"
+    tokens.write_text("vk1.a.first\nvk1.a.second\n")
+    files = {"VKCP_DATABASE_URL_FILE": str(database), "VKCP_VK_TOKENS_FILE": str(tokens)}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in files.items():
+            patch.setenv(name, value)
+        patch.delenv("VKCP_DATABASE_URL", raising=False)
+        patch.delenv("VKCP_VK_TOKENS", raising=False)
+        settings = Settings(_env_file=None)
+        assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'from-file.sqlite3'}"
+        assert [t.get_secret_value() for t in settings.vk_tokens] == ["vk1.a.first", "vk1.a.second"]
+        patch.setenv("VKCP_VK_TOKENS", "vk1.a.inline")
+        with pytest.raises(SettingsFileError, match="both set"):
+            Settings(_env_file=None)
+
+    # The real command uses it: a token created through the file-named database lands there.
+    created = vkcp({**env, **files}, "token", "create", "--name", "from-file", "--role", "viewer")
+    assert created.returncode == 0, created.stderr
+    assert (tmp_path / "from-file.sqlite3").exists()
+    missing = vkcp({**env, "VKCP_DATABASE_URL_FILE": str(tmp_path / "absent")}, "token", "list")
+    assert missing.returncode == 2 and "VKCP_DATABASE_URL_FILE" in missing.stderr and "Traceback" not in missing.stderr

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from domain.errors import InvalidInput, NotFound
+from domain.errors import Conflict, InvalidInput, NotFound
 from domain.ports import Clock, UnitOfWorkFactory
 
 TOKEN_PREFIX = "vkcp_"  # makes a leaked token recognisable to secret scanners
@@ -124,11 +124,30 @@ async def list_api_tokens(uow_factory: UnitOfWorkFactory) -> list[ApiToken]:
         return await uow.api_tokens.list()  # type: ignore[attr-defined]
 
 
-async def revoke_api_token(uow_factory: UnitOfWorkFactory, token_id: int) -> ApiToken:
-    """Revoke a live token at once: its next request is refused. Revoking twice is NOT_FOUND."""
+async def revoke_api_token(uow_factory: UnitOfWorkFactory, name_or_id: str | int) -> ApiToken:
+    """Revoke one live token at once (its next request is refused); returns its record, revoked.
+
+    An ``int`` is an id (the API's ``revokeApiToken``); a string is an id or a name (``vkcp
+    token revoke``). Names need not be unique: when several live tokens share one, nothing is
+    revoked and the caller is asked for the id, since revoking the wrong one would leave a
+    leaked token usable. Revoking twice is NOT_FOUND.
+    """
+    by_id = isinstance(name_or_id, int)
+    key = str(name_or_id).strip()
+    field = "id" if by_id else "token"
     async with uow_factory() as uow:
-        if not await uow.api_tokens.revoke(token_id):  # type: ignore[attr-defined]
-            raise NotFound(f"No live API token with id {token_id}", field="id")
+        tokens = await uow.api_tokens.list()  # type: ignore[attr-defined]
+        live = [t for t in tokens if t.revoked_at is None]
+        chosen = [t for t in live if key.isdigit() and t.id == int(key)]
+        if not chosen and not by_id:
+            chosen = [t for t in live if t.name == key]
+        if not chosen:
+            what = f"id {key}" if by_id else f"the id or name '{key}'"
+            raise NotFound(f"No live API token has {what}", field=field)
+        if len(chosen) > 1:
+            ids = ", ".join(str(t.id) for t in chosen)
+            raise Conflict(f"{len(chosen)} live API tokens are named '{key}' (ids {ids}): revoke one by id", field=field)
+        await uow.api_tokens.revoke(chosen[0].id)  # type: ignore[attr-defined]
         await uow.commit()
         tokens = await uow.api_tokens.list()  # type: ignore[attr-defined]
-    return next(t for t in tokens if t.id == token_id)
+    return next(t for t in tokens if t.id == chosen[0].id)

@@ -90,6 +90,10 @@ class VkUnavailable(VkError):
     code = "VK_UNAVAILABLE"
 
 
+class VkNotConfigured(VkUnavailable):
+    """No VK token is configured: nothing can be read from VK until an operator adds one."""
+
+
 class TaskCancelled(DomainError):
     """Raised inside a running job when its task was cancelled; the runner records CANCELLED."""
 

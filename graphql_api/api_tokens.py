@@ -80,7 +80,7 @@ async def revoke_api_token(
 ) -> RevokeApiTokenPayload:
     try:
         text = str(id).strip()
-        if not text.isdigit() or len(text) > 18:
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:  # '²' is a digit to isdigit()
             raise NotFound(f"No live API token with id {id}", field="id")
         token = await auth.revoke_api_token(info.context.adapters.uow_factory, int(text))
     except DomainError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -35,6 +36,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.graphql import OperationType
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from domain.auth import Role
 from domain.errors import Unavailable
 from graphql_api.auth import header_of, resolve_role, warn_if_auth_disabled
 from graphql_api.console import console_routes, graphiql_page
@@ -287,6 +289,7 @@ class GraphQLView(GraphQL[Context, None]):
             record.request_id = context.request_id
         if context.role is None and isinstance(request, Request) and not self._is_ide_page(request):
             reason = "Missing API token" if "authorization" not in request.headers else "Invalid API token"
+            log.warning("auth.failed", request_id=context.request_id, transport="http", reason=reason)
             raise HTTPException(401, f"{reason}: send `Authorization: Bearer <token>`")
         return context
 
@@ -298,13 +301,25 @@ class GraphQLView(GraphQL[Context, None]):
         return self.graphql_ide is not None and self.should_render_graphql_ide(self.request_adapter_class(request))
 
     async def on_ws_connect(self, context: Context) -> Any:
-        if context.role is not None:  # auth is off
-            return None
-        found = await resolve_role(self.container.adapters, header_of(context.connection_params, "Authorization"))
-        if found is None:
-            raise ConnectionRejectionError()
-        context.role, context.token = found
+        if context.role is None:  # None: auth is on
+            authorization = header_of(context.connection_params, "Authorization")
+            found = await resolve_role(self.container.adapters, authorization)
+            if found is None:
+                reason = "Missing API token" if authorization is None else "Invalid API token"
+                log.warning("auth.failed", request_id=context.request_id, transport="websocket", reason=reason)
+                raise ConnectionRejectionError()
+            context.role, context.token = found
+        log.info("websocket.connected", request_id=context.request_id, role=str(context.role))
         return None
+
+    def is_websocket_origin_allowed(self, request: Any, origin: str) -> bool:
+        if super().is_websocket_origin_allowed(request, origin):
+            return True
+        # Said in the setting operators know; Strawberry's own line (about `allowed_origins`)
+        # is dropped by _NotStrawberryOriginAdvice.
+        log.warning("websocket.origin_rejected", origin=origin,
+                    detail="to let pages on this origin connect, add it to VKCP_CORS_ORIGINS")
+        return False
 
     async def execute_single(  # noqa: PLR0917 - Strawberry's signature
         self, request: Request, request_adapter: Any, sub_response: Response, context: Context, root_value: Any,
@@ -356,6 +371,26 @@ class GraphQLView(GraphQL[Context, None]):
         return response
 
 
+async def _is_admin(container: Any, request: Request) -> bool:
+    if not container.settings.auth:
+        return True
+    try:
+        found = await resolve_role(container.adapters, request.headers.get("authorization"))
+    except Unavailable:  # the database is away: readiness says so, without details
+        return False
+    return found is not None and found[0].allows(Role.ADMIN)
+
+
+class _NotStrawberryOriginAdvice(logging.Filter):
+    """Strawberry's rejection line names its own ``allowed_origins``; ours names the setting."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Rejected WebSocket connection from origin")
+
+
+logging.getLogger("strawberry.ws").addFilter(_NotStrawberryOriginAdvice())
+
+
 def create_app(container: Any, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The API for a built container; the app closes the container when it shuts down.
 
@@ -375,7 +410,9 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = ()) -> Starlette
         ready = checks.get("database") == "ok" and checks.get("redis", "not configured") in ("ok", "not configured")
         body: dict[str, Any] = {"status": "ok" if ready else "unavailable", "checks": checks}
         vk = container.adapters.vk
-        if hasattr(vk, "token_states") and not settings.vk_sandbox:  # the pool by fingerprint: never a token
+        # The pool's fingerprints and states are what the admin-only `vkTokens` shows: only an
+        # admin's request gets them here; probes and everyone else see the statuses alone.
+        if hasattr(vk, "token_states") and not settings.vk_sandbox and await _is_admin(container, request):
             body["vkTokens"] = [
                 {
                     "fingerprint": s.fingerprint,
@@ -393,9 +430,13 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = ()) -> Starlette
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         warn_if_auth_disabled(settings.auth)
+        watching = asyncio.create_task(metrics.watch_tasks())
         try:
             yield
         finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
             await container.aclose()
 
     middleware = []

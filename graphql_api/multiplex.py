@@ -44,6 +44,9 @@ from graphql_api.ws_messages import violation
 log = structlog.get_logger(__name__)
 
 MULTIPLEXED = frozenset({"taskProgress"})
+# Root fields counted by name in the subscription gauge; anything else is "other", so clients
+# cannot grow the label set.
+SUBSCRIPTION_FIELDS = frozenset({"taskProgress", "taskEvents", "commentMatched"})
 MEMBER_BUFFER = 1000  # items a slow member may fall behind before it is dropped
 _END = object()
 
@@ -144,7 +147,34 @@ class MultiplexingHandler(BaseGraphQLTransportWSHandler):
         return (field, operation.query, operation.operation_name, variables, self.context.role,
                 id(self.schema), id(self.context.container))
 
+    async def handle(self) -> None:
+        metrics = getattr(self.view, "metrics", None)
+        if metrics is not None:
+            metrics.websockets.inc()
+        try:
+            await super().handle()
+        finally:
+            if metrics is not None:
+                metrics.websockets.dec()
+
     async def run_operation(self, operation: Operation) -> None:
+        field = _root_field(operation.query, operation.operation_name)
+        if field is None:  # a query or mutation over the socket, or a document that fails
+            return await self._run_operation(operation)
+        label = field if field in SUBSCRIPTION_FIELDS else "other"
+        request_id = getattr(self.context, "request_id", None)
+        metrics = getattr(self.view, "metrics", None)
+        log.info("subscription.started", request_id=request_id, field=field, operation=operation.operation_name)
+        if metrics is not None:
+            metrics.subscriptions.labels(label).inc()
+        try:
+            await self._run_operation(operation)
+        finally:
+            if metrics is not None:
+                metrics.subscriptions.labels(label).dec()
+            log.info("subscription.ended", request_id=request_id, field=field, operation=operation.operation_name)
+
+    async def _run_operation(self, operation: Operation) -> None:
         key = self._feed_key(operation)
         if key is None:
             return await super().run_operation(operation)

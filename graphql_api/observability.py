@@ -1,29 +1,48 @@
 """What operators watch: Prometheus metrics and one JSON log line per GraphQL request.
 
 Every app has its own ``CollectorRegistry`` (tests build many apps in one process). Request
-series are recorded by the view; everything else is read when ``/metrics`` is scraped: task
-counts by one GROUP BY, the VK gateway's counters and token pool, the database pool.
+series are recorded by the view, subscription gauges by the WebSocket handler, task durations
+by a listener on the task event stream; everything else is read when ``/metrics`` is scraped:
+task counts by one GROUP BY, the VK gateway's counters and token pool, the database pool, and
+the process's CPU, memory and file descriptors. No ``*_created`` series: they double the
+output and nothing here reads them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections import deque
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from strawberry.extensions import SchemaExtension
 
 from domain.errors import Unavailable
+from domain.models import TaskKind, TaskState
+from domain.ports import EventsMissed
+from domain.tasks import TASKS_CHANNEL, task_from_event
 
 from graphql_api.errors import INTERNAL_MESSAGE, is_unexpected
 
 log = structlog.get_logger("vkcp.api")
+
+disable_created_metrics()  # process-wide in prometheus_client: no registry-level switch exists
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_OPERATION_NAMES = 200  # label values are kept bounded whatever clients send
@@ -108,8 +127,28 @@ class ApiMetrics:
             "vkcp_task_stalls", "Stalls detected and recovered, summed over all tasks (from the database).",
             registry=self.registry,
         )
+        self.subscriptions = Gauge(
+            "vkcp_graphql_subscriptions_active",
+            "Subscriptions running now over WebSocket, by root field (taskProgress, taskEvents, commentMatched).",
+            ["field"], registry=self.registry,
+        )
+        self.websockets = Gauge(
+            "vkcp_websocket_connections_open", "WebSocket connections open now.", registry=self.registry
+        )
+        self.task_duration = Histogram(
+            "vkcp_task_duration_seconds",
+            "Run time (started to finished) of tasks that finished while this API process was up, "
+            "whichever process ran them: observed from the task event stream (Redis pub/sub with "
+            "workers). Every API replica counts every task, so do not sum across replicas. Tasks "
+            "that finished while the stream was disconnected are missing.",
+            ["kind", "state"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 12 * 3600),
+            registry=self.registry,
+        )
+        self._finished: deque[Any] = deque(maxlen=10_000)  # a terminal task is counted once
         self._names: set[str] = set()
         self.registry.register(_RuntimeCollector(container))
+        ProcessCollector(registry=self.registry)
 
     def operation_label(self, name: str | None) -> str:
         if not name:
@@ -136,12 +175,43 @@ class ApiMetrics:
         except Unavailable as e:  # a scrape reports what it can; the DB's health is /readyz's
             log.warning("metrics.tasks_unavailable", error=e.message)
         else:
-            self.tasks.clear()
-            for (kind, state), count in counts.items():
-                self.tasks.labels(kind, state).set(count)
+            # Every kind and state, zeros included: a series that appears only once its first
+            # task does makes `rate()` and absence alerts lie.
+            for kind in TaskKind:
+                for state in TaskState:
+                    self.tasks.labels(kind.value, state.value).set(counts.get((kind.value, state.value), 0))
             self.stalled.set(stalled)
             self.stalls.set(stalls)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+    def task_changed(self, event: dict[str, Any]) -> None:
+        task = task_from_event(event)
+        if not task.state.terminal or task.started_at is None or task.finished_at is None:
+            return
+        if task.id in self._finished:
+            return
+        self._finished.append(task.id)
+        seconds = max(0.0, (task.finished_at - task.started_at).total_seconds())
+        self.task_duration.labels(task.kind.value, task.state.value).observe(seconds)
+
+    async def watch_tasks(self) -> None:
+        """Observe task durations from the event stream until cancelled."""
+        subscription = self.container.adapters.events.subscribe(TASKS_CHANNEL)
+        try:
+            while True:
+                try:
+                    event = await anext(subscription)
+                except EventsMissed:  # reconnected: finishes in the gap are missing, as the help says
+                    continue
+                except StopAsyncIteration:  # dropped as a slow consumer: subscribe again
+                    await subscription.aclose()
+                    subscription = self.container.adapters.events.subscribe(TASKS_CHANNEL)
+                    await asyncio.sleep(1)
+                    continue
+                self.task_changed(event)
+        finally:
+            await subscription.aclose()
 
 
 class _RuntimeCollector(Collector):

@@ -81,7 +81,7 @@ def _vk_readiness(vk: Any, settings: Settings) -> str:
         return "sandbox"
     states = vk.token_states() if hasattr(vk, "token_states") else []
     if not states:
-        return "no tokens configured"
+        return "not configured"
     active = sum(1 for s in states if s.status == "ACTIVE")
     return f"{active}/{len(states)} tokens active" if active else "error: no usable token"
 
@@ -91,6 +91,10 @@ def build_vk(settings: Settings, redis: Any = None):
         from infrastructure.vk.sandbox import sandbox_gateway
 
         return sandbox_gateway()
+    if not settings.vk_tokens:
+        from infrastructure.vk.unconfigured import UnconfiguredVkGateway
+
+        return UnconfiguredVkGateway()
     from infrastructure.vk.gateway import HttpVkGateway
     from infrastructure.vk.limiter import InProcessRateLimiter, RedisRateLimiter
 

@@ -1,10 +1,11 @@
-"""The ``vkcp`` command: serve, worker, migrate, token create."""
+"""The ``vkcp`` command: serve, worker, migrate, token create / list / revoke."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import socket
 import sys
 import time
 from datetime import timedelta
@@ -29,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
 
-    commands.add_parser("worker", help="run an ARQ worker (needs VKCP_REDIS_URL)")
+    worker = commands.add_parser("worker", help="run an ARQ worker (needs VKCP_REDIS_URL)")
+    worker.add_argument("--check", action="store_true",
+                        help="exit 0 when the worker on this host reported itself alive recently (a healthcheck)")
     commands.add_parser("migrate", help="apply database migrations")
 
     token = commands.add_parser("token", help="manage API tokens")
@@ -37,14 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     create = token_commands.add_parser("create", help="create an API token and print it once")
     create.add_argument("--name", required=True)
     create.add_argument("--role", required=True, choices=["viewer", "operator", "admin"])
+    token_commands.add_parser("list", help="list API tokens (never their secrets)")
+    revoke = token_commands.add_parser("revoke", help="revoke an API token at once")
+    revoke.add_argument("token", metavar="NAME_OR_ID")
 
     args = parser.parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValueError as e:  # pydantic's ValidationError included: one readable line, no traceback
+        print(f"vkcp: configuration error: {e}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
     if args.command == "serve":
         return asyncio.run(_serve(settings, args.host, args.port))
     if args.command == "worker":
-        return _worker(settings)
+        return _worker(settings, check=args.check)
     if args.command == "migrate":
         from infrastructure.db.migrate import upgrade
 
@@ -52,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         print("database is up to date")
         return 0
     if args.command == "token":
-        return asyncio.run(_token_create(settings, args.name, args.role))
+        command = {
+            "create": lambda uow_factory: _token_create(uow_factory, args.name, args.role),
+            "list": _token_list,
+            "revoke": lambda uow_factory: _token_revoke(uow_factory, args.token),
+        }[args.token_command]
+        return asyncio.run(_with_token_store(settings, command))
     return 2
 
 
@@ -63,6 +78,13 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     from graphql_api.app import create_app
     from infrastructure.bootstrap import build_container, freeze_startup_objects, resume_unfinished
 
+    # Claim the port before anything is announced: a taken port is one clear line, not a
+    # GraphiQL URL that leads to someone else's server followed by a traceback.
+    try:
+        listening = _listen(host, port)
+    except OSError as e:
+        print(f"vkcp serve: cannot listen on {host}:{port}: {e.strerror or e}; choose another --port", file=sys.stderr)
+        return 1
     if settings.is_sqlite:
         from infrastructure.db.migrate import upgrade_async
 
@@ -70,6 +92,10 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     if not settings.auth:
         log.warning("auth.disabled", detail="VKCP_AUTH=off: every request is admin; local development only")
     container = await build_container(settings)
+    vk_missing = not settings.vk_sandbox and not settings.vk_tokens
+    if vk_missing:
+        log.warning("vk.not_configured", detail="no VK tokens: set VKCP_VK_TOKENS (or VKCP_VK_SANDBOX=1 for the "
+                    "offline demo); stored data is served, adding and parsing communities answer VK_UNAVAILABLE")
     if settings.auth:
         await _first_token(container)
     if not settings.redis_url:
@@ -78,7 +104,7 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     freeze_startup_objects()
     config = server_config(app, settings, host=host, port=port, log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    mode = "sandbox VK" if settings.vk_sandbox else settings.vk_api_url
+    mode = "sandbox VK" if settings.vk_sandbox else "VK not configured (set VKCP_VK_TOKENS)" if vk_missing else settings.vk_api_url
     jobs = "ARQ workers" if settings.redis_url else "in-process jobs"
     db = "SQLite" if settings.is_sqlite else "PostgreSQL"
     print(f"VK Comments Parser: {db}, {jobs}, {mode}", flush=True)
@@ -90,13 +116,28 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
         asyncio.create_task(watch_tasks(container.adapters, stall_after=timedelta(seconds=settings.task_stall_seconds))),
     ]
     try:
-        await server.serve()
+        await server.serve(sockets=[listening])
     finally:
+        listening.close()
         for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound socket for uvicorn (which listens on it), as uvicorn would bind it itself."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no reason to fail
+        sock.bind(address)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def server_config(app, settings: Settings, **options: Any) -> uvicorn.Config:
@@ -132,6 +173,7 @@ async def _first_token(container) -> None:
     async with container.adapters.uow_factory() as uow:
         existing = await uow.api_tokens.list()
     if existing:
+        print("API tokens: vkcp token create --name NAME --role viewer|operator|admin (vkcp token list shows them)", flush=True)
         return
     token, _ = await create_api_token(container.adapters.uow_factory, "first-admin", Role.ADMIN)
     print(
@@ -143,33 +185,81 @@ async def _first_token(container) -> None:
     )
 
 
-def _worker(settings: Settings) -> int:
+WORKER_HEALTH_INTERVAL = 30  # seconds between a worker's "alive" marks; the mark lives a second longer
+
+
+def _worker(settings: Settings, *, check: bool = False) -> int:
     if not settings.redis_url:
         print("vkcp worker needs VKCP_REDIS_URL; without Redis `vkcp serve` runs the jobs itself", file=sys.stderr)
         return 2
-    from arq.worker import get_kwargs
+    from arq.worker import async_check_health, get_kwargs
 
     from jobs.arq_compat import ResilientWorker
     from jobs.worker import WorkerSettings
 
-    ResilientWorker(**{**get_kwargs(WorkerSettings), "redis_settings": WorkerSettings.redis()}).run()
+    # One health key per host (per container), not ARQ's one per queue: a worker's healthcheck
+    # must fail when *this* worker is gone, even while its siblings are fine.
+    health_key = f"{WorkerSettings.queue_name}:health-check:{socket.gethostname()}"
+    if check:
+        return asyncio.run(async_check_health(WorkerSettings.redis(), health_key, WorkerSettings.queue_name))
+    ResilientWorker(**{
+        **get_kwargs(WorkerSettings), "redis_settings": WorkerSettings.redis(),
+        "health_check_key": health_key, "health_check_interval": WORKER_HEALTH_INTERVAL,
+    }).run()
     return 0
 
 
-async def _token_create(settings: Settings, name: str, role: str) -> int:
-    from domain.auth import Role, create_api_token
-    from infrastructure.bootstrap import build_container
+async def _with_token_store(settings: Settings, command) -> int:
+    """Run a token command on the database alone: managing API tokens needs neither VK nor Redis."""
+    from domain.errors import DomainError
+    from infrastructure.db.engine import create_engine, session_factory
+    from infrastructure.db.uow import SqlUnitOfWork
 
     if settings.is_sqlite:
         from infrastructure.db.migrate import upgrade_async
 
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         await upgrade_async(settings.effective_database_url)
-    container = await build_container(settings)
+    engine = create_engine(settings.effective_database_url)
+    sessions = session_factory(engine)
     try:
-        token, _ = await create_api_token(container.adapters.uow_factory, name, Role(role))
+        return await command(lambda: SqlUnitOfWork(sessions))
+    except DomainError as e:
+        print(f"vkcp token: {e.message}", file=sys.stderr)
+        return 1
     finally:
-        await container.aclose()
+        await engine.dispose()
+
+
+async def _token_create(uow_factory, name: str, role: str) -> int:
+    from domain.auth import Role, create_api_token
+
+    token, _ = await create_api_token(uow_factory, name, Role(role))
     print(token)
+    return 0
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+
+
+async def _token_list(uow_factory) -> int:
+    """One line per token; the secret is not stored, so it cannot be shown."""
+    async with uow_factory() as uow:
+        tokens = await uow.api_tokens.list()
+    rows = [("ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED")]
+    rows += [(str(t.id), t.name, t.role, _when(t.created_at), _when(t.last_used_at), _when(t.revoked_at)) for t in tokens]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+async def _token_revoke(uow_factory, name_or_id: str) -> int:
+    from domain.auth import revoke_api_token
+
+    token = await revoke_api_token(uow_factory, name_or_id)
+    print(f"revoked token {token.id} ({token.name}, {token.role})")
     return 0
 
 

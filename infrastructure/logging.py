@@ -1,4 +1,9 @@
-"""structlog configured for JSON lines on stderr, with secrets scrubbed as a last line of defence."""
+"""structlog configured for JSON lines on stderr, with secrets scrubbed as a last line of defence.
+
+Every logger goes through one handler on the root logger: structlog's own events and the
+standard library's (Alembic, uvicorn, arq, pymorphy3, websockets) are rendered by structlog's
+``ProcessorFormatter``, so each line of stderr is one JSON object (readable text on a terminal).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,10 @@ import structlog
 # VK user tokens start with "vk1.a." or are 85 hex-ish characters; API tokens start "vkcp_".
 _SECRET = re.compile(r"(vk1\.a\.[\w\-.]+|vkcp_[\w\-]+|access_token=[^&\s\"']+|Bearer\s+[\w\-.]+)")
 
+# Libraries whose INFO lines are chatter: Alembic's plugin list on every start, every HTTP
+# request httpx sends to VK. Their warnings still show.
+_QUIET = ("httpx", "httpcore", "alembic.runtime.plugins", "websockets")
+
 
 def _scrub(_, __, event_dict):
     for key, value in list(event_dict.items()):
@@ -22,19 +31,45 @@ def _scrub(_, __, event_dict):
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     if json is None:
         json = not sys.stderr.isatty()
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper(), force=True)
-    for noisy in ("httpx", "httpcore", "arq.worker"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())) if noisy != "arq.worker" else logging.INFO)
+    level_no = logging.getLevelName(level.upper())
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            # Records from the standard library get what structlog's own events have.
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                timestamper,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _scrub,
+                structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level_no)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, level_no))
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "alembic"):
+        # uvicorn's own config (when one is given) adds handlers; ours is the root's alone.
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            _scrub,
-            structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False),
+            timestamper,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(level_no),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )

@@ -1,17 +1,60 @@
-"""Typed configuration from ``VKCP_*`` environment variables (and a ``.env`` file)."""
+"""Typed configuration from ``VKCP_*`` environment variables (and a ``.env`` file).
+
+Any setting may instead come from a file named by ``VKCP_<SETTING>_FILE`` (Docker and
+Kubernetes secrets: ``VKCP_DATABASE_URL_FILE=/run/secrets/database_url``), so secrets need
+not sit in the environment or in compose files.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing import Annotated
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "VKCP_"
+
+
+class SettingsFileError(ValueError):
+    """A ``VKCP_*_FILE`` variable that cannot be used; the message says which and why."""
+
+
+class _FileVariables(PydanticBaseSettingsSource):
+    """``VKCP_<SETTING>_FILE``: the setting's value is the named file's content, less the final
+    newline. Setting both the variable and its ``_FILE`` is refused: one of them would be
+    silently ignored."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        environ = {k.upper(): v for k, v in os.environ.items()}
+        values: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            variable = f"{ENV_PREFIX}{name.upper()}"
+            path = environ.get(variable + "_FILE")
+            if not path:
+                continue
+            if environ.get(variable):
+                raise SettingsFileError(f"{variable} and {variable}_FILE are both set: keep one")
+            try:
+                values[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as e:
+                raise SettingsFileError(f"{variable}_FILE={path}: cannot read it ({e.strerror})") from None
+        return values
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VKCP_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return init_settings, env_settings, _FileVariables(settings_cls), dotenv_settings, file_secret_settings
 
     data_dir: Path = Path("./.vkcp")
     database_url: str | None = None
@@ -46,8 +89,8 @@ class Settings(BaseSettings):
     @field_validator("vk_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value):
-        if isinstance(value, str):
-            return [t.strip() for t in value.split(",") if t.strip()]
+        if isinstance(value, str):  # commas, or one token a line (a secret file)
+            return [t for t in re.split(r"[,\s]+", value) if t]
         return value
 
     @field_validator("cors_origins", mode="before")

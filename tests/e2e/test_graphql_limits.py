@@ -315,7 +315,13 @@ async def test_only_admins_see_the_vk_token_pool_and_never_a_token(vk_container)
         texts.append(schema.text)
         for text in texts:
             assert VK_SECRET not in text and VK_SECRET[6:30] not in text
-        ready = (await http.get("/readyz")).json()
+        # /readyz: statuses for anyone (a probe carries no token); the pool only for an admin.
+        for headers in ({}, {"Authorization": f"Bearer {made['viewer']}"}, {"Authorization": f"Bearer {made['operator']}"},
+                        {"Authorization": "Bearer vkcp_not-a-token"}):
+            ready = await http.get("/readyz", headers=headers)
+            assert ready.status_code == 200 and ready.json()["checks"]["vk"] == "1/1 tokens active"
+            assert "vkTokens" not in ready.json() and pool[0]["fingerprint"] not in ready.text, headers
+        ready = (await http.get("/readyz", headers={"Authorization": f"Bearer {made['admin']}"})).json()
         assert ready["vkTokens"] == [{"fingerprint": pool[0]["fingerprint"], "state": "ACTIVE", "parkedUntil": None}]
 
 

@@ -53,11 +53,23 @@ async def test_metrics_have_requests_latency_tasks_and_pool(api: Api) -> None:
 
 
 async def test_operation_names_cannot_blow_up_the_label_set(api: Api) -> None:
-    for i in range(5):
-        await api(f"query Q{i} {{ __typename }}", role="viewer")
+    from graphql_api.observability import MAX_OPERATION_NAMES
+
     metrics = api.client._transport.app.state.metrics  # type: ignore[attr-defined]
+    for i in range(MAX_OPERATION_NAMES):
+        assert metrics.operation_label(f"Op{i}") == f"Op{i}"
+    assert metrics.operation_label("OneTooMany") == "other"  # the cap is reached
+    assert metrics.operation_label("Op7") == "Op7"  # names already seen keep their series
     assert metrics.operation_label("x" * 100) == "invalid"
+    assert metrics.operation_label("no spaces") == "invalid"
     assert metrics.operation_label(None) == "anonymous"
+
+    for name in ("Beyond1", "Beyond2", "Op3"):
+        await api(f"query {name} {{ __typename }}", role="viewer")
+    found = samples((await api.client.get("/metrics")).text)
+    operations = {s.labels["operation"] for s in found["vkcp_graphql_requests_total"]}
+    assert operations == {"other", "Op3"}, operations
+    assert value(found, "vkcp_graphql_requests_total", operation="other", type="query", outcome="ok") == 2
 
 
 async def test_vk_gateway_series_show_fingerprints_only(tmp_path: Path) -> None:

@@ -30,21 +30,77 @@ def test_compose_runs_the_full_stack() -> None:
 
 
 def test_compose_sets_only_settings_the_service_knows() -> None:
-    known = {f"VKCP_{name.upper()}" for name in Settings.model_fields}
+    known = {f"VKCP_{name.upper()}{suffix}" for name in Settings.model_fields for suffix in ("", "_FILE")}
     for name, service in _compose()["services"].items():
         env = service.get("environment") or {}
         unknown = {key for key in env if key.startswith("VKCP_")} - known
         assert not unknown, f"{name}: {unknown}"
     env = _compose()["services"]["api"]["environment"]
-    assert env["VKCP_DATABASE_URL"].startswith("postgresql+asyncpg://")
     assert env["VKCP_REDIS_URL"].startswith("redis://")
 
 
 def test_cli_commands_of_the_contract_exist(capsys) -> None:
-    for command in (["serve", "--help"], ["worker", "--help"], ["migrate", "--help"], ["token", "create", "--help"]):
+    for command in (["serve", "--help"], ["worker", "--help"], ["migrate", "--help"], ["token", "create", "--help"],
+                    ["token", "list", "--help"], ["token", "revoke", "--help"]):
         try:
             main(command)
         except SystemExit as e:
             assert e.code == 0
     out = capsys.readouterr().out
-    assert "--role" in out and "--port" in out
+    assert "--role" in out and "--port" in out and "--check" in out and "NAME_OR_ID" in out
+
+
+def _secret_paths(service: dict) -> dict[str, str]:
+    """The service's ``*_FILE`` variables and the paths they name."""
+    return {k: v for k, v in (service.get("environment") or {}).items() if k.endswith("_FILE")}
+
+
+def test_compose_keeps_secrets_in_files_not_in_the_environment() -> None:
+    compose = _compose()
+    declared = compose["secrets"]
+    for name, service in compose["services"].items():
+        env = service.get("environment") or {}
+        for key, value in env.items():
+            assert "PASSWORD" not in key or key.endswith("_FILE"), f"{name}: {key} is inline"
+            assert "@" not in str(value), f"{name}: {key} carries credentials inline"
+        assert "VKCP_VK_TOKENS" not in env and "VKCP_DATABASE_URL" not in env, name
+        mounted = set(service.get("secrets") or [])
+        for key, path in _secret_paths(service).items():
+            secret = path.removeprefix("/run/secrets/")
+            assert path.startswith("/run/secrets/") and secret in mounted and secret in declared, (name, key)
+    for name in ("api", "worker", "migrate"):
+        files = _secret_paths(compose["services"][name])
+        assert set(files) >= {"VKCP_DATABASE_URL_FILE", "VKCP_VK_TOKENS_FILE"}, name
+    assert "POSTGRES_PASSWORD_FILE" in compose["services"]["postgres"]["environment"]
+
+
+def test_compose_checks_health_where_it_matters_and_rotates_logs() -> None:
+    services = _compose()["services"]
+    api = " ".join(services["api"]["healthcheck"]["test"])
+    assert "/readyz" in api and "/healthz" not in api
+    check = services["worker"]["healthcheck"]["test"]
+    assert check[-3:] == ["vkcp", "worker", "--check"]
+    for name, service in services.items():
+        options = service["logging"]["options"]
+        assert service["logging"]["driver"] == "json-file" and options["max-size"] and int(options["max-file"]) > 1, name
+
+
+def test_the_image_runs_pinned_versions_as_a_user() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert "--constraint constraints.txt" in dockerfile and "COPY constraints.txt" in dockerfile
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name.lower().replace("_", "-")] = version
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in map(Requirement, declared):
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {requirement.specifier}"

@@ -14,7 +14,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from graphql_api.auth import resolve_role
-from infrastructure.exports import media_type
+from infrastructure.exports import download_name, media_type
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -37,7 +37,7 @@ def exports_route(container: Any) -> Route:
         return FileResponse(
             path,
             media_type=media_type(name),
-            filename=name,
+            filename=download_name(name),
             headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
         )
 

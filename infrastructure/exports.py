@@ -6,7 +6,8 @@ row to a temporary file as soon as the next one starts. Memory therefore does no
 the number of rows.
 
 Files are written as ``<name>.partial`` and renamed when complete. Names carry 128 random bits:
-a link cannot be guessed, and the download route still requires a token.
+a link cannot be guessed, and the download route still requires a token. Browsers save a file
+under a shorter name without them (``download_name``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ MEDIA_TYPES = {
     "jsonl": "application/x-ndjson; charset=utf-8",
 }
 # What a finished export's name looks like; anything else is refused before touching the disk.
-SAFE_NAME = re.compile(r"comments-\d{8}-\d{6}-[A-Za-z0-9_-]{22}\.(csv|xlsx|jsonl)")
+SAFE_NAME = re.compile(r"comments-(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})\d{2}-[A-Za-z0-9_-]{22}\.(csv|xlsx|jsonl)")
 PARTIAL = ".partial"
 
 XLSX_MAX_ROWS = 1_048_576  # per worksheet, header included
@@ -156,6 +157,16 @@ def media_type(name: str) -> str:
     return MEDIA_TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
 
 
+def download_name(name: str) -> str:
+    """The name a browser saves the export ``name`` as: its date and time, no random part
+    (``comments-2026-11-30-1534.xlsx``)."""
+    found = SAFE_NAME.fullmatch(name)
+    if found is None:
+        return name
+    year, month, day, hour, minute, ext = found.groups()
+    return f"comments-{year}-{month}-{day}-{hour}{minute}.{ext}"
+
+
 # --- writers --------------------------------------------------------------------------------
 
 
@@ -173,8 +184,10 @@ def _cell(value: Any) -> Any:
 class _ExportFile:
     def __init__(self, directory: Path, name: str) -> None:
         self.name = name
+        self.download_name = download_name(name)
         self.path = directory / name
         self.partial = directory / (name + PARTIAL)
+        self._closed = False
 
     def write(self, rows: Sequence[ExportRow]) -> None:
         raise NotImplementedError
@@ -182,14 +195,21 @@ class _ExportFile:
     def _close(self) -> None:
         raise NotImplementedError
 
-    def finish(self) -> None:
-        self._close()
+    def _close_once(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def finish(self) -> int:
+        self._close_once()
         self.partial.replace(self.path)
+        return self.path.stat().st_size
 
     def discard(self) -> None:
         with contextlib.suppress(Exception):  # the file may be half-written: closing may fail too
-            self._close()
+            self._close_once()
         self.partial.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)  # cancelled after it was published
 
 
 class _CsvFile(_ExportFile):

@@ -348,7 +348,8 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = ()) -> Starlette
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST"],
                 allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
-                expose_headers=["X-Request-ID"],
+                # Content-Disposition: a script that fetches an export learns the file's name.
+                expose_headers=["X-Request-ID", "Content-Disposition"],
                 max_age=600,
             )
         )

@@ -6,8 +6,8 @@ row to a temporary file as soon as the next one starts. Memory therefore does no
 the number of rows.
 
 Files are written as ``<name>.partial`` and renamed when complete. Names carry 128 random bits:
-a link cannot be guessed, and the download route still requires a token. Browsers save a file
-under a shorter name without them (``download_name``).
+a link cannot be guessed, and the download route still requires a token or a signed link.
+Browsers save a file under a shorter name without them (``download_name``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import csv
 import json
 import re
 import secrets
+import stat
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -128,14 +129,21 @@ class FileExportStore:
 
     def path_of(self, name: str) -> Path | None:
         """The finished, unexpired export called ``name``; None for anything else."""
+        expires_at = self.expires_at(name)
+        return self.directory / name if expires_at is not None and expires_at.timestamp() >= time.time() else None
+
+    def expires_at(self, name: str) -> datetime | None:
+        """When the finished export ``name`` expires; None when there is no such file."""
         if not SAFE_NAME.fullmatch(name):
             return None
         path = self.directory / name
         try:
-            age = time.time() - path.stat().st_mtime
+            found = path.stat()
         except OSError:
             return None
-        return path if path.is_file() and age <= self.ttl_seconds else None
+        if not stat.S_ISREG(found.st_mode):
+            return None
+        return datetime.fromtimestamp(found.st_mtime + self.ttl_seconds, UTC)
 
     def purge_expired(self) -> int:
         if not self.directory.is_dir():

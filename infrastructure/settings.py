@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # The API's address as browsers reach it, for absolute links; unset: each request's own.
     public_url: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Request headers browsers may send besides the API's own (tracing, client names).
+    cors_headers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     graphiql: bool = True
     introspection: bool = True
     request_timeout: float = 30.0  # seconds a GraphQL HTTP request may run
@@ -52,7 +54,7 @@ class Settings(BaseSettings):
             return [t.strip() for t in value.split(",") if t.strip()]
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "cors_headers", mode="before")
     @classmethod
     def _split_origins(cls, value):
         if isinstance(value, str):

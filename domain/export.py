@@ -4,7 +4,9 @@ Rows are read in batches by comment id (a keyset: never OFFSET, never the whole 
 memory) and handed to a format writer batch by batch, with progress after each. The file is
 written under a temporary name and published only when complete, so a download never sees half
 a file; a cancelled or failed export leaves nothing behind. The task's result is
-``{"url": "/exports/<file>", "rows": N, "format": ...}``; files expire after a configured time.
+``{"url": "/exports/<file>", "rows": N, "format": ..., "file": ..., "fileName": ..., "bytes": ...}``
+(``file`` is the stored name, ``fileName`` the one a browser saves it as), and its last progress
+message says what was written; files expire after a configured time.
 
 The rows are exactly those the ``comments`` query returns for the same filter (the same SQL
 conditions), so an export's row count equals that query's ``totalCount``.
@@ -105,14 +107,16 @@ EXPORT_COLUMNS = (
 class ExportFile(Protocol):
     """A file being written; invisible to downloads until ``finish``."""
 
-    name: str
+    name: str  # the stored name, in the download URL
+    download_name: str  # the name a browser saves it as
 
     def write(self, rows: Sequence[ExportRow]) -> None: ...
 
-    def finish(self) -> None:
-        """Complete the file and publish it under ``name``."""
+    def finish(self) -> int:
+        """Complete the file and publish it under ``name``; returns its size in bytes."""
 
-    def discard(self) -> None: ...
+    def discard(self) -> None:
+        """Remove the file, whether it was published already or not."""
 
 
 class ExportStore(Protocol):
@@ -206,8 +210,30 @@ async def run_export(adapters: Adapters, task: Task, report: ProgressCallback) -
             total = max(total, done)  # comments stored since the count are exported too
             await report(done, total, f"{done}/{total} rows")
         await report(done, done, "finishing the file")
-        await asyncio.to_thread(file.finish)
-    except BaseException:  # failed or cancelled (TaskCancelled, an aborted job): no partial file
+        size = await asyncio.to_thread(file.finish)
+        # The last report can still be a cancel: the except below removes the published file.
+        await report(done, done, written_message(done, file.download_name, size))
+    except BaseException:  # failed or cancelled (TaskCancelled, an aborted job): no file left
         await asyncio.to_thread(file.discard)
         raise
-    return {"url": f"/exports/{file.name}", "rows": done, "format": fmt.value, "file": file.name}
+    return {
+        "url": f"/exports/{file.name}", "rows": done, "format": fmt.value, "file": file.name,
+        "fileName": file.download_name, "bytes": size,
+    }  # fmt: skip
+
+
+def written_message(rows: int, file_name: str, size: int) -> str:
+    """What a finished export says it did: "12,345 comments written to <file> (1.2 MB)"."""
+    return f"{rows:,} comment{'' if rows == 1 else 's'} written to {file_name} ({human_size(size)})"
+
+
+def human_size(size: int) -> str:
+    """Bytes for people, in decimal units as file managers show them: 812 bytes, 1.2 MB."""
+    if size < 1000:
+        return f"{size} byte{'' if size == 1 else 's'}"
+    value = float(size)
+    for unit in ("KB", "MB", "GB"):
+        value /= 1000
+        if value < 999.95:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1000:.1f} TB"

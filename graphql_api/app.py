@@ -446,8 +446,9 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = ()) -> Starlette
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
-                expose_headers=["X-Request-ID"],
+                allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID", *settings.cors_headers],
+                # Content-Disposition: a script that fetches an export learns the file's name.
+                expose_headers=["X-Request-ID", "Content-Disposition"],
                 max_age=600,
             )
         )

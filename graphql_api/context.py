@@ -50,6 +50,19 @@ class Context:
     def read_model(self) -> ReadModel:
         return self.container.read_model
 
+    @property
+    def base_url(self) -> str:
+        """Where clients reach the API, for absolute links: ``VKCP_PUBLIC_URL``, else this
+        request's own scheme and host. (uvicorn applies ``X-Forwarded-Proto`` from trusted
+        proxies; ``X-Forwarded-Host`` is not trusted: behind a proxy that changes the host,
+        set ``VKCP_PUBLIC_URL``.)"""
+        configured = self.container.settings.public_url
+        if configured:
+            return configured
+        url = self.request.base_url  # with the app's root path
+        scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
+        return str(url.replace(scheme=scheme)).rstrip("/")
+
     def loaders(self, info: StrawberryInfo) -> Loaders:
         """The loaders of the operation ``info`` belongs to."""
         operation = info._raw_info.operation

@@ -4,9 +4,9 @@ A task's progress event reaches every subscriber of that task. With a thousand s
 running the same selection set a thousand times over the same object was most of the API
 process's work, and the last subscriber got the event half a second after the first. A
 subscription resolver that yields one object to all its subscribers marks it with ``share()``;
-the executor then runs each (document, variables, role) once per such event and hands the
-same result to the rest. Anything not marked — queries, mutations, per-subscriber items —
-executes as usual.
+the executor then runs each (document, variables, role, API address) once per such event and
+hands the same result to the rest. Anything not marked — queries, mutations, per-subscriber
+items — executes as usual.
 
 Only results without errors are shared, so error handling and masking stay per operation.
 """
@@ -86,6 +86,7 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
                 id(self.operation),  # from the parser cache: one node per distinct document
                 _variables_key(self.variable_values.coerced),
                 getattr(self.context_value, "role", None),
+                getattr(self.context_value, "base_url", None),  # links point at the caller's host
             )
         return self._share_key
 

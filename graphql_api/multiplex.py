@@ -143,9 +143,10 @@ class MultiplexingHandler(BaseGraphQLTransportWSHandler):
             variables = orjson.dumps(operation.variables or {}, option=orjson.OPT_SORT_KEYS)
         except TypeError:
             return None
-        # The container too: tests (and embedders) may run several apps in one process.
+        # The container too: tests (and embedders) may run several apps in one process. The
+        # base URL: download links in a task point at the host each client connected to.
         return (field, operation.query, operation.operation_name, variables, self.context.role,
-                id(self.schema), id(self.context.container))
+                id(self.schema), id(self.context.container), self.context.base_url)
 
     async def handle(self) -> None:
         metrics = getattr(self.view, "metrics", None)

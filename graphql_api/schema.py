@@ -557,8 +557,9 @@ class Mutation:
         return TaskPayload(task=Task.from_domain(task), errors=[])
 
     @strawberry.mutation(
-        description="Write the filtered comments to a file in the background (an EXPORT task). When it succeeds "
-        "its `result` holds `url` (download with the same token), `rows` and `format`. Files expire.",
+        description="Write the filtered comments to a file in the background (an EXPORT task). When it succeeds, "
+        "the task's `export` has the file's name, size and a short-lived download link that needs no token. "
+        "Files expire.",
         permission_classes=operator_only,
     )
     async def start_export(

@@ -20,6 +20,7 @@ from strawberry.types.nodes import Selection, SelectedField
 from domain import models
 from domain.queries import CommentFilter, CommentView, PostView
 from graphql_api.context import Info
+from graphql_api.exports_route import export_link
 
 T = TypeVar("T")
 
@@ -443,6 +444,40 @@ class Progress:
     message: str = strawberry.field(description="What the task is doing now, for people.")
 
 
+@strawberry.type(description="The file a successful export wrote, and a link that downloads it.")
+class ExportResult:
+    file_name: str = strawberry.field(description="The name a browser saves the file as.")
+    format: ExportFormat = strawberry.field(description="The file format.")
+    rows: int = strawberry.field(description="Comments written to the file.")
+    bytes: float = strawberry.field(
+        description="Size of the file in bytes (a Float because GraphQL's Int ends at 2 GiB)."
+    )
+    url: str | None = strawberry.field(
+        description="Absolute download link that needs no Authorization header (an `<a href>` works): it "
+        "carries its own signature, valid until `expiresAt`. Null once the file has expired."
+    )
+    expires_at: datetime | None = strawberry.field(
+        description="When `url` stops working (a download then answers 403 LINK_EXPIRED); read the task "
+        "again for a fresh link, until `fileExpiresAt`."
+    )
+    file_expires_at: datetime | None = strawberry.field(
+        description="When the file is deleted; null once it has been (start a new export)."
+    )
+
+    @classmethod
+    def of(cls, result: object, info: Info) -> ExportResult | None:
+        """The typed view of an EXPORT task's ``result``; None for a result that lacks the fields
+        (written by an older version)."""
+        if not isinstance(result, dict) or not {"file", "fileName", "rows", "format", "bytes"} <= result.keys():
+            return None
+        link = export_link(info.context.container, info.context.base_url, result["file"])
+        url, expires_at, file_expires_at = link if link is not None else (None, None, None)
+        return cls(
+            file_name=result["fileName"], format=ExportFormat(result["format"]), rows=result["rows"],
+            bytes=result["bytes"], url=url, expires_at=expires_at, file_expires_at=file_expires_at,
+        )  # fmt: skip
+
+
 @strawberry.type(description="A background job (parse, analyze, export) and its durable record.")
 class Task:
     id: strawberry.ID = strawberry.field(description="Row id of the task.")
@@ -471,6 +506,14 @@ class Task:
     @strawberry.field(description="The community a PARSE task collects; null for other kinds.")
     def group(self, info: Info) -> Group | None:
         return load_group(info, self.group_id)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="What a SUCCEEDED EXPORT task wrote, with a short-lived download link; null for other tasks."
+    )
+    def export(self, info: Info) -> ExportResult | None:
+        if self.kind is not TaskKind.EXPORT or self.state is not TaskState.SUCCEEDED:
+            return None
+        return ExportResult.of(self.result, info)
 
     @classmethod
     def from_domain(cls, t: models.Task) -> Task:

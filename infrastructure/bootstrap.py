@@ -27,6 +27,7 @@ from infrastructure.cache import InMemoryCache, RedisCache
 from infrastructure.events import InMemoryEventBus, RedisEventBus
 from infrastructure.exports import FileExportStore
 from infrastructure.queue import ArqJobQueue, InProcessJobQueue
+from infrastructure.secret_key import load_secret_key
 from infrastructure.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -48,6 +49,7 @@ class Container:
     adapters: Adapters
     read_model: ReadModel
     engine: Any
+    secret_key: bytes = field(repr=False)  # signs download links (infrastructure/secret_key.py)
     redis: Any = None
     closers: list[Any] = field(default_factory=list)
 
@@ -198,6 +200,7 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
         adapters=adapters,
         read_model=SqlReadModel(sessions),
         engine=engine,
+        secret_key=load_secret_key(settings),
         redis=redis,
         closers=closers,
     )

@@ -6,7 +6,8 @@ row to a temporary file as soon as the next one starts. Memory therefore does no
 the number of rows.
 
 Files are written as ``<name>.partial`` and renamed when complete. Names carry 128 random bits:
-a link cannot be guessed, and the download route still requires a token.
+a link cannot be guessed, and the download route still requires a token or a signed link.
+Browsers save a file under a shorter name without them (``download_name``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import csv
 import json
 import re
 import secrets
+import stat
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -37,7 +39,7 @@ MEDIA_TYPES = {
     "jsonl": "application/x-ndjson; charset=utf-8",
 }
 # What a finished export's name looks like; anything else is refused before touching the disk.
-SAFE_NAME = re.compile(r"comments-\d{8}-\d{6}-[A-Za-z0-9_-]{22}\.(csv|xlsx|jsonl)")
+SAFE_NAME = re.compile(r"comments-(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})\d{2}-[A-Za-z0-9_-]{22}\.(csv|xlsx|jsonl)")
 PARTIAL = ".partial"
 
 XLSX_MAX_ROWS = 1_048_576  # per worksheet, header included
@@ -127,14 +129,21 @@ class FileExportStore:
 
     def path_of(self, name: str) -> Path | None:
         """The finished, unexpired export called ``name``; None for anything else."""
+        expires_at = self.expires_at(name)
+        return self.directory / name if expires_at is not None and expires_at.timestamp() >= time.time() else None
+
+    def expires_at(self, name: str) -> datetime | None:
+        """When the finished export ``name`` expires; None when there is no such file."""
         if not SAFE_NAME.fullmatch(name):
             return None
         path = self.directory / name
         try:
-            age = time.time() - path.stat().st_mtime
+            found = path.stat()
         except OSError:
             return None
-        return path if path.is_file() and age <= self.ttl_seconds else None
+        if not stat.S_ISREG(found.st_mode):
+            return None
+        return datetime.fromtimestamp(found.st_mtime + self.ttl_seconds, UTC)
 
     def purge_expired(self) -> int:
         if not self.directory.is_dir():
@@ -156,6 +165,16 @@ def media_type(name: str) -> str:
     return MEDIA_TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
 
 
+def download_name(name: str) -> str:
+    """The name a browser saves the export ``name`` as: its date and time, no random part
+    (``comments-2026-11-30-1534.xlsx``)."""
+    found = SAFE_NAME.fullmatch(name)
+    if found is None:
+        return name
+    year, month, day, hour, minute, ext = found.groups()
+    return f"comments-{year}-{month}-{day}-{hour}{minute}.{ext}"
+
+
 # --- writers --------------------------------------------------------------------------------
 
 
@@ -173,8 +192,10 @@ def _cell(value: Any) -> Any:
 class _ExportFile:
     def __init__(self, directory: Path, name: str) -> None:
         self.name = name
+        self.download_name = download_name(name)
         self.path = directory / name
         self.partial = directory / (name + PARTIAL)
+        self._closed = False
 
     def write(self, rows: Sequence[ExportRow]) -> None:
         raise NotImplementedError
@@ -182,14 +203,21 @@ class _ExportFile:
     def _close(self) -> None:
         raise NotImplementedError
 
-    def finish(self) -> None:
-        self._close()
+    def _close_once(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def finish(self) -> int:
+        self._close_once()
         self.partial.replace(self.path)
+        return self.path.stat().st_size
 
     def discard(self) -> None:
         with contextlib.suppress(Exception):  # the file may be half-written: closing may fail too
-            self._close()
+            self._close_once()
         self.partial.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)  # cancelled after it was published
 
 
 class _CsvFile(_ExportFile):

@@ -48,6 +48,8 @@ class _FileVariables(PydanticBaseSettingsSource):
                 raise SettingsFileError(f"{variable}_FILE={path}: cannot read it ({e.strerror})") from None
         return values
 
+MIN_SECRET_KEY_LENGTH = 32
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
@@ -71,7 +73,14 @@ class Settings(BaseSettings):
     recent_window_hours: float = 0.0  # re-read comments of posts this recent even if unchanged
     collect_concurrency: int = 64
     export_ttl_hours: float = 24.0
+    export_link_minutes: float = 15.0  # how long a signed download link (Task.export.url) works
+    # Signs download links. Unset: a random key kept in the data dir (see infrastructure/secret_key.py).
+    secret_key: SecretStr | None = None
+    # The API's address as browsers reach it, for absolute links; unset: each request's own.
+    public_url: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Request headers browsers may send besides the API's own (tracing, client names).
+    cors_headers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     graphiql: bool = True
     introspection: bool = True
     request_timeout: float = 30.0  # seconds a GraphQL HTTP request may run
@@ -93,12 +102,33 @@ class Settings(BaseSettings):
             return [t for t in re.split(r"[,\s]+", value) if t]
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "cors_headers", mode="before")
     @classmethod
     def _split_origins(cls, value):
         if isinstance(value, str):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
+
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _long_enough(cls, value):
+        if value is None or value == "":
+            return None
+        if len(value.get_secret_value() if isinstance(value, SecretStr) else str(value)) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_KEY_LENGTH} characters, e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute http:// or https:// URL, e.g. https://vkcp.example.com")
+        return value.rstrip("/")
 
     @cached_property
     def effective_database_url(self) -> str:

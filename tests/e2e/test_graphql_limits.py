@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, NegotiationEr
 
 from graphql_api.app import create_app
 from graphql_api.limits import MAX_ALIASES, MAX_SUBSCRIPTIONS_PER_CONNECTION, MAX_TOKENS
+from infrastructure.settings import Settings
 from tests.e2e.graphql_support import Api, api, client, container, make_settings, serve_app, start_container, tokens  # noqa: F401
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -273,6 +274,33 @@ async def test_cors_only_for_configured_origins(tmp_path: Path) -> None:
             assert "access-control-allow-origin" not in simple.headers
     finally:
         await c.aclose()
+
+
+async def test_operators_allow_more_request_headers_by_configuration(tmp_path: Path, monkeypatch) -> None:
+    """Tracing and client-name headers that GraphQL clients add: refused in a preflight unless
+    configured."""
+    extra = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+             "Access-Control-Request-Headers": "authorization, content-type, traceparent, apollographql-client-name"}
+    monkeypatch.setenv("VKCP_CORS_HEADERS", " traceparent, apollographql-client-name ,")
+    from_env = Settings(_env_file=None).cors_headers
+    assert from_env == ["traceparent", "apollographql-client-name"]
+    for headers, status in (([], 400), (from_env, 200)):
+        c = await start_container(make_settings(tmp_path / str(status), auth=False, cors_origins=["https://app.example"],
+                                                cors_headers=headers))
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(c)), base_url="http://t") as http:
+                preflight = await http.options("/graphql", headers=extra)
+                assert preflight.status_code == status, preflight.text
+                if status == 200:
+                    allowed = {h.strip() for h in preflight.headers["access-control-allow-headers"].lower().split(",")}
+                    assert {"traceparent", "apollographql-client-name", "authorization"} <= allowed
+                    traced = await http.post(
+                        "/graphql", json={"query": "{ __typename }"},
+                        headers={"Origin": "https://app.example", "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"},
+                    )
+                    assert traced.status_code == 200 and traced.headers["access-control-allow-origin"] == "https://app.example"
+        finally:
+            await c.aclose()
 
 
 # --- VK tokens ------------------------------------------------------------------------------

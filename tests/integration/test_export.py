@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -160,15 +161,31 @@ async def test_a_cancelled_export_leaves_no_file(world, adapters, store, monkeyp
     assert list(store.directory.iterdir()) == []
 
 
-async def test_progress_counts_rows(world, adapters) -> None:
+async def test_a_cancel_at_the_last_step_removes_the_published_file(world, adapters, store) -> None:
+    async def cancel_when_written(done: int, total: int | None, message: str) -> None:
+        if "written to" in message:
+            assert len(list(store.directory.iterdir())) == 1  # published already
+            raise TaskCancelled("cancelled")
+
+    task = Task(kind=TaskKind.EXPORT, params={"format": "XLSX", "filter": {}}, id=1)
+    with pytest.raises(TaskCancelled):
+        await run_export(adapters, task, cancel_when_written)
+    assert list(store.directory.iterdir()) == []
+
+
+async def test_progress_counts_rows_and_ends_saying_what_was_written(world, adapters) -> None:
     steps = []
 
     async def report(done: int, total: int | None, message: str) -> None:
-        steps.append((done, total))
+        steps.append((done, total, message))
 
-    await do_export(adapters, CommentFilter(), ExportFormat.CSV, report)
-    assert steps[0] == (0, COMMENTS) and steps[-1] == (COMMENTS, COMMENTS)
-    assert [d for d, _ in steps] == sorted(d for d, _ in steps) and len(steps) >= 4
+    result, path = await do_export(adapters, CommentFilter(), ExportFormat.CSV, report)
+    assert steps[0][:2] == (0, COMMENTS) and steps[-1][:2] == (COMMENTS, COMMENTS)
+    assert [d for d, _, _ in steps] == sorted(d for d, _, _ in steps) and len(steps) >= 4
+    assert result["bytes"] == path.stat().st_size
+    assert re.fullmatch(r"comments-\d{4}-\d{2}-\d{2}-\d{4}\.csv", result["fileName"])
+    size = f"{result['bytes'] / 1000:.1f} KB"
+    assert steps[-1][2] == f"2,100 comments written to {result['fileName']} ({size})"
 
 
 async def test_names_are_checked_and_old_files_expire(world, adapters, store) -> None:

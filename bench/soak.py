@@ -285,14 +285,23 @@ class Api:
             self.rec.codes[(kind, code)] += 1
             self.rec.example(f"{kind} {code}", json.dumps(error, ensure_ascii=False))
         data = payload.get("data")
-        if isinstance(data, dict):
-            for value in data.values():  # mutations' payloads: expected failures as UserErrors
-                if isinstance(value, dict):
-                    for error in value.get("errors") or []:
-                        self.rec.user_codes[(kind, error.get("code"))] += 1
-                        self.rec.example(f"{kind} user error {error.get('code')}",
-                                         json.dumps(error, ensure_ascii=False))
+        if isinstance(data, dict) and query.lstrip().startswith("mutation"):
+            self._user_errors(kind, data)
         return data
+
+    def _user_errors(self, kind: str, value: Any) -> None:
+        """A mutation payload's expected failures (``UserError``s), per item ones included."""
+        if isinstance(value, list):
+            for item in value:
+                self._user_errors(kind, item)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if key == "errors" and isinstance(item, list):
+                    for error in item:
+                        self.rec.user_codes[(kind, error.get("code"))] += 1
+                        self.rec.example(f"{kind} user error {error.get('code')}", json.dumps(error, ensure_ascii=False))
+                else:
+                    self._user_errors(kind, item)
 
 
 # --- the clients ----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import structlog
 
-from domain.errors import DomainError, Unavailable, VkUnavailable
+from domain.errors import Unavailable, VkUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -57,9 +57,5 @@ async def retry_transient(
             delay = backoff_delay(attempt)
             if time.monotonic() + delay > deadline:
                 raise
-            log.warning("retrying", step=what, attempt=attempt, delay=round(delay, 2), error=_describe(e), **log_fields)
+            log.warning("retrying", step=what, attempt=attempt, delay=round(delay, 2), error=e.message, **log_fields)
             await asyncio.sleep(delay)
-
-
-def _describe(error: DomainError) -> str:
-    return error.message

@@ -56,6 +56,14 @@ def as_unavailable(error: BaseException) -> Unavailable | None:
     return None
 
 
+def raise_if_unavailable(error: BaseException) -> None:
+    """Raise the ``Unavailable`` a transient database fault stands for (from the fault itself);
+    return for anything else, and for an ``Unavailable`` already, so the caller re-raises it."""
+    translated = as_unavailable(error)
+    if translated is not None and translated is not error:
+        raise translated from error
+
+
 def _unavailable(code: str | None, cause: Any) -> Unavailable:
     what = {"40001": "a serialization conflict", "40P01": "a deadlock"}.get(code or "", None)
     if what is not None:
@@ -85,7 +93,5 @@ class UnavailableAware(AsyncSession):
 
     async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
         await super().__aexit__(type_, value, traceback)
-        if value is not None and not isinstance(value, Unavailable):
-            translated = as_unavailable(value)
-            if translated is not None:
-                raise translated from value
+        if value is not None:
+            raise_if_unavailable(value)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from domain.errors import Unavailable
 from infrastructure.db.engine import SQLITE_IMMEDIATE
-from infrastructure.db.faults import as_unavailable
+from infrastructure.db.faults import as_unavailable, raise_if_unavailable
 from infrastructure.db.repositories import (
     SqlApiTokenRepository,
     SqlAuthorRepository,
@@ -65,20 +64,16 @@ class SqlUnitOfWork:
             except Exception as e:  # closing a connection that died: the pool drops it
                 if value is None and as_unavailable(e) is None:
                     raise
-        if value is not None and not isinstance(value, Unavailable):
-            translated = as_unavailable(value)
-            if translated is not None:
-                raise translated from value
+        if value is not None:
+            raise_if_unavailable(value)
 
     async def commit(self) -> None:
         assert self._session is not None, "commit() outside `async with`"
         try:
             await self._session.commit()
         except Exception as e:  # e.g. the connection died during COMMIT
-            translated = as_unavailable(e)
-            if translated is None or translated is e:
-                raise
-            raise translated from e
+            raise_if_unavailable(e)
+            raise
 
     async def rollback(self) -> None:
         assert self._session is not None, "rollback() outside `async with`"

@@ -315,14 +315,10 @@ class HttpVkGateway:
         self._grew.set()
 
     def _start_dispatchers(self) -> None:
-        """One dispatcher per token, started on the first call; one that ended is started
-        again (a revoked token's ends for good and stays ended)."""
+        """One supervised dispatcher per token, started on the first call (``_supervise``
+        restarts one that crashed; a revoked token's ends for good)."""
         if not self._dispatchers:
             self._dispatchers = [asyncio.create_task(self._supervise(t)) for t in self._tokens]
-            return
-        for i, (token, task) in enumerate(zip(self._tokens, self._dispatchers)):
-            if task.done() and token.status is not TokenStatus.REVOKED:
-                self._dispatchers[i] = asyncio.create_task(self._supervise(token))
 
     async def _supervise(self, token: _Token) -> None:
         """The dispatcher, restarted after anything it did not expect: a dispatcher that died

@@ -102,7 +102,23 @@ def _postgres_problem() -> str | None:
 # --- Redis ----------------------------------------------------------------------------------
 
 
-class PrivateRedis:
+class _Breakable:
+    """What both private services share: an outage of a given length, recorded in ``outages``.
+    Subclasses give ``stop()`` and ``start()``, each returning the monotonic time it took effect."""
+
+    outages: list[tuple[float, float]]
+
+    async def down_for(self, seconds: float) -> float:
+        """Down for ``seconds`` and back (a Redis comes back empty); returns the moment it
+        answered again."""
+        down = await self.stop()  # type: ignore[attr-defined]
+        await asyncio.sleep(max(0.0, seconds - (time.monotonic() - down)))
+        up = await self.start()  # type: ignore[attr-defined]
+        self.outages.append((down, up))
+        return up
+
+
+class PrivateRedis(_Breakable):
     """A redis-server of its own. Nothing persists: every start is an empty Redis."""
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
@@ -174,14 +190,6 @@ class PrivateRedis:
     async def stop(self) -> float:
         return await asyncio.to_thread(self.stop_sync)
 
-    async def down_for(self, seconds: float) -> float:
-        """Down for ``seconds`` and back empty; returns the moment it answered again."""
-        down = await self.stop()
-        await asyncio.sleep(max(0.0, seconds - (time.monotonic() - down)))
-        up = await self.start()
-        self.outages.append((down, up))
-        return up
-
     async def restart(self, down_seconds: float = 0.0) -> float:
         return await self.down_for(down_seconds)
 
@@ -200,7 +208,7 @@ class PrivateRedis:
 # --- PostgreSQL -----------------------------------------------------------------------------
 
 
-class PrivatePostgres:
+class PrivatePostgres(_Breakable):
     """A PostgreSQL cluster of its own (``initdb``, trust auth, no fsync), on a free port.
 
     The data directory lives outside pytest's tmp_path (which only root can enter) in a
@@ -332,13 +340,6 @@ class PrivatePostgres:
         started = time.monotonic()
         up = await asyncio.to_thread(self.restart_sync, mode)
         self.outages.append((started, up))
-        return up
-
-    async def down_for(self, seconds: float) -> float:
-        down = await self.stop()
-        await asyncio.sleep(max(0.0, seconds - (time.monotonic() - down)))
-        up = await self.start()
-        self.outages.append((down, up))
         return up
 
     async def create_database(self, name: str) -> None:

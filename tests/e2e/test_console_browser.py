@@ -250,18 +250,27 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
         page.keyboard.press("j")
         page.locator(".comment-row.current").nth(0).wait_for()
 
-        # Exports: the current review filter, as CSV, downloaded
+        # Exports: the current review filter, in each format, downloaded and read back
         page.get_by_role("link", name="Exports").click()
         assert "окошке" in page.get_by_test_id("export-filter").inner_text()
-        page.get_by_label("CSV").check()
-        page.get_by_role("button", name="Export").click()
-        link = page.get_by_role("button", name=re.compile("Download"))
-        link.wait_for(timeout=60_000)
-        with page.expect_download() as download_info:
-            link.click()
-        csv = Path(download_info.value.path()).read_text(encoding="utf-8-sig")
-        lines = [line for line in csv.splitlines() if line.strip()]
-        assert len(lines) >= 2 and "окошке" in csv.lower(), csv[:500]
+        exported = {}
+        for fmt in ("CSV", "XLSX", "JSONL"):
+            page.get_by_label(fmt, exact=True).check()
+            page.get_by_role("button", name="Export", exact=True).click()
+            link = page.get_by_role("button", name=re.compile(rf"^Download \((\d+) rows, {fmt}\)$"))
+            link.wait_for(timeout=60_000)
+            promised = int(re.search(r"\((\d+) rows", link.inner_text()).group(1))
+            with page.expect_download() as download_info:
+                link.click()
+            download = download_info.value
+            assert download.suggested_filename.endswith("." + fmt.lower()), download.suggested_filename
+            saved = ARTIFACTS / "downloads" / download.suggested_filename  # kept for a person to open
+            download.save_as(saved)
+            rows = _read_export(fmt, saved)
+            assert len(rows) == promised and rows, (fmt, promised, rows[:2])
+            assert all("окошке" in row["text"].lower() for row in rows), (fmt, rows[:2])
+            exported[fmt] = sorted(str(row["commentId"]) for row in rows)
+        assert exported["CSV"] == exported["XLSX"] == exported["JSONL"], exported
         _shot(page, "08-exports")
         _axe(page, "exports")
 
@@ -415,6 +424,33 @@ def test_graphiql_works_offline_and_tells_a_newcomer_how_to_send_the_token(brows
         watch.assert_clean()
     finally:
         context.close()
+
+
+def _read_export(fmt: str, path: Path) -> list[dict[str, Any]]:
+    """An export's rows as dicts, read the way a user's tools would read the file."""
+    from domain.export import EXPORT_COLUMNS
+
+    if fmt == "CSV":
+        import csv
+
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            assert tuple(reader.fieldnames or ()) == EXPORT_COLUMNS, reader.fieldnames
+            return list(reader)
+    if fmt == "XLSX":
+        import openpyxl
+
+        book = openpyxl.load_workbook(path, read_only=True)
+        try:
+            values = list(book.worksheets[0].iter_rows(values_only=True))
+        finally:
+            book.close()
+        assert values and tuple(values[0]) == EXPORT_COLUMNS, values[:1]
+        return [dict(zip(EXPORT_COLUMNS, row, strict=True)) for row in values[1:]]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    assert all(set(row) == set(EXPORT_COLUMNS) for row in rows), rows[:1]
+    return rows
 
 
 def _synthetic_page(after: str | None, size: int, total: int) -> dict[str, Any]:

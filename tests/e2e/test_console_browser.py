@@ -406,6 +406,7 @@ def test_live_shows_its_connection_and_subscribes_again(browser: Any, service: S
         wait_until(lambda: len(subscribes) == 4, "the page resubscribes after reconnecting")
         page.get_by_role("button", name="RU").first.click()
         status.get_by_text("В эфире").wait_for()
+        _shot(page, "09c-live-ru")
         watch.assert_clean()
     finally:
         context.close()

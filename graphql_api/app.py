@@ -413,13 +413,14 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = ()) -> Starlette
         # The pool's fingerprints and states are what the admin-only `vkTokens` shows: only an
         # admin's request gets them here; probes and everyone else see the statuses alone.
         if hasattr(vk, "token_states") and not settings.vk_sandbox and await _is_admin(container, request):
+            states = await vk.token_states()
             body["vkTokens"] = [
                 {
                     "fingerprint": s.fingerprint,
                     "state": str(getattr(s.status, "value", s.status)),
                     "parkedUntil": s.until.isoformat() if s.until else None,
                 }
-                for s in vk.token_states()
+                for s in states
             ]
         return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -147,7 +147,8 @@ class ApiMetrics:
         )
         self._finished: deque[Any] = deque(maxlen=10_000)  # a terminal task is counted once
         self._names: set[str] = set()
-        self.registry.register(_RuntimeCollector(container))
+        self._runtime = _RuntimeCollector(container)
+        self.registry.register(self._runtime)
         ProcessCollector(registry=self.registry)
 
     def operation_label(self, name: str | None) -> str:
@@ -169,6 +170,9 @@ class ApiMetrics:
         self.latency.labels(operations[0].type or "none").observe(seconds)
 
     async def render(self) -> tuple[bytes, str]:
+        vk = self.container.adapters.vk
+        # Read here, not in the collector: with Redis the pool's states are every process's.
+        self._runtime.vk_tokens = await vk.token_states() if hasattr(vk, "token_states") else []
         try:
             counts = await self.container.read_model.task_counts()
             stalled, stalls = await self.container.read_model.task_stalls()
@@ -219,6 +223,7 @@ class _RuntimeCollector(Collector):
 
     def __init__(self, container: Any) -> None:
         self.container = container
+        self.vk_tokens: list[Any] = []  # the pool's states, read by ApiMetrics.render
 
     def describe(self):  # no fixed description: collected only on scrape
         return []
@@ -240,7 +245,7 @@ class _RuntimeCollector(Collector):
             yield CounterMetricFamily(
                 "vkcp_vk_rate_limiter_wait_seconds", "Time spent waiting for rate-limiter slots.", value=stats.limiter_wait
             )
-        states = vk.token_states() if hasattr(vk, "token_states") else []
+        states = self.vk_tokens
         tokens = GaugeMetricFamily(
             "vkcp_vk_token_state", "VK tokens by fingerprint and state (1: current).", labels=["fingerprint", "state"]
         )

@@ -133,9 +133,9 @@ class VkToken:
     requests: int = strawberry.field(description="Requests sent with it since the process started.")
 
 
-def resolve_vk_tokens(info: Info) -> list[VkToken]:
+async def resolve_vk_tokens(info: Info) -> list[VkToken]:
     vk = info.context.adapters.vk
-    states = vk.token_states() if hasattr(vk, "token_states") else []
+    states = await vk.token_states() if hasattr(vk, "token_states") else []
     return [
         VkToken(
             fingerprint=s.fingerprint,

@@ -69,7 +69,7 @@ class Container:
                 checks["redis"] = "ok"
             except Exception as e:
                 checks["redis"] = f"error: {type(e).__name__}"
-        checks["vk"] = _vk_readiness(self.adapters.vk, self.settings)
+        checks["vk"] = await _vk_readiness(self.adapters.vk, self.settings)
         return checks
 
     async def aclose(self) -> None:
@@ -78,10 +78,10 @@ class Container:
         self.closers.clear()
 
 
-def _vk_readiness(vk: Any, settings: Settings) -> str:
+async def _vk_readiness(vk: Any, settings: Settings) -> str:
     if settings.vk_sandbox:
         return "sandbox"
-    states = vk.token_states() if hasattr(vk, "token_states") else []
+    states = await vk.token_states() if hasattr(vk, "token_states") else []
     if not states:
         return "not configured"
     active = sum(1 for s in states if s.status == "ACTIVE")
@@ -99,6 +99,7 @@ def build_vk(settings: Settings, redis: Any = None):
         return UnconfiguredVkGateway()
     from infrastructure.vk.gateway import HttpVkGateway
     from infrastructure.vk.limiter import InProcessRateLimiter, RedisRateLimiter
+    from infrastructure.vk.token_pool import RedisTokenStates
 
     limiter = (
         RedisRateLimiter(redis, settings.vk_rps, prefix=settings.redis_prefix)
@@ -113,6 +114,8 @@ def build_vk(settings: Settings, redis: Any = None):
         use_execute=settings.vk_execute,
         timeout=settings.vk_timeout,
         max_retries=settings.vk_max_retries,
+        # Every process sharing the Redis shares the tokens' states; alone, a process keeps its own.
+        shared_states=RedisTokenStates(redis, prefix=settings.redis_prefix) if redis is not None else None,
     )
 
 

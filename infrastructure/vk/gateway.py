@@ -15,12 +15,17 @@ Failures, as VK_API.md prescribes:
 - 5/28/1117: the token is revoked; 29: parked for hours; 14/17: parked (no one solves a
   captcha); its calls go back to the queue for the other tokens.
 
+With Redis, the pool's states are shared by every process (``token_pool.py``): a token retired
+here is retired everywhere within ``SYNC_INTERVAL``, and ``token_states`` reports what all of
+them know. Without Redis (the embedded mode) the states are this process's alone.
+
 Tokens travel only in the POST body: never in a URL, a log line, a repr or an error message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 import json
@@ -48,7 +53,9 @@ from domain.errors import (
 )
 from domain.models import Author, Comment, Group, Post
 from domain.ports import CommentPage, WallPage
+from infrastructure.redis_client import REDIS_ERRORS
 from infrastructure.vk.limiter import InProcessRateLimiter, RateLimiter
+from infrastructure.vk.token_pool import RedisTokenStates, SharedTokenState
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +69,10 @@ ACCESS_DENIED = frozenset({15, 18, 19, 30, 203})
 NOT_FOUND = frozenset({100, 104})
 COMMENTS_CLOSED = 212
 TOO_BIG = 13
+SYNC_INTERVAL = 1.0  # seconds between two reads of the shared token states, while calls run
+# Seconds without asking Redis again after it failed to answer: during an outage every ask
+# costs its reconnect attempts (~0.7 s), and many callers must not pay that one after another.
+SYNC_OUTAGE_PAUSE = 1.0
 
 
 def token_fingerprint(token: str) -> str:
@@ -114,11 +125,48 @@ class _Token:
     parked_until: float = 0.0  # time.monotonic()
     until: datetime | None = None
     reason: str | None = None
-    requests: int = 0
+    requests: int = 0  # sent by this process: a counter per process, as metrics want it
 
     def refresh(self) -> None:
         if self.status is TokenStatus.PARKED and time.monotonic() >= self.parked_until:
             self.status, self.until, self.reason = TokenStatus.ACTIVE, None, None
+
+    def revoke(self, reason: str | None) -> None:
+        self.status, self.reason, self.until = TokenStatus.REVOKED, reason, None
+
+    def park(self, until: datetime, reason: str | None) -> None:
+        self.status, self.reason, self.until = TokenStatus.PARKED, reason, until
+        self.parked_until = time.monotonic() + (until - datetime.now(UTC)).total_seconds()
+
+    def shared_state(self) -> SharedTokenState | None:
+        if self.status is TokenStatus.ACTIVE:
+            return None
+        return SharedTokenState(self.status.value, self.until, self.reason)
+
+    def adopt(self, shared: SharedTokenState | None) -> bool:
+        """Take what another process learned when it is worse news than ours; True if it was."""
+        if shared is None or self.status is TokenStatus.REVOKED:
+            return False
+        if shared.status == TokenStatus.REVOKED:
+            self.revoke(shared.reason)
+            return True
+        if shared.until is not None and shared.until > datetime.now(UTC) and (
+            self.status is TokenStatus.ACTIVE or (self.until is not None and shared.until > self.until)
+        ):
+            self.park(shared.until, shared.reason)
+            return True
+        return False
+
+    def news_for(self, shared: SharedTokenState | None) -> SharedTokenState | None:
+        """Our state, if the shared one lacks it (never recorded, or lost by a Redis restart)."""
+        mine = self.shared_state()
+        if mine is None or (shared is not None and shared.status == TokenStatus.REVOKED):
+            return None
+        if shared is None or mine.status == TokenStatus.REVOKED:
+            return mine
+        if mine.until is not None and (shared.until is None or mine.until > shared.until + timedelta(seconds=1)):
+            return mine
+        return None
 
 
 @dataclass
@@ -194,6 +242,8 @@ class HttpVkGateway:
         backoff_max: float = 30.0,
         quota_park: timedelta = timedelta(hours=6),
         captcha_park: timedelta = timedelta(hours=1),
+        shared_states: RedisTokenStates | None = None,
+        sync_interval: float = SYNC_INTERVAL,
     ) -> None:
         if not tokens:
             raise ValueError("at least one VK token is needed")
@@ -208,6 +258,12 @@ class HttpVkGateway:
         self.quota_park = quota_park
         self.captcha_park = captcha_park
         self.max_in_flight = max_in_flight
+        self.shared_states = shared_states
+        self.sync_interval = sync_interval
+        self._shared_reachable = True
+        self._shared_retry_at = 0.0  # time.monotonic(): no ask before it, after a failed one
+        self._first_sync: asyncio.Future | None = None
+        self._sync_lock = asyncio.Lock()
         self.stats = GatewayStats()
         self._tokens = [_Token(t, token_fingerprint(t)) for t in dict.fromkeys(tokens)]
         self._client = httpx.AsyncClient(
@@ -224,13 +280,70 @@ class HttpVkGateway:
     def __repr__(self) -> str:
         return f"HttpVkGateway({self.api_url!r}, tokens={[t.fingerprint for t in self._tokens]})"
 
-    def token_states(self) -> list[TokenState]:
+    async def token_states(self) -> list[TokenState]:
+        """The pool as every process sharing it knows it; with no Redis, or while Redis is
+        unreachable, as this process knows it (its own findings and the last ones it read)."""
+        if self.shared_states is not None:
+            await self.sync_token_states()
         for token in self._tokens:
             token.refresh()
         return [TokenState(t.fingerprint, t.status, t.requests, t.until, t.reason) for t in self._tokens]
 
+    async def sync_token_states(self) -> None:
+        """Exchange states with the other processes: ours where theirs lack them, theirs where
+        they are worse news. A Redis outage leaves the local states as they are."""
+        if self.shared_states is None:
+            return
+        async with self._sync_lock:  # one exchange at a time
+            for token in self._tokens:
+                token.refresh()
+            if not self._shared_reachable and time.monotonic() < self._shared_retry_at:
+                return
+            try:
+                found = await self.shared_states.read([t.fingerprint for t in self._tokens])
+                for token in self._tokens:
+                    news = token.news_for(found[token.fingerprint])
+                    if news is not None:
+                        await self.shared_states.record(token.fingerprint, news)
+            except REDIS_ERRORS as e:
+                if self._shared_reachable:
+                    log.warning("vk.token_states_unavailable", error=type(e).__name__)
+                self._shared_reachable = False
+                self._shared_retry_at = time.monotonic() + SYNC_OUTAGE_PAUSE
+                return
+            if not self._shared_reachable:
+                log.info("vk.token_states_available")
+            self._shared_reachable = True
+            self._adopt(found)
+
+    def _adopt(self, found: dict[str, SharedTokenState | None]) -> None:
+        changed = False
+        for token in self._tokens:
+            if token.adopt(found[token.fingerprint]):
+                changed = True
+                log.warning("vk.token_retired_elsewhere", token=token.fingerprint, status=token.status.value,
+                            reason=token.reason)
+        if changed and self._dispatchers:
+            self._raise_if_no_token(fail_pending=True)
+
+    async def _watch_shared_states(self) -> None:
+        while not self._closed:
+            try:
+                await self.sync_token_states()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not stop the sync for good
+                log.exception("vk.token_sync_crashed")
+            await asyncio.sleep(self.sync_interval)
+
     async def aclose(self) -> None:
+        if self._dispatchers and self.shared_states is not None and not self._closed:
+            # The last findings, for the processes that go on.
+            with contextlib.suppress(TimeoutError, *REDIS_ERRORS):
+                await asyncio.wait_for(self.sync_token_states(), 2)
         self._closed = True
+        if self._first_sync is not None:
+            self._first_sync.cancel()
         for task in [*self._dispatchers, *self._sending]:
             task.cancel()
         await asyncio.gather(*self._dispatchers, *self._sending, return_exceptions=True)
@@ -300,6 +413,11 @@ class HttpVkGateway:
         """One VK API call, sent in whichever request has room for it; returns ``response``."""
         if self._closed:
             raise VkUnavailable("the VK gateway was closed")
+        if self.shared_states is not None and not self._dispatchers:
+            # The first calls: what the other processes know first, read once for all of them.
+            if self._first_sync is None:
+                self._first_sync = asyncio.ensure_future(self.sync_token_states())
+            await asyncio.shield(self._first_sync)
         self._raise_if_no_token()
         self._start_dispatchers()
         call = _Call(method, params, asyncio.get_running_loop().create_future())
@@ -319,6 +437,8 @@ class HttpVkGateway:
         restarts one that crashed; a revoked token's ends for good)."""
         if not self._dispatchers:
             self._dispatchers = [asyncio.create_task(self._supervise(t)) for t in self._tokens]
+            if self.shared_states is not None:
+                self._dispatchers.append(asyncio.create_task(self._watch_shared_states()))
 
     async def _supervise(self, token: _Token) -> None:
         """The dispatcher, restarted after anything it did not expect: a dispatcher that died
@@ -419,7 +539,9 @@ class HttpVkGateway:
             self._queue(batch, front=True)
         except _TokenProblem as e:
             self._retire(token, e.code, e.message)
-            self._queue(batch, front=True)
+            self._queue(batch, front=True)  # the other tokens carry on meanwhile
+            if self.shared_states is not None:  # the other processes learn it before our callers do
+                await self.sync_token_states()
             self._raise_if_no_token(fail_pending=True)
         except asyncio.CancelledError:
             self._settle(batch, VkUnavailable("the VK gateway was closed"))
@@ -501,12 +623,9 @@ class HttpVkGateway:
     def _retire(self, token: _Token, code: int, message: str) -> None:
         reason = f"VK error {code}: {message}"
         if code in TOKEN_REVOKED:
-            token.status, token.reason = TokenStatus.REVOKED, reason
+            token.revoke(reason)
         else:
-            park = self.quota_park if code == QUOTA else self.captcha_park
-            token.status, token.reason = TokenStatus.PARKED, reason
-            token.parked_until = time.monotonic() + park.total_seconds()
-            token.until = datetime.now(UTC) + park
+            token.park(datetime.now(UTC) + (self.quota_park if code == QUOTA else self.captcha_park), reason)
         log.warning("vk.token_retired", token=token.fingerprint, status=token.status.value, reason=reason)
 
     def _raise_if_no_token(self, *, fail_pending: bool = False) -> None:

@@ -15,7 +15,7 @@ MESSAGE = "no VK tokens configured: set VKCP_VK_TOKENS (or VKCP_VK_SANDBOX=1 for
 class UnconfiguredVkGateway:
     """``domain.ports.VkGateway`` with no tokens."""
 
-    def token_states(self) -> list:
+    async def token_states(self) -> list:
         return []
 
     def _refuse(self, *_args, **_kwargs) -> NoReturn:

@@ -9,6 +9,7 @@ import httpx
 from domain.auth import create_api_token
 from graphql_api.app import create_app
 from tests.e2e.graphql_support import Api, api, client, container, make_settings, start_container, tokens  # noqa: F401
+from tests.faults import private_postgres, private_redis  # noqa: F401  (fixtures)
 
 ADD = 'mutation { addGroup(ref: "koshki_spb") { group { id } errors { code } } }'
 
@@ -102,26 +103,52 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert body["checks"]["redis"] == "not configured"
 
 
-async def test_readiness_fails_when_the_database_or_redis_is_down(container) -> None:
-    transport = httpx.ASGITransport(app=create_app(container))
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
-        for checks in (
-            {"database": "error: OperationalError", "redis": "not configured", "vk": "sandbox"},
-            {"database": "ok", "redis": "error: ConnectionError", "vk": "sandbox"},
-        ):
-            async def readiness(checks=checks):
-                return checks
+async def readyz(container) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(container)), base_url="http://t") as c:
+        return await c.get("/readyz")
 
-            container.readiness = readiness
-            response = await c.get("/readyz")
-            assert response.status_code == 503
-            assert response.json() == {"status": "unavailable", "checks": checks}
 
-        async def vk_trouble():
-            return {"database": "ok", "redis": "ok", "vk": "error: no usable token"}
+async def test_readiness_fails_while_the_database_is_down_and_recovers(private_postgres, tmp_path: Path) -> None:
+    await private_postgres.create_database("vkcp")
+    container = await start_container(make_settings(tmp_path, database_url=private_postgres.url("vkcp")))
+    try:
+        ok = await readyz(container)
+        assert ok.status_code == 200
+        assert ok.json() == {"status": "ok", "checks": {"database": "ok", "redis": "not configured", "vk": "sandbox"}}
 
-        container.readiness = vk_trouble  # stored comments stay readable: still ready
-        assert (await c.get("/readyz")).status_code == 200
+        await private_postgres.stop()  # for real: the cluster is shut down
+        down = await readyz(container)
+        assert down.status_code == 503
+        body = down.json()
+        assert body["status"] == "unavailable" and set(body["checks"]) == {"database", "redis", "vk"}
+        assert body["checks"]["database"] in ("error: ConnectionRefusedError", "error: OSError"), body
+        assert (body["checks"]["redis"], body["checks"]["vk"]) == ("not configured", "sandbox")
+
+        await private_postgres.start()
+        back = await readyz(container)
+        assert back.status_code == 200 and back.json()["checks"]["database"] == "ok"
+    finally:
+        await container.aclose()
+
+
+async def test_readiness_fails_while_redis_is_down_and_recovers(private_redis, tmp_path: Path) -> None:
+    container = await start_container(make_settings(tmp_path, redis_url=private_redis.url(), redis_prefix="ready:"))
+    try:
+        ok = await readyz(container)
+        assert ok.status_code == 200
+        assert ok.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok", "vk": "sandbox"}}
+
+        await private_redis.stop()  # for real: the server is killed
+        down = await readyz(container)
+        assert down.status_code == 503
+        assert down.json() == {"status": "unavailable",
+                               "checks": {"database": "ok", "redis": "error: ConnectionError", "vk": "sandbox"}}
+
+        await private_redis.start()
+        back = await readyz(container)
+        assert back.status_code == 200 and back.json()["checks"]["redis"] == "ok"
+    finally:
+        await container.aclose()
 
 
 async def test_unexpected_errors_are_masked(api: Api, container) -> None:

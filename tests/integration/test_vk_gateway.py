@@ -191,7 +191,7 @@ async def test_a_rejected_token_is_revoked_and_the_others_carry_on():
         vk = HttpVkGateway(emulator.url, [SECRET, "good-token"], rps=3)
         try:
             store, _ = await collect(vk, world, -100001)
-            states = {s.fingerprint: s for s in vk.token_states()}
+            states = {s.fingerprint: s for s in await vk.token_states()}
         finally:
             await vk.aclose()
     assert store.comment_ids(-100001) == world.expected_comments(-100001)
@@ -226,7 +226,7 @@ async def test_vk_errors_never_contain_the_token():
     assert [type(e) for e in errors] == [VkAuthFailed, VkAccessDenied, VkUnavailable]
     for error in errors:
         assert SECRET not in str(error) and SECRET not in repr(error) and SECRET not in error.message
-    assert SECRET not in repr(vk) and SECRET not in repr(vk.token_states())
+    assert SECRET not in repr(vk) and SECRET not in repr(await vk.token_states())
 
 
 async def test_redis_limiter_holds_the_rate_across_limiters(redis_url, redis_prefix):

@@ -104,7 +104,7 @@ async def test_a_revoked_token_leaves_the_pool_and_others_carry_on():
     app = VkEmulator(WORLD, tokens=["good"])
     vk = gateway(app, tokens=["expired", "good"])
     results = await asyncio.gather(*(vk.resolve_screen_name("koshki_spb") for _ in range(60)))
-    states = {s.fingerprint: s for s in vk.token_states()}
+    states = {s.fingerprint: s for s in await vk.token_states()}
     await vk.aclose()
     assert set(results) == {("page", 11001)}
     assert states[token_fingerprint("expired")].status is TokenStatus.REVOKED
@@ -129,7 +129,7 @@ async def test_quota_and_captcha_park_the_token(code, reason):
     vk = gateway(app, tokens=["tired"])
     with pytest.raises(VkRateLimited) as error:
         await vk.resolve_screen_name("koshki_spb")
-    [state] = vk.token_states()
+    [state] = await vk.token_states()
     await vk.aclose()
     assert state.status is TokenStatus.PARKED and state.until is not None
     assert reason in state.reason and "parked" in error.value.message

@@ -246,17 +246,16 @@ class _RuntimeCollector(Collector):
                 "vkcp_vk_rate_limiter_wait_seconds", "Time spent waiting for rate-limiter slots.", value=stats.limiter_wait
             )
         states = self.vk_tokens
-        tokens = GaugeMetricFamily(
-            "vkcp_vk_token_state", "VK tokens by fingerprint and state (1: current).", labels=["fingerprint", "state"]
-        )
-        token_requests = CounterMetricFamily(
-            "vkcp_vk_token_requests", "Requests sent with each VK token.", labels=["fingerprint"]
-        )
+        # Counts by state, not fingerprints: /metrics is open to whoever can reach it, and which
+        # token is parked or revoked is for admins (GraphQL `vkTokens`, an admin's `/readyz`).
+        tokens = GaugeMetricFamily("vkcp_vk_tokens", "VK tokens in the pool by state.", labels=["state"])
+        by_state = dict.fromkeys(("ACTIVE", "PARKED", "REVOKED"), 0)
         for s in states:
-            tokens.add_metric([s.fingerprint, str(getattr(s.status, "value", s.status))], 1)
-            token_requests.add_metric([s.fingerprint], s.requests)
+            state = str(getattr(s.status, "value", s.status))
+            by_state[state] = by_state.get(state, 0) + 1
+        for state, count in by_state.items():
+            tokens.add_metric([state], count)
         yield tokens
-        yield token_requests
 
         pool = getattr(self.container.engine, "pool", None)
         checked_out = getattr(pool, "checkedout", None)

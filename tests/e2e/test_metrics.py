@@ -9,6 +9,7 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from graphql_api.app import create_app
+from infrastructure.vk.gateway import token_fingerprint
 from tests.e2e.graphql_support import Api, api, client, container, make_settings, start_container, tokens, wait_for_task  # noqa: F401
 
 
@@ -75,7 +76,7 @@ async def test_operation_names_cannot_blow_up_the_label_set(api: Api) -> None:
     assert metrics.operation_label("no spaces") == "invalid"
 
 
-async def test_vk_gateway_series_show_fingerprints_only(tmp_path: Path) -> None:
+async def test_vk_gateway_series_show_no_token_and_no_fingerprint(tmp_path: Path) -> None:
     secret = "vk1.a.METRICS-SECRET-TOKEN-abcdefghijklmnopqrstuvwxyz0123456789"
     c = await start_container(
         make_settings(tmp_path, auth=False, vk_sandbox=False, vk_tokens=secret, vk_api_url="http://127.0.0.1:9/method")
@@ -89,8 +90,9 @@ async def test_vk_gateway_series_show_fingerprints_only(tmp_path: Path) -> None:
     found = samples(text)
     assert value(found, "vkcp_vk_requests_total") == 0
     assert value(found, "vkcp_vk_rate_limiter_wait_seconds_total") == 0
-    states = found["vkcp_vk_token_state"]
-    assert len(states) == 1 and states[0].labels["state"] == "ACTIVE" and states[0].value == 1
+    assert token_fingerprint(secret) not in text  # which token is in trouble is for admins
+    states = {s.labels["state"]: s.value for s in found["vkcp_vk_tokens"]}
+    assert states == {"ACTIVE": 1, "PARKED": 0, "REVOKED": 0}
 
 
 async def test_each_request_logs_one_json_ready_line(api: Api) -> None:

@@ -110,6 +110,7 @@ FILL = [
     f"""INSERT INTO keywords (id, word, word_key, created_at, updated_at)
         SELECT i, 'слово' || i, 'слово' || i, now(), now() FROM generate_series(1, {KEYWORDS}) i""",
     # Comments spread over ~a year; every third is a reply; every fifth has one or two matches.
+    # i is BIGINT: i * 7919 passes int4's 2,147,483,647 at 271,000 comments.
     """INSERT INTO comments (id, group_id, post_id, owner_id, vk_id, post_vk_id, thread_vk_id, parent_vk_id,
                              from_id, text, published_at, likes, matches_count, created_at)
         SELECT i, p.group_id, p.id, p.owner_id, i, p.vk_id,
@@ -118,7 +119,7 @@ FILL = [
                'Комментарий ' || i || ': кошки, собаки и немного текста вокруг, чтобы было похоже на жизнь',
                now() - ((i * 127) % 31536000 || ' seconds')::interval, i % 50,
                CASE WHEN i % 5 = 0 THEN 1 + (i / 5) % 2 ELSE 0 END, now()
-        FROM generate_series(1, {comments}) i
+        FROM generate_series(1::bigint, {comments}) i
         JOIN posts p ON p.id = 1 + i % {posts}""",
     f"""INSERT INTO matches (comment_id, keyword_id, matched_text, start_pos, end_pos, snippet)
         SELECT c.id, 1 + (c.id + n) % {KEYWORDS}, 'кошки', 16 + n * 8, 21 + n * 8, '…кошки, собаки и немного…'

@@ -39,6 +39,7 @@ from sqlalchemy import event  # noqa: E402
 
 from graphql_api.app import create_app  # noqa: E402
 from infrastructure.bootstrap import build_container, freeze_startup_objects  # noqa: E402
+from infrastructure.db.aggregates import rebuild_statements  # noqa: E402
 from infrastructure.db.migrate import upgrade_async  # noqa: E402
 from infrastructure.db.queries import encode_cursor  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
@@ -125,7 +126,6 @@ FILL = [
         SELECT c.id, 1 + (c.id + n) % {KEYWORDS}, 'кошки', 16 + n * 8, 21 + n * 8, '…кошки, собаки и немного…'
         FROM comments c, generate_series(0, 1) n
         WHERE c.matches_count > n""",
-    "ANALYZE",
 ]
 
 
@@ -141,6 +141,10 @@ async def fill(dsn: str, comments: int) -> float:
             )
         for table in ("groups", "posts", "keywords", "comments"):
             await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        # Plain SQL bypasses the repositories, which keep the statistics' aggregates.
+        for statement in rebuild_statements("postgresql"):
+            await conn.execute(statement)
+        await conn.execute("ANALYZE")
     finally:
         await conn.close()
     return time.perf_counter() - started

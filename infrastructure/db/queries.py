@@ -35,6 +35,7 @@ from domain.queries import (
 )
 from domain.matching import keyword_key
 from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
+from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import authors, comments, groups, keywords, matches, posts, tasks
 
 T = TypeVar("T")
@@ -392,9 +393,7 @@ class SqlReadModel:
     # --- statistics ---
 
     async def stats(self, window: StatsWindow) -> Stats:
-        from infrastructure.db.stats import read_stats
-
-        return await read_stats(self._sessions, self._dialect, window)
+        return await read_stats(self._sessions, window)
 
     async def task_counts(self) -> dict[tuple[str, str], int]:
         query = select(tasks.c.kind, tasks.c.state, func.count()).group_by(tasks.c.kind, tasks.c.state)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, any_, bindparam, case, delete, distinct, func, or_, select, text, update
+from sqlalchemy import BigInteger, ColumnElement, Table, any_, bindparam, case, delete, distinct, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,12 +35,17 @@ def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[An
         yield values[start : start + size]
 
 
-def _in(session: AsyncSession, column, values: Sequence[Any]):
-    """``column IN values``: on PostgreSQL ``= ANY(:values)``, one bind parameter (one
-    prepared statement whatever the length), on SQLite an expanded ``IN (...)``."""
-    if session.get_bind().dialect.name == "postgresql":
+def in_values(dialect: str, column, values: Sequence[int]) -> ColumnElement[bool]:
+    """``column IN values`` for integer columns: on PostgreSQL ``= ANY(:values)``, one array
+    parameter and so one prepared statement whatever the length (``IN`` renders a parameter
+    per value, a new statement per length); on SQLite an expanded ``IN (...)``."""
+    if dialect == "postgresql":
         return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(BigInteger)))
     return column.in_(values)
+
+
+def _in(session: AsyncSession, column, values: Sequence[int]) -> ColumnElement[bool]:
+    return in_values(session.get_bind().dialect.name, column, values)
 
 
 def _upsert(session: AsyncSession, table: Table):
@@ -267,7 +272,7 @@ class SqlCommentRepository:
         found: dict[tuple[int, int], int] = {}
         for owner_id, vk_ids in by_owner.items():
             for chunk in _chunks(sorted(vk_ids)):
-                query = select(posts.c.vk_id, posts.c.id).where(posts.c.owner_id == owner_id, posts.c.vk_id.in_(chunk))
+                query = select(posts.c.vk_id, posts.c.id).where(posts.c.owner_id == owner_id, _in(self.session, posts.c.vk_id, chunk))
                 for vk_id, row_id in await self.session.execute(query):
                     found[(owner_id, vk_id)] = row_id
         return found
@@ -283,7 +288,7 @@ class SqlCommentRepository:
         values = {k: v for k, v in (("viewed", viewed), ("archived", archived)) if v is not None}
         found: list[int] = []
         for chunk in _chunks(list(ids)):
-            stmt = update(comments).where(comments.c.id.in_(chunk)).values(**values).returning(comments.c.id)
+            stmt = update(comments).where(_in(self.session, comments.c.id, chunk)).values(**values).returning(comments.c.id)
             found += [row_id for (row_id,) in await self.session.execute(stmt)]
         return found
 
@@ -292,7 +297,7 @@ class SqlCommentRepository:
     ) -> list[tuple[int, str]]:
         query = select(comments.c.id, comments.c.text).where(comments.c.id > after_id).order_by(comments.c.id).limit(limit)
         if group_ids is not None:
-            query = query.where(comments.c.group_id.in_(list(group_ids)))
+            query = query.where(_in(self.session, comments.c.group_id, list(group_ids)))
         return [tuple(row) for row in await self.session.execute(query)]
 
 
@@ -324,7 +329,7 @@ class SqlAuthorRepository:
         wanted = sorted(set(vk_ids))
         known: set[int] = set()
         for chunk in _chunks(wanted):
-            known.update((await self.session.execute(select(authors.c.vk_id).where(authors.c.vk_id.in_(chunk)))).scalars())
+            known.update((await self.session.execute(select(authors.c.vk_id).where(_in(self.session, authors.c.vk_id, chunk)))).scalars())
         return set(wanted) - known
 
 

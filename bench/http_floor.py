@@ -68,8 +68,9 @@ SELECT json_build_object(
       SELECT k.id AS "keywordId", k.word, s.matches, s.comments FROM stats_keywords s JOIN keywords k ON k.id = s.keyword_id
       WHERE s.matches > 0 ORDER BY s.matches DESC, k.id LIMIT $3) t),
   'topAuthors', (SELECT json_agg(t) FROM (
-      SELECT s.from_id AS "vkId", a.name, s.comments FROM stats_authors s LEFT JOIN authors a ON a.vk_id = s.from_id
-      ORDER BY s.comments DESC, s.from_id LIMIT $3) t),
+      SELECT s.from_id AS "vkId", a.name, s.comments
+      FROM (SELECT from_id, comments FROM stats_authors ORDER BY comments DESC, from_id LIMIT $3) s
+      LEFT JOIN authors a ON a.vk_id = s.from_id ORDER BY s.comments DESC, s.from_id) t),
   'days', (SELECT json_agg(t ORDER BY t.day) FROM (
       SELECT day, sum(comments) AS comments, sum(matched_comments) AS "matchedComments", sum(matches) AS matches
       FROM stats_days WHERE day BETWEEN $1 AND $2 GROUP BY day) t)

@@ -224,8 +224,9 @@ stats_authors = Table(
     metadata,
     Column("from_id", BigInteger, primary_key=True, autoincrement=False),
     Column("comments", BigInteger, nullable=False),
-    Index("ix_stats_authors_comments_from_id", "comments", "from_id"),
 )
+# The top authors' order (most comments first, then by id), read off the index.
+Index("ix_stats_authors_comments_from_id", stats_authors.c.comments.desc(), stats_authors.c.from_id)
 
 stats_keywords = Table(
     "stats_keywords",

@@ -57,7 +57,7 @@ def upgrade() -> None:
         sa.Column("comments", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("from_id", name="pk_stats_authors"),
     )
-    op.create_index("ix_stats_authors_comments_from_id", "stats_authors", ["comments", "from_id"])
+    op.create_index("ix_stats_authors_comments_from_id", "stats_authors", [sa.text("comments DESC"), "from_id"])
     op.create_table(
         "stats_keywords",
         sa.Column("keyword_id", Id, autoincrement=False, nullable=False),

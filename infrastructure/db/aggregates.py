@@ -11,6 +11,11 @@ sorted and tables in one fixed order: concurrent writers (collections of differe
 share authors) wait for each other's rows instead of deadlocking, and hold them only from
 the flush to the commit.
 
+Exact as long as one comment is not written by two transactions at once (one active parse
+per community, uq_tasks_one_active_parse; analyses lock the comments they replace): a row a
+concurrent transaction inserts between this one's read of the stored rows and its upsert
+would be counted in twice.
+
 ``rebuild`` recomputes everything from the data (what migration 0005 did once); the benchmark
 uses it after filling tables with plain SQL, which bypasses the repositories.
 """
@@ -43,8 +48,10 @@ class StatsLedger:
 
     def clear(self) -> None:
         """Forget every delta: applied, or rolled back with the writes that made them."""
-        self.groups: defaultdict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # comments, replies, matched, matches
-        self.days: defaultdict[tuple[date, int], list[int]] = defaultdict(lambda: [0, 0, 0])  # comments, matched, matches
+        # group id -> [comments, replies, matched comments, matches]
+        self.groups: defaultdict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        # (day, group id) -> [comments, matched comments, matches]
+        self.days: defaultdict[tuple[date, int], list[int]] = defaultdict(lambda: [0, 0, 0])
         self.authors: defaultdict[int, int] = defaultdict(int)
         self.keywords: defaultdict[int, list[int]] = defaultdict(lambda: [0, 0])  # matches, comments
 

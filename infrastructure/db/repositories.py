@@ -12,7 +12,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Table, any_, bindparam, case, delete, distinct, func, or_, select, text, update
+from sqlalchemy import (
+    BigInteger, ColumnElement, Table, any_, bindparam, case, delete, distinct, func, or_, select, text, update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -272,7 +274,9 @@ class SqlCommentRepository:
         found: dict[tuple[int, int], int] = {}
         for owner_id, vk_ids in by_owner.items():
             for chunk in _chunks(sorted(vk_ids)):
-                query = select(posts.c.vk_id, posts.c.id).where(posts.c.owner_id == owner_id, _in(self.session, posts.c.vk_id, chunk))
+                query = select(posts.c.vk_id, posts.c.id).where(
+                    posts.c.owner_id == owner_id, _in(self.session, posts.c.vk_id, chunk)
+                )
                 for vk_id, row_id in await self.session.execute(query):
                     found[(owner_id, vk_id)] = row_id
         return found
@@ -288,7 +292,9 @@ class SqlCommentRepository:
         values = {k: v for k, v in (("viewed", viewed), ("archived", archived)) if v is not None}
         found: list[int] = []
         for chunk in _chunks(list(ids)):
-            stmt = update(comments).where(_in(self.session, comments.c.id, chunk)).values(**values).returning(comments.c.id)
+            stmt = (
+                update(comments).where(_in(self.session, comments.c.id, chunk)).values(**values).returning(comments.c.id)
+            )
             found += [row_id for (row_id,) in await self.session.execute(stmt)]
         return found
 
@@ -329,7 +335,8 @@ class SqlAuthorRepository:
         wanted = sorted(set(vk_ids))
         known: set[int] = set()
         for chunk in _chunks(wanted):
-            known.update((await self.session.execute(select(authors.c.vk_id).where(_in(self.session, authors.c.vk_id, chunk)))).scalars())
+            query = select(authors.c.vk_id).where(_in(self.session, authors.c.vk_id, chunk))
+            known.update((await self.session.execute(query)).scalars())
         return set(wanted) - known
 
 

@@ -369,16 +369,16 @@ async def run(http: httpx.AsyncClient, servers: dict[str, Server], dsn: str, n: 
 def report(results: dict[str, dict[str, Timing]], per_page: float | None) -> None:
     names = list(next(iter(results.values())))
     print()
-    print(f"{'p50 ms':<34}" + "".join(f"{n:>14}" for n in names) + "".join(
-        f"{n + '/floor':>20}" for n in names if n != "floor") + (
-        "".join(f"{n + '/PostGr.':>18}" for n in names if n.startswith("vkcp")) if "postgraphile" in names else ""))
+    print(f"{'p50 ms':<34}" + "".join(f" {n:>14}" for n in names) + "".join(
+        f" {n + '/floor':>20}" for n in names if n != "floor") + (
+        "".join(f" {n + '/PostGr.':>18}" for n in names if n.startswith("vkcp")) if "postgraphile" in names else ""))
     for request, timings in results.items():
         p50 = {n: t.p(0.5) for n, t in timings.items()}
-        row = f"{request:<34}" + "".join(f"{p50[n]:14.2f}" if n in p50 else f"{'-':>14}" for n in names)
-        row += "".join(f"{p50[n] / p50['floor']:20.2f}" if n in p50 else f"{'-':>20}" for n in names if n != "floor")
+        row = f"{request:<34}" + "".join(f" {p50[n]:14.2f}" if n in p50 else f" {'-':>14}" for n in names)
+        row += "".join(f" {p50[n] / p50['floor']:20.2f}" if n in p50 else f" {'-':>20}" for n in names if n != "floor")
         if "postgraphile" in names:
             row += "".join(
-                f"{p50[n] / p50['postgraphile']:18.2f}" if "postgraphile" in p50 else f"{'-':>18}"
+                f" {p50[n] / p50['postgraphile']:18.2f}" if "postgraphile" in p50 else f" {'-':>18}"
                 for n in names if n.startswith("vkcp")
             )
         print(row)

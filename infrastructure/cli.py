@@ -154,7 +154,9 @@ def run_served(coro: Coroutine[Any, Any, T]) -> T:
     """
     import uvicorn
 
-    with asyncio.Runner(loop_factory=uvicorn.Config(app=None, loop=SERVE_LOOP).get_loop_factory()) as runner:
+    # log_config=None: a Config with uvicorn's default logging would install its plain-text handlers.
+    loop_factory = uvicorn.Config(app=None, loop=SERVE_LOOP, log_config=None).get_loop_factory()
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(coro)
 
 

@@ -109,8 +109,8 @@ class CommentView:
     owner_id: int
     vk_id: int
     post_vk_id: int
-    parent_id: int | None  # row id of the comment this one answers
-    thread_id: int | None  # row id of the thread's top-level comment
+    parent_vk_id: int | None  # VK id of the comment this one answers (on the same wall)
+    thread_vk_id: int | None  # VK id of the thread's top-level comment (on the same wall)
     from_id: int
     text: str
     published_at: datetime
@@ -146,6 +146,9 @@ class ReadModel(Protocol):
     ) -> Page[CommentView]: ...
     async def comments_count(self, flt: CommentFilter) -> int: ...
     async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]: ...
+    async def comments_by_vk_ids(self, keys: Sequence[tuple[int, int]]) -> list[CommentView | None]:
+        """Comments by (owner_id, vk_id): how a reply names its parent and thread."""
+        ...
 
     async def matches_by_comment_ids(self, ids: Sequence[int]) -> list[list[Match]]: ...
     async def keywords_by_ids(self, ids: Sequence[int]) -> list[Keyword | None]: ...

@@ -66,6 +66,7 @@ class Loaders:
         self.post: _Loader[int, PostView | None] = _Loader(read_model.posts_by_ids)
         self.author: _Loader[int, Author | None] = _Loader(read_model.authors_by_ids)
         self.comment: _Loader[int, CommentView | None] = _Loader(read_model.comments_by_ids)
+        self.comment_by_vk_id: _Loader[tuple[int, int], CommentView | None] = _Loader(read_model.comments_by_vk_ids)
         self.matches: _Loader[int, list[Match]] = _Loader(read_model.matches_by_comment_ids)
         self.keyword: _Loader[int, Keyword | None] = _Loader(read_model.keywords_by_ids)
         self.keyword_matches_count: _Loader[int, int] = _Loader(read_model.keyword_matches_counts)

@@ -310,8 +310,8 @@ class Comment:
     group_id: strawberry.Private[int]
     post_id: strawberry.Private[int]
     post_vk_id: strawberry.Private[int]
-    parent_id: strawberry.Private[int | None]
-    thread_id: strawberry.Private[int | None]
+    parent_vk_id: strawberry.Private[int | None]
+    thread_vk_id: strawberry.Private[int | None]
 
     @strawberry.field(description="The community the comment was written in.")
     def group(self, info: Info) -> Group | None:
@@ -323,11 +323,11 @@ class Comment:
 
     @strawberry.field(description="The comment this one answers; null for a top-level comment.")
     def parent(self, info: Info) -> Comment | None:
-        return load_comment(info, self.parent_id)  # type: ignore[return-value]
+        return _load_on_wall(info, self.owner_id, self.parent_vk_id)  # type: ignore[return-value]
 
     @strawberry.field(description="The top-level comment whose thread this reply is in; null for a top-level comment.")
     def thread(self, info: Info) -> Comment | None:
-        return load_comment(info, self.thread_id)  # type: ignore[return-value]
+        return _load_on_wall(info, self.owner_id, self.thread_vk_id)  # type: ignore[return-value]
 
     @strawberry.field(description="Who wrote it; null when VK told us nothing about the author.")
     def author(self, info: Info) -> Author | None:
@@ -358,8 +358,8 @@ class Comment:
             group_id=c.group_id,
             post_id=c.post_id,
             post_vk_id=c.post_vk_id,
-            parent_id=c.parent_id,
-            thread_id=c.thread_id,
+            parent_vk_id=c.parent_vk_id,
+            thread_vk_id=c.thread_vk_id,
         )
 
 
@@ -372,6 +372,14 @@ def load_comment(info: Info, comment_id: int | None) -> Comment | None | Awaitab
     if comment_id is None:
         return None
     return info.context.loaders(info).comment.now_or_later(comment_id, _comment)
+
+
+def _load_on_wall(info: Info, owner_id: int, vk_id: int | None) -> Comment | None | Awaitable[Comment | None]:
+    """A reply's parent or thread root, by its VK id on the same wall: loaded (one batch per
+    level) only when the selection asks, so pages never join comments to themselves."""
+    if vk_id is None:
+        return None
+    return info.context.loaders(info).comment_by_vk_id.now_or_later((owner_id, vk_id), _comment)
 
 
 def _fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:

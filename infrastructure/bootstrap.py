@@ -20,7 +20,7 @@ from sqlalchemy import text
 from domain.ports import Adapters
 from domain.queries import ReadModel
 from domain.tasks import run_task
-from infrastructure.db.engine import create_engine, session_factory
+from infrastructure.db.engine import create_engine, read_session_factory, session_factory
 from infrastructure.db.queries import SqlReadModel
 from infrastructure.db.uow import SqlUnitOfWork
 from infrastructure.cache import InMemoryCache, RedisCache
@@ -201,7 +201,7 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
     return Container(
         settings=settings,
         adapters=adapters,
-        read_model=SqlReadModel(sessions),
+        read_model=SqlReadModel(read_session_factory(engine)),
         engine=engine,
         secret_key=load_secret_key(settings),
         redis=redis,

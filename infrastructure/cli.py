@@ -9,7 +9,8 @@ import socket
 import sys
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     import uvicorn
 
 log = structlog.get_logger("vkcp")
+T = TypeVar("T")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     if args.command == "serve":
-        return asyncio.run(_serve(settings, args.host, args.port))
+        return run_served(_serve(settings, args.host, args.port))
     if args.command == "worker":
         return _worker(settings, check=args.check)
     if args.command == "migrate":
@@ -145,12 +147,30 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+# uvicorn's event loop choice: "auto" is uvloop where installed (uvicorn[standard] brings it).
+SERVE_LOOP = "auto"
+
+
+def run_served(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``, which serves uvicorn, on the event loop uvicorn would pick itself.
+
+    ``serve`` builds the container before uvicorn starts, so it owns the loop; a plain
+    ``asyncio.run`` would always be asyncio's own loop and the installed uvloop never used.
+    """
+    import uvicorn
+
+    # log_config=None: a Config with uvicorn's default logging would install its plain-text handlers.
+    loop_factory = uvicorn.Config(app=None, loop=SERVE_LOOP, log_config=None).get_loop_factory()
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(coro)
+
+
 def server_config(app, settings: Settings, **options: Any) -> uvicorn.Config:
     """uvicorn's configuration for the API, as ``serve`` runs it (and tests serve it): the
     limits that protect the server from its clients, plus ``options``."""
     import uvicorn
 
-    return uvicorn.Config(app, ws_max_size=settings.ws_max_message_bytes, **options)
+    return uvicorn.Config(app, ws_max_size=settings.ws_max_message_bytes, loop=SERVE_LOOP, **options)
 
 
 SCHEDULER_INTERVAL = 60.0  # seconds: monitoring's granularity is a minute

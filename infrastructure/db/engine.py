@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -29,20 +30,43 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(url)
     else:
-        # pool_pre_ping: connections that died while pooled (a restart, a failover) are
-        # replaced before use. Timeouts keep a vanished server from hanging callers: a
-        # connect gives up after CONNECT_TIMEOUT, a pool wait after POOL_TIMEOUT.
+        # Timeouts keep a vanished server from hanging callers: a connect gives up after
+        # CONNECT_TIMEOUT, a pool wait after POOL_TIMEOUT. No pool_pre_ping: it cost three
+        # round trips (BEGIN, a ping, ROLLBACK) per checkout; _replace_closed below finds
+        # the connections a restart closed without any, and faults.py answers the rest.
         engine = create_async_engine(
-            url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT,
-            connect_args={"timeout": CONNECT_TIMEOUT},
+            url, pool_size=10, max_overflow=20, pool_timeout=POOL_TIMEOUT, connect_args={"timeout": CONNECT_TIMEOUT},
         )
+        _replace_closed(engine)
     translate_errors(engine)
     return engine
+
+
+def _replace_closed(engine: AsyncEngine) -> None:
+    """A pooled connection the server closed meanwhile (a restart, a failover,
+    ``pg_terminate_backend``) is replaced at checkout: the server's goodbye or the socket's
+    end already reached asyncpg, whose ``is_closed()`` says so without a round trip. A
+    connection that died silently (no FIN: a network partition) fails at its first
+    statement instead, and faults.py turns that into ``Unavailable`` (HTTP 503)."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(_dbapi_connection, record, _proxy) -> None:
+        if record.driver_connection.is_closed():
+            raise sa_exc.DisconnectionError("the server closed this pooled connection")  # the pool reconnects
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # Rows are read into plain domain objects, never ORM instances: nothing to expire.
     return async_sessionmaker(engine, class_=UnavailableAware, expire_on_commit=False, autoflush=False)
+
+
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for the read model: each of its reads is one statement, so on PostgreSQL it
+    runs in autocommit, without the BEGIN and ROLLBACK round trips around it. SQLite keeps
+    its transactions (the engine emits BEGIN itself, see _configure_sqlite; no network)."""
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return session_factory(engine)
 
 
 def _sqlite_engine(url: str) -> AsyncEngine:

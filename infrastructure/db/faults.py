@@ -78,8 +78,6 @@ def translate_errors(engine: AsyncEngine) -> None:
     def _on_error(context) -> BaseException | None:
         # An asyncpg connection that died reports "connection is closed" without a SQLSTATE:
         # SQLAlchemy has already decided whether that is a disconnect (is_disconnect).
-        if context.is_pre_ping:  # the pool's own liveness check: it reconnects by itself
-            return None
         error = context.sqlalchemy_exception
         if error is not None and context.is_disconnect:
             return Unavailable("the database connection was lost; try again", dependency="database")

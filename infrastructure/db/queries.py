@@ -34,7 +34,8 @@ from domain.queries import (
     TaskFilter,
 )
 from domain.matching import keyword_key
-from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
+from infrastructure.db.repositories import group_from_row, in_values, keyword_from_row, task_from_row
+from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import authors, comments, groups, keywords, matches, posts, tasks
 
 T = TypeVar("T")
@@ -157,18 +158,18 @@ def _comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[
     c = comments.c
     conditions: list[ColumnElement[bool]] = []
     if flt.group_ids is not None:
-        conditions.append(c.group_id.in_(flt.group_ids) if flt.group_ids else false())
+        conditions.append(in_values(dialect, c.group_id, flt.group_ids) if flt.group_ids else false())
     if flt.post_ids is not None:
-        conditions.append(c.post_id.in_(flt.post_ids) if flt.post_ids else false())
+        conditions.append(in_values(dialect, c.post_id, flt.post_ids) if flt.post_ids else false())
     if flt.keyword_ids is not None:
-        has_keyword = exists().where(matches.c.comment_id == c.id, matches.c.keyword_id.in_(flt.keyword_ids))
+        has_keyword = exists().where(matches.c.comment_id == c.id, in_values(dialect, matches.c.keyword_id, flt.keyword_ids))
         conditions.append(has_keyword if flt.keyword_ids else false())
     if flt.matched is not None:
         conditions.append(c.matches_count > 0 if flt.matched else c.matches_count == 0)
     if flt.text is not None and (text := _text_condition(flt.text, dialect)) is not None:
         conditions.append(text)
     if flt.author_ids is not None:
-        conditions.append(c.from_id.in_(flt.author_ids) if flt.author_ids else false())
+        conditions.append(in_values(dialect, c.from_id, flt.author_ids) if flt.author_ids else false())
     if flt.since is not None:
         conditions.append(c.published_at >= flt.since)
     if flt.until is not None:
@@ -193,17 +194,9 @@ def _comment_order(order: CommentOrder) -> _Order:
 
 
 def _comment_query() -> Select:
-    """Comments with their parent's and thread root's row ids (replies name them by VK id)."""
-    parent = comments.alias("parent")
-    thread = comments.alias("thread")
-    return (
-        select(comments, parent.c.id.label("parent_row_id"), thread.c.id.label("thread_row_id"))
-        .select_from(
-            comments.outerjoin(
-                parent, and_(parent.c.owner_id == comments.c.owner_id, parent.c.vk_id == comments.c.parent_vk_id)
-            ).outerjoin(thread, and_(thread.c.owner_id == comments.c.owner_id, thread.c.vk_id == comments.c.thread_vk_id))
-        )
-    )
+    # Replies name their parent and thread by VK id; those load only when asked
+    # (comments_by_vk_ids), so no page joins comments to themselves.
+    return select(comments)
 
 
 def _comment_view(row) -> CommentView:
@@ -214,8 +207,8 @@ def _comment_view(row) -> CommentView:
         owner_id=row["owner_id"],
         vk_id=row["vk_id"],
         post_vk_id=row["post_vk_id"],
-        parent_id=row["parent_row_id"],
-        thread_id=row["thread_row_id"],
+        parent_vk_id=row["parent_vk_id"],
+        thread_vk_id=row["thread_vk_id"],
         from_id=row["from_id"],
         text=row["text"],
         published_at=row["published_at"],
@@ -267,6 +260,9 @@ class SqlReadModel:
 
     # --- plumbing ---
 
+    def _in(self, column, values: Sequence[int]) -> ColumnElement[bool]:
+        return in_values(self._dialect, column, values)
+
     async def _page(self, query: Select, order: _Order, first: int, after: str | None, to_node: Callable) -> Page:
         if after:
             query = query.where(order.after(after))
@@ -298,18 +294,18 @@ class SqlReadModel:
         return await self._count(_groups_query(active))
 
     async def groups_by_ids(self, ids: Sequence[int]) -> list[Group | None]:
-        return await self._by_ids(lambda w: select(groups).where(groups.c.id.in_(w)), ids, "id", group_from_row)
+        return await self._by_ids(lambda w: select(groups).where(self._in(groups.c.id, w)), ids, "id", group_from_row)
 
     # --- posts and authors ---
 
     async def posts_by_ids(self, ids: Sequence[int]) -> list[PostView | None]:
-        return await self._by_ids(lambda w: select(posts).where(posts.c.id.in_(w)), ids, "id", _post_view)
+        return await self._by_ids(lambda w: select(posts).where(self._in(posts.c.id, w)), ids, "id", _post_view)
 
     async def authors_by_ids(self, vk_ids: Sequence[int]) -> list[Author | None]:
         def author(row) -> Author:
             return Author(vk_id=row["vk_id"], name=row["name"], screen_name=row["screen_name"], photo_url=row["photo_url"])
 
-        return await self._by_ids(lambda w: select(authors).where(authors.c.vk_id.in_(w)), vk_ids, "vk_id", author)
+        return await self._by_ids(lambda w: select(authors).where(self._in(authors.c.vk_id, w)), vk_ids, "vk_id", author)
 
     # --- comments ---
 
@@ -325,7 +321,23 @@ class SqlReadModel:
         return await self._count(query)
 
     async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]:
-        return await self._by_ids(lambda w: _comment_query().where(comments.c.id.in_(w)), ids, "id", _comment_view)
+        return await self._by_ids(lambda w: _comment_query().where(self._in(comments.c.id, w)), ids, "id", _comment_view)
+
+    async def comments_by_vk_ids(self, keys: Sequence[tuple[int, int]]) -> list[CommentView | None]:
+        def query_for(wanted: list[tuple[int, int]]) -> Select:
+            by_wall = {}
+            for owner_id, vk_id in wanted:
+                by_wall.setdefault(owner_id, []).append(vk_id)
+            return _comment_query().where(
+                or_(*(and_(comments.c.owner_id == o, self._in(comments.c.vk_id, v)) for o, v in by_wall.items()))
+            )
+
+        wanted = list(dict.fromkeys(tuple(k) for k in keys))
+        if not wanted:
+            return []
+        async with self._sessions() as session:
+            rows = (await session.execute(query_for(wanted))).mappings().all()
+        return _aligned([tuple(k) for k in keys], {(r["owner_id"], r["vk_id"]): _comment_view(r) for r in rows})
 
     async def matches_by_comment_ids(self, ids: Sequence[int]) -> list[list[Match]]:
         wanted = list(dict.fromkeys(ids))
@@ -333,7 +345,7 @@ class SqlReadModel:
         if wanted:
             query = (
                 select(matches)
-                .where(matches.c.comment_id.in_(wanted))
+                .where(self._in(matches.c.comment_id, wanted))
                 .order_by(matches.c.comment_id, matches.c.start_pos, matches.c.keyword_id)
             )
             async with self._sessions() as session:
@@ -344,7 +356,7 @@ class SqlReadModel:
     # --- keywords ---
 
     async def keywords_by_ids(self, ids: Sequence[int]) -> list[Keyword | None]:
-        return await self._by_ids(lambda w: select(keywords).where(keywords.c.id.in_(w)), ids, "id", keyword_from_row)
+        return await self._by_ids(lambda w: select(keywords).where(self._in(keywords.c.id, w)), ids, "id", keyword_from_row)
 
     async def keywords_page(
         self,
@@ -370,7 +382,7 @@ class SqlReadModel:
             return [0] * len(ids)
         query = (
             select(matches.c.keyword_id, func.count())
-            .where(matches.c.keyword_id.in_(wanted))
+            .where(self._in(matches.c.keyword_id, wanted))
             .group_by(matches.c.keyword_id)
         )
         async with self._sessions() as session:
@@ -387,14 +399,12 @@ class SqlReadModel:
         return await self._count(select(tasks.c.id).where(*_task_conditions(flt)))
 
     async def tasks_by_ids(self, ids: Sequence[int]) -> list[Task | None]:
-        return await self._by_ids(lambda w: select(tasks).where(tasks.c.id.in_(w)), ids, "id", task_from_row)
+        return await self._by_ids(lambda w: select(tasks).where(self._in(tasks.c.id, w)), ids, "id", task_from_row)
 
     # --- statistics ---
 
     async def stats(self, window: StatsWindow) -> Stats:
-        from infrastructure.db.stats import read_stats
-
-        return await read_stats(self._sessions, self._dialect, window)
+        return await read_stats(self._sessions, window)
 
     async def task_counts(self) -> dict[tuple[str, str], int]:
         query = select(tasks.c.kind, tasks.c.state, func.count()).group_by(tasks.c.kind, tasks.c.state)

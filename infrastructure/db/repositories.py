@@ -12,7 +12,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, delete, func, or_, select, text, update
+from sqlalchemy import (
+    BigInteger, ColumnElement, Table, any_, bindparam, case, delete, distinct, func, or_, select, text, update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.auth import ApiToken
 from domain.matching import keyword_key
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
+from infrastructure.db.aggregates import StatsLedger
 from infrastructure.db.tables import ACTIVE_PARSE, api_tokens, authors, comments, groups, keywords, matches, posts, tasks
 
 IN_CHUNK = 10_000  # values per IN (...) list
@@ -32,6 +35,19 @@ def _now() -> datetime:
 def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def in_values(dialect: str, column, values: Sequence[int]) -> ColumnElement[bool]:
+    """``column IN values`` for integer columns: on PostgreSQL ``= ANY(:values)``, one array
+    parameter and so one prepared statement whatever the length (``IN`` renders a parameter
+    per value, a new statement per length); on SQLite an expanded ``IN (...)``."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(BigInteger)))
+    return column.in_(values)
+
+
+def _in(session: AsyncSession, column, values: Sequence[int]) -> ColumnElement[bool]:
+    return in_values(session.get_bind().dialect.name, column, values)
 
 
 def _upsert(session: AsyncSession, table: Table):
@@ -51,8 +67,9 @@ def group_from_row(row: RowMapping) -> Group:
 
 
 class SqlGroupRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, ledger: StatsLedger) -> None:
         self.session = session
+        self.ledger = ledger
 
     async def get(self, group_id: int) -> Group | None:
         row = (await self.session.execute(select(groups).where(groups.c.id == group_id))).mappings().first()
@@ -83,6 +100,25 @@ class SqlGroupRepository:
 
     async def remove(self, group_id: int) -> None:
         # Posts, comments and matches go with it (ON DELETE CASCADE); tasks keep a NULL group.
+        # So do its rows of the per-group statistics; authors and keywords are shared, so
+        # the group's comments and matches are taken out of theirs first.
+        of_group = comments.c.group_id == group_id
+        written = (
+            select(comments.c.from_id, func.count())
+            .where(of_group, comments.c.from_id != 0)
+            .group_by(comments.c.from_id)
+        )
+        for from_id, n in await self.session.execute(written):
+            self.ledger.author(from_id, -n)
+        found = (
+            select(matches.c.keyword_id, func.count(), func.count(distinct(matches.c.comment_id)))
+            .select_from(matches.join(comments, comments.c.id == matches.c.comment_id))
+            .where(of_group)
+            .group_by(matches.c.keyword_id)
+        )
+        for keyword_id, n, commented in await self.session.execute(found):
+            self.ledger.keyword(keyword_id, matches=-n, comments=-commented)
+        self.ledger.forget_group(group_id)
         await self.session.execute(delete(groups).where(groups.c.id == group_id))
 
     async def due_for_monitoring(self, now: datetime) -> list[Group]:
@@ -155,9 +191,22 @@ class SqlPostRepository:
 # --- comments -------------------------------------------------------------------------------
 
 
+def _count_comment(ledger: StatsLedger, sign: int, row) -> None:
+    ledger.comment(
+        sign, group_id=row.group_id, published_at=row.published_at, from_id=row.from_id,
+        reply=row.thread_vk_id is not None, matches_count=row.matches_count,
+    )
+
+
+_COUNTED = (
+    comments.c.group_id, comments.c.published_at, comments.c.from_id, comments.c.thread_vk_id, comments.c.matches_count,
+)
+
+
 class SqlCommentRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, ledger: StatsLedger) -> None:
         self.session = session
+        self.ledger = ledger
 
     async def upsert_many(self, group_id: int, items: Sequence[Comment]) -> dict[tuple[int, int], int]:
         unique = {(c.owner_id, c.vk_id): c for c in items}  # ON CONFLICT may touch a row once
@@ -187,6 +236,21 @@ class SqlCommentRepository:
                     "created_at": created_at,
                 }
             )
+        # Statistics: out with what the stored rows counted, in with what they count now.
+        # Locked, so nobody changes them between this read and the upsert.
+        by_owner: dict[int, list[int]] = {}
+        for owner_id, vk_id in unique:
+            by_owner.setdefault(owner_id, []).append(vk_id)
+        for owner_id, vk_ids in by_owner.items():
+            for chunk in _chunks(sorted(vk_ids)):
+                stored = (
+                    select(*_COUNTED)
+                    .where(comments.c.owner_id == owner_id, _in(self.session, comments.c.vk_id, chunk))
+                    .order_by(comments.c.vk_id)
+                    .with_for_update()
+                )
+                for row in await self.session.execute(stored):
+                    _count_comment(self.ledger, -1, row)
         stmt = _upsert(self.session, comments)
         # viewed, archived and matches_count belong to the users and the matcher: kept.
         updated = (
@@ -196,9 +260,12 @@ class SqlCommentRepository:
         stmt = stmt.on_conflict_do_update(
             index_elements=[comments.c.owner_id, comments.c.vk_id],
             set_={name: stmt.excluded[name] for name in updated},
-        ).returning(comments.c.owner_id, comments.c.vk_id, comments.c.id)
-        result = await self.session.execute(stmt, rows)
-        return {(owner_id, vk_id): row_id for owner_id, vk_id, row_id in result}
+        ).returning(comments.c.owner_id, comments.c.vk_id, comments.c.id, *_COUNTED)
+        ids = {}
+        for row in await self.session.execute(stmt, rows):
+            ids[(row.owner_id, row.vk_id)] = row.id
+            _count_comment(self.ledger, +1, row)
+        return ids
 
     async def _post_ids(self, keys: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
         by_owner: dict[int, list[int]] = {}
@@ -207,7 +274,9 @@ class SqlCommentRepository:
         found: dict[tuple[int, int], int] = {}
         for owner_id, vk_ids in by_owner.items():
             for chunk in _chunks(sorted(vk_ids)):
-                query = select(posts.c.vk_id, posts.c.id).where(posts.c.owner_id == owner_id, posts.c.vk_id.in_(chunk))
+                query = select(posts.c.vk_id, posts.c.id).where(
+                    posts.c.owner_id == owner_id, _in(self.session, posts.c.vk_id, chunk)
+                )
                 for vk_id, row_id in await self.session.execute(query):
                     found[(owner_id, vk_id)] = row_id
         return found
@@ -223,7 +292,9 @@ class SqlCommentRepository:
         values = {k: v for k, v in (("viewed", viewed), ("archived", archived)) if v is not None}
         found: list[int] = []
         for chunk in _chunks(list(ids)):
-            stmt = update(comments).where(comments.c.id.in_(chunk)).values(**values).returning(comments.c.id)
+            stmt = (
+                update(comments).where(_in(self.session, comments.c.id, chunk)).values(**values).returning(comments.c.id)
+            )
             found += [row_id for (row_id,) in await self.session.execute(stmt)]
         return found
 
@@ -232,7 +303,7 @@ class SqlCommentRepository:
     ) -> list[tuple[int, str]]:
         query = select(comments.c.id, comments.c.text).where(comments.c.id > after_id).order_by(comments.c.id).limit(limit)
         if group_ids is not None:
-            query = query.where(comments.c.group_id.in_(list(group_ids)))
+            query = query.where(_in(self.session, comments.c.group_id, list(group_ids)))
         return [tuple(row) for row in await self.session.execute(query)]
 
 
@@ -264,7 +335,8 @@ class SqlAuthorRepository:
         wanted = sorted(set(vk_ids))
         known: set[int] = set()
         for chunk in _chunks(wanted):
-            known.update((await self.session.execute(select(authors.c.vk_id).where(authors.c.vk_id.in_(chunk)))).scalars())
+            query = select(authors.c.vk_id).where(_in(self.session, authors.c.vk_id, chunk))
+            known.update((await self.session.execute(query)).scalars())
         return set(wanted) - known
 
 
@@ -287,8 +359,9 @@ def keyword_from_row(row: RowMapping) -> Keyword:
 class SqlKeywordRepository:
     """``list_active`` is the domain port; the rest serves keyword management."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, ledger: StatsLedger) -> None:
         self.session = session
+        self.ledger = ledger
 
     async def list_active(self) -> list[Keyword]:
         return await self.list(active=True)
@@ -334,9 +407,18 @@ class SqlKeywordRepository:
         of_keyword = (matches.c.comment_id == comments.c.id) & (matches.c.keyword_id == keyword_id)
         lost = select(func.count()).select_from(matches).where(of_keyword).scalar_subquery()
         affected = select(matches.c.comment_id).where(matches.c.keyword_id == keyword_id)
-        await self.session.execute(
-            update(comments).where(comments.c.id.in_(affected)).values(matches_count=comments.c.matches_count - lost)
+        stmt = (
+            update(comments)
+            .where(comments.c.id.in_(affected))
+            .values(matches_count=comments.c.matches_count - lost)
+            .returning(comments.c.group_id, comments.c.published_at, comments.c.matches_count, lost.label("lost"))
         )
+        for row in (await self.session.execute(stmt)).all():
+            self.ledger.matches_count(
+                group_id=row.group_id, published_at=row.published_at,
+                before=row.matches_count + row.lost, after=row.matches_count,
+            )
+        self.ledger.forget_keyword(keyword_id)  # its row goes with it (ON DELETE CASCADE)
         await self.session.execute(delete(keywords).where(keywords.c.id == keyword_id))
 
     @staticmethod
@@ -365,8 +447,9 @@ def _matches_count_of_comment():
 
 
 class SqlMatchRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, ledger: StatsLedger) -> None:
         self.session = session
+        self.ledger = ledger
 
     async def replace_for_comments(
         self, comment_ids: Sequence[int], items: Sequence[Match], *, keyword_ids: Sequence[int] | None = None
@@ -380,17 +463,27 @@ class SqlMatchRepository:
         # one DELETE waiting on rows the other's INSERT needs. Locking the comments first, in
         # id order, makes the second wait until the first commits, then replace what it wrote.
         # (SQLite renders no FOR UPDATE: its writers take turns anyway, BEGIN IMMEDIATE.)
+        before: dict[int, Any] = {}  # the locked comments as the statistics counted them
         for chunk in _chunks(ids):
-            await self.session.execute(
-                select(comments.c.id).where(comments.c.id.in_(chunk)).order_by(comments.c.id).with_for_update()
+            locked = (
+                select(comments.c.id, comments.c.group_id, comments.c.published_at, comments.c.matches_count)
+                .where(_in(self.session, comments.c.id, chunk))
+                .order_by(comments.c.id)
+                .with_for_update()
             )
+            before.update((row.id, row) for row in await self.session.execute(locked))
         scope = set(ids)
         keyword_scope = set(keyword_ids) if keyword_ids is not None else None
+        # Per keyword: matches and matched comments, minus the deleted ones, plus the inserted.
+        old_pairs: dict[tuple[int, int], int] = {}
         for chunk in _chunks(ids):
-            stmt = delete(matches).where(matches.c.comment_id.in_(chunk))
+            stmt = delete(matches).where(_in(self.session, matches.c.comment_id, chunk))
             if keyword_scope is not None:
-                stmt = stmt.where(matches.c.keyword_id.in_(sorted(keyword_scope)))
-            await self.session.execute(stmt)
+                stmt = stmt.where(_in(self.session, matches.c.keyword_id, sorted(keyword_scope)))
+            for comment_id, keyword_id in await self.session.execute(
+                stmt.returning(matches.c.comment_id, matches.c.keyword_id)
+            ):
+                old_pairs[(comment_id, keyword_id)] = old_pairs.get((comment_id, keyword_id), 0) + 1
         # One row per primary key; matches outside the replaced scope would collide with kept rows.
         rows = {
             (m.comment_id, m.keyword_id, m.start): {
@@ -406,10 +499,26 @@ class SqlMatchRepository:
         }
         if rows:
             await self.session.execute(matches.insert(), list(rows.values()))
+        new_pairs: dict[tuple[int, int], int] = {}
+        for comment_id, keyword_id, _start in rows:
+            new_pairs[(comment_id, keyword_id)] = new_pairs.get((comment_id, keyword_id), 0) + 1
+        # A (comment, keyword) pair is one comment the keyword matched, n times.
+        for (_comment, keyword_id), n in old_pairs.items():
+            self.ledger.keyword(keyword_id, matches=-n, comments=-1)
+        for (_comment, keyword_id), n in new_pairs.items():
+            self.ledger.keyword(keyword_id, matches=n, comments=1)
         for chunk in _chunks(ids):
-            await self.session.execute(
-                update(comments).where(comments.c.id.in_(chunk)).values(matches_count=_matches_count_of_comment())
+            stmt = (
+                update(comments)
+                .where(_in(self.session, comments.c.id, chunk))
+                .values(matches_count=_matches_count_of_comment())
+                .returning(comments.c.id, comments.c.matches_count)
             )
+            for comment_id, after in (await self.session.execute(stmt)).all():
+                old = before[comment_id]
+                self.ledger.matches_count(
+                    group_id=old.group_id, published_at=old.published_at, before=old.matches_count, after=after
+                )
 
 
 # --- tasks ----------------------------------------------------------------------------------

@@ -1,83 +1,73 @@
-"""``ReadModel.stats`` in SQL: five aggregate statements (GROUP BY in the database, never a
-loop over rows in Python), run concurrently, portable between SQLite and PostgreSQL.
+"""``ReadModel.stats`` from the aggregate tables (see aggregates.py): a few small reads whose
+cost depends on the number of groups, keywords, authors and days, not of comments.
 
-The only dialect difference is the day of a timestamp: PostgreSQL converts the ``timestamptz``
-to UTC and casts it to a date; SQLite stores naive UTC text, whose ``date()`` is the day.
+Groups, posts and keywords are counted in their own tables; everything about comments and
+matches comes from ``stats_*``, which the repositories keep exact in the writing transactions.
 """
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
-from sqlalchemy import Date, case, cast, distinct, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.queries import AuthorStats, DayStats, GroupStats, KeywordStats, Stats, StatsTotals, StatsWindow
-from infrastructure.db.tables import authors, comments, groups, keywords, matches, posts
-
-_matched = case((comments.c.matches_count > 0, 1), else_=0)
-# from_id 0: VK's placeholder author of deleted comments, not a person.
-_real_author = comments.c.from_id != 0
-
-
-def _day(dialect: str):
-    if dialect == "postgresql":
-        return cast(func.timezone("UTC", comments.c.published_at), Date)
-    return func.date(comments.c.published_at)
+from infrastructure.db.tables import (
+    authors,
+    groups,
+    keywords,
+    posts,
+    stats_authors,
+    stats_days,
+    stats_groups,
+    stats_keywords,
+)
 
 
 def _as_date(value: date | str) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
 
 
-async def read_stats(sessions: async_sessionmaker[AsyncSession], dialect: str, window: StatsWindow) -> Stats:
-    # Each aggregate scans a large table: run them side by side, one session (connection) each.
-    async def run(query, *args):
-        async with sessions() as session:
-            return await query(session, *args)
-
-    totals, per_group, top_keywords, top_authors, days = await asyncio.gather(
-        run(_totals),
-        run(_per_group),
-        run(_top_keywords, window.top),
-        run(_top_authors, window.top),
-        run(_days, dialect, window),
-    )
-    return Stats(totals=totals, groups=per_group, top_keywords=top_keywords, top_authors=top_authors, days=days)
+async def read_stats(sessions: async_sessionmaker[AsyncSession], window: StatsWindow) -> Stats:
+    # Each read touches a few hundred rows at most: one session, one after the other.
+    async with sessions() as session:
+        return Stats(
+            totals=await _totals(session),
+            groups=await _per_group(session),
+            top_keywords=await _top_keywords(session, window.top),
+            top_authors=await _top_authors(session, window.top),
+            days=await _days(session, window),
+        )
 
 
 async def _totals(session: AsyncSession) -> StatsTotals:
     def count_of(table) -> object:
         return select(func.count()).select_from(table).scalar_subquery()
 
+    def total(column) -> object:
+        return select(func.coalesce(func.sum(column), 0)).scalar_subquery()
+
+    s = stats_groups.c
     query = select(
         count_of(groups).label("groups"),
         count_of(posts).label("posts"),
-        func.count().label("comments"),
-        func.count(comments.c.thread_vk_id).label("replies"),
-        func.coalesce(func.sum(_matched), 0).label("matched_comments"),
-        func.coalesce(func.sum(comments.c.matches_count), 0).label("matches"),
-        func.count(distinct(case((_real_author, comments.c.from_id)))).label("authors"),
+        total(s.comments).label("comments"),
+        total(s.replies).label("replies"),
+        total(s.matched_comments).label("matched_comments"),
+        total(s.matches).label("matches"),
+        count_of(stats_authors).label("authors"),
         count_of(keywords).label("keywords"),
-    ).select_from(comments)
+    )
     row = (await session.execute(query)).mappings().one()
     return StatsTotals(**{name: int(row[name]) for name in StatsTotals.__dataclass_fields__})
 
 
 async def _per_group(session: AsyncSession) -> list[GroupStats]:
-    counts = (
-        select(
-            comments.c.group_id,
-            func.count().label("comments"),
-            func.sum(_matched).label("matched_comments"),
-        )
-        .group_by(comments.c.group_id)
-        .subquery()
-    )
     query = (
-        select(groups.c.id, groups.c.name, groups.c.last_success_at, counts.c.comments, counts.c.matched_comments)
-        .select_from(groups.outerjoin(counts, counts.c.group_id == groups.c.id))
+        select(groups.c.id, groups.c.name, groups.c.last_success_at, stats_groups.c.comments,
+               stats_groups.c.matched_comments)
+        .select_from(groups.outerjoin(stats_groups, stats_groups.c.group_id == groups.c.id))
         .order_by(groups.c.id)
     )
     return [
@@ -93,17 +83,12 @@ async def _per_group(session: AsyncSession) -> list[GroupStats]:
 
 
 async def _top_keywords(session: AsyncSession, top: int) -> list[KeywordStats]:
-    hits = func.count().label("matches")
+    k = stats_keywords.c
     query = (
-        select(
-            keywords.c.id,
-            keywords.c.word,
-            hits,
-            func.count(distinct(matches.c.comment_id)).label("comments"),
-        )
-        .select_from(matches.join(keywords, keywords.c.id == matches.c.keyword_id))
-        .group_by(keywords.c.id, keywords.c.word)
-        .order_by(hits.desc(), keywords.c.id)
+        select(keywords.c.id, keywords.c.word, k.matches, k.comments)
+        .select_from(stats_keywords.join(keywords, keywords.c.id == k.keyword_id))
+        .where(k.matches > 0)
+        .order_by(k.matches.desc(), keywords.c.id)
         .limit(top)
     )
     return [
@@ -113,15 +98,8 @@ async def _top_keywords(session: AsyncSession, top: int) -> list[KeywordStats]:
 
 
 async def _top_authors(session: AsyncSession, top: int) -> list[AuthorStats]:
-    written = func.count().label("comments")
-    ranked = (
-        select(comments.c.from_id, written)
-        .where(_real_author)
-        .group_by(comments.c.from_id)
-        .order_by(written.desc(), comments.c.from_id)
-        .limit(top)
-        .subquery()
-    )
+    a = stats_authors.c
+    ranked = select(a.from_id, a.comments).order_by(a.comments.desc(), a.from_id).limit(top).subquery()
     query = (
         select(ranked.c.from_id, ranked.c.comments, authors.c.name)
         .select_from(ranked.outerjoin(authors, authors.c.vk_id == ranked.c.from_id))
@@ -133,23 +111,16 @@ async def _top_authors(session: AsyncSession, top: int) -> list[AuthorStats]:
     ]
 
 
-async def _days(session: AsyncSession, dialect: str, window: StatsWindow) -> list[DayStats]:
-    start = datetime.combine(window.since, time(), UTC)
-    end = datetime.combine(window.until + timedelta(days=1), time(), UTC)
-    day = _day(dialect).label("day")
+async def _days(session: AsyncSession, window: StatsWindow) -> list[DayStats]:
+    d = stats_days.c
     query = (
-        select(
-            day,
-            func.count().label("comments"),
-            func.sum(_matched).label("matched_comments"),
-            func.sum(comments.c.matches_count).label("matches"),
-        )
-        .where(comments.c.published_at >= start, comments.c.published_at < end)
-        .group_by(day)
+        select(d.day, func.sum(d.comments), func.sum(d.matched_comments), func.sum(d.matches))
+        .where(d.day >= window.since, d.day <= window.until)
+        .group_by(d.day)
     )
     found = {
-        _as_date(row.day): DayStats(_as_date(row.day), int(row.comments), int(row.matched_comments), int(row.matches))
-        for row in await session.execute(query)
+        _as_date(day): DayStats(_as_date(day), int(n), int(matched), int(hits))
+        for day, n, matched, hits in await session.execute(query)
     }
     # Every day of the window, so charts need no gap filling (at most MAX_DAYS entries).
     days = (window.until - window.since).days + 1

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -189,6 +190,50 @@ matches = Table(
     Column("end_pos", Integer, nullable=False),
     Column("snippet", Text, nullable=False),
     PrimaryKeyConstraint("comment_id", "keyword_id", "start_pos"),
+)
+
+# Statistics kept up to date by the repositories, in the transactions that write comments and
+# matches (infrastructure/db/aggregates.py), so ``stats`` reads a few small rows instead of
+# scanning every comment. Rows of a removed group or keyword go with it (ON DELETE CASCADE).
+stats_groups = Table(
+    "stats_groups",
+    metadata,
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("comments", BigInteger, nullable=False, server_default=text("0")),
+    Column("replies", BigInteger, nullable=False, server_default=text("0")),
+    Column("matched_comments", BigInteger, nullable=False, server_default=text("0")),
+    Column("matches", BigInteger, nullable=False, server_default=text("0")),
+)
+
+# Per UTC day of publication and group (a group's days leave with the group).
+stats_days = Table(
+    "stats_days",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("comments", BigInteger, nullable=False, server_default=text("0")),
+    Column("matched_comments", BigInteger, nullable=False, server_default=text("0")),
+    Column("matches", BigInteger, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint("day", "group_id"),
+)
+
+# Comments per real author (from_id 0, VK's placeholder of deleted comments, is left out);
+# a row exists only while the author has comments, so its row count is the authors total.
+stats_authors = Table(
+    "stats_authors",
+    metadata,
+    Column("from_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("comments", BigInteger, nullable=False),
+)
+# The top authors' order (most comments first, then by id), read off the index.
+Index("ix_stats_authors_comments_from_id", stats_authors.c.comments.desc(), stats_authors.c.from_id)
+
+stats_keywords = Table(
+    "stats_keywords",
+    metadata,
+    Column("keyword_id", Id, ForeignKey("keywords.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("matches", BigInteger, nullable=False, server_default=text("0")),
+    Column("comments", BigInteger, nullable=False, server_default=text("0")),
 )
 
 ACTIVE_PARSE = "kind = 'PARSE' AND state IN ('QUEUED', 'RUNNING')"

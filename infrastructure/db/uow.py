@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infrastructure.db.aggregates import StatsLedger
 from infrastructure.db.engine import SQLITE_IMMEDIATE
 from infrastructure.db.faults import as_unavailable, raise_if_unavailable
 from infrastructure.db.repositories import (
@@ -46,12 +47,14 @@ class SqlUnitOfWork:
         except Exception as e:
             await self.__aexit__(type(e), e, e.__traceback__)
             raise
-        self.groups = SqlGroupRepository(session)
+        # The statistics' deltas of this transaction, applied by commit() (see aggregates.py).
+        self._ledger = ledger = StatsLedger()
+        self.groups = SqlGroupRepository(session, ledger)
         self.posts = SqlPostRepository(session)
-        self.comments = SqlCommentRepository(session)
+        self.comments = SqlCommentRepository(session, ledger)
         self.authors = SqlAuthorRepository(session)
-        self.keywords = SqlKeywordRepository(session)
-        self.matches = SqlMatchRepository(session)
+        self.keywords = SqlKeywordRepository(session, ledger)
+        self.matches = SqlMatchRepository(session, ledger)
         self.tasks = SqlTaskRepository(session)
         self.api_tokens = SqlApiTokenRepository(session)
         return self
@@ -70,6 +73,7 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         assert self._session is not None, "commit() outside `async with`"
         try:
+            await self._ledger.flush(self._session)
             await self._session.commit()
         except Exception as e:  # e.g. the connection died during COMMIT
             raise_if_unavailable(e)
@@ -77,4 +81,5 @@ class SqlUnitOfWork:
 
     async def rollback(self) -> None:
         assert self._session is not None, "rollback() outside `async with`"
+        self._ledger.clear()  # what was rolled back counts no more
         await self._session.rollback()

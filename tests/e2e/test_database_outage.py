@@ -3,6 +3,8 @@ cluster this test stops for real (never the shared one)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from domain.auth import create_api_token
@@ -53,3 +55,26 @@ async def test_requests_get_a_coded_retryable_503_while_the_database_is_down_and
     finally:
         await container.aclose()
         await open_container.aclose()
+
+
+async def test_the_first_requests_after_a_restart_succeed_on_a_pool_of_stale_connections(
+    private_postgres, tmp_path
+) -> None:
+    """No request meets the outage, so nothing has told the pool: every pooled connection is
+    one the old server closed. They are replaced at checkout, not answered with 503s."""
+    await private_postgres.create_database("vkcp")
+    container = await start_container(make_settings(tmp_path, database_url=private_postgres.url("vkcp"), auth=False))
+    transport = httpx.ASGITransport(app=create_app(container))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+
+            async def many() -> list[httpx.Response]:
+                return await asyncio.gather(*(client.post("/graphql", json={"query": QUERY}) for _ in range(8)))
+
+            assert {r.status_code for r in await many()} == {200}  # several pooled connections
+            assert container.engine.pool.checkedin() > 1
+            await private_postgres.restart()
+            for response in await many():
+                assert response.status_code == 200 and "errors" not in response.json(), response.text
+    finally:
+        await container.aclose()

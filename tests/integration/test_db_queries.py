@@ -124,11 +124,14 @@ async def test_comment_view_resolves_post_parent_and_thread(world, reads) -> Non
     wall = world.groups[0].owner_id
     reply = world.comment_ids[(wall, 21)]  # answers comment 1 of the same wall
     (view,) = await reads.comments_by_ids([reply])
-    assert view.parent_id == view.thread_id == world.comment_ids[(wall, 1)]
+    assert view.parent_vk_id == view.thread_vk_id == 1
+    (parent,) = await reads.comments_by_vk_ids([(wall, 1)])
+    assert parent.id == world.comment_ids[(wall, 1)]
     (post,) = await reads.posts_by_ids([view.post_id])
     assert (post.owner_id, post.vk_id) == (wall, view.post_vk_id)
     (top,) = await reads.comments_by_ids([world.comment_ids[(wall, 1)]])
-    assert top.parent_id is None and top.thread_id is None
+    assert top.parent_vk_id is None and top.thread_vk_id is None
+    assert await reads.comments_by_vk_ids([(wall, 999_999), (wall, 1)]) == [None, parent]
 
 
 def _expected(world: World, predicate) -> set[int]:

@@ -274,3 +274,27 @@ async def test_concurrent_units_of_work_do_not_trip_over_locks(uow_factory) -> N
     await asyncio.gather(*(read_then_write(n) for n in range(10)))
     async with uow_factory() as uow:
         assert len(await uow.tasks.list()) == 10
+
+
+async def test_vk_ids_past_int4_are_stored_and_read_back(uow_factory, migrated_db) -> None:
+    """VK numbers comments per wall and users globally; ids beyond 2,147,483,647 must fit
+    every column that holds one (BIGINT on PostgreSQL; SQLite's integers are 64-bit)."""
+    from infrastructure.db.queries import SqlReadModel
+
+    big = 3_000_000_000
+    g = await add_group_with_post(uow_factory, vk_id=big)
+    async with uow_factory() as uow:
+        await uow.posts.upsert_many(g.id, [post(g.owner_id, big + 1)])
+        await uow.authors.upsert_many([Author(vk_id=big + 2, name="A")])
+        reply = Comment(owner_id=g.owner_id, vk_id=big + 4, post_vk_id=big + 1, from_id=big + 2, text="x",
+                        published_at=T0, thread_vk_id=big + 3, parent_vk_id=big + 3)
+        stored = await uow.comments.upsert_many(g.id, [reply])
+        await uow.commit()
+    _, sessions = migrated_db
+    reads = SqlReadModel(sessions)
+    (view,) = await reads.comments_by_ids(list(stored.values()))
+    assert (view.owner_id, view.vk_id, view.post_vk_id, view.from_id, view.parent_vk_id) == (
+        -big, big + 4, big + 1, big + 2, big + 3
+    )
+    (author,) = await reads.authors_by_ids([big + 2])
+    assert author is not None and author.vk_id == big + 2

@@ -9,6 +9,7 @@ from sqlalchemy import insert
 from domain.queries import AuthorStats, DayStats, KeywordStats, StatsTotals, StatsWindow
 from domain.stats import read_stats
 from infrastructure.cache import InMemoryCache
+from infrastructure.db.aggregates import rebuild
 from infrastructure.db.queries import SqlReadModel
 from infrastructure.db.tables import authors, comments, groups, keywords, matches, posts, tasks
 
@@ -78,6 +79,8 @@ async def seed(sessions) -> None:
                 for kind, state in (("PARSE", "SUCCEEDED"), ("PARSE", "SUCCEEDED"), ("PARSE", "FAILED"), ("EXPORT", "QUEUED"))
             ],
         )
+        # Rows inserted with plain SQL bypass the repositories, which keep the aggregates.
+        await rebuild(await session.connection())
         await session.commit()
 
 

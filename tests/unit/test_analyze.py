@@ -202,7 +202,7 @@ async def test_a_parse_publishes_the_comments_it_matched() -> None:
 
 def view(**overrides: Any) -> CommentView:
     values = dict(
-        id=1, group_id=1, post_id=10, owner_id=-1, vk_id=1, post_vk_id=5, parent_id=None, thread_id=None,
+        id=1, group_id=1, post_id=10, owner_id=-1, vk_id=1, post_vk_id=5, parent_vk_id=None, thread_vk_id=None,
         from_id=7, text="Ёжик в тумане", published_at=T0, likes=0, deleted=False, viewed=False, archived=False,
         matches_count=1,
     )

@@ -104,3 +104,16 @@ def test_the_image_runs_pinned_versions_as_a_user() -> None:
         name = requirement.name.lower().replace("_", "-")
         assert name in pins, f"{name} is not pinned in constraints.txt"
         assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {requirement.specifier}"
+
+
+def test_serve_runs_on_uvloop_where_it_is_installed() -> None:
+    import asyncio
+    import importlib.util
+
+    from infrastructure.cli import run_served
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    assert run_served(loop_module()).split(".")[0] == expected

@@ -1,0 +1,119 @@
+"""The benchmark's HTTP floor: what answering the same requests costs without any GraphQL.
+
+Run by ``bench/api.py``: ``python bench/http_floor.py <postgresql dsn> <port>``. A Starlette
+app served by uvicorn exactly as ``vkcp serve`` serves the API (``infrastructure.cli``'s
+``server_config`` and event loop), one asyncpg pool; each request is one hand-written SQL
+statement whose rows are serialized with orjson:
+
+- ``POST /page {"first": n, "after": [published_at, id] | null}``: the comments page with
+  group, post, author and matches (json_agg), keyset by (published_at, id) descending;
+- ``POST /stats {"since": day, "until": day, "top": n}``: the statistics from their aggregate
+  tables, in one statement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from datetime import date, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import asyncpg  # noqa: E402
+import orjson  # noqa: E402
+import uvicorn  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import Response  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+from infrastructure.cli import run_served, server_config  # noqa: E402
+from infrastructure.settings import Settings  # noqa: E402
+
+PAGE = """
+SELECT c.id, c.vk_id, c.text, c.published_at, c.likes, c.deleted, c.viewed, c.archived,
+       g.id AS group_id, g.name AS group_name, g.screen_name AS group_screen_name,
+       p.id AS post_id, p.vk_id AS post_vk_id, p.text AS post_text, p.published_at AS post_published_at,
+       a.vk_id AS author_vk_id, a.name AS author_name, a.screen_name AS author_screen_name,
+       COALESCE((
+         SELECT json_agg(json_build_object('keywordId', k.id, 'word', k.word, 'matchedText', m.matched_text,
+                                           'start', m.start_pos, 'end', m.end_pos, 'snippet', m.snippet)
+                         ORDER BY m.start_pos)
+         FROM matches m JOIN keywords k ON k.id = m.keyword_id WHERE m.comment_id = c.id
+       ), '[]') AS matches
+FROM comments c
+JOIN groups g ON g.id = c.group_id
+JOIN posts p ON p.id = c.post_id
+LEFT JOIN authors a ON a.vk_id = c.from_id
+WHERE $2::timestamptz IS NULL OR (c.published_at <= $2 AND (c.published_at < $2 OR c.id < $3))
+ORDER BY c.published_at DESC, c.id DESC
+LIMIT $1
+"""
+
+STATS = """
+SELECT json_build_object(
+  'totals', (SELECT json_build_object(
+      'groups', (SELECT count(*) FROM groups), 'posts', (SELECT count(*) FROM posts),
+      'comments', coalesce(sum(comments), 0), 'replies', coalesce(sum(replies), 0),
+      'matchedComments', coalesce(sum(matched_comments), 0), 'matches', coalesce(sum(matches), 0),
+      'authors', (SELECT count(*) FROM stats_authors), 'keywords', (SELECT count(*) FROM keywords))
+    FROM stats_groups),
+  'groups', (SELECT json_agg(json_build_object('groupId', g.id, 'name', g.name, 'comments', coalesce(s.comments, 0),
+                                               'matchedComments', coalesce(s.matched_comments, 0),
+                                               'lastCollectedAt', g.last_success_at) ORDER BY g.id)
+             FROM groups g LEFT JOIN stats_groups s ON s.group_id = g.id),
+  'topKeywords', (SELECT json_agg(t) FROM (
+      SELECT k.id AS "keywordId", k.word, s.matches, s.comments FROM stats_keywords s JOIN keywords k ON k.id = s.keyword_id
+      WHERE s.matches > 0 ORDER BY s.matches DESC, k.id LIMIT $3) t),
+  'topAuthors', (SELECT json_agg(t) FROM (
+      SELECT s.from_id AS "vkId", a.name, s.comments
+      FROM (SELECT from_id, comments FROM stats_authors ORDER BY comments DESC, from_id LIMIT $3) s
+      LEFT JOIN authors a ON a.vk_id = s.from_id ORDER BY s.comments DESC, s.from_id) t),
+  'days', (SELECT json_agg(t ORDER BY t.day) FROM (
+      SELECT day, sum(comments) AS comments, sum(matched_comments) AS "matchedComments", sum(matches) AS matches
+      FROM stats_days WHERE day BETWEEN $1 AND $2 GROUP BY day) t)
+)::text
+"""
+
+
+def build_app(dsn: str) -> Starlette:
+    pool: asyncpg.Pool | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        nonlocal pool
+        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=10)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    async def page(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        after = body.get("after")
+        key, row_id = (datetime.fromisoformat(after[0]), after[1]) if after else (None, None)
+        rows = await pool.fetch(PAGE, body["first"], key, row_id)
+        data = [{**dict(r), "matches": orjson.loads(r["matches"])} for r in rows]
+        return Response(orjson.dumps({"data": data}), media_type="application/json")
+
+    async def stats(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        since, until = date.fromisoformat(body["since"]), date.fromisoformat(body["until"])
+        found = await pool.fetchval(STATS, since, until, body["top"])
+        return Response(b'{"data":' + found.encode() + b"}", media_type="application/json")
+
+    return Starlette(routes=[Route("/page", page, methods=["POST"]), Route("/stats", stats, methods=["POST"])],
+                     lifespan=lifespan)
+
+
+async def serve(dsn: str, port: int) -> None:
+    settings = Settings(_env_file=None)
+    config = server_config(build_app(dsn), settings, host="127.0.0.1", port=port, log_config=None,
+                           access_log=False, lifespan="on")
+    await uvicorn.Server(config).serve()
+
+
+if __name__ == "__main__":
+    run_served(serve(sys.argv[1], int(sys.argv[2])))

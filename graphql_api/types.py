@@ -19,6 +19,7 @@ from strawberry.types.nodes import Selection, SelectedField
 
 from domain import models
 from domain.queries import CommentFilter, CommentView, PostView
+from graphql_api.codes import ErrorCode
 from graphql_api.context import Info
 from graphql_api.exports_route import export_link
 
@@ -71,9 +72,9 @@ class SortDirection(enum.Enum):
     "Mutations return these in `errors` instead of failing the request."
 )
 class UserError:
-    code: str = strawberry.field(
-        description="Machine-readable reason, e.g. NOT_FOUND, INVALID_INPUT, INVALID_REFERENCE, "
-        "CONFLICT, VK_ACCESS_DENIED, VK_RATE_LIMITED, VK_UNAVAILABLE."
+    code: ErrorCode = strawberry.field(
+        description="Machine-readable reason, e.g. NOT_FOUND, BAD_USER_INPUT, INVALID_REFERENCE, DUPLICATE, "
+        "VK_ACCESS_DENIED, VK_RATE_LIMITED, VK_UNAVAILABLE."
     )
     message: str = strawberry.field(description="What went wrong, for people.")
     field: str | None = strawberry.field(

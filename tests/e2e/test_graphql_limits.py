@@ -378,6 +378,7 @@ async def test_subscriptions_per_connection_are_capped(server: str) -> None:
         message = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert message["type"] == "error" and message["id"] == str(MAX_SUBSCRIPTIONS_PER_CONNECTION)
         assert "limit" in message["payload"][0]["message"].lower()
+        assert message["payload"][0]["extensions"] == {"code": "TOO_MANY_SUBSCRIPTIONS"}
 
 
 async def test_the_legacy_graphql_ws_protocol_is_off(server: str) -> None:

@@ -827,7 +827,7 @@ class Subscription:
                     for loader in vars(info.context.loaders(info)).values():
                         loader.clear_all()
                     for view, found in zip(views, matches):
-                        if view is not None and analyze_cases.passes_filter(view, found, flt):
+                        if view is not None and flt.admits(view, found):
                             yield Comment.from_view(view)
         finally:
             with contextlib.suppress(RuntimeError):

@@ -558,7 +558,12 @@ class CommentFilterInput:
         default=None, description="true: only comments with a keyword match; false: only without."
     )
     text: str | None = strawberry.field(
-        default=None, description="Only comments whose text contains this (case-insensitive; at most 500 characters)."
+        default=None,
+        description="Only comments whose text contains every word of this, in any order, as written: "
+        "case-insensitive, `ё` = `е`, a word may be part of a longer one, no stemming. So a stem finds every "
+        "form (`кошк`: кошка, кошки, кошками, but also окошко) and `кошка` finds кошка and кошками, not кошки. "
+        "For every word form of a word, use a keyword (`keywordIds`): keywords match Russian morphology. "
+        "The same on every database, in exports and in `commentMatched`. At most 500 characters.",
     )
     author_ids: list[int] | None = strawberry.field(default=None, description="Only by these authors (VK ids; at most 1000).")
     since: datetime | None = strawberry.field(default=None, description="Only written at or after this time.")

@@ -796,7 +796,8 @@ class Subscription:
 
     @strawberry.subscription(
         description="Comments as they get keyword matches, live: new comments of a parse and comments "
-        "matched again by an analyze. Only those passing `filter` are sent.",
+        "matched again by an analyze. Only those passing `filter` are sent: the filter means what it means in "
+        "`comments` (ids in it that name nothing match nothing).",
         permission_classes=[IsViewer],
     )
     async def comment_matched(

@@ -10,7 +10,7 @@ Which code a failure gets:
   (unknown field, wrong argument literal, too deep, too many aliases): GRAPHQL_VALIDATION_FAILED;
   ``operationName`` names no operation of the document: OPERATION_RESOLUTION_FAILURE;
 - a variable, an argument's value or a cursor is wrong (out of range, malformed, too long):
-  BAD_USER_INPUT;
+  BAD_USER_INPUT (a DateTime literal its scalar refuses too, though found while validating);
 - a domain error (``domain.errors``): the code ``code_of`` maps its class to;
 - the request itself cannot be a GraphQL request (not JSON, no query, too large, ...): the code
   of its HTTP status (``HTTP_STATUS_CODES``);

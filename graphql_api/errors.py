@@ -48,9 +48,10 @@ def _code(error: GraphQLError) -> object:
 def with_code(error: GraphQLError, code: ErrorCode) -> GraphQLError:
     """``error`` as a plain ``GraphQLError`` with ``code``, unless it has a code already.
 
-    A new error, not the old one changed: validation errors are cached and shared between
-    requests, and a syntax error's own class makes Strawberry close a WebSocket (4400) where an
-    ``error`` message with the code is the answer (the connection's other subscriptions live on).
+    A new error, not the old one changed: error objects may be shared (parsed and validated
+    documents are cached), and a syntax error's own class makes Strawberry close a WebSocket
+    (4400) where an ``error`` message with the code is the answer (the connection's other
+    subscriptions live on).
     """
     if _code(error) is not None:
         return error
@@ -103,7 +104,8 @@ class CodedErrors(MaskErrors):
     def on_validate(self) -> Iterator[None]:
         yield
         context = self.execution_context
-        if context.pre_execution_errors:  # the list the result is made of: replaced in place
+        if context.pre_execution_errors:  # the list the result is made of (and the validation
+            # cache's): its items are replaced in place, which only ever adds a code
             context.pre_execution_errors[:] = [
                 with_code(e, ErrorCode.GRAPHQL_VALIDATION_FAILED) for e in context.pre_execution_errors
             ]

@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from domain.errors import NotFound
-from domain.models import Keyword, Match, Task, TaskKind
+from domain.models import Keyword, Task, TaskKind
 from domain.ports import Adapters, ProgressCallback
-from domain.queries import CommentFilter, CommentView
 
 COMMENTS_MATCHED_CHANNEL = "comments:matched"
 ANALYZE_BATCH = 1000  # comments per read-match-write round (one transaction)
@@ -33,34 +32,6 @@ async def publish_matched(adapters: Adapters, comment_ids: Sequence[int]) -> Non
     """Tell live subscribers (``commentMatched``) which comments just got matches."""
     if comment_ids:
         await adapters.events.publish(COMMENTS_MATCHED_CHANNEL, {"commentIds": list(comment_ids)})
-
-
-def passes_filter(comment: CommentView, matches: Sequence[Match], flt: CommentFilter) -> bool:
-    """Whether a just-matched comment belongs in a live feed with ``flt``: the ``comments``
-    query's conditions, checked in memory (text as case-insensitive words, as on SQLite)."""
-    if flt.group_ids is not None and comment.group_id not in flt.group_ids:
-        return False
-    if flt.post_ids is not None and comment.post_id not in flt.post_ids:
-        return False
-    if flt.author_ids is not None and comment.from_id not in flt.author_ids:
-        return False
-    if flt.keyword_ids is not None and not any(m.keyword_id in flt.keyword_ids for m in matches):
-        return False
-    if flt.matched is not None and bool(matches) != flt.matched:
-        return False
-    if flt.since is not None and comment.published_at < flt.since:
-        return False
-    if flt.until is not None and comment.published_at > flt.until:
-        return False
-    if flt.viewed is not None and comment.viewed != flt.viewed:
-        return False
-    if flt.archived is not None and comment.archived != flt.archived:
-        return False
-    if flt.text:
-        folded = comment.text.casefold().replace("ё", "е")
-        if not all(word in folded for word in flt.text.casefold().replace("ё", "е").split()):
-            return False
-    return True
 
 
 async def start_analyze(

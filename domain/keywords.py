@@ -32,7 +32,7 @@ _CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
 
 
 class DuplicateKeyword(Conflict):
-    code = "DUPLICATE"
+    """The keyword is stored already, or an earlier item of the same call added it."""
 
 
 @dataclass(frozen=True)

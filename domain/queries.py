@@ -2,6 +2,13 @@
 
 Reads do not go through the unit of work: they are single SELECTs (keyset-paginated, batched
 by the API's dataloaders) against ``ReadModel``, implemented in ``infrastructure/db/queries.py``.
+
+A ``CommentFilter`` means one thing wherever it is applied: ``CommentFilter.admits`` is its
+definition, which the live feed (``commentMatched``) runs as it is; the SQL adapter translates
+each condition, on SQLite and PostgreSQL alike, and a differential test holds the three to the
+same answers. ``text`` is literal: every word of it must occur in the comment's text, as a
+substring, after both are folded (``fold_text``: lowercase, "ё" as "е"). A stem finds every
+form ("кошк": кошка, кошки, кошками); word forms in general are the keywords' job (pymorphy3).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ MAX_PAGE = 100
 # A filter's id lists: more ids than this are a mistake, not a filter (and PostgreSQL takes at
 # most 32,767 bind parameters per statement). Repeated ids count once.
 MAX_FILTER_IDS = 1000
-# Searched text: every word is a condition (SQLite: one LIKE each).
+# Searched text: every word is a condition (one LIKE each).
 MAX_FILTER_TEXT = 500
 
 
@@ -67,6 +74,42 @@ class CommentFilter:
             checked_text(self.text, field="text")
             if len(self.text) > MAX_FILTER_TEXT:
                 raise InvalidInput(f"`text` is longer than {MAX_FILTER_TEXT} characters", field="text")
+
+    @property
+    def text_words(self) -> tuple[str, ...]:
+        """The folded words of ``text``, each once: each must occur in a comment's folded text."""
+        return tuple(dict.fromkeys(fold_text(self.text).split())) if self.text else ()
+
+    def admits(self, comment: CommentView, matches: Sequence[Match]) -> bool:
+        """Whether ``comment``, with its keyword ``matches``, passes this filter."""
+        if self.group_ids is not None and comment.group_id not in self.group_ids:
+            return False
+        if self.post_ids is not None and comment.post_id not in self.post_ids:
+            return False
+        if self.author_ids is not None and comment.from_id not in self.author_ids:
+            return False
+        if self.keyword_ids is not None and not any(m.keyword_id in self.keyword_ids for m in matches):
+            return False
+        if self.matched is not None and bool(matches) != self.matched:
+            return False
+        if self.since is not None and comment.published_at < self.since:
+            return False
+        if self.until is not None and comment.published_at > self.until:
+            return False
+        if self.viewed is not None and comment.viewed != self.viewed:
+            return False
+        if self.archived is not None and comment.archived != self.archived:
+            return False
+        if words := self.text_words:
+            folded = fold_text(comment.text)
+            return all(word in folded for word in words)
+        return True
+
+
+def fold_text(text: str) -> str:
+    """Text as the ``text`` filter compares it: lowercase by Unicode's full mapping (which is
+    what ICU's lower() does on PostgreSQL), with "ё" read as "е"."""
+    return text.lower().replace("ё", "е")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 PostgreSQL's text and JSONB refuse the NUL character (SQLite stores it), and no database
 driver can encode a lone UTF-16 surrogate. Text from users is checked where it enters the
-domain — a keyword, a category, a comment or keyword search — and refused with INVALID_INPUT
+domain — a keyword, a category, a comment or keyword search — and refused with BAD_USER_INPUT
 naming the field, so both databases give the same answer. Refused, not stripped: a search for
 "a\\u0000b" is not a search for "ab", and no stored text can contain either character.
 """

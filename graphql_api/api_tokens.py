@@ -11,6 +11,7 @@ import strawberry
 
 from domain import auth
 from domain.errors import DomainError, NotFound, Unavailable
+from graphql_api.codes import code_of
 from graphql_api.context import Info
 from graphql_api.types import UserError
 
@@ -56,7 +57,7 @@ class RevokeApiTokenPayload:
 def _errors(e: DomainError) -> list[UserError]:
     if isinstance(e, Unavailable):  # an outage is not an expected failure: HTTP 503, as everywhere
         raise e
-    return [UserError(code=e.code, message=e.message, field=e.field)]
+    return [UserError(code=code_of(e), message=e.message, field=e.field)]
 
 
 async def resolve_api_tokens(info: Info) -> list[ApiToken]:

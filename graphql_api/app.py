@@ -39,6 +39,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from domain.auth import Role
 from domain.errors import Unavailable
 from graphql_api.auth import header_of, resolve_role, warn_if_auth_disabled
+from graphql_api.codes import ErrorCode, http_code
 from graphql_api.console import console_routes, graphiql_page
 from graphql_api.context import Context, get_context
 from graphql_api.errors import INTERNAL_MESSAGE
@@ -54,17 +55,6 @@ access_log = structlog.get_logger("vkcp.api")
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
 
-_HTTP_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHENTICATED",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    406: "NOT_ACCEPTABLE",
-    413: "PAYLOAD_TOO_LARGE",
-    500: "INTERNAL_SERVER_ERROR",
-    503: "SERVICE_UNAVAILABLE",
-    504: "TIMEOUT",
-}
 RETRY_AFTER_SECONDS = 5  # what a 503 tells clients: dependencies come back within seconds
 
 
@@ -101,15 +91,28 @@ def negotiate(accept: str | None) -> str | None:
     return best[2] if best else None
 
 
-def _error_body(status: int, message: str) -> bytes:
-    body = {"errors": [{"message": message, "extensions": {"code": _HTTP_CODES.get(status, "BAD_REQUEST")}}]}
+class RequestRefused(HTTPException):
+    """An HTTP error whose code is not the one its status implies (``codes.HTTP_STATUS_CODES``)."""
+
+    def __init__(self, status_code: int, reason: str, code: ErrorCode) -> None:
+        super().__init__(status_code, reason)
+        self.code = code
+
+
+def _error_body(status: int, message: str, code: ErrorCode | None = None) -> bytes:
+    body = {"errors": [{"message": message, "extensions": {"code": (code or http_code(status)).value}}]}
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _error_response(
-    status: int, message: str, headers: Mapping[str, str] | None = None, *, media_type: str = JSON
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    media_type: str = JSON,
+    code: ErrorCode | None = None,
 ) -> Response:
-    return Response(_error_body(status, message), status_code=status, headers=headers, media_type=media_type)
+    return Response(_error_body(status, message, code), status_code=status, headers=headers, media_type=media_type)
 
 
 def _content_length(request: Request) -> int | None:
@@ -154,7 +157,7 @@ def _is_unavailable(data: Any) -> bool:
         return False
     if any(v is not None for v in (data.get("data") or {}).values()):
         return False
-    return all((e.get("extensions") or {}).get("code") == Unavailable.code for e in data["errors"])
+    return all((e.get("extensions") or {}).get("code") == ErrorCode.SERVICE_UNAVAILABLE.value for e in data["errors"])
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -237,7 +240,8 @@ class GraphQLView(GraphQL[Context, None]):
             headers = {"WWW-Authenticate": "Bearer"} if e.status_code == 401 else {}
             if e.status_code == 405:
                 headers["Allow"] = "POST"
-            response = _error_response(e.status_code, e.reason, headers, media_type=record.media_type)
+            code = e.code if isinstance(e, RequestRefused) else None
+            response = _error_response(e.status_code, e.reason, headers, media_type=record.media_type, code=code)
         except Unavailable as e:  # the database (auth, say) is away: retryable, not a bug
             outcome = "unavailable"
             response = _error_response(
@@ -328,6 +332,8 @@ class GraphQLView(GraphQL[Context, None]):
         # Plain HTTP runs queries (GET and POST) and mutations (POST); subscriptions are
         # served over WebSocket only.
         allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+        if request_data.operation_name is not None and not isinstance(request_data.operation_name, str):
+            raise HTTPException(400, "`operationName` must be a string")  # a malformed request, not a name
         try:
             return await self.schema.execute(
                 request_data.query,
@@ -339,7 +345,7 @@ class GraphQLView(GraphQL[Context, None]):
                 operation_extensions=request_data.extensions,
             )
         except CannotGetOperationTypeError as e:
-            raise HTTPException(400, e.as_http_error_reason()) from e
+            raise RequestRefused(400, e.as_http_error_reason(), ErrorCode.OPERATION_RESOLUTION_FAILURE) from e
         except InvalidOperationTypeError as e:
             if e.operation_type is OperationType.SUBSCRIPTION:
                 raise HTTPException(400, "subscriptions run over WebSocket (graphql-transport-ws) only") from e
@@ -347,6 +353,12 @@ class GraphQLView(GraphQL[Context, None]):
             status = 405 if request_adapter.method == "GET" else 400
             raise HTTPException(status, e.as_http_error_reason(request_adapter.method)) from e
         except MissingQueryError as e:
+            if isinstance(request_data.extensions, dict) and "persistedQuery" in request_data.extensions:
+                # Apollo Client's persisted-query link hears this, stops sending hashes and sends
+                # the query: without the code it would fail every request instead.
+                raise RequestRefused(
+                    400, "Persisted queries are not supported: send the query", ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED
+                ) from e
             raise HTTPException(400, "No GraphQL query found in the request") from e
 
     def create_response(

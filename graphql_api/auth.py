@@ -16,6 +16,7 @@ from strawberry.permission import BasePermission
 
 from domain.auth import ApiToken, Role, authenticate
 from domain.ports import Adapters
+from graphql_api.codes import ErrorCode
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +57,7 @@ def warn_if_auth_disabled(auth_enabled: bool) -> None:
 
 class _RolePermission(BasePermission):
     needed: Role = Role.OPERATOR
-    error_extensions = {"code": "FORBIDDEN"}
+    error_extensions = {"code": ErrorCode.FORBIDDEN.value}
 
     def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
         role = getattr(info.context, "role", None)

@@ -1,22 +1,30 @@
-"""What callers see when something fails.
+"""What callers see when something fails: every error carries ``extensions.code``
+(``graphql_api.codes`` lists them).
 
-- Malformed or invalid documents: GraphQL's own errors, unchanged.
-- Errors we raise on purpose (``GraphQLError`` with an ``extensions.code``; permission errors,
-  code FORBIDDEN): unchanged.
-- A ``DomainError`` escaping a query (a bad cursor, say): its message and code.
+- A document that does not parse: GRAPHQL_PARSE_FAILED; one that does not validate:
+  GRAPHQL_VALIDATION_FAILED; variables that cannot be coerced: BAD_USER_INPUT. graphql-core
+  gives these no code; ``CodedErrors`` adds it by the phase that failed.
+- Errors we raise on purpose (``GraphQLError`` with a code: permission errors, a DateTime or a
+  page size out of range): unchanged.
+- A ``DomainError`` escaping a query or subscription (a bad cursor, an unknown task): its
+  message, its code and the field it is about.
 - Anything else is a bug: logged with the request id and the traceback, and shown only as
   "Internal server error" with the request id, so nothing internal leaks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import structlog
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry import Schema as StrawberrySchema
 from strawberry.extensions import MaskErrors
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionContext
 
 from domain.errors import DomainError
+from graphql_api.codes import ErrorCode, code_of
 
 log = structlog.get_logger(__name__)
 
@@ -25,12 +33,37 @@ INTERNAL_MESSAGE = "Internal server error"
 
 def is_unexpected(error: GraphQLError) -> bool:
     original = error.original_error
-    return original is not None and not isinstance(original, (GraphQLError, DomainError))
+    return original is not None and not isinstance(original, (GraphQLError, DomainError, CannotGetOperationTypeError))
 
 
 def _request_id(execution_context: ExecutionContext | None) -> str | None:
     context = getattr(execution_context, "context", None)
     return getattr(context, "request_id", None)
+
+
+def _code(error: GraphQLError) -> object:
+    return (error.extensions or {}).get("code")
+
+
+def with_code(error: GraphQLError, code: ErrorCode) -> GraphQLError:
+    """``error`` as a plain ``GraphQLError`` with ``code``, unless it has a code already.
+
+    A new error, not the old one changed: error objects may be shared (parsed and validated
+    documents are cached), and a syntax error's own class makes Strawberry close a WebSocket
+    (4400) where an ``error`` message with the code is the answer (the connection's other
+    subscriptions live on).
+    """
+    if _code(error) is not None:
+        return error
+    return GraphQLError(
+        error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=error.original_error,
+        extensions={**(error.extensions or {}), "code": code.value},
+    )
 
 
 class Schema(StrawberrySchema):
@@ -47,9 +80,35 @@ class Schema(StrawberrySchema):
                 )
 
 
-class MaskUnexpectedErrors(MaskErrors):
+def _uncoded(error: GraphQLError) -> ErrorCode:
+    """The code of an error graphql-core made (validation errors have theirs by now)."""
+    if isinstance(error, GraphQLSyntaxError):
+        return ErrorCode.GRAPHQL_PARSE_FAILED
+    if error.path is None:  # reported before anything ran: variables that could not be coerced
+        return ErrorCode.BAD_USER_INPUT
+    return ErrorCode.INTERNAL_SERVER_ERROR  # a value the schema cannot represent: a bug
+
+
+class CodedErrors(MaskErrors):
+    """Gives every error of a result its ``extensions.code``.
+
+    Validation errors get theirs as validation ends (nothing else tells them from the errors of
+    variables graphql-core could not coerce, which get BAD_USER_INPUT); syntax errors have their
+    own class. As each result leaves, a ``DomainError`` becomes its message and code, and any
+    other exception is masked as INTERNAL_SERVER_ERROR.
+    """
+
     def __init__(self) -> None:
         super().__init__(should_mask_error=self._rewrites, error_message=INTERNAL_MESSAGE)
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        context = self.execution_context
+        if context.pre_execution_errors:  # the list the result is made of (and the validation
+            # cache's): its items are replaced in place, which only ever adds a code
+            context.pre_execution_errors[:] = [
+                with_code(e, ErrorCode.GRAPHQL_VALIDATION_FAILED) for e in context.pre_execution_errors
+            ]
 
     def _process_result(self, result: object) -> None:
         # Strawberry's version first asks a runtime-checkable Protocol, which costs more than
@@ -58,6 +117,14 @@ class MaskUnexpectedErrors(MaskErrors):
         if errors:
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        coded = []
+        for error in super()._process_errors(errors):
+            if _code(error) is None:
+                error = with_code(error, _uncoded(error))
+            coded.append(error)
+        return coded
+
     @staticmethod
     def _rewrites(error: GraphQLError) -> bool:
         return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
@@ -65,11 +132,15 @@ class MaskUnexpectedErrors(MaskErrors):
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
         if isinstance(original, DomainError):
-            message, extensions = original.message, {"code": original.code, "field": original.field}
+            message = original.message
+            extensions = {"code": code_of(original).value, "field": original.field}
+        elif isinstance(original, CannotGetOperationTypeError):  # a subscription's operationName
+            message = original.as_http_error_reason()
+            extensions = {"code": ErrorCode.OPERATION_RESOLUTION_FAILURE.value}
         else:
             request_id = _request_id(self.execution_context)
             message = f"{INTERNAL_MESSAGE} (request id {request_id})" if request_id else INTERNAL_MESSAGE
-            extensions = {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
+            extensions = {"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id}
         return GraphQLError(
             message=message,
             nodes=error.nodes,

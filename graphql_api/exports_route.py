@@ -25,6 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from graphql_api.auth import resolve_role
+from graphql_api.codes import ErrorCode
 from graphql_api.context import new_request_id
 from infrastructure.exports import download_name, media_type
 
@@ -34,9 +35,9 @@ log = structlog.get_logger(__name__)
 _PURPOSE = b"vkcp:export-download:v1"
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
+def _error(status: int, code: ErrorCode, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status, headers=headers)
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code.value}}]}, status, headers=headers)
 
 
 def _signature(key: bytes, name: str, expires: int) -> str:
@@ -66,14 +67,14 @@ def _link_problem(container: Any, name: str, expires: str | None, signature: str
     )  # fmt: skip
     if not valid:
         return _error(
-            403, "LINK_INVALID",
+            403, ErrorCode.LINK_INVALID,
             "This download link is not valid: it was changed, or made by another installation. "
             "Read the export task again (`export { url }`) for a fresh link.",
         )  # fmt: skip
     expired_at = datetime.fromtimestamp(int(expires), UTC)  # type: ignore[arg-type]
     if expired_at < container.adapters.clock.now():
         return _error(
-            403, "LINK_EXPIRED",
+            403, ErrorCode.LINK_EXPIRED,
             f"This download link expired at {expired_at.isoformat()}. "
             "Read the export task again (`export { url }`) for a fresh link.",
         )  # fmt: skip
@@ -93,7 +94,7 @@ def exports_route(container: Any) -> Route:
             return _link_problem(container, name, query.get("expires"), query.get("signature")), "link"
         reason = "Missing API token" if authorization is None else "Invalid API token"
         return _error(
-            401, "UNAUTHENTICATED",
+            401, ErrorCode.UNAUTHENTICATED,
             f"{reason}: send `Authorization: Bearer <token>`, or use the signed link of the export task (`export {{ url }}`)",
         ), "token"  # fmt: skip
 
@@ -105,7 +106,7 @@ def exports_route(container: Any) -> Route:
             store = container.adapters.exports
             path = store.path_of(name) if store is not None else None
             if path is None:
-                response = _error(404, "NOT_FOUND", "No such export (exports expire; start a new one)")
+                response = _error(404, ErrorCode.NOT_FOUND, "No such export (exports expire; start a new one)")
             else:
                 response = FileResponse(
                     path,

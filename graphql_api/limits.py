@@ -8,9 +8,10 @@ cap live in ``app.py``, where requests and connections are.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 
+from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -29,6 +30,21 @@ MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
 REQUEST_TIMEOUT_SECONDS = 30.0
 
 
+class DocumentCache(ParserCache):
+    """Strawberry's parser cache, minus one flaw: it parses in ``on_parse`` itself, so a syntax
+    error escaped the parsing step. Over HTTP that still became a response (without a code); a
+    WebSocket subscription just completed, silently. Here a document that does not parse is left
+    to Strawberry's own parse, which reports the error as the operation's result."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        try:
+            context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
+        except GraphQLError:
+            pass  # parsed again, uncached, by Strawberry; failing documents are not worth caching
+        yield
+
+
 def limit_extensions(*, max_depth: int) -> list[Callable[[], SchemaExtension]]:
     """Factories: Strawberry makes fresh extensions per operation.
 
@@ -43,6 +59,6 @@ def limit_extensions(*, max_depth: int) -> list[Callable[[], SchemaExtension]]:
     return [
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         partial(AddValidationRules, rules),
-        partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
+        partial(DocumentCache, maxsize=DOCUMENT_CACHE_SIZE),
         partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
     ]

@@ -38,6 +38,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
+from graphql_api.codes import ErrorCode
 from graphql_api.context import Context, new_request_id
 from graphql_api.limits import DOCUMENT_CACHE_SIZE
 from graphql_api.ws_messages import violation
@@ -134,7 +135,25 @@ class MultiplexingHandler(BaseGraphQLTransportWSHandler):
             return
         if message["type"] == "connection_init" and message.get("payload", {}) is None:
             message = {"type": "connection_init"}  # the protocol allows a null payload
+        if message["type"] == "subscribe" and self._over_the_limit(message["id"]):
+            # Strawberry's own refusal says the same without a code.
+            error = GraphQLError(
+                f"Subscription limit reached: at most {self.max_subscriptions_per_connection} operations "
+                "at once on one connection",
+                extensions={"code": ErrorCode.TOO_MANY_SUBSCRIPTIONS.value},
+            )
+            await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
+            return
         await super().handle_message(message)
+
+    def _over_the_limit(self, operation_id: str) -> bool:
+        limit = self.max_subscriptions_per_connection
+        return (
+            self.connection_acknowledged  # else Strawberry closes with 4401
+            and operation_id not in self.operations  # else Strawberry closes with 4409
+            and limit is not None
+            and len(self.operations) >= limit
+        )
 
     def _feed_key(self, operation: Operation) -> tuple | None:
         field = _root_field(operation.query, operation.operation_name)

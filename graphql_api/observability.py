@@ -88,7 +88,10 @@ class OperationObserver(SchemaExtension):
             return
         ec = self.execution_context
         errors = (ec.result.errors if ec.result is not None else None) or ec.pre_execution_errors or []
-        operation_type = getattr(ec, "operation_type", None)
+        try:
+            operation_type = ec.operation_type
+        except RuntimeError:  # no document (it did not parse) or no operation to run in it
+            operation_type = None
         record.operations.append(
             OperationRecord(
                 name=ec.operation_name,

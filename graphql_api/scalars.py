@@ -15,18 +15,21 @@ from datetime import UTC, datetime
 import strawberry
 from graphql import GraphQLError
 
+from graphql_api.codes import ErrorCode
+
 EXAMPLE = "2024-05-01T12:00:00Z"
 _SHOWN = 40  # characters of a bad value quoted back
+_BAD_INPUT = {"code": ErrorCode.BAD_USER_INPUT.value}
 
 
 def _invalid(value: str, problem: str) -> GraphQLError:
     shown = value if len(value) <= _SHOWN else value[:_SHOWN] + "…"
-    return GraphQLError(f"DateTime {shown!r} {problem}", extensions={"code": "BAD_USER_INPUT"})
+    return GraphQLError(f"DateTime {shown!r} {problem}", extensions=_BAD_INPUT)
 
 
 def parse_datetime(value: object) -> datetime:
     if not isinstance(value, str):
-        raise GraphQLError(f"A DateTime is a string, e.g. {EXAMPLE}", extensions={"code": "BAD_USER_INPUT"})
+        raise GraphQLError(f"A DateTime is a string, e.g. {EXAMPLE}", extensions=_BAD_INPUT)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

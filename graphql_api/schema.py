@@ -32,7 +32,8 @@ from graphql_api import commands
 from graphql_api import api_tokens as token_api
 from graphql_api.auth import IsAdmin, IsOperator, IsViewer
 from graphql_api.context import Info, OperationLoaders
-from graphql_api.errors import MaskUnexpectedErrors, Schema
+from graphql_api.codes import ErrorCode, code_of
+from graphql_api.errors import CodedErrors, Schema
 from graphql_api.executor import ApiExecutor
 from graphql_api.fanout import MAX_SHARED_EVENTS, ByIdentity, share
 from graphql_api.limits import limit_extensions
@@ -110,7 +111,7 @@ def user_errors(error: DomainError) -> list[UserError]:
     clients' retry logic recognises."""
     if isinstance(error, Unavailable):
         raise error
-    return [UserError(code=error.code, message=error.message, field=error.field)]
+    return [UserError(code=code_of(error), message=error.message, field=error.field)]
 
 
 # Ids are the row ids we hand out: ASCII digits only. ('²', '③' and '١' pass str.isdigit(),
@@ -145,7 +146,7 @@ def _filter_ids(values: Sequence[strawberry.ID] | None) -> tuple[int, ...] | Non
 def check_first(first: int) -> int:
     if not 1 <= first <= MAX_PAGE:
         raise GraphQLError(
-            f"`first` must be between 1 and {MAX_PAGE}", extensions={"code": "BAD_USER_INPUT", "field": "first"}
+            f"`first` must be between 1 and {MAX_PAGE}", extensions={"code": ErrorCode.BAD_USER_INPUT.value, "field": "first"}
         )
     return first
 
@@ -378,7 +379,7 @@ class Mutation:
     ) -> AddGroupsPayload:
         refs = [r for r in refs if r.strip()]
         if len(refs) > MAX_BULK_REFS:
-            error = UserError(code="INVALID_INPUT", message=f"At most {MAX_BULK_REFS} references at once", field="refs")
+            error = UserError(code=ErrorCode.BAD_USER_INPUT, message=f"At most {MAX_BULK_REFS} references at once", field="refs")
             return AddGroupsPayload(results=[], groups=[], errors=[error])
         adapters = info.context.adapters
 
@@ -682,57 +683,91 @@ def _progress_key(task) -> tuple[int, int, int]:
     return task.attempts, _STATE_ORDER.get(task.state, 2), task.progress.done
 
 
+class _ClosingStream:
+    """A subscription's items that close ``stream`` when they are closed, even if they never
+    started (a generator that has not started skips its ``finally``)."""
+
+    def __init__(self, items: AsyncGenerator[Task, None], stream: _EventStream) -> None:
+        self._items, self._stream = items, stream
+
+    def __aiter__(self) -> _ClosingStream:
+        return self
+
+    async def __anext__(self) -> Task:
+        return await anext(self._items)
+
+    async def aclose(self) -> None:
+        try:
+            await self._items.aclose()
+        finally:
+            await self._stream.aclose()
+
+
+async def _task_progress(
+    info: Info, task_id: int, channel: str, stream: _EventStream, live: bool, current
+) -> AsyncGenerator[Task, None]:
+    """``taskProgress`` from the task's ``current`` state, read after ``stream`` subscribed to
+    its channel (``live``: confirmed by the bus), until a final state.
+
+    Subscribed before the current state is read: no gap. Progress is stored before it is
+    published, so the read holds everything published before the subscription was live, and
+    everything after it arrives through the stream, in order."""
+    adapters, read_model = info.context.adapters, info.context.read_model
+    try:
+        yield Task.from_domain(current)
+        # Without a live subscription, the bus's snapshot is the freshest state there is.
+        # (With one, jumping to the snapshot would skip the events queued before it.)
+        last = None if live else await adapters.events.last(channel)
+        if last is not None:
+            published = task_cases.task_from_event(last)
+            if _progress_key(published) > _progress_key(current):
+                current = published
+                yield Task.from_domain(current)
+        last_seen = task_cases.task_event(current)
+        while not current.state.terminal:
+            event = await stream.next(RECHECK_SECONDS)
+            if event is None:
+                fresh = (await read_model.tasks_by_ids([task_id]))[0]
+                if fresh is None:  # removed meanwhile
+                    return
+                snapshot = task_cases.task_event(fresh)
+                item = None
+            else:
+                fresh, item = _decoded(event)
+                snapshot = event
+            if _progress_key(fresh) < _progress_key(current):
+                continue  # older than what was already sent: progress never goes back
+            if snapshot != last_seen:
+                current, last_seen = fresh, snapshot
+                yield item or Task.from_domain(current)
+    finally:
+        await stream.aclose()
+
+
 @strawberry.type(description="Live updates over WebSocket (graphql-transport-ws).")
 class Subscription:
     @strawberry.subscription(
         description="A task now and on every change; completes after it reaches a final state. "
-        "Unknown ids complete at once without an item.",
+        "An id that names no task is an error (code NOT_FOUND), sent at once.",
         permission_classes=[IsViewer],
     )
     async def task_progress(self, info: Info, id: TaskId) -> AsyncGenerator[Task, None]:
-        try:
-            task_id = parse_id(id, what="Task")
-        except NotFound:
-            return
-        adapters, read_model = info.context.adapters, info.context.read_model
+        # The task is read before the stream starts, so an unknown id is refused as the
+        # subscription is made (graphql-transport-ws: an `error` message with code NOT_FOUND),
+        # never a stream that just ends. Subscribed before the read: no gap (see _task_progress).
+        task_id = parse_id(id, what="Task")
+        adapters = info.context.adapters
         channel = task_cases.task_channel(task_id)
         stream = _EventStream(adapters.events.subscribe(channel))
         try:
-            # Subscribed before the current state is read: no gap. Progress is stored before it
-            # is published, so the read holds everything published before the subscription was
-            # live, and everything after it arrives through the stream, in order.
             live = await stream.ready()
-            current = (await read_model.tasks_by_ids([task_id]))[0]
+            current = (await info.context.read_model.tasks_by_ids([task_id]))[0]
             if current is None:
-                return
-            yield Task.from_domain(current)
-            # Without a live subscription, the bus's snapshot is the freshest state there is.
-            # (With one, jumping to the snapshot would skip the events queued before it.)
-            last = None if live else await adapters.events.last(channel)
-            if last is not None:
-                published = task_cases.task_from_event(last)
-                if _progress_key(published) > _progress_key(current):
-                    current = published
-                    yield Task.from_domain(current)
-            last_seen = task_cases.task_event(current)
-            while not current.state.terminal:
-                event = await stream.next(RECHECK_SECONDS)
-                if event is None:
-                    fresh = (await read_model.tasks_by_ids([task_id]))[0]
-                    if fresh is None:  # removed meanwhile
-                        return
-                    snapshot = task_cases.task_event(fresh)
-                    item = None
-                else:
-                    fresh, item = _decoded(event)
-                    snapshot = event
-                if _progress_key(fresh) < _progress_key(current):
-                    continue  # older than what was already sent: progress never goes back
-                if snapshot != last_seen:
-                    current, last_seen = fresh, snapshot
-                    yield item or Task.from_domain(current)
-        finally:
+                raise NotFound(f"Task '{id}' not found", field="id")
+        except BaseException:
             await stream.aclose()
+            raise
+        return _ClosingStream(_task_progress(info, task_id, channel, stream, live, current), stream)
 
     @strawberry.subscription(
         description="Every change of every task, live. A client that falls far behind is dropped "
@@ -761,7 +796,8 @@ class Subscription:
 
     @strawberry.subscription(
         description="Comments as they get keyword matches, live: new comments of a parse and comments "
-        "matched again by an analyze. Only those passing `filter` are sent.",
+        "matched again by an analyze. Only those passing `filter` are sent: the filter means what it means in "
+        "`comments` (ids in it that name nothing match nothing).",
         permission_classes=[IsViewer],
     )
     async def comment_matched(
@@ -792,7 +828,7 @@ class Subscription:
                     for loader in vars(info.context.loaders(info)).values():
                         loader.clear_all()
                     for view, found in zip(views, matches):
-                        if view is not None and analyze_cases.passes_filter(view, found, flt):
+                        if view is not None and flt.admits(view, found):
                             yield Comment.from_view(view)
         finally:
             with contextlib.suppress(RuntimeError):
@@ -804,7 +840,7 @@ def build_schema(*, introspection: bool = True) -> Schema:
         OperationObserver,
         *limit_extensions(max_depth=MAX_DEPTH),
         OperationLoaders,
-        MaskUnexpectedErrors,
+        CodedErrors,
     ]
     if not introspection:
         from strawberry.extensions import DisableIntrospection

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, date, datetime
 from typing import Annotated
 
@@ -124,10 +125,17 @@ async def resolve_stats(
 # --- VK tokens (admin only) -----------------------------------------------------------------
 
 
+@strawberry.enum(description="Whether a VK token of the pool is in use.")
+class VkTokenState(enum.Enum):
+    ACTIVE = strawberry.enum_value("ACTIVE", description="In use.")
+    PARKED = strawberry.enum_value("PARKED", description="Resting after a quota or captcha, until `parkedUntil`.")
+    REVOKED = strawberry.enum_value("REVOKED", description="Rejected by VK (expired, revoked): not used again.")
+
+
 @strawberry.type(description="A VK token of the pool, as operators may see it: never the token itself.")
 class VkToken:
     fingerprint: str = strawberry.field(description="A short, non-reversible fingerprint identifying the token.")
-    state: str = strawberry.field(description="ACTIVE, PARKED (resting after a quota or captcha) or REVOKED.")
+    state: VkTokenState = strawberry.field(description="Whether it is in use, resting or rejected.")
     parked_until: datetime | None = strawberry.field(description="When a PARKED token is used again.")
     reason: str | None = strawberry.field(description="Why the token is parked or revoked.")
     requests: int = strawberry.field(description="Requests sent with it since the process started.")
@@ -139,7 +147,7 @@ async def resolve_vk_tokens(info: Info) -> list[VkToken]:
     return [
         VkToken(
             fingerprint=s.fingerprint,
-            state=str(getattr(s.status, "value", s.status)),
+            state=VkTokenState(str(getattr(s.status, "value", s.status))),
             parked_until=s.until,
             reason=s.reason,
             requests=s.requests,

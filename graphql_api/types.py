@@ -19,6 +19,7 @@ from strawberry.types.nodes import Selection, SelectedField
 
 from domain import models
 from domain.queries import CommentFilter, CommentView, PostView
+from graphql_api.codes import ErrorCode
 from graphql_api.context import Info
 from graphql_api.exports_route import export_link
 
@@ -71,9 +72,9 @@ class SortDirection(enum.Enum):
     "Mutations return these in `errors` instead of failing the request."
 )
 class UserError:
-    code: str = strawberry.field(
-        description="Machine-readable reason, e.g. NOT_FOUND, INVALID_INPUT, INVALID_REFERENCE, "
-        "CONFLICT, VK_ACCESS_DENIED, VK_RATE_LIMITED, VK_UNAVAILABLE."
+    code: ErrorCode = strawberry.field(
+        description="Machine-readable reason, e.g. NOT_FOUND, BAD_USER_INPUT, INVALID_REFERENCE, DUPLICATE, "
+        "VK_ACCESS_DENIED, VK_RATE_LIMITED, VK_UNAVAILABLE."
     )
     message: str = strawberry.field(description="What went wrong, for people.")
     field: str | None = strawberry.field(
@@ -565,7 +566,12 @@ class CommentFilterInput:
         default=None, description="true: only comments with a keyword match; false: only without."
     )
     text: str | None = strawberry.field(
-        default=None, description="Only comments whose text contains this (case-insensitive; at most 500 characters)."
+        default=None,
+        description="Only comments whose text contains every word of this, in any order, as written: "
+        "case-insensitive, `ё` = `е`, a word may be part of a longer one, no stemming. So a stem finds every "
+        "form (`кошк`: кошка, кошки, кошками, but also окошко) and `кошка` finds кошка and кошками, not кошки. "
+        "For every word form of a word, use a keyword (`keywordIds`): keywords match Russian morphology. "
+        "The same on every database, in exports and in `commentMatched`. At most 500 characters.",
     )
     author_ids: list[int] | None = strawberry.field(default=None, description="Only by these authors (VK ids; at most 1000).")
     since: datetime | None = strawberry.field(default=None, description="Only written at or after this time.")

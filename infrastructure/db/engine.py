@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from domain import queries
 from infrastructure.db.faults import UnavailableAware, translate_errors
 
 # Execution option a unit of work sets on its connection: on SQLite its transaction starts
@@ -21,8 +22,8 @@ POOL_TIMEOUT = 10.0  # seconds to wait for a free pooled connection
 
 
 def fold_text(value: str | None) -> str | None:
-    """Casefold with "ё" read as "е": SQLite's own lower() knows ASCII only."""
-    return None if value is None else value.casefold().replace("ё", "е")
+    """The comment filter's ``domain.queries.fold_text``: SQLite's own lower() knows ASCII only."""
+    return None if value is None else queries.fold_text(value)
 
 
 def create_engine(url: str) -> AsyncEngine:

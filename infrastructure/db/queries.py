@@ -137,21 +137,28 @@ def _like_pattern(word: str) -> str:
     return f"%{escaped}%"
 
 
-def _text_condition(text: str, dialect: str) -> ColumnElement[bool] | None:
-    text = text.strip()
-    if not text:
-        return None
+def folded_text(dialect: str) -> ColumnElement[str]:
+    """``domain.queries.fold_text`` of a comment's text, in SQL.
+
+    PostgreSQL: lower() under the ICU root collation (Unicode's full lowercase mapping, as
+    Python's str.lower(), whatever the database's locale; libc's "C" lowercases ASCII only), then
+    "ё" as "е". The expression is the trigram index's (``TEXT_SEARCH_INDEX``), literals and all,
+    so the index serves it. SQLite: the domain's own function, registered by
+    ``infrastructure.db.engine``.
+    """
     if dialect == "postgresql":
-        # Same expression as the GIN index ix_comments_text_fts, so the index is used;
-        # 'russian' stemming makes "кошка" find "кошками".
-        config = literal_column("'russian'::regconfig")
-        return func.to_tsvector(config, comments.c.text).op("@@")(func.plainto_tsquery(config, text))
-    # SQLite: every word as a case-insensitive substring. fold_text() is registered by
-    # infrastructure.db.engine (SQLite's own lower() folds ASCII only, not Cyrillic).
-    folded = text.casefold().replace("ё", "е")
-    return and_(
-        *(func.fold_text(comments.c.text).like(_like_pattern(word), escape=_LIKE_ESCAPE) for word in folded.split())
-    )
+        lowered = func.lower(comments.c.text.collate("und-x-icu"))
+        return func.replace(lowered, literal_column("'ё'"), literal_column("'е'"))
+    return func.fold_text(comments.c.text)
+
+
+def _text_condition(flt: CommentFilter, dialect: str) -> ColumnElement[bool] | None:
+    """``CommentFilter.text``: every folded word a substring of the folded text."""
+    words = flt.text_words
+    if not words:
+        return None
+    folded = folded_text(dialect)
+    return and_(*(folded.like(_like_pattern(word), escape=_LIKE_ESCAPE) for word in words))
 
 
 def _comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[bool]]:
@@ -166,7 +173,7 @@ def _comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[
         conditions.append(has_keyword if flt.keyword_ids else false())
     if flt.matched is not None:
         conditions.append(c.matches_count > 0 if flt.matched else c.matches_count == 0)
-    if flt.text is not None and (text := _text_condition(flt.text, dialect)) is not None:
+    if (text := _text_condition(flt, dialect)) is not None:
         conditions.append(text)
     if flt.author_ids is not None:
         conditions.append(in_values(dialect, c.from_id, flt.author_ids) if flt.author_ids else false())

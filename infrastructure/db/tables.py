@@ -1,7 +1,7 @@
 """The database schema as SQLAlchemy Core tables, portable between SQLite and PostgreSQL.
 
 The migrations in ``migrations/versions`` create exactly this schema (a test compares them).
-One object lives only in the migration: the PostgreSQL full-text index on comment text
+One object lives only in the migrations: the PostgreSQL trigram index on folded comment text
 (``POSTGRES_ONLY_INDEXES``), because SQLite has no equivalent.
 """
 
@@ -45,8 +45,11 @@ metadata = MetaData(
 Id = BigInteger().with_variant(Integer(), "sqlite")
 JsonValue = JSON().with_variant(JSONB(), "postgresql")
 
-FTS_INDEX = "ix_comments_text_fts"
-POSTGRES_ONLY_INDEXES = frozenset({FTS_INDEX})
+# The comment filter's `text` on PostgreSQL: a trigram index on the folded text
+# (``queries.folded_text``), which serves LIKE '%word%'. An expression index Alembic cannot
+# declare here; SQLite has none (it scans).
+TEXT_SEARCH_INDEX = "ix_comments_text_search"
+POSTGRES_ONLY_INDEXES = frozenset({TEXT_SEARCH_INDEX})
 
 
 class UtcDateTime(TypeDecorator):

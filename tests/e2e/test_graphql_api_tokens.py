@@ -45,7 +45,7 @@ async def test_an_admin_creates_lists_and_revokes_tokens(client: httpx.AsyncClie
 
 async def test_a_token_needs_a_name(client: httpx.AsyncClient, tokens: dict[str, str]) -> None:
     made = (await _post(client, tokens["admin"], CREATE, name="  ", role="VIEWER")).json()["data"]["createApiToken"]
-    assert made["secret"] is None and made["errors"][0]["code"] == "INVALID_INPUT" and made["errors"][0]["field"] == "name"
+    assert made["secret"] is None and made["errors"][0]["code"] == "BAD_USER_INPUT" and made["errors"][0]["field"] == "name"
 
 
 async def test_only_admins_manage_tokens(client: httpx.AsyncClient, tokens: dict[str, str]) -> None:

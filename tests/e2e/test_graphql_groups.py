@@ -141,7 +141,7 @@ async def test_update_group_settings_and_validation(api: Api) -> None:
     ):
         result = (await api(update, {"id": group["id"], "input": bad}))["updateGroup"]
         assert result["group"] is None
-        assert result["errors"] == [{"code": "INVALID_INPUT", "field": field}], bad
+        assert result["errors"] == [{"code": "BAD_USER_INPUT", "field": field}], bad
 
 
 async def test_remove_and_refresh_group(api: Api) -> None:

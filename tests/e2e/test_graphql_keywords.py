@@ -86,8 +86,8 @@ async def test_add_keywords_reports_each_item(api: Api) -> None:
     cat, dup, empty, long, covid = results
     assert cat["errors"] == [] and cat["keyword"]["morphology"] is True and cat["keyword"]["createdAt"]
     assert dup["errors"][0]["code"] == "DUPLICATE" and dup["keyword"]["id"] == cat["keyword"]["id"]
-    assert empty == {"word": "", "keyword": None, "errors": [{"code": "INVALID_INPUT", "field": "word", "message": "Keyword is empty"}]}
-    assert long["errors"][0]["code"] == "INVALID_INPUT"
+    assert empty == {"word": "", "keyword": None, "errors": [{"code": "BAD_USER_INPUT", "field": "word", "message": "Keyword is empty"}]}
+    assert long["errors"][0]["code"] == "BAD_USER_INPUT"
     assert covid["keyword"]["morphology"] is False and covid["keyword"]["caseSensitive"] is True
 
     listed = await api(

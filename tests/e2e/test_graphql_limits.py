@@ -60,7 +60,7 @@ async def test_page_size_is_capped(client: httpx.AsyncClient, tokens: dict) -> N
 async def test_the_stats_window_is_capped(client: httpx.AsyncClient, tokens: dict) -> None:
     response = await post(client, tokens["viewer"], '{ stats(since: "2020-01-01", until: "2026-01-01") { since } }')
     error = only_error(response)
-    assert error["extensions"]["code"] == "INVALID_INPUT"
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert "366 days" in error["message"]
 
 
@@ -166,7 +166,7 @@ async def test_the_default_limit_holds_an_import_of_10000_keywords(client: httpx
     # Through the body limit to the domain's own limit per call.
     assert response.status_code == 200, response.text[:300]
     errors = response.json()["data"]["addKeywords"]["errors"]
-    assert [(e["code"], e["field"]) for e in errors] == [("INVALID_INPUT", "input")]
+    assert [(e["code"], e["field"]) for e in errors] == [("BAD_USER_INPUT", "input")]
 
 
 async def test_bodies_over_the_limit_are_refused_by_a_real_server(tmp_path: Path) -> None:
@@ -378,6 +378,7 @@ async def test_subscriptions_per_connection_are_capped(server: str) -> None:
         message = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert message["type"] == "error" and message["id"] == str(MAX_SUBSCRIPTIONS_PER_CONNECTION)
         assert "limit" in message["payload"][0]["message"].lower()
+        assert message["payload"][0]["extensions"] == {"code": "TOO_MANY_SUBSCRIPTIONS"}
 
 
 async def test_the_legacy_graphql_ws_protocol_is_off(server: str) -> None:

@@ -59,8 +59,8 @@ async def test_set_comment_state_in_bulk(api: Api, comment_ids: list[str]) -> No
 
 async def test_set_comment_state_user_errors(api: Api) -> None:
     for variables, code, field in (
-        ({"ids": [], "viewed": True}, "INVALID_INPUT", "ids"),
-        ({"ids": ["1"]}, "INVALID_INPUT", "viewed"),
+        ({"ids": [], "viewed": True}, "BAD_USER_INPUT", "ids"),
+        ({"ids": ["1"]}, "BAD_USER_INPUT", "viewed"),
         ({"ids": ["nonsense"], "viewed": True}, "NOT_FOUND", "ids"),
     ):
         result = (await api(SET_STATE, variables))["setCommentState"]

@@ -110,8 +110,15 @@ async def test_task_progress_of_a_finished_task_yields_once_and_completes(server
         assert first["payload"]["data"]["taskProgress"]["state"] == "SUCCEEDED"
         assert (await receive(ws)) == {"id": "1", "type": "complete"}
 
-        await subscribe(ws, "2", PROGRESS, {"id": "987654"})  # unknown: completes without an item
-        assert (await receive(ws)) == {"id": "2", "type": "complete"}
+        # An id that names no task, or cannot name one, is refused at once, with a code.
+        for op_id, unknown in (("2", "987654"), ("3", "not-an-id")):
+            await subscribe(ws, op_id, PROGRESS, {"id": unknown})
+            refused = await receive(ws)
+            assert (refused["id"], refused["type"]) == (op_id, "error"), refused
+            assert [e["extensions"]["code"] for e in refused["payload"]] == ["NOT_FOUND"], refused
+        # The connection lives on: the next subscription is served.
+        await subscribe(ws, "4", PROGRESS, {"id": task_id})
+        assert (await receive(ws))["type"] == "next"
     finally:
         await ws.close()
 

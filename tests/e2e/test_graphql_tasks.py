@@ -67,7 +67,7 @@ async def test_start_parse_errors_are_user_errors(api: Api) -> None:
     group_id = await add_group(api, "velo_spb")
     for bad, field in (({"priority": 11}, "priority"), ({"maxPosts": 0}, "maxPosts"), ({"groupIds": []}, "groupIds")):
         result = (await api(START, {"input": {"groupIds": [group_id], **bad}}))["startParse"]
-        assert result["errors"][0]["code"] == "INVALID_INPUT", bad
+        assert result["errors"][0]["code"] == "BAD_USER_INPUT", bad
         assert result["errors"][0]["field"] == field, bad
 
 
@@ -81,7 +81,7 @@ async def test_cancel_task(api: Api) -> None:
     await wait_for_task(api, task["id"])
     ended = (await api(cancel, {"id": task["id"]}))["cancelTask"]
     assert ended["task"] is None
-    assert ended["errors"][0]["code"] == "INVALID_INPUT"  # it has already finished
+    assert ended["errors"][0]["code"] == "BAD_USER_INPUT"  # it has already finished
 
 
 async def test_unknown_task_is_null(api: Api) -> None:
@@ -162,7 +162,7 @@ async def test_bad_page_arguments_are_graphql_errors(api: Api, parsed_group: str
 
     response = await api.post(COMMENTS, {"first": 10, "after": "garbage"}, role="viewer")
     body = response.json()
-    assert body["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert body["errors"][0]["message"] == "Invalid cursor"
 
 

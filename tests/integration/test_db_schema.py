@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from infrastructure.db.migrate import upgrade_async
-from infrastructure.db.tables import FTS_INDEX, POSTGRES_ONLY_INDEXES, metadata
+from infrastructure.db.tables import POSTGRES_ONLY_INDEXES, TEXT_SEARCH_INDEX, metadata
 
 
 def _schema_diff(sync_connection) -> list:
@@ -27,11 +27,11 @@ async def test_migrated_schema_matches_the_tables(migrated_db) -> None:
         assert await conn.run_sync(_schema_diff) == []
 
 
-async def test_full_text_index_exists_on_postgresql_only(migrated_db) -> None:
+async def test_text_search_index_exists_on_postgresql_only(migrated_db) -> None:
     engine, _ = migrated_db
     async with engine.connect() as conn:
         indexes = await conn.run_sync(lambda c: {i["name"] for i in inspect(c).get_indexes("comments")})
-    assert (FTS_INDEX in indexes) == (engine.dialect.name == "postgresql")
+    assert (TEXT_SEARCH_INDEX in indexes) == (engine.dialect.name == "postgresql")
 
 
 async def test_upgrade_twice_is_a_no_op(migrated_db, database_url) -> None:
@@ -39,4 +39,4 @@ async def test_upgrade_twice_is_a_no_op(migrated_db, database_url) -> None:
     engine, _ = migrated_db
     async with engine.connect() as conn:
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert version == "0005"
+    assert version == "0006"

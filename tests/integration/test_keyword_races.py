@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from domain.keywords import KeywordInput, add_keywords
+from domain.keywords import DuplicateKeyword, KeywordInput, add_keywords
 
 
 async def test_concurrent_imports_of_one_word_store_it_once(uow_factory) -> None:
@@ -18,7 +18,7 @@ async def test_concurrent_imports_of_one_word_store_it_once(uow_factory) -> None
     added = [r for r in cat_results if r.error is None]
     duplicates = [r for r in cat_results if r.error is not None]
     assert len(added) == 1
-    assert all(r.error.code == "DUPLICATE" for r in duplicates) and len(duplicates) == 3
+    assert all(isinstance(r.error, DuplicateKeyword) for r in duplicates) and len(duplicates) == 3
     assert {r.keyword.id for r in cat_results} == {added[0].keyword.id}
     async with uow_factory() as uow:
         stored = [k.word for k in await uow.keywords.list()]

@@ -105,7 +105,7 @@ async def test_enqueue_says_unavailable_while_redis_is_down_and_works_after(priv
         await private_redis.stop()
         with pytest.raises(Unavailable) as raised:
             await queue.enqueue(task)
-        assert raised.value.code == "SERVICE_UNAVAILABLE" and raised.value.dependency == "redis"
+        assert raised.value.dependency == "redis"
         await queue.abort(task)  # best effort: logged, not raised
         await private_redis.start()
         await queue.enqueue(task)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from domain import analyze
-from domain.analyze import COMMENTS_MATCHED_CHANNEL, passes_filter, run_analyze
+from domain.analyze import COMMENTS_MATCHED_CHANNEL, run_analyze
 from domain.collect import CollectOptions, collect_group
 from domain.errors import TaskCancelled
 from domain.keywords import KeywordInput, add_keywords
@@ -212,11 +212,14 @@ def view(**overrides: Any) -> CommentView:
 
 def test_live_filter_follows_the_comments_query_conditions() -> None:
     hit = [Match(1, 3, "Ёжик", 0, 4, "")]
-    assert passes_filter(view(), hit, CommentFilter())
-    assert passes_filter(view(), hit, CommentFilter(group_ids=(1, 2), keyword_ids=(3,), text="ЕЖИК", author_ids=(7,)))
-    assert not passes_filter(view(), hit, CommentFilter(group_ids=(2,)))
-    assert not passes_filter(view(), hit, CommentFilter(keyword_ids=(4,)))
-    assert not passes_filter(view(), hit, CommentFilter(matched=False))
-    assert not passes_filter(view(), hit, CommentFilter(viewed=True))
-    assert not passes_filter(view(), hit, CommentFilter(since=datetime(2027, 1, 1, tzinfo=UTC)))
-    assert not passes_filter(view(), hit, CommentFilter(text="кошка"))
+    assert CommentFilter().admits(view(), hit)
+    assert CommentFilter(group_ids=(1, 2), keyword_ids=(3,), text="ЕЖИК", author_ids=(7,)).admits(view(), hit)
+    assert not CommentFilter(group_ids=(2,)).admits(view(), hit)
+    assert not CommentFilter(keyword_ids=(4,)).admits(view(), hit)
+    assert not CommentFilter(matched=False).admits(view(), hit)
+    assert not CommentFilter(viewed=True).admits(view(), hit)
+    assert not CommentFilter(since=datetime(2027, 1, 1, tzinfo=UTC)).admits(view(), hit)
+    assert not CommentFilter(text="кошка").admits(view(), hit)
+    # Every word, as a folded substring: a stem finds its forms, word order does not matter.
+    assert CommentFilter(text="туман ёж").admits(view(), hit)
+    assert not CommentFilter(text="ёжик лес").admits(view(), hit)

@@ -54,4 +54,3 @@ def test_rejects_what_is_not_a_community_reference(ref, message):
         parse_group_ref(ref)
     assert message in caught.value.message
     assert caught.value.field == "ref"
-    assert caught.value.code == "INVALID_REFERENCE"

@@ -2,11 +2,16 @@
 // graphql-transport-ws (the `graphql-ws` package) for subscriptions. Same origin, no CORS.
 import { signal } from "@preact/signals";
 import { createClient, type Client } from "graphql-ws";
+import type { ErrorCode } from "./generated/graphql";
 
 const TOKEN_KEY = "vkcp.token"; // GraphiQL (same origin) reads it too
 
+/** The service's `extensions.code` (its `ErrorCode` enum), or what the console itself saw:
+ * no answer (NETWORK) or an answer that was not JSON (HTTP_<status>). */
+export type ApiErrorCode = ErrorCode | "NETWORK" | `HTTP_${number}`;
+
 export class ApiError extends Error {
-  constructor(message: string, readonly code: string | null) {
+  constructor(message: string, readonly code: ApiErrorCode | null) {
     super(message);
   }
 }
@@ -32,7 +37,7 @@ export function onSignedOut(listener: (reason: string) => void): () => void {
   return () => signedOutListeners.delete(listener);
 }
 
-type GraphQLError = { message: string; extensions?: { code?: string } };
+type GraphQLError = { message: string; extensions?: { code?: ErrorCode } };
 
 export async function request<T, V = Record<string, unknown>>(query: string, variables?: V, bearer = token): Promise<T> {
   let response: Response;

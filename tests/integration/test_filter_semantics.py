@@ -1,0 +1,153 @@
+"""A comment filter means one thing: the ``comments`` query on SQLite, the same on PostgreSQL,
+and the live feed (``commentMatched``, which runs ``CommentFilter.admits``) select the same
+comments. Differential: every filter below runs through the read model on each database and
+through the domain predicate, over comments chosen where the three could part ways (case,
+"ё", stems, scripts whose lowercase is special, LIKE's wildcards)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from domain.models import Author, Comment, Group, Keyword, Match, Post
+from domain.queries import CommentFilter, CommentOrder, MAX_PAGE
+from infrastructure.db.queries import SqlReadModel
+from infrastructure.db.tables import comments
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+TEXTS = [
+    "Я люблю кошек",
+    "С кошками гуляю",
+    "Окошко открыто",
+    "КОШКА спит",
+    "Собака лает на кошку",
+    "ёжик в тумане",
+    "ЁЖИК и Ёлка",
+    "Ежик",
+    "кот,кошка;собака",
+    "Кот-обормот",
+    "Straße und STRASSE",
+    "ΣΊΣΥΦΟΣ",
+    "İstanbul",
+    "100% скидка_50",
+    "back\\slash",
+    "emoji 🐈 кот",
+    "Ⅻ век",
+    "ǅemal",
+    "",
+]
+
+TEXT_FILTERS = [
+    "кошка", "кошк", "КОШКАМИ", "кошек", "ёж", "ЕЖИК", "ёлка", "Елка", "кот собака", "собака кот",
+    "кот-", "strasse", "straße", "σίσυφος", "ς", "istanbul", "i̇stanbul", "100%", "%", "_", "_50",
+    "\\", "🐈", "ⅻ", "ǆemal", "ǅ", "а", "  ", "Окошко открыто",
+]
+
+
+@pytest.fixture
+async def stored(uow_factory, migrated_db):
+    """The comments, two keywords' matches, authors, times and review states; their ids."""
+    async with uow_factory() as uow:
+        groups = [await uow.groups.add(Group(vk_id=v, screen_name=f"g{v}", name=f"G{v}")) for v in (1, 2)]
+        for g in groups:
+            await uow.posts.upsert_many(g.id, [Post(owner_id=g.owner_id, vk_id=1, from_id=g.owner_id, text="", published_at=T0)])
+        made = [
+            Comment(owner_id=groups[i % 2].owner_id, vk_id=i + 1, post_vk_id=1, from_id=1000 + i % 3, text=text,
+                    published_at=T0 + timedelta(hours=i), likes=i % 4)
+            for i, text in enumerate(TEXTS)
+        ]
+        ids: dict[tuple[int, int], int] = {}
+        for g in groups:
+            ids |= await uow.comments.upsert_many(g.id, [c for c in made if c.owner_id == g.owner_id])
+        cat = await uow.keywords.add(Keyword(id=0, word="кошка"))
+        hedgehog = await uow.keywords.add(Keyword(id=0, word="ёжик"))
+        found = []
+        for c in made:
+            cid = ids[(c.owner_id, c.vk_id)]
+            if "кош" in c.text.lower():
+                found.append(Match(cid, cat.id, "кош", 0, 3, c.text))
+            if "ж" in c.text.lower():
+                found.append(Match(cid, hedgehog.id, "ж", 0, 1, c.text))
+        await uow.matches.replace_for_comments(list(ids.values()), found)
+        await uow.authors.upsert_many([Author(1000, "Ann")])
+        await uow.commit()
+    every = sorted(ids.values())
+    async with migrated_db[0].begin() as conn:
+        await conn.execute(comments.update().where(comments.c.id.in_(every[::3])).values(viewed=True))
+        await conn.execute(comments.update().where(comments.c.id.in_(every[::4])).values(archived=True))
+    return groups, (cat.id, hedgehog.id), every
+
+
+def _filters(groups, keyword_ids) -> list[CommentFilter]:
+    cat, hedgehog = keyword_ids
+    filters = [CommentFilter(text=text) for text in TEXT_FILTERS]
+    filters += [
+        CommentFilter(),
+        CommentFilter(keyword_ids=(cat,)),
+        CommentFilter(keyword_ids=(cat, hedgehog)),
+        CommentFilter(keyword_ids=()),
+        CommentFilter(matched=True),
+        CommentFilter(matched=False),
+        CommentFilter(group_ids=(groups[0].id,)),
+        CommentFilter(author_ids=(1000, 1002)),
+        CommentFilter(since=T0 + timedelta(hours=5), until=T0 + timedelta(hours=12)),
+        CommentFilter(viewed=True),
+        CommentFilter(archived=False, viewed=False),
+        CommentFilter(text="кош", keyword_ids=(hedgehog,)),
+        CommentFilter(text="кот", matched=False, group_ids=(groups[1].id,)),
+        CommentFilter(text="ж", since=T0 + timedelta(hours=6), viewed=False),
+    ]
+    return filters
+
+
+async def _selected_by_sql(reads: SqlReadModel, flt: CommentFilter) -> set[int]:
+    page = await reads.comments_page(flt, CommentOrder(), first=MAX_PAGE, after=None)
+    assert not page.has_next_page
+    return {view.id for _, view in page.edges}
+
+
+async def test_the_comments_query_and_the_live_feed_select_the_same_comments(stored, migrated_db) -> None:
+    groups, keyword_ids, every = stored
+    reads = SqlReadModel(migrated_db[1])
+    views = await reads.comments_by_ids(every)
+    matches = await reads.matches_by_comment_ids(every)
+    disagreements = []
+    selections = set()
+    for flt in _filters(groups, keyword_ids):
+        by_domain = {v.id for v, found in zip(views, matches) if flt.admits(v, found)}
+        by_sql = await _selected_by_sql(reads, flt)
+        if by_sql != by_domain:
+            texts = {i: v.text for i, v in zip(every, views)}
+            disagreements.append((flt, sorted(texts[i] for i in by_sql ^ by_domain)))
+        assert await reads.comments_count(flt) == len(by_sql)
+        selections.add(frozenset(by_sql))
+    assert disagreements == []
+    # The filters tell the comments apart: not all nothing, not all everything.
+    assert len(selections) > len(TEXT_FILTERS) // 2
+
+
+async def test_the_meaning_is_literal_folded_words(stored, migrated_db) -> None:
+    """Pinned answers, so both sides cannot drift together unnoticed."""
+    reads = SqlReadModel(migrated_db[1])
+    views = await reads.comments_by_ids(stored[2])
+    text_of = {v.id: v.text for v in views}
+
+    async def texts(text: str) -> set[str]:
+        return {text_of[i] for i in await _selected_by_sql(reads, CommentFilter(text=text))}
+
+    # A stem finds every form (and any word containing it); a form finds itself (and longer
+    # ones), not its siblings.
+    assert await texts("кошк") == {
+        "С кошками гуляю", "КОШКА спит", "кот,кошка;собака", "Собака лает на кошку", "Окошко открыто",
+    }
+    assert await texts("кошка") == {"С кошками гуляю", "КОШКА спит", "кот,кошка;собака"}
+    # Case and ё do not matter; every word must occur, in any order.
+    assert await texts("ЕЖИК") == {"ёжик в тумане", "ЁЖИК и Ёлка", "Ежик"}
+    assert await texts("собака кот") == {"кот,кошка;собака"}
+    # LIKE's wildcards are plain characters.
+    assert await texts("%") == {"100% скидка_50"}
+    assert await texts("_") == {"100% скидка_50"}
+    # Unicode lowercase, not ASCII only: Greek and the final sigma too.
+    assert await texts("σίσυφος") == {"ΣΊΣΥΦΟΣ"}

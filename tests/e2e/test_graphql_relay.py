@@ -396,3 +396,13 @@ async def test_paging_arguments_are_checked(stack: Stack, window: dict[str, Any]
 async def test_first_still_defaults_to_twenty(stack: Stack) -> None:
     page = await stack.data("{ comments { edges { cursor } pageInfo { hasNextPage } } }")
     assert len(page["comments"]["edges"]) == 20 and page["comments"]["pageInfo"]["hasNextPage"]
+
+
+async def test_the_readmes_relay_examples_work(stack: Stack) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Ids, paging and Relay", 1)[1]
+    examples = section.split("```graphql\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert len(examples) == 2
+    groups = (await stack.data(examples[0], role="viewer"))["groups"]
+    assert len(groups["edges"]) == 2 and groups["pageInfo"]["hasPreviousPage"] is True
+    assert (await stack.data(examples[1], role="viewer"))["node"]["id"] == "R3JvdXA6MQ=="

@@ -26,6 +26,10 @@ from domain.resilience import retry_transient
 
 PAGE = 100  # VK's maximum ``count`` for wall.get and wall.getComments
 WRITE_BATCH = 2000  # comments per transaction
+# Pages fetched but not yet written. While the writer is slower than VK (a busy database), the
+# fetchers wait instead of piling pages up: a bound on a parse's memory (64 pages ≈ 6,400
+# comments) that still holds three batches, so a writer that catches up never starves.
+WRITE_QUEUE = 64
 
 CommentMatcher = Callable[[Sequence[tuple[int, str]]], list[Match]]
 """Matches (comment id, text) pairs against the active keywords."""
@@ -223,7 +227,7 @@ class _Writer:
         self.report = report
         self.total = total
         self.done = 0
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=256)
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=WRITE_QUEUE)
         self.author_ids: set[int] = set()  # every author of a stored comment
         self.known_authors: set[int] = set()  # those that came with the pages (and were upserted)
 

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 import structlog
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -158,6 +159,14 @@ class MultiplexingHandler(BaseGraphQLTransportWSHandler):
             if metrics is not None:
                 metrics.websockets.dec()
 
+    async def handle_task_exception(self, error: Exception) -> None:
+        # A client that goes away while an item is being sent is how subscriptions end, not a
+        # fault: no traceback for it (Strawberry logs every failed send as one).
+        if isinstance(error, WebSocketDisconnected):
+            log.info("subscription.client_gone", request_id=getattr(self.context, "request_id", None))
+            return
+        await super().handle_task_exception(error)
+
     async def run_operation(self, operation: Operation) -> None:
         field = _root_field(operation.query, operation.operation_name)
         if field is None:  # a query or mutation over the socket, or a document that fails
@@ -210,7 +219,7 @@ class MultiplexingHandler(BaseGraphQLTransportWSHandler):
                 await operation.send_next(item)
                 first = False
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
-        except _OperationStreamClosed:
+        except (_OperationStreamClosed, WebSocketDisconnected):
             return
         except Exception as error:  # as Strawberry does: report, complete, re-raise
             await self.handle_task_exception(error)

@@ -77,6 +77,7 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     from domain.tasks import watch_tasks
     from graphql_api.app import create_app
     from infrastructure.bootstrap import build_container, freeze_startup_objects, resume_unfinished
+    from infrastructure.memory import release_free_memory_forever
 
     # Claim the port before anything is announced: a taken port is one clear line, not a
     # GraphiQL URL that leads to someone else's server followed by a traceback.
@@ -111,10 +112,14 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     print(f"Console: http://{host}:{port}/", flush=True)
     print(f"GraphiQL: http://{host}:{port}/graphql", flush=True)
     # Without Redis there are no ARQ workers: this process is the scheduler and the recovery loop.
-    background = [] if settings.redis_url else [
-        asyncio.create_task(_scheduler_loop(container)),
-        asyncio.create_task(watch_tasks(container.adapters, stall_after=timedelta(seconds=settings.task_stall_seconds))),
-    ]
+    background = [asyncio.create_task(release_free_memory_forever())]
+    if not settings.redis_url:
+        background += [
+            asyncio.create_task(_scheduler_loop(container)),
+            asyncio.create_task(
+                watch_tasks(container.adapters, stall_after=timedelta(seconds=settings.task_stall_seconds))
+            ),
+        ]
     try:
         await server.serve(sockets=[listening])
     finally:

@@ -26,6 +26,7 @@ from domain.monitoring import scheduler_tick
 from domain.tasks import TIMEOUTS, run_task, watch_tasks
 from infrastructure.bootstrap import arq_queue_name, build_container
 from infrastructure.logging import configure_logging
+from infrastructure.memory import release_free_memory_forever
 from infrastructure.queue import RUN_TASK
 from infrastructure.redis_client import arq_settings
 from infrastructure.settings import Settings
@@ -55,14 +56,16 @@ async def startup(ctx: dict[str, Any]) -> None:
         watch_tasks(container.adapters, stall_after=timedelta(seconds=settings.task_stall_seconds)),
         name="watch-tasks",
     )
+    ctx["trim"] = asyncio.create_task(release_free_memory_forever(), name="release-free-memory")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    watch = ctx.get("watch")
-    if watch is not None:
-        watch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watch
+    for name in ("watch", "trim"):
+        background = ctx.get(name)
+        if background is not None:
+            background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await background
     await ctx["container"].aclose()
 
 

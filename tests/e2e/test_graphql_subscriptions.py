@@ -376,3 +376,20 @@ async def test_a_bad_shared_document_is_refused_like_any_other(server: str, toke
         assert "nope" in message["payload"][0]["message"]
     finally:
         await ws.close()
+
+
+async def test_a_client_gone_mid_send_is_not_logged_as_a_fault() -> None:
+    """A send to a closed socket raises WebSocketDisconnected: the subscription simply ends.
+    Anything else is still reported with its traceback."""
+    from unittest.mock import Mock
+
+    from strawberry.http.exceptions import WebSocketDisconnected
+
+    from graphql_api.multiplex import MultiplexingHandler
+
+    handler = MultiplexingHandler.__new__(MultiplexingHandler)  # only what the method reads
+    handler.context, handler.task_logger = None, Mock()
+    await handler.handle_task_exception(WebSocketDisconnected())
+    handler.task_logger.exception.assert_not_called()
+    await handler.handle_task_exception(RuntimeError("boom"))
+    handler.task_logger.exception.assert_called_once()

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
+import multiprocessing
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
+
+import httpx
 
 import pytest
 import uvicorn
@@ -30,25 +34,51 @@ from tests.fakes import InMemoryStore, no_report
 SECRET = "vk1.a.integration-secret-token"
 
 
+@dataclass
+class Emulator:
+    """An emulator serving in its own process; ``stats`` is read from it as it stops."""
+
+    url: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _serve_emulator(sock: socket.socket, world: VkWorld, options: dict[str, Any]) -> None:
+    server = uvicorn.Server(uvicorn.Config(VkEmulator(world, **options), log_level="critical", access_log=False,
+                                           lifespan="off"))
+    server.run(sockets=[sock])
+
+
 @contextmanager
-def serve(app) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a background thread; yields the API base URL."""
+def serve(world: VkWorld, **options: Any) -> Iterator[Emulator]:
+    """Serve ``VkEmulator(world, **options)`` over HTTP from a child process.
+
+    VK is another machine: in a thread of the test process, the emulator would share the GIL and
+    the garbage collector's pauses with the gateway, stamp some arrivals late, and count error 6
+    for requests the gateway spaced correctly."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the emulator did not start"
-        time.sleep(0.01)
+    child = multiprocessing.get_context("spawn").Process(target=_serve_emulator, args=(sock, world, options),
+                                                         daemon=True)
+    child.start()
+    base = f"http://127.0.0.1:{port}"
+    emulator = Emulator(f"{base}/method")
     try:
-        yield f"http://127.0.0.1:{port}/method"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/_stats", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert child.is_alive() and time.monotonic() < deadline, "the emulator did not start"
+                time.sleep(0.05)
+        yield emulator
+        emulator.stats = httpx.get(f"{base}/_stats", timeout=10).json()
     finally:
-        server.should_exit = True
-        thread.join(10)
+        child.terminate()
+        child.join(10)
         sock.close()
 
 
@@ -70,9 +100,8 @@ async def collect(vk, world: VkWorld, owner_id: int, store: InMemoryStore | None
 
 async def test_collects_every_comment_and_reply_once_without_error_6():
     world = small_world()
-    app = VkEmulator(world, rps=3)
-    with serve(app) as url:
-        vk = HttpVkGateway(url, [SECRET], rps=3)
+    with serve(world, rps=3) as emulator:
+        vk = HttpVkGateway(emulator.url, [SECRET], rps=3)
         try:
             for owner in world.open_owner_ids():
                 store, result = await collect(vk, world, owner)
@@ -80,7 +109,7 @@ async def test_collects_every_comment_and_reply_once_without_error_6():
                 assert result.comments_seen == len(world.expected_comments(owner))
         finally:
             await vk.aclose()
-    stats = app.stats()
+    stats = emulator.stats
     assert stats["error6"] == 0
     assert stats["calls"] == sum(world.minimal_calls(o) for o in world.open_owner_ids())  # each page once
     assert stats["requests_total"] == vk.stats.requests
@@ -90,8 +119,8 @@ async def test_closed_community_is_denied_with_vks_reason():
     world = small_world(communities=1, closed_communities=1)
     closed_owner = -100002
     assert world.groups[100002].is_closed == 1
-    with serve(VkEmulator(world, rps=3)) as url:
-        vk = HttpVkGateway(url, [SECRET], rps=3)
+    with serve(world, rps=3) as emulator:
+        vk = HttpVkGateway(emulator.url, [SECRET], rps=3)
         try:
             with pytest.raises(VkAccessDenied) as error:
                 await collect(vk, world, closed_owner)
@@ -103,8 +132,8 @@ async def test_closed_community_is_denied_with_vks_reason():
 async def test_post_with_closed_comments_is_skipped_and_reported():
     world = small_world(communities=1, closed_comment_posts=2, closed_communities=0)
     owner = -100001
-    with serve(VkEmulator(world, rps=3)) as url:
-        vk = HttpVkGateway(url, [SECRET], rps=3)
+    with serve(world, rps=3) as emulator:
+        vk = HttpVkGateway(emulator.url, [SECRET], rps=3)
         try:
             store, result = await collect(vk, world, owner)
         finally:
@@ -116,33 +145,31 @@ async def test_post_with_closed_comments_is_skipped_and_reported():
 
 async def test_flaky_vk_still_yields_exactly_the_world():
     world = small_world(seed=5, posts_per_community=60)
-    app = VkEmulator(world, rps=20, fail_rate=0.1, seed=7, stall_seconds=1.0)
-    with serve(app) as url:
+    with serve(world, rps=20, fail_rate=0.1, seed=7, stall_seconds=1.0) as emulator:
         # One community through execute (inner calls fail too), one with plain calls: many requests.
         for owner, use_execute in zip(world.open_owner_ids(), (True, False), strict=True):
-            vk = HttpVkGateway(url, [SECRET], rps=20, timeout=10, backoff_factor=0.2, max_retries=8,
+            vk = HttpVkGateway(emulator.url, [SECRET], rps=20, timeout=10, backoff_factor=0.2, max_retries=8,
                                use_execute=use_execute)
             try:
                 store, _ = await collect(vk, world, owner)
             finally:
                 await vk.aclose()
             assert store.comment_ids(owner) == world.expected_comments(owner)
-    stats = app.stats()
+    stats = emulator.stats
     assert sum(stats["failures"].values()) >= 3  # VK really was flaky
     assert stats["error6"] == 0
 
 
 async def test_two_gateways_share_one_token_through_redis(redis_url, redis_prefix):
     world = small_world(seed=9)
-    app = VkEmulator(world, rps=3)
     redis = Redis.from_url(redis_url)
-    with serve(app) as url:
-        # The emulator runs in a thread of this process, sharing the GIL (and the garbage
-        # collector's pauses, after hundreds of tests) with the gateways: some arrivals are
-        # stamped late and others not. A wider window than production's absorbs that (1.05 s
-        # and 1.2 s each failed once in the full suite); gateways that did not share the
-        # limiter would still send 6 requests/s and be refused.
-        gateways = [HttpVkGateway(url, [SECRET], limiter=RedisRateLimiter(redis, 3, prefix=redis_prefix, window=1.5))
+    with serve(world, rps=3) as emulator:
+        # The two gateways share this process's event loop: a slot granted to one may be sent
+        # a little after a later slot of the other. A wider window than production's absorbs
+        # that; gateways that did not share the limiter would still send 6 requests/s and be
+        # refused.
+        gateways = [HttpVkGateway(emulator.url, [SECRET],
+                                  limiter=RedisRateLimiter(redis, 3, prefix=redis_prefix, window=1.5))
                     for _ in range(2)]
         try:
             owners = world.open_owner_ids()
@@ -153,16 +180,15 @@ async def test_two_gateways_share_one_token_through_redis(redis_url, redis_prefi
             await redis.aclose()
     for (store, _), owner in zip(results, owners):
         assert store.comment_ids(owner) == world.expected_comments(owner)
-    stats = app.stats()
+    stats = emulator.stats
     assert stats["requests_total"] >= 6  # both really worked the one token at once
     assert stats["error6"] == 0, stats
 
 
 async def test_a_rejected_token_is_revoked_and_the_others_carry_on():
     world = small_world(communities=1, closed_communities=0)
-    app = VkEmulator(world, rps=3, tokens=["good-token"])
-    with serve(app) as url:
-        vk = HttpVkGateway(url, [SECRET, "good-token"], rps=3)
+    with serve(world, rps=3, tokens=["good-token"]) as emulator:
+        vk = HttpVkGateway(emulator.url, [SECRET, "good-token"], rps=3)
         try:
             store, _ = await collect(vk, world, -100001)
             states = {s.fingerprint: s for s in vk.token_states()}
@@ -176,22 +202,22 @@ async def test_a_rejected_token_is_revoked_and_the_others_carry_on():
 async def test_vk_errors_never_contain_the_token():
     world = small_world(communities=1, closed_communities=1)
     errors: list[VkError] = []
-    with serve(VkEmulator(world, rps=3, tokens=["other"])) as url:
-        vk = HttpVkGateway(url, [SECRET], rps=3)
+    with serve(world, rps=3, tokens=["other"]) as emulator:
+        vk = HttpVkGateway(emulator.url, [SECRET], rps=3)
         try:
             await vk.wall_page(-100001, 0)
         except VkAuthFailed as e:
             errors.append(e)
         await vk.aclose()
-    with serve(VkEmulator(world, rps=3)) as url:
-        vk = HttpVkGateway(url, [SECRET], rps=3)
+    with serve(world, rps=3) as emulator:
+        vk = HttpVkGateway(emulator.url, [SECRET], rps=3)
         try:
             await vk.wall_page(-100002, 0)
         except VkAccessDenied as e:
             errors.append(e)
         await vk.aclose()
     # Nobody listens on this port any more: a network error, after retries.
-    vk = HttpVkGateway(url, [SECRET], rps=100, max_retries=2, backoff_factor=0.01, timeout=2)
+    vk = HttpVkGateway(emulator.url, [SECRET], rps=100, max_retries=2, backoff_factor=0.01, timeout=2)
     try:
         await vk.wall_page(-100001, 0)
     except VkUnavailable as e:

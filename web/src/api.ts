@@ -1,5 +1,6 @@
 // The console's only way to the service: GraphQL over HTTP for queries and mutations, and
 // graphql-transport-ws (the `graphql-ws` package) for subscriptions. Same origin, no CORS.
+import { signal } from "@preact/signals";
 import { createClient, type Client } from "graphql-ws";
 
 const TOKEN_KEY = "vkcp.token"; // GraphiQL (same origin) reads it too
@@ -19,8 +20,10 @@ export function setToken(value: string): void {
   token = value;
   if (value) localStorage.setItem(TOKEN_KEY, value);
   else localStorage.removeItem(TOKEN_KEY);
-  wsClient?.dispose();
+  const old = wsClient;
   wsClient = null;
+  old?.dispose();
+  connection.value = "idle";
 }
 
 /** Called when the service rejects the stored token (revoked or expired). */
@@ -89,33 +92,76 @@ export async function download(url: string): Promise<void> {
 
 let wsClient: Client | null = null;
 
+/** The WebSocket's state, for screens that show it: `reconnecting` once a connection that was
+ * up is being retried (graphql-ws retries with a randomised exponential backoff and sends the
+ * open subscriptions again), `idle` when no subscription needs one. */
+export type Connection = "idle" | "connecting" | "connected" | "reconnecting";
+export const connection = signal<Connection>("idle");
+let wasConnected = false;
+
 function client(): Client {
   if (!wsClient) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    wsClient = createClient({
+    wasConnected = false;
+    const made: Client = createClient({
       url: `${scheme}://${location.host}/graphql`,
       connectionParams: () => ({ Authorization: `Bearer ${token}` }),
       lazy: true,
       retryAttempts: Infinity,
       shouldRetry: () => true,
+      on: {
+        connecting: () => { if (wsClient === made) connection.value = wasConnected ? "reconnecting" : "connecting"; },
+        connected: () => { if (wsClient === made) { wasConnected = true; connection.value = "connected"; } },
+        // A lazy client closes when its last subscription ends: nothing to reconnect then.
+        closed: () => { if (wsClient === made && connection.value !== "idle") connection.value = active > 0 ? "reconnecting" : "idle"; },
+      },
     });
+    wsClient = made;
   }
   return wsClient;
 }
 
-/** Subscribe; returns the function that ends the subscription. */
+let active = 0;
+
+/** Subscribe; returns the function that ends the subscription. `onEnd` hears when the server
+ * ends it: with null after a normal completion (e.g. a task reached its final state, or a slow
+ * client was dropped), or with the server's error (e.g. SERVICE_UNAVAILABLE: subscribe again). */
 export function subscribe<T, V = Record<string, unknown>>(
   query: string,
   variables: V,
   onData: (data: T) => void,
-  onComplete?: () => void,
+  onEnd?: (error: ApiError | null) => void,
 ): () => void {
-  return client().subscribe<T>(
+  let ended = false;
+  let failure: ApiError | null = null;
+  active++;
+  const finish = () => {
+    if (ended) return;
+    ended = true;
+    active--;
+    onEnd?.(failure);
+  };
+  const stop = client().subscribe<T>(
     { query, variables: variables as Record<string, unknown> },
     {
-      next: (result) => result.data && onData(result.data as T),
-      error: () => onComplete?.(),
-      complete: () => onComplete?.(),
+      next: (result) => {
+        // An error while the subscription runs arrives as a result with errors, then complete.
+        if (result.errors?.length) failure = apiError(result.errors as GraphQLError[]);
+        else if (result.data) onData(result.data as T);
+      },
+      error: (err) => {
+        failure = Array.isArray(err) ? apiError(err as GraphQLError[]) : new ApiError(err instanceof Error ? err.message : "closed", "CLOSED");
+        finish();
+      },
+      complete: finish,
     },
   );
+  return () => {
+    if (!ended) { ended = true; active--; }
+    stop();
+  };
+}
+
+function apiError(errors: GraphQLError[]): ApiError {
+  return new ApiError(errors[0]?.message ?? "error", errors[0]?.extensions?.code ?? null);
 }

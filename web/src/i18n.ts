@@ -40,6 +40,11 @@ const en = {
   revoke: "Revoke", confirmRevoke: "revoke this token? Requests with it are refused at once.",
   secretOnce: "The new token, shown only now — copy it:", noVkTokens: "No VK tokens are configured (VKCP_VK_TOKENS).",
   authorName: "Author",
+  clearChoice: "Clear the choice", find: "Find",
+  liveFilter: "Live filter", liveAll: "Watching every new match.", liveFiltered: "Watching only the matches that pass the filter.",
+  connConnecting: "Connecting…", connConnected: "Live", connReconnecting: "Connection lost, reconnecting…", connEnded: "Feed ended",
+  feedCompleted: "The service ended the feed.", resubscribeIn: "Subscribing again in", secondsShort: "s",
+  resubscribeNow: "Subscribe now", received: "Received", openInReview: "Review these", clearList: "Clear the list",
 };
 export type Key = keyof typeof en;
 
@@ -82,6 +87,11 @@ const ru: Record<Key, string> = {
   revoke: "Отозвать", confirmRevoke: "отозвать этот токен? Запросы с ним сразу перестанут приниматься.",
   secretOnce: "Новый токен, показывается только сейчас — скопируйте его:", noVkTokens: "Токены VK не заданы (VKCP_VK_TOKENS).",
   authorName: "Автор",
+  clearChoice: "Сбросить выбор", find: "Найти",
+  liveFilter: "Фильтр эфира", liveAll: "Показываются все новые совпадения.", liveFiltered: "Показываются только совпадения, проходящие фильтр.",
+  connConnecting: "Подключение…", connConnected: "В эфире", connReconnecting: "Связь потеряна, переподключаемся…", connEnded: "Эфир прерван",
+  feedCompleted: "Сервис завершил трансляцию.", resubscribeIn: "Повторная подписка через", secondsShort: "с",
+  resubscribeNow: "Подписаться сейчас", received: "Получено", openInReview: "Открыть в просмотре", clearList: "Очистить список",
 };
 
 export type Lang = "en" | "ru";

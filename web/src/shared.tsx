@@ -96,3 +96,44 @@ export function Panel({ title, children, actions }: { title: string; children: C
 export function ErrorLine({ error }: { error: string | null }) {
   return error ? <p class="error" role="alert">{error}</p> : null;
 }
+
+export type PickOption = { id: string; label: string };
+
+/** Several of a list (communities, keywords): checkboxes, so each option shows and announces
+ * whether it is chosen; a search box once the list is long. */
+export function MultiPick({ label, name, options, value, onChange }: {
+  label: string; name: string; options: PickOption[]; value: string[]; onChange: (ids: string[]) => void;
+}) {
+  const [find, setFind] = useState("");
+  const chosen = new Set(value);
+  const needle = find.trim().toLowerCase();
+  const shown = needle ? options.filter((o) => chosen.has(o.id) || o.label.toLowerCase().includes(needle)) : options;
+  const flip = (id: string) => onChange(chosen.has(id) ? value.filter((v) => v !== id) : [...value, id]);
+  return (
+    <fieldset class="multi-pick" data-pick={name}>
+      <legend>
+        {label}
+        {value.length > 0 && (
+          <>
+            {" "}<span class="pick-count">{value.length} {t("selected")}</span>
+            <button type="button" class="pick-clear" aria-label={`${t("clearChoice")}: ${label}`} onClick={() => onChange([])}>×</button>
+          </>
+        )}
+      </legend>
+      {options.length > 8 && (
+        <input type="search" class="pick-find" aria-label={`${t("find")}: ${label}`} placeholder={t("find")} value={find} onInput={(e) => setFind(e.currentTarget.value)} />
+      )}
+      <ul class="pick-options">
+        {shown.map((o) => (
+          <li key={o.id}>
+            <label class={chosen.has(o.id) ? "on" : ""}>
+              <input type="checkbox" name={name} value={o.id} checked={chosen.has(o.id)} onChange={() => flip(o.id)} />
+              <span>{o.label}</span>
+            </label>
+          </li>
+        ))}
+        {options.length === 0 && <li class="muted">{t("none")}</li>}
+      </ul>
+    </fieldset>
+  );
+}

@@ -8,11 +8,13 @@ import type {
   CommentFieldsFragment, CommentFilter, CommentsQuery, CommentsQueryVariables, FilterOptionsQuery,
   SetCommentStateMutation, SetCommentStateMutationVariables,
 } from "../generated/graphql";
-import { ErrorLine, errorText } from "../shared";
+import { ErrorLine, MultiPick, errorText } from "../shared";
+import { memo } from "../memo";
 
 type Comment = CommentFieldsFragment;
 const ROW = 92; // px; rows have a fixed height so only the visible ones are rendered
 const PAGE = 100;
+const OVERSCAN = 5; // rows rendered above and below the visible ones
 const SORTS = [
   ["newest", "PUBLISHED_AT", "DESC"], ["oldest", "PUBLISHED_AT", "ASC"], ["mostLiked", "LIKES", "DESC"], ["mostMatches", "MATCHES_COUNT", "DESC"],
 ] as const;
@@ -24,11 +26,10 @@ export function vkLink(c: Comment): string {
   return `https://vk.com/wall${c.ownerId}_${c.post?.vkId}?reply=${c.vkId}`;
 }
 
-function Filters({ options }: { options: FilterOptionsQuery | null }) {
+const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery | null }) {
   const [draft, setDraft] = useState<ReviewState>(review.value);
   const f = draft.filter;
   const set = (patch: Partial<CommentFilter>) => setDraft({ ...draft, filter: { ...f, ...patch } });
-  const multi = (e: Event) => Array.from((e.currentTarget as HTMLSelectElement).selectedOptions).map((o) => o.value);
   const sortKey = SORTS.find(([, field, dir]) => field === draft.orderBy.field && dir === draft.orderBy.direction)?.[0] ?? "newest";
   function apply(e: Event) {
     e.preventDefault();
@@ -36,16 +37,10 @@ function Filters({ options }: { options: FilterOptionsQuery | null }) {
   }
   return (
     <form class="filters" onSubmit={apply} aria-label="filters">
-      <label>{t("community")}
-        <select multiple size={3} onChange={(e) => set({ groupIds: multi(e) })}>
-          {options?.groups.edges.map(({ node }) => <option value={node.id} selected={f.groupIds?.includes(node.id)}>{node.name}</option>)}
-        </select>
-      </label>
-      <label>{t("keyword")}
-        <select multiple size={3} onChange={(e) => set({ keywordIds: multi(e) })}>
-          {options?.keywords.edges.map(({ node }) => <option value={node.id} selected={f.keywordIds?.includes(node.id)}>{node.word}</option>)}
-        </select>
-      </label>
+      <MultiPick name="groupIds" label={t("community")} value={(f.groupIds ?? []).map(String)} onChange={(ids) => set({ groupIds: ids })}
+        options={options?.groups.edges.map(({ node }) => ({ id: node.id, label: node.name })) ?? []} />
+      <MultiPick name="keywordIds" label={t("keyword")} value={(f.keywordIds ?? []).map(String)} onChange={(ids) => set({ keywordIds: ids })}
+        options={options?.keywords.edges.map(({ node }) => ({ id: node.id, label: node.word })) ?? []} />
       <label>{t("text")}<input name="text" type="search" value={f.text ?? ""} onInput={(e) => set({ text: e.currentTarget.value })} /></label>
       <label>{t("author")}<input name="author" inputMode="numeric" value={f.authorIds?.join(",") ?? ""} onInput={(e) => set({ authorIds: e.currentTarget.value.split(/[ ,]+/).filter(Boolean).map(Number).filter(Number.isFinite) })} /></label>
       <label>{t("since")}<input type="date" value={f.since?.slice(0, 10) ?? ""} onInput={(e) => set({ since: e.currentTarget.value ? `${e.currentTarget.value}T00:00:00Z` : null })} /></label>
@@ -71,6 +66,45 @@ function Filters({ options }: { options: FilterOptionsQuery | null }) {
       </div>
     </form>
   );
+});
+
+type RowProps = {
+  c: Comment; index: number; total: number; isCurrent: boolean; isSelected: boolean;
+  onPick: (index: number) => void; onToggle: (id: string) => void;
+};
+
+/** One comment of the list. Memoized and keyed by id: a step re-renders the row it leaves and
+ * the row it reaches; a scroll adds and removes rows without touching the others. */
+const Row = memo(function Row({ c, index, total, isCurrent, isSelected, onPick, onToggle }: RowProps) {
+  return (
+    <div
+      role="listitem"
+      aria-posinset={index + 1}
+      aria-setsize={total}
+      aria-current={isCurrent ? "true" : undefined}
+      class={`comment-row${isCurrent ? " current" : ""}${c.viewed ? " viewed" : ""}${c.archived ? " archived" : ""}${isSelected ? " selected" : ""}`}
+      style={{ transform: `translateY(${index * ROW}px)`, height: `${ROW}px` }}
+      data-comment-id={c.id}
+      onClick={() => onPick(index)}
+    >
+      <input type="checkbox" aria-label={`${t("selected")} ${c.id}`} checked={isSelected} onClick={(e) => e.stopPropagation()} onChange={() => onToggle(c.id)} />
+      <div class="comment-main">
+        <div class="comment-meta">
+          <strong>{c.author?.name ?? c.group?.name ?? "?"}</strong> · {c.group?.name} · {fmtDate(c.publishedAt)} · ♥ {c.likes}
+          {c.parent && <span class="badge">↳ {t("inReplyTo")}</span>}
+          {c.viewed && <span class="badge">{t("viewed")}</span>}
+          {c.archived && <span class="badge">{t("archived")}</span>}
+        </div>
+        <p class="comment-text"><Highlighted text={c.text} matches={c.matches} /></p>
+      </div>
+    </div>
+  );
+});
+
+/** The rows [first, last) to render for a scroll position: the visible ones and the overscan. */
+function windowAt(scrollTop: number, height: number): { first: number; last: number } {
+  const top = Math.floor(scrollTop / ROW);
+  return { first: Math.max(0, top - OVERSCAN), last: top + Math.ceil(height / ROW) + 1 + OVERSCAN };
 }
 
 export function Review() {
@@ -83,8 +117,8 @@ export function Review() {
   const [error, setError] = useState<string | null>(null);
   const [current, setCurrent] = useState(0);
   const [selected, setSelected] = useState<Set<string>>(new Set());
-  const [scrollTop, setScrollTop] = useState(0);
-  const [height, setHeight] = useState(600);
+  // Only the window of rows in view is state: scrolling within it renders nothing.
+  const [view, setView] = useState(() => windowAt(0, 600));
   const [options, setOptions] = useState<FilterOptionsQuery | null>(null);
   const listRef = useRef<HTMLDivElement>(null);
   const generation = useRef(0);
@@ -121,13 +155,17 @@ export function Review() {
   useEffect(() => {
     const el = listRef.current;
     if (!el) return;
-    const observer = new ResizeObserver(() => setHeight(el.clientHeight));
+    const observer = new ResizeObserver(() => follow(el.scrollTop));
     observer.observe(el);
     return () => observer.disconnect();
   }, []);
 
-  const first = Math.max(0, Math.floor(scrollTop / ROW) - 5);
-  const last = Math.min(rows.length, Math.ceil((scrollTop + height) / ROW) + 5);
+  function follow(scrollTop: number) {
+    const next = windowAt(scrollTop, listRef.current?.clientHeight ?? 600);
+    setView((old) => (old.first === next.first && old.last === next.last ? old : next));
+  }
+  const first = Math.min(view.first, rows.length);
+  const last = Math.min(rows.length, view.last);
   useEffect(() => {
     if (more && !loading && last >= rows.length - 20 && rows.length > 0) loadPage(false);
   }, [last, rows.length, more, loading]);
@@ -138,8 +176,11 @@ export function Review() {
       const d = await request<SetCommentStateMutation, SetCommentStateMutationVariables>(SET_COMMENT_STATE, { ids, ...patch });
       if (d.setCommentState.errors.length) return setError(d.setCommentState.errors[0].message);
       const changed = new Map(d.setCommentState.comments.map((c) => [c.id, c]));
-      setRows((list) => list.map((c) => (changed.has(c.id) ? { ...c, ...changed.get(c.id)! } : c)));
-      setSelected(new Set());
+      setRows((list) => list.map((c) => {
+        const now = changed.get(c.id);
+        return now && (now.viewed !== c.viewed || now.archived !== c.archived) ? { ...c, ...now } : c;
+      }));
+      setSelected((s) => (s.size ? new Set() : s));
     } catch (e) {
       setError(errorText(e));
     }
@@ -159,6 +200,7 @@ export function Review() {
     if (el) {
       if (i * ROW < el.scrollTop) el.scrollTop = i * ROW;
       else if ((i + 1) * ROW > el.scrollTop + el.clientHeight) el.scrollTop = (i + 1) * ROW - el.clientHeight;
+      follow(el.scrollTop); // the same render as the step, not one more on the scroll event
     }
   }
 
@@ -186,13 +228,15 @@ export function Review() {
     return () => removeEventListener("keydown", onKey);
   }, []);
 
-  function toggle(id: string) {
+  // Stable callbacks, so the memoized rows see the same props from one step to the next.
+  const toggle = useCallback((id: string) => {
     setSelected((s) => {
       const next = new Set(s);
       if (next.has(id)) next.delete(id); else next.add(id);
       return next;
     });
-  }
+  }, []);
+  const pick = useCallback((index: number) => { cursorRef.current = index; setCurrent(index); }, []);
 
   const focused = rows[current];
   return (
@@ -208,31 +252,12 @@ export function Review() {
       </div>
       <ErrorLine error={error} />
       <div class="review-body">
-        <div class="comment-list" ref={listRef} onScroll={(e) => setScrollTop(e.currentTarget.scrollTop)} role="list" aria-label={t("comments")} tabIndex={0}>
+        <div class="comment-list" ref={listRef} onScroll={(e) => follow(e.currentTarget.scrollTop)} role="list" aria-label={t("comments")} tabIndex={0}>
           <div style={{ height: `${rows.length * ROW}px`, position: "relative" }}>
-            {rows.slice(first, last).map((c, i) => {
-              const index = first + i;
-              return (
-                <div
-                  role="listitem"
-                  class={`comment-row${index === current ? " current" : ""}${c.viewed ? " viewed" : ""}${c.archived ? " archived" : ""}`}
-                  style={{ top: `${index * ROW}px`, height: `${ROW}px` }}
-                  data-comment-id={c.id}
-                  onClick={() => setCurrent(index)}
-                >
-                  <input type="checkbox" aria-label={`${t("selected")} ${c.id}`} checked={selected.has(c.id)} onClick={(e) => e.stopPropagation()} onChange={() => toggle(c.id)} />
-                  <div class="comment-main">
-                    <div class="comment-meta">
-                      <strong>{c.author?.name ?? c.group?.name ?? "?"}</strong> · {c.group?.name} · {fmtDate(c.publishedAt)} · ♥ {c.likes}
-                      {c.parent && <span class="badge">↳ {t("inReplyTo")}</span>}
-                      {c.viewed && <span class="badge">{t("viewed")}</span>}
-                      {c.archived && <span class="badge">{t("archived")}</span>}
-                    </div>
-                    <p class="comment-text"><Highlighted text={c.text} matches={c.matches} /></p>
-                  </div>
-                </div>
-              );
-            })}
+            {rows.slice(first, last).map((c, i) => (
+              <Row key={c.id} c={c} index={first + i} total={rows.length} isCurrent={first + i === current}
+                isSelected={selected.has(c.id)} onPick={pick} onToggle={toggle} />
+            ))}
           </div>
           {!loading && rows.length === 0 && <p class="muted pad">{t("none")}</p>}
         </div>

@@ -14,7 +14,7 @@ form ("кошк": кошка, кошки, кошками); word forms in general
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Generic, Protocol, TypeVar
@@ -166,18 +166,50 @@ class CommentView:
 
 @dataclass
 class Page(Generic[T]):
-    """One page of a connection: ``edges`` are (cursor, node) in order."""
+    """One page of a connection: ``edges`` are (cursor, node) in order, also when the page was
+    read backwards (``last`` items ``before`` a cursor).
+
+    Whether more items lie past the page on the side it was read towards comes with it (one
+    row more than asked for was read): ``has_next_page`` of a forward page,
+    ``has_previous_page`` of a backward one. Whether any lie on the other side, beyond the
+    cursor it started from (at or before ``after``, at or after ``before``), takes one more
+    query, so ``beyond_cursor`` runs it only for a caller that asks (``items_before`` /
+    ``items_after``). Without a starting cursor there is nothing on that side.
+    """
 
     edges: list[tuple[str, T]] = field(default_factory=list)
     has_next_page: bool = False
+    has_previous_page: bool = False
+    backward: bool = False
+    beyond_cursor: Callable[[], Awaitable[bool]] | None = None
+
+    @property
+    def start_cursor(self) -> str | None:
+        return self.edges[0][0] if self.edges else None
 
     @property
     def end_cursor(self) -> str | None:
         return self.edges[-1][0] if self.edges else None
 
+    async def items_before(self) -> bool:
+        if self.backward or self.beyond_cursor is None:
+            return self.has_previous_page
+        return await self.beyond_cursor()
+
+    async def items_after(self) -> bool:
+        if not self.backward or self.beyond_cursor is None:
+            return self.has_next_page
+        return await self.beyond_cursor()
+
 
 class ReadModel(Protocol):
-    async def groups_page(self, *, first: int, after: str | None, active: bool | None = None) -> Page[Group]: ...
+    """Pages take ``first`` items ``after`` a cursor, or the ``last`` items ``before`` one (both
+    cursors may be given: the items between them); every cursor is one of the same order's."""
+
+    async def groups_page(
+        self, *, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None, active: bool | None = None,
+    ) -> Page[Group]: ...
     async def groups_count(self, *, active: bool | None = None) -> int: ...
     async def groups_by_ids(self, ids: Sequence[int]) -> list[Group | None]: ...
 
@@ -185,7 +217,8 @@ class ReadModel(Protocol):
     async def authors_by_ids(self, vk_ids: Sequence[int]) -> list[Author | None]: ...
 
     async def comments_page(
-        self, flt: CommentFilter, order: CommentOrder, *, first: int, after: str | None
+        self, flt: CommentFilter, order: CommentOrder, *, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None,
     ) -> Page[CommentView]: ...
     async def comments_count(self, flt: CommentFilter) -> int: ...
     async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]: ...
@@ -196,8 +229,8 @@ class ReadModel(Protocol):
     async def matches_by_comment_ids(self, ids: Sequence[int]) -> list[list[Match]]: ...
     async def keywords_by_ids(self, ids: Sequence[int]) -> list[Keyword | None]: ...
     async def keywords_page(
-        self, *, first: int, after: str | None, active: bool | None = None, category: str | None = None,
-        text: str | None = None,
+        self, *, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None, active: bool | None = None, category: str | None = None, text: str | None = None,
     ) -> Page[Keyword]: ...
     async def keywords_count(
         self, *, active: bool | None = None, category: str | None = None, text: str | None = None
@@ -205,7 +238,10 @@ class ReadModel(Protocol):
     async def keyword_matches_counts(self, ids: Sequence[int]) -> list[int]:
         """Stored matches per keyword, aligned with ``ids``."""
 
-    async def tasks_page(self, flt: TaskFilter, *, first: int, after: str | None) -> Page[Task]: ...
+    async def tasks_page(
+        self, flt: TaskFilter, *, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None,
+    ) -> Page[Task]: ...
     async def tasks_count(self, flt: TaskFilter) -> int: ...
     async def tasks_by_ids(self, ids: Sequence[int]) -> list[Task | None]: ...
 

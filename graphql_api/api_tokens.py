@@ -8,12 +8,15 @@ from datetime import datetime
 from typing import Annotated
 
 import strawberry
+from graphql import GraphQLError
 
 from domain import auth
 from domain.errors import DomainError, NotFound, Unavailable
+from graphql_api.auth import IsAdmin
 from graphql_api.codes import code_of
 from graphql_api.context import Info
-from graphql_api.types import UserError
+from graphql_api.ids import NodeType, find_id
+from graphql_api.types import Node, UserError
 
 
 @strawberry.enum(description="What an API token may do; each role may do everything the one before it may.")
@@ -24,8 +27,8 @@ class ApiRole(enum.Enum):
 
 
 @strawberry.type(description="An API token as admins see it: never the secret, which is shown once at creation.")
-class ApiToken:
-    id: strawberry.ID = strawberry.field(description="Row id of the token (pass it to revokeApiToken).")
+class ApiToken(Node):
+    NODE_TYPE = NodeType.API_TOKEN
     name: str = strawberry.field(description="Who or what the token is for.")
     role: ApiRole = strawberry.field(description="What the token may do.")
     created_at: datetime | None = strawberry.field(description="When the token was created.")
@@ -35,7 +38,7 @@ class ApiToken:
     @classmethod
     def from_domain(cls, token: auth.ApiToken) -> ApiToken:
         return cls(
-            id=strawberry.ID(str(token.id)), name=token.name, role=ApiRole(token.role), created_at=token.created_at,
+            **cls.ids(token.id), name=token.name, role=ApiRole(token.role), created_at=token.created_at,
             last_used_at=token.last_used_at, revoked_at=token.revoked_at,
         )
 
@@ -64,6 +67,14 @@ async def resolve_api_tokens(info: Info) -> list[ApiToken]:
     return [ApiToken.from_domain(t) for t in await auth.list_api_tokens(info.context.adapters.uow_factory)]
 
 
+async def load_api_token(info: Info, token_id: int) -> ApiToken | None:
+    """One token by row id, for ``node``: admins only, as ``apiTokens``."""
+    if not IsAdmin().has_permission(None, info):
+        raise GraphQLError(IsAdmin.message, extensions=IsAdmin.error_extensions)
+    found = [t for t in await auth.list_api_tokens(info.context.adapters.uow_factory) if t.id == token_id]
+    return ApiToken.from_domain(found[0]) if found else None
+
+
 async def create_api_token(
     info: Info,
     name: Annotated[str, strawberry.argument(description="Who or what the token is for.")],
@@ -77,13 +88,14 @@ async def create_api_token(
 
 
 async def revoke_api_token(
-    info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The token's id (not its secret).")]
+    info: Info,
+    id: Annotated[strawberry.ID, strawberry.argument(description="The token's id (global or row id; not its secret).")],
 ) -> RevokeApiTokenPayload:
     try:
-        text = str(id).strip()
-        if not (text.isascii() and text.isdigit()) or len(text) > 18:  # '²' is a digit to isdigit()
+        token_id = find_id(id, NodeType.API_TOKEN)
+        if token_id is None:
             raise NotFound(f"No live API token with id {id}", field="id")
-        token = await auth.revoke_api_token(info.context.adapters.uow_factory, int(text))
+        token = await auth.revoke_api_token(info.context.adapters.uow_factory, token_id)
     except DomainError as e:
         return RevokeApiTokenPayload(api_token=None, errors=_errors(e))
     return RevokeApiTokenPayload(api_token=ApiToken.from_domain(token), errors=[])

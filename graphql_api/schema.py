@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from datetime import datetime, timedelta
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 import strawberry
@@ -22,11 +21,11 @@ from domain import export as export_cases
 from domain import groups as group_cases
 from domain import keywords as keyword_cases
 from domain import tasks as task_cases
-from domain.errors import DomainError, NotFound, Unavailable
+from domain.errors import DomainError, InvalidInput, Unavailable
 from domain.ports import EventsMissed
 from domain.models import TaskKind as DomainTaskKind
 from domain.models import TaskState as DomainTaskState
-from domain.queries import MAX_PAGE, CommentFilter, CommentOrder, CommentSort, Page, TaskFilter
+from domain.queries import MAX_FILTER_IDS, MAX_PAGE, CommentFilter, CommentOrder, CommentSort, Page, TaskFilter
 from domain.queries import SortDirection as DomainSortDirection
 from graphql_api import commands
 from graphql_api import api_tokens as token_api
@@ -35,6 +34,7 @@ from graphql_api.context import Info, OperationLoaders
 from graphql_api.codes import ErrorCode, code_of
 from graphql_api.errors import CodedErrors, Schema
 from graphql_api.executor import ApiExecutor
+from graphql_api.ids import NodeType, decode_id, filter_ids, find_id, global_id, parse_id
 from graphql_api.fanout import MAX_SHARED_EVENTS, ByIdentity, share
 from graphql_api.limits import limit_extensions
 from graphql_api.observability import OperationObserver
@@ -55,6 +55,8 @@ from graphql_api.types import (
     GroupPayload,
     Keyword,
     KeywordConnection,
+    Node,
+    Post,
     KeywordFilterInput,
     KeywordInput,
     KeywordPayload,
@@ -88,14 +90,24 @@ RECHECK_SECONDS = 5.0
 
 # --- arguments ------------------------------------------------------------------------------
 
-First = Annotated[int, strawberry.argument(description="How many items to return (1–100).")]
+First = Annotated[
+    int | None,
+    strawberry.argument(description=f"How many items to return from the start (1–100; {DEFAULT_PAGE} when `last` is not given)."),
+]
 After = Annotated[
     str | None, strawberry.argument(description="Return the items after this cursor (a previous page's `pageInfo.endCursor`).")
+]
+Last = Annotated[
+    int | None, strawberry.argument(description="How many items to return from the end (1–100), instead of `first`.")
+]
+Before = Annotated[
+    str | None,
+    strawberry.argument(description="Return the items before this cursor (a later page's `pageInfo.startCursor`)."),
 ]
 
 
 def Id(what: str):  # noqa: N802 - reads like a type in signatures
-    return Annotated[strawberry.ID, strawberry.argument(description=f"Id of the {what}.")]
+    return Annotated[strawberry.ID, strawberry.argument(description=f"Id of the {what} (its global id, or its row id).")]
 
 
 GroupId, TaskId, CommentId = Id("community"), Id("task"), Id("comment")
@@ -114,47 +126,28 @@ def user_errors(error: DomainError) -> list[UserError]:
     return [UserError(code=code_of(error), message=error.message, field=error.field)]
 
 
-# Ids are the row ids we hand out: ASCII digits only. ('²', '③' and '١' pass str.isdigit(),
-# and int() refuses the first two and reads the third as 1: neither is an id we gave.)
-_ROW_ID = re.compile(r"[0-9]{1,18}")  # 18 digits: every value fits a 64-bit column
+def _bad_argument(message: str, field: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": ErrorCode.BAD_USER_INPUT.value, "field": field})
 
 
-def row_id(value: strawberry.ID | str) -> int | None:
-    """The row id an ``ID`` names, or None when it cannot name one."""
-    text = str(value).strip()
-    if _ROW_ID.fullmatch(text) is None:
-        return None
-    return int(text) or None
-
-
-def parse_id(value: strawberry.ID | str, *, what: str, field: str = "id") -> int:
-    """A row id from an ``ID``; an id that cannot exist is simply not found."""
-    found = row_id(value)
-    if found is None:
-        raise NotFound(f"{what} '{value}' not found", field=field)
-    return found
-
-
-def _filter_ids(values: Sequence[strawberry.ID] | None) -> tuple[int, ...] | None:
-    """Ids of a list filter, each once. One that cannot exist matches nothing; an empty list
-    matches nothing."""
-    if values is None:
-        return None
-    return tuple(dict.fromkeys(i for i in map(row_id, values) if i is not None))
-
-
-def check_first(first: int) -> int:
-    if not 1 <= first <= MAX_PAGE:
-        raise GraphQLError(
-            f"`first` must be between 1 and {MAX_PAGE}", extensions={"code": ErrorCode.BAD_USER_INPUT.value, "field": "first"}
-        )
-    return first
+def window(first: int | None, after: str | None, last: int | None, before: str | None) -> dict[str, Any]:
+    """A connection's paging arguments, checked: ``first`` items after ``after`` (and before
+    ``before``), or the ``last`` ones before ``before`` (and after ``after``), as the Relay
+    cursor connection spec reads them. Both counts at once is refused rather than guessed at."""
+    if first is not None and last is not None:
+        raise _bad_argument("Pass `first` or `last`, not both", "last")
+    if last is None:
+        first = DEFAULT_PAGE if first is None else first
+    for name, value in (("first", first), ("last", last)):
+        if value is not None and not 1 <= value <= MAX_PAGE:
+            raise _bad_argument(f"`{name}` must be between 1 and {MAX_PAGE}", name)
+    return {"first": first, "after": after, "last": last, "before": before}
 
 
 def connection(page: Page, to_node, count) -> Connection:
     return Connection(
         edges=[Edge(cursor=cursor, node=to_node(item)) for cursor, item in page.edges],
-        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        page_info=PageInfo(start_cursor=page.start_cursor, end_cursor=page.end_cursor, page=page),
         count=count,
     )
 
@@ -163,9 +156,9 @@ def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
     if flt is None:
         return CommentFilter()
     return CommentFilter(
-        group_ids=_filter_ids(flt.group_ids),
-        post_ids=_filter_ids(flt.post_ids),
-        keyword_ids=_filter_ids(flt.keyword_ids),
+        group_ids=filter_ids(flt.group_ids, NodeType.GROUP, field="groupIds"),
+        post_ids=filter_ids(flt.post_ids, NodeType.POST, field="postIds"),
+        keyword_ids=filter_ids(flt.keyword_ids, NodeType.KEYWORD, field="keywordIds"),
         matched=flt.matched,
         text=(flt.text or "").strip() or None,
         author_ids=tuple(dict.fromkeys(flt.author_ids)) if flt.author_ids is not None else None,
@@ -188,9 +181,38 @@ def to_task_filter(flt: TaskFilterInput | None) -> TaskFilter:
     return TaskFilter(
         kinds=tuple(dict.fromkeys(DomainTaskKind(k.value) for k in flt.kinds)) if flt.kinds is not None else None,
         states=tuple(dict.fromkeys(DomainTaskState(s.value) for s in flt.states)) if flt.states is not None else None,
-        group_ids=_filter_ids(flt.group_ids),
+        group_ids=filter_ids(flt.group_ids, NodeType.GROUP, field="groupIds"),
         updated_since=flt.updated_since,
     )
+
+
+# --- nodes ----------------------------------------------------------------------------------
+
+
+async def load_node(info: Info, id: strawberry.ID, *, field: str) -> Node | None:
+    """The object a global id names, as its own typed field would give it to this caller; null
+    for an id we never handed out. A plain row id names no type: refused, never guessed."""
+    decoded = decode_id(id)
+    if decoded is None:
+        return None
+    kind, pk = decoded
+    if kind is None:
+        raise InvalidInput(
+            f"'{id}' is a row id, which does not say what it names: `{field}` takes an object's global `id`",
+            field=field,
+        )
+    if kind is NodeType.API_TOKEN:
+        return await token_api.load_api_token(info, pk)
+    loaders = info.context.loaders(info)
+    loader, convert = {
+        NodeType.GROUP: (loaders.group, Group.from_domain),
+        NodeType.POST: (loaders.post, Post.from_view),
+        NodeType.COMMENT: (loaders.comment, Comment.from_view),
+        NodeType.KEYWORD: (loaders.keyword, Keyword.from_domain),
+        NodeType.TASK: (loaders.task, Task.from_domain),
+    }[kind]
+    found = await loader.load(pk)
+    return convert(found) if found is not None else None
 
 
 # --- queries --------------------------------------------------------------------------------
@@ -198,25 +220,50 @@ def to_task_filter(flt: TaskFilterInput | None) -> TaskFilter:
 
 @strawberry.type(description="Everything that can be read.")
 class Query:
+    @strawberry.field(
+        description="Any object by its global id (Relay's refetch); null when there is none. "
+        "API tokens need an admin token, as `apiTokens` does."
+    )
+    async def node(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="A global id (an object's `id`).")]
+    ) -> Node | None:
+        return await load_node(info, id, field="id")
+
+    @strawberry.field(
+        description=f"Objects by their global ids, in the order given; null for each one that names nothing "
+        f"(at most {MAX_FILTER_IDS} ids)."
+    )
+    def nodes(
+        self,
+        info: Info,
+        ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global ids (objects' `id`).")],
+    ) -> list[Node | None]:
+        if len(ids) > MAX_FILTER_IDS:
+            raise InvalidInput(f"At most {MAX_FILTER_IDS} ids in `ids`", field="ids")
+        # Awaitables, one per id: GraphQL resolves them together (the loaders batch their reads),
+        # and an id that fails fails alone, at its own position.
+        return [load_node(info, i, field="ids") for i in ids]  # type: ignore[misc]
+
     @strawberry.field(description="Tracked communities, in the order they were added.")
     async def groups(
         self,
         info: Info,
-        first: First = DEFAULT_PAGE,
+        first: First = None,
         after: After = None,
+        last: Last = None,
+        before: Before = None,
         active: Annotated[
             bool | None, strawberry.argument(description="Only active (true) or inactive (false) communities.")
         ] = None,
     ) -> GroupConnection:
         read_model = info.context.read_model
-        page = await read_model.groups_page(first=check_first(first), after=after, active=active)
+        page = await read_model.groups_page(**window(first, after, last, before), active=active)
         return connection(page, Group.from_domain, lambda: read_model.groups_count(active=active))
 
     @strawberry.field(description="One community by its id; null when there is none.")
     async def group(self, info: Info, id: GroupId) -> Group | None:
-        try:
-            group_id = parse_id(id, what="Group")
-        except NotFound:
+        group_id = find_id(id, NodeType.GROUP)
+        if group_id is None:
             return None
         group = await info.context.loaders(info).group.load(group_id)
         return Group.from_domain(group) if group is not None else None
@@ -227,20 +274,21 @@ class Query:
         info: Info,
         filter: Annotated[CommentFilterInput | None, strawberry.argument(description="Which comments.")] = None,
         order_by: Annotated[CommentOrderInput | None, strawberry.argument(description="Sort order.")] = None,
-        first: First = DEFAULT_PAGE,
+        first: First = None,
         after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> CommentConnection:
         read_model = info.context.read_model
         flt, order = to_comment_filter(filter), to_comment_order(order_by)
-        page = await read_model.comments_page(flt, order, first=check_first(first), after=after)
+        page = await read_model.comments_page(flt, order, **window(first, after, last, before))
         await prefetch_comment_relations(info, [view for _, view in page.edges], "edges", "node")
         return connection(page, Comment.from_view, lambda: read_model.comments_count(flt))
 
     @strawberry.field(description="One comment by its id; null when there is none.")
     async def comment(self, info: Info, id: CommentId) -> Comment | None:
-        try:
-            comment_id = parse_id(id, what="Comment")
-        except NotFound:
+        comment_id = find_id(id, NodeType.COMMENT)
+        if comment_id is None:
             return None
         comment = await info.context.loaders(info).comment.load(comment_id)
         return Comment.from_view(comment) if comment is not None else None
@@ -250,19 +298,20 @@ class Query:
         self,
         info: Info,
         filter: Annotated[TaskFilterInput | None, strawberry.argument(description="Which tasks.")] = None,
-        first: First = DEFAULT_PAGE,
+        first: First = None,
         after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> TaskConnection:
         read_model = info.context.read_model
         flt = to_task_filter(filter)
-        page = await read_model.tasks_page(flt, first=check_first(first), after=after)
+        page = await read_model.tasks_page(flt, **window(first, after, last, before))
         return connection(page, Task.from_domain, lambda: read_model.tasks_count(flt))
 
     @strawberry.field(description="One task by its id; null when there is none.")
     async def task(self, info: Info, id: TaskId) -> Task | None:
-        try:
-            task_id = parse_id(id, what="Task")
-        except NotFound:
+        task_id = find_id(id, NodeType.TASK)
+        if task_id is None:
             return None
         task = await info.context.loaders(info).task.load(task_id)
         return Task.from_domain(task) if task is not None else None
@@ -272,20 +321,21 @@ class Query:
         self,
         info: Info,
         filter: Annotated[KeywordFilterInput | None, strawberry.argument(description="Which keywords.")] = None,
-        first: First = DEFAULT_PAGE,
+        first: First = None,
         after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> KeywordConnection:
         read_model = info.context.read_model
         flt = filter or KeywordFilterInput()
         conditions = keyword_cases.keyword_search(active=flt.active, category=flt.category, text=flt.text)
-        page = await read_model.keywords_page(first=check_first(first), after=after, **conditions)
+        page = await read_model.keywords_page(**window(first, after, last, before), **conditions)
         return connection(page, Keyword.from_domain, lambda: read_model.keywords_count(**conditions))
 
     @strawberry.field(description="One keyword by its id; null when there is none.")
     async def keyword(self, info: Info, id: KeywordId) -> Keyword | None:
-        try:
-            keyword_id = parse_id(id, what="Keyword")
-        except NotFound:
+        keyword_id = find_id(id, NodeType.KEYWORD)
+        if keyword_id is None:
             return None
         keyword = await info.context.loaders(info).keyword.load(keyword_id)
         return Keyword.from_domain(keyword) if keyword is not None else None
@@ -404,7 +454,7 @@ class Mutation:
         input: Annotated[UpdateGroupInput, strawberry.argument(description="The settings to change.")],
     ) -> GroupPayload:
         try:
-            group = await commands.update_group(info.context.adapters, parse_id(id, what="Group"), _group_changes(input))
+            group = await commands.update_group(info.context.adapters, parse_id(id, NodeType.GROUP), _group_changes(input))
         except DomainError as e:
             return GroupPayload(group=None, errors=user_errors(e))
         return GroupPayload(group=Group.from_domain(group), errors=[])
@@ -414,11 +464,11 @@ class Mutation:
     )
     async def remove_group(self, info: Info, id: GroupId) -> RemoveGroupPayload:
         try:
-            group_id = parse_id(id, what="Group")
+            group_id = parse_id(id, NodeType.GROUP)
             await commands.remove_group(info.context.adapters, group_id)
         except DomainError as e:
             return RemoveGroupPayload(removed_group_id=None, errors=user_errors(e))
-        return RemoveGroupPayload(removed_group_id=strawberry.ID(str(group_id)), errors=[])
+        return RemoveGroupPayload(removed_group_id=global_id(NodeType.GROUP, group_id), errors=[])
 
     @strawberry.mutation(
         description="Read a community's name, members, photo and status from VK again.", permission_classes=operator_only
@@ -426,7 +476,7 @@ class Mutation:
     async def refresh_group(self, info: Info, id: GroupId) -> GroupPayload:
         adapters = info.context.adapters
         try:
-            group = await group_cases.refresh_group(adapters.uow_factory, adapters.vk, parse_id(id, what="Group"))
+            group = await group_cases.refresh_group(adapters.uow_factory, adapters.vk, parse_id(id, NodeType.GROUP))
         except DomainError as e:
             return GroupPayload(group=None, errors=user_errors(e))
         return GroupPayload(group=Group.from_domain(group), errors=[])
@@ -442,7 +492,7 @@ class Mutation:
         try:
             tasks = await task_cases.start_parse(
                 info.context.adapters,
-                [parse_id(g, what="Group", field="groupIds") for g in input.group_ids],
+                [parse_id(g, NodeType.GROUP, field="groupIds") for g in input.group_ids],
                 max_posts=input.max_posts,
                 since=input.since,
                 priority=input.priority,
@@ -458,7 +508,7 @@ class Mutation:
     )
     async def cancel_task(self, info: Info, id: TaskId) -> TaskPayload:
         try:
-            task = await task_cases.cancel_task(info.context.adapters, parse_id(id, what="Task"))
+            task = await task_cases.cancel_task(info.context.adapters, parse_id(id, NodeType.TASK))
         except DomainError as e:
             return TaskPayload(task=None, errors=user_errors(e))
         return TaskPayload(task=Task.from_domain(task), errors=[])
@@ -511,7 +561,7 @@ class Mutation:
         input: Annotated[UpdateKeywordInput, strawberry.argument(description="The fields to change.")],
     ) -> KeywordPayload:
         try:
-            keyword_id = parse_id(id, what="Keyword")
+            keyword_id = parse_id(id, NodeType.KEYWORD)
             keyword = await keyword_cases.update_keyword(info.context.adapters, keyword_id, _keyword_changes(input))
         except DomainError as e:
             return KeywordPayload(keyword=None, errors=user_errors(e))
@@ -523,11 +573,11 @@ class Mutation:
     )
     async def remove_keyword(self, info: Info, id: KeywordId) -> RemoveKeywordPayload:
         try:
-            keyword_id = parse_id(id, what="Keyword")
+            keyword_id = parse_id(id, NodeType.KEYWORD)
             await keyword_cases.remove_keyword(info.context.adapters, keyword_id)
         except DomainError as e:
             return RemoveKeywordPayload(removed_keyword_id=None, errors=user_errors(e))
-        return RemoveKeywordPayload(removed_keyword_id=strawberry.ID(str(keyword_id)), errors=[])
+        return RemoveKeywordPayload(removed_keyword_id=global_id(NodeType.KEYWORD, keyword_id), errors=[])
 
     @strawberry.mutation(
         description="Match stored comments against the keywords again, in the background (an ANALYZE task; "
@@ -545,10 +595,10 @@ class Mutation:
         try:
             task = await analyze_cases.start_analyze(
                 info.context.adapters,
-                group_ids=[parse_id(g, what="Group", field="groupIds") for g in input.group_ids]
+                group_ids=[parse_id(g, NodeType.GROUP, field="groupIds") for g in input.group_ids]
                 if input.group_ids is not None
                 else None,
-                keyword_ids=[parse_id(k, what="Keyword", field="keywordIds") for k in input.keyword_ids]
+                keyword_ids=[parse_id(k, NodeType.KEYWORD, field="keywordIds") for k in input.keyword_ids]
                 if input.keyword_ids is not None
                 else None,
                 priority=input.priority,
@@ -588,7 +638,7 @@ class Mutation:
         ] = None,
     ) -> SetCommentStatePayload:
         try:
-            comment_ids = [parse_id(i, what="Comment", field="ids") for i in ids]
+            comment_ids = [parse_id(i, NodeType.COMMENT, field="ids") for i in ids]
             changed = await commands.set_comment_state(
                 info.context.adapters, comment_ids, viewed=viewed, archived=archived
             )
@@ -755,7 +805,9 @@ class Subscription:
         # The task is read before the stream starts, so an unknown id is refused as the
         # subscription is made (graphql-transport-ws: an `error` message with code NOT_FOUND),
         # never a stream that just ends. Subscribed before the read: no gap (see _task_progress).
-        task_id = parse_id(id, what="Task")
+        task_id = find_id(id, NodeType.TASK)
+        if task_id is None:
+            raise NotFound(f"Task '{id}' not found", field="id")
         adapters = info.context.adapters
         channel = task_cases.task_channel(task_id)
         stream = _EventStream(adapters.events.subscribe(channel))

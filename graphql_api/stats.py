@@ -14,6 +14,7 @@ import strawberry
 from domain import queries
 from domain import stats as stats_cases
 from graphql_api.context import Info
+from graphql_api.ids import NodeType, global_id
 from graphql_api.types import Group
 
 # --- stats ----------------------------------------------------------------------------------
@@ -33,7 +34,8 @@ class StatsTotals:
 
 @strawberry.type(description="Counts for one community.")
 class GroupStats:
-    group_id: strawberry.ID = strawberry.field(description="Row id of the community.")
+    group_id: strawberry.ID = strawberry.field(description="Id of the community (its global id, as `Group.id`).")
+    group_pk: strawberry.Private[int]
     name: str = strawberry.field(description="The community's name.")
     comments: int = strawberry.field(description="Stored comments of the community, replies included.")
     matched_comments: int = strawberry.field(description="Those with at least one keyword match.")
@@ -41,13 +43,13 @@ class GroupStats:
 
     @strawberry.field(description="The community itself.")
     async def group(self, info: Info) -> Group | None:
-        found = await info.context.loaders(info).group.load(int(self.group_id))
+        found = await info.context.loaders(info).group.load(self.group_pk)
         return Group.from_domain(found) if found is not None else None
 
 
 @strawberry.type(description="A keyword and how often it matched.")
 class KeywordStats:
-    keyword_id: strawberry.ID = strawberry.field(description="Row id of the keyword.")
+    keyword_id: strawberry.ID = strawberry.field(description="Id of the keyword (its global id, as `Keyword.id`).")
     word: str = strawberry.field(description="The keyword.")
     matches: int = strawberry.field(description="Its stored matches.")
     comments: int = strawberry.field(description="Distinct comments it matched.")
@@ -88,7 +90,8 @@ class Stats:
             totals=StatsTotals(**vars(s.totals)),
             groups=[
                 GroupStats(
-                    group_id=strawberry.ID(str(g.group_id)),
+                    group_id=global_id(NodeType.GROUP, g.group_id),
+                    group_pk=g.group_id,
                     name=g.name,
                     comments=g.comments,
                     matched_comments=g.matched_comments,
@@ -97,7 +100,7 @@ class Stats:
                 for g in s.groups
             ],
             top_keywords=[
-                KeywordStats(keyword_id=strawberry.ID(str(k.keyword_id)), word=k.word, matches=k.matches, comments=k.comments)
+                KeywordStats(keyword_id=global_id(NodeType.KEYWORD, k.keyword_id), word=k.word, matches=k.matches, comments=k.comments)
                 for k in s.top_keywords
             ],
             top_authors=[AuthorStats(vk_id=a.vk_id, name=a.name, comments=a.comments) for a in s.top_authors],

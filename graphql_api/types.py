@@ -1,8 +1,7 @@
 """The GraphQL types: thin views of domain objects; related objects come through dataloaders.
 
-IDs are the database row ids as ``ID`` strings (``"42"``): stable, opaque to clients, and the
-same number the CLI and logs show. They are not globally unique across types; every field that
-takes an id says which type it names.
+Objects with an id implement ``Node``: their ``id`` is a global id (see ``ids.py``), so any of
+them can be fetched again with ``node(id:)``, as Relay's ``@refetchable`` does.
 """
 
 from __future__ import annotations
@@ -11,25 +10,22 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.nodes import Selection, SelectedField
 
 from domain import models
-from domain.queries import CommentFilter, CommentView, PostView
+from domain.queries import CommentFilter, CommentView, Page, PostView
 from graphql_api.codes import ErrorCode
 from graphql_api.context import Info
 from graphql_api.exports_route import export_link
+from graphql_api.ids import NodeType, global_id
 
 T = TypeVar("T")
 
 VK = "https://vk.com"
-
-
-def gid(value: int | None) -> strawberry.ID:
-    return strawberry.ID(str(value))
 
 
 # --- enums ----------------------------------------------------------------------------------
@@ -82,21 +78,54 @@ class UserError:
     )
 
 
-@strawberry.type(description="Where a page of a connection ends.")
-class PageInfo:
-    has_next_page: bool = strawberry.field(description="Whether another page follows this one.")
-    end_cursor: str | None = strawberry.field(
-        description="Pass as `after` to get the next page; null when the page is empty."
+@strawberry.interface(
+    description="An object with a global id; `node(id:)` fetches any of them again (Relay's Node)."
+)
+class Node:
+    NODE_TYPE: ClassVar[NodeType]
+    id: strawberry.ID = strawberry.field(
+        description="Global id of the object: opaque, unique across types; pass it back as given."
     )
+    pk: strawberry.Private[int]
+
+    @classmethod
+    def ids(cls, pk: int) -> dict:
+        """The id fields of an object of this type with row id ``pk``."""
+        return {"id": global_id(cls.NODE_TYPE, pk), "pk": pk}
+
+
+@strawberry.type(description="Where a page of a connection starts and ends, and whether there is more on either side.")
+class PageInfo:
+    start_cursor: str | None = strawberry.field(
+        description="Cursor of the page's first item: pass as `before` for the previous page; null when the page is empty."
+    )
+    end_cursor: str | None = strawberry.field(
+        description="Cursor of the page's last item: pass as `after` for the next page; null when the page is empty."
+    )
+    page: strawberry.Private[Page]
+
+    @strawberry.field(description="Whether items follow this page (with `last`: whether any follow `before`).")
+    async def has_next_page(self) -> bool:
+        return await self.page.items_after()
+
+    @strawberry.field(
+        description="Whether items come before this page (with `first`: whether any come before `after`)."
+    )
+    async def has_previous_page(self) -> bool:
+        return await self.page.items_before()
 
 
 @strawberry.type(description="One item of a connection with its cursor.")
 class Edge(Generic[T]):
-    cursor: str = strawberry.field(description="Opaque position of this item; pass as `after` to continue after it.")
+    cursor: str = strawberry.field(
+        description="Opaque position of this item; pass as `after` (or `before`) to continue after (or before) it."
+    )
     node: T = strawberry.field(description="The item.")
 
 
-@strawberry.type(description="A page of a list, Relay style: `first` items `after` a cursor.")
+@strawberry.type(
+    description="A page of a list, Relay style: `first` items `after` a cursor, or the `last` items `before` one."
+)
 class Connection(Generic[T]):
     edges: list[Edge[T]] = strawberry.field(description="The items of this page, in order.")
     page_info: PageInfo = strawberry.field(description="Whether there is more, and where to continue.")
@@ -122,8 +151,8 @@ class Monitoring:
 
 
 @strawberry.type(description="A VK community (group, public page or event) whose comments are collected.")
-class Group:
-    id: strawberry.ID = strawberry.field(description="Row id of the community here (not its VK id).")
+class Group(Node):
+    NODE_TYPE = NodeType.GROUP
     vk_id: int = strawberry.field(description="VK's id of the community (positive).")
     screen_name: str = strawberry.field(description="Short address, as in vk.com/<screenName>.")
     name: str = strawberry.field(description="Display name.")
@@ -145,12 +174,12 @@ class Group:
 
     @strawberry.field(description="Comments collected from this community (counted only when asked for).")
     async def comments_count(self, info: Info) -> int:
-        return await info.context.read_model.comments_count(CommentFilter(group_ids=(int(self.id),)))
+        return await info.context.read_model.comments_count(CommentFilter(group_ids=(self.pk,)))
 
     @classmethod
     def from_domain(cls, g: models.Group) -> Group:
         return cls(
-            id=gid(g.id),
+            **cls.ids(g.id),
             vk_id=g.vk_id,
             screen_name=g.screen_name,
             name=g.name,
@@ -191,8 +220,8 @@ def load_group(info: Info, group_id: int | None) -> Group | None | Awaitable[Gro
 
 
 @strawberry.type(description="A wall post of a community.")
-class Post:
-    id: strawberry.ID = strawberry.field(description="Row id of the post here.")
+class Post(Node):
+    NODE_TYPE = NodeType.POST
     vk_id: int = strawberry.field(description="VK's id of the post within its wall.")
     owner_id: int = strawberry.field(description="VK wall owner id (the community's id, negated).")
     author_id: int | None = strawberry.field(description="VK id of who published it (negative: the community itself).")
@@ -216,7 +245,7 @@ class Post:
     @classmethod
     def from_view(cls, p: PostView) -> Post:
         return cls(
-            id=gid(p.id),
+            **cls.ids(p.id),
             vk_id=p.vk_id,
             owner_id=p.owner_id,
             author_id=p.from_id,
@@ -250,8 +279,8 @@ class Author:
 
 
 @strawberry.type(description="A word or phrase comments are matched against.")
-class Keyword:
-    id: strawberry.ID = strawberry.field(description="Row id of the keyword.")
+class Keyword(Node):
+    NODE_TYPE = NodeType.KEYWORD
     word: str = strawberry.field(description="The word or phrase.")
     category: str | None = strawberry.field(description="A free-form group the keyword belongs to.")
     active: bool = strawberry.field(description="Inactive keywords are kept but not matched.")
@@ -262,12 +291,12 @@ class Keyword:
 
     @strawberry.field(description="How many matches of this keyword are stored (batched across keywords).")
     async def matches_count(self, info: Info) -> int:
-        return await info.context.loaders(info).keyword_matches_count.load(int(self.id))
+        return await info.context.loaders(info).keyword_matches_count.load(self.pk)
 
     @classmethod
     def from_domain(cls, k: models.Keyword) -> Keyword:
         return cls(
-            id=gid(k.id),
+            **cls.ids(k.id),
             word=k.word,
             category=k.category,
             active=k.active,
@@ -296,8 +325,8 @@ class KeywordMatch:
 
 
 @strawberry.type(description="A comment under a wall post, or a reply inside a comment's thread.")
-class Comment:
-    id: strawberry.ID = strawberry.field(description="Row id of the comment here.")
+class Comment(Node):
+    NODE_TYPE = NodeType.COMMENT
     vk_id: int = strawberry.field(description="VK's id of the comment (unique only within one wall).")
     owner_id: int = strawberry.field(description="VK wall owner id (the community's id, negated).")
     author_id: int = strawberry.field(description="VK id of the author (negative: a community).")
@@ -336,7 +365,7 @@ class Comment:
 
     @strawberry.field(description="Where the keywords matched, in text order.")
     def matches(self, info: Info) -> list[KeywordMatch]:
-        return info.context.loaders(info).matches.now_or_later(int(self.id), _matches)  # type: ignore[return-value]
+        return info.context.loaders(info).matches.now_or_later(self.pk, _matches)  # type: ignore[return-value]
 
     @strawberry.field(description="Link to the comment on VK.")
     def url(self) -> str:
@@ -345,7 +374,7 @@ class Comment:
     @classmethod
     def from_view(cls, c: CommentView) -> Comment:
         return cls(
-            id=gid(c.id),
+            **cls.ids(c.id),
             vk_id=c.vk_id,
             owner_id=c.owner_id,
             author_id=c.from_id,
@@ -488,8 +517,8 @@ class ExportResult:
 
 
 @strawberry.type(description="A background job (parse, analyze, export) and its durable record.")
-class Task:
-    id: strawberry.ID = strawberry.field(description="Row id of the task.")
+class Task(Node):
+    NODE_TYPE = NodeType.TASK
     kind: TaskKind = strawberry.field(description="What the task does.")
     state: TaskState = strawberry.field(description="Where the task is in its life.")
     priority: int = strawberry.field(description="Queue priority (1–10, higher runs first).")
@@ -527,7 +556,7 @@ class Task:
     @classmethod
     def from_domain(cls, t: models.Task) -> Task:
         return cls(
-            id=gid(t.id),
+            **cls.ids(t.id),
             kind=TaskKind(t.kind.value),
             state=TaskState(t.state.value),
             priority=t.priority,

@@ -280,9 +280,14 @@ async def _token_list(uow_factory) -> int:
     return 0
 
 
-async def _token_revoke(uow_factory, name_or_id: str) -> int:
+async def _token_revoke(uow_factory, name_or_id: str | int) -> int:
     from domain.auth import revoke_api_token
+    from graphql_api.ids import NodeType, decode_id
 
+    # `token list` shows row ids; the API and the console show global ids: either one works.
+    decoded = decode_id(str(name_or_id))
+    if decoded is not None and decoded[0] is NodeType.API_TOKEN:
+        name_or_id = decoded[1]
     token = await revoke_api_token(uow_factory, name_or_id)
     print(f"revoked token {token.id} ({token.name}, {token.role})")
     return 0

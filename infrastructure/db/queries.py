@@ -1,7 +1,8 @@
 """The read model (``domain.queries.ReadModel``) over SQL: keyset pages and batched look-ups.
 
-Pages never use OFFSET: a cursor is the last row's (sort key, id), and the next page starts
-strictly after it in the requested order, so rows inserted meanwhile neither shift nor repeat
+Pages never use OFFSET: a cursor is a row's (sort key, id), and a page starts strictly after
+it in the requested order (``after``) or ends strictly before it (``before``: read in the
+reverse order, then turned around), so rows inserted meanwhile neither shift nor repeat
 anything. Every method opens its own short session because dataloaders call them concurrently.
 """
 
@@ -12,6 +13,7 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -54,7 +56,7 @@ def encode_cursor(key: Any, row_id: int) -> str:
 MAX_CURSOR_LENGTH = 200  # ours stay under 80 characters
 
 
-def decode_cursor(cursor: str, key_type: type, *, key_bits: int = 64) -> tuple[Any, int]:
+def decode_cursor(cursor: str, key_type: type, *, key_bits: int = 64, field: str = "after") -> tuple[Any, int]:
     """(sort key, id) from a cursor made by ``encode_cursor`` for the same order.
 
     Cursors come back from clients, so anything ``encode_cursor`` cannot have made is an
@@ -80,7 +82,7 @@ def decode_cursor(cursor: str, key_type: type, *, key_bits: int = 64) -> tuple[A
         elif type(key) is not key_type:
             raise ValueError("key")
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, OverflowError) as e:
-        raise InvalidInput("Invalid cursor", field="after") from e
+        raise InvalidInput("Invalid cursor", field=field) from e
     return key, row_id
 
 
@@ -103,19 +105,20 @@ class _Order:
     id: Any
     descending: bool
 
-    def by(self) -> list:
-        if self.descending:
+    def by(self, *, reverse: bool = False) -> list:
+        if self.descending != reverse:
             return [self.key.desc(), self.id.desc()]
         return [self.key.asc(), self.id.asc()]
 
-    def after(self, cursor: str) -> ColumnElement[bool]:
-        key, row_id = decode_cursor(cursor, self.key_type, key_bits=_bits(self.key))
-        # (key, id) < (k, i) spelled out: row-value comparison is not portable to every SQLite.
-        # The redundant `key <= k` is what an index range scan can start from: without it the
+    def beyond(self, cursor: str, *, later: bool, inclusive: bool = False, field: str) -> ColumnElement[bool]:
+        """Rows later (or earlier) in this order than the cursor's row; ``inclusive``: or that row."""
+        key, row_id = decode_cursor(cursor, self.key_type, key_bits=_bits(self.key), field=field)
+        # (key, id) > (k, i) spelled out: row-value comparison is not portable to every SQLite.
+        # The redundant `key >= k` is what an index range scan can start from: without it the
         # OR makes PostgreSQL walk (and filter) every row before the cursor, so deep pages slow down.
-        if self.descending:
-            return and_(self.key <= key, or_(self.key < key, self.id < row_id))
-        return and_(self.key >= key, or_(self.key > key, self.id > row_id))
+        if later != self.descending:  # towards larger values
+            return and_(self.key >= key, or_(self.key > key, self.id >= row_id if inclusive else self.id > row_id))
+        return and_(self.key <= key, or_(self.key < key, self.id <= row_id if inclusive else self.id < row_id))
 
 
 def _clamp(first: int) -> int:
@@ -270,15 +273,39 @@ class SqlReadModel:
     def _in(self, column, values: Sequence[int]) -> ColumnElement[bool]:
         return in_values(self._dialect, column, values)
 
-    async def _page(self, query: Select, order: _Order, first: int, after: str | None, to_node: Callable) -> Page:
+    async def _page(
+        self, query: Select, order: _Order, to_node: Callable, *, first: int | None, after: str | None,
+        last: int | None = None, before: str | None = None,
+    ) -> Page:
+        """``first`` rows after ``after``, or (without ``first``) the ``last`` rows before ``before``."""
+        backward = first is None and last is not None
+        window = query
         if after:
-            query = query.where(order.after(after))
-        limit = _clamp(first)
-        query = query.order_by(*order.by()).limit(limit + 1)  # one extra row: is there a next page?
+            window = window.where(order.beyond(after, later=True, field="after"))
+        if before:
+            window = window.where(order.beyond(before, later=False, field="before"))
+        limit = _clamp((last if backward else first) or 0)
+        # One extra row: is there more past the page?
+        window = window.order_by(*order.by(reverse=backward)).limit(limit + 1)
+        # Is there anything on the other side, beyond the cursor the page starts from?
+        start = before if backward else after
+        beyond_cursor = None
+        if start:
+            rest = query.where(order.beyond(start, later=backward, inclusive=True, field="before" if backward else "after"))
+            beyond_cursor = partial(self._exists, rest)
         async with self._sessions() as session:
-            rows = (await session.execute(query)).mappings().all()
-        edges = [(encode_cursor(row[order.key_name], row["id"]), to_node(row)) for row in rows[:limit]]
-        return Page(edges=edges, has_next_page=len(rows) > limit)
+            rows = (await session.execute(window)).mappings().all()
+        more = len(rows) > limit
+        rows = rows[:limit][::-1] if backward else rows[:limit]
+        edges = [(encode_cursor(row[order.key_name], row["id"]), to_node(row)) for row in rows]
+        return Page(
+            edges=edges, has_next_page=more and not backward, has_previous_page=more and backward,
+            backward=backward, beyond_cursor=beyond_cursor,
+        )
+
+    async def _exists(self, query: Select) -> bool:
+        async with self._sessions() as session:
+            return bool((await session.execute(select(query.exists()))).scalar_one())
 
     async def _count(self, query: Select) -> int:
         async with self._sessions() as session:
@@ -294,8 +321,13 @@ class SqlReadModel:
 
     # --- groups ---
 
-    async def groups_page(self, *, first: int, after: str | None, active: bool | None = None) -> Page[Group]:
-        return await self._page(_groups_query(active), _GROUP_ORDER, first, after, group_from_row)
+    async def groups_page(
+        self, *, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None, active: bool | None = None,
+    ) -> Page[Group]:
+        return await self._page(
+            _groups_query(active), _GROUP_ORDER, group_from_row, first=first, after=after, last=last, before=before
+        )
 
     async def groups_count(self, *, active: bool | None = None) -> int:
         return await self._count(_groups_query(active))
@@ -317,11 +349,12 @@ class SqlReadModel:
     # --- comments ---
 
     async def comments_page(
-        self, flt: CommentFilter, order: CommentOrder, *, first: int, after: str | None
+        self, flt: CommentFilter, order: CommentOrder, *, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None,
     ) -> Page[CommentView]:
         keyset = _comment_order(order)
         query = _comment_query().where(*_comment_conditions(flt, self._dialect))
-        return await self._page(query, keyset, first, after, _comment_view)
+        return await self._page(query, keyset, _comment_view, first=first, after=after, last=last, before=before)
 
     async def comments_count(self, flt: CommentFilter) -> int:
         query = select(comments.c.id).where(*_comment_conditions(flt, self._dialect))
@@ -368,14 +401,19 @@ class SqlReadModel:
     async def keywords_page(
         self,
         *,
-        first: int,
-        after: str | None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
         active: bool | None = None,
         category: str | None = None,
         text: str | None = None,
     ) -> Page[Keyword]:
         order = _Order(keywords.c.id, "id", int, keywords.c.id, descending=False)
-        return await self._page(_keywords_query(active, category, text), order, first, after, keyword_from_row)
+        return await self._page(
+            _keywords_query(active, category, text), order, keyword_from_row,
+            first=first, after=after, last=last, before=before,
+        )
 
     async def keywords_count(
         self, *, active: bool | None = None, category: str | None = None, text: str | None = None
@@ -398,9 +436,12 @@ class SqlReadModel:
 
     # --- tasks ---
 
-    async def tasks_page(self, flt: TaskFilter, *, first: int, after: str | None) -> Page[Task]:
+    async def tasks_page(
+        self, flt: TaskFilter, *, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None,
+    ) -> Page[Task]:
         query = select(tasks).where(*_task_conditions(flt))
-        return await self._page(query, _TASK_ORDER, first, after, task_from_row)
+        return await self._page(query, _TASK_ORDER, task_from_row, first=first, after=after, last=last, before=before)
 
     async def tasks_count(self, flt: TaskFilter) -> int:
         return await self._count(select(tasks.c.id).where(*_task_conditions(flt)))

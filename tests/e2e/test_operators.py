@@ -120,6 +120,10 @@ def test_revoking_an_ambiguous_name_asks_for_the_id(env) -> None:
     assert vkcp(env, "token", "revoke", "2").returncode == 0
     lines = [line for line in vkcp(env, "token", "list").stdout.splitlines() if "twin" in line]
     assert lines[0].rstrip().endswith("-") and lines[1].rstrip().endswith("UTC")  # only id 2 revoked
+    # The global id the API and the console show works too (base64 of "ApiToken:1").
+    assert vkcp(env, "token", "revoke", "QXBpVG9rZW46MQ==").returncode == 0
+    lines = [line for line in vkcp(env, "token", "list").stdout.splitlines() if "twin" in line]
+    assert lines[0].rstrip().endswith("UTC")
 
 
 def test_a_taken_port_is_one_clear_line_before_any_banner(env) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from domain.auth import create_api_token
 from domain.models import TaskKind
 from domain.tasks import start_task
+from graphql_api.ids import NodeType, global_id
 from tests.e2e.graphql_support import make_settings, serve_app, start_container
 from tests.e2e.test_graphql_subscriptions import open_ws, receive, subscribe
 from tests.faults import private_redis  # noqa: F401  (fixture)
@@ -43,7 +44,7 @@ async def test_task_events_catch_up_and_comment_matched_says_it_was_interrupted(
                 seen.setdefault(message["id"], message)
             caught_up = seen["events"]
             assert caught_up["type"] == "next"
-            assert caught_up["payload"]["data"]["taskEvents"] == {"id": str(task.id), "kind": "ANALYZE", "state": "QUEUED"}
+            assert caught_up["payload"]["data"]["taskEvents"] == {"id": global_id(NodeType.TASK, task.id), "kind": "ANALYZE", "state": "QUEUED"}
             interrupted = seen["matched"]
             assert interrupted["type"] in ("next", "error"), interrupted
             errors = interrupted["payload"]["errors"] if interrupted["type"] == "next" else interrupted["payload"]
@@ -54,7 +55,7 @@ async def test_task_events_catch_up_and_comment_matched_says_it_was_interrupted(
             again = await start_task(container.adapters, TaskKind.ANALYZE, {})
             while True:
                 message = await receive(ws, timeout=15)
-                if message["id"] == "events" and message["payload"]["data"]["taskEvents"]["id"] == str(again.id):
+                if message["id"] == "events" and message["payload"]["data"]["taskEvents"]["id"] == global_id(NodeType.TASK, again.id):
                     break
             await ws.close()
     finally:

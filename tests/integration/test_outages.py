@@ -59,6 +59,7 @@ from typing import Any
 import httpx
 import pytest
 
+from graphql_api.ids import NodeType, parse_id
 from infrastructure.vk.world import generated_world
 from tests.faults import PrivatePostgres, PrivateRedis, private_postgres, private_redis  # noqa: F401
 from tests.faults import tail as file_tail
@@ -601,7 +602,7 @@ class System:
     async def start_parse(self, group_id: str) -> int:
         data = await self.gql_ok(START_PARSE, ids=[group_id])
         assert data["startParse"]["errors"] == [], data
-        return int(data["startParse"]["tasks"][0]["id"])
+        return parse_id(data["startParse"]["tasks"][0]["id"], NodeType.TASK)
 
     # the database, directly
 
@@ -983,7 +984,7 @@ async def test_idle_worker_survives_a_redis_restart(make_system) -> None:
             status, body = await system.gql(START_PARSE, ids=[group_id])  # see whether the worker runs it at all
         tasks = ((body.get("data") or {}).get("startParse") or {}).get("tasks") or []
         if tasks:
-            task_id = int(tasks[0]["id"])
+            task_id = parse_id(tasks[0]["id"], NodeType.TASK)
             system.note(f"parse started: task {task_id}")
             system.monitor = monitor = ProgressMonitor(system.postgres.dsn(DATABASE), task_id, system.origin)
             monitor.start()

@@ -7,8 +7,8 @@ import type { ErrorCode } from "./generated/graphql";
 const TOKEN_KEY = "vkcp.token"; // GraphiQL (same origin) reads it too
 
 /** The service's `extensions.code` (its `ErrorCode` enum), or what the console itself saw:
- * no answer (NETWORK) or an answer that was not JSON (HTTP_<status>). */
-export type ApiErrorCode = ErrorCode | "NETWORK" | `HTTP_${number}`;
+ * no answer (NETWORK), a socket that closed (CLOSED) or an answer that was not JSON (HTTP_<status>). */
+export type ApiErrorCode = ErrorCode | "NETWORK" | "CLOSED" | `HTTP_${number}`;
 
 export class ApiError extends Error {
   constructor(message: string, readonly code: ApiErrorCode | null) {

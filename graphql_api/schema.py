@@ -21,7 +21,7 @@ from domain import export as export_cases
 from domain import groups as group_cases
 from domain import keywords as keyword_cases
 from domain import tasks as task_cases
-from domain.errors import DomainError, InvalidInput, Unavailable
+from domain.errors import DomainError, InvalidInput, NotFound, Unavailable
 from domain.ports import EventsMissed
 from domain.models import TaskKind as DomainTaskKind
 from domain.models import TaskState as DomainTaskState

@@ -123,7 +123,8 @@ async def collect_group(
     except BaseExceptionGroup as group_error:
         raise _first_cause(group_error) from None
 
-    await _look_up_missing_authors(vk, uow_factory, writer.author_ids - writer.known_authors, result)
+    # Those stored meanwhile (their profile came with another batch) are not missing.
+    await _look_up_missing_authors(vk, uow_factory, writer.unlisted_authors, result)
     return result
 
 
@@ -228,8 +229,10 @@ class _Writer:
         self.total = total
         self.done = 0
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=WRITE_QUEUE)
-        self.author_ids: set[int] = set()  # every author of a stored comment
-        self.known_authors: set[int] = set()  # those that came with the pages (and were upserted)
+        # Authors of stored comments whose profile did not come with their batch: the ones to
+        # check at the end. Not every author of the parse: that set grew with the community
+        # (hundreds of thousands of ids), and the worker's memory with it.
+        self.unlisted_authors: set[int] = set()
 
     async def put(self, item) -> None:
         await self.queue.put(item)
@@ -265,10 +268,9 @@ class _Writer:
                 continue
             for c in item.comments:
                 comments[(c.owner_id, c.vk_id)] = c
-                self.author_ids.add(c.from_id)
             for a in item.authors:
                 authors[a.vk_id] = a
-        self.known_authors.update(authors)
+        self.unlisted_authors.update(c.from_id for c in comments.values() if c.from_id not in authors)
 
         async def store() -> list[Match]:
             found: list[Match] = []

@@ -147,3 +147,30 @@ async def test_sandbox_gateway_collects_a_sandbox_community():
     assert store.comment_ids(-vk_id) == world.expected_comments(-vk_id)
     texts = [c.text for _, _, c in store.comments.values()]
     assert any("кошк" in t for t in texts) and any(c.deleted for _, _, c in store.comments.values())
+
+
+async def test_authors_vk_left_out_of_the_pages_are_looked_up_once_at_the_end():
+    """VK's ``profiles`` sometimes lack a comment's author (a deleted page): those, and only
+    those, are asked for with users.get after the parse."""
+    app = VkEmulator(WORLD)
+    vk = gateway(app)
+    owner = WORLD.open_owner_ids()[0]
+    left_out = sorted({c.from_id for (o, _), c in WORLD.comments.items() if o == owner and c.from_id > 0})[:2]
+
+    async def without_some_profiles(page):
+        page = await page
+        page.authors = [a for a in page.authors if a.vk_id not in left_out]
+        return page
+
+    pages, threads = vk.comments_page, vk.thread_page
+    vk.comments_page = lambda *a, **k: without_some_profiles(pages(*a, **k))
+    vk.thread_page = lambda *a, **k: without_some_profiles(threads(*a, **k))
+    store = InMemoryStore()
+    async with store.uow_factory() as uow:
+        group = await uow.groups.add((await vk.get_groups([-owner]))[0])
+        await uow.commit()
+    result = await collect_group(group, vk=vk, uow_factory=store.uow_factory, options=CollectOptions(),
+                                 report=no_report, now=datetime.now(UTC))
+    await vk.aclose()
+    assert result.authors_looked_up == len(left_out) == 2
+    assert {c.from_id for _, _, c in store.comments.values()} <= set(store.authors)

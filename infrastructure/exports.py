@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.export import EXPORT_COLUMNS, ExportFormat, ExportRow
 from domain.queries import CommentFilter
-from infrastructure.db.queries import _comment_conditions
+from infrastructure.db.filters import comment_conditions
 from infrastructure.db.tables import authors, comments, groups, keywords, matches
 
 EXTENSIONS = {ExportFormat.CSV: "csv", ExportFormat.XLSX: "xlsx", ExportFormat.JSONL: "jsonl"}
@@ -59,7 +59,7 @@ class FileExportStore:
     # --- rows ---
 
     async def count(self, flt: CommentFilter) -> int:
-        query = select(func.count()).select_from(comments).where(*_comment_conditions(flt, self._dialect))
+        query = select(func.count()).select_from(comments).where(*comment_conditions(flt, self._dialect))
         async with self._sessions() as session:
             return (await session.execute(query)).scalar_one()
 
@@ -75,7 +75,7 @@ class FileExportStore:
             .select_from(
                 comments.join(groups, groups.c.id == c.group_id).outerjoin(authors, authors.c.vk_id == c.from_id)
             )
-            .where(c.id > after_id, *_comment_conditions(flt, self._dialect))
+            .where(c.id > after_id, *comment_conditions(flt, self._dialect))
             .order_by(c.id)
             .limit(limit)
         )

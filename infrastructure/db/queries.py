@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, exists, false, func, literal_column, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.errors import InvalidInput
@@ -34,6 +34,7 @@ from domain.queries import (
     TaskFilter,
 )
 from domain.matching import keyword_key
+from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
 from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
 from infrastructure.db.tables import authors, comments, groups, keywords, matches, posts, tasks
 
@@ -124,60 +125,6 @@ def _clamp(first: int) -> int:
 def _aligned(ids: Sequence[K], found: dict[K, T]) -> list[T | None]:
     """Results in the order of ``ids`` with None for the missing: what dataloaders expect."""
     return [found.get(i) for i in ids]
-
-
-# --- comment filters ------------------------------------------------------------------------
-
-_LIKE_ESCAPE = "\\"
-
-
-def _like_pattern(word: str) -> str:
-    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _text_condition(text: str, dialect: str) -> ColumnElement[bool] | None:
-    text = text.strip()
-    if not text:
-        return None
-    if dialect == "postgresql":
-        # Same expression as the GIN index ix_comments_text_fts, so the index is used;
-        # 'russian' stemming makes "кошка" find "кошками".
-        config = literal_column("'russian'::regconfig")
-        return func.to_tsvector(config, comments.c.text).op("@@")(func.plainto_tsquery(config, text))
-    # SQLite: every word as a case-insensitive substring. fold_text() is registered by
-    # infrastructure.db.engine (SQLite's own lower() folds ASCII only, not Cyrillic).
-    folded = text.casefold().replace("ё", "е")
-    return and_(
-        *(func.fold_text(comments.c.text).like(_like_pattern(word), escape=_LIKE_ESCAPE) for word in folded.split())
-    )
-
-
-def _comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[bool]]:
-    c = comments.c
-    conditions: list[ColumnElement[bool]] = []
-    if flt.group_ids is not None:
-        conditions.append(c.group_id.in_(flt.group_ids) if flt.group_ids else false())
-    if flt.post_ids is not None:
-        conditions.append(c.post_id.in_(flt.post_ids) if flt.post_ids else false())
-    if flt.keyword_ids is not None:
-        has_keyword = exists().where(matches.c.comment_id == c.id, matches.c.keyword_id.in_(flt.keyword_ids))
-        conditions.append(has_keyword if flt.keyword_ids else false())
-    if flt.matched is not None:
-        conditions.append(c.matches_count > 0 if flt.matched else c.matches_count == 0)
-    if flt.text is not None and (text := _text_condition(flt.text, dialect)) is not None:
-        conditions.append(text)
-    if flt.author_ids is not None:
-        conditions.append(c.from_id.in_(flt.author_ids) if flt.author_ids else false())
-    if flt.since is not None:
-        conditions.append(c.published_at >= flt.since)
-    if flt.until is not None:
-        conditions.append(c.published_at <= flt.until)
-    if flt.viewed is not None:
-        conditions.append(c.viewed == flt.viewed)
-    if flt.archived is not None:
-        conditions.append(c.archived == flt.archived)
-    return conditions
 
 
 _COMMENT_SORT_KEYS = {
@@ -317,11 +264,11 @@ class SqlReadModel:
         self, flt: CommentFilter, order: CommentOrder, *, first: int, after: str | None
     ) -> Page[CommentView]:
         keyset = _comment_order(order)
-        query = _comment_query().where(*_comment_conditions(flt, self._dialect))
+        query = _comment_query().where(*comment_conditions(flt, self._dialect))
         return await self._page(query, keyset, first, after, _comment_view)
 
     async def comments_count(self, flt: CommentFilter) -> int:
-        query = select(comments.c.id).where(*_comment_conditions(flt, self._dialect))
+        query = select(comments.c.id).where(*comment_conditions(flt, self._dialect))
         return await self._count(query)
 
     async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]:
@@ -423,5 +370,5 @@ def _keywords_query(active: bool | None, category: str | None = None, text: str 
         query = query.where(keywords.c.category == category)
     if text:
         # word_key is the folded word (casefold, "ё" as "е"): a case-insensitive search everywhere.
-        query = query.where(keywords.c.word_key.like(_like_pattern(keyword_key(text)), escape=_LIKE_ESCAPE))
+        query = query.where(keywords.c.word_key.like(like_pattern(keyword_key(text)), escape=LIKE_ESCAPE))
     return query

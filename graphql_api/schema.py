@@ -24,7 +24,7 @@ from domain import keywords as keyword_cases
 from domain import review as review_cases
 from domain import tasks as task_cases
 from domain.errors import DomainError, NotFound, Unavailable
-from domain.ports import EventsMissed
+from domain.ports import CsvDelimiter, EventsMissed
 from domain.models import TaskKind as DomainTaskKind
 from domain.models import TaskState as DomainTaskState
 from domain.queries import MAX_PAGE, CommentFilter, CommentOrder, CommentSort, Page, TaskFilter
@@ -567,7 +567,12 @@ class Mutation:
     ) -> TaskPayload:
         try:
             task = await export_cases.start_export(
-                info.context.adapters, to_comment_filter(input.filter), input.format.value, priority=input.priority
+                info.context.adapters,
+                to_comment_filter(input.filter),
+                input.format.value,
+                time_zone_name=input.time_zone,
+                delimiter=CsvDelimiter[input.delimiter.name] if input.delimiter else None,
+                priority=input.priority,
             )
         except DomainError as e:
             return TaskPayload(task=None, errors=user_errors(e))

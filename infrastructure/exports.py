@@ -359,6 +359,7 @@ class _XlsxFile(_ExportFile):
         for row in rows:
             if self._row >= XLSX_MAX_ROWS:
                 self._new_sheet()
+                widest = self._widest
             sheet, r = self._sheet, self._row
             for col, value in enumerate(row.values(self.zone)):
                 if value is None:

@@ -243,6 +243,20 @@ async def test_xlsx_names_the_zone_its_dates_are_in(world, adapters) -> None:
     assert first[_column("publishedAt") - 1] == datetime(2024, 5, 1, 17, 0)
 
 
+async def test_xlsx_rows_past_a_sheets_limit_go_on_in_another_sheet_set_up_alike(world, adapters, monkeypatch) -> None:
+    from infrastructure import exports
+
+    monkeypatch.setattr(exports, "XLSX_MAX_ROWS", 1001)  # a header and 1,000 comments a sheet
+    _, path = await do_export(adapters, CommentFilter(), ExportFormat.XLSX)
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["comments", "comments 2", "comments 3"]
+    last = get_column_letter(len(EXPORT_COLUMNS))
+    for sheet, rows in zip(book.worksheets, (1000, 1000, 100), strict=True):
+        assert sheet.max_row == rows + 1 and sheet.cell(1, 1).value == "Comment ID"
+        assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == f"A1:{last}{rows + 1}"
+        assert sheet.column_dimensions[get_column_letter(_column("publishedAt"))].width >= 20
+
+
 async def test_a_cancelled_export_leaves_no_file(world, adapters, store, monkeypatch) -> None:
     monkeypatch.setattr(export, "EXPORT_BATCH", 500)
 

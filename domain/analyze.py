@@ -23,6 +23,7 @@ from typing import Any
 from domain.errors import NotFound
 from domain.models import Keyword, Task, TaskKind
 from domain.ports import Adapters, ProgressCallback
+from domain.tasks import register_handler, start_task
 
 COMMENTS_MATCHED_CHANNEL = "comments:matched"
 ANALYZE_BATCH = 1000  # comments per read-match-write round (one transaction)
@@ -42,8 +43,6 @@ async def start_analyze(
     priority: int = 5,
 ) -> Task:
     """Queue an ANALYZE task; unknown groups or keywords are refused up front."""
-    from domain.tasks import start_task  # tasks imports this module for its handler
-
     params: dict[str, Any] = {"groupIds": None, "keywordIds": None}
     async with adapters.uow_factory() as uow:
         if group_ids is not None:
@@ -102,3 +101,6 @@ async def run_analyze(adapters: Adapters, task: Task, report: ProgressCallback) 
         "matches": matches_found,
         "keywords": len(keywords),
     }
+
+
+register_handler(TaskKind.ANALYZE, run_analyze)

@@ -19,10 +19,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from domain.errors import DomainError, VkAccessDenied, VkCommentsClosed
-from domain.models import Author, Comment, Group, Match, Post
-from domain.ports import CommentPage, ProgressCallback, UnitOfWorkFactory, VkGateway
-from domain.resilience import retry_transient
+from domain.analyze import publish_matched
+from domain.errors import DomainError, NotFound, VkAccessDenied, VkCommentsClosed
+from domain.models import Author, Comment, Group, Match, Post, Task, TaskKind
+from domain.ports import Adapters, CommentPage, ProgressCallback, UnitOfWorkFactory, VkGateway
+from domain.resilience import is_transient, retry_transient
+from domain.tasks import register_handler
 
 PAGE = 100  # VK's maximum ``count`` for wall.get and wall.getComments
 WRITE_BATCH = 2000  # comments per transaction
@@ -318,3 +320,53 @@ async def _look_up_missing_authors(vk, uow_factory, author_ids: set[int], result
         async with uow_factory() as uow:
             await uow.authors.upsert_many(found)
             await uow.commit()
+
+
+# --- the PARSE task ---------------------------------------------------------------------
+
+
+async def run_parse(adapters: Adapters, task: Task, report: ProgressCallback) -> dict:
+    """The PARSE task: collect its community with the active keywords, and record the run on the group."""
+    async with adapters.uow_factory() as uow:
+        group = await uow.groups.get(task.group_id) if task.group_id is not None else None
+        keywords = await uow.keywords.list_active()
+    if group is None:
+        raise NotFound(f"Group {task.group_id} no longer exists")
+    since = task.params.get("since")
+    options = CollectOptions(
+        max_posts=task.params.get("maxPosts"),
+        since=datetime.fromisoformat(since) if since else None,
+        full=bool(task.params.get("full")),
+        recent_window=timedelta(hours=adapters.recent_window_hours) if adapters.recent_window_hours else None,
+        concurrency=adapters.collect_concurrency,
+    )
+    matcher = adapters.matcher_factory(keywords) if adapters.matcher_factory and keywords else None
+    now = adapters.clock.now()
+    try:
+        result = await collect_group(
+            group, vk=adapters.vk, uow_factory=adapters.uow_factory, options=options,
+            report=report, now=now, matcher=matcher,
+            on_matched=lambda comment_ids: publish_matched(adapters, comment_ids),
+        )
+    except DomainError as e:
+        if not is_transient(e):  # a transient one is retried, not the community's last error
+            await _record_group_run(adapters, group.id, now, error=e.message)
+        raise
+    await _record_group_run(adapters, group.id, now, error=None)
+    return result.as_dict()
+
+
+async def _record_group_run(adapters: Adapters, group_id: int, now: datetime, *, error: str | None) -> None:
+    async with adapters.uow_factory() as uow:
+        group = await uow.groups.get(group_id)
+        if group is None:
+            return
+        group.last_run_at = now
+        group.last_error = error
+        if error is None:
+            group.last_success_at = now
+        await uow.groups.save(group)
+        await uow.commit()
+
+
+register_handler(TaskKind.PARSE, run_parse)

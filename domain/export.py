@@ -4,133 +4,73 @@ Rows are read in batches by comment id (a keyset: never OFFSET, never the whole 
 memory) and handed to a format writer batch by batch, with progress after each. The file is
 written under a temporary name and published only when complete, so a download never sees half
 a file; a cancelled or failed export leaves nothing behind. The task's result is
-``{"url": "/exports/<file>", "rows": N, "format": ..., "file": ..., "fileName": ..., "bytes": ...}``
-(``file`` is the stored name, ``fileName`` the one a browser saves it as), and its last progress
-message says what was written; files expire after a configured time.
+``{"url": "/exports/<file>", "rows": N, "format": ..., "file": ..., "fileName": ..., "bytes": ...,
+"timeZone": ..., "delimiter": ...}`` (``file`` is the stored name, ``fileName`` the one a
+browser saves it as; ``delimiter`` for CSV only), and its last progress message says what was
+written; files expire after a configured time.
 
 The rows are exactly those the ``comments`` query returns for the same filter (the same SQL
 conditions), so an export's row count equals that query's ``totalCount``.
+
+Times: every format writes them in one time zone, the export's option or the configured one
+(Europe/Moscow unless set): XLSX as real spreadsheet dates, whose header names the zone since a
+spreadsheet's dates carry none; CSV and JSON Lines as ISO 8601 with the zone's offset. What a
+row holds and the file ports are in ``domain.ports`` (``ExportRow``, ``ExportStore``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from domain.errors import InvalidInput
 from domain.models import Task, TaskKind
-from domain.ports import Adapters, ProgressCallback
+from domain.ports import (
+    EXPORT_COLUMNS,
+    Adapters,
+    CsvDelimiter,
+    ExportFormat,
+    ExportOptions,
+    ProgressCallback,
+)
 from domain.queries import CommentFilter
+from domain.tasks import register_handler, start_task
 
 EXPORT_BATCH = 1000  # rows per read and write round
-VK = "https://vk.com"
+MAX_TIME_ZONE_NAME = 64  # the longest IANA name is 32 characters
+
+_TITLES = {
+    "commentId": "Comment ID", "commentVkId": "Comment VK ID", "commentUrl": "Comment link",
+    "publishedAt": "Published", "text": "Text", "likes": "Likes", "deleted": "Deleted",
+    "replyToVkId": "Reply to (VK ID)", "threadVkId": "Thread (VK ID)", "matchesCount": "Matches",
+    "keywords": "Keywords", "authorId": "Author VK ID", "authorName": "Author", "authorUrl": "Author link",
+    "groupId": "Community ID", "groupName": "Community", "groupUrl": "Community link",
+    "postVkId": "Post VK ID", "postUrl": "Post link", "ownerId": "Wall owner ID",
+    "viewed": "Viewed", "archived": "Archived",
+}  # fmt: skip
 
 
-class ExportFormat(enum.StrEnum):
-    CSV = "CSV"
-    XLSX = "XLSX"
-    JSONL = "JSONL"
+def column_titles(zone: ZoneInfo) -> tuple[str, ...]:
+    """Headers for people (XLSX), in ``EXPORT_COLUMNS`` order. A spreadsheet's dates carry no
+    zone, so the time's header names it: "Published (Europe/Moscow)"."""
+    return tuple(
+        f"{_TITLES[name]} ({zone.key})" if name == "publishedAt" else _TITLES[name] for name in EXPORT_COLUMNS
+    )
 
 
-@dataclass(frozen=True)
-class ExportRow:
-    """One exported comment with what a reader of the file needs around it."""
-
-    comment_id: int
-    vk_id: int
-    owner_id: int
-    post_vk_id: int
-    group_id: int
-    group_name: str
-    group_screen_name: str
-    author_id: int
-    author_name: str | None
-    author_screen_name: str | None
-    published_at: datetime
-    text: str
-    likes: int
-    deleted: bool
-    reply_to_vk_id: int | None  # the comment this one answers, VK id on the same wall
-    thread_vk_id: int | None
-    matches_count: int
-    keywords: tuple[str, ...]  # the matched keywords' words, sorted
-    viewed: bool
-    archived: bool
-
-    @property
-    def comment_url(self) -> str:
-        return f"{VK}/wall{self.owner_id}_{self.post_vk_id}?reply={self.vk_id}"
-
-    @property
-    def post_url(self) -> str:
-        return f"{VK}/wall{self.owner_id}_{self.post_vk_id}"
-
-    @property
-    def group_url(self) -> str:
-        return f"{VK}/{self.group_screen_name}" if self.group_screen_name else f"{VK}/club{-self.owner_id}"
-
-    @property
-    def author_url(self) -> str:
-        if self.author_screen_name:
-            return f"{VK}/{self.author_screen_name}"
-        return f"{VK}/id{self.author_id}" if self.author_id > 0 else f"{VK}/club{-self.author_id}"
-
-    def values(self) -> tuple[Any, ...]:
-        """The row's values in ``EXPORT_COLUMNS`` order."""
-        return (
-            self.comment_id, self.vk_id, self.comment_url, self.published_at, self.text, self.likes,
-            self.deleted, self.reply_to_vk_id, self.thread_vk_id, self.matches_count, list(self.keywords),
-            self.author_id, self.author_name, self.author_url,
-            self.group_id, self.group_name, self.group_url, self.post_vk_id, self.post_url, self.owner_id,
-            self.viewed, self.archived,
-        )  # fmt: skip
-
-    def as_record(self) -> dict[str, Any]:
-        """The row as named values (a JSON Lines object)."""
-        return dict(zip(EXPORT_COLUMNS, self.values(), strict=True))
-
-
-EXPORT_COLUMNS = (
-    "commentId", "commentVkId", "commentUrl", "publishedAt", "text", "likes",
-    "deleted", "replyToVkId", "threadVkId", "matchesCount", "keywords",
-    "authorId", "authorName", "authorUrl",
-    "groupId", "groupName", "groupUrl", "postVkId", "postUrl", "ownerId",
-    "viewed", "archived",
-)  # fmt: skip
-"""Column names: CSV and XLSX headers, JSON Lines keys."""
-
-
-class ExportFile(Protocol):
-    """A file being written; invisible to downloads until ``finish``."""
-
-    name: str  # the stored name, in the download URL
-    download_name: str  # the name a browser saves it as
-
-    def write(self, rows: Sequence[ExportRow]) -> None: ...
-
-    def finish(self) -> int:
-        """Complete the file and publish it under ``name``; returns its size in bytes."""
-
-    def discard(self) -> None:
-        """Remove the file, whether it was published already or not."""
-
-
-class ExportStore(Protocol):
-    """Rows to export (read side) and the files they go to."""
-
-    async def count(self, flt: CommentFilter) -> int: ...
-
-    async def rows(self, flt: CommentFilter, *, after_id: int, limit: int) -> list[ExportRow]:
-        """Up to ``limit`` rows with comment id above ``after_id``, in id order."""
-
-    def create(self, fmt: ExportFormat) -> ExportFile: ...
-
-    def purge_expired(self) -> int:
-        """Delete files older than the configured lifetime; returns how many."""
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA time zone called ``name`` (``Europe/Moscow``, ``Asia/Yekaterinburg``, ``UTC``)."""
+    try:
+        if not name or len(name) > MAX_TIME_ZONE_NAME:
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ValueError, OSError, ZoneInfoNotFoundError):  # ZoneInfoNotFoundError is a KeyError
+        raise InvalidInput(
+            f"Unknown time zone {name[:MAX_TIME_ZONE_NAME]!r}: use an IANA name such as Europe/Moscow or UTC",
+            field="timeZone",
+        ) from None
 
 
 # --- filters as task params (JSON) ----------------------------------------------------------
@@ -175,28 +115,54 @@ def filter_from_params(params: dict[str, Any]) -> CommentFilter:
 
 
 async def start_export(
-    adapters: Adapters, flt: CommentFilter, fmt: ExportFormat | str, *, priority: int = 5
+    adapters: Adapters,
+    flt: CommentFilter,
+    fmt: ExportFormat | str,
+    *,
+    time_zone_name: str | None = None,
+    delimiter: CsvDelimiter | None = None,
+    priority: int = 5,
 ) -> Task:
-    from domain.tasks import start_task  # tasks imports this module for its handler
-
+    """Queue an EXPORT task. Times are written in ``time_zone_name`` (default: the configured
+    zone); ``delimiter`` is for CSV only."""
     try:
         fmt = ExportFormat(fmt)
     except ValueError:
         raise InvalidInput(f"Unknown export format {fmt!r}", field="format") from None
-    params = {"format": fmt.value, "filter": filter_to_params(flt)}
+    zone = time_zone(time_zone_name if time_zone_name is not None else adapters.export_time_zone)
+    if delimiter is not None and fmt is not ExportFormat.CSV:
+        raise InvalidInput(f"A delimiter is for CSV exports, not {fmt.value}", field="delimiter")
+    options = ExportOptions(fmt, zone, delimiter or CsvDelimiter.COMMA)
+    params = {**options_to_params(options), "filter": filter_to_params(flt)}
     return await start_task(adapters, TaskKind.EXPORT, params, priority=priority)
+
+
+def options_to_params(options: ExportOptions) -> dict[str, Any]:
+    params: dict[str, Any] = {"format": options.format.value, "timeZone": options.time_zone.key}
+    if options.format is ExportFormat.CSV:
+        params["delimiter"] = options.delimiter.name
+    return params
+
+
+def options_from_params(params: dict[str, Any], *, default_time_zone: str) -> ExportOptions:
+    """The options a task was started with (tasks started before an option existed get its default)."""
+    return ExportOptions(
+        format=ExportFormat(params.get("format", ExportFormat.CSV)),
+        time_zone=time_zone(params.get("timeZone") or default_time_zone),
+        delimiter=CsvDelimiter[params.get("delimiter") or CsvDelimiter.COMMA.name],
+    )
 
 
 async def run_export(adapters: Adapters, task: Task, report: ProgressCallback) -> dict:
     store = adapters.exports
     if store is None:
         raise InvalidInput("Exports are not configured")
-    fmt = ExportFormat(task.params.get("format", ExportFormat.CSV))
+    options = options_from_params(task.params, default_time_zone=adapters.export_time_zone)
     flt = filter_from_params(task.params.get("filter") or {})
     await asyncio.to_thread(store.purge_expired)
     total = await store.count(flt)
     await report(0, total, f"0/{total} rows")
-    file = await asyncio.to_thread(store.create, fmt)
+    file = await asyncio.to_thread(store.create, options)
     done = 0
     after_id = 0
     try:
@@ -217,8 +183,8 @@ async def run_export(adapters: Adapters, task: Task, report: ProgressCallback) -
         await asyncio.to_thread(file.discard)
         raise
     return {
-        "url": f"/exports/{file.name}", "rows": done, "format": fmt.value, "file": file.name,
-        "fileName": file.download_name, "bytes": size,
+        "url": f"/exports/{file.name}", "rows": done, "format": options.format.value, "file": file.name,
+        "fileName": file.download_name, "bytes": size, **options_to_params(options),
     }  # fmt: skip
 
 
@@ -237,3 +203,6 @@ def human_size(size: int) -> str:
         if value < 999.95:
             return f"{value:.1f} {unit}"
     return f"{value / 1000:.1f} TB"
+
+
+register_handler(TaskKind.EXPORT, run_export)

@@ -1,14 +1,19 @@
-"""Use cases for communities: add one from whatever reference a user pastes, refresh, remove."""
+"""Use cases for communities: add one from whatever reference a user pastes, refresh, change
+its collection and monitoring settings, remove."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
-from domain.errors import InvalidReference, NotFound, VkError, VkNotFound
-from domain.models import Group
-from domain.ports import UnitOfWorkFactory, VkGateway
+from domain.errors import InvalidInput, InvalidReference, NotFound, VkError, VkNotFound
+from domain.models import UNSET, Group, Unset
+from domain.monitoring import next_run, validate_monitoring
+from domain.ports import Adapters, UnitOfWorkFactory, VkGateway
+from domain.stats import invalidate_stats
 
 # VK ids in ASCII digits only ('③' passes str.isdigit() but not int()), at most 18 of them
 # (every VK id fits 64 bits; a longer number is no community).
@@ -119,6 +124,60 @@ async def refresh_group(uow_factory: UnitOfWorkFactory, vk: VkGateway, group_id:
         await uow.groups.save(group)
         await uow.commit()
         return group
+
+
+@dataclass(frozen=True)
+class GroupChanges:
+    """Settings to change; ``UNSET`` leaves one as it is, None clears it where that means something."""
+
+    active: bool | Unset = UNSET
+    max_posts: int | None | Unset = UNSET
+    since: datetime | None | Unset = UNSET
+    monitor_enabled: bool | Unset = UNSET
+    monitor_interval_minutes: int | Unset = UNSET
+    monitor_priority: int | Unset = UNSET
+
+
+_NOT_NULL = ("active", "monitor_enabled", "monitor_interval_minutes", "monitor_priority")
+
+
+async def update_group(adapters: Adapters, group_id: int, changes: GroupChanges) -> Group:
+    """Change a community's settings. Monitoring switched on (or on for a community switched
+    active) is due at once, not one interval later; a new interval counts from the last run."""
+    if isinstance(changes.max_posts, int) and changes.max_posts < 1:
+        raise InvalidInput("maxPosts must be at least 1", field="maxPosts")
+    for name in _NOT_NULL:
+        if getattr(changes, name) is None:
+            raise InvalidInput(f"{name} cannot be null", field=name)
+    interval, priority = changes.monitor_interval_minutes, changes.monitor_priority
+    validate_monitoring(None if isinstance(interval, Unset) else interval, None if isinstance(priority, Unset) else priority)
+    async with adapters.uow_factory() as uow:
+        group = await uow.groups.get(group_id)
+        if group is None:
+            raise NotFound(f"Group {group_id} not found", field="id")
+        was_monitored = group.monitor_enabled and group.active
+        for field in dataclasses.fields(changes):
+            value = getattr(changes, field.name)
+            if not isinstance(value, Unset):
+                setattr(group, field.name, value)
+        monitored = group.monitor_enabled and group.active
+        if monitored and (not was_monitored or group.next_run_at is None):
+            group.next_run_at = adapters.clock.now()
+        elif monitored and not isinstance(interval, Unset) and group.last_run_at:
+            group.next_run_at = next_run(group, group.last_run_at)
+        await uow.groups.save(group)
+        await uow.commit()
+        return group
+
+
+async def remove_group(adapters: Adapters, group_id: int) -> None:
+    """Forget a community and everything collected from it."""
+    async with adapters.uow_factory() as uow:
+        if await uow.groups.get(group_id) is None:
+            raise NotFound(f"Group {group_id} not found", field="id")
+        await uow.groups.remove(group_id)
+        await uow.commit()
+    await invalidate_stats(adapters.cache)  # its comments no longer count
 
 
 def _copy_vk_fields(src: Group, dst: Group) -> None:

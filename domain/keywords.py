@@ -20,7 +20,7 @@ from typing import Any
 
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.matching import keyword_key, normalize_keyword, validate_keyword
-from domain.models import Keyword
+from domain.models import UNSET, Keyword, Unset
 from domain.ports import Adapters, UnitOfWork
 from domain.stats import invalidate_stats
 from domain.text import checked_text
@@ -63,23 +63,14 @@ class KeywordResult:
         return self.error is None
 
 
-class _Unset:
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET = _Unset()
-"""A field the caller did not mention in ``KeywordChanges``."""
-
-
 @dataclass(frozen=True)
 class KeywordChanges:
-    word: str | _Unset = UNSET
-    category: str | None | _Unset = UNSET  # None clears the category
-    active: bool | _Unset = UNSET
-    case_sensitive: bool | _Unset = UNSET
-    whole_word: bool | _Unset = UNSET
-    morphology: bool | _Unset = UNSET
+    word: str | Unset = UNSET
+    category: str | None | Unset = UNSET  # None clears the category
+    active: bool | Unset = UNSET
+    case_sensitive: bool | Unset = UNSET
+    whole_word: bool | Unset = UNSET
+    morphology: bool | Unset = UNSET
 
 
 def default_morphology(word: str) -> bool:
@@ -170,7 +161,7 @@ async def update_keyword(adapters: Adapters, keyword_id: int, changes: KeywordCh
     async with adapters.uow_factory() as uow:
         keyword = await _get(uow, keyword_id)
         values = {f.name: getattr(changes, f.name) for f in dataclasses.fields(changes)}
-        values = {name: value for name, value in values.items() if not isinstance(value, _Unset)}
+        values = {name: value for name, value in values.items() if not isinstance(value, Unset)}
         for name in ("word", "active", "case_sensitive", "whole_word", "morphology"):
             if name in values and values[name] is None:
                 field = "".join(part.capitalize() if i else part for i, part in enumerate(name.split("_")))

@@ -14,6 +14,17 @@ from datetime import datetime
 from typing import Any
 
 
+class Unset:
+    """The type of ``UNSET``: a field of a change set (``GroupChanges``, ``KeywordChanges``) that
+    the caller did not mention, as opposed to None, which clears it."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()
+
+
 class TaskKind(enum.StrEnum):
     PARSE = "PARSE"
     ANALYZE = "ANALYZE"

@@ -6,15 +6,15 @@ Each has a real adapter in ``infrastructure/`` and, where unit tests need speed,
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
-
-if TYPE_CHECKING:
-    from domain.export import ExportStore
+from domain.queries import CommentFilter
 
 
 # --- VK -------------------------------------------------------------------------------------
@@ -274,6 +274,130 @@ class Cache(Protocol):
     async def invalidate(self, namespace: str) -> None: ...
 
 
+# --- exports --------------------------------------------------------------------------------
+# What ``domain.export`` reads and writes through ``ExportStore``; how an export runs is there.
+
+VK = "https://vk.com"
+DEFAULT_EXPORT_TIME_ZONE = "Europe/Moscow"  # where this product's users read the times
+
+
+class ExportFormat(enum.StrEnum):
+    CSV = "CSV"
+    XLSX = "XLSX"
+    JSONL = "JSONL"
+
+
+class CsvDelimiter(enum.Enum):
+    """Comma for most tools; semicolon for Excel in Russian (and most European) locales, where a
+    comma is the decimal separator; tab for a TSV file."""
+
+    COMMA = ","
+    SEMICOLON = ";"
+    TAB = "\t"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    format: ExportFormat = ExportFormat.CSV
+    # Times are written in this zone: XLSX as spreadsheet dates (which have no zone, so the
+    # header names it), CSV and JSON Lines as ISO 8601 with the zone's offset.
+    time_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_EXPORT_TIME_ZONE))
+    delimiter: CsvDelimiter = CsvDelimiter.COMMA  # CSV only
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One exported comment with what a reader of the file needs around it."""
+
+    comment_id: int
+    vk_id: int
+    owner_id: int
+    post_vk_id: int
+    group_id: int
+    group_name: str
+    group_screen_name: str
+    author_id: int
+    author_name: str | None
+    author_screen_name: str | None
+    published_at: datetime  # aware
+    text: str
+    likes: int
+    deleted: bool
+    reply_to_vk_id: int | None  # the comment this one answers, VK id on the same wall
+    thread_vk_id: int | None
+    matches_count: int
+    keywords: tuple[str, ...]  # the matched keywords' words, sorted
+    viewed: bool
+    archived: bool
+
+    @property
+    def comment_url(self) -> str:
+        return f"{VK}/wall{self.owner_id}_{self.post_vk_id}?reply={self.vk_id}"
+
+    @property
+    def post_url(self) -> str:
+        return f"{VK}/wall{self.owner_id}_{self.post_vk_id}"
+
+    @property
+    def group_url(self) -> str:
+        return f"{VK}/{self.group_screen_name}" if self.group_screen_name else f"{VK}/club{-self.owner_id}"
+
+    @property
+    def author_url(self) -> str:
+        if self.author_screen_name:
+            return f"{VK}/{self.author_screen_name}"
+        return f"{VK}/id{self.author_id}" if self.author_id > 0 else f"{VK}/club{-self.author_id}"
+
+    def values(self, zone: ZoneInfo) -> tuple[Any, ...]:
+        """The row's values in ``EXPORT_COLUMNS`` order, its time in ``zone``."""
+        return (
+            self.comment_id, self.vk_id, self.comment_url, self.published_at.astimezone(zone), self.text, self.likes,
+            self.deleted, self.reply_to_vk_id, self.thread_vk_id, self.matches_count, list(self.keywords),
+            self.author_id, self.author_name, self.author_url,
+            self.group_id, self.group_name, self.group_url, self.post_vk_id, self.post_url, self.owner_id,
+            self.viewed, self.archived,
+        )  # fmt: skip
+
+
+EXPORT_COLUMNS = (
+    "commentId", "commentVkId", "commentUrl", "publishedAt", "text", "likes",
+    "deleted", "replyToVkId", "threadVkId", "matchesCount", "keywords",
+    "authorId", "authorName", "authorUrl",
+    "groupId", "groupName", "groupUrl", "postVkId", "postUrl", "ownerId",
+    "viewed", "archived",
+)  # fmt: skip
+"""Column names: CSV headers and JSON Lines keys (XLSX headers are ``domain.export.column_titles``)."""
+
+
+class ExportFile(Protocol):
+    """A file being written; invisible to downloads until ``finish``."""
+
+    name: str  # the stored name, in the download URL
+    download_name: str  # the name a browser saves it as
+
+    def write(self, rows: Sequence[ExportRow]) -> None: ...
+
+    def finish(self) -> int:
+        """Complete the file and publish it under ``name``; returns its size in bytes."""
+
+    def discard(self) -> None:
+        """Remove the file, whether it was published already or not."""
+
+
+class ExportStore(Protocol):
+    """Rows to export (read side) and the files they go to."""
+
+    async def count(self, flt: CommentFilter) -> int: ...
+
+    async def rows(self, flt: CommentFilter, *, after_id: int, limit: int) -> list[ExportRow]:
+        """Up to ``limit`` rows with comment id above ``after_id``, in id order."""
+
+    def create(self, options: ExportOptions) -> ExportFile: ...
+
+    def purge_expired(self) -> int:
+        """Delete files older than the configured lifetime; returns how many."""
+
+
 @dataclass
 class Adapters:
     """Everything a use case may need, wired once by ``infrastructure/bootstrap.py``."""
@@ -288,7 +412,8 @@ class Adapters:
     recent_window_hours: float = 0.0
     collect_concurrency: int = 64
     data_dir: str = "."
-    # Export rows and files (``domain.export.ExportStore``); None where nothing exports.
+    # Export rows and files; None where nothing exports.
     exports: ExportStore | None = None
+    export_time_zone: str = DEFAULT_EXPORT_TIME_ZONE  # for exports that name none
     # Expensive reads (``stats``); None: nothing is cached.
     cache: Cache | None = None

@@ -34,10 +34,7 @@ from typing import Any
 
 import structlog
 
-from domain.analyze import publish_matched, run_analyze
-from domain.collect import CollectOptions, collect_group
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound, TaskCancelled, Unavailable
-from domain.export import run_export
 from domain.models import Progress, Task, TaskKind, TaskState
 from domain.ports import Adapters
 from domain.resilience import TRANSIENT, backoff_delay, is_transient, retry_transient
@@ -102,8 +99,6 @@ def task_event(task: Task) -> dict[str, Any]:
 
 
 def task_from_event(event: dict[str, Any]) -> Task:
-    from domain.models import Progress
-
     return Task(
         id=event["id"],
         kind=TaskKind(event["kind"]),
@@ -245,54 +240,14 @@ async def cancel_task(adapters: Adapters, task_id: int) -> Task:
 # --- running --------------------------------------------------------------------------------
 
 
-async def run_parse(adapters: Adapters, task: Task, report) -> dict:
-    async with adapters.uow_factory() as uow:
-        group = await uow.groups.get(task.group_id) if task.group_id is not None else None
-        keywords = await uow.keywords.list_active()
-    if group is None:
-        raise NotFound(f"Group {task.group_id} no longer exists")
-    since = task.params.get("since")
-    options = CollectOptions(
-        max_posts=task.params.get("maxPosts"),
-        since=datetime.fromisoformat(since) if since else None,
-        full=bool(task.params.get("full")),
-        recent_window=timedelta(hours=adapters.recent_window_hours) if adapters.recent_window_hours else None,
-        concurrency=adapters.collect_concurrency,
-    )
-    matcher = adapters.matcher_factory(keywords) if adapters.matcher_factory and keywords else None
-    now = adapters.clock.now()
-    try:
-        result = await collect_group(
-            group, vk=adapters.vk, uow_factory=adapters.uow_factory, options=options,
-            report=report, now=now, matcher=matcher,
-            on_matched=lambda comment_ids: publish_matched(adapters, comment_ids),
-        )
-    except DomainError as e:
-        if not is_transient(e):  # a transient one is retried, not the community's last error
-            await _record_group_run(adapters, group.id, now, error=e.message)
-        raise
-    await _record_group_run(adapters, group.id, now, error=None)
-    return result.as_dict()
+HANDLERS: dict[TaskKind, TaskHandler] = {}
+"""What runs a task of each kind. The use cases register their handlers into it when their
+module is imported (``domain.collect``, ``domain.analyze``, ``domain.export``), so this module
+imports none of them; the composition root imports them all."""
 
 
-async def _record_group_run(adapters: Adapters, group_id: int, now: datetime, *, error: str | None) -> None:
-    async with adapters.uow_factory() as uow:
-        group = await uow.groups.get(group_id)
-        if group is None:
-            return
-        group.last_run_at = now
-        group.last_error = error
-        if error is None:
-            group.last_success_at = now
-        await uow.groups.save(group)
-        await uow.commit()
-
-
-HANDLERS: dict[TaskKind, TaskHandler] = {
-    TaskKind.PARSE: run_parse,
-    TaskKind.ANALYZE: run_analyze,
-    TaskKind.EXPORT: run_export,
-}
+def register_handler(kind: TaskKind, handler: TaskHandler) -> None:
+    HANDLERS[kind] = handler
 
 
 async def run_task(adapters: Adapters, task_id: int, *, worker_id: str = LOCAL_WORKER) -> Task | None:

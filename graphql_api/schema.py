@@ -20,14 +20,14 @@ from domain import analyze as analyze_cases
 from domain import export as export_cases
 from domain import groups as group_cases
 from domain import keywords as keyword_cases
+from domain import review as review_cases
 from domain import tasks as task_cases
 from domain.errors import DomainError, InvalidInput, NotFound, Unavailable
-from domain.ports import EventsMissed
+from domain.ports import CsvDelimiter, EventsMissed
 from domain.models import TaskKind as DomainTaskKind
 from domain.models import TaskState as DomainTaskState
 from domain.queries import MAX_FILTER_IDS, MAX_PAGE, CommentFilter, CommentOrder, CommentSort, Page, TaskFilter
 from domain.queries import SortDirection as DomainSortDirection
-from graphql_api import commands
 from graphql_api import api_tokens as token_api
 from graphql_api.auth import IsAdmin, IsOperator, IsViewer
 from graphql_api.context import Info, OperationLoaders
@@ -359,11 +359,11 @@ class Query:
 # --- mutations ------------------------------------------------------------------------------
 
 
-def _group_changes(input: UpdateGroupInput) -> commands.GroupChanges:
-    keep = commands.KEEP
+def _group_changes(input: UpdateGroupInput) -> group_cases.GroupChanges:
+    keep = group_cases.UNSET
     given = lambda value: keep if value is strawberry.UNSET else value  # noqa: E731
     monitoring = input.monitoring if input.monitoring not in (strawberry.UNSET, None) else None
-    return commands.GroupChanges(
+    return group_cases.GroupChanges(
         active=given(input.active),
         max_posts=given(input.max_posts),
         since=given(input.since),
@@ -454,7 +454,7 @@ class Mutation:
         input: Annotated[UpdateGroupInput, strawberry.argument(description="The settings to change.")],
     ) -> GroupPayload:
         try:
-            group = await commands.update_group(info.context.adapters, parse_id(id, NodeType.GROUP), _group_changes(input))
+            group = await group_cases.update_group(info.context.adapters, parse_id(id, NodeType.GROUP), _group_changes(input))
         except DomainError as e:
             return GroupPayload(group=None, errors=user_errors(e))
         return GroupPayload(group=Group.from_domain(group), errors=[])
@@ -465,7 +465,7 @@ class Mutation:
     async def remove_group(self, info: Info, id: GroupId) -> RemoveGroupPayload:
         try:
             group_id = parse_id(id, NodeType.GROUP)
-            await commands.remove_group(info.context.adapters, group_id)
+            await group_cases.remove_group(info.context.adapters, group_id)
         except DomainError as e:
             return RemoveGroupPayload(removed_group_id=None, errors=user_errors(e))
         return RemoveGroupPayload(removed_group_id=global_id(NodeType.GROUP, group_id), errors=[])
@@ -618,7 +618,12 @@ class Mutation:
     ) -> TaskPayload:
         try:
             task = await export_cases.start_export(
-                info.context.adapters, to_comment_filter(input.filter), input.format.value, priority=input.priority
+                info.context.adapters,
+                to_comment_filter(input.filter),
+                input.format.value,
+                time_zone_name=input.time_zone,
+                delimiter=CsvDelimiter[input.delimiter.name] if input.delimiter else None,
+                priority=input.priority,
             )
         except DomainError as e:
             return TaskPayload(task=None, errors=user_errors(e))
@@ -639,7 +644,7 @@ class Mutation:
     ) -> SetCommentStatePayload:
         try:
             comment_ids = [parse_id(i, NodeType.COMMENT, field="ids") for i in ids]
-            changed = await commands.set_comment_state(
+            changed = await review_cases.set_comment_state(
                 info.context.adapters, comment_ids, viewed=viewed, archived=archived
             )
         except DomainError as e:

@@ -805,10 +805,28 @@ class ExportFormat(enum.Enum):
     JSONL = strawberry.enum_value("JSONL", description="JSON Lines: one JSON object per comment.")
 
 
+@strawberry.enum(description="What separates the values of a CSV export's rows.")
+class CsvDelimiter(enum.Enum):
+    COMMA = strawberry.enum_value("COMMA", description="`,` — most tools, and Excel in English locales.")
+    SEMICOLON = strawberry.enum_value(
+        "SEMICOLON", description="`;` — Excel in Russian and most European locales, which use a decimal comma."
+    )
+    TAB = strawberry.enum_value("TAB", description="A tab: a tab-separated `.tsv` file.")
+
+
 @strawberry.input(description="What to export, and how.")
 class StartExportInput:
     filter: CommentFilterInput | None = strawberry.field(
         default=None, description="Which comments (as in the `comments` query); default: all."
     )
     format: ExportFormat = strawberry.field(default=ExportFormat.CSV, description="The file format.")
+    time_zone: str | None = strawberry.field(
+        default=None,
+        description="The IANA time zone the file's times are written in, e.g. `Europe/Moscow`, `Asia/Yekaterinburg`, "
+        "`UTC`; default: the server's setting (VKCP_EXPORT_TIME_ZONE, Europe/Moscow unless set). XLSX names it in "
+        "the time's column header; CSV and JSONL write ISO 8601 times with its offset.",
+    )
+    delimiter: CsvDelimiter | None = strawberry.field(
+        default=None, description="CSV only: what separates the values; default: COMMA."
+    )
     priority: int = strawberry.field(default=5, description="Queue priority (1–10, higher runs first).")

@@ -17,6 +17,9 @@ from typing import Any
 import structlog
 from sqlalchemy import text
 
+# Each use case registers its task handler (``domain.tasks.HANDLERS``) when imported: all of
+# them must be, in every process that runs tasks.
+from domain import analyze, collect, export  # noqa: F401
 from domain.ports import Adapters
 from domain.queries import ReadModel
 from domain.tasks import run_task
@@ -180,6 +183,7 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
         collect_concurrency=settings.collect_concurrency,
         data_dir=str(settings.data_dir),
         exports=FileExportStore(sessions, settings.exports_dir, ttl_hours=settings.export_ttl_hours),
+        export_time_zone=settings.export_time_zone,
         cache=RedisCache(redis, prefix=settings.redis_prefix) if redis is not None else InMemoryCache(),
     )
     adapters.exports.purge_expired()  # files that expired while nothing ran

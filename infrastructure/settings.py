@@ -17,6 +17,10 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from domain.errors import InvalidInput
+from domain.export import time_zone
+from domain.ports import DEFAULT_EXPORT_TIME_ZONE
+
 ENV_PREFIX = "VKCP_"
 
 
@@ -74,6 +78,8 @@ class Settings(BaseSettings):
     collect_concurrency: int = 64
     export_ttl_hours: float = 24.0
     export_link_minutes: float = 15.0  # how long a signed download link (Task.export.url) works
+    # Exports write times in this IANA zone unless the export names another (startExport's timeZone).
+    export_time_zone: str = DEFAULT_EXPORT_TIME_ZONE
     # Signs download links. Unset: a random key kept in the data dir (see infrastructure/secret_key.py).
     secret_key: SecretStr | None = None
     # The API's address as browsers reach it, for absolute links; unset: each request's own.
@@ -120,6 +126,14 @@ class Settings(BaseSettings):
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
         return value
+
+    @field_validator("export_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            return time_zone(value).key
+        except InvalidInput as e:
+            raise ValueError(e.message) from None
 
     @field_validator("public_url")
     @classmethod

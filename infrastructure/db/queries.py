@@ -17,7 +17,7 @@ from functools import partial
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, exists, false, func, literal_column, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.errors import InvalidInput
@@ -36,6 +36,7 @@ from domain.queries import (
     TaskFilter,
 )
 from domain.matching import keyword_key
+from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
 from infrastructure.db.repositories import group_from_row, in_values, keyword_from_row, task_from_row
 from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import authors, comments, groups, keywords, matches, posts, tasks
@@ -128,67 +129,6 @@ def _clamp(first: int) -> int:
 def _aligned(ids: Sequence[K], found: dict[K, T]) -> list[T | None]:
     """Results in the order of ``ids`` with None for the missing: what dataloaders expect."""
     return [found.get(i) for i in ids]
-
-
-# --- comment filters ------------------------------------------------------------------------
-
-_LIKE_ESCAPE = "\\"
-
-
-def _like_pattern(word: str) -> str:
-    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def folded_text(dialect: str) -> ColumnElement[str]:
-    """``domain.queries.fold_text`` of a comment's text, in SQL.
-
-    PostgreSQL: lower() under the ICU root collation (Unicode's full lowercase mapping, as
-    Python's str.lower(), whatever the database's locale; libc's "C" lowercases ASCII only), then
-    "ё" as "е". The expression is the trigram index's (``TEXT_SEARCH_INDEX``), literals and all,
-    so the index serves it. SQLite: the domain's own function, registered by
-    ``infrastructure.db.engine``.
-    """
-    if dialect == "postgresql":
-        lowered = func.lower(comments.c.text.collate("und-x-icu"))
-        return func.replace(lowered, literal_column("'ё'"), literal_column("'е'"))
-    return func.fold_text(comments.c.text)
-
-
-def _text_condition(flt: CommentFilter, dialect: str) -> ColumnElement[bool] | None:
-    """``CommentFilter.text``: every folded word a substring of the folded text."""
-    words = flt.text_words
-    if not words:
-        return None
-    folded = folded_text(dialect)
-    return and_(*(folded.like(_like_pattern(word), escape=_LIKE_ESCAPE) for word in words))
-
-
-def _comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[bool]]:
-    c = comments.c
-    conditions: list[ColumnElement[bool]] = []
-    if flt.group_ids is not None:
-        conditions.append(in_values(dialect, c.group_id, flt.group_ids) if flt.group_ids else false())
-    if flt.post_ids is not None:
-        conditions.append(in_values(dialect, c.post_id, flt.post_ids) if flt.post_ids else false())
-    if flt.keyword_ids is not None:
-        has_keyword = exists().where(matches.c.comment_id == c.id, in_values(dialect, matches.c.keyword_id, flt.keyword_ids))
-        conditions.append(has_keyword if flt.keyword_ids else false())
-    if flt.matched is not None:
-        conditions.append(c.matches_count > 0 if flt.matched else c.matches_count == 0)
-    if (text := _text_condition(flt, dialect)) is not None:
-        conditions.append(text)
-    if flt.author_ids is not None:
-        conditions.append(in_values(dialect, c.from_id, flt.author_ids) if flt.author_ids else false())
-    if flt.since is not None:
-        conditions.append(c.published_at >= flt.since)
-    if flt.until is not None:
-        conditions.append(c.published_at <= flt.until)
-    if flt.viewed is not None:
-        conditions.append(c.viewed == flt.viewed)
-    if flt.archived is not None:
-        conditions.append(c.archived == flt.archived)
-    return conditions
 
 
 _COMMENT_SORT_KEYS = {
@@ -353,11 +293,11 @@ class SqlReadModel:
         last: int | None = None, before: str | None = None,
     ) -> Page[CommentView]:
         keyset = _comment_order(order)
-        query = _comment_query().where(*_comment_conditions(flt, self._dialect))
+        query = _comment_query().where(*comment_conditions(flt, self._dialect))
         return await self._page(query, keyset, _comment_view, first=first, after=after, last=last, before=before)
 
     async def comments_count(self, flt: CommentFilter) -> int:
-        query = select(comments.c.id).where(*_comment_conditions(flt, self._dialect))
+        query = select(comments.c.id).where(*comment_conditions(flt, self._dialect))
         return await self._count(query)
 
     async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]:
@@ -481,5 +421,5 @@ def _keywords_query(active: bool | None, category: str | None = None, text: str 
         query = query.where(keywords.c.category == category)
     if text:
         # word_key is the folded word (casefold, "ё" as "е"): a case-insensitive search everywhere.
-        query = query.where(keywords.c.word_key.like(_like_pattern(keyword_key(text)), escape=_LIKE_ESCAPE))
+        query = query.where(keywords.c.word_key.like(like_pattern(keyword_key(text)), escape=LIKE_ESCAPE))
     return query

@@ -46,7 +46,7 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 JsonValue = JSON().with_variant(JSONB(), "postgresql")
 
 # The comment filter's `text` on PostgreSQL: a trigram index on the folded text
-# (``queries.folded_text``), which serves LIKE '%word%'. An expression index Alembic cannot
+# (``filters.folded_text``), which serves LIKE '%word%'. An expression index Alembic cannot
 # declare here; SQLite has none (it scans).
 TEXT_SEARCH_INDEX = "ix_comments_text_search"
 POSTGRES_ONLY_INDEXES = frozenset({TEXT_SEARCH_INDEX})

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import json
 import os
 import re
@@ -15,6 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+import openpyxl
 import pytest
 from websockets.asyncio.client import connect
 
@@ -86,6 +89,55 @@ async def test_a_finished_export_says_what_it_wrote(api: Api, client: httpx.Asyn
     assert download.status_code == 200
     assert len(download.content) == result["bytes"]
     assert download.headers["content-disposition"] == f'attachment; filename="{result["fileName"]}"'
+
+
+async def test_an_export_with_options_downloads_and_parses_with_them(
+    api: Api, client: httpx.AsyncClient, group_id: str
+) -> None:
+    task = await export(
+        api,
+        {"format": "CSV", "delimiter": "SEMICOLON", "timeZone": "Asia/Yekaterinburg", "filter": {"groupIds": [group_id]}},
+    )
+    download = await client.get(task["export"]["url"])  # the signed link alone
+    assert download.status_code == 200, download.text
+    assert download.content.startswith(b"\xef\xbb\xbf")
+    header, *rows = list(csv.reader(io.StringIO(download.content.decode("utf-8-sig"), newline=""), delimiter=";"))
+    assert header[:4] == ["commentId", "commentVkId", "commentUrl", "publishedAt"]
+    assert len(rows) == task["export"]["rows"] > 0 and {len(r) for r in rows} == {len(header)}
+    published = datetime.fromisoformat(rows[0][3])
+    assert published.utcoffset() == timedelta(hours=5)  # Yekaterinburg, written with its offset
+    assert task["result"]["timeZone"] == "Asia/Yekaterinburg" and task["result"]["delimiter"] == "SEMICOLON"
+
+    comments = await api("query($g: [ID!]) { comments(filter: {groupIds: $g}) { totalCount } }", {"g": [group_id]}, role="viewer")
+    assert comments["comments"]["totalCount"] == len(rows)  # the rows the comments query shows
+
+
+async def test_an_xlsx_export_opens_with_its_zone_in_the_header(api: Api, client: httpx.AsyncClient, group_id: str) -> None:
+    task = await export(api, {"format": "XLSX", "filter": {"groupIds": [group_id]}})
+    download = await client.get(task["export"]["url"])
+    assert download.status_code == 200, download.text
+    sheet = openpyxl.load_workbook(io.BytesIO(download.content))["comments"]
+    titles = [c.value for c in sheet[1]]
+    assert "Published (Europe/Moscow)" in titles  # the server's default zone
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref.startswith("A1:")
+    assert sheet.max_row == task["export"]["rows"] + 1
+    published = sheet.cell(2, titles.index("Published (Europe/Moscow)") + 1)
+    assert isinstance(published.value, datetime)
+    assert sheet.cell(2, titles.index("Comment link") + 1).value.startswith('=HYPERLINK("https://vk.com/wall-')
+
+
+@pytest.mark.parametrize(
+    ("input", "field"),
+    [
+        ({"format": "CSV", "timeZone": "Mars/Olympus_Mons"}, "timeZone"),
+        ({"format": "CSV", "timeZone": "../../etc/passwd"}, "timeZone"),
+        ({"format": "XLSX", "delimiter": "SEMICOLON"}, "delimiter"),
+    ],
+)
+async def test_unknown_zones_and_misplaced_delimiters_are_refused(api: Api, input: dict, field: str) -> None:
+    payload = (await api(EXPORT, {"input": input}))["startExport"]
+    assert payload["task"] is None
+    assert [(e["code"], e["field"]) for e in payload["errors"]] == [("BAD_USER_INPUT", field)]
 
 
 # --- signed links ---------------------------------------------------------------------------

@@ -296,10 +296,10 @@ async def test_postgres_text_search_uses_the_trigram_index(world, migrated_db) -
         pytest.skip("the text search index is PostgreSQL's")
     from sqlalchemy import select, text
 
-    from infrastructure.db.queries import _text_condition
+    from infrastructure.db.filters import text_condition
     from infrastructure.db.tables import TEXT_SEARCH_INDEX, comments
 
-    query = select(comments.c.id).where(_text_condition(CommentFilter(text="кошка"), "postgresql"))
+    query = select(comments.c.id).where(text_condition(CommentFilter(text="кошка"), "postgresql"))
     async with engine.connect() as conn:
         await conn.execute(text("SET enable_seqscan = off"))  # a 30-row table would be scanned
         compiled = query.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})

@@ -11,21 +11,25 @@ import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import openpyxl
 import pytest
+from openpyxl.utils import get_column_letter
 
 from domain import export
 from domain.errors import TaskCancelled
-from domain.export import EXPORT_COLUMNS, ExportFormat, filter_from_params, filter_to_params, run_export
+from domain.export import column_titles, filter_from_params, filter_to_params, run_export
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind
-from domain.ports import Adapters
+from domain.ports import EXPORT_COLUMNS, Adapters, ExportFormat
 from domain.queries import CommentFilter
 from infrastructure.db.queries import SqlReadModel
 from infrastructure.exports import FileExportStore
 from tests.fakes import FakeClock, no_report
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-TEXTS = ["Я люблю кошек", "=HYPERLINK(\"http://evil\")", "Окошко открыто", "Собака лает", "ёжик, в \"тумане\"\nвторая строка"]
+TEXTS = ["Я люблю кошек", "=HYPERLINK(\"http://evil\")", "Окошко открыто", "Собака лает", "ёжик; в \"тумане\",\tой\nвторая строка"]
+FOGGY = TEXTS[4]  # a delimiter of each kind, a quote and a line break
 COMMENTS = 2100  # more than two export batches
 
 
@@ -74,8 +78,10 @@ def adapters(uow_factory, store) -> Adapters:
     return Adapters(uow_factory=uow_factory, vk=None, queue=None, events=None, clock=FakeClock(), exports=store)  # type: ignore[arg-type]
 
 
-async def do_export(adapters: Adapters, flt: CommentFilter, fmt: ExportFormat, report=no_report) -> tuple[dict, Path]:
-    task = Task(kind=TaskKind.EXPORT, params={"format": fmt.value, "filter": filter_to_params(flt)}, id=1)
+async def do_export(
+    adapters: Adapters, flt: CommentFilter, fmt: ExportFormat, report=no_report, **options
+) -> tuple[dict, Path]:
+    task = Task(kind=TaskKind.EXPORT, params={"format": fmt.value, "filter": filter_to_params(flt), **options}, id=1)
     result = await run_export(adapters, task, report)
     assert result["url"] == f"/exports/{result['file']}" and result["format"] == fmt.value
     path = adapters.exports.path_of(result["file"])
@@ -130,10 +136,43 @@ async def test_csv_has_a_bom_intact_cyrillic_and_defused_formulas(world, adapter
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
     assert len(rows) == result["rows"] == COMMENTS
     texts = {r["text"] for r in rows}
-    assert {"Я люблю кошек", "ёжик, в \"тумане\"\nвторая строка"} <= texts  # quoting and newlines survive
+    assert {"Я люблю кошек", FOGGY} <= texts  # quoting and newlines survive
     assert "'=HYPERLINK(\"http://evil\")" in texts and "=HYPERLINK(\"http://evil\")" not in texts
     dog = next(r for r in rows if r["text"] == "Собака лает")
     assert dog["keywords"] == "кошка, собака" and dog["deleted"] == "false"
+
+
+async def test_csv_times_are_iso_8601_in_the_configured_zone_with_its_offset(world, adapters) -> None:
+    result, path = await do_export(adapters, CommentFilter(group_ids=(world["groups"][0].id,)), ExportFormat.CSV)
+    first = next(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline="")))
+    assert first["publishedAt"] == "2024-05-01T15:00:00+03:00"  # 12:00 UTC in Moscow, the default
+    assert result["timeZone"] == "Europe/Moscow" and result["delimiter"] == "COMMA"
+
+
+@pytest.mark.parametrize(("delimiter", "char", "extension"), [("SEMICOLON", ";", "csv"), ("TAB", "\t", "tsv")])
+async def test_csv_with_another_delimiter_parses_with_it(world, adapters, delimiter, char, extension) -> None:
+    result, path = await do_export(
+        adapters, CommentFilter(), ExportFormat.CSV, delimiter=delimiter, timeZone="Asia/Yekaterinburg"
+    )
+    assert path.suffix == f".{extension}" and result["fileName"].endswith(f".{extension}")
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # Excel still reads it as UTF-8
+    header, *rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter=char))
+    assert header == list(EXPORT_COLUMNS)
+    assert len(rows) == result["rows"] == COMMENTS and {len(r) for r in rows} == {len(EXPORT_COLUMNS)}
+    records = [dict(zip(header, r, strict=True)) for r in rows]
+    assert FOGGY in {r["text"] for r in records}  # the delimiter inside a value is quoted
+    dog = next(r for r in records if r["text"] == "Собака лает")
+    assert dog["keywords"] == "кошка, собака"
+    assert records[0]["publishedAt"] == "2024-05-01T17:00:00+05:00"
+    assert result["delimiter"] == delimiter and result["timeZone"] == "Asia/Yekaterinburg"
+
+
+async def test_jsonl_times_carry_the_zones_offset(world, adapters) -> None:
+    _, path = await do_export(adapters, CommentFilter(), ExportFormat.JSONL, timeZone="UTC")
+    assert json.loads(path.read_text(encoding="utf-8").splitlines()[0])["publishedAt"] == "2024-05-01T12:00:00+00:00"
+    _, path = await do_export(adapters, CommentFilter(), ExportFormat.JSONL)
+    assert json.loads(path.read_text(encoding="utf-8").splitlines()[0])["publishedAt"] == "2024-05-01T15:00:00+03:00"
 
 
 async def test_xlsx_is_a_workbook_with_cyrillic_inline_strings(world, adapters) -> None:
@@ -141,11 +180,81 @@ async def test_xlsx_is_a_workbook_with_cyrillic_inline_strings(world, adapters) 
     with zipfile.ZipFile(path) as book:
         assert book.testzip() is None
         sheet = book.read("xl/worksheets/sheet1.xml").decode("utf-8")
-        names = book.namelist()
-    assert "xl/workbook.xml" in names
     assert 'is><t>Я люблю кошек</t>' in sheet  # constant_memory writes inline strings
     assert sheet.count("<row ") == result["rows"] + 1  # a header row
-    assert "<f>" not in sheet  # nothing became a formula
+    assert "<hyperlinks>" not in sheet  # links are formulas: nothing held in memory until the end
+
+
+def _column(name: str) -> int:
+    return EXPORT_COLUMNS.index(name) + 1
+
+
+async def test_xlsx_is_ready_to_read_header_filter_widths_links_and_dates(world, adapters) -> None:
+    result, path = await do_export(adapters, CommentFilter(), ExportFormat.XLSX)
+    book = openpyxl.load_workbook(path)
+    sheet = book["comments"]
+    last = get_column_letter(len(EXPORT_COLUMNS))
+
+    titles = [c.value for c in sheet[1]]
+    assert titles == list(column_titles(ZoneInfo("Europe/Moscow")))
+    assert titles[_column("publishedAt") - 1] == "Published (Europe/Moscow)"
+    assert all(c.font.b for c in sheet[1])
+    assert sheet.freeze_panes == "A2"  # the header stays when scrolling
+    assert sheet.auto_filter.ref == f"A1:{last}{result['rows'] + 1}"
+    assert sheet.max_row == COMMENTS + 1
+
+    # Dates are dates (not text) at the zone's wall-clock time, in a column wide enough to show them.
+    published = sheet.cell(2, _column("publishedAt"))
+    assert published.is_date and published.value == datetime(2024, 5, 1, 15, 0)
+    assert published.number_format == "yyyy-mm-dd hh:mm:ss"
+    assert sheet.cell(COMMENTS + 1, _column("publishedAt")).value == datetime(2024, 5, 1, 15, 0) + timedelta(
+        minutes=COMMENTS - 1
+    )
+
+    widths = {name: sheet.column_dimensions[get_column_letter(_column(name))].width for name in EXPORT_COLUMNS}
+    assert widths["publishedAt"] >= len("2024-05-01 15:00:00") + 1
+    assert widths["text"] >= 60 and sheet.cell(2, _column("text")).alignment.wrap_text
+    for name, title in zip(EXPORT_COLUMNS, titles, strict=True):
+        assert widths[name] >= len(title) + 2, name  # the title and its filter button show
+        assert widths[name] <= 72, name  # nothing runs off the screen
+    assert widths["commentUrl"] >= len("https://vk.com/wall-11002_7?reply=2100")
+
+    # Links open on a click: a HYPERLINK formula whose stored value is the address itself.
+    link = sheet.cell(2, _column("commentUrl"))
+    url = f"https://vk.com/wall-11001_7?reply={sheet.cell(2, _column('commentVkId')).value}"
+    assert link.value == f'=HYPERLINK("{url}","{url}")' and link.font.u == "single"
+    for name in ("authorUrl", "groupUrl", "postUrl"):
+        assert sheet.cell(2, _column(name)).value.startswith('=HYPERLINK("https://vk.com/'), name
+    cached = openpyxl.load_workbook(path, data_only=True, read_only=True)["comments"]
+    row = next(cached.iter_rows(min_row=2, max_row=2, values_only=True))
+    assert row[_column("commentUrl") - 1] == url and row[_column("groupUrl") - 1] == "https://vk.com/koshki_spb"
+
+    # A comment that looks like a formula stays text.
+    texts = [sheet.cell(r, _column("text")) for r in range(2, 12)]
+    evil = next(c for c in texts if c.value == '=HYPERLINK("http://evil")')
+    assert evil.data_type == "s"
+
+
+async def test_xlsx_names_the_zone_its_dates_are_in(world, adapters) -> None:
+    _, path = await do_export(adapters, CommentFilter(), ExportFormat.XLSX, timeZone="Asia/Yekaterinburg")
+    sheet = openpyxl.load_workbook(path, read_only=True)["comments"]
+    header, first = list(sheet.iter_rows(min_row=1, max_row=2, values_only=True))
+    assert header[_column("publishedAt") - 1] == "Published (Asia/Yekaterinburg)"
+    assert first[_column("publishedAt") - 1] == datetime(2024, 5, 1, 17, 0)
+
+
+async def test_xlsx_rows_past_a_sheets_limit_go_on_in_another_sheet_set_up_alike(world, adapters, monkeypatch) -> None:
+    from infrastructure import exports
+
+    monkeypatch.setattr(exports, "XLSX_MAX_ROWS", 1001)  # a header and 1,000 comments a sheet
+    _, path = await do_export(adapters, CommentFilter(), ExportFormat.XLSX)
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["comments", "comments 2", "comments 3"]
+    last = get_column_letter(len(EXPORT_COLUMNS))
+    for sheet, rows in zip(book.worksheets, (1000, 1000, 100), strict=True):
+        assert sheet.max_row == rows + 1 and sheet.cell(1, 1).value == "Comment ID"
+        assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == f"A1:{last}{rows + 1}"
+        assert sheet.column_dimensions[get_column_letter(_column("publishedAt"))].width >= 20
 
 
 async def test_a_cancelled_export_leaves_no_file(world, adapters, store, monkeypatch) -> None:

@@ -182,7 +182,7 @@ async def test_analyze_after_adding_a_keyword_equals_a_fresh_collection() -> Non
 
 
 async def test_a_parse_publishes_the_comments_it_matched() -> None:
-    from domain.tasks import run_parse
+    from domain.collect import run_parse
 
     store = InMemoryStore()
     events = RecordingEvents()

@@ -9,6 +9,7 @@ import pytest
 
 from domain import tasks as task_cases
 from domain.errors import InvalidInput
+from domain.groups import GroupChanges, update_group
 from domain.models import Group, TaskKind, TaskState
 from domain.monitoring import scheduler_tick, validate_monitoring
 from domain.tasks import run_task
@@ -75,3 +76,34 @@ def test_monitoring_settings_are_validated() -> None:
     for interval, priority in ((0, 5), (1441, 5), (5, 0), (5, 11)):
         with pytest.raises(InvalidInput):
             validate_monitoring(interval, priority)
+
+
+async def test_switching_monitoring_on_makes_a_group_due_now_and_a_new_interval_counts_from_the_last_run() -> None:
+    store = InMemoryStore()
+    adapters = make_adapters(store)
+    group = await add_group(store, 1, interval=60, priority=5, enabled=False)
+    switched_on = await update_group(adapters, group.id, GroupChanges(monitor_enabled=True))
+    assert switched_on.next_run_at == adapters.clock.now()  # not one interval later
+
+    store.groups[group.id].last_run_at = datetime(2026, 10, 1, 11, 50, 30, tzinfo=UTC)
+    shorter = await update_group(adapters, group.id, GroupChanges(monitor_interval_minutes=15))
+    assert shorter.next_run_at == datetime(2026, 10, 1, 12, 5, tzinfo=UTC)
+    untouched = await update_group(adapters, group.id, GroupChanges(max_posts=None))
+    assert untouched.monitor_interval_minutes == 15 and untouched.monitor_enabled and untouched.max_posts is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        (GroupChanges(active=None), "active"),
+        (GroupChanges(max_posts=0), "maxPosts"),
+        (GroupChanges(monitor_interval_minutes=0), "monitoring.intervalMinutes"),
+        (GroupChanges(monitor_priority=11), "monitoring.priority"),
+    ],
+)
+async def test_group_settings_out_of_range_are_refused_before_anything_changes(changes, field) -> None:
+    store = InMemoryStore()
+    group = await add_group(store, 1, interval=60, priority=5)
+    with pytest.raises(InvalidInput) as refused:
+        await update_group(make_adapters(store), group.id, changes)
+    assert refused.value.field == field

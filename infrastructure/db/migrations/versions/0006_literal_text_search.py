@@ -3,7 +3,7 @@
 PostgreSQL searched with 'russian' full-text stemming while SQLite and the live feed matched
 folded substrings, so one filter selected different comments. The meaning is now the domain's
 (``domain.queries``), and PostgreSQL's index follows it: the stemming index goes, a trigram
-index on the folded text (the expression ``infrastructure.db.queries.folded_text`` builds)
+index on the folded text (the expression ``infrastructure.db.filters.folded_text`` builds)
 serves LIKE '%word%'.
 
 pg_trgm is a trusted extension (PostgreSQL 13+): a database owner may create it. Where even

@@ -1,0 +1,73 @@
+"""A ``domain.queries.CommentFilter`` as SQL conditions: the one translation the ``comments``
+query, its counts and the exports share, so an export holds exactly the rows the query shows.
+
+What each condition means is the domain's (``CommentFilter.admits``, which the live feed
+uses); this is how each database says it. Text is literal on both: every folded word a
+substring of the folded text.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, and_, exists, false, func, literal_column
+
+from domain.queries import CommentFilter
+from infrastructure.db.repositories import in_values
+from infrastructure.db.tables import comments, matches
+
+LIKE_ESCAPE = "\\"
+
+
+def like_pattern(word: str) -> str:
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def folded_text(dialect: str) -> ColumnElement[str]:
+    """``domain.queries.fold_text`` of a comment's text, in SQL.
+
+    PostgreSQL: lower() under the ICU root collation (Unicode's full lowercase mapping, as
+    Python's str.lower(), whatever the database's locale; libc's "C" lowercases ASCII only), then
+    "ё" as "е". The expression is the trigram index's (``TEXT_SEARCH_INDEX``), literals and all,
+    so the index serves it. SQLite: the domain's own function, registered by
+    ``infrastructure.db.engine``.
+    """
+    if dialect == "postgresql":
+        lowered = func.lower(comments.c.text.collate("und-x-icu"))
+        return func.replace(lowered, literal_column("'ё'"), literal_column("'е'"))
+    return func.fold_text(comments.c.text)
+
+
+def text_condition(flt: CommentFilter, dialect: str) -> ColumnElement[bool] | None:
+    """``CommentFilter.text``: every folded word a substring of the folded text."""
+    words = flt.text_words
+    if not words:
+        return None
+    folded = folded_text(dialect)
+    return and_(*(folded.like(like_pattern(word), escape=LIKE_ESCAPE) for word in words))
+
+
+def comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[bool]]:
+    c = comments.c
+    conditions: list[ColumnElement[bool]] = []
+    if flt.group_ids is not None:
+        conditions.append(in_values(dialect, c.group_id, flt.group_ids) if flt.group_ids else false())
+    if flt.post_ids is not None:
+        conditions.append(in_values(dialect, c.post_id, flt.post_ids) if flt.post_ids else false())
+    if flt.keyword_ids is not None:
+        has_keyword = exists().where(matches.c.comment_id == c.id, in_values(dialect, matches.c.keyword_id, flt.keyword_ids))
+        conditions.append(has_keyword if flt.keyword_ids else false())
+    if flt.matched is not None:
+        conditions.append(c.matches_count > 0 if flt.matched else c.matches_count == 0)
+    if (text := text_condition(flt, dialect)) is not None:
+        conditions.append(text)
+    if flt.author_ids is not None:
+        conditions.append(in_values(dialect, c.from_id, flt.author_ids) if flt.author_ids else false())
+    if flt.since is not None:
+        conditions.append(c.published_at >= flt.since)
+    if flt.until is not None:
+        conditions.append(c.published_at <= flt.until)
+    if flt.viewed is not None:
+        conditions.append(c.viewed == flt.viewed)
+    if flt.archived is not None:
+        conditions.append(c.archived == flt.archived)
+    return conditions

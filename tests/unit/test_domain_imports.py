@@ -1,0 +1,99 @@
+"""The domain's imports, read from its source: no framework, no circle, nothing hidden in a
+function; and every task kind has a handler in a process that imports the composition root."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DOMAIN = ROOT / "domain"
+# The domain knows nothing of these (STYLE.md): adapters in infrastructure/ translate them.
+FORBIDDEN = {
+    "strawberry", "graphql", "starlette", "sqlalchemy", "alembic", "asyncpg", "aiosqlite", "redis", "arq", "httpx",
+    "infrastructure", "graphql_api", "jobs",
+}  # fmt: skip
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {f"domain.{path.stem}": ast.parse(path.read_text(), str(path)) for path in sorted(DOMAIN.glob("*.py"))}
+
+
+def _imported(tree: ast.Module, modules: set[str]) -> set[str]:
+    """Every module ``tree`` imports, wherever the import stands (``from domain import x``
+    counts as importing ``domain.x``)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules)
+    return found
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle, as the modules along it, or None."""
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = "open"
+        path.append(module)
+        for dependency in sorted(graph[module]):
+            if state.get(dependency) == "open":
+                return path[path.index(dependency) :] + [dependency]
+            if dependency not in state and (found := visit(dependency)):
+                return found
+        state[module] = "done"
+        path.pop()
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (found := visit(module)):
+            return found
+    return None
+
+
+def test_the_domain_imports_no_framework_or_outer_layer() -> None:
+    offenders = {
+        name: sorted(m for m in _imported(tree, set()) if m.split(".")[0] in FORBIDDEN)
+        for name, tree in _modules().items()
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_the_domain_imports_at_the_top_of_each_module_only() -> None:
+    """An import inside a function is how an import circle hides; there should be none to hide."""
+    nested = []
+    for name, tree in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                nested += [f"{name}.{node.name}" for inner in ast.walk(node) if isinstance(inner, ast.Import | ast.ImportFrom)]
+    assert nested == []
+
+
+def test_the_domain_modules_import_one_another_without_a_circle() -> None:
+    modules = _modules()
+    graph = {name: {m for m in _imported(tree, set(modules)) if m in modules and m != name} for name, tree in modules.items()}
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def test_the_cycle_check_finds_a_circle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_a_process_that_builds_the_system_can_run_every_kind_of_task() -> None:
+    """Use cases register their handlers when imported; the composition root imports them all.
+    A fresh interpreter, so nothing this test session imported helps."""
+    script = (
+        "import infrastructure.bootstrap\n"
+        "from domain.models import TaskKind\n"
+        "from domain.tasks import HANDLERS\n"
+        "print(sorted(set(TaskKind) - set(HANDLERS)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vkcp: configuration error: {e}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if args.command in ("serve", "worker") and not getattr(args, "check", False):
+        from infrastructure.memory import configure_allocator
+
+        configure_allocator()  # long-running processes: before they allocate in earnest
     if args.command == "serve":
         return run_served(_serve(settings, args.host, args.port))
     if args.command == "worker":

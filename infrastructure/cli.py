@@ -156,15 +156,19 @@ SERVE_LOOP = "auto"
 
 
 def run_served(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro``, which serves uvicorn, on the event loop uvicorn would pick itself.
+    """Run ``coro``, which serves uvicorn, on the loop uvicorn's "auto" would pick: uvloop where
+    installed (uvicorn[standard] brings it), else asyncio's own.
 
     ``serve`` builds the container before uvicorn starts, so it owns the loop; a plain
     ``asyncio.run`` would always be asyncio's own loop and the installed uvloop never used.
+    (uvicorn's ``Config.get_loop_factory`` says the same, but only from uvicorn 0.36 on.)
     """
-    import uvicorn
-
-    # log_config=None: a Config with uvicorn's default logging would install its plain-text handlers.
-    loop_factory = uvicorn.Config(app=None, loop=SERVE_LOOP, log_config=None).get_loop_factory()
+    try:
+        import uvloop
+    except ImportError:
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(coro)
 

@@ -429,7 +429,9 @@ def test_graphiql_works_offline_and_tells_a_newcomer_how_to_send_the_token(brows
 
 def _read_export(fmt: str, path: Path) -> list[dict[str, Any]]:
     """An export's rows as dicts, read the way a user's tools would read the file."""
-    from domain.export import EXPORT_COLUMNS
+    from zoneinfo import ZoneInfo
+
+    from domain.export import EXPORT_COLUMNS, column_titles
 
     if fmt == "CSV":
         import csv
@@ -446,7 +448,8 @@ def _read_export(fmt: str, path: Path) -> list[dict[str, Any]]:
             values = list(book.worksheets[0].iter_rows(values_only=True))
         finally:
             book.close()
-        assert values and tuple(values[0]) == EXPORT_COLUMNS, values[:1]
+        # A sheet is for people: titled columns, the time zone named (the service's default).
+        assert values and tuple(values[0]) == column_titles(ZoneInfo("Europe/Moscow")), values[:1]
         return [dict(zip(EXPORT_COLUMNS, row, strict=True)) for row in values[1:]]
     lines = path.read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line) for line in lines if line.strip()]

@@ -17,8 +17,9 @@ from infrastructure import memory
 glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 
 
-# In a fresh interpreter: a long test process's heap holds other free chunks already.
-_HOLES = """
+# Each check runs in a fresh interpreter: a long test process's heap holds other free chunks
+# already. Every script starts with this.
+_PRELUDE = """
 import ctypes
 from infrastructure import memory
 
@@ -30,6 +31,9 @@ libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
+"""
+
+_HOLES = """
 # Chunks below the mmap threshold land in the heap, each followed by a small one that stays:
 # freed, the big ones are holes free() cannot give back, only a trim (madvise) can.
 chunks, pins = [], []
@@ -46,11 +50,15 @@ print(before, rss_kb())
 """
 
 
+def _in_fresh_interpreter(script: str, *args: str) -> str:
+    """What ``_PRELUDE`` + ``script`` prints, run from the repository root."""
+    return subprocess.run([sys.executable, "-c", _PRELUDE + script, *args], capture_output=True, text=True,
+                          check=True, timeout=60, cwd=Path(__file__).resolve().parents[2]).stdout
+
+
 @glibc
 def test_trim_returns_freed_heap_pages_to_the_system() -> None:
-    done = subprocess.run([sys.executable, "-c", _HOLES], capture_output=True, text=True, check=True, timeout=60,
-                          cwd=Path(__file__).resolve().parents[2])
-    before, after = map(int, done.stdout.split())
+    before, after = map(int, _in_fresh_interpreter(_HOLES).split())
     assert before - after > 50_000, (before, after)
 
 
@@ -75,19 +83,10 @@ async def test_without_glibc_nothing_runs(monkeypatch: pytest.MonkeyPatch) -> No
 # Half-megabyte buffers (a VK execute answer, a page of results), freed and allocated again
 # while a small block stays in use after each: what the API and the worker do all day.
 _BIG_BLOCKS = """
-import ctypes, sys
-from infrastructure import memory
-
-def rss_kb():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+import sys
 
 if sys.argv[1] == "configured":
     assert memory.configure_allocator() is True
-libc = ctypes.CDLL(None)
-libc.malloc.restype = ctypes.c_void_p
-libc.malloc.argtypes = [ctypes.c_size_t]
-libc.free.argtypes = [ctypes.c_void_p]
 first = libc.malloc(512 * 1024)
 ctypes.memset(first, 1, 512 * 1024)
 libc.free(first)  # glibc raises its mmap threshold to 512 KB here, unless it was fixed
@@ -107,9 +106,7 @@ print(rss_kb() - start)
 @glibc
 def test_large_blocks_go_back_to_the_system_when_freed() -> None:
     def kept_kb(mode: str) -> int:
-        done = subprocess.run([sys.executable, "-c", _BIG_BLOCKS, mode], capture_output=True, text=True, check=True,
-                              timeout=60, cwd=Path(__file__).resolve().parents[2])
-        return int(done.stdout)
+        return int(_in_fresh_interpreter(_BIG_BLOCKS, mode))
 
     assert kept_kb("configured") < 10_000  # each block had its own mapping
     assert kept_kb("default") > 50_000  # glibc's default keeps them in the heap

@@ -810,9 +810,7 @@ class Subscription:
         # The task is read before the stream starts, so an unknown id is refused as the
         # subscription is made (graphql-transport-ws: an `error` message with code NOT_FOUND),
         # never a stream that just ends. Subscribed before the read: no gap (see _task_progress).
-        task_id = find_id(id, NodeType.TASK)
-        if task_id is None:
-            raise NotFound(f"Task '{id}' not found", field="id")
+        task_id = parse_id(id, NodeType.TASK)
         adapters = info.context.adapters
         channel = task_cases.task_channel(task_id)
         stream = _EventStream(adapters.events.subscribe(channel))

@@ -7,6 +7,10 @@ single writer in batches (one transaction per batch), which keeps SQLite happy a
 fast; a batch whose connection was lost (a restart, a failover) is written again. Storing is an upsert keyed by (owner_id, vk_id), so any run can be repeated or resumed
 after a crash without duplicating anything.
 
+Each batch is matched with the keywords active when it is written (read in its transaction),
+so a keyword added or changed during a long parse applies from the next batch on, and agrees
+with an analyze started after the change.
+
 Incremental runs: a post's comments are re-read only when its ``comments.count`` differs from
 the count at which they were last fully collected (or when it is within ``recent_window``, or
 the run is ``full``). A post is marked collected only after all of its pages are stored.
@@ -21,7 +25,7 @@ from datetime import datetime, timedelta
 
 from domain.analyze import publish_matched
 from domain.errors import DomainError, NotFound, VkAccessDenied, VkCommentsClosed
-from domain.models import Author, Comment, Group, Match, Post, Task, TaskKind
+from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind
 from domain.ports import Adapters, CommentPage, ProgressCallback, UnitOfWorkFactory, VkGateway
 from domain.resilience import is_transient, retry_transient
 from domain.tasks import register_handler
@@ -35,6 +39,8 @@ WRITE_QUEUE = 64
 
 CommentMatcher = Callable[[Sequence[tuple[int, str]]], list[Match]]
 """Matches (comment id, text) pairs against the active keywords."""
+MatcherFactory = Callable[[list[Keyword]], CommentMatcher | None]
+"""The active keywords → their matcher (None when nothing can match)."""
 
 
 @dataclass
@@ -74,7 +80,7 @@ async def collect_group(
     options: CollectOptions,
     report: ProgressCallback,
     now: datetime,
-    matcher: CommentMatcher | None = None,
+    matcher_factory: MatcherFactory | None = None,
     on_matched: Callable[[list[int]], Awaitable[None]] | None = None,
 ) -> CollectResult:
     assert group.id is not None
@@ -97,7 +103,7 @@ async def collect_group(
 
     todo = [p for p in posts if needs_reading(p)]
     result.posts_read = len(todo)
-    writer = _Writer(group, uow_factory, matcher, on_matched, result, report, total=len(todo))
+    writer = _Writer(group, uow_factory, matcher_factory, on_matched, result, report, total=len(todo))
     await report(0, len(todo), f"{len(posts)} posts, {len(todo)} to read")
 
     limit = asyncio.Semaphore(max(1, options.concurrency))
@@ -220,11 +226,18 @@ _CLOSE = object()
 class _Writer:
     """Stores pages in batches, one transaction each; marks posts collected in order."""
 
-    def __init__(self, group: Group, uow_factory, matcher, on_matched, result: CollectResult, report, total: int):
+    def __init__(self, group: Group, uow_factory, matcher_factory, on_matched, result: CollectResult, report, total: int):
         self.group_id = group.id
         self.owner_id = group.owner_id
         self.uow_factory = uow_factory
-        self.matcher = matcher
+        self.matcher_factory = matcher_factory
+        # The keywords the matcher was built from: each batch reads the active ones in its own
+        # transaction and rebuilds the matcher only when they changed. A parse lasts hours; a
+        # keyword added meanwhile must match from the next batch on, and a re-collected comment
+        # must not get its matches replaced by an older keyword list than the one an analyze
+        # started after the change has already applied.
+        self.keywords: list[Keyword] | None = None
+        self.matcher: CommentMatcher | None = None
         self.on_matched = on_matched
         self.result = result
         self.report = report
@@ -257,6 +270,15 @@ class _Writer:
             if batch:
                 await self._write(batch)
 
+    async def _current_matcher(self, uow) -> CommentMatcher | None:
+        if self.matcher_factory is None:
+            return None
+        keywords = await uow.keywords.list_active()
+        if keywords != self.keywords:
+            self.keywords = keywords
+            self.matcher = self.matcher_factory(keywords) if keywords else None
+        return self.matcher
+
     async def _write(self, batch: list) -> None:
         comments: dict[tuple[int, int], Comment] = {}
         authors: dict[int, Author] = {}
@@ -281,9 +303,10 @@ class _Writer:
                     await uow.authors.upsert_many(authors.values())
                 if comments:
                     ids = await uow.comments.upsert_many(self.group_id, list(comments.values()))
-                    if self.matcher is not None:
+                    matcher = await self._current_matcher(uow)
+                    if matcher is not None:
                         pairs = [(ids[key], c.text) for key, c in comments.items()]
-                        found = self.matcher(pairs)
+                        found = matcher(pairs)
                         await uow.matches.replace_for_comments([i for i, _ in pairs], found)
                 if finished:
                     await uow.posts.mark_synced(self.owner_id, finished)
@@ -326,10 +349,10 @@ async def _look_up_missing_authors(vk, uow_factory, author_ids: set[int], result
 
 
 async def run_parse(adapters: Adapters, task: Task, report: ProgressCallback) -> dict:
-    """The PARSE task: collect its community with the active keywords, and record the run on the group."""
+    """The PARSE task: collect its community, matching each batch with the keywords active when it
+    is written, and record the run on the group."""
     async with adapters.uow_factory() as uow:
         group = await uow.groups.get(task.group_id) if task.group_id is not None else None
-        keywords = await uow.keywords.list_active()
     if group is None:
         raise NotFound(f"Group {task.group_id} no longer exists")
     since = task.params.get("since")
@@ -340,12 +363,11 @@ async def run_parse(adapters: Adapters, task: Task, report: ProgressCallback) ->
         recent_window=timedelta(hours=adapters.recent_window_hours) if adapters.recent_window_hours else None,
         concurrency=adapters.collect_concurrency,
     )
-    matcher = adapters.matcher_factory(keywords) if adapters.matcher_factory and keywords else None
     now = adapters.clock.now()
     try:
         result = await collect_group(
             group, vk=adapters.vk, uow_factory=adapters.uow_factory, options=options,
-            report=report, now=now, matcher=matcher,
+            report=report, now=now, matcher_factory=adapters.matcher_factory,
             on_matched=lambda comment_ids: publish_matched(adapters, comment_ids),
         )
     except DomainError as e:

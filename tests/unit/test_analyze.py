@@ -143,34 +143,38 @@ async def test_progress_by_batch_and_cancellation_between_batches(monkeypatch: p
     assert len(matched(store)) == 2  # the first batch is committed, nothing after it
 
 
+async def collect_velo_spb(store: InMemoryStore, adapters: Adapters, *, report=no_report, full: bool = False) -> None:
+    async with store.uow_factory() as uow:
+        group = await uow.groups.get_by_vk_id(11004)
+        if group is None:
+            group = await uow.groups.add(Group(vk_id=11004, screen_name="velo_spb", name="Велосипедный Петербург"))
+        await uow.commit()
+    await collect_group(
+        group, vk=sandbox_gateway(rps=1000), uow_factory=store.uow_factory, options=CollectOptions(full=full),
+        report=report, now=T0, matcher_factory=adapters.matcher_factory,
+    )
+
+
+def by_comment_key(store: InMemoryStore) -> set[tuple]:
+    """Every match, named by what identifies it across stores (comment key, keyword word)."""
+    keys = {row_id: key for key, (row_id, _, _) in store.comments.items()}
+    words_by_id = {k.id: k.word for k in store.keywords.values()}
+    return {(keys[m.comment_id], words_by_id[m.keyword_id], m.matched_text, m.start, m.end, m.snippet)
+            for m in store.all_matches()}
+
+
 async def test_analyze_after_adding_a_keyword_equals_a_fresh_collection() -> None:
     """Collect velo_spb with the keywords present vs. collect first, add them, then analyze."""
     words = ["велосипед", "дорожка", "мост", "машина"]
 
-    async def collect(store: InMemoryStore, adapters: Adapters, keywords: list) -> None:
-        async with store.uow_factory() as uow:
-            group = await uow.groups.add(Group(vk_id=11004, screen_name="velo_spb", name="Велосипедный Петербург"))
-            await uow.commit()
-        factory = adapters.matcher_factory
-        await collect_group(
-            group, vk=sandbox_gateway(rps=1000), uow_factory=store.uow_factory, options=CollectOptions(),
-            report=no_report, now=T0, matcher=factory(keywords) if keywords else None,
-        )
-
-    def by_comment_key(store: InMemoryStore) -> set[tuple]:
-        keys = {row_id: key for key, (row_id, _, _) in store.comments.items()}
-        words_by_id = {k.id: k.word for k in store.keywords.values()}
-        return {(keys[m.comment_id], words_by_id[m.keyword_id], m.matched_text, m.start, m.end, m.snippet)
-                for m in store.all_matches()}
-
     fresh = InMemoryStore()
     fresh_adapters = make_adapters(fresh)
-    added = await add_keywords(fresh_adapters, [KeywordInput(w) for w in words])
-    await collect(fresh, fresh_adapters, [r.keyword for r in added])
+    await add_keywords(fresh_adapters, [KeywordInput(w) for w in words])
+    await collect_velo_spb(fresh, fresh_adapters)
 
     later = InMemoryStore()
     later_adapters = make_adapters(later)
-    await collect(later, later_adapters, [])
+    await collect_velo_spb(later, later_adapters)
     assert later.all_matches() == []
     await add_keywords(later_adapters, [KeywordInput(w) for w in words])
     await run_analyze(later_adapters, analyze_task(), no_report)
@@ -223,3 +227,65 @@ def test_live_filter_follows_the_comments_query_conditions() -> None:
     # Every word, as a folded substring: a stem finds its forms, word order does not matter.
     assert CommentFilter(text="туман ёж").admits(view(), hit)
     assert not CommentFilter(text="ёжик лес").admits(view(), hit)
+
+
+async def test_a_keyword_added_during_a_parse_matches_from_the_next_batch_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parse lasts hours: it must not keep matching with the keywords of its start."""
+    import domain.collect
+
+    monkeypatch.setattr(domain.collect, "WRITE_BATCH", 20)  # many batches
+    store = InMemoryStore()
+    adapters = make_adapters(store)
+    written_before: set[int] = set()
+
+    async def add_keyword_after_the_first_batch(done: int, total: int | None, message: str) -> None:
+        if store.comments and not written_before:
+            written_before.update(row_id for row_id, _, _ in store.comments.values())
+            await add_keywords(adapters, [KeywordInput("велосипед")])
+
+    await collect_velo_spb(store, adapters, report=add_keyword_after_the_first_batch)
+
+    later = {row_id: text for row_id, _, text in _rows(store) if row_id not in written_before}
+    factory = adapters.matcher_factory
+    assert factory is not None
+    expected = factory(list(store.keywords.values()))(sorted(later.items()))
+    assert len(expected) > 5
+    assert {m for m in store.all_matches() if m.comment_id in later} == set(expected)
+
+
+async def test_a_parse_keeps_the_matches_an_analyze_gave_after_a_keyword_was_added(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keyword added and analyzed while a re-collecting parse runs: the parse's later batches
+    re-write matches of comments the analyze already did, and must use the new keyword too."""
+    import domain.collect
+
+    monkeypatch.setattr(domain.collect, "WRITE_BATCH", 20)
+    words = ["мост", "велосипед"]
+    fresh = InMemoryStore()
+    fresh_adapters = make_adapters(fresh)
+    await add_keywords(fresh_adapters, [KeywordInput(w) for w in words])
+    await collect_velo_spb(fresh, fresh_adapters)
+
+    store = InMemoryStore()
+    adapters = make_adapters(store)
+    await add_keywords(adapters, [KeywordInput(words[0])])
+    await collect_velo_spb(store, adapters)
+    analyzed = False
+
+    async def add_and_analyze_halfway(done: int, total: int | None, message: str) -> None:
+        nonlocal analyzed
+        if total and done >= total // 2 and not analyzed:
+            analyzed = True
+            await add_keywords(adapters, [KeywordInput(words[1])])
+            await run_analyze(adapters, analyze_task(), no_report)
+
+    await collect_velo_spb(store, adapters, report=add_and_analyze_halfway, full=True)
+
+    assert analyzed
+    expected = by_comment_key(fresh)
+    assert {w for _, w, *_ in expected} == set(words)
+    assert by_comment_key(store) == expected
+
+
+def _rows(store: InMemoryStore) -> list[tuple[int, int, str]]:
+    """(row id, group id, text) of every stored comment."""
+    return [(row_id, group_id, comment.text) for row_id, group_id, comment in store.comments.values()]

@@ -12,6 +12,7 @@ Without Chromium (or the playwright package) these tests skip locally and fail u
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -252,7 +253,8 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
 
         # Exports: the current review filter, in each format, downloaded and read back
         page.get_by_role("link", name="Exports").click()
-        assert "окошке" in page.get_by_test_id("export-filter").inner_text()
+        said = page.get_by_test_id("export-filter").inner_text()
+        assert "окошке" in said and "Communities: 1" in said, said  # the row id, not "R3JvdXA6MQ=="
         exported = {}
         for fmt in ("CSV", "XLSX", "JSONL"):
             page.get_by_label(fmt, exact=True).check()
@@ -297,6 +299,11 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
         page.get_by_role("link", name="Tasks").click()
         page.locator("tr[data-task]").first.wait_for()
         page.locator("tr[data-task] .state-succeeded").first.wait_for()
+        # ids an operator can read: the row id; the page keeps the global id for the API
+        parse_row = page.locator("tr[data-task]", has_text=re.compile("PARSE · .*Кошки"))
+        task_id = parse_row.get_attribute("data-task")
+        row_id = parse_row.locator("td").first.inner_text()
+        assert base64.b64decode(task_id).decode() == f"Task:{row_id}", (task_id, row_id)
         _shot(page, "10-tasks")
         _axe(page, "tasks")
         page.get_by_role("link", name="Dashboard").click()
@@ -313,6 +320,7 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
         page.get_by_label("Role").select_option("VIEWER")
         page.get_by_role("button", name="Create token").click()
         secret = page.get_by_test_id("new-secret").inner_text()
+        assert re.fullmatch(r"\d+", page.locator("tr[data-api-token='night shift'] td").first.inner_text())
         assert secret.startswith("vkcp_")
         assert httpx.post(f"{service.url}/graphql", json={"query": "{ groups { totalCount } }"},
                           headers={"Authorization": f"Bearer {secret}"}).status_code == 200

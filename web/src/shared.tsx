@@ -12,6 +12,19 @@ export function errorText(e: unknown): string {
   return String(e);
 }
 
+/** What an operator reads for an object's id: the row id inside a Relay global id (base64 of
+ * "Type:row id", graphql_api/ids.py), the number `vkcp token list`, logs and scripts use.
+ * Display only: the API is always sent the global id. Anything else shows as it is. */
+export function displayId(id: string): string {
+  try {
+    const row = /^[A-Za-z]+:([0-9]+)$/.exec(atob(id));
+    if (row) return row[1];
+  } catch {
+    /* not base64: a plain id already */
+  }
+  return id;
+}
+
 export function ProgressBar({ task }: { task: Task }) {
   const { done, total, message } = task.progress;
   const finished = task.state === "SUCCEEDED";
@@ -21,7 +34,7 @@ export function ProgressBar({ task }: { task: Task }) {
       <div
         class={`progress ${task.state.toLowerCase()}`}
         role="progressbar"
-        aria-label={`${task.kind} ${task.id}`}
+        aria-label={`${task.kind} ${displayId(task.id)}`}
         aria-valuemin={0}
         aria-valuemax={100}
         aria-valuenow={percent ?? undefined}

@@ -5,7 +5,7 @@ import { API_TOKENS, CREATE_API_TOKEN, REVOKE_API_TOKEN, VK_TOKENS } from "../op
 import type {
   ApiRole, ApiTokensQuery, CreateApiTokenMutation, CreateApiTokenMutationVariables, RevokeApiTokenMutation, VkTokensQuery,
 } from "../generated/graphql";
-import { ErrorLine, Panel, errorText } from "../shared";
+import { ErrorLine, Panel, displayId, errorText } from "../shared";
 
 type ApiToken = ApiTokensQuery["apiTokens"][number];
 const ROLES: ApiRole[] = ["VIEWER", "OPERATOR", "ADMIN"];
@@ -58,7 +58,7 @@ function ApiTokens() {
         <tbody>
           {tokens?.map((tok) => (
             <tr data-api-token={tok.name}>
-              <td>{tok.id}</td><td>{tok.name}</td><td>{tok.role.toLowerCase()}</td><td>{fmtDate(tok.createdAt)}</td><td>{fmtDate(tok.lastUsedAt)}</td>
+              <td>{displayId(tok.id)}</td><td>{tok.name}</td><td>{tok.role.toLowerCase()}</td><td>{fmtDate(tok.createdAt)}</td><td>{fmtDate(tok.lastUsedAt)}</td>
               <td>{tok.revokedAt ? `${t("revoked")} ${fmtDate(tok.revokedAt)}` : t("active")}</td>
               <td>{!tok.revokedAt && <button type="button" class="danger" onClick={() => revoke(tok)}>{t("revoke")}</button>}</td>
             </tr>

@@ -1,11 +1,27 @@
 import { useState } from "preact/hooks";
 import { request } from "../api";
-import { t } from "../i18n";
+import { fmtDate, t, type Key } from "../i18n";
 import { START_EXPORT } from "../ops";
 import { cleanFilter, review } from "../reviewFilter";
-import type { ExportFormat, StartExportMutation, StartExportMutationVariables } from "../generated/graphql";
-import { ErrorLine, Panel, ProgressBar, StateBadge, errorText, useLiveTasks } from "../shared";
+import type { CommentFilter, ExportFormat, StartExportMutation, StartExportMutationVariables } from "../generated/graphql";
+import { ErrorLine, Panel, ProgressBar, StateBadge, displayId, errorText, useLiveTasks } from "../shared";
 import { TaskResult } from "./Tasks";
+
+const FILTER_LABEL: Record<string, Key> = {
+  groupIds: "communities", postIds: "posts", keywordIds: "keywords", matched: "matchedOnly", text: "text",
+  authorIds: "author", since: "since", until: "until", viewed: "viewed", archived: "archived",
+};
+
+/** The Review filter as an operator reads it: "Communities: 1 · Matched only: yes · Text: окошке". */
+function filterText(filter: CommentFilter): string {
+  const value = (k: string, v: unknown): string => {
+    if (Array.isArray(v)) return v.map((x) => displayId(String(x))).join(", ");
+    if (typeof v === "boolean") return t(v ? "yes" : "no");
+    return k === "since" || k === "until" ? fmtDate(String(v)) : String(v);
+  };
+  const parts = Object.entries(filter).map(([k, v]) => `${FILTER_LABEL[k] ? t(FILTER_LABEL[k]) : k}: ${value(k, v)}`);
+  return parts.join(" · ") || t("all");
+}
 
 export function Exports() {
   const [format, setFormat] = useState<ExportFormat>("CSV");
@@ -23,7 +39,7 @@ export function Exports() {
     <div class="grid">
       <Panel title={t("startExport")}>
         <form onSubmit={start} class="stack">
-          <p>{t("exportFilter")} <code data-testid="export-filter">{JSON.stringify(filter)}</code></p>
+          <p>{t("exportFilter")} <span data-testid="export-filter">{filterText(filter)}</span></p>
           <fieldset class="inline">
             <legend>{t("format")}</legend>
             {(["CSV", "XLSX", "JSONL"] as const).map((f) => (
@@ -37,7 +53,7 @@ export function Exports() {
       <Panel title={t("exports")}>
         <ul class="task-list">
           {exportsList.tasks.map((task) => (
-            <li data-task={task.id}><StateBadge state={task.state} /> #{task.id} {String(task.params?.format ?? "")} <ProgressBar task={task} /> <TaskResult task={task} /></li>
+            <li data-task={task.id}><StateBadge state={task.state} /> #{displayId(task.id)} {String(task.params?.format ?? "")} <ProgressBar task={task} /> <TaskResult task={task} /></li>
           ))}
         </ul>
       </Panel>

@@ -8,7 +8,7 @@ import type {
   CommentFieldsFragment, CommentFilter, CommentsQuery, CommentsQueryVariables, FilterOptionsQuery,
   SetCommentStateMutation, SetCommentStateMutationVariables,
 } from "../generated/graphql";
-import { ErrorLine, MultiPick, errorText } from "../shared";
+import { ErrorLine, MultiPick, displayId, errorText } from "../shared";
 import { memo } from "../memo";
 
 type Comment = CommentFieldsFragment;
@@ -87,7 +87,7 @@ const Row = memo(function Row({ c, index, total, isCurrent, isSelected, onPick, 
       data-comment-id={c.id}
       onClick={() => onPick(index)}
     >
-      <input type="checkbox" aria-label={`${t("selected")} ${c.id}`} checked={isSelected} onClick={(e) => e.stopPropagation()} onChange={() => onToggle(c.id)} />
+      <input type="checkbox" aria-label={`${t("selected")} ${displayId(c.id)}`} checked={isSelected} onClick={(e) => e.stopPropagation()} onChange={() => onToggle(c.id)} />
       <div class="comment-main">
         <div class="comment-meta">
           <strong>{c.author?.name ?? c.group?.name ?? "?"}</strong> · {c.group?.name} · {fmtDate(c.publishedAt)} · ♥ {c.likes}

@@ -3,7 +3,7 @@ import { download, request } from "../api";
 import { fmtDate, t } from "../i18n";
 import { CANCEL_TASK } from "../ops";
 import type { CancelTaskMutation } from "../generated/graphql";
-import { ErrorLine, Panel, ProgressBar, StateBadge, errorText, useLiveTasks, type Task } from "../shared";
+import { ErrorLine, Panel, ProgressBar, StateBadge, displayId, errorText, useLiveTasks, type Task } from "../shared";
 
 const FINAL = ["SUCCEEDED", "FAILED", "CANCELLED"];
 
@@ -43,7 +43,7 @@ export function Tasks() {
         <tbody>
           {tasks.map((task) => (
             <tr data-task={task.id}>
-              <td>{task.id}</td>
+              <td>{displayId(task.id)}</td>
               <td>{task.kind}{task.group ? ` · ${task.group.name}` : ""}</td>
               <td><StateBadge state={task.state} /></td>
               <td class="progress-cell"><ProgressBar task={task} /></td>

@@ -19,12 +19,14 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from domain.export import EXPORT_COLUMNS
 from tests.conftest import require_service
 from tests.processes import ROOT, free_port, spawn, stop
 
@@ -269,12 +271,55 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
             saved = ARTIFACTS / "downloads" / download.suggested_filename  # kept for a person to open
             download.save_as(saved)
             rows = _read_export(fmt, saved)
+            if fmt == "CSV":
+                comma_csv = saved
             assert len(rows) == promised and rows, (fmt, promised, rows[:2])
             assert all("окошке" in row["text"].lower() for row in rows), (fmt, rows[:2])
             exported[fmt] = sorted(str(row["commentId"]) for row in rows)
         assert exported["CSV"] == exported["XLSX"] == exported["JSONL"], exported
         _shot(page, "08-exports")
         _axe(page, "exports")
+
+        # Export options: a zone the server does not know is refused with its code; a CSV
+        # with semicolons and Yekaterinburg's times; the choices remembered on the next visit
+        zone = page.get_by_label("Time zone of the times")
+        zone.select_option("other")
+        page.get_by_label("IANA time zone name").fill("Mars/Olympus_Mons")
+        page.get_by_role("button", name="Export", exact=True).click()
+        refusal = page.get_by_role("alert")
+        refusal.wait_for()
+        assert "Mars/Olympus_Mons" in refusal.inner_text() and "(BAD_USER_INPUT)" in refusal.inner_text()
+        _shot(page, "08b-exports-unknown-zone")
+        page.get_by_label("CSV", exact=True).check()
+        page.get_by_label("Semicolon (;)").check()
+        zone.select_option("Asia/Yekaterinburg")
+        _axe(page, "exports with options")
+        page.get_by_role("button", name="Export", exact=True).click()
+        refusal.wait_for(state="detached")
+        csv_items = page.locator("li[data-task]").filter(
+            has=page.get_by_role("button", name=re.compile(r"^Download \(\d+ rows, CSV\)$")))
+        page.wait_for_function("() => [...document.querySelectorAll('li[data-task] button')]"
+                               ".filter(b => /^Download \\(\\d+ rows, CSV\\)$/.test(b.innerText)).length === 2",
+                               timeout=60_000)
+        item = csv_items.first  # the newest
+        assert re.search(r"#\d+ CSV", item.inner_text()), item.inner_text()  # the row id, not the global id
+        with page.expect_download() as download_info:
+            item.get_by_role("button", name=re.compile("^Download")).click()
+        saved = ARTIFACTS / "downloads" / ("semicolon-" + download_info.value.suggested_filename)
+        download_info.value.save_as(saved)
+        assert saved.read_text(encoding="utf-8-sig").splitlines()[0] == ";".join(EXPORT_COLUMNS)
+        rows = _read_export("CSV", saved, delimiter=";")
+        assert sorted(str(row["commentId"]) for row in rows) == exported["CSV"]
+        assert all(row["publishedAt"].endswith("+05:00") for row in rows), [r["publishedAt"] for r in rows[:3]]
+        # the same instants as the default export's Moscow times (+03:00)
+        moscow = {r["commentId"]: r["publishedAt"] for r in _read_export("CSV", comma_csv)}
+        assert all(datetime.fromisoformat(r["publishedAt"]) == datetime.fromisoformat(moscow[r["commentId"]])
+                   for r in rows), rows[:2]
+        _shot(page, "08c-exports-options")
+        page.reload()
+        page.get_by_label("Time zone of the times").wait_for()
+        assert page.get_by_label("Time zone of the times").input_value() == "Asia/Yekaterinburg"
+        assert page.get_by_label("Semicolon (;)").is_checked()
 
         # Live: watch only a new keyword's matches; one arrives while the operator watches
         service.gql('mutation { addKeywords(input: [{word: "дорога"}]) { errors { message } } }')
@@ -435,17 +480,17 @@ def test_graphiql_works_offline_and_tells_a_newcomer_how_to_send_the_token(brows
         context.close()
 
 
-def _read_export(fmt: str, path: Path) -> list[dict[str, Any]]:
+def _read_export(fmt: str, path: Path, delimiter: str = ",") -> list[dict[str, Any]]:
     """An export's rows as dicts, read the way a user's tools would read the file."""
     from zoneinfo import ZoneInfo
 
-    from domain.export import EXPORT_COLUMNS, column_titles
+    from domain.export import column_titles
 
     if fmt == "CSV":
         import csv
 
         with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
+            reader = csv.DictReader(f, delimiter=delimiter)
             assert tuple(reader.fieldnames or ()) == EXPORT_COLUMNS, reader.fieldnames
             return list(reader)
     if fmt == "XLSX":

@@ -45,6 +45,8 @@ const en = {
   connConnecting: "Connecting…", connConnected: "Live", connReconnecting: "Connection lost, reconnecting…", connEnded: "Feed ended",
   feedCompleted: "The service ended the feed.", resubscribeIn: "Subscribing again in", secondsShort: "s",
   resubscribeNow: "Subscribe now", received: "Received", openInReview: "Review these", clearList: "Clear the list",
+  timeZone: "Time zone of the times", serverDefault: "Server default", browserZone: "this browser", otherZone: "Other IANA zone…",
+  zoneName: "IANA time zone name", delimiter: "CSV delimiter", comma: "Comma (,)", semicolon: "Semicolon (;)", tab: "Tab",
 };
 export type Key = keyof typeof en;
 
@@ -92,6 +94,8 @@ const ru: Record<Key, string> = {
   connConnecting: "Подключение…", connConnected: "В эфире", connReconnecting: "Связь потеряна, переподключаемся…", connEnded: "Эфир прерван",
   feedCompleted: "Сервис завершил трансляцию.", resubscribeIn: "Повторная подписка через", secondsShort: "с",
   resubscribeNow: "Подписаться сейчас", received: "Получено", openInReview: "Открыть в просмотре", clearList: "Очистить список",
+  timeZone: "Часовой пояс времени", serverDefault: "Как на сервере", browserZone: "этот браузер", otherZone: "Другой пояс IANA…",
+  zoneName: "Название пояса IANA", delimiter: "Разделитель CSV", comma: "Запятая (,)", semicolon: "Точка с запятой (;)", tab: "Табуляция",
 };
 
 export type Lang = "en" | "ru";

@@ -25,6 +25,11 @@ export function displayId(id: string): string {
   return id;
 }
 
+/** A mutation payload's errors as one line, each with its code: "Unknown time zone … (BAD_USER_INPUT)". */
+export function payloadErrors(errors: { code: string; message: string }[]): string | null {
+  return errors.map((e) => `${e.message} (${e.code})`).join("; ") || null;
+}
+
 export function ProgressBar({ task }: { task: Task }) {
   const { done, total, message } = task.progress;
   const finished = task.state === "SUCCEEDED";

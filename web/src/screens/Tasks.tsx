@@ -3,7 +3,7 @@ import { download, request } from "../api";
 import { fmtDate, t } from "../i18n";
 import { CANCEL_TASK } from "../ops";
 import type { CancelTaskMutation } from "../generated/graphql";
-import { ErrorLine, Panel, ProgressBar, StateBadge, displayId, errorText, useLiveTasks, type Task } from "../shared";
+import { ErrorLine, Panel, ProgressBar, StateBadge, displayId, errorText, payloadErrors, useLiveTasks, type Task } from "../shared";
 
 const FINAL = ["SUCCEEDED", "FAILED", "CANCELLED"];
 
@@ -32,7 +32,7 @@ export function Tasks() {
   async function cancel(task: Task) {
     try {
       const d = await request<CancelTaskMutation>(CANCEL_TASK, { id: task.id });
-      setProblem(d.cancelTask.errors.map((e) => e.message).join("; ") || null);
+      setProblem(payloadErrors(d.cancelTask.errors));
     } catch (e) { setProblem(errorText(e)); }
   }
   return (

@@ -296,12 +296,9 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
         _axe(page, "exports with options")
         page.get_by_role("button", name="Export", exact=True).click()
         refusal.wait_for(state="detached")
-        csv_items = page.locator("li[data-task]").filter(
-            has=page.get_by_role("button", name=re.compile(r"^Download \(\d+ rows, CSV\)$")))
-        page.wait_for_function("() => [...document.querySelectorAll('li[data-task] button')]"
-                               ".filter(b => /^Download \\(\\d+ rows, CSV\\)$/.test(b.innerText)).length === 2",
-                               timeout=60_000)
-        item = csv_items.first  # the newest
+        item = page.locator("li[data-task]", has_text="times in Asia/Yekaterinburg")
+        item.get_by_role("button", name=re.compile(r"^Download \(\d+ rows, CSV\)$")).wait_for(timeout=60_000)
+        assert "CSV delimiter: Semicolon (;)" in item.inner_text(), item.inner_text()
         assert re.search(r"#\d+ CSV", item.inner_text()), item.inner_text()  # the row id, not the global id
         with page.expect_download() as download_info:
             item.get_by_role("button", name=re.compile("^Download")).click()
@@ -344,11 +341,15 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
         page.get_by_role("link", name="Tasks").click()
         page.locator("tr[data-task]").first.wait_for()
         page.locator("tr[data-task] .state-succeeded").first.wait_for()
-        # ids an operator can read: the row id; the page keeps the global id for the API
+        # ids an operator can read (the row id; the page keeps the global id for the API), and a
+        # parse's result said in words
         parse_row = page.locator("tr[data-task]", has_text=re.compile("PARSE · .*Кошки"))
         task_id = parse_row.get_attribute("data-task")
         row_id = parse_row.locator("td").first.inner_text()
         assert base64.b64decode(task_id).decode() == f"Task:{row_id}", (task_id, row_id)
+        said = parse_row.locator("[data-result-kind=PARSE]").inner_text()
+        assert re.match(r"\d+ posts?, comments read on \d+: [\d,]+ comments?, [\d,]+ match(es)?", said), said
+        assert "{" not in said, said
         _shot(page, "10-tasks")
         _axe(page, "tasks")
         page.get_by_role("link", name="Dashboard").click()
@@ -386,6 +387,10 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
         page.reload()
         page.get_by_role("heading", name="Сводка").wait_for()
         assert page.evaluate("document.documentElement.lang") == "ru"
+        page.get_by_role("link", name="Задачи").click()
+        said = page.locator("tr[data-task] [data-result-kind=PARSE]").first.inner_text()
+        assert re.search(r"пост(а|ов)?, комментарии прочитаны у \d+", said), said
+        _shot(page, "13b-tasks-ru")
 
         # GraphiQL from local assets, with the console's token
         page.goto(service.url + "/graphql")

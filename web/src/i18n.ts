@@ -47,6 +47,14 @@ const en = {
   resubscribeNow: "Subscribe now", received: "Received", openInReview: "Review these", clearList: "Clear the list",
   timeZone: "Time zone of the times", serverDefault: "Server default", browserZone: "this browser", otherZone: "Other IANA zone…",
   zoneName: "IANA time zone name", delimiter: "CSV delimiter", comma: "Comma (,)", semicolon: "Semicolon (;)", tab: "Tab",
+  // Task results, with plural forms "one|other" (en) and "one|few|many|other" (ru); # is the number
+  nPosts: "# post|# posts", nComments: "# comment|# comments", nMatches: "# match|# matches",
+  nMatchedComments: "# matched comment|# matched comments", nKeywords: "# keyword|# keywords",
+  nSkippedPosts: "# post skipped|# posts skipped", nAuthorsLookedUp: "# author looked up|# authors looked up",
+  // {name}: a slot TaskResult fills in
+  parseResult: "{posts}, comments read on {postsRead}: {comments}, {matches}",
+  analyzeResult: "Checked {comments} against {keywords}: {matchedComments}, {matches}",
+  timesIn: "times in {zone}", post: "post",
 };
 export type Key = keyof typeof en;
 
@@ -96,6 +104,15 @@ const ru: Record<Key, string> = {
   resubscribeNow: "Подписаться сейчас", received: "Получено", openInReview: "Открыть в просмотре", clearList: "Очистить список",
   timeZone: "Часовой пояс времени", serverDefault: "Как на сервере", browserZone: "этот браузер", otherZone: "Другой пояс IANA…",
   zoneName: "Название пояса IANA", delimiter: "Разделитель CSV", comma: "Запятая (,)", semicolon: "Точка с запятой (;)", tab: "Табуляция",
+  nPosts: "# пост|# поста|# постов|# поста", nComments: "# комментарий|# комментария|# комментариев|# комментария",
+  nMatches: "# совпадение|# совпадения|# совпадений|# совпадения",
+  nMatchedComments: "# комментарий с совпадениями|# комментария с совпадениями|# комментариев с совпадениями|# комментария с совпадениями",
+  nKeywords: "# ключевое слово|# ключевых слова|# ключевых слов|# ключевого слова",
+  nSkippedPosts: "# пост пропущен|# поста пропущено|# постов пропущено|# поста пропущено",
+  nAuthorsLookedUp: "# автор запрошен|# автора запрошено|# авторов запрошено|# автора запрошено",
+  parseResult: "{posts}, комментарии прочитаны у {postsRead}: {comments}, {matches}",
+  analyzeResult: "Проверено: {comments}, ключевых слов: {keywordCount} — {matchedComments}, {matches}",
+  timesIn: "время: {zone}", post: "пост",
 };
 
 export type Lang = "en" | "ru";
@@ -123,3 +140,19 @@ export function fmtDate(iso: string | null | undefined): string {
 export function fmtNum(n: number | null | undefined): string {
   return n == null ? "—" : n.toLocaleString(lang.value === "ru" ? "ru-RU" : "en-GB");
 }
+
+const PLURAL_ORDER: Record<Lang, Intl.LDMLPluralRule[]> = { en: ["one", "other"], ru: ["one", "few", "many", "other"] };
+
+/** A counted phrase: `count("nPosts", 5)` is "5 posts" / "5 постов". The key's text holds the
+ * language's plural forms separated by "|", in PLURAL_ORDER; "#" stands for the number. */
+export function count(key: Key, n: number): string {
+  const forms = t(key).split("|");
+  const index = PLURAL_ORDER[lang.value].indexOf(new Intl.PluralRules(lang.value === "ru" ? "ru-RU" : "en-GB").select(n));
+  return (forms[index] ?? forms[forms.length - 1]).replace("#", fmtNum(n));
+}
+
+/** A key's text with its {slots} filled in. */
+export function fill(key: Key, slots: Record<string, string>): string {
+  return t(key).replace(/\{(\w+)\}/g, (whole, name: string) => slots[name] ?? whole);
+}
+

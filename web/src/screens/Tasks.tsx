@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
 import { download, request } from "../api";
-import { fmtDate, t } from "../i18n";
+import { count, fill, fmtDate, fmtNum, t, type Key } from "../i18n";
 import { CANCEL_TASK } from "../ops";
 import type { CancelTaskMutation } from "../generated/graphql";
 import { ErrorLine, Panel, ProgressBar, StateBadge, displayId, errorText, payloadErrors, useLiveTasks, type Task } from "../shared";
@@ -17,13 +17,79 @@ function DownloadButton({ url, label }: { url: string; label: string }) {
   );
 }
 
+type Result = Record<string, unknown>;
+const num = (v: unknown): number => (typeof v === "number" ? v : Number(v) || 0);
+
+/** What is left of a result once its known fields are said: compact "key: value" pairs. */
+function rest(result: Result, known: string[]): string {
+  return Object.entries(result)
+    .filter(([k]) => !known.includes(k))
+    .map(([k, v]) => `${k}: ${typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)}`)
+    .join(", ");
+}
+
+const PARSE_KEYS = ["posts", "postsRead", "commentsSeen", "matches", "skippedPosts", "authorsLookedUp"];
+const ANALYZE_KEYS = ["comments", "matchedComments", "matches", "keywords"];
+const EXPORT_KEYS = ["url", "rows", "format", "file", "fileName", "bytes", "timeZone", "delimiter"];
+const DELIMITER_LABEL: Record<string, Key> = { COMMA: "comma", SEMICOLON: "semicolon", TAB: "tab" };
+
+function ParseResult({ result }: { result: Result }) {
+  const skipped = Array.isArray(result.skippedPosts) ? (result.skippedPosts as { postId?: number; reason?: string }[]) : [];
+  const authors = num(result.authorsLookedUp);
+  const text = fill("parseResult", {
+    posts: count("nPosts", num(result.posts)), postsRead: fmtNum(num(result.postsRead)),
+    comments: count("nComments", num(result.commentsSeen)), matches: count("nMatches", num(result.matches)),
+  }) + (authors ? `, ${count("nAuthorsLookedUp", authors)}` : "");
+  return (
+    <>
+      {text}
+      {skipped.length > 0 && (
+        <details class="skipped">
+          <summary>{count("nSkippedPosts", skipped.length)}</summary>
+          <ul>{skipped.map((p) => <li>{t("post")} {p.postId}: {p.reason}</li>)}</ul>
+        </details>
+      )}
+    </>
+  );
+}
+
+function analyzeText(result: Result): string {
+  return fill("analyzeResult", {
+    comments: count("nComments", num(result.comments)), keywords: count("nKeywords", num(result.keywords)),
+    keywordCount: fmtNum(num(result.keywords)), matchedComments: count("nMatchedComments", num(result.matchedComments)),
+    matches: count("nMatches", num(result.matches)),
+  });
+}
+
+function exportText(result: Result): string {
+  const parts = [String(result.fileName ?? result.file ?? "")];
+  if (result.timeZone) parts.push(fill("timesIn", { zone: String(result.timeZone) }));
+  const delimiter = DELIMITER_LABEL[String(result.delimiter)];
+  if (delimiter) parts.push(`${t("delimiter")}: ${t(delimiter)}`);
+  return parts.filter(Boolean).join(" · ");
+}
+
+/** A task's outcome as an operator reads it: its error, or a short sentence for each kind's
+ * result (domain/collect.py, analyze.py, export.py make them), any other fields as key: value. */
 export function TaskResult({ task }: { task: Task }) {
   if (task.error) return <span class="error-cell">{task.error}</span>;
-  if (!task.result) return null;
-  if (task.kind === "EXPORT" && task.result.url) {
-    return <DownloadButton url={task.result.url} label={`${t("download")} (${task.result.rows} ${t("rows")}, ${task.result.format})`} />;
-  }
-  return <code class="result">{JSON.stringify(task.result)}</code>;
+  const result = task.result as Result | null;
+  if (!result || typeof result !== "object") return result == null ? null : <div class="result">{String(result)}</div>;
+  const known = { PARSE: PARSE_KEYS, ANALYZE: ANALYZE_KEYS, EXPORT: EXPORT_KEYS }[task.kind] ?? [];
+  const extra = rest(result, known);
+  return (
+    <div class="result" data-result-kind={task.kind}>
+      {task.kind === "PARSE" && <ParseResult result={result} />}
+      {task.kind === "ANALYZE" && analyzeText(result)}
+      {task.kind === "EXPORT" && (
+        <>
+          {typeof result.url === "string" && <DownloadButton url={result.url} label={`${t("download")} (${result.rows} ${t("rows")}, ${result.format})`} />}
+          {" "}{exportText(result)}
+        </>
+      )}
+      {extra && <span class="result-extra">{known.length ? " · " : ""}{extra}</span>}
+    </div>
+  );
 }
 
 export function Tasks() {

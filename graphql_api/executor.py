@@ -1,5 +1,8 @@
 """The executor the schema runs with: Strawberry's, plus shortcuts no client can tell apart.
 
+- **The compiled read plan** (``graphql_api.plan``): a query operation whose fields the plan
+  knows is answered a level at a time; anything else, and anything unexpected on the way,
+  runs on the normal executor below. Off when the context says so (``VKCP_READ_PLAN=0``).
 - **Plain leaf fields.** A page of 100 comments with their group, post, author and matches is
   about 3,000 fields, and most are leaves that only read a stored attribute: no resolver, no
   arguments, no permission. graphql-core builds a resolve-info object, runs the resolver
@@ -16,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from graphql import GraphQLObjectType, Undefined, is_leaf_type, is_non_null_type
+from graphql import ExecutionResult, GraphQLObjectType, OperationType, Undefined, is_leaf_type, is_non_null_type
 
 from graphql_api.fanout import SharedEventExecutor
+from graphql_api.plan import Plan, plans
 
 # (id(schema), type name, field name) -> a plan, or None: not a plain leaf
 _LeafPlan = tuple[Callable[..., Any], Callable[[Any], Any], bool]  # resolver, coerce, non-null
@@ -46,6 +50,24 @@ def _plan(schema: Any, parent_type: GraphQLObjectType, field_name: str) -> _Leaf
 
 
 class ApiExecutor(SharedEventExecutor):
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        if (
+            self.operation.operation is OperationType.QUERY
+            and getattr(self.context_value, "read_plan", False)
+            and not (self.middleware_manager is not None and self.middleware_manager.middlewares)
+        ):
+            plan = plans.find(self)
+            if plan is not None:
+                return self._run_plan(plan, serially)
+        return super().execute_operation(serially)
+
+    async def _run_plan(self, plan: Plan, serially: bool | None) -> Any:
+        data = await plan.run(self.context_value.read_model, self.variable_values)
+        if data is not None:
+            return ExecutionResult(data, None)
+        result = super().execute_operation(serially)  # the plan met something it cannot answer exactly
+        return await result if self.is_awaitable(result) else result
+
     def execute_field(
         self,
         parent_type: GraphQLObjectType,

@@ -28,7 +28,13 @@ from operator import attrgetter
 from typing import Any
 
 from graphql import (
+    GRAPHQL_MAX_INT,
+    GRAPHQL_MIN_INT,
     FieldNode,
+    GraphQLBoolean,
+    GraphQLID,
+    GraphQLInt,
+    GraphQLString,
     GraphQLField,
     GraphQLList,
     GraphQLNonNull,
@@ -230,7 +236,7 @@ class _Run:
                     at += size
             return out
         if selection is None:  # a leaf: a scalar or an enum
-            return _serialized(values, type_.serialize)  # type: ignore[union-attr]
+            return _serialized(values, type_)
         present = [v for v in values if v is not None]
         objects = iter(await self.objects(present, selection) if present else ())
         return [None if v is None else next(objects) for v in values]
@@ -284,11 +290,22 @@ class _Run:
         return await self.complete(values, field.type, field.selection)  # type: ignore[arg-type]
 
 
-def _serialized(values: list, serialize: Callable[[Any], Any]) -> list:
+# graphql-core's own scalars hand back a value of exactly these types unchanged (an Int within
+# 32 bits): reading it as it is answers exactly what ``serialize`` would, without the call.
+_UNCHANGED = {GraphQLString.name: str, GraphQLID.name: str, GraphQLBoolean.name: bool, GraphQLInt.name: int}
+
+
+def _serialized(values: list, type_: Any) -> list:
+    serialize = type_.serialize
+    unchanged = _UNCHANGED.get(type_.name) if type_ in _BUILT_IN else None
+    is_int = unchanged is int
     out = []
     for value in values:
         if value is None:
             out.append(None)
+            continue
+        if type(value) is unchanged and (not is_int or GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT):
+            out.append(value)
             continue
         serialized = serialize(value)  # as graphql-core's complete_leaf_value
         if serialized is None or serialized is Undefined:
@@ -297,12 +314,15 @@ def _serialized(values: list, serialize: Callable[[Any], Any]) -> list:
     return out
 
 
+_BUILT_IN = (GraphQLString, GraphQLID, GraphQLBoolean, GraphQLInt)
+
+
 def _leaf_column(values: list, type_: GraphQLOutputType) -> list:
     if isinstance(type_, GraphQLNonNull):
         if None in values:
             raise _Fallback
         type_ = type_.of_type
-    return _serialized(values, type_.serialize)  # type: ignore[union-attr]
+    return _serialized(values, type_)
 
 
 # --- compiling -------------------------------------------------------------------------------

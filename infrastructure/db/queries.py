@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, ColumnElement, Select, and_, false, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.engine import Result, RowMapping
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain.errors import InvalidInput
 from domain.models import Author, Group, Keyword, Match, Task
@@ -36,6 +37,7 @@ from domain.queries import (
     TaskFilter,
 )
 from domain.matching import keyword_key
+from infrastructure.db.faults import raise_if_unavailable
 from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
 from infrastructure.db.repositories import group_from_row, in_values, keyword_from_row, task_from_row
 from infrastructure.db.stats import read_stats
@@ -206,9 +208,24 @@ _TASK_ORDER = _Order(tasks.c.id, "id", int, tasks.c.id, descending=True)
 class SqlReadModel:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self._dialect = sessions.kw["bind"].dialect.name  # the filters' SQL differs per database
+        self._engine: AsyncEngine = sessions.kw["bind"]  # autocommit on PostgreSQL (read_session_factory)
+        self._dialect = self._engine.dialect.name  # the filters' SQL differs per database
 
     # --- plumbing ---
+
+    async def _read(self, query: Select, read: Callable[[Result], T]) -> T:
+        """``read`` of one statement's result, on a Core connection of the sessions' engine: the
+        same SQL and result types as a session gives, without an ORM session around each
+        SELECT (a page of comments with its relations is six of them)."""
+        try:
+            async with self._engine.connect() as connection:
+                return read(await connection.execute(query))
+        except Exception as e:  # noqa: BLE001 - connect-time faults too, as UnavailableAware does
+            raise_if_unavailable(e)
+            raise
+
+    async def _rows(self, query: Select) -> Sequence[RowMapping]:
+        return await self._read(query, lambda result: result.mappings().all())
 
     def _in(self, column, values: Sequence[int]) -> ColumnElement[bool]:
         return in_values(self._dialect, column, values)
@@ -233,8 +250,7 @@ class SqlReadModel:
         if start:
             rest = query.where(order.beyond(start, later=backward, inclusive=True, field="before" if backward else "after"))
             beyond_cursor = partial(self._exists, rest)
-        async with self._sessions() as session:
-            rows = (await session.execute(window)).mappings().all()
+        rows = await self._rows(window)
         more = len(rows) > limit
         rows = rows[:limit][::-1] if backward else rows[:limit]
         edges = [(encode_cursor(row[order.key_name], row["id"]), to_node(row)) for row in rows]
@@ -244,19 +260,16 @@ class SqlReadModel:
         )
 
     async def _exists(self, query: Select) -> bool:
-        async with self._sessions() as session:
-            return bool((await session.execute(select(query.exists()))).scalar_one())
+        return bool(await self._read(select(query.exists()), Result.scalar_one))
 
     async def _count(self, query: Select) -> int:
-        async with self._sessions() as session:
-            return (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+        return await self._read(select(func.count()).select_from(query.subquery()), Result.scalar_one)
 
     async def _by_ids(self, query_for: Callable[[list], Select], ids: Sequence, key: str, to_node: Callable) -> list:
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return [None] * len(ids)
-        async with self._sessions() as session:
-            rows = (await session.execute(query_for(wanted))).mappings().all()
+        rows = await self._rows(query_for(wanted))
         return _aligned(ids, {row[key]: to_node(row) for row in rows})
 
     # --- groups ---
@@ -315,8 +328,7 @@ class SqlReadModel:
         wanted = list(dict.fromkeys(tuple(k) for k in keys))
         if not wanted:
             return []
-        async with self._sessions() as session:
-            rows = (await session.execute(query_for(wanted))).mappings().all()
+        rows = await self._rows(query_for(wanted))
         return _aligned([tuple(k) for k in keys], {(r["owner_id"], r["vk_id"]): _comment_view(r) for r in rows})
 
     async def matches_by_comment_ids(self, ids: Sequence[int]) -> list[list[Match]]:
@@ -328,9 +340,8 @@ class SqlReadModel:
                 .where(self._in(matches.c.comment_id, wanted))
                 .order_by(matches.c.comment_id, matches.c.start_pos, matches.c.keyword_id)
             )
-            async with self._sessions() as session:
-                for row in (await session.execute(query)).mappings():
-                    found[row["comment_id"]].append(_match(row))
+            for row in await self._rows(query):
+                found[row["comment_id"]].append(_match(row))
         return [found[i] for i in ids]
 
     # --- keywords ---
@@ -370,8 +381,7 @@ class SqlReadModel:
             .where(self._in(matches.c.keyword_id, wanted))
             .group_by(matches.c.keyword_id)
         )
-        async with self._sessions() as session:
-            counts = dict((await session.execute(query)).all())
+        counts = dict(await self._read(query, Result.all))
         return [counts.get(i, 0) for i in ids]
 
     # --- tasks ---

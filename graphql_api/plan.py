@@ -172,7 +172,7 @@ class _Selection:
 class _Root:
     key: str
     field_def: GraphQLField | None  # None for __typename
-    node: FieldNode | None
+    node: FieldNode | str | None  # for __typename, the query type's name
     arguments: Any  # the Strawberry field, for its arguments' conversion
     read: Callable[..., Awaitable[Any]] | None
     type: GraphQLOutputType | None
@@ -187,14 +187,14 @@ class Plan:
     async def run(self, read_model: ReadModel, variable_values: Any) -> dict[str, Any] | None:
         """The operation's ``data``; None when the normal executor must answer instead."""
         try:
-            values = await asyncio.gather(*(self._root(r, read_model, variable_values) for r in self.roots))
+            values = await _together([self._root(r, read_model, variable_values) for r in self.roots])
         except Exception:  # noqa: BLE001 - the normal executor runs it again and reports it exactly
             return None
         return dict(zip((r.key for r in self.roots), values))
 
     async def _root(self, root: _Root, read_model: ReadModel, variable_values: Any) -> Any:
         if root.read is None:
-            return "Query"
+            return root.node  # __typename: the query type's name
         values = get_argument_values(root.field_def, root.node, variable_values)
         found = await root.read(read_model, **python_arguments(self.schema, root.arguments, values))
         return (await _Run(read_model).complete([found], root.type, root.selection))[0]
@@ -244,34 +244,40 @@ class _Run:
     async def objects(self, objects: list, selection: _Selection) -> list[dict[str, Any]]:
         columns: list[Any] = []
         later: list[tuple[int, Awaitable[list]]] = []
-        for index, field in enumerate(selection.fields):
-            kind = field.kind
-            if kind == _TYPENAME:
-                columns.append([selection.type_name] * len(objects))
-                continue
-            if kind == _RELATION:
-                columns.append(None)
-                later.append((index, self._related(objects, field)))
-                continue
-            get = field.get
-            values = [get(o) for o in objects]  # type: ignore[misc]
-            if field.is_async:
-                columns.append(None)
-                later.append((index, self._awaited(values, field)))
-            elif field.leaf:
-                columns.append(_leaf_column(values, field.type))  # type: ignore[arg-type]
-            else:
-                columns.append(None)
-                later.append((index, self.complete(values, field.type, field.selection)))  # type: ignore[arg-type]
+        try:
+            for index, field in enumerate(selection.fields):
+                kind = field.kind
+                if kind == _TYPENAME:
+                    columns.append([selection.type_name] * len(objects))
+                    continue
+                if kind == _RELATION:
+                    columns.append(None)
+                    later.append((index, self._related(objects, field)))
+                    continue
+                if field.is_async:
+                    columns.append(None)
+                    later.append((index, self._awaited(objects, field)))
+                    continue
+                values = [field.get(o) for o in objects]  # type: ignore[misc]
+                if field.leaf:
+                    columns.append(_leaf_column(values, field.type))  # type: ignore[arg-type]
+                else:
+                    columns.append(None)
+                    later.append((index, self.complete(values, field.type, field.selection)))  # type: ignore[arg-type]
+        except BaseException:
+            for _, work in later:  # never started: closed, so none is left unawaited
+                work.close()  # type: ignore[attr-defined]
+            raise
         if later:
-            done = await asyncio.gather(*(work for _, work in later))
+            done = await _together([work for _, work in later])
             for (index, _), column in zip(later, done):
                 columns[index] = column
         keys = selection.keys
         return [dict(zip(keys, row)) for row in zip(*columns)]
 
-    async def _awaited(self, values: list, field: _Field) -> list:
-        results = await asyncio.gather(*values)
+    async def _awaited(self, objects: list, field: _Field) -> list:
+        """A coroutine method's results for ``objects``, completed."""
+        results = await _together([field.get(o) for o in objects])  # type: ignore[misc]
         for value in results:
             if isinstance(value, Exception):
                 raise _Fallback
@@ -293,6 +299,16 @@ class _Run:
 # graphql-core's own scalars hand back a value of exactly these types unchanged (an Int within
 # 32 bits): reading it as it is answers exactly what ``serialize`` would, without the call.
 _UNCHANGED = {GraphQLString.name: str, GraphQLID.name: str, GraphQLBoolean.name: bool, GraphQLInt.name: int}
+
+
+async def _together(awaitables: list[Awaitable[Any]]) -> list[Any]:
+    """The results of ``awaitables``, run concurrently; the first failure cancels the rest (the
+    normal executor will answer), so nothing is left running or failing unobserved."""
+    if len(awaitables) == 1:
+        return [await awaitables[0]]
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(a) for a in awaitables]  # type: ignore[arg-type]
+    return [t.result() for t in tasks]
 
 
 def _serialized(values: list, type_: Any) -> list:
@@ -344,7 +360,7 @@ class _Compiler:
             node = self._node(details)
             name = node.name.value
             if name == "__typename":
-                roots.append(_Root(key, None, None, None, None, None, None))
+                roots.append(_Root(key, None, query.name, None, None, None, None))
                 continue
             read = ROOTS.get(name)
             if read is None:

@@ -187,26 +187,30 @@ class Plan:
     async def run(self, read_model: ReadModel, variable_values: Any) -> dict[str, Any] | None:
         """The operation's ``data``; None when the normal executor must answer instead."""
         try:
-            values = await _together([self._root(r, read_model, variable_values) for r in self.roots])
+            run = _Run(read_model)
+            values = await _together([self._root(r, run, variable_values) for r in self.roots])
         except Exception:  # noqa: BLE001 - the normal executor runs it again and reports it exactly
             return None
         return dict(zip((r.key for r in self.roots), values))
 
-    async def _root(self, root: _Root, read_model: ReadModel, variable_values: Any) -> Any:
+    async def _root(self, root: _Root, run: _Run, variable_values: Any) -> Any:
         if root.read is None:
             return root.node  # __typename: the query type's name
         values = get_argument_values(root.field_def, root.node, variable_values)
-        found = await root.read(read_model, **python_arguments(self.schema, root.arguments, values))
-        return (await _Run(read_model).complete([found], root.type, root.selection))[0]
+        found = await root.read(run.read_model, **python_arguments(self.schema, root.arguments, values))
+        return (await run.complete([found], root.type, root.selection))[0]
 
 
 class _Run:
-    """One execution of a plan: values completed a whole level at a time."""
+    """One execution of a plan: values completed a whole level at a time. What it has read by
+    key is kept for the rest of the operation, as the dataloaders keep it: a page's
+    ``post { group }`` finds the groups its comments' ``group`` read."""
 
-    __slots__ = ("read_model",)
+    __slots__ = ("read_model", "loaded")
 
     def __init__(self, read_model: ReadModel) -> None:
         self.read_model = read_model
+        self.loaded: dict[str, dict[Any, Any]] = {}
 
     async def complete(self, values: list, type_: GraphQLOutputType, selection: _Selection | None) -> list:
         """``values`` of a field of ``type_`` as the response holds them (graphql-core's
@@ -286,8 +290,10 @@ class _Run:
     async def _related(self, objects: list, field: _Field) -> list:
         relation = field.relation
         keys = [relation.key(o) for o in objects]  # type: ignore[union-attr]
-        wanted = list(dict.fromkeys(k for k in keys if k is not None))
-        found = dict(zip(wanted, await getattr(self.read_model, relation.load)(wanted))) if wanted else {}  # type: ignore[union-attr]
+        found = self.loaded.setdefault(relation.load, {})  # type: ignore[union-attr]
+        wanted = [k for k in dict.fromkeys(keys) if k is not None and k not in found]
+        if wanted:
+            found.update(zip(wanted, await getattr(self.read_model, relation.load)(wanted)))  # type: ignore[union-attr]
         convert = relation.convert  # type: ignore[union-attr]
         values = []
         for key in keys:

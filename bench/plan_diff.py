@@ -66,8 +66,12 @@ async def compare(kind: str, documents: int, seed_value: int, tally: Tally) -> i
             roles = random.Random(seed_value)
             differences = 0
             started = time.perf_counter()
+            query, variables = "", {}
             for index in range(documents):
-                query, variables = generator.document()
+                if index and roles.random() < 0.2:  # the last document again, other @skip/@include values
+                    variables = generator.again(variables)
+                else:
+                    query, variables = generator.document()
                 role = roles.choice(ROLES)
                 with_plan, without = await pair.both(query, variables, role, f"diff-{index}")
                 tally.counts[f"HTTP {with_plan[0]}"] += 1

@@ -444,30 +444,31 @@ def _directive_variables(operation: OperationDefinitionNode, fragment_definition
 class PlanCache:
     """Compiled plans by (schema, operation node, values of @skip/@include variables); None
     remembers that an operation falls back. The parser cache hands out one node per distinct
-    document, and each entry holds its node, so an id is never mistaken for a reused one."""
+    document, and each entry holds its node and schema, so an id is never mistaken for a reused
+    one."""
 
     def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
         self.size = size
         self._directives: dict[int, tuple[OperationDefinitionNode, tuple[str, ...]]] = {}
-        self._plans: dict[tuple, tuple[OperationDefinitionNode, Plan | None]] = {}
+        self._plans: dict[tuple, tuple[OperationDefinitionNode, GraphQLSchema, Plan | None]] = {}
 
     def find(self, executor: Any) -> Plan | None:
-        operation = executor.operation
+        operation, schema = executor.operation, executor.schema
         seen = self._directives.get(id(operation))
         if seen is None or seen[0] is not operation:
             seen = (operation, _directive_variables(operation, executor.fragment_definitions))
             self._remember(self._directives, id(operation), seen)
         coerced = executor.variable_values.coerced
-        key = (id(executor.schema), id(operation), tuple(coerced.get(n) for n in seen[1]))
+        key = (id(schema), id(operation), tuple(coerced.get(n) for n in seen[1]))
         entry = self._plans.get(key)
-        if entry is None or entry[0] is not operation:
+        if entry is None or entry[0] is not operation or entry[1] is not schema:
             try:
-                plan = _Compiler(executor.schema, executor.fragments, executor.variable_values, operation).plan()
+                plan = _Compiler(schema, executor.fragments, executor.variable_values, operation).plan()
             except Unsupported:
                 plan = None
-            entry = (operation, plan)
+            entry = (operation, schema, plan)
             self._remember(self._plans, key, entry)
-        return entry[1]
+        return entry[2]
 
     def _remember(self, table: dict, key: Any, value: Any) -> None:
         if len(table) >= self.size:

@@ -43,6 +43,11 @@ class DocumentGenerator:
         self.known = known
         self.random = random.Random(seed)
 
+    def again(self, variables: dict[str, Any]) -> dict[str, Any]:
+        """Other values for a document's Boolean variables (its @skip / @include): the same
+        document text, so the same parsed node and another compiled plan."""
+        return {k: self.random.random() < 0.5 if isinstance(v, bool) else v for k, v in variables.items()}
+
     def document(self) -> tuple[str, dict[str, Any]]:
         """A query and its variables."""
         self.variables: dict[str, Any] = {}

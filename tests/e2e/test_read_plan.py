@@ -154,8 +154,12 @@ async def compare(pair: Pair, known: Known, seed_value: int, count: int) -> list
     generator = DocumentGenerator(schema._schema, known, seed_value)
     roles = random.Random(seed_value)
     differences = []
+    query, variables = "", {}
     for index in range(count):
-        query, variables = generator.document()
+        if index and roles.random() < 0.2:  # the last document again, other @skip/@include values
+            variables = generator.again(variables)
+        else:
+            query, variables = generator.document()
         role = roles.choice(ROLES)
         plan, normal = await pair.both(query, variables, role, f"diff-{index}")
         if plan != normal:

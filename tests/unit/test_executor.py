@@ -130,3 +130,31 @@ async def test_what_the_plan_does_not_know_is_never_compiled_into_one(counted) -
         assert plan_module.plans is not None
         await schema.execute(query, context_value=_context(Keywords(), read_plan=True))
     assert counted == {"answered": 0, "handed over": 1}
+
+
+async def test_one_document_with_other_skip_and_include_values_gets_its_own_plan(counted) -> None:
+    # The parser cache gives both requests the same document node: the plan must follow the
+    # variables, not the first request's choice.
+    query = """query($all: Boolean!, $n: Int!) { keywords(first: $n) {
+      totalCount @skip(if: $all) edges { node { word ...More @include(if: $all) } } } }
+      fragment More on Keyword { id matchesCount }"""
+
+    def read_model() -> Keywords:
+        return Keywords(Keyword(3, "кот"), Keyword(5, "пёс"))
+
+    answers = {}
+    for all_ in (False, True, False):
+        for n in (1, 2):
+            variables = {"all": all_, "n": n}
+            results = []
+            for read_plan in (True, False):
+                result = await schema.execute(
+                    query, variable_values=variables, context_value=_context(read_model(), read_plan=read_plan)
+                )
+                assert result.errors is None
+                results.append(json.dumps(result.data, ensure_ascii=False))
+            assert results[0] == results[1]
+            answers[(all_, n)] = json.loads(results[0])
+    assert answers[(False, 2)] == {"keywords": {"totalCount": 2, "edges": [{"node": {"word": "кот"}}, {"node": {"word": "пёс"}}]}}
+    assert answers[(True, 1)] == {"keywords": {"edges": [{"node": {"word": "кот", "id": "S2V5d29yZDoz", "matchesCount": 30}}]}}
+    assert counted == {"answered": 6, "handed over": 0}

@@ -12,6 +12,7 @@ from sqlalchemy import event
 from domain.errors import InvalidInput
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
 from domain.queries import CommentFilter, CommentOrder, CommentSort, SortDirection, TaskFilter
+from infrastructure.db import queries
 from infrastructure.db.queries import SqlReadModel, encode_cursor
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -310,8 +311,6 @@ async def test_postgres_text_search_uses_the_trigram_index(world, migrated_db) -
 async def test_look_ups_read_the_same_through_the_driver_as_through_sqlalchemy(world, reads, monkeypatch) -> None:
     """On PostgreSQL the batched look-ups go to asyncpg directly; every value they read must
     equal what SQLAlchemy reads (times as UTC, nulls, booleans, big ids), including order."""
-    from infrastructure.db import queries
-
     comment_ids = [*world.comment_ids.values(), 999_999]
     views = await reads.comments_by_ids(comment_ids)
 

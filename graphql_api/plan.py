@@ -277,6 +277,8 @@ class _Run:
             for (index, _), column in zip(later, done):
                 columns[index] = column
         keys = selection.keys
+        if not keys:  # every field skipped
+            return [{} for _ in objects]
         return [dict(zip(keys, row)) for row in zip(*columns)]
 
     async def _awaited(self, objects: list, field: _Field) -> list:

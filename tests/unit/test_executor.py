@@ -96,6 +96,14 @@ async def test_a_query_the_plan_knows_is_answered_by_it_as_the_executor_would(co
     assert data["keywords"]["pageInfo"] == {"hasNextPage": True, "endCursor": "c5"}
 
 
+async def test_objects_whose_every_field_is_skipped_are_empty_objects(counted) -> None:
+    query = "{ keywords(first: 2) { edges { node { word @skip(if: true) } } } }"
+    with_plan, without = await _both(lambda: Keywords(Keyword(3, "кот"), Keyword(5, "пёс")), query)
+    assert with_plan == without
+    assert json.loads(with_plan[0]) == {"keywords": {"edges": [{"node": {}}, {"node": {}}]}}
+    assert counted == {"answered": 1, "handed over": 0}
+
+
 async def test_one_batched_read_per_relation() -> None:
     read_model = Keywords(Keyword(3, "кот"), Keyword(5, "пёс"))
     result = await schema.execute(QUERY, context_value=_context(read_model, read_plan=True))

@@ -165,7 +165,9 @@ class GraphQLView(GraphQL[Context, None]):
 
     graphql_transport_ws_handler_class = MultiplexingHandler
 
-    def __init__(self, container: Any, *, metrics: ApiMetrics | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, container: Any, *, metrics: ApiMetrics | None = None, read_plan: bool | None = None, **kwargs: Any
+    ) -> None:
         settings = container.settings
         super().__init__(
             build_schema(introspection=False) if not settings.introspection else schema,
@@ -180,6 +182,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.metrics = metrics
         self.timeout = settings.request_timeout
         self.max_body_bytes = settings.max_body_bytes
+        self.read_plan = read_plan  # None: as the settings say (VKCP_READ_PLAN)
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson is strict where the stdlib is lenient or fragile: invalid UTF-8, a lone
@@ -288,6 +291,8 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         context = await get_context(self.container, request, response)
+        if self.read_plan is not None:
+            context.read_plan = self.read_plan
         record = current_request.get()
         if record is not None and isinstance(request, Request):
             record.request_id = context.request_id
@@ -403,14 +408,14 @@ class _NotStrawberryOriginAdvice(logging.Filter):
 logging.getLogger("strawberry.ws").addFilter(_NotStrawberryOriginAdvice())
 
 
-def create_app(container: Any, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
+def create_app(container: Any, *, routes: Sequence[BaseRoute] = (), read_plan: bool | None = None) -> Starlette:
     """The API for a built container; the app closes the container when it shuts down.
 
-    ``routes`` adds endpoints owned elsewhere.
+    ``routes`` adds endpoints owned elsewhere; ``read_plan`` overrides ``VKCP_READ_PLAN``.
     """
     settings = container.settings
     metrics = ApiMetrics(container)
-    view = GraphQLView(container, metrics=metrics)
+    view = GraphQLView(container, metrics=metrics, read_plan=read_plan)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -21,6 +21,7 @@ from domain.ports import Adapters
 from domain.queries import ReadModel
 from graphql_api.auth import resolve_role
 from graphql_api.loaders import Loaders
+from graphql_api.strawberry_compat import operation_of
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -40,6 +41,8 @@ class Context:
     token: ApiToken | None = None
     # Set by Strawberry from the graphql-transport-ws ``connection_init`` payload.
     connection_params: dict[str, Any] | None = None
+    # Whether query operations may run on the compiled read plan (``plan.py``).
+    read_plan: bool = True
     _loaders: dict[int, tuple[object, Loaders]] = field(default_factory=dict, repr=False)
 
     @property
@@ -65,7 +68,7 @@ class Context:
 
     def loaders(self, info: StrawberryInfo) -> Loaders:
         """The loaders of the operation ``info`` belongs to."""
-        operation = info._raw_info.operation
+        operation = operation_of(info)
         entry = self._loaders.get(id(operation))
         # The node is kept in the entry, so its id cannot be reused while the entry lives.
         if entry is None or entry[0] is not operation:
@@ -108,7 +111,8 @@ async def get_context(container: Container, request: Request | WebSocket, respon
     WebSocket connections get their role later, from ``connection_init`` (``on_ws_connect``).
     """
     context = Context(
-        request=request, response=response, container=container, request_id=new_request_id(request.headers)
+        request=request, response=response, container=container, request_id=new_request_id(request.headers),
+        read_plan=container.settings.read_plan,
     )
     is_websocket = request.scope["type"] == "websocket"
     if not container.settings.auth:

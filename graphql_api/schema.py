@@ -13,7 +13,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 import strawberry
-from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 
 from domain import analyze as analyze_cases
@@ -26,8 +25,7 @@ from domain.errors import DomainError, InvalidInput, NotFound, Unavailable
 from domain.ports import CsvDelimiter, EventsMissed
 from domain.models import TaskKind as DomainTaskKind
 from domain.models import TaskState as DomainTaskState
-from domain.queries import MAX_FILTER_IDS, MAX_PAGE, CommentFilter, CommentOrder, CommentSort, Page, TaskFilter
-from domain.queries import SortDirection as DomainSortDirection
+from domain.queries import MAX_FILTER_IDS, MAX_PAGE, TaskFilter
 from graphql_api import api_tokens as token_api
 from graphql_api.auth import IsAdmin, IsOperator, IsViewer
 from graphql_api.context import Info, OperationLoaders
@@ -38,6 +36,16 @@ from graphql_api.ids import NodeType, decode_id, filter_ids, find_id, global_id,
 from graphql_api.fanout import MAX_SHARED_EVENTS, ByIdentity, share
 from graphql_api.limits import limit_extensions
 from graphql_api.observability import OperationObserver
+from graphql_api.reads import (
+    DEFAULT_PAGE,
+    by_id,
+    comments_connection,
+    connection,
+    groups_connection,
+    keywords_connection,
+    to_comment_filter,
+    window,
+)
 from graphql_api.scalars import SCALARS
 from graphql_api.stats import Stats, VkToken, resolve_stats, resolve_vk_tokens
 from graphql_api.types import (
@@ -48,8 +56,6 @@ from graphql_api.types import (
     CommentConnection,
     CommentFilterInput,
     CommentOrderInput,
-    Connection,
-    Edge,
     Group,
     GroupConnection,
     GroupPayload,
@@ -60,7 +66,6 @@ from graphql_api.types import (
     KeywordFilterInput,
     KeywordInput,
     KeywordPayload,
-    PageInfo,
     AddKeywordResult,
     AddKeywordsPayload,
     RemoveKeywordPayload,
@@ -80,7 +85,6 @@ from graphql_api.types import (
     prefetch_comment_relations,
 )
 
-DEFAULT_PAGE = 20
 MAX_DEPTH = 12
 MAX_BULK_REFS = 500
 # While a subscriber waits for events, the task is also re-read this often, so a state
@@ -124,55 +128,6 @@ def user_errors(error: DomainError) -> list[UserError]:
     if isinstance(error, Unavailable):
         raise error
     return [UserError(code=code_of(error), message=error.message, field=error.field)]
-
-
-def _bad_argument(message: str, field: str) -> GraphQLError:
-    return GraphQLError(message, extensions={"code": ErrorCode.BAD_USER_INPUT.value, "field": field})
-
-
-def window(first: int | None, after: str | None, last: int | None, before: str | None) -> dict[str, Any]:
-    """A connection's paging arguments, checked: ``first`` items after ``after`` (and before
-    ``before``), or the ``last`` ones before ``before`` (and after ``after``), as the Relay
-    cursor connection spec reads them. Both counts at once is refused rather than guessed at."""
-    if first is not None and last is not None:
-        raise _bad_argument("Pass `first` or `last`, not both", "last")
-    if last is None:
-        first = DEFAULT_PAGE if first is None else first
-    for name, value in (("first", first), ("last", last)):
-        if value is not None and not 1 <= value <= MAX_PAGE:
-            raise _bad_argument(f"`{name}` must be between 1 and {MAX_PAGE}", name)
-    return {"first": first, "after": after, "last": last, "before": before}
-
-
-def connection(page: Page, to_node, count) -> Connection:
-    return Connection(
-        edges=[Edge(cursor=cursor, node=to_node(item)) for cursor, item in page.edges],
-        page_info=PageInfo(start_cursor=page.start_cursor, end_cursor=page.end_cursor, page=page),
-        count=count,
-    )
-
-
-def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
-    if flt is None:
-        return CommentFilter()
-    return CommentFilter(
-        group_ids=filter_ids(flt.group_ids, NodeType.GROUP, field="groupIds"),
-        post_ids=filter_ids(flt.post_ids, NodeType.POST, field="postIds"),
-        keyword_ids=filter_ids(flt.keyword_ids, NodeType.KEYWORD, field="keywordIds"),
-        matched=flt.matched,
-        text=(flt.text or "").strip() or None,
-        author_ids=tuple(dict.fromkeys(flt.author_ids)) if flt.author_ids is not None else None,
-        since=flt.since,
-        until=flt.until,
-        viewed=flt.viewed,
-        archived=flt.archived,
-    )
-
-
-def to_comment_order(order: CommentOrderInput | None) -> CommentOrder:
-    if order is None:
-        return CommentOrder()
-    return CommentOrder(field=CommentSort(order.field.value), direction=DomainSortDirection(order.direction.value))
 
 
 def to_task_filter(flt: TaskFilterInput | None) -> TaskFilter:
@@ -256,17 +211,11 @@ class Query:
             bool | None, strawberry.argument(description="Only active (true) or inactive (false) communities.")
         ] = None,
     ) -> GroupConnection:
-        read_model = info.context.read_model
-        page = await read_model.groups_page(**window(first, after, last, before), active=active)
-        return connection(page, Group.from_domain, lambda: read_model.groups_count(active=active))
+        return await groups_connection(info.context.read_model, first, after, last, before, active)
 
     @strawberry.field(description="One community by its id; null when there is none.")
     async def group(self, info: Info, id: GroupId) -> Group | None:
-        group_id = find_id(id, NodeType.GROUP)
-        if group_id is None:
-            return None
-        group = await info.context.loaders(info).group.load(group_id)
-        return Group.from_domain(group) if group is not None else None
+        return await by_id(id, NodeType.GROUP, info.context.loaders(info).group.load, Group.from_domain)
 
     @strawberry.field(description="Collected comments, filtered and sorted (newest first by default).")
     async def comments(
@@ -279,19 +228,13 @@ class Query:
         last: Last = None,
         before: Before = None,
     ) -> CommentConnection:
-        read_model = info.context.read_model
-        flt, order = to_comment_filter(filter), to_comment_order(order_by)
-        page = await read_model.comments_page(flt, order, **window(first, after, last, before))
+        page, found = await comments_connection(info.context.read_model, filter, order_by, first, after, last, before)
         await prefetch_comment_relations(info, [view for _, view in page.edges], "edges", "node")
-        return connection(page, Comment.from_view, lambda: read_model.comments_count(flt))
+        return found
 
     @strawberry.field(description="One comment by its id; null when there is none.")
     async def comment(self, info: Info, id: CommentId) -> Comment | None:
-        comment_id = find_id(id, NodeType.COMMENT)
-        if comment_id is None:
-            return None
-        comment = await info.context.loaders(info).comment.load(comment_id)
-        return Comment.from_view(comment) if comment is not None else None
+        return await by_id(id, NodeType.COMMENT, info.context.loaders(info).comment.load, Comment.from_view)
 
     @strawberry.field(description="Background tasks, newest first.")
     async def tasks(
@@ -326,19 +269,11 @@ class Query:
         last: Last = None,
         before: Before = None,
     ) -> KeywordConnection:
-        read_model = info.context.read_model
-        flt = filter or KeywordFilterInput()
-        conditions = keyword_cases.keyword_search(active=flt.active, category=flt.category, text=flt.text)
-        page = await read_model.keywords_page(**window(first, after, last, before), **conditions)
-        return connection(page, Keyword.from_domain, lambda: read_model.keywords_count(**conditions))
+        return await keywords_connection(info.context.read_model, filter, first, after, last, before)
 
     @strawberry.field(description="One keyword by its id; null when there is none.")
     async def keyword(self, info: Info, id: KeywordId) -> Keyword | None:
-        keyword_id = find_id(id, NodeType.KEYWORD)
-        if keyword_id is None:
-            return None
-        keyword = await info.context.loaders(info).keyword.load(keyword_id)
-        return Keyword.from_domain(keyword) if keyword is not None else None
+        return await by_id(id, NodeType.KEYWORD, info.context.loaders(info).keyword.load, Keyword.from_domain)
 
     stats: Stats = strawberry.field(
         resolver=resolve_stats,

@@ -365,7 +365,7 @@ class Comment(Node):
 
     @strawberry.field(description="Where the keywords matched, in text order.")
     def matches(self, info: Info) -> list[KeywordMatch]:
-        return info.context.loaders(info).matches.now_or_later(self.pk, _matches)  # type: ignore[return-value]
+        return info.context.loaders(info).matches.now_or_later(self.pk, keyword_matches)  # type: ignore[return-value]
 
     @strawberry.field(description="Link to the comment on VK.")
     def url(self) -> str:
@@ -468,7 +468,8 @@ def _keyword(keyword: models.Keyword | None) -> Keyword | None:
     return Keyword.from_domain(keyword) if keyword is not None else None
 
 
-def _matches(matches: list[models.Match]) -> list[KeywordMatch]:
+def keyword_matches(matches: list[models.Match]) -> list[KeywordMatch]:
+    """A comment's stored matches as the schema lists them: in text order."""
     return [KeywordMatch.from_domain(m) for m in sorted(matches, key=lambda m: (m.start, m.end))]
 
 

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     cors_headers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     graphiql: bool = True
     introspection: bool = True
+    # Answer the queries it knows with the compiled read plan (graphql_api/plan.py); off: every
+    # operation on Strawberry's executor (for comparisons, or to rule the plan out).
+    read_plan: bool = True
     request_timeout: float = 30.0  # seconds a GraphQL HTTP request may run
     # Bytes of one HTTP request body: 4 MiB holds an import of 10,000 keywords even with every
     # Cyrillic letter escaped (\uXXXX); bigger bodies are refused with 413 while they stream in.

@@ -5,10 +5,12 @@ PostgreSQL restarting, stopped, failing over, a pooler dropping connections
 moment was not. The domain retries ``Unavailable`` where it happened and the API answers it as
 ``SERVICE_UNAVAILABLE`` (HTTP 503), never as an internal error.
 
-Two doors let such errors in, and both are covered: statements (SQLAlchemy's ``handle_error``
-event, which also invalidates the dead connection so the pool replaces it) and connecting
+Three doors let such errors in, and all are covered: statements (SQLAlchemy's ``handle_error``
+event, which also invalidates the dead connection so the pool replaces it), connecting
 (asyncpg raises plain ``OSError``s there, which SQLAlchemy does not wrap), caught where
-sessions end (``UnavailableAware`` sessions and the unit of work).
+sessions end (``UnavailableAware`` sessions and the unit of work), and the read model's
+look-ups that run on asyncpg directly (its errors carry their SQLSTATE; the read model
+invalidates the connection itself).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def as_unavailable(error: BaseException) -> Unavailable | None:
         return None
     if isinstance(error, (OSError, ConnectionError, TimeoutError)):  # connecting: refused, reset, timed out
         return _unavailable(None, error)
+    code = _sqlstate(error)  # the driver's own error: the read model's look-ups run on asyncpg directly
+    if code is not None and (code in TRANSIENT_SQLSTATES or code[:2] in TRANSIENT_SQLSTATE_CLASSES):
+        return _unavailable(code, error)
     return None
 
 

@@ -17,8 +17,25 @@ from functools import partial
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, false, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    Table,
+    TypeDecorator,
+    and_,
+    false,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Result, RowMapping
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain.errors import InvalidInput
 from domain.models import Author, Group, Keyword, Match, Task
@@ -36,10 +53,11 @@ from domain.queries import (
     TaskFilter,
 )
 from domain.matching import keyword_key
+from infrastructure.db.faults import as_unavailable, raise_if_unavailable
 from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
 from infrastructure.db.repositories import group_from_row, in_values, keyword_from_row, task_from_row
 from infrastructure.db.stats import read_stats
-from infrastructure.db.tables import authors, comments, groups, keywords, matches, posts, tasks
+from infrastructure.db.tables import UtcDateTime, authors, comments, groups, keywords, matches, posts, tasks
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -198,6 +216,52 @@ def _task_conditions(flt: TaskFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
+class _DriverRows:
+    """``SELECT * FROM table WHERE column = ANY($1)`` as SQL asyncpg runs itself, with the
+    result processing SQLAlchemy applies to this table's columns (``UtcDateTime``: UTC; JSON is
+    decoded by the engine's asyncpg codec either way), so rows read either way are equal."""
+
+    _made: dict[tuple, _DriverRows] = {}
+
+    def __init__(self, table: Table, column: Column, order_by: tuple) -> None:
+        names = ", ".join(f'"{c.name}"' for c in table.columns)
+        order = ", ".join(f'"{c.name}"' for c in order_by)
+        self.sql = f'SELECT {names} FROM "{table.name}" WHERE "{column.name}" = ANY($1::bigint[])'
+        if order:
+            self.sql += f" ORDER BY {order}"
+        self.processors = [
+            (c.name, c.type.process_result_value) for c in table.columns if isinstance(c.type, TypeDecorator)
+        ]
+
+    @staticmethod
+    def reads(table: Table) -> bool:
+        """Whether every column is of a type asyncpg returns as SQLAlchemy would (not JSON)."""
+        return all(isinstance(c.type, _PLAIN_TYPES) for c in table.columns)
+
+    @classmethod
+    def of(cls, table: Table, column: Column, order_by: tuple) -> _DriverRows:
+        key = (table.name, column.name, tuple(c.name for c in order_by))
+        made = cls._made.get(key)
+        if made is None:
+            made = cls._made[key] = cls(table, column, order_by)
+        return made
+
+    def rows(self, records: Sequence) -> list[dict[str, Any]]:
+        if not self.processors:
+            return [dict(r) for r in records]
+        rows = []
+        for record in records:
+            row = dict(record)
+            for name, process in self.processors:
+                row[name] = process(row[name], _POSTGRESQL)
+            rows.append(row)
+        return rows
+
+
+_POSTGRESQL = postgresql.dialect()
+_PLAIN_TYPES = (Integer, Boolean, String, UtcDateTime)  # Integer covers BigInteger, String covers Text
+
+
 # Groups are listed in the order they were added, tasks newest first.
 _GROUP_ORDER = _Order(groups.c.id, "id", int, groups.c.id, descending=False)
 _TASK_ORDER = _Order(tasks.c.id, "id", int, tasks.c.id, descending=True)
@@ -206,9 +270,24 @@ _TASK_ORDER = _Order(tasks.c.id, "id", int, tasks.c.id, descending=True)
 class SqlReadModel:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self._dialect = sessions.kw["bind"].dialect.name  # the filters' SQL differs per database
+        self._engine: AsyncEngine = sessions.kw["bind"]  # autocommit on PostgreSQL (read_session_factory)
+        self._dialect = self._engine.dialect.name  # the filters' SQL differs per database
 
     # --- plumbing ---
+
+    async def _read(self, query: Select, read: Callable[[Result], T]) -> T:
+        """``read`` of one statement's result, on a Core connection of the sessions' engine: the
+        same SQL and result types as a session gives, without an ORM session around each
+        SELECT (a page of comments with its relations is six of them)."""
+        try:
+            async with self._engine.connect() as connection:
+                return read(await connection.execute(query))
+        except Exception as e:  # noqa: BLE001 - connect-time faults too, as UnavailableAware does
+            raise_if_unavailable(e)
+            raise
+
+    async def _rows(self, query: Select) -> Sequence[RowMapping]:
+        return await self._read(query, lambda result: result.mappings().all())
 
     def _in(self, column, values: Sequence[int]) -> ColumnElement[bool]:
         return in_values(self._dialect, column, values)
@@ -233,8 +312,7 @@ class SqlReadModel:
         if start:
             rest = query.where(order.beyond(start, later=backward, inclusive=True, field="before" if backward else "after"))
             beyond_cursor = partial(self._exists, rest)
-        async with self._sessions() as session:
-            rows = (await session.execute(window)).mappings().all()
+        rows = await self._rows(window)
         more = len(rows) > limit
         rows = rows[:limit][::-1] if backward else rows[:limit]
         edges = [(encode_cursor(row[order.key_name], row["id"]), to_node(row)) for row in rows]
@@ -244,20 +322,40 @@ class SqlReadModel:
         )
 
     async def _exists(self, query: Select) -> bool:
-        async with self._sessions() as session:
-            return bool((await session.execute(select(query.exists()))).scalar_one())
+        return bool(await self._read(select(query.exists()), Result.scalar_one))
 
     async def _count(self, query: Select) -> int:
-        async with self._sessions() as session:
-            return (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+        return await self._read(select(func.count()).select_from(query.subquery()), Result.scalar_one)
 
-    async def _by_ids(self, query_for: Callable[[list], Select], ids: Sequence, key: str, to_node: Callable) -> list:
+    async def _by_ids(self, table: Table, column: Column, ids: Sequence, to_node: Callable) -> list:
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return [None] * len(ids)
-        async with self._sessions() as session:
-            rows = (await session.execute(query_for(wanted))).mappings().all()
-        return _aligned(ids, {row[key]: to_node(row) for row in rows})
+        rows = await self._rows_where_in(table, column, wanted)
+        return _aligned(ids, {row[column.name]: to_node(row) for row in rows})
+
+    async def _rows_where_in(self, table: Table, column: Column, values: list[int], order_by: tuple = ()) -> Sequence:
+        """Every row of ``table`` whose ``column`` is one of ``values``: the look-ups a page's
+        relations are loaded with, several per page. On PostgreSQL the statement goes to asyncpg
+        as it stands, its rows read as SQLAlchemy would have read them (``_DriverRows``):
+        SQLAlchemy's work around each of these statements cost three times the statement's."""
+        if self._dialect != "postgresql" or not _DriverRows.reads(table):
+            query = select(table).where(self._in(column, values)).order_by(*order_by)
+            return await self._rows(query)
+        statement = _DriverRows.of(table, column, order_by)
+        try:
+            async with self._engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                try:
+                    records = await raw.driver_connection.fetch(statement.sql, values)
+                except Exception as e:
+                    if as_unavailable(e) is not None:
+                        await connection.invalidate()  # as SQLAlchemy does with a connection that failed
+                    raise
+        except Exception as e:  # noqa: BLE001 - connect-time faults too, as UnavailableAware does
+            raise_if_unavailable(e)
+            raise
+        return statement.rows(records)
 
     # --- groups ---
 
@@ -273,18 +371,18 @@ class SqlReadModel:
         return await self._count(_groups_query(active))
 
     async def groups_by_ids(self, ids: Sequence[int]) -> list[Group | None]:
-        return await self._by_ids(lambda w: select(groups).where(self._in(groups.c.id, w)), ids, "id", group_from_row)
+        return await self._by_ids(groups, groups.c.id, ids, group_from_row)
 
     # --- posts and authors ---
 
     async def posts_by_ids(self, ids: Sequence[int]) -> list[PostView | None]:
-        return await self._by_ids(lambda w: select(posts).where(self._in(posts.c.id, w)), ids, "id", _post_view)
+        return await self._by_ids(posts, posts.c.id, ids, _post_view)
 
     async def authors_by_ids(self, vk_ids: Sequence[int]) -> list[Author | None]:
         def author(row) -> Author:
             return Author(vk_id=row["vk_id"], name=row["name"], screen_name=row["screen_name"], photo_url=row["photo_url"])
 
-        return await self._by_ids(lambda w: select(authors).where(self._in(authors.c.vk_id, w)), vk_ids, "vk_id", author)
+        return await self._by_ids(authors, authors.c.vk_id, vk_ids, author)
 
     # --- comments ---
 
@@ -301,7 +399,7 @@ class SqlReadModel:
         return await self._count(query)
 
     async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]:
-        return await self._by_ids(lambda w: _comment_query().where(self._in(comments.c.id, w)), ids, "id", _comment_view)
+        return await self._by_ids(comments, comments.c.id, ids, _comment_view)
 
     async def comments_by_vk_ids(self, keys: Sequence[tuple[int, int]]) -> list[CommentView | None]:
         def query_for(wanted: list[tuple[int, int]]) -> Select:
@@ -315,28 +413,22 @@ class SqlReadModel:
         wanted = list(dict.fromkeys(tuple(k) for k in keys))
         if not wanted:
             return []
-        async with self._sessions() as session:
-            rows = (await session.execute(query_for(wanted))).mappings().all()
+        rows = await self._rows(query_for(wanted))
         return _aligned([tuple(k) for k in keys], {(r["owner_id"], r["vk_id"]): _comment_view(r) for r in rows})
 
     async def matches_by_comment_ids(self, ids: Sequence[int]) -> list[list[Match]]:
         wanted = list(dict.fromkeys(ids))
         found: dict[int, list[Match]] = {i: [] for i in wanted}
         if wanted:
-            query = (
-                select(matches)
-                .where(self._in(matches.c.comment_id, wanted))
-                .order_by(matches.c.comment_id, matches.c.start_pos, matches.c.keyword_id)
-            )
-            async with self._sessions() as session:
-                for row in (await session.execute(query)).mappings():
-                    found[row["comment_id"]].append(_match(row))
+            order = (matches.c.comment_id, matches.c.start_pos, matches.c.keyword_id)
+            for row in await self._rows_where_in(matches, matches.c.comment_id, wanted, order):
+                found[row["comment_id"]].append(_match(row))
         return [found[i] for i in ids]
 
     # --- keywords ---
 
     async def keywords_by_ids(self, ids: Sequence[int]) -> list[Keyword | None]:
-        return await self._by_ids(lambda w: select(keywords).where(self._in(keywords.c.id, w)), ids, "id", keyword_from_row)
+        return await self._by_ids(keywords, keywords.c.id, ids, keyword_from_row)
 
     async def keywords_page(
         self,
@@ -370,8 +462,7 @@ class SqlReadModel:
             .where(self._in(matches.c.keyword_id, wanted))
             .group_by(matches.c.keyword_id)
         )
-        async with self._sessions() as session:
-            counts = dict((await session.execute(query)).all())
+        counts = dict(await self._read(query, Result.all))
         return [counts.get(i, 0) for i in ids]
 
     # --- tasks ---
@@ -387,7 +478,7 @@ class SqlReadModel:
         return await self._count(select(tasks.c.id).where(*_task_conditions(flt)))
 
     async def tasks_by_ids(self, ids: Sequence[int]) -> list[Task | None]:
-        return await self._by_ids(lambda w: select(tasks).where(self._in(tasks.c.id, w)), ids, "id", task_from_row)
+        return await self._by_ids(tasks, tasks.c.id, ids, task_from_row)
 
     # --- statistics ---
 

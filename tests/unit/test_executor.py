@@ -1,88 +1,168 @@
-"""The executor's shortcut for plain leaf fields answers exactly what graphql-core would."""
+"""The executor hands query operations to the read plan, and takes them back whenever the plan
+cannot answer exactly: the response is then the normal executor's, errors included."""
 
 from __future__ import annotations
 
-import enum
+import json
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
-import strawberry
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from graphql_api.executor import ApiExecutor
+from domain.models import Keyword
+from domain.queries import Page
+from graphql_api import plan as plan_module
+from graphql_api.context import Context
+from graphql_api.schema import schema
 
-
-@strawberry.enum
-class Kind(enum.Enum):
-    BIG = "big"
-    SMALL = "small"
+CREATED = datetime(2026, 11, 29, 12, tzinfo=UTC)
 
 
-@strawberry.type
-class Thing:
-    name: str
-    size: int | None
-    kind: Kind
-    at: datetime
-    tags: list[str]
+class Keywords:
+    """The part of the ReadModel that ``keywords`` reads."""
 
-    @strawberry.field
-    def shout(self, times: int = 1) -> str:
-        return self.name.upper() * times
+    def __init__(self, *keywords: Keyword) -> None:
+        self.keywords = list(keywords)
+        self.calls: list[str] = []
 
+    async def keywords_page(self, *, first=None, after=None, last=None, before=None, **conditions: Any) -> Page:
+        self.calls.append("keywords_page")
+        return Page(edges=[(f"c{k.id}", k) for k in self.keywords[:first]], has_next_page=len(self.keywords) > first)
 
-GOOD = Thing(name="кот", size=3, kind=Kind.BIG, at=datetime(2026, 11, 29, 12, tzinfo=UTC), tags=["a", "b"])
-ROWS = {
-    "good": [GOOD, Thing(name="пёс", size=None, kind=Kind.SMALL, at=GOOD.at, tags=[])],
-    "null in a non-null field": [Thing(name=None, size=1, kind=Kind.BIG, at=GOOD.at, tags=[])],  # type: ignore[arg-type]
-    "int out of range": [Thing(name="x", size=2**40, kind=Kind.BIG, at=GOOD.at, tags=[])],
-    "not an enum member": [Thing(name="x", size=1, kind="huge", at=GOOD.at, tags=[])],  # type: ignore[arg-type]
-    "an error object": [Thing(name=ValueError("boom"), size=1, kind=Kind.BIG, at=GOOD.at, tags=[])],  # type: ignore[arg-type]
-}
-QUERY = "query($case: String!) { things(case: $case) { name size kind at tags shout(times: 2) alias: name } }"
+    async def keywords_count(self, **conditions: Any) -> int:
+        self.calls.append("keywords_count")
+        return len(self.keywords)
 
+    async def keyword_matches_counts(self, ids: list[int]) -> list[int]:
+        self.calls.append(f"keyword_matches_counts {ids}")
+        return [i * 10 for i in ids]
 
-@strawberry.type
-class Query:
-    @strawberry.field
-    def things(self, case: str) -> list[Thing]:
-        return ROWS[case]
+    def __getattr__(self, name: str) -> Any:  # the loaders' other reads: made, never called here
+        if name.endswith(("_by_ids", "_by_vk_ids", "_by_comment_ids")):
+            return self._unused
+        raise AttributeError(name)
+
+    async def _unused(self, ids: list) -> list:
+        raise AssertionError("not read by these queries")
 
 
-fast = strawberry.Schema(query=Query, execution_context_class=ApiExecutor)
-plain = strawberry.Schema(query=Query, execution_context_class=StrawberryGraphQLCoreExecutionContext)
+def _context(read_model: Keywords, *, read_plan: bool) -> Context:
+    container = SimpleNamespace(read_model=read_model, settings=SimpleNamespace(public_url=None))
+    return Context(request=None, response=None, container=container, request_id="r1", read_plan=read_plan)  # type: ignore[arg-type]
 
 
-def _answer(schema: strawberry.Schema, case: str) -> tuple:
-    result = schema.execute_sync(QUERY, variable_values={"case": case})
-    errors = [(e.message, e.path) for e in result.errors or ()]
-    return result.data, errors
+QUERY = """{ keywords(first: 2) { totalCount edges { cursor node { __typename id word createdAt matchesCount
+  ... on Keyword { w: word } } } pageInfo { hasNextPage endCursor } } }"""
 
 
-@pytest.mark.parametrize("case", list(ROWS))
-def test_plain_leaves_answer_as_graphql_core_does(case: str) -> None:
-    assert _answer(fast, case) == _answer(plain, case)
+async def _both(read_model_of, query: str = QUERY) -> tuple[Any, Any]:
+    answers = []
+    for read_plan in (True, False):
+        result = await schema.execute(query, context_value=_context(read_model_of(), read_plan=read_plan))
+        # As JSON: key order is part of the answer.
+        answers.append((json.dumps(result.data, ensure_ascii=False), [e.formatted for e in result.errors or ()]))
+    return answers[0], answers[1]
 
 
-def test_the_good_case_is_really_answered() -> None:
-    data, errors = _answer(fast, "good")
+@pytest.fixture
+def counted(monkeypatch) -> dict[str, int]:
+    counts = {"answered": 0, "handed over": 0}
+    run = plan_module.Plan.run
+
+    async def counting(plan, *args):
+        data = await run(plan, *args)
+        counts["answered" if data is not None else "handed over"] += 1
+        return data
+
+    monkeypatch.setattr(plan_module.Plan, "run", counting)
+    return counts
+
+
+async def test_a_query_the_plan_knows_is_answered_by_it_as_the_executor_would(counted) -> None:
+    def read_model() -> Keywords:
+        return Keywords(Keyword(3, "кот", created_at=CREATED), Keyword(5, "пёс"), Keyword(8, "корм"))
+
+    with_plan, without = await _both(read_model)
+    assert with_plan == without
+    assert counted == {"answered": 1, "handed over": 0}
+    data, errors = json.loads(with_plan[0]), with_plan[1]
     assert errors == []
-    assert data["things"][0] == {"name": "кот", "size": 3, "kind": "BIG", "at": "2026-11-29T12:00:00+00:00",
-                                 "tags": ["a", "b"], "shout": "КОТКОТ", "alias": "кот"}
+    assert data["keywords"]["totalCount"] == 3
+    assert data["keywords"]["edges"][0]["node"] == {
+        "__typename": "Keyword", "id": "S2V5d29yZDoz", "word": "кот", "createdAt": "2026-11-29T12:00:00+00:00",
+        "matchesCount": 30, "w": "кот",
+    }
+    assert data["keywords"]["pageInfo"] == {"hasNextPage": True, "endCursor": "c5"}
 
 
-def test_plain_leaves_skip_graphql_cores_field_machinery(monkeypatch) -> None:
-    from graphql_api.fanout import SharedEventExecutor
+async def test_objects_whose_every_field_is_skipped_are_empty_objects(counted) -> None:
+    query = "{ keywords(first: 2) { edges { node { word @skip(if: true) } } } }"
+    with_plan, without = await _both(lambda: Keywords(Keyword(3, "кот"), Keyword(5, "пёс")), query)
+    assert with_plan == without
+    assert json.loads(with_plan[0]) == {"keywords": {"edges": [{"node": {}}, {"node": {}}]}}
+    assert counted == {"answered": 1, "handed over": 0}
 
-    slow: list[str] = []
-    original = SharedEventExecutor.execute_field
 
-    def counted(self, parent_type, source, field_details_list, path, position_context):
-        slow.append(f"{parent_type.name}.{field_details_list[0].node.name.value}")
-        return original(self, parent_type, source, field_details_list, path, position_context)
+async def test_one_batched_read_per_relation() -> None:
+    read_model = Keywords(Keyword(3, "кот"), Keyword(5, "пёс"))
+    result = await schema.execute(QUERY, context_value=_context(read_model, read_plan=True))
+    assert result.errors is None
+    assert sorted(read_model.calls) == ["keyword_matches_counts [3, 5]", "keywords_count", "keywords_page"]
 
-    monkeypatch.setattr(SharedEventExecutor, "execute_field", counted)
-    _answer(fast, "good")
-    # Only what is not a plain leaf takes the long way: the list field, the resolver with
-    # arguments, and the list of strings.
-    assert sorted(set(slow)) == ["Query.things", "Thing.shout", "Thing.tags"]
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        Keyword(3, None),  # type: ignore[arg-type]  # null in a non-null field
+        Keyword(3, "кот", created_at="yesterday"),  # type: ignore[arg-type]  # a value DateTime refuses
+        Keyword(2**40, "кот"),  # matchesCount past GraphQL's Int
+    ],
+)
+async def test_what_the_plan_cannot_answer_exactly_the_executor_answers(counted, broken: Keyword) -> None:
+    with_plan, without = await _both(lambda: Keywords(Keyword(1, "пёс"), broken))
+    assert with_plan == without
+    assert with_plan[1], "the case must produce an error"
+    assert counted == {"answered": 0, "handed over": 1}
+
+
+async def test_without_the_plan_nothing_reaches_it(counted) -> None:
+    result = await schema.execute(QUERY, context_value=_context(Keywords(Keyword(1, "пёс")), read_plan=False))
+    assert result.errors is None
+    assert counted == {"answered": 0, "handed over": 0}
+
+
+async def test_what_the_plan_does_not_know_is_never_compiled_into_one(counted) -> None:
+    # keywords(first: 0) is refused by its root read; `stats` has no plan: both go to the executor.
+    for query in ("{ keywords(first: 0) { totalCount } }", "{ stats { totals { comments } } }"):
+        assert plan_module.plans is not None
+        await schema.execute(query, context_value=_context(Keywords(), read_plan=True))
+    assert counted == {"answered": 0, "handed over": 1}
+
+
+async def test_one_document_with_other_skip_and_include_values_gets_its_own_plan(counted) -> None:
+    # The parser cache gives both requests the same document node: the plan must follow the
+    # variables, not the first request's choice.
+    query = """query($all: Boolean!, $n: Int!) { keywords(first: $n) {
+      totalCount @skip(if: $all) edges { node { word ...More @include(if: $all) } } } }
+      fragment More on Keyword { id matchesCount }"""
+
+    def read_model() -> Keywords:
+        return Keywords(Keyword(3, "кот"), Keyword(5, "пёс"))
+
+    answers = {}
+    for all_ in (False, True, False):
+        for n in (1, 2):
+            variables = {"all": all_, "n": n}
+            results = []
+            for read_plan in (True, False):
+                result = await schema.execute(
+                    query, variable_values=variables, context_value=_context(read_model(), read_plan=read_plan)
+                )
+                assert result.errors is None
+                results.append(json.dumps(result.data, ensure_ascii=False))
+            assert results[0] == results[1]
+            answers[(all_, n)] = json.loads(results[0])
+    assert answers[(False, 2)] == {"keywords": {"totalCount": 2, "edges": [{"node": {"word": "кот"}}, {"node": {"word": "пёс"}}]}}
+    assert answers[(True, 1)] == {"keywords": {"edges": [{"node": {"word": "кот", "id": "S2V5d29yZDoz", "matchesCount": 30}}]}}
+    assert counted == {"answered": 6, "handed over": 0}

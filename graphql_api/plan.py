@@ -1,0 +1,481 @@
+"""The compiled read plan: query operations answered a level at a time, not a field at a time.
+
+A page of 100 comments with their group, post, author and matches is about 2,600 fields, and
+graphql-core with Strawberry spends most of a request resolving them one by one. Here a
+validated query is compiled once — per document, operation and the values of the variables
+its ``@skip`` / ``@include`` read — into the selections it asks of each object type. Running
+it reads each root field through the functions its resolver calls (``reads.py``: same
+arguments, checks, filters and cursors), then every relation of a level with one batched
+``ReadModel`` call, and writes every value with the scalar the schema serializes it with.
+
+The plan answers only what it answers exactly as the normal executor would. Whatever it does
+not know makes the whole operation run on the normal executor, unchanged: at compile time a
+field it has no rule for (an argument below the root, a resolver that wants ``info``, a
+permission, an interface, introspection, ``@defer``); at run time anything unexpected (an
+exception, a null where the schema forbids one, a value a scalar refuses). So every error
+response still comes from the normal executor. Parsing, validation, limits, auth, error
+masking and the request log happen around execution and are the same either way.
+``tests/e2e/test_read_plan.py`` and ``bench/plan_diff.py`` compare the two on random documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+from graphql import (
+    GRAPHQL_MAX_INT,
+    GRAPHQL_MIN_INT,
+    FieldNode,
+    GraphQLBoolean,
+    GraphQLID,
+    GraphQLInt,
+    GraphQLString,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    Undefined,
+    VariableNode,
+    get_named_type,
+    is_leaf_type,
+)
+from graphql.execution.collect_fields import collect_fields, collect_subfields
+from graphql.execution.values import get_argument_values
+
+from domain.queries import ReadModel
+from graphql_api import reads
+from graphql_api.ids import NodeType
+from graphql_api.strawberry_compat import python_arguments, reads_attribute, strawberry_field
+from graphql_api.types import Author, Comment, Group, Keyword, Post, keyword_matches
+
+PLAN_CACHE_SIZE = 512  # compiled plans kept (documents × operations × @skip/@include values)
+
+
+class Unsupported(Exception):
+    """The document asks for something the plan has no rule for: the normal executor runs it."""
+
+
+# --- what the plan knows ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A field whose resolver loads by key through a dataloader: here one ``ReadModel`` call
+    (``load``, aligned with its keys) per level for every object's key; ``convert`` makes the
+    value the resolver returns of what was found (never called with None)."""
+
+    load: str
+    key: Callable[[Any], Any]
+    convert: Callable[[Any], Any]
+
+
+def _on_wall(vk_id_attribute: str) -> Callable[[Comment], tuple[int, int] | None]:
+    vk_id_of = attrgetter(vk_id_attribute)
+
+    def key(comment: Comment) -> tuple[int, int] | None:
+        vk_id = vk_id_of(comment)
+        return (comment.owner_id, vk_id) if vk_id is not None else None
+
+    return key
+
+
+# (type, field) -> how its resolver in ``types.py`` loads it.
+RELATIONS: dict[tuple[str, str], Relation] = {
+    ("Comment", "group"): Relation("groups_by_ids", attrgetter("group_id"), Group.from_domain),
+    ("Comment", "post"): Relation("posts_by_ids", attrgetter("post_id"), Post.from_view),
+    ("Comment", "author"): Relation("authors_by_ids", attrgetter("author_id"), Author.from_domain),
+    ("Comment", "matches"): Relation("matches_by_comment_ids", attrgetter("pk"), keyword_matches),
+    ("Comment", "parent"): Relation("comments_by_vk_ids", _on_wall("parent_vk_id"), Comment.from_view),
+    ("Comment", "thread"): Relation("comments_by_vk_ids", _on_wall("thread_vk_id"), Comment.from_view),
+    ("Post", "group"): Relation("groups_by_ids", attrgetter("group_id"), Group.from_domain),
+    ("KeywordMatch", "keyword"): Relation("keywords_by_ids", attrgetter("keyword_id"), Keyword.from_domain),
+    ("Keyword", "matchesCount"): Relation("keyword_matches_counts", attrgetter("pk"), int),
+}
+
+
+def _one(by_ids: Callable[[list[int]], Awaitable[list[Any]]]) -> Callable[[int], Awaitable[Any]]:
+    async def load(pk: int) -> Any:
+        return (await by_ids([pk]))[0]
+
+    return load
+
+
+async def _comments(read_model: ReadModel, **arguments: Any) -> Any:
+    _, found = await reads.comments_connection(read_model, **arguments)
+    return found
+
+
+async def _comment(read_model: ReadModel, id: str) -> Comment | None:
+    return await reads.by_id(id, NodeType.COMMENT, _one(read_model.comments_by_ids), Comment.from_view)
+
+
+async def _group(read_model: ReadModel, id: str) -> Group | None:
+    return await reads.by_id(id, NodeType.GROUP, _one(read_model.groups_by_ids), Group.from_domain)
+
+
+async def _keyword(read_model: ReadModel, id: str) -> Keyword | None:
+    return await reads.by_id(id, NodeType.KEYWORD, _one(read_model.keywords_by_ids), Keyword.from_domain)
+
+
+# Query field -> the read its resolver in ``schema.py`` makes.
+ROOTS: dict[str, Callable[..., Awaitable[Any]]] = {
+    "comments": _comments,
+    "comment": _comment,
+    "groups": reads.groups_connection,
+    "group": _group,
+    "keywords": reads.keywords_connection,
+    "keyword": _keyword,
+}
+
+
+# --- the compiled plan -----------------------------------------------------------------------
+
+_TYPENAME, _ATTRIBUTE, _METHOD, _RELATION = range(4)
+
+
+class _Fallback(Exception):
+    """Something the plan cannot answer exactly turned up while running it."""
+
+
+@dataclass(eq=False)
+class _Field:
+    kind: int
+    type: GraphQLOutputType | None  # None for __typename
+    selection: _Selection | None  # what is asked of the object(s) it returns
+    get: Callable[[Any], Any] | None = None
+    is_async: bool = False
+    relation: Relation | None = None
+    leaf: bool = False  # a scalar or enum, not a list: serialized in place
+
+    def __post_init__(self) -> None:
+        type_ = self.type.of_type if isinstance(self.type, GraphQLNonNull) else self.type
+        self.leaf = self.selection is None and type_ is not None and not isinstance(type_, GraphQLList)
+
+
+@dataclass(eq=False)
+class _Selection:
+    type_name: str
+    keys: tuple[str, ...]  # response keys, in response order
+    fields: tuple[_Field, ...]
+
+
+@dataclass(eq=False)
+class _Root:
+    key: str
+    field_def: GraphQLField | None  # None for __typename
+    node: FieldNode | str | None  # for __typename, the query type's name
+    arguments: Any  # the Strawberry field, for its arguments' conversion
+    read: Callable[..., Awaitable[Any]] | None
+    type: GraphQLOutputType | None
+    selection: _Selection | None
+
+
+class Plan:
+    def __init__(self, schema: GraphQLSchema, roots: list[_Root]) -> None:
+        self.schema = schema
+        self.roots = roots
+
+    async def run(self, read_model: ReadModel, variable_values: Any) -> dict[str, Any] | None:
+        """The operation's ``data``; None when the normal executor must answer instead."""
+        try:
+            run = _Run(read_model)
+            values = await _together([self._root(r, run, variable_values) for r in self.roots])
+        except Exception:  # noqa: BLE001 - the normal executor runs it again and reports it exactly
+            return None
+        return dict(zip((r.key for r in self.roots), values))
+
+    async def _root(self, root: _Root, run: _Run, variable_values: Any) -> Any:
+        if root.read is None:
+            return root.node  # __typename: the query type's name
+        values = get_argument_values(root.field_def, root.node, variable_values)
+        found = await root.read(run.read_model, **python_arguments(self.schema, root.arguments, values))
+        return (await run.complete([found], root.type, root.selection))[0]
+
+
+class _Run:
+    """One execution of a plan: values completed a whole level at a time. What it has read by
+    key is kept for the rest of the operation, as the dataloaders keep it: a page's
+    ``post { group }`` finds the groups its comments' ``group`` read."""
+
+    __slots__ = ("read_model", "loaded")
+
+    def __init__(self, read_model: ReadModel) -> None:
+        self.read_model = read_model
+        self.loaded: dict[str, dict[Any, Any]] = {}
+
+    async def complete(self, values: list, type_: GraphQLOutputType, selection: _Selection | None) -> list:
+        """``values`` of a field of ``type_`` as the response holds them (graphql-core's
+        ``complete_value`` for many values at once)."""
+        if isinstance(type_, GraphQLNonNull):
+            if None in values:
+                raise _Fallback
+            type_ = type_.of_type
+        if isinstance(type_, GraphQLList):
+            flat: list = []
+            sizes: list[int | None] = []
+            for value in values:
+                if value is None:
+                    sizes.append(None)
+                else:
+                    items = list(value)
+                    sizes.append(len(items))
+                    flat += items
+            done = await self.complete(flat, type_.of_type, selection)
+            out: list = []
+            at = 0
+            for size in sizes:
+                if size is None:
+                    out.append(None)
+                else:
+                    out.append(done[at : at + size])
+                    at += size
+            return out
+        if selection is None:  # a leaf: a scalar or an enum
+            return _serialized(values, type_)
+        present = [v for v in values if v is not None]
+        objects = iter(await self.objects(present, selection) if present else ())
+        return [None if v is None else next(objects) for v in values]
+
+    async def objects(self, objects: list, selection: _Selection) -> list[dict[str, Any]]:
+        columns: list[Any] = []
+        later: list[tuple[int, Awaitable[list]]] = []
+        try:
+            for index, field in enumerate(selection.fields):
+                kind = field.kind
+                if kind == _TYPENAME:
+                    columns.append([selection.type_name] * len(objects))
+                    continue
+                if kind == _RELATION:
+                    columns.append(None)
+                    later.append((index, self._related(objects, field)))
+                    continue
+                if field.is_async:
+                    columns.append(None)
+                    later.append((index, self._awaited(objects, field)))
+                    continue
+                values = [field.get(o) for o in objects]  # type: ignore[misc]
+                if field.leaf:
+                    columns.append(_leaf_column(values, field.type))  # type: ignore[arg-type]
+                else:
+                    columns.append(None)
+                    later.append((index, self.complete(values, field.type, field.selection)))  # type: ignore[arg-type]
+        except BaseException:
+            for _, work in later:  # never started: closed, so none is left unawaited
+                work.close()  # type: ignore[attr-defined]
+            raise
+        if later:
+            done = await _together([work for _, work in later])
+            for (index, _), column in zip(later, done):
+                columns[index] = column
+        keys = selection.keys
+        if not keys:  # every field skipped
+            return [{} for _ in objects]
+        return [dict(zip(keys, row)) for row in zip(*columns)]
+
+    async def _awaited(self, objects: list, field: _Field) -> list:
+        """A coroutine method's results for ``objects``, completed."""
+        results = await _together([field.get(o) for o in objects])  # type: ignore[misc]
+        for value in results:
+            if isinstance(value, Exception):
+                raise _Fallback
+        return await self.complete(list(results), field.type, field.selection)  # type: ignore[arg-type]
+
+    async def _related(self, objects: list, field: _Field) -> list:
+        relation = field.relation
+        keys = [relation.key(o) for o in objects]  # type: ignore[union-attr]
+        found = self.loaded.setdefault(relation.load, {})  # type: ignore[union-attr]
+        wanted = [k for k in dict.fromkeys(keys) if k is not None and k not in found]
+        if wanted:
+            found.update(zip(wanted, await getattr(self.read_model, relation.load)(wanted)))  # type: ignore[union-attr]
+        convert = relation.convert  # type: ignore[union-attr]
+        values = []
+        for key in keys:
+            value = found.get(key) if key is not None else None
+            values.append(convert(value) if value is not None else None)
+        return await self.complete(values, field.type, field.selection)  # type: ignore[arg-type]
+
+
+# graphql-core's own scalars hand back a value of exactly these types unchanged (an Int within
+# 32 bits): reading it as it is answers exactly what ``serialize`` would, without the call.
+_UNCHANGED = {GraphQLString.name: str, GraphQLID.name: str, GraphQLBoolean.name: bool, GraphQLInt.name: int}
+
+
+async def _together(awaitables: list[Awaitable[Any]]) -> list[Any]:
+    """The results of ``awaitables``, run concurrently; the first failure cancels the rest (the
+    normal executor will answer), so nothing is left running or failing unobserved."""
+    if len(awaitables) == 1:
+        return [await awaitables[0]]
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(a) for a in awaitables]  # type: ignore[arg-type]
+    return [t.result() for t in tasks]
+
+
+def _serialized(values: list, type_: Any) -> list:
+    serialize = type_.serialize
+    unchanged = _UNCHANGED.get(type_.name) if type_ in _BUILT_IN else None
+    is_int = unchanged is int
+    out = []
+    for value in values:
+        if value is None:
+            out.append(None)
+            continue
+        if type(value) is unchanged and (not is_int or GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT):
+            out.append(value)
+            continue
+        serialized = serialize(value)  # as graphql-core's complete_leaf_value
+        if serialized is None or serialized is Undefined:
+            raise _Fallback
+        out.append(serialized)
+    return out
+
+
+_BUILT_IN = (GraphQLString, GraphQLID, GraphQLBoolean, GraphQLInt)
+
+
+def _leaf_column(values: list, type_: GraphQLOutputType) -> list:
+    if isinstance(type_, GraphQLNonNull):
+        if None in values:
+            raise _Fallback
+        type_ = type_.of_type
+    return _serialized(values, type_)
+
+
+# --- compiling -------------------------------------------------------------------------------
+
+
+class _Compiler:
+    def __init__(self, schema: GraphQLSchema, fragments: Any, variable_values: Any, operation: OperationDefinitionNode):
+        self.schema, self.fragments = schema, fragments
+        self.variable_values, self.operation = variable_values, operation
+
+    def plan(self) -> Plan:
+        query = self.schema.query_type
+        assert query is not None
+        collected = collect_fields(self.schema, self.fragments, self.variable_values, query, self.operation)
+        if collected.new_defer_usages:
+            raise Unsupported("@defer")
+        roots = []
+        for key, details in collected.grouped_field_set.items():
+            node = self._node(details)
+            name = node.name.value
+            if name == "__typename":
+                roots.append(_Root(key, None, query.name, None, None, None, None))
+                continue
+            read = ROOTS.get(name)
+            if read is None:
+                raise Unsupported(name)
+            field_def = query.fields[name]
+            field = self._strawberry_field(query.name, name)
+            roots.append(_Root(key, field_def, node, field, read, field_def.type, self._selection(field_def.type, details)))
+        return Plan(self.schema, roots)
+
+    @staticmethod
+    def _node(details: Any) -> FieldNode:
+        if any(d.fragment_variable_values is not None or d.defer_usage is not None for d in details):
+            raise Unsupported("fragment arguments or @defer")
+        return details[0].node
+
+    def _strawberry_field(self, type_name: str, field_name: str) -> Any:
+        field = strawberry_field(self.schema, type_name, field_name)
+        if field is None or field.extensions or field.permission_classes:
+            raise Unsupported(f"{type_name}.{field_name}")  # permissions run as field extensions
+        return field
+
+    def _selection(self, type_: GraphQLOutputType, details: Any) -> _Selection | None:
+        named = get_named_type(type_)
+        if is_leaf_type(named):
+            return None
+        if not isinstance(named, GraphQLObjectType):
+            raise Unsupported(f"abstract type {named}")
+        collected = collect_subfields(self.schema, self.fragments, self.variable_values, self.operation, named, details)
+        if collected.new_defer_usages:
+            raise Unsupported("@defer")
+        keys, fields = [], []
+        for key, sub in collected.grouped_field_set.items():
+            keys.append(key)
+            fields.append(self._field(named, sub))
+        return _Selection(named.name, tuple(keys), tuple(fields))
+
+    def _field(self, parent: GraphQLObjectType, details: Any) -> _Field:
+        name = self._node(details).name.value
+        if name == "__typename":
+            return _Field(_TYPENAME, None, None)
+        field_def = parent.fields[name]
+        if field_def.args:
+            raise Unsupported(f"{parent.name}.{name} takes arguments")
+        field = self._strawberry_field(parent.name, name)
+        selection = self._selection(field_def.type, details)
+        relation = RELATIONS.get((parent.name, name))
+        if relation is not None:
+            return _Field(_RELATION, field_def.type, selection, relation=relation)
+        if reads_attribute(self.schema, field):
+            return _Field(_ATTRIBUTE, field_def.type, selection, get=attrgetter(field.python_name))
+        function = field.base_resolver.wrapped_func if field.base_resolver is not None else None
+        if function is not None and list(inspect.signature(function).parameters) == ["self"]:
+            # A method of the object alone (a link, a page's hasNextPage, a total count).
+            return _Field(_METHOD, field_def.type, selection, get=function, is_async=inspect.iscoroutinefunction(function))
+        raise Unsupported(f"{parent.name}.{name}")
+
+
+def _directive_variables(operation: OperationDefinitionNode, fragment_definitions: dict[str, Any]) -> tuple[str, ...]:
+    """The variables that ``@skip`` / ``@include`` read anywhere in the document."""
+    names: set[str] = set()
+
+    def walk(selection_set: SelectionSetNode | None) -> None:
+        for selection in selection_set.selections if selection_set is not None else ():
+            for directive in selection.directives or ():
+                if directive.name.value in ("skip", "include"):
+                    names.update(a.value.name.value for a in directive.arguments if isinstance(a.value, VariableNode))
+            walk(getattr(selection, "selection_set", None))
+
+    walk(operation.selection_set)
+    for fragment in fragment_definitions.values():
+        walk(fragment.selection_set)
+    return tuple(sorted(names))
+
+
+class PlanCache:
+    """Compiled plans by (schema, operation node, values of @skip/@include variables); None
+    remembers that an operation falls back. The parser cache hands out one node per distinct
+    document, and each entry holds its node and schema, so an id is never mistaken for a reused
+    one."""
+
+    def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
+        self.size = size
+        self._directives: dict[int, tuple[OperationDefinitionNode, tuple[str, ...]]] = {}
+        self._plans: dict[tuple, tuple[OperationDefinitionNode, GraphQLSchema, Plan | None]] = {}
+
+    def find(self, executor: Any) -> Plan | None:
+        operation, schema = executor.operation, executor.schema
+        seen = self._directives.get(id(operation))
+        if seen is None or seen[0] is not operation:
+            seen = (operation, _directive_variables(operation, executor.fragment_definitions))
+            self._remember(self._directives, id(operation), seen)
+        coerced = executor.variable_values.coerced
+        key = (id(schema), id(operation), tuple(coerced.get(n) for n in seen[1]))
+        entry = self._plans.get(key)
+        if entry is None or entry[0] is not operation or entry[1] is not schema:
+            try:
+                plan = _Compiler(schema, executor.fragments, executor.variable_values, operation).plan()
+            except Unsupported:
+                plan = None
+            entry = (operation, schema, plan)
+            self._remember(self._plans, key, entry)
+        return entry[2]
+
+    def _remember(self, table: dict, key: Any, value: Any) -> None:
+        if len(table) >= self.size:
+            del table[next(iter(table))]  # the oldest
+        table[key] = value
+
+
+plans = PlanCache()

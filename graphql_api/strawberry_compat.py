@@ -1,0 +1,45 @@
+"""Every use of Strawberry beyond its documented API, in one place.
+
+Strawberry has no public way to get from graphql-core's execution back to its own definitions,
+nor from a resolver's ``Info`` to the operation node it runs in; these functions do it. A
+Strawberry upgrade that moves any of it fails ``tests/unit/test_strawberry_compat.py`` loudly,
+instead of quietly sending every query down the slow path (or mixing up operations' loaders).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import GraphQLSchema, OperationDefinitionNode
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.arguments import convert_arguments
+from strawberry.types.field import StrawberryField
+
+
+def strawberry_schema(schema: GraphQLSchema) -> Any:
+    """The Strawberry schema a graphql-core schema was built by (Strawberry's back-reference)."""
+    return schema.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
+
+
+def strawberry_field(schema: GraphQLSchema, type_name: str, field_name: str) -> StrawberryField | None:
+    """The Strawberry field behind a GraphQL field (by GraphQL names)."""
+    return strawberry_schema(schema).get_field_for_type(field_name, type_name)
+
+
+def python_arguments(schema: GraphQLSchema, field: StrawberryField, values: dict[str, Any]) -> dict[str, Any]:
+    """graphql-core's coerced arguments of ``field`` as its resolver receives them (input objects
+    as their Strawberry classes, Python names), converted the way Strawberry converts them."""
+    owner = strawberry_schema(schema)
+    return convert_arguments(
+        values, field.arguments, scalar_registry=owner.schema_converter.scalar_registry, config=owner.config
+    )
+
+
+def reads_attribute(schema: GraphQLSchema, field: StrawberryField) -> bool:
+    """Whether Strawberry answers ``field`` by reading the attribute of its Python name."""
+    return field.base_resolver is None and strawberry_schema(schema).config.default_resolver is getattr
+
+
+def operation_of(info: Any) -> OperationDefinitionNode:
+    """The operation node a resolver's ``Info`` runs in (Strawberry keeps graphql-core's info private)."""
+    return info._raw_info.operation

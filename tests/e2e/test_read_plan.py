@@ -1,0 +1,202 @@
+"""The compiled read plan answers byte for byte what Strawberry's executor answers (issue #12).
+
+Random documents over the read schema (``read_documents.py``) go to two apps over one
+database, one with the plan and one without, with the same token and request id; the
+responses (status, media type, body bytes, so key order too) must be identical. On SQLite and
+PostgreSQL. ``bench/plan_diff.py`` runs the same comparison over tens of thousands of documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from domain.auth import create_api_token
+from graphql_api import plan as plan_module
+from graphql_api.app import create_app
+from graphql_api.schema import schema
+from tests.conftest import postgres_database
+from tests.e2e.graphql_support import make_settings, start_container
+from tests.e2e.read_documents import DocumentGenerator, Known
+
+DOCUMENTS = 300
+ROLES = ("viewer", "operator", "admin", "viewer", None)  # None: no token (401 from both)
+
+
+class Pair:
+    """Two clients of the same container: with the read plan and without it."""
+
+    def __init__(self, plan: httpx.AsyncClient, normal: httpx.AsyncClient, tokens: dict[str, str]) -> None:
+        self.plan, self.normal, self.tokens = plan, normal, tokens
+
+    async def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.normal.post(
+            "/graphql", json={"query": query, "variables": variables or {}},
+            headers={"Authorization": f"Bearer {self.tokens['admin']}"},
+        )
+        body = response.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    async def both(self, query: str, variables: dict[str, Any], role: str | None, request_id: str) -> tuple:
+        headers = {"X-Request-ID": request_id}
+        if role is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[role]}"
+        body = {"query": query, "variables": variables}
+        answers = []
+        for client in (self.plan, self.normal):
+            response = await client.post("/graphql", json=body, headers=headers)
+            answers.append((response.status_code, response.headers.get("content-type"), response.content))
+        return answers[0], answers[1]
+
+
+async def _finish(pair: Pair, task_id: str) -> None:
+    for _ in range(600):
+        state = (await pair.data("query($id: ID!) { task(id: $id) { state } }", {"id": task_id}))["task"]["state"]
+        if state not in ("QUEUED", "RUNNING"):
+            break
+        await asyncio.sleep(0.05)
+    assert state == "SUCCEEDED"
+
+
+async def seed(pair: Pair) -> Known:
+    """Two parsed communities (comments with replies), one not parsed, keywords and matches,
+    some comments viewed or archived; returns ids and cursors to build documents from."""
+    added = await pair.data(
+        'mutation { addGroups(refs: ["koshki_spb", "zarechye_news", "babushka_recipes"]) { groups { id } } }'
+    )
+    group_ids = [g["id"] for g in added["addGroups"]["groups"]]
+    parse = await pair.data(
+        "mutation($g: [ID!]!) { startParse(input: {groupIds: $g}) { tasks { id } } }", {"g": group_ids[:2]}
+    )
+    for task in parse["startParse"]["tasks"]:
+        await _finish(pair, task["id"])
+    words = [{"word": w} for w in ("кот", "кошка", "корм", "ветеринар", "котёнок", "новости", "рецепт")]
+    await pair.data("mutation($k: [KeywordInput!]!) { addKeywords(input: $k) { keywords { id } } }", {"k": words})
+    await _finish(pair, (await pair.data("mutation { startAnalyze { task { id } } }"))["startAnalyze"]["task"]["id"])
+    page = await pair.data("{ comments(first: 100) { edges { cursor node { id authorId post { id } } } } }")
+    edges = page["comments"]["edges"]
+    comment_ids = [e["node"]["id"] for e in edges]
+    await pair.data("mutation($ids: [ID!]!) { setCommentState(ids: $ids, viewed: true) { errors { code } } }",
+                    {"ids": comment_ids[::3]})
+    await pair.data("mutation($ids: [ID!]!) { setCommentState(ids: $ids, archived: true) { errors { code } } }",
+                    {"ids": comment_ids[::5]})
+    keywords = await pair.data("{ keywords(first: 100) { edges { cursor node { id word } } } }")
+    return Known(
+        comment_ids=comment_ids,
+        group_ids=group_ids,
+        keyword_ids=[e["node"]["id"] for e in keywords["keywords"]["edges"]],
+        post_ids=list(dict.fromkeys(e["node"]["post"]["id"] for e in edges)),
+        author_ids=list(dict.fromkeys(e["node"]["authorId"] for e in edges)),
+        cursors=[e["cursor"] for e in edges[::7]],
+        id_cursors=[e["cursor"] for e in keywords["keywords"]["edges"][:3]],
+        words=[w["word"] for w in words],
+    )
+
+
+def _database(kind: str, data_dir: Path) -> contextlib.AbstractAsyncContextManager[str]:
+    if kind == "postgres":
+        return postgres_database()
+    return contextlib.nullcontext(f"sqlite+aiosqlite:///{data_dir / 'vkcp.sqlite3'}")
+
+
+@contextlib.asynccontextmanager
+async def pair_over(database_url: str, data_dir: Path) -> AsyncIterator[Pair]:
+    container = await start_container(make_settings(data_dir, database_url=database_url))
+    try:
+        tokens = {}
+        for role in ("viewer", "operator", "admin"):
+            tokens[role], _ = await create_api_token(container.adapters.uow_factory, f"plan {role}", role)
+        with_plan = httpx.ASGITransport(app=create_app(container, read_plan=True))
+        without = httpx.ASGITransport(app=create_app(container, read_plan=False))
+        async with (
+            httpx.AsyncClient(transport=with_plan, base_url="http://api.test") as plan_client,
+            httpx.AsyncClient(transport=without, base_url="http://api.test") as normal_client,
+        ):
+            yield Pair(plan_client, normal_client, tokens)
+    finally:
+        await container.aclose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple]:
+    data_dir = tmp_path_factory.mktemp(request.param)
+    async with _database(request.param, data_dir) as url, pair_over(url, data_dir) as pair:
+        yield pair, await seed(pair)
+
+
+class Counted:
+    """How often the plan answered, and how often it handed over to the normal executor."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answered = self.handed_over = 0
+        run = plan_module.Plan.run
+
+        async def counted(plan: Any, *args: Any) -> Any:
+            data = await run(plan, *args)
+            if data is None:
+                self.handed_over += 1
+            else:
+                self.answered += 1
+            return data
+
+        monkeypatch.setattr(plan_module.Plan, "run", counted)
+
+
+async def compare(pair: Pair, known: Known, seed_value: int, count: int) -> list[str]:
+    generator = DocumentGenerator(schema._schema, known, seed_value)
+    roles = random.Random(seed_value)
+    differences = []
+    query, variables = "", {}
+    for index in range(count):
+        if index and roles.random() < 0.2:  # the last document again, other @skip/@include values
+            variables = generator.again(variables)
+        else:
+            query, variables = generator.document()
+        role = roles.choice(ROLES)
+        plan, normal = await pair.both(query, variables, role, f"diff-{index}")
+        if plan != normal:
+            differences.append(f"{role} {query} {variables}\n plan:   {plan}\n normal: {normal}")
+    return differences
+
+
+async def test_the_plan_answers_random_documents_as_the_normal_executor(seeded, monkeypatch) -> None:
+    pair, known = seeded
+    counted = Counted(monkeypatch)
+    differences = await compare(pair, known, 12, DOCUMENTS)
+    assert differences == [], "\n\n".join(differences[:5])
+    # The comparison means something only if the plan really answered most of them.
+    assert counted.answered > DOCUMENTS // 3, (counted.answered, counted.handed_over)
+
+
+async def test_the_benchmarks_page_is_answered_by_the_plan(seeded, monkeypatch) -> None:
+    pair, _ = seeded
+    counted = Counted(monkeypatch)
+    query = """query Page($first: Int!, $after: String) { comments(first: $first, after: $after) {
+      edges { cursor node { id vkId text publishedAt likes deleted viewed archived
+        group { id name screenName } post { id vkId text publishedAt } author { vkId name screenName }
+        matches { keyword { id word } matchedText start end snippet } parent { id } thread { id } } }
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor } totalCount } }"""
+    plan, normal = await pair.both(query, {"first": 100}, "viewer", "page")
+    assert plan == normal
+    assert plan[0] == 200 and b'"matches":[{"keyword":{"id"' in plan[2] and b'"parent":{"id"' in plan[2]
+    assert (counted.answered, counted.handed_over) == (1, 0)
+
+
+async def test_what_the_plan_cannot_answer_exactly_the_normal_executor_answers(seeded, monkeypatch) -> None:
+    pair, _ = seeded
+    counted = Counted(monkeypatch)
+    for query in (
+        "{ comments(first: 0) { edges { cursor } } }",  # a bad argument: the error comes from the normal executor
+        '{ comments(after: "bm90IGEgY3Vyc29y") { edges { cursor } } }',
+    ):
+        plan, normal = await pair.both(query, {}, "viewer", "errors")
+        assert plan == normal and b'"BAD_USER_INPUT"' in plan[2]
+    assert (counted.answered, counted.handed_over) == (0, 2)

@@ -1,0 +1,66 @@
+"""What ``graphql_api.strawberry_compat`` relies on in Strawberry still holds.
+
+A Strawberry upgrade that moves any of it fails here, by name, instead of sending every query
+to the slow path (the read plan would find no field it knows) or mixing up loaders.
+"""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import parse
+from graphql.execution.values import get_argument_values
+
+from graphql_api import strawberry_compat as compat
+from graphql_api.context import Context
+from graphql_api.schema import schema
+from graphql_api.types import CommentFilterInput, CommentOrderInput, CommentSortField
+
+
+def test_the_strawberry_schema_is_found_from_graphql_cores() -> None:
+    assert compat.strawberry_schema(schema._schema) is schema
+
+
+def test_a_graphql_field_leads_to_its_strawberry_field() -> None:
+    published = compat.strawberry_field(schema._schema, "Comment", "publishedAt")
+    assert published is not None and published.python_name == "published_at"
+    assert compat.reads_attribute(schema._schema, published)
+    url = compat.strawberry_field(schema._schema, "Comment", "url")
+    assert url is not None and not compat.reads_attribute(schema._schema, url)
+    assert list(url.base_resolver.signature.parameters) == ["self"]
+    assert compat.strawberry_field(schema._schema, "Comment", "noSuchField") is None
+    # Permissions are field extensions: the read plan leaves such fields to the normal executor.
+    assert compat.strawberry_field(schema._schema, "Query", "apiTokens").extensions
+
+
+def test_arguments_are_converted_as_resolvers_receive_them() -> None:
+    comments = compat.strawberry_field(schema._schema, "Query", "comments")
+    document = parse('{ comments(filter: {matched: true, groupIds: ["1"]}, orderBy: {field: LIKES}, first: 5) { totalCount } }')
+    node = document.definitions[0].selection_set.selections[0]
+    coerced = get_argument_values(schema._schema.query_type.fields["comments"], node)  # as graphql-core gives them
+    converted = compat.python_arguments(schema._schema, comments, coerced)
+    assert converted["first"] == 5 and converted["after"] is None
+    assert isinstance(converted["filter"], CommentFilterInput)
+    assert converted["filter"].matched is True and converted["filter"].group_ids == ["1"]
+    assert converted["filter"].text is strawberry.UNSET or converted["filter"].text is None
+    assert isinstance(converted["order_by"], CommentOrderInput)
+    assert converted["order_by"].field is CommentSortField.LIKES
+
+
+def test_a_resolvers_info_names_its_operation() -> None:
+    seen = []
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def here(self, info: strawberry.Info) -> str:
+            seen.append(compat.operation_of(info))
+            return "ok"
+
+    result = strawberry.Schema(query=Query).execute_sync("query Named { here }")
+    assert result.errors is None
+    assert seen[0].name.value == "Named"
+
+
+def test_context_loaders_are_per_operation() -> None:
+    # Context.loaders keys its loaders by the node operation_of gives: one set per operation.
+    assert "operation_of" in Context.loaders.__code__.co_names

@@ -8,7 +8,13 @@ statement whose rows are serialized with orjson:
 - ``POST /page {"first": n, "after": [published_at, id] | null}``: the comments page with
   group, post, author and matches (json_agg), keyset by (published_at, id) descending;
 - ``POST /stats {"since": day, "until": day, "top": n}``: the statistics from their aggregate
-  tables, in one statement.
+  tables, in one statement;
+- ``POST /count {"groups": [id...], "since": time, "until": time, "viewed": bool}``: how many
+  comments pass that filter;
+- ``POST /keyword {"keyword": id}``: the first 100 comments matched by a keyword (with their
+  matches) and how many there are, one statement each;
+- ``POST /search {"word": text}``: the first 100 comments whose folded text contains the word
+  (``infrastructure.db.filters``'s expression, which the trigram index serves).
 """
 
 from __future__ import annotations
@@ -77,6 +83,27 @@ SELECT json_build_object(
 )::text
 """
 
+FILTERED_COLUMNS = """
+SELECT c.id, c.vk_id, c.text, c.published_at, c.likes, c.viewed, c.archived,
+       COALESCE((SELECT json_agg(json_build_object('keywordId', k.id, 'word', k.word, 'matchedText', m.matched_text)
+                                 ORDER BY m.start_pos)
+                 FROM matches m JOIN keywords k ON k.id = m.keyword_id WHERE m.comment_id = c.id), '[]') AS matches
+FROM comments c
+"""
+COUNT = """
+SELECT count(*) FROM comments
+WHERE group_id = ANY($1::bigint[]) AND published_at >= $2 AND published_at <= $3 AND viewed = $4
+"""
+KEYWORD_PAGE = FILTERED_COLUMNS + """
+WHERE c.id IN (SELECT comment_id FROM matches WHERE keyword_id = $1)
+ORDER BY c.published_at DESC, c.id DESC LIMIT 100
+"""
+KEYWORD_COUNT = "SELECT count(DISTINCT comment_id) FROM matches WHERE keyword_id = $1"
+SEARCH = FILTERED_COLUMNS + """
+WHERE replace(lower(c.text COLLATE "und-x-icu"), 'ё', 'е') LIKE '%' || $1 || '%'
+ORDER BY c.published_at DESC, c.id DESC LIMIT 100
+"""
+
 
 def build_app(dsn: str) -> Starlette:
     pool: asyncpg.Pool | None = None
@@ -104,8 +131,29 @@ def build_app(dsn: str) -> Starlette:
         found = await pool.fetchval(STATS, since, until, body["top"])
         return Response(b'{"data":' + found.encode() + b"}", media_type="application/json")
 
-    return Starlette(routes=[Route("/page", page, methods=["POST"]), Route("/stats", stats, methods=["POST"])],
-                     lifespan=lifespan)
+    def rows_json(rows: list) -> list[dict]:
+        return [{**dict(r), "matches": orjson.loads(r["matches"])} for r in rows]
+
+    async def count(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        found = await pool.fetchval(COUNT, body["groups"], datetime.fromisoformat(body["since"]),
+                                    datetime.fromisoformat(body["until"]), body["viewed"])
+        return Response(orjson.dumps({"data": {"totalCount": found}}), media_type="application/json")
+
+    async def keyword(request: Request) -> Response:
+        keyword_id = orjson.loads(await request.body())["keyword"]
+        rows = await pool.fetch(KEYWORD_PAGE, keyword_id)
+        total = await pool.fetchval(KEYWORD_COUNT, keyword_id)
+        return Response(orjson.dumps({"data": {"totalCount": total, "edges": rows_json(rows)}}),
+                        media_type="application/json")
+
+    async def search(request: Request) -> Response:
+        word = orjson.loads(await request.body())["word"]
+        rows = await pool.fetch(SEARCH, word)
+        return Response(orjson.dumps({"data": {"edges": rows_json(rows)}}), media_type="application/json")
+
+    routes = [("/page", page), ("/stats", stats), ("/count", count), ("/keyword", keyword), ("/search", search)]
+    return Starlette(routes=[Route(path, endpoint, methods=["POST"]) for path, endpoint in routes], lifespan=lifespan)
 
 
 async def serve(dsn: str, port: int) -> None:

@@ -62,7 +62,8 @@ from infrastructure.db.queries import encode_cursor  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 ADMIN_DSN = os.environ.get("VKCP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-GROUPS, POSTS_PER_GROUP, AUTHORS, KEYWORDS = 20, 100, 20_000, 50
+GROUPS, POSTS_PER_GROUP, KEYWORDS = 20, 100, 50
+COMMENTS_PER_AUTHOR = 20  # authors grow with the data (at least 20,000): 500,000 at 10M comments
 DEEP_OFFSET = 150_000
 
 PAGE = """
@@ -179,8 +180,8 @@ FILL = [
         SELECT i, 1 + (i - 1) % {GROUPS}, -(1000 + 1 + (i - 1) % {GROUPS}), i, NULL,
                'Пост номер ' || i, now() - (i || ' hours')::interval, 0
         FROM generate_series(1, {GROUPS * POSTS_PER_GROUP}) i""",
-    f"""INSERT INTO authors (vk_id, name, screen_name, updated_at)
-        SELECT i, 'Автор ' || i, 'id' || i, now() FROM generate_series(1, {AUTHORS}) i""",
+    """INSERT INTO authors (vk_id, name, screen_name, updated_at)
+        SELECT i, 'Автор ' || i, 'id' || i, now() FROM generate_series(1, {authors}) i""",
     f"""INSERT INTO keywords (id, word, word_key, created_at, updated_at)
         SELECT i, 'слово' || i, 'слово' || i, now(), now() FROM generate_series(1, {KEYWORDS}) i""",
 ]
@@ -192,7 +193,7 @@ FILL_COMMENTS = f"""
                           from_id, text, published_at, likes, viewed, archived, matches_count, created_at)
     SELECT i, p.group_id, p.id, p.owner_id, i, p.vk_id,
            CASE WHEN i % 3 = 0 THEN i - 1 END, CASE WHEN i % 3 = 0 THEN i - 1 END,
-           1 + (i * 7919) % {AUTHORS}, {_comment_text()},
+           1 + (i * 7919) % {{authors}}, {_comment_text()},
            now() - ((i * 127) % 31536000 || ' seconds')::interval, i % 50,
            (i * 127) % 31536000 > 14 * 86400 AND i % 10 < 8, i % 13 = 0,
            CASE WHEN i % 5 = 0 THEN 1 + (i / 5) % 2 ELSE 0 END, now()
@@ -200,7 +201,7 @@ FILL_COMMENTS = f"""
     JOIN posts p ON p.id = 1 + i % {GROUPS * POSTS_PER_GROUP}"""
 FILL_MATCHES = f"""
     INSERT INTO matches (comment_id, keyword_id, matched_text, start_pos, end_pos, snippet)
-    SELECT c.id, 1 + (c.id + n) % {KEYWORDS}, 'кошки', 16 + n * 8, 21 + n * 8, '…кошки, собаки и немного…'
+    SELECT c.id, 1 + (c.id / 5 + 7 * n) % {KEYWORDS}, 'кошки', 16 + n * 8, 21 + n * 8, '…кошки, собаки и немного…'
     FROM comments c, generate_series(0, 1) n
     WHERE c.matches_count > n AND c.id BETWEEN {{first}} AND {{last}}"""
 FILL_CHUNK = 500_000
@@ -213,8 +214,9 @@ async def fill(dsn: str, comments: int) -> float:
     started = time.perf_counter()
     conn = await asyncpg.connect(dsn)
     try:
+        authors = max(20_000, comments // COMMENTS_PER_AUTHOR)
         for statement in FILL:
-            await conn.execute(statement)
+            await conn.execute(statement.format(authors=authors))
         indexes = await conn.fetch(
             """SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition
                FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid
@@ -230,7 +232,7 @@ async def fill(dsn: str, comments: int) -> float:
                 await worker.execute("SET session_replication_role = replica")  # no FK triggers
                 while todo:
                     first, last = todo.pop(0)
-                    await worker.execute(statement.format(first=first, last=last))
+                    await worker.execute(statement.format(first=first, last=last, authors=authors))
             finally:
                 await worker.close()
 

@@ -139,8 +139,9 @@ class SqlGroupRepository:
 
 
 class SqlPostRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, ledger: StatsLedger) -> None:
         self.session = session
+        self.ledger = ledger
 
     async def upsert_many(self, group_id: int, items: Sequence[Post]) -> None:
         rows = {
@@ -161,14 +162,29 @@ class SqlPostRepository:
         }
         if not rows:
             return
+        # Statistics (posts per group): out with the stored rows' groups, in with the written.
+        by_owner: dict[int, list[int]] = {}
+        for owner_id, vk_id in rows:
+            by_owner.setdefault(owner_id, []).append(vk_id)
+        for owner_id, vk_ids in by_owner.items():
+            for chunk in _chunks(sorted(vk_ids)):
+                stored = (
+                    select(posts.c.group_id)
+                    .where(posts.c.owner_id == owner_id, _in(self.session, posts.c.vk_id, chunk))
+                    .order_by(posts.c.vk_id)
+                    .with_for_update()
+                )
+                for (stored_group,) in await self.session.execute(stored):
+                    self.ledger.post(stored_group, -1)
         stmt = _upsert(self.session, posts)
         # comments_synced_count is the collector's bookkeeping: VK data never overwrites it.
         updated = ("group_id", "from_id", "text", "published_at", "comments_count", "likes", "reposts", "views", "is_pinned")
         stmt = stmt.on_conflict_do_update(
             index_elements=[posts.c.owner_id, posts.c.vk_id],
             set_={name: stmt.excluded[name] for name in updated},
-        )
-        await self.session.execute(stmt, list(rows.values()))
+        ).returning(posts.c.group_id)
+        for (written_group,) in await self.session.execute(stmt, list(rows.values())):
+            self.ledger.post(written_group, +1)
 
     async def synced_counts(self, owner_id: int) -> dict[int, int]:
         query = select(posts.c.vk_id, posts.c.comments_synced_count).where(
@@ -194,12 +210,13 @@ class SqlPostRepository:
 def _count_comment(ledger: StatsLedger, sign: int, row) -> None:
     ledger.comment(
         sign, group_id=row.group_id, published_at=row.published_at, from_id=row.from_id,
-        reply=row.thread_vk_id is not None, matches_count=row.matches_count,
+        reply=row.thread_vk_id is not None, matches_count=row.matches_count, viewed=row.viewed, archived=row.archived,
     )
 
 
 _COUNTED = (
     comments.c.group_id, comments.c.published_at, comments.c.from_id, comments.c.thread_vk_id, comments.c.matches_count,
+    comments.c.viewed, comments.c.archived,
 )
 
 
@@ -291,11 +308,19 @@ class SqlCommentRepository:
         """Set the review flags of many comments at once; returns the ids that exist."""
         values = {k: v for k, v in (("viewed", viewed), ("archived", archived)) if v is not None}
         found: list[int] = []
-        for chunk in _chunks(list(ids)):
+        for chunk in _chunks(sorted(set(ids))):
+            # Statistics (review states per day and group): out with the flags before, in with
+            # the flags after; locked in between.
+            stored = select(*_COUNTED).where(_in(self.session, comments.c.id, chunk)).order_by(comments.c.id).with_for_update()
+            for row in await self.session.execute(stored):
+                _count_comment(self.ledger, -1, row)
             stmt = (
-                update(comments).where(_in(self.session, comments.c.id, chunk)).values(**values).returning(comments.c.id)
+                update(comments).where(_in(self.session, comments.c.id, chunk)).values(**values)
+                .returning(comments.c.id, *_COUNTED)
             )
-            found += [row_id for (row_id,) in await self.session.execute(stmt)]
+            for row in await self.session.execute(stmt):
+                found.append(row.id)
+                _count_comment(self.ledger, +1, row)
         return found
 
     async def iter_texts(

@@ -12,12 +12,12 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, distinct, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.errors import InvalidInput
@@ -36,6 +36,7 @@ from domain.queries import (
     TaskFilter,
 )
 from domain.matching import keyword_key
+from infrastructure.db.counts import aggregated_count, countable
 from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
 from infrastructure.db.repositories import group_from_row, in_values, keyword_from_row, task_from_row
 from infrastructure.db.stats import read_stats
@@ -297,6 +298,16 @@ class SqlReadModel:
         return await self._page(query, keyset, _comment_view, first=first, after=after, last=last, before=before)
 
     async def comments_count(self, flt: CommentFilter) -> int:
+        if flt.keyword_ids and replace(flt, keyword_ids=None) == CommentFilter():
+            # Only keywords: every match belongs to a stored comment (a foreign key, cascading),
+            # so the matches alone say how many comments; ix_matches_keyword_id_comment_id holds
+            # them, and no comment is visited (at 10M comments a keyword's count visited 60,000).
+            query = select(func.count(distinct(matches.c.comment_id))).where(self._in(matches.c.keyword_id, flt.keyword_ids))
+            async with self._sessions() as session:
+                return (await session.execute(query)).scalar_one()
+        if countable(flt):  # communities, time, review state: from the per-day aggregates
+            async with self._sessions() as session:
+                return int((await session.execute(aggregated_count(flt, self._dialect))).scalar_one())
         query = select(comments.c.id).where(*comment_conditions(flt, self._dialect))
         return await self._count(query)
 

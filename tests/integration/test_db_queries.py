@@ -178,12 +178,11 @@ async def test_filter_by_post(world, reads) -> None:
 
 
 async def test_review_state_filters(world, reads, uow_factory, migrated_db) -> None:
-    from infrastructure.db.tables import comments
-
     some = sorted(world.comment_ids.values())[:4]
-    async with migrated_db[0].begin() as conn:
-        await conn.execute(comments.update().where(comments.c.id.in_(some[:2])).values(viewed=True))
-        await conn.execute(comments.update().where(comments.c.id.in_(some[1:3])).values(archived=True))
+    async with uow_factory() as uow:  # as reviewers do: through the repository, which keeps the counts
+        await uow.comments.set_state(some[:2], viewed=True, archived=None)
+        await uow.comments.set_state(some[1:3], viewed=None, archived=True)
+        await uow.commit()
     assert await _ids(reads, CommentFilter(viewed=True)) == set(some[:2])
     assert await _ids(reads, CommentFilter(archived=True)) == set(some[1:3])
     assert await _ids(reads, CommentFilter(viewed=True, archived=False)) == {some[0]}

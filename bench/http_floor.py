@@ -10,7 +10,7 @@ statement whose rows are serialized with orjson:
 - ``POST /stats {"since": day, "until": day, "top": n}``: the statistics from their aggregate
   tables, in one statement;
 - ``POST /count {"groups": [id...], "since": time, "until": time, "viewed": bool}``: how many
-  comments pass that filter;
+  comments pass that filter (whole days from ``stats_days``, the cut days counted);
 - ``POST /keyword {"keyword": id}``: the first 100 comments matched by a keyword (with their
   matches) and how many there are, one statement each;
 - ``POST /search {"word": text}``: the first 100 comments whose folded text contains the word
@@ -90,9 +90,18 @@ SELECT c.id, c.vk_id, c.text, c.published_at, c.likes, c.viewed, c.archived,
                  FROM matches m JOIN keywords k ON k.id = m.keyword_id WHERE m.comment_id = c.id), '[]') AS matches
 FROM comments c
 """
+# Whole UTC days from the per-day aggregates, the two cut days from the comments (as vkcp does).
 COUNT = """
-SELECT count(*) FROM comments
-WHERE group_id = ANY($1::bigint[]) AND published_at >= $2 AND published_at <= $3 AND viewed = $4
+WITH r AS (SELECT $1::bigint[] AS groups, $2::timestamptz AS since, $3::timestamptz AS until, $4::boolean AS viewed,
+                  (timezone('UTC', $2::timestamptz))::date AS first_day, (timezone('UTC', $3::timestamptz))::date AS last_day)
+SELECT (SELECT coalesce(sum(CASE WHEN r.viewed THEN s.viewed ELSE s.comments - s.viewed END), 0)
+        FROM stats_days s WHERE s.group_id = ANY(r.groups) AND s.day > r.first_day AND s.day < r.last_day)
+     + (SELECT count(*) FROM comments c
+        WHERE c.group_id = ANY(r.groups) AND c.published_at >= r.since AND c.published_at <= r.until
+          AND c.viewed = r.viewed
+          AND (c.published_at < timezone('UTC', (r.first_day + 1)::timestamp)
+               OR c.published_at >= timezone('UTC', r.last_day::timestamp)))
+FROM r
 """
 KEYWORD_PAGE = FILTERED_COLUMNS + """
 WHERE c.id IN (SELECT comment_id FROM matches WHERE keyword_id = $1)

@@ -3,8 +3,9 @@
 Every repository write that changes what ``stats`` counts reports the rows' contributions to a
 ``StatsLedger``: minus what the rows counted before the write, plus what they count after
 (a comment: its group, its UTC day, its author, whether it is a reply, its matches, its
-review state; a match: its keyword; a post: its group). The unit of work applies the sums just before it commits, in the same
-transaction, so the aggregates move exactly when the data does and never otherwise.
+review state; a match: its keyword; a post: its group). The unit of work applies the sums
+just before it commits, in the same transaction, so the aggregates move exactly when the
+data does and never otherwise.
 
 Applying is one ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`` per table, keys
 sorted and tables in one fixed order: concurrent writers (collections of different groups

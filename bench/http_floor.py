@@ -61,10 +61,10 @@ LIMIT $1
 STATS = """
 SELECT json_build_object(
   'totals', (SELECT json_build_object(
-      'groups', (SELECT count(*) FROM groups), 'posts', (SELECT count(*) FROM posts),
+      'groups', (SELECT count(*) FROM groups), 'posts', coalesce(sum(posts), 0),
       'comments', coalesce(sum(comments), 0), 'replies', coalesce(sum(replies), 0),
       'matchedComments', coalesce(sum(matched_comments), 0), 'matches', coalesce(sum(matches), 0),
-      'authors', (SELECT count(*) FROM stats_authors), 'keywords', (SELECT count(*) FROM keywords))
+      'authors', (SELECT coalesce(sum(authors), 0) FROM stats_totals), 'keywords', (SELECT count(*) FROM keywords))
     FROM stats_groups),
   'groups', (SELECT json_agg(json_build_object('groupId', g.id, 'name', g.name, 'comments', coalesce(s.comments, 0),
                                                'matchedComments', coalesce(s.matched_comments, 0),

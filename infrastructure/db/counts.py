@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal, select
 
 from domain.queries import CommentFilter
 from infrastructure.db.filters import comment_conditions
@@ -69,28 +69,26 @@ def aggregated_count(flt: CommentFilter, dialect: str) -> Select:
     since_day = flt.since.astimezone(UTC).date() if flt.since is not None else None
     until_day = flt.until.astimezone(UTC).date() if flt.until is not None else None
     whole_days: list[ColumnElement[bool]] = []  # the days counted from stats_days
-    cut: list[ColumnElement[bool]] = []  # the times counted from comments (the filter's range besides)
-    if since_day is not None and until_day is not None and since_day >= until_day:
+    # The times counted from comments, each a range of its own (besides the filter's): an OR of
+    # the two would be one index scan over the whole range once the plan is generic (prepared
+    # statements), 370,000 index entries for 3 communities and 90 days at 10M comments.
+    cut_ranges: list[list[ColumnElement[bool]]] = []
+    published_at = comments.c.published_at
+    after_first = _next_midnight(since_day) if since_day is not None else None
+    if since_day is not None and (after_first is None or (until_day is not None and since_day >= until_day)):
         whole_days.append(literal(False))  # one day at most: all of it from the comments
-        cut.append(literal(True))
+        cut_ranges.append([])
     else:
-        if since_day is not None:
-            after_first = _next_midnight(since_day)
-            if after_first is None:
-                whole_days.append(literal(False))
-                cut.append(literal(True))
-            else:
-                whole_days.append(stats_days.c.day > since_day)
-                cut.append(comments.c.published_at < after_first)
+        if after_first is not None:
+            whole_days.append(stats_days.c.day > since_day)
+            cut_ranges.append([published_at < after_first])
         if until_day is not None:
             whole_days.append(stats_days.c.day < until_day)
-            cut.append(comments.c.published_at >= _midnight(until_day))
+            cut_ranges.append([published_at >= _midnight(until_day)])
     if flt.group_ids is not None:
         whole_days.append(in_values(dialect, stats_days.c.group_id, flt.group_ids))
-    from_days = select(func.coalesce(func.sum(_state_count(flt)), 0)).where(and_(True, *whole_days)).scalar_subquery()
-    if not cut:
-        return select(from_days)
-    from_comments = (
-        select(func.count()).select_from(comments).where(*comment_conditions(flt, dialect), or_(*cut)).scalar_subquery()
-    )
-    return select(from_days + from_comments)
+    total = select(func.coalesce(func.sum(_state_count(flt)), 0)).where(and_(True, *whole_days)).scalar_subquery()
+    conditions = comment_conditions(flt, dialect)
+    for cut in cut_ranges:
+        total = total + select(func.count()).select_from(comments).where(*conditions, *cut).scalar_subquery()
+    return select(total)

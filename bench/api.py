@@ -200,8 +200,8 @@ FILL_COMMENTS = f"""
     FROM generate_series({{first}}::bigint, {{last}}) i
     JOIN posts p ON p.id = 1 + i % {GROUPS * POSTS_PER_GROUP}"""
 FILL_MATCHES = f"""
-    INSERT INTO matches (comment_id, keyword_id, matched_text, start_pos, end_pos, snippet)
-    SELECT c.id, 1 + (c.id / 5 + 7 * n) % {KEYWORDS}, 'кошки', 16 + n * 8, 21 + n * 8, '…кошки, собаки и немного…'
+    INSERT INTO matches (comment_id, keyword_id, matched_text, start_pos, end_pos, snippet, published_at)
+    SELECT c.id, 1 + (c.id / 5 + 7 * n) % {KEYWORDS}, 'кошки', 16 + n * 8, 21 + n * 8, '…кошки, собаки и немного…', c.published_at
     FROM comments c, generate_series(0, 1) n
     WHERE c.matches_count > n AND c.id BETWEEN {{first}} AND {{last}}"""
 FILL_CHUNK = 500_000

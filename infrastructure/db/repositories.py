@@ -258,16 +258,18 @@ class SqlCommentRepository:
         by_owner: dict[int, list[int]] = {}
         for owner_id, vk_id in unique:
             by_owner.setdefault(owner_id, []).append(vk_id)
+        published_before: dict[int, datetime] = {}
         for owner_id, vk_ids in by_owner.items():
             for chunk in _chunks(sorted(vk_ids)):
                 stored = (
-                    select(*_COUNTED)
+                    select(comments.c.id, *_COUNTED)
                     .where(comments.c.owner_id == owner_id, _in(self.session, comments.c.vk_id, chunk))
                     .order_by(comments.c.vk_id)
                     .with_for_update()
                 )
                 for row in await self.session.execute(stored):
                     _count_comment(self.ledger, -1, row)
+                    published_before[row.id] = row.published_at
         stmt = _upsert(self.session, comments)
         # viewed, archived and matches_count belong to the users and the matcher: kept.
         updated = (
@@ -279,9 +281,19 @@ class SqlCommentRepository:
             set_={name: stmt.excluded[name] for name in updated},
         ).returning(comments.c.owner_id, comments.c.vk_id, comments.c.id, *_COUNTED)
         ids = {}
+        moved = []  # comments whose time changed: their matches carry it too
         for row in await self.session.execute(stmt, rows):
             ids[(row.owner_id, row.vk_id)] = row.id
             _count_comment(self.ledger, +1, row)
+            if row.id in published_before and published_before[row.id] != row.published_at:
+                moved.append({"b_id": row.id, "b_published_at": row.published_at})
+        if moved:
+            conn = await self.session.connection()
+            await conn.execute(
+                update(matches).where(matches.c.comment_id == bindparam("b_id"))
+                .values(published_at=bindparam("b_published_at", type_=matches.c.published_at.type)),
+                moved,
+            )
         return ids
 
     async def _post_ids(self, keys: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
@@ -518,6 +530,8 @@ class SqlMatchRepository:
                 "start_pos": m.start,
                 "end_pos": m.end,
                 "snippet": m.snippet,
+                # None for a comment that does not exist: refused like its foreign key would be.
+                "published_at": before[m.comment_id].published_at if m.comment_id in before else None,
             }
             for m in items
             if m.comment_id in scope and (keyword_scope is None or m.keyword_id in keyword_scope)

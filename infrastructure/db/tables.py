@@ -195,9 +195,11 @@ matches = Table(
     Column("start_pos", Integer, nullable=False),
     Column("end_pos", Integer, nullable=False),
     Column("snippet", Text, nullable=False),
+    # The comment's, kept equal by the repositories: a keyword's comments newest first are read
+    # off the index below, in order (the keywordIds filter's page), and counted from it alone.
+    Column("published_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("comment_id", "keyword_id", "start_pos"),
-    # A keyword's comments, counted without visiting them (the keywordIds filter's totalCount).
-    Index("ix_matches_keyword_id_comment_id", "keyword_id", "comment_id"),
+    Index("ix_matches_keyword_id_published_at_comment_id", "keyword_id", "published_at", "comment_id"),
 )
 
 # Statistics kept up to date by the repositories, in the transactions that write comments and

@@ -304,3 +304,46 @@ async def test_postgres_text_search_uses_the_trigram_index(world, migrated_db) -
         compiled = query.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
         plan = "\n".join(r[0] for r in await conn.execute(text(f"EXPLAIN {compiled}")))
     assert TEXT_SEARCH_INDEX in plan, plan
+
+
+@pytest.mark.parametrize("direction", list(SortDirection))
+async def test_keyword_pages_follow_the_comments_time_even_when_it_changes(world, reads, uow_factory, direction) -> None:
+    # Read off the matches' own copy of the time (a comment matched twice is one row): the
+    # same pages as the comments' order, backwards too, and a re-collected time moves it.
+    cat, dog = world.keywords
+    order = CommentOrder(CommentSort.PUBLISHED_AT, direction)
+
+    async def expected(flt: CommentFilter) -> list[int]:
+        every = sorted(world.comment_ids.values())
+        views = await reads.comments_by_ids(every)
+        found = await reads.matches_by_comment_ids(every)
+        admitted = [v for v, m in zip(views, found) if flt.admits(v, m)]
+        admitted.sort(key=lambda v: (v.published_at, v.id), reverse=direction is SortDirection.DESC)
+        return [v.id for v in admitted]
+
+    filters = [
+        CommentFilter(keyword_ids=(dog.id,)),
+        CommentFilter(keyword_ids=(cat.id, dog.id)),
+        CommentFilter(keyword_ids=(cat.id,), group_ids=(world.groups[1].id,)),
+    ]
+    for flt in filters:
+        want = await expected(flt)
+        nodes, _ = await all_pages(reads, flt, order, size=2)
+        assert [n.id for n in nodes] == want and len(want) >= 4
+        fourth = await reads.comments_page(flt, order, first=4)
+        back = await reads.comments_page(flt, order, last=2, before=fourth.end_cursor)
+        assert [n.id for _, n in back.edges] == want[1:3] and back.has_previous_page
+
+    dog_comment = next(c for c in world.comments if c.text == "Собака лает")
+    async with uow_factory() as uow:
+        await uow.comments.upsert_many(
+            world.groups[0].id if dog_comment.owner_id == world.groups[0].owner_id else world.groups[1].id,
+            [Comment(**{**vars(dog_comment), "published_at": T0 + timedelta(days=1)})],
+        )
+        await uow.commit()
+    flt = CommentFilter(keyword_ids=(dog.id,))
+    want = await expected(flt)
+    nodes, _ = await all_pages(reads, flt, order, size=2)
+    assert [n.id for n in nodes] == want
+    moved = world.comment_ids[(dog_comment.owner_id, dog_comment.vk_id)]
+    assert want.index(moved) == (0 if direction is SortDirection.DESC else len(want) - 1)

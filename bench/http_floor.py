@@ -103,9 +103,11 @@ SELECT (SELECT coalesce(sum(CASE WHEN r.viewed THEN s.viewed ELSE s.comments - s
                OR c.published_at >= timezone('UTC', r.last_day::timestamp)))
 FROM r
 """
+# The keyword's newest comments off the matches' index (migration 0008), then those comments.
 KEYWORD_PAGE = FILTERED_COLUMNS + """
-WHERE c.id IN (SELECT comment_id FROM matches WHERE keyword_id = $1)
-ORDER BY c.published_at DESC, c.id DESC LIMIT 100
+JOIN (SELECT DISTINCT published_at, comment_id FROM matches WHERE keyword_id = $1
+      ORDER BY published_at DESC, comment_id DESC LIMIT 100) k ON k.comment_id = c.id
+ORDER BY k.published_at DESC, k.comment_id DESC
 """
 KEYWORD_COUNT = "SELECT count(DISTINCT comment_id) FROM matches WHERE keyword_id = $1"
 SEARCH = FILTERED_COLUMNS + """

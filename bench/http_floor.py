@@ -94,13 +94,13 @@ FROM comments c
 COUNT = """
 WITH r AS (SELECT $1::bigint[] AS groups, $2::timestamptz AS since, $3::timestamptz AS until, $4::boolean AS viewed,
                   (timezone('UTC', $2::timestamptz))::date AS first_day, (timezone('UTC', $3::timestamptz))::date AS last_day)
-SELECT (SELECT coalesce(sum(CASE WHEN r.viewed THEN s.viewed ELSE s.comments - s.viewed END), 0)
+SELECT ((SELECT coalesce(sum(CASE WHEN r.viewed THEN s.viewed ELSE s.comments - s.viewed END), 0)
         FROM stats_days s WHERE s.group_id = ANY(r.groups) AND s.day > r.first_day AND s.day < r.last_day)
      + (SELECT count(*) FROM comments c
         WHERE c.group_id = ANY(r.groups) AND c.published_at >= r.since AND c.published_at <= r.until
           AND c.viewed = r.viewed
           AND (c.published_at < timezone('UTC', (r.first_day + 1)::timestamp)
-               OR c.published_at >= timezone('UTC', r.last_day::timestamp)))
+               OR c.published_at >= timezone('UTC', r.last_day::timestamp))))::bigint
 FROM r
 """
 # The keyword's newest comments off the matches' index (migration 0008), then those comments.

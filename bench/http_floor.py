@@ -90,17 +90,19 @@ SELECT c.id, c.vk_id, c.text, c.published_at, c.likes, c.viewed, c.archived,
                  FROM matches m JOIN keywords k ON k.id = m.keyword_id WHERE m.comment_id = c.id), '[]') AS matches
 FROM comments c
 """
-# Whole UTC days from the per-day aggregates, the two cut days from the comments (as vkcp does).
+# Whole UTC days from the per-day aggregates, the two cut days from the comments (as vkcp does),
+# each its own range so a generic plan of the prepared statement still reads two short ones.
 COUNT = """
 WITH r AS (SELECT $1::bigint[] AS groups, $2::timestamptz AS since, $3::timestamptz AS until, $4::boolean AS viewed,
                   (timezone('UTC', $2::timestamptz))::date AS first_day, (timezone('UTC', $3::timestamptz))::date AS last_day)
 SELECT ((SELECT coalesce(sum(CASE WHEN r.viewed THEN s.viewed ELSE s.comments - s.viewed END), 0)
-        FROM stats_days s WHERE s.group_id = ANY(r.groups) AND s.day > r.first_day AND s.day < r.last_day)
-     + (SELECT count(*) FROM comments c
-        WHERE c.group_id = ANY(r.groups) AND c.published_at >= r.since AND c.published_at <= r.until
-          AND c.viewed = r.viewed
-          AND (c.published_at < timezone('UTC', (r.first_day + 1)::timestamp)
-               OR c.published_at >= timezone('UTC', r.last_day::timestamp))))::bigint
+         FROM stats_days s WHERE s.group_id = ANY(r.groups) AND s.day > r.first_day AND s.day < r.last_day)
+      + (SELECT count(*) FROM comments c
+         WHERE c.group_id = ANY(r.groups) AND c.published_at >= r.since AND c.viewed = r.viewed
+           AND c.published_at < timezone('UTC', (r.first_day + 1)::timestamp))
+      + (SELECT count(*) FROM comments c
+         WHERE c.group_id = ANY(r.groups) AND c.published_at <= r.until AND c.viewed = r.viewed
+           AND c.published_at >= timezone('UTC', r.last_day::timestamp)))::bigint
 FROM r
 """
 # The keyword's newest comments off the matches' index (migration 0008), then those comments.

@@ -40,7 +40,7 @@ from infrastructure.db.counts import aggregated_count, countable
 from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
 from infrastructure.db.repositories import group_from_row, in_values, keyword_from_row, task_from_row
 from infrastructure.db.stats import read_stats
-from infrastructure.db.tables import authors, comments, groups, keywords, matches, posts, tasks
+from infrastructure.db.tables import authors, comments, groups, keywords, matches, posts, stats_keywords, tasks
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -331,11 +331,19 @@ class SqlReadModel:
     async def comments_count(self, flt: CommentFilter) -> int:
         if flt.keyword_ids and replace(flt, keyword_ids=None) == CommentFilter():
             # Only keywords: every match belongs to a stored comment (a foreign key, cascading),
-            # so the matches alone say how many comments; their index holds them, and no comment
-            # is visited (at 10M comments: 22 ms, from 1.7 s joining 80,000).
-            query = select(func.count(distinct(matches.c.comment_id))).where(self._in(matches.c.keyword_id, flt.keyword_ids))
+            # so the matches alone say how many comments, and no comment is visited (at 10M
+            # comments: 22 ms, from 1.7 s joining 80,000). One keyword: its aggregate row, which
+            # counts exactly that (stats_keywords.comments, kept by the repositories).
+            if len(flt.keyword_ids) == 1:
+                query = select(func.coalesce(func.sum(stats_keywords.c.comments), 0)).where(
+                    stats_keywords.c.keyword_id == flt.keyword_ids[0]
+                )
+            else:
+                query = select(func.count(distinct(matches.c.comment_id))).where(
+                    self._in(matches.c.keyword_id, flt.keyword_ids)
+                )
             async with self._sessions() as session:
-                return (await session.execute(query)).scalar_one()
+                return int((await session.execute(query)).scalar_one())
         if countable(flt):  # communities, time, review state: from the per-day aggregates
             async with self._sessions() as session:
                 return int((await session.execute(aggregated_count(flt, self._dialect))).scalar_one())

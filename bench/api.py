@@ -23,7 +23,14 @@ and their ratios to the floor and to PostGraphile measured in the same run:
 - a page of 10 with the same nesting; a page deep in the list (after 150,000 rows, by cursor);
 - ``stats`` uncached: every request asks for another 30-day window, so none is served from
   the cache (PostGraphile has no such query), and cached (the same window again);
+- filtered reads against the floor (PostGraphile's default filters cannot say them): a
+  ``totalCount`` of the comments of 3 communities, the last 90 days, not viewed; the first page
+  of 100 and ``totalCount`` of a keyword's comments (``keywordIds``; the keyword asked rotates);
+  the first page of a text search (``text``: a Russian word in about 2% of the comments);
 - database transactions per page of 100 of ``vkcp serve`` (``pg_stat_database``).
+
+``--keep`` keeps the database (its name is printed) and ``--database NAME`` measures such a
+kept one again, after migrating it to the current code's revision, without filling it.
 """
 
 from __future__ import annotations
@@ -48,13 +55,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 
+from graphql_api.ids import NodeType, global_id  # noqa: E402
 from infrastructure.db.aggregates import rebuild_statements  # noqa: E402
 from infrastructure.db.migrate import upgrade_async  # noqa: E402
 from infrastructure.db.queries import encode_cursor  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 ADMIN_DSN = os.environ.get("VKCP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-GROUPS, POSTS_PER_GROUP, AUTHORS, KEYWORDS = 20, 100, 20_000, 50
+GROUPS, POSTS_PER_GROUP, KEYWORDS = 20, 100, 50
+COMMENTS_PER_AUTHOR = 20  # authors grow with the data (at least 20,000): 500,000 at 10M comments
 DEEP_OFFSET = 150_000
 
 PAGE = """
@@ -87,6 +96,21 @@ query Stats($since: Date, $until: Date) {
 }
 """
 
+# The filtered reads (PostGraphile has no such filters: its default `condition` is equality only).
+FILTERED_COUNT = """
+query Count($filter: CommentFilter) { comments(filter: $filter) { totalCount } }
+"""
+FILTERED_PAGE = """
+query Filtered($filter: CommentFilter, $count: Boolean!) {
+  comments(first: 100, filter: $filter) {
+    totalCount @include(if: $count)
+    edges { node { id vkId text publishedAt likes viewed archived matches { keyword { id word } matchedText } } }
+  }
+}
+"""
+# A filtered count: 3 of the 20 communities, the last 90 days, not viewed.
+COUNT_GROUPS, COUNT_DAYS = (2, 7, 13), 90
+
 # The same selection in PostGraphile's schema (bigints come as strings there; rowId is the id).
 PG_PAGE = """
 query Page($first: Int!, $after: Cursor) {
@@ -113,6 +137,41 @@ query At($offset: Int!) {
 # comments.from_id has no foreign key (authors arrive after their comments): tell PostGraphile.
 PG_SMART_TAGS = "COMMENT ON TABLE comments IS E'@foreignKey (from_id) references authors (vk_id)'"
 
+# Comment text: 6 to 12 words of everyday Russian, drawn with a skew (a hash u in [0, 1) picks word
+# n * u^4: "и" is in 94% of the comments, the rarest words in 2%), so a text search meets common words, rare words and word forms (кошка, кошки,
+# кошками; ё and е) in proportions like a real wall's. Pure SQL: each word is an index into a
+# constant array computed from the comment's id.
+VOCABULARY = (
+    "и в не на что я с он как это так но все она мы вы а то по к у же да бы за от еще ещё "
+    "уже только очень где когда даже вот если или ну можно нужно надо себя спасибо тоже "
+    "просто вообще сегодня всем люди человек время город дом работа деньги цены школа дети "
+    "врач больница дорога дороги машина автобус метро мост парк двор улица магазин молоко "
+    "хлеб вода свет отопление ремонт мусор снег зима лето погода праздник новости власти "
+    "администрация губернатор мэр депутат закон налог пенсия зарплата кошка кошки кошками "
+    "собака собаки котенок котёнок пожар авария полиция суд выборы голосование объявление "
+    "концерт футбол хоккей книга фильм музыка лес река озеро рыбалка грибы огород дача "
+    "хорошо плохо отлично ужасно правда конечно никогда всегда почему зачем сколько "
+    "согласен против поддерживаю позор молодцы красота безобразие жалко спасибо помогите"
+).split()
+TEXT_WORDS = 12
+# The text search's word: in about 2.4% of the comments (neither rare enough for the trigram
+# index alone nor common enough for a walk in date order alone).
+SEARCH_WORD = "пожар"
+
+
+def _comment_text() -> str:
+    words = "(ARRAY[" + ",".join(f"'{w}'" for w in VOCABULARY) + "]::text[])"
+    n = len(VOCABULARY)
+    terms = []
+    for k in range(TEXT_WORDS):
+        # A hash of (i, k) in [0, 1), to the 4th power: low indexes (common words) come up more.
+        u = f"(((i * {2654435761 + 7919 * k} + {104729 * k}) % 1000003) / 1000003.0)"
+        word = f"{words}[1 + floor({n} * power({u}, 4))::int]"
+        # Words 7 to 12 only in some comments: lengths vary from 6 to 12 words.
+        terms.append(word if k < 6 else f"CASE WHEN (i / {k}) % {k - 4} > 0 THEN ' ' || {word} ELSE '' END")
+    return " || ' ' || ".join(terms[:6]) + " || " + " || ".join(terms[6:])
+
+
 FILL = [
     f"""INSERT INTO groups (id, vk_id, screen_name, name, created_at, updated_at, last_success_at)
         SELECT i, 1000 + i, 'group' || i, 'Сообщество ' || i, now(), now(), now()
@@ -121,50 +180,79 @@ FILL = [
         SELECT i, 1 + (i - 1) % {GROUPS}, -(1000 + 1 + (i - 1) % {GROUPS}), i, NULL,
                'Пост номер ' || i, now() - (i || ' hours')::interval, 0
         FROM generate_series(1, {GROUPS * POSTS_PER_GROUP}) i""",
-    f"""INSERT INTO authors (vk_id, name, screen_name, updated_at)
-        SELECT i, 'Автор ' || i, 'id' || i, now() FROM generate_series(1, {AUTHORS}) i""",
+    """INSERT INTO authors (vk_id, name, screen_name, updated_at)
+        SELECT i, 'Автор ' || i, 'id' || i, now() FROM generate_series(1, {authors}) i""",
     f"""INSERT INTO keywords (id, word, word_key, created_at, updated_at)
         SELECT i, 'слово' || i, 'слово' || i, now(), now() FROM generate_series(1, {KEYWORDS}) i""",
-    # Comments spread over ~a year; every third is a reply; every fifth has one or two matches.
-    # i is BIGINT: i * 7919 passes int4's 2,147,483,647 at 271,000 comments.
-    """INSERT INTO comments (id, group_id, post_id, owner_id, vk_id, post_vk_id, thread_vk_id, parent_vk_id,
-                             from_id, text, published_at, likes, matches_count, created_at)
-        SELECT i, p.group_id, p.id, p.owner_id, i, p.vk_id,
-               CASE WHEN i % 3 = 0 THEN i - 1 END, CASE WHEN i % 3 = 0 THEN i - 1 END,
-               1 + (i * 7919) % {authors},
-               'Комментарий ' || i || ': кошки, собаки и немного текста вокруг, чтобы было похоже на жизнь',
-               now() - ((i * 127) % 31536000 || ' seconds')::interval, i % 50,
-               CASE WHEN i % 5 = 0 THEN 1 + (i / 5) % 2 ELSE 0 END, now()
-        FROM generate_series(1::bigint, {comments}) i
-        JOIN posts p ON p.id = 1 + i % {posts}""",
-    f"""INSERT INTO matches (comment_id, keyword_id, matched_text, start_pos, end_pos, snippet)
-        SELECT c.id, 1 + (c.id + n) % {KEYWORDS}, 'кошки', 16 + n * 8, 21 + n * 8, '…кошки, собаки и немного…'
-        FROM comments c, generate_series(0, 1) n
-        WHERE c.matches_count > n""",
 ]
+# Comments spread over ~a year; every third is a reply; every fifth has one or two matches; most
+# of those older than two weeks viewed, every 13th archived. Filled in id ranges ({first}..{last})
+# over two connections. i is BIGINT: i * 7919 passes int4's 2,147,483,647 at 271,000 comments.
+FILL_COMMENTS = f"""
+    INSERT INTO comments (id, group_id, post_id, owner_id, vk_id, post_vk_id, thread_vk_id, parent_vk_id,
+                          from_id, text, published_at, likes, viewed, archived, matches_count, created_at)
+    SELECT i, p.group_id, p.id, p.owner_id, i, p.vk_id,
+           CASE WHEN i % 3 = 0 THEN i - 1 END, CASE WHEN i % 3 = 0 THEN i - 1 END,
+           1 + (i * 7919) % {{authors}}, {_comment_text()},
+           now() - ((i * 127) % 31536000 || ' seconds')::interval, i % 50,
+           (i * 127) % 31536000 > 14 * 86400 AND i % 10 < 8, i % 13 = 0,
+           CASE WHEN i % 5 = 0 THEN 1 + (i / 5) % 2 ELSE 0 END, now()
+    FROM generate_series({{first}}::bigint, {{last}}) i
+    JOIN posts p ON p.id = 1 + i % {GROUPS * POSTS_PER_GROUP}"""
+FILL_MATCHES = f"""
+    INSERT INTO matches (comment_id, keyword_id, matched_text, start_pos, end_pos, snippet, published_at)
+    SELECT c.id, 1 + (c.id / 5 + 7 * n) % {KEYWORDS}, 'кошки', 16 + n * 8, 21 + n * 8, '…кошки, собаки и немного…', c.published_at
+    FROM comments c, generate_series(0, 1) n
+    WHERE c.matches_count > n AND c.id BETWEEN {{first}} AND {{last}}"""
+FILL_CHUNK = 500_000
 
 
 async def fill(dsn: str, comments: int) -> float:
+    """Fill the tables in SQL; comments and matches with their secondary indexes dropped and
+    built again afterwards (one sort per index instead of 10,000,000 random inserts), without
+    the foreign-key triggers (every row is consistent by construction), in parallel id ranges."""
     started = time.perf_counter()
     conn = await asyncpg.connect(dsn)
     try:
+        authors = max(20_000, comments // COMMENTS_PER_AUTHOR)
         for statement in FILL:
-            await conn.execute(
-                statement.format(authors=AUTHORS, comments=comments, posts=GROUPS * POSTS_PER_GROUP)
-                if "{comments}" in statement
-                else statement
-            )
+            await conn.execute(statement.format(authors=authors))
+        indexes = await conn.fetch(
+            """SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition
+               FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid
+               WHERE i.indrelid IN ('comments'::regclass, 'matches'::regclass) AND c.oid IS NULL"""
+        )
+        for index in indexes:
+            await conn.execute(f'DROP INDEX "{index["name"]}"')
+        chunks = [(first, min(first + FILL_CHUNK - 1, comments)) for first in range(1, comments + 1, FILL_CHUNK)]
+
+        async def load(statement: str, todo: list[tuple[int, int]]) -> None:
+            worker = await asyncpg.connect(dsn)
+            try:
+                await worker.execute("SET session_replication_role = replica")  # no FK triggers
+                while todo:
+                    first, last = todo.pop(0)
+                    await worker.execute(statement.format(first=first, last=last, authors=authors))
+            finally:
+                await worker.close()
+
+        for statement in (FILL_COMMENTS, FILL_MATCHES):
+            todo = list(chunks)
+            await asyncio.gather(*(load(statement, todo) for _ in range(2)))
+        await conn.execute("SET maintenance_work_mem = '1GB'")
+        await conn.execute("SET max_parallel_maintenance_workers = 2")
+        for index in indexes:
+            await conn.execute(index["definition"])
         for table in ("groups", "posts", "keywords", "comments"):
             await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         # Plain SQL bypasses the repositories, which keep the statistics' aggregates.
         for statement in rebuild_statements("postgresql"):
             await conn.execute(statement)
-        await conn.execute("ANALYZE")
+        # VACUUM too: the visibility map lets counts read indexes only, as on a settled database.
+        await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
     return time.perf_counter() - started
-
-
 
 
 # --- the servers --------------------------------------------------------------------------------
@@ -351,6 +439,34 @@ async def run(http: httpx.AsyncClient, servers: dict[str, Server], dsn: str, n: 
             targets[name] = (servers[name].url, lambda: {"query": STATS, "variables": window(fresh)})
         return targets
 
+    now = datetime.now(UTC)
+    count_since = now - timedelta(days=COUNT_DAYS)
+    keyword_ids = iter(range(10**6))
+
+    def filtered_targets() -> dict[str, dict[str, tuple[str, Request]]]:
+        count_filter = {"groupIds": [global_id(NodeType.GROUP, g) for g in COUNT_GROUPS],
+                        "since": count_since.isoformat(), "until": now.isoformat(), "viewed": False}
+        floor_count = {"groups": list(COUNT_GROUPS), "since": count_since.isoformat(), "until": now.isoformat(),
+                       "viewed": False}
+
+        def next_keyword() -> int:  # each round asks every server once: one keyword per round
+            return 1 + next(keyword_ids) // (1 + len(graphql)) % KEYWORDS
+
+        targets: dict[str, dict[str, tuple[str, Request]]] = {
+            "filtered totalCount": {"floor": (f"{floor}/count", lambda: floor_count)},
+            "keyword: page + totalCount": {
+                "floor": (f"{floor}/keyword", lambda: {"keyword": next_keyword()})},
+            f"text search '{SEARCH_WORD}': page": {"floor": (f"{floor}/search", lambda: {"word": SEARCH_WORD})},
+        }
+        for name in graphql:
+            url = servers[name].url
+            targets["filtered totalCount"][name] = (url, gql(FILTERED_COUNT, {"filter": count_filter}))
+            targets["keyword: page + totalCount"][name] = (url, lambda: {"query": FILTERED_PAGE, "variables": {
+                "filter": {"keywordIds": [global_id(NodeType.KEYWORD, next_keyword())]}, "count": True}})
+            targets[f"text search '{SEARCH_WORD}': page"][name] = (
+                url, gql(FILTERED_PAGE, {"filter": {"text": SEARCH_WORD}, "count": False}))
+        return targets
+
     results = {
         "page of 100 (nested)": await interleaved(http, page_targets(100, False), n),
         "page of 10 (nested)": await interleaved(http, page_targets(10, False), n),
@@ -358,6 +474,8 @@ async def run(http: httpx.AsyncClient, servers: dict[str, Server], dsn: str, n: 
         "stats (uncached)": await interleaved(http, stats_targets(True), n),
         "stats (cached)": await interleaved(http, stats_targets(False), n),
     }
+    for request, targets in filtered_targets().items():
+        results[request] = await interleaved(http, targets, n)
     before = await transactions(dsn)
     for _ in range(50):
         await http.post(vkcp, json=gql(PAGE, {"first": 100})())
@@ -378,7 +496,7 @@ def report(results: dict[str, dict[str, Timing]], per_page: float | None) -> Non
         row += "".join(f" {p50[n] / p50['floor']:20.2f}" if n in p50 else f" {'-':>20}" for n in names if n != "floor")
         if "postgraphile" in names:
             row += "".join(
-                f" {p50[n] / p50['postgraphile']:18.2f}" if "postgraphile" in p50 else f" {'-':>18}"
+                f" {p50[n] / p50['postgraphile']:18.2f}" if "postgraphile" in p50 and n in p50 else f" {'-':>18}"
                 for n in names if n.startswith("vkcp")
             )
         print(row)
@@ -394,6 +512,8 @@ def report(results: dict[str, dict[str, Timing]], per_page: float | None) -> Non
         ("page of 10 <= 1.3x floor", page10["vkcp"] <= 1.3 * page10["floor"]),
         ("deep page <= 1.1x first page", p50[f"page of 100 after {DEEP_OFFSET:,} rows"]["vkcp"] <= 1.1 * page["vkcp"]),
         ("stats uncached <= 50 ms", p50["stats (uncached)"]["vkcp"] <= 50),
+        *((f"{request} <= 100 ms", p50[request]["vkcp"] <= 100)
+          for request in ("filtered totalCount", "keyword: page + totalCount", f"text search '{SEARCH_WORD}': page")),
     ]
     print()
     for text, ok in checks:
@@ -406,23 +526,35 @@ async def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--compare", type=Path, metavar="SOURCE_TREE",
                         help="also serve `vkcp` from this checkout (e.g. a worktree of main), side by side")
+    parser.add_argument("--keep", action="store_true", help="keep the database (and print its name)")
+    parser.add_argument("--fill-only", action="store_true", help="fill a database, keep it, measure nothing")
+    parser.add_argument("--database", metavar="NAME", help="measure this kept database again (migrated, not filled)")
     args = parser.parse_args()
 
-    name = f"vkcp_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
+    name = args.database or f"vkcp_bench_{uuid.uuid4().hex[:10]}"
+    keep = args.keep or args.fill_only or args.database is not None
+    if not args.database:
+        admin = await asyncpg.connect(ADMIN_DSN)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
     dsn = f"{ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
     servers: dict[str, Server] = {}
     try:
+        started = time.perf_counter()
         await upgrade_async(url)
-        fill_seconds = await fill(dsn, args.comments)
+        if args.database:
+            print(f"database {name} migrated in {time.perf_counter() - started:.1f} s", flush=True)
+        else:
+            fill_seconds = await fill(dsn, args.comments)
+            print(f"database {name}: {args.comments:,} comments filled in {fill_seconds:.1f} s", flush=True)
         conn = await asyncpg.connect(dsn)
         await conn.execute(PG_SMART_TAGS)
-        size = await conn.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
+        await conn.execute("VACUUM ANALYZE")  # what a migration added, settled like the rest
+        await print_sizes(conn)
         await conn.close()
-        print(f"database {name}: {args.comments:,} comments filled in {fill_seconds:.1f} s; {size}", flush=True)
+        if args.fill_only:
+            return 0
         with tempfile.TemporaryDirectory() as data_dir:
             servers = start_servers(url, dsn, data_dir, compare=args.compare)
             async with httpx.AsyncClient(timeout=60) as http:
@@ -432,10 +564,27 @@ async def main() -> int:
     finally:
         for server in servers.values():
             server.stop()
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        if keep:
+            print(f"kept database {name}", flush=True)
+        else:
+            admin = await asyncpg.connect(ADMIN_DSN)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
     return 0
+
+
+async def print_sizes(conn: asyncpg.Connection) -> None:
+    """The database's size and its largest tables and indexes."""
+    size = await conn.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
+    comments = await conn.fetchval("SELECT reltuples::bigint FROM pg_class WHERE oid = 'comments'::regclass")
+    print(f"database size {size} (about {comments:,} comments); largest relations:", flush=True)
+    for row in await conn.fetch(
+        """SELECT c.relname, c.relkind::text AS relkind, pg_size_pretty(pg_relation_size(c.oid)) AS size
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i', 't')
+           ORDER BY pg_relation_size(c.oid) DESC LIMIT 14"""
+    ):
+        print(f"  {row['relname']:<42} {'index' if row['relkind'] == 'i' else 'table':<6} {row['size']:>10}")
 
 
 if __name__ == "__main__":

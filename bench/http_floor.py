@@ -8,7 +8,13 @@ statement whose rows are serialized with orjson:
 - ``POST /page {"first": n, "after": [published_at, id] | null}``: the comments page with
   group, post, author and matches (json_agg), keyset by (published_at, id) descending;
 - ``POST /stats {"since": day, "until": day, "top": n}``: the statistics from their aggregate
-  tables, in one statement.
+  tables, in one statement;
+- ``POST /count {"groups": [id...], "since": time, "until": time, "viewed": bool}``: how many
+  comments pass that filter (whole days from ``stats_days``, the cut days counted);
+- ``POST /keyword {"keyword": id}``: the first 100 comments matched by a keyword (with their
+  matches) and how many there are, one statement each;
+- ``POST /search {"word": text}``: the first 100 comments whose folded text contains the word
+  (``infrastructure.db.filters``'s expression, which the trigram index serves).
 """
 
 from __future__ import annotations
@@ -55,10 +61,10 @@ LIMIT $1
 STATS = """
 SELECT json_build_object(
   'totals', (SELECT json_build_object(
-      'groups', (SELECT count(*) FROM groups), 'posts', (SELECT count(*) FROM posts),
+      'groups', (SELECT count(*) FROM groups), 'posts', coalesce(sum(posts), 0),
       'comments', coalesce(sum(comments), 0), 'replies', coalesce(sum(replies), 0),
       'matchedComments', coalesce(sum(matched_comments), 0), 'matches', coalesce(sum(matches), 0),
-      'authors', (SELECT count(*) FROM stats_authors), 'keywords', (SELECT count(*) FROM keywords))
+      'authors', (SELECT coalesce(sum(authors), 0) FROM stats_totals), 'keywords', (SELECT count(*) FROM keywords))
     FROM stats_groups),
   'groups', (SELECT json_agg(json_build_object('groupId', g.id, 'name', g.name, 'comments', coalesce(s.comments, 0),
                                                'matchedComments', coalesce(s.matched_comments, 0),
@@ -75,6 +81,40 @@ SELECT json_build_object(
       SELECT day, sum(comments) AS comments, sum(matched_comments) AS "matchedComments", sum(matches) AS matches
       FROM stats_days WHERE day BETWEEN $1 AND $2 GROUP BY day) t)
 )::text
+"""
+
+FILTERED_COLUMNS = """
+SELECT c.id, c.vk_id, c.text, c.published_at, c.likes, c.viewed, c.archived,
+       COALESCE((SELECT json_agg(json_build_object('keywordId', k.id, 'word', k.word, 'matchedText', m.matched_text)
+                                 ORDER BY m.start_pos)
+                 FROM matches m JOIN keywords k ON k.id = m.keyword_id WHERE m.comment_id = c.id), '[]') AS matches
+FROM comments c
+"""
+# Whole UTC days from the per-day aggregates, the two cut days from the comments (as vkcp does),
+# each its own range so a generic plan of the prepared statement still reads two short ones.
+COUNT = """
+WITH r AS (SELECT $1::bigint[] AS groups, $2::timestamptz AS since, $3::timestamptz AS until, $4::boolean AS viewed,
+                  (timezone('UTC', $2::timestamptz))::date AS first_day, (timezone('UTC', $3::timestamptz))::date AS last_day)
+SELECT ((SELECT coalesce(sum(CASE WHEN r.viewed THEN s.viewed ELSE s.comments - s.viewed END), 0)
+         FROM stats_days s WHERE s.group_id = ANY(r.groups) AND s.day > r.first_day AND s.day < r.last_day)
+      + (SELECT count(*) FROM comments c
+         WHERE c.group_id = ANY(r.groups) AND c.published_at >= r.since AND c.viewed = r.viewed
+           AND c.published_at < timezone('UTC', (r.first_day + 1)::timestamp))
+      + (SELECT count(*) FROM comments c
+         WHERE c.group_id = ANY(r.groups) AND c.published_at <= r.until AND c.viewed = r.viewed
+           AND c.published_at >= timezone('UTC', r.last_day::timestamp)))::bigint
+FROM r
+"""
+# The keyword's newest comments off the matches' index (migration 0008), then those comments.
+KEYWORD_PAGE = FILTERED_COLUMNS + """
+JOIN (SELECT DISTINCT published_at, comment_id FROM matches WHERE keyword_id = $1
+      ORDER BY published_at DESC, comment_id DESC LIMIT 100) k ON k.comment_id = c.id
+ORDER BY k.published_at DESC, k.comment_id DESC
+"""
+KEYWORD_COUNT = "SELECT count(DISTINCT comment_id) FROM matches WHERE keyword_id = $1"
+SEARCH = FILTERED_COLUMNS + """
+WHERE replace(lower(c.text COLLATE "und-x-icu"), 'ё', 'е') LIKE '%' || $1 || '%'
+ORDER BY c.published_at DESC, c.id DESC LIMIT 100
 """
 
 
@@ -104,8 +144,29 @@ def build_app(dsn: str) -> Starlette:
         found = await pool.fetchval(STATS, since, until, body["top"])
         return Response(b'{"data":' + found.encode() + b"}", media_type="application/json")
 
-    return Starlette(routes=[Route("/page", page, methods=["POST"]), Route("/stats", stats, methods=["POST"])],
-                     lifespan=lifespan)
+    def rows_json(rows: list) -> list[dict]:
+        return [{**dict(r), "matches": orjson.loads(r["matches"])} for r in rows]
+
+    async def count(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        found = await pool.fetchval(COUNT, body["groups"], datetime.fromisoformat(body["since"]),
+                                    datetime.fromisoformat(body["until"]), body["viewed"])
+        return Response(orjson.dumps({"data": {"totalCount": found}}), media_type="application/json")
+
+    async def keyword(request: Request) -> Response:
+        keyword_id = orjson.loads(await request.body())["keyword"]
+        rows = await pool.fetch(KEYWORD_PAGE, keyword_id)
+        total = await pool.fetchval(KEYWORD_COUNT, keyword_id)
+        return Response(orjson.dumps({"data": {"totalCount": total, "edges": rows_json(rows)}}),
+                        media_type="application/json")
+
+    async def search(request: Request) -> Response:
+        word = orjson.loads(await request.body())["word"]
+        rows = await pool.fetch(SEARCH, word)
+        return Response(orjson.dumps({"data": {"edges": rows_json(rows)}}), media_type="application/json")
+
+    routes = [("/page", page), ("/stats", stats), ("/count", count), ("/keyword", keyword), ("/search", search)]
+    return Starlette(routes=[Route(path, endpoint, methods=["POST"]) for path, endpoint in routes], lifespan=lifespan)
 
 
 async def serve(dsn: str, port: int) -> None:

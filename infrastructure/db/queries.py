@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
     and_,
+    distinct,
     false,
     func,
     or_,
@@ -53,11 +54,14 @@ from domain.queries import (
     TaskFilter,
 )
 from domain.matching import keyword_key
+from infrastructure.db.counts import aggregated_count, countable
 from infrastructure.db.faults import as_unavailable, raise_if_unavailable
 from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
 from infrastructure.db.repositories import group_from_row, in_values, keyword_from_row, task_from_row
 from infrastructure.db.stats import read_stats
-from infrastructure.db.tables import UtcDateTime, authors, comments, groups, keywords, matches, posts, tasks
+from infrastructure.db.tables import (
+    UtcDateTime, authors, comments, groups, keywords, matches, posts, stats_keywords, tasks,
+)
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -391,10 +395,57 @@ class SqlReadModel:
         last: int | None = None, before: str | None = None,
     ) -> Page[CommentView]:
         keyset = _comment_order(order)
-        query = _comment_query().where(*comment_conditions(flt, self._dialect))
+        if flt.keyword_ids is not None and len(flt.keyword_ids) == 1 and order.field is CommentSort.PUBLISHED_AT:
+            # Read in the order _page will ask for: backwards when it reads the last rows.
+            backward = first is None and last is not None
+            query, keyset = self._keyword_comments(flt, keyset, reverse=backward)
+        else:
+            query = _comment_query().where(*comment_conditions(flt, self._dialect))
         return await self._page(query, keyset, _comment_view, first=first, after=after, last=last, before=before)
 
+    def _keyword_comments(self, flt: CommentFilter, keyset: _Order, *, reverse: bool) -> tuple[Select, _Order]:
+        """One keyword's comments in time order, read off the matches' index
+        (keyword_id, published_at, comment_id): matches carry their comment's time. Walking
+        comments newest first and probing matches for each cost the inverse of the keyword's
+        share: 23,000 probes for a keyword in 0.8% of 10M comments, every comment for a rare one.
+        A comment matched more than once is one row (DISTINCT, over the index in the page's
+        direction: PostgreSQL plans a subquery alone, so its order is spelled out or it sorts
+        every match); the other conditions apply to the comment. One keyword only: PostgreSQL
+        reads ``= ANY`` of several out of the index's order, so several keywords keep the walk."""
+        m = matches.c
+        (keyword_id,) = flt.keyword_ids
+        order = _Order(m.published_at, "published_at", datetime, m.comment_id, keyset.descending)
+        matched = (
+            select(m.published_at, m.comment_id)
+            .where(m.keyword_id == keyword_id)
+            .distinct()
+            .order_by(*order.by(reverse=reverse))
+            .subquery("matched")
+        )
+        query = (
+            _comment_query()
+            .select_from(matched.join(comments, comments.c.id == matched.c.comment_id))
+            .where(*comment_conditions(replace(flt, keyword_ids=None), self._dialect))
+        )
+        return query, _Order(matched.c.published_at, "published_at", datetime, matched.c.comment_id, keyset.descending)
+
     async def comments_count(self, flt: CommentFilter) -> int:
+        if flt.keyword_ids and replace(flt, keyword_ids=None) == CommentFilter():
+            # Only keywords: every match belongs to a stored comment (a foreign key, cascading),
+            # so the matches alone say how many comments, and no comment is visited (at 10M
+            # comments: 22 ms, from 1.7 s joining 80,000). One keyword: its aggregate row, which
+            # counts exactly that (stats_keywords.comments, kept by the repositories).
+            if len(flt.keyword_ids) == 1:
+                query = select(func.coalesce(func.sum(stats_keywords.c.comments), 0)).where(
+                    stats_keywords.c.keyword_id == flt.keyword_ids[0]
+                )
+            else:
+                query = select(func.count(distinct(matches.c.comment_id))).where(
+                    self._in(matches.c.keyword_id, flt.keyword_ids)
+                )
+            return int(await self._read(query, Result.scalar_one))
+        if countable(flt):  # communities, time, review state: from the per-day aggregates
+            return int(await self._read(aggregated_count(flt, self._dialect), Result.scalar_one))
         query = select(comments.c.id).where(*comment_conditions(flt, self._dialect))
         return await self._count(query)
 

@@ -139,8 +139,9 @@ class SqlGroupRepository:
 
 
 class SqlPostRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, ledger: StatsLedger) -> None:
         self.session = session
+        self.ledger = ledger
 
     async def upsert_many(self, group_id: int, items: Sequence[Post]) -> None:
         rows = {
@@ -161,14 +162,29 @@ class SqlPostRepository:
         }
         if not rows:
             return
+        # Statistics (posts per group): out with the stored rows' groups, in with the written.
+        by_owner: dict[int, list[int]] = {}
+        for owner_id, vk_id in rows:
+            by_owner.setdefault(owner_id, []).append(vk_id)
+        for owner_id, vk_ids in by_owner.items():
+            for chunk in _chunks(sorted(vk_ids)):
+                stored = (
+                    select(posts.c.group_id)
+                    .where(posts.c.owner_id == owner_id, _in(self.session, posts.c.vk_id, chunk))
+                    .order_by(posts.c.vk_id)
+                    .with_for_update()
+                )
+                for (stored_group,) in await self.session.execute(stored):
+                    self.ledger.post(stored_group, -1)
         stmt = _upsert(self.session, posts)
         # comments_synced_count is the collector's bookkeeping: VK data never overwrites it.
         updated = ("group_id", "from_id", "text", "published_at", "comments_count", "likes", "reposts", "views", "is_pinned")
         stmt = stmt.on_conflict_do_update(
             index_elements=[posts.c.owner_id, posts.c.vk_id],
             set_={name: stmt.excluded[name] for name in updated},
-        )
-        await self.session.execute(stmt, list(rows.values()))
+        ).returning(posts.c.group_id)
+        for (written_group,) in await self.session.execute(stmt, list(rows.values())):
+            self.ledger.post(written_group, +1)
 
     async def synced_counts(self, owner_id: int) -> dict[int, int]:
         query = select(posts.c.vk_id, posts.c.comments_synced_count).where(
@@ -194,12 +210,13 @@ class SqlPostRepository:
 def _count_comment(ledger: StatsLedger, sign: int, row) -> None:
     ledger.comment(
         sign, group_id=row.group_id, published_at=row.published_at, from_id=row.from_id,
-        reply=row.thread_vk_id is not None, matches_count=row.matches_count,
+        reply=row.thread_vk_id is not None, matches_count=row.matches_count, viewed=row.viewed, archived=row.archived,
     )
 
 
 _COUNTED = (
     comments.c.group_id, comments.c.published_at, comments.c.from_id, comments.c.thread_vk_id, comments.c.matches_count,
+    comments.c.viewed, comments.c.archived,
 )
 
 
@@ -241,16 +258,18 @@ class SqlCommentRepository:
         by_owner: dict[int, list[int]] = {}
         for owner_id, vk_id in unique:
             by_owner.setdefault(owner_id, []).append(vk_id)
+        published_before: dict[int, datetime] = {}
         for owner_id, vk_ids in by_owner.items():
             for chunk in _chunks(sorted(vk_ids)):
                 stored = (
-                    select(*_COUNTED)
+                    select(comments.c.id, *_COUNTED)
                     .where(comments.c.owner_id == owner_id, _in(self.session, comments.c.vk_id, chunk))
                     .order_by(comments.c.vk_id)
                     .with_for_update()
                 )
                 for row in await self.session.execute(stored):
                     _count_comment(self.ledger, -1, row)
+                    published_before[row.id] = row.published_at
         stmt = _upsert(self.session, comments)
         # viewed, archived and matches_count belong to the users and the matcher: kept.
         updated = (
@@ -262,9 +281,19 @@ class SqlCommentRepository:
             set_={name: stmt.excluded[name] for name in updated},
         ).returning(comments.c.owner_id, comments.c.vk_id, comments.c.id, *_COUNTED)
         ids = {}
+        moved = []  # comments whose time changed: their matches carry it too
         for row in await self.session.execute(stmt, rows):
             ids[(row.owner_id, row.vk_id)] = row.id
             _count_comment(self.ledger, +1, row)
+            if row.id in published_before and published_before[row.id] != row.published_at:
+                moved.append({"b_id": row.id, "b_published_at": row.published_at})
+        if moved:
+            conn = await self.session.connection()
+            await conn.execute(
+                update(matches).where(matches.c.comment_id == bindparam("b_id"))
+                .values(published_at=bindparam("b_published_at", type_=matches.c.published_at.type)),
+                moved,
+            )
         return ids
 
     async def _post_ids(self, keys: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
@@ -291,11 +320,19 @@ class SqlCommentRepository:
         """Set the review flags of many comments at once; returns the ids that exist."""
         values = {k: v for k, v in (("viewed", viewed), ("archived", archived)) if v is not None}
         found: list[int] = []
-        for chunk in _chunks(list(ids)):
+        for chunk in _chunks(sorted(set(ids))):
+            # Statistics (review states per day and group): out with the flags before, in with
+            # the flags after; locked in between.
+            stored = select(*_COUNTED).where(_in(self.session, comments.c.id, chunk)).order_by(comments.c.id).with_for_update()
+            for row in await self.session.execute(stored):
+                _count_comment(self.ledger, -1, row)
             stmt = (
-                update(comments).where(_in(self.session, comments.c.id, chunk)).values(**values).returning(comments.c.id)
+                update(comments).where(_in(self.session, comments.c.id, chunk)).values(**values)
+                .returning(comments.c.id, *_COUNTED)
             )
-            found += [row_id for (row_id,) in await self.session.execute(stmt)]
+            for row in await self.session.execute(stmt):
+                found.append(row.id)
+                _count_comment(self.ledger, +1, row)
         return found
 
     async def iter_texts(
@@ -493,6 +530,8 @@ class SqlMatchRepository:
                 "start_pos": m.start,
                 "end_pos": m.end,
                 "snippet": m.snippet,
+                # None for a comment that does not exist: refused like its foreign key would be.
+                "published_at": before[m.comment_id].published_at if m.comment_id in before else None,
             }
             for m in items
             if m.comment_id in scope and (keyword_scope is None or m.keyword_id in keyword_scope)

@@ -1,8 +1,9 @@
 """``ReadModel.stats`` from the aggregate tables (see aggregates.py): a few small reads whose
 cost depends on the number of groups, keywords, authors and days, not of comments.
 
-Groups, posts and keywords are counted in their own tables; everything about comments and
-matches comes from ``stats_*``, which the repositories keep exact in the writing transactions.
+Groups and keywords are counted in their own tables (a few hundred rows); posts, authors and
+everything about comments and matches come from ``stats_*``, which the repositories keep exact
+in the writing transactions.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from infrastructure.db.tables import (
     authors,
     groups,
     keywords,
-    posts,
     stats_authors,
     stats_days,
     stats_groups,
     stats_keywords,
+    stats_totals,
 )
 
 
@@ -51,12 +52,12 @@ async def _totals(session: AsyncSession) -> StatsTotals:
     s = stats_groups.c
     query = select(
         count_of(groups).label("groups"),
-        count_of(posts).label("posts"),
+        total(s.posts).label("posts"),
         total(s.comments).label("comments"),
         total(s.replies).label("replies"),
         total(s.matched_comments).label("matched_comments"),
         total(s.matches).label("matches"),
-        count_of(stats_authors).label("authors"),
+        total(stats_totals.c.authors).label("authors"),
         count_of(keywords).label("keywords"),
     )
     row = (await session.execute(query)).mappings().one()

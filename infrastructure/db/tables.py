@@ -159,8 +159,11 @@ comments = Table(
     Column("matches_count", Integer, nullable=False, server_default=text("0")),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("owner_id", "vk_id"),
-    # One index per keyset order (key, id) the comments connection offers.
-    Index("ix_comments_group_id_published_at_id", "group_id", "published_at", "id"),
+    # One index per keyset order (key, id) the comments connection offers. The communities'
+    # one carries the review state on PostgreSQL, so a count by communities, time and state
+    # reads the index only.
+    Index("ix_comments_group_id_published_at_id_state", "group_id", "published_at", "id",
+          postgresql_include=["viewed", "archived"]),
     Index("ix_comments_published_at_id", "published_at", "id"),
     Index("ix_comments_likes_id", "likes", "id"),
     Index("ix_comments_matches_count_id", "matches_count", "id"),
@@ -187,12 +190,16 @@ matches = Table(
     "matches",
     metadata,
     Column("comment_id", Id, ForeignKey("comments.id", ondelete="CASCADE"), nullable=False),
-    Column("keyword_id", Id, ForeignKey("keywords.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("keyword_id", Id, ForeignKey("keywords.id", ondelete="CASCADE"), nullable=False),
     Column("matched_text", Text, nullable=False),
     Column("start_pos", Integer, nullable=False),
     Column("end_pos", Integer, nullable=False),
     Column("snippet", Text, nullable=False),
+    # The comment's, kept equal by the repositories: a keyword's comments newest first are read
+    # off the index below, in order (the keywordIds filter's page), and counted from it alone.
+    Column("published_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("comment_id", "keyword_id", "start_pos"),
+    Index("ix_matches_keyword_id_published_at_comment_id", "keyword_id", "published_at", "comment_id"),
 )
 
 # Statistics kept up to date by the repositories, in the transactions that write comments and
@@ -206,9 +213,12 @@ stats_groups = Table(
     Column("replies", BigInteger, nullable=False, server_default=text("0")),
     Column("matched_comments", BigInteger, nullable=False, server_default=text("0")),
     Column("matches", BigInteger, nullable=False, server_default=text("0")),
+    Column("posts", BigInteger, nullable=False, server_default=text("0")),
 )
 
-# Per UTC day of publication and group (a group's days leave with the group).
+# Per UTC day of publication and group (a group's days leave with the group); with the review
+# states, so the comment filter counts by communities, time and state from here
+# (infrastructure/db/counts.py).
 stats_days = Table(
     "stats_days",
     metadata,
@@ -217,11 +227,14 @@ stats_days = Table(
     Column("comments", BigInteger, nullable=False, server_default=text("0")),
     Column("matched_comments", BigInteger, nullable=False, server_default=text("0")),
     Column("matches", BigInteger, nullable=False, server_default=text("0")),
+    Column("viewed", BigInteger, nullable=False, server_default=text("0")),
+    Column("archived", BigInteger, nullable=False, server_default=text("0")),
+    Column("viewed_archived", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("day", "group_id"),
 )
 
 # Comments per real author (from_id 0, VK's placeholder of deleted comments, is left out);
-# a row exists only while the author has comments, so its row count is the authors total.
+# a row exists only while the author has comments (stats_totals counts the rows).
 stats_authors = Table(
     "stats_authors",
     metadata,
@@ -237,6 +250,14 @@ stats_keywords = Table(
     Column("keyword_id", Id, ForeignKey("keywords.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
     Column("matches", BigInteger, nullable=False, server_default=text("0")),
     Column("comments", BigInteger, nullable=False, server_default=text("0")),
+)
+
+# Totals that no other aggregate sums up: one row (aggregates.TOTALS_ROW).
+stats_totals = Table(
+    "stats_totals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("authors", BigInteger, nullable=False, server_default=text("0")),  # rows of stats_authors
 )
 
 ACTIVE_PARSE = "kind = 'PARSE' AND state IN ('QUEUED', 'RUNNING')"

@@ -50,7 +50,7 @@ class SqlUnitOfWork:
         # The statistics' deltas of this transaction, applied by commit() (see aggregates.py).
         self._ledger = ledger = StatsLedger()
         self.groups = SqlGroupRepository(session, ledger)
-        self.posts = SqlPostRepository(session)
+        self.posts = SqlPostRepository(session, ledger)
         self.comments = SqlCommentRepository(session, ledger)
         self.authors = SqlAuthorRepository(session)
         self.keywords = SqlKeywordRepository(session, ledger)

@@ -179,12 +179,11 @@ async def test_filter_by_post(world, reads) -> None:
 
 
 async def test_review_state_filters(world, reads, uow_factory, migrated_db) -> None:
-    from infrastructure.db.tables import comments
-
     some = sorted(world.comment_ids.values())[:4]
-    async with migrated_db[0].begin() as conn:
-        await conn.execute(comments.update().where(comments.c.id.in_(some[:2])).values(viewed=True))
-        await conn.execute(comments.update().where(comments.c.id.in_(some[1:3])).values(archived=True))
+    async with uow_factory() as uow:  # as reviewers do: through the repository, which keeps the counts
+        await uow.comments.set_state(some[:2], viewed=True, archived=None)
+        await uow.comments.set_state(some[1:3], viewed=None, archived=True)
+        await uow.commit()
     assert await _ids(reads, CommentFilter(viewed=True)) == set(some[:2])
     assert await _ids(reads, CommentFilter(archived=True)) == set(some[1:3])
     assert await _ids(reads, CommentFilter(viewed=True, archived=False)) == {some[0]}
@@ -329,3 +328,46 @@ async def test_look_ups_read_the_same_through_the_driver_as_through_sqlalchemy(w
     through_sqlalchemy = await everything()
     assert repr(direct) == repr(through_sqlalchemy)  # every field, those left out of == too
     assert any(m for m in direct[-1]) and direct[1][0].created_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize("direction", list(SortDirection))
+async def test_keyword_pages_follow_the_comments_time_even_when_it_changes(world, reads, uow_factory, direction) -> None:
+    # Read off the matches' own copy of the time (a comment matched twice is one row): the
+    # same pages as the comments' order, backwards too, and a re-collected time moves it.
+    cat, dog = world.keywords
+    order = CommentOrder(CommentSort.PUBLISHED_AT, direction)
+
+    async def expected(flt: CommentFilter) -> list[int]:
+        every = sorted(world.comment_ids.values())
+        views = await reads.comments_by_ids(every)
+        found = await reads.matches_by_comment_ids(every)
+        admitted = [v for v, m in zip(views, found) if flt.admits(v, m)]
+        admitted.sort(key=lambda v: (v.published_at, v.id), reverse=direction is SortDirection.DESC)
+        return [v.id for v in admitted]
+
+    filters = [
+        CommentFilter(keyword_ids=(dog.id,)),
+        CommentFilter(keyword_ids=(cat.id, dog.id)),
+        CommentFilter(keyword_ids=(cat.id,), group_ids=(world.groups[1].id,)),
+    ]
+    for flt in filters:
+        want = await expected(flt)
+        nodes, _ = await all_pages(reads, flt, order, size=2)
+        assert [n.id for n in nodes] == want and len(want) >= 4
+        fourth = await reads.comments_page(flt, order, first=4)
+        back = await reads.comments_page(flt, order, last=2, before=fourth.end_cursor)
+        assert [n.id for _, n in back.edges] == want[1:3] and back.has_previous_page
+
+    dog_comment = next(c for c in world.comments if c.text == "Собака лает")
+    async with uow_factory() as uow:
+        await uow.comments.upsert_many(
+            world.groups[0].id if dog_comment.owner_id == world.groups[0].owner_id else world.groups[1].id,
+            [Comment(**{**vars(dog_comment), "published_at": T0 + timedelta(days=1)})],
+        )
+        await uow.commit()
+    flt = CommentFilter(keyword_ids=(dog.id,))
+    want = await expected(flt)
+    nodes, _ = await all_pages(reads, flt, order, size=2)
+    assert [n.id for n in nodes] == want
+    moved = world.comment_ids[(dog_comment.owner_id, dog_comment.vk_id)]
+    assert want.index(moved) == (0 if direction is SortDirection.DESC else len(want) - 1)

@@ -65,8 +65,9 @@ async def test_comment_upsert_twice_keeps_ids_and_review_state(uow_factory, migr
         c1 = first[(g.owner_id, 1)]
         await uow.matches.replace_for_comments([c1], [Match(c1, kw.id, "text", 0, 4, "text")])
         await uow.commit()
-    async with engine.begin() as conn:  # a reviewer marks the first comment
-        await conn.execute(comments_table.update().where(comments_table.c.id == c1).values(viewed=True, archived=True))
+    async with uow_factory() as uow:  # a reviewer marks the first comment
+        await uow.comments.set_state([c1], viewed=True, archived=True)
+        await uow.commit()
 
     changed = [comment(g.owner_id, i, text="edited", likes=7) for i in range(1, 6)]
     async with uow_factory() as uow:

@@ -13,7 +13,6 @@ import pytest
 from domain.models import Author, Comment, Group, Keyword, Match, Post
 from domain.queries import CommentFilter, CommentOrder, MAX_PAGE
 from infrastructure.db.queries import SqlReadModel
-from infrastructure.db.tables import comments
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -55,7 +54,7 @@ async def stored(uow_factory, migrated_db):
             await uow.posts.upsert_many(g.id, [Post(owner_id=g.owner_id, vk_id=1, from_id=g.owner_id, text="", published_at=T0)])
         made = [
             Comment(owner_id=groups[i % 2].owner_id, vk_id=i + 1, post_vk_id=1, from_id=1000 + i % 3, text=text,
-                    published_at=T0 + timedelta(hours=i), likes=i % 4)
+                    published_at=T0 + timedelta(hours=5 * i), likes=i % 4)
             for i, text in enumerate(TEXTS)
         ]
         ids: dict[tuple[int, int], int] = {}
@@ -74,9 +73,10 @@ async def stored(uow_factory, migrated_db):
         await uow.authors.upsert_many([Author(1000, "Ann")])
         await uow.commit()
     every = sorted(ids.values())
-    async with migrated_db[0].begin() as conn:
-        await conn.execute(comments.update().where(comments.c.id.in_(every[::3])).values(viewed=True))
-        await conn.execute(comments.update().where(comments.c.id.in_(every[::4])).values(archived=True))
+    async with uow_factory() as uow:
+        await uow.comments.set_state(every[::3], viewed=True, archived=None)
+        await uow.comments.set_state(every[::4], viewed=None, archived=True)
+        await uow.commit()
     return groups, (cat.id, hedgehog.id), every
 
 
@@ -99,6 +99,25 @@ def _filters(groups, keyword_ids) -> list[CommentFilter]:
         CommentFilter(text="кот", matched=False, group_ids=(groups[1].id,)),
         CommentFilter(text="ж", since=T0 + timedelta(hours=6), viewed=False),
     ]
+    # Counted from the per-day aggregates (infrastructure/db/counts.py): comments over four UTC
+    # days, ranges that cut days, hold whole ones, sit inside one day, or are empty.
+    day = timedelta(days=1)
+    for since, until in [
+        (T0 + timedelta(hours=7), T0 + timedelta(hours=70)),
+        (T0 - timedelta(hours=12), T0 + 3 * day - timedelta(hours=12)),  # whole days only
+        (T0 + timedelta(hours=13), T0 + timedelta(hours=14)),
+        (T0 + timedelta(hours=30), T0 + timedelta(hours=20)),
+        (None, T0 + timedelta(hours=40)),
+        (T0 + timedelta(hours=33), None),
+        (T0 + timedelta(hours=49), T0 + timedelta(hours=100)),  # a comment at midnight, a whole day
+        (T0 + timedelta(hours=20), T0 + timedelta(hours=60)),  # ... at the end
+        (None, None),
+    ]:
+        for states in [{}, {"viewed": True}, {"viewed": False}, {"viewed": False, "archived": False}, {"viewed": True, "archived": False},
+                       {"viewed": False, "archived": True}, {"viewed": True, "archived": True}, {"archived": False}]:
+            filters.append(CommentFilter(since=since, until=until, **states))
+            filters.append(CommentFilter(since=since, until=until, group_ids=(groups[1].id,), **states))
+    return filters
     return filters
 
 

@@ -58,6 +58,7 @@ async def seed(sessions) -> None:
                 for i, g, p, o, v, t, a, when, m in rows
             ],
         )
+        published = {row[0]: row[7] for row in rows}  # a match carries its comment's time
         await session.execute(
             insert(keywords),
             [
@@ -68,7 +69,8 @@ async def seed(sessions) -> None:
         await session.execute(
             insert(matches),
             [
-                {"comment_id": c, "keyword_id": k, "matched_text": "x", "start_pos": s, "end_pos": s + 1, "snippet": "x"}
+                {"comment_id": c, "keyword_id": k, "matched_text": "x", "start_pos": s, "end_pos": s + 1, "snippet": "x",
+                 "published_at": published[c]}
                 for c, k, s in ((1, 1, 0), (1, 1, 10), (3, 1, 0), (4, 2, 0))
             ],
         )

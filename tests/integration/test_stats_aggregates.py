@@ -9,16 +9,19 @@ on both databases; migration 0005's backfill is checked against the same referen
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import text
+from alembic import command
+from sqlalchemy import func, select, text
 
 from domain.models import Author, Comment, Group, Keyword, Match, Post
-from domain.queries import StatsWindow
+from domain.queries import CommentFilter, StatsWindow
 from infrastructure.db.aggregates import rebuild
-from infrastructure.db.migrate import upgrade_async
+from infrastructure.db.migrate import alembic_config, upgrade_async
 from infrastructure.db.queries import SqlReadModel
+from infrastructure.db.tables import comments
 from tests.integration.stats_by_scan import stats_by_scan
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -33,6 +36,15 @@ async def assert_exact(sessions) -> None:
     dialect = sessions.kw["bind"].dialect.name
     for window in WINDOWS:
         assert await SqlReadModel(sessions).stats(window) == await stats_by_scan(sessions, dialect, window)
+    # Review states per day (the comment filter's counts, infrastructure/db/counts.py).
+    for viewed, archived in [(None, None), (True, None), (None, True), (True, True), (False, True), (False, False)]:
+        flt = CommentFilter(viewed=viewed, archived=archived, since=START + timedelta(days=2, hours=5))
+        conditions = [comments.c.published_at >= flt.since]
+        conditions += [comments.c.viewed == viewed] if viewed is not None else []
+        conditions += [comments.c.archived == archived] if archived is not None else []
+        async with sessions() as session:
+            scanned = (await session.execute(select(func.count()).where(*conditions))).scalar_one()
+        assert await SqlReadModel(sessions).comments_count(flt) == scanned, (viewed, archived)
 
 
 def a_comment(rng: random.Random, owner_id: int, vk_id: int, posts: int) -> Comment:
@@ -98,7 +110,7 @@ async def test_aggregates_equal_a_full_scan_after_every_write(uow_factory, migra
     await analyze(ids[groups[2].id][:7], scope=[keyword_ids[3]])
     await assert_exact(sessions)
 
-    # Review states change nothing counted, and must not disturb the aggregates.
+    # Review states change only their own counters, and must not disturb the others.
     async with uow_factory() as uow:
         await uow.comments.set_state(ids[groups[0].id][:20], viewed=True, archived=None)
         await uow.comments.set_state(ids[groups[2].id][5:], viewed=None, archived=True)
@@ -146,7 +158,10 @@ async def test_migration_backfills_the_aggregates_of_existing_data(uow_factory, 
         await uow.commit()
     expected = await SqlReadModel(sessions).stats(WINDOWS[0])
 
-    # Back to before 0005 (the data stays, the aggregates go), then up again: the backfill.
+    # Back to before 0005 (the data stays, the aggregates go), then up again: the backfills
+    # of 0005 and 0007 (its downgrade on the way).
+    await engine.dispose()
+    await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0006")
     async with engine.begin() as conn:
         for table in ("stats_keywords", "stats_authors", "stats_days", "stats_groups"):
             await conn.execute(text(f"DROP TABLE {table}"))
@@ -154,4 +169,52 @@ async def test_migration_backfills_the_aggregates_of_existing_data(uow_factory, 
     await engine.dispose()
     await upgrade_async(database_url)
     assert await SqlReadModel(sessions).stats(WINDOWS[0]) == expected
+    await assert_exact(sessions)
+
+
+async def totals(sessions):
+    found = (await SqlReadModel(sessions).stats(WINDOWS[0])).totals
+    return found.posts, found.authors
+
+
+async def test_posts_and_authors_are_counted_once_and_leave_with_their_last_row(uow_factory, migrated_db) -> None:
+    _, sessions = migrated_db
+
+    def comment(owner_id: int, vk_id: int, author: int) -> Comment:
+        return Comment(owner_id=owner_id, vk_id=vk_id, post_vk_id=1, from_id=author, text="", published_at=START)
+
+    async with uow_factory() as uow:
+        one, two = [await uow.groups.add(Group(vk_id=v, screen_name=f"g{v}", name=f"G{v}")) for v in (1, 2)]
+        await uow.posts.upsert_many(one.id, [Post(one.owner_id, p, None, "", START) for p in (1, 2, 3)])
+        await uow.posts.upsert_many(two.id, [Post(two.owner_id, 1, None, "", START)])
+        await uow.comments.upsert_many(one.id, [comment(one.owner_id, 1, 10), comment(one.owner_id, 2, 20)])
+        await uow.comments.upsert_many(two.id, [comment(two.owner_id, 1, 20), comment(two.owner_id, 2, 0)])
+        await uow.commit()
+    assert await totals(sessions) == (4, 2)  # author 0, VK's placeholder, is nobody
+
+    # Posts collected again with new ones: each counted once; an author's last comment
+    # rewritten to another author: one leaves, one comes.
+    async with uow_factory() as uow:
+        await uow.posts.upsert_many(one.id, [Post(one.owner_id, p, None, "", START) for p in (2, 3, 4, 5)])
+        await uow.comments.upsert_many(one.id, [comment(one.owner_id, 1, 30)])
+        await uow.commit()
+    assert await totals(sessions) == (6, 2)
+    await assert_exact(sessions)
+
+    # Rolled back: a new author and new posts leave no trace.
+    async with uow_factory() as uow:
+        await uow.posts.upsert_many(two.id, [Post(two.owner_id, 9, None, "", START)])
+        await uow.comments.upsert_many(two.id, [comment(two.owner_id, 3, 40)])
+        await uow.rollback()
+    assert await totals(sessions) == (6, 2)
+
+    # A group removed: its posts go; author 20 still writes in group one, author 30 does not.
+    async with uow_factory() as uow:
+        await uow.comments.upsert_many(two.id, [comment(two.owner_id, 3, 30)])
+        await uow.commit()
+    assert await totals(sessions) == (6, 2)
+    async with uow_factory() as uow:
+        await uow.groups.remove(one.id)
+        await uow.commit()
+    assert await totals(sessions) == (1, 2)  # 20 and 30, both in group two
     await assert_exact(sessions)

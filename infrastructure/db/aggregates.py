@@ -27,9 +27,9 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Table, delete, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from infrastructure.db.bulk import bulk_insert, in_values
 from infrastructure.db.tables import stats_authors, stats_days, stats_groups, stats_keywords
 
 # from_id 0: VK's placeholder author of deleted comments, not a person.
@@ -125,7 +125,7 @@ class StatsLedger:
             gone = [k for k, v in authors if v < 0]
             if gone:  # authors whose last comment went: no row, so the row count stays the total
                 await session.execute(
-                    delete(stats_authors).where(stats_authors.c.from_id.in_(gone), stats_authors.c.comments <= 0)
+                    delete(stats_authors).where(in_values(dialect, stats_authors.c.from_id, gone), stats_authors.c.comments <= 0)
                 )
         if keywords:
             rows = [{"keyword_id": k, "matches": v[0], "comments": v[1]} for k, v in keywords]
@@ -137,12 +137,12 @@ def _nonzero(items: Iterable[tuple]) -> list[tuple]:
 
 
 async def _add(session: AsyncSession, dialect: str, table: Table, keys: list[str], rows: list[dict]) -> None:
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    insert, params = bulk_insert(dialect, table, rows)
     counters = [name for name in rows[0] if name not in keys]
     stmt = insert.on_conflict_do_update(
         index_elements=keys, set_={name: table.c[name] + insert.excluded[name] for name in counters}
     )
-    await session.execute(stmt, rows)
+    await session.execute(stmt, params)
 
 
 def rebuild_statements(dialect: str) -> list[str]:

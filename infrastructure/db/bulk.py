@@ -34,8 +34,8 @@ def in_values(dialect: str, column, values: Sequence[int]) -> ColumnElement[bool
 
 def bulk_insert(dialect: str, table: Table, rows: Sequence[Mapping[str, Any]]):
     """The dialect's INSERT of ``rows`` (it knows ON CONFLICT and RETURNING) and the parameters
-    to execute it with: ``session.execute(stmt, params)``. Every row has the same keys; rows are
-    inserted in their order (callers sort them to lock in one global order)."""
+    to execute it with: ``session.execute(stmt, params)``. At least one row, every row with the
+    same keys; rows are inserted in their order (callers sort them to lock in one global order)."""
     if dialect != "postgresql":
         return sqlite.insert(table), list(rows)
     names = list(rows[0])

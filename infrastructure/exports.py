@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from domain.export import column_titles
 from domain.ports import EXPORT_COLUMNS, CsvDelimiter, ExportFormat, ExportOptions, ExportRow
 from domain.queries import CommentFilter
+from infrastructure.db.bulk import in_values
 from infrastructure.db.filters import comment_conditions
 from infrastructure.db.tables import authors, comments, groups, keywords, matches
 
@@ -99,7 +100,7 @@ class FileExportStore:
                 matched = (
                     select(matches.c.comment_id, keywords.c.word)
                     .join(keywords, keywords.c.id == matches.c.keyword_id)
-                    .where(matches.c.comment_id.in_(ids))
+                    .where(in_values(self._dialect, matches.c.comment_id, ids))  # one statement for any page
                     .distinct()
                 )
                 for comment_id, word in await session.execute(matched):

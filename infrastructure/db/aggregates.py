@@ -35,9 +35,9 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Table, delete, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from infrastructure.db.bulk import bulk_insert, in_values
 from infrastructure.db.tables import stats_authors, stats_days, stats_groups, stats_keywords, stats_totals
 
 # from_id 0: VK's placeholder author of deleted comments, not a person.
@@ -147,7 +147,7 @@ class StatsLedger:
             if gone:  # authors whose last comment went: no row
                 deleted = await session.execute(
                     delete(stats_authors)
-                    .where(stats_authors.c.from_id.in_(gone), stats_authors.c.comments <= 0)
+                    .where(in_values(dialect, stats_authors.c.from_id, gone), stats_authors.c.comments <= 0)
                     .returning(stats_authors.c.from_id)
                 )
                 new_authors -= len(deleted.all())
@@ -166,15 +166,15 @@ async def _add(
     session: AsyncSession, dialect: str, table: Table, keys: list[str], rows: list[dict], *, returning=None
 ) -> list[tuple]:
     """Add the rows' counters to the stored ones; with ``returning``: (key, its new value) per row."""
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    insert, params = bulk_insert(dialect, table, rows)
     counters = [name for name in rows[0] if name not in keys]
     stmt = insert.on_conflict_do_update(
         index_elements=keys, set_={name: table.c[name] + insert.excluded[name] for name in counters}
     )
     if returning is None:
-        await session.execute(stmt, rows)
+        await session.execute(stmt, params)
         return []
-    return [tuple(row) for row in await session.execute(stmt.returning(table.c[keys[0]], returning), rows)]
+    return [tuple(row) for row in await session.execute(stmt.returning(table.c[keys[0]], returning), params)]
 
 
 def rebuild_statements(dialect: str) -> list[str]:

@@ -1,9 +1,9 @@
 """SQL repositories: the write side of ``domain.ports``, one AsyncSession shared per unit of work.
 
-Bulk writes are single statements: upserts are ``INSERT ... ON CONFLICT DO UPDATE`` executed
-with a list of rows, which SQLAlchemy's "insertmanyvalues" turns into multi-row INSERTs in
-batches below the drivers' bind-parameter limits (asyncpg: 32,767), RETURNING included.
-``IN (...)`` lists are chunked by hand for the same reason.
+Bulk writes are single statements: upserts are ``INSERT ... ON CONFLICT DO UPDATE`` of every
+row at once, built by ``bulk.bulk_insert`` so that their SQL is the same whatever the number of
+rows (one prepared statement each on PostgreSQL; see bulk.py for why that matters). ``IN``
+lists are chunked by hand below SQLite's bind-parameter limit.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger, ColumnElement, Table, any_, bindparam, case, delete, distinct, func, or_, select, text, update,
+    ColumnElement, Table, bindparam, case, delete, distinct, func, or_, select, text, update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
@@ -23,6 +23,7 @@ from domain.auth import ApiToken
 from domain.matching import keyword_key
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
 from infrastructure.db.aggregates import StatsLedger
+from infrastructure.db.bulk import bulk_insert, in_values
 from infrastructure.db.tables import ACTIVE_PARSE, api_tokens, authors, comments, groups, keywords, matches, posts, tasks
 
 IN_CHUNK = 10_000  # values per IN (...) list
@@ -37,15 +38,6 @@ def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[An
         yield values[start : start + size]
 
 
-def in_values(dialect: str, column, values: Sequence[int]) -> ColumnElement[bool]:
-    """``column IN values`` for integer columns: on PostgreSQL ``= ANY(:values)``, one array
-    parameter and so one prepared statement whatever the length (``IN`` renders a parameter
-    per value, a new statement per length); on SQLite an expanded ``IN (...)``."""
-    if dialect == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(BigInteger)))
-    return column.in_(values)
-
-
 def _in(session: AsyncSession, column, values: Sequence[int]) -> ColumnElement[bool]:
     return in_values(session.get_bind().dialect.name, column, values)
 
@@ -55,6 +47,10 @@ def _upsert(session: AsyncSession, table: Table):
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(table)
+
+
+def _bulk_insert(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]):
+    return bulk_insert(session.get_bind().dialect.name, table, rows)
 
 
 # --- groups ---------------------------------------------------------------------------------
@@ -176,14 +172,14 @@ class SqlPostRepository:
                 )
                 for (stored_group,) in await self.session.execute(stored):
                     self.ledger.post(stored_group, -1)
-        stmt = _upsert(self.session, posts)
+        stmt, params = _bulk_insert(self.session, posts, list(rows.values()))
         # comments_synced_count is the collector's bookkeeping: VK data never overwrites it.
         updated = ("group_id", "from_id", "text", "published_at", "comments_count", "likes", "reposts", "views", "is_pinned")
         stmt = stmt.on_conflict_do_update(
             index_elements=[posts.c.owner_id, posts.c.vk_id],
             set_={name: stmt.excluded[name] for name in updated},
         ).returning(posts.c.group_id)
-        for (written_group,) in await self.session.execute(stmt, list(rows.values())):
+        for (written_group,) in await self.session.execute(stmt, params):
             self.ledger.post(written_group, +1)
 
     async def synced_counts(self, owner_id: int) -> dict[int, int]:
@@ -270,7 +266,7 @@ class SqlCommentRepository:
                 for row in await self.session.execute(stored):
                     _count_comment(self.ledger, -1, row)
                     published_before[row.id] = row.published_at
-        stmt = _upsert(self.session, comments)
+        stmt, params = _bulk_insert(self.session, comments, rows)
         # viewed, archived and matches_count belong to the users and the matcher: kept.
         updated = (
             "group_id", "post_id", "post_vk_id", "thread_vk_id", "parent_vk_id",
@@ -282,7 +278,7 @@ class SqlCommentRepository:
         ).returning(comments.c.owner_id, comments.c.vk_id, comments.c.id, *_COUNTED)
         ids = {}
         moved = []  # comments whose time changed: their matches carry it too
-        for row in await self.session.execute(stmt, rows):
+        for row in await self.session.execute(stmt, params):
             ids[(row.owner_id, row.vk_id)] = row.id
             _count_comment(self.ledger, +1, row)
             if row.id in published_before and published_before[row.id] != row.published_at:
@@ -359,14 +355,14 @@ class SqlAuthorRepository:
         }
         if not rows:
             return
-        stmt = _upsert(self.session, authors)
+        # Authors are shared by every community: concurrent collections upsert overlapping
+        # sets, and rows taken in one global order cannot deadlock each other.
+        stmt, params = _bulk_insert(self.session, authors, [rows[k] for k in sorted(rows)])
         stmt = stmt.on_conflict_do_update(
             index_elements=[authors.c.vk_id],
             set_={name: stmt.excluded[name] for name in ("name", "screen_name", "photo_url", "updated_at")},
         )
-        # Authors are shared by every community: concurrent collections upsert overlapping
-        # sets, and rows taken in one global order cannot deadlock each other.
-        await self.session.execute(stmt, [rows[k] for k in sorted(rows)])
+        await self.session.execute(stmt, params)
 
     async def missing(self, vk_ids: Iterable[int]) -> set[int]:
         wanted = sorted(set(vk_ids))
@@ -537,7 +533,7 @@ class SqlMatchRepository:
             if m.comment_id in scope and (keyword_scope is None or m.keyword_id in keyword_scope)
         }
         if rows:
-            await self.session.execute(matches.insert(), list(rows.values()))
+            await self.session.execute(*_bulk_insert(self.session, matches, list(rows.values())))
         new_pairs: dict[tuple[int, int], int] = {}
         for comment_id, keyword_id, _start in rows:
             new_pairs[(comment_id, keyword_id)] = new_pairs.get((comment_id, keyword_id), 0) + 1

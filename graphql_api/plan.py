@@ -76,6 +76,9 @@ class Relation:
     load: str
     key: Callable[[Any], Any]
     convert: Callable[[Any], Any]
+    # ``load`` returns (found, {key: value}) with the values of the relation loaded by ``fills``
+    # for what it found, read in the same statement: one round trip less.
+    fills: str | None = None
 
 
 def _on_wall(vk_id_attribute: str) -> Callable[[Comment], tuple[int, int] | None]:
@@ -99,6 +102,15 @@ RELATIONS: dict[tuple[str, str], Relation] = {
     ("Post", "group"): Relation("groups_by_ids", attrgetter("group_id"), Group.from_domain),
     ("KeywordMatch", "keyword"): Relation("keywords_by_ids", attrgetter("keyword_id"), Keyword.from_domain),
     ("Keyword", "matchesCount"): Relation("keyword_matches_counts", attrgetter("pk"), int),
+}
+
+
+# A relation whose selection asks for the relation ``fills`` loads -> the relation that reads
+# both at once.
+JOINED: dict[tuple[str, str], Relation] = {
+    ("Comment", "matches"): Relation(
+        "matches_and_keywords_by_comment_ids", attrgetter("pk"), keyword_matches, fills="keywords_by_ids"
+    ),
 }
 
 
@@ -295,7 +307,13 @@ class _Run:
         found = self.loaded.setdefault(relation.load, {})  # type: ignore[union-attr]
         wanted = [k for k in dict.fromkeys(keys) if k is not None and k not in found]
         if wanted:
-            found.update(zip(wanted, await getattr(self.read_model, relation.load)(wanted)))  # type: ignore[union-attr]
+            read = await getattr(self.read_model, relation.load)(wanted)  # type: ignore[union-attr]
+            if relation.fills is not None:  # type: ignore[union-attr]
+                read, along = read
+                filled = self.loaded.setdefault(relation.fills, {})  # type: ignore[union-attr]
+                for key, value in along.items():
+                    filled.setdefault(key, value)  # what was read first is kept, as a dataloader keeps it
+            found.update(zip(wanted, read))
         convert = relation.convert  # type: ignore[union-attr]
         values = []
         for key in keys:
@@ -416,6 +434,11 @@ class _Compiler:
         selection = self._selection(field_def.type, details)
         relation = RELATIONS.get((parent.name, name))
         if relation is not None:
+            joined = JOINED.get((parent.name, name))
+            if joined is not None and selection is not None and any(
+                f.relation is not None and f.relation.load == joined.fills for f in selection.fields
+            ):
+                relation = joined
             return _Field(_RELATION, field_def.type, selection, relation=relation)
         if reads_attribute(self.schema, field):
             return _Field(_ATTRIBUTE, field_def.type, selection, get=attrgetter(field.python_name))

@@ -347,11 +347,16 @@ class SqlReadModel:
             query = select(table).where(self._in(column, values)).order_by(*order_by)
             return await self._rows(query)
         statement = _DriverRows.of(table, column, order_by)
+        return statement.rows(await self._driver_fetch(statement.sql, values))
+
+    async def _driver_fetch(self, sql: str, *args: Any) -> Sequence:
+        """asyncpg's records of ``sql`` (PostgreSQL only), with SQLAlchemy's connection pool and
+        fault handling around it."""
         try:
             async with self._engine.connect() as connection:
                 raw = await connection.get_raw_connection()
                 try:
-                    records = await raw.driver_connection.fetch(statement.sql, values)
+                    return await raw.driver_connection.fetch(sql, *args)
                 except Exception as e:
                     if as_unavailable(e) is not None:
                         await connection.invalidate()  # as SQLAlchemy does with a connection that failed
@@ -359,7 +364,6 @@ class SqlReadModel:
         except Exception as e:  # noqa: BLE001 - connect-time faults too, as UnavailableAware does
             raise_if_unavailable(e)
             raise
-        return statement.rows(records)
 
     # --- groups ---
 
@@ -471,10 +475,44 @@ class SqlReadModel:
         wanted = list(dict.fromkeys(ids))
         found: dict[int, list[Match]] = {i: [] for i in wanted}
         if wanted:
-            order = (matches.c.comment_id, matches.c.start_pos, matches.c.keyword_id)
-            for row in await self._rows_where_in(matches, matches.c.comment_id, wanted, order):
+            for row in await self._rows_where_in(matches, matches.c.comment_id, wanted, _MATCH_ORDER):
                 found[row["comment_id"]].append(_match(row))
         return [found[i] for i in ids]
+
+    async def matches_and_keywords_by_comment_ids(
+        self, ids: Sequence[int]
+    ) -> tuple[list[list[Match]], dict[int, Keyword | None]]:
+        """``matches_by_comment_ids`` and, in the same statement, the keyword of every match
+        found (None for a keyword that is gone): a page's matches with their keywords in one
+        round trip rather than two, one after the other."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[int, list[Match]] = {i: [] for i in wanted}
+        found_keywords: dict[int, Keyword | None] = {}
+        if wanted:
+            for row in await self._matches_with_keywords(wanted):
+                found[row["comment_id"]].append(_match(row))
+                keyword_id = row["keyword_id"]
+                if keyword_id not in found_keywords:
+                    found_keywords[keyword_id] = (
+                        keyword_from_row({c.name: row[f"k_{c.name}"] for c in keywords.columns})
+                        if row["k_id"] is not None else None
+                    )
+        return [found[i] for i in ids], found_keywords
+
+    async def _matches_with_keywords(self, wanted: list[int]) -> Sequence:
+        if self._dialect != "postgresql":
+            query = (
+                select(matches, *(c.label(f"k_{c.name}") for c in keywords.columns))
+                .select_from(matches.outerjoin(keywords, keywords.c.id == matches.c.keyword_id))
+                .where(self._in(matches.c.comment_id, wanted))
+                .order_by(*_MATCH_ORDER)
+            )
+            return await self._rows(query)
+        rows = [dict(r) for r in await self._driver_fetch(_MATCHES_WITH_KEYWORDS_SQL, wanted)]
+        for row in rows:  # the processing SQLAlchemy applies (UtcDateTime: UTC)
+            for name, process in _MATCHES_WITH_KEYWORDS_PROCESSORS:
+                row[name] = process(row[name], _POSTGRESQL)
+        return rows
 
     # --- keywords ---
 
@@ -548,6 +586,20 @@ class SqlReadModel:
             now, total = (await session.execute(query)).one()
         return int(now), int(total)
 
+
+
+_MATCH_ORDER = (matches.c.comment_id, matches.c.start_pos, matches.c.keyword_id)
+_MATCHES_WITH_KEYWORDS_SQL = (
+    "SELECT " + ", ".join([f'm."{c.name}"' for c in matches.columns] + [f'k."{c.name}" AS "k_{c.name}"' for c in keywords.columns])
+    + ' FROM "matches" m LEFT JOIN "keywords" k ON k."id" = m."keyword_id"'
+    + ' WHERE m."comment_id" = ANY($1::bigint[])'
+    + " ORDER BY " + ", ".join(f'm."{c.name}"' for c in _MATCH_ORDER)
+)
+_MATCHES_WITH_KEYWORDS_PROCESSORS = [
+    (name, c.type.process_result_value)
+    for name, c in [(c.name, c) for c in matches.columns] + [(f"k_{c.name}", c) for c in keywords.columns]
+    if isinstance(c.type, TypeDecorator)
+]
 
 
 def _groups_query(active: bool | None) -> Select:

@@ -254,8 +254,15 @@ class _Run:
         if selection is None:  # a leaf: a scalar or an enum
             return _serialized(values, type_)
         present = [v for v in values if v is not None]
-        objects = iter(await self.objects(present, selection) if present else ())
-        return [None if v is None else next(objects) for v in values]
+        if not present:
+            return values
+        distinct = list({id(v): v for v in present}.values())
+        if len(distinct) == len(present):
+            objects = iter(await self.objects(present, selection))
+            return [None if v is None else next(objects) for v in values]
+        # The same object more than once (a page's 100 comments in 20 groups): completed once.
+        done = dict(zip(map(id, distinct), await self.objects(distinct, selection)))
+        return [None if v is None else dict(done[id(v)]) for v in values]
 
     async def objects(self, objects: list, selection: _Selection) -> list[dict[str, Any]]:
         columns: list[Any] = []
@@ -315,10 +322,16 @@ class _Run:
                     filled.setdefault(key, value)  # what was read first is kept, as a dataloader keeps it
             found.update(zip(wanted, read))
         convert = relation.convert  # type: ignore[union-attr]
+        converted: dict[Any, Any] = {}  # once per key: the same object wherever it recurs
         values = []
         for key in keys:
-            value = found.get(key) if key is not None else None
-            values.append(convert(value) if value is not None else None)
+            if key is None:
+                values.append(None)
+                continue
+            if key not in converted:
+                value = found.get(key)
+                converted[key] = convert(value) if value is not None else None
+            values.append(converted[key])
         return await self.complete(values, field.type, field.selection)  # type: ignore[arg-type]
 
 

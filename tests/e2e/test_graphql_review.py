@@ -91,8 +91,9 @@ PLAIN_PAGE = "query($first: Int!) { comments(first: $first) { edges { node { id 
 
 async def test_a_nested_page_costs_a_fixed_number_of_statements(container, api: Api, monkeypatch) -> None:
     """Comments with group, post, author, matches and each match's keyword: one statement for
-    the page and one per relation (matches and their keywords: one), at any page size; relations not asked for cost nothing. The
-    page loads them up front, so no field waits on a loader."""
+    the page and one per relation (matches and their keywords: one), at any page size;
+    relations not asked for cost nothing. The page loads them up front, so no field waits on a
+    loader."""
     from sqlalchemy import event
 
     from graphql_api.loaders import _Loader

@@ -17,7 +17,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
 import sys
 import tempfile
 import time
@@ -28,10 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import structlog  # noqa: E402
 
 from graphql_api import plan as plan_module  # noqa: E402
-from graphql_api.schema import schema  # noqa: E402
 from tests.conftest import postgres_database  # noqa: E402
-from tests.e2e.read_documents import DocumentGenerator  # noqa: E402
-from tests.e2e.test_read_plan import ROLES, pair_over, seed  # noqa: E402
+from tests.e2e.test_read_plan import pair_over, requests, seed  # noqa: E402
 
 
 class Tally:
@@ -62,17 +59,9 @@ async def compare(kind: str, documents: int, seed_value: int, tally: Tally) -> i
         )
         async with database as url, pair_over(url, directory) as pair:
             known = await seed(pair)
-            generator = DocumentGenerator(schema._schema, known, seed_value)
-            roles = random.Random(seed_value)
             differences = 0
             started = time.perf_counter()
-            query, variables = "", {}
-            for index in range(documents):
-                if index and roles.random() < 0.2:  # the last document again, other @skip/@include values
-                    variables = generator.again(variables)
-                else:
-                    query, variables = generator.document()
-                role = roles.choice(ROLES)
+            for index, query, variables, role in requests(known, seed_value, documents):
                 with_plan, without = await pair.both(query, variables, role, f"diff-{index}")
                 tally.counts[f"HTTP {with_plan[0]}"] += 1
                 if with_plan != without:

@@ -150,17 +150,23 @@ class Counted:
         monkeypatch.setattr(plan_module.Plan, "run", counted)
 
 
-async def compare(pair: Pair, known: Known, seed_value: int, count: int) -> list[str]:
+def requests(known: Known, seed_value: int, count: int):
+    """(index, document, variables, role) of ``count`` generated requests; one in five repeats the
+    document before it with other @skip/@include values (a plan cached under other values)."""
     generator = DocumentGenerator(schema._schema, known, seed_value)
     roles = random.Random(seed_value)
-    differences = []
     query, variables = "", {}
     for index in range(count):
-        if index and roles.random() < 0.2:  # the last document again, other @skip/@include values
+        if index and roles.random() < 0.2:
             variables = generator.again(variables)
         else:
             query, variables = generator.document()
-        role = roles.choice(ROLES)
+        yield index, query, variables, roles.choice(ROLES)
+
+
+async def compare(pair: Pair, known: Known, seed_value: int, count: int) -> list[str]:
+    differences = []
+    for index, query, variables, role in requests(known, seed_value, count):
         plan, normal = await pair.both(query, variables, role, f"diff-{index}")
         if plan != normal:
             differences.append(f"{role} {query} {variables}\n plan:   {plan}\n normal: {normal}")

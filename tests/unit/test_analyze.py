@@ -163,14 +163,20 @@ def by_comment_key(store: InMemoryStore) -> set[tuple]:
             for m in store.all_matches()}
 
 
+async def fresh_collection_matches(words: list[str]) -> set[tuple]:
+    """The matches of velo_spb collected with ``words`` as keywords from the start."""
+    fresh = InMemoryStore()
+    adapters = make_adapters(fresh)
+    await add_keywords(adapters, [KeywordInput(w) for w in words])
+    await collect_velo_spb(fresh, adapters)
+    return by_comment_key(fresh)
+
+
 async def test_analyze_after_adding_a_keyword_equals_a_fresh_collection() -> None:
     """Collect velo_spb with the keywords present vs. collect first, add them, then analyze."""
     words = ["велосипед", "дорожка", "мост", "машина"]
 
-    fresh = InMemoryStore()
-    fresh_adapters = make_adapters(fresh)
-    await add_keywords(fresh_adapters, [KeywordInput(w) for w in words])
-    await collect_velo_spb(fresh, fresh_adapters)
+    expected = await fresh_collection_matches(words)
 
     later = InMemoryStore()
     later_adapters = make_adapters(later)
@@ -179,7 +185,6 @@ async def test_analyze_after_adding_a_keyword_equals_a_fresh_collection() -> Non
     await add_keywords(later_adapters, [KeywordInput(w) for w in words])
     await run_analyze(later_adapters, analyze_task(), no_report)
 
-    expected = by_comment_key(fresh)
     assert len(expected) > 10
     assert {w for _, w, *_ in expected} == set(words)
     assert by_comment_key(later) == expected
@@ -260,10 +265,7 @@ async def test_a_parse_keeps_the_matches_an_analyze_gave_after_a_keyword_was_add
 
     monkeypatch.setattr(domain.collect, "WRITE_BATCH", 20)
     words = ["мост", "велосипед"]
-    fresh = InMemoryStore()
-    fresh_adapters = make_adapters(fresh)
-    await add_keywords(fresh_adapters, [KeywordInput(w) for w in words])
-    await collect_velo_spb(fresh, fresh_adapters)
+    expected = await fresh_collection_matches(words)
 
     store = InMemoryStore()
     adapters = make_adapters(store)
@@ -281,7 +283,6 @@ async def test_a_parse_keeps_the_matches_an_analyze_gave_after_a_keyword_was_add
     await collect_velo_spb(store, adapters, report=add_and_analyze_halfway, full=True)
 
     assert analyzed
-    expected = by_comment_key(fresh)
     assert {w for _, w, *_ in expected} == set(words)
     assert by_comment_key(store) == expected
 

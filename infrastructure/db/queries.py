@@ -251,15 +251,21 @@ class _DriverRows:
         return made
 
     def rows(self, records: Sequence) -> list[dict[str, Any]]:
-        if not self.processors:
-            return [dict(r) for r in records]
-        rows = []
-        for record in records:
-            row = dict(record)
-            for name, process in self.processors:
-                row[name] = process(row[name], _POSTGRESQL)
-            rows.append(row)
-        return rows
+        return _processed(records, self.processors)
+
+
+def _processed(records: Sequence, processors: list[tuple[str, Callable]]) -> list[dict[str, Any]]:
+    """asyncpg's records as dicts, each named column through its ``TypeDecorator``'s result
+    processing, as SQLAlchemy would have read them (``UtcDateTime``: UTC)."""
+    if not processors:
+        return [dict(r) for r in records]
+    rows = []
+    for record in records:
+        row = dict(record)
+        for name, process in processors:
+            row[name] = process(row[name], _POSTGRESQL)
+        rows.append(row)
+    return rows
 
 
 _POSTGRESQL = postgresql.dialect()
@@ -508,11 +514,7 @@ class SqlReadModel:
                 .order_by(*_MATCH_ORDER)
             )
             return await self._rows(query)
-        rows = [dict(r) for r in await self._driver_fetch(_MATCHES_WITH_KEYWORDS_SQL, wanted)]
-        for row in rows:  # the processing SQLAlchemy applies (UtcDateTime: UTC)
-            for name, process in _MATCHES_WITH_KEYWORDS_PROCESSORS:
-                row[name] = process(row[name], _POSTGRESQL)
-        return rows
+        return _processed(await self._driver_fetch(_MATCHES_WITH_KEYWORDS_SQL, wanted), _MATCHES_WITH_KEYWORDS_PROCESSORS)
 
     # --- keywords ---
 

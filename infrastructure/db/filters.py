@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, and_, exists, false, func, literal_column
 
 from domain.queries import CommentFilter
-from infrastructure.db.repositories import in_values
+from infrastructure.db.bulk import in_values
 from infrastructure.db.tables import comments, matches
 
 LIKE_ESCAPE = "\\"

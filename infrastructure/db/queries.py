@@ -57,7 +57,8 @@ from domain.matching import keyword_key
 from infrastructure.db.counts import aggregated_count, countable
 from infrastructure.db.faults import as_unavailable, raise_if_unavailable
 from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
-from infrastructure.db.repositories import group_from_row, in_values, keyword_from_row, task_from_row
+from infrastructure.db.bulk import in_values
+from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
 from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import (
     UtcDateTime, authors, comments, groups, keywords, matches, posts, stats_keywords, tasks,

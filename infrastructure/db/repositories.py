@@ -53,6 +53,26 @@ def _bulk_insert(session: AsyncSession, table: Table, rows: Sequence[dict[str, A
     return bulk_insert(session.get_bind().dialect.name, table, rows)
 
 
+async def _stored_locked(session: AsyncSession, table: Table, keys: Iterable[tuple[int, int]], *columns) -> list:
+    """``columns`` of the stored rows of ``table`` among ``keys`` ((owner_id, vk_id)), locked
+    until the transaction ends, so nobody changes them between this read and the upsert; read
+    in vk_id order per wall, one lock order for every writer."""
+    by_owner: dict[int, list[int]] = {}
+    for owner_id, vk_id in keys:
+        by_owner.setdefault(owner_id, []).append(vk_id)
+    found = []
+    for owner_id, vk_ids in by_owner.items():
+        for chunk in _chunks(sorted(vk_ids)):
+            query = (
+                select(*columns)
+                .where(table.c.owner_id == owner_id, _in(session, table.c.vk_id, chunk))
+                .order_by(table.c.vk_id)
+                .with_for_update()
+            )
+            found += (await session.execute(query)).all()
+    return found
+
+
 # --- groups ---------------------------------------------------------------------------------
 
 _GROUP_FIELDS = [c.name for c in groups.columns if c.name != "id"]
@@ -159,19 +179,8 @@ class SqlPostRepository:
         if not rows:
             return
         # Statistics (posts per group): out with the stored rows' groups, in with the written.
-        by_owner: dict[int, list[int]] = {}
-        for owner_id, vk_id in rows:
-            by_owner.setdefault(owner_id, []).append(vk_id)
-        for owner_id, vk_ids in by_owner.items():
-            for chunk in _chunks(sorted(vk_ids)):
-                stored = (
-                    select(posts.c.group_id)
-                    .where(posts.c.owner_id == owner_id, _in(self.session, posts.c.vk_id, chunk))
-                    .order_by(posts.c.vk_id)
-                    .with_for_update()
-                )
-                for (stored_group,) in await self.session.execute(stored):
-                    self.ledger.post(stored_group, -1)
+        for (stored_group,) in await _stored_locked(self.session, posts, rows, posts.c.group_id):
+            self.ledger.post(stored_group, -1)
         stmt, params = _bulk_insert(self.session, posts, list(rows.values()))
         # comments_synced_count is the collector's bookkeeping: VK data never overwrites it.
         updated = ("group_id", "from_id", "text", "published_at", "comments_count", "likes", "reposts", "views", "is_pinned")
@@ -251,21 +260,10 @@ class SqlCommentRepository:
             )
         # Statistics: out with what the stored rows counted, in with what they count now.
         # Locked, so nobody changes them between this read and the upsert.
-        by_owner: dict[int, list[int]] = {}
-        for owner_id, vk_id in unique:
-            by_owner.setdefault(owner_id, []).append(vk_id)
         published_before: dict[int, datetime] = {}
-        for owner_id, vk_ids in by_owner.items():
-            for chunk in _chunks(sorted(vk_ids)):
-                stored = (
-                    select(comments.c.id, *_COUNTED)
-                    .where(comments.c.owner_id == owner_id, _in(self.session, comments.c.vk_id, chunk))
-                    .order_by(comments.c.vk_id)
-                    .with_for_update()
-                )
-                for row in await self.session.execute(stored):
-                    _count_comment(self.ledger, -1, row)
-                    published_before[row.id] = row.published_at
+        for row in await _stored_locked(self.session, comments, unique, comments.c.id, *_COUNTED):
+            _count_comment(self.ledger, -1, row)
+            published_before[row.id] = row.published_at
         stmt, params = _bulk_insert(self.session, comments, rows)
         # viewed, archived and matches_count belong to the users and the matcher: kept.
         updated = (

@@ -71,9 +71,16 @@ K = TypeVar("K")
 
 
 def encode_cursor(key: Any, row_id: int) -> str:
-    if isinstance(key, datetime):
-        key = key.isoformat()
-    raw = json.dumps([key, row_id], separators=(",", ":")).encode()
+    """``[key, id]`` as compact JSON in URL-safe base64 without padding (a time as ISO 8601)."""
+    if type(row_id) is int and type(key) in (datetime, int):
+        # A page makes one per row: spelled out, as json.dumps spells them (an ISO 8601 time
+        # has nothing JSON escapes).
+        text = f'["{key.isoformat()}",{row_id}]' if type(key) is datetime else f"[{key},{row_id}]"
+        raw = text.encode()
+    else:
+        if isinstance(key, datetime):
+            key = key.isoformat()
+        raw = json.dumps([key, row_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

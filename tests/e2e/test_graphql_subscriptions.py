@@ -217,11 +217,8 @@ async def test_one_event_runs_each_distinct_selection_once_for_all_its_subscribe
 
     from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-    from domain.auth import Role
     from domain.models import Progress
     from domain.tasks import publish_task
-    from graphql_api.context import Context
-    from graphql_api.schema import schema
 
     adapters = container.adapters
     task = await _running_task(container)
@@ -234,17 +231,11 @@ async def test_one_event_runs_each_distinct_selection_once_for_all_its_subscribe
 
     monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "execute_operation", counted)
 
-    class Socket:
-        scope = {"type": "websocket"}
-        headers: dict = {}
-
     small = "subscription($id: ID!) { taskProgress(id: $id) { progress { done } } }"
     wide = "subscription($id: ID!) { taskProgress(id: $id) { state progress { done total message } } }"
     streams = []
     for document in (small, small, small, wide, wide):
-        context = Context(request=Socket(), response=None, container=container, request_id="t", role=Role.VIEWER)
-        stream = await schema.subscribe(document, variable_values={"id": str(task.id)}, context_value=context)
-        streams.append((document, stream))
+        streams.append((document, await _subscribed(container, document, task)))
     firsts = [await anext(stream) for _, stream in streams]  # each reads the task itself
     assert [f.data["taskProgress"]["progress"]["done"] for f in firsts] == [0] * 5
     executions.clear()
@@ -270,20 +261,12 @@ async def test_a_long_lived_subscription_keeps_nothing_per_event(container) -> N
     import tracemalloc
     from dataclasses import replace
 
-    from domain.auth import Role
     from domain.models import Progress
     from domain.tasks import publish_task
-    from graphql_api.context import Context
     from graphql_api.fanout import MAX_SHARED_EVENTS
-    from graphql_api.schema import schema
-
-    class Socket:
-        scope = {"type": "websocket"}
-        headers: dict = {}
 
     task = await _running_task(container)
-    context = Context(request=Socket(), response=None, container=container, request_id="t", role=Role.VIEWER)
-    stream = await schema.subscribe(PROGRESS, variable_values={"id": str(task.id)}, context_value=context)
+    stream = await _subscribed(container, PROGRESS, task)
 
     async def events(numbers: range) -> None:
         for done in numbers:
@@ -309,6 +292,20 @@ async def test_a_long_lived_subscription_keeps_nothing_per_event(container) -> N
         await stream.aclose()
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     assert grown < 20_000, f"200 events left {grown} bytes behind"
+
+
+async def _subscribed(container, document: str, task):
+    """A viewer's subscription to ``document`` about ``task``, executed in-process (no WebSocket)."""
+    from domain.auth import Role
+    from graphql_api.context import Context
+    from graphql_api.schema import schema
+
+    class Socket:
+        scope = {"type": "websocket"}
+        headers: dict = {}
+
+    context = Context(request=Socket(), response=None, container=container, request_id="t", role=Role.VIEWER)
+    return await schema.subscribe(document, variable_values={"id": str(task.id)}, context_value=context)
 
 
 async def _running_task(container, done: int = 0):

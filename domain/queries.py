@@ -202,6 +202,44 @@ class Page(Generic[T]):
         return await self.beyond_cursor()
 
 
+class Spelling(enum.StrEnum):
+    """How a projected attribute is written into JSON."""
+
+    TEXT = "text"  # a string, as it is
+    BOOLEAN = "boolean"
+    INT32 = "int32"  # an integer that must fit 32 bits: the read fails on one that does not
+    TIME = "time"  # ISO 8601 in UTC, as ``datetime.isoformat`` spells an aware UTC time
+    GLOBAL_ID = "global_id"  # base64 of "<kind>:<id>" (``graphql_api.ids.global_id``)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a projected JSON object: an attribute of a view (``attribute``, written
+    as ``spelling``; ``kind`` names a global id's type), a constant, or the projection of a
+    related view (``related``: its name in ``Projection.relations``)."""
+
+    key: str
+    attribute: str | None = None
+    spelling: Spelling = Spelling.TEXT
+    kind: str | None = None
+    constant: str | None = None
+    related: str | None = None
+    projection: Projection | None = None
+    non_null: bool = False  # the read fails rather than write null
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity: compiled once, looked up per read
+class Projection:
+    """Which members of which view a read writes as JSON, for each item, in order. Views:
+    ``comment`` (``CommentView``), ``post`` (``PostView``), ``group``, ``author``, ``match``
+    and ``keyword`` (their ``domain.models`` types). Relations: a comment's ``group``,
+    ``post``, ``author`` and ``matches`` (a list, in text order), a post's ``group``, a
+    match's ``keyword``."""
+
+    view: str
+    members: tuple[Member, ...]
+
+
 class ReadModel(Protocol):
     """Pages take ``first`` items ``after`` a cursor, or the ``last`` items ``before`` one (both
     cursors may be given: the items between them); every cursor is one of the same order's."""
@@ -220,6 +258,15 @@ class ReadModel(Protocol):
         self, flt: CommentFilter, order: CommentOrder, *, first: int | None = None, after: str | None = None,
         last: int | None = None, before: str | None = None,
     ) -> Page[CommentView]: ...
+    async def comments_page_projected(
+        self, flt: CommentFilter, order: CommentOrder, projection: Projection, *, first: int | None = None,
+        after: str | None = None, last: int | None = None, before: str | None = None,
+    ) -> Page[str]:
+        """``comments_page`` with each node written as JSON text by ``projection``. Raises
+        ``NotImplementedError`` where the database cannot (``projects`` is False), and
+        ``ValueError`` for a projection it cannot write exactly."""
+        ...
+
     async def comments_count(self, flt: CommentFilter) -> int: ...
     async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]: ...
     async def comments_by_vk_ids(self, keys: Sequence[tuple[int, int]]) -> list[CommentView | None]:

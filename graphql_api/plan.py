@@ -8,6 +8,11 @@ it reads each root field through the functions its resolver calls (``reads.py``:
 arguments, checks, filters and cursors), then every relation of a level with one batched
 ``ReadModel`` call, and writes every value with the scalar the schema serializes it with.
 
+A ``comments`` connection whose nodes ask only for what PostgreSQL can write goes further: the
+node selection becomes a ``Projection`` (``_projection``; which attribute each field copies is
+read off the types' own converters), and the read model writes each node's JSON in the page's
+own statement (``infrastructure/db/projection.py``): one statement, no objects per field.
+
 The plan answers only what it answers exactly as the normal executor would. Whatever it does
 not know makes the whole operation run on the normal executor, unchanged: at compile time a
 field it has no rule for (an argument below the root, a resolver that wants ``info``, a
@@ -23,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any
 
@@ -51,11 +56,11 @@ from graphql import (
 from graphql.execution.collect_fields import collect_fields, collect_subfields
 from graphql.execution.values import get_argument_values
 
-from domain.queries import ReadModel
+from domain.queries import Member, Projection, ReadModel, Spelling
 from graphql_api import reads
-from graphql_api.ids import NodeType
+from graphql_api.ids import NodeType, global_id
 from graphql_api.strawberry_compat import python_arguments, reads_attribute, strawberry_field
-from graphql_api.types import Author, Comment, Group, Keyword, Post, keyword_matches
+from graphql_api.types import Author, Comment, Group, Keyword, KeywordMatch, Post, keyword_matches
 
 PLAN_CACHE_SIZE = 512  # compiled plans kept (documents × operations × @skip/@include values)
 
@@ -126,6 +131,113 @@ async def _comments(read_model: ReadModel, **arguments: Any) -> Any:
     return found
 
 
+# --- projected reads: the database writes a page's nodes -------------------------------------
+
+# Object type -> the view its objects are made of (``domain.queries.Projection``) and how.
+PROJECTED_TYPES: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "Comment": ("comment", Comment.from_view),
+    "Post": ("post", Post.from_view),
+    "Group": ("group", Group.from_domain),
+    "Author": ("author", Author.from_domain),
+    "KeywordMatch": ("match", KeywordMatch.from_domain),
+    "Keyword": ("keyword", Keyword.from_domain),
+}
+# (type, field) of a relation in ``RELATIONS`` -> the view's relation that reads the same.
+PROJECTED_RELATIONS: dict[tuple[str, str], str] = {
+    ("Comment", "group"): "group",
+    ("Comment", "post"): "post",
+    ("Comment", "author"): "author",
+    ("Comment", "matches"): "matches",
+    ("Post", "group"): "group",
+    ("KeywordMatch", "keyword"): "keyword",
+}
+_SPELLINGS = {GraphQLString: Spelling.TEXT, GraphQLBoolean: Spelling.BOOLEAN, GraphQLInt: Spelling.INT32}
+
+
+@dataclass(frozen=True)
+class _Attribute:
+    name: str
+
+
+class _Recorder:
+    """A view whose every attribute reads as its own name: what a type's converter
+    (``Comment.from_view``...) makes of it says which attribute each field copies."""
+
+    def __getattr__(self, name: str) -> _Attribute:
+        return _Attribute(name)
+
+
+def _projection(selection: _Selection) -> Projection:
+    """What a projected read must write for ``selection``, exactly as the plan would complete
+    the objects the type's converter makes; ``Unsupported`` for anything else (a method, an
+    argument, a nested object, a relation or a scalar it has no rule for)."""
+    known = PROJECTED_TYPES.get(selection.type_name)
+    if known is None:
+        raise Unsupported(selection.type_name)
+    view, convert = known
+    made = convert(_Recorder())
+    members = []
+    for key, field in zip(selection.keys, selection.fields):
+        if field.kind == _TYPENAME:
+            members.append(Member(key, constant=selection.type_name))
+            continue
+        non_null = isinstance(field.type, GraphQLNonNull)
+        if field.kind == _RELATION:
+            related = PROJECTED_RELATIONS.get((selection.type_name, field.name))
+            if related is None or field.selection is None:
+                raise Unsupported(f"{selection.type_name}.{field.name}")
+            members.append(Member(key, related=related, projection=_projection(field.selection), non_null=non_null))
+            continue
+        if field.kind != _ATTRIBUTE or not field.leaf:
+            raise Unsupported(f"{selection.type_name}.{field.name}")
+        members.append(_attribute(key, field, made, non_null))
+    return Projection(view, tuple(members))
+
+
+def _attribute(key: str, field: _Field, made: Any, non_null: bool) -> Member:
+    named = get_named_type(field.type)
+    node_type = getattr(type(made), "NODE_TYPE", None)
+    if field.python_name == "id" and named is GraphQLID and node_type is not None:
+        pk = getattr(made, "pk", None)
+        if isinstance(pk, _Attribute) and made.id == global_id(node_type, pk):  # made by ``Node.ids``
+            return Member(key, attribute=pk.name, spelling=Spelling.GLOBAL_ID, kind=node_type.value, non_null=non_null)
+        raise Unsupported(f"{field.name} of {type(made).__name__}")
+    value = getattr(made, field.python_name)
+    spelling = _SPELLINGS.get(named) or (Spelling.TIME if named.name == "DateTime" else None)  # scalars.DateTime
+    if not isinstance(value, _Attribute) or spelling is None:
+        raise Unsupported(f"{field.name} of {type(made).__name__}")
+    return Member(key, attribute=value.name, spelling=spelling, non_null=non_null)
+
+
+def _projected_connection(selection: _Selection) -> tuple[Projection, _Selection] | None:
+    """A connection of comments whose one ``edges { node }`` a projected read writes: its
+    projection, and the connection's selection taking the written nodes as they are."""
+    paths = [
+        (i, j)
+        for i, edges in enumerate(selection.fields)
+        if edges.name == "edges" and edges.selection is not None
+        for j, node in enumerate(edges.selection.fields)
+        if node.name == "node"
+    ]
+    if len(paths) != 1:
+        return None
+    i, j = paths[0]
+    edges = selection.fields[i]
+    node = edges.selection.fields[j]  # type: ignore[union-attr]
+    try:
+        projection = _projection(node.selection)  # type: ignore[arg-type]
+    except Unsupported:
+        return None
+    written = _Field(_VERBATIM, node.type, None, get=node.get, name=node.name, python_name=node.python_name)
+    edges_selection = replace(edges.selection, fields=_replaced(edges.selection.fields, j, written))  # type: ignore[union-attr]
+    edges = replace(edges, selection=edges_selection)
+    return projection, replace(selection, fields=_replaced(selection.fields, i, edges))
+
+
+def _replaced(fields: tuple[_Field, ...], index: int, field: _Field) -> tuple[_Field, ...]:
+    return fields[:index] + (field,) + fields[index + 1 :]
+
+
 async def _comment(read_model: ReadModel, id: str) -> Comment | None:
     return await reads.by_id(id, NodeType.COMMENT, _one(read_model.comments_by_ids), Comment.from_view)
 
@@ -151,7 +263,7 @@ ROOTS: dict[str, Callable[..., Awaitable[Any]]] = {
 
 # --- the compiled plan -----------------------------------------------------------------------
 
-_TYPENAME, _ATTRIBUTE, _METHOD, _RELATION = range(4)
+_TYPENAME, _ATTRIBUTE, _METHOD, _RELATION, _VERBATIM = range(5)  # _VERBATIM: already as answered
 
 
 class _Fallback(Exception):
@@ -166,6 +278,8 @@ class _Field:
     get: Callable[[Any], Any] | None = None
     is_async: bool = False
     relation: Relation | None = None
+    name: str = "__typename"  # the field's name in the schema
+    python_name: str = ""
     leaf: bool = False  # a scalar or enum, not a list: serialized in place
 
     def __post_init__(self) -> None:
@@ -189,6 +303,9 @@ class _Root:
     read: Callable[..., Awaitable[Any]] | None
     type: GraphQLOutputType | None
     selection: _Selection | None
+    # A connection of comments whose nodes a projected read writes: the projection, and the
+    # selection with those nodes taken as written (where the read model can: PostgreSQL).
+    projected: tuple[Projection, _Selection] | None = None
 
 
 class Plan:
@@ -209,7 +326,13 @@ class Plan:
         if root.read is None:
             return root.node  # __typename: the query type's name
         values = get_argument_values(root.field_def, root.node, variable_values)
-        found = await root.read(run.read_model, **python_arguments(self.schema, root.arguments, values))
+        arguments = python_arguments(self.schema, root.arguments, values)
+        projectable = getattr(run.read_model, "projectable", None)
+        if root.projected is not None and projectable is not None and projectable(root.projected[0]):
+            projection, selection = root.projected
+            _, found = await reads.comments_connection(run.read_model, projection=projection, **arguments)
+            return (await run.complete([found], root.type, selection))[0]
+        found = await root.read(run.read_model, **arguments)
         return (await run.complete([found], root.type, root.selection))[0]
 
 
@@ -272,6 +395,9 @@ class _Run:
                 kind = field.kind
                 if kind == _TYPENAME:
                     columns.append([selection.type_name] * len(objects))
+                    continue
+                if kind == _VERBATIM:
+                    columns.append([field.get(o) for o in objects])  # type: ignore[misc]
                     continue
                 if kind == _RELATION:
                     columns.append(None)
@@ -406,7 +532,9 @@ class _Compiler:
                 raise Unsupported(name)
             field_def = query.fields[name]
             field = self._strawberry_field(query.name, name)
-            roots.append(_Root(key, field_def, node, field, read, field_def.type, self._selection(field_def.type, details)))
+            selection = self._selection(field_def.type, details)
+            projected = _projected_connection(selection) if name == "comments" and selection is not None else None
+            roots.append(_Root(key, field_def, node, field, read, field_def.type, selection, projected))
         return Plan(self.schema, roots)
 
     @staticmethod
@@ -452,13 +580,15 @@ class _Compiler:
                 f.relation is not None and f.relation.load == joined.fills for f in selection.fields
             ):
                 relation = joined
-            return _Field(_RELATION, field_def.type, selection, relation=relation)
+            return _Field(_RELATION, field_def.type, selection, relation=relation, name=name)
+        names = {"name": name, "python_name": field.python_name}
         if reads_attribute(self.schema, field):
-            return _Field(_ATTRIBUTE, field_def.type, selection, get=attrgetter(field.python_name))
+            return _Field(_ATTRIBUTE, field_def.type, selection, get=attrgetter(field.python_name), **names)
         function = field.base_resolver.wrapped_func if field.base_resolver is not None else None
         if function is not None and list(inspect.signature(function).parameters) == ["self"]:
             # A method of the object alone (a link, a page's hasNextPage, a total count).
-            return _Field(_METHOD, field_def.type, selection, get=function, is_async=inspect.iscoroutinefunction(function))
+            is_async = inspect.iscoroutinefunction(function)
+            return _Field(_METHOD, field_def.type, selection, get=function, is_async=is_async, **names)
         raise Unsupported(f"{parent.name}.{name}")
 
 

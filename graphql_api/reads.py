@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import strawberry
 from graphql import GraphQLError
 
 from domain import keywords as keyword_cases
-from domain.queries import MAX_PAGE, CommentFilter, CommentOrder, CommentSort, Page
+from domain.queries import MAX_PAGE, CommentFilter, CommentOrder, CommentSort, Page, Projection
 from domain.queries import SortDirection as DomainSortDirection
 from graphql_api.codes import ErrorCode
 from graphql_api.ids import NodeType, filter_ids, find_id
@@ -104,9 +105,14 @@ async def groups_connection(
 async def comments_connection(
     read_model, filter: CommentFilterInput | None = None, order_by: CommentOrderInput | None = None,
     first: int | None = None, after: str | None = None, last: int | None = None, before: str | None = None,
+    projection: Projection | None = None,
 ) -> tuple[Page, CommentConnection]:
-    """The page read and the connection made of it."""
+    """The page read and the connection made of it; with ``projection``, its nodes as the
+    read model wrote them (``ReadModel.comments_page_projected``), parsed."""
     flt, order = to_comment_filter(filter), to_comment_order(order_by)
+    if projection is not None:
+        page = await read_model.comments_page_projected(flt, order, projection, **window(first, after, last, before))
+        return page, connection(page, orjson.loads, lambda: read_model.comments_count(flt))
     page = await read_model.comments_page(flt, order, **window(first, after, last, before))
     return page, connection(page, Comment.from_view, lambda: read_model.comments_count(flt))
 

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from operator import itemgetter
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -48,6 +49,7 @@ from domain.queries import (
     CommentView,
     Page,
     PostView,
+    Projection,
     SortDirection,
     Stats,
     StatsWindow,
@@ -59,6 +61,7 @@ from infrastructure.db.faults import as_unavailable, raise_if_unavailable
 from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
 from infrastructure.db.bulk import in_values
 from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
+from infrastructure.db.projection import Projector, Relation, Unprojectable, View, columns_of
 from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import (
     UtcDateTime, authors, comments, groups, keywords, matches, posts, stats_keywords, tasks,
@@ -202,6 +205,10 @@ def _comment_view(row) -> CommentView:
 
 def _post_view(row) -> PostView:
     return PostView(**{name: row[name] for name in PostView.__dataclass_fields__})
+
+
+def _author(row) -> Author:
+    return Author(vk_id=row["vk_id"], name=row["name"], screen_name=row["screen_name"], photo_url=row["photo_url"])
 
 
 def _match(row) -> Match:
@@ -401,10 +408,7 @@ class SqlReadModel:
         return await self._by_ids(posts, posts.c.id, ids, _post_view)
 
     async def authors_by_ids(self, vk_ids: Sequence[int]) -> list[Author | None]:
-        def author(row) -> Author:
-            return Author(vk_id=row["vk_id"], name=row["name"], screen_name=row["screen_name"], photo_url=row["photo_url"])
-
-        return await self._by_ids(authors, authors.c.vk_id, vk_ids, author)
+        return await self._by_ids(authors, authors.c.vk_id, vk_ids, _author)
 
     # --- comments ---
 
@@ -412,14 +416,41 @@ class SqlReadModel:
         self, flt: CommentFilter, order: CommentOrder, *, first: int | None = None, after: str | None = None,
         last: int | None = None, before: str | None = None,
     ) -> Page[CommentView]:
+        query, keyset = self._comments_query(flt, order, backward=first is None and last is not None)
+        return await self._page(query, keyset, _comment_view, first=first, after=after, last=last, before=before)
+
+    @property
+    def projects(self) -> bool:
+        """Whether ``comments_page_projected`` can answer (PostgreSQL writes the JSON)."""
+        return self._dialect == "postgresql"
+
+    def projectable(self, projection: Projection) -> bool:
+        if not self.projects:
+            return False
+        try:
+            _PROJECTOR.node(projection)
+        except Unprojectable:
+            return False
+        return True
+
+    async def comments_page_projected(
+        self, flt: CommentFilter, order: CommentOrder, projection: Projection, *, first: int | None = None,
+        after: str | None = None, last: int | None = None, before: str | None = None,
+    ) -> Page[str]:
+        """The page ``comments_page`` reads (the same statement's conditions, order, cursors
+        and limit), each node the JSON text ``projection`` makes of its comment."""
+        if not self.projects:
+            raise NotImplementedError("projected reads need PostgreSQL")
+        query, keyset = self._comments_query(flt, order, backward=first is None and last is not None)
+        query = query.with_only_columns(comments.c.id, comments.c[keyset.key_name], _PROJECTOR.node(projection).label("node"))
+        return await self._page(query, keyset, itemgetter("node"), first=first, after=after, last=last, before=before)
+
+    def _comments_query(self, flt: CommentFilter, order: CommentOrder, *, backward: bool) -> tuple[Select, _Order]:
         keyset = _comment_order(order)
         if flt.keyword_ids is not None and len(flt.keyword_ids) == 1 and order.field is CommentSort.PUBLISHED_AT:
             # Read in the order _page will ask for: backwards when it reads the last rows.
-            backward = first is None and last is not None
-            query, keyset = self._keyword_comments(flt, keyset, reverse=backward)
-        else:
-            query = _comment_query().where(*comment_conditions(flt, self._dialect))
-        return await self._page(query, keyset, _comment_view, first=first, after=after, last=last, before=before)
+            return self._keyword_comments(flt, keyset, reverse=backward)
+        return _comment_query().where(*comment_conditions(flt, self._dialect)), keyset
 
     def _keyword_comments(self, flt: CommentFilter, keyset: _Order, *, reverse: bool) -> tuple[Select, _Order]:
         """One keyword's comments in time order, read off the matches' index
@@ -627,3 +658,28 @@ def _keywords_query(active: bool | None, category: str | None = None, text: str 
         # word_key is the folded word (casefold, "ё" as "е"): a case-insensitive search everywhere.
         query = query.where(keywords.c.word_key.like(like_pattern(keyword_key(text)), escape=LIKE_ESCAPE))
     return query
+
+
+# What projected reads (``projection.py``) write: each view's columns as its converter reads
+# them, and how the views relate (as the look-ups above load them).
+_PROJECTOR = Projector(
+    views={
+        "comment": View(comments, columns_of(_comment_view)),
+        "post": View(posts, columns_of(_post_view)),
+        "group": View(groups, columns_of(group_from_row)),
+        "author": View(authors, columns_of(_author)),
+        "match": View(matches, columns_of(_match)),
+        "keyword": View(keywords, columns_of(keyword_from_row)),
+    },
+    relations={
+        ("comment", "group"): Relation("group", "id", "group_id"),
+        ("comment", "post"): Relation("post", "id", "post_id"),
+        ("comment", "author"): Relation("author", "vk_id", "from_id"),
+        # Text order, as ``matches_by_comment_ids`` reads them and the API sorts them.
+        ("comment", "matches"): Relation(
+            "match", "comment_id", "id", many=True, order_by=("start_pos", "end_pos", "keyword_id")
+        ),
+        ("post", "group"): Relation("group", "id", "group_id"),
+        ("match", "keyword"): Relation("keyword", "id", "keyword_id"),
+    },
+)

@@ -1,0 +1,191 @@
+"""Projected reads on PostgreSQL: the database writes each item of a page as the JSON the API
+answers with (``domain.queries.Projection``), so a page of 100 comments with their community,
+post, author and matches is one statement and one JSON text per row, rather than five
+statements and some thousands of Python objects.
+
+Which column an attribute of a view is read from is what the read model's own row converters
+say (``columns_of``: each converter is run once on a row whose every column reads as its own
+name), so the two cannot drift apart. What a projection writes must be exactly what the
+objects the converters make would be answered with; what cannot be written exactly is refused
+(``Unprojectable``) rather than approximated:
+
+- a non-null member read from a nullable column or from a relation that may find nothing;
+- an ``INT32`` member of a BIGINT column is cast to ``integer``, so a value past 32 bits fails
+  the whole statement, as it fails the normal executor (whose error the caller then answers);
+- ``TIME`` and ``GLOBAL_ID`` are SQL spellings of ``datetime.isoformat`` (of an aware UTC
+  time) and of ``graphql_api.ids.global_id``; ``tests/integration/test_projection.py``
+  compares them with the Python functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, ColumnElement, Integer, String, Table, Text, literal_column
+
+from domain.queries import Member, Projection, Spelling
+from infrastructure.db.tables import UtcDateTime
+
+
+class Unprojectable(ValueError):
+    """The projection asks for something a projected read cannot write exactly."""
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+
+
+class _Recorder:
+    """A row whose every column reads as its own name."""
+
+    def __getitem__(self, name: str) -> _Column:
+        return _Column(name)
+
+
+def columns_of(convert: Callable[[Any], Any]) -> dict[str, str]:
+    """attribute -> column, of the view ``convert`` makes of a row (attributes it computes
+    rather than copies from one column are left out)."""
+    made = convert(_Recorder())
+    found = {}
+    for f in dataclasses.fields(made):
+        value = getattr(made, f.name)
+        if isinstance(value, _Column):
+            found[f.name] = value.name
+    return found
+
+
+@dataclass(frozen=True)
+class View:
+    table: Table
+    columns: dict[str, str]  # attribute -> column name
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A related view: its rows whose ``column`` equals the parent's ``parent_column``; a list
+    (``order_by``: columns of the related table) or at most one."""
+
+    view: str
+    column: str
+    parent_column: str
+    many: bool = False
+    order_by: tuple[str, ...] = ()
+
+
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")  # GraphQL names and ours: safe inside SQL text
+
+
+def _name(value: str) -> str:
+    if _NAME.fullmatch(value) is None:
+        raise Unprojectable(f"not a name: {value!r}")
+    return value
+
+
+def _time(column: str) -> str:
+    """``datetime.isoformat`` of the aware UTC time the driver reads (microseconds only when
+    not zero; infinities read as ``datetime.max`` and ``datetime.min``). NULL stays NULL."""
+    utc = f"timezone('UTC', {column})"
+    return (
+        f"(CASE WHEN isfinite({column}) THEN to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+        f" || coalesce(nullif(to_char({utc}, '.US'), '.000000'), '') || '+00:00'"
+        f" WHEN {column} = 'infinity' THEN '{datetime.max.replace(tzinfo=UTC).isoformat()}'"
+        f" WHEN {column} = '-infinity' THEN '{datetime.min.replace(tzinfo=UTC).isoformat()}' END)"
+    )
+
+
+def _global_id(kind: str, column: str) -> str:
+    """``graphql_api.ids.global_id``: base64 of "<kind>:<id>" (ids are far shorter than the 57
+    bytes after which PostgreSQL's base64 breaks lines)."""
+    return f"encode(convert_to('{_name(kind)}:' || {column}::text, 'UTF8'), 'base64')"
+
+
+class Projector:
+    """Writes projections over the views and relations it is given, as SQL text: each is
+    written once, and the statement around it hashes one string rather than walking a tree."""
+
+    def __init__(self, views: dict[str, View], relations: dict[tuple[str, str], Relation]) -> None:
+        self.views, self.relations = views, relations
+        self._made: dict[Projection, ColumnElement | None] = {}
+
+    def node(self, projection: Projection) -> ColumnElement:
+        """The JSON text of ``projection`` for the row of its view's table in the enclosing
+        statement (which reads that table unaliased). Raises ``Unprojectable`` for what
+        cannot be written exactly."""
+        if projection not in self._made:
+            if len(self._made) >= 256:  # projections are few: one per distinct selection
+                self._made.clear()
+            try:
+                view = self._view(projection.view)
+                text = self._object(projection, f'"{view.table.name}"', iter(range(1, 1_000)))
+                self._made[projection] = literal_column(f"({text})::text", Text)
+            except Unprojectable:
+                self._made[projection] = None
+                raise
+        found = self._made[projection]
+        if found is None:
+            raise Unprojectable("refused before")
+        return found
+
+    def _view(self, name: str) -> View:
+        view = self.views.get(name)
+        if view is None:
+            raise Unprojectable(f"no view {name!r}")
+        return view
+
+    def _object(self, projection: Projection, table: str, aliases: Iterator[int]) -> str:
+        view = self._view(projection.view)
+        if len(projection.members) > 50:  # PostgreSQL takes at most 100 arguments
+            raise Unprojectable("more than 50 members")
+        members = ", ".join(
+            f"'{_name(m.key)}', {self._member(projection.view, view, m, table, aliases)}" for m in projection.members
+        )
+        return f"json_build_object({members})"
+
+    def _member(self, view_name: str, view: View, member: Member, table: str, aliases: Iterator[int]) -> str:
+        if member.constant is not None:
+            return f"'{_name(member.constant)}'::text"
+        if member.related is not None:
+            return self._related(view_name, member, table, aliases)
+        column_name = view.columns.get(member.attribute or "")
+        if column_name is None:
+            raise Unprojectable(f"{view_name}.{member.attribute} is not a column")
+        column = view.table.c[column_name]
+        if member.non_null and column.nullable:
+            raise Unprojectable(f"{view_name}.{member.attribute} may be null")
+        sql = f'{table}."{_name(column_name)}"'
+        if member.spelling is Spelling.TEXT and isinstance(column.type, String):  # Text is a String
+            return sql
+        if member.spelling is Spelling.BOOLEAN and isinstance(column.type, Boolean):
+            return sql
+        if member.spelling is Spelling.INT32 and isinstance(column.type, Integer):  # BigInteger is one
+            # Past 32 bits the cast fails the statement, as the Int scalar fails the field.
+            return f"{sql}::integer" if isinstance(column.type, BigInteger) else sql
+        if member.spelling is Spelling.TIME and isinstance(column.type, UtcDateTime):
+            return _time(sql)
+        if member.spelling is Spelling.GLOBAL_ID and member.kind is not None and isinstance(column.type, Integer):
+            return _global_id(member.kind, sql)
+        raise Unprojectable(f"{member.spelling} of {view_name}.{member.attribute}")
+
+    def _related(self, view_name: str, member: Member, table: str, aliases: Iterator[int]) -> str:
+        relation = self.relations.get((view_name, member.related or ""))
+        if relation is None or member.projection is None or member.projection.view != relation.view:
+            raise Unprojectable(f"{view_name}.{member.related} is not a relation")
+        related = self._view(relation.view).table
+        alias = f"projected_{next(aliases)}"
+        found = self._object(member.projection, alias, aliases)
+        source = (
+            f'FROM "{related.name}" AS {alias}'
+            f' WHERE {alias}."{_name(relation.column)}" = {table}."{_name(relation.parent_column)}"'
+        )
+        if relation.many:
+            order = ", ".join(f'{alias}."{_name(name)}"' for name in relation.order_by)
+            return f"coalesce((SELECT json_agg({found} ORDER BY {order}) {source}), '[]'::json)"
+        if member.non_null:
+            raise Unprojectable(f"{view_name}.{member.related} may find nothing")
+        return f"(SELECT {found} {source})"

@@ -1,0 +1,170 @@
+"""Projected reads (``infrastructure/db/projection.py``): PostgreSQL writes a page's nodes as the
+API's JSON. Its spellings of times and ids must be the Python functions' to the byte, and what it
+cannot write exactly it refuses. ``tests/e2e/test_read_plan.py`` compares whole responses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import asyncpg
+import orjson
+import pytest
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
+
+from domain.models import Author, Comment, Group, Post
+from domain.queries import CommentFilter, CommentOrder, Member, Projection, Spelling
+from graphql_api.ids import NodeType, global_id
+from infrastructure.db import queries
+from infrastructure.db.projection import Unprojectable, _global_id, _time
+from infrastructure.db.queries import SqlReadModel
+from infrastructure.db.tables import UtcDateTime
+from tests.conftest import postgres_database
+
+TIMES = [
+    datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+    datetime(2024, 5, 1, 12, 0, 0, 1, tzinfo=UTC),
+    datetime(2024, 5, 1, 12, 0, 0, 100000, tzinfo=UTC),
+    datetime(2024, 5, 1, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(1, 1, 1, 0, 0, tzinfo=UTC),
+    datetime(999, 12, 31, 8, 30, 5, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2024, 3, 31, 2, 30, 15, 5000, tzinfo=timezone(timedelta(hours=5, minutes=45))),
+]
+
+
+@pytest.fixture
+async def connection():
+    async with postgres_database() as url:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            yield connection
+        finally:
+            await connection.close()
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kathmandu", "America/St_Johns"])
+async def test_times_are_spelled_as_isoformat_spells_the_time_the_driver_reads(connection, zone) -> None:
+    await connection.execute(f"SET TimeZone = '{zone}'")  # the session's zone changes nothing
+    values = [*TIMES, "infinity", "-infinity"]  # asyncpg reads these as datetime.max and .min
+    for value in values:
+        read, spelled = await connection.fetchrow(f"SELECT $1::timestamptz, {_time('$1::timestamptz')}", value) if (
+            isinstance(value, datetime)
+        ) else await connection.fetchrow(f"SELECT '{value}'::timestamptz, {_time(repr(value) + '::timestamptz')}")
+        handed_over = UtcDateTime().process_result_value(read, postgresql.dialect())  # as the read model reads it
+        assert spelled == handed_over.isoformat(), value
+    assert await connection.fetchval(f"SELECT {_time('NULL::timestamptz')}") is None
+
+
+async def test_global_ids_are_spelled_as_the_api_spells_them(connection) -> None:
+    for kind in NodeType:
+        for pk in (1, 9, 10, 123_456_789, 2**53 + 1, 2**63 - 1):
+            assert await connection.fetchval(f"SELECT {_global_id(kind.value, '$1::bigint')}", pk) == global_id(kind, pk)
+
+
+def _projector():
+    return queries._PROJECTOR
+
+
+@pytest.mark.parametrize(
+    "projection",
+    [
+        # A non-null member of a nullable column would write null where the API fails.
+        Projection("author", (Member("screenName", attribute="screen_name", non_null=True),)),
+        # A spelling the column's type does not have: a boolean is not a string.
+        Projection("comment", (Member("deleted", attribute="deleted", spelling=Spelling.TEXT),)),
+        Projection("comment", (Member("text", attribute="text", spelling=Spelling.INT32),)),
+        # An attribute no column holds as it is, a view or relation there is not.
+        Projection("comment", (Member("x", attribute="no_such_attribute"),)),
+        Projection("nothing", (Member("x", attribute="id"),)),
+        Projection("comment", (Member("x", related="parent", projection=Projection("comment", ())),)),
+        # A non-null relation to at most one row may find none.
+        Projection("comment", (Member("group", related="group", projection=Projection("group", ()), non_null=True),)),
+        # A relation projected as another view than it reads.
+        Projection("comment", (Member("group", related="group", projection=Projection("post", ())),)),
+        # A key that is not a name would be SQL, not a key.
+        Projection("comment", (Member("a'b", attribute="text"),)),
+        Projection("comment", tuple(Member(f"k{i}", attribute="text") for i in range(51))),
+    ],
+)
+def test_what_cannot_be_written_exactly_is_refused(projection) -> None:
+    with pytest.raises(Unprojectable):
+        _projector().node(projection)
+    with pytest.raises(Unprojectable):  # and again, from what it remembers
+        _projector().node(projection)
+
+
+def test_columns_are_found_through_the_row_converters() -> None:
+    views = _projector().views
+    assert views["match"].columns["start"] == "start_pos" and views["match"].columns["end"] == "end_pos"
+    assert views["comment"].columns["from_id"] == "from_id"
+    assert set(views["author"].columns) == {"vk_id", "name", "screen_name", "photo_url"}
+
+
+NODE = Projection("comment", (
+    Member("id", attribute="id", spelling=Spelling.GLOBAL_ID, kind="Comment", non_null=True),
+    Member("vkId", attribute="vk_id", spelling=Spelling.INT32, non_null=True),
+    Member("author", related="author", projection=Projection("author", (
+        Member("vkId", attribute="vk_id", spelling=Spelling.INT32, non_null=True),
+        Member("name", attribute="name", non_null=True),
+    ))),
+    Member("t", constant="Comment"),
+))
+
+
+async def _comments(uow_factory, vk_ids: list[int]) -> None:
+    async with uow_factory() as uow:
+        group = await uow.groups.add(Group(vk_id=1, screen_name="g1", name="G1"))
+        at = datetime(2024, 5, 1, tzinfo=UTC)
+        await uow.posts.upsert_many(group.id, [Post(owner_id=-1, vk_id=1, from_id=-1, text="", published_at=at)])
+        await uow.comments.upsert_many(group.id, [
+            Comment(owner_id=-1, vk_id=v, post_vk_id=1, from_id=7, text="t", published_at=at + timedelta(minutes=i))
+            for i, v in enumerate(vk_ids)
+        ])
+        await uow.authors.upsert_many([Author(7, "Ann")])
+        await uow.commit()
+
+
+@pytest.fixture
+async def postgres_reads(tmp_path):
+    from infrastructure.db.engine import create_engine, session_factory
+    from infrastructure.db.migrate import upgrade_async
+    from infrastructure.db.uow import SqlUnitOfWork
+
+    async with postgres_database() as url:
+        await upgrade_async(url)
+        engine = create_engine(url)
+        sessions = session_factory(engine)
+        try:
+            yield SqlReadModel(sessions), (lambda: SqlUnitOfWork(sessions))
+        finally:
+            await engine.dispose()
+
+
+async def test_a_projected_page_is_the_page_with_its_nodes_written(postgres_reads) -> None:
+    reads, uow_factory = postgres_reads
+    await _comments(uow_factory, [5, 6, 7])
+    plain = await reads.comments_page(CommentFilter(), CommentOrder(), first=2)
+    projected = await reads.comments_page_projected(CommentFilter(), CommentOrder(), NODE, first=2)
+    assert [cursor for cursor, _ in projected.edges] == [cursor for cursor, _ in plain.edges]
+    assert projected.has_next_page and plain.has_next_page
+    nodes = [orjson.loads(text) for _, text in projected.edges]
+    assert nodes == [
+        {"id": global_id(NodeType.COMMENT, view.id), "vkId": view.vk_id, "author": {"vkId": 7, "name": "Ann"}, "t": "Comment"}
+        for _, view in plain.edges
+    ]
+
+
+async def test_an_int_past_32_bits_fails_the_read_as_the_int_scalar_fails_the_field(postgres_reads) -> None:
+    reads, uow_factory = postgres_reads
+    await _comments(uow_factory, [2**31])
+    with pytest.raises(DBAPIError, match="out of range"):
+        await reads.comments_page_projected(CommentFilter(), CommentOrder(), NODE, first=2)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_sqlite_does_not_project(migrated_db) -> None:
+    reads = SqlReadModel(migrated_db[1])
+    assert not reads.projects and not reads.projectable(NODE)
+    with pytest.raises(NotImplementedError):
+        await reads.comments_page_projected(CommentFilter(), CommentOrder(), NODE, first=2)

@@ -84,7 +84,11 @@ def encode_cursor(key: Any, row_id: int) -> str:
         if isinstance(key, datetime):
             key = key.isoformat()
         raw = json.dumps([key, row_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    # base64.urlsafe_b64encode, without its two wrappers' cost (a page makes a hundred)
+    return binascii.b2a_base64(raw, newline=False).translate(_URL_SAFE).rstrip(b"=").decode()
+
+
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
 
 
 MAX_CURSOR_LENGTH = 200  # ours stay under 80 characters

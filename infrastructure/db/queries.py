@@ -20,14 +20,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     Column,
     ColumnElement,
-    Integer,
     Select,
-    String,
     Table,
-    TypeDecorator,
     and_,
     distinct,
     false,
@@ -35,7 +31,6 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Result, RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -56,6 +51,7 @@ from domain.queries import (
     TaskFilter,
 )
 from domain.matching import keyword_key
+from infrastructure.db.compiled import DriverStatements
 from infrastructure.db.counts import aggregated_count, countable
 from infrastructure.db.faults import as_unavailable, raise_if_unavailable
 from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
@@ -64,7 +60,7 @@ from infrastructure.db.repositories import group_from_row, keyword_from_row, tas
 from infrastructure.db.projection import Projector, Relation, Unprojectable, View, columns_of
 from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import (
-    UtcDateTime, authors, comments, groups, keywords, matches, posts, stats_keywords, tasks,
+    authors, comments, groups, keywords, matches, posts, stats_keywords, tasks,
 )
 
 T = TypeVar("T")
@@ -239,58 +235,6 @@ def _task_conditions(flt: TaskFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
-class _DriverRows:
-    """``SELECT * FROM table WHERE column = ANY($1)`` as SQL asyncpg runs itself, with the
-    result processing SQLAlchemy applies to this table's columns (``UtcDateTime``: UTC; JSON is
-    decoded by the engine's asyncpg codec either way), so rows read either way are equal."""
-
-    _made: dict[tuple, _DriverRows] = {}
-
-    def __init__(self, table: Table, column: Column, order_by: tuple) -> None:
-        names = ", ".join(f'"{c.name}"' for c in table.columns)
-        order = ", ".join(f'"{c.name}"' for c in order_by)
-        self.sql = f'SELECT {names} FROM "{table.name}" WHERE "{column.name}" = ANY($1::bigint[])'
-        if order:
-            self.sql += f" ORDER BY {order}"
-        self.processors = [
-            (c.name, c.type.process_result_value) for c in table.columns if isinstance(c.type, TypeDecorator)
-        ]
-
-    @staticmethod
-    def reads(table: Table) -> bool:
-        """Whether every column is of a type asyncpg returns as SQLAlchemy would (not JSON)."""
-        return all(isinstance(c.type, _PLAIN_TYPES) for c in table.columns)
-
-    @classmethod
-    def of(cls, table: Table, column: Column, order_by: tuple) -> _DriverRows:
-        key = (table.name, column.name, tuple(c.name for c in order_by))
-        made = cls._made.get(key)
-        if made is None:
-            made = cls._made[key] = cls(table, column, order_by)
-        return made
-
-    def rows(self, records: Sequence) -> list[dict[str, Any]]:
-        return _processed(records, self.processors)
-
-
-def _processed(records: Sequence, processors: list[tuple[str, Callable]]) -> list[dict[str, Any]]:
-    """asyncpg's records as dicts, each named column through its ``TypeDecorator``'s result
-    processing, as SQLAlchemy would have read them (``UtcDateTime``: UTC)."""
-    if not processors:
-        return [dict(r) for r in records]
-    rows = []
-    for record in records:
-        row = dict(record)
-        for name, process in processors:
-            row[name] = process(row[name], _POSTGRESQL)
-        rows.append(row)
-    return rows
-
-
-_POSTGRESQL = postgresql.dialect()
-_PLAIN_TYPES = (Integer, Boolean, String, UtcDateTime)  # Integer covers BigInteger, String covers Text
-
-
 # Groups are listed in the order they were added, tasks newest first.
 _GROUP_ORDER = _Order(groups.c.id, "id", int, groups.c.id, descending=False)
 _TASK_ORDER = _Order(tasks.c.id, "id", int, tasks.c.id, descending=True)
@@ -301,6 +245,8 @@ class SqlReadModel:
         self._sessions = sessions
         self._engine: AsyncEngine = sessions.kw["bind"]  # autocommit on PostgreSQL (read_session_factory)
         self._dialect = self._engine.dialect.name  # the filters' SQL differs per database
+        # On PostgreSQL the SELECTs built here run on asyncpg itself (compiled.py).
+        self._driver = DriverStatements(self._engine.dialect) if self._dialect == "postgresql" else None
 
     # --- plumbing ---
 
@@ -315,7 +261,13 @@ class SqlReadModel:
             raise_if_unavailable(e)
             raise
 
-    async def _rows(self, query: Select) -> Sequence[RowMapping]:
+    async def _rows(self, query: Select) -> Sequence[RowMapping] | list[dict[str, Any]]:
+        """The rows of ``query``, by name; on PostgreSQL run by asyncpg itself (``compiled.py``:
+        SQLAlchemy's work around each statement cost as much CPU as the statement's own)."""
+        if self._driver is not None:
+            prepared = self._driver.compile(query)
+            if prepared is not None:
+                return prepared.rows(await self._driver_fetch(prepared.sql, *prepared.arguments))
         return await self._read(query, lambda result: result.mappings().all())
 
     def _in(self, column, values: Sequence[int]) -> ColumnElement[bool]:
@@ -365,14 +317,8 @@ class SqlReadModel:
 
     async def _rows_where_in(self, table: Table, column: Column, values: list[int], order_by: tuple = ()) -> Sequence:
         """Every row of ``table`` whose ``column`` is one of ``values``: the look-ups a page's
-        relations are loaded with, several per page. On PostgreSQL the statement goes to asyncpg
-        as it stands, its rows read as SQLAlchemy would have read them (``_DriverRows``):
-        SQLAlchemy's work around each of these statements cost three times the statement's."""
-        if self._dialect != "postgresql" or not _DriverRows.reads(table):
-            query = select(table).where(self._in(column, values)).order_by(*order_by)
-            return await self._rows(query)
-        statement = _DriverRows.of(table, column, order_by)
-        return statement.rows(await self._driver_fetch(statement.sql, values))
+        relations are loaded with, several per page."""
+        return await self._rows(select(table).where(self._in(column, values)).order_by(*order_by))
 
     async def _driver_fetch(self, sql: str, *args: Any) -> Sequence:
         """asyncpg's records of ``sql`` (PostgreSQL only), with SQLAlchemy's connection pool and
@@ -549,15 +495,13 @@ class SqlReadModel:
         return [found[i] for i in ids], found_keywords
 
     async def _matches_with_keywords(self, wanted: list[int]) -> Sequence:
-        if self._dialect != "postgresql":
-            query = (
-                select(matches, *(c.label(f"k_{c.name}") for c in keywords.columns))
-                .select_from(matches.outerjoin(keywords, keywords.c.id == matches.c.keyword_id))
-                .where(self._in(matches.c.comment_id, wanted))
-                .order_by(*_MATCH_ORDER)
-            )
-            return await self._rows(query)
-        return _processed(await self._driver_fetch(_MATCHES_WITH_KEYWORDS_SQL, wanted), _MATCHES_WITH_KEYWORDS_PROCESSORS)
+        query = (
+            select(matches, *(c.label(f"k_{c.name}") for c in keywords.columns))
+            .select_from(matches.outerjoin(keywords, keywords.c.id == matches.c.keyword_id))
+            .where(self._in(matches.c.comment_id, wanted))
+            .order_by(*_MATCH_ORDER)
+        )
+        return await self._rows(query)
 
     # --- keywords ---
 
@@ -634,19 +578,6 @@ class SqlReadModel:
 
 
 _MATCH_ORDER = (matches.c.comment_id, matches.c.start_pos, matches.c.keyword_id)
-_MATCHES_WITH_KEYWORDS_SQL = (
-    "SELECT " + ", ".join([f'm."{c.name}"' for c in matches.columns] + [f'k."{c.name}" AS "k_{c.name}"' for c in keywords.columns])
-    + ' FROM "matches" m LEFT JOIN "keywords" k ON k."id" = m."keyword_id"'
-    + ' WHERE m."comment_id" = ANY($1::bigint[])'
-    + " ORDER BY " + ", ".join(f'm."{c.name}"' for c in _MATCH_ORDER)
-)
-_MATCHES_WITH_KEYWORDS_PROCESSORS = [
-    (name, c.type.process_result_value)
-    for name, c in [(c.name, c) for c in matches.columns] + [(f"k_{c.name}", c) for c in keywords.columns]
-    if isinstance(c.type, TypeDecorator)
-]
-
-
 def _groups_query(active: bool | None) -> Select:
     query = select(groups)
     return query.where(groups.c.active == active) if active is not None else query

@@ -84,7 +84,7 @@ async def all_pages(reads: SqlReadModel, flt: CommentFilter, order: CommentOrder
 @pytest.mark.parametrize("field", list(CommentSort))
 @pytest.mark.parametrize("direction", list(SortDirection))
 async def test_keyset_pages_return_every_row_once_in_order(world, reads, migrated_db, field, direction) -> None:
-    statements = _capture_statements(migrated_db[0])
+    statements = _capture_statements(migrated_db[0], reads)
     nodes, pages = await all_pages(reads, CommentFilter(), CommentOrder(field, direction), size=7)
 
     key = {CommentSort.PUBLISHED_AT: "published_at", CommentSort.LIKES: "likes",
@@ -104,13 +104,14 @@ def _skips_rows(statement: str, params) -> bool:
 
 
 async def test_a_page_of_comments_is_one_statement(world, reads, migrated_db) -> None:
-    statements = _capture_statements(migrated_db[0])
+    statements = _capture_statements(migrated_db[0], reads)
     page = await reads.comments_page(CommentFilter(matched=True), CommentOrder(), first=10, after=None)
     assert len(page.edges) == 10
     assert len(statements) == 1, statements
 
 
-def _capture_statements(engine) -> list[tuple[str, object]]:
+def _capture_statements(engine, reads: SqlReadModel) -> list[tuple[str, object]]:
+    """Every statement run: through SQLAlchemy, or (on PostgreSQL) by asyncpg itself."""
     statements: list[tuple[str, object]] = []
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
@@ -118,6 +119,13 @@ def _capture_statements(engine) -> list[tuple[str, object]]:
         if statement.strip().upper() not in ("BEGIN", "BEGIN IMMEDIATE"):  # SQLite's own BEGIN
             statements.append((statement, parameters))
 
+    fetch = reads._driver_fetch
+
+    async def recorded(sql: str, *args: object):
+        statements.append((sql, args))
+        return await fetch(sql, *args)
+
+    reads._driver_fetch = recorded  # type: ignore[method-assign]
     return statements
 
 
@@ -307,27 +315,57 @@ async def test_postgres_text_search_uses_the_trigram_index(world, migrated_db) -
     assert TEXT_SEARCH_INDEX in plan, plan
 
 
-async def test_look_ups_read_the_same_through_the_driver_as_through_sqlalchemy(world, reads, monkeypatch) -> None:
-    """On PostgreSQL the batched look-ups go to asyncpg directly; every value they read must
-    equal what SQLAlchemy reads (times as UTC, nulls, booleans, big ids), including order."""
+async def test_reads_are_the_same_through_the_driver_as_through_sqlalchemy(world, reads, uow_factory) -> None:
+    """On PostgreSQL the read model's SELECTs go to asyncpg itself (``compiled.py``); every
+    value they read must equal what SQLAlchemy reads (times as UTC, nulls, booleans, big ids,
+    JSON), in the same order, for look-ups and pages with every kind of condition and cursor."""
+    async with uow_factory() as uow:
+        await uow.tasks.add(Task(id=0, kind=TaskKind.PARSE, state=TaskState.QUEUED, params={"groupIds": [1], "full": True}))
+        await uow.commit()
     comment_ids = [*world.comment_ids.values(), 999_999]
     views = await reads.comments_by_ids(comment_ids)
+    cat, dog = world.keywords
+    since = T0 + timedelta(minutes=2, seconds=30)
 
     async def everything() -> list:
+        first = await reads.comments_page(CommentFilter(), CommentOrder(), first=4)
         return [
             await reads.comments_by_ids(comment_ids),
+            await reads.comments_by_vk_ids([(-1, 1), (-2, 2), (-1, 21), (-1, 999)]),
             await reads.groups_by_ids([g.id for g in world.groups] + [0]),
             await reads.posts_by_ids(list(dict.fromkeys(v.post_id for v in views if v)) + [0]),
             await reads.authors_by_ids([1000, 5, 1001]),
             await reads.keywords_by_ids([k.id for k in world.keywords] + [999]),
             await reads.matches_by_comment_ids(comment_ids),
+            await reads.matches_and_keywords_by_comment_ids(comment_ids),
+            first,
+            await reads.comments_page(CommentFilter(), CommentOrder(), first=5, after=first.end_cursor),
+            await reads.comments_page(CommentFilter(), CommentOrder(CommentSort.LIKES, SortDirection.ASC), last=3),
+            await reads.comments_page(CommentFilter(keyword_ids=(dog.id,)), CommentOrder(), first=3),
+            await reads.comments_page(
+                CommentFilter(keyword_ids=(cat.id, dog.id), since=since, viewed=False, text="кош"), CommentOrder(), first=9
+            ),
+            await reads.comments_page(
+                CommentFilter(group_ids=(world.groups[0].id,), author_ids=(1000, 1001), matched=True), CommentOrder(),
+                first=2, before=first.end_cursor,
+            ),
+            await reads.groups_page(first=1, active=True),
+            await reads.keywords_page(first=5, text="кош"),
+            await reads.tasks_page(TaskFilter(), first=5),
         ]
 
     direct = await everything()
-    monkeypatch.setattr(queries._DriverRows, "reads", staticmethod(lambda table: False))
-    through_sqlalchemy = await everything()
-    assert repr(direct) == repr(through_sqlalchemy)  # every field, those left out of == too
-    assert any(m for m in direct[-1]) and direct[1][0].created_at.tzinfo is UTC
+    driver, reads._driver = reads._driver, None  # every statement through SQLAlchemy
+    try:
+        through_sqlalchemy = await everything()
+    finally:
+        reads._driver = driver
+    # Pages are compared by their edges and flags (their cursor look-ahead is a function).
+    flat = [[p.edges, p.has_next_page, p.has_previous_page] if hasattr(p, "edges") else p for p in direct]
+    flat_sqlalchemy = [[p.edges, p.has_next_page, p.has_previous_page] if hasattr(p, "edges") else p for p in through_sqlalchemy]
+    assert repr(flat) == repr(flat_sqlalchemy)  # every field, those left out of == too
+    assert any(m for m in direct[6]) and direct[2][0].created_at.tzinfo is UTC and direct[-1].edges
+    assert all(p.edges for p in direct[8:12]) and direct[-1].edges[0][1].params == {"groupIds": [1], "full": True}
 
 
 @pytest.mark.parametrize("direction", list(SortDirection))

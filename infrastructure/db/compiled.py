@@ -1,0 +1,103 @@
+"""SELECTs the read model builds with SQLAlchemy, run by asyncpg itself.
+
+A read model statement is built per request (its filters, cursor and limit differ), and
+SQLAlchemy's execution of it (checkout, execution context, cursor and result objects, row
+mappings) cost as much CPU again as asyncpg's own work: a page of ten comments took twice the
+CPU inside the API that the same call took on its own. Here each statement is compiled once
+per *cache key*, SQLAlchemy's own notion of "the same SQL with other values" (the one its
+compiled cache uses), and every later statement with that key only hands over its values.
+Bound values go through their types' bind processing, rows through their columns' result
+processing, exactly as SQLAlchemy would apply them.
+
+The cache key is SQLAlchemy's private API (``ClauseElement._generate_cache_key``): this
+module is the one place that uses it, and ``tests/unit/test_compiled.py`` fails loudly if an
+upgrade changes what it gives. Anything unusual (no cache key, values rendered into the SQL
+at execution, a statement's own ``params()``, columns sharing a name) is not handled here:
+``compile`` answers None and the caller runs the statement through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select
+from sqlalchemy.engine import Dialect
+
+CACHE_SIZE = 500  # distinct statement shapes kept (pages × filters × orders × relations)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    sql: str
+    names: tuple[str, ...]  # bound parameters, in positional order
+    bind: tuple[Callable[[Any], Any] | None, ...]  # per position
+    columns: tuple[str, ...]  # the row's keys, in order
+    results: tuple[Callable[[Any], Any] | None, ...]  # per column
+    compiled: Any
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement ready for asyncpg: its SQL, its arguments, and how to read a record."""
+
+    shape: _Shape
+    arguments: tuple[Any, ...]
+
+    @property
+    def sql(self) -> str:
+        return self.shape.sql
+
+    def rows(self, records: Sequence[Any]) -> list[dict[str, Any]]:
+        """Records as dicts keyed by the statement's column names, each value through its
+        column type's result processing (as SQLAlchemy reads it)."""
+        columns, results = self.shape.columns, self.shape.results
+        if not any(results):
+            return [dict(zip(columns, record)) for record in records]
+        rows = []
+        for record in records:
+            rows.append({
+                name: (value if process is None or value is None else process(value))
+                for name, process, value in zip(columns, results, record)
+            })
+        return rows
+
+
+class DriverStatements:
+    def __init__(self, dialect: Dialect, size: int = CACHE_SIZE) -> None:
+        self.dialect, self.size = dialect, size
+        self._shapes: dict[Any, _Shape | None] = {}
+
+    def compile(self, statement: Select) -> Prepared | None:
+        cache_key = statement._generate_cache_key()  # noqa: SLF001 - the one private name, see above
+        if cache_key is None or getattr(cache_key, "params", None):
+            return None
+        shape = self._shapes.get(cache_key.key, self)
+        if shape is self:
+            shape = self._shape(statement, cache_key)
+            if len(self._shapes) >= self.size:
+                del self._shapes[next(iter(self._shapes))]  # the oldest
+            self._shapes[cache_key.key] = shape
+        if shape is None:
+            return None
+        values = shape.compiled.construct_params(extracted_parameters=cache_key.bindparams)
+        arguments = tuple(
+            values[name] if process is None or values[name] is None else process(values[name])
+            for name, process in zip(shape.names, shape.bind)
+        )
+        return Prepared(shape, arguments)
+
+    def _shape(self, statement: Select, cache_key: Any) -> _Shape | None:
+        compiled = statement.compile(dialect=self.dialect, cache_key=cache_key)
+        if compiled.literal_execute_params or compiled.post_compile_params or compiled.positiontup is None:
+            return None
+        columns = tuple(c.key for c in statement.selected_columns)
+        if len(set(columns)) != len(columns):
+            return None  # SQLAlchemy would label them apart
+        names = tuple(compiled.positiontup)
+        bind = tuple(compiled.binds[name].type.dialect_impl(self.dialect).bind_processor(self.dialect) for name in names)
+        results = tuple(
+            c.type.dialect_impl(self.dialect).result_processor(self.dialect, None) for c in statement.selected_columns
+        )
+        return _Shape(compiled.string, names, bind, columns, results, compiled)

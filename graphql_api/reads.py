@@ -108,11 +108,12 @@ async def comments_connection(
     projection: Projection | None = None,
 ) -> tuple[Page, CommentConnection]:
     """The page read and the connection made of it; with ``projection``, its nodes as the
-    read model wrote them (``ReadModel.comments_page_projected``), parsed."""
+    read model wrote them (``ReadModel.comments_page_projected``): JSON that goes into the
+    response as it is (orjson writes a ``Fragment`` without parsing it)."""
     flt, order = to_comment_filter(filter), to_comment_order(order_by)
     if projection is not None:
         page = await read_model.comments_page_projected(flt, order, projection, **window(first, after, last, before))
-        return page, connection(page, orjson.loads, lambda: read_model.comments_count(flt))
+        return page, connection(page, orjson.Fragment, lambda: read_model.comments_count(flt))
     page = await read_model.comments_page(flt, order, **window(first, after, last, before))
     return page, connection(page, Comment.from_view, lambda: read_model.comments_count(flt))
 

@@ -123,7 +123,7 @@ class Projector:
             try:
                 view = self._view(projection.view)
                 text = self._object(projection, f'"{view.table.name}"', iter(range(1, 1_000)))
-                self._made[projection] = literal_column(f"({text})::text", Text)
+                self._made[projection] = literal_column(text, Text)
             except Unprojectable:
                 self._made[projection] = None
                 raise
@@ -139,17 +139,21 @@ class Projector:
         return view
 
     def _object(self, projection: Projection, table: str, aliases: Iterator[int]) -> str:
+        """The object's JSON text, compact as orjson writes it: keys in order, each value the
+        never-null JSON text of its member."""
         view = self._view(projection.view)
-        if len(projection.members) > 50:  # PostgreSQL takes at most 100 arguments
-            raise Unprojectable("more than 50 members")
-        members = ", ".join(
-            f"'{_name(m.key)}', {self._member(projection.view, view, m, table, aliases)}" for m in projection.members
-        )
-        return f"json_build_object({members})"
+        if not projection.members:
+            return "'{}'"
+        parts = []
+        for index, member in enumerate(projection.members):
+            parts.append(f"""'{"{" if index == 0 else ","}"{_name(member.key)}":'""")
+            parts.append(self._member(projection.view, view, member, table, aliases))
+        parts.append("'}'")
+        return "(" + " || ".join(parts) + ")"
 
     def _member(self, view_name: str, view: View, member: Member, table: str, aliases: Iterator[int]) -> str:
         if member.constant is not None:
-            return f"'{_name(member.constant)}'::text"
+            return f"""'"{_name(member.constant)}"'"""
         if member.related is not None:
             return self._related(view_name, member, table, aliases)
         column_name = view.columns.get(member.attribute or "")
@@ -160,17 +164,21 @@ class Projector:
             raise Unprojectable(f"{view_name}.{member.attribute} may be null")
         sql = f'{table}."{_name(column_name)}"'
         if member.spelling is Spelling.TEXT and isinstance(column.type, String):  # Text is a String
-            return sql
-        if member.spelling is Spelling.BOOLEAN and isinstance(column.type, Boolean):
-            return sql
-        if member.spelling is Spelling.INT32 and isinstance(column.type, Integer):  # BigInteger is one
+            # PostgreSQL escapes a string as orjson does: \" \\ \b \f \n \r \t, other
+            # control characters as \u00xx, everything else (DEL, non-ASCII) as it is.
+            written = f"to_json({sql})::text"
+        elif member.spelling is Spelling.BOOLEAN and isinstance(column.type, Boolean):
+            written = f"{sql}::text"  # true, false
+        elif member.spelling is Spelling.INT32 and isinstance(column.type, Integer):  # BigInteger is one
             # Past 32 bits the cast fails the statement, as the Int scalar fails the field.
-            return f"{sql}::integer" if isinstance(column.type, BigInteger) else sql
-        if member.spelling is Spelling.TIME and isinstance(column.type, UtcDateTime):
-            return _time(sql)
-        if member.spelling is Spelling.GLOBAL_ID and member.kind is not None and isinstance(column.type, Integer):
-            return _global_id(member.kind, sql)
-        raise Unprojectable(f"{member.spelling} of {view_name}.{member.attribute}")
+            written = f"{sql}::integer::text"
+        elif member.spelling is Spelling.TIME and isinstance(column.type, UtcDateTime):
+            written = f"""'"' || {_time(sql)} || '"'"""  # nothing in it to escape
+        elif member.spelling is Spelling.GLOBAL_ID and member.kind is not None and isinstance(column.type, Integer):
+            written = f"""'"' || {_global_id(member.kind, sql)} || '"'"""
+        else:
+            raise Unprojectable(f"{member.spelling} of {view_name}.{member.attribute}")
+        return f"coalesce({written}, 'null')" if column.nullable else f"({written})"
 
     def _related(self, view_name: str, member: Member, table: str, aliases: Iterator[int]) -> str:
         relation = self.relations.get((view_name, member.related or ""))
@@ -185,7 +193,7 @@ class Projector:
         )
         if relation.many:
             order = ", ".join(f'{alias}."{_name(name)}"' for name in relation.order_by)
-            return f"coalesce((SELECT json_agg({found} ORDER BY {order}) {source}), '[]'::json)"
+            return f"('[' || coalesce((SELECT string_agg({found}, ',' ORDER BY {order}) {source}), '') || ']')"
         if member.non_null:
             raise Unprojectable(f"{view_name}.{member.related} may find nothing")
-        return f"(SELECT {found} {source})"
+        return f"coalesce((SELECT {found} {source}), 'null')"

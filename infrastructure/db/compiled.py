@@ -9,21 +9,27 @@ compiled cache uses), and every later statement with that key only hands over it
 Bound values go through their types' bind processing, rows through their columns' result
 processing, exactly as SQLAlchemy would apply them.
 
-The cache key is SQLAlchemy's private API (``ClauseElement._generate_cache_key``): this
-module is the one place that uses it, and ``tests/unit/test_compiled.py`` fails loudly if an
-upgrade changes what it gives. Anything unusual (no cache key, values rendered into the SQL
+The cache key is SQLAlchemy's private API (``ClauseElement._generate_cache_key``), and so is
+``greenlet_spawn``, which hands a pooled connection back (``pooled``: a checkout without the
+``AsyncConnection`` around it, half the CPU of one). This module is the one place that uses
+them, and ``tests/unit/test_compiled.py`` fails loudly if an upgrade changes either. Anything unusual (no cache key, values rendered into the SQL
 at execution, a statement's own ``params()``, columns sharing a name) is not handled here:
 ``compile`` answers None and the caller runs the statement through SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
+
+from infrastructure.db.faults import as_unavailable
 
 CACHE_SIZE = 500  # distinct statement shapes kept (pages × filters × orders × relations)
 
@@ -101,3 +107,20 @@ class DriverStatements:
             c.type.dialect_impl(self.dialect).result_processor(self.dialect, None) for c in statement.selected_columns
         )
         return _Shape(compiled.string, names, bind, columns, results, compiled)
+
+
+@contextlib.asynccontextmanager
+async def pooled(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """The driver's connection (asyncpg's) of a connection checked out of ``engine``'s pool,
+    with the pool's checkout events (a connection the server closed is replaced) and its
+    return. A connection that failed the way an outage fails is invalidated, as SQLAlchemy
+    invalidates one, so the pool does not hand it out again."""
+    proxied = await engine.raw_connection()
+    try:
+        yield proxied.driver_connection
+    except Exception as e:
+        if as_unavailable(e) is not None:
+            await greenlet_spawn(proxied.invalidate)
+        raise
+    finally:
+        await greenlet_spawn(proxied.close)

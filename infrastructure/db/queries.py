@@ -12,8 +12,8 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import dataclass, field, replace
+from functools import cache, partial
 from operator import itemgetter
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -51,9 +51,9 @@ from domain.queries import (
     TaskFilter,
 )
 from domain.matching import keyword_key
-from infrastructure.db.compiled import DriverStatements
+from infrastructure.db.compiled import DriverStatements, pooled
 from infrastructure.db.counts import aggregated_count, countable
-from infrastructure.db.faults import as_unavailable, raise_if_unavailable
+from infrastructure.db.faults import raise_if_unavailable
 from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
 from infrastructure.db.bulk import in_values
 from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
@@ -138,11 +138,15 @@ class _Order:
     key_type: type
     id: Any
     descending: bool
+    _by: dict = field(default_factory=dict, compare=False, repr=False)
 
     def by(self, *, reverse: bool = False) -> list:
-        if self.descending != reverse:
-            return [self.key.desc(), self.id.desc()]
-        return [self.key.asc(), self.id.asc()]
+        """The ORDER BY clauses, made once per direction (SQLAlchemy's operators are not free)."""
+        made = self._by.get(reverse)
+        if made is None:
+            descending = self.descending != reverse
+            made = self._by[reverse] = [self.key.desc(), self.id.desc()] if descending else [self.key.asc(), self.id.asc()]
+        return made
 
     def beyond(self, cursor: str, *, later: bool, inclusive: bool = False, field: str) -> ColumnElement[bool]:
         """Rows later (or earlier) in this order than the cursor's row; ``inclusive``: or that row."""
@@ -171,6 +175,7 @@ _COMMENT_SORT_KEYS = {
 }
 
 
+@cache  # a handful of orders: their clauses are made once
 def _comment_order(order: CommentOrder) -> _Order:
     column, key_type = _COMMENT_SORT_KEYS[order.field]
     return _Order(column, column.name, key_type, comments.c.id, order.direction is SortDirection.DESC)
@@ -321,17 +326,11 @@ class SqlReadModel:
         return await self._rows(select(table).where(self._in(column, values)).order_by(*order_by))
 
     async def _driver_fetch(self, sql: str, *args: Any) -> Sequence:
-        """asyncpg's records of ``sql`` (PostgreSQL only), with SQLAlchemy's connection pool and
-        fault handling around it."""
+        """asyncpg's records of ``sql`` (PostgreSQL only), on a connection of SQLAlchemy's pool
+        (``compiled.pooled``) with the read model's fault handling around it."""
         try:
-            async with self._engine.connect() as connection:
-                raw = await connection.get_raw_connection()
-                try:
-                    return await raw.driver_connection.fetch(sql, *args)
-                except Exception as e:
-                    if as_unavailable(e) is not None:
-                        await connection.invalidate()  # as SQLAlchemy does with a connection that failed
-                    raise
+            async with pooled(self._engine) as connection:
+                return await connection.fetch(sql, *args)
         except Exception as e:  # noqa: BLE001 - connect-time faults too, as UnavailableAware does
             raise_if_unavailable(e)
             raise

@@ -365,6 +365,7 @@ async def test_reads_are_the_same_through_the_driver_as_through_sqlalchemy(world
     flat_sqlalchemy = [[p.edges, p.has_next_page, p.has_previous_page] if hasattr(p, "edges") else p for p in through_sqlalchemy]
     assert repr(flat) == repr(flat_sqlalchemy)  # every field, those left out of == too
     assert any(m for m in direct[6]) and direct[2][0].created_at.tzinfo is UTC and direct[-1].edges
+    assert reads._engine.sync_engine.pool.checkedout() == 0  # every connection went back
     assert all(p.edges for p in direct[8:12]) and direct[-1].edges[0][1].params == {"groupIds": [1], "full": True}
 
 

@@ -49,3 +49,12 @@ def test_what_it_cannot_run_as_it_is_is_left_to_sqlalchemy() -> None:
     statements = DriverStatements(DIALECT)
     assert statements.compile(select(comments.c.id).where(comments.c.id.in_([1, 2, 3]))) is None  # expanded at execution
     assert statements.compile(select(comments.c.id, comments.c.id.label("id"))) is None  # two columns named alike
+
+
+async def test_greenlet_spawn_still_runs_what_awaits_in_sqlalchemys_sync_code() -> None:
+    # ``pooled`` hands connections back through it (the pool's sync code awaits the driver).
+    import asyncio
+
+    from sqlalchemy.util import await_only, greenlet_spawn
+
+    assert await greenlet_spawn(lambda: await_only(asyncio.sleep(0, "returned"))) == "returned"

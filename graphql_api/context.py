@@ -8,7 +8,7 @@ attributes: ``loaders(info)`` hands out one set per operation, and the
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -102,7 +102,7 @@ def new_request_id(headers: Any) -> str:
     given = headers.get("x-request-id") if headers is not None else None
     if given and len(given) <= 64 and given.isprintable():
         return given
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()  # 16 hex digits, as uuid4().hex[:16] was, without making a UUID
 
 
 async def get_context(container: Container, request: Request | WebSocket, response: Any) -> Context:

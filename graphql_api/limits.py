@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import (
@@ -19,8 +20,9 @@ from strawberry.extensions import (
     ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
-    ValidationCache,
 )
+
+from graphql_api.strawberry_compat import validation_errors
 
 MAX_ALIASES = 30
 # GraphiQL's introspection query is about 300 tokens; real documents are far below this.
@@ -45,6 +47,28 @@ class DocumentCache(ParserCache):
         yield
 
 
+class ValidatedDocuments(SchemaExtension):
+    """Strawberry's validation cache, keyed by the document's identity rather than its value:
+    Strawberry's LRU hashes the whole syntax tree of every request (2% of a page of ten's CPU).
+    ``DocumentCache`` hands out one document object per query text; each entry keeps its
+    document and schema alive and is checked against them, so a reused id is never mistaken."""
+
+    _found: dict[tuple, tuple[Any, Any, list[GraphQLError]]] = {}  # noqa: RUF012 - shared by design
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document, schema, rules = context.graphql_document, context.schema, tuple(context.validation_rules)
+        key = (id(document), id(schema), rules)
+        entry = self._found.get(key)
+        if entry is None or entry[0] is not document or entry[1] is not schema:
+            entry = (document, schema, validation_errors(schema, document, rules))
+            if len(self._found) >= DOCUMENT_CACHE_SIZE:
+                del self._found[next(iter(self._found))]  # the oldest
+            self._found[key] = entry
+        context.pre_execution_errors = entry[2]
+        yield
+
+
 def limit_extensions(*, max_depth: int) -> list[Callable[[], SchemaExtension]]:
     """Factories: Strawberry makes fresh extensions per operation.
 
@@ -60,5 +84,5 @@ def limit_extensions(*, max_depth: int) -> list[Callable[[], SchemaExtension]]:
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         partial(AddValidationRules, rules),
         partial(DocumentCache, maxsize=DOCUMENT_CACHE_SIZE),
-        partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
+        ValidatedDocuments,
     ]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphql import GraphQLSchema, OperationDefinitionNode
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode
+from strawberry.schema.schema import validate_document
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
@@ -43,3 +44,9 @@ def reads_attribute(schema: GraphQLSchema, field: StrawberryField) -> bool:
 def operation_of(info: Any) -> OperationDefinitionNode:
     """The operation node a resolver's ``Info`` runs in (Strawberry keeps graphql-core's info private)."""
     return info._raw_info.operation
+
+
+def validation_errors(schema: Any, document: DocumentNode, rules: tuple) -> list[GraphQLError]:
+    """What Strawberry's validation step finds in ``document`` (``rules`` and its own), as its
+    ``ValidationCache`` computes it, for the Strawberry ``schema``."""
+    return validate_document(schema._schema, document, rules)

@@ -6,8 +6,11 @@ to the slow path (the read plan would find no field it knows) or mixing up loade
 
 from __future__ import annotations
 
+import types
+
+import pytest
 import strawberry
-from graphql import parse
+from graphql import parse, specified_rules
 from graphql.execution.values import get_argument_values
 
 from graphql_api import strawberry_compat as compat
@@ -64,3 +67,37 @@ def test_a_resolvers_info_names_its_operation() -> None:
 def test_context_loaders_are_per_operation() -> None:
     # Context.loaders keys its loaders by the node operation_of gives: one set per operation.
     assert "operation_of" in Context.loaders.__code__.co_names
+
+
+def test_validation_finds_what_strawberrys_validation_step_finds() -> None:
+    rules = tuple(specified_rules)  # what an ExecutionContext starts with
+    assert compat.validation_errors(schema, parse("{ groups(first: 1) { edges { cursor } } }"), rules) == []
+    errors = compat.validation_errors(schema, parse("{ noSuchField }"), rules)
+    assert [e.message for e in errors] == ["Cannot query field 'noSuchField' on type 'Query'."]
+
+
+async def test_validated_documents_are_kept_by_identity() -> None:
+    # The cache answers the same document object from memory and validates another one with the
+    # same text again (what DocumentCache hands out is one object per text).
+    from graphql_api.limits import ValidatedDocuments
+
+    calls = []
+    validate = compat.validation_errors
+
+    def counted(*args):
+        calls.append(args[1])
+        return validate(*args)
+
+    document, twin = parse("{ noSuchField2 }"), parse("{ noSuchField2 }")
+    found = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("graphql_api.limits.validation_errors", counted)
+        for doc in (document, document, twin):
+            context = types.SimpleNamespace(graphql_document=doc, schema=schema, validation_rules=list(specified_rules),
+                                            pre_execution_errors=None)
+            extension = ValidatedDocuments()
+            extension.execution_context = context
+            for _ in extension.on_validate():
+                pass
+            found.append(context.pre_execution_errors)
+    assert calls == [document, twin] and found[0] is found[1] and found[0] == found[2] and found[0]

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import structlog  # noqa: E402
 
 from graphql_api import plan as plan_module  # noqa: E402
+from infrastructure.db.queries import SqlReadModel  # noqa: E402
 from tests.conftest import postgres_database  # noqa: E402
 from tests.e2e.test_read_plan import pair_over, requests, seed  # noqa: E402
 
@@ -47,6 +48,13 @@ class Tally:
                 self.counts["not compiled (fields it does not know)"] += 1
             return found
 
+        projected = SqlReadModel.comments_page_projected
+
+        async def projected_counted(read_model, *args, **kwargs):
+            self.counts["pages whose nodes PostgreSQL wrote"] += 1
+            return await projected(read_model, *args, **kwargs)
+
+        SqlReadModel.comments_page_projected = projected_counted  # type: ignore[method-assign]
         plan_module.Plan.run = run_counted  # type: ignore[method-assign]
         plan_module.PlanCache.find = find_counted  # type: ignore[method-assign]
 

@@ -184,3 +184,20 @@ async def test_sqlite_does_not_project(migrated_db) -> None:
     assert not reads.projects and not reads.projectable(NODE)
     with pytest.raises(NotImplementedError):
         await reads.comments_page_projected(CommentFilter(), CommentOrder(), NODE, first=2)
+
+
+async def test_the_same_page_asked_again_reuses_its_statement_not_its_rows(postgres_reads) -> None:
+    reads, uow_factory = postgres_reads
+    await _comments(uow_factory, [5, 6])
+    first = await reads.comments_page_projected(CommentFilter(), CommentOrder(), NODE, first=2)
+    async with uow_factory() as uow:  # a newer comment arrives between the two reads
+        group = (await uow.groups.get_by_vk_id(1))
+        later = datetime(2024, 6, 1, tzinfo=UTC)
+        await uow.comments.upsert_many(group.id, [Comment(owner_id=-1, vk_id=9, post_vk_id=1, from_id=7, text="t", published_at=later)])
+        await uow.commit()
+    again = await reads.comments_page_projected(CommentFilter(), CommentOrder(), NODE, first=2)
+    assert len(reads._windows) == 1  # one statement, made once
+    assert [orjson.loads(t)["vkId"] for _, t in first.edges] == [6, 5]
+    assert [orjson.loads(t)["vkId"] for _, t in again.edges] == [9, 6] and again.has_next_page
+    after = await reads.comments_page_projected(CommentFilter(), CommentOrder(), NODE, first=2, after=again.end_cursor)
+    assert [orjson.loads(t)["vkId"] for _, t in after.edges] == [5] and len(reads._windows) == 2

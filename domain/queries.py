@@ -216,7 +216,7 @@ class Spelling(enum.StrEnum):
 class Member:
     """One member of a projected JSON object: an attribute of a view (``attribute``, written
     as ``spelling``; ``kind`` names a global id's type), a constant, or the projection of a
-    related view (``related``: its name in ``Projection.relations``)."""
+    related view (``related``: the relation's name, as ``Projection`` lists them)."""
 
     key: str
     attribute: str | None = None
@@ -262,8 +262,9 @@ class ReadModel(Protocol):
         self, flt: CommentFilter, order: CommentOrder, projection: Projection, *, first: int | None = None,
         after: str | None = None, last: int | None = None, before: str | None = None,
     ) -> Page[str]:
-        """``comments_page`` with each node written as JSON text by ``projection``. Raises
-        ``NotImplementedError`` where the database cannot (``projects`` is False), and
+        """``comments_page`` with each node written as JSON text by ``projection``. Optional:
+        callers ask a read model's ``projectable(projection)`` first (one without it never
+        projects). Raises ``NotImplementedError`` where the database cannot write JSON, and
         ``ValueError`` for a projection it cannot write exactly."""
         ...
 

@@ -12,9 +12,11 @@ processing, exactly as SQLAlchemy would apply them.
 The cache key is SQLAlchemy's private API (``ClauseElement._generate_cache_key``), and so is
 ``greenlet_spawn``, which hands a pooled connection back (``pooled``: a checkout without the
 ``AsyncConnection`` around it, half the CPU of one). This module is the one place that uses
-them, and ``tests/unit/test_compiled.py`` fails loudly if an upgrade changes either. Anything unusual (no cache key, values rendered into the SQL
-at execution, a statement's own ``params()``, columns sharing a name) is not handled here:
-``compile`` answers None and the caller runs the statement through SQLAlchemy.
+them, and ``tests/unit/test_compiled.py`` fails loudly if an upgrade changes either.
+
+Anything unusual (no cache key, values rendered into the SQL at execution, a statement's own
+``params()``, columns sharing a name) is not handled here: ``compile`` answers None and the
+caller runs the statement through SQLAlchemy.
 """
 
 from __future__ import annotations

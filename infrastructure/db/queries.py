@@ -87,7 +87,6 @@ def encode_cursor(key: Any, row_id: int) -> str:
 _URL_SAFE = bytes.maketrans(b"+/", b"-_")
 
 
-WINDOWS_KEPT = 256  # projected pages whose statements are kept for the same page asked again
 MAX_CURSOR_LENGTH = 200  # ours stay under 80 characters
 
 
@@ -158,6 +157,9 @@ class _Order:
         if later != self.descending:  # towards larger values
             return and_(self.key >= key, or_(self.key > key, self.id >= row_id if inclusive else self.id > row_id))
         return and_(self.key <= key, or_(self.key < key, self.id <= row_id if inclusive else self.id < row_id))
+
+
+WINDOWS_KEPT = 256  # projected pages whose statements are kept for the same page asked again
 
 
 @dataclass(frozen=True)
@@ -608,7 +610,8 @@ class SqlReadModel:
 
 
 
-_MATCH_ORDER = (matches.c.comment_id, matches.c.start_pos, matches.c.keyword_id)
+# Each comment's matches in text order, as the API lists them (``types.keyword_matches``).
+_MATCH_ORDER = (matches.c.comment_id, matches.c.start_pos, matches.c.end_pos, matches.c.keyword_id)
 def _groups_query(active: bool | None) -> Select:
     query = select(groups)
     return query.where(groups.c.active == active) if active is not None else query
@@ -641,9 +644,9 @@ _PROJECTOR = Projector(
         ("comment", "group"): Relation("group", "id", "group_id"),
         ("comment", "post"): Relation("post", "id", "post_id"),
         ("comment", "author"): Relation("author", "vk_id", "from_id"),
-        # Text order, as ``matches_by_comment_ids`` reads them and the API sorts them.
+        # In the order ``matches_by_comment_ids`` reads them (for one comment).
         ("comment", "matches"): Relation(
-            "match", "comment_id", "id", many=True, order_by=("start_pos", "end_pos", "keyword_id")
+            "match", "comment_id", "id", many=True, order_by=tuple(c.name for c in _MATCH_ORDER[1:])
         ),
         ("post", "group"): Relation("group", "id", "group_id"),
         ("match", "keyword"): Relation("keyword", "id", "keyword_id"),

@@ -7,6 +7,8 @@ so they never contain a token.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class DomainError(Exception):
     """Something the caller can be told about (a bug is any other exception)."""
@@ -68,6 +70,14 @@ class VkNotFound(VkError):
 class VkRateLimited(VkError):
     """Every token is parked or spent for now (daily quota, captcha)."""
 
+
+class VkTokensResting(VkRateLimited):
+    """Every token rests (quota or captcha) until ``until``: work waits for then, it does not
+    fail. The gateway raises it; the task runner turns it into a wait."""
+
+    def __init__(self, message: str, *, until: datetime, vk_code: int | None = None) -> None:
+        super().__init__(message, vk_code=vk_code)
+        self.until = until
 
 
 class VkAuthFailed(VkError):

@@ -7,7 +7,7 @@ Each has a real adapter in ``infrastructure/`` and, where unit tests need speed,
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -92,6 +92,13 @@ class CommentRepository(Protocol):
         """Insert or update by (owner_id, vk_id); returns every given comment's row id."""
 
     async def count(self, *, group_id: int | None = None) -> int: ...
+    async def mark_vanished(
+        self, owner_id: int, post_vk_id: int, present: Collection[int], *, now: datetime
+    ) -> list[int]:
+        """After a complete read of one post: its stored comments whose VK id is not in
+        ``present`` are gone from VK. Mark them deleted (``deleted_at = now`` where not set
+        yet), never erase them; returns the row ids newly marked."""
+
     async def set_state(self, ids: Sequence[int], *, viewed: bool | None, archived: bool | None) -> list[int]:
         """Set the review flags of many comments; returns the ids that exist."""
 

@@ -49,6 +49,7 @@ from domain.errors import (
     VkError,
     VkNotFound,
     VkRateLimited,
+    VkTokensResting,
     VkUnavailable,
 )
 from domain.models import Author, Comment, Group, Post
@@ -636,9 +637,9 @@ class HttpVkGateway:
         parked = [t for t in self._tokens if t.status is TokenStatus.PARKED]
         if parked:
             until = min(t.until for t in parked if t.until is not None)
-            error: VkError = VkRateLimited(
+            error: VkError = VkTokensResting(
                 f"every VK token is parked (quota or captcha) until {until:%Y-%m-%d %H:%M} UTC: {parked[0].reason}",
-                vk_code=QUOTA,
+                until=until, vk_code=QUOTA,
             )
         else:
             error = VkAuthFailed(f"no usable VK token: every token was rejected ({self._tokens[0].reason})", vk_code=5)

@@ -27,6 +27,7 @@ from domain.analyze import publish_matched
 from domain.errors import DomainError, NotFound, VkAccessDenied, VkCommentsClosed
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind
 from domain.ports import Adapters, CommentPage, ProgressCallback, UnitOfWorkFactory, VkGateway
+from domain.progress import Say
 from domain.resilience import is_transient, retry_transient
 from domain.tasks import register_handler
 
@@ -85,7 +86,7 @@ async def collect_group(
 ) -> CollectResult:
     assert group.id is not None
     result = CollectResult()
-    await report(0, None, "reading the wall")
+    await report(0, None, Say.reading_wall())
     posts = await _collect_posts(vk, group.owner_id, options)
     result.posts = len(posts)
 
@@ -104,7 +105,7 @@ async def collect_group(
     todo = [p for p in posts if needs_reading(p)]
     result.posts_read = len(todo)
     writer = _Writer(group, uow_factory, matcher_factory, on_matched, result, report, total=len(todo))
-    await report(0, len(todo), f"{len(posts)} posts, {len(todo)} to read")
+    await report(0, len(todo), Say.posts_to_read(len(posts), len(todo)))
 
     limit = asyncio.Semaphore(max(1, options.concurrency))
 
@@ -321,7 +322,7 @@ class _Writer:
         if matched_ids and self.on_matched is not None:
             await self.on_matched(matched_ids)
         self.done += posts_done
-        await self.report(self.done, self.total, f"{self.done}/{self.total} posts, {self.result.comments_seen} comments")
+        await self.report(self.done, self.total, Say.posts_read(self.done, self.total, self.result.comments_seen))
 
 
 async def _look_up_missing_authors(vk, uow_factory, author_ids: set[int], result: CollectResult) -> None:

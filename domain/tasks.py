@@ -37,6 +37,7 @@ import structlog
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound, TaskCancelled, Unavailable
 from domain.models import Progress, Task, TaskKind, TaskState
 from domain.ports import Adapters
+from domain.progress import Say
 from domain.resilience import TRANSIENT, backoff_delay, is_transient, retry_transient
 from domain.stats import invalidate_stats
 
@@ -361,7 +362,7 @@ async def _run_handler(adapters: Adapters, task: Task, handler: TaskHandler, rep
             delay = backoff_delay(attempt)
             log.warning("task.retrying", task_id=task.id, attempt=attempt, delay=round(delay, 2), error=e.message)
             reporter.resume()
-            await reporter(reporter.last.done, reporter.last.total, f"retrying: {e.message}")
+            await reporter(reporter.last.done, reporter.last.total, Say.retrying(e.message))
             await asyncio.sleep(delay)
 
 

@@ -343,13 +343,17 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
         page.locator("tr[data-task] .state-succeeded").first.wait_for()
         # ids an operator can read (the row id; the page keeps the global id for the API), and a
         # parse's result said in words
-        parse_row = page.locator("tr[data-task]", has_text=re.compile("PARSE · .*Кошки"))
+        parse_row = page.locator("tr[data-task]", has_text=re.compile("Parse · .*Кошки"))
         task_id = parse_row.get_attribute("data-task")
         row_id = parse_row.locator("td").first.inner_text()
         assert base64.b64decode(task_id).decode() == f"Task:{row_id}", (task_id, row_id)
         said = parse_row.locator("[data-result-kind=PARSE]").inner_text()
         assert re.match(r"\d+ posts?, comments read on \d+: [\d,]+ comments?, [\d,]+ match(es)?", said), said
         assert "{" not in said, said
+        # kinds, states and progress in words: the task's code and arguments, worded by the console
+        assert parse_row.locator("[data-state=SUCCEEDED]").inner_text() == "Succeeded"
+        progress = parse_row.locator(".progress-text").inner_text()
+        assert re.fullmatch(r"100% 40/40 posts, [\d,]+ comments", progress), progress
         _shot(page, "10-tasks")
         _axe(page, "tasks")
         page.get_by_role("link", name="Dashboard").click()
@@ -390,7 +394,27 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
         page.get_by_role("link", name="Задачи").click()
         said = page.locator("tr[data-task] [data-result-kind=PARSE]").first.inner_text()
         assert re.search(r"пост(а|ов)?, комментарии прочитаны у \d+", said), said
+        # kinds, states and progress messages in Russian: no PARSE, SUCCEEDED or English sentence left
+        parse_row = page.locator("tr[data-task]", has=page.locator("[data-kind=PARSE]")).first
+        assert parse_row.locator("[data-kind=PARSE]").inner_text().startswith("Сбор · ")
+        assert parse_row.locator("[data-state=SUCCEEDED]").inner_text() == "Готово"
+        progress = parse_row.locator(".progress-text").inner_text()
+        assert re.fullmatch(r"100% (\d+)/\1 постов, [\d\s\u00a0]+ комментари(й|я|ев)", progress), progress
+        export_row = page.locator("tr[data-task]", has=page.locator("[data-kind=EXPORT]")).first
+        assert export_row.locator("[data-kind=EXPORT]").inner_text() == "Выгрузка"
+        written = export_row.locator(".progress-text").inner_text()
+        assert re.fullmatch(r"100% записано комментариев: [\d\s\u00a0]+, файл \S+ \([\d,]+ (байт|КБ|МБ)\)", written), written
+        table = page.locator("table.tasks").inner_text()
+        for english in (r"\bPARSE\b", r"\bEXPORT\b", r"\bSUCCEEDED\b", r"\d posts?\b", r"\d comments?\b", r"written to",
+                        r"\d rows\b"):
+            assert not re.search(english, table), (english, table)
         _shot(page, "13b-tasks-ru")
+        page.get_by_role("link", name="Сообщества").click()
+        row = page.locator("tr[data-group='koshki_spb']")
+        row.locator("[data-state=SUCCEEDED]").wait_for()
+        assert row.locator("[data-state=SUCCEEDED]").inner_text() == "Готово"
+        assert "постов" in row.locator(".progress-text").inner_text()
+        _shot(page, "13c-communities-ru")
 
         # GraphiQL from local assets, with the console's token
         page.goto(service.url + "/graphql")
@@ -666,3 +690,106 @@ _STEPS = """() => {
                 rowsInDom: document.querySelectorAll('.comment-row').length};
     };
 }"""
+
+
+@pytest.fixture(scope="module")
+def slow_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """`vkcp serve` against the sandbox world served by the VK emulator as its own process, one
+    call per request (no `execute`) at 12 requests a second: a parse lasts seconds, as against
+    real VK, so a person (and a test) can watch it run."""
+    require_service("Chromium", _browser_problem())
+    workdir = tmp_path_factory.mktemp("console-slow")
+    vk_port, port = free_port(), free_port()
+    emulator_log, log = workdir / "emulator.log", workdir / "serve.log"
+    emulator = spawn(["-m", "infrastructure.vk.emulator", "--port", str(vk_port), "--rps", "12", "--world", "sandbox",
+                      "--token", "slow-token"], {**os.environ, "PYTHONPATH": str(ROOT)}, emulator_log)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(workdir / "data"),
+           "VKCP_VK_API_URL": f"http://127.0.0.1:{vk_port}/method", "VKCP_VK_TOKENS": "slow-token",
+           "VKCP_VK_RPS": "12", "VKCP_VK_EXECUTE": "false"}
+    for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH", "VKCP_VK_SANDBOX"):
+        env.pop(name, None)
+    proc = spawn(["-m", "infrastructure.cli", "serve", "--port", str(port)], env, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert emulator.poll() is None, emulator_log.read_text()[-3000:]
+            found = re.search(r"Bearer (vkcp_[\w-]+)", log.read_text(errors="replace"))
+            try:
+                if found and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        yield Service(f"http://127.0.0.1:{port}", found.group(1))
+    finally:
+        stop(proc)
+        stop(emulator)
+
+
+def test_a_running_parse_in_russian_moves_its_community_count(browser: Any, slow_service: Service) -> None:
+    """While a parse runs, a Russian-speaking operator reads its kind, state and progress in
+    Russian on the Communities and Tasks screens, and the community's comment count grows with
+    the comments stored so far instead of waiting for the end."""
+    service = slow_service
+    context, page, watch = _new_page(browser, service, locale="ru-RU")
+    try:
+        page.goto(service.url + "/")
+        page.get_by_label("API-токен").fill(service.token)
+        page.get_by_role("button", name="Войти").click()
+        page.get_by_role("link", name="Сообщества").click()
+        page.get_by_label(re.compile("Добавить сообщества")).fill("koshki_spb")
+        page.get_by_role("button", name="Добавить", exact=True).click()
+        row = page.locator("tr[data-group='koshki_spb']")
+        row.wait_for()
+        assert row.locator("[data-count=comments]").inner_text() == "0"
+        row.get_by_role("button", name="Собрать").click()
+        # Every value the row shows while the parse runs, as the page renders it
+        page.evaluate("""() => {
+            window.__seen = [];
+            const row = () => document.querySelector("tr[data-group='koshki_spb']");
+            const look = () => {
+                const r = row();
+                window.__seen.push({state: r.querySelector('[data-state]')?.dataset.state ?? null,
+                                    badge: r.querySelector('[data-state]')?.innerText ?? null,
+                                    count: r.querySelector('[data-count=comments]').innerText,
+                                    progress: r.querySelector('.progress-text')?.innerText ?? null});
+            };
+            new MutationObserver(look).observe(row().closest('tbody'), {subtree: true, childList: true, characterData: true});
+        }""")
+        page.wait_for_function("() => (window.__seen || []).some(s => s.state === 'RUNNING' && /постов/.test(s.progress || '')"
+                               " && Number(s.count.replace(/\\D/g, '')) > 0)", timeout=60_000)
+        assert row.locator("[data-state=RUNNING]").inner_text() == "Выполняется"
+        _shot(page, "17-communities-parse-running-ru")
+        page.get_by_role("link", name="Задачи").click()
+        task_row = page.locator("tr[data-task]", has=page.locator("[data-kind=PARSE]")).first
+        task_row.wait_for()
+        assert task_row.locator("[data-kind=PARSE]").inner_text().startswith("Сбор · Кошки")
+        running = task_row.locator("[data-state]").inner_text()
+        progress = task_row.locator(".progress-text").inner_text()
+        if running == "Выполняется":  # the parse may just have ended
+            assert re.search(r"\d+/\d+ пост(а|ов)?, [\d\s\u00a0]+ комментари(й|я|ев)$", progress), progress
+            _shot(page, "18-tasks-parse-running-ru")
+        page.get_by_role("link", name="Сообщества").click()
+        page.evaluate("""() => {
+            window.__seen2 = [];
+            const row = () => document.querySelector("tr[data-group='koshki_spb']");
+            const look = () => { const r = row(); if (r) window.__seen2.push({
+                state: r.querySelector('[data-state]')?.dataset.state ?? null,
+                count: r.querySelector('[data-count=comments]').innerText}); };
+            new MutationObserver(look).observe(document.querySelector('main'), {subtree: true, childList: true, characterData: true});
+        }""")
+        row.locator("[data-state=SUCCEEDED]").wait_for(timeout=120_000)
+        final = int(re.sub(r"\D", "", row.locator("[data-count=comments]").inner_text()))
+        stored = service.gql('{ tasks(filter: {kinds: [PARSE]}) { edges { node { result } } } }')
+        assert final == stored["tasks"]["edges"][0]["node"]["result"]["commentsSeen"] > 0
+        seen = page.evaluate("window.__seen.concat(window.__seen2)")
+        counts = [int(re.sub(r"\D", "", s["count"])) for s in seen if s["state"] == "RUNNING"]
+        assert any(0 < c < final for c in counts), seen  # counted while the parse ran, not only at its end
+        assert counts == sorted(counts), counts  # and it only grows
+        assert row.locator("[data-state=SUCCEEDED]").inner_text() == "Готово"
+        _shot(page, "19-communities-parsed-ru")
+        watch.assert_clean()
+    finally:
+        context.close()

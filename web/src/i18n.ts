@@ -1,5 +1,6 @@
 // Russian and English; the default follows the browser, the choice is remembered.
 import { signal } from "@preact/signals";
+import type { ProgressMessageCode, TaskKind, TaskState, VkTokenState } from "./generated/graphql";
 
 const en = {
   appName: "VK Comments Parser",
@@ -55,6 +56,11 @@ const en = {
   parseResult: "{posts}, comments read on {postsRead}: {comments}, {matches}",
   analyzeResult: "Checked {comments} against {keywords}: {matchedComments}, {matches}",
   timesIn: "times in {zone}", post: "post",
+  // Task kinds and states (TaskKind, TaskState), VK token states (VkTokenState)
+  kindPARSE: "Parse", kindANALYZE: "Analyze", kindEXPORT: "Export",
+  stateQUEUED: "Queued", stateRUNNING: "Running", stateSUCCEEDED: "Succeeded", stateFAILED: "Failed", stateCANCELLED: "Cancelled",
+  tokenACTIVE: "active", tokenPARKED: "parked", tokenREVOKED: "revoked",
+  nRows: "# row|# rows",
 };
 export type Key = keyof typeof en;
 
@@ -113,6 +119,10 @@ const ru: Record<Key, string> = {
   parseResult: "{posts}, комментарии прочитаны у {postsRead}: {comments}, {matches}",
   analyzeResult: "Проверено: {comments}, ключевых слов: {keywordCount} — {matchedComments}, {matches}",
   timesIn: "время: {zone}", post: "пост",
+  kindPARSE: "Сбор", kindANALYZE: "Анализ", kindEXPORT: "Выгрузка",
+  stateQUEUED: "В очереди", stateRUNNING: "Выполняется", stateSUCCEEDED: "Готово", stateFAILED: "Ошибка", stateCANCELLED: "Отменено",
+  tokenACTIVE: "работает", tokenPARKED: "отдыхает", tokenREVOKED: "отозван",
+  nRows: "# строка|# строки|# строк|# строки",
 };
 
 export type Lang = "en" | "ru";
@@ -156,3 +166,51 @@ export function fill(key: Key, slots: Record<string, string>): string {
   return t(key).replace(/\{(\w+)\}/g, (whole, name: string) => slots[name] ?? whole);
 }
 
+
+export const kindName = (kind: TaskKind): string => t(`kind${kind}` as const);
+export const stateName = (state: TaskState): string => t(`state${state}` as const);
+export const tokenStateName = (state: VkTokenState): string => t(`token${state}` as const);
+
+type Args = Record<string, unknown>;
+const n = (args: Args, name: string): number => (typeof args[name] === "number" ? (args[name] as number) : Number(args[name]) || 0);
+const s = (args: Args, name: string): string => String(args[name] ?? "");
+
+/** "1.2 MB" (domain.export.human_size) in the language's units and decimal sign. */
+function size(text: string): string {
+  const found = /^([\d.]+) (bytes?|KB|MB|GB|TB)$/.exec(text);
+  if (!found || lang.value !== "ru") return text;
+  const unit = { byte: "байт", bytes: "байт", KB: "КБ", MB: "МБ", GB: "ГБ", TB: "ТБ" }[found[2]];
+  return `${Number(found[1]).toLocaleString("ru-RU")} ${unit}`;
+}
+
+/** How each progress message (ProgressMessageCode, domain/progress.py) reads, from its arguments.
+ * A code without its wording here fails the build. */
+const PROGRESS: Record<Lang, Record<ProgressMessageCode, (a: Args) => string>> = {
+  en: {
+    READING_WALL: () => "reading the wall",
+    POSTS_TO_READ: (a) => `${count("nPosts", n(a, "posts"))}, ${fmtNum(n(a, "toRead"))} to read`,
+    POSTS_READ: (a) => `${fmtNum(n(a, "done"))}/${count("nPosts", n(a, "total"))}, ${count("nComments", n(a, "comments"))}`,
+    COMMENTS_CHECKED: (a) => `${fmtNum(n(a, "done"))}/${count("nComments", n(a, "total"))}` + ("matched" in a ? `, ${fmtNum(n(a, "matched"))} matched` : ""),
+    ROWS_WRITTEN: (a) => `${fmtNum(n(a, "done"))}/${count("nRows", n(a, "total"))}`,
+    FINISHING_FILE: () => "finishing the file",
+    FILE_WRITTEN: (a) => `${count("nComments", n(a, "rows"))} written to ${s(a, "file")} (${size(s(a, "size"))})`,
+    RETRYING: (a) => `retrying: ${s(a, "error")}`,
+  },
+  ru: {
+    READING_WALL: () => "чтение стены",
+    POSTS_TO_READ: (a) => `${count("nPosts", n(a, "posts"))}, прочитать: ${fmtNum(n(a, "toRead"))}`,
+    POSTS_READ: (a) => `${fmtNum(n(a, "done"))}/${count("nPosts", n(a, "total"))}, ${count("nComments", n(a, "comments"))}`,
+    COMMENTS_CHECKED: (a) => `${fmtNum(n(a, "done"))}/${count("nComments", n(a, "total"))}` + ("matched" in a ? `, с совпадениями: ${fmtNum(n(a, "matched"))}` : ""),
+    ROWS_WRITTEN: (a) => `${fmtNum(n(a, "done"))}/${count("nRows", n(a, "total"))}`,
+    FINISHING_FILE: () => "завершение файла",
+    FILE_WRITTEN: (a) => `записано комментариев: ${fmtNum(n(a, "rows"))}, файл ${s(a, "file")} (${size(s(a, "size"))})`,
+    RETRYING: (a) => `повтор после ошибки: ${s(a, "error")}`,
+  },
+};
+
+/** A task's progress message in the console's language; the service's English text when it has no code. */
+export function progressText(p: { message: string; messageCode: ProgressMessageCode | null; messageArgs: unknown }): string {
+  if (!p.messageCode) return p.message;
+  const say = PROGRESS[lang.value][p.messageCode];
+  return say ? say((p.messageArgs ?? {}) as Args) : p.message;
+}

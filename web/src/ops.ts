@@ -8,7 +8,7 @@ export const PING = /* GraphQL */ `
 const TASK_FIELDS = /* GraphQL */ `
   fragment TaskFields on Task {
     id kind state priority createdAt startedAt finishedAt updatedAt error result params cancelRequested
-    progress { done total message }
+    progress { done total message messageCode messageArgs }
     group { id name }
   }
 `;
@@ -68,6 +68,11 @@ export const GROUPS = /* GraphQL */ `
     }
   }
   ${GROUP_FIELDS}
+`;
+
+// The counts of the communities being parsed, read again as their parses store comments.
+export const GROUP_COUNTS = /* GraphQL */ `
+  query GroupCounts($ids: [ID!]!) { nodes(ids: $ids) { ... on Group { id commentsCount } } }
 `;
 
 export const ADD_GROUPS = /* GraphQL */ `

@@ -1,9 +1,9 @@
 import { useEffect, useState } from "preact/hooks";
 import type { ComponentChildren } from "preact";
 import { request, subscribe, ApiError } from "./api";
-import { t, fmtNum } from "./i18n";
+import { t, fmtNum, kindName, progressText, stateName } from "./i18n";
 import { TASK_EVENTS, TASK_PROGRESS, TASKS } from "./ops";
-import type { TaskEventsSubscription, TaskFieldsFragment, TaskProgressSubscription, TasksQuery, TasksQueryVariables } from "./generated/graphql";
+import type { TaskEventsSubscription, TaskFieldsFragment, TaskProgressSubscription, TaskState, TasksQuery, TasksQueryVariables } from "./generated/graphql";
 
 export type Task = TaskFieldsFragment;
 
@@ -31,7 +31,8 @@ export function payloadErrors(errors: { code: string; message: string }[]): stri
 }
 
 export function ProgressBar({ task }: { task: Task }) {
-  const { done, total, message } = task.progress;
+  const { done, total } = task.progress;
+  const message = progressText(task.progress);
   const finished = task.state === "SUCCEEDED";
   const percent = finished ? 100 : total ? Math.min(100, Math.round((done / total) * 100)) : null;
   return (
@@ -39,7 +40,7 @@ export function ProgressBar({ task }: { task: Task }) {
       <div
         class={`progress ${task.state.toLowerCase()}`}
         role="progressbar"
-        aria-label={`${task.kind} ${displayId(task.id)}`}
+        aria-label={`${kindName(task.kind)} ${displayId(task.id)}`}
         aria-valuemin={0}
         aria-valuemax={100}
         aria-valuenow={percent ?? undefined}
@@ -53,8 +54,8 @@ export function ProgressBar({ task }: { task: Task }) {
   );
 }
 
-export function StateBadge({ state }: { state: string }) {
-  return <span class={`badge state-${state.toLowerCase()}`}>{state}</span>;
+export function StateBadge({ state }: { state: TaskState }) {
+  return <span class={`badge state-${state.toLowerCase()}`} data-state={state}>{stateName(state)}</span>;
 }
 
 /** The tasks matching `states`, kept current by `taskEvents`. */

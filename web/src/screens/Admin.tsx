@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, request } from "../api";
-import { fmtDate, fmtNum, t } from "../i18n";
+import { fmtDate, fmtNum, t, tokenStateName } from "../i18n";
 import { API_TOKENS, CREATE_API_TOKEN, REVOKE_API_TOKEN, VK_TOKENS } from "../ops";
 import type {
   ApiRole, ApiTokensQuery, CreateApiTokenMutation, CreateApiTokenMutationVariables, RevokeApiTokenMutation, VkTokensQuery,
@@ -80,7 +80,7 @@ export function Admin() {
         <ErrorLine error={error} />
         <table>
           <thead><tr><th scope="col">{t("fingerprint")}</th><th scope="col">{t("state")}</th><th scope="col">{t("parkedUntil")}</th><th scope="col">{t("reason")}</th><th scope="col">{t("requests")}</th></tr></thead>
-          <tbody>{pool?.map((v) => <tr><td><code>{v.fingerprint}</code></td><td>{v.state}</td><td>{fmtDate(v.parkedUntil)}</td><td>{v.reason ?? ""}</td><td>{fmtNum(v.requests)}</td></tr>)}</tbody>
+          <tbody>{pool?.map((v) => <tr><td><code>{v.fingerprint}</code></td><td>{tokenStateName(v.state)}</td><td>{fmtDate(v.parkedUntil)}</td><td>{v.reason ?? ""}</td><td>{fmtNum(v.requests)}</td></tr>)}</tbody>
         </table>
         {pool?.length === 0 && <p class="muted">{t("noVkTokens")}</p>}
       </Panel>

@@ -1,9 +1,9 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { request } from "../api";
 import { fmtDate, fmtNum, t } from "../i18n";
-import { ADD_GROUPS, GROUPS, REFRESH_GROUP, REMOVE_GROUP, START_PARSE, UPDATE_GROUP } from "../ops";
+import { ADD_GROUPS, GROUP_COUNTS, GROUPS, REFRESH_GROUP, REMOVE_GROUP, START_PARSE, UPDATE_GROUP } from "../ops";
 import type {
-  AddGroupsMutation, AddGroupsMutationVariables, GroupFieldsFragment, GroupsQuery, GroupsQueryVariables,
+  AddGroupsMutation, AddGroupsMutationVariables, GroupCountsQuery, GroupCountsQueryVariables, GroupFieldsFragment, GroupsQuery, GroupsQueryVariables,
   RefreshGroupMutation, RemoveGroupMutation, StartParseMutation, StartParseMutationVariables,
   UpdateGroupMutation, UpdateGroupMutationVariables,
 } from "../generated/graphql";
@@ -11,6 +11,8 @@ import { ErrorLine, Panel, ProgressBar, StateBadge, errorText, useLiveTasks } fr
 
 type Group = GroupFieldsFragment;
 type LineResult = { ref: string; ok: boolean; text: string };
+
+const COUNTS_EVERY_MS = 1000; // how often a running parse's comment count is read again, at most
 
 function GroupEditor({ group, onSaved, onCancel }: { group: Group; onSaved: (g: Group) => void; onCancel: () => void }) {
   const [active, setActive] = useState(group.active);
@@ -80,6 +82,34 @@ export function Communities() {
   // a finished parse changes the counts and the last collection: read the list again
   const finished = parses.tasks.filter((x) => ["SUCCEEDED", "FAILED", "CANCELLED"].includes(x.state)).map((x) => x.id).join();
   useEffect(() => { load(); }, [finished]);
+
+  // A running parse stores comments batch by batch, and its community's count moves with them:
+  // as its progress arrives, read the counts of the communities being parsed again, at most every
+  // COUNTS_EVERY_MS (a throttle, not a debounce: progress arrives more often than that).
+  const parsing = parses.tasks.filter((x) => x.state === "RUNNING" && x.group);
+  const parsingIds = useRef<string[]>([]);
+  parsingIds.current = parsing.map((x) => x.group!.id);
+  const countsTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const countsReadAt = useRef(0);
+  async function readCounts() {
+    countsTimer.current = null;
+    countsReadAt.current = Date.now();
+    const ids = parsingIds.current;
+    if (!ids.length) return;
+    try {
+      const d = await request<GroupCountsQuery, GroupCountsQueryVariables>(GROUP_COUNTS, { ids });
+      const counts = new Map(d.nodes.flatMap((n) => (n && "commentsCount" in n ? [[n.id, n.commentsCount] as const] : [])));
+      setGroups((list) => list.map((g) => (counts.has(g.id) ? { ...g, commentsCount: counts.get(g.id)! } : g)));
+    } catch {
+      /* the next progress event tries again; the list is read in full when the parse ends */
+    }
+  }
+  const progressed = parsing.map((x) => `${x.id}:${x.progress.done}:${x.updatedAt}`).join();
+  useEffect(() => {
+    if (!progressed || countsTimer.current) return;
+    countsTimer.current = setTimeout(readCounts, Math.max(0, countsReadAt.current + COUNTS_EVERY_MS - Date.now()));
+  }, [progressed]);
+  useEffect(() => () => { if (countsTimer.current) clearTimeout(countsTimer.current); }, []);
 
   async function add(e: Event) {
     e.preventDefault();
@@ -157,7 +187,7 @@ export function Communities() {
                     {g.monitoring.lastError && <div class="error-cell">{g.monitoring.lastError}</div>}
                   </td>
                   <td>{fmtNum(g.membersCount)}</td>
-                  <td>{fmtNum(g.commentsCount)}</td>
+                  <td data-count="comments">{fmtNum(g.commentsCount)}</td>
                   <td>{g.monitoring.enabled ? `${t("yes")}, ${g.monitoring.intervalMinutes}` : t("no")}</td>
                   <td>{fmtDate(g.monitoring.lastSuccessAt)}</td>
                   <td class="progress-cell">{task && <><StateBadge state={task.state} />{task.error && <span class="error-cell"> {task.error}</span>}<ProgressBar task={task} /></>}</td>

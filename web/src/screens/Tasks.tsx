@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
 import { download, request } from "../api";
-import { count, fill, fmtDate, fmtNum, t, type Key } from "../i18n";
+import { count, fill, fmtDate, fmtNum, kindName, t, type Key } from "../i18n";
 import { CANCEL_TASK } from "../ops";
 import type { CancelTaskMutation } from "../generated/graphql";
 import { ErrorLine, Panel, ProgressBar, StateBadge, displayId, errorText, payloadErrors, useLiveTasks, type Task } from "../shared";
@@ -83,7 +83,7 @@ export function TaskResult({ task }: { task: Task }) {
       {task.kind === "ANALYZE" && analyzeText(result)}
       {task.kind === "EXPORT" && (
         <>
-          {typeof result.url === "string" && <DownloadButton url={result.url} label={`${t("download")} (${result.rows} ${t("rows")}, ${result.format})`} />}
+          {typeof result.url === "string" && <DownloadButton url={result.url} label={`${t("download")} (${count("nRows", num(result.rows))}, ${result.format})`} />}
           {" "}{exportText(result)}
         </>
       )}
@@ -110,7 +110,7 @@ export function Tasks() {
           {tasks.map((task) => (
             <tr data-task={task.id}>
               <td>{displayId(task.id)}</td>
-              <td>{task.kind}{task.group ? ` · ${task.group.name}` : ""}</td>
+              <td data-kind={task.kind}>{kindName(task.kind)}{task.group ? ` · ${task.group.name}` : ""}</td>
               <td><StateBadge state={task.state} /></td>
               <td class="progress-cell"><ProgressBar task={task} /></td>
               <td>{fmtDate(task.createdAt)}</td>

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Self
 
@@ -37,6 +38,7 @@ class MessageCode(StrEnum):
     FINISHING_FILE = "FINISHING_FILE"  # an export closes its file
     FILE_WRITTEN = "FILE_WRITTEN"  # an export's file is ready
     RETRYING = "RETRYING"  # a dependency failed; the task runs again from what is stored
+    WAITING_FOR_VK = "WAITING_FOR_VK"  # every VK token rests: the task waits (QUEUED) until one is back
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ class _Form:
     text: Callable[[Args], str]
     pattern: re.Pattern[str]
     ints: tuple[str, ...] = ()  # the arguments that are numbers (the rest are text)
+    words: Mapping[str, Mapping[str, str]] | None = None  # argument -> {its words in the text: its value}
+
+
+_WAIT_WORDS = {"QUOTA": "is over its daily quota", "CAPTCHA": "needs a captcha solved"}
 
 
 def _n(value: str) -> int:
@@ -82,6 +88,13 @@ _FORMS: dict[MessageCode, _Form] = {
     ),
     # The error is the domain's English message (DomainError.message): it stays as it is.
     MessageCode.RETRYING: _Form(lambda a: f"retrying: {a['error']}", re.compile(r"retrying: (?P<error>.*)", re.DOTALL)),
+    # "waiting for VK: every token is over its daily quota until 00:00 UTC": `until` in UTC, "HH:MM"
+    # today or "YYYY-MM-DD HH:MM" (Task.waitingUntil has the exact time); `reason` QUOTA or CAPTCHA.
+    MessageCode.WAITING_FOR_VK: _Form(
+        lambda a: f"waiting for VK: every token {_WAIT_WORDS[str(a['reason'])]} until {a['until']} UTC",
+        re.compile(r"waiting for VK: every token (?P<reason>.+) until (?P<until>(?:\d{4}-\d{2}-\d{2} )?\d{2}:\d{2}) UTC"),
+        words={"reason": {words: reason for reason, words in _WAIT_WORDS.items()}},
+    ),
 }
 
 
@@ -139,6 +152,13 @@ class Say(str):
     def retrying(cls, error: str) -> Say:
         return cls(MessageCode.RETRYING, {"error": error})
 
+    @classmethod
+    def waiting_for_vk(cls, until: datetime, now: datetime, *, captcha: bool = False) -> Say:
+        """Every token rests until ``until``: the time in UTC, with its date when not today's."""
+        until, now = until.astimezone(UTC), now.astimezone(UTC)
+        when = f"{until:%H:%M}" if until.date() == now.date() else f"{until:%Y-%m-%d %H:%M}"
+        return cls(MessageCode.WAITING_FOR_VK, {"reason": "CAPTCHA" if captcha else "QUOTA", "until": when})
+
 
 def read(message: str) -> Say | None:
     """The code and arguments a stored sentence was written from; None for any other text."""
@@ -152,5 +172,10 @@ def read(message: str) -> Say | None:
                 for name, value in found.groupdict().items()
                 if value is not None
             }
-            return Say(code, args)
+            for name, values in (form.words or {}).items():
+                if args.get(name) not in values:
+                    break  # words no code wrote
+                args[name] = values[args[name]]
+            else:
+                return Say(code, args)
     return None

@@ -71,6 +71,10 @@ class ProgressMessageCode(enum.Enum):
     RETRYING = strawberry.enum_value(
         "RETRYING", description="A dependency failed (`error`, in English); the task runs again from what is stored."
     )
+    WAITING_FOR_VK = strawberry.enum_value(
+        "WAITING_FOR_VK", description="Every VK token rests (`reason`: QUOTA, its daily quota, or CAPTCHA) until "
+        "`until` (UTC, \"HH:MM\" today or \"YYYY-MM-DD HH:MM\"; `Task.waitingUntil` is exact): the task waits, QUEUED."
+    )
 
 
 @strawberry.enum(description="What comments are sorted by.")

@@ -4,6 +4,8 @@ its code and arguments."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from domain import progress
@@ -27,6 +29,10 @@ EXAMPLES: list[tuple[Say, str]] = [
     (written_message(1_000_000, "c.jsonl", 3 * 10**9), "1,000,000 comments written to c.jsonl (3.0 GB)"),
     (Say.retrying("VK is unavailable: HTTP 502"), "retrying: VK is unavailable: HTTP 502"),
     (Say.retrying("database unavailable:\nconnection reset"), "retrying: database unavailable:\nconnection reset"),
+    (Say.waiting_for_vk(datetime(2026, 12, 8, 0, 0, tzinfo=UTC), datetime(2026, 12, 7, 23, 1, tzinfo=UTC)),
+     "waiting for VK: every token is over its daily quota until 2026-12-08 00:00 UTC"),
+    (Say.waiting_for_vk(datetime(2026, 12, 7, 18, 30, tzinfo=UTC), datetime(2026, 12, 7, 18, 0, tzinfo=UTC), captcha=True),
+     "waiting for VK: every token needs a captcha solved until 18:30 UTC"),
 ]
 
 
@@ -51,7 +57,7 @@ def test_every_code_has_an_example_and_the_api_names_the_same_codes() -> None:
     assert {c.name for c in ProgressMessageCode} == {c.value for c in MessageCode}
 
 
-@pytest.mark.parametrize("text", ["", "waiting", "40 posts", "retrying", "12 comments written to x", "3/4 posts, many comments"])
+@pytest.mark.parametrize("text", ["", "waiting", "40 posts", "waiting for VK: every token is tired until 10:00 UTC", "retrying", "12 comments written to x", "3/4 posts, many comments"])
 def test_a_sentence_no_code_wrote_has_no_code(text: str) -> None:
     assert progress.read(text) is None
     shown = Progress.from_domain(DomainProgress(1, 2, text))

@@ -195,6 +195,7 @@ const PROGRESS: Record<Lang, Record<ProgressMessageCode, (a: Args) => string>> =
     FINISHING_FILE: () => "finishing the file",
     FILE_WRITTEN: (a) => `${count("nComments", n(a, "rows"))} written to ${s(a, "file")} (${size(s(a, "size"))})`,
     RETRYING: (a) => `retrying: ${s(a, "error")}`,
+    WAITING_FOR_VK: (a) => `waiting for VK: every token ${s(a, "reason") === "CAPTCHA" ? "needs a captcha solved" : "is over its daily quota"} until ${s(a, "until")} UTC`,
   },
   ru: {
     READING_WALL: () => "чтение стены",
@@ -205,6 +206,7 @@ const PROGRESS: Record<Lang, Record<ProgressMessageCode, (a: Args) => string>> =
     FINISHING_FILE: () => "завершение файла",
     FILE_WRITTEN: (a) => `записано комментариев: ${fmtNum(n(a, "rows"))}, файл ${s(a, "file")} (${size(s(a, "size"))})`,
     RETRYING: (a) => `повтор после ошибки: ${s(a, "error")}`,
+    WAITING_FOR_VK: (a) => `ожидание VK: ${s(a, "reason") === "CAPTCHA" ? "все токены ждут решения капчи" : "у всех токенов исчерпан дневной лимит"} до ${s(a, "until")} UTC`,
   },
 };
 

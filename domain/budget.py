@@ -30,6 +30,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from domain.models import Group
+from domain.ports import UnitOfWorkFactory
+from domain.queries import ReadModel
 
 MINUTES_A_DAY = 1440
 RECENT_RUNS = 5  # successful runs whose cost is averaged
@@ -187,3 +189,13 @@ def _warning(methods: Sequence[MethodBudget], usable_tokens: int) -> str | None:
         parts.append(f"the schedule needs ~{m.projected:,} {m.method} calls a day; {tokens} allow {m.limit:,}")
         more = max(more, math.ceil(m.projected / m.limit_per_token) - usable_tokens)
     return f"{'; '.join(parts)}: add {more} token{'s' if more != 1 else ''} or lengthen intervals"
+
+
+async def read_budget(
+    uow_factory: UnitOfWorkFactory, read_model: ReadModel, *, usable_tokens: int, limits: Mapping[str, int]
+) -> Budget:
+    """The budget of the schedule as stored now."""
+    async with uow_factory() as uow:
+        groups = [g for g in await uow.groups.list(active=True) if g.monitor_enabled and g.id is not None]
+    results = await read_model.recent_parse_results([g.id for g in groups if g.id is not None], RECENT_RUNS)
+    return project_budget(groups, results, usable_tokens=usable_tokens, limits=limits)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from domain.analyze import publish_matched
+from domain.budget import count_vk_calls
 from domain.errors import DomainError, NotFound, VkAccessDenied, VkCommentsClosed
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind
 from domain.ports import Adapters, CommentPage, ProgressCallback, UnitOfWorkFactory, VkGateway
@@ -365,17 +366,18 @@ async def run_parse(adapters: Adapters, task: Task, report: ProgressCallback) ->
     )
     now = adapters.clock.now()
     try:
-        result = await collect_group(
-            group, vk=adapters.vk, uow_factory=adapters.uow_factory, options=options,
-            report=report, now=now, matcher_factory=adapters.matcher_factory,
-            on_matched=lambda comment_ids: publish_matched(adapters, comment_ids),
-        )
+        with count_vk_calls() as vk_calls:  # what this run cost in VK calls (domain.budget)
+            result = await collect_group(
+                group, vk=adapters.vk, uow_factory=adapters.uow_factory, options=options,
+                report=report, now=now, matcher_factory=adapters.matcher_factory,
+                on_matched=lambda comment_ids: publish_matched(adapters, comment_ids),
+            )
     except DomainError as e:
         if not is_transient(e):  # a transient one is retried, not the community's last error
             await _record_group_run(adapters, group.id, now, error=e.message)
         raise
     await _record_group_run(adapters, group.id, now, error=None)
-    return result.as_dict()
+    return {**result.as_dict(), "vkCalls": dict(sorted(vk_calls.items()))}
 
 
 async def _record_group_run(adapters: Adapters, group_id: int, now: datetime, *, error: str | None) -> None:

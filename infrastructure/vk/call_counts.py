@@ -1,23 +1,28 @@
 """VK calls per token per UTC day, by method: what VK's daily quotas count.
 
 Every call a gateway sends is counted, each inner call of an ``execute`` included (VK counts
-those against the method's quota; the ``execute`` itself is not counted). With Redis the
-counts are every process's: each gateway adds what it sent to
+those against the method's quota; the ``execute`` itself is not counted), except those VK
+refuses for the token's sake (29, 14, 5...: it did not run them).
 
-``{prefix}vk-calls:{fingerprint}:{YYYYMMDD}``: a hash, method → calls that UTC day,
+With Redis the counts are every process's. Each process keeps its own totals and writes them,
+as totals, into one hash per token and day:
 
-which expires two days after its last addition (the fingerprint, never the token). Without
-Redis (the embedded mode) the counts are this process's own, kept in memory for today and
-yesterday.
+``{prefix}vk-calls:{fingerprint}:{YYYYMMDD}``: field ``{process}:{method}`` → that process's
+calls of the method that day; the key expires two days after its last write.
 
-A Redis outage never stops collection: sent calls are counted here and added to Redis at the
-first ``flush`` that gets through (the gateway flushes as often as it syncs token states).
-An addition is one MULTI/EXEC transaction, so one either lands whole or not at all; only a
-reply lost after Redis applied it would count those calls twice.
+A token's count is the sum over the processes' fields. Writing totals rather than increments
+makes a write safe to repeat: calls made while Redis was unreachable are in the next total
+that gets through, a reply lost after Redis applied a write counts nothing twice, and a Redis
+that restarted empty gets every process's totals again at its next write (a process that finds
+its own field missing or behind in a read writes at once). A process that stopped leaves its
+field behind, still counted until the key expires. Tokens appear only as fingerprints.
+
+Without Redis (the embedded mode) the counts are this process's own, in memory.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,7 +31,7 @@ from typing import Any
 KEY = "vk-calls:"
 TTL = timedelta(days=2)
 
-Counts = dict[tuple[str, str], Counter[str]]  # (fingerprint, YYYYMMDD) -> method -> calls
+Slot = tuple[str, str]  # (fingerprint, YYYYMMDD)
 
 
 def utc_day(now: datetime) -> str:
@@ -34,18 +39,19 @@ def utc_day(now: datetime) -> str:
 
 
 class DailyCallCounts:
-    """Counts as one process sees them; ``redis`` None keeps them in memory only. Methods
-    that touch Redis raise what redis-py raises (``REDIS_ERRORS``): the gateway decides what an
-    outage means, as with the token states."""
+    """Counts as one process sees them; ``redis`` None keeps them in memory only. ``flush`` and
+    ``read`` raise what redis-py raises (``REDIS_ERRORS``): the gateway decides what an outage
+    means, as with the token states."""
 
-    def __init__(self, redis: Any = None, *, prefix: str = "vkcp:",
+    def __init__(self, redis: Any = None, *, prefix: str = "vkcp:", process: str | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.redis = redis
         self.prefix = f"{prefix}{KEY}"
+        self.process = process or uuid.uuid4().hex[:12]  # this process's fields
         self.clock = clock
-        self._unsent: Counts = defaultdict(Counter)  # counted here, not yet in Redis (all, without Redis)
-        self._sending: Counts = {}  # in a flush that has not answered yet
-        self._read: Counts = {}  # what Redis held at the last read
+        self._mine: dict[Slot, Counter[str]] = defaultdict(Counter)
+        self._unwritten: set[Slot] = set()  # slots whose totals Redis does not have yet
+        self._others: dict[Slot, Counter[str]] = {}  # the other processes', at the last read
 
     def key(self, fingerprint: str, day: str) -> str:
         return f"{self.prefix}{fingerprint}:{day}"
@@ -53,32 +59,32 @@ class DailyCallCounts:
     def today(self) -> str:
         return utc_day(self.clock())
 
-    def add(self, fingerprint: str, methods: Iterable[str]) -> None:
-        """Calls sent with the token just now."""
-        self._unsent[(fingerprint, self.today())].update(methods)
+    def add(self, fingerprint: str, methods: Iterable[str], calls: int = 1) -> None:
+        """Calls sent with the token just now (``calls=-1``: taken back, VK refused them)."""
+        slot = (fingerprint, self.today())
+        counts = self._mine[slot]
+        for method in methods:
+            counts[method] += calls
+        self._unwritten.add(slot)
 
     async def flush(self) -> None:
-        """Add what was counted here to Redis; kept for the next flush if Redis fails."""
-        if self.redis is None or not self._unsent:
+        """Write this process's totals that Redis lacks; kept for the next flush if it fails."""
+        if self.redis is None or not self._unwritten:
             return
-        self._sending, self._unsent = self._unsent, defaultdict(Counter)
+        slots, self._unwritten = self._unwritten, set()
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                for (fingerprint, day), methods in self._sending.items():
-                    key = self.key(fingerprint, day)
-                    for method, calls in methods.items():
-                        pipe.hincrby(key, method, calls)
+                for slot in slots:
+                    key = self.key(*slot)
+                    pipe.hset(key, mapping={f"{self.process}:{m}": n for m, n in self._mine[slot].items()})
                     pipe.pexpire(key, int(TTL.total_seconds() * 1000))
                 await pipe.execute()
         except BaseException:
-            for slot, methods in self._sending.items():
-                self._unsent[slot].update(methods)
+            self._unwritten |= slots
             raise
-        finally:
-            self._sending = {}
 
     async def read(self, fingerprints: Sequence[str]) -> None:
-        """Fetch today's counts of every process (one round trip)."""
+        """Fetch today's counts of the other processes (one round trip)."""
         if self.redis is None or not fingerprints:
             return
         day = self.today()
@@ -86,27 +92,33 @@ class DailyCallCounts:
             for fingerprint in fingerprints:
                 pipe.hgetall(self.key(fingerprint, day))
             found = await pipe.execute()
-        self._read = {
-            (fingerprint, day): Counter({_text(m): int(n) for m, n in values.items()})
-            for fingerprint, values in zip(fingerprints, found, strict=True)
-        }
+        others: dict[Slot, Counter[str]] = {}
+        for fingerprint, fields in zip(fingerprints, found, strict=True):
+            slot = (fingerprint, day)
+            theirs: Counter[str] = Counter()
+            mine: Counter[str] = Counter()
+            for field, value in fields.items():
+                process, _, method = _text(field).partition(":")
+                (mine if process == self.process else theirs)[method] += int(value)
+            others[slot] = theirs
+            if any(mine[m] != n for m, n in self._mine.get(slot, {}).items()):
+                self._unwritten.add(slot)  # lost (a Redis restart) or behind: written at the next flush
+        self._others = others
 
     def calls_today(self, fingerprint: str) -> Counter[str]:
-        """Today's calls by method: the last read from Redis plus what is not in it yet."""
+        """Today's calls by method: this process's own plus the others' at the last read."""
         slot = (fingerprint, self.today())
         self._forget_old_days()
-        total = Counter(self._read.get(slot, {}))
-        total.update(self._sending.get(slot, {}))
-        total.update(self._unsent.get(slot, {}))
-        return total
+        total = Counter(self._others.get(slot, {}))
+        total.update(self._mine.get(slot, {}))
+        return +total
 
     def _forget_old_days(self) -> None:
         keep = {self.today(), utc_day(self.clock() - timedelta(days=1))}
-        for counts in (self._read, self._unsent):
-            for slot in [s for s in counts if s[1] not in keep]:
-                if counts is self._unsent and self.redis is not None:
-                    continue  # yesterday's unsent calls still go to Redis at the next flush
-                del counts[slot]
+        for slot in [s for s in self._mine if s[1] not in keep and s not in self._unwritten]:
+            del self._mine[slot]
+        for slot in [s for s in self._others if s[1] not in keep]:
+            del self._others[slot]
 
 
 def _text(value: bytes | str) -> str:

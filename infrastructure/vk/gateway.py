@@ -286,7 +286,8 @@ class HttpVkGateway:
         self.backoff_max = backoff_max
         self.quota_park = quota_park  # None: until the next 00:00 UTC (``quota_rest_until``)
         self.captcha_park = captcha_park
-        # In memory unless given one over Redis (``build_vk`` does, with the states').
+        # In memory unless given one over Redis, which is exchanged with the states (so it
+        # needs ``shared_states``; ``build_vk`` gives both or neither).
         self.call_counts = call_counts or DailyCallCounts()
         self.max_in_flight = max_in_flight
         self.shared_states = shared_states
@@ -315,23 +316,11 @@ class HttpVkGateway:
         """The pool as every process sharing it knows it; with no Redis, or while Redis is
         unreachable, as this process knows it (its own findings and the last ones it read)."""
         if self.shared_states is not None:
-            await self.sync_token_states()
-        await self._read_call_counts()
+            await self.sync_token_states()  # the call counts too
         for token in self._tokens:
             token.refresh()
         return [TokenState(t.fingerprint, t.status, t.requests, t.until, t.reason,
                            dict(self.call_counts.calls_today(t.fingerprint))) for t in self._tokens]
-
-    async def _read_call_counts(self) -> None:
-        """Every process's counts, unless Redis is out (then this process's view: what it last
-        read plus what it counted since)."""
-        if self.call_counts.redis is None or not self._shared_reachable:
-            return
-        try:
-            await self.call_counts.flush()
-            await self.call_counts.read([t.fingerprint for t in self._tokens])
-        except REDIS_ERRORS as e:
-            log.warning("vk.call_counts_unavailable", error=type(e).__name__)
 
     async def sync_token_states(self) -> None:
         """Exchange states with the other processes: ours where theirs lack them, theirs where
@@ -349,7 +338,9 @@ class HttpVkGateway:
                     news = token.news_for(found[token.fingerprint])
                     if news is not None:
                         await self.shared_states.record(token.fingerprint, news)
-                await self.call_counts.flush()  # what was counted here, an outage's included
+                # This process's call totals (an outage's included), and the others'.
+                await self.call_counts.flush()
+                await self.call_counts.read([t.fingerprint for t in self._tokens])
             except REDIS_ERRORS as e:
                 if self._shared_reachable:
                     log.warning("vk.token_states_unavailable", error=type(e).__name__)
@@ -599,10 +590,17 @@ class HttpVkGateway:
         """The token cannot work (quota, captcha, rejected): retire it and give its calls to the
         other tokens, first in line; when none is left, every waiting call learns why."""
         self._retire(token, code, message)
+        self._uncount(token, calls)  # VK refused them: they cost the token nothing, and go again
         self._queue(calls, front=True)  # the other tokens carry on meanwhile
         if self.shared_states is not None:  # the other processes learn it before our callers do
             await self.sync_token_states()
         self._raise_if_no_token(fail_pending=True)
+
+    def _uncount(self, token: _Token, calls: list[_Call]) -> None:
+        self.call_counts.add(token.fingerprint, (c.method for c in calls), -1)
+        for call in calls:
+            if call.meter is not None:
+                call.meter[call.method] -= 1
 
     def _deliver(self, batch: list[_Call], outcomes: list[Any]) -> tuple[_Failed | None, list[_Call]]:
         """Answer each call; returns the worst token-level error among them (revoked before
@@ -649,7 +647,8 @@ class HttpVkGateway:
         token.requests += 1
         self.stats.requests += 1
         self.stats.calls += len(batch)
-        # Counted as sent: VK counts a call against the quota whatever became of its answer.
+        # Counted as sent (VK counts a call it ran whatever became of its answer), less those
+        # VK refuses for the token's sake (``_uncount``).
         self.call_counts.add(token.fingerprint, (c.method for c in batch))
         for call in batch:
             if call.meter is not None:

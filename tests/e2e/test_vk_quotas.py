@@ -225,3 +225,71 @@ async def test_calls_today_and_the_schedules_budget(stack: Stack, vk_url: str) -
             assert admin_scrape[("vkcp_vk_calls_today", (("method", method), ("token", fingerprint)))] == n
     for token in TOKENS:
         assert token not in str(admin_scrape)
+
+
+# --- settings, and what /readyz and /metrics say while every token rests --------------------
+
+
+def test_park_times_and_daily_limits_come_from_the_environment(monkeypatch, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from infrastructure.bootstrap import build_vk
+    from infrastructure.settings import Settings
+
+    monkeypatch.setenv("VKCP_VK_QUOTA_PARK_HOURS", "6")
+    monkeypatch.setenv("VKCP_VK_CAPTCHA_PARK_MINUTES", "15")
+    monkeypatch.setenv("VKCP_VK_DAILY_LIMITS", "wall.get=4000, wall.getComments=12000")
+    settings = Settings(_env_file=None, vk_tokens="t1", vk_sandbox=False, data_dir=tmp_path)
+    assert settings.vk_daily_limits == {"wall.get": 4000, "wall.getComments": 12000}
+    vk = build_vk(settings)
+    assert (vk.quota_park, vk.captcha_park) == (timedelta(hours=6), timedelta(minutes=15))
+
+    for name in ("VKCP_VK_QUOTA_PARK_HOURS", "VKCP_VK_CAPTCHA_PARK_MINUTES", "VKCP_VK_DAILY_LIMITS"):
+        monkeypatch.delenv(name)
+    defaults = Settings(_env_file=None, vk_tokens="t1", vk_sandbox=False, data_dir=tmp_path)
+    assert defaults.vk_daily_limits == {"wall.get": 5000}
+    vk = build_vk(defaults)
+    assert vk.quota_park is None and vk.captcha_park == timedelta(hours=1)  # None: the next 00:00 UTC
+    monkeypatch.setenv("VKCP_VK_DAILY_LIMITS", "wall.get")
+    with pytest.raises(ValueError, match="METHOD=CALLS"):
+        Settings(_env_file=None, data_dir=tmp_path)
+
+
+@pytest.fixture
+def tired_vk_url(tmp_path: Path) -> Iterator[str]:
+    """VK for which both tokens are over their quota of utils.resolveScreenName."""
+    port = free_port()
+    log = tmp_path / "tired-emulator.log"
+    args = ["-m", "infrastructure.vk.emulator", "--port", str(port), "--world", "sandbox",
+            "--quota", "utils.resolveScreenName=0"]
+    proc = spawn(args, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
+    try:
+        asyncio.run(wait_http(f"http://127.0.0.1:{port}/_stats", proc, log))
+        yield f"http://127.0.0.1:{port}/method"
+    finally:
+        stop(proc)
+
+
+async def test_while_every_token_rests_the_api_stays_ready_and_says_until_when(tmp_path, tired_vk_url) -> None:
+    from domain.errors import VkTokensResting
+
+    api = await start_container(make_settings(tmp_path, vk_sandbox=False, vk_tokens=",".join(TOKENS[:2]),
+                                              vk_api_url=tired_vk_url))
+    try:
+        for _ in range(2):  # each token meets VK's 29 once, then every call waits
+            with pytest.raises(VkTokensResting) as resting:
+                await api.adapters.vk.resolve_screen_name("koshki_spb")
+        until = resting.value.until
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(api)), base_url="http://t") as http:
+            ready = await http.get("/readyz")
+            metrics = (await http.get("/metrics")).text
+    finally:
+        await api.aclose()
+    # Ready: the API still serves everything stored, and collection resumes by itself.
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["vk"] == (
+        f"resting until {until.isoformat()}: every token is parked (daily quota or captcha)"
+    )
+    found = {s.name: s.value for family in text_string_to_metric_families(metrics) for s in family.samples}
+    assert found["vkcp_vk_tokens_resting"] == 1
+    assert found["vkcp_vk_tokens_resting_until_seconds"] == until.timestamp()

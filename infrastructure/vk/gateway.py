@@ -688,6 +688,8 @@ class HttpVkGateway:
 
     def _retire(self, token: _Token, code: int, message: str) -> None:
         reason = f"VK error {code}: {message}"
+        if token.status is TokenStatus.REVOKED:
+            return  # a late answer of a batch in flight: rejected stays rejected
         if code in TOKEN_REVOKED:
             token.revoke(reason)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import httpx
 import pytest
@@ -237,6 +238,7 @@ def test_the_command_line_sets_quotas_captchas_and_expiries(monkeypatch):
 
     built = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **_: built.setdefault("app", app))
+    monkeypatch.setattr(sys, "setswitchinterval", lambda _: None)  # main's tuning is for its own process
     emulator.main(["--quota", "wall.getComments=50", "--token-quota", "a:wall.get=3",
                    "--captcha-after", "b=7", "--expire-after", "c=9"])
     app = built["app"]

@@ -58,7 +58,7 @@ async def stack(request, tmp_path: Path, vk_url: str) -> AsyncIterator[Stack]:
     Redis, as in test_stacks.py; three tokens and few pages in flight (many execute batches,
     so that every token takes some)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(tmp_path / "data"),
-           "VKCP_VK_API_URL": vk_url, "VKCP_VK_TOKENS": ",".join([TIRED, SHORT, FRESH]), "VKCP_VK_RPS": "20",
+           "VKCP_VK_API_URL": vk_url, "VKCP_VK_TOKENS": f"{TIRED},{SHORT},{FRESH}", "VKCP_VK_RPS": "20",
            "VKCP_VK_SANDBOX": "0", "VKCP_COLLECT_CONCURRENCY": "6"}
     for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH"):
         env.pop(name, None)

@@ -648,7 +648,8 @@ class HttpVkGateway:
         self.stats.requests += 1
         self.stats.calls += len(batch)
         # Counted as sent (VK counts a call it ran whatever became of its answer), less those
-        # VK refuses for the token's sake (``_uncount``).
+        # VK says it did not run: refused for the token's sake, or the request refused as a
+        # whole (``_uncount``). A request lost in transport stays counted: VK may have run it.
         self.call_counts.add(token.fingerprint, (c.method for c in batch))
         for call in batch:
             if call.meter is not None:
@@ -667,6 +668,8 @@ class HttpVkGateway:
             self.stats.network_errors += 1
             raise _Transient("VK answered with broken JSON") from None
         if "error" in body:
+            if int(body["error"].get("error_code", 0)) in TRANSIENT:
+                self._uncount(token, batch)  # refused as a whole (too many per second, flood...): none ran
             return self._request_error(body["error"], plain, len(batch))
         if plain:
             return [body["response"]]

@@ -13,6 +13,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import orjson
 import pytest
 
 from domain.budget import count_vk_calls
@@ -147,3 +148,27 @@ async def test_calls_are_counted_per_token_and_method_and_metered_per_parse():
     emulated = app.stats()["calls_today"]
     assert {fp: calls for fp, calls in counted.items() if calls} == emulated
     assert sum(sum(c.values()) for c in counted.values()) == 2 * one_parse
+
+
+async def test_calls_vk_refused_as_a_whole_are_not_counted_against_the_token():
+    emulator = VkEmulator(WORLD)
+    refusals = [6, 9]  # too many requests per second, flood control: VK ran none of the calls
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http" and refusals:
+            body = orjson.dumps({"error": {"error_code": refusals.pop(0), "error_msg": "not now"}})
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await emulator(scope, receive, send)
+
+    vk = gateway(app, tokens=TOKENS[:1])
+    try:
+        with count_vk_calls() as calls:
+            await asyncio.gather(*(vk.resolve_screen_name("community1") for _ in range(3)), vk.wall_page(OWNER, 0))
+        [state] = await vk.token_states()
+    finally:
+        await vk.aclose()
+    assert vk.stats.retries == 2
+    assert state.calls_today == emulator.stats()["calls_today"][token_fingerprint(TOKENS[0])] == dict(calls)
+    assert sum(calls.values()) == 4

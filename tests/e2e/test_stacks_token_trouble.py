@@ -22,6 +22,7 @@ from infrastructure.vk.gateway import token_fingerprint
 from infrastructure.vk.world import generated_world
 from tests.conftest import REDIS_URL, _redis_problem, postgres_database, require_service
 from tests.e2e.test_stacks import ADD, PARSE, Stack, _all_comments, _wait_task
+from tests.e2e.test_vk_quotas import forget_redis_prefix
 from tests.processes import ROOT, free_port, spawn, stop, wait_http
 
 TIRED, SHORT, FRESH = "vk1.a.e2e-tired-token", "vk1.a.e2e-short-lived-token", "vk1.a.e2e-fresh-token"
@@ -68,7 +69,7 @@ async def stack(request, tmp_path: Path, vk_url: str) -> AsyncIterator[Stack]:
             env["VKCP_DATABASE_URL"] = await resources.enter_async_context(postgres_database())
             env["VKCP_REDIS_URL"] = REDIS_URL
             env["VKCP_REDIS_PREFIX"] = prefix = f"vkcp-e2e-{uuid.uuid4().hex[:8]}:"
-            resources.push_async_callback(_forget, prefix)
+            resources.push_async_callback(forget_redis_prefix, prefix)
         stack = Stack(env, tmp_path)
         try:
             if request.param == "production":
@@ -86,18 +87,6 @@ async def stack(request, tmp_path: Path, vk_url: str) -> AsyncIterator[Stack]:
                 stop(proc)
             for token in (TIRED, SHORT, FRESH):
                 assert token not in stack.output(), "a VK token leaked into the logs"
-
-
-async def _forget(prefix: str) -> None:
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(match=prefix + "*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 TOKENS = "{ vkTokens { fingerprint state parkedUntil reason callsToday } }"

@@ -12,6 +12,7 @@ VK is the emulator as its own HTTP server. Two stacks:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -73,32 +74,32 @@ class Stack:
 async def stack(request, tmp_path: Path, vk_url: str) -> AsyncIterator[Stack]:
     common = {"vk_sandbox": False, "vk_tokens": ",".join(TOKENS), "vk_api_url": vk_url, "vk_rps": 50,
               "vk_daily_limits": LIMITS}
-    async with contextlib_database(request.param) as database_url:
+    async with contextlib.AsyncExitStack() as resources:
+        worker = None
         if request.param == "embedded":
             api = await start_container(make_settings(tmp_path / "api", **common))
-            worker = None
         else:
             require_service("Redis", await _redis_problem())
-            redis = {"redis_url": REDIS_URL, "redis_prefix": f"vkcp-test-{uuid.uuid4().hex[:10]}:"}
-            api = await start_container(make_settings(tmp_path / "api", database_url=database_url, **redis, **common))
-            worker = await build_container(make_settings(tmp_path / "worker", database_url=database_url, **redis,
-                                                         **common), worker=True)
+            prefix = f"vkcp-test-{uuid.uuid4().hex[:10]}:"
+            resources.push_async_callback(forget_redis_prefix, prefix)
+            common.update(database_url=await resources.enter_async_context(postgres_database()),
+                          redis_url=REDIS_URL, redis_prefix=prefix)
+            api = await start_container(make_settings(tmp_path / "api", **common))
+            resources.push_async_callback(api.aclose)
+            worker = await build_container(make_settings(tmp_path / "worker", **common), worker=True)
+            resources.push_async_callback(worker.aclose)
+        if worker is None:
+            resources.push_async_callback(api.aclose)
         roles = {}
         for role in ("viewer", "operator", "admin"):
             roles[role], _ = await create_api_token(api.adapters.uow_factory, role, role)
-        try:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(api)),
-                                         base_url="http://api.test") as http:
-                yield Stack(api, worker, http, roles)
-        finally:
-            if worker is not None:
-                await worker.aclose()
-            await api.aclose()
-            if worker is not None:
-                await _forget(redis["redis_prefix"])
+        http = await resources.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(api)), base_url="http://api.test"))
+        yield Stack(api, worker, http, roles)
 
 
-async def _forget(prefix: str) -> None:
+async def forget_redis_prefix(prefix: str) -> None:
+    """Delete a test's keys from the shared Redis."""
     from redis.asyncio import Redis
 
     client = Redis.from_url(REDIS_URL)
@@ -108,14 +109,6 @@ async def _forget(prefix: str) -> None:
             await client.delete(*keys)
     finally:
         await client.aclose()
-
-
-def contextlib_database(kind: str):
-    import contextlib
-
-    if kind == "production":
-        return postgres_database()
-    return contextlib.nullcontext(None)
 
 
 async def emulator_calls(vk_url: str) -> dict[str, dict[str, int]]:

@@ -418,6 +418,8 @@ class Adapters:
     matcher_factory: Callable[[list[Keyword]], Callable[[Sequence[tuple[int, str]]], list[Match]] | None] | None = None
     recent_window_hours: float = 0.0
     collect_concurrency: int = 64
+    # VK calls a token may make per UTC day, by method, where known (``domain.budget``).
+    vk_daily_limits: dict[str, int] = field(default_factory=dict)
     data_dir: str = "."
     # Export rows and files; None where nothing exports.
     exports: ExportStore | None = None

@@ -306,6 +306,10 @@ class ReadModel(Protocol):
     async def task_counts(self) -> dict[tuple[str, str], int]:
         """(kind, state) -> number of tasks: one GROUP BY, read when metrics are scraped."""
 
+    async def recent_parse_results(self, group_ids: Sequence[int], per_group: int) -> dict[int, list[dict]]:
+        """group id -> the ``result`` of its last ``per_group`` successful PARSE tasks, newest
+        first (what ``domain.budget`` learns a run's VK calls from)."""
+
 
 # --- statistics -----------------------------------------------------------------------------
 

@@ -601,6 +601,27 @@ class SqlReadModel:
         async with self._sessions() as session:
             return {(kind, state): count for kind, state, count in await session.execute(query)}
 
+    async def recent_parse_results(self, group_ids: Sequence[int], per_group: int) -> dict[int, list[dict]]:
+        if not group_ids:
+            return {}
+        # Numbered newest first within each group, on ix_tasks_group_id_kind_state.
+        ranked = (
+            select(
+                tasks.c.group_id, tasks.c.result,
+                func.row_number().over(partition_by=tasks.c.group_id, order_by=tasks.c.id.desc()).label("n"),
+            )
+            .where(tasks.c.group_id.in_(list(group_ids)), tasks.c.kind == "PARSE", tasks.c.state == "SUCCEEDED")
+            .subquery()
+        )
+        query = select(ranked.c.group_id, ranked.c.result).where(ranked.c.n <= per_group).order_by(
+            ranked.c.group_id, ranked.c.n)
+        found: dict[int, list[dict]] = {}
+        async with self._sessions() as session:
+            for group_id, result in await session.execute(query):
+                if isinstance(result, dict):
+                    found.setdefault(group_id, []).append(result)
+        return found
+
     async def task_stalls(self) -> tuple[int, int]:
         stalled_now = func.count().filter((tasks.c.state == "RUNNING") & tasks.c.stalled_at.is_not(None))
         query = select(stalled_now, func.coalesce(func.sum(tasks.c.stalls), 0))

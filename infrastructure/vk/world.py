@@ -137,6 +137,31 @@ class VkWorld:
             self.comments[(comment.owner_id, comment.thread_root)].replies.append(comment)
         return comment
 
+    # changing: what people do on VK between two runs of the collector
+
+    def edit_comment(self, owner_id: int, comment_id: int, text: str) -> WorldComment:
+        """An author edits a comment: the text changes; its id, date and the post's count do not."""
+        comment = self.comments[(owner_id, comment_id)]
+        if comment.deleted:
+            raise ValueError(f"comment {owner_id}_{comment_id} is deleted: VK lets nobody edit it")
+        comment.text = text
+        return comment
+
+    def delete_comment(self, owner_id: int, comment_id: int) -> WorldComment:
+        """A comment is deleted. As on VK, one with replies stays in its place as ``deleted:
+        true`` (no text, no likes) so the thread still hangs from it; any other vanishes, and
+        the post's ``comments.count`` drops by one."""
+        comment = self.comments[(owner_id, comment_id)]
+        if comment.replies:
+            comment.deleted, comment.text, comment.likes = True, "", 0
+            return comment
+        if comment.thread_root is None:
+            self.posts[(owner_id, comment.post_id)].comments.remove(comment)
+        else:
+            self.comments[(owner_id, comment.thread_root)].replies.remove(comment)
+        del self.comments[(owner_id, comment_id)]
+        return comment
+
     def finish(self) -> VkWorld:
         """Put every wall in VK's order: the pinned post first, then newest first."""
         for wall in self.walls.values():

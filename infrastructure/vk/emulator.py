@@ -4,7 +4,9 @@ A raw ASGI app, so the same object runs in-process behind ``httpx.ASGITransport`
 unit tests) and as a real server under uvicorn (integration tests, benchmarks). It enforces
 VK's rules that shape a client: the per-token requests-per-second limit (error 6), page sizes,
 ``execute`` with at most 25 calls and a 5 MB answer (error 13), and, on demand, VK's bad days
-(``fail_rate``: errors 1 and 10, dropped connections, HTTP 502, 2-second stalls).
+(``fail_rate``: errors 1 and 10, dropped connections, HTTP 502, 2-second stalls). Besides VK's
+methods it answers ``/_stats``, ``/_reset`` and ``/_world`` (edit or delete a comment between two
+runs, for tests of an emulator in another process).
 
     python -m infrastructure.vk.emulator --port 8765 --rps 3 --world generated --communities 4
 """

@@ -9,6 +9,7 @@ Two worlds are built here:
   under a second per 10,000).
 
 Both are deterministic: a fixed seed and a fixed base date, so a demo looks the same every time.
+Tests change a world between two runs as people change VK (``edit_comment``, ``delete_comment``).
 Like VK, post ids and comment ids of one wall come from one counter, and comment ids are unique
 only within their wall.
 """

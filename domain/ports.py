@@ -89,7 +89,12 @@ class PostRepository(Protocol):
 
 class CommentRepository(Protocol):
     async def upsert_many(self, group_id: int, comments: Sequence[Comment]) -> dict[tuple[int, int], int]:
-        """Insert or update by (owner_id, vk_id); returns every given comment's row id."""
+        """Insert or update by (owner_id, vk_id); returns every given comment's row id.
+
+        History: a changed text replaces the stored one, which is kept as an earlier version
+        (``edited_at`` = now); a comment VK sends as ``deleted`` keeps its stored text, author,
+        time and likes and is marked (``deleted_at`` = when first noticed); one VK sends
+        undeleted again is not deleted any more."""
 
     async def count(self, *, group_id: int | None = None) -> int: ...
     async def mark_vanished(

@@ -163,8 +163,9 @@ class FakeCommentRepository:
                     if row_id not in store.deleted_at:
                         self.journal.put(store.deleted_at, row_id, now)
                 else:
+                    placeholder = row_id in store.deleted_at and not before.text  # first seen deleted: no text
                     self.journal.delete(store.deleted_at, row_id)
-                    if comment.text != before.text:
+                    if comment.text != before.text and not placeholder:
                         seen = store.edited_at.get(row_id, store.first_seen[row_id])
                         self.journal.put(store.versions, row_id, [*store.versions.get(row_id, []), (before.text, seen)])
                         self.journal.put(store.edited_at, row_id, now)

@@ -246,7 +246,8 @@ class SqlCommentRepository:
         and ``edited_at`` the time it was seen. VK's ``deleted: true`` placeholder carries an
         empty text and no author: a stored comment keeps its text, author, time and likes and
         is only marked (``deleted_at``: when this was noticed). A comment VK shows again (a
-        deletion undone, or one ``mark_vanished`` marked) is not deleted any more.
+        deletion undone, or one ``mark_vanished`` marked) is not deleted any more; one first
+        seen deleted had no text to keep, so what it shows then is no edit.
         """
         unique = {(c.owner_id, c.vk_id): c for c in items}  # ON CONFLICT may touch a row once
         if not unique:
@@ -273,7 +274,8 @@ class SqlCommentRepository:
                 if before is not None:  # a deletion is not an edit: what was stored stays
                     text, from_id, published_at, likes = before.text, before.from_id, before.published_at, before.likes
                 deleted_at = before.deleted_at if before is not None and before.deleted_at is not None else now
-            elif before is not None and before.text != c.text:
+            elif before is not None and before.text != c.text and not (before.deleted_at and not before.text):
+                # (A comment first seen deleted has VK's empty placeholder stored: no text to keep.)
                 versions.append({"comment_id": before.id, "text": before.text, "seen_at": before.edited_at or before.created_at})
                 edited_at = now
             rows.append(

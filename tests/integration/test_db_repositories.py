@@ -359,6 +359,10 @@ async def test_comment_history_as_the_read_model_shows_it(uow_factory, migrated_
     two = await write(dataclasses.replace(placeholder, vk_id=2))
     found, _ = await view(two)
     assert found.deleted and found.deleted_at is not None and found.text == ""
+    # ... and shown again (a deletion undone): its text is no edit of VK's empty placeholder.
+    await write(comment(g.owner_id, 2, "back"))
+    found, versions = await view(two)
+    assert (found.text, found.deleted, found.edited_at, versions) == ("back", False, None, [])
     # Versions go with their comment's group (ON DELETE CASCADE).
     async with uow_factory() as uow:
         await uow.groups.remove(g.id)

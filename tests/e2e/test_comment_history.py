@@ -21,8 +21,11 @@ import httpx
 import pytest
 
 from infrastructure.vk.world import generated_world
-from tests.e2e.test_stacks import ADD, ROOT, VK_TOKEN, Stack, _wait_task, stack  # noqa: F401 - the fixture
+from tests.e2e import test_stacks
+from tests.e2e.test_stacks import ADD, ROOT, VK_TOKEN, Stack, _wait_task
 from tests.processes import free_port, spawn, stop, wait_http
+
+stack = test_stacks.stack  # the fixture: both stacks, over this module's ``vk_url``
 
 WORLD = {"seed": 11, "communities": 1, "posts": 6, "comments": 12}
 NEW_TEXT = "Кошек больше нет, теперь у нас жираф."

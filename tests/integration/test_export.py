@@ -338,7 +338,7 @@ async def test_edits_and_deletions_are_exported_and_filtered(world, adapters, uo
     assert edited["text"] == "Я люблю кошек и собак" and edited["deleted"] is False and edited["deletedAt"] is None
     assert before <= datetime.fromisoformat(edited["editedAt"]) <= after and edited["editedAt"].endswith("+00:00")
 
-    result, path = await do_export(adapters, CommentFilter(deleted=True), ExportFormat.CSV)
+    _, path = await do_export(adapters, CommentFilter(deleted=True), ExportFormat.CSV)
     header, *rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")))
     (deleted,) = [dict(zip(header, r, strict=True)) for r in rows]
     assert deleted["deleted"] == "true" and deleted["editedAt"] == "" and deleted["text"] == TEXTS[2]

@@ -306,7 +306,9 @@ class _Writer:
                     ids = await uow.comments.upsert_many(self.group_id, list(comments.values()))
                     matcher = await self._current_matcher(uow)
                     if matcher is not None:
-                        pairs = [(ids[key], c.text) for key, c in comments.items()]
+                        # A comment VK marks deleted comes without its text; the stored text
+                        # stays (a deletion is not an edit), and so do its matches.
+                        pairs = [(ids[key], c.text) for key, c in comments.items() if not c.deleted]
                         found = matcher(pairs)
                         await uow.matches.replace_for_comments([i for i, _ in pairs], found)
                 if finished:

@@ -4,7 +4,9 @@ A raw ASGI app, so the same object runs in-process behind ``httpx.ASGITransport`
 unit tests) and as a real server under uvicorn (integration tests, benchmarks). It enforces
 VK's rules that shape a client: the per-token requests-per-second limit (error 6), page sizes,
 ``execute`` with at most 25 calls and a 5 MB answer (error 13), and, on demand, VK's bad days
-(``fail_rate``: errors 1 and 10, dropped connections, HTTP 502, 2-second stalls).
+(``fail_rate``: errors 1 and 10, dropped connections, HTTP 502, 2-second stalls). Besides VK's
+methods it answers ``/_stats``, ``/_reset`` and ``/_world`` (edit or delete a comment between two
+runs, for tests of an emulator in another process).
 
 Token trouble, as real VK shows it (VK_API.md, "What real VK does"), on demand:
 - ``quotas`` / ``token_quotas``: calls of a method each token may make per UTC day; past it a
@@ -415,12 +417,32 @@ class VkEmulator:
         elif path == "/_reset" and scope["method"] == "POST":
             self.reset()
             await _respond(send, 200, b'{"ok":true}')
+        elif path == "/_world" and scope["method"] == "POST":
+            await _respond(send, *self._change_world(body))
         elif path.startswith("/method/"):
             params: dict[str, Any] = dict(parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True))
             params.update(parse_qsl(body.decode(), keep_blank_values=True))
             await self._method(path.removeprefix("/method/"), params, send)
         else:
             await _respond(send, 404, b'{"error":"not found"}')
+
+    def _change_world(self, body: bytes) -> tuple[int, bytes]:
+        """What people do on VK between two runs, for tests of a separate emulator process:
+        ``{"edit": {"owner_id", "comment_id", "text"}}`` or ``{"delete": {"owner_id", "comment_id"}}``
+        (``VkWorld.edit_comment`` / ``delete_comment``)."""
+        try:
+            change = orjson.loads(body)
+            if "edit" in change:
+                e = change["edit"]
+                self.world.edit_comment(int(e["owner_id"]), int(e["comment_id"]), str(e["text"]))
+            elif "delete" in change:
+                d = change["delete"]
+                self.world.delete_comment(int(d["owner_id"]), int(d["comment_id"]))
+            else:
+                raise ValueError("expected edit or delete")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            return 400, orjson.dumps({"error": str(e)})
+        return 200, b'{"ok":true}'
 
     async def _method(self, method: str, params: dict[str, Any], send) -> None:
         token = params.pop("access_token", "")

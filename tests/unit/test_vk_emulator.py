@@ -147,6 +147,42 @@ async def test_deleted_comments_are_returned_with_empty_text():
     assert item["deleted"] is True and item["text"] == ""
 
 
+async def test_edits_and_deletions_between_runs_answer_as_vk_does():
+    """An edit changes the text and nothing else; a deleted comment with replies stays as
+    ``deleted: true`` without text, one without replies vanishes and the count drops."""
+    world = generated_world(5, communities=1, posts_per_community=20, comments_per_post=30, closed_communities=0)
+    app = VkEmulator(world)
+    post = next(p for p in world.walls[-100001] if sum(1 for c in p.comments if c.replies and not c.deleted) >= 1)
+    with_replies = next(c for c in post.comments if c.replies and not c.deleted)
+    lonely = next(c for c in post.comments if not c.replies and not c.deleted)
+    edited = next(c for c in post.comments if c not in (with_replies, lonely) and not c.deleted)
+    count = post.comments_count
+
+    async def items() -> tuple[dict, dict[int, dict]]:
+        body = (await api(app, "wall.getComments", owner_id="-100001", post_id=str(post.id), count="100",
+                          need_likes="1"))["response"]
+        return body, {i["id"]: i for i in body["items"]}
+
+    _, before = await items()
+    world.edit_comment(-100001, edited.id, "Новый текст")
+    world.delete_comment(-100001, with_replies.id)
+    world.delete_comment(-100001, lonely.id)
+    body, after = await items()
+    assert after[edited.id] == {**before[edited.id], "text": "Новый текст"}
+    assert after[with_replies.id]["deleted"] is True and after[with_replies.id]["text"] == ""
+    assert after[with_replies.id]["thread"]["count"] == len(with_replies.replies)
+    assert lonely.id not in after and (-100001, lonely.id) not in world.comments
+    assert body["count"] == post.comments_count == count - 1
+    with pytest.raises(ValueError):
+        world.edit_comment(-100001, with_replies.id, "nobody edits a deleted comment")
+    # The same, from a test process through the emulator's HTTP control route.
+    reply = with_replies.replies[0]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vk") as client:
+        ok = await client.post("/_world", json={"edit": {"owner_id": -100001, "comment_id": reply.id, "text": "ок"}})
+        bad = await client.post("/_world", json={"delete": {"owner_id": -100001}})
+    assert ok.status_code == 200 and reply.text == "ок" and bad.status_code == 400
+
+
 async def test_closed_comments_answer_212():
     owner = -11002
     post_id = SANDBOX.closed_comment_posts(owner)[0]

@@ -60,7 +60,9 @@ from domain.queries import Member, Projection, ReadModel, Spelling
 from graphql_api import reads
 from graphql_api.ids import NodeType, global_id
 from graphql_api.strawberry_compat import python_arguments, reads_attribute, strawberry_field
-from graphql_api.types import Author, Comment, Group, Keyword, KeywordMatch, Post, keyword_matches
+from graphql_api.types import (
+    Author, Comment, CommentVersion, Group, Keyword, KeywordMatch, Post, comment_versions, keyword_matches,
+)
 
 PLAN_CACHE_SIZE = 512  # compiled plans kept (documents × operations × @skip/@include values)
 
@@ -102,6 +104,7 @@ RELATIONS: dict[tuple[str, str], Relation] = {
     ("Comment", "post"): Relation("posts_by_ids", attrgetter("post_id"), Post.from_view),
     ("Comment", "author"): Relation("authors_by_ids", attrgetter("author_id"), Author.from_domain),
     ("Comment", "matches"): Relation("matches_by_comment_ids", attrgetter("pk"), keyword_matches),
+    ("Comment", "versions"): Relation("versions_by_comment_ids", attrgetter("pk"), comment_versions),
     ("Comment", "parent"): Relation("comments_by_vk_ids", _on_wall("parent_vk_id"), Comment.from_view),
     ("Comment", "thread"): Relation("comments_by_vk_ids", _on_wall("thread_vk_id"), Comment.from_view),
     ("Post", "group"): Relation("groups_by_ids", attrgetter("group_id"), Group.from_domain),
@@ -140,6 +143,7 @@ PROJECTED_TYPES: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "Group": ("group", Group.from_domain),
     "Author": ("author", Author.from_domain),
     "KeywordMatch": ("match", KeywordMatch.from_domain),
+    "CommentVersion": ("version", CommentVersion.from_domain),
     "Keyword": ("keyword", Keyword.from_domain),
 }
 # (type, field) of a relation in ``RELATIONS`` -> the view's relation that reads the same.
@@ -148,6 +152,7 @@ PROJECTED_RELATIONS: dict[tuple[str, str], str] = {
     ("Comment", "post"): "post",
     ("Comment", "author"): "author",
     ("Comment", "matches"): "matches",
+    ("Comment", "versions"): "versions",
     ("Post", "group"): "group",
     ("KeywordMatch", "keyword"): "keyword",
 }

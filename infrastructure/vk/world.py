@@ -9,6 +9,7 @@ Two worlds are built here:
   under a second per 10,000).
 
 Both are deterministic: a fixed seed and a fixed base date, so a demo looks the same every time.
+Tests change a world between two runs as people change VK (``edit_comment``, ``delete_comment``).
 Like VK, post ids and comment ids of one wall come from one counter, and comment ids are unique
 only within their wall.
 """
@@ -135,6 +136,31 @@ class VkWorld:
             post.comments.append(comment)
         else:
             self.comments[(comment.owner_id, comment.thread_root)].replies.append(comment)
+        return comment
+
+    # changing: what people do on VK between two runs of the collector
+
+    def edit_comment(self, owner_id: int, comment_id: int, text: str) -> WorldComment:
+        """An author edits a comment: the text changes; its id, date and the post's count do not."""
+        comment = self.comments[(owner_id, comment_id)]
+        if comment.deleted:
+            raise ValueError(f"comment {owner_id}_{comment_id} is deleted: VK lets nobody edit it")
+        comment.text = text
+        return comment
+
+    def delete_comment(self, owner_id: int, comment_id: int) -> WorldComment:
+        """A comment is deleted. As on VK, one with replies stays in its place as ``deleted:
+        true`` (no text, no likes) so the thread still hangs from it; any other vanishes, and
+        the post's ``comments.count`` drops by one."""
+        comment = self.comments[(owner_id, comment_id)]
+        if comment.replies:
+            comment.deleted, comment.text, comment.likes = True, "", 0
+            return comment
+        if comment.thread_root is None:
+            self.posts[(owner_id, comment.post_id)].comments.remove(comment)
+        else:
+            self.comments[(owner_id, comment.thread_root)].replies.remove(comment)
+        del self.comments[(owner_id, comment_id)]
         return comment
 
     def finish(self) -> VkWorld:

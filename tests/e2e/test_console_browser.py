@@ -48,6 +48,7 @@ def _browser_problem() -> str | None:
 class Service:
     def __init__(self, url: str, token: str) -> None:
         self.url, self.token = url, token
+        self.vk_url = ""  # the VK emulator's, when it runs as its own process
 
     def gql(self, query: str, **variables: Any) -> dict[str, Any]:
         response = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables},
@@ -692,20 +693,14 @@ _STEPS = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def slow_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """`vkcp serve` against the sandbox world served by the VK emulator as its own process, one
-    call per request (no `execute`) at 12 requests a second: a parse lasts seconds, as against
-    real VK, so a person (and a test) can watch it run."""
-    require_service("Chromium", _browser_problem())
-    workdir = tmp_path_factory.mktemp("console-slow")
+def _serve_against_emulator(workdir: Path, emulator_args: list[str], env: dict[str, str]) -> Iterator[Service]:
+    """`vkcp serve` (SQLite, in-process jobs) against the VK emulator as its own process."""
     vk_port, port = free_port(), free_port()
     emulator_log, log = workdir / "emulator.log", workdir / "serve.log"
-    emulator = spawn(["-m", "infrastructure.vk.emulator", "--port", str(vk_port), "--rps", "12", "--world", "sandbox",
-                      "--token", "slow-token"], {**os.environ, "PYTHONPATH": str(ROOT)}, emulator_log)
+    emulator = spawn(["-m", "infrastructure.vk.emulator", "--port", str(vk_port), "--world", "sandbox", *emulator_args],
+                     {**os.environ, "PYTHONPATH": str(ROOT)}, emulator_log)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(workdir / "data"),
-           "VKCP_VK_API_URL": f"http://127.0.0.1:{vk_port}/method", "VKCP_VK_TOKENS": "slow-token",
-           "VKCP_VK_RPS": "12", "VKCP_VK_EXECUTE": "false"}
+           "VKCP_VK_API_URL": f"http://127.0.0.1:{vk_port}/method", **env}
     for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH", "VKCP_VK_SANDBOX"):
         env.pop(name, None)
     proc = spawn(["-m", "infrastructure.cli", "serve", "--port", str(port)], env, log)
@@ -722,10 +717,22 @@ def slow_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
                 pass
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
-        yield Service(f"http://127.0.0.1:{port}", found.group(1))
+        service = Service(f"http://127.0.0.1:{port}", found.group(1))
+        service.vk_url = f"http://127.0.0.1:{vk_port}"
+        yield service
     finally:
         stop(proc)
         stop(emulator)
+
+
+@pytest.fixture(scope="module")
+def slow_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The sandbox world behind the emulator, one call per request (no `execute`) at 12 requests
+    a second: a parse lasts seconds, as against real VK, so a person (and a test) can watch it run."""
+    require_service("Chromium", _browser_problem())
+    yield from _serve_against_emulator(
+        tmp_path_factory.mktemp("console-slow"), ["--rps", "12", "--token", "slow-token"],
+        {"VKCP_VK_TOKENS": "slow-token", "VKCP_VK_RPS": "12", "VKCP_VK_EXECUTE": "false"})
 
 
 def test_a_running_parse_in_russian_moves_its_community_count(browser: Any, slow_service: Service) -> None:
@@ -793,3 +800,133 @@ def test_a_running_parse_in_russian_moves_its_community_count(browser: Any, slow
         watch.assert_clean()
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def pool_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """Two VK tokens; VK cuts the second off after 3 wall.getComments calls (its daily quota),
+    and the pool knows a daily limit of 100 such calls per token: small enough for a schedule
+    to overrun."""
+    require_service("Chromium", _browser_problem())
+    yield from _serve_against_emulator(
+        tmp_path_factory.mktemp("console-pool"),
+        ["--rps", "50", "--token", "tok-a", "--token", "tok-b", "--token-quota", "tok-b:wall.getComments=3"],
+        {"VKCP_VK_TOKENS": "tok-a,tok-b", "VKCP_VK_DAILY_LIMITS": "wall.get=5000,wall.getComments=100"})
+
+
+def _fingerprint(token: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+def test_tokens_budget_and_comment_history_on_the_screens(browser: Any, pool_service: Service) -> None:
+    """The Admin screen shows each VK token's calls today and per method against VK's limits,
+    and the token VK put to rest; the Communities screen shows the monitoring schedule's budget
+    with a clear warning when it cannot be met; Review shows comments edited or deleted on VK
+    after they were collected, with their earlier texts, and filters them."""
+    service = pool_service
+    group_id = service.gql('mutation { addGroup(ref: "koshki_spb") { group { id } } }')["addGroup"]["group"]["id"]
+    parse = "mutation($ids: [ID!]!, $full: Boolean!) { startParse(input: {groupIds: $ids, full: $full}) { tasks { id } } }"
+    task_state = "query($id: ID!) { task(id: $id) { state error } }"
+
+    def parsed(full: bool) -> None:
+        [task] = service.gql(parse, ids=[group_id], full=full)["startParse"]["tasks"]
+        deadline = time.monotonic() + 120
+        while (state := service.gql(task_state, id=task["id"])["task"])["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        assert state["state"] == "SUCCEEDED", state
+
+    parsed(full=False)
+    # between two runs, people on VK edit one comment and delete another that has replies
+    replies = service.gql("query($g: [ID!]) { comments(first: 100, filter: {groupIds: $g}) { edges { node {"
+                          " vkId ownerId text parent { vkId } } } } }", g=[group_id])["comments"]["edges"]
+    # a thread's first comment: deleted, VK keeps it as `deleted: true` for its replies to hang from
+    top_level = {e["node"]["vkId"] for e in replies if not e["node"]["parent"]}
+    parent_vk_id = next(e["node"]["parent"]["vkId"] for e in replies
+                        if e["node"]["parent"] and e["node"]["parent"]["vkId"] in top_level)
+    edited = next(e["node"] for e in replies if not e["node"]["parent"] and e["node"]["vkId"] != parent_vk_id)
+    owner = edited["ownerId"]
+    for change in ({"edit": {"owner_id": owner, "comment_id": edited["vkId"], "text": "Исправлено: кошка нашлась!"}},
+                   {"delete": {"owner_id": owner, "comment_id": parent_vk_id}}):
+        assert httpx.post(f"{service.vk_url}/_world", json=change, timeout=10).status_code == 200
+    parsed(full=True)
+    service.gql("mutation($id: ID!) { updateGroup(id: $id, input: {monitoring: {enabled: true, intervalMinutes: 10}})"
+                " { errors { message } } }", id=group_id)
+
+    context, page, watch = _new_page(browser, service)
+    try:
+        _sign_in(page, service)
+        # Admin: calls today and per method; the second token rests after VK's quota
+        page.get_by_role("link", name="Admin").click()
+        resting = page.locator(f"tr[data-vk-token='{_fingerprint('tok-b')}']")
+        resting.wait_for()
+        assert resting.locator(".token-parked").inner_text() == "parked", resting.inner_text()
+        assert resting.locator("td").nth(2).inner_text() not in ("", "—")  # parked until
+        working = page.locator(f"tr[data-vk-token='{_fingerprint('tok-a')}']")
+        calls = int(re.sub(r"\D", "", working.locator("[data-col=callsToday]").inner_text()))
+        assert calls > 0
+        quota = working.locator("[data-col=quotas] li[data-method='wall.getComments']").inner_text()
+        assert re.search(r"[\d,]+ / 100", quota), quota
+        assert re.fullmatch(r"[\d,]+", working.locator("[data-col=callsRemaining]").inner_text())
+        _shot(page, "20-admin-vk-calls")
+        _axe(page, "admin with calls")
+
+        # Communities: the schedule (every 10 minutes) does not fit 2 × 100 calls a day
+        page.get_by_role("link", name="Communities").click()
+        warning = page.get_by_test_id("budget-warning")
+        warning.wait_for()
+        said = warning.inner_text()
+        assert re.search(r"needs ~[\d,]+ wall\.getComments calls a day; 2 usable tokens allow 200: add [\d,]+ tokens? "
+                         r"or lengthen the monitoring intervals", said), said
+        assert page.get_by_test_id("budget-fits").inner_text() == "does not fit"
+        assert page.locator(".budget-communities tr[data-budget-group]").count() == 1
+        assert "144" in page.locator(".budget-communities tr[data-budget-group]").inner_text()  # runs a day
+        _shot(page, "21-communities-budget")
+        _axe(page, "communities with the budget")
+
+        # Review: the edited and the deleted comment, each with its badge, and the earlier text
+        page.get_by_role("link", name="Review").click()
+        page.locator(".comment-row").first.wait_for()
+        page.locator("select[name=edited]").select_option("yes")
+        page.get_by_role("button", name="Apply").click()
+        page.wait_for_function("() => document.querySelector('[data-testid=review-count]').innerText.startsWith('1 loaded of 1')")
+        row = page.locator(".comment-row", has=page.locator("[data-badge=edited]")).first
+        assert "Исправлено: кошка нашлась!" in row.inner_text()
+        row.click()
+        page.get_by_test_id("edited-at").wait_for()
+        page.locator(".versions li").first.wait_for()
+        assert page.locator(".versions .version-text").first.inner_text() == edited["text"]
+        _shot(page, "22-review-edited")
+        _axe(page, "review, an edited comment")
+        page.locator("select[name=edited]").select_option("")
+        page.locator("select[name=deleted]").select_option("yes")
+        page.get_by_role("button", name="Apply").click()
+        page.wait_for_function("() => document.querySelector('[data-testid=review-count]').innerText.startsWith('1 loaded of 1')")
+        deleted = page.locator(".comment-row", has=page.locator("[data-badge=deleted]")).first
+        deleted.click()
+        page.get_by_test_id("deleted-at").wait_for()
+        assert "Deleted on VK" in page.get_by_test_id("deleted-at").inner_text()
+        _shot(page, "23-review-deleted")
+        page.get_by_role("link", name="Exports").click()
+        assert "Deleted on VK: yes" in page.get_by_test_id("export-filter").inner_text()
+
+        # the same in Russian
+        page.get_by_role("button", name="RU").first.click()
+        page.get_by_role("link", name="Просмотр").click()
+        deleted.wait_for()
+        assert deleted.locator("[data-badge=deleted]").inner_text() == "удалён"
+        page.get_by_role("link", name="Сообщества").click()
+        said = page.get_by_test_id("budget-warning").inner_text()
+        assert re.search(r"Расписанию нужно ~[\d\s\u00a0]+ вызовов wall\.getComments в день, а 2 рабочих токена "
+                         r"позволяют 200: добавьте [\d\s\u00a0]+ токен", said), said
+        _shot(page, "24-communities-budget-ru")
+        page.get_by_role("link", name="Администрирование").click()
+        resting.locator(".token-parked").wait_for()
+        assert resting.locator(".token-parked").inner_text() == "отдыхает"
+        _shot(page, "25-admin-vk-calls-ru")
+        watch.assert_clean()
+    finally:
+        context.close()
+

@@ -61,6 +61,21 @@ const en = {
   stateQUEUED: "Queued", stateRUNNING: "Running", stateSUCCEEDED: "Succeeded", stateFAILED: "Failed", stateCANCELLED: "Cancelled",
   tokenACTIVE: "active", tokenPARKED: "parked", tokenREVOKED: "revoked",
   nRows: "# row|# rows",
+  // comment history
+  deletedBadge: "deleted", editedBadge: "edited", deletedFilter: "Deleted on VK", editedFilter: "Edited",
+  deletedAt: "Deleted on VK (noticed {when})", editedAt: "Edited (noticed {when})", earlierTexts: "Earlier texts",
+  seenAt: "seen {when}",
+  // the VK token pool's calls and the schedule's budget
+  callsToday: "Calls today", callsRemaining: "Left today", quotas: "By method",
+  budget: "VK calls a day (monitoring schedule)", method: "Method", projectedCalls: "Projected a day", dailyLimit: "Pool's daily limit",
+  fits: "fits", doesNotFit: "does not fit", runsPerDay: "Runs a day", callsPerRun: "Calls a run", estimated: "estimated",
+  budgetSummary: "{calls} projected a day with {tokens}", nCalls: "# call|# calls", nTokens: "# usable token|# usable tokens",
+  budgetShort: "The schedule needs ~{calls} {method} calls a day; {tokens} allow {limit}",
+  budgetAdd: "add {tokens} or lengthen the monitoring intervals.", nMoreTokens: "# token|# tokens",
+  budgetNoTokens: "No usable VK token: the schedule needs {needs}. Add tokens (VKCP_VK_TOKENS).",
+  noLimit: "no known limit", noMonitoring: "No community is monitored.",
+  waitingUntil: "waiting for VK until {when}", nLeft: "{n} left", stateWAITING: "Waiting for VK",
+  vkCallsResult: "VK calls: {calls}",
 };
 export type Key = keyof typeof en;
 
@@ -123,6 +138,20 @@ const ru: Record<Key, string> = {
   stateQUEUED: "В очереди", stateRUNNING: "Выполняется", stateSUCCEEDED: "Готово", stateFAILED: "Ошибка", stateCANCELLED: "Отменено",
   tokenACTIVE: "работает", tokenPARKED: "отдыхает", tokenREVOKED: "отозван",
   nRows: "# строка|# строки|# строк|# строки",
+  deletedBadge: "удалён", editedBadge: "изменён", deletedFilter: "Удалённые в VK", editedFilter: "Изменённые",
+  deletedAt: "Удалён в VK (замечено {when})", editedAt: "Изменён (замечено {when})", earlierTexts: "Прежние тексты",
+  seenAt: "виден с {when}",
+  callsToday: "Вызовов сегодня", callsRemaining: "Осталось сегодня", quotas: "По методам",
+  budget: "Вызовы VK в день (расписание мониторинга)", method: "Метод", projectedCalls: "Прогноз в день", dailyLimit: "Дневной лимит пула",
+  fits: "укладывается", doesNotFit: "не укладывается", runsPerDay: "Запусков в день", callsPerRun: "Вызовов за запуск", estimated: "оценка",
+  budgetSummary: "прогноз: {calls} в день, {tokens}", nCalls: "# вызов|# вызова|# вызовов|# вызова",
+  nTokens: "# рабочий токен|# рабочих токена|# рабочих токенов|# рабочего токена",
+  budgetShort: "Расписанию нужно ~{calls} вызовов {method} в день, а {tokens} позволяют {limit}",
+  budgetAdd: "добавьте {tokens} или увеличьте интервалы мониторинга.", nMoreTokens: "# токен|# токена|# токенов|# токена",
+  budgetNoTokens: "Нет рабочих токенов VK, а расписанию нужно {needs}. Добавьте токены (VKCP_VK_TOKENS).",
+  noLimit: "лимит неизвестен", noMonitoring: "Ни одно сообщество не на мониторинге.",
+  waitingUntil: "ожидание VK до {when}", nLeft: "осталось {n}", stateWAITING: "Ждёт VK",
+  vkCallsResult: "вызовов VK: {calls}",
 };
 
 export type Lang = "en" | "ru";

@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import type { ComponentChildren } from "preact";
 import { request, subscribe, ApiError } from "./api";
-import { t, fmtNum, kindName, progressText, stateName } from "./i18n";
+import { fmtNum, kindName, progressText, stateName, t } from "./i18n";
 import { TASK_EVENTS, TASK_PROGRESS, TASKS } from "./ops";
 import type { TaskEventsSubscription, TaskFieldsFragment, TaskProgressSubscription, TaskState, TasksQuery, TasksQueryVariables } from "./generated/graphql";
 

@@ -28,7 +28,7 @@ function rest(result: Result, known: string[]): string {
     .join(", ");
 }
 
-const PARSE_KEYS = ["posts", "postsRead", "commentsSeen", "matches", "skippedPosts", "authorsLookedUp"];
+const PARSE_KEYS = ["posts", "postsRead", "commentsSeen", "matches", "skippedPosts", "authorsLookedUp", "vkCalls"];
 const ANALYZE_KEYS = ["comments", "matchedComments", "matches", "keywords"];
 const EXPORT_KEYS = ["url", "rows", "format", "file", "fileName", "bytes", "timeZone", "delimiter"];
 const DELIMITER_LABEL: Record<string, Key> = { COMMA: "comma", SEMICOLON: "semicolon", TAB: "tab" };
@@ -40,9 +40,12 @@ function ParseResult({ result }: { result: Result }) {
     posts: count("nPosts", num(result.posts)), postsRead: fmtNum(num(result.postsRead)),
     comments: count("nComments", num(result.commentsSeen)), matches: count("nMatches", num(result.matches)),
   }) + (authors ? `, ${count("nAuthorsLookedUp", authors)}` : "");
+  // what the run cost in VK calls, per method (the schedule's budget is projected from it)
+  const calls = result.vkCalls && typeof result.vkCalls === "object" ? Object.entries(result.vkCalls as Record<string, unknown>) : [];
   return (
     <>
       {text}
+      {calls.length > 0 && <div class="muted" data-testid="vk-calls">{fill("vkCallsResult", { calls: calls.map(([m, n]) => `${m} ${fmtNum(num(n))}`).join(", ") })}</div>}
       {skipped.length > 0 && (
         <details class="skipped">
           <summary>{count("nSkippedPosts", skipped.length)}</summary>

@@ -111,7 +111,7 @@ class Say(str):
         said.code, said.args = code, args
         return said
 
-    def __getnewargs__(self) -> tuple[MessageCode, dict[str, int | str]]:  # copy, deepcopy, pickle
+    def __getnewargs__(self) -> tuple[MessageCode, dict[str, int | str]]:  # type: ignore[override]  # copy, pickle
         return self.code, dict(self.args)
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
@@ -27,6 +27,7 @@ class InMemoryStore:
         self.posts: dict[tuple[int, int], tuple[int, int, Post]] = {}  # (owner, vk_id) -> (row id, group id, post)
         self.synced: dict[tuple[int, int], int] = {}  # (owner, post vk_id) -> comments_count
         self.comments: dict[tuple[int, int], tuple[int, int, Comment]] = {}  # (owner, vk_id) -> (row id, group id, c)
+        self.vanished: dict[tuple[int, int], datetime] = {}  # (owner, vk_id) -> when it was found gone from VK
         self.authors: dict[int, Author] = {}
         self.keywords: dict[int, Keyword] = {}
         self.matches: dict[int, list[Match]] = {}  # comment row id -> its matches
@@ -46,6 +47,10 @@ class InMemoryStore:
 
     def comment_ids(self, owner_id: int) -> set[int]:
         return {vk_id for (owner, vk_id) in self.comments if owner == owner_id}
+
+    def present_ids(self, owner_id: int) -> set[int]:
+        """Stored comments of the wall not marked vanished."""
+        return {vk_id for (owner, vk_id) in self.comments if owner == owner_id and (owner, vk_id) not in self.vanished}
 
     def comment(self, owner_id: int, vk_id: int) -> Comment:
         return self.comments[(owner_id, vk_id)][2]
@@ -149,6 +154,17 @@ class FakeCommentRepository:
 
     async def count(self, *, group_id: int | None = None) -> int:
         return sum(1 for _, g, _ in self.store.comments.values() if group_id is None or g == group_id)
+
+    async def mark_vanished(
+        self, owner_id: int, post_vk_id: int, present: Collection[int], *, now: datetime
+    ) -> list[int]:
+        marked = []
+        for (owner, vk_id), (row_id, _, comment) in sorted(self.store.comments.items()):
+            if owner == owner_id and comment.post_vk_id == post_vk_id and vk_id not in present \
+                    and (owner, vk_id) not in self.store.vanished:
+                self.journal.put(self.store.vanished, (owner, vk_id), now)
+                marked.append(row_id)
+        return marked
 
     async def set_state(self, ids: Sequence[int], *, viewed: bool | None, archived: bool | None) -> list[int]:
         # The fake keeps no review flags (the read side is SQL only); it reports which ids exist.

@@ -8,7 +8,7 @@ lists are chunked by hand below SQLite's bind-parameter limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -309,6 +309,18 @@ class SqlCommentRepository:
         if group_id is not None:
             query = query.where(comments.c.group_id == group_id)
         return (await self.session.execute(query)).scalar_one()
+
+    async def mark_vanished(
+        self, owner_id: int, post_vk_id: int, present: Collection[int], *, now: datetime
+    ) -> list[int]:
+        # A stand-in until the comment history lands (its deleted_at records ``now``): the
+        # post's stored comments VK no longer has get ``deleted``, as VK marks its own.
+        post_row = select(posts.c.id).where(posts.c.owner_id == owner_id, posts.c.vk_id == post_vk_id).scalar_subquery()
+        stored = select(comments.c.id, comments.c.vk_id).where(comments.c.post_id == post_row, comments.c.deleted.is_(False))
+        gone = sorted(row_id for row_id, vk_id in await self.session.execute(stored) if vk_id not in present)
+        for chunk in _chunks(gone):
+            await self.session.execute(update(comments).where(_in(self.session, comments.c.id, chunk)).values(deleted=True))
+        return gone
 
     async def set_state(self, ids: Sequence[int], *, viewed: bool | None, archived: bool | None) -> list[int]:
         """Set the review flags of many comments at once; returns the ids that exist."""

@@ -13,13 +13,15 @@ The wall moves while it is read: moderators delete comments and posts, people wr
 and offset paging then skips or repeats what shifted. So a read of a post counts as complete
 only when every answer it got reported the same ``count`` / ``current_level_count`` (and each
 thread the same reply count) and it saw exactly that many distinct comments. A read that saw
-the post move is repeated, chained with ``start_comment_id`` (VK starts the page at that comment,
-or the nearest earlier one when it is gone, so a deletion cannot shift it). When every post was
-read, the wall is listed again (``ROUNDS``): a post whose ``comments.count`` differs from the
-count its complete read saw, or that was published meanwhile, is read again, until a listing
-finds the wall as it was read. On a still wall that costs one extra listing (a page per 100
-posts). Every comment that exists when the run ends is then stored; a post still moving after
-``ROUNDS`` is left for the next run and listed in the result (``unsettledPosts``).
+the post move is repeated, still all pages at once, each page anchored on a comment the last
+read saw (``start_comment_id``: VK starts at that comment, or at the nearest earlier one when it
+is gone, so a deletion cannot shift a comment out of the read). When every post was read, the
+wall is listed again: a post whose ``comments.count`` differs from the count its complete read
+saw, or that was published meanwhile, is read again, until a listing finds the wall as it was
+read (``ROUNDS`` at most). That listing is the run's last look at VK: on a still wall it costs
+a page per 100 posts, and every comment that exists when the run ends is stored. A post still
+moving after ``ROUNDS`` is left for the next run and named in the result (``unsettledPosts``).
+What no count shows escapes: a deletion and an addition on one post between two looks at it.
 
 After a complete read of a post, its stored comments that read did not see are gone from VK:
 they are marked deleted, never erased (``CommentRepository.mark_vanished``). A partial read (a
@@ -49,6 +51,7 @@ from domain.resilience import is_transient, retry_transient
 from domain.tasks import register_handler
 
 PAGE = 100  # VK's maximum ``count`` for wall.get and wall.getComments
+THREAD_INLINE = 10  # replies that come inline with their top-level comment
 WRITE_BATCH = 2000  # comments per transaction
 # Pages fetched but not yet written. While the writer is slower than VK (a busy database), the
 # fetchers wait instead of piling pages up: a bound on a parse's memory (64 pages ≈ 6,400
@@ -161,14 +164,16 @@ async def collect_group(
             settled[post.vk_id] = complete.count
             await writer.put(_PostDone(post.vk_id, complete.count, complete.present))
 
+    wall_pages = 1  # pages the last listing took: the next asks for them all at once
+
     async def one_round(first_round: bool) -> tuple[bool, set[int]]:
         """One listing of the wall, reading what it shows must be read; returns whether the wall
         held still while it was listed, and the posts (re)read."""
+        nonlocal wall_pages
         started: set[int] = set()
         async with asyncio.TaskGroup() as readers:
 
             async def take(posts: list[Post]) -> None:
-                nonlocal started
                 async with uow_factory() as uow:
                     await uow.posts.upsert_many(group.id, posts)
                     await uow.commit()
@@ -182,7 +187,8 @@ async def collect_group(
                         settled[post.vk_id] = post.comments_count
                 await report(writer.done, writer.total, writer.message())
 
-            still = await _list_wall(vk, group.owner_id, options, take)
+            still, pages = await _list_wall(vk, group.owner_id, options, take, pages_hint=wall_pages)
+        wall_pages = pages
         return still, started
 
     try:
@@ -230,12 +236,14 @@ def _first_cause(error: BaseException) -> BaseException:
 
 
 async def _list_wall(
-    vk: VkGateway, owner_id: int, options: CollectOptions, take: Callable[[list[Post]], Awaitable[None]]
-) -> bool:
+    vk: VkGateway, owner_id: int, options: CollectOptions, take: Callable[[list[Post]], Awaitable[None]],
+    *, pages_hint: int = 1,
+) -> tuple[bool, int]:
     """Pages the wall newest first, up to ``max_posts`` or back to ``since``, handing each
     page's posts in range to ``take`` as soon as the page comes (so their comments are asked
-    for while the rest of the wall is listed). Returns whether every page reported the same
-    total: when not, posts shifted between pages, and one may have been skipped."""
+    for while the rest of the wall is listed). The first ``pages_hint`` pages (what the last
+    listing took) are asked for at once. Returns whether every page reported the same total
+    (when not, posts shifted between pages, and one may have been skipped) and the pages read."""
     wanted = options.max_posts
     totals: set[int] = set()
     shown: set[int] = set()
@@ -258,7 +266,7 @@ async def _list_wall(
 
     # Ask for as many pages as max_posts implies right away: extra empty pages cost calls,
     # not requests, because the adapter packs them into one execute.
-    first_wave = 1 if wanted is None else min(10, max(1, -(-wanted // PAGE)))
+    first_wave = max(pages_hint, 1 if wanted is None else min(10, max(1, -(-wanted // PAGE))))
     pages = list(await asyncio.gather(*(page_at(i * PAGE) for i in range(first_wave))))
     total = pages[0].total
     target = total if wanted is None else min(total, wanted)
@@ -267,7 +275,7 @@ async def _list_wall(
         wave = range(offset, target, PAGE) if options.since is None else range(offset, min(target, offset + 5 * PAGE), PAGE)
         pages += await asyncio.gather(*(page_at(o) for o in wave))
         offset = wave[-1] + PAGE
-    return len(totals) == 1
+    return len(totals) == 1, len(pages)
 
 
 def _reached_since(page: WallPage, since: datetime | None) -> bool:
@@ -324,11 +332,12 @@ class _Seen:
 async def _read_post(vk: VkGateway, post: Post, writer: _Writer, result: CollectResult) -> _Seen | None:
     """Reads every comment of the post, storing each page; the read that found the post still
     (None when it moved under each of ``READ_ATTEMPTS`` reads)."""
+    seen: _Seen | None = None
     for attempt in range(READ_ATTEMPTS):
         if attempt:
             result.rereads += 1
         try:
-            seen = await (_read_by_offsets if attempt == 0 else _read_chained)(vk, post, writer)
+            seen = await (_read_by_offsets(vk, post, writer) if seen is None else _read_anchored(vk, post, writer, seen))
         except BaseExceptionGroup as group_error:  # 212 or 15 met by a later page
             raise _first_cause(group_error) from None
         if seen.complete:
@@ -366,39 +375,53 @@ async def _read_by_offsets(vk: VkGateway, post: Post, writer: _Writer) -> _Seen:
     return seen
 
 
-async def _read_chained(vk: VkGateway, post: Post, writer: _Writer) -> _Seen:
-    """Each page starts at the last comment of the one before (``start_comment_id``): a
-    deletion meanwhile cannot shift a comment past the read. Top-level pages follow one another;
-    threads are read alongside."""
+def _anchors(ids: set[int], first: int) -> list[int]:
+    """Where the pages of a read again start: every 99th comment the last read saw from
+    ``first`` on. A page of 100 from one anchor reaches the next, and deletions only bring
+    them closer (additions come at the end), so no comment falls between two pages."""
+    return sorted(ids)[first::PAGE - 1]
+
+
+async def _read_anchored(vk: VkGateway, post: Post, writer: _Writer, before: _Seen) -> _Seen:
+    """The post again after a read that saw it move, every page at once as the fast read, but
+    each page starting at a comment the last read saw (``start_comment_id``): VK starts at that
+    comment, or at the nearest earlier one when it was deleted, so a deletion cannot shift a
+    comment out of the read. A full last page is followed by more, for what was added."""
     owner, post_id = post.owner_id, post.vk_id
     seen = _Seen()
+    threads: set[int] = set()
     async with asyncio.TaskGroup() as tg:
 
-        async def thread(root: int, last: int | None) -> None:
+        async def top(start: int | None, last: bool) -> None:
             while True:
-                page = await vk.thread_page(owner, post_id, root, 0, PAGE, start_comment_id=last)
-                known = seen.replies.get(root, set())
-                fresh = [c.vk_id for c in page.comments if c.vk_id not in known]
+                page = await vk.comments_page(owner, post_id, 0, PAGE, start_comment_id=start)
+                seen.take(page)
+                await writer.put(page)
+                for root, (count, inline) in page.threads.items():
+                    if count > inline and root not in threads:
+                        threads.add(root)
+                        replies = [c.vk_id for c in page.comments if c.thread_vk_id == root]
+                        known = _anchors(before.replies.get(root, set()), THREAD_INLINE - 1)
+                        starts = known or [replies[-1] if replies else None]
+                        for i, at in enumerate(starts):
+                            tg.create_task(thread(root, at, last=i == len(starts) - 1))
+                level = [c.vk_id for c in page.comments if c.thread_vk_id is None]
+                if not last or len(level) < PAGE:
+                    return
+                start = level[-1]
+
+        async def thread(root: int, start: int | None, last: bool) -> None:
+            while True:
+                page = await vk.thread_page(owner, post_id, root, 0, PAGE, start_comment_id=start)
                 seen.take(page, thread_of=root)
                 await writer.put(page)
-                if len(page.comments) < PAGE or not fresh:
+                if not last or len(page.comments) < PAGE:
                     return
-                last = page.comments[-1].vk_id
+                start = page.comments[-1].vk_id
 
-        last: int | None = None
-        while True:
-            page = await vk.comments_page(owner, post_id, 0, PAGE, start_comment_id=last)
-            top = [c.vk_id for c in page.comments if c.thread_vk_id is None]
-            fresh = {i for i in top if i not in seen.top}
-            seen.take(page)
-            await writer.put(page)
-            for root, (count, inline) in page.threads.items():
-                if root in fresh and count > inline:
-                    replies = [c.vk_id for c in page.comments if c.thread_vk_id == root]
-                    tg.create_task(thread(root, replies[-1] if replies else None))
-            if len(top) < PAGE or not fresh:
-                break
-            last = top[-1]
+        starts: list[int | None] = [None, *_anchors(before.top, PAGE - 1)]
+        for i, at in enumerate(starts):
+            tg.create_task(top(at, last=i == len(starts) - 1))
     return seen
 
 

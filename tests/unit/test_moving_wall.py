@@ -368,3 +368,32 @@ async def test_on_a_still_wall_the_check_costs_one_listing():
     app.reset()
     again = await collect(app, store, owner=-100001)
     assert again.posts_read == 1 and app.stats()["calls"] == 2 * wall_pages + 1
+
+
+async def test_a_wall_that_never_stops_moving_leaves_its_busy_posts_for_the_next_run():
+    world = small_world(posts=4, comments=150)
+    app = VkEmulator(world, drift=2, drift_seed=4)  # no budget: it moves until the end
+    store = InMemoryStore()
+    result = await collect(app, store, vk_options={"use_execute": False})
+    # Said, not hidden behind SUCCEEDED; and the run ends (ROUNDS listings at most).
+    assert result.unsettled_posts and set(result.unsettled_posts) <= {p.id for p in world.posts.values()} | set(
+        p for _, p in world.deleted_posts)
+
+
+async def test_a_cancelled_run_marks_nothing_it_did_not_read_completely():
+    import asyncio
+
+    world = small_world(posts=1, comments=250)
+    app = ScriptedEmulator(world)
+    store = InMemoryStore()
+    await collect(app, store)
+    post = world.walls[OWNER][0]
+    gone = post.comments[5].id
+    world.remove_comment(OWNER, gone)
+    write(world, post.id, 2)
+    loop = asyncio.get_running_loop()
+    run = asyncio.ensure_future(collect(app, store))
+    app.on(comments_call(post.id, offset=200), lambda: loop.call_soon_threadsafe(run.cancel))
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert gone in store.comment_ids(OWNER) and not store.vanished

@@ -46,7 +46,14 @@ from datetime import datetime, timedelta
 from domain.analyze import publish_matched
 from domain.errors import DomainError, NotFound, VkAccessDenied, VkCommentsClosed
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind
-from domain.ports import Adapters, CommentPage, ProgressCallback, UnitOfWorkFactory, VkGateway, WallPage
+from domain.ports import (
+    Adapters,
+    CommentPage,
+    ProgressCallback,
+    UnitOfWorkFactory,
+    VkGateway,
+    WallPage,
+)
 from domain.resilience import is_transient, retry_transient
 from domain.tasks import register_handler
 

@@ -61,7 +61,7 @@ def vk_url(tmp_path_factory) -> Iterator[str]:
         stop(proc)
 
 
-async def _stored(stack: Stack) -> list[dict[str, Any]]:
+async def _stored(stack: Stack) -> list[dict[str, Any]]:  # noqa: F811 - the fixture's value
     nodes, after = [], None
     while True:
         page = (await stack.gql(COMMENTS, after=after))["comments"]
@@ -71,7 +71,7 @@ async def _stored(stack: Stack) -> list[dict[str, Any]]:
         after = page["pageInfo"]["endCursor"]
 
 
-async def test_a_moving_wall_is_stored_as_vk_holds_it_at_the_end(stack: Stack, vk_url: str) -> None:
+async def test_a_moving_wall_is_stored_as_vk_holds_it_at_the_end(stack: Stack, vk_url: str) -> None:  # noqa: F811
     world = generated_world(WORLD["seed"], communities=WORLD["communities"], posts_per_community=WORLD["posts"],
                             comments_per_post=WORLD["comments"], closed_comment_posts=WORLD["closed_comment_posts"],
                             closed_communities=WORLD["closed_communities"])
@@ -97,7 +97,7 @@ async def test_a_moving_wall_is_stored_as_vk_holds_it_at_the_end(stack: Stack, v
     nodes = await _stored(stack)
     keys = [(int(n["ownerId"]), int(n["vkId"])) for n in nodes]
     assert len(keys) == len(set(keys)), "a comment was stored twice"
-    keys_again, total = await _all_comments(stack)
+    _, total = await _all_comments(stack)
     assert total == len(keys)
     stored = {(int(n["ownerId"]), int(n["post"]["vkId"]), int(n["vkId"])): n["deleted"] for n in nodes}
     on_live = {k: deleted for k, deleted in stored.items() if (k[0], k[1]) in live_posts}

@@ -376,8 +376,8 @@ async def test_a_wall_that_never_stops_moving_leaves_its_busy_posts_for_the_next
     store = InMemoryStore()
     result = await collect(app, store, vk_options={"use_execute": False})
     # Said, not hidden behind SUCCEEDED; and the run ends (ROUNDS listings at most).
-    assert result.unsettled_posts and set(result.unsettled_posts) <= {p.id for p in world.posts.values()} | set(
-        p for _, p in world.deleted_posts)
+    assert result.unsettled_posts and set(result.unsettled_posts) <= {p.id for p in world.posts.values()} | {
+        p for _, p in world.deleted_posts}
 
 
 async def test_a_cancelled_run_marks_nothing_it_did_not_read_completely():

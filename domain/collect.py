@@ -44,7 +44,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from domain.analyze import publish_matched
-from domain.errors import DomainError, NotFound, VkAccessDenied, VkCommentsClosed
+from domain.errors import (
+    DomainError,
+    NotFound,
+    VkAccessDenied,
+    VkCommentsClosed,
+    VkNotFound,
+)
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind
 from domain.ports import (
     Adapters,
@@ -301,6 +307,7 @@ class _Seen:
         self.totals: set[int] = set()  # ``count`` of each top-level answer
         self.levels: set[int] = set()  # ``current_level_count`` of each top-level answer
         self.threads: dict[int, set[int]] = {}  # thread root -> each reply count reported
+        self.lost_thread = False  # a thread's root went (with all its replies) while it was read
 
     def take(self, page: CommentPage, thread_of: int | None = None) -> None:
         if thread_of is not None:
@@ -328,7 +335,7 @@ class _Seen:
     @property
     def complete(self) -> bool:
         """Nothing moved while the post was read: one count everywhere, and exactly that many seen."""
-        if len(self.totals) != 1 or len(self.levels) != 1 or len(self.top) != next(iter(self.levels)):
+        if self.lost_thread or len(self.totals) != 1 or len(self.levels) != 1 or len(self.top) != next(iter(self.levels)):
             return False
         for root, counts in self.threads.items():
             if len(counts) != 1 or len(self.replies.get(root, ())) != next(iter(counts)):
@@ -372,7 +379,11 @@ async def _read_by_offsets(vk: VkGateway, post: Post, writer: _Writer) -> _Seen:
             await take(await vk.comments_page(owner, post_id, offset, PAGE))
 
         async def _thread(comment_id: int, offset: int) -> None:
-            page = await vk.thread_page(owner, post_id, comment_id, offset, PAGE)
+            try:
+                page = await vk.thread_page(owner, post_id, comment_id, offset, PAGE)
+            except VkNotFound:
+                seen.lost_thread = True
+                return
             seen.take(page, thread_of=comment_id)
             await writer.put(page)
 
@@ -419,7 +430,11 @@ async def _read_anchored(vk: VkGateway, post: Post, writer: _Writer, before: _Se
 
         async def thread(root: int, start: int | None, last: bool) -> None:
             while True:
-                page = await vk.thread_page(owner, post_id, root, 0, PAGE, start_comment_id=start)
+                try:
+                    page = await vk.thread_page(owner, post_id, root, 0, PAGE, start_comment_id=start)
+                except VkNotFound:
+                    seen.lost_thread = True
+                    return
                 seen.take(page, thread_of=root)
                 await writer.put(page)
                 if not last or len(page.comments) < PAGE:

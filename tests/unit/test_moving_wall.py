@@ -397,3 +397,22 @@ async def test_a_cancelled_run_marks_nothing_it_did_not_read_completely():
     with pytest.raises(asyncio.CancelledError):
         await run
     assert gone in store.comment_ids(OWNER) and not store.vanished
+
+
+async def test_a_thread_gone_while_it_is_read_is_read_again_not_a_failed_parse():
+    world = small_world(posts=1, comments=3)
+    post = world.walls[OWNER][0]
+    root = post.comments[1]
+    write(world, post.id, 30, thread_root=root.id)
+    app = ScriptedEmulator(world)
+
+    def purge() -> None:  # a moderator removes the comment and its whole thread
+        world.remove_comment(OWNER, root.id)
+        for reply in list(root.replies):
+            world.remove_comment(OWNER, reply.id)
+
+    app.on(lambda method, params: method == "wall.getComments" and "comment_id" in params, purge)
+    store = InMemoryStore()
+    result = await collect(app, store)
+    assert result.rereads >= 1 and result.unsettled_posts == []
+    assert stored_present(store, world) == on_wall_now(world) == {c.id for c in post.comments}

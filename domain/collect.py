@@ -138,9 +138,10 @@ async def collect_group(
     limit = asyncio.Semaphore(max(1, options.concurrency))
     listed: set[int] = set()  # every post id a listing of this run showed in range
     read: set[int] = set()  # posts read at least once in this run
-    # post id -> the comments.count at which its comments are known complete (a complete read
-    # in this run, or the stored sync when it needed no reading); a listing compares with it.
+    # post id -> the comments.count values at which its comments are known complete (a complete
+    # read in this run, or the stored sync when it needed no reading); a listing compares.
     settled: dict[int, int] = {}
+    listing = _ListingCounts()
     skipped: set[int] = set()
 
     def needs_reading(post: Post, first_round: bool) -> bool:
@@ -174,8 +175,11 @@ async def collect_group(
                 settled.pop(post.vk_id, None)
                 await writer.put(_PostDone(post.vk_id, None, None))
                 return
-            settled[post.vk_id] = complete.count
-            await writer.put(_PostDone(post.vk_id, complete.count, complete.present))
+            # The count the listing shows for what this read saw, as the next listing and the
+            # next run compare it.
+            count = listing.count_of(complete, post.comments_count)
+            settled[post.vk_id] = count
+            await writer.put(_PostDone(post.vk_id, count, complete.present))
 
     wall_pages = 1  # pages the last listing took: the next asks for them all at once
 
@@ -308,6 +312,7 @@ class _Seen:
         self.levels: set[int] = set()  # ``current_level_count`` of each top-level answer
         self.threads: dict[int, set[int]] = {}  # thread root -> each reply count reported
         self.lost_thread = False  # a thread's root went (with all its replies) while it was read
+        self.placeholders: set[int] = set()  # deleted top-level comments kept for their replies
 
     def take(self, page: CommentPage, thread_of: int | None = None) -> None:
         if thread_of is not None:
@@ -319,6 +324,8 @@ class _Seen:
         for c in page.comments:
             if c.thread_vk_id is None:
                 self.top.add(c.vk_id)
+                if c.deleted:
+                    self.placeholders.add(c.vk_id)
             else:
                 self.replies.setdefault(c.thread_vk_id, set()).add(c.vk_id)
         for root, (count, _inline) in page.threads.items():
@@ -329,18 +336,36 @@ class _Seen:
         return self.top.union(*self.replies.values())
 
     @property
-    def count(self) -> int:
+    def total(self) -> int:
         return next(iter(self.totals))
 
     @property
     def complete(self) -> bool:
-        """Nothing moved while the post was read: one count everywhere, and exactly that many seen."""
-        if self.lost_thread or len(self.totals) != 1 or len(self.levels) != 1 or len(self.top) != next(iter(self.levels)):
+        """Nothing moved while the post was read: one count everywhere, and exactly that many
+        seen (VK's counts may leave out the deleted comments kept for their replies)."""
+        if self.lost_thread or len(self.totals) != 1 or len(self.levels) != 1:
             return False
         for root, counts in self.threads.items():
             if len(counts) != 1 or len(self.replies.get(root, ())) != next(iter(counts)):
                 return False
-        return len(self.present) == self.count
+        level, total, seen = next(iter(self.levels)), next(iter(self.totals)), len(self.present)
+        return (len(self.top), seen) in ((level, total), (level + len(self.placeholders), total + len(self.placeholders)))
+
+
+class _ListingCounts:
+    """Whether the wall's ``comments.count`` counts the deleted comments VK keeps for their
+    replies (its documentation does not say), by a vote of the complete reads of posts that
+    have some: a read agrees with one way or the other unless the post moved in between, which
+    a few do. Until a vote, it is assumed it does."""
+
+    def __init__(self) -> None:
+        self.votes = [0, 0]  # without, with
+
+    def count_of(self, read: _Seen, listed: int) -> int:
+        kept = len(read.placeholders)
+        if kept and listed in (read.total, read.total - kept):
+            self.votes[listed == read.total] += 1
+        return read.total if self.votes[1] >= self.votes[0] else read.total - kept
 
 
 async def _read_post(vk: VkGateway, post: Post, writer: _Writer, result: CollectResult) -> _Seen | None:

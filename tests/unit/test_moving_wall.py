@@ -416,3 +416,30 @@ async def test_a_thread_gone_while_it_is_read_is_read_again_not_a_failed_parse()
     result = await collect(app, store)
     assert result.rereads >= 1 and result.unsettled_posts == []
     assert stored_present(store, world) == on_wall_now(world) == {c.id for c in post.comments}
+
+
+async def test_a_listing_that_leaves_out_the_kept_deleted_comments_settles_too():
+    """VK does not say whether a post's comments.count counts a deleted comment kept for its
+    replies; a wall that leaves them out must settle as well, and its next run read nothing."""
+    world = small_world(posts=6, comments=30, replies_every=4)
+    for post in world.walls[OWNER]:
+        world.remove_comment(OWNER, post.comments[4].id)  # kept: it has replies
+
+    class LeavesThemOut(VkEmulator):
+        def __init__(self, world: VkWorld) -> None:
+            super().__init__(world)
+            shape = self.methods._post
+
+            def post_without_kept(post: WorldPost) -> dict:
+                out = shape(post)
+                out["comments"]["count"] -= sum(1 for c in post.comments if c.deleted and c.replies)
+                return out
+
+            self.methods._post = post_without_kept
+
+    app = LeavesThemOut(world)
+    store = InMemoryStore()
+    first = await collect(app, store)
+    assert first.unsettled_posts == [] and stored_present(store, world) == on_wall_now(world)
+    again = await collect(app, store)
+    assert again.posts_read == 0 and again.rereads == 0

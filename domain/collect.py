@@ -130,6 +130,7 @@ async def collect_group(
     on_matched: Callable[[list[int]], Awaitable[None]] | None = None,
 ) -> CollectResult:
     assert group.id is not None
+    group_id = group.id
     result = CollectResult()
     await report(0, None, "reading the wall")
     async with uow_factory() as uow:
@@ -192,7 +193,7 @@ async def collect_group(
 
             async def take(posts: list[Post]) -> None:
                 async with uow_factory() as uow:
-                    await uow.posts.upsert_many(group.id, posts)
+                    await uow.posts.upsert_many(group_id, posts)
                     await uow.commit()
                 for post in posts:
                     listed.add(post.vk_id)
@@ -445,7 +446,7 @@ async def _read_anchored(vk: VkGateway, post: Post, writer: _Writer, before: _Se
                         threads.add(root)
                         replies = [c.vk_id for c in page.comments if c.thread_vk_id == root]
                         known = _anchors(before.replies.get(root, set()), THREAD_INLINE - 1)
-                        starts = known or [replies[-1] if replies else None]
+                        starts: list[int | None] = [*known] or [replies[-1] if replies else None]
                         for i, at in enumerate(starts):
                             tg.create_task(thread(root, at, last=i == len(starts) - 1))
                 level = [c.vk_id for c in page.comments if c.thread_vk_id is None]

@@ -732,7 +732,7 @@ class WallDrift:
     def _write_reply(self, owner_id: int) -> bool:
         post = self._post(owner_id, with_comments=True)
         roots = [c for c in post.comments if not c.deleted] if post else []
-        if not roots:
+        if post is None or not roots:
             return False
         root = self.rng.choice(roots)
         reply = self._new_comment(post, root.id)

@@ -18,8 +18,10 @@ not know makes the whole operation run on the normal executor, unchanged: at com
 field it has no rule for (an argument below the root, a resolver that wants ``info``, a
 permission, an interface, introspection, ``@defer``); at run time anything unexpected (an
 exception, a null where the schema forbids one, a value a scalar refuses). So every error
-response still comes from the normal executor. Parsing, validation, limits, auth, error
-masking and the request log happen around execution and are the same either way.
+response still comes from the normal executor but one: a database outage (``Unavailable``),
+which the plan answers as the normal executor does, as running the query again would meet it
+a second time. Parsing, validation, limits, auth, error masking and the request log happen
+around execution and are the same either way.
 ``tests/e2e/test_read_plan.py`` and ``bench/plan_diff.py`` compare the two on random documents.
 """
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any
@@ -35,6 +37,7 @@ from typing import Any
 from graphql import (
     GRAPHQL_MAX_INT,
     GRAPHQL_MIN_INT,
+    ExecutionResult,
     FieldNode,
     GraphQLBoolean,
     GraphQLID,
@@ -52,10 +55,12 @@ from graphql import (
     VariableNode,
     get_named_type,
     is_leaf_type,
+    located_error,
 )
 from graphql.execution.collect_fields import collect_fields, collect_subfields
 from graphql.execution.values import get_argument_values
 
+from domain.errors import Unavailable
 from domain.queries import Member, Projection, ReadModel, Spelling
 from graphql_api import reads
 from graphql_api.ids import NodeType, global_id
@@ -311,6 +316,7 @@ class _Root:
     # A connection of comments whose nodes a projected read writes: the projection, and the
     # selection with those nodes taken as written (where the read model can: PostgreSQL).
     projected: tuple[Projection, _Selection] | None = None
+    nodes: tuple[FieldNode, ...] = ()  # where the field is in the document, for its errors
 
 
 class Plan:
@@ -318,14 +324,28 @@ class Plan:
         self.schema = schema
         self.roots = roots
 
-    async def run(self, read_model: ReadModel, variable_values: Any) -> dict[str, Any] | None:
-        """The operation's ``data``; None when the normal executor must answer instead."""
+    async def run(self, read_model: ReadModel, variable_values: Any) -> ExecutionResult | None:
+        """The operation's result; None when the normal executor must answer instead.
+
+        An outage is answered here, not handed over: a root field whose reads met
+        ``Unavailable`` is null with that error, as the normal executor answers it. Handing
+        it over would read the database a second time, in an outage, for the same error."""
         try:
             run = _Run(read_model)
-            values = await _together([self._root(r, run, variable_values) for r in self.roots])
+            values = await _together([_outage_or(self._root(r, run, variable_values)) for r in self.roots])
         except Exception:  # noqa: BLE001 - the normal executor runs it again and reports it exactly
             return None
-        return dict(zip((r.key for r in self.roots), values))
+        data = dict(zip((r.key for r in self.roots), values))
+        failed = [(root, value) for root, value in zip(self.roots, values) if isinstance(value, Unavailable)]
+        if not failed:
+            return ExecutionResult(data, None)
+        # As graphql-core answers: a non-null root's error nulls the whole data and is the only
+        # error reported; a nullable root's error nulls that root.
+        non_null = [(root, value) for root, value in failed if isinstance(root.type, GraphQLNonNull)]
+        errors = [located_error(value, list(root.nodes), [root.key]) for root, value in non_null[:1] or failed]
+        if non_null:
+            return ExecutionResult(None, errors)
+        return ExecutionResult({**data, **{root.key: None for root, _ in failed}}, errors)
 
     async def _root(self, root: _Root, run: _Run, variable_values: Any) -> Any:
         if root.read is None:
@@ -339,6 +359,26 @@ class Plan:
             return (await run.complete([found], root.type, selection))[0]
         found = await root.read(run.read_model, **arguments)
         return (await run.complete([found], root.type, root.selection))[0]
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    """The exceptions in ``error``: itself, or those of a task group's, however nested."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
+
+
+async def _outage_or(work: Awaitable[Any]) -> Any:
+    """``work``'s value, or the ``Unavailable`` it failed with."""
+    try:
+        return await work
+    except Exception as e:
+        outage = next((leaf for leaf in _leaves(e) if isinstance(leaf, Unavailable)), None)
+        if outage is None:
+            raise
+        return outage
 
 
 class _Run:
@@ -539,7 +579,8 @@ class _Compiler:
             field = self._strawberry_field(query.name, name)
             selection = self._selection(field_def.type, details)
             projected = _projected_connection(selection) if name == "comments" and selection is not None else None
-            roots.append(_Root(key, field_def, node, field, read, field_def.type, selection, projected))
+            nodes = tuple(d.node for d in details)
+            roots.append(_Root(key, field_def, node, field, read, field_def.type, selection, projected, nodes))
         return Plan(self.schema, roots)
 
     @staticmethod

@@ -259,11 +259,11 @@ async def _first_token(container, saved_at: Path) -> None:
     except OSError as e:  # nobody could ever read it: it must not stay valid
         await revoke_api_token(container.adapters.uow_factory, made.id)
         log.error("auth.first_admin_token_not_saved", path=str(saved_at), error=str(e),
-                  detail=f"no token exists yet; make one: {MORE_TOKENS}")
+                  detail=f"the token made could not be saved, so it was revoked; make one: {MORE_TOKENS}")
         return
     log.warning("auth.first_admin_token_created", path=str(saved_at), token_name="first-admin",
                 detail="no API token existed, so an admin token was made and written to that file (never "
-                "to a log): read it once, then delete the file. " + f"More tokens: {MORE_TOKENS}")
+                f"to a log): read it once, then delete the file. More tokens: {MORE_TOKENS}")
 
 
 def _write_private(path: Path, text: str) -> None:

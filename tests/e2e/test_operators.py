@@ -315,3 +315,25 @@ def test_secrets_can_come_from_files(env, tmp_path: Path) -> None:
     assert (tmp_path / "from-file.sqlite3").exists()
     missing = vkcp({**env, "VKCP_DATABASE_URL_FILE": str(tmp_path / "absent")}, "token", "list")
     assert missing.returncode == 2 and "VKCP_DATABASE_URL_FILE" in missing.stderr and "Traceback" not in missing.stderr
+
+
+async def test_a_first_admin_token_that_cannot_be_saved_is_revoked(tmp_path: Path) -> None:
+    """Without a terminal the token is only ever in its file: if that cannot be written, nobody
+    could read the token, so it must not stay valid."""
+    import structlog
+
+    from infrastructure.cli import _first_token
+    from tests.e2e.graphql_support import make_settings, start_container
+
+    container = await start_container(make_settings(tmp_path / "data"))
+    (tmp_path / "a-file").write_text("")
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await _first_token(container, tmp_path / "a-file" / "first-admin-token")  # not a directory
+        async with container.adapters.uow_factory() as uow:
+            [token] = await uow.api_tokens.list()
+    finally:
+        await container.aclose()
+    assert token.name == "first-admin" and token.revoked_at is not None
+    assert [e["event"] for e in logs] == ["auth.first_admin_token_not_saved"]
+    assert "vkcp token create" in logs[0]["detail"]

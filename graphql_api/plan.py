@@ -360,7 +360,9 @@ class Plan:
 
         An outage is answered here, not handed over: a root field whose reads met
         ``Unavailable`` is null with that error, as the normal executor answers it. Handing
-        it over would read the database a second time, in an outage, for the same error."""
+        it over would read the database a second time, in an outage, for the same error. (A
+        read below the root that fails, the database going away mid-query, fails the root
+        here, where the normal executor would null the field below it: either way a retry.)"""
         run = _Run(read_model, report)
         try:
             values = await _together([_outage_or(self._root(r, run, variable_values)) for r in self.roots])

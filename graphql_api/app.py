@@ -293,6 +293,7 @@ class GraphQLView(GraphQL[Context, None]):
         context = await get_context(self.container, request, response)
         if self.read_plan is not None:
             context.read_plan = self.read_plan
+        context.metrics = self.metrics
         record = current_request.get()
         if record is not None and isinstance(request, Request):
             record.request_id = context.request_id

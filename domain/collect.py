@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from domain.analyze import publish_matched
+from domain.budget import count_vk_calls
 from domain.errors import (
     DomainError,
     NotFound,
@@ -583,7 +584,9 @@ class _Writer:
                     ids = await uow.comments.upsert_many(self.group_id, list(comments.values()))
                     matcher = await self._current_matcher(uow)
                     if matcher is not None:
-                        pairs = [(ids[key], c.text) for key, c in comments.items()]
+                        # A comment VK marks deleted comes without its text; the stored text
+                        # stays (a deletion is not an edit), and so do its matches.
+                        pairs = [(ids[key], c.text) for key, c in comments.items() if not c.deleted]
                         found = matcher(pairs)
                         await uow.matches.replace_for_comments([i for i, _ in pairs], found)
                 # After the comments: a complete read's own comments are stored by now.
@@ -673,4 +676,12 @@ async def _record_group_run(adapters: Adapters, group_id: int, now: datetime, *,
         await uow.commit()
 
 
-register_handler(TaskKind.PARSE, run_parse)
+async def run_metered_parse(adapters: Adapters, task: Task, report: ProgressCallback) -> dict:
+    """``run_parse``, its result saying what the run cost in VK calls per method (``vkCalls``,
+    from which ``domain.budget`` projects the monitoring schedule)."""
+    with count_vk_calls() as vk_calls:
+        result = await run_parse(adapters, task, report)
+    return {**result, "vkCalls": {m: n for m, n in sorted(vk_calls.items()) if n > 0}}
+
+
+register_handler(TaskKind.PARSE, run_metered_parse)

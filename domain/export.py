@@ -44,6 +44,7 @@ MAX_TIME_ZONE_NAME = 64  # the longest IANA name is 32 characters
 _TITLES = {
     "commentId": "Comment ID", "commentVkId": "Comment VK ID", "commentUrl": "Comment link",
     "publishedAt": "Published", "text": "Text", "likes": "Likes", "deleted": "Deleted",
+    "deletedAt": "Deleted at", "editedAt": "Edited at",
     "replyToVkId": "Reply to (VK ID)", "threadVkId": "Thread (VK ID)", "matchesCount": "Matches",
     "keywords": "Keywords", "authorId": "Author VK ID", "authorName": "Author", "authorUrl": "Author link",
     "groupId": "Community ID", "groupName": "Community", "groupUrl": "Community link",
@@ -52,11 +53,14 @@ _TITLES = {
 }  # fmt: skip
 
 
+TIME_COLUMNS = frozenset({"publishedAt", "deletedAt", "editedAt"})
+
+
 def column_titles(zone: ZoneInfo) -> tuple[str, ...]:
     """Headers for people (XLSX), in ``EXPORT_COLUMNS`` order. A spreadsheet's dates carry no
     zone, so the time's header names it: "Published (Europe/Moscow)"."""
     return tuple(
-        f"{_TITLES[name]} ({zone.key})" if name == "publishedAt" else _TITLES[name] for name in EXPORT_COLUMNS
+        f"{_TITLES[name]} ({zone.key})" if name in TIME_COLUMNS else _TITLES[name] for name in EXPORT_COLUMNS
     )
 
 
@@ -76,7 +80,7 @@ def time_zone(name: str) -> ZoneInfo:
 # --- filters as task params (JSON) ----------------------------------------------------------
 
 _ID_LISTS = {"groupIds": "group_ids", "postIds": "post_ids", "keywordIds": "keyword_ids", "authorIds": "author_ids"}
-_FLAGS = {"matched": "matched", "viewed": "viewed", "archived": "archived"}
+_FLAGS = {"matched": "matched", "viewed": "viewed", "archived": "archived", "deleted": "deleted", "edited": "edited"}
 
 
 def filter_to_params(flt: CommentFilter) -> dict[str, Any]:

@@ -95,7 +95,12 @@ class PostRepository(Protocol):
 
 class CommentRepository(Protocol):
     async def upsert_many(self, group_id: int, comments: Sequence[Comment]) -> dict[tuple[int, int], int]:
-        """Insert or update by (owner_id, vk_id); returns every given comment's row id."""
+        """Insert or update by (owner_id, vk_id); returns every given comment's row id.
+
+        History: a changed text replaces the stored one, which is kept as an earlier version
+        (``edited_at`` = now); a comment VK sends as ``deleted`` keeps its stored text, author,
+        time and likes and is marked (``deleted_at`` = when first noticed); one VK sends
+        undeleted again is not deleted any more."""
 
     async def count(self, *, group_id: int | None = None) -> int: ...
     async def mark_vanished(
@@ -336,6 +341,8 @@ class ExportRow:
     text: str
     likes: int
     deleted: bool
+    deleted_at: datetime | None  # aware; when the collector noticed the deletion
+    edited_at: datetime | None  # aware; when a re-read last found the text changed
     reply_to_vk_id: int | None  # the comment this one answers, VK id on the same wall
     thread_vk_id: int | None
     matches_count: int
@@ -362,10 +369,12 @@ class ExportRow:
         return f"{VK}/id{self.author_id}" if self.author_id > 0 else f"{VK}/club{-self.author_id}"
 
     def values(self, zone: ZoneInfo) -> tuple[Any, ...]:
-        """The row's values in ``EXPORT_COLUMNS`` order, its time in ``zone``."""
+        """The row's values in ``EXPORT_COLUMNS`` order, its times in ``zone``."""
+        deleted_at = self.deleted_at.astimezone(zone) if self.deleted_at is not None else None
+        edited_at = self.edited_at.astimezone(zone) if self.edited_at is not None else None
         return (
             self.comment_id, self.vk_id, self.comment_url, self.published_at.astimezone(zone), self.text, self.likes,
-            self.deleted, self.reply_to_vk_id, self.thread_vk_id, self.matches_count, list(self.keywords),
+            self.deleted, deleted_at, edited_at, self.reply_to_vk_id, self.thread_vk_id, self.matches_count, list(self.keywords),
             self.author_id, self.author_name, self.author_url,
             self.group_id, self.group_name, self.group_url, self.post_vk_id, self.post_url, self.owner_id,
             self.viewed, self.archived,
@@ -374,7 +383,7 @@ class ExportRow:
 
 EXPORT_COLUMNS = (
     "commentId", "commentVkId", "commentUrl", "publishedAt", "text", "likes",
-    "deleted", "replyToVkId", "threadVkId", "matchesCount", "keywords",
+    "deleted", "deletedAt", "editedAt", "replyToVkId", "threadVkId", "matchesCount", "keywords",
     "authorId", "authorName", "authorUrl",
     "groupId", "groupName", "groupUrl", "postVkId", "postUrl", "ownerId",
     "viewed", "archived",
@@ -424,6 +433,8 @@ class Adapters:
     matcher_factory: Callable[[list[Keyword]], Callable[[Sequence[tuple[int, str]]], list[Match]] | None] | None = None
     recent_window_hours: float = 0.0
     collect_concurrency: int = 64
+    # VK calls a token may make per UTC day, by method, where known (``domain.budget``).
+    vk_daily_limits: dict[str, int] = field(default_factory=dict)
     data_dir: str = "."
     # Export rows and files; None where nothing exports.
     exports: ExportStore | None = None

@@ -62,6 +62,8 @@ class CommentFilter:
     until: datetime | None = None
     viewed: bool | None = None
     archived: bool | None = None
+    deleted: bool | None = None  # deleted on VK (turned ``deleted: true``, or gone)
+    edited: bool | None = None  # seen with another text before (``CommentView.edited_at``)
 
     def __post_init__(self) -> None:
         # Checked here, so a filter means the same to the comments query, an export and the
@@ -99,6 +101,10 @@ class CommentFilter:
         if self.viewed is not None and comment.viewed != self.viewed:
             return False
         if self.archived is not None and comment.archived != self.archived:
+            return False
+        if self.deleted is not None and comment.deleted != self.deleted:
+            return False
+        if self.edited is not None and (comment.edited_at is not None) != self.edited:
             return False
         if words := self.text_words:
             folded = fold_text(comment.text)
@@ -162,6 +168,20 @@ class CommentView:
     viewed: bool
     archived: bool
     matches_count: int
+    # History: when a re-read last found the text changed (None: never seen edited), and when
+    # the collector noticed the comment deleted on VK (set exactly when ``deleted`` is).
+    edited_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CommentVersion:
+    """A text a comment had before its current one, and when the collector first saw it: the
+    oldest when the comment was first collected, each later one when that edit was noticed. A
+    version was replaced at the next one's ``seen_at`` (the last, at the comment's ``edited_at``)."""
+
+    text: str
+    seen_at: datetime
 
 
 @dataclass
@@ -233,8 +253,9 @@ class Projection:
     """Which members of which view a read writes as JSON, for each item, in order. Views:
     ``comment`` (``CommentView``), ``post`` (``PostView``), ``group``, ``author``, ``match``
     and ``keyword`` (their ``domain.models`` types). Relations: a comment's ``group``,
-    ``post``, ``author`` and ``matches`` (a list, in text order), a post's ``group``, a
-    match's ``keyword``."""
+    ``post``, ``author``, ``matches`` (a list, in text order) and ``versions`` (a list of
+    ``CommentVersion``, view ``version``, oldest first), a post's ``group``, a match's
+    ``keyword``."""
 
     view: str
     members: tuple[Member, ...]
@@ -263,8 +284,8 @@ class ReadModel(Protocol):
         after: str | None = None, last: int | None = None, before: str | None = None,
     ) -> Page[str]:
         """``comments_page`` with each node written as JSON text by ``projection``. Optional:
-        callers ask a read model's ``projectable(projection)`` first (one without it never
-        projects). Raises ``NotImplementedError`` where the database cannot write JSON, and
+        callers ask a read model's ``projects`` (one without it never projects), then
+        ``projection_refusal(projection)`` (None, or why not in a word). Raises ``NotImplementedError`` where the database cannot write JSON, and
         ``ValueError`` for a projection it cannot write exactly."""
         ...
 
@@ -275,6 +296,10 @@ class ReadModel(Protocol):
         ...
 
     async def matches_by_comment_ids(self, ids: Sequence[int]) -> list[list[Match]]: ...
+    async def versions_by_comment_ids(self, ids: Sequence[int]) -> list[list[CommentVersion]]:
+        """Each comment's earlier texts, oldest first (empty for one never seen edited)."""
+        ...
+
     async def matches_and_keywords_by_comment_ids(
         self, ids: Sequence[int]
     ) -> tuple[list[list[Match]], dict[int, Keyword | None]]: ...
@@ -305,6 +330,10 @@ class ReadModel(Protocol):
 
     async def task_counts(self) -> dict[tuple[str, str], int]:
         """(kind, state) -> number of tasks: one GROUP BY, read when metrics are scraped."""
+
+    async def recent_parse_results(self, group_ids: Sequence[int], per_group: int) -> dict[int, list[dict]]:
+        """group id -> the ``result`` of its last ``per_group`` successful PARSE tasks, newest
+        first (what ``domain.budget`` learns a run's VK calls from)."""
 
 
 # --- statistics -----------------------------------------------------------------------------

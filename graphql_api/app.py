@@ -293,6 +293,7 @@ class GraphQLView(GraphQL[Context, None]):
         context = await get_context(self.container, request, response)
         if self.read_plan is not None:
             context.read_plan = self.read_plan
+        context.metrics = self.metrics
         record = current_request.get()
         if record is not None and isinstance(request, Request):
             record.request_id = context.request_id
@@ -391,6 +392,11 @@ class GraphQLView(GraphQL[Context, None]):
 async def _is_admin(container: Any, request: Request) -> bool:
     if not container.settings.auth:
         return True
+    return await _is_admin_token(container, request)
+
+
+async def _is_admin_token(container: Any, request: Request) -> bool:
+    """The request's bearer token is an admin's (checked even when auth is off)."""
     try:
         found = await resolve_role(container.adapters, request.headers.get("authorization"))
     except Unavailable:  # the database is away: readiness says so, without details
@@ -442,7 +448,10 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = (), read_plan: b
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
-        body, content_type = await metrics.render()
+        # Per-token VK series only for a scrape that sends an admin token, whatever VKCP_AUTH says:
+        # /metrics is open, and which token is in trouble is for admins.
+        admin = "authorization" in request.headers and await _is_admin_token(container, request)
+        body, content_type = await metrics.render(per_token=admin)
         return Response(body, media_type=content_type)
 
     @contextlib.asynccontextmanager

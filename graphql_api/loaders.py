@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 from aiodataloader import DataLoader
 
 from domain.models import Author, Group, Keyword, Match, Task
-from domain.queries import CommentView, PostView, ReadModel
+from domain.queries import CommentVersion, CommentView, PostView, ReadModel
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -68,6 +68,7 @@ class Loaders:
         self.comment: _Loader[int, CommentView | None] = _Loader(read_model.comments_by_ids)
         self.comment_by_vk_id: _Loader[tuple[int, int], CommentView | None] = _Loader(read_model.comments_by_vk_ids)
         self.matches: _Loader[int, list[Match]] = _Loader(read_model.matches_by_comment_ids)
+        self.versions: _Loader[int, list[CommentVersion]] = _Loader(read_model.versions_by_comment_ids)
         self.keyword: _Loader[int, Keyword | None] = _Loader(read_model.keywords_by_ids)
         self.keyword_matches_count: _Loader[int, int] = _Loader(read_model.keyword_matches_counts)
         self.task: _Loader[int, Task | None] = _Loader(read_model.tasks_by_ids)

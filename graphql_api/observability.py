@@ -33,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from strawberry.extensions import SchemaExtension
 
+from domain.budget import method_quotas
 from domain.errors import Unavailable
 from domain.models import TaskKind, TaskState
 from domain.ports import EventsMissed
@@ -148,6 +149,16 @@ class ApiMetrics:
             buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 12 * 3600),
             registry=self.registry,
         )
+        self.read_plan_fallbacks = Counter(
+            "vkcp_read_plan_fallbacks",
+            "Query operations not answered the fastest way the compiled read plan knows, by reason: "
+            "unknown_shape (it has no rule for the document; kind: what it lacks), handed_back (a value it "
+            "cannot answer exactly; kind: null, scalar, method_error), error (kind: the exception's class); "
+            "these three ran on Strawberry's executor. projection_refused: a comments page read as objects "
+            "rather than written by PostgreSQL (kind: what could not be written).",
+            ["reason", "kind"],
+            registry=self.registry,
+        )
         self._finished: deque[Any] = deque(maxlen=10_000)  # a terminal task is counted once
         self._names: set[str] = set()
         self._runtime = _RuntimeCollector(container)
@@ -165,6 +176,9 @@ class ApiMetrics:
             self._names.add(name)
         return name
 
+    def read_plan_fallback(self, reason: str, kind: str) -> None:
+        self.read_plan_fallbacks.labels(reason, kind).inc()
+
     def observe(self, record: RequestRecord, outcome: str, seconds: float) -> None:
         operations = record.operations or [OperationRecord(name=None, type=None)]
         for operation in operations:
@@ -172,7 +186,8 @@ class ApiMetrics:
             self.requests.labels(self.operation_label(operation.name), kind, outcome).inc()
         self.latency.labels(operations[0].type or "none").observe(seconds)
 
-    async def render(self) -> tuple[bytes, str]:
+    async def render(self, *, per_token: bool = False) -> tuple[bytes, str]:
+        """The scrape; ``per_token``: with the per-token VK series (an admin's scrape)."""
         vk = self.container.adapters.vk
         # Read here, not in the collector: with Redis the pool's states are every process's.
         self._runtime.vk_tokens = await vk.token_states() if hasattr(vk, "token_states") else []
@@ -189,6 +204,7 @@ class ApiMetrics:
                     self.tasks.labels(kind.value, state.value).set(counts.get((kind.value, state.value), 0))
             self.stalled.set(stalled)
             self.stalls.set(stalls)
+        self._runtime.per_token = per_token  # no await from here on: no other scrape in between
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
@@ -221,12 +237,73 @@ class ApiMetrics:
             await subscription.aclose()
 
 
+def _vk_quota_metrics(states: list[Any], limits: dict[str, int], *, per_token: bool):
+    """Today's calls by method, what is left of the known limits, and whether the pool rests.
+
+    For the pool as a whole to anyone who can reach /metrics; per token (labelled by its
+    fingerprint, never the token) only to a scrape that sends an admin API token, as which
+    token is in trouble is for admins (GraphQL ``vkTokens``, an admin's ``/readyz``)."""
+    pool_calls = GaugeMetricFamily(
+        "vkcp_vk_pool_calls_today", "VK API calls made today (UTC day) by method, every token and process together.",
+        labels=["method"],
+    )
+    pool_remaining = GaugeMetricFamily(
+        "vkcp_vk_pool_calls_remaining",
+        "VK API calls left today by method with a known daily limit, usable (not revoked) tokens together.",
+        labels=["method"],
+    )
+    calls = GaugeMetricFamily(
+        "vkcp_vk_calls_today", "VK API calls made today (UTC day) per token and method, every process together "
+        "(admin scrapes only).", labels=["token", "method"],
+    )
+    remaining = GaugeMetricFamily(
+        "vkcp_vk_calls_remaining", "VK API calls left today per token and method with a known daily limit "
+        "(admin scrapes only).", labels=["token", "method"],
+    )
+    totals: dict[str, int] = {}
+    left: dict[str, int] = {}
+    for s in states:
+        usable = str(getattr(s.status, "value", s.status)) != "REVOKED"
+        for quota in method_quotas(getattr(s, "calls_today", {}), limits):
+            totals[quota.method] = totals.get(quota.method, 0) + quota.calls
+            if quota.remaining is not None and usable:
+                left[quota.method] = left.get(quota.method, 0) + quota.remaining
+            if per_token:
+                calls.add_metric([s.fingerprint, quota.method], quota.calls)
+                if quota.remaining is not None:
+                    remaining.add_metric([s.fingerprint, quota.method], quota.remaining)
+    for method, count in sorted(totals.items()):
+        pool_calls.add_metric([method], count)
+    for method, count in sorted(left.items()):
+        pool_remaining.add_metric([method], count)
+    yield pool_calls
+    yield pool_remaining
+    if per_token:
+        yield calls
+        yield remaining
+    status = [str(getattr(s.status, "value", s.status)) for s in states]
+    parked = [s.until for s in states if str(getattr(s.status, "value", s.status)) == "PARKED" and s.until]
+    resting = bool(parked) and "ACTIVE" not in status
+    yield GaugeMetricFamily(
+        "vkcp_vk_tokens_resting", "1 while every usable VK token is parked (quota or captcha): collection waits.",
+        value=1 if resting else 0,
+    )
+    until = GaugeMetricFamily(
+        "vkcp_vk_tokens_resting_until_seconds",
+        "While every token rests: when the first comes back (Unix time); absent otherwise.",
+    )
+    if resting:
+        until.add_metric([], min(parked).timestamp())
+    yield until
+
+
 class _RuntimeCollector(Collector):
     """Read at scrape time: the VK gateway's counters and token pool, the database pool."""
 
     def __init__(self, container: Any) -> None:
         self.container = container
         self.vk_tokens: list[Any] = []  # the pool's states, read by ApiMetrics.render
+        self.per_token = False  # set by ApiMetrics.render: an admin's scrape
 
     def describe(self):  # no fixed description: collected only on scrape
         return []
@@ -259,6 +336,7 @@ class _RuntimeCollector(Collector):
         for state, count in by_state.items():
             tokens.add_metric([state], count)
         yield tokens
+        yield from _vk_quota_metrics(states, self.container.adapters.vk_daily_limits, per_token=self.per_token)
 
         pool = getattr(self.container.engine, "pool", None)
         checked_out = getattr(pool, "checkedout", None)

@@ -76,6 +76,8 @@ def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
         until=flt.until,
         viewed=flt.viewed,
         archived=flt.archived,
+        deleted=flt.deleted,
+        edited=flt.edited,
     )
 
 

@@ -47,7 +47,7 @@ from graphql_api.reads import (
     window,
 )
 from graphql_api.scalars import SCALARS
-from graphql_api.stats import Stats, VkToken, resolve_stats, resolve_vk_tokens
+from graphql_api.stats import Stats, VkBudget, VkToken, resolve_stats, resolve_vk_budget, resolve_vk_tokens
 from graphql_api.types import (
     AddGroupPayload,
     AddGroupResult,
@@ -283,6 +283,11 @@ class Query:
         resolver=resolve_vk_tokens,
         description="The VK token pool's state (fingerprints, never the tokens). Admins only.",
         permission_classes=[IsAdmin],
+    )
+    vk_budget: VkBudget = strawberry.field(
+        resolver=resolve_vk_budget,
+        description="The monitoring schedule's projected VK calls a day against what the token pool may call "
+        "(token counts only, never which token).",
     )
     api_tokens: list[token_api.ApiToken] = strawberry.field(
         resolver=token_api.resolve_api_tokens,

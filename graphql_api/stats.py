@@ -1,6 +1,7 @@
-"""The ``stats`` query and the admin-only ``vkTokens`` field: types and resolvers.
+"""The ``stats`` query, the admin-only ``vkTokens`` field and ``vkBudget``: types and resolvers.
 
-``schema.py`` mounts the resolvers on ``Query``; the numbers come from ``domain.stats``.
+``schema.py`` mounts the resolvers on ``Query``; the numbers come from ``domain.stats`` and
+``domain.budget``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Annotated
 
 import strawberry
 
+from domain import budget as budget_cases
 from domain import queries
 from domain import stats as stats_cases
 from graphql_api.context import Info
@@ -135,6 +137,20 @@ class VkTokenState(enum.Enum):
     REVOKED = strawberry.enum_value("REVOKED", description="Rejected by VK (expired, revoked): not used again.")
 
 
+@strawberry.type(description="One VK method's calls today (UTC) with one token, against VK's daily limit.")
+class VkMethodQuota:
+    method: str = strawberry.field(description="The VK API method, e.g. `wall.get`.")
+    calls: int = strawberry.field(description="Calls made today (UTC day), by every process using the token.")
+    limit: int | None = strawberry.field(
+        description="Calls VK allows per token per day (`VKCP_VK_DAILY_LIMITS`); null when not known."
+    )
+    remaining: int | None = strawberry.field(description="`limit` less `calls` (never below 0); null when not known.")
+
+    @classmethod
+    def from_domain(cls, q: budget_cases.MethodQuota) -> VkMethodQuota:
+        return cls(method=q.method, calls=q.calls, limit=q.limit, remaining=q.remaining)
+
+
 @strawberry.type(description="A VK token of the pool, as operators may see it: never the token itself.")
 class VkToken:
     fingerprint: str = strawberry.field(description="A short, non-reversible fingerprint identifying the token.")
@@ -142,18 +158,127 @@ class VkToken:
     parked_until: datetime | None = strawberry.field(description="When a PARKED token is used again.")
     reason: str | None = strawberry.field(description="Why the token is parked or revoked.")
     requests: int = strawberry.field(description="Requests sent with it since the process started.")
+    calls_today: int = strawberry.field(
+        description="VK API calls made with it today (UTC day), every method and every process together; each "
+        "call inside an `execute` counts."
+    )
+    calls_remaining: int | None = strawberry.field(
+        description="Calls left today of the method with a known limit that has the fewest left; null when no "
+        "limit is known."
+    )
+    quotas: list[VkMethodQuota] = strawberry.field(
+        description="Per method: today's calls, and the limit and what is left where known."
+    )
 
 
 async def resolve_vk_tokens(info: Info) -> list[VkToken]:
     vk = info.context.adapters.vk
     states = await vk.token_states() if hasattr(vk, "token_states") else []
-    return [
-        VkToken(
+    limits = info.context.adapters.vk_daily_limits
+    tokens = []
+    for s in states:
+        quotas = budget_cases.method_quotas(getattr(s, "calls_today", {}), limits)
+        tokens.append(VkToken(
             fingerprint=s.fingerprint,
             state=VkTokenState(str(getattr(s.status, "value", s.status))),
             parked_until=s.until,
             reason=s.reason,
             requests=s.requests,
+            calls_today=sum(q.calls for q in quotas),
+            calls_remaining=budget_cases.calls_remaining(quotas),
+            quotas=[VkMethodQuota.from_domain(q) for q in quotas],
+        ))
+    return tokens
+
+
+# --- the monitoring schedule's VK budget ----------------------------------------------------
+
+
+@strawberry.type(description="Calls of one VK method a day: what the schedule needs against what the pool allows.")
+class VkMethodBudget:
+    method: str = strawberry.field(description="The VK API method, e.g. `wall.get`.")
+    limit_per_token: int | None = strawberry.field(
+        description="Calls VK allows one token a day (`VKCP_VK_DAILY_LIMITS`); null when not known."
+    )
+    limit: int | None = strawberry.field(
+        description="Calls the pool allows a day: usable tokens × `limitPerToken`; null when not known."
+    )
+    projected_calls: int = strawberry.field(description="Calls the monitoring schedule is projected to make a day.")
+    fits: bool = strawberry.field(description="Whether `projectedCalls` is within `limit` (true when no limit is known).")
+
+
+@strawberry.type(description="A VK method and a number of calls.")
+class VkMethodCalls:
+    method: str = strawberry.field(description="The VK API method.")
+    calls: int = strawberry.field(description="Calls.")
+
+
+@strawberry.type(description="One monitored community's share of the schedule's VK calls.")
+class VkBudgetCommunity:
+    group_pk: strawberry.Private[int]
+    runs_per_day: float = strawberry.field(description="Monitoring runs a day: 1440 / its interval in minutes.")
+    calls_per_run: int = strawberry.field(description="VK calls one run costs, every method together.")
+    calls_per_run_by_method: list[VkMethodCalls] = strawberry.field(description="`callsPerRun` per method.")
+    projected_calls: int = strawberry.field(description="VK calls a day: `runsPerDay` × `callsPerRun`.")
+    estimated: bool = strawberry.field(
+        description="True when the community has not run yet: `callsPerRun` is guessed from its `maxPosts` "
+        "(100 posts when unbounded), not measured."
+    )
+
+    @strawberry.field(description="The community.")
+    async def group(self, info: Info) -> Group | None:
+        found = await info.context.loaders(info).group.load(self.group_pk)
+        return Group.from_domain(found) if found is not None else None
+
+
+@strawberry.type(
+    description="The monitoring schedule's projected VK calls a day against the token pool's daily budget. "
+    "A community's calls per run are the average of its last successful runs (measured per method); "
+    "the pool's budget is usable tokens (not revoked) × VK's daily limit per method."
+)
+class VkBudget:
+    usable_tokens: int = strawberry.field(description="VK tokens not revoked (parked ones come back).")
+    methods: list[VkMethodBudget] = strawberry.field(
+        description="Per method: the daily limit and the projected calls (methods called or with a known limit)."
+    )
+    projected_calls: int = strawberry.field(description="Projected VK calls a day, every method together.")
+    fits: bool = strawberry.field(description="Whether every method's projected calls fit in its daily limit.")
+    warning: str | None = strawberry.field(
+        description="What to change when the schedule cannot be met with the tokens configured; null when it fits."
+    )
+    communities: list[VkBudgetCommunity] = strawberry.field(
+        description="Each active monitored community, in the order they were added."
+    )
+
+    @classmethod
+    def from_domain(cls, b: budget_cases.Budget) -> VkBudget:
+        return cls(
+            usable_tokens=b.usable_tokens,
+            methods=[VkMethodBudget(method=m.method, limit_per_token=m.limit_per_token, limit=m.limit,
+                                    projected_calls=m.projected, fits=m.fits) for m in b.methods],
+            projected_calls=b.projected,
+            fits=b.fits,
+            warning=b.warning,
+            communities=[
+                VkBudgetCommunity(
+                    group_pk=c.group.id or 0,
+                    runs_per_day=round(c.runs_per_day, 3),
+                    calls_per_run=sum(c.calls_per_run.values()),
+                    calls_per_run_by_method=[VkMethodCalls(method=m, calls=n) for m, n in c.calls_per_run.items()],
+                    projected_calls=sum(c.projected.values()),
+                    estimated=c.estimated,
+                )
+                for c in b.communities
+            ],
         )
-        for s in states
-    ]
+
+
+async def resolve_vk_budget(info: Info) -> VkBudget:
+    vk = info.context.adapters.vk
+    states = await vk.token_states() if hasattr(vk, "token_states") else []
+    usable = sum(1 for s in states if str(getattr(s.status, "value", s.status)) != "REVOKED")
+    found = await budget_cases.read_budget(
+        info.context.adapters.uow_factory, info.context.read_model,
+        usable_tokens=usable, limits=info.context.adapters.vk_daily_limits,
+    )
+    return VkBudget.from_domain(found)

@@ -17,7 +17,7 @@ from strawberry.scalars import JSON
 from strawberry.types.nodes import Selection, SelectedField
 
 from domain import models
-from domain.queries import CommentFilter, CommentView, Page, PostView
+from domain.queries import CommentFilter, CommentVersion as CommentVersionView, CommentView, Page, PostView
 from graphql_api.codes import ErrorCode
 from graphql_api.context import Info
 from graphql_api.exports_route import export_link
@@ -324,16 +324,48 @@ class KeywordMatch:
         return cls(matched_text=m.matched_text, start=m.start, end=m.end, snippet=m.snippet, keyword_id=m.keyword_id)
 
 
+@strawberry.type(
+    description="A text a comment had before its current one (the current one is the comment's `text`)."
+)
+class CommentVersion:
+    text: str = strawberry.field(description="The text as it was then.")
+    seen_at: datetime = strawberry.field(
+        description="When the collector first saw this text: for the oldest version, when the comment was first "
+        "collected; for a later one, when that edit was noticed. It was replaced at the next version's `seenAt` "
+        "(the last version: at the comment's `editedAt`)."
+    )
+
+    @classmethod
+    def from_domain(cls, v: CommentVersionView) -> CommentVersion:
+        return cls(text=v.text, seen_at=v.seen_at)
+
+
+def comment_versions(versions: list[CommentVersionView]) -> list[CommentVersion]:
+    """A comment's earlier texts as the schema lists them: oldest first, as the read model reads them."""
+    return [CommentVersion.from_domain(v) for v in versions]
+
+
 @strawberry.type(description="A comment under a wall post, or a reply inside a comment's thread.")
 class Comment(Node):
     NODE_TYPE = NodeType.COMMENT
     vk_id: int = strawberry.field(description="VK's id of the comment (unique only within one wall).")
     owner_id: int = strawberry.field(description="VK wall owner id (the community's id, negated).")
     author_id: int = strawberry.field(description="VK id of the author (negative: a community).")
-    text: str = strawberry.field(description="The comment's text.")
+    text: str = strawberry.field(
+        description="The comment's text as last collected; a deleted comment keeps the text it had (VK sends none)."
+    )
     published_at: datetime = strawberry.field(description="When it was written.")
     likes: int = strawberry.field(description="Likes, as of the last collection.")
-    deleted: bool = strawberry.field(description="Whether it was deleted on VK (kept here as deleted).")
+    deleted: bool = strawberry.field(
+        description="Whether it was deleted on VK (VK shows it as deleted, or it is gone). Kept here, never erased."
+    )
+    deleted_at: datetime | None = strawberry.field(
+        description="When the collector noticed the deletion (a re-read of its post); null while not deleted."
+    )
+    edited_at: datetime | None = strawberry.field(
+        description="When a re-read of its post last found the text changed; null: never seen edited. "
+        "The earlier texts are in `versions`."
+    )
     viewed: bool = strawberry.field(description="Marked as viewed by a reviewer.")
     archived: bool = strawberry.field(description="Marked as archived by a reviewer.")
     matches_count: int = strawberry.field(description="How many keyword matches the comment has.")
@@ -367,6 +399,13 @@ class Comment(Node):
     def matches(self, info: Info) -> list[KeywordMatch]:
         return info.context.loaders(info).matches.now_or_later(self.pk, keyword_matches)  # type: ignore[return-value]
 
+    @strawberry.field(
+        description="The texts it had before its current `text`, oldest first, each with when it was first seen; "
+        "empty for a comment never seen edited. Edits show when a re-read of the post finds them (see the README)."
+    )
+    def versions(self, info: Info) -> list[CommentVersion]:
+        return info.context.loaders(info).versions.now_or_later(self.pk, comment_versions)  # type: ignore[return-value]
+
     @strawberry.field(description="Link to the comment on VK.")
     def url(self) -> str:
         return f"{VK}/wall{self.owner_id}_{self.post_vk_id}?reply={self.vk_id}"
@@ -382,6 +421,8 @@ class Comment(Node):
             published_at=c.published_at,
             likes=c.likes,
             deleted=c.deleted,
+            deleted_at=c.deleted_at,
+            edited_at=c.edited_at,
             viewed=c.viewed,
             archived=c.archived,
             matches_count=c.matches_count,
@@ -434,7 +475,7 @@ def selected_under(info: Info, *path: str) -> dict[str, list[Selection]]:
 
 async def prefetch_comment_relations(info: Info, views: Sequence[CommentView], *path: str) -> None:
     """Load the relations the selection asks of these comments, one batch each, before their
-    fields resolve: then every ``group``, ``post``, ``author``, ``matches`` and match ``keyword``
+    fields resolve: then every ``group``, ``post``, ``author``, ``matches``, ``versions`` and match ``keyword``
     answers at once from its loader (the same statements the loaders would have run lazily)."""
     if not views:
         return
@@ -449,6 +490,8 @@ async def prefetch_comment_relations(info: Info, views: Sequence[CommentView], *
         batches.append(loaders.author.load_many(list(dict.fromkeys(v.from_id for v in views))))
     if "matches" in node:
         batches.append(loaders.matches.load_many([v.id for v in views]))
+    if "versions" in node:
+        batches.append(loaders.versions.load_many([v.id for v in views]))
     await asyncio.gather(*batches)
     if "matches" in node and any(f.name == "keyword" for f in _fields(node["matches"])):
         keyword_ids = dict.fromkeys(m.keyword_id for v in views for m in loaders.matches.loaded.get(v.id, ()))
@@ -608,6 +651,12 @@ class CommentFilterInput:
     until: datetime | None = strawberry.field(default=None, description="Only written at or before this time.")
     viewed: bool | None = strawberry.field(default=None, description="Only viewed (true) or not viewed (false) comments.")
     archived: bool | None = strawberry.field(default=None, description="Only archived (true) or not archived (false) comments.")
+    deleted: bool | None = strawberry.field(
+        default=None, description="Only comments deleted on VK (true: `deleted`, with `deletedAt`) or only those not (false)."
+    )
+    edited: bool | None = strawberry.field(
+        default=None, description="Only comments seen edited (true: `editedAt` set, earlier texts in `versions`) or only those not (false)."
+    )
 
 
 @strawberry.input(name="CommentOrder", description="How to sort comments.")

@@ -11,7 +11,7 @@ import asyncio
 import gc
 import socket
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -88,7 +88,12 @@ async def _vk_readiness(vk: Any, settings: Settings) -> str:
     if not states:
         return "not configured"
     active = sum(1 for s in states if s.status == "ACTIVE")
-    return f"{active}/{len(states)} tokens active" if active else "error: no usable token"
+    if active:
+        return f"{active}/{len(states)} tokens active"
+    parked = [s.until for s in states if s.status == "PARKED" and s.until is not None]
+    if parked:  # collection waits and resumes by itself then: not an error of this process
+        return f"resting until {min(parked).isoformat()}: every token is parked (daily quota or captcha)"
+    return "error: no usable token"
 
 
 def build_vk(settings: Settings, redis: Any = None):
@@ -100,6 +105,7 @@ def build_vk(settings: Settings, redis: Any = None):
         from infrastructure.vk.unconfigured import UnconfiguredVkGateway
 
         return UnconfiguredVkGateway()
+    from infrastructure.vk.call_counts import DailyCallCounts
     from infrastructure.vk.gateway import HttpVkGateway
     from infrastructure.vk.limiter import InProcessRateLimiter, RedisRateLimiter
     from infrastructure.vk.token_pool import RedisTokenStates
@@ -117,8 +123,12 @@ def build_vk(settings: Settings, redis: Any = None):
         use_execute=settings.vk_execute,
         timeout=settings.vk_timeout,
         max_retries=settings.vk_max_retries,
-        # Every process sharing the Redis shares the tokens' states; alone, a process keeps its own.
+        quota_park=timedelta(hours=settings.vk_quota_park_hours) if settings.vk_quota_park_hours else None,
+        captcha_park=timedelta(minutes=settings.vk_captcha_park_minutes),
+        # Every process sharing the Redis shares the tokens' states and daily call counts;
+        # alone, a process keeps its own.
         shared_states=RedisTokenStates(redis, prefix=settings.redis_prefix) if redis is not None else None,
+        call_counts=DailyCallCounts(redis, prefix=settings.redis_prefix),
     )
 
 
@@ -180,6 +190,7 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
         clock=SystemClock(),
         matcher_factory=build_matcher_factory(),
         recent_window_hours=settings.recent_window_hours,
+        vk_daily_limits=dict(settings.vk_daily_limits),
         collect_concurrency=settings.collect_concurrency,
         data_dir=str(settings.data_dir),
         exports=FileExportStore(sessions, settings.exports_dir, ttl_hours=settings.export_ttl_hours),

@@ -37,7 +37,7 @@ import xlsxwriter.worksheet
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from domain.export import column_titles
+from domain.export import TIME_COLUMNS, column_titles
 from domain.ports import EXPORT_COLUMNS, CsvDelimiter, ExportFormat, ExportOptions, ExportRow
 from domain.queries import CommentFilter
 from infrastructure.db.bulk import in_values
@@ -81,7 +81,7 @@ class FileExportStore:
         query = (
             select(
                 c.id, c.vk_id, c.owner_id, c.post_vk_id, c.group_id, c.from_id, c.published_at, c.text, c.likes,
-                c.deleted, c.parent_vk_id, c.thread_vk_id, c.matches_count, c.viewed, c.archived,
+                c.deleted, c.deleted_at, c.edited_at, c.parent_vk_id, c.thread_vk_id, c.matches_count, c.viewed, c.archived,
                 groups.c.name.label("group_name"), groups.c.screen_name.label("group_screen_name"),
                 authors.c.name.label("author_name"), authors.c.screen_name.label("author_screen_name"),
             )
@@ -121,6 +121,8 @@ class FileExportStore:
                 text=row["text"],
                 likes=row["likes"],
                 deleted=row["deleted"],
+                deleted_at=row["deleted_at"],
+                edited_at=row["edited_at"],
                 reply_to_vk_id=row["parent_vk_id"],
                 thread_vk_id=row["thread_vk_id"],
                 matches_count=row["matches_count"],
@@ -289,7 +291,7 @@ def _json_default(value: Any) -> Any:
 _TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 _FILTER_BUTTON = 3  # characters the header's filter button covers
 _WIDTHS: dict[str, tuple[int, int]] = {
-    "publishedAt": (len(_TIME_FORMAT) + 2, 40),  # room for every date: never ####
+    **{name: (len(_TIME_FORMAT) + 2, 40) for name in TIME_COLUMNS},  # room for every date: never ####
     "text": (70, 70),  # wrapped: long comments grow downwards, not off the screen
     "keywords": (10, 30),
     "authorName": (10, 30),
@@ -342,7 +344,7 @@ class _XlsxFile(_ExportFile):
         self._link = self._book.add_format({**top, "font_color": "#0563C1", "underline": 1})
         self._titles = column_titles(self.zone)
         self._kinds = [
-            "time" if c == "publishedAt" else "link" if c in _LINKS else "wrap" if c in _WRAPPED else "plain"
+            "time" if c in TIME_COLUMNS else "link" if c in _LINKS else "wrap" if c in _WRAPPED else "plain"
             for c in EXPORT_COLUMNS
         ]
         self._sheet = None

@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from domain.budget import DOCUMENTED_LIMITS
 from domain.errors import InvalidInput
 from domain.export import time_zone
 from domain.ports import DEFAULT_EXPORT_TIME_ZONE
@@ -73,6 +74,14 @@ class Settings(BaseSettings):
     vk_execute: bool = True  # pack calls into `execute`; off for tokens that may not call it
     vk_timeout: float = 30.0
     vk_max_retries: int = 6
+    # How long a token rests after VK's daily quota (29): VK does not say when a quota comes
+    # back. Unset: until the next 00:00 UTC, at least an hour; a number: that many hours.
+    vk_quota_park_hours: float | None = Field(default=None, gt=0)
+    # How long a token rests after a captcha or validation request (14, 17): nobody solves it.
+    vk_captcha_park_minutes: float = Field(default=60.0, gt=0)
+    # Calls per token per UTC day VK allows, by method ("wall.get=5000,wall.getComments=10000"):
+    # `vkTokens.quotas` and `vkBudget` count against them; a method not named has no known limit.
+    vk_daily_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=lambda: dict(DOCUMENTED_LIMITS))
     auth: bool = True
     recent_window_hours: float = 0.0  # re-read comments of posts this recent even if unchanged
     collect_concurrency: int = 64
@@ -110,6 +119,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):  # commas, or one token a line (a secret file)
             return [t for t in re.split(r"[,\s]+", value) if t]
         return value
+
+    @field_validator("vk_daily_limits", mode="before")
+    @classmethod
+    def _split_limits(cls, value):
+        if not isinstance(value, str):
+            return value
+        limits = {}
+        for item in (i.strip() for i in value.split(",")):
+            if not item:
+                continue
+            method, _, number = item.partition("=")
+            if not method.strip() or not number.strip().isdigit():
+                raise ValueError(f"expected METHOD=CALLS[,METHOD=CALLS...], e.g. wall.get=5000; got {item!r}")
+            limits[method.strip()] = int(number)
+        return limits
 
     @field_validator("cors_origins", "cors_headers", mode="before")
     @classmethod

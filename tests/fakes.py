@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
@@ -27,7 +27,12 @@ class InMemoryStore:
         self.posts: dict[tuple[int, int], tuple[int, int, Post]] = {}  # (owner, vk_id) -> (row id, group id, post)
         self.synced: dict[tuple[int, int], int] = {}  # (owner, post vk_id) -> comments_count
         self.comments: dict[tuple[int, int], tuple[int, int, Comment]] = {}  # (owner, vk_id) -> (row id, group id, c)
-        self.vanished: dict[tuple[int, int], datetime] = {}  # (owner, vk_id) -> when it was found gone from VK
+        # Comment history, by row id, as the SQL repository keeps it: when the comment was first
+        # stored, when its text last changed, when it was seen deleted, and its earlier texts.
+        self.first_seen: dict[int, datetime] = {}
+        self.edited_at: dict[int, datetime] = {}
+        self.deleted_at: dict[int, datetime] = {}
+        self.versions: dict[int, list[tuple[str, datetime]]] = {}  # oldest first
         self.authors: dict[int, Author] = {}
         self.keywords: dict[int, Keyword] = {}
         self.matches: dict[int, list[Match]] = {}  # comment row id -> its matches
@@ -47,10 +52,6 @@ class InMemoryStore:
 
     def comment_ids(self, owner_id: int) -> set[int]:
         return {vk_id for (owner, vk_id) in self.comments if owner == owner_id}
-
-    def present_ids(self, owner_id: int) -> set[int]:
-        """Stored comments of the wall not marked vanished."""
-        return {vk_id for (owner, vk_id) in self.comments if owner == owner_id and (owner, vk_id) not in self.vanished}
 
     def comment(self, owner_id: int, vk_id: int) -> Comment:
         return self.comments[(owner_id, vk_id)][2]
@@ -144,27 +145,49 @@ class FakeCommentRepository:
         self.store, self.journal = store, journal
 
     async def upsert_many(self, group_id: int, comments: Sequence[Comment]) -> dict[tuple[int, int], int]:
+        store, now = self.store, datetime.now(UTC)
         ids: dict[tuple[int, int], int] = {}
         for comment in comments:
             key = (comment.owner_id, comment.vk_id)
-            row_id = self.store.comments[key][0] if key in self.store.comments else next(self.store.ids)
-            self.journal.put(self.store.comments, key, (row_id, group_id, copy.copy(comment)))
+            comment = copy.copy(comment)
+            if key not in store.comments:
+                row_id = next(store.ids)
+                self.journal.put(store.first_seen, row_id, now)
+                if comment.deleted:
+                    self.journal.put(store.deleted_at, row_id, now)
+            else:
+                row_id, _, before = store.comments[key]
+                if comment.deleted:  # VK's placeholder: what was stored stays, only marked
+                    comment.text, comment.from_id = before.text, before.from_id
+                    comment.published_at, comment.likes = before.published_at, before.likes
+                    if row_id not in store.deleted_at:
+                        self.journal.put(store.deleted_at, row_id, now)
+                else:
+                    placeholder = row_id in store.deleted_at and not before.text  # first seen deleted: no text
+                    self.journal.delete(store.deleted_at, row_id)
+                    if comment.text != before.text and not placeholder:
+                        seen = store.edited_at.get(row_id, store.first_seen[row_id])
+                        self.journal.put(store.versions, row_id, [*store.versions.get(row_id, []), (before.text, seen)])
+                        self.journal.put(store.edited_at, row_id, now)
+            self.journal.put(store.comments, key, (row_id, group_id, comment))
             ids[key] = row_id
         return ids
 
+    async def mark_vanished(self, owner_id: int, post_vk_id: int, present, *, now: datetime) -> list[int]:
+        keep = set(present)
+        marked = []
+        for (owner, vk_id), (row_id, group_id, comment) in list(self.store.comments.items()):
+            if owner != owner_id or comment.post_vk_id != post_vk_id or vk_id in keep:
+                continue
+            if row_id in self.store.deleted_at:
+                continue
+            self.journal.put(self.store.comments, (owner, vk_id), (row_id, group_id, dataclasses.replace(comment, deleted=True)))
+            self.journal.put(self.store.deleted_at, row_id, now)
+            marked.append(row_id)
+        return sorted(marked)
+
     async def count(self, *, group_id: int | None = None) -> int:
         return sum(1 for _, g, _ in self.store.comments.values() if group_id is None or g == group_id)
-
-    async def mark_vanished(
-        self, owner_id: int, post_vk_id: int, present: Collection[int], *, now: datetime
-    ) -> list[int]:
-        marked = []
-        for (owner, vk_id), (row_id, _, comment) in sorted(self.store.comments.items()):
-            if owner == owner_id and comment.post_vk_id == post_vk_id and vk_id not in present \
-                    and (owner, vk_id) not in self.store.vanished:
-                self.journal.put(self.store.vanished, (owner, vk_id), now)
-                marked.append(row_id)
-        return marked
 
     async def set_state(self, ids: Sequence[int], *, viewed: bool | None, archived: bool | None) -> list[int]:
         # The fake keeps no review flags (the read side is SQL only); it reports which ids exist.

@@ -70,4 +70,9 @@ def comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[b
         conditions.append(c.viewed == flt.viewed)
     if flt.archived is not None:
         conditions.append(c.archived == flt.archived)
+    if flt.deleted is not None:
+        # Spelled as the partial index's predicate (``tables.DELETED``), so the index serves it.
+        conditions.append(c.deleted if flt.deleted else ~c.deleted)
+    if flt.edited is not None:
+        conditions.append(c.edited_at.is_not(None) if flt.edited else c.edited_at.is_(None))
     return conditions

@@ -41,6 +41,7 @@ from domain.queries import (
     CommentFilter,
     CommentOrder,
     CommentSort,
+    CommentVersion,
     CommentView,
     Page,
     PostView,
@@ -60,7 +61,7 @@ from infrastructure.db.repositories import group_from_row, keyword_from_row, tas
 from infrastructure.db.projection import Projector, Relation, Unprojectable, View, columns_of
 from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import (
-    authors, comments, groups, keywords, matches, posts, stats_keywords, tasks,
+    authors, comment_versions, comments, groups, keywords, matches, posts, stats_keywords, tasks,
 )
 
 T = TypeVar("T")
@@ -238,7 +239,13 @@ def _comment_view(row) -> CommentView:
         viewed=row["viewed"],
         archived=row["archived"],
         matches_count=row["matches_count"],
+        edited_at=row["edited_at"],
+        deleted_at=row["deleted_at"],
     )
+
+
+def _version(row) -> CommentVersion:
+    return CommentVersion(text=row["text"], seen_at=row["seen_at"])
 
 
 def _post_view(row) -> PostView:
@@ -398,13 +405,16 @@ class SqlReadModel:
         return self._dialect == "postgresql"
 
     def projectable(self, projection: Projection) -> bool:
-        if not self.projects:
-            return False
+        return self.projects and self.projection_refusal(projection) is None
+
+    def projection_refusal(self, projection: Projection) -> str | None:
+        """None when ``comments_page_projected`` writes ``projection``; else why not, in a word
+        (``Unprojectable.kind``). Asked only where the read model ``projects``."""
         try:
             _PROJECTOR.node(projection)
-        except Unprojectable:
-            return False
-        return True
+        except Unprojectable as e:
+            return e.kind
+        return None
 
     async def comments_page_projected(
         self, flt: CommentFilter, order: CommentOrder, projection: Projection, *, first: int | None = None,
@@ -507,6 +517,15 @@ class SqlReadModel:
                 found[row["comment_id"]].append(_match(row))
         return [found[i] for i in ids]
 
+    async def versions_by_comment_ids(self, ids: Sequence[int]) -> list[list[CommentVersion]]:
+        wanted = list(dict.fromkeys(ids))
+        found: dict[int, list[CommentVersion]] = {i: [] for i in wanted}
+        if wanted:
+            rows = await self._rows_where_in(comment_versions, comment_versions.c.comment_id, wanted, _VERSION_ORDER)
+            for row in rows:
+                found[row["comment_id"]].append(_version(row))
+        return [found[i] for i in ids]
+
     async def matches_and_keywords_by_comment_ids(
         self, ids: Sequence[int]
     ) -> tuple[list[list[Match]], dict[int, Keyword | None]]:
@@ -601,6 +620,27 @@ class SqlReadModel:
         async with self._sessions() as session:
             return {(kind, state): count for kind, state, count in await session.execute(query)}
 
+    async def recent_parse_results(self, group_ids: Sequence[int], per_group: int) -> dict[int, list[dict]]:
+        if not group_ids:
+            return {}
+        # Numbered newest first within each group, on ix_tasks_group_id_kind_state.
+        ranked = (
+            select(
+                tasks.c.group_id, tasks.c.result,
+                func.row_number().over(partition_by=tasks.c.group_id, order_by=tasks.c.id.desc()).label("n"),
+            )
+            .where(tasks.c.group_id.in_(list(group_ids)), tasks.c.kind == "PARSE", tasks.c.state == "SUCCEEDED")
+            .subquery()
+        )
+        query = select(ranked.c.group_id, ranked.c.result).where(ranked.c.n <= per_group).order_by(
+            ranked.c.group_id, ranked.c.n)
+        found: dict[int, list[dict]] = {}
+        async with self._sessions() as session:
+            for group_id, result in await session.execute(query):
+                if isinstance(result, dict):
+                    found.setdefault(group_id, []).append(result)
+        return found
+
     async def task_stalls(self) -> tuple[int, int]:
         stalled_now = func.count().filter((tasks.c.state == "RUNNING") & tasks.c.stalled_at.is_not(None))
         query = select(stalled_now, func.coalesce(func.sum(tasks.c.stalls), 0))
@@ -612,6 +652,10 @@ class SqlReadModel:
 
 # Each comment's matches in text order, as the API lists them (``types.keyword_matches``).
 _MATCH_ORDER = (matches.c.comment_id, matches.c.start_pos, matches.c.end_pos, matches.c.keyword_id)
+# Each comment's earlier texts, oldest first.
+_VERSION_ORDER = (comment_versions.c.comment_id, comment_versions.c.seen_at, comment_versions.c.id)
+
+
 def _groups_query(active: bool | None) -> Select:
     query = select(groups)
     return query.where(groups.c.active == active) if active is not None else query
@@ -639,6 +683,7 @@ _PROJECTOR = Projector(
         "author": View(authors, columns_of(_author)),
         "match": View(matches, columns_of(_match)),
         "keyword": View(keywords, columns_of(keyword_from_row)),
+        "version": View(comment_versions, columns_of(_version)),
     },
     relations={
         ("comment", "group"): Relation("group", "id", "group_id"),
@@ -647,6 +692,9 @@ _PROJECTOR = Projector(
         # In the order ``matches_by_comment_ids`` reads them (for one comment).
         ("comment", "matches"): Relation(
             "match", "comment_id", "id", many=True, order_by=tuple(c.name for c in _MATCH_ORDER[1:])
+        ),
+        ("comment", "versions"): Relation(
+            "version", "comment_id", "id", many=True, order_by=tuple(c.name for c in _VERSION_ORDER[1:])
         ),
         ("post", "group"): Relation("group", "id", "group_id"),
         ("match", "keyword"): Relation("keyword", "id", "keyword_id"),

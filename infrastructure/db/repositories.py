@@ -24,7 +24,9 @@ from domain.matching import keyword_key
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
 from infrastructure.db.aggregates import StatsLedger
 from infrastructure.db.bulk import bulk_insert, in_values
-from infrastructure.db.tables import ACTIVE_PARSE, api_tokens, authors, comments, groups, keywords, matches, posts, tasks
+from infrastructure.db.tables import (
+    ACTIVE_PARSE, api_tokens, authors, comment_versions, comments, groups, keywords, matches, posts, tasks,
+)
 
 IN_CHUNK = 10_000  # values per IN (...) list
 
@@ -223,6 +225,11 @@ _COUNTED = (
     comments.c.group_id, comments.c.published_at, comments.c.from_id, comments.c.thread_vk_id, comments.c.matches_count,
     comments.c.viewed, comments.c.archived,
 )
+# What an upsert compares a re-read with: the statistics' columns and the history's.
+_STORED = (
+    comments.c.id, comments.c.owner_id, comments.c.vk_id, *_COUNTED, comments.c.text, comments.c.likes,
+    comments.c.created_at, comments.c.edited_at, comments.c.deleted_at,
+)
 
 
 class SqlCommentRepository:
@@ -231,16 +238,46 @@ class SqlCommentRepository:
         self.ledger = ledger
 
     async def upsert_many(self, group_id: int, items: Sequence[Comment]) -> dict[tuple[int, int], int]:
+        """Insert or update by (owner_id, vk_id), keeping each comment's history.
+
+        What a re-read finds is compared with the stored row read (and locked) for the
+        statistics anyway, so history costs no statement per comment: a changed text becomes
+        the stored text, its predecessor a ``comment_versions`` row (one INSERT for the batch)
+        and ``edited_at`` the time it was seen. VK's ``deleted: true`` placeholder carries an
+        empty text and no author: a stored comment keeps its text, author, time and likes and
+        is only marked (``deleted_at``: when this was noticed). A comment VK shows again (a
+        deletion undone, or one ``mark_vanished`` marked) is not deleted any more; one first
+        seen deleted had no text to keep, so what it shows then is no edit.
+        """
         unique = {(c.owner_id, c.vk_id): c for c in items}  # ON CONFLICT may touch a row once
         if not unique:
             return {}
         post_ids = await self._post_ids({(c.owner_id, c.post_vk_id) for c in unique.values()})
-        created_at = _now()
+        now = _now()
+        # Statistics: out with what the stored rows counted, in with what they count now.
+        # Locked, so nobody changes them between this read and the upsert.
+        stored: dict[tuple[int, int], Any] = {}
+        for row in await _stored_locked(self.session, comments, unique, *_STORED):
+            _count_comment(self.ledger, -1, row)
+            stored[(row.owner_id, row.vk_id)] = row
         rows = []
-        for c in unique.values():
+        versions = []  # the texts edits replaced
+        for key, c in unique.items():
             post_id = post_ids.get((c.owner_id, c.post_vk_id))
             if post_id is None:
                 raise LookupError(f"post {c.owner_id}_{c.post_vk_id} is not stored: store posts before their comments")
+            before = stored.get(key)
+            text, from_id, published_at, likes = c.text, c.from_id, c.published_at, c.likes
+            edited_at = before.edited_at if before is not None else None
+            deleted_at = None
+            if c.deleted:
+                if before is not None:  # a deletion is not an edit: what was stored stays
+                    text, from_id, published_at, likes = before.text, before.from_id, before.published_at, before.likes
+                deleted_at = before.deleted_at if before is not None and before.deleted_at is not None else now
+            elif before is not None and before.text != c.text and not (before.deleted_at and not before.text):
+                # (A comment first seen deleted has VK's empty placeholder stored: no text to keep.)
+                versions.append({"comment_id": before.id, "text": before.text, "seen_at": before.edited_at or before.created_at})
+                edited_at = now
             rows.append(
                 {
                     "group_id": group_id,
@@ -250,25 +287,22 @@ class SqlCommentRepository:
                     "post_vk_id": c.post_vk_id,
                     "thread_vk_id": c.thread_vk_id,
                     "parent_vk_id": c.parent_vk_id,
-                    "from_id": c.from_id,
-                    "text": c.text,
-                    "published_at": c.published_at,
-                    "likes": c.likes,
+                    "from_id": from_id,
+                    "text": text,
+                    "published_at": published_at,
+                    "likes": likes,
                     "deleted": c.deleted,
-                    "created_at": created_at,
+                    "created_at": now,
+                    "edited_at": edited_at,
+                    "deleted_at": deleted_at,
                 }
             )
-        # Statistics: out with what the stored rows counted, in with what they count now.
-        # Locked, so nobody changes them between this read and the upsert.
-        published_before: dict[int, datetime] = {}
-        for row in await _stored_locked(self.session, comments, unique, comments.c.id, *_COUNTED):
-            _count_comment(self.ledger, -1, row)
-            published_before[row.id] = row.published_at
         stmt, params = _bulk_insert(self.session, comments, rows)
-        # viewed, archived and matches_count belong to the users and the matcher: kept.
+        # viewed, archived and matches_count belong to the users and the matcher, created_at to
+        # the first collection: kept.
         updated = (
             "group_id", "post_id", "post_vk_id", "thread_vk_id", "parent_vk_id",
-            "from_id", "text", "published_at", "likes", "deleted",
+            "from_id", "text", "published_at", "likes", "deleted", "edited_at", "deleted_at",
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=[comments.c.owner_id, comments.c.vk_id],
@@ -277,10 +311,14 @@ class SqlCommentRepository:
         ids = {}
         moved = []  # comments whose time changed: their matches carry it too
         for row in await self.session.execute(stmt, params):
-            ids[(row.owner_id, row.vk_id)] = row.id
+            key = (row.owner_id, row.vk_id)
+            ids[key] = row.id
             _count_comment(self.ledger, +1, row)
-            if row.id in published_before and published_before[row.id] != row.published_at:
+            before = stored.get(key)
+            if before is not None and before.published_at != row.published_at:
                 moved.append({"b_id": row.id, "b_published_at": row.published_at})
+        if versions:
+            await self.session.execute(*_bulk_insert(self.session, comment_versions, versions))
         if moved:
             conn = await self.session.connection()
             await conn.execute(
@@ -289,6 +327,32 @@ class SqlCommentRepository:
                 moved,
             )
         return ids
+
+    async def mark_vanished(
+        self, owner_id: int, post_vk_id: int, present: Collection[int], *, now: datetime
+    ) -> list[int]:
+        """Mark deleted the post's comments that are not deleted yet and not ``present``. The
+        post's live comments are read (its rows, by the post's index), the difference taken
+        here, and only those updated: ``present`` may hold thousands of ids, and a ``NOT IN``
+        of them is no statement SQLite or a prepared PostgreSQL plan does well."""
+        post = select(posts.c.id).where(posts.c.owner_id == owner_id, posts.c.vk_id == post_vk_id).scalar_subquery()
+        live = (
+            select(comments.c.id, comments.c.vk_id)
+            .where(comments.c.post_id == post, comments.c.deleted_at.is_(None))
+            .order_by(comments.c.id)
+        )
+        keep = set(present)
+        gone = [row_id for row_id, vk_id in await self.session.execute(live) if vk_id not in keep]
+        marked: list[int] = []
+        for chunk in _chunks(gone):
+            stmt = (
+                update(comments)
+                .where(_in(self.session, comments.c.id, chunk), comments.c.deleted_at.is_(None))
+                .values(deleted=True, deleted_at=now)
+                .returning(comments.c.id)
+            )
+            marked += (await self.session.execute(stmt)).scalars()
+        return sorted(marked)
 
     async def _post_ids(self, keys: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
         by_owner: dict[int, list[int]] = {}
@@ -309,18 +373,6 @@ class SqlCommentRepository:
         if group_id is not None:
             query = query.where(comments.c.group_id == group_id)
         return (await self.session.execute(query)).scalar_one()
-
-    async def mark_vanished(
-        self, owner_id: int, post_vk_id: int, present: Collection[int], *, now: datetime
-    ) -> list[int]:
-        # A stand-in until the comment history lands (its deleted_at records ``now``): the
-        # post's stored comments VK no longer has get ``deleted``, as VK marks its own.
-        post_row = select(posts.c.id).where(posts.c.owner_id == owner_id, posts.c.vk_id == post_vk_id).scalar_subquery()
-        stored = select(comments.c.id, comments.c.vk_id).where(comments.c.post_id == post_row, comments.c.deleted.is_(False))
-        gone = sorted(row_id for row_id, vk_id in await self.session.execute(stored) if vk_id not in present)
-        for chunk in _chunks(gone):
-            await self.session.execute(update(comments).where(_in(self.session, comments.c.id, chunk)).values(deleted=True))
-        return gone
 
     async def set_state(self, ids: Sequence[int], *, viewed: bool | None, archived: bool | None) -> list[int]:
         """Set the review flags of many comments at once; returns the ids that exist."""

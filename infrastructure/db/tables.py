@@ -136,6 +136,9 @@ authors = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+EDITED = "edited_at IS NOT NULL"
+DELETED = "deleted"
+
 comments = Table(
     "comments",
     metadata,
@@ -157,7 +160,11 @@ comments = Table(
     # Denormalised count of rows in ``matches``, kept by MatchRepository: sorting and the
     # "matched" filter need it without a join.
     Column("matches_count", Integer, nullable=False, server_default=text("0")),
-    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),  # when it was first collected
+    # History (migration 0009): when a re-read last found the text changed (the texts before are
+    # in ``comment_versions``), and when the collector noticed the deletion (set with ``deleted``).
+    Column("edited_at", UtcDateTime),
+    Column("deleted_at", UtcDateTime),
     UniqueConstraint("owner_id", "vk_id"),
     # One index per keyset order (key, id) the comments connection offers. The communities'
     # one carries the review state on PostgreSQL, so a count by communities, time and state
@@ -168,6 +175,24 @@ comments = Table(
     Index("ix_comments_likes_id", "likes", "id"),
     Index("ix_comments_matches_count_id", "matches_count", "id"),
     Index("ix_comments_from_id", "from_id"),
+    # The ``edited`` and ``deleted`` filters' pages: few comments of many, in the default order.
+    Index("ix_comments_edited_published_at_id", "published_at", "id",
+          postgresql_where=text(EDITED), sqlite_where=text(EDITED)),
+    Index("ix_comments_deleted_published_at_id", "published_at", "id",
+          postgresql_where=text(DELETED), sqlite_where=text(DELETED)),
+)
+
+# The texts a comment had before its current one, each with when it was first seen (the oldest:
+# when the comment was first collected); written by the comment upsert when a re-read finds
+# the text changed.
+comment_versions = Table(
+    "comment_versions",
+    metadata,
+    _id(),
+    Column("comment_id", Id, ForeignKey("comments.id", ondelete="CASCADE"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
+    Index("ix_comment_versions_comment_id_seen_at", "comment_id", "seen_at"),
 )
 
 keywords = Table(

@@ -6,9 +6,22 @@ VK's rules that shape a client: the per-token requests-per-second limit (error 6
 ``execute`` with at most 25 calls and a 5 MB answer (error 13), and, on demand, VK's bad days
 (``fail_rate``: errors 1 and 10, dropped connections, HTTP 502, 2-second stalls), and, with
 ``drift``, a wall that moves while it is read (``world.WallDrift``: comments and posts deleted
-and written between requests).
+and written between requests). Besides VK's methods it answers ``/_stats``, ``/_reset`` and
+``/_world`` (GET: what a complete collection holds now; POST: edit or delete a comment between
+two runs, for tests of an emulator in another process).
 
-    python -m infrastructure.vk.emulator --port 8765 --rps 3 --world generated --communities 4
+Token trouble, as real VK shows it (VK_API.md, "What real VK does"), on demand:
+- ``quotas`` / ``token_quotas``: calls of a method each token may make per UTC day; past it a
+  plain call answers error 29 and a call inside ``execute`` becomes ``false`` plus an
+  ``execute_errors`` entry (the batch's other calls still answer);
+- ``captcha_after``: after that many calls the token must solve a captcha (nobody will): error
+  14 with ``captcha_sid``, ``captcha_img`` and the 2025 fields, at the top level and inside
+  ``execute``;
+- ``expire_after``: after that many calls the token is invalid (error 5): inside the
+  ``execute`` where it happens, then at the top level.
+
+    python -m infrastructure.vk.emulator --port 8765 --rps 3 --world generated --communities 4 \
+        --quota wall.getComments=500 --captcha-after TOKEN=100
     python -m infrastructure.vk.emulator --world generated --drift 0.5 --drift-seed 3 --drift-budget 200
 """
 
@@ -38,10 +51,11 @@ _CALL = re.compile(r"\s*API\.([A-Za-z]+(?:\.[A-Za-z]+)?)\s*\(")
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.extra = extra or {}  # more fields of VK's error object (a captcha's)
 
 
 def fingerprint(token: str) -> str:
@@ -333,9 +347,14 @@ class VkEmulator:
         fail_rate: float = 0.0,
         tokens: list[str] | None = None,
         token_errors: dict[str, int] | None = None,
+        quotas: dict[str, int] | None = None,
+        token_quotas: dict[str, dict[str, int]] | None = None,
+        captcha_after: dict[str, int] | None = None,
+        expire_after: dict[str, int] | None = None,
         seed: int = 0,
         stall_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        today: Callable[[], str] = lambda: time.strftime("%Y%m%d", time.gmtime()),
         drift: float = 0.0,
         drift_seed: int = 0,
         drift_budget: int | None = None,
@@ -347,8 +366,15 @@ class VkEmulator:
         self.rps = rps
         self.fail_rate = fail_rate
         self.tokens = set(tokens) if tokens is not None else None
-        # Per-token forced errors (5: revoked, 29: quota, 14: captcha...): for tests of a token pool.
+        # Per-token forced errors on every request (5: revoked, 29: quota, 14: captcha...).
         self.token_errors = dict(token_errors or {})
+        # Daily calls per method, for every token, and per token (which wins over the former).
+        self.quotas = dict(quotas or {})
+        self.token_quotas = {token: dict(q) for token, q in (token_quotas or {}).items()}
+        # Calls a token may make before VK wants a captcha solved / declares it invalid.
+        self.captcha_after = dict(captcha_after or {})
+        self.expire_after = dict(expire_after or {})
+        self.today = today
         self.stall_seconds = stall_seconds
         self.clock = clock
         self._seed = seed
@@ -367,6 +393,9 @@ class VkEmulator:
         self.call_errors: Counter[int] = Counter()
         self.failures: Counter[str] = Counter()
         self.bytes_sent = 0
+        # Calls answered per (token fingerprint, UTC day), by method: what quotas count.
+        self.daily: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        self.token_calls: Counter[str] = Counter()  # answered calls per token fingerprint, ever
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -377,6 +406,8 @@ class VkEmulator:
             "errors": {str(k): v for k, v in sorted(self.errors.items())},
             "call_errors": {str(k): v for k, v in sorted(self.call_errors.items())},
             "failures": dict(self.failures),
+            # per token fingerprint: today's answered calls by method (what the quotas count)
+            "calls_today": {fp: dict(c) for (fp, day), c in self.daily.items() if day == self.today()},
             "bytes": self.bytes_sent,
             # per token: the shortest time in which rps+1 requests arrived (>= 1 s: within the limit)
             "tightest_window": {k: round(v, 4) for k, v in self.tightest.items()},
@@ -420,18 +451,38 @@ class VkEmulator:
                 break
         if path == "/_stats":
             await _respond(send, 200, orjson.dumps(self.stats()))
-        elif path == "/_world":  # the world as it is now: what a complete collection holds
+        elif path == "/_world" and scope["method"] == "GET":  # what a complete collection holds now
             now = await asyncio.get_running_loop().run_in_executor(self._answering, self.world_now)  # the world's thread
             await _respond(send, 200, orjson.dumps(now))
         elif path == "/_reset" and scope["method"] == "POST":
             self.reset()
             await _respond(send, 200, b'{"ok":true}')
+        elif path == "/_world" and scope["method"] == "POST":
+            await _respond(send, *self._change_world(body))
         elif path.startswith("/method/"):
             params: dict[str, Any] = dict(parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True))
             params.update(parse_qsl(body.decode(), keep_blank_values=True))
             await self._method(path.removeprefix("/method/"), params, send)
         else:
             await _respond(send, 404, b'{"error":"not found"}')
+
+    def _change_world(self, body: bytes) -> tuple[int, bytes]:
+        """What people do on VK between two runs, for tests of a separate emulator process:
+        ``{"edit": {"owner_id", "comment_id", "text"}}`` or ``{"delete": {"owner_id", "comment_id"}}``
+        (``VkWorld.edit_comment`` / ``delete_comment``)."""
+        try:
+            change = orjson.loads(body)
+            if "edit" in change:
+                e = change["edit"]
+                self.world.edit_comment(int(e["owner_id"]), int(e["comment_id"]), str(e["text"]))
+            elif "delete" in change:
+                d = change["delete"]
+                self.world.delete_comment(int(d["owner_id"]), int(d["comment_id"]))
+            else:
+                raise ValueError("expected edit or delete")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            return 400, orjson.dumps({"error": str(e)})
+        return 200, b'{"ok":true}'
 
     async def _method(self, method: str, params: dict[str, Any], send) -> None:
         token = params.pop("access_token", "")
@@ -454,7 +505,8 @@ class VkEmulator:
                 raise ApiError(code, "Unknown error occurred" if code == 1 else "Internal server error")
             # Answers are built on one worker thread: the event loop stays free to timestamp
             # arriving requests, so the rate limit is judged on arrival times, as VK does.
-            payload = await asyncio.get_running_loop().run_in_executor(self._answering, self._answer, method, params)
+            payload = await asyncio.get_running_loop().run_in_executor(
+                self._answering, self._answer, method, params, token)
         except ApiError as e:
             self.errors[e.code] += 1
             payload = _error(e, method, params)
@@ -471,6 +523,8 @@ class VkEmulator:
         if token in self.token_errors:
             code = self.token_errors[token]
             raise ApiError(code, _TOKEN_ERROR_TEXT.get(code, "Token error"))
+        # A token already invalid, or already asked for a captcha, fails the whole request.
+        self._check_token_trouble(token, key)
         if not params.get("v"):
             raise ApiError(8, "Invalid request: v is required")
         if self.rps:
@@ -494,11 +548,30 @@ class VkEmulator:
             return kind
         return None
 
-    def _answer(self, method: str, params: dict[str, Any]) -> bytes:
+    def _check_token_trouble(self, token: str, key: str) -> None:
+        calls = self.token_calls[key]
+        if token in self.expire_after and calls >= self.expire_after[token]:
+            raise ApiError(5, _TOKEN_ERROR_TEXT[5])
+        if token in self.captcha_after and calls >= self.captcha_after[token]:
+            raise ApiError(14, _TOKEN_ERROR_TEXT[14], _captcha_fields(key, calls))
+
+    def _count_call(self, token: str, method: str) -> None:
+        """One call by ``token``: refused as VK would (invalid, captcha, quota) or counted."""
+        key = fingerprint(token)
+        self._check_token_trouble(token, key)
+        limit = self.token_quotas.get(token, {}).get(method, self.quotas.get(method))
+        used = self.daily[(key, self.today())]
+        if limit is not None and used[method] >= limit:
+            raise ApiError(29, _TOKEN_ERROR_TEXT[29])
+        used[method] += 1
+        self.token_calls[key] += 1
+
+    def _answer(self, method: str, params: dict[str, Any], token: str = "") -> bytes:
         if self.drift is not None:  # the world changed since the last request
             self.drift.step()
         if method != "execute":
             self.calls += 1
+            self._count_call(token, method)  # its error is the request's: top-level 29, 14, 5
             return orjson.dumps({"response": self._call(method, params)})
         calls = parse_execute(str(params.get("code", "")))
         if len(calls) > MAX_EXECUTE_CALLS:
@@ -511,11 +584,12 @@ class VkEmulator:
                 # Inside execute VK also fails now and then, one call at a time.
                 if self.fail_rate and self.call_rng.random() < self.fail_rate / 4:
                     raise ApiError(10, "Internal server error")
+                self._count_call(token, name)
                 results.append(self._call(name, args))
             except ApiError as e:
                 self.call_errors[e.code] += 1
                 results.append(False)
-                errors.append({"method": name, "error_code": e.code, "error_msg": e.message})
+                errors.append({"method": name, "error_code": e.code, "error_msg": e.message, **e.extra})
         body: dict[str, Any] = {"response": results}
         if errors:
             body["execute_errors"] = errors
@@ -538,11 +612,25 @@ _TOKEN_ERROR_TEXT = {
 }
 
 
+def _captcha_fields(key: str, attempt: int) -> dict[str, Any]:
+    """Error 14's fields, in the 2025 format (``redirect_uri`` and after it are new there)."""
+    sid = str(int(hashlib.sha256(f"{key}:{attempt}".encode()).hexdigest()[:12], 16))
+    return {
+        "captcha_sid": sid,
+        "captcha_img": f"https://api.vk.com/captcha.php?sid={sid}&s=1",
+        "redirect_uri": f"https://id.vk.com/not_robot_captcha?domain=vk.com&session_token=emulated-{sid}",
+        "captcha_ts": round(time.time(), 3),
+        "captcha_attempt": 1,
+        "is_refresh_enabled": True,
+        "captcha_track": f"emulated-{sid}",
+    }
+
+
 def _error(e: ApiError, method: str, params: dict[str, Any]) -> bytes:
     # VK echoes the request's parameters, never the access token (it was popped already).
     echoed = [{"key": "method", "value": method}, {"key": "oauth", "value": "1"}]
     echoed += [{"key": k, "value": str(v)} for k, v in params.items() if k != "access_token"]
-    return orjson.dumps({"error": {"error_code": e.code, "error_msg": e.message, "request_params": echoed}})
+    return orjson.dumps({"error": {"error_code": e.code, "error_msg": e.message, **e.extra, "request_params": echoed}})
 
 
 async def _respond(send, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
@@ -572,11 +660,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--closed-communities", type=int, default=1)
     parser.add_argument("--fail-rate", type=float, default=0.0)
     parser.add_argument("--token", action="append", dest="tokens", help="a valid token (repeat); default: any")
+    parser.add_argument("--quota", action="append", default=[], metavar="METHOD=N",
+                        help="calls of METHOD each token may make per UTC day; then error 29 (repeat)")
+    parser.add_argument("--token-quota", action="append", default=[], metavar="TOKEN:METHOD=N",
+                        help="the same for one token (repeat)")
+    parser.add_argument("--captcha-after", action="append", default=[], metavar="TOKEN=N",
+                        help="after N calls the token must solve a captcha (error 14) (repeat)")
+    parser.add_argument("--expire-after", action="append", default=[], metavar="TOKEN=N",
+                        help="after N calls the token is invalid (error 5) (repeat)")
     parser.add_argument("--drift", type=float, default=0.0,
                         help="changes to the walls (deletions, new comments and posts) per request, on average")
     parser.add_argument("--drift-seed", type=int, default=0)
     parser.add_argument("--drift-budget", type=int, default=None, help="changes in all, then the walls stay still")
     args = parser.parse_args(argv)
+    token_quotas: dict[str, dict[str, int]] = {}
+    for token, method, n in (_assignment(a, ":") for a in args.token_quota):
+        token_quotas.setdefault(token, {})[method] = n
 
     if args.world == "sandbox":
         world = sandbox_world()
@@ -588,9 +687,23 @@ def main(argv: list[str] | None = None) -> None:
     # timestamp an arriving request within a millisecond instead of up to 5 ms per hand-off.
     sys.setswitchinterval(0.001)
     app = VkEmulator(world, rps=args.rps or None, fail_rate=args.fail_rate, tokens=args.tokens, seed=args.seed,
+                     quotas=dict(_assignment(a)[1:] for a in args.quota), token_quotas=token_quotas,
+                     captcha_after=dict(_assignment(a)[1:] for a in args.captcha_after),
+                     expire_after=dict(_assignment(a)[1:] for a in args.expire_after),
                      drift=args.drift, drift_seed=args.drift_seed, drift_budget=args.drift_budget)
     print(f"VK emulator: http://{args.host}:{args.port}/method ({world.total_comments()} comments)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+def _assignment(text: str, prefix_separator: str | None = None) -> tuple[str, str, int]:
+    """``NAME=N`` → ("", NAME, N); with a separator, ``A:NAME=N`` → (A, NAME, N)."""
+    name, _, number = text.rpartition("=")
+    prefix = ""
+    if prefix_separator is not None:
+        prefix, _, name = name.partition(prefix_separator)
+    if not name or not number.isdigit():
+        raise SystemExit(f"expected NAME=N, got {text!r}")
+    return prefix, name, int(number)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,20 @@ Failures, as VK_API.md prescribes:
   with full jitter (the ``backoff`` library), each retry on a fresh limiter slot; then
   ``VkUnavailable``;
 - one inner call of an ``execute`` (``false`` plus ``execute_errors``): transient codes are
-  queued again (bounded), the rest become that call's domain error;
+  queued again (bounded), token-level codes are the token's problem (below), the rest become
+  that call's domain error;
 - error 13 (the answer was too big): the batch is split in halves and queued again;
-- 5/28/1117: the token is revoked; 29: parked for hours; 14/17: parked (no one solves a
-  captcha); its calls go back to the queue for the other tokens.
+- 5/28/1117: the token is revoked; 29: parked until the quota is back (``quota_park``; VK does
+  not say when, so by default until the next 00:00 UTC); 14/17: parked (no one solves a
+  captcha). Whether VK says so for the whole request or for inner calls of an ``execute``, the
+  affected calls go back to the front of the queue for the other tokens and the batch's other
+  calls are answered: nothing fails while a token can work. When every token rests, waiting
+  calls fail with ``VkTokensResting`` (the task runner waits); when every one is revoked, with
+  ``VkAuthFailed``.
+
+Every call sent is counted per token per UTC day and method (``call_counts.py``; shared through
+Redis like the states), and added to the ``domain.budget`` meter of the context that asked for
+it, so a parse knows the calls it cost even while other parses share the gateway.
 
 With Redis, the pool's states are shared by every process (``token_pool.py``): a token retired
 here is retired everywhere within ``SYNC_INTERVAL``, and ``token_states`` reports what all of
@@ -42,6 +52,7 @@ import httpx
 import orjson
 import structlog
 
+from domain.budget import vk_calls_meter
 from domain.errors import (
     VkAccessDenied,
     VkAuthFailed,
@@ -55,6 +66,7 @@ from domain.errors import (
 from domain.models import Author, Comment, Group, Post
 from domain.ports import CommentPage, WallPage
 from infrastructure.redis_client import REDIS_ERRORS
+from infrastructure.vk.call_counts import DailyCallCounts
 from infrastructure.vk.limiter import InProcessRateLimiter, RateLimiter
 from infrastructure.vk.token_pool import RedisTokenStates, SharedTokenState
 
@@ -66,6 +78,10 @@ TRANSIENT = frozenset({1, 6, 9, 10})
 TOKEN_REVOKED = frozenset({5, 28, 1117})
 QUOTA = 29
 CAPTCHA = frozenset({14, 17})
+TOKEN_LEVEL = TOKEN_REVOKED | CAPTCHA | {QUOTA}
+# VK does not say when a daily quota comes back: by default a parked token rests until the next
+# 00:00 UTC, and at least this long (a 29 at 23:59 would otherwise be tried again at once).
+MIN_QUOTA_PARK = timedelta(hours=1)
 ACCESS_DENIED = frozenset({15, 18, 19, 30, 203})
 NOT_FOUND = frozenset({100, 104})
 COMMENTS_CLOSED = 212
@@ -78,6 +94,15 @@ SYNC_OUTAGE_PAUSE = 1.0
 
 def token_fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+def quota_rest_until(now: datetime, park: timedelta | None) -> datetime:
+    """When a token that met its daily quota is tried again: ``park`` from now when set, else
+    the next 00:00 UTC but at least ``MIN_QUOTA_PARK`` away."""
+    if park is not None:
+        return now + park
+    midnight = (now.astimezone(UTC) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(midnight, now + MIN_QUOTA_PARK)
 
 
 def vk_error(code: int, message: str) -> VkError:
@@ -116,6 +141,7 @@ class TokenState:
     requests: int
     until: datetime | None = None  # when a PARKED token comes back
     reason: str | None = None
+    calls_today: dict[str, int] = field(default_factory=dict)  # by method, every process's (UTC day)
 
 
 @dataclass(eq=False)
@@ -196,6 +222,7 @@ class _Call:
     future: asyncio.Future
     attempts: int = 0
     max_batch: int = MAX_BATCH  # lowered when an execute holding it was too big
+    meter: Counter[str] | None = None  # the caller's calls meter (``domain.budget``)
 
 
 @dataclass(frozen=True)
@@ -241,9 +268,10 @@ class HttpVkGateway:
         linger: float = 0.01,
         backoff_factor: float = 0.5,
         backoff_max: float = 30.0,
-        quota_park: timedelta = timedelta(hours=6),
+        quota_park: timedelta | None = None,
         captcha_park: timedelta = timedelta(hours=1),
         shared_states: RedisTokenStates | None = None,
+        call_counts: DailyCallCounts | None = None,
         sync_interval: float = SYNC_INTERVAL,
     ) -> None:
         if not tokens:
@@ -256,8 +284,11 @@ class HttpVkGateway:
         self.linger = linger
         self.backoff_factor = backoff_factor
         self.backoff_max = backoff_max
-        self.quota_park = quota_park
+        self.quota_park = quota_park  # None: until the next 00:00 UTC (``quota_rest_until``)
         self.captcha_park = captcha_park
+        # In memory unless given one over Redis, which is exchanged with the states (so it
+        # needs ``shared_states``; ``build_vk`` gives both or neither).
+        self.call_counts = call_counts or DailyCallCounts()
         self.max_in_flight = max_in_flight
         self.shared_states = shared_states
         self.sync_interval = sync_interval
@@ -285,10 +316,11 @@ class HttpVkGateway:
         """The pool as every process sharing it knows it; with no Redis, or while Redis is
         unreachable, as this process knows it (its own findings and the last ones it read)."""
         if self.shared_states is not None:
-            await self.sync_token_states()
+            await self.sync_token_states()  # the call counts too
         for token in self._tokens:
             token.refresh()
-        return [TokenState(t.fingerprint, t.status, t.requests, t.until, t.reason) for t in self._tokens]
+        return [TokenState(t.fingerprint, t.status, t.requests, t.until, t.reason,
+                           dict(self.call_counts.calls_today(t.fingerprint))) for t in self._tokens]
 
     async def sync_token_states(self) -> None:
         """Exchange states with the other processes: ours where theirs lack them, theirs where
@@ -306,6 +338,9 @@ class HttpVkGateway:
                     news = token.news_for(found[token.fingerprint])
                     if news is not None:
                         await self.shared_states.record(token.fingerprint, news)
+                # This process's call totals (an outage's included), and the others'.
+                await self.call_counts.flush()
+                await self.call_counts.read([t.fingerprint for t in self._tokens])
             except REDIS_ERRORS as e:
                 if self._shared_reachable:
                     log.warning("vk.token_states_unavailable", error=type(e).__name__)
@@ -426,7 +461,7 @@ class HttpVkGateway:
             await asyncio.shield(self._first_sync)
         self._raise_if_no_token()
         self._start_dispatchers()
-        call = _Call(method, params, asyncio.get_running_loop().create_future())
+        call = _Call(method, params, asyncio.get_running_loop().create_future(), meter=vk_calls_meter())
         self._queue([call])
         return await call.future
 
@@ -544,11 +579,7 @@ class HttpVkGateway:
                 call.max_batch = min(call.max_batch, half)
             self._queue(batch, front=True)
         except _TokenProblem as e:
-            self._retire(token, e.code, e.message)
-            self._queue(batch, front=True)  # the other tokens carry on meanwhile
-            if self.shared_states is not None:  # the other processes learn it before our callers do
-                await self.sync_token_states()
-            self._raise_if_no_token(fail_pending=True)
+            await self._hand_over(token, e.code, e.message, batch)
         except asyncio.CancelledError:
             self._settle(batch, VkUnavailable("the VK gateway was closed"))
             raise
@@ -556,10 +587,32 @@ class HttpVkGateway:
             log.exception("vk.batch_crashed", token=token.fingerprint)
             self._settle(batch, VkUnavailable(f"internal error in the VK gateway ({type(e).__name__})"))
         else:
-            self._deliver(batch, outcomes)
+            problem, affected = self._deliver(batch, outcomes)
+            if problem is not None:
+                await self._hand_over(token, problem.code, problem.message, affected)
 
-    def _deliver(self, batch: list[_Call], outcomes: list[Any]) -> None:
+    async def _hand_over(self, token: _Token, code: int, message: str, calls: list[_Call]) -> None:
+        """The token cannot work (quota, captcha, rejected): retire it and give its calls to the
+        other tokens, first in line; when none is left, every waiting call learns why."""
+        self._retire(token, code, message)
+        self._uncount(token, calls)  # VK refused them: they cost the token nothing, and go again
+        self._queue(calls, front=True)  # the other tokens carry on meanwhile
+        if self.shared_states is not None:  # the other processes learn it before our callers do
+            await self.sync_token_states()
+        self._raise_if_no_token(fail_pending=True)
+
+    def _uncount(self, token: _Token, calls: list[_Call]) -> None:
+        self.call_counts.add(token.fingerprint, (c.method for c in calls), -1)
+        for call in calls:
+            if call.meter is not None:
+                call.meter[call.method] -= 1
+
+    def _deliver(self, batch: list[_Call], outcomes: list[Any]) -> tuple[_Failed | None, list[_Call]]:
+        """Answer each call; returns the worst token-level error among them (revoked before
+        parked) and the calls it hit, which are the token's problem, not theirs."""
         again: list[_Call] = []
+        problem: _Failed | None = None
+        affected: list[_Call] = []
         for call, outcome in zip(batch, outcomes, strict=True):
             if call.future.done():
                 continue
@@ -567,6 +620,11 @@ class HttpVkGateway:
                 call.future.set_result(outcome)
                 continue
             self.stats.errors[outcome.code] += 1
+            if outcome.code in TOKEN_LEVEL:
+                affected.append(call)
+                if problem is None or (outcome.code in TOKEN_REVOKED and problem.code not in TOKEN_REVOKED):
+                    problem = _Failed(outcome.code, f"{outcome.message} (in execute, {call.method})")
+                continue
             call.attempts += 1
             if outcome.code in TRANSIENT and call.attempts < self.max_retries:
                 again.append(call)
@@ -574,6 +632,7 @@ class HttpVkGateway:
                 call.future.set_exception(vk_error(outcome.code, outcome.message))
         if again:
             self._queue(again, front=True)
+        return problem, affected
 
     def _settle(self, batch: list[_Call], error: VkError) -> None:
         for call in batch:
@@ -593,6 +652,13 @@ class HttpVkGateway:
         token.requests += 1
         self.stats.requests += 1
         self.stats.calls += len(batch)
+        # Counted as sent (VK counts a call it ran whatever became of its answer), less those
+        # VK says it did not run: refused for the token's sake, or the request refused as a
+        # whole (``_uncount``). A request lost in transport stays counted: VK may have run it.
+        self.call_counts.add(token.fingerprint, (c.method for c in batch))
+        for call in batch:
+            if call.meter is not None:
+                call.meter[call.method] += 1
         try:
             response = await self._client.post(f"{self.api_url}/{method}", data=data)
         except httpx.HTTPError as e:
@@ -607,6 +673,8 @@ class HttpVkGateway:
             self.stats.network_errors += 1
             raise _Transient("VK answered with broken JSON") from None
         if "error" in body:
+            if int(body["error"].get("error_code", 0)) in TRANSIENT:
+                self._uncount(token, batch)  # refused as a whole (too many per second, flood...): none ran
             return self._request_error(body["error"], plain, len(batch))
         if plain:
             return [body["response"]]
@@ -628,10 +696,13 @@ class HttpVkGateway:
 
     def _retire(self, token: _Token, code: int, message: str) -> None:
         reason = f"VK error {code}: {message}"
+        if token.status is TokenStatus.REVOKED:
+            return  # a late answer of a batch in flight: rejected stays rejected
         if code in TOKEN_REVOKED:
             token.revoke(reason)
         else:
-            token.park(datetime.now(UTC) + (self.quota_park if code == QUOTA else self.captcha_park), reason)
+            now = datetime.now(UTC)
+            token.park(quota_rest_until(now, self.quota_park) if code == QUOTA else now + self.captcha_park, reason)
         log.warning("vk.token_retired", token=token.fingerprint, status=token.status.value, reason=reason)
 
     def _raise_if_no_token(self, *, fail_pending: bool = False) -> None:

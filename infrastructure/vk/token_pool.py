@@ -10,7 +10,8 @@ Keys (under the installation's prefix, by fingerprint: never the token itself):
 ``{prefix}vk-token:{fingerprint}``: JSON ``{"status", "until", "reason"}``; a PARKED token's
 key expires when the token is usable again, a REVOKED one's after ``REVOKED_TTL`` (a rejected
 token stays rejected; the expiry only keeps old fingerprints from piling up). An ACTIVE token
-has no key. Request counts stay per process (``vkTokens.requests``, a Prometheus counter).
+has no key. Request counts stay per process (``vkTokens.requests``, a Prometheus counter); the
+calls per day that VK's quotas count are shared beside the states (``call_counts.py``).
 
 While Redis is unreachable each process goes on with what it saw itself plus what it last
 read (collection never waits for this store: the rate limiter is what waits out an outage),

@@ -9,6 +9,7 @@ Two worlds are built here:
   under a second per 10,000).
 
 Both are deterministic: a fixed seed and a fixed base date, so a demo looks the same every time.
+Tests change a world between two runs as people change VK (``edit_comment``, ``delete_comment``).
 Like VK, post ids and comment ids of one wall come from one counter, and comment ids are unique
 only within their wall.
 
@@ -145,30 +146,37 @@ class VkWorld:
             self.comments[(comment.owner_id, comment.thread_root)].replies.append(comment)
         return comment
 
-    # changing, as moderators and readers do while a collector pages
+    # changing: what people do on VK, between two runs of the collector or while one pages
 
-    def remove_comment(self, owner_id: int, comment_id: int) -> None:
-        """VK's deletion: a top-level comment with replies stays as ``deleted: true`` (empty
-        text); any other comment vanishes, and a deleted top-level comment whose last reply
-        goes vanishes with it."""
-        comment = self.comments.get((owner_id, comment_id))
-        if comment is None:
-            return
-        post = self.posts[(owner_id, comment.post_id)]
+    def edit_comment(self, owner_id: int, comment_id: int, text: str) -> WorldComment:
+        """An author edits a comment: the text changes; its id, date and the post's count do not."""
+        comment = self.comments[(owner_id, comment_id)]
+        if comment.deleted:
+            raise ValueError(f"comment {owner_id}_{comment_id} is deleted: VK lets nobody edit it")
+        comment.text = text
+        return comment
+
+    def delete_comment(self, owner_id: int, comment_id: int) -> WorldComment:
+        """A comment is deleted. As on VK, one with replies stays in its place as ``deleted:
+        true`` (no text, no likes, no attachments) so the thread still hangs from it; any other
+        vanishes, and the post's ``comments.count`` drops by one. A deleted comment whose last
+        reply goes vanishes with it."""
+        comment = self.comments[(owner_id, comment_id)]
+        if comment.replies:
+            comment.deleted, comment.text, comment.likes, comment.attachments = True, "", 0, []
+            return comment
         if comment.thread_root is None:
-            if comment.replies:
-                comment.deleted, comment.text, comment.likes, comment.attachments = True, "", 0, []
-                return
-            post.comments.remove(comment)
-            del self.comments[(owner_id, comment_id)]
-            return
-        root = self.comments[(owner_id, comment.thread_root)]
-        root.replies.remove(comment)
+            self.posts[(owner_id, comment.post_id)].comments.remove(comment)
+        else:
+            root = self.comments[(owner_id, comment.thread_root)]
+            root.replies.remove(comment)
+            if root.deleted and not root.replies:
+                self.delete_comment(owner_id, root.id)
         del self.comments[(owner_id, comment_id)]
-        if root.deleted and not root.replies:
-            self.remove_comment(owner_id, root.id)
+        return comment
 
     def remove_post(self, owner_id: int, post_id: int) -> None:
+        """A post is deleted, its comments with it; ``wall.getComments`` on it then answers 15."""
         post = self.posts.pop((owner_id, post_id), None)
         if post is None:
             return
@@ -719,7 +727,7 @@ class WallDrift:
         target = self.rng.choice(root.replies) if root.replies and self.rng.random() < 0.5 else root
         if target.deleted and target.replies:
             return False  # already a placeholder
-        self.world.remove_comment(owner_id, target.id)
+        self.world.delete_comment(owner_id, target.id)
         return True
 
     def _write_comment(self, owner_id: int) -> bool:

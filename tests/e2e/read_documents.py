@@ -129,8 +129,10 @@ class DocumentGenerator:
     def _comment_filter(self) -> dict[str, Any]:
         r, known = self.random, self.known
         flt: dict[str, Any] = {}
-        for name in r.sample(("matched", "viewed", "archived", "groupIds", "keywordIds", "text", "authorIds", "since", "postIds"), r.randint(1, 3)):
-            if name in ("matched", "viewed", "archived"):
+        names = ("matched", "viewed", "archived", "deleted", "edited", "groupIds", "keywordIds", "text", "authorIds", "since",
+                 "postIds")
+        for name in r.sample(names, r.randint(1, 3)):
+            if name in ("matched", "viewed", "archived", "deleted", "edited"):
                 flt[name] = r.random() < 0.5
             elif name == "groupIds":
                 flt[name] = r.sample(known.group_ids, min(len(known.group_ids), r.randint(0, 2)))

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from domain.auth import create_api_token
+from domain.models import Comment
 from graphql_api import plan as plan_module
 from graphql_api.app import create_app
+from graphql_api.ids import NodeType, find_id
 from graphql_api.schema import schema
 from infrastructure.db.queries import SqlReadModel
 from tests.conftest import postgres_database
@@ -35,8 +38,9 @@ ROLES = ("viewer", "operator", "admin", "viewer", None)  # None: no token (401 f
 class Pair:
     """Two clients of the same container: with the read plan and without it."""
 
-    def __init__(self, plan: httpx.AsyncClient, normal: httpx.AsyncClient, tokens: dict[str, str]) -> None:
+    def __init__(self, plan: httpx.AsyncClient, normal: httpx.AsyncClient, tokens: dict[str, str], uow_factory) -> None:
         self.plan, self.normal, self.tokens = plan, normal, tokens
+        self.uow_factory = uow_factory
 
     async def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         response = await self.normal.post(
@@ -91,6 +95,7 @@ async def seed(pair: Pair) -> Known:
     await pair.data("mutation($ids: [ID!]!) { setCommentState(ids: $ids, archived: true) { errors { code } } }",
                     {"ids": comment_ids[::5]})
     keywords = await pair.data("{ keywords(first: 100) { edges { cursor node { id word } } } }")
+    await _edit_and_delete(pair)
     return Known(
         comment_ids=comment_ids,
         group_ids=group_ids,
@@ -101,6 +106,28 @@ async def seed(pair: Pair) -> Known:
         id_cursors=[e["cursor"] for e in keywords["keywords"]["edges"][:3]],
         words=[w["word"] for w in words],
     )
+
+
+async def _edit_and_delete(pair: Pair) -> None:
+    """What re-reads of the posts store after comments were edited (some twice) and deleted on
+    VK: ``editedAt``, ``versions`` and ``deletedAt`` to answer."""
+    page = await pair.data("""{ comments(first: 60) { edges { node {
+      vkId ownerId authorId text publishedAt likes group { id } post { vkId } parent { vkId } thread { vkId } } } } }""")
+    nodes = [e["node"] for e in page["comments"]["edges"]]
+    for rewrite in (1, 2):
+        async with pair.uow_factory() as uow:
+            for index, n in enumerate(nodes):
+                edited, deleted = index % 4 == 1 and (rewrite == 1 or index % 8 == 1), rewrite == 2 and index % 6 == 2
+                if not (edited or deleted):
+                    continue
+                comment = Comment(
+                    owner_id=n["ownerId"], vk_id=n["vkId"], post_vk_id=n["post"]["vkId"],
+                    from_id=0 if deleted else n["authorId"], text="" if deleted else f"{n['text']} (правка {rewrite})",
+                    published_at=datetime.fromisoformat(n["publishedAt"]), likes=n["likes"], deleted=deleted,
+                    thread_vk_id=n["thread"] and n["thread"]["vkId"], parent_vk_id=n["parent"] and n["parent"]["vkId"],
+                )
+                await uow.comments.upsert_many(find_id(n["group"]["id"], NodeType.GROUP), [comment])
+            await uow.commit()
 
 
 def _database(kind: str, data_dir: Path) -> contextlib.AbstractAsyncContextManager[str]:
@@ -122,7 +149,7 @@ async def pair_over(database_url: str, data_dir: Path) -> AsyncIterator[Pair]:
             httpx.AsyncClient(transport=with_plan, base_url="http://api.test") as plan_client,
             httpx.AsyncClient(transport=without, base_url="http://api.test") as normal_client,
         ):
-            yield Pair(plan_client, normal_client, tokens)
+            yield Pair(plan_client, normal_client, tokens, container.adapters.uow_factory)
     finally:
         await container.aclose()
 
@@ -188,8 +215,8 @@ async def test_the_benchmarks_page_is_answered_by_the_plan(seeded, monkeypatch) 
     pair, _ = seeded
     counted = Counted(monkeypatch)
     query = """query Page($first: Int!, $after: String) { comments(first: $first, after: $after) {
-      edges { cursor node { id vkId text publishedAt likes deleted viewed archived
-        group { id name screenName } post { id vkId text publishedAt } author { vkId name screenName }
+      edges { cursor node { id vkId text publishedAt likes deleted deletedAt editedAt viewed archived
+        versions { text seenAt } group { id name screenName } post { id vkId text publishedAt } author { vkId name screenName }
         matches { keyword { id word } matchedText start end snippet } parent { id } thread { id } } }
       pageInfo { hasNextPage hasPreviousPage startCursor endCursor } totalCount } }"""
     plan, normal = await pair.both(query, {"first": 100}, "viewer", "page")
@@ -232,6 +259,7 @@ PROJECTED_PAGE = """query($f: Int, $l: Int, $a: String, $b: String, $o: CommentO
     __typename totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
     edges { __typename cursor n: node { ...C again: text } } } }
 fragment C on Comment { __typename id vkId ownerId authorId text publishedAt likes deleted viewed archived matchesCount
+  deletedAt editedAt versions { __typename text seenAt when: seenAt }
   group { __typename id vkId screenName name isClosed membersCount photoUrl description deactivated active maxPosts
           since createdAt updatedAt }
   post { id vkId ownerId authorId text publishedAt commentsCount likes reposts views isPinned group { id name } }
@@ -252,6 +280,8 @@ async def test_pages_written_by_postgresql_answer_as_the_normal_executor(seeded,
         {"f": 30, "flt": {"matched": True, "archived": False, "groupIds": known.group_ids[:1]}},
         {"f": 30, "flt": {"text": "кош", "authorIds": known.author_ids[:5]}},
         {"f": 10, "flt": {"postIds": known.post_ids[:2]}}, {"f": 10, "flt": {"groupIds": known.group_ids[2:]}},
+        {"f": 40, "flt": {"edited": True}}, {"l": 10, "flt": {"deleted": True, "edited": False}},
+        {"f": 20, "flt": {"deleted": False, "keywordIds": known.keyword_ids[:1]}},
     ]
     bodies = []
     for index, variables in enumerate(arguments):
@@ -264,6 +294,10 @@ async def test_pages_written_by_postgresql_answer_as_the_normal_executor(seeded,
     # The pages held something to write: comments, replies' authors, matches with keywords.
     assert sum(b'"edges":[]' not in body for body in bodies) >= len(arguments) - 2
     assert all(b'"keyword":{"__typename":"Keyword","id"' in body for body in bodies[7:10])
+    # Comments seen edited (some twice), with their earlier texts oldest first, and deleted ones.
+    assert b'"versions":[{"__typename":"CommentVersion","text":' in bodies[-3]
+    assert '(правка 1)","seenAt"'.encode() in bodies[-3]  # the text a second edit replaced
+    assert b'"deletedAt":"20' in bodies[-2] and b'"editedAt":null' in bodies[-2]
 
 
 async def test_a_page_postgresql_cannot_write_is_answered_by_the_normal_executor(seeded, monkeypatch, request) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -299,3 +300,71 @@ async def test_vk_ids_past_int4_are_stored_and_read_back(uow_factory, migrated_d
     )
     (author,) = await reads.authors_by_ids([big + 2])
     assert author is not None and author.vk_id == big + 2
+
+
+async def test_comment_history_as_the_read_model_shows_it(uow_factory, migrated_db) -> None:
+    """Each edit a re-read finds keeps the text before it (``versions``, oldest first, each
+    with when it was first seen) and moves ``edited_at``; a deletion keeps the text, author and
+    likes and sets ``deleted_at`` once; a comment VK shows again is not deleted any more."""
+    from infrastructure.db.queries import SqlReadModel
+
+    reads = SqlReadModel(migrated_db[1])
+    g = await add_group_with_post(uow_factory)
+
+    async def write(*batch: Comment) -> int:
+        async with uow_factory() as uow:
+            ids = await uow.comments.upsert_many(g.id, list(batch))
+            await uow.commit()
+        return ids[(g.owner_id, batch[0].vk_id)]
+
+    async def view(comment_id: int):
+        (found,) = await reads.comments_by_ids([comment_id])
+        (versions,) = await reads.versions_by_comment_ids([comment_id])
+        return found, versions
+
+    one = await write(comment(g.owner_id, 1, "first", likes=3))
+    found, versions = await view(one)
+    assert (found.edited_at, found.deleted_at, versions) == (None, None, [])
+
+    await write(comment(g.owner_id, 1, "first", likes=4))  # likes move: not an edit
+    assert (await view(one))[0].edited_at is None
+    await write(comment(g.owner_id, 1, "second"))
+    found, versions = await view(one)
+    assert found.text == "second" and found.edited_at is not None
+    assert [v.text for v in versions] == ["first"]
+    first_seen = versions[0].seen_at
+    assert first_seen < found.edited_at
+    await write(comment(g.owner_id, 1, "third", likes=5))
+    found, versions = await view(one)
+    assert found.text == "third" and [v.text for v in versions] == ["first", "second"]
+    assert versions[0].seen_at == first_seen and versions[1].seen_at < found.edited_at
+
+    # VK's placeholder of a deleted comment: empty text, no author, no likes.
+    edited_at = found.edited_at
+    placeholder = Comment(owner_id=g.owner_id, vk_id=1, post_vk_id=1, from_id=0, text="", published_at=T0,
+                          deleted=True)
+    await write(placeholder)
+    found, versions = await view(one)
+    assert (found.text, found.from_id, found.likes, found.deleted) == ("third", 101, 5, True)
+    assert found.published_at == T0 + timedelta(minutes=1)
+    assert found.deleted_at is not None and found.edited_at == edited_at and len(versions) == 2
+    deleted_at = found.deleted_at
+    await write(placeholder)  # seen deleted again: still the time it was first noticed
+    assert (await view(one))[0].deleted_at == deleted_at
+    await write(comment(g.owner_id, 1, "third"))  # the deletion undone
+    found, versions = await view(one)
+    assert (found.deleted, found.deleted_at, found.edited_at, len(versions)) == (False, None, edited_at, 2)
+
+    # First seen deleted: marked from the start, with what VK sent.
+    two = await write(dataclasses.replace(placeholder, vk_id=2))
+    found, _ = await view(two)
+    assert found.deleted and found.deleted_at is not None and found.text == ""
+    # ... and shown again (a deletion undone): its text is no edit of VK's empty placeholder.
+    await write(comment(g.owner_id, 2, "back"))
+    found, versions = await view(two)
+    assert (found.text, found.deleted, found.edited_at, versions) == ("back", False, None, [])
+    # Versions go with their comment's group (ON DELETE CASCADE).
+    async with uow_factory() as uow:
+        await uow.groups.remove(g.id)
+        await uow.commit()
+    assert await reads.versions_by_comment_ids([one, 999]) == [[], []]

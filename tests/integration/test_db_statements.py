@@ -43,11 +43,12 @@ async def test_writes_of_any_batch_size_are_the_same_statements(engine) -> None:
         await uow.commit()
 
     texts: dict[int, set[str]] = {}
-    current: set[str] = set()
+    executed: dict[int, int] = {}
+    current: list[str] = []
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _record(conn, cursor, statement, parameters, *args) -> None:
-        current.add(statement)
+        current.append(statement)
 
     first_id = 1
     for size in SIZES:
@@ -55,11 +56,12 @@ async def test_writes_of_any_batch_size_are_the_same_statements(engine) -> None:
         ids = range(first_id, first_id + size)
         first_id += size
         # What the collector's writer does with a batch, then a re-parse that finds every
-        # comment by another author (the old authors' statistics rows are deleted).
-        for author_shift in (0, 1_000_000):
+        # comment by another author (the old authors' statistics rows are deleted), then one
+        # that finds every text edited (their history written) and every third deleted.
+        for author_shift, edit in ((0, ""), (1_000_000, ""), (1_000_000, " edited")):
             batch = [
-                Comment(owner_id=-1, vk_id=i, post_vk_id=1, from_id=i + author_shift, text=f"text {i}",
-                        published_at=T0 + timedelta(seconds=i))
+                Comment(owner_id=-1, vk_id=i, post_vk_id=1, from_id=i + author_shift, text=f"text {i}{edit}",
+                        published_at=T0 + timedelta(seconds=i), deleted=bool(edit) and i % 3 == 0)
                 for i in ids
             ]
             async with SqlUnitOfWork(sessions) as uow:
@@ -69,10 +71,12 @@ async def test_writes_of_any_batch_size_are_the_same_statements(engine) -> None:
                 await uow.matches.replace_for_comments(list(stored.values()), found)
                 await uow.posts.mark_synced(-1, {1: size})
                 await uow.commit()
-        texts[size] = set(current)
+        texts[size], executed[size] = set(current), len(current)
         async with SqlUnitOfWork(sessions) as uow:
             assert await uow.comments.count() == first_id - 1
 
     first = texts[SIZES[0]]
     for size in SIZES[1:]:
         assert texts[size] == first, f"{len(texts[size] - first)} statements new at {size} rows"
+    # ... and as many of them: none per comment (edits and deletions included).
+    assert {executed[size] for size in SIZES[1:]} == {executed[SIZES[0]]}, executed

@@ -317,3 +317,40 @@ def test_filters_survive_the_task_params() -> None:
     )
     assert filter_from_params(json.loads(json.dumps(filter_to_params(flt)))) == flt
     assert filter_from_params({}) == CommentFilter()
+
+
+async def test_edits_and_deletions_are_exported_and_filtered(world, adapters, uow_factory) -> None:
+    """A re-read found comment 1 edited and comment 2 deleted on VK: the ``edited`` and
+    ``deleted`` filters select them, and every format says when (in the export's zone)."""
+    g = world["groups"][0]  # comments 1, 3, 5... of group 0 (vk_id i + 1 for even i)
+    before = datetime.now(UTC).replace(microsecond=0)  # exports write whole seconds
+    async with uow_factory() as uow:
+        await uow.comments.upsert_many(g.id, [
+            Comment(owner_id=g.owner_id, vk_id=1, post_vk_id=7, from_id=1000, text="Я люблю кошек и собак",
+                    published_at=T0),
+            Comment(owner_id=g.owner_id, vk_id=3, post_vk_id=7, from_id=0, text="", published_at=T0, deleted=True),
+        ])
+        await uow.commit()
+    after = datetime.now(UTC)
+
+    _, path = await do_export(adapters, CommentFilter(edited=True), ExportFormat.JSONL, timeZone="UTC")
+    (edited,) = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert edited["text"] == "Я люблю кошек и собак" and edited["deleted"] is False and edited["deletedAt"] is None
+    assert before <= datetime.fromisoformat(edited["editedAt"]) <= after and edited["editedAt"].endswith("+00:00")
+
+    _, path = await do_export(adapters, CommentFilter(deleted=True), ExportFormat.CSV)
+    header, *rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")))
+    (deleted,) = [dict(zip(header, r, strict=True)) for r in rows]
+    assert deleted["deleted"] == "true" and deleted["editedAt"] == "" and deleted["text"] == TEXTS[2]
+    assert deleted["deletedAt"].endswith("+03:00") and before <= datetime.fromisoformat(deleted["deletedAt"]) <= after
+
+    _, path = await do_export(adapters, CommentFilter(deleted=True), ExportFormat.XLSX)
+    sheet = openpyxl.load_workbook(path)["comments"]
+    assert sheet.cell(1, _column("deletedAt")).value == "Deleted at (Europe/Moscow)"
+    cell = sheet.cell(2, _column("deletedAt"))
+    assert cell.is_date and cell.number_format == "yyyy-mm-dd hh:mm:ss"
+    assert sheet.cell(2, _column("editedAt")).value is None
+    # The flags travel with the task: an export filters as the comments query does.
+    assert filter_from_params(filter_to_params(CommentFilter(deleted=True, edited=False))) == CommentFilter(
+        deleted=True, edited=False
+    )

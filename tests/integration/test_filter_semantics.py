@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import dataclasses
+
 import pytest
 
 from domain.models import Author, Comment, Group, Keyword, Match, Post
@@ -15,6 +17,11 @@ from domain.queries import CommentFilter, CommentOrder, MAX_PAGE
 from infrastructure.db.queries import SqlReadModel
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+# Comments (indexes into TEXTS) seen edited, then deleted on VK, and gone from VK (none of
+# the texts the pinned answers below name is edited).
+EDITED = frozenset({0, 10, 12, 15, 17})
+DELETED = frozenset({2, 10, 14})
+VANISHED = 16
 
 TEXTS = [
     "Я люблю кошек",
@@ -77,6 +84,22 @@ async def stored(uow_factory, migrated_db):
         await uow.comments.set_state(every[::3], viewed=True, archived=None)
         await uow.comments.set_state(every[::4], viewed=None, archived=True)
         await uow.commit()
+    # Re-read later: some edited, some deleted on VK (one of them edited before), one gone.
+    for step in (EDITED, DELETED):
+        async with uow_factory() as uow:
+            for g in groups:
+                changed = [
+                    dataclasses.replace(c, text="", from_id=0, deleted=True) if step is DELETED
+                    else dataclasses.replace(c, text=c.text + " (исправлено)")
+                    for i, c in enumerate(made) if i in step and c.owner_id == g.owner_id
+                ]
+                await uow.comments.upsert_many(g.id, changed)
+            await uow.commit()
+    async with uow_factory() as uow:
+        owner = made[VANISHED].owner_id
+        present = [c.vk_id for i, c in enumerate(made) if c.owner_id == owner and i != VANISHED]
+        assert len(await uow.comments.mark_vanished(owner, 1, present, now=T0)) == 1
+        await uow.commit()
     return groups, (cat.id, hedgehog.id), every
 
 
@@ -98,6 +121,15 @@ def _filters(groups, keyword_ids) -> list[CommentFilter]:
         CommentFilter(text="кош", keyword_ids=(hedgehog,)),
         CommentFilter(text="кот", matched=False, group_ids=(groups[1].id,)),
         CommentFilter(text="ж", since=T0 + timedelta(hours=6), viewed=False),
+        CommentFilter(deleted=True),
+        CommentFilter(deleted=False),
+        CommentFilter(edited=True),
+        CommentFilter(edited=False),
+        CommentFilter(edited=True, deleted=True),
+        CommentFilter(edited=False, deleted=False, matched=True),
+        CommentFilter(text="исправлено"),
+        CommentFilter(text="кош", deleted=False, group_ids=(groups[0].id,)),
+        CommentFilter(keyword_ids=(cat,), edited=True),
     ]
     # Counted from the per-day aggregates (infrastructure/db/counts.py): comments over four UTC
     # days, ranges that cut days, hold whole ones, sit inside one day, or are empty.
@@ -113,7 +145,7 @@ def _filters(groups, keyword_ids) -> list[CommentFilter]:
         (T0 + timedelta(hours=20), T0 + timedelta(hours=60)),  # ... at the end
         (None, None),
     ]:
-        for states in [{}, {"viewed": True}, {"viewed": False}, {"viewed": False, "archived": False}, {"viewed": True, "archived": False},
+        for states in [{}, {"deleted": True}, {"edited": False, "viewed": True}, {"viewed": True}, {"viewed": False}, {"viewed": False, "archived": False}, {"viewed": True, "archived": False},
                        {"viewed": False, "archived": True}, {"viewed": True, "archived": True}, {"archived": False}]:
             filters.append(CommentFilter(since=since, until=until, **states))
             filters.append(CommentFilter(since=since, until=until, group_ids=(groups[1].id,), **states))

@@ -243,3 +243,49 @@ async def test_the_task_lease(uow_factory) -> None:
         stored = await uow.tasks.get(task.id)
         assert stored.state is TaskState.CANCELLED and stored.attempts == 2
         assert await uow.tasks.claim(task.id, worker_id="w3", now=later, stale_before=later) is None
+
+
+async def test_comments_edited_deleted_and_vanished_keep_their_text(uow_factory) -> None:
+    """What VK shows on a re-read: a new text replaces the stored one; VK's ``deleted: true``
+    placeholder (empty text, no author) keeps what was stored; a comment VK no longer has is
+    marked (``mark_vanished``), once, never erased, and unmarked if VK shows it again."""
+    g = await group_with_post(uow_factory)
+    async with uow_factory() as uow:
+        await uow.posts.upsert_many(g.id, [post(g.owner_id, 2)])
+        ids = await uow.comments.upsert_many(g.id, [comment(g.owner_id, i, f"c{i}") for i in (1, 2, 3, 4)])
+        other_post = await uow.comments.upsert_many(g.id, [comment(g.owner_id, 9, "c9", post_vk_id=2)])
+        await uow.commit()
+    row = {vk_id: ids[(g.owner_id, vk_id)] for vk_id in (1, 2, 3, 4)}
+
+    async def texts() -> dict[int, str]:
+        async with uow_factory() as uow:
+            return dict(await uow.comments.iter_texts(group_ids=None, after_id=0, limit=100))
+
+    gone = dataclasses.replace(comment(g.owner_id, 2, ""), from_id=0, deleted=True)
+    async with uow_factory() as uow:
+        again = await uow.comments.upsert_many(g.id, [comment(g.owner_id, 1, "c1, edited"), gone])
+        await uow.commit()
+    assert again == {(g.owner_id, 1): row[1], (g.owner_id, 2): row[2]}
+    assert (await texts())[row[1]] == "c1, edited" and (await texts())[row[2]] == "c2"
+
+    # Comments 3 and 4 are gone from post 1; 2 was marked deleted already, 9 is another post's.
+    async with uow_factory() as uow:
+        assert await uow.comments.mark_vanished(g.owner_id, 1, [1], now=T0) == sorted([row[3], row[4]])
+        assert await uow.comments.mark_vanished(g.owner_id, 1, [1], now=T0) == []  # once
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.comments.mark_vanished(g.owner_id, 1, {1, 3, 4}, now=T0) == []
+        assert await uow.comments.mark_vanished(g.owner_id, 404, [], now=T0) == []  # no such post
+        assert await uow.comments.count() == 5  # never erased
+    assert (await texts())[row[3]] == "c3"
+
+    # VK shows comment 3 again: no longer deleted, so a later disappearance is noticed again.
+    async with uow_factory() as uow:
+        await uow.comments.upsert_many(g.id, [comment(g.owner_id, 3, "c3")])
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.comments.mark_vanished(g.owner_id, 1, [1, 2, 4], now=T0) == [row[3]]
+        # Not committed: rolled back, as any write.
+    async with uow_factory() as uow:
+        assert await uow.comments.mark_vanished(g.owner_id, 1, [1, 2, 4], now=T0) == [row[3]]
+        assert await uow.comments.mark_vanished(g.owner_id, 2, [], now=T0) == [other_post[(g.owner_id, 9)]]

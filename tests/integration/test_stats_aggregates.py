@@ -2,6 +2,7 @@
 
 A seeded random history goes through the repositories (as collection, analysis, review and
 management do): comments collected, re-collected with changed days, threads and authors,
+edited, deleted on VK and gone from it,
 matches replaced whole and per keyword, comments marked viewed and archived, keywords and
 groups removed, a transaction rolled back. After each step both readings must be identical,
 on both databases; migration 0005's backfill is checked against the same reference.
@@ -10,6 +11,7 @@ on both databases; migration 0005's backfill is checked against the same referen
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from datetime import UTC, date, datetime, timedelta
 
@@ -45,6 +47,16 @@ async def assert_exact(sessions) -> None:
         async with sessions() as session:
             scanned = (await session.execute(select(func.count()).where(*conditions))).scalar_one()
         assert await SqlReadModel(sessions).comments_count(flt) == scanned, (viewed, archived)
+    # History flags, with review states and time: counted from the comments.
+    for deleted, edited, viewed in [(True, None, None), (None, True, None), (False, False, True), (True, None, False)]:
+        flt = CommentFilter(deleted=deleted, edited=edited, viewed=viewed, since=START + timedelta(days=1))
+        conditions = [comments.c.published_at >= flt.since]
+        conditions += [comments.c.deleted == deleted] if deleted is not None else []
+        conditions += [comments.c.edited_at.is_not(None) == edited] if edited is not None else []
+        conditions += [comments.c.viewed == viewed] if viewed is not None else []
+        async with sessions() as session:
+            scanned = (await session.execute(select(func.count()).where(*conditions))).scalar_one()
+        assert await SqlReadModel(sessions).comments_count(flt) == scanned, (deleted, edited, viewed)
 
 
 def a_comment(rng: random.Random, owner_id: int, vk_id: int, posts: int) -> Comment:
@@ -114,6 +126,23 @@ async def test_aggregates_equal_a_full_scan_after_every_write(uow_factory, migra
     async with uow_factory() as uow:
         await uow.comments.set_state(ids[groups[0].id][:20], viewed=True, archived=None)
         await uow.comments.set_state(ids[groups[2].id][5:], viewed=None, archived=True)
+        await uow.commit()
+    await assert_exact(sessions)
+
+    # Edits and deletions seen on a re-read, matched as the collector matches them: an edited
+    # comment again, a deleted one not (VK's placeholder has no text; the stored one stays).
+    # The placeholders carry another day and author 0: what was stored is what counts.
+    async with uow_factory() as uow:
+        owner = groups[0].owner_id
+        edited = [dataclasses.replace(a_comment(rng, owner, v, 3), text=f"кошка {v}") for v in range(10, 20)]
+        gone = [dataclasses.replace(a_comment(rng, owner, v, 3), text="", from_id=0, deleted=True) for v in range(18, 26)]
+        stored = await uow.comments.upsert_many(groups[0].id, edited + gone)
+        rematched = [stored[(owner, c.vk_id)] for c in edited if c.vk_id < 18]
+        await uow.matches.replace_for_comments(rematched, some_matches(rng, rematched, keyword_ids))
+        await uow.commit()
+    await assert_exact(sessions)
+    async with uow_factory() as uow:  # a post read completely: what VK no longer has is marked
+        assert await uow.comments.mark_vanished(groups[2].owner_id, 2, [], now=START)
         await uow.commit()
     await assert_exact(sessions)
 

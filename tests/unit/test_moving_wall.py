@@ -114,10 +114,19 @@ def on_wall_now(world: VkWorld, owner: int = OWNER) -> set[int]:
     return world.expected_comments(owner)
 
 
+def marked_gone(store: InMemoryStore, world: VkWorld, owner: int = OWNER) -> set[int]:
+    """Stored comments marked deleted that VK no longer has at all: what ``mark_vanished`` marked
+    (VK's own ``deleted: true`` placeholders are marked too, but VK still shows them)."""
+    return {vk_id for (o, vk_id), (row_id, _, _) in store.comments.items()
+            if o == owner and row_id in store.deleted_at and (owner, vk_id) not in world.comments}
+
+
 def stored_present(store: InMemoryStore, world: VkWorld, owner: int = OWNER) -> set[int]:
-    """Stored and not marked vanished, on the posts still on the wall."""
+    """Stored and not marked gone, on the posts still on the wall."""
     live_posts = {p.id for p in world.walls[owner]}
-    return {vk_id for vk_id in store.present_ids(owner) if store.comment(owner, vk_id).post_vk_id in live_posts}
+    gone = marked_gone(store, world, owner)
+    return {vk_id for vk_id in store.comment_ids(owner)
+            if vk_id not in gone and store.comment(owner, vk_id).post_vk_id in live_posts}
 
 
 # --- the emulator moves like VK -------------------------------------------------------------
@@ -141,7 +150,7 @@ async def test_start_comment_id_starts_at_that_comment_or_the_nearest_earlier_on
 
     assert await ids(start_comment_id=str(top[7])) == top[7:12]
     assert await ids(start_comment_id=str(top[7]), offset="2") == top[9:14]  # offset counts from there
-    world.remove_comment(OWNER, top[7])  # no replies: it vanishes
+    world.delete_comment(OWNER, top[7])  # no replies: it vanishes
     assert await ids(start_comment_id=str(top[7])) == [top[6], *top[8:12]]  # the nearest earlier one
     assert await ids(start_comment_id=str(top[7]), offset="1") == top[8:13]
     assert await ids(start_comment_id="1") == top[:5]  # none earlier: from the start
@@ -159,15 +168,15 @@ async def test_deletions_follow_vk_and_counts_follow_the_world():
     post = world.walls[OWNER][0]
     with_replies, plain = post.comments[0], post.comments[1]
     before = post.comments_count
-    world.remove_comment(OWNER, plain.id)  # vanishes
-    world.remove_comment(OWNER, with_replies.id)  # stays, as deleted: true
+    world.delete_comment(OWNER, plain.id)  # vanishes
+    world.delete_comment(OWNER, with_replies.id)  # stays, as deleted: true
     body = (await api(app, "wall.getComments", owner_id=str(OWNER), post_id=str(post.id), count="100",
                       thread_items_count="10"))["response"]
     items = {i["id"]: i for i in body["items"]}
     assert plain.id not in items and items[with_replies.id]["deleted"] is True and items[with_replies.id]["text"] == ""
     assert body["count"] == before - 1 and body["current_level_count"] == 4
     for reply in list(with_replies.replies):  # its last reply gone, the placeholder goes too
-        world.remove_comment(OWNER, reply.id)
+        world.delete_comment(OWNER, reply.id)
     body = (await api(app, "wall.getComments", owner_id=str(OWNER), post_id=str(post.id), count="100"))["response"]
     assert with_replies.id not in {i["id"] for i in body["items"]} and body["current_level_count"] == 3
     wall = (await api(app, "wall.get", owner_id=str(OWNER), count="100"))["response"]
@@ -222,13 +231,13 @@ async def test_comments_deleted_on_a_page_already_read_shift_nothing_past_the_re
     app = ScriptedEmulator(world)
     post = world.walls[OWNER][0]
     early = [c.id for c in post.comments[10:15]]
-    app.on(comments_call(post.id, offset=100), lambda: [world.remove_comment(OWNER, i) for i in early])
+    app.on(comments_call(post.id, offset=100), lambda: [world.delete_comment(OWNER, i) for i in early])
     store = InMemoryStore()
     result = await collect(app, store)
     assert stored_present(store, world) == on_wall_now(world)
     assert result.rereads >= 1 and result.unsettled_posts == []
     # What a read saw and VK then deleted is kept, marked.
-    assert {vk_id for (_, vk_id) in store.vanished} == set(early)
+    assert marked_gone(store, world) == set(early)
 
 
 async def test_comments_written_while_and_after_a_post_is_read_are_stored():
@@ -246,7 +255,7 @@ async def test_comments_written_while_and_after_a_post_is_read_are_stored():
     result = await collect(app, store, concurrency=1)  # one post after another: "after" is after
     assert len(added) == 9 and set(added) <= store.comment_ids(OWNER)
     assert stored_present(store, world) == on_wall_now(world)
-    assert not store.vanished and result.unsettled_posts == []
+    assert not marked_gone(store, world) and result.unsettled_posts == []
 
 
 async def test_posts_published_and_deleted_while_the_wall_is_listed_shift_nothing_out():
@@ -285,7 +294,7 @@ async def test_a_post_deleted_between_the_wall_and_its_comments_is_skipped_not_t
     assert sorted(s["postId"] for s in result.skipped_posts) == sorted([doomed.id, busy.id])
     assert all("post was not found" in s["reason"] for s in result.skipped_posts)
     assert stored_present(store, world) == on_wall_now(world)
-    assert not store.vanished  # a post that could not be read completely marks nothing
+    assert not marked_gone(store, world)  # a post that could not be read completely marks nothing
 
 
 async def test_a_pinned_old_post_does_not_stop_a_date_bounded_crawl():
@@ -310,11 +319,11 @@ async def test_comments_gone_between_runs_are_marked_never_erased():
     post = world.walls[OWNER][0]
     plain = next(c for c in post.comments if not c.replies)
     threaded = next(c for c in post.comments if c.replies)
-    world.remove_comment(OWNER, plain.id)  # vanishes from VK
-    world.remove_comment(OWNER, threaded.id)  # stays as deleted: true
+    world.delete_comment(OWNER, plain.id)  # vanishes from VK
+    world.delete_comment(OWNER, threaded.id)  # stays as deleted: true
     result = await collect(app, store)
-    assert plain.id in store.comment_ids(OWNER) and (OWNER, plain.id) in store.vanished  # kept, marked
-    assert store.comment(OWNER, threaded.id).deleted and (OWNER, threaded.id) not in store.vanished
+    assert plain.id in store.comment_ids(OWNER) and marked_gone(store, world) == {plain.id}  # kept, marked
+    assert store.comment(OWNER, threaded.id).deleted and (OWNER, threaded.id) in world.comments  # VK's placeholder
     assert result.vanished == 1 and stored_present(store, world) == on_wall_now(world)
 
 
@@ -352,7 +361,7 @@ async def test_a_wall_moving_at_random_is_stored_as_vk_counts_it(seed: int, exec
     assert missed <= 3  # of some 3,000
     # Stored once each (the store is keyed by (owner, id)); what VK lost since it was read is
     # kept, and marked unless an addition on its post balanced it.
-    assert len(store.vanished) > 0
+    assert marked_gone(store, world, owner)
 
 
 async def test_on_a_still_wall_the_check_costs_one_listing():
@@ -362,7 +371,7 @@ async def test_on_a_still_wall_the_check_costs_one_listing():
     result = await collect(app, store, owner=-100001)
     wall_pages = math.ceil(len(world.walls[-100001]) / 100)
     assert app.stats()["calls"] == world.minimal_calls(-100001) + wall_pages
-    assert result.rereads == 0 and not store.vanished
+    assert result.rereads == 0 and not marked_gone(store, world, -100001)
     # An incremental run of a wall that did not change: the listing, the post whose comments are
     # closed (never collected, so asked again), the check.
     app.reset()
@@ -389,14 +398,14 @@ async def test_a_cancelled_run_marks_nothing_it_did_not_read_completely():
     await collect(app, store)
     post = world.walls[OWNER][0]
     gone = post.comments[5].id
-    world.remove_comment(OWNER, gone)
+    world.delete_comment(OWNER, gone)
     write(world, post.id, 2)
     loop = asyncio.get_running_loop()
     run = asyncio.ensure_future(collect(app, store))
     app.on(comments_call(post.id, offset=200), lambda: loop.call_soon_threadsafe(run.cancel))
     with pytest.raises(asyncio.CancelledError):
         await run
-    assert gone in store.comment_ids(OWNER) and not store.vanished
+    assert gone in store.comment_ids(OWNER) and not marked_gone(store, world)
 
 
 async def test_a_thread_gone_while_it_is_read_is_read_again_not_a_failed_parse():
@@ -407,9 +416,9 @@ async def test_a_thread_gone_while_it_is_read_is_read_again_not_a_failed_parse()
     app = ScriptedEmulator(world)
 
     def purge() -> None:  # a moderator removes the comment and its whole thread
-        world.remove_comment(OWNER, root.id)
+        world.delete_comment(OWNER, root.id)
         for reply in list(root.replies):
-            world.remove_comment(OWNER, reply.id)
+            world.delete_comment(OWNER, reply.id)
 
     app.on(lambda method, params: method == "wall.getComments" and "comment_id" in params, purge)
     store = InMemoryStore()
@@ -423,7 +432,7 @@ async def test_a_listing_that_leaves_out_the_kept_deleted_comments_settles_too()
     replies; a wall that leaves them out must settle as well, and its next run read nothing."""
     world = small_world(posts=6, comments=30, replies_every=4)
     for post in world.walls[OWNER]:
-        world.remove_comment(OWNER, post.comments[4].id)  # kept: it has replies
+        world.delete_comment(OWNER, post.comments[4].id)  # kept: it has replies
 
     class LeavesThemOut(VkEmulator):
         def __init__(self, world: VkWorld) -> None:

@@ -177,3 +177,45 @@ async def test_authors_vk_left_out_of_the_pages_are_looked_up_once_at_the_end():
     await vk.aclose()
     assert result.authors_looked_up == len(left_out) == 2
     assert {c.from_id for _, _, c in store.comments.values()} <= set(store.authors)
+
+
+async def test_a_full_re_read_stores_edits_and_deletions_and_rematches():
+    """Between two runs a comment is edited and another (with replies) deleted on VK: a full
+    run keeps the edited one's text before it and matches its new text; the deleted one keeps
+    its text, author and matches; an incremental run sees neither (no count changed)."""
+    from infrastructure.bootstrap import build_matcher_factory
+
+    world = generated_world(11, communities=1, posts_per_community=8, comments_per_post=10,
+                            closed_comment_posts=0, closed_communities=0)
+    vk = gateway(VkEmulator(world))
+    store = InMemoryStore()
+    store.add_keyword("кошка")
+    giraffe = store.add_keyword("жираф")
+    async with store.uow_factory() as uow:
+        group = await uow.groups.add((await vk.get_groups([100001]))[0])
+        await uow.commit()
+    tops = [c for p in world.walls[-100001] for c in p.comments if not c.deleted and "кошк" in c.text.lower()]
+    edited, deleted = next(c for c in tops if not c.replies), next(c for c in tops if c.replies)
+
+    async def run(full: bool) -> None:
+        await collect_group(group, vk=vk, uow_factory=store.uow_factory, options=CollectOptions(full=full),
+                            report=no_report, now=datetime.now(UTC), matcher_factory=build_matcher_factory())
+
+    await run(full=False)
+    row = {c.id: store.comments[(-100001, c.id)][0] for c in (edited, deleted)}
+    deleted_matches = store.matches[row[deleted.id]]
+    edited_text, deleted_text = edited.text, deleted.text  # the world's objects change
+    world.edit_comment(-100001, edited.id, "Теперь у нас жираф")
+    world.delete_comment(-100001, deleted.id)
+    await run(full=False)
+    assert store.comment(-100001, edited.id).text == edited_text and not store.versions
+    await run(full=True)
+    await vk.aclose()
+    assert store.comment(-100001, edited.id).text == "Теперь у нас жираф"
+    assert [text for text, _ in store.versions[row[edited.id]]] == [edited_text]
+    assert row[edited.id] in store.edited_at
+    assert [m.keyword_id for m in store.matches[row[edited.id]]] == [giraffe.id]
+    kept = store.comment(-100001, deleted.id)
+    assert kept.deleted and kept.text == deleted_text and kept.from_id == deleted.from_id
+    assert row[deleted.id] in store.deleted_at and store.matches[row[deleted.id]] == deleted_matches
+    assert row[deleted.id] not in store.versions

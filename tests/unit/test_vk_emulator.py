@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import httpx
 import pytest
@@ -146,6 +147,42 @@ async def test_deleted_comments_are_returned_with_empty_text():
     assert item["deleted"] is True and item["text"] == ""
 
 
+async def test_edits_and_deletions_between_runs_answer_as_vk_does():
+    """An edit changes the text and nothing else; a deleted comment with replies stays as
+    ``deleted: true`` without text, one without replies vanishes and the count drops."""
+    world = generated_world(5, communities=1, posts_per_community=20, comments_per_post=30, closed_communities=0)
+    app = VkEmulator(world)
+    post = next(p for p in world.walls[-100001] if sum(1 for c in p.comments if c.replies and not c.deleted) >= 1)
+    with_replies = next(c for c in post.comments if c.replies and not c.deleted)
+    lonely = next(c for c in post.comments if not c.replies and not c.deleted)
+    edited = next(c for c in post.comments if c not in (with_replies, lonely) and not c.deleted)
+    count = post.comments_count
+
+    async def items() -> tuple[dict, dict[int, dict]]:
+        body = (await api(app, "wall.getComments", owner_id="-100001", post_id=str(post.id), count="100",
+                          need_likes="1"))["response"]
+        return body, {i["id"]: i for i in body["items"]}
+
+    _, before = await items()
+    world.edit_comment(-100001, edited.id, "Новый текст")
+    world.delete_comment(-100001, with_replies.id)
+    world.delete_comment(-100001, lonely.id)
+    body, after = await items()
+    assert after[edited.id] == {**before[edited.id], "text": "Новый текст"}
+    assert after[with_replies.id]["deleted"] is True and after[with_replies.id]["text"] == ""
+    assert after[with_replies.id]["thread"]["count"] == len(with_replies.replies)
+    assert lonely.id not in after and (-100001, lonely.id) not in world.comments
+    assert body["count"] == post.comments_count == count - 1
+    with pytest.raises(ValueError):
+        world.edit_comment(-100001, with_replies.id, "nobody edits a deleted comment")
+    # The same, from a test process through the emulator's HTTP control route.
+    reply = with_replies.replies[0]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vk") as client:
+        ok = await client.post("/_world", json={"edit": {"owner_id": -100001, "comment_id": reply.id, "text": "ок"}})
+        bad = await client.post("/_world", json={"delete": {"owner_id": -100001}})
+    assert ok.status_code == 200 and reply.text == "ок" and bad.status_code == 400
+
+
 async def test_closed_comments_answer_212():
     owner = -11002
     post_id = SANDBOX.closed_comment_posts(owner)[0]
@@ -174,3 +211,72 @@ async def test_failures_are_seeded_and_counted():
             await client.post("/method/users.get", data={"access_token": "t", "v": "5.199", "user_ids": "1001"})
     assert sum(app.stats()["failures"].values()) == 20
     assert set(app.stats()["failures"]) == set(VkEmulator.FAILURES)
+
+
+# --- token trouble: quotas, captchas, invalid tokens ----------------------------------------
+
+RESOLVE = 'API.utils.resolveScreenName({"screen_name": "koshki_spb"})'
+WALL = 'API.wall.get({"owner_id": -11001, "count": 1})'
+
+
+async def test_a_daily_quota_answers_29_at_the_top_and_inside_execute():
+    day = ["20261207"]
+    app = VkEmulator(SANDBOX, quotas={"wall.get": 2}, today=lambda: day[0])
+    assert "response" in await api(app, "wall.get", owner_id="-11001", count="1")
+    # Inside execute: the call over the quota fails alone, the others answer.
+    body = await api(app, "execute", code=f"return [{WALL},{RESOLVE},{WALL}];")
+    assert body["response"][0]["count"] == 40 and body["response"][1] == {"object_id": 11001, "type": "page"}
+    assert body["response"][2] is False
+    assert body["execute_errors"] == [{"method": "wall.get", "error_code": 29, "error_msg": "Rate limit reached"}]
+    error = (await api(app, "wall.get", owner_id="-11001", count="1"))["error"]
+    assert (error["error_code"], error["error_msg"]) == (29, "Rate limit reached")
+    # Per token: another token has its own quota; the next UTC day starts afresh.
+    assert "response" in await api(app, "wall.get", token="other", owner_id="-11001", count="1")
+    day[0] = "20261208"
+    assert "response" in await api(app, "wall.get", owner_id="-11001", count="1")
+    assert app.stats()["calls_today"] == {fingerprint("t"): {"wall.get": 1}}
+
+
+async def test_a_quota_of_one_token_leaves_the_others_alone():
+    app = VkEmulator(SANDBOX, token_quotas={"tired": {"utils.resolveScreenName": 0}})
+    assert (await api(app, "utils.resolveScreenName", token="tired", screen_name="x"))["error"]["error_code"] == 29
+    assert "response" in await api(app, "utils.resolveScreenName", token="fresh", screen_name="x")
+
+
+async def test_a_captcha_with_2025_fields_at_the_top_and_inside_execute():
+    app = VkEmulator(SANDBOX, captcha_after={"vk1.a.bot": 1})
+    body = await api(app, "execute", token="vk1.a.bot", code=f"return [{RESOLVE},{RESOLVE}];")
+    assert body["response"][0] == {"object_id": 11001, "type": "page"} and body["response"][1] is False
+    [inner] = body["execute_errors"]
+    assert (inner["method"], inner["error_code"], inner["error_msg"]) == ("utils.resolveScreenName", 14, "Captcha needed")
+    error = (await api(app, "users.get", token="vk1.a.bot", user_ids="1001"))["error"]
+    assert error["error_code"] == 14
+    for name in ("captcha_sid", "captcha_img", "redirect_uri", "captcha_ts", "captcha_attempt",
+                 "is_refresh_enabled", "captcha_track"):
+        assert name in error and name in inner, name
+    assert error["captcha_sid"] in error["captcha_img"] and error["redirect_uri"].startswith("https://")
+    assert "vk1.a.bot" not in json.dumps(body) + json.dumps(error)  # the token is in none of them
+    assert "response" in await api(app, "users.get", token="human", user_ids="1001")
+
+
+async def test_a_token_that_expires_inside_execute_answers_5_there_then_at_the_top():
+    app = VkEmulator(SANDBOX, expire_after={"short": 2})
+    body = await api(app, "execute", token="short", code=f"return [{RESOLVE},{RESOLVE},{RESOLVE}];")
+    assert body["response"][:2] == [{"object_id": 11001, "type": "page"}] * 2 and body["response"][2] is False
+    assert [e["error_code"] for e in body["execute_errors"]] == [5]
+    assert (await api(app, "execute", token="short", code=f"return [{RESOLVE}];"))["error"]["error_code"] == 5
+
+
+def test_the_command_line_sets_quotas_captchas_and_expiries(monkeypatch):
+    import uvicorn
+
+    from infrastructure.vk import emulator
+
+    built = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_: built.setdefault("app", app))
+    monkeypatch.setattr(sys, "setswitchinterval", lambda _: None)  # main's tuning is for its own process
+    emulator.main(["--quota", "wall.getComments=50", "--token-quota", "a:wall.get=3",
+                   "--captcha-after", "b=7", "--expire-after", "c=9"])
+    app = built["app"]
+    assert app.quotas == {"wall.getComments": 50} and app.token_quotas == {"a": {"wall.get": 3}}
+    assert app.captcha_after == {"b": 7} and app.expire_after == {"c": 9}

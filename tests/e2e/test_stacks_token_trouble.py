@@ -1,0 +1,120 @@
+"""Tokens VK stops serving in the middle of a parse, on both stacks with real processes (as
+``test_stacks.py`` runs them): one token meets its daily quota of ``wall.getComments`` and
+another turns invalid, as VK says it inside ``execute`` (``false`` + ``execute_errors``).
+The parse still stores every comment of the community, using the third token; the operator sees
+the first PARKED until the next 00:00 UTC and the second REVOKED, each with VK's reason, and
+every call counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infrastructure.vk.gateway import token_fingerprint
+from infrastructure.vk.world import generated_world
+from tests.conftest import REDIS_URL, _redis_problem, postgres_database, require_service
+from tests.e2e.test_stacks import ADD, PARSE, Stack, _all_comments, _wait_task
+from tests.e2e.test_vk_quotas import forget_redis_prefix
+from tests.processes import ROOT, free_port, spawn, stop, wait_http
+
+TIRED, SHORT, FRESH = "vk1.a.e2e-tired-token", "vk1.a.e2e-short-lived-token", "vk1.a.e2e-fresh-token"
+SEED, POSTS, COMMENTS = 13, 60, 10
+
+
+@pytest.fixture(scope="module")
+def world():
+    return generated_world(SEED, communities=1, posts_per_community=POSTS, comments_per_post=COMMENTS,
+                           closed_comment_posts=0, closed_communities=0)
+
+
+@pytest.fixture
+def vk_url(tmp_path: Path) -> Iterator[str]:
+    """A VK of each stack's own: the quotas and the expiry count from zero."""
+    port = free_port()
+    log = tmp_path / "emulator.log"
+    args = ["-m", "infrastructure.vk.emulator", "--port", str(port), "--rps", "20", "--world", "generated",
+            "--seed", str(SEED), "--communities", "1", "--posts", str(POSTS), "--comments", str(COMMENTS),
+            "--closed-comment-posts", "0", "--closed-communities", "0",
+            "--token", TIRED, "--token", SHORT, "--token", FRESH,
+            "--token-quota", f"{TIRED}:wall.getComments=2", "--expire-after", f"{SHORT}=6"]
+    proc = spawn(args, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
+    try:
+        asyncio.run(wait_http(f"http://127.0.0.1:{port}/_stats", proc, log))
+        yield f"http://127.0.0.1:{port}/method"
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(params=["embedded", "production"])
+async def stack(request, tmp_path: Path, vk_url: str) -> AsyncIterator[Stack]:
+    """``vkcp serve`` alone, or ``vkcp migrate``, ``serve`` and a ``worker`` on PostgreSQL and
+    Redis, as in test_stacks.py; three tokens and few pages in flight (many execute batches,
+    so that every token takes some)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(tmp_path / "data"),
+           "VKCP_VK_API_URL": vk_url, "VKCP_VK_TOKENS": f"{TIRED},{SHORT},{FRESH}", "VKCP_VK_RPS": "20",
+           "VKCP_VK_SANDBOX": "0", "VKCP_COLLECT_CONCURRENCY": "6"}
+    for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH"):
+        env.pop(name, None)
+    async with contextlib.AsyncExitStack() as resources:
+        if request.param == "production":
+            require_service("Redis", await _redis_problem())
+            env["VKCP_DATABASE_URL"] = await resources.enter_async_context(postgres_database())
+            env["VKCP_REDIS_URL"] = REDIS_URL
+            env["VKCP_REDIS_PREFIX"] = prefix = f"vkcp-e2e-{uuid.uuid4().hex[:8]}:"
+            resources.push_async_callback(forget_redis_prefix, prefix)
+        stack = Stack(env, tmp_path)
+        try:
+            if request.param == "production":
+                stack.cli("migrate")
+            stack.token = stack.cli("token", "create", "--name", "e2e", "--role", "admin").strip().splitlines()[-1]
+            port = free_port()
+            server = stack.start("serve", "--port", str(port))
+            stack.url = f"http://127.0.0.1:{port}/graphql"
+            await wait_http(f"http://127.0.0.1:{port}/healthz", server, stack.logs[-1])
+            if request.param == "production":
+                stack.start("worker")
+            yield stack
+        finally:
+            for proc in stack.procs:
+                stop(proc)
+            for token in (TIRED, SHORT, FRESH):
+                assert token not in stack.output(), "a VK token leaked into the logs"
+
+
+TOKENS = "{ vkTokens { fingerprint state parkedUntil reason callsToday } }"
+
+
+async def test_a_parse_outlives_a_token_over_its_quota_and_one_turned_invalid(stack: Stack, world, vk_url) -> None:
+    owner = world.open_owner_ids()[0]
+    group = (await stack.gql(ADD, ref=f"club{-owner}"))["addGroup"]["group"]
+    [task] = (await stack.gql(PARSE, ids=[group["id"]]))["startParse"]["tasks"]
+    finished = await _wait_task(stack, task["id"])
+    assert finished["state"] == "SUCCEEDED", finished
+
+    keys, total = await _all_comments(stack)
+    assert total == len(set(keys)) and {vk_id for _, vk_id in keys} == world.expected_comments(owner)
+
+    tokens = {t["fingerprint"]: t for t in (await stack.gql(TOKENS))["vkTokens"]}
+    tired, short, fresh = (tokens[token_fingerprint(t)] for t in (TIRED, SHORT, FRESH))
+    assert tired["state"] == "PARKED" and tired["parkedUntil"].endswith("T00:00:00+00:00")
+    assert tired["reason"] == "VK error 29: Rate limit reached (in execute, wall.getComments)"
+    assert short["state"] == "REVOKED" and short["reason"].startswith("VK error 5: User authorization failed")
+    assert fresh["state"] == "ACTIVE"
+    async with httpx.AsyncClient() as client:
+        stats = (await client.get(vk_url.replace("/method", "/_stats"))).json()
+    assert stats["call_errors"].get("29"), "VK never said it inside execute"
+    # Invalid from its 7th call on: inside the execute that crosses it, unless a request ended
+    # exactly there (then at the top level): the batches' sizes are the dispatchers' race.
+    assert stats["call_errors"].get("5") or stats["errors"].get("5")
+    # Every call VK answered is counted, whichever process made it.
+    answered = {fp: sum(methods.values()) for fp, methods in stats["calls_today"].items()}
+    for fingerprint, token in tokens.items():
+        assert token["callsToday"] == answered.get(fingerprint, 0)

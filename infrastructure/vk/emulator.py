@@ -43,7 +43,14 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from infrastructure.vk.world import INLINE_REPLIES, PAGE, VkWorld, WallDrift, WorldComment, WorldPost
+from infrastructure.vk.world import (
+    INLINE_REPLIES,
+    PAGE,
+    VkWorld,
+    WallDrift,
+    WorldComment,
+    WorldPost,
+)
 
 MAX_EXECUTE_CALLS = 25
 MAX_EXECUTE_BYTES = 5 * 1024 * 1024

@@ -319,6 +319,12 @@ class Plan:
             run = _Run(read_model)
             values = await _together([self._root(r, run, variable_values) for r in self.roots])
         except Exception:  # noqa: BLE001 - the normal executor runs it again and reports it exactly
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # Stopped meanwhile (the request timed out): a task group may have reported its
+                # children's errors instead of the cancellation; running it all again would
+                # outlive the deadline.
+                raise asyncio.CancelledError from None
             return None
         return dict(zip((r.key for r in self.roots), values))
 

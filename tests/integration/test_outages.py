@@ -20,8 +20,8 @@ and each collection scenario must end with:
 - no service process dead (except the worker the test killed);
 - recovery: from the moment the dependency answered again until the task's progress (done
   posts or stored comments) moves again at most ``RECOVERY_BOUND`` seconds (printed: run
-  with ``-s``); for a killed worker, another one holds the task within ``TAKEOVER_BOUND``
-  seconds of the kill. The recovery is the system's own: the test never calls
+  with ``-s``); for a killed worker, another one makes its first progress on the task within
+  ``TAKEOVER_BOUND`` seconds of the kill. The recovery is the system's own: the test never calls
   ``recover_orphaned`` or restarts anything but the dependency.
 
 Besides: an idle worker must outlive a Redis restart and then run a parse; after a Redis
@@ -71,11 +71,13 @@ ROOT = Path(__file__).resolve().parents[2]
 VK_TOKEN = "vk1.a.outage-test-token"
 DATABASE = "vkcp"
 
+# Issue #19: collection moves again within 15 s of Redis's return (41 s measured before), and
+# another worker takes a killed one's task over within 40 s (71 s measured before).
 RECOVERY_BOUND = 15.0  # seconds from a dependency's return until the collection moves again
-# How long to look for that movement before calling the run stalled: the lease (30 s) plus a
-# whole minute, so a recovery that only comes from a once-a-minute scheduler is still measured.
+# How long to look for that movement before calling the run stalled: the lease (20 s) plus more
+# than a minute, so a recovery that only comes from a once-a-minute scheduler is still measured.
 RECOVERY_WATCH = 90.0
-TAKEOVER_BOUND = 40.0  # seconds from a worker's kill -9 until another worker holds its task
+TAKEOVER_BOUND = 40.0  # seconds from a worker's kill -9 until another worker's first progress on its task
 SAMPLE_EVERY = 0.5  # the progress monitor's period
 
 
@@ -953,10 +955,20 @@ async def test_worker_killed_mid_collection_is_taken_over(make_system) -> None:
     else:
         took = taken.t - state["killed"]
         system.note(f"taken over by {taken.worker} {took:.1f}s after the kill")
-        print(f"[outages] worker killed: takeover {took:.1f}s after the kill (bound {TAKEOVER_BOUND:.0f}s)",
+        # The new runner's own first progress: stored comments or done posts beyond what the
+        # killed one had left (the claim itself moves nothing).
+        left = max((s for s in monitor.samples if s.attempts < 2), key=lambda s: s.t)
+        moved = next((s for s in monitor.samples if s.t >= taken.t and s.progress != left.progress
+                      or s.state == "SUCCEEDED"), None)
+        progressed = moved.t - state["killed"] if moved is not None else None
+        print(f"[outages] worker killed: takeover {took:.1f}s after the kill; the new runner's first progress "
+              f"{'none' if progressed is None else f'{progressed:.1f}s'} after the kill (bound {TAKEOVER_BOUND:.0f}s)",
               flush=True)
-        if took > TAKEOVER_BOUND:
-            out.problems.append(f"takeover took {took:.1f}s > {TAKEOVER_BOUND:.0f}s after the kill")
+        if progressed is None:
+            out.problems.append("the new runner never made progress")
+        elif progressed > TAKEOVER_BOUND:
+            out.problems.append(f"the new runner's first progress came {progressed:.1f}s > {TAKEOVER_BOUND:.0f}s "
+                                "after the kill")
     await verdict(system, "worker killed", out)
 
 

@@ -59,13 +59,6 @@ RETRY_AFTER_SECONDS = 5  # what a 503 tells clients: dependencies come back with
 INTERRUPTED_MESSAGE = "A read was interrupted; try again"
 
 
-def _cancelling() -> bool:
-    """Whether the current task is being cancelled (as opposed to having met a
-    ``CancelledError`` from a future someone else cancelled)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
 def negotiate(accept: str | None) -> str | None:
     """The response media type for an ``Accept`` header; None when we offer nothing it accepts.
 
@@ -262,11 +255,9 @@ class GraphQLView(GraphQL[Context, None]):
             log.info("http.client_gone", request_id=record.request_id)
             return
         except asyncio.CancelledError:
-            if _cancelling():
-                raise  # this request is being stopped (the server shuts down): no answer
-            # A read awaited something another task cancelled (a shared future, a pooled
-            # connection's statement): the request itself was not cancelled, and trying it
-            # again works. A coded, retryable 503, never uvicorn's bare 500.
+            # Not the request timeout (execute_operation answers that 504): a read awaited
+            # something another task cancelled (a shared future), or the server is stopping the
+            # request. Trying again works: a coded, retryable 503, never uvicorn's bare 500.
             outcome = "unavailable"
             log.warning("http.read_interrupted", request_id=record.request_id)
             response = _error_response(
@@ -306,11 +297,12 @@ class GraphQLView(GraphQL[Context, None]):
         try:
             async with timeout:
                 return await super().execute_operation(*args, **kwargs)
-        except BaseException as e:
-            # Past the deadline, whatever the stopped read left behind (asyncio.timeout's
-            # TimeoutError, or a driver's error about the statement it was cancelled in) is
-            # the timeout. A cancellation of the request itself (shutdown) stays one.
-            if not timeout.expired() or isinstance(e, asyncio.CancelledError) and _cancelling():
+        except BaseException:
+            # Past the deadline, whatever the stopped read left behind is the timeout:
+            # asyncio.timeout's TimeoutError, a driver's error about the statement it was
+            # cancelled in, or the CancelledError itself when something under it had marked the
+            # task as being cancelled already (asyncio.timeout then does not convert it).
+            if not timeout.expired():
                 raise
             raise HTTPException(504, f"The request took longer than {self.timeout:g} s and was stopped") from None
 

@@ -8,10 +8,14 @@ Three ways a read gets stopped, each for real:
   past the pool's size are closed as they come back);
 - the client hangs up while its statement waits, or in the middle of sending its body;
 - a read awaits something another task cancelled (a shared future: the request itself was
-  not cancelled), which reached uvicorn as a bare ``CancelledError``, answered 500.
+  not cancelled), which reached uvicorn as a bare ``CancelledError``, answered 500;
+- the soak's 500: the request timeout expiring after the read plan handed a document over to
+  the normal executor (a failed ``asyncio.TaskGroup`` on Python 3.11 had left the task marked
+  as cancelled, so ``asyncio.timeout`` let its own cancellation through as a bare
+  ``CancelledError``).
 
 The first two run ``vkcp serve`` (uvicorn, as in production) on PostgreSQL and read its log;
-the third runs the app under uvicorn in-process, on both databases.
+the others run the app under uvicorn in-process, on both databases.
 """
 
 from __future__ import annotations
@@ -194,6 +198,53 @@ async def test_a_read_that_meets_a_cancellation_not_its_own_is_a_coded_503(
             assert response.headers["retry-after"] == "5"
             [error] = response.json()["errors"]
             assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE" and error["message"] == INTERRUPTED_MESSAGE
+            monkeypatch.setattr(container.read_model, "groups_page", original)
+            assert (await client.post(endpoint, json={"query": READS[1]})).status_code == 200
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
+        await container.aclose()
+
+
+async def test_a_timeout_after_the_plan_handed_over_is_a_504_not_a_500(database: str, tmp_path: Path, monkeypatch) -> None:
+    """The soak's 500: the read plan met something it hands over to the normal executor
+    (here a read failing once, in a document with two root fields, read concurrently), and the
+    request timeout then expired during the normal executor's slow read. On Python 3.11 a
+    failed ``asyncio.TaskGroup`` leaves its parent task marked as being cancelled, after which
+    ``asyncio.timeout`` no longer recognises its own cancellation: the request ended with a bare
+    ``CancelledError``, answered 500 by uvicorn. It must be the 504 TIMEOUT."""
+    import uvicorn
+
+    container = await start_container(make_settings(tmp_path, database_url=database, auth=False, request_timeout=1.0))
+    original = container.read_model.groups_page
+    calls = []
+
+    async def failing_then_slow(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the plan hands this document over")
+        await asyncio.sleep(5)  # the normal executor's read: past the request timeout
+        return await original(*args, **kwargs)
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(container, read_plan=True), lifespan="off", log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        endpoint = f"http://127.0.0.1:{port}/graphql"
+        monkeypatch.setattr(container.read_model, "groups_page", failing_then_slow)
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.post(endpoint, json={"query": "{ a: groups(first: 5) { edges { node { id name } } } "
+                                                                  "b: groups(first: 3) { edges { node { id } } } }"})
+            # The plan's two reads, then the normal executor's.
+            assert len(calls) >= 3, f"the plan did not hand the document over: {response.status_code} {response.text}"
+            assert response.status_code == 504, response.text
+            [error] = response.json()["errors"]
+            assert error["extensions"]["code"] == "TIMEOUT"
             monkeypatch.setattr(container.read_model, "groups_page", original)
             assert (await client.post(endpoint, json={"query": READS[1]})).status_code == 200
     finally:

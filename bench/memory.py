@@ -150,12 +150,12 @@ async def run(a: argparse.Namespace) -> int:
         from infrastructure.bootstrap import build_container
         from infrastructure.settings import Settings
 
-        container = await build_container(Settings(_env_file=None))
+        container = await build_container(Settings(_env_file=None))  # type: ignore[call-arg]  # pydantic-settings
         adapters = container.adapters
         await add_keywords(adapters, [KeywordInput(word) for word in KEYWORDS])
         groups = [await add_group(adapters.uow_factory, adapters.vk, f"https://vk.com/community{k + 1}")
                   for k in range(a.communities)]
-        tasks = await start_parse(adapters, [g.id for g in groups])
+        tasks = await start_parse(adapters, [g.id for g in groups if g.id is not None])
         print(f"[memory] {len(tasks)} parses started, worker pid {worker.pid}", flush=True)
 
         result = await watch(a, dsn, worker, workdir)

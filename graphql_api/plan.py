@@ -559,12 +559,25 @@ _UNCHANGED = {GraphQLString.name: str, GraphQLID.name: str, GraphQLBoolean.name:
 
 async def _together(awaitables: list[Awaitable[Any]]) -> list[Any]:
     """The results of ``awaitables``, run concurrently; the first failure cancels the rest (the
-    normal executor will answer), so nothing is left running or failing unobserved."""
+    normal executor will answer), so nothing is left running or failing unobserved.
+
+    Not an ``asyncio.TaskGroup``: on Python 3.11 one whose child fails leaves the request's task
+    counted as being cancelled, and the request timeout (``asyncio.timeout``) then no longer
+    recognised its own cancellation: a timeout in the normal executor's reads that followed
+    ended the request with a bare ``CancelledError`` (HTTP 500)."""
     if len(awaitables) == 1:
         return [await awaitables[0]]
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(a) for a in awaitables]  # type: ignore[arg-type]
-    return [t.result() for t in tasks]
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)  # every one ended (its error seen here) before the caller goes on
+        for task in tasks:
+            if not task.cancelled():
+                task.exception()  # retrieved: none is reported as never retrieved
+        raise
 
 
 def _serialized(values: list, type_: Any) -> list:

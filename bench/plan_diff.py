@@ -44,8 +44,8 @@ class Tally:
 
         def find_counted(cache, executor):
             found = find(cache, executor)
-            if found is None:
-                self.counts["not compiled (fields it does not know)"] += 1
+            if not isinstance(found, plan_module.Plan):  # why not: plan.Unsupported
+                self.counts[f"not compiled (fields it does not know: {found.kind})"] += 1
             return found
 
         projected = SqlReadModel.comments_page_projected

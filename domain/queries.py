@@ -284,8 +284,8 @@ class ReadModel(Protocol):
         after: str | None = None, last: int | None = None, before: str | None = None,
     ) -> Page[str]:
         """``comments_page`` with each node written as JSON text by ``projection``. Optional:
-        callers ask a read model's ``projectable(projection)`` first (one without it never
-        projects). Raises ``NotImplementedError`` where the database cannot write JSON, and
+        callers ask a read model's ``projects`` (one without it never projects), then
+        ``projection_refusal(projection)`` (None, or why not in a word). Raises ``NotImplementedError`` where the database cannot write JSON, and
         ``ValueError`` for a projection it cannot write exactly."""
         ...
 

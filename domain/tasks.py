@@ -7,9 +7,12 @@ Terminal tasks are never run again.
 
 Leases make crashes cheap: a runner claims a task with one conditional UPDATE (QUEUED, or
 RUNNING with a stale heartbeat) and heartbeats every few seconds while it runs. A worker
-killed with -9 stops heartbeating; within ``LEASE`` the once-a-minute scheduler
-(``recover_orphaned``) enqueues the task again, and the next runner continues it. A runner
-that finds the task held by a live runner leaves it alone.
+killed with -9 stops heartbeating; the recovery loop of every other worker wakes up when that
+lease lapses (``LEASE`` after the last beat, not at its next fixed pass), enqueues the task
+again (``recover_orphaned``), and the next runner continues it: about ``LEASE`` plus a second
+after the kill. A runner that finds the task held by a live runner leaves it alone. A watcher
+that could not reach the database itself does not judge leases until it has watched them for
+a whole ``LEASE`` again: the runners could not renew theirs meanwhile either.
 
 Faults of the infrastructure are not the task's fault. A transient error (the database or
 Redis unavailable, VK failing past the gateway's retries; see ``domain.resilience``) makes the
@@ -18,7 +21,8 @@ after a backoff, for up to ``TRANSIENT_BUDGET`` in one stretch; a task ends FAIL
 reason a person can act on, and says it. The recovery loop (``watch_tasks``, in every worker)
 enqueues tasks whose job was lost (a Redis restart empties the queue) or whose runner died,
 and finds tasks that still heartbeat but make no progress (stalled): it logs them at ERROR,
-records the stall on the task and has another runner take them over.
+records the stall on the task and has another runner take them over. When the queue comes
+back after an outage (``wake``), it re-offers every QUEUED task at once.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -46,13 +50,21 @@ log = structlog.get_logger(__name__)
 TASKS_CHANNEL = "tasks"
 PROGRESS_INTERVAL = 0.25  # seconds between progress writes/events of one task
 CANCEL_POLL_INTERVAL = 1.0  # seconds between a running task's checks for a cancel request
-HEARTBEAT_INTERVAL = timedelta(seconds=5)
-LEASE = timedelta(seconds=30)  # a RUNNING task not heartbeated for this long is orphaned
+# A runner renews its lease this often even while it reports no progress (waiting on VK);
+# progress writes renew it too. Five beats fit in a lease: a slow database or a busy event
+# loop can miss several before a live runner looks dead.
+HEARTBEAT_INTERVAL = timedelta(seconds=4)
+# A RUNNING task not heartbeated for this long is orphaned, and taken over by another worker.
+# It bounds the takeover after a kill -9 (issue #19: within 40 s): the lapse is noticed at once
+# (the recovery loop wakes when it happens), so a takeover takes LEASE plus about a second.
+# Workers' clocks must agree to well within it (NTP does).
+LEASE = timedelta(seconds=20)
 # A QUEUED task this old may have lost its job (Redis restarted empty, or was down when the
 # task was started): enqueue it again. Cheap and safe: the job id of an attempt is fixed, so a
 # job still waiting in the queue is not added twice.
 QUEUED_GRACE = timedelta(seconds=10)
-RECOVERY_INTERVAL = 5.0  # seconds between recovery passes: a lost job is found within this
+RECOVERY_INTERVAL = 5.0  # seconds between recovery passes at most: a lost job is found within this
+LAPSE_MARGIN = 0.2  # seconds past a lease's lapse at which the recovery loop looks (clock steps, rounding)
 STALL_AFTER = timedelta(minutes=10)  # default: a RUNNING task whose progress did not move this long is stuck
 MAX_STALLS = 3  # (said in the API's Task.stalls) found stuck this often, a task ends FAILED: running it again did not help
 TRANSIENT_BUDGET = timedelta(minutes=30)  # one stretch of dependency outage a run waits through
@@ -532,14 +544,20 @@ class _Reporter:
 # --- recovery -------------------------------------------------------------------------------
 
 
-async def recover_orphaned(adapters: Adapters) -> list[Task]:
+async def recover_orphaned(
+    adapters: Adapters, *, judge_leases: bool = True, queued_grace: timedelta | None = QUEUED_GRACE
+) -> list[Task]:
     """Enqueue again the tasks nobody is running: RUNNING ones whose runner stopped
     heartbeating (killed, or its machine gone), and QUEUED ones whose job may have been lost.
-    Part of the once-a-minute scheduler. The queue gives each new attempt a new job id, and
-    the lease keeps a task that is in fact still running from being run twice."""
+    Part of the recovery loop. The queue gives each new attempt a new job id, and the lease
+    keeps a task that is in fact still running from being run twice. ``judge_leases=False``
+    leaves RUNNING tasks with a heartbeat alone (the caller cannot tell a dead runner now);
+    ``queued_grace=None`` offers every QUEUED task again, however recent."""
     now = adapters.clock.now()
+    stale_before = now - LEASE if judge_leases else _NEVER
+    queued_before = now - queued_grace if queued_grace is not None else _ALWAYS
     async with adapters.uow_factory() as uow:
-        orphans = await uow.tasks.list_orphaned(stale_before=now - LEASE, queued_before=now - QUEUED_GRACE)
+        orphans = await uow.tasks.list_orphaned(stale_before=stale_before, queued_before=queued_before)
     for task in orphans:
         if task.state is TaskState.RUNNING:  # QUEUED ones are re-offered quietly, every pass
             log.info("task.recovered", task_id=task.id, attempts=task.attempts, holder=task.worker_id)
@@ -578,15 +596,65 @@ async def recover_stalled(adapters: Adapters, *, stall_after: timedelta = STALL_
 
 
 async def watch_tasks(
-    adapters: Adapters, *, interval: float = RECOVERY_INTERVAL, stall_after: timedelta = STALL_AFTER
+    adapters: Adapters,
+    *,
+    interval: float = RECOVERY_INTERVAL,
+    stall_after: timedelta = STALL_AFTER,
+    wake: asyncio.Event | None = None,
 ) -> None:
     """The recovery loop: every worker (and the embedded server) runs it, forever. Passes
     racing in several processes are harmless: enqueueing an attempt is idempotent, and the
-    lease changes are conditional updates."""
+    lease changes are conditional updates.
+
+    A pass runs every ``interval`` seconds, and also at the moment the oldest live lease would
+    lapse, so a dead runner's task is taken over as soon as its lease allows. ``wake`` (set by
+    the queue's owner when the queue is back after an outage) runs a pass at once that
+    re-offers every QUEUED task, whatever its age: a restarted Redis has lost their jobs.
+    After this loop could not reach the database, it does not judge leases for a whole
+    ``LEASE``: runners could not renew theirs while the database was away."""
+    judge_from = 0.0  # monotonic time from which stale heartbeats mean dead runners
+    queue_back = False
     while True:
+        delay = interval
         try:
-            await recover_orphaned(adapters)
+            judge = time.monotonic() >= judge_from
+            await recover_orphaned(adapters, judge_leases=judge, queued_grace=None if queue_back else QUEUED_GRACE)
+            queue_back = False
             await recover_stalled(adapters, stall_after=stall_after)
+            lapse = await _next_lapse(adapters)
+            if lapse is not None:
+                delay = min(delay, max(LAPSE_MARGIN, lapse + LAPSE_MARGIN))
+            if not judge:
+                delay = min(delay, max(LAPSE_MARGIN, judge_from - time.monotonic()))
         except Unavailable as e:
             log.warning("tasks.recovery_deferred", error=e.message)
-        await asyncio.sleep(interval)
+            if e.dependency == "database":
+                judge_from = time.monotonic() + LEASE.total_seconds()
+        if wake is None:
+            await asyncio.sleep(delay)
+            continue
+        try:
+            await asyncio.wait_for(wake.wait(), delay)
+        except TimeoutError:
+            continue
+        wake.clear()
+        queue_back = True
+        log.info("tasks.queue_back", detail="re-offering every queued task")
+
+
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a heartbeat is never older than this
+_ALWAYS = datetime(9999, 1, 1, tzinfo=UTC)  # a task is always created before this
+
+
+async def _next_lapse(adapters: Adapters) -> float | None:
+    """Seconds until the next live lease of a RUNNING task lapses (None: none is live; those
+    lapsed already are the regular passes' to re-offer)."""
+    async with adapters.uow_factory() as uow:
+        running = await uow.tasks.list(states=[TaskState.RUNNING], limit=10_000)
+    now = adapters.clock.now()
+    lapses = [
+        (beat if beat.tzinfo else beat.replace(tzinfo=UTC)) + LEASE - now
+        for beat in (t.heartbeat_at for t in running) if beat is not None
+    ]
+    live = [lapse.total_seconds() for lapse in lapses if lapse > timedelta(0)]
+    return min(live) if live else None

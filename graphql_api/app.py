@@ -22,7 +22,7 @@ from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
@@ -56,6 +56,7 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
 
 RETRY_AFTER_SECONDS = 5  # what a 503 tells clients: dependencies come back within seconds
+INTERRUPTED_MESSAGE = "A read was interrupted; try again"
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -250,6 +251,18 @@ class GraphQLView(GraphQL[Context, None]):
             response = _error_response(
                 503, e.message, {"Retry-After": str(RETRY_AFTER_SECONDS)}, media_type=record.media_type
             )
+        except ClientDisconnect:  # the client left while sending its body: nobody to answer
+            log.info("http.client_gone", request_id=record.request_id)
+            return
+        except asyncio.CancelledError:
+            # Not the request timeout (execute_operation answers that 504): a read awaited
+            # something another task cancelled (a shared future), or the server is stopping the
+            # request. Trying again works: a coded, retryable 503, never uvicorn's bare 500.
+            outcome = "unavailable"
+            log.warning("http.read_interrupted", request_id=record.request_id)
+            response = _error_response(
+                503, INTERRUPTED_MESSAGE, {"Retry-After": str(RETRY_AFTER_SECONDS)}, media_type=record.media_type
+            )
         except Exception:  # a bug outside execution (execution errors are masked by the schema)
             outcome = "internal"
             log.exception("http.unexpected_error", request_id=record.request_id)
@@ -284,7 +297,11 @@ class GraphQLView(GraphQL[Context, None]):
         try:
             async with timeout:
                 return await super().execute_operation(*args, **kwargs)
-        except TimeoutError:
+        except BaseException:
+            # Past the deadline, whatever the stopped read left behind is the timeout:
+            # asyncio.timeout's TimeoutError, a driver's error about the statement it was
+            # cancelled in, or the CancelledError itself when something under it had marked the
+            # task as being cancelled already (asyncio.timeout then does not convert it).
             if not timeout.expired():
                 raise
             raise HTTPException(504, f"The request took longer than {self.timeout:g} s and was stopped") from None
@@ -293,6 +310,7 @@ class GraphQLView(GraphQL[Context, None]):
         context = await get_context(self.container, request, response)
         if self.read_plan is not None:
             context.read_plan = self.read_plan
+        context.metrics = self.metrics
         record = current_request.get()
         if record is not None and isinstance(request, Request):
             record.request_id = context.request_id

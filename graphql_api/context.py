@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.websockets import WebSocket
 
+    from graphql_api.observability import ApiMetrics
     from infrastructure.bootstrap import Container
 
 
@@ -43,6 +44,8 @@ class Context:
     connection_params: dict[str, Any] | None = None
     # Whether query operations may run on the compiled read plan (``plan.py``).
     read_plan: bool = True
+    # The app's metrics, where the plan's fallbacks are counted (None: an app without them).
+    metrics: ApiMetrics | None = None
     _loaders: dict[int, tuple[object, Loaders]] = field(default_factory=dict, repr=False)
 
     @property

@@ -2,7 +2,9 @@
 
 - **The compiled read plan** (``graphql_api.plan``): a query operation whose fields the plan
   knows is answered a level at a time; anything else, and anything unexpected on the way, runs
-  on Strawberry's executor as it always did. Off when the context says so
+  on Strawberry's executor as it always did, and is counted in ``/metrics`` by why
+  (``vkcp_read_plan_fallbacks_total``). An outage is not handed over: the plan answers it, so
+  a query meets a database that is away once, not twice. Off when the context says so
   (``VKCP_READ_PLAN=0``, ``create_app(read_plan=False)``).
 - **Shared subscription events** (``graphql_api.fanout``): one execution per event for every
   subscriber that asked the same thing.
@@ -12,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphql import ExecutionResult, OperationType
+from graphql import OperationType
 
 from graphql_api.fanout import SharedEventExecutor
-from graphql_api.plan import Plan, plans
+from graphql_api.plan import UNKNOWN_SHAPE, Plan, plans
 
 
 class ApiExecutor(SharedEventExecutor):
@@ -26,13 +28,19 @@ class ApiExecutor(SharedEventExecutor):
             and not (self.middleware_manager is not None and self.middleware_manager.middlewares)
         ):
             plan = plans.find(self)
-            if plan is not None:
+            if isinstance(plan, Plan):
                 return self._run_plan(plan, serially)
+            self._fell_back(UNKNOWN_SHAPE, plan.kind)
         return super().execute_operation(serially)
 
     async def _run_plan(self, plan: Plan, serially: bool | None) -> Any:
-        data = await plan.run(self.context_value.read_model, self.variable_values)
-        if data is not None:
-            return ExecutionResult(data, None)
+        answered = await plan.run(self.context_value.read_model, self.variable_values, self._fell_back)
+        if answered is not None:
+            return answered
         result = super().execute_operation(serially)  # the plan met something it cannot answer exactly
         return await result if self.is_awaitable(result) else result
+
+    def _fell_back(self, reason: str, kind: str) -> None:
+        metrics = getattr(self.context_value, "metrics", None)  # None: a context no app made (tests)
+        if metrics is not None:
+            metrics.read_plan_fallback(reason, kind)

@@ -149,6 +149,16 @@ class ApiMetrics:
             buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 12 * 3600),
             registry=self.registry,
         )
+        self.read_plan_fallbacks = Counter(
+            "vkcp_read_plan_fallbacks",
+            "Query operations not answered the fastest way the compiled read plan knows, by reason: "
+            "unknown_shape (it has no rule for the document; kind: what it lacks), handed_back (a value it "
+            "cannot answer exactly; kind: null, scalar, method_error), error (kind: the exception's class); "
+            "these three ran on Strawberry's executor. projection_refused: a comments page read as objects "
+            "rather than written by PostgreSQL (kind: what could not be written).",
+            ["reason", "kind"],
+            registry=self.registry,
+        )
         self._finished: deque[Any] = deque(maxlen=10_000)  # a terminal task is counted once
         self._names: set[str] = set()
         self._runtime = _RuntimeCollector(container)
@@ -165,6 +175,9 @@ class ApiMetrics:
                 return "other"
             self._names.add(name)
         return name
+
+    def read_plan_fallback(self, reason: str, kind: str) -> None:
+        self.read_plan_fallbacks.labels(reason, kind).inc()
 
     def observe(self, record: RequestRecord, outcome: str, seconds: float) -> None:
         operations = record.operations or [OperationRecord(name=None, type=None)]

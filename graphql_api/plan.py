@@ -17,9 +17,12 @@ The plan answers only what it answers exactly as the normal executor would. What
 not know makes the whole operation run on the normal executor, unchanged: at compile time a
 field it has no rule for (an argument below the root, a resolver that wants ``info``, a
 permission, an interface, introspection, ``@defer``); at run time anything unexpected (an
-exception, a null where the schema forbids one, a value a scalar refuses). So every error
-response still comes from the normal executor. Parsing, validation, limits, auth, error
-masking and the request log happen around execution and are the same either way.
+exception, a null where the schema forbids one, a value a scalar refuses), counted in
+``/metrics`` by why (``UNKNOWN_SHAPE`` and the others below). So every error response still
+comes from the normal executor but one: a database outage (``Unavailable``), which the plan
+answers as the normal executor does, as running the query again would meet it a second time.
+Parsing, validation, limits, auth, error masking and the request log happen around execution
+and are the same either way.
 ``tests/e2e/test_read_plan.py`` and ``bench/plan_diff.py`` compare the two on random documents.
 """
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any
@@ -35,6 +38,7 @@ from typing import Any
 from graphql import (
     GRAPHQL_MAX_INT,
     GRAPHQL_MIN_INT,
+    ExecutionResult,
     FieldNode,
     GraphQLBoolean,
     GraphQLID,
@@ -52,10 +56,12 @@ from graphql import (
     VariableNode,
     get_named_type,
     is_leaf_type,
+    located_error,
 )
 from graphql.execution.collect_fields import collect_fields, collect_subfields
 from graphql.execution.values import get_argument_values
 
+from domain.errors import Unavailable
 from domain.queries import Member, Projection, ReadModel, Spelling
 from graphql_api import reads
 from graphql_api.ids import NodeType, global_id
@@ -67,8 +73,22 @@ from graphql_api.types import (
 PLAN_CACHE_SIZE = 512  # compiled plans kept (documents × operations × @skip/@include values)
 
 
+# Why a query operation did not run the fastest way the plan knows, as ``/metrics`` counts it
+# (``vkcp_read_plan_fallbacks_total{reason, kind}``; ``graphql_api.executor`` reports them):
+UNKNOWN_SHAPE = "unknown_shape"  # compiling met what it has no rule for: the normal executor ran it
+HANDED_BACK = "handed_back"  # running met a value it cannot answer exactly: the normal executor ran it
+PROJECTION_REFUSED = "projection_refused"  # a comments page read as objects, not written by the database
+ERROR = "error"  # running raised (a bad argument, a bug): the normal executor ran it and reports it
+# An outage (``Unavailable``) is none of these: it is answered at once, by the plan.
+
+
 class Unsupported(Exception):
-    """The document asks for something the plan has no rule for: the normal executor runs it."""
+    """The document asks for something the plan has no rule for: the normal executor runs it.
+    ``kind`` is one of a few words (a metric's label: never a field's name)."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
 
 
 # --- what the plan knows ---------------------------------------------------------------------
@@ -178,7 +198,7 @@ def _projection(selection: _Selection) -> Projection:
     argument, a nested object, a relation or a scalar it has no rule for)."""
     known = PROJECTED_TYPES.get(selection.type_name)
     if known is None:
-        raise Unsupported(selection.type_name)
+        raise Unsupported("type", selection.type_name)
     view, convert = known
     made = convert(_Recorder())
     members = []
@@ -190,11 +210,11 @@ def _projection(selection: _Selection) -> Projection:
         if field.kind == _RELATION:
             related = PROJECTED_RELATIONS.get((selection.type_name, field.name))
             if related is None or field.selection is None:
-                raise Unsupported(f"{selection.type_name}.{field.name}")
+                raise Unsupported("relation", f"{selection.type_name}.{field.name}")
             members.append(Member(key, related=related, projection=_projection(field.selection), non_null=non_null))
             continue
-        if field.kind != _ATTRIBUTE or not field.leaf:
-            raise Unsupported(f"{selection.type_name}.{field.name}")
+        if field.kind != _ATTRIBUTE or not field.leaf:  # made by a method, or a list
+            raise Unsupported("computed", f"{selection.type_name}.{field.name}")
         members.append(_attribute(key, field, made, non_null))
     return Projection(view, tuple(members))
 
@@ -206,17 +226,20 @@ def _attribute(key: str, field: _Field, made: Any, non_null: bool) -> Member:
         pk = getattr(made, "pk", None)
         if isinstance(pk, _Attribute) and made.id == global_id(node_type, pk):  # made by ``Node.ids``
             return Member(key, attribute=pk.name, spelling=Spelling.GLOBAL_ID, kind=node_type.value, non_null=non_null)
-        raise Unsupported(f"{field.name} of {type(made).__name__}")
+        raise Unsupported("id", f"{field.name} of {type(made).__name__}")
     value = getattr(made, field.python_name)
     spelling = _SPELLINGS.get(named) or (Spelling.TIME if named.name == "DateTime" else None)  # scalars.DateTime
-    if not isinstance(value, _Attribute) or spelling is None:
-        raise Unsupported(f"{field.name} of {type(made).__name__}")
+    if not isinstance(value, _Attribute):
+        raise Unsupported("computed", f"{field.name} of {type(made).__name__}")
+    if spelling is None:
+        raise Unsupported("scalar", f"{field.name} of {type(made).__name__}")
     return Member(key, attribute=value.name, spelling=spelling, non_null=non_null)
 
 
 def _projected_connection(selection: _Selection) -> tuple[Projection, _Selection] | None:
     """A connection of comments whose one ``edges { node }`` a projected read writes: its
-    projection, and the connection's selection taking the written nodes as they are."""
+    projection, and the connection's selection taking the written nodes as they are. None
+    without one ``edges { node }``; ``Unsupported`` when the nodes ask what is not written."""
     paths = [
         (i, j)
         for i, edges in enumerate(selection.fields)
@@ -229,10 +252,7 @@ def _projected_connection(selection: _Selection) -> tuple[Projection, _Selection
     i, j = paths[0]
     edges = selection.fields[i]
     node = edges.selection.fields[j]  # type: ignore[union-attr]
-    try:
-        projection = _projection(node.selection)  # type: ignore[arg-type]
-    except Unsupported:
-        return None
+    projection = _projection(node.selection)  # type: ignore[arg-type]
     written = _Field(_VERBATIM, node.type, None, get=node.get, name=node.name, python_name=node.python_name)
     edges_selection = replace(edges.selection, fields=_replaced(edges.selection.fields, j, written))  # type: ignore[union-attr]
     edges = replace(edges, selection=edges_selection)
@@ -272,7 +292,11 @@ _TYPENAME, _ATTRIBUTE, _METHOD, _RELATION, _VERBATIM = range(5)  # _VERBATIM: al
 
 
 class _Fallback(Exception):
-    """Something the plan cannot answer exactly turned up while running it."""
+    """Something the plan cannot answer exactly turned up while running it (``kind``: what)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
 @dataclass(eq=False)
@@ -311,6 +335,16 @@ class _Root:
     # A connection of comments whose nodes a projected read writes: the projection, and the
     # selection with those nodes taken as written (where the read model can: PostgreSQL).
     projected: tuple[Projection, _Selection] | None = None
+    unprojected: str | None = None  # else why its nodes cannot be written (``Unsupported.kind``)
+    nodes: tuple[FieldNode, ...] = ()  # where the field is in the document, for its errors
+
+
+# Told (reason, kind) whenever an operation does not run the fastest way the plan knows.
+Report = Callable[[str, str], None]
+
+
+def _unreported(reason: str, kind: str) -> None:
+    pass
 
 
 class Plan:
@@ -318,27 +352,78 @@ class Plan:
         self.schema = schema
         self.roots = roots
 
-    async def run(self, read_model: ReadModel, variable_values: Any) -> dict[str, Any] | None:
-        """The operation's ``data``; None when the normal executor must answer instead."""
+    async def run(
+        self, read_model: ReadModel, variable_values: Any, report: Report = _unreported
+    ) -> ExecutionResult | None:
+        """The operation's result; None when the normal executor must answer instead (why is
+        told to ``report``).
+
+        An outage is answered here, not handed over: a root field whose reads met
+        ``Unavailable`` is null with that error, as the normal executor answers it. Handing
+        it over would read the database a second time, in an outage, for the same error. (A
+        read below the root that fails, the database going away mid-query, fails the root
+        here, where the normal executor would null the field below it: either way a retry.)"""
+        run = _Run(read_model, report)
         try:
-            run = _Run(read_model)
-            values = await _together([self._root(r, run, variable_values) for r in self.roots])
-        except Exception:  # noqa: BLE001 - the normal executor runs it again and reports it exactly
+            values = await _together([_outage_or(self._root(r, run, variable_values)) for r in self.roots])
+        except Exception as e:  # noqa: BLE001 - the normal executor runs it again and reports it exactly
+            report(*_why(e))
             return None
-        return dict(zip((r.key for r in self.roots), values))
+        data = dict(zip((r.key for r in self.roots), values))
+        failed = [(root, value) for root, value in zip(self.roots, values) if isinstance(value, Unavailable)]
+        if not failed:
+            return ExecutionResult(data, None)
+        # As graphql-core answers: a non-null root's error nulls the whole data and is the only
+        # error reported; a nullable root's error nulls that root.
+        non_null = [(root, value) for root, value in failed if isinstance(root.type, GraphQLNonNull)]
+        errors = [located_error(value, list(root.nodes), [root.key]) for root, value in non_null[:1] or failed]
+        if non_null:
+            return ExecutionResult(None, errors)
+        return ExecutionResult({**data, **{root.key: None for root, _ in failed}}, errors)
 
     async def _root(self, root: _Root, run: _Run, variable_values: Any) -> Any:
         if root.read is None:
             return root.node  # __typename: the query type's name
         values = get_argument_values(root.field_def, root.node, variable_values)
         arguments = python_arguments(self.schema, root.arguments, values)
-        projectable = getattr(run.read_model, "projectable", None)
-        if root.projected is not None and projectable is not None and projectable(root.projected[0]):
-            projection, selection = root.projected
-            _, found = await reads.comments_connection(run.read_model, projection=projection, **arguments)
-            return (await run.complete([found], root.type, selection))[0]
+        # A read model that never writes pages (SQLite) refuses nothing: there is no fast path to miss.
+        if (root.projected is not None or root.unprojected is not None) and getattr(run.read_model, "projects", False):
+            refused = root.unprojected or run.read_model.projection_refusal(root.projected[0])  # type: ignore[attr-defined,index]
+            if refused is None:
+                projection, selection = root.projected  # type: ignore[misc]
+                _, found = await reads.comments_connection(run.read_model, projection=projection, **arguments)
+                return (await run.complete([found], root.type, selection))[0]
+            run.report(PROJECTION_REFUSED, refused)
         found = await root.read(run.read_model, **arguments)
         return (await run.complete([found], root.type, root.selection))[0]
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    """The exceptions in ``error``: itself, or those of a task group's, however nested."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
+
+
+async def _outage_or(work: Awaitable[Any]) -> Any:
+    """``work``'s value, or the ``Unavailable`` it failed with."""
+    try:
+        return await work
+    except Exception as e:
+        outage = next((leaf for leaf in _leaves(e) if isinstance(leaf, Unavailable)), None)
+        if outage is None:
+            raise
+        return outage
+
+
+def _why(error: BaseException) -> tuple[str, str]:
+    """(reason, kind) of a run that failed with ``error``."""
+    first = next(_leaves(error), error)
+    if isinstance(first, _Fallback):
+        return HANDED_BACK, first.kind
+    return ERROR, type(first).__name__  # the class's name: a bounded set, unlike messages
 
 
 class _Run:
@@ -346,10 +431,11 @@ class _Run:
     key is kept for the rest of the operation, as the dataloaders keep it: a page's
     ``post { group }`` finds the groups its comments' ``group`` read."""
 
-    __slots__ = ("read_model", "loaded")
+    __slots__ = ("loaded", "read_model", "report")
 
-    def __init__(self, read_model: ReadModel) -> None:
+    def __init__(self, read_model: ReadModel, report: Report) -> None:
         self.read_model = read_model
+        self.report = report
         self.loaded: dict[str, dict[Any, Any]] = {}
 
     async def complete(self, values: list, type_: GraphQLOutputType, selection: _Selection | None) -> list:
@@ -357,7 +443,7 @@ class _Run:
         ``complete_value`` for many values at once)."""
         if isinstance(type_, GraphQLNonNull):
             if None in values:
-                raise _Fallback
+                raise _Fallback("null")
             type_ = type_.of_type
         if isinstance(type_, GraphQLList):
             flat: list = []
@@ -436,7 +522,7 @@ class _Run:
         results = await _together([field.get(o) for o in objects])  # type: ignore[misc]
         for value in results:
             if isinstance(value, Exception):
-                raise _Fallback
+                raise _Fallback("method_error")
         return await self.complete(list(results), field.type, field.selection)  # type: ignore[arg-type]
 
     async def _related(self, objects: list, field: _Field) -> list:
@@ -473,12 +559,25 @@ _UNCHANGED = {GraphQLString.name: str, GraphQLID.name: str, GraphQLBoolean.name:
 
 async def _together(awaitables: list[Awaitable[Any]]) -> list[Any]:
     """The results of ``awaitables``, run concurrently; the first failure cancels the rest (the
-    normal executor will answer), so nothing is left running or failing unobserved."""
+    normal executor will answer), so nothing is left running or failing unobserved.
+
+    Not an ``asyncio.TaskGroup``: on Python 3.11 one whose child fails leaves the request's task
+    counted as being cancelled, and the request timeout (``asyncio.timeout``) then no longer
+    recognised its own cancellation: a timeout in the normal executor's reads that followed
+    ended the request with a bare ``CancelledError`` (HTTP 500)."""
     if len(awaitables) == 1:
         return [await awaitables[0]]
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(a) for a in awaitables]  # type: ignore[arg-type]
-    return [t.result() for t in tasks]
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)  # every one ended (its error seen here) before the caller goes on
+        for task in tasks:
+            if not task.cancelled():
+                task.exception()  # retrieved: none is reported as never retrieved
+        raise
 
 
 def _serialized(values: list, type_: Any) -> list:
@@ -495,7 +594,7 @@ def _serialized(values: list, type_: Any) -> list:
             continue
         serialized = serialize(value)  # as graphql-core's complete_leaf_value
         if serialized is None or serialized is Undefined:
-            raise _Fallback
+            raise _Fallback("scalar")
         out.append(serialized)
     return out
 
@@ -506,7 +605,7 @@ _BUILT_IN = (GraphQLString, GraphQLID, GraphQLBoolean, GraphQLInt)
 def _leaf_column(values: list, type_: GraphQLOutputType) -> list:
     if isinstance(type_, GraphQLNonNull):
         if None in values:
-            raise _Fallback
+            raise _Fallback("null")
         type_ = type_.of_type
     return _serialized(values, type_)
 
@@ -524,7 +623,7 @@ class _Compiler:
         assert query is not None
         collected = collect_fields(self.schema, self.fragments, self.variable_values, query, self.operation)
         if collected.new_defer_usages:
-            raise Unsupported("@defer")
+            raise Unsupported("defer")
         roots = []
         for key, details in collected.grouped_field_set.items():
             node = self._node(details)
@@ -534,24 +633,32 @@ class _Compiler:
                 continue
             read = ROOTS.get(name)
             if read is None:
-                raise Unsupported(name)
+                raise Unsupported("root", name)
             field_def = query.fields[name]
             field = self._strawberry_field(query.name, name)
             selection = self._selection(field_def.type, details)
-            projected = _projected_connection(selection) if name == "comments" and selection is not None else None
-            roots.append(_Root(key, field_def, node, field, read, field_def.type, selection, projected))
+            projected, unprojected = None, None
+            if name == "comments" and selection is not None:
+                try:
+                    projected = _projected_connection(selection)
+                except Unsupported as e:
+                    unprojected = e.kind
+            nodes = tuple(d.node for d in details)
+            roots.append(
+                _Root(key, field_def, node, field, read, field_def.type, selection, projected, unprojected, nodes)
+            )
         return Plan(self.schema, roots)
 
     @staticmethod
     def _node(details: Any) -> FieldNode:
         if any(d.fragment_variable_values is not None or d.defer_usage is not None for d in details):
-            raise Unsupported("fragment arguments or @defer")
+            raise Unsupported("defer", "fragment arguments or @defer")
         return details[0].node
 
     def _strawberry_field(self, type_name: str, field_name: str) -> Any:
         field = strawberry_field(self.schema, type_name, field_name)
         if field is None or field.extensions or field.permission_classes:
-            raise Unsupported(f"{type_name}.{field_name}")  # permissions run as field extensions
+            raise Unsupported("extension", f"{type_name}.{field_name}")  # permissions run as field extensions
         return field
 
     def _selection(self, type_: GraphQLOutputType, details: Any) -> _Selection | None:
@@ -559,10 +666,10 @@ class _Compiler:
         if is_leaf_type(named):
             return None
         if not isinstance(named, GraphQLObjectType):
-            raise Unsupported(f"abstract type {named}")
+            raise Unsupported("abstract_type", str(named))
         collected = collect_subfields(self.schema, self.fragments, self.variable_values, self.operation, named, details)
         if collected.new_defer_usages:
-            raise Unsupported("@defer")
+            raise Unsupported("defer")
         keys, fields = [], []
         for key, sub in collected.grouped_field_set.items():
             keys.append(key)
@@ -575,7 +682,7 @@ class _Compiler:
             return _Field(_TYPENAME, None, None)
         field_def = parent.fields[name]
         if field_def.args:
-            raise Unsupported(f"{parent.name}.{name} takes arguments")
+            raise Unsupported("arguments", f"{parent.name}.{name}")
         field = self._strawberry_field(parent.name, name)
         selection = self._selection(field_def.type, details)
         relation = RELATIONS.get((parent.name, name))
@@ -594,7 +701,7 @@ class _Compiler:
             # A method of the object alone (a link, a page's hasNextPage, a total count).
             is_async = inspect.iscoroutinefunction(function)
             return _Field(_METHOD, field_def.type, selection, get=function, is_async=is_async, **names)
-        raise Unsupported(f"{parent.name}.{name}")
+        raise Unsupported("resolver", f"{parent.name}.{name}")  # it wants arguments or ``info``
 
 
 def _directive_variables(operation: OperationDefinitionNode, fragment_definitions: dict[str, Any]) -> tuple[str, ...]:
@@ -615,17 +722,18 @@ def _directive_variables(operation: OperationDefinitionNode, fragment_definition
 
 
 class PlanCache:
-    """Compiled plans by (schema, operation node, values of @skip/@include variables); None
-    remembers that an operation falls back. The parser cache hands out one node per distinct
-    document, and each entry holds its node and schema, so an id is never mistaken for a reused
-    one."""
+    """Compiled plans by (schema, operation node, values of @skip/@include variables); an
+    ``Unsupported`` remembers why an operation has none. The parser cache hands out one node
+    per distinct document, and each entry holds its node and schema, so an id is never mistaken
+    for a reused one."""
 
     def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
         self.size = size
         self._directives: dict[int, tuple[OperationDefinitionNode, tuple[str, ...]]] = {}
-        self._plans: dict[tuple, tuple[OperationDefinitionNode, GraphQLSchema, Plan | None]] = {}
+        self._plans: dict[tuple, tuple[OperationDefinitionNode, GraphQLSchema, Plan | Unsupported]] = {}
 
-    def find(self, executor: Any) -> Plan | None:
+    def find(self, executor: Any) -> Plan | Unsupported:
+        """The operation's plan, or why it has none."""
         operation, schema = executor.operation, executor.schema
         seen = self._directives.get(id(operation))
         if seen is None or seen[0] is not operation:
@@ -635,10 +743,11 @@ class PlanCache:
         key = (id(schema), id(operation), tuple(coerced.get(n) for n in seen[1]))
         entry = self._plans.get(key)
         if entry is None or entry[0] is not operation or entry[1] is not schema:
+            plan: Plan | Unsupported
             try:
                 plan = _Compiler(schema, executor.fragments, executor.variable_values, operation).plan()
-            except Unsupported:
-                plan = None
+            except Unsupported as e:
+                plan = e.with_traceback(None)  # kept: not the compiler's frames with it
             entry = (operation, schema, plan)
             self._remember(self._plans, key, entry)
         return entry[2]

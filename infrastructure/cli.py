@@ -1,15 +1,26 @@
-"""The ``vkcp`` command: serve, worker, migrate, token create / list / revoke."""
+"""The ``vkcp`` command: serve, worker, migrate, token create / list / revoke.
+
+What ``serve``, ``worker`` and ``migrate`` write is log events, one JSON object a line on
+stderr (``infrastructure.logging``): their output goes to log aggregators. ``serve`` keeps its
+friendly banner for a person at a terminal, and the first start's one-time admin token, a
+secret, never enters a log: it is shown on the terminal, or else written to a file only the
+service's user can read (``FIRST_ADMIN_TOKEN_FILE``), whose path is logged. The ``token``
+commands are for people and scripts: ``create`` prints the token alone, ``list`` a table.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import os
+import secrets
 import socket
 import sys
 import time
-from datetime import timedelta
 from collections.abc import Coroutine
+from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
@@ -47,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("token", metavar="NAME_OR_ID")
 
     args = parser.parse_args(argv)
+    configure_logging()  # the settings name the level, and reading them may fail: say so as an event
     try:
         settings = Settings()
-    except ValueError as e:  # pydantic's ValidationError included: one readable line, no traceback
-        print(f"vkcp: configuration error: {e}", file=sys.stderr)
+    except ValueError as e:  # pydantic's ValidationError included: one event, no traceback
+        log.error("config.invalid", error=str(e))
         return 2
     configure_logging(settings.log_level)
     if args.command in ("serve", "worker") and not getattr(args, "check", False):
@@ -65,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         from infrastructure.db.migrate import upgrade
 
         upgrade(settings.effective_database_url)
-        print("database is up to date")
+        log.info("database.up_to_date")
         return 0
     if args.command == "token":
         command = {
@@ -90,7 +102,8 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     try:
         listening = _listen(host, port)
     except OSError as e:
-        print(f"vkcp serve: cannot listen on {host}:{port}: {e.strerror or e}; choose another --port", file=sys.stderr)
+        log.error("serve.cannot_listen", address=f"{host}:{port}", error=str(e.strerror or e),
+                  detail="choose another --port")
         return 1
     if settings.is_sqlite:
         from infrastructure.db.migrate import upgrade_async
@@ -104,7 +117,7 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
         log.warning("vk.not_configured", detail="no VK tokens: set VKCP_VK_TOKENS (or VKCP_VK_SANDBOX=1 for the "
                     "offline demo); stored data is served, adding and parsing communities answer VK_UNAVAILABLE")
     if settings.auth:
-        await _first_token(container)
+        await _first_token(container, settings.data_dir / FIRST_ADMIN_TOKEN_FILE)
     if not settings.redis_url:
         await resume_unfinished(container)
     app = create_app(container)
@@ -114,9 +127,11 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     mode = "sandbox VK" if settings.vk_sandbox else "VK not configured (set VKCP_VK_TOKENS)" if vk_missing else settings.vk_api_url
     jobs = "ARQ workers" if settings.redis_url else "in-process jobs"
     db = "SQLite" if settings.is_sqlite else "PostgreSQL"
-    print(f"VK Comments Parser: {db}, {jobs}, {mode}", flush=True)
-    print(f"Console: http://{host}:{port}/", flush=True)
-    print(f"GraphiQL: http://{host}:{port}/graphql", flush=True)
+    console, graphiql = f"http://{host}:{port}/", f"http://{host}:{port}/graphql"
+    if _at_terminal():
+        print(f"VK Comments Parser: {db}, {jobs}, {mode}\nConsole: {console}\nGraphiQL: {graphiql}", flush=True)
+    else:
+        log.info("serve.starting", database=db, jobs=jobs, vk=mode, console=console, graphiql=graphiql)
     # Without Redis there are no ARQ workers: this process is the scheduler and the recovery loop.
     background = [asyncio.create_task(release_free_memory_forever())]
     if not settings.redis_url:
@@ -199,23 +214,70 @@ async def _scheduler_loop(container) -> None:
         await asyncio.sleep(SCHEDULER_INTERVAL - time.time() % SCHEDULER_INTERVAL)
 
 
-async def _first_token(container) -> None:
-    """With auth on and no token yet, print a one-time admin token so the quickstart works."""
-    from domain.auth import Role, create_api_token
+MORE_TOKENS = "vkcp token create --name NAME --role viewer|operator|admin (vkcp token list shows them)"
+# Where a first start with no terminal leaves the one-time admin token (in the data dir).
+FIRST_ADMIN_TOKEN_FILE = "first-admin-token"
+
+
+def _at_terminal() -> bool:
+    """Whether a person reads ``serve``'s standard output (rather than a log collector)."""
+    return sys.stdout.isatty()
+
+
+async def _first_token(container, saved_at: Path) -> None:
+    """With auth on and no token yet, make a one-time admin token so the quickstart works.
+
+    The token is a secret shown once, so it never goes into a log event (logs are shipped and
+    kept): a person at a terminal sees it there; otherwise it is written to ``saved_at``, which
+    only the service's user can read, and the event says where. The file is for the operator
+    to read once and delete; an admin can revoke the token (``first-admin``) any time."""
+    from domain.auth import Role, create_api_token, revoke_api_token
 
     async with container.adapters.uow_factory() as uow:
         existing = await uow.api_tokens.list()
     if existing:
-        print("API tokens: vkcp token create --name NAME --role viewer|operator|admin (vkcp token list shows them)", flush=True)
+        if _at_terminal():
+            print(f"API tokens: {MORE_TOKENS}", flush=True)
+        else:
+            log.info("auth.tokens_exist", detail=MORE_TOKENS)
+        if saved_at.exists():
+            log.warning("auth.first_admin_token_file_left", path=str(saved_at),
+                        detail="it holds an admin token: delete it once you have the token")
         return
-    token, _ = await create_api_token(container.adapters.uow_factory, "first-admin", Role.ADMIN)
-    print(
-        "No API token existed, so an admin token was created. It is shown once; keep it:\n"
-        f"  {token}\n"
-        'In GraphiQL open "Headers" and paste: {"Authorization": "Bearer ' + token + '"}\n'
-        "More tokens: vkcp token create --name NAME --role viewer|operator|admin",
-        flush=True,
-    )
+    token, made = await create_api_token(container.adapters.uow_factory, "first-admin", Role.ADMIN)
+    if _at_terminal():
+        print(
+            "No API token existed, so an admin token was created. It is shown once; keep it:\n"
+            f"  {token}\n"
+            'In GraphiQL open "Headers" and paste: {"Authorization": "Bearer ' + token + '"}\n'
+            f"More tokens: {MORE_TOKENS}",
+            flush=True,
+        )
+        return
+    try:
+        _write_private(saved_at, token)
+    except OSError as e:  # nobody could ever read it: it must not stay valid
+        await revoke_api_token(container.adapters.uow_factory, made.id)
+        log.error("auth.first_admin_token_not_saved", path=str(saved_at), error=str(e),
+                  detail=f"the token made could not be saved, so it was revoked; make one: {MORE_TOKENS}")
+        return
+    log.warning("auth.first_admin_token_created", path=str(saved_at), token_name="first-admin",
+                detail="no API token existed, so an admin token was made and written to that file (never "
+                f"to a log): read it once, then delete the file. More tokens: {MORE_TOKENS}")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """``text`` in ``path``, readable by this user alone from its first byte: written under a
+    temporary name created with those permissions, then renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            file.write(text + "\n")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 WORKER_HEALTH_INTERVAL = 30  # seconds between a worker's "alive" marks; the mark lives a second longer
@@ -223,7 +285,8 @@ WORKER_HEALTH_INTERVAL = 30  # seconds between a worker's "alive" marks; the mar
 
 def _worker(settings: Settings, *, check: bool = False) -> int:
     if not settings.redis_url:
-        print("vkcp worker needs VKCP_REDIS_URL; without Redis `vkcp serve` runs the jobs itself", file=sys.stderr)
+        log.error("worker.needs_redis",
+                  detail="vkcp worker needs VKCP_REDIS_URL; without Redis `vkcp serve` runs the jobs itself")
         return 2
     from arq.worker import async_check_health, get_kwargs
 

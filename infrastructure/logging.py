@@ -16,9 +16,10 @@ import structlog
 # VK user tokens start with "vk1.a." or are 85 hex-ish characters; API tokens start "vkcp_".
 _SECRET = re.compile(r"(vk1\.a\.[\w\-.]+|vkcp_[\w\-]+|access_token=[^&\s\"']+|Bearer\s+[\w\-.]+)")
 
-# Libraries whose INFO lines are chatter: Alembic's plugin list on every start, every HTTP
-# request httpx sends to VK. Their warnings still show.
-_QUIET = ("httpx", "httpcore", "alembic.runtime.plugins", "websockets")
+# Libraries whose INFO lines are chatter: Alembic's (its plugin list, its context, each step:
+# ``database.migrated`` says what was applied), every HTTP request httpx sends to VK. Their
+# warnings still show.
+_QUIET = ("httpx", "httpcore", "alembic", "websockets")
 
 
 def _scrub(_, __, event_dict):
@@ -56,6 +57,7 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level_no)
+    logging.captureWarnings(True)  # Python's warnings too: lines of their own on stderr otherwise
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, level_no))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "alembic"):

@@ -1,11 +1,12 @@
 """ARQ worker: ``vkcp worker`` runs ``WorkerSettings``; every job is a task id.
 
 Crash safety lives in the task's lease (``domain.tasks``), not in ARQ: a worker killed with
--9 leaves its job "in progress" in Redis, but every worker runs the recovery loop
-(``watch_tasks``, every few seconds), which enqueues the task again under a new job id as soon
-as its heartbeat is stale, and the next worker continues it. The same loop re-offers QUEUED
-tasks whose job a Redis restart lost. Redis outages do not end a worker: its poll loop waits
-them out (``jobs/arq_compat.py``), and the running jobs go on.
+-9 leaves its job "in progress" in Redis (for ARQ's ``job_timeout``, hours: ARQ itself would
+not re-deliver it sooner), but every worker runs the recovery loop (``watch_tasks``), which
+wakes when the dead runner's lease lapses and enqueues the task again under a new job id, and
+the next worker continues it. The same loop re-offers QUEUED tasks whose job a Redis restart
+lost, at once when this worker's poll loop sees Redis answer again. Redis outages do not end a
+worker: its poll loop waits them out (``jobs/arq_compat.py``), and the running jobs go on.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from infrastructure.memory import release_free_memory_forever
 from infrastructure.queue import RUN_TASK
 from infrastructure.redis_client import arq_settings
 from infrastructure.settings import Settings
+from jobs.arq_compat import QUEUE_BACK
 
 # ARQ's own limit is only a backstop: each kind's timeout (domain.tasks.TIMEOUTS) ends the task
 # FAILED with a clear error first.
@@ -52,8 +54,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     configure_logging(settings.log_level)
     container = ctx["container"] = await build_container(settings, worker=True)
     ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    # Set by the poll loop when Redis answers again after an outage (jobs/arq_compat.py): the
+    # recovery loop then re-offers every queued task at once, instead of after QUEUED_GRACE.
+    ctx[QUEUE_BACK] = queue_back = asyncio.Event()
     ctx["watch"] = asyncio.create_task(
-        watch_tasks(container.adapters, stall_after=timedelta(seconds=settings.task_stall_seconds)),
+        watch_tasks(container.adapters, stall_after=timedelta(seconds=settings.task_stall_seconds), wake=queue_back),
         name="watch-tasks",
     )
     ctx["trim"] = asyncio.create_task(release_free_memory_forever(), name="release-free-memory")

@@ -4,6 +4,7 @@ emulator. Each writes to its own log file, which failures quote."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -19,6 +20,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def log_events(text: str) -> list[dict]:
+    """Each line of a process's output as the log event it must be: one JSON object with an
+    ``event`` and a ``level`` (fails on any other line)."""
+    events = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+        assert isinstance(event, dict) and "event" in event and "level" in event, line
+        events.append(event)
+    return events
+
+
+def first_admin_token(data_dir: Path) -> str:
+    """The one-time admin token a first ``vkcp serve`` whose output no terminal reads leaves in
+    its data dir (it is never logged)."""
+    from infrastructure.cli import FIRST_ADMIN_TOKEN_FILE
+
+    return (data_dir / FIRST_ADMIN_TOKEN_FILE).read_text().strip()
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

@@ -21,8 +21,9 @@ caller runs the statement through SQLAlchemy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,4 +126,27 @@ async def pooled(engine: AsyncEngine) -> AsyncIterator[Any]:
             await greenlet_spawn(proxied.invalidate)
         raise
     finally:
-        await greenlet_spawn(proxied.close)
+        # A statement stopped by a cancellation (a request timeout) is cancelled on the server
+        # by asyncpg itself, and the connection stays usable. Returning it (or closing one past
+        # the pool's size) runs to completion even when the request is stopped meanwhile: an
+        # interrupted close logged a traceback ending in a bare CancelledError and could leave
+        # the connection neither in the pool nor closed.
+        await _run_to_completion(greenlet_spawn(proxied.close))
+
+
+async def _run_to_completion(work: Awaitable[Any]) -> None:
+    """``work`` in a task of its own, awaited to its end; a cancellation that arrived
+    meanwhile is raised afterwards."""
+    task = asyncio.ensure_future(work)
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as e:
+            if task.done():
+                raise
+            cancelled = e
+        else:
+            break
+    if cancelled is not None:
+        raise cancelled

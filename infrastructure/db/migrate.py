@@ -1,14 +1,22 @@
-"""Apply the Alembic migrations: from the CLI (``upgrade``) or from async code (``upgrade_async``)."""
+"""Apply the Alembic migrations: from the CLI (``upgrade``) or from async code (``upgrade_async``).
+
+What was applied is one ``database.migrated`` log event, in our own words: Alembic's INFO lines
+(its context, each step) are not logged (``infrastructure.logging``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+import structlog
 from alembic import command
 from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+log = structlog.get_logger("vkcp.db")
 
 
 def alembic_config(url: str) -> Config:
@@ -20,12 +28,23 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision``. Not callable from a running event loop
-    (the migration environment runs its own); async callers use ``upgrade_async``."""
-    command.upgrade(alembic_config(url), revision)
+def upgrade(url: str, revision: str = "head") -> list[str]:
+    """Bring the database at ``url`` to ``revision``; the revisions applied, in order. Not
+    callable from a running event loop (the migration environment runs its own); async
+    callers use ``upgrade_async``."""
+    applied: list[str] = []
+
+    def record(*, step: Any, **_: Any) -> None:  # called by migrations/env.py after each step
+        applied.append(step.up_revision_id)
+
+    config = alembic_config(url)
+    config.attributes["on_version_apply"] = record
+    command.upgrade(config, revision)
+    if applied:
+        log.info("database.migrated", applied=applied, revision=applied[-1])
+    return applied
 
 
-async def upgrade_async(url: str, revision: str = "head") -> None:
+async def upgrade_async(url: str, revision: str = "head") -> list[str]:
     # A worker thread has no event loop, so the environment's asyncio.run() can start one.
-    await asyncio.to_thread(upgrade, url, revision)
+    return await asyncio.to_thread(upgrade, url, revision)

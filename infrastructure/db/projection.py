@@ -33,7 +33,12 @@ from infrastructure.db.tables import UtcDateTime
 
 
 class Unprojectable(ValueError):
-    """The projection asks for something a projected read cannot write exactly."""
+    """The projection asks for something a projected read cannot write exactly. ``kind`` is one
+    of a few words, what ``/metrics`` counts refusals by (``vkcp_read_plan_fallbacks_total``)."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")  # GraphQL names and ours: safe in
 
 def _name(value: str) -> str:
     if _NAME.fullmatch(value) is None:
-        raise Unprojectable(f"not a name: {value!r}")
+        raise Unprojectable("not_a_name", repr(value))
     return value
 
 
@@ -111,7 +116,7 @@ class Projector:
 
     def __init__(self, views: dict[str, View], relations: dict[tuple[str, str], Relation]) -> None:
         self.views, self.relations = views, relations
-        self._made: dict[Projection, ColumnElement | None] = {}
+        self._made: dict[Projection, ColumnElement | Unprojectable] = {}
 
     def node(self, projection: Projection) -> ColumnElement:
         """The JSON text of ``projection`` for the row of its view's table in the enclosing
@@ -124,18 +129,18 @@ class Projector:
                 view = self._view(projection.view)
                 text = self._object(projection, f'"{view.table.name}"', iter(range(1, 1_000)))
                 self._made[projection] = literal_column(text, Text)
-            except Unprojectable:
-                self._made[projection] = None
+            except Unprojectable as e:
+                self._made[projection] = e.with_traceback(None)  # kept: its kind, not its frames
                 raise
         found = self._made[projection]
-        if found is None:
-            raise Unprojectable("refused before")
+        if isinstance(found, Unprojectable):
+            raise Unprojectable(found.kind, f"refused before ({found})")
         return found
 
     def _view(self, name: str) -> View:
         view = self.views.get(name)
         if view is None:
-            raise Unprojectable(f"no view {name!r}")
+            raise Unprojectable("no_view", repr(name))
         return view
 
     def _object(self, projection: Projection, table: str, aliases: Iterator[int]) -> str:
@@ -158,10 +163,10 @@ class Projector:
             return self._related(view_name, member, table, aliases)
         column_name = view.columns.get(member.attribute or "")
         if column_name is None:
-            raise Unprojectable(f"{view_name}.{member.attribute} is not a column")
+            raise Unprojectable("not_a_column", f"{view_name}.{member.attribute}")
         column = view.table.c[column_name]
         if member.non_null and column.nullable:
-            raise Unprojectable(f"{view_name}.{member.attribute} may be null")
+            raise Unprojectable("nullable", f"{view_name}.{member.attribute} may be null")
         sql = f'{table}."{_name(column_name)}"'
         if member.spelling is Spelling.TEXT and isinstance(column.type, String):  # Text is a String
             # PostgreSQL escapes a string as orjson does: \" \\ \b \f \n \r \t, other
@@ -177,13 +182,13 @@ class Projector:
         elif member.spelling is Spelling.GLOBAL_ID and member.kind is not None and isinstance(column.type, Integer):
             written = f"""'"' || {_global_id(member.kind, sql)} || '"'"""
         else:
-            raise Unprojectable(f"{member.spelling} of {view_name}.{member.attribute}")
+            raise Unprojectable("spelling", f"{member.spelling} of {view_name}.{member.attribute}")
         return f"coalesce({written}, 'null')" if column.nullable else f"({written})"
 
     def _related(self, view_name: str, member: Member, table: str, aliases: Iterator[int]) -> str:
         relation = self.relations.get((view_name, member.related or ""))
         if relation is None or member.projection is None or member.projection.view != relation.view:
-            raise Unprojectable(f"{view_name}.{member.related} is not a relation")
+            raise Unprojectable("not_a_relation", f"{view_name}.{member.related}")
         related = self._view(relation.view).table
         alias = f"projected_{next(aliases)}"
         found = self._object(member.projection, alias, aliases)
@@ -195,5 +200,5 @@ class Projector:
             order = ", ".join(f'{alias}."{_name(name)}"' for name in relation.order_by)
             return f"('[' || coalesce((SELECT string_agg({found}, ',' ORDER BY {order}) {source}), '') || ']')"
         if member.non_null:
-            raise Unprojectable(f"{view_name}.{member.related} may find nothing")
+            raise Unprojectable("may_find_nothing", f"{view_name}.{member.related}")
         return f"coalesce((SELECT {found} {source}), 'null')"

@@ -405,13 +405,16 @@ class SqlReadModel:
         return self._dialect == "postgresql"
 
     def projectable(self, projection: Projection) -> bool:
-        if not self.projects:
-            return False
+        return self.projects and self.projection_refusal(projection) is None
+
+    def projection_refusal(self, projection: Projection) -> str | None:
+        """None when ``comments_page_projected`` writes ``projection``; else why not, in a word
+        (``Unprojectable.kind``). Asked only where the read model ``projects``."""
         try:
             _PROJECTOR.node(projection)
-        except Unprojectable:
-            return False
-        return True
+        except Unprojectable as e:
+            return e.kind
+        return None
 
     async def comments_page_projected(
         self, flt: CommentFilter, order: CommentOrder, projection: Projection, *, first: int | None = None,

@@ -28,7 +28,7 @@ import pytest
 
 from domain.export import EXPORT_COLUMNS
 from tests.conftest import require_service
-from tests.processes import ROOT, free_port, spawn, stop
+from tests.processes import ROOT, first_admin_token, free_port, spawn, stop
 
 CHROMIUM = os.environ.get("VKCP_TEST_CHROMIUM", "/usr/bin/chromium")
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
@@ -72,15 +72,14 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         deadline = time.monotonic() + 60
         while True:
             assert proc.poll() is None, log.read_text()[-3000:]
-            found = re.search(r"Bearer (vkcp_[\w-]+)", log.read_text(errors="replace"))
             try:
-                if found and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
-        yield Service(f"http://127.0.0.1:{port}", found.group(1))
+        yield Service(f"http://127.0.0.1:{port}", first_admin_token(workdir / "data"))
     finally:
         stop(proc)
 

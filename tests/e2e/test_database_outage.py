@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from sqlalchemy import event
 
 from domain.auth import create_api_token
 from graphql_api.app import create_app
@@ -76,5 +77,55 @@ async def test_the_first_requests_after_a_restart_succeed_on_a_pool_of_stale_con
             await private_postgres.restart()
             for response in await many():
                 assert response.status_code == 200 and "errors" not in response.json(), response.text
+    finally:
+        await container.aclose()
+
+
+async def test_a_query_meets_an_outage_once_and_the_plan_answers_it_as_the_executor_does(
+    private_postgres, tmp_path
+) -> None:
+    """The compiled read plan does not hand an outage over to Strawberry's executor, which would
+    only try the database again for the same error: its 503 is the executor's, byte for byte,
+    and the database is tried as often as the executor alone tries it: once a root field."""
+    await private_postgres.create_database("vkcp")
+    container = await start_container(make_settings(tmp_path, database_url=private_postgres.url("vkcp"), auth=False))
+    attempts = 0
+
+    # Every connection the engine tries to open; with the server stopped each one fails.
+    @event.listens_for(container.engine.sync_engine, "do_connect")
+    def _connecting(*_: object) -> None:
+        nonlocal attempts
+        attempts += 1
+
+    apps = {plan: create_app(container, read_plan=plan) for plan in (True, False)}
+    documents = {  # -> root fields
+        QUERY: 1,
+        "{ groups(first: 5) { totalCount edges { node { id name } } } }": 1,
+        "{ g: groups(first: 1) { totalCount } k: keywords(first: 1) { edges { cursor } } }": 2,
+        '{ c: comment(id: "1") { id } k: keywords(first: 1) { totalCount } }': 2,  # nullable, non-null
+        '{ c: comment(id: "1") { id } g: group(id: "1") { name } }': 2,  # both nullable: both errors
+    }
+    try:
+        clients = {
+            plan: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test")
+            for plan, app in apps.items()
+        }
+        async with clients[True], clients[False]:
+            for document in documents:
+                assert (await clients[True].post("/graphql", json={"query": document})).status_code == 200
+            await private_postgres.stop()
+            for document, roots in documents.items():
+                answers, tried = {}, {}
+                for plan, client in clients.items():
+                    attempts = 0
+                    response = await client.post("/graphql", json={"query": document}, headers={"X-Request-ID": "r1"})
+                    answers[plan] = (response.status_code, response.headers.get("retry-after"), response.content)
+                    tried[plan] = attempts
+                assert answers[True] == answers[False], (document, answers)
+                assert answers[True][:2] == (503, "5") and b'"SERVICE_UNAVAILABLE"' in answers[True][2]
+                # Once per root field: its first statement fails, and that ends it.
+                assert tried == {True: roots, False: roots}, (document, tried)  # with the plan: twice before
+            metrics = (await clients[True].get("/metrics")).text
+            assert "vkcp_read_plan_fallbacks_total{" not in metrics, "an outage is no fallback"
     finally:
         await container.aclose()

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from graphql_api.app import create_app
 from infrastructure.vk.gateway import token_fingerprint
+from tests.conftest import postgres_database
 from tests.e2e.graphql_support import Api, api, client, container, make_settings, start_container, tokens, wait_for_task  # noqa: F401
 
 
@@ -110,3 +112,50 @@ async def test_each_request_logs_one_json_ready_line(api: Api) -> None:
     assert line["outcome"] == "ok" and line["status"] == 200
     assert isinstance(line["duration_ms"], float)
     assert api.tokens["viewer"] not in str(logs)
+
+
+async def test_the_read_plans_fallbacks_are_counted_by_reason(api: Api, container, monkeypatch) -> None:
+    """Each query operation the compiled read plan hands to Strawberry's executor, by why."""
+    await api('mutation { addKeywords(input: [{word: "кот"}]) { results { keyword { id } } } }')
+    await api("{ keywords(first: 5) { edges { node { word matchesCount } } } }", role="viewer")  # the plan's
+    await api("{ stats { totals { comments } } }", role="viewer")  # no rule for `stats`
+    await api("{ stats { totals { comments } } }", role="viewer")  # counted per query, not per compile
+    for bad in ("first: 0", 'after: "bm90IGEgY3Vyc29y"'):  # its read raises: the executor says what is wrong
+        refused = await api.post(f"{{ comments({bad}) {{ edges {{ cursor }} }} }}", role="viewer")
+        assert refused.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+    async def no_counts(ids: list[int]) -> list[None]:  # a null where the schema forbids one
+        return [None] * len(ids)
+
+    monkeypatch.setattr(container.read_model, "keyword_matches_counts", no_counts)
+    await api.post("{ keywords(first: 5) { edges { node { word matchesCount } } } }", role="viewer")
+
+    found = samples((await api.client.get("/metrics")).text)
+    counted = {
+        (s.labels["reason"], s.labels["kind"]): s.value for s in found.get("vkcp_read_plan_fallbacks_total", [])
+    }
+    assert counted == {
+        ("unknown_shape", "root"): 2,
+        ("error", "GraphQLError"): 1,  # first: 0
+        ("error", "InvalidInput"): 1,  # the cursor
+        ("handed_back", "null"): 1,
+    }  # and SQLite, which writes no page itself, refuses no projection
+
+
+@pytest.mark.postgres
+async def test_pages_postgresql_cannot_write_are_counted_by_what_it_cannot(tmp_path: Path) -> None:
+    async with postgres_database() as url:
+        c = await start_container(make_settings(tmp_path, database_url=url, auth=False))
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(c)), base_url="http://t") as http:
+                for nodes in ("id text", "id parent { id }", "id url", "id text"):
+                    response = await http.post("/graphql", json={"query": f"{{ comments(first: 5) {{ edges {{ node {{ {nodes} }} }} }} }}"})
+                    assert response.status_code == 200 and "errors" not in response.json(), response.text
+                found = samples((await http.get("/metrics")).text)
+        finally:
+            await c.aclose()
+    counted = {
+        (s.labels["reason"], s.labels["kind"]): s.value for s in found.get("vkcp_read_plan_fallbacks_total", [])
+    }
+    # parent: a relation no projected read writes; url: made by a method, not read from a column.
+    assert counted == {("projection_refused", "relation"): 1, ("projection_refused", "computed"): 1}

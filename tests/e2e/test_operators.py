@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import free_port, spawn, stop, wait_http
+from tests.processes import first_admin_token, free_port, log_events, spawn, stop, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,8 +49,12 @@ async def test_serve_starts_without_vk_and_says_what_is_missing(env, tmp_path: P
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             output = log.read_text()
-            admin = re.search(r"vkcp_[\w\-]+", output).group(0)  # the first start's admin token
-            assert "VKCP_VK_TOKENS" in output and "Traceback" not in output, output
+            events = {e["event"]: e for e in log_events(output)}  # stdout and stderr: JSON lines only
+            admin = first_admin_token(tmp_path / "data")  # the first start's admin token
+            assert events["auth.first_admin_token_created"]["path"] == str(tmp_path / "data" / "first-admin-token")
+            assert (tmp_path / "data" / "first-admin-token").stat().st_mode & 0o077 == 0  # the user's alone
+            assert admin not in output  # a secret: never in a log line
+            assert "VKCP_VK_TOKENS" in events["vk.not_configured"]["detail"] and "Traceback" not in output, output
 
             ready = await client.get("/readyz")
             assert ready.status_code == 200, ready.text  # stored data stays readable
@@ -65,11 +69,14 @@ async def test_serve_starts_without_vk_and_says_what_is_missing(env, tmp_path: P
     finally:
         stop(proc)
 
-    # Later starts do not mint another admin token; they say how to get one.
+    # Later starts do not mint another admin token; they say how to get one, and that the
+    # file holding the first one should go.
     second = tmp_path / "serve-2.log"
     proc = await _serve(env, second, port)
     stop(proc)
-    assert "vkcp token create --name NAME --role" in second.read_text()
+    events = {e["event"]: e for e in log_events(second.read_text())}
+    assert "vkcp token create --name NAME --role" in events["auth.tokens_exist"]["detail"]
+    assert events["auth.first_admin_token_file_left"]["level"] == "warning"
     assert not re.search(r"vkcp_[\w\-]{20,}", second.read_text())
 
 
@@ -133,10 +140,30 @@ def test_a_taken_port_is_one_clear_line_before_any_banner(env) -> None:
         port = taken.getsockname()[1]
         done = vkcp({**env, "VKCP_VK_SANDBOX": "1"}, "serve", "--port", str(port))
     assert done.returncode == 1
-    assert "GraphiQL" not in done.stdout, done.stdout  # no URL that leads to someone else's server
-    errors = done.stderr.strip().splitlines()
-    assert len(errors) == 1, done.stderr
-    assert f"127.0.0.1:{port}" in errors[0] and "--port" in errors[0]
+    assert "graphql" not in done.stdout + done.stderr  # no URL that leads to someone else's server
+    [error] = log_events(done.stderr)  # the port is claimed before anything else happens
+    assert error["event"] == "serve.cannot_listen" and error["level"] == "error", done.stderr
+    assert error["address"] == f"127.0.0.1:{port}" and "--port" in error["detail"]
+
+
+def test_migrate_writes_json_events_and_no_alembic_lines(env) -> None:
+    migrated = vkcp(env, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "INFO  [alembic" not in migrated.stdout + migrated.stderr
+    events = log_events(migrated.stdout + migrated.stderr)  # every line one JSON object
+    assert [e["event"] for e in events] == ["database.migrated", "database.up_to_date"], events
+    assert events[0]["applied"][0] == "0001" and events[0]["revision"] == events[0]["applied"][-1]
+    again = vkcp(env, "migrate")  # nothing left to apply
+    assert [e["event"] for e in log_events(again.stdout + again.stderr)] == ["database.up_to_date"]
+
+
+def test_token_commands_print_for_people_and_scripts_and_log_nothing_else(env) -> None:
+    created = vkcp(env, "token", "create", "--name", "ci", "--role", "viewer")  # migrates SQLite first
+    assert created.returncode == 0, created.stderr
+    assert re.fullmatch(r"vkcp_[\w\-]+\n", created.stdout)  # the token alone: `$(vkcp token create ...)`
+    assert [e["event"] for e in log_events(created.stderr)] == ["database.migrated"]
+    listed = vkcp(env, "token", "list")
+    assert listed.stdout.split()[:3] == ["ID", "NAME", "ROLE"] and listed.stderr == ""
 
 
 PARSE = "mutation($g: ID!) { startParse(input: {groupIds: [$g], maxPosts: 2}) { tasks { id } errors { code } } }"
@@ -172,7 +199,7 @@ async def test_a_session_logs_json_lines_only_and_metrics_show_it(env, tmp_path:
     base = f"127.0.0.1:{port}"
     try:
         await wait_http(f"http://{base}/healthz", proc, err)
-        admin = re.search(r"vkcp_[\w\-]+", out.read_text()).group(0)
+        admin = first_admin_token(tmp_path / "data")
         auth = {"Authorization": f"Bearer {admin}"}
         async with httpx.AsyncClient(base_url=f"http://{base}", timeout=30, headers=auth) as client:
             async def gql(query: str, **variables) -> dict:
@@ -223,18 +250,14 @@ async def test_a_session_logs_json_lines_only_and_metrics_show_it(env, tmp_path:
     finally:
         stop(proc)
 
-    lines = err.read_text().splitlines()
-    assert len(lines) > 10
-    events = []
-    for line in lines:
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            raise AssertionError(f"not a JSON line on stderr: {line!r}") from None
-    assert all(isinstance(e, dict) and "event" in e and "level" in e for e in events)
+    events = log_events(err.read_text())
+    assert len(events) > 10 and log_events(out.read_text()) == []  # the banner is events on stderr too
     loggers = {e.get("logger") for e in events}
-    assert "alembic.runtime.migration" in loggers and any(str(n).startswith("uvicorn") for n in loggers), loggers
+    assert any(str(n).startswith("uvicorn") for n in loggers), loggers
+    assert not any(str(n).startswith("alembic") for n in loggers), loggers  # our own event says it
     named = {e["event"]: e for e in events}
+    assert named["database.migrated"]["applied"][0] == "0001"
+    assert named["serve.starting"]["graphiql"] == f"http://{base}/graphql"
     for event in ("auth.failed", "websocket.connected", "subscription.started", "subscription.ended"):
         assert named.get(event, {}).get("request_id"), (event, named.get(event))
     assert {e["transport"] for e in events if e["event"] == "auth.failed"} == {"http", "websocket"}
@@ -292,3 +315,25 @@ def test_secrets_can_come_from_files(env, tmp_path: Path) -> None:
     assert (tmp_path / "from-file.sqlite3").exists()
     missing = vkcp({**env, "VKCP_DATABASE_URL_FILE": str(tmp_path / "absent")}, "token", "list")
     assert missing.returncode == 2 and "VKCP_DATABASE_URL_FILE" in missing.stderr and "Traceback" not in missing.stderr
+
+
+async def test_a_first_admin_token_that_cannot_be_saved_is_revoked(tmp_path: Path) -> None:
+    """Without a terminal the token is only ever in its file: if that cannot be written, nobody
+    could read the token, so it must not stay valid."""
+    import structlog
+
+    from infrastructure.cli import _first_token
+    from tests.e2e.graphql_support import make_settings, start_container
+
+    container = await start_container(make_settings(tmp_path / "data"))
+    (tmp_path / "a-file").write_text("")
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await _first_token(container, tmp_path / "a-file" / "first-admin-token")  # not a directory
+        async with container.adapters.uow_factory() as uow:
+            [token] = await uow.api_tokens.list()
+    finally:
+        await container.aclose()
+    assert token.name == "first-admin" and token.revoked_at is not None
+    assert [e["event"] for e in logs] == ["auth.first_admin_token_not_saved"]
+    assert "vkcp token create" in logs[0]["detail"]

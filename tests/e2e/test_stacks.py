@@ -28,7 +28,7 @@ import pytest
 
 from infrastructure.vk.world import generated_world
 from tests.conftest import POSTGRES_ADMIN_URL, _async_url, _postgres_problem, _redis_problem, require_service
-from tests.processes import free_port, spawn, stop, wait_http
+from tests.processes import first_admin_token, free_port, log_events, spawn, stop, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = {"seed": 7, "communities": 2, "posts": 12, "comments": 15, "closed_comment_posts": 1, "closed_communities": 1}
@@ -224,11 +224,10 @@ async def test_collect_and_read_every_comment(stack: Stack, world) -> None:
 
 
 async def test_quickstart_with_the_sandbox(tmp_path: Path) -> None:
-    """The README's first command: `VKCP_VK_SANDBOX=1 vkcp serve` from nothing. It prints the
-    GraphiQL URL and a one-time admin token; the sandbox communities parse to exactly the
-    sandbox world's comments and replies; the closed one fails with VK's reason."""
-    import re
-
+    """The README's first command: `VKCP_VK_SANDBOX=1 vkcp serve` from nothing. It logs the
+    GraphiQL URL and makes a one-time admin token (in the data dir: no terminal reads this
+    output); the sandbox communities parse to exactly the sandbox world's comments and replies;
+    the closed one fails with VK's reason."""
     from infrastructure.vk.world import sandbox_world
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(tmp_path / "data"), "VKCP_VK_SANDBOX": "1"}
@@ -240,8 +239,10 @@ async def test_quickstart_with_the_sandbox(tmp_path: Path) -> None:
     try:
         await wait_http(f"http://127.0.0.1:{port}/healthz", server, stack.logs[-1])
         printed = stack.output()
-        assert f"GraphiQL: http://127.0.0.1:{port}/graphql" in printed
-        stack.token = re.search(r"Bearer (vkcp_[\w-]+)", printed).group(1)
+        [starting] = [e for e in log_events(printed) if e["event"] == "serve.starting"]
+        assert starting["graphiql"] == f"http://127.0.0.1:{port}/graphql"
+        stack.token = first_admin_token(tmp_path / "data")
+        assert stack.token not in printed
         stack.url = f"http://127.0.0.1:{port}/graphql"
 
         world = sandbox_world()

@@ -20,11 +20,13 @@ and each collection scenario must end with:
 - no service process dead (except the worker the test killed);
 - recovery: from the moment the dependency answered again until the task's progress (done
   posts or stored comments) moves again at most ``RECOVERY_BOUND`` seconds (printed: run
-  with ``-s``); for a killed worker, another one holds the task within ``TAKEOVER_BOUND``
-  seconds of the kill. The recovery is the system's own: the test never calls
+  with ``-s``); for a killed worker, another one makes its first progress on the task within
+  ``TAKEOVER_BOUND`` seconds of the kill. The recovery is the system's own: the test never calls
   ``recover_orphaned`` or restarts anything but the dependency.
 
-Besides: an idle worker must outlive a Redis restart and then run a parse; after a Redis
+Besides: a parse started while Redis is down moves within seconds of its return (its job was
+lost; the workers re-offer it as soon as they see Redis again); an idle worker must outlive a
+Redis restart and then run a parse; after a Redis
 restart ``addGroup`` must work within seconds and an open ``taskEvents`` subscription must
 not go silent. A no-fault baseline checks the harness itself (and that healthy progress
 never stands still long enough to make a recovery time meaningless), and a harness test
@@ -34,7 +36,7 @@ A failure lists every problem at once, with the fault timeline, the progress tim
 the runner's heartbeat), the API answers and the tails of the serve/worker logs, taken after
 the processes were stopped so that their shutdown shows too (all logs stay in tmp_path).
 
-    .venv/bin/pytest -q tests/integration/test_outages.py -s      # ~15 minutes
+    .venv/bin/pytest -q tests/integration/test_outages.py -s      # ~16 minutes
     .venv/bin/pytest -q -m "not faults"                            # everything else
 """
 
@@ -71,11 +73,13 @@ ROOT = Path(__file__).resolve().parents[2]
 VK_TOKEN = "vk1.a.outage-test-token"
 DATABASE = "vkcp"
 
+# Issue #19: collection moves again within 15 s of Redis's return (41 s measured before), and
+# another worker takes a killed one's task over within 40 s (71 s measured before).
 RECOVERY_BOUND = 15.0  # seconds from a dependency's return until the collection moves again
-# How long to look for that movement before calling the run stalled: the lease (30 s) plus a
-# whole minute, so a recovery that only comes from a once-a-minute scheduler is still measured.
+# How long to look for that movement before calling the run stalled: the lease (20 s) plus more
+# than a minute, so a recovery that only comes from a once-a-minute scheduler is still measured.
 RECOVERY_WATCH = 90.0
-TAKEOVER_BOUND = 40.0  # seconds from a worker's kill -9 until another worker holds its task
+TAKEOVER_BOUND = 40.0  # seconds from a worker's kill -9 until another worker's first progress on its task
 SAMPLE_EVERY = 0.5  # the progress monitor's period
 
 
@@ -953,10 +957,20 @@ async def test_worker_killed_mid_collection_is_taken_over(make_system) -> None:
     else:
         took = taken.t - state["killed"]
         system.note(f"taken over by {taken.worker} {took:.1f}s after the kill")
-        print(f"[outages] worker killed: takeover {took:.1f}s after the kill (bound {TAKEOVER_BOUND:.0f}s)",
+        # The new runner's own first progress: stored comments or done posts beyond what the
+        # killed one had left (the claim itself moves nothing).
+        left = max((s for s in monitor.samples if s.attempts < 2), key=lambda s: s.t)
+        moved = next((s for s in monitor.samples if s.t >= taken.t and s.progress != left.progress
+                      or s.state == "SUCCEEDED"), None)
+        progressed = moved.t - state["killed"] if moved is not None else None
+        print(f"[outages] worker killed: takeover {took:.1f}s after the kill; the new runner's first progress "
+              f"{'none' if progressed is None else f'{progressed:.1f}s'} after the kill (bound {TAKEOVER_BOUND:.0f}s)",
               flush=True)
-        if took > TAKEOVER_BOUND:
-            out.problems.append(f"takeover took {took:.1f}s > {TAKEOVER_BOUND:.0f}s after the kill")
+        if progressed is None:
+            out.problems.append("the new runner never made progress")
+        elif progressed > TAKEOVER_BOUND:
+            out.problems.append(f"the new runner's first progress came {progressed:.1f}s > {TAKEOVER_BOUND:.0f}s "
+                                "after the kill")
     await verdict(system, "worker killed", out)
 
 
@@ -998,6 +1012,52 @@ async def test_idle_worker_survives_a_redis_restart(make_system) -> None:
     await system.probe.stop()
     check_api_and_processes(system, out)
     await verdict(system, "idle worker through a redis restart", out)
+
+
+QUEUED_BACK_BOUND = 6.0  # seconds from Redis's return until a parse started while it was down moves (~2 s; 8.6 s without the wake)
+
+
+async def test_a_parse_started_while_redis_is_down_runs_as_soon_as_redis_returns(make_system) -> None:
+    """``startParse`` while Redis is down answers the task (QUEUED) and its job is lost; once
+    Redis answers again the workers re-offer it at once (not after QUEUED_GRACE and a pass),
+    and its collection moves within QUEUED_BACK_BOUND seconds of the return."""
+    spec = WorldSpec(posts=40)
+    system = await make_system(spec)
+    out = Outcome()
+    [owner_id] = system.world.open_owner_ids()
+    group_id = await system.add_group(owner_id)
+    system.probe.start()
+    await system.redis.stop()
+    system.note("redis stopped")
+    await asyncio.sleep(3)  # the worker's poll loop meets the outage
+    # Started just before Redis returns: QUEUED_GRACE alone would re-offer it ~10 s later.
+    status, body = await system.gql(START_PARSE, ids=[group_id])
+    tasks = ((body.get("data") or {}).get("startParse") or {}).get("tasks") or []
+    assert status == 200 and tasks and tasks[0]["state"] == "QUEUED", f"HTTP {status}: {body}"
+    task_id = parse_id(tasks[0]["id"], NodeType.TASK)
+    system.note(f"parse started while redis is down: task {task_id}")
+    returned = await system.redis.start()
+    system.note("redis is back")
+    system.monitor = monitor = ProgressMonitor(system.postgres.dsn(DATABASE), task_id, system.origin)
+    monitor.start()
+    moved = await monitor.wait(lambda s: s.stored > 0 or s.state == "SUCCEEDED", 60)
+    if moved is None:
+        out.problems.append("the parse never moved after Redis returned")
+        print("[outages] parse started while redis was down: never moved", flush=True)
+    else:
+        took = moved.t - returned
+        system.note(f"the parse moved {took:.1f}s after redis returned")
+        print(f"[outages] parse started while redis was down: moved {took:.1f}s after the return "
+              f"(bound {QUEUED_BACK_BOUND:.0f}s)", flush=True)
+        if took > QUEUED_BACK_BOUND:
+            out.problems.append(f"the parse moved {took:.1f}s > {QUEUED_BACK_BOUND:.0f}s after Redis returned")
+    final = await monitor.wait_terminal(90)
+    if final is None or final.state != "SUCCEEDED":
+        out.problems.append(f"the parse did not SUCCEED: {final}")
+    await system.probe.stop()
+    await check_comments(system, system.expected_keys([owner_id]), out)
+    check_api_and_processes(system, out)
+    await verdict(system, "parse started while redis was down", out)
 
 
 EVENTS = "subscription { taskEvents { id state progress { done } } }"

@@ -81,31 +81,34 @@ def _projector():
 
 
 @pytest.mark.parametrize(
-    "projection",
+    ("projection", "kind"),
     [
         # A non-null member of a nullable column would write null where the API fails.
-        Projection("author", (Member("screenName", attribute="screen_name", non_null=True),)),
+        (Projection("author", (Member("screenName", attribute="screen_name", non_null=True),)), "nullable"),
         # A spelling the column's type does not have: a boolean is not a string.
-        Projection("comment", (Member("deleted", attribute="deleted", spelling=Spelling.TEXT),)),
-        Projection("comment", (Member("text", attribute="text", spelling=Spelling.INT32),)),
+        (Projection("comment", (Member("deleted", attribute="deleted", spelling=Spelling.TEXT),)), "spelling"),
+        (Projection("comment", (Member("text", attribute="text", spelling=Spelling.INT32),)), "spelling"),
         # An attribute no column holds as it is, a view or relation there is not.
-        Projection("comment", (Member("x", attribute="no_such_attribute"),)),
-        Projection("nothing", (Member("x", attribute="id"),)),
-        Projection("comment", (Member("x", related="parent", projection=Projection("comment", ())),)),
+        (Projection("comment", (Member("x", attribute="no_such_attribute"),)), "not_a_column"),
+        (Projection("nothing", (Member("x", attribute="id"),)), "no_view"),
+        (Projection("comment", (Member("x", related="parent", projection=Projection("comment", ())),)), "not_a_relation"),
         # A non-null relation to at most one row may find none.
-        Projection("comment", (Member("group", related="group", projection=Projection("group", ()), non_null=True),)),
+        (Projection("comment", (Member("group", related="group", projection=Projection("group", ()), non_null=True),)),
+         "may_find_nothing"),
         # A relation projected as another view than it reads.
-        Projection("comment", (Member("group", related="group", projection=Projection("post", ())),)),
+        (Projection("comment", (Member("group", related="group", projection=Projection("post", ())),)), "not_a_relation"),
         # A key that is not a name would be SQL, not a key.
-        Projection("comment", (Member("a'b", attribute="text"),)),
-        Projection("comment", (Member("t", constant='Comment"'),)),
+        (Projection("comment", (Member("a'b", attribute="text"),)), "not_a_name"),
+        (Projection("comment", (Member("t", constant='Comment"'),)), "not_a_name"),
     ],
 )
-def test_what_cannot_be_written_exactly_is_refused(projection) -> None:
-    with pytest.raises(Unprojectable):
+def test_what_cannot_be_written_exactly_is_refused_and_says_why(projection, kind) -> None:
+    with pytest.raises(Unprojectable) as refused:
         _projector().node(projection)
-    with pytest.raises(Unprojectable):  # and again, from what it remembers
+    assert refused.value.kind == kind  # what /metrics counts a page's refusal by
+    with pytest.raises(Unprojectable) as again:  # and again, from what it remembers
         _projector().node(projection)
+    assert again.value.kind == kind
 
 
 def test_columns_are_found_through_the_row_converters() -> None:

@@ -1,7 +1,8 @@
 """Crash safety with real processes: PostgreSQL, Redis, a VK emulator and ``vkcp worker``.
 
-A worker is killed with -9 in the middle of a collection; a new worker continues the same
-task once its lease goes stale, and every comment ends up stored exactly once. Also: the
+A worker is killed with -9 in the middle of a collection; another worker continues the same
+task once its lease lapses (the workers' own recovery loop: the test calls nothing), its first
+progress within 40 s of the kill, and every comment ends up stored exactly once. Also: the
 lease is decided by the database (two claims, one winner) on SQLite and PostgreSQL.
 """
 
@@ -180,10 +181,16 @@ class Cluster:
         return await _wait_until(ended, timeout, f"task {task_id} to end", step=0.1)
 
 
+TAKEOVER_BOUND = 40.0  # issue #19: seconds from a kill -9 to another worker's first progress (71 s before)
+
+
 async def test_a_worker_killed_mid_collection_is_replaced_and_the_result_is_exact(
     postgres_url, redis_url, redis_prefix, tmp_path
 ) -> None:
-    from domain.tasks import recover_orphaned, start_parse
+    """kill -9 of the worker running a parse, with a second worker idle beside it: the
+    system's own recovery (nothing called from here) hands the task over, and the second
+    worker's first progress on it comes within TAKEOVER_BOUND seconds of the kill."""
+    from domain.tasks import start_parse
 
     async with Cluster(postgres_url, redis_url, redis_prefix, tmp_path) as cluster:
         expected = cluster.world.expected_comments(cluster.owner_id)
@@ -195,20 +202,25 @@ async def test_a_worker_killed_mid_collection_is_replaced_and_the_result_is_exac
                           "a fifth of the comments")
         middle = await cluster.task(task.id)
         assert middle.state is TaskState.RUNNING and middle.attempts == 1, middle
+        second = cluster.start_worker()  # idle: it takes over, no one is started after the kill
+        await _wait_until(lambda: _logged(tmp_path / "worker-2.log", "Starting worker"), 60, "worker-2")
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
         killed_at = time.monotonic()
-        assert await cluster.stored_comments() < len(expected)
+        left = (await cluster.stored_comments(), (await cluster.task(task.id)).progress.done)
+        assert left[0] < len(expected)
 
-        cluster.start_worker()
+        async def progressed() -> tuple[float, float] | None:
+            current = await cluster.task(task.id)
+            if current.attempts < 2:
+                return None
+            moved = (await cluster.stored_comments(), current.progress.done) != left or current.state.terminal
+            return (time.monotonic() - killed_at, current.attempts) if moved else None
 
-        async def recovered() -> bool:
-            # What the once-a-minute scheduler does; called here more often to keep the test short.
-            await recover_orphaned(cluster.adapters)
-            return (await cluster.task(task.id)).attempts >= 2
-
-        await _wait_until(recovered, 90, "the task to be taken over", step=1)
-        assert time.monotonic() - killed_at < 45  # the lease (30 s) plus a scheduler step
+        took, _ = await _wait_until(progressed, 90, "another worker's first progress on the task", step=0.25)
+        print(f"[worker recovery] kill -9 to worker-2's first progress: {took:.1f}s (bound {TAKEOVER_BOUND:.0f}s)")
+        assert took < TAKEOVER_BOUND, f"the takeover's first progress came {took:.1f}s after the kill"
+        assert second.poll() is None
 
         done = await cluster.finished(task.id, 120)
         assert done.state is TaskState.SUCCEEDED, done
@@ -250,3 +262,7 @@ async def test_cancelling_a_running_collection_ends_it_within_seconds(
 
 async def _at_least(count, wanted: int) -> bool:
     return await count() >= wanted
+
+
+async def _logged(log: Path, text: str) -> bool:
+    return log.exists() and text in log.read_text(errors="replace")

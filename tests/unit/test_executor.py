@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from domain.errors import Unavailable
 from domain.models import Keyword
 from domain.queries import Page
 from graphql_api import plan as plan_module
@@ -166,3 +167,40 @@ async def test_one_document_with_other_skip_and_include_values_gets_its_own_plan
     assert answers[(False, 2)] == {"keywords": {"totalCount": 2, "edges": [{"node": {"word": "кот"}}, {"node": {"word": "пёс"}}]}}
     assert answers[(True, 1)] == {"keywords": {"edges": [{"node": {"word": "кот", "id": "S2V5d29yZDoz", "matchesCount": 30}}]}}
     assert counted == {"answered": 6, "handed over": 0}
+
+
+class Away(Keywords):
+    """A read model whose database is away: every read fails as the adapters report it."""
+
+    async def keywords_page(self, **arguments: Any) -> Page:
+        self.calls.append("keywords_page")
+        raise Unavailable("the database is unavailable (ConnectionRefusedError)", dependency="database")
+
+    async def keywords_count(self, **conditions: Any) -> int:
+        self.calls.append("keywords_count")
+        raise Unavailable("the database is unavailable (ConnectionRefusedError)", dependency="database")
+
+    async def keywords_by_ids(self, ids: list[int]) -> list:
+        self.calls.append("keywords_by_ids")
+        raise Unavailable("the database is unavailable (ConnectionRefusedError)", dependency="database")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        QUERY,  # a non-null root: the data is null
+        '{ keyword(id: "3") { word } }',  # a nullable root: null, with its error
+        '{ a: keyword(id: "3") { word } b: keywords(first: 1) { totalCount } }',  # one error: b's
+    ],
+)
+async def test_an_outage_is_answered_by_the_plan_and_read_once(counted, query: str) -> None:
+    """Handing an outage over would read the database again for the same error."""
+    reads = {}
+    for read_plan in (True, False):
+        read_model = Away()
+        result = await schema.execute(query, context_value=_context(read_model, read_plan=read_plan))
+        reads[read_plan] = (json.dumps(result.data), [e.formatted for e in result.errors or ()], read_model.calls)
+    assert reads[True][:2] == reads[False][:2]  # data and errors (with their paths and locations)
+    assert reads[True][1] and all("unavailable" in e["message"] for e in reads[True][1])
+    assert len(reads[True][2]) == len(reads[False][2]) == query.count("keyword")  # once a root field
+    assert counted == {"answered": 1, "handed over": 0}

@@ -40,6 +40,8 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         # SQLite cannot ALTER most things: later migrations go through table copies.
         render_as_batch=dialect.startswith("sqlite"),
         compare_type=True,
+        # infrastructure.db.migrate logs what was applied itself, in one event.
+        on_version_apply=config.attributes.get("on_version_apply") or (),
     )
 
 

@@ -708,15 +708,14 @@ def _serve_against_emulator(workdir: Path, emulator_args: list[str], env: dict[s
         while True:
             assert proc.poll() is None, log.read_text()[-3000:]
             assert emulator.poll() is None, emulator_log.read_text()[-3000:]
-            found = re.search(r"Bearer (vkcp_[\w-]+)", log.read_text(errors="replace"))
             try:
-                if found and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
-        service = Service(f"http://127.0.0.1:{port}", found.group(1))
+        service = Service(f"http://127.0.0.1:{port}", first_admin_token(workdir / "data"))
         service.vk_url = f"http://127.0.0.1:{vk_port}"
         yield service
     finally:

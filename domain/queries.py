@@ -306,6 +306,10 @@ class ReadModel(Protocol):
     async def task_counts(self) -> dict[tuple[str, str], int]:
         """(kind, state) -> number of tasks: one GROUP BY, read when metrics are scraped."""
 
+    async def tasks_waiting(self) -> tuple[int, datetime | None]:
+        """(tasks waiting for VK, the earliest time one of them resumes)."""
+        ...
+
 
 # --- statistics -----------------------------------------------------------------------------
 

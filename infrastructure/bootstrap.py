@@ -11,7 +11,7 @@ import asyncio
 import gc
 import socket
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -117,6 +117,8 @@ def build_vk(settings: Settings, redis: Any = None):
         use_execute=settings.vk_execute,
         timeout=settings.vk_timeout,
         max_retries=settings.vk_max_retries,
+        quota_park=timedelta(hours=settings.vk_quota_park_hours),
+        captcha_park=timedelta(hours=settings.vk_captcha_park_hours),
         # Every process sharing the Redis shares the tokens' states; alone, a process keeps its own.
         shared_states=RedisTokenStates(redis, prefix=settings.redis_prefix) if redis is not None else None,
     )
@@ -217,11 +219,12 @@ async def resume_unfinished(container: Container) -> int:
     """Embedded mode: tasks queued or running when the process stopped are run again (they
     are this process's by lease, see ``build_container``; later orphans are the scheduler's)."""
     from domain.models import TaskState
+    from domain.tasks import enqueue_task
 
     async with container.adapters.uow_factory() as uow:
         tasks = await uow.tasks.list(states=[TaskState.QUEUED, TaskState.RUNNING], limit=10_000)
     for task in tasks:
-        await container.adapters.queue.enqueue(task)
+        await enqueue_task(container.adapters, task)  # one waiting for VK: at its time
     if tasks:
         log.info("tasks.resumed", count=len(tasks))
     return len(tasks)

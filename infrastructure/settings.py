@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     vk_execute: bool = True  # pack calls into `execute`; off for tokens that may not call it
     vk_timeout: float = 30.0
     vk_max_retries: int = 6
+    # How long a token rests after VK's error 29 (daily quota) or 14/17 (captcha): VK does not
+    # say when a quota resets. While every token rests, tasks wait (see domain/tasks.py).
+    vk_quota_park_hours: float = Field(default=6.0, gt=0)
+    vk_captcha_park_hours: float = Field(default=1.0, gt=0)
     auth: bool = True
     recent_window_hours: float = 0.0  # re-read comments of posts this recent even if unchanged
     collect_concurrency: int = 64

@@ -15,7 +15,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.models import Author, Comment, Group, Keyword, Post, Progress, Task, TaskKind, TaskState
+from domain.models import (
+    Author,
+    Comment,
+    Group,
+    Keyword,
+    Post,
+    Progress,
+    Task,
+    TaskKind,
+    TaskState,
+)
 from tests.conftest import postgres_database
 from tests.fakes import InMemoryStore
 

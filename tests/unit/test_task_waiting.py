@@ -26,16 +26,15 @@ from domain.tasks import (
     recover_orphaned,
     run_task,
     start_parse,
-    task_event,
     task_from_event,
     waiting_message,
 )
 from infrastructure.bootstrap import SystemClock
 from infrastructure.queue import InProcessJobQueue, arq_job_id, current_run, next_run
-from infrastructure.vk.emulator import ApiError, VkEmulator
 from infrastructure.vk.gateway import HttpVkGateway
 from infrastructure.vk.world import sandbox_world
 from tests.fakes import InMemoryStore
+from tests.quota_emulator import QuotaDay
 from tests.unit.test_tasks import add_task, make_adapters, stored, use_handler
 
 
@@ -238,27 +237,6 @@ async def test_the_in_process_queue_runs_a_deferred_task_at_its_time_and_drops_i
         assert [task_id for task_id, _ in ran] == [3, 1] and ran[1][1] - start >= 0.29
     finally:
         await queue.aclose()
-
-
-class QuotaDay(VkEmulator):
-    """The VK emulator, whose every token meets its daily quota (error 29) once ``after``
-    requests were answered, for ``lasting`` seconds; ``requests_total`` counts what reached it."""
-
-    def __init__(self, *args, after: int, lasting: float, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.after, self.lasting = after, lasting
-        self.quota_ends: float | None = None
-
-    @property
-    def requests_total(self) -> int:
-        return sum(self.requests.values())
-
-    def _check_request(self, token, params) -> None:
-        if self.quota_ends is None and self.requests_total >= self.after:
-            self.quota_ends = time.monotonic() + self.lasting
-        super()._check_request(token, params)
-        if self.quota_ends is not None and time.monotonic() < self.quota_ends:
-            raise ApiError(29, "Rate limit reached")
 
 
 async def test_embedded_a_parse_waits_out_the_quota_without_a_call_or_a_worker_and_stores_everything(

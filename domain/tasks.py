@@ -263,7 +263,7 @@ async def cancel_task(adapters: Adapters, task_id: int) -> Task:
             raise InvalidInput(f"Task {task_id} has already ended ({existing.state.value})", field="id")
         await uow.commit()
     await publish_task(adapters, task)
-    if task.state is TaskState.RUNNING:
+    if task.state is TaskState.RUNNING or task.waits:  # a waiting one has a deferred job
         await adapters.queue.abort(task)
     return task
 

@@ -33,8 +33,8 @@ def arq_job_id(task: Task, run: int, prefix: str = "") -> str:
 
 
 def current_run(task: Task) -> int:
-    """Runs so far: every start after a crash or a fresh one is an attempt, every resume after a
-    wait for VK a wait (``domain.tasks``)."""
+    """Runs started so far: the attempts (a first start, a restart after a crash or a stall)
+    and the resumes after a wait for VK (``domain.tasks``)."""
     return task.attempts + task.waits
 
 
@@ -68,7 +68,7 @@ class InProcessJobQueue:
             if task.id in self._deferred:
                 self._deferred[task.id].cancel()
             loop = asyncio.get_running_loop()
-            self._deferred[task.id] = loop.call_later(delay, self._enqueue_deferred, task)
+            self._deferred[task.id] = loop.call_later(delay, self._enqueue_deferred, task.id, task.priority)
             return
         if task.id in self._pending:
             return
@@ -76,13 +76,13 @@ class InProcessJobQueue:
         # Higher priority first; FIFO among equals.
         await self._queue.put((-task.priority, next(self._order), task.id))
 
-    def _enqueue_deferred(self, task: Task) -> None:
-        self._deferred.pop(task.id, None)
-        if task.id in self._pending:  # its job is still finishing: the recovery loop offers it later
-            log.warning("queue.deferred_job_dropped", task_id=task.id)
+    def _enqueue_deferred(self, task_id: int, priority: int) -> None:
+        self._deferred.pop(task_id, None)
+        if task_id in self._pending:  # its job is still finishing: the recovery loop offers it later
+            log.warning("queue.deferred_job_dropped", task_id=task_id)
             return
-        self._pending.add(task.id)
-        self._queue.put_nowait((-task.priority, next(self._order), task.id))
+        self._pending.add(task_id)
+        self._queue.put_nowait((-priority, next(self._order), task_id))
 
     async def abort(self, task: Task) -> None:
         # The runner's supervisor sees the task's cancel flag within a second and stops it; a

@@ -129,6 +129,7 @@ async def test_a_waiting_task_is_cancelled_at_once_and_never_runs_again(monkeypa
     await run_task(adapters, task.id, worker_id="w1")
     cancelled = await cancel_task(adapters, task.id)
     assert cancelled.state is TaskState.CANCELLED and cancelled.waiting_until is None and cancelled.finished_at
+    assert adapters.queue.aborted == [task.id]  # its deferred job too
     adapters.clock.advance(minutes=1)
     assert (await run_task(adapters, task.id, worker_id="w2")).state is TaskState.CANCELLED
     assert calls == 1

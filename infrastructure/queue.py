@@ -53,6 +53,10 @@ class InProcessJobQueue:
         self._workers: list[asyncio.Task] = []
         self._concurrency = concurrency
         self._pending: set[int] = set()  # task ids queued or running here: enqueued once
+        self._running: set[int] = set()
+        # Enqueued again while their job runs (a task that starts waiting for VK just as its
+        # time has come, a stalled one handed over): run once more after it.
+        self._again: set[int] = set()
         self._deferred: dict[int, asyncio.TimerHandle] = {}  # task id -> its enqueue, later
 
     def start(self) -> None:
@@ -70,18 +74,20 @@ class InProcessJobQueue:
             loop = asyncio.get_running_loop()
             self._deferred[task.id] = loop.call_later(delay, self._enqueue_deferred, task.id, task.priority)
             return
-        if task.id in self._pending:
-            return
-        self._pending.add(task.id)
-        # Higher priority first; FIFO among equals.
-        await self._queue.put((-task.priority, next(self._order), task.id))
+        self._put(task.id, task.priority)
 
     def _enqueue_deferred(self, task_id: int, priority: int) -> None:
         self._deferred.pop(task_id, None)
-        if task_id in self._pending:  # its job is still finishing: the recovery loop offers it later
-            log.warning("queue.deferred_job_dropped", task_id=task_id)
+        self._put(task_id, priority)
+
+    def _put(self, task_id: int, priority: int) -> None:
+        if task_id in self._running:
+            self._again.add(task_id)
+            return
+        if task_id in self._pending:
             return
         self._pending.add(task_id)
+        # Higher priority first; FIFO among equals. Unbounded: never blocks.
         self._queue.put_nowait((-priority, next(self._order), task_id))
 
     async def abort(self, task: Task) -> None:
@@ -96,13 +102,18 @@ class InProcessJobQueue:
 
     async def _work(self) -> None:
         while True:
-            _, _, task_id = await self._queue.get()
+            priority, _, task_id = await self._queue.get()
+            self._running.add(task_id)
             try:
                 await self._run(task_id)
             except Exception:
                 log.exception("queue.job_crashed", task_id=task_id)
             finally:
+                self._running.discard(task_id)
                 self._pending.discard(task_id)
+                if task_id in self._again:
+                    self._again.discard(task_id)
+                    self._put(task_id, -priority)
                 self._queue.task_done()
 
     async def aclose(self) -> None:

@@ -172,6 +172,27 @@ async def test_a_wait_does_not_eat_the_task_timeout(monkeypatch) -> None:
     assert (await run_task(adapters, task.id, worker_id="w1")).state is TaskState.SUCCEEDED
 
 
+async def test_the_in_process_queue_runs_a_task_enqueued_again_while_its_job_runs() -> None:
+    """A run that stores its wait just as the wait's time has come enqueues its own task from
+    inside its job: the task runs again once that job has ended, not never."""
+    runs: list[int] = []
+    queue: InProcessJobQueue
+
+    async def run(task_id: int) -> None:
+        runs.append(task_id)
+        if len(runs) == 1:
+            await queue.enqueue(Task(kind=TaskKind.PARSE, id=task_id))
+            await queue.enqueue(Task(kind=TaskKind.PARSE, id=task_id))  # once is enough
+
+    queue = InProcessJobQueue(run, concurrency=2)
+    try:
+        await queue.enqueue(Task(kind=TaskKind.PARSE, id=5))
+        await asyncio.sleep(0.1)
+        assert runs == [5, 5]
+    finally:
+        await queue.aclose()
+
+
 class RestingVk:
     """A VK gateway whose every token rests: each call says so, and none reaches VK."""
 

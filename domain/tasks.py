@@ -411,13 +411,10 @@ async def _run_handler(adapters: Adapters, task: Task, handler: TaskHandler, rep
             await asyncio.sleep(delay)
 
 
-def waiting_message(until: datetime, vk_code: int | None, now: datetime) -> str:
+def waiting_message(until: datetime, vk_code: int | None, now: datetime) -> Say:
     """What a task waiting for VK says, in UTC: "waiting for VK: every token is over its daily
     quota until 00:00 UTC" (the date too when it is not today's)."""
-    until, now = until.astimezone(UTC), now.astimezone(UTC)
-    why = "needs a captcha solved" if vk_code in CAPTCHA_CODES else "is over its daily quota"
-    when = f"{until:%H:%M}" if until.date() == now.date() else f"{until:%Y-%m-%d %H:%M}"
-    return f"waiting for VK: every token {why} until {when} UTC"
+    return Say.waiting_for_vk(until, now, captcha=vk_code in CAPTCHA_CODES)
 
 
 async def _wait(adapters: Adapters, task: Task, worker_id: str, reporter: _Reporter, resting: VkTokensResting) -> Task | None:

@@ -932,3 +932,67 @@ def test_tokens_budget_and_comment_history_on_the_screens(browser: Any, pool_ser
     finally:
         context.close()
 
+
+
+@pytest.fixture(scope="module")
+def resting_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One VK token, which VK cuts off after 20 wall.getComments calls (its daily quota), one call
+    a request: a parse stores what it read, then has every token resting."""
+    require_service("Chromium", _browser_problem())
+    yield from _serve_against_emulator(
+        tmp_path_factory.mktemp("console-resting"),
+        ["--rps", "20", "--token", "tok-only", "--token-quota", "tok-only:wall.getComments=20"],
+        {"VKCP_VK_TOKENS": "tok-only", "VKCP_VK_RPS": "20", "VKCP_VK_EXECUTE": "false",
+         "VKCP_VK_DAILY_LIMITS": "wall.get=5000,wall.getComments=20"})
+
+
+def test_a_parse_waiting_for_vk_is_shown_and_can_be_cancelled(browser: Any, resting_service: Service) -> None:
+    """Every token over its daily quota: the parse waits instead of failing, and the Tasks and
+    Communities screens say so, in the operator's language, with the time it resumes."""
+    service = resting_service
+    group_id = service.gql('mutation { addGroup(ref: "koshki_spb") { group { id } } }')["addGroup"]["group"]["id"]
+    [task] = service.gql("mutation($ids: [ID!]!) { startParse(input: {groupIds: $ids}) { tasks { id } } }",
+                         ids=[group_id])["startParse"]["tasks"]
+    query = "query($id: ID!) { task(id: $id) { state waitingUntil progress { message messageCode messageArgs } } }"
+    deadline = time.monotonic() + 60
+    while not (waiting := service.gql(query, id=task["id"])["task"])["waitingUntil"]:
+        assert waiting["state"] in ("QUEUED", "RUNNING") and time.monotonic() < deadline, waiting
+        time.sleep(0.2)
+    assert waiting["state"] == "QUEUED", waiting
+    assert waiting["progress"]["messageCode"] == "WAITING_FOR_VK", waiting
+    assert waiting["progress"]["messageArgs"]["reason"] == "QUOTA", waiting
+    assert re.fullmatch(r"waiting for VK: every token is over its daily quota until (\d{4}-\d\d-\d\d )?\d\d:\d\d UTC",
+                        waiting["progress"]["message"]), waiting
+
+    context, page, watch = _new_page(browser, service)
+    try:
+        _sign_in(page, service)
+        page.get_by_role("link", name="Communities").click()
+        row = page.locator("tr[data-group='koshki_spb']")
+        row.locator(".state-waiting").wait_for()
+        assert row.locator(".state-waiting").inner_text() == "Waiting for VK"
+        assert re.search(r"waiting for VK: every token is over its daily quota until .+ UTC", row.inner_text()), row.inner_text()
+        assert row.get_by_test_id("waiting-until").inner_text().startswith("resumes by itself ")
+        # what the parse stored before every token rested is counted
+        stored = service.gql("query($id: ID!) { node(id: $id) { ... on Group { commentsCount } } }", id=group_id)
+        assert stored["node"]["commentsCount"] > 0, stored
+        page.wait_for_function("(n) => document.querySelector(\"tr[data-group='koshki_spb'] [data-count=comments]\")"
+                               ".innerText.replace(/\\D/g, '') === String(n)", arg=stored["node"]["commentsCount"])
+        _shot(page, "26-communities-waiting-for-vk")
+        _axe(page, "communities, a parse waiting for VK")
+        page.get_by_role("button", name="RU").first.click()
+        page.get_by_role("link", name="Задачи").click()
+        task_row = page.locator(f"tr[data-task='{task['id']}']")
+        task_row.locator(".state-waiting").wait_for()
+        assert task_row.locator(".state-waiting").inner_text() == "Ждёт VK"
+        said = task_row.locator(".progress-text").inner_text()
+        assert re.search(r"ожидание VK: у всех токенов исчерпан дневной лимит до .+ UTC$", said), said
+        assert task_row.get_by_test_id("waiting-until").inner_text().startswith("продолжится само ")
+        _shot(page, "27-tasks-waiting-for-vk-ru")
+        # cancel still works while it waits
+        task_row.get_by_role("button", name="Отменить").click()
+        task_row.locator("[data-state=CANCELLED]").wait_for()
+        assert task_row.locator("[data-state=CANCELLED]").inner_text() == "Отменено"
+        watch.assert_clean()
+    finally:
+        context.close()

@@ -69,3 +69,14 @@ def test_the_api_gives_the_code_and_arguments_beside_the_sentence() -> None:
     assert shown.message == "40/40 posts, 1211 comments"
     assert shown.message_code is ProgressMessageCode.POSTS_READ
     assert shown.message_args == {"done": 40, "total": 40, "comments": 1211}
+
+
+def test_a_task_waiting_for_vk_says_why_and_until_when_as_a_code() -> None:
+    from domain.tasks import waiting_message
+
+    now = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
+    said = progress.read(str(waiting_message(datetime(2026, 12, 8, 0, 0, tzinfo=UTC), 29, now)))
+    assert said is not None and said.code is MessageCode.WAITING_FOR_VK
+    assert dict(said.args) == {"reason": "QUOTA", "until": "2026-12-08 00:00"}
+    said = progress.read(str(waiting_message(datetime(2026, 12, 7, 19, 30, tzinfo=UTC), 14, now)))
+    assert said is not None and dict(said.args) == {"reason": "CAPTCHA", "until": "19:30"}

@@ -74,7 +74,7 @@ const en = {
   budgetAdd: "add {tokens} or lengthen the monitoring intervals.", nMoreTokens: "# token|# tokens",
   budgetNoTokens: "No usable VK token: the schedule needs {needs}. Add tokens (VKCP_VK_TOKENS).",
   noLimit: "no known limit", noMonitoring: "No community is monitored.",
-  waitingUntil: "waiting for VK until {when}", nLeft: "{n} left", stateWAITING: "Waiting for VK",
+  waitingUntil: "resumes by itself {when}", nLeft: "{n} left", stateWAITING: "Waiting for VK",
   vkCallsResult: "VK calls: {calls}",
 };
 export type Key = keyof typeof en;
@@ -150,7 +150,7 @@ const ru: Record<Key, string> = {
   budgetAdd: "добавьте {tokens} или увеличьте интервалы мониторинга.", nMoreTokens: "# токен|# токена|# токенов|# токена",
   budgetNoTokens: "Нет рабочих токенов VK, а расписанию нужно {needs}. Добавьте токены (VKCP_VK_TOKENS).",
   noLimit: "лимит неизвестен", noMonitoring: "Ни одно сообщество не на мониторинге.",
-  waitingUntil: "ожидание VK до {when}", nLeft: "осталось {n}", stateWAITING: "Ждёт VK",
+  waitingUntil: "продолжится само {when}", nLeft: "осталось {n}", stateWAITING: "Ждёт VK",
   vkCallsResult: "вызовов VK: {calls}",
 };
 

@@ -7,7 +7,7 @@ export const PING = /* GraphQL */ `
 
 const TASK_FIELDS = /* GraphQL */ `
   fragment TaskFields on Task {
-    id kind state priority createdAt startedAt finishedAt updatedAt error result params cancelRequested
+    id kind state priority createdAt startedAt finishedAt updatedAt error result params cancelRequested waitingUntil
     progress { done total message messageCode messageArgs }
     group { id name }
   }

@@ -7,7 +7,7 @@ import type {
   RefreshGroupMutation, RemoveGroupMutation, StartParseMutation, StartParseMutationVariables,
   UpdateGroupMutation, UpdateGroupMutationVariables, VkBudgetQuery,
 } from "../generated/graphql";
-import { ErrorLine, Panel, ProgressBar, StateBadge, errorText, useLiveTasks } from "../shared";
+import { ErrorLine, Panel, ProgressBar, StateBadge, WaitingNote, errorText, useLiveTasks } from "../shared";
 
 type Group = GroupFieldsFragment;
 type LineResult = { ref: string; ok: boolean; text: string };
@@ -151,7 +151,8 @@ export function Communities() {
   // A running parse stores comments batch by batch, and its community's count moves with them:
   // as its progress arrives, read the counts of the communities being parsed again, at most every
   // COUNTS_EVERY_MS (a throttle, not a debounce: progress arrives more often than that).
-  const parsing = parses.tasks.filter((x) => x.state === "RUNNING" && x.group);
+  // (a parse that waits for VK has stored what it read so far: its count is read once more then)
+  const parsing = parses.tasks.filter((x) => (x.state === "RUNNING" || (x.state === "QUEUED" && x.waitingUntil)) && x.group);
   const parsingIds = useRef<string[]>([]);
   parsingIds.current = parsing.map((x) => x.group!.id);
   const countsTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
@@ -257,7 +258,7 @@ export function Communities() {
                   <td data-count="comments">{fmtNum(g.commentsCount)}</td>
                   <td>{g.monitoring.enabled ? `${t("yes")}, ${g.monitoring.intervalMinutes}` : t("no")}</td>
                   <td>{fmtDate(g.monitoring.lastSuccessAt)}</td>
-                  <td class="progress-cell">{task && <><StateBadge state={task.state} />{task.error && <span class="error-cell"> {task.error}</span>}<ProgressBar task={task} /></>}</td>
+                  <td class="progress-cell">{task && <><StateBadge state={task.state} waitingUntil={task.waitingUntil} /><WaitingNote task={task} />{task.error && <span class="error-cell"> {task.error}</span>}<ProgressBar task={task} /></>}</td>
                   <td class="actions">
                     <button type="button" onClick={() => parse(g)}>{t("parse")}</button>
                     <button type="button" class="secondary" onClick={() => setEditing(editing === g.id ? null : g.id)}>{t("edit")}</button>

@@ -59,7 +59,7 @@ export function Dashboard() {
         {running.tasks.length === 0 ? <p class="muted">{t("noRunning")}</p> : (
           <ul class="task-list">
             {running.tasks.map((task) => (
-              <li><StateBadge state={task.state} /> {kindName(task.kind)} #{displayId(task.id)} {task.group?.name ?? ""} <ProgressBar task={task} /></li>
+              <li><StateBadge state={task.state} waitingUntil={task.waitingUntil} /> {kindName(task.kind)} #{displayId(task.id)} {task.group?.name ?? ""} <ProgressBar task={task} /></li>
             ))}
           </ul>
         )}

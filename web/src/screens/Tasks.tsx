@@ -3,7 +3,7 @@ import { download, request } from "../api";
 import { count, fill, fmtDate, fmtNum, kindName, t, type Key } from "../i18n";
 import { CANCEL_TASK } from "../ops";
 import type { CancelTaskMutation } from "../generated/graphql";
-import { ErrorLine, Panel, ProgressBar, StateBadge, displayId, errorText, payloadErrors, useLiveTasks, type Task } from "../shared";
+import { ErrorLine, Panel, ProgressBar, StateBadge, WaitingNote, displayId, errorText, payloadErrors, useLiveTasks, type Task } from "../shared";
 
 const FINAL = ["SUCCEEDED", "FAILED", "CANCELLED"];
 
@@ -114,7 +114,7 @@ export function Tasks() {
             <tr data-task={task.id}>
               <td>{displayId(task.id)}</td>
               <td data-kind={task.kind}>{kindName(task.kind)}{task.group ? ` · ${task.group.name}` : ""}</td>
-              <td><StateBadge state={task.state} /></td>
+              <td><StateBadge state={task.state} waitingUntil={task.waitingUntil} /><WaitingNote task={task} /></td>
               <td class="progress-cell"><ProgressBar task={task} /></td>
               <td>{fmtDate(task.createdAt)}</td>
               <td><TaskResult task={task} /></td>

@@ -200,7 +200,7 @@ class _SlowVk:
         return getattr(self._vk, name)
 
     async def comments_page(self, *args: object, **kwargs: object) -> object:
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.15)
         return await self._vk.comments_page(*args, **kwargs)  # type: ignore[attr-defined]
 
 

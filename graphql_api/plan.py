@@ -387,8 +387,8 @@ class Plan:
         values = get_argument_values(root.field_def, root.node, variable_values)
         arguments = python_arguments(self.schema, root.arguments, values)
         # A read model that never writes pages (SQLite) refuses nothing: there is no fast path to miss.
-        if (root.projected is not None or root.unprojected is not None) and getattr(run.read_model, "projects", False):
-            refused = root.unprojected or run.read_model.projection_refusal(root.projected[0])  # type: ignore[attr-defined,index]
+        if (root.projected is not None or root.unprojected is not None) and run.read_model.projects:
+            refused = root.unprojected or run.read_model.projection_refusal(root.projected[0])  # type: ignore[index]
             if refused is None:
                 projection, selection = root.projected  # type: ignore[misc]
                 _, found = await reads.comments_connection(run.read_model, projection=projection, **arguments)

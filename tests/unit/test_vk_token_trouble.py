@@ -20,7 +20,8 @@ from domain.budget import count_vk_calls
 from domain.collect import CollectOptions, collect_group
 from domain.errors import VkAuthFailed, VkTokensResting
 from infrastructure.vk.emulator import VkEmulator
-from infrastructure.vk.gateway import HttpVkGateway, TokenStatus, quota_rest_until, token_fingerprint
+from domain.vk import TokenStatus
+from infrastructure.vk.gateway import HttpVkGateway, quota_rest_until, token_fingerprint
 from infrastructure.vk.world import generated_world
 from tests.fakes import InMemoryStore, no_report
 

@@ -460,7 +460,6 @@ class Adapters:
     collect_concurrency: int = 64
     # VK calls a token may make per UTC day, by method, where known (``domain.budget``).
     vk_daily_limits: dict[str, int] = field(default_factory=dict)
-    data_dir: str = "."
     # Export rows and files; None where nothing exports.
     exports: ExportStore | None = None
     export_time_zone: str = DEFAULT_EXPORT_TIME_ZONE  # for exports that name none

@@ -165,8 +165,8 @@ def build_matcher_factory():
     return factory
 
 
-async def build_container(settings: Settings, *, worker: bool = False) -> Container:
-    """Wire everything. ``worker=True`` for ``vkcp worker`` processes (jobs come from ARQ)."""
+async def build_container(settings: Settings) -> Container:
+    """Wire everything: the API and ``vkcp worker`` alike (with Redis, jobs come from ARQ)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.effective_database_url)
     sessions = session_factory(engine)
@@ -196,7 +196,6 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
         recent_window_hours=settings.recent_window_hours,
         vk_daily_limits=dict(settings.vk_daily_limits),
         collect_concurrency=settings.collect_concurrency,
-        data_dir=str(settings.data_dir),
         exports=FileExportStore(sessions, settings.exports_dir, ttl_hours=settings.export_ttl_hours),
         export_time_zone=settings.export_time_zone,
         cache=RedisCache(redis, prefix=settings.redis_prefix) if redis is not None else InMemoryCache(),

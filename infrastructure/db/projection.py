@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ColumnElement, Integer, String, Table, Text, literal_column
+from sqlalchemy import Boolean, ColumnElement, Integer, String, Table, Text, literal_column
 
 from domain.bounded import BoundedDict
 from domain.queries import Member, Projection, Spelling

@@ -406,9 +406,6 @@ class SqlReadModel:
         """Whether ``comments_page_projected`` can answer (PostgreSQL writes the JSON)."""
         return self._dialect == "postgresql"
 
-    def projectable(self, projection: Projection) -> bool:
-        return self.projects and self.projection_refusal(projection) is None
-
     def projection_refusal(self, projection: Projection) -> str | None:
         """None when ``comments_page_projected`` writes ``projection``; else why not, in a word
         (``Unprojectable.kind``). Asked only where the read model ``projects``."""

@@ -1,4 +1,4 @@
-"""A VK API emulator: serves a ``VkWorld`` over HTTP the way api.vk.com does (see VK_API.md).
+"""A VK API emulator: serves a ``VkWorld`` over HTTP the way api.vk.com does (``docs/vk-api.md``).
 
 A raw ASGI app, so the same object runs in-process behind ``httpx.ASGITransport`` (sandbox,
 unit tests) and as a real server under uvicorn (integration tests, benchmarks). It enforces
@@ -8,7 +8,7 @@ VK's rules that shape a client: the per-token requests-per-second limit (error 6
 methods it answers ``/_stats``, ``/_reset`` and ``/_world`` (edit or delete a comment between two
 runs, for tests of an emulator in another process).
 
-Token trouble, as real VK shows it (VK_API.md, "What real VK does"), on demand:
+Token trouble, as real VK shows it (``docs/vk-api.md``, "What real VK does"), on demand:
 - ``quotas`` / ``token_quotas``: calls of a method each token may make per UTC day; past it a
   plain call answers error 29 and a call inside ``execute`` becomes ``false`` plus an
   ``execute_errors`` entry (the batch's other calls still answer);

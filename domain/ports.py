@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from domain.models import Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
+from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
 from domain.queries import CommentFilter
 from domain.vk import GatewayStats, TokenState
 
@@ -211,6 +211,15 @@ class TaskRepository(Protocol):
         so another runner may claim the task at once; ``None`` when the holder changed meanwhile."""
 
 
+class ApiTokenRepository(Protocol):
+    async def add(self, *, name: str, role: str, token_hash: str) -> ApiToken: ...
+    async def find_by_hash(self, token_hash: str) -> ApiToken | None: ...
+    async def list(self) -> list[ApiToken]: ...
+    async def revoke(self, token_id: int) -> bool:
+        """False when there is no such live token."""
+    async def touch(self, token_id: int, when: datetime | None = None) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository. ``async with uow:`` rolls back unless committed."""
 
@@ -221,6 +230,7 @@ class UnitOfWork(Protocol):
     keywords: KeywordRepository
     matches: MatchRepository
     tasks: TaskRepository
+    api_tokens: ApiTokenRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(self, *exc: object) -> None: ...

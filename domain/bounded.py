@@ -11,7 +11,6 @@ may both import the domain and nothing else they share.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 K = TypeVar("K")
@@ -39,12 +38,9 @@ class BoundedDict(dict[K, V]):
             del self[next(iter(self))]  # the oldest
         super().__setitem__(key, value)
 
-    def update(self, other: Mapping[K, V] | Iterable[tuple[K, V]] = (), /, **more: Any) -> None:
-        pairs = other.items() if isinstance(other, Mapping) else other
-        for key, value in pairs:
+    def update(self, *args: Any, **more: Any) -> None:
+        for key, value in dict(*args, **more).items():  # dict's own rules for what it takes
             self[key] = value
-        for key, value in more.items():
-            self[key] = value  # type: ignore[index]
 
     def setdefault(self, key: K, default: V = None) -> V:  # type: ignore[assignment]
         if key not in self:

@@ -2,17 +2,37 @@
 
 The collector asks for pages concurrently and never waits for one page before asking for an
 unrelated one; the VK adapter packs whatever is pending into ``execute`` requests, so the more
-pages are in flight, the closer collection runs to VK's rate ceiling. Pages are written by a
-single writer in batches (one transaction per batch), which keeps SQLite happy and PostgreSQL
-fast; a batch whose connection was lost (a restart, a failover) is written again. Storing is an upsert keyed by (owner_id, vk_id), so any run can be repeated or resumed
-after a crash without duplicating anything.
+pages are in flight, the closer collection runs to VK's rate ceiling. Comments of the first
+wall page's posts are asked for while the rest of the wall is still being listed. Pages are
+written by a single writer in batches (one transaction per batch), which keeps SQLite happy and
+PostgreSQL fast; a batch whose connection was lost (a restart, a failover) is written again.
+Storing is an upsert keyed by (owner_id, vk_id), so any run can be repeated or resumed after a
+crash without duplicating anything.
+
+The wall moves while it is read: moderators delete comments and posts, people write new ones,
+and offset paging then skips or repeats what shifted. So a read of a post counts as complete
+only when every answer it got reported the same ``count`` / ``current_level_count`` (and each
+thread the same reply count) and it saw exactly that many distinct comments. A read that saw
+the post move is repeated, still all pages at once, each page anchored on a comment the last
+read saw (``start_comment_id``: VK starts at that comment, or at the nearest earlier one when it
+is gone, so a deletion cannot shift a comment out of the read). When every post was read, the
+wall is listed again: a post whose ``comments.count`` differs from the count its complete read
+saw, or that was published meanwhile, is read again, until a listing finds the wall as it was
+read (``ROUNDS`` at most). That listing is the run's last look at VK: on a still wall it costs
+a page per 100 posts, and every comment that exists when the run ends is stored. A post still
+moving after ``ROUNDS`` is left for the next run and named in the result (``unsettledPosts``).
+What no count shows escapes: a deletion and an addition on one post between two looks at it.
+
+After a complete read of a post, its stored comments that read did not see are gone from VK:
+they are marked deleted, never erased (``CommentRepository.mark_vanished``). A partial read (a
+post skipped for 212 or 15, a post that never settled, a cancelled run) marks nothing.
 
 Each batch is matched with the keywords active when it is written (read in its transaction),
 so a keyword added or changed during a long parse applies from the next batch on, and agrees
 with an analyze started after the change.
 
 Incremental runs: a post's comments are re-read only when its ``comments.count`` differs from
-the count at which they were last fully collected (or when it is within ``recent_window``, or
+the count at which they were last completely read (or when it is within ``recent_window``, or
 the run is ``full``). A post is marked collected only after all of its pages are stored.
 """
 
@@ -25,18 +45,38 @@ from datetime import datetime, timedelta
 
 from domain.analyze import publish_matched
 from domain.budget import count_vk_calls
-from domain.errors import DomainError, NotFound, VkAccessDenied, VkCommentsClosed
+from domain.errors import (
+    DomainError,
+    NotFound,
+    VkAccessDenied,
+    VkCommentsClosed,
+    VkNotFound,
+)
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind
-from domain.ports import Adapters, CommentPage, ProgressCallback, UnitOfWorkFactory, VkGateway
+from domain.ports import (
+    Adapters,
+    CommentPage,
+    ProgressCallback,
+    UnitOfWorkFactory,
+    VkGateway,
+    WallPage,
+)
 from domain.resilience import is_transient, retry_transient
 from domain.tasks import register_handler
 
 PAGE = 100  # VK's maximum ``count`` for wall.get and wall.getComments
+THREAD_INLINE = 10  # replies that come inline with their top-level comment
 WRITE_BATCH = 2000  # comments per transaction
 # Pages fetched but not yet written. While the writer is slower than VK (a busy database), the
 # fetchers wait instead of piling pages up: a bound on a parse's memory (64 pages ≈ 6,400
 # comments) that still holds three batches, so a writer that catches up never starves.
 WRITE_QUEUE = 64
+# Reads of one post within a round before it waits for the next round: a post that moves
+# under three reads in a row is busy; the next listing says whether it calmed down.
+READ_ATTEMPTS = 3
+# Listings of the wall in one run: the first, then one per round of re-reading what moved.
+# On a still wall the second finds nothing to do; a burst of moderation settles in a round or two.
+ROUNDS = 5
 
 CommentMatcher = Callable[[Sequence[tuple[int, str]]], list[Match]]
 """Matches (comment id, text) pairs against the active keywords."""
@@ -57,18 +97,24 @@ class CollectOptions:
 class CollectResult:
     posts: int = 0
     posts_read: int = 0  # posts whose comments were (re)read in this run
+    rereads: int = 0  # reads repeated because the post moved while (or after) it was read
     comments_seen: int = 0
+    vanished: int = 0  # stored comments found gone from VK, now marked deleted
     matches: int = 0
     skipped_posts: list[dict] = field(default_factory=list)
+    unsettled_posts: list[int] = field(default_factory=list)  # still moving after ROUNDS listings
     authors_looked_up: int = 0
 
     def as_dict(self) -> dict:
         return {
             "posts": self.posts,
             "postsRead": self.posts_read,
+            "rereads": self.rereads,
             "commentsSeen": self.comments_seen,
+            "vanished": self.vanished,
             "matches": self.matches,
             "skippedPosts": self.skipped_posts,
+            "unsettledPosts": self.unsettled_posts,
             "authorsLookedUp": self.authors_looked_up,
         }
 
@@ -85,55 +131,107 @@ async def collect_group(
     on_matched: Callable[[list[int]], Awaitable[None]] | None = None,
 ) -> CollectResult:
     assert group.id is not None
+    group_id = group.id
     result = CollectResult()
     await report(0, None, "reading the wall")
-    posts = await _collect_posts(vk, group.owner_id, options)
-    result.posts = len(posts)
-
     async with uow_factory() as uow:
-        await uow.posts.upsert_many(group.id, posts)
         synced = await uow.posts.synced_counts(group.owner_id)
-        await uow.commit()
+    writer = _Writer(group, uow_factory, matcher_factory, on_matched, result, report, now)
+    limit = asyncio.Semaphore(max(1, options.concurrency))
+    listed: set[int] = set()  # every post id a listing of this run showed in range
+    read: set[int] = set()  # posts read at least once in this run
+    # post id -> the comments.count values at which its comments are known complete (a complete
+    # read in this run, or the stored sync when it needed no reading); a listing compares.
+    settled: dict[int, int] = {}
+    listing = _ListingCounts()
+    skipped: set[int] = set()
 
-    def needs_reading(post: Post) -> bool:
-        if options.full or post.vk_id not in synced:
-            return True
-        if synced[post.vk_id] != post.comments_count:
+    def needs_reading(post: Post, first_round: bool) -> bool:
+        if post.vk_id in skipped:
+            return False
+        if not first_round:
+            return settled.get(post.vk_id) != post.comments_count
+        if options.full or post.vk_id not in synced or synced[post.vk_id] != post.comments_count:
             return True
         return options.recent_window is not None and post.published_at >= now - options.recent_window
 
-    todo = [p for p in posts if needs_reading(p)]
-    result.posts_read = len(todo)
-    writer = _Writer(group, uow_factory, matcher_factory, on_matched, result, report, total=len(todo))
-    await report(0, len(todo), f"{len(posts)} posts, {len(todo)} to read")
-
-    limit = asyncio.Semaphore(max(1, options.concurrency))
-
     async def read_post(post: Post) -> None:
         async with limit:
+            if post.vk_id in read:
+                result.rereads += 1
+            read.add(post.vk_id)
             if post.comments_count == 0:
-                await writer.put(_PostDone(post.vk_id, post.comments_count))
+                # VK says it has none: nothing to ask. What an earlier run stored has vanished.
+                settled[post.vk_id] = 0
+                await writer.put(_PostDone(post.vk_id, 0, set() if synced.get(post.vk_id) else None))
                 return
             try:
-                await _read_comments(vk, post, writer)
-            except (VkCommentsClosed, VkAccessDenied) as e:
+                complete = await _read_post(vk, post, writer, result)
+            except (VkCommentsClosed, VkAccessDenied) as e:  # 212, or 15: the post was deleted meanwhile
+                skipped.add(post.vk_id)
+                settled.pop(post.vk_id, None)
                 result.skipped_posts.append({"postId": post.vk_id, "reason": e.message})
-                await writer.put(_PostDone(post.vk_id, None))
+                await writer.put(_PostDone(post.vk_id, None, None))
                 return
-            await writer.put(_PostDone(post.vk_id, post.comments_count))
+            if complete is None:  # it kept moving: the next listing decides
+                settled.pop(post.vk_id, None)
+                await writer.put(_PostDone(post.vk_id, None, None))
+                return
+            # The count the listing shows for what this read saw, as the next listing and the
+            # next run compare it.
+            count = listing.count_of(complete, post.comments_count)
+            settled[post.vk_id] = count
+            await writer.put(_PostDone(post.vk_id, count, complete.present))
+
+    wall_pages = 1  # pages the last listing took: the next asks for them all at once
+
+    async def one_round(first_round: bool) -> tuple[bool, set[int]]:
+        """One listing of the wall, reading what it shows must be read; returns whether the wall
+        held still while it was listed, and the posts (re)read."""
+        nonlocal wall_pages
+        started: set[int] = set()
+        async with asyncio.TaskGroup() as readers:
+
+            async def take(posts: list[Post]) -> None:
+                async with uow_factory() as uow:
+                    await uow.posts.upsert_many(group_id, posts)
+                    await uow.commit()
+                for post in posts:
+                    listed.add(post.vk_id)
+                    if needs_reading(post, first_round):
+                        started.add(post.vk_id)
+                        writer.total += 1
+                        readers.create_task(read_post(post))
+                    elif first_round:
+                        settled[post.vk_id] = post.comments_count
+                await report(writer.done, writer.total, writer.message())
+
+            still, pages = await _list_wall(vk, group.owner_id, options, take, pages_hint=wall_pages)
+        wall_pages = pages
+        return still, started
 
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(writer.run())
-            async with asyncio.TaskGroup() as readers:
-                for post in todo:
-                    readers.create_task(read_post(post))
+            for round_number in range(ROUNDS):
+                still, started = await one_round(first_round=round_number == 0)
+                if round_number == 0:
+                    result.posts = len(listed)
+                    result.posts_read = len(started)
+                if still and not started:
+                    break
+                # Before the next listing, so that a listing that finds nothing to do is the
+                # run's last look at VK: what changes after it is the next run's.
+                await writer.flush()
+                await _look_up_missing_authors(vk, uow_factory, writer.unlisted_authors, result)
+                writer.unlisted_authors.clear()
+            else:  # no listing came after the last reads: they may have moved since
+                result.unsettled_posts = sorted((listed - settled.keys() - skipped) | (started - skipped))
             await writer.close()
     except BaseExceptionGroup as group_error:
         raise _first_cause(group_error) from None
 
-    # Those stored meanwhile (their profile came with another batch) are not missing.
-    await _look_up_missing_authors(vk, uow_factory, writer.unlisted_authors, result)
+    result.posts = max(result.posts, len(listed))
     return result
 
 
@@ -156,49 +254,149 @@ def _first_cause(error: BaseException) -> BaseException:
     return next((leaf for leaf in leaves if not isinstance(leaf, asyncio.CancelledError)), leaves[0])
 
 
-async def _collect_posts(vk: VkGateway, owner_id: int, options: CollectOptions) -> list[Post]:
-    """Newest first, up to ``max_posts`` or back to ``since``; fetches pages concurrently."""
+async def _list_wall(
+    vk: VkGateway, owner_id: int, options: CollectOptions, take: Callable[[list[Post]], Awaitable[None]],
+    *, pages_hint: int = 1,
+) -> tuple[bool, int]:
+    """Pages the wall newest first, up to ``max_posts`` or back to ``since``, handing each
+    page's posts in range to ``take`` as soon as the page comes (so their comments are asked
+    for while the rest of the wall is listed). The first ``pages_hint`` pages (what the last
+    listing took) are asked for at once. Returns whether every page reported the same total
+    (when not, posts shifted between pages, and one may have been skipped) and the pages read."""
     wanted = options.max_posts
+    totals: set[int] = set()
+    shown: set[int] = set()
+
+    async def page_at(offset: int) -> WallPage:
+        page = await vk.wall_page(owner_id, offset, PAGE)
+        totals.add(page.total)
+        posts = []
+        for index, post in enumerate(page.posts, start=offset):
+            if wanted is not None and index >= wanted:
+                break
+            if options.since is not None and post.published_at < options.since:
+                continue  # the pinned post may be older than the bound: it comes first anyway
+            if post.vk_id not in shown:  # a post published meanwhile shifts one into the next page
+                shown.add(post.vk_id)
+                posts.append(post)
+        if posts:
+            await take(posts)
+        return page
+
     # Ask for as many pages as max_posts implies right away: extra empty pages cost calls,
     # not requests, because the adapter packs them into one execute.
-    first_wave = 1 if wanted is None else min(10, max(1, -(-wanted // PAGE)))
-    pages = await asyncio.gather(*(vk.wall_page(owner_id, i * PAGE, PAGE) for i in range(first_wave)))
+    first_wave = max(pages_hint, 1 if wanted is None else min(10, max(1, -(-wanted // PAGE))))
+    pages = list(await asyncio.gather(*(page_at(i * PAGE) for i in range(first_wave))))
     total = pages[0].total
     target = total if wanted is None else min(total, wanted)
     offset = first_wave * PAGE
-    while offset < target and not _reached_since(pages, options.since):
+    while offset < target and not _reached_since(pages[-1], options.since):
         wave = range(offset, target, PAGE) if options.since is None else range(offset, min(target, offset + 5 * PAGE), PAGE)
-        pages += await asyncio.gather(*(vk.wall_page(owner_id, o, PAGE) for o in wave))
+        pages += await asyncio.gather(*(page_at(o) for o in wave))
         offset = wave[-1] + PAGE
-
-    seen: dict[int, Post] = {}
-    for page in pages:
-        for post in page.posts:
-            if options.since is not None and post.published_at < options.since:
-                continue
-            seen.setdefault(post.vk_id, post)
-    posts = list(seen.values())
-    if wanted is not None:
-        posts = posts[:wanted]
-    return posts
+    return len(totals) == 1, len(pages)
 
 
-def _reached_since(pages: list, since: datetime | None) -> bool:
+def _reached_since(page: WallPage, since: datetime | None) -> bool:
     if since is None:
         return False
-    last = [p for p in pages[-1].posts if not p.is_pinned]
+    last = [p for p in page.posts if not p.is_pinned]
     return not last or last[-1].published_at < since
 
 
-async def _read_comments(vk: VkGateway, post: Post, writer: _Writer) -> None:
-    owner, post_id = post.owner_id, post.vk_id
+class _Seen:
+    """What one read of a post saw: the distinct comments, and every count VK reported."""
 
+    def __init__(self) -> None:
+        self.top: set[int] = set()
+        self.replies: dict[int, set[int]] = {}  # thread root -> its replies
+        self.totals: set[int] = set()  # ``count`` of each top-level answer
+        self.levels: set[int] = set()  # ``current_level_count`` of each top-level answer
+        self.threads: dict[int, set[int]] = {}  # thread root -> each reply count reported
+        self.lost_thread = False  # a thread's root went (with all its replies) while it was read
+        self.placeholders: set[int] = set()  # deleted top-level comments kept for their replies
+
+    def take(self, page: CommentPage, thread_of: int | None = None) -> None:
+        if thread_of is not None:
+            self.threads.setdefault(thread_of, set()).add(page.level_count)
+            self.replies.setdefault(thread_of, set()).update(c.vk_id for c in page.comments)
+            return
+        self.totals.add(page.total)
+        self.levels.add(page.level_count)
+        for c in page.comments:
+            if c.thread_vk_id is None:
+                self.top.add(c.vk_id)
+                if c.deleted:
+                    self.placeholders.add(c.vk_id)
+            else:
+                self.replies.setdefault(c.thread_vk_id, set()).add(c.vk_id)
+        for root, (count, _inline) in page.threads.items():
+            self.threads.setdefault(root, set()).add(count)
+
+    @property
+    def present(self) -> set[int]:
+        return self.top.union(*self.replies.values())
+
+    @property
+    def total(self) -> int:
+        return next(iter(self.totals))
+
+    @property
+    def complete(self) -> bool:
+        """Nothing moved while the post was read: one count everywhere, and exactly that many
+        seen (VK's counts may leave out the deleted comments kept for their replies)."""
+        if self.lost_thread or len(self.totals) != 1 or len(self.levels) != 1:
+            return False
+        for root, counts in self.threads.items():
+            if len(counts) != 1 or len(self.replies.get(root, ())) != next(iter(counts)):
+                return False
+        level, total, seen = next(iter(self.levels)), next(iter(self.totals)), len(self.present)
+        return (len(self.top), seen) in ((level, total), (level + len(self.placeholders), total + len(self.placeholders)))
+
+
+class _ListingCounts:
+    """Whether the wall's ``comments.count`` counts the deleted comments VK keeps for their
+    replies (its documentation does not say), by a vote of the complete reads of posts that
+    have some: a read agrees with one way or the other unless the post moved in between, which
+    a few do. Until a vote, it is assumed it does."""
+
+    def __init__(self) -> None:
+        self.votes = [0, 0]  # without, with
+
+    def count_of(self, read: _Seen, listed: int) -> int:
+        kept = len(read.placeholders)
+        if kept and listed in (read.total, read.total - kept):
+            self.votes[listed == read.total] += 1
+        return read.total if self.votes[1] >= self.votes[0] else read.total - kept
+
+
+async def _read_post(vk: VkGateway, post: Post, writer: _Writer, result: CollectResult) -> _Seen | None:
+    """Reads every comment of the post, storing each page; the read that found the post still
+    (None when it moved under each of ``READ_ATTEMPTS`` reads)."""
+    seen: _Seen | None = None
+    for attempt in range(READ_ATTEMPTS):
+        if attempt:
+            result.rereads += 1
+        try:
+            seen = await (_read_by_offsets(vk, post, writer) if seen is None else _read_anchored(vk, post, writer, seen))
+        except BaseExceptionGroup as group_error:  # 212 or 15 met by a later page
+            raise _first_cause(group_error) from None
+        if seen.complete:
+            return seen
+    return None
+
+
+async def _read_by_offsets(vk: VkGateway, post: Post, writer: _Writer) -> _Seen:
+    """Every page at once by ``offset``: the fast read, exact when the post holds still."""
+    owner, post_id = post.owner_id, post.vk_id
+    seen = _Seen()
     # The first page is read outside the task group so that its errors (212: comments closed)
     # reach the caller as themselves, not wrapped in an ExceptionGroup.
     first = await vk.comments_page(owner, post_id, 0, PAGE)
     async with asyncio.TaskGroup() as tg:
 
         async def take(page: CommentPage) -> None:
+            seen.take(page)
             await writer.put(page)
             for comment_id, (count, inline) in page.threads.items():
                 for offset in range(inline, count, PAGE):
@@ -208,17 +406,79 @@ async def _read_comments(vk: VkGateway, post: Post, writer: _Writer) -> None:
             await take(await vk.comments_page(owner, post_id, offset, PAGE))
 
         async def _thread(comment_id: int, offset: int) -> None:
-            await writer.put(await vk.thread_page(owner, post_id, comment_id, offset, PAGE))
+            try:
+                page = await vk.thread_page(owner, post_id, comment_id, offset, PAGE)
+            except VkNotFound:
+                seen.lost_thread = True
+                return
+            seen.take(page, thread_of=comment_id)
+            await writer.put(page)
 
         for offset in range(PAGE, first.level_count, PAGE):
             tg.create_task(_top(offset))
         await take(first)
+    return seen
+
+
+def _anchors(ids: set[int], first: int) -> list[int]:
+    """Where the pages of a read again start: every 99th comment the last read saw from
+    ``first`` on. A page of 100 from one anchor reaches the next, and deletions only bring
+    them closer (additions come at the end), so no comment falls between two pages."""
+    return sorted(ids)[first::PAGE - 1]
+
+
+async def _read_anchored(vk: VkGateway, post: Post, writer: _Writer, before: _Seen) -> _Seen:
+    """The post again after a read that saw it move, every page at once as the fast read, but
+    each page starting at a comment the last read saw (``start_comment_id``): VK starts at that
+    comment, or at the nearest earlier one when it was deleted, so a deletion cannot shift a
+    comment out of the read. A full last page is followed by more, for what was added."""
+    owner, post_id = post.owner_id, post.vk_id
+    seen = _Seen()
+    threads: set[int] = set()
+    async with asyncio.TaskGroup() as tg:
+
+        async def top(start: int | None, last: bool) -> None:
+            while True:
+                page = await vk.comments_page(owner, post_id, 0, PAGE, start_comment_id=start)
+                seen.take(page)
+                await writer.put(page)
+                for root, (count, inline) in page.threads.items():
+                    if count > inline and root not in threads:
+                        threads.add(root)
+                        replies = [c.vk_id for c in page.comments if c.thread_vk_id == root]
+                        known = _anchors(before.replies.get(root, set()), THREAD_INLINE - 1)
+                        starts: list[int | None] = [*known] or [replies[-1] if replies else None]
+                        for i, at in enumerate(starts):
+                            tg.create_task(thread(root, at, last=i == len(starts) - 1))
+                level = [c.vk_id for c in page.comments if c.thread_vk_id is None]
+                if not last or len(level) < PAGE:
+                    return
+                start = level[-1]
+
+        async def thread(root: int, start: int | None, last: bool) -> None:
+            while True:
+                try:
+                    page = await vk.thread_page(owner, post_id, root, 0, PAGE, start_comment_id=start)
+                except VkNotFound:
+                    seen.lost_thread = True
+                    return
+                seen.take(page, thread_of=root)
+                await writer.put(page)
+                if not last or len(page.comments) < PAGE:
+                    return
+                start = page.comments[-1].vk_id
+
+        starts: list[int | None] = [None, *_anchors(before.top, PAGE - 1)]
+        for i, at in enumerate(starts):
+            tg.create_task(top(at, last=i == len(starts) - 1))
+    return seen
 
 
 @dataclass
 class _PostDone:
     post_vk_id: int
-    comments_count: int | None  # None: the post could not be read, leave it unsynced
+    comments_count: int | None  # None: the post could not be read completely, leave it unsynced
+    present: set[int] | None = None  # after a complete read: every comment VK has on the post
 
 
 _CLOSE = object()
@@ -227,8 +487,10 @@ _CLOSE = object()
 class _Writer:
     """Stores pages in batches, one transaction each; marks posts collected in order."""
 
-    def __init__(self, group: Group, uow_factory, matcher_factory, on_matched, result: CollectResult, report, total: int):
+    def __init__(self, group: Group, uow_factory, matcher_factory, on_matched, result: CollectResult, report,
+                 now: datetime):
         self.group_id = group.id
+        self.now = now
         self.owner_id = group.owner_id
         self.uow_factory = uow_factory
         self.matcher_factory = matcher_factory
@@ -242,7 +504,7 @@ class _Writer:
         self.on_matched = on_matched
         self.result = result
         self.report = report
-        self.total = total
+        self.total = 0  # grows as listings find posts to read
         self.done = 0
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=WRITE_QUEUE)
         # Authors of stored comments whose profile did not come with their batch: the ones to
@@ -250,26 +512,38 @@ class _Writer:
         # (hundreds of thousands of ids), and the worker's memory with it.
         self.unlisted_authors: set[int] = set()
 
+    def message(self) -> str:
+        return f"{self.done}/{self.total} posts, {self.result.comments_seen} comments"
+
     async def put(self, item) -> None:
         await self.queue.put(item)
 
     async def close(self) -> None:
         await self.queue.put(_CLOSE)
 
+    async def flush(self) -> None:
+        """Until everything put before is stored."""
+        done = asyncio.Event()
+        await self.queue.put(done)
+        await done.wait()
+
     async def run(self) -> None:
         closing = False
         while not closing:
             batch = [await self.queue.get()]
             size = len(getattr(batch[0], "comments", ()))
-            while size < WRITE_BATCH and not self.queue.empty():
+            while size < WRITE_BATCH and not self.queue.empty() and not isinstance(batch[-1], asyncio.Event):
                 item = self.queue.get_nowait()
                 batch.append(item)
                 size += len(getattr(item, "comments", ()))
-            if batch[-1] is _CLOSE:
+            flushed = batch.pop() if isinstance(batch[-1], asyncio.Event) else None
+            if batch and batch[-1] is _CLOSE:
                 closing = True
                 batch.pop()
             if batch:
                 await self._write(batch)
+            if flushed is not None:
+                flushed.set()
 
     async def _current_matcher(self, uow) -> CommentMatcher | None:
         if self.matcher_factory is None:
@@ -284,12 +558,15 @@ class _Writer:
         comments: dict[tuple[int, int], Comment] = {}
         authors: dict[int, Author] = {}
         finished: dict[int, int] = {}
+        present: dict[int, set[int]] = {}
         posts_done = 0
         for item in batch:
             if isinstance(item, _PostDone):
                 posts_done += 1
                 if item.comments_count is not None:
                     finished[item.post_vk_id] = item.comments_count
+                if item.present is not None:
+                    present[item.post_vk_id] = item.present
                 continue
             for c in item.comments:
                 comments[(c.owner_id, c.vk_id)] = c
@@ -297,8 +574,9 @@ class _Writer:
                 authors[a.vk_id] = a
         self.unlisted_authors.update(c.from_id for c in comments.values() if c.from_id not in authors)
 
-        async def store() -> list[Match]:
+        async def store() -> tuple[list[Match], int]:
             found: list[Match] = []
+            vanished = 0
             async with self.uow_factory() as uow:
                 if authors:
                     await uow.authors.upsert_many(authors.values())
@@ -311,20 +589,24 @@ class _Writer:
                         pairs = [(ids[key], c.text) for key, c in comments.items() if not c.deleted]
                         found = matcher(pairs)
                         await uow.matches.replace_for_comments([i for i, _ in pairs], found)
+                # After the comments: a complete read's own comments are stored by now.
+                for post_vk_id, ids in present.items():
+                    vanished += len(await uow.comments.mark_vanished(self.owner_id, post_vk_id, ids, now=self.now))
                 if finished:
                     await uow.posts.mark_synced(self.owner_id, finished)
                 await uow.commit()
-            return found
+            return found, vanished
 
         # Upserts: a batch whose transaction was lost with its connection is simply written again.
-        matches = await retry_transient(store, what="store comments", group_id=self.group_id)
+        matches, vanished = await retry_transient(store, what="store comments", group_id=self.group_id)
+        self.result.vanished += vanished
         matched_ids = sorted({m.comment_id for m in matches})
         self.result.matches += len(matches)
         self.result.comments_seen += len(comments)
         if matched_ids and self.on_matched is not None:
             await self.on_matched(matched_ids)
         self.done += posts_done
-        await self.report(self.done, self.total, f"{self.done}/{self.total} posts, {self.result.comments_seen} comments")
+        await self.report(self.done, self.total, self.message())
 
 
 async def _look_up_missing_authors(vk, uow_factory, author_ids: set[int], result: CollectResult) -> None:
@@ -341,7 +623,7 @@ async def _look_up_missing_authors(vk, uow_factory, author_ids: set[int], result
             Author(vk_id=-g.vk_id, name=g.name, screen_name=g.screen_name, photo_url=g.photo_url)
             for g in await vk.get_groups(communities[start : start + 500])
         ]
-    result.authors_looked_up = len(found)
+    result.authors_looked_up += len(found)
     if found:
         async with uow_factory() as uow:
             await uow.authors.upsert_many(found)

@@ -71,12 +71,18 @@ class VkGateway(Protocol):
     async def wall_page(self, owner_id: int, offset: int, count: int = 100) -> WallPage: ...
 
     async def comments_page(
-        self, owner_id: int, post_id: int, offset: int, count: int = 100
-    ) -> CommentPage: ...
+        self, owner_id: int, post_id: int, offset: int, count: int = 100, *, start_comment_id: int | None = None
+    ) -> CommentPage:
+        """Top-level comments, oldest first, with up to 10 replies of each inline. With
+        ``start_comment_id`` the page starts at that comment (at the nearest earlier one when it
+        is gone) and ``offset`` counts from there: paging that a deletion cannot shift."""
 
     async def thread_page(
-        self, owner_id: int, post_id: int, comment_id: int, offset: int, count: int = 100
-    ) -> CommentPage: ...
+        self, owner_id: int, post_id: int, comment_id: int, offset: int, count: int = 100,
+        *, start_comment_id: int | None = None,
+    ) -> CommentPage:
+        """Replies of the top-level comment ``comment_id``, oldest first; ``start_comment_id``
+        as for ``comments_page``."""
 
     async def get_users(self, user_ids: Sequence[int]) -> list[Author]: ...
 

@@ -4,9 +4,11 @@ A raw ASGI app, so the same object runs in-process behind ``httpx.ASGITransport`
 unit tests) and as a real server under uvicorn (integration tests, benchmarks). It enforces
 VK's rules that shape a client: the per-token requests-per-second limit (error 6), page sizes,
 ``execute`` with at most 25 calls and a 5 MB answer (error 13), and, on demand, VK's bad days
-(``fail_rate``: errors 1 and 10, dropped connections, HTTP 502, 2-second stalls). Besides VK's
-methods it answers ``/_stats``, ``/_reset`` and ``/_world`` (edit or delete a comment between two
-runs, for tests of an emulator in another process).
+(``fail_rate``: errors 1 and 10, dropped connections, HTTP 502, 2-second stalls), and, with
+``drift``, a wall that moves while it is read (``world.WallDrift``: comments and posts deleted
+and written between requests). Besides VK's methods it answers ``/_stats``, ``/_reset`` and
+``/_world`` (GET: what a complete collection holds now; POST: edit or delete a comment between
+two runs, for tests of an emulator in another process).
 
 Token trouble, as real VK shows it (``docs/vk-api.md``, "What real VK does"), on demand:
 - ``quotas`` / ``token_quotas``: calls of a method each token may make per UTC day; past it a
@@ -20,6 +22,7 @@ Token trouble, as real VK shows it (``docs/vk-api.md``, "What real VK does"), on
 
     python -m infrastructure.vk.emulator --port 8765 --rps 3 --world generated --communities 4 \
         --quota wall.getComments=500 --captcha-after TOKEN=100
+    python -m infrastructure.vk.emulator --world generated --drift 0.5 --drift-seed 3 --drift-budget 200
 """
 
 from __future__ import annotations
@@ -40,7 +43,14 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from infrastructure.vk.world import INLINE_REPLIES, PAGE, VkWorld, WorldComment, WorldPost
+from infrastructure.vk.world import (
+    INLINE_REPLIES,
+    PAGE,
+    VkWorld,
+    WallDrift,
+    WorldComment,
+    WorldPost,
+)
 
 MAX_EXECUTE_CALLS = 25
 MAX_EXECUTE_BYTES = 5 * 1024 * 1024
@@ -194,6 +204,8 @@ class VkMethods:
             out["reply_to_user"] = c.reply_to_user
         if need_likes and not c.deleted:
             out["likes"] = {"count": c.likes, "user_likes": 0, "can_like": 1}
+        if c.attachments:
+            out["attachments"] = c.attachments
         return out
 
     def _authors(self, from_ids: set[int]) -> tuple[list[dict], list[dict]]:
@@ -259,8 +271,8 @@ class VkMethods:
     def wall_get_comments(self, params: dict[str, Any]) -> Any:
         owner_id = self._wall_owner(params)
         post = self.world.posts.get((owner_id, _int(params, "post_id")))
-        if post is None:
-            raise ApiError(100, "One of the parameters specified was missing or invalid: post_id is undefined")
+        if post is None:  # never was, or deleted since the wall was read
+            raise ApiError(15, "Access denied: post was not found check post_id param")
         if post.comments_closed:
             raise ApiError(212, "Access to post comments denied")
         offset, count = _int(params, "offset", 0), _int(params, "count", 10)
@@ -275,14 +287,11 @@ class VkMethods:
             level, total = root.replies, len(root.replies)
         else:
             level, total = post.comments, post.comments_count
-        if str(params.get("sort", "asc")) == "desc":
+        descending = str(params.get("sort", "asc")) == "desc"
+        if descending:
             level = level[::-1]
         if params.get("start_comment_id") not in (None, "", 0, "0"):
-            start = _int(params, "start_comment_id")
-            index = next((i for i, c in enumerate(level) if c.id == start), None)
-            if index is None:
-                raise ApiError(100, "One of the parameters specified was missing or invalid: start_comment_id is invalid")
-            offset += index
+            offset += _start_index(level, _int(params, "start_comment_id"), descending)
         page = level[offset:offset + count]
         items, authors = [], set()
         for c in page:
@@ -315,6 +324,20 @@ class VkMethods:
         return users
 
 
+def _start_index(level: list[WorldComment], start: int, descending: bool) -> int:
+    """Where a page asked with ``start_comment_id`` begins: at that comment, or, when it is
+    gone, at the nearest earlier one of the level (the level's start when none is)."""
+    found = 0
+    for index, comment in enumerate(level):
+        if comment.id == start:
+            return index
+        if (comment.id > start) if descending else (comment.id < start):
+            found = index
+        else:
+            break
+    return found
+
+
 # --- the app --------------------------------------------------------------------------------
 
 
@@ -339,8 +362,13 @@ class VkEmulator:
         stall_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         today: Callable[[], str] = lambda: time.strftime("%Y%m%d", time.gmtime()),
+        drift: float = 0.0,
+        drift_seed: int = 0,
+        drift_budget: int | None = None,
     ) -> None:
         self.methods = VkMethods(world)
+        # The wall moves: ``drift`` changes per request on average (see ``WallDrift``).
+        self.drift = WallDrift(world, rate=drift, seed=drift_seed, budget=drift_budget) if drift else None
         self.world = world
         self.rps = rps
         self.fail_rate = fail_rate
@@ -390,6 +418,22 @@ class VkEmulator:
             "bytes": self.bytes_sent,
             # per token: the shortest time in which rps+1 requests arrived (>= 1 s: within the limit)
             "tightest_window": {k: round(v, 4) for k, v in self.tightest.items()},
+            "drift": dict(self.drift.made) if self.drift is not None else {},
+        }
+
+    def world_now(self) -> dict[str, Any]:
+        """Per open wall and post, the comment ids a complete collection stores now, and the
+        posts deleted since the world was built (their comments are gone with them)."""
+        expected: dict[str, dict[str, list[int]]] = {}
+        for owner in self.world.open_owner_ids():
+            expected[str(owner)] = {
+                str(post.id): sorted([c.id for c in post.comments] + [r.id for c in post.comments for r in c.replies])
+                for post in self.world.readable_posts(owner)
+            }
+        return {
+            "expected": expected,
+            "deleted_posts": sorted([o, p] for o, p in self.world.deleted_posts),
+            "drift": dict(self.drift.made) if self.drift is not None else {},
         }
 
     # ASGI
@@ -414,6 +458,9 @@ class VkEmulator:
                 break
         if path == "/_stats":
             await _respond(send, 200, orjson.dumps(self.stats()))
+        elif path == "/_world" and scope["method"] == "GET":  # what a complete collection holds now
+            now = await asyncio.get_running_loop().run_in_executor(self._answering, self.world_now)  # the world's thread
+            await _respond(send, 200, orjson.dumps(now))
         elif path == "/_reset" and scope["method"] == "POST":
             self.reset()
             await _respond(send, 200, b'{"ok":true}')
@@ -527,6 +574,8 @@ class VkEmulator:
         self.token_calls[key] += 1
 
     def _answer(self, method: str, params: dict[str, Any], token: str = "") -> bytes:
+        if self.drift is not None:  # the world changed since the last request
+            self.drift.step()
         if method != "execute":
             self.calls += 1
             self._count_call(token, method)  # its error is the request's: top-level 29, 14, 5
@@ -626,6 +675,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="after N calls the token must solve a captcha (error 14) (repeat)")
     parser.add_argument("--expire-after", action="append", default=[], metavar="TOKEN=N",
                         help="after N calls the token is invalid (error 5) (repeat)")
+    parser.add_argument("--drift", type=float, default=0.0,
+                        help="changes to the walls (deletions, new comments and posts) per request, on average")
+    parser.add_argument("--drift-seed", type=int, default=0)
+    parser.add_argument("--drift-budget", type=int, default=None, help="changes in all, then the walls stay still")
     args = parser.parse_args(argv)
     token_quotas: dict[str, dict[str, int]] = {}
     for token, method, n in (_assignment(a, ":") for a in args.token_quota):
@@ -643,7 +696,8 @@ def main(argv: list[str] | None = None) -> None:
     app = VkEmulator(world, rps=args.rps or None, fail_rate=args.fail_rate, tokens=args.tokens, seed=args.seed,
                      quotas=dict(_assignment(a)[1:] for a in args.quota), token_quotas=token_quotas,
                      captcha_after=dict(_assignment(a)[1:] for a in args.captcha_after),
-                     expire_after=dict(_assignment(a)[1:] for a in args.expire_after))
+                     expire_after=dict(_assignment(a)[1:] for a in args.expire_after),
+                     drift=args.drift, drift_seed=args.drift_seed, drift_budget=args.drift_budget)
     print(f"VK emulator: http://{args.host}:{args.port}/method ({world.total_comments()} comments)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 

@@ -375,11 +375,14 @@ class HttpVkGateway:
         answer = await self.call("wall.get", {"owner_id": owner_id, "offset": offset, "count": count, "extended": 1})
         return WallPage(total=answer["count"], posts=[_post(p) for p in answer["items"]], authors=_authors(answer))
 
-    async def comments_page(self, owner_id: int, post_id: int, offset: int, count: int = 100) -> CommentPage:
-        answer = await self.call("wall.getComments", {
-            "owner_id": owner_id, "post_id": post_id, "offset": offset, "count": count, "sort": "asc",
-            "thread_items_count": THREAD_INLINE, "need_likes": 1, "extended": 1,
-        })
+    async def comments_page(
+        self, owner_id: int, post_id: int, offset: int, count: int = 100, *, start_comment_id: int | None = None
+    ) -> CommentPage:
+        params = {"owner_id": owner_id, "post_id": post_id, "offset": offset, "count": count, "sort": "asc",
+                  "thread_items_count": THREAD_INLINE, "need_likes": 1, "extended": 1, "preview_length": 0}
+        if start_comment_id is not None:
+            params["start_comment_id"] = start_comment_id
+        answer = await self.call("wall.getComments", params)
         comments: list[Comment] = []
         threads: dict[int, tuple[int, int]] = {}
         for item in answer["items"]:
@@ -393,12 +396,14 @@ class HttpVkGateway:
                            comments=comments, threads=threads, authors=_authors(answer))
 
     async def thread_page(
-        self, owner_id: int, post_id: int, comment_id: int, offset: int, count: int = 100
+        self, owner_id: int, post_id: int, comment_id: int, offset: int, count: int = 100,
+        *, start_comment_id: int | None = None,
     ) -> CommentPage:
-        answer = await self.call("wall.getComments", {
-            "owner_id": owner_id, "post_id": post_id, "comment_id": comment_id, "offset": offset,
-            "count": count, "sort": "asc", "need_likes": 1, "extended": 1,
-        })
+        params = {"owner_id": owner_id, "post_id": post_id, "comment_id": comment_id, "offset": offset,
+                  "count": count, "sort": "asc", "need_likes": 1, "extended": 1, "preview_length": 0}
+        if start_comment_id is not None:
+            params["start_comment_id"] = start_comment_id
+        answer = await self.call("wall.getComments", params)
         comments = [_comment(item, owner_id, post_id, thread_root=comment_id) for item in answer["items"]]
         return CommentPage(total=answer["count"], level_count=answer.get("current_level_count", answer["count"]),
                            comments=comments, authors=_authors(answer))

@@ -37,10 +37,12 @@ class UnconfiguredVkGateway:
     async def wall_page(self, owner_id: int, offset: int, count: int = 100) -> NoReturn:
         self._refuse()
 
-    async def comments_page(self, owner_id: int, post_id: int, offset: int, count: int = 100) -> NoReturn:
+    async def comments_page(self, owner_id: int, post_id: int, offset: int, count: int = 100, *,
+                            start_comment_id: int | None = None) -> NoReturn:
         self._refuse()
 
-    async def thread_page(self, owner_id: int, post_id: int, comment_id: int, offset: int, count: int = 100) -> NoReturn:
+    async def thread_page(self, owner_id: int, post_id: int, comment_id: int, offset: int, count: int = 100, *,
+                          start_comment_id: int | None = None) -> NoReturn:
         self._refuse()
 
     async def get_users(self, user_ids: Sequence[int]) -> NoReturn:

@@ -12,6 +12,11 @@ Both are deterministic: a fixed seed and a fixed base date, so a demo looks the 
 Tests change a world between two runs as people change VK (``edit_comment``, ``delete_comment``).
 Like VK, post ids and comment ids of one wall come from one counter, and comment ids are unique
 only within their wall.
+
+A world can also move while it is read (``WallDrift``): moderators delete comments and posts,
+people write comments, replies and posts, as on a busy community. The emulator applies a few
+such changes before each request it answers; ``expected_comments`` always describes the world
+as it is now, so a test compares what was stored with the world at the end of the run.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,6 +78,7 @@ class WorldComment:
     reply_to_comment: int | None = None
     reply_to_user: int | None = None
     replies: list[WorldComment] = field(default_factory=list)  # top-level comments only
+    attachments: list[dict] = field(default_factory=list)  # a photo-only comment has text ""
 
 
 @dataclass(slots=True)
@@ -105,6 +112,7 @@ class VkWorld:
         self.comments: dict[tuple[int, int], WorldComment] = {}
         self.screen_names: dict[str, tuple[str, int]] = {}
         self._next_id: dict[int, int] = {}
+        self.deleted_posts: set[tuple[int, int]] = set()  # wall.getComments answers 15 for these
 
     # building
 
@@ -138,7 +146,7 @@ class VkWorld:
             self.comments[(comment.owner_id, comment.thread_root)].replies.append(comment)
         return comment
 
-    # changing: what people do on VK between two runs of the collector
+    # changing: what people do on VK, between two runs of the collector or while one pages
 
     def edit_comment(self, owner_id: int, comment_id: int, text: str) -> WorldComment:
         """An author edits a comment: the text changes; its id, date and the post's count do not."""
@@ -150,18 +158,42 @@ class VkWorld:
 
     def delete_comment(self, owner_id: int, comment_id: int) -> WorldComment:
         """A comment is deleted. As on VK, one with replies stays in its place as ``deleted:
-        true`` (no text, no likes) so the thread still hangs from it; any other vanishes, and
-        the post's ``comments.count`` drops by one."""
+        true`` (no text, no likes, no attachments) so the thread still hangs from it; any other
+        vanishes, and the post's ``comments.count`` drops by one. A deleted comment whose last
+        reply goes vanishes with it."""
         comment = self.comments[(owner_id, comment_id)]
         if comment.replies:
-            comment.deleted, comment.text, comment.likes = True, "", 0
+            comment.deleted, comment.text, comment.likes, comment.attachments = True, "", 0, []
             return comment
         if comment.thread_root is None:
             self.posts[(owner_id, comment.post_id)].comments.remove(comment)
         else:
-            self.comments[(owner_id, comment.thread_root)].replies.remove(comment)
+            root = self.comments[(owner_id, comment.thread_root)]
+            root.replies.remove(comment)
+            if root.deleted and not root.replies:
+                self.delete_comment(owner_id, root.id)
         del self.comments[(owner_id, comment_id)]
         return comment
+
+    def remove_post(self, owner_id: int, post_id: int) -> None:
+        """A post is deleted, its comments with it; ``wall.getComments`` on it then answers 15."""
+        post = self.posts.pop((owner_id, post_id), None)
+        if post is None:
+            return
+        self.walls[owner_id].remove(post)
+        self.deleted_posts.add((owner_id, post_id))
+        for comment in post.comments:
+            for reply in comment.replies:
+                self.comments.pop((owner_id, reply.id), None)
+            self.comments.pop((owner_id, comment.id), None)
+
+    def publish_post(self, post: WorldPost) -> WorldPost:
+        """A new post: after the pinned one, before every other (VK's order)."""
+        wall = self.walls.setdefault(post.owner_id, [])
+        at = 1 if wall and wall[0].is_pinned else 0
+        wall.insert(at, post)
+        self.posts[(post.owner_id, post.id)] = post
+        return post
 
     def finish(self) -> VkWorld:
         """Put every wall in VK's order: the pinned post first, then newest first."""
@@ -615,3 +647,118 @@ def generated_world(
             tuple(long_threads), closed_comment_posts, days,
         ))
     return world.finish()
+
+
+# --- a wall that moves ----------------------------------------------------------------------
+
+
+class WallDrift:
+    """Moderators and readers at work while a collector pages: each ``step()`` (the emulator
+    takes one before answering each request) makes ``rate`` changes on average, chosen with a
+    seeded generator, until ``budget`` changes were made (None: no end). The changes are VK's:
+    a comment deleted (a top-level one with replies stays as ``deleted: true``), a post deleted
+    (``wall.getComments`` on it then answers 15), comments and replies written (some of them a
+    photo with no text), posts published (they come first after the pinned one, shifting the
+    wall). Only the walls of ``owners`` move (default: every open one).
+
+    How many changes a step makes is drawn apart from what they are: the k-th change depends
+    on the seed and the k-1 before it only, not on how the requests that carried them fell."""
+
+    KINDS = (("delete_comment", 0.3), ("write_comment", 0.25), ("write_reply", 0.25),
+             ("publish_post", 0.1), ("delete_post", 0.1))
+
+    def __init__(self, world: VkWorld, *, rate: float = 1.0, seed: int = 0, budget: int | None = None,
+                 owners: Sequence[int] | None = None) -> None:
+        self.world = world
+        self.rate = rate
+        self.budget = budget
+        self.rng = random.Random(seed)
+        self.pace = random.Random(seed + 1)  # changes per step
+        self.text = TextMaker(self.rng)
+        self.owners = list(owners) if owners is not None else world.open_owner_ids()
+        self.users = sorted(world.users) or [1]
+        self.made: Counter[str] = Counter()
+        self.moment = BASE_TS  # every generated comment is older
+
+    @property
+    def changes(self) -> int:
+        return sum(self.made.values())
+
+    def step(self) -> int:
+        whole = int(self.rate)
+        wanted = whole + (1 if self.pace.random() < self.rate - whole else 0)
+        made = 0
+        for _ in range(wanted):
+            if not self.owners or (self.budget is not None and self.changes >= self.budget):
+                break
+            kind = self.rng.choices([k for k, _ in self.KINDS], weights=[w for _, w in self.KINDS])[0]
+            if getattr(self, f"_{kind}")(self.rng.choice(self.owners)):
+                self.made[kind] += 1
+                made += 1
+        return made
+
+    def _next_moment(self) -> int:
+        self.moment += self.rng.randrange(1, 30)
+        return self.moment
+
+    def _post(self, owner_id: int, *, with_comments: bool = False) -> WorldPost | None:
+        posts = [p for p in self.world.walls.get(owner_id, []) if not p.comments_closed
+                 and (p.comments or not with_comments)]
+        return self.rng.choice(posts) if posts else None
+
+    def _new_comment(self, post: WorldPost, thread_root: int | None) -> WorldComment:
+        author = self.rng.choice(self.users)
+        comment = WorldComment(id=self.world.new_id(post.owner_id), owner_id=post.owner_id, post_id=post.id,
+                               from_id=author, date=self._next_moment(), text="", thread_root=thread_root)
+        if self.rng.random() < 0.2:  # a photo and no text
+            comment.attachments = [{"type": "photo", "photo": {
+                "id": 457_000_000 + comment.id, "owner_id": author, "date": comment.date,
+                "sizes": [{"type": "m", "width": 130, "height": 97,
+                           "url": f"https://sun9-1.userapi.com/photo{author}_{comment.id}.jpg"}]}}]
+        else:
+            comment.text = self.text.comment(THEMES["town"]) if thread_root is None else self.text.reply(THEMES["town"], None)
+        return comment
+
+    def _delete_comment(self, owner_id: int) -> bool:
+        post = self._post(owner_id, with_comments=True)
+        if post is None:
+            return False
+        root = self.rng.choice(post.comments)
+        target = self.rng.choice(root.replies) if root.replies and self.rng.random() < 0.5 else root
+        if target.deleted and target.replies:
+            return False  # already a placeholder
+        self.world.delete_comment(owner_id, target.id)
+        return True
+
+    def _write_comment(self, owner_id: int) -> bool:
+        post = self._post(owner_id)
+        if post is None:
+            return False
+        self.world.add_comment(post, self._new_comment(post, None))
+        return True
+
+    def _write_reply(self, owner_id: int) -> bool:
+        post = self._post(owner_id, with_comments=True)
+        roots = [c for c in post.comments if not c.deleted] if post else []
+        if post is None or not roots:
+            return False
+        root = self.rng.choice(roots)
+        reply = self._new_comment(post, root.id)
+        to = self.rng.choice([root, *root.replies])
+        reply.reply_to_comment, reply.reply_to_user = to.id, to.from_id
+        self.world.add_comment(post, reply)
+        return True
+
+    def _publish_post(self, owner_id: int) -> bool:
+        self.world.publish_post(WorldPost(
+            id=self.world.new_id(owner_id), owner_id=owner_id, from_id=owner_id, date=self._next_moment(),
+            text=self.text.post(THEMES["town"]), views=self.rng.randrange(10, 300),
+        ))
+        return True
+
+    def _delete_post(self, owner_id: int) -> bool:
+        wall = [p for p in self.world.walls.get(owner_id, []) if not p.is_pinned]
+        if len(wall) < 5:
+            return False
+        self.world.remove_post(owner_id, self.rng.choice(wall).id)
+        return True

@@ -51,6 +51,7 @@ from domain.errors import (
     VkAccessDenied,
     VkCommentsClosed,
     VkNotFound,
+    VkTokensResting,
 )
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind
 from domain.ports import (
@@ -656,7 +657,9 @@ async def run_parse(adapters: Adapters, task: Task, report: ProgressCallback) ->
             on_matched=lambda comment_ids: publish_matched(adapters, comment_ids),
         )
     except DomainError as e:
-        if not is_transient(e):  # a transient one is retried, not the community's last error
+        # A transient one is retried and a rest of every token waited out (``domain.tasks``):
+        # neither is the community's last error.
+        if not is_transient(e) and not isinstance(e, VkTokensResting):
             await _record_group_run(adapters, group.id, now, error=e.message)
         raise
     await _record_group_run(adapters, group.id, now, error=None)

@@ -184,3 +184,7 @@ class Task:
     progress_at: datetime | None = None
     stalled_at: datetime | None = None
     stalls: int = 0
+    # Waiting for VK (every token rests): QUEUED until then, re-offered at that time; a wait
+    # is not an attempt (``waits`` counts them, so each resumed run has its own job id).
+    waiting_until: datetime | None = None
+    waits: int = 0

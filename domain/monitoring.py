@@ -3,7 +3,9 @@
 It runs every minute (an ARQ cron job with Redis, an asyncio loop in the embedded mode). Due
 groups are taken by priority; a group whose parse is still queued or running is not started
 again (``start_parse`` returns the existing task), and ``next_run_at`` moves on either way, so
-two runs of one community never overlap and a slow run is not followed by a pile-up.
+two runs of one community never overlap and a slow run is not followed by a pile-up. While
+every VK token rests, a run waits (QUEUED with ``waiting_until``, see ``domain.tasks``) rather
+than fails; it is still the group's active parse, so runs due meanwhile return it.
 """
 
 from __future__ import annotations

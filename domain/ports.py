@@ -185,8 +185,10 @@ class TaskRepository(Protocol):
     # The lease. Each is one atomic conditional update; ``None`` means the condition failed.
 
     async def claim(self, task_id: int, *, worker_id: str, now: datetime, stale_before: datetime) -> Task | None:
-        """QUEUED, or RUNNING with a heartbeat older than ``stale_before`` (or held by this
-        worker) → RUNNING held by ``worker_id``, attempts + 1."""
+        """QUEUED (a waiting one only once ``waiting_until`` <= ``now``), or RUNNING with a
+        heartbeat older than ``stale_before`` (or held by this worker) → RUNNING held by
+        ``worker_id``, attempts + 1, unless it resumes from a wait (then ``waiting_until`` is
+        cleared and attempts stay)."""
 
     async def heartbeat(
         self, task_id: int, *, worker_id: str, now: datetime, progress: Progress | None = None
@@ -199,14 +201,22 @@ class TaskRepository(Protocol):
     ) -> Task | None:
         """End an active task (held by ``worker_id`` unless it is None)."""
 
+    async def wait(
+        self, task_id: int, *, worker_id: str, now: datetime, until: datetime, progress: Progress
+    ) -> Task | None:
+        """A RUNNING task held by ``worker_id`` and not asked to cancel → QUEUED, waiting until
+        ``until`` (``waiting_until``, waits + 1, ``progress`` stored), the lease given up;
+        ``None`` when the condition failed."""
+
     async def release(self, task_id: int, *, worker_id: str) -> None:
         """Give the lease up (a graceful shutdown): any runner may claim the task at once."""
 
     async def request_cancel(self, task_id: int, *, now: datetime) -> Task | None:
-        """Flag an active task cancelled; a QUEUED one becomes CANCELLED at once."""
+        """Flag an active task cancelled; a QUEUED one (a waiting one too) becomes CANCELLED at once."""
 
     async def list_orphaned(self, *, stale_before: datetime, queued_before: datetime, limit: int = 1000) -> list[Task]:
-        """RUNNING tasks whose heartbeat is stale and QUEUED tasks created before ``queued_before``."""
+        """RUNNING tasks whose heartbeat is stale, and QUEUED tasks created before
+        ``queued_before`` that do not wait, or whose ``waiting_until`` is before it too."""
 
     async def list_stalled(self, *, progress_before: datetime, stale_before: datetime, limit: int = 100) -> list[Task]:
         """RUNNING tasks whose runner heartbeats (since ``stale_before``) but whose progress has
@@ -251,8 +261,9 @@ UnitOfWorkFactory = Callable[[], UnitOfWork]
 
 
 class JobQueue(Protocol):
-    async def enqueue(self, task: Task) -> None:
-        """Run ``task`` (already stored, state QUEUED) in the background."""
+    async def enqueue(self, task: Task, *, defer_until: datetime | None = None) -> None:
+        """Run ``task`` (already stored, state QUEUED) in the background, not before
+        ``defer_until`` when given (a task waiting for VK)."""
 
     async def abort(self, task: Task) -> None:
         """Best effort: stop the task's job if it is running; the task state is the DB's."""

@@ -346,6 +346,10 @@ class ReadModel(Protocol):
         """group id -> the ``result`` of its last ``per_group`` successful PARSE tasks, newest
         first (what ``domain.budget`` learns a run's VK calls from)."""
 
+    async def tasks_waiting(self) -> tuple[int, datetime | None]:
+        """(tasks waiting for VK, the earliest time one of them resumes)."""
+        ...
+
 
 # --- statistics -----------------------------------------------------------------------------
 

@@ -23,6 +23,14 @@ enqueues tasks whose job was lost (a Redis restart empties the queue) or whose r
 and finds tasks that still heartbeat but make no progress (stalled): it logs them at ERROR,
 records the stall on the task and has another runner take them over. When the queue comes
 back after an outage (``wake``), it re-offers every QUEUED task at once.
+
+When every VK token rests (daily quota, captcha: the gateway raises ``VkTokensResting``), the
+work waits, it does not fail: the runner stores the task QUEUED with ``waiting_until`` and a
+message saying why and until when, gives its lease and its worker slot up, and enqueues the
+task again for that time (``JobQueue.enqueue(defer_until=...)``). The resumed run continues
+from what is stored. A wait is neither an attempt nor a stall, and the next run gets the whole
+timeout and transient budget again; the recovery loop leaves a waiting task alone until its
+time (then re-offers it, in case Redis lost the deferred job); a cancel ends it at once.
 """
 
 from __future__ import annotations
@@ -38,7 +46,15 @@ from typing import Any
 
 import structlog
 
-from domain.errors import Conflict, DomainError, InvalidInput, NotFound, TaskCancelled, Unavailable
+from domain.errors import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    TaskCancelled,
+    Unavailable,
+    VkTokensResting,
+)
 from domain.models import Progress, Task, TaskKind, TaskState
 from domain.ports import Adapters
 from domain.resilience import TRANSIENT, backoff_delay, is_transient, retry_transient
@@ -74,6 +90,11 @@ TIMEOUTS: dict[TaskKind, timedelta] = {
     TaskKind.EXPORT: timedelta(minutes=30),
 }
 DEFAULT_TIMEOUT = timedelta(hours=1)
+# A waiting task is enqueued for this long after its tokens come back: the gateway times a
+# token's rest on the monotonic clock, the queue on the wall clock, and a run resumed a moment
+# early would meet the same rest again (costing nothing, but waiting once more).
+RESUME_MARGIN = timedelta(seconds=1)
+CAPTCHA_CODES = frozenset({14, 17})  # VK's captcha and "validation required": no one here solves them
 # Identifies this process's runners in task leases; ARQ workers pass their own.
 LOCAL_WORKER = f"{socket.gethostname()}:{os.getpid()}"
 _running_here: set[tuple[str, int]] = set()  # (worker id, task id) being run in this process
@@ -107,6 +128,8 @@ def task_event(task: Task) -> dict[str, Any]:
         "updatedAt": _iso(task.updated_at),
         "stalledAt": _iso(task.stalled_at),
         "stalls": task.stalls,
+        "waitingUntil": _iso(task.waiting_until),
+        "waits": task.waits,
     }
 
 
@@ -129,6 +152,8 @@ def task_from_event(event: dict[str, Any]) -> Task:
         updated_at=_parse(event.get("updatedAt")),
         stalled_at=_parse(event.get("stalledAt")),
         stalls=event.get("stalls") or 0,
+        waiting_until=_parse(event.get("waitingUntil")),
+        waits=event.get("waits") or 0,
     )
 
 
@@ -220,12 +245,17 @@ async def _announce(adapters: Adapters, task: Task) -> None:
     once the queue is back, and the caller gets the task (a client that retried on an error
     would start it twice)."""
     await publish_task(adapters, task)
-    await _enqueue(adapters, task)
+    await enqueue_task(adapters, task)
 
 
-async def _enqueue(adapters: Adapters, task: Task) -> bool:
+async def enqueue_task(adapters: Adapters, task: Task) -> bool:
+    """Hand a QUEUED task to the queue: a waiting one for when its tokens come back. False
+    when the queue cannot take it now (the recovery loop offers it again later)."""
+    defer_until = task.waiting_until + RESUME_MARGIN if task.waiting_until is not None else None
+    if defer_until is not None and defer_until <= adapters.clock.now():
+        defer_until = None  # its time has come (the recovery loop, a restart)
     try:
-        await adapters.queue.enqueue(task)
+        await adapters.queue.enqueue(task, defer_until=defer_until)
     except Unavailable as e:
         log.warning("task.enqueue_deferred", task_id=task.id, error=e.message)
         return False
@@ -233,8 +263,9 @@ async def _enqueue(adapters: Adapters, task: Task) -> bool:
 
 
 async def cancel_task(adapters: Adapters, task_id: int) -> Task:
-    """A queued task ends CANCELLED at once; a running one within a second or two (its job is
-    aborted, and its runner's supervisor sees the flag even while VK keeps it waiting)."""
+    """A queued task (one waiting for VK too) ends CANCELLED at once; a running one within a
+    second or two (its job is aborted, and its runner's supervisor sees the flag even while VK
+    keeps it waiting)."""
     async with adapters.uow_factory() as uow:
         task = await uow.tasks.request_cancel(task_id, now=adapters.clock.now())
         if task is None:
@@ -244,7 +275,7 @@ async def cancel_task(adapters: Adapters, task_id: int) -> Task:
             raise InvalidInput(f"Task {task_id} has already ended ({existing.state.value})", field="id")
         await uow.commit()
     await publish_task(adapters, task)
-    if task.state is TaskState.RUNNING:
+    if task.state is TaskState.RUNNING or task.waits:  # a waiting one has a deferred job
         await adapters.queue.abort(task)
     return task
 
@@ -337,6 +368,8 @@ async def _claim_and_run(adapters: Adapters, task_id: int, worker_id: str) -> Ta
         if isinstance(e, _LeaseLost):
             log.warning("task.lease_lost", task_id=task.id, worker=worker_id)
             return None
+        if isinstance(e, VkTokensResting):
+            return await _wait(adapters, task, worker_id, reporter, e)
         if isinstance(e, DomainError):
             error = e.message
             if is_transient(e):
@@ -375,6 +408,42 @@ async def _run_handler(adapters: Adapters, task: Task, handler: TaskHandler, rep
             reporter.resume()
             await reporter(reporter.last.done, reporter.last.total, f"retrying: {e.message}")
             await asyncio.sleep(delay)
+
+
+def waiting_message(until: datetime, vk_code: int | None, now: datetime) -> str:
+    """What a task waiting for VK says, in UTC: "waiting for VK: every token is over its daily
+    quota until 00:00 UTC" (the date too when it is not today's)."""
+    until, now = until.astimezone(UTC), now.astimezone(UTC)
+    why = "needs a captcha solved" if vk_code in CAPTCHA_CODES else "is over its daily quota"
+    when = f"{until:%H:%M}" if until.date() == now.date() else f"{until:%Y-%m-%d %H:%M}"
+    return f"waiting for VK: every token {why} until {when} UTC"
+
+
+async def _wait(adapters: Adapters, task: Task, worker_id: str, reporter: _Reporter, resting: VkTokensResting) -> Task | None:
+    """Every token rests: store the task QUEUED, waiting until the first comes back, give the
+    lease up and enqueue the task for then. The run (and its worker slot) ends here."""
+    now = adapters.clock.now()
+    until = max(resting.until, now)
+    progress = Progress(reporter.last.done, reporter.last.total, waiting_message(until, resting.vk_code, now))
+
+    async def store() -> tuple[Task | None, Task | None]:
+        async with adapters.uow_factory() as uow:
+            waiting = await uow.tasks.wait(task.id, worker_id=worker_id, now=now, until=until, progress=progress)
+            current = waiting or await uow.tasks.get(task.id)
+            await uow.commit()
+        return waiting, current
+
+    waiting, current = await retry_transient(store, what="store the wait", task_id=task.id)
+    await invalidate_stats(adapters.cache)  # what the run stored so far counts now
+    if waiting is None:
+        if current is not None and current.cancel_requested and current.worker_id == worker_id:
+            return await _finish(adapters, task, worker_id, TaskState.CANCELLED, reporter.last)
+        log.warning("task.lease_lost", task_id=task.id, worker=worker_id)
+        return None
+    log.info("task.waiting", task_id=task.id, until=until.isoformat(), reason=resting.message)
+    await publish_task(adapters, waiting)
+    await enqueue_task(adapters, waiting)
+    return waiting
 
 
 async def _stopped_by_supervisor(adapters, task: Task, worker_id: str, reporter: _Reporter, supervisor) -> Task | None:
@@ -493,7 +562,9 @@ class _Reporter:
         self.task = task
         self.worker_id = worker_id
         self.last = task.progress
-        self.carried = task.progress if task.attempts > 1 and task.progress.total is not None else None
+        # An earlier run (a crash, a wait) left progress behind.
+        earlier = task.attempts + task.waits > 1
+        self.carried = task.progress if earlier and task.progress.total is not None else None
         self._sent_at = 0.0
         self.moved_at = time.monotonic()  # when a moved done/total was last stored
 
@@ -547,20 +618,22 @@ async def recover_orphaned(
     adapters: Adapters, *, judge_leases: bool = True, queued_grace: timedelta | None = QUEUED_GRACE
 ) -> list[Task]:
     """Enqueue again the tasks nobody is running: RUNNING ones whose runner stopped
-    heartbeating (killed, or its machine gone), and QUEUED ones whose job may have been lost.
-    Part of the recovery loop. The queue gives each new attempt a new job id, and the lease
-    keeps a task that is in fact still running from being run twice. ``judge_leases=False``
-    leaves RUNNING tasks with a heartbeat alone (the caller cannot tell a dead runner now);
-    ``queued_grace=None`` offers every QUEUED task again, however recent."""
+    heartbeating (killed, or its machine gone), and QUEUED ones whose job may have been lost
+    (a task waiting for VK only once its time has come). Part of the recovery loop. The queue
+    gives each new attempt a new job id, and the lease keeps a task that is in fact still
+    running from being run twice. ``judge_leases=False`` leaves RUNNING tasks with a heartbeat
+    alone (the caller cannot tell a dead runner now); ``queued_grace=None`` offers every QUEUED
+    task again, however recent (a waiting one still only after its time)."""
     now = adapters.clock.now()
     stale_before = now - LEASE if judge_leases else _NEVER
-    queued_before = now - queued_grace if queued_grace is not None else _ALWAYS
+    # Every task created until now; a task waiting for VK also only once its time is past.
+    queued_before = now - queued_grace if queued_grace is not None else now
     async with adapters.uow_factory() as uow:
         orphans = await uow.tasks.list_orphaned(stale_before=stale_before, queued_before=queued_before)
     for task in orphans:
         if task.state is TaskState.RUNNING:  # QUEUED ones are re-offered quietly, every pass
             log.info("task.recovered", task_id=task.id, attempts=task.attempts, holder=task.worker_id)
-        if not await _enqueue(adapters, task):
+        if not await enqueue_task(adapters, task):
             break  # the queue is down: the next pass tries again
     return orphans
 
@@ -589,7 +662,7 @@ async def recover_stalled(adapters: Adapters, *, stall_after: timedelta = STALL_
             continue
         await publish_task(adapters, marked)
         if marked.state is TaskState.RUNNING:
-            await _enqueue(adapters, marked)
+            await enqueue_task(adapters, marked)
         recovered.append(marked)
     return recovered
 
@@ -642,7 +715,6 @@ async def watch_tasks(
 
 
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a heartbeat is never older than this
-_ALWAYS = datetime(9999, 1, 1, tzinfo=UTC)  # a task is always created before this
 
 
 async def _next_lapse(adapters: Adapters) -> float | None:

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC
 from typing import Any
 
 import orjson
@@ -406,6 +407,18 @@ class GraphQLView(GraphQL[Context, None]):
         return response
 
 
+async def _waiting_for_vk(container: Any) -> str | None:
+    """"2 tasks waiting for VK until 2026-12-08 00:00 UTC" while every token rests; else None.
+    Said, not judged: waiting is how the service rides out VK's quotas, so readiness stays."""
+    try:
+        count, until = await container.read_model.tasks_waiting()
+    except Unavailable:
+        return None
+    if not count:
+        return None
+    return f"{count} task{'s' if count != 1 else ''} waiting for VK until {until.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
 async def _is_admin(container: Any, request: Request) -> bool:
     if not container.settings.auth:
         return True
@@ -449,6 +462,10 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = (), read_plan: b
         # take the API out of rotation (stored comments stay readable).
         ready = checks.get("database") == "ok" and checks.get("redis", "not configured") in ("ok", "not configured")
         body: dict[str, Any] = {"status": "ok" if ready else "unavailable", "checks": checks}
+        if checks.get("database") == "ok":
+            waiting = await _waiting_for_vk(container)
+            if waiting:
+                body["tasksWaiting"] = waiting
         vk = container.adapters.vk
         # The pool's fingerprints and states are what the admin-only `vkTokens` shows: only an
         # admin's request gets them here; probes and everyone else see the statuses alone.

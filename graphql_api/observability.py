@@ -128,6 +128,11 @@ class ApiMetrics:
             "vkcp_tasks_stalled", "Running tasks found stuck (no progress for the stall timeout), now.",
             registry=self.registry,
         )
+        self.waiting = Gauge(
+            "vkcp_tasks_waiting_for_vk",
+            "Tasks waiting (QUEUED, with Task.waitingUntil) because every VK token rests (daily quota, captcha).",
+            registry=self.registry,
+        )
         self.stalls = Gauge(
             "vkcp_task_stalls", "Stalls detected and recovered, summed over all tasks (from the database).",
             registry=self.registry,
@@ -194,6 +199,7 @@ class ApiMetrics:
         try:
             counts = await self.container.read_model.task_counts()
             stalled, stalls = await self.container.read_model.task_stalls()
+            waiting, _ = await self.container.read_model.tasks_waiting()
         except Unavailable as e:  # a scrape reports what it can; the DB's health is /readyz's
             log.warning("metrics.tasks_unavailable", error=e.message)
         else:
@@ -204,6 +210,7 @@ class ApiMetrics:
                     self.tasks.labels(kind.value, state.value).set(counts.get((kind.value, state.value), 0))
             self.stalled.set(stalled)
             self.stalls.set(stalls)
+            self.waiting.set(waiting)
         self._runtime.per_token = per_token  # no await from here on: no other scrape in between
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 

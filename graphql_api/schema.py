@@ -674,8 +674,9 @@ async def _tasks_changed_since(read_model, since: datetime) -> list:
 
 
 def _progress_key(task) -> tuple[int, int, int]:
-    """Orders snapshots of one task: a retry starts a new attempt, states only move forward."""
-    return task.attempts, _STATE_ORDER.get(task.state, 2), task.progress.done
+    """Orders snapshots of one task: a retry or a resume after a wait for VK starts a new run,
+    states only move forward within one."""
+    return task.attempts + task.waits, _STATE_ORDER.get(task.state, 2), task.progress.done
 
 
 class _ClosingStream:

@@ -576,6 +576,11 @@ class Task(Node):
         "to another runner; null again once its progress moves."
     )
     stalls: int = strawberry.field(description="How many times it was found stuck; at 3 it ends FAILED.")
+    waiting_until: datetime | None = strawberry.field(
+        description="While every VK token rests (daily quota, captcha), a running task waits instead of failing: "
+        "it is QUEUED with this time, when the first token comes back and it resumes by itself (its progress "
+        "message says why). Null unless waiting."
+    )
     group_id: strawberry.Private[int | None]
 
     @strawberry.field(description="The community a PARSE task collects; null for other kinds.")
@@ -609,6 +614,7 @@ class Task(Node):
             params=t.params or {},
             stalled_at=t.stalled_at,
             stalls=t.stalls,
+            waiting_until=t.waiting_until if t.state is models.TaskState.QUEUED else None,
             group_id=t.group_id,
         )
 

@@ -231,11 +231,12 @@ async def resume_unfinished(container: Container) -> int:
     """Embedded mode: tasks queued or running when the process stopped are run again (they
     are this process's by lease, see ``build_container``; later orphans are the scheduler's)."""
     from domain.models import TaskState
+    from domain.tasks import enqueue_task
 
     async with container.adapters.uow_factory() as uow:
         tasks = await uow.tasks.list(states=[TaskState.QUEUED, TaskState.RUNNING], limit=10_000)
     for task in tasks:
-        await container.adapters.queue.enqueue(task)
+        await enqueue_task(container.adapters, task)  # one waiting for VK: at its time
     if tasks:
         log.info("tasks.resumed", count=len(tasks))
     return len(tasks)

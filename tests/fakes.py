@@ -291,9 +291,11 @@ class FakeTaskRepository:
         assert task.id is not None
         stored = copy.deepcopy(task)
         current = self.store.tasks.get(task.id)
-        # As in SQL, a save never moves the lease: only claim/heartbeat/finish do.
+        # As in SQL, a save never moves the lease or a wait: only claim/heartbeat/wait/finish do.
         stored.worker_id = current.worker_id if current else None
         stored.heartbeat_at = current.heartbeat_at if current else None
+        stored.waiting_until = current.waiting_until if current else None
+        stored.waits = current.waits if current else 0
         self.journal.put(self.store.tasks, task.id, stored)
 
     async def add_parse(self, task: Task) -> Task | None:
@@ -327,9 +329,12 @@ class FakeTaskRepository:
         if task is None:
             return None
         stale = task.heartbeat_at is None or task.heartbeat_at < stale_before or task.worker_id == worker_id
-        if not (task.state is TaskState.QUEUED or (task.state is TaskState.RUNNING and stale)):
+        due = task.waiting_until is None or task.waiting_until <= now
+        if not ((task.state is TaskState.QUEUED and due) or (task.state is TaskState.RUNNING and stale)):
             return None
-        task.state, task.attempts, task.error = TaskState.RUNNING, task.attempts + 1, None
+        resumed = task.waiting_until is not None  # after a wait for VK: not a new attempt
+        task.state, task.attempts, task.error = TaskState.RUNNING, task.attempts + (0 if resumed else 1), None
+        task.waiting_until = None
         task.started_at = task.started_at or now
         task.worker_id, task.heartbeat_at, task.updated_at, task.progress_at = worker_id, now, now, now
         return self._put(task)
@@ -349,9 +354,19 @@ class FakeTaskRepository:
         if task is None or task.state.terminal or (worker_id is not None and task.worker_id != worker_id):
             return None
         task.state, task.finished_at, task.updated_at = state, now, now
-        task.error, task.result, task.heartbeat_at = error, result, None
+        task.error, task.result, task.heartbeat_at, task.waiting_until = error, result, None, None
         if progress is not None:
             task.progress = copy.copy(progress)
+        return self._put(task)
+
+    async def wait(self, task_id: int, *, worker_id: str, now: datetime, until: datetime, progress) -> Task | None:
+        task = self._current(task_id)
+        if (task is None or task.state is not TaskState.RUNNING or task.worker_id != worker_id
+                or task.cancel_requested):
+            return None
+        task.state, task.waiting_until, task.waits = TaskState.QUEUED, until, task.waits + 1
+        task.worker_id, task.heartbeat_at, task.stalled_at = None, None, None
+        task.progress, task.progress_at, task.updated_at = copy.copy(progress), now, now
         return self._put(task)
 
     async def release(self, task_id: int, *, worker_id: str) -> None:
@@ -365,6 +380,7 @@ class FakeTaskRepository:
         if task is None or task.state.terminal:
             return None
         task.cancel_requested, task.updated_at = True, now
+        task.waiting_until = None
         if task.state is TaskState.QUEUED:
             task.state, task.finished_at = TaskState.CANCELLED, now
         return self._put(task)
@@ -373,7 +389,8 @@ class FakeTaskRepository:
         found = [
             t for t in self.store.tasks.values()
             if (t.state is TaskState.RUNNING and (t.heartbeat_at is None or t.heartbeat_at < stale_before))
-            or (t.state is TaskState.QUEUED and t.created_at is not None and t.created_at < queued_before)
+            or (t.state is TaskState.QUEUED and t.created_at is not None and t.created_at < queued_before
+                and (t.waiting_until is None or t.waiting_until < queued_before))
         ]
         found.sort(key=lambda t: (-t.priority, t.id))
         return [copy.deepcopy(t) for t in found[:limit]]

@@ -638,6 +638,13 @@ class SqlReadModel:
                     found.setdefault(group_id, []).append(result)
         return found
 
+    async def tasks_waiting(self) -> tuple[int, datetime | None]:
+        waiting = (tasks.c.state == "QUEUED") & tasks.c.waiting_until.is_not(None)
+        query = select(func.count(), func.min(tasks.c.waiting_until)).where(waiting)
+        async with self._sessions() as session:
+            count, until = (await session.execute(query)).one()
+        return int(count), until
+
     async def task_stalls(self) -> tuple[int, int]:
         stalled_now = func.count().filter((tasks.c.state == "RUNNING") & tasks.c.stalled_at.is_not(None))
         query = select(stalled_now, func.coalesce(func.sum(tasks.c.stalls), 0))

@@ -642,6 +642,8 @@ def task_from_row(row: RowMapping) -> Task:
         progress_at=row["progress_at"],
         stalled_at=row["stalled_at"],
         stalls=row["stalls"],
+        waiting_until=row["waiting_until"],
+        waits=row["waits"],
     )
 
 
@@ -734,7 +736,8 @@ class SqlTaskRepository:
 
     async def claim(self, task_id: int, *, worker_id: str, now: datetime, stale_before: datetime) -> Task | None:
         free = or_(
-            tasks.c.state == TaskState.QUEUED.value,
+            (tasks.c.state == TaskState.QUEUED.value)
+            & or_(tasks.c.waiting_until.is_(None), tasks.c.waiting_until <= now),
             (tasks.c.state == TaskState.RUNNING.value)
             & or_(tasks.c.heartbeat_at.is_(None), tasks.c.heartbeat_at < stale_before, tasks.c.worker_id == worker_id),
         )
@@ -743,7 +746,9 @@ class SqlTaskRepository:
             .where(tasks.c.id == task_id, free)
             .values(
                 state=TaskState.RUNNING.value,
-                attempts=tasks.c.attempts + 1,
+                # A run resumed after a wait for VK is not a new attempt.
+                attempts=tasks.c.attempts + case((tasks.c.waiting_until.is_(None), 1), else_=0),
+                waiting_until=None,
                 started_at=func.coalesce(tasks.c.started_at, now),
                 error=None,
                 worker_id=worker_id,
@@ -794,7 +799,7 @@ class SqlTaskRepository:
             conditions.append(tasks.c.worker_id == worker_id)
         values: dict[str, Any] = {
             "state": state.value, "finished_at": now, "updated_at": now, "error": error, "result": result,
-            "heartbeat_at": None,
+            "heartbeat_at": None, "waiting_until": None,
         }
         if progress is not None:
             values |= {
@@ -803,6 +808,35 @@ class SqlTaskRepository:
                 "progress_message": progress.message,
             }
         stmt = update(tasks).where(*conditions).values(**values).returning(*tasks.c)
+        row = (await self.session.execute(stmt)).mappings().first()
+        return task_from_row(row) if row else None
+
+    async def wait(
+        self, task_id: int, *, worker_id: str, now: datetime, until: datetime, progress: Progress
+    ) -> Task | None:
+        stmt = (
+            update(tasks)
+            .where(
+                tasks.c.id == task_id,
+                tasks.c.state == TaskState.RUNNING.value,
+                tasks.c.worker_id == worker_id,
+                tasks.c.cancel_requested.is_(False),
+            )
+            .values(
+                state=TaskState.QUEUED.value,
+                waiting_until=until,
+                waits=tasks.c.waits + 1,
+                worker_id=None,
+                heartbeat_at=None,
+                progress_done=progress.done,
+                progress_total=progress.total,
+                progress_message=progress.message,
+                progress_at=now,
+                stalled_at=None,
+                updated_at=now,
+            )
+            .returning(*tasks.c)
+        )
         row = (await self.session.execute(stmt)).mappings().first()
         return task_from_row(row) if row else None
 
@@ -823,6 +857,7 @@ class SqlTaskRepository:
                 cancel_requested=True,
                 state=case((queued, TaskState.CANCELLED.value), else_=tasks.c.state),
                 finished_at=case((queued, now), else_=tasks.c.finished_at),
+                waiting_until=None,
                 updated_at=now,
             )
             .returning(*tasks.c)
@@ -860,7 +895,11 @@ class SqlTaskRepository:
                 or_(
                     (tasks.c.state == TaskState.RUNNING.value)
                     & or_(tasks.c.heartbeat_at.is_(None), tasks.c.heartbeat_at < stale_before),
-                    (tasks.c.state == TaskState.QUEUED.value) & (tasks.c.created_at < queued_before),
+                    (tasks.c.state == TaskState.QUEUED.value)
+                    & (tasks.c.created_at < queued_before)
+                    # A task waiting for VK has a deferred job: re-offered once its time is past
+                    # by as long (in case a Redis restart lost that job), never before.
+                    & or_(tasks.c.waiting_until.is_(None), tasks.c.waiting_until < queued_before),
                 )
             )
             .order_by(tasks.c.priority.desc(), tasks.c.id)

@@ -314,6 +314,9 @@ tasks = Table(
     Column("progress_at", UtcDateTime),
     Column("stalled_at", UtcDateTime),
     Column("stalls", Integer, nullable=False, server_default=text("0")),
+    # Waiting for VK (migration 0010): QUEUED until every token's rest ends; how often it waited.
+    Column("waiting_until", UtcDateTime),
+    Column("waits", Integer, nullable=False, server_default=text("0")),
     Index("ix_tasks_state", "state"),
     Index("ix_tasks_group_id_kind_state", "group_id", "kind", "state"),
     # One queued or running parse per community (migration 0003): racing starts cannot both win.

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infrastructure.db.aggregates import StatsLedger
 from infrastructure.db.engine import SQLITE_IMMEDIATE
-from infrastructure.db.faults import as_unavailable, raise_if_unavailable
+from infrastructure.db.faults import (
+    UnavailableAware,
+    as_unavailable,
+    raise_if_unavailable,
+)
 from infrastructure.db.repositories import (
     SqlApiTokenRepository,
     SqlAuthorRepository,
@@ -17,6 +25,38 @@ from infrastructure.db.repositories import (
     SqlPostRepository,
     SqlTaskRepository,
 )
+
+T = TypeVar("T")
+
+
+async def _to_the_end(operation: Awaitable[T]) -> T:
+    """A statement, once sent, runs to its end even when its caller is cancelled meanwhile (a
+    task group stopping a parse's writer); then the cancellation goes on. Interrupted
+    mid-statement, SQLAlchemy drops the connection without closing it: on SQLite its
+    transaction keeps the database's write lock until the garbage collector finds it, and
+    every other writer waits for it, then fails."""
+    running = asyncio.ensure_future(operation)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        if not running.done():
+            await asyncio.wait([running])
+        if not running.cancelled():
+            running.exception()  # retrieved: the cancellation is what the caller gets
+        raise
+
+
+class _WriteSession(UnavailableAware):
+    """The unit of work's session: its statements are not interrupted half-way (``_to_the_end``)."""
+
+    async def connection(self, *args: Any, **kwargs: Any) -> Any:
+        return await _to_the_end(super().connection(*args, **kwargs))
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await _to_the_end(super().execute(*args, **kwargs))
+
+    async def commit(self) -> None:
+        await _to_the_end(super().commit())
 
 
 class SqlUnitOfWork:
@@ -40,11 +80,11 @@ class SqlUnitOfWork:
         self._session: AsyncSession | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
-        session = self._session = self._sessions()
+        session = self._session = _WriteSession(**self._sessions.kw)
         # On SQLite take the write lock up front (BEGIN IMMEDIATE); other databases ignore it.
         try:
             await session.connection(execution_options={SQLITE_IMMEDIATE: True})
-        except Exception as e:
+        except BaseException as e:  # a cancellation too: the session must not keep the connection
             await self.__aexit__(type(e), e, e.__traceback__)
             raise
         # The statistics' deltas of this transaction, applied by commit() (see aggregates.py).
@@ -63,7 +103,7 @@ class SqlUnitOfWork:
         session, self._session = self._session, None
         if session is not None:
             try:
-                await session.close()  # rolls back whatever was not committed
+                await _to_the_end(session.close())  # rolls back whatever was not committed
             except Exception as e:  # closing a connection that died: the pool drops it
                 if value is None and as_unavailable(e) is None:
                     raise

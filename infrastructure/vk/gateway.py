@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -90,6 +91,9 @@ SYNC_INTERVAL = 1.0  # seconds between two reads of the shared token states, whi
 # Seconds without asking Redis again after it failed to answer: during an outage every ask
 # costs its reconnect attempts (~0.7 s), and many callers must not pay that one after another.
 SYNC_OUTAGE_PAUSE = 1.0
+
+
+CAPTCHA_CODE_IN_REASON = re.compile(r"VK error (14|17)\b")
 
 
 def token_fingerprint(token: str) -> str:
@@ -678,10 +682,15 @@ class HttpVkGateway:
             return
         parked = [t for t in self._tokens if t.status is TokenStatus.PARKED]
         if parked:
-            until = min(t.until for t in parked if t.until is not None)
+            first = min((t for t in parked if t.until is not None), key=lambda t: t.until or datetime.max.replace(tzinfo=UTC))
+            until = first.until
+            assert until is not None
+            # The code of the rest that ends first (its reason reads "VK error <code>: ..."): a
+            # captcha and a quota are worded apart where the wait is shown.
+            code = CAPTCHA_CODE_IN_REASON.match(first.reason or "")
             error: VkError = VkTokensResting(
-                f"every VK token is parked (quota or captcha) until {until:%Y-%m-%d %H:%M} UTC: {parked[0].reason}",
-                until=until, vk_code=QUOTA,
+                f"every VK token is parked (quota or captcha) until {until:%Y-%m-%d %H:%M} UTC: {first.reason}",
+                until=until, vk_code=int(code.group(1)) if code else QUOTA,
             )
         else:
             error = VkAuthFailed(f"no usable VK token: every token was rejected ({self._tokens[0].reason})", vk_code=5)

@@ -15,7 +15,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.models import Author, Comment, Group, Keyword, Post, Task, TaskKind, TaskState
+from domain.models import (
+    Author,
+    Comment,
+    Group,
+    Keyword,
+    Post,
+    Progress,
+    Task,
+    TaskKind,
+    TaskState,
+)
 from tests.conftest import postgres_database
 from tests.fakes import InMemoryStore
 
@@ -289,3 +299,56 @@ async def test_comments_edited_deleted_and_vanished_keep_their_text(uow_factory)
     async with uow_factory() as uow:
         assert await uow.comments.mark_vanished(g.owner_id, 1, [1, 2, 4], now=T0) == [row[3]]
         assert await uow.comments.mark_vanished(g.owner_id, 2, [], now=T0) == [other_post[(g.owner_id, 9)]]
+
+
+async def test_a_task_waiting_for_vk(uow_factory) -> None:
+    """Every VK token rests: the runner stores its task QUEUED until then, the lease given up.
+    It is not claimed nor re-offered before that time, resumes without a new attempt, keeps
+    its one-active-parse slot, and a cancel ends it at once."""
+    g = await group_with_post(uow_factory)
+    async with uow_factory() as uow:
+        task = await uow.tasks.add_parse(Task(kind=TaskKind.PARSE, group_id=g.id, created_at=T0))
+        other = await uow.tasks.add(Task(kind=TaskKind.EXPORT, created_at=T0))
+        await uow.commit()
+    until = T0 + timedelta(hours=6)
+    message = "waiting for VK: every token is over its daily quota until 18:00 UTC"
+    async with uow_factory() as uow:
+        await uow.tasks.claim(task.id, worker_id="w1", now=T0, stale_before=T0)
+        assert await uow.tasks.wait(task.id, worker_id="w2", now=T0, until=until, progress=Progress()) is None
+        waiting = await uow.tasks.wait(task.id, worker_id="w1", now=T0, until=until, progress=Progress(3, 10, message))
+        assert waiting.state is TaskState.QUEUED and waiting.waiting_until == until
+        assert (waiting.worker_id, waiting.heartbeat_at, waiting.attempts, waiting.waits) == (None, None, 1, 1)
+        assert (waiting.progress.done, waiting.progress.total, waiting.progress.message) == (3, 10, message)
+        assert await uow.tasks.wait(task.id, worker_id="w1", now=T0, until=until, progress=Progress()) is None
+        # Still the group's one active parse: a second cannot start beside it.
+        assert (await uow.tasks.find_active(TaskKind.PARSE, g.id)).id == task.id
+        assert await uow.tasks.add_parse(Task(kind=TaskKind.PARSE, group_id=g.id)) is None
+        await uow.commit()
+
+    def orphaned_at(now: datetime):
+        return uow.tasks.list_orphaned(stale_before=now - timedelta(seconds=30), queued_before=now - timedelta(seconds=10))
+
+    async with uow_factory() as uow:
+        early = until - timedelta(seconds=1)
+        assert [t.id for t in await orphaned_at(until)] == [other.id]  # not before its time (and a grace)
+        assert await uow.tasks.claim(task.id, worker_id="w2", now=early, stale_before=early) is None
+        later = until + timedelta(seconds=11)
+        assert {t.id for t in await orphaned_at(later)} == {task.id, other.id}  # a lost deferred job
+        resumed = await uow.tasks.claim(task.id, worker_id="w2", now=until, stale_before=until)
+        assert resumed.state is TaskState.RUNNING and resumed.waiting_until is None
+        assert (resumed.attempts, resumed.waits, resumed.progress.done) == (1, 1, 3)  # a wait is no attempt
+        # It waits once more; a cancel then ends it at once.
+        again = await uow.tasks.wait(task.id, worker_id="w2", now=until, until=later, progress=Progress(3, 10, message))
+        assert again.waits == 2
+        cancelled = await uow.tasks.request_cancel(task.id, now=until)
+        assert cancelled.state is TaskState.CANCELLED and cancelled.waiting_until is None
+        assert cancelled.finished_at == until
+        await uow.commit()
+    async with uow_factory() as uow:
+        claimed = await uow.tasks.claim(other.id, worker_id="w3", now=T0, stale_before=T0)
+        assert await uow.tasks.request_cancel(other.id, now=T0) is not None
+        # A cancel asked while it runs: it does not start waiting, the runner ends it CANCELLED.
+        assert await uow.tasks.wait(other.id, worker_id="w3", now=T0, until=until, progress=claimed.progress) is None
+        stored = await uow.tasks.get(other.id)
+        assert stored.state is TaskState.RUNNING and stored.waiting_until is None
+        await uow.commit()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from domain import tasks as task_cases
 from domain.errors import Unavailable
@@ -24,7 +24,7 @@ class RecordingQueue:
     def __init__(self) -> None:
         self.enqueued: list[tuple[float, int]] = []  # (monotonic time, task id)
 
-    async def enqueue(self, task: Task) -> None:
+    async def enqueue(self, task: Task, *, defer_until: datetime | None = None) -> None:
         self.enqueued.append((time.monotonic(), task.id))
 
     async def abort(self, task: Task) -> None:
@@ -118,7 +118,8 @@ async def test_the_queues_return_re_offers_every_queued_task_at_once() -> None:
     QUEUED_GRACE: they are offered again as soon as the queue is back, not after the grace."""
     adapters = make_adapters(InMemoryStore())
     async with adapters.uow_factory() as uow:
-        queued = await uow.tasks.add(Task(kind=TaskKind.ANALYZE, created_at=adapters.clock.now()))
+        # Queued a second ago: well within QUEUED_GRACE.
+        queued = await uow.tasks.add(Task(kind=TaskKind.ANALYZE, created_at=adapters.clock.now() - timedelta(seconds=1)))
         await uow.commit()
     back = asyncio.Event()
     async with watching(adapters, wake=back):

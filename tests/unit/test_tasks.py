@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -22,9 +22,13 @@ from tests.fakes import FakeClock, InMemoryStore
 class RecordingQueue:
     def __init__(self) -> None:
         self.enqueued: list[tuple[int, int]] = []  # (task id, attempts at enqueue)
+        self.deferred: list[tuple[int, datetime]] = []  # (task id, not before)
         self.aborted: list[int] = []
 
-    async def enqueue(self, task: Task) -> None:
+    async def enqueue(self, task: Task, *, defer_until: datetime | None = None) -> None:
+        if defer_until is not None:
+            self.deferred.append((task.id, defer_until))
+            return
         self.enqueued.append((task.id, task.attempts))
 
     async def abort(self, task: Task) -> None:
@@ -314,10 +318,10 @@ async def test_a_task_whose_queue_is_down_is_still_started_and_the_recovery_loop
     class DownQueue(RecordingQueue):
         down = True
 
-        async def enqueue(self, task: Task) -> None:
+        async def enqueue(self, task: Task, *, defer_until: datetime | None = None) -> None:
             if self.down:
                 raise Unavailable("Redis is unavailable (enqueue: ConnectionError); try again", dependency="redis")
-            await super().enqueue(task)
+            await super().enqueue(task, defer_until=defer_until)
 
     adapters = make_adapters(InMemoryStore())
     adapters.queue = DownQueue()

@@ -10,11 +10,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import secrets
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import timedelta
 
 from domain.errors import Conflict, InvalidInput, NotFound
+from domain.models import ApiToken
 from domain.ports import Clock, UnitOfWorkFactory
 
 TOKEN_PREFIX = "vkcp_"  # makes a leaked token recognisable to secret scanners
@@ -37,30 +36,6 @@ class Role(enum.StrEnum):
 
 
 _RANKS = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
-
-
-@dataclass
-class ApiToken:
-    """A stored token: never the token itself, only its hash."""
-
-    id: int
-    name: str
-    role: str  # a Role value; adapters may store it as plain text
-    token_hash: str
-    created_at: datetime
-    last_used_at: datetime | None = None
-    revoked_at: datetime | None = None
-
-
-class ApiTokenRepository(Protocol):
-    """``uow.api_tokens``."""
-
-    async def add(self, *, name: str, role: str, token_hash: str) -> ApiToken: ...
-    async def find_by_hash(self, token_hash: str) -> ApiToken | None: ...
-    async def list(self) -> list[ApiToken]: ...
-    async def revoke(self, token_id: int) -> bool:
-        """False when there is no such live token."""
-    async def touch(self, token_id: int, when: datetime | None = None) -> None: ...
 
 
 def hash_token(token: str) -> str:
@@ -87,7 +62,7 @@ async def create_api_token(uow_factory: UnitOfWorkFactory, name: str, role: Role
     role = role if isinstance(role, Role) else parse_role(role)
     plain = new_token()
     async with uow_factory() as uow:
-        record = await uow.api_tokens.add(name=name, role=role.value, token_hash=hash_token(plain))  # type: ignore[attr-defined]
+        record = await uow.api_tokens.add(name=name, role=role.value, token_hash=hash_token(plain))
         await uow.commit()
     return plain, record
 
@@ -100,7 +75,7 @@ async def authenticate(uow_factory: UnitOfWorkFactory, token: str, *, clock: Clo
     if not token:
         return None
     async with uow_factory() as uow:
-        record = await uow.api_tokens.find_by_hash(hash_token(token))  # type: ignore[attr-defined]
+        record = await uow.api_tokens.find_by_hash(hash_token(token))
         if record is None or record.revoked_at is not None:
             return None
         try:
@@ -113,7 +88,7 @@ async def authenticate(uow_factory: UnitOfWorkFactory, token: str, *, clock: Clo
             if last is not None and last.tzinfo is None and now.tzinfo is not None:
                 last = last.replace(tzinfo=now.tzinfo)  # SQLite hands back naive UTC
             if last is None or now - last >= TOUCH_INTERVAL:
-                await uow.api_tokens.touch(record.id, now)  # type: ignore[attr-defined]
+                await uow.api_tokens.touch(record.id, now)
                 await uow.commit()
     return role, record
 
@@ -121,7 +96,7 @@ async def authenticate(uow_factory: UnitOfWorkFactory, token: str, *, clock: Clo
 async def list_api_tokens(uow_factory: UnitOfWorkFactory) -> list[ApiToken]:
     """Every token ever created, revoked ones included (their hashes stay: revocation is final)."""
     async with uow_factory() as uow:
-        return await uow.api_tokens.list()  # type: ignore[attr-defined]
+        return await uow.api_tokens.list()
 
 
 async def revoke_api_token(uow_factory: UnitOfWorkFactory, name_or_id: str | int) -> ApiToken:
@@ -136,7 +111,7 @@ async def revoke_api_token(uow_factory: UnitOfWorkFactory, name_or_id: str | int
     key = str(name_or_id).strip()
     field = "id" if by_id else "token"
     async with uow_factory() as uow:
-        tokens = await uow.api_tokens.list()  # type: ignore[attr-defined]
+        tokens = await uow.api_tokens.list()
         live = [t for t in tokens if t.revoked_at is None]
         chosen = [t for t in live if key.isdigit() and t.id == int(key)]
         if not chosen and not by_id:
@@ -147,7 +122,7 @@ async def revoke_api_token(uow_factory: UnitOfWorkFactory, name_or_id: str | int
         if len(chosen) > 1:
             ids = ", ".join(str(t.id) for t in chosen)
             raise Conflict(f"{len(chosen)} live API tokens are named '{key}' (ids {ids}): revoke one by id", field=field)
-        await uow.api_tokens.revoke(chosen[0].id)  # type: ignore[attr-defined]
+        await uow.api_tokens.revoke(chosen[0].id)
         await uow.commit()
-        tokens = await uow.api_tokens.list()  # type: ignore[attr-defined]
+        tokens = await uow.api_tokens.list()
     return next(t for t in tokens if t.id == chosen[0].id)

@@ -25,6 +25,19 @@ class Unset:
 UNSET = Unset()
 
 
+@dataclass
+class ApiToken:
+    """A stored API token (``domain.auth``): never the token itself, only its hash."""
+
+    id: int
+    name: str
+    role: str  # a Role value; adapters may store it as plain text
+    token_hash: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
 class TaskKind(enum.StrEnum):
     PARSE = "PARSE"
     ANALYZE = "ANALYZE"

@@ -1,7 +1,10 @@
 """Ports: what the domain needs from the outside world, as small Protocols.
 
 Each has a real adapter in ``infrastructure/`` and, where unit tests need speed, a fake in
-``tests/unit/fakes.py``. The composition root (``infrastructure/bootstrap.py``) wires them.
+``tests/fakes.py``. The composition root (``infrastructure/bootstrap.py``) wires them.
+
+What a port declares, every adapter implements: a capability some adapter lacks is answered
+emptily there (a gateway without tokens shows an empty pool), never left for callers to probe.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from domain.models import Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
+from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
 from domain.queries import CommentFilter
+from domain.vk import GatewayStats, TokenState
 
 
 # --- VK -------------------------------------------------------------------------------------
@@ -44,8 +49,19 @@ class VkGateway(Protocol):
 
     Calls may be made concurrently: an adapter is free to pack concurrent calls into one
     ``execute`` request. Transient failures are retried inside; what escapes is a
-    ``domain.errors.VkError`` subclass.
+    ``domain.errors.VkError`` subclass. What VK answers and how: ``docs/vk-api.md``.
     """
+
+    stats: GatewayStats  # requests, calls and errors since the process started (``/metrics``)
+
+    async def token_states(self) -> list[TokenState]:
+        """The token pool as operators may see it (fingerprints, never tokens): as every process
+        sharing it knows it where they share it. Empty where there is no pool."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop sending and release connections; pending calls fail with ``VkUnavailable``."""
+        ...
 
     async def resolve_screen_name(self, screen_name: str) -> tuple[str, int] | None:
         """``(type, object_id)`` for a screen name, ``None`` when VK knows no such name."""
@@ -211,6 +227,15 @@ class TaskRepository(Protocol):
         so another runner may claim the task at once; ``None`` when the holder changed meanwhile."""
 
 
+class ApiTokenRepository(Protocol):
+    async def add(self, *, name: str, role: str, token_hash: str) -> ApiToken: ...
+    async def find_by_hash(self, token_hash: str) -> ApiToken | None: ...
+    async def list(self) -> list[ApiToken]: ...
+    async def revoke(self, token_id: int) -> bool:
+        """False when there is no such live token."""
+    async def touch(self, token_id: int, when: datetime | None = None) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository. ``async with uow:`` rolls back unless committed."""
 
@@ -221,6 +246,7 @@ class UnitOfWork(Protocol):
     keywords: KeywordRepository
     matches: MatchRepository
     tasks: TaskRepository
+    api_tokens: ApiTokenRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(self, *exc: object) -> None: ...
@@ -427,8 +453,23 @@ class ExportStore(Protocol):
 
     def create(self, options: ExportOptions) -> ExportFile: ...
 
+    def expires_at(self, name: str) -> datetime | None:
+        """When the finished export ``name`` expires (a download link never outlives it); None
+        when there is no such file."""
+
+    def download(self, name: str) -> ExportDownload | None:
+        """The finished, unexpired export ``name`` as a browser downloads it; None for anything
+        else (a name this store never makes included)."""
+
     def purge_expired(self) -> int:
         """Delete files older than the configured lifetime; returns how many."""
+
+
+@dataclass(frozen=True)
+class ExportDownload:
+    path: Path
+    media_type: str
+    filename: str  # the name a browser saves it as (``ExportFile.download_name``)
 
 
 @dataclass
@@ -446,7 +487,6 @@ class Adapters:
     collect_concurrency: int = 64
     # VK calls a token may make per UTC day, by method, where known (``domain.budget``).
     vk_daily_limits: dict[str, int] = field(default_factory=dict)
-    data_dir: str = "."
     # Export rows and files; None where nothing exports.
     exports: ExportStore | None = None
     export_time_zone: str = DEFAULT_EXPORT_TIME_ZONE  # for exports that name none

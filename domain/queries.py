@@ -283,10 +283,21 @@ class ReadModel(Protocol):
         self, flt: CommentFilter, order: CommentOrder, projection: Projection, *, first: int | None = None,
         after: str | None = None, last: int | None = None, before: str | None = None,
     ) -> Page[str]:
-        """``comments_page`` with each node written as JSON text by ``projection``. Optional:
-        callers ask a read model's ``projects`` (one without it never projects), then
-        ``projection_refusal(projection)`` (None, or why not in a word). Raises ``NotImplementedError`` where the database cannot write JSON, and
-        ``ValueError`` for a projection it cannot write exactly."""
+        """``comments_page`` with each node written as JSON text by ``projection``. Callers ask
+        ``projects``, then ``projection_refusal(projection)`` first. Raises
+        ``NotImplementedError`` where the database cannot write JSON, and ``ValueError`` for a
+        projection it cannot write exactly."""
+        ...
+
+    @property
+    def projects(self) -> bool:
+        """Whether ``comments_page_projected`` can answer at all (the database writes JSON:
+        PostgreSQL). False: every page is read as objects, and nothing counts as refused."""
+        ...
+
+    def projection_refusal(self, projection: Projection) -> str | None:
+        """None when ``comments_page_projected`` writes ``projection``; else why not, in a word.
+        Asked only where the read model ``projects``."""
         ...
 
     async def comments_count(self, flt: CommentFilter) -> int: ...

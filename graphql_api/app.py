@@ -469,12 +469,12 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = (), read_plan: b
         vk = container.adapters.vk
         # The pool's fingerprints and states are what the admin-only `vkTokens` shows: only an
         # admin's request gets them here; probes and everyone else see the statuses alone.
-        if hasattr(vk, "token_states") and not settings.vk_sandbox and await _is_admin(container, request):
+        if not settings.vk_sandbox and await _is_admin(container, request):
             states = await vk.token_states()
             body["vkTokens"] = [
                 {
                     "fingerprint": s.fingerprint,
-                    "state": str(getattr(s.status, "value", s.status)),
+                    "state": s.status.value,
                     "parkedUntil": s.until.isoformat() if s.until else None,
                 }
                 for s in states

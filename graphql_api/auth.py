@@ -14,7 +14,8 @@ from typing import Any
 import structlog
 from strawberry.permission import BasePermission
 
-from domain.auth import ApiToken, Role, authenticate
+from domain.auth import Role, authenticate
+from domain.models import ApiToken
 from domain.ports import Adapters
 from graphql_api.codes import ErrorCode
 

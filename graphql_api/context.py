@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info as StrawberryInfo
 
-from domain.auth import ApiToken, Role
+from domain.auth import Role
+from domain.models import ApiToken
 from domain.ports import Adapters
 from domain.queries import ReadModel
 from graphql_api.auth import resolve_role

@@ -27,7 +27,6 @@ from starlette.routing import Route
 from graphql_api.auth import resolve_role
 from graphql_api.codes import ErrorCode
 from graphql_api.context import new_request_id
-from infrastructure.exports import download_name, media_type
 
 log = structlog.get_logger(__name__)
 
@@ -104,14 +103,14 @@ def exports_route(container: Any) -> Route:
         response, how = await refused(request, name)
         if response is None:
             store = container.adapters.exports
-            path = store.path_of(name) if store is not None else None
-            if path is None:
+            found = store.download(name) if store is not None else None
+            if found is None:
                 response = _error(404, ErrorCode.NOT_FOUND, "No such export (exports expire; start a new one)")
             else:
                 response = FileResponse(
-                    path,
-                    media_type=media_type(name),
-                    filename=download_name(name),
+                    found.path,
+                    media_type=found.media_type,
+                    filename=found.filename,
                     headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
                 )
         response.headers["X-Request-ID"] = request_id

@@ -14,12 +14,13 @@ Only results without errors are shared, so error handling and masking stay per o
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from typing import Any, Generic, TypeVar
 
 import orjson
 from graphql import ExecutionResult
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from domain.bounded import BoundedDict
 
 # Events in flight at once: one per task with subscribers, and a few behind.
 MAX_SHARED_EVENTS = 256
@@ -32,8 +33,7 @@ class ByIdentity(Generic[V]):
     object, so the object's id cannot be reused for another while the entry lives."""
 
     def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[int, tuple[object, V]] = OrderedDict()
+        self._entries: BoundedDict[int, tuple[object, V]] = BoundedDict(size)
 
     def get(self, obj: object) -> V | None:
         entry = self._entries.get(id(obj))
@@ -41,8 +41,6 @@ class ByIdentity(Generic[V]):
 
     def put(self, obj: object, value: V) -> V:
         self._entries[id(obj)] = (obj, value)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
         return value
 
 

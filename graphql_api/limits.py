@@ -22,6 +22,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
+from domain.bounded import BoundedDict
 from graphql_api.strawberry_compat import validation_errors
 
 MAX_ALIASES = 30
@@ -29,7 +30,6 @@ MAX_ALIASES = 30
 MAX_TOKENS = 3000
 DOCUMENT_CACHE_SIZE = 256
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
-REQUEST_TIMEOUT_SECONDS = 30.0
 
 
 class DocumentCache(ParserCache):
@@ -53,7 +53,8 @@ class ValidatedDocuments(SchemaExtension):
     ``DocumentCache`` hands out one document object per query text; each entry keeps its
     document and schema alive and is checked against them, so a reused id is never mistaken."""
 
-    _found: dict[tuple, tuple[Any, Any, list[GraphQLError]]] = {}  # noqa: RUF012 - shared by design
+    # Shared by design: one cache for every operation's instance of the extension.
+    _found: BoundedDict[tuple, tuple[Any, Any, list[GraphQLError]]] = BoundedDict(DOCUMENT_CACHE_SIZE)
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
@@ -62,8 +63,6 @@ class ValidatedDocuments(SchemaExtension):
         entry = self._found.get(key)
         if entry is None or entry[0] is not document or entry[1] is not schema:
             entry = (document, schema, validation_errors(schema, document, rules))
-            if len(self._found) >= DOCUMENT_CACHE_SIZE:
-                del self._found[next(iter(self._found))]  # the oldest
             self._found[key] = entry
         context.pre_execution_errors = entry[2]
         yield

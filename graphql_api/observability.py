@@ -38,6 +38,7 @@ from domain.errors import Unavailable
 from domain.models import TaskKind, TaskState
 from domain.ports import EventsMissed
 from domain.tasks import TASKS_CHANNEL, task_from_event
+from domain.vk import TokenState, TokenStatus
 
 from graphql_api.errors import INTERNAL_MESSAGE, is_unexpected
 
@@ -193,9 +194,8 @@ class ApiMetrics:
 
     async def render(self, *, per_token: bool = False) -> tuple[bytes, str]:
         """The scrape; ``per_token``: with the per-token VK series (an admin's scrape)."""
-        vk = self.container.adapters.vk
         # Read here, not in the collector: with Redis the pool's states are every process's.
-        self._runtime.vk_tokens = await vk.token_states() if hasattr(vk, "token_states") else []
+        self._runtime.vk_tokens = await self.container.adapters.vk.token_states()
         try:
             counts = await self.container.read_model.task_counts()
             stalled, stalls = await self.container.read_model.task_stalls()
@@ -244,7 +244,7 @@ class ApiMetrics:
             await subscription.aclose()
 
 
-def _vk_quota_metrics(states: list[Any], limits: dict[str, int], *, per_token: bool):
+def _vk_quota_metrics(states: list[TokenState], limits: dict[str, int], *, per_token: bool):
     """Today's calls by method, what is left of the known limits, and whether the pool rests.
 
     For the pool as a whole to anyone who can reach /metrics; per token (labelled by its
@@ -270,8 +270,8 @@ def _vk_quota_metrics(states: list[Any], limits: dict[str, int], *, per_token: b
     totals: dict[str, int] = {}
     left: dict[str, int] = {}
     for s in states:
-        usable = str(getattr(s.status, "value", s.status)) != "REVOKED"
-        for quota in method_quotas(getattr(s, "calls_today", {}), limits):
+        usable = s.status is not TokenStatus.REVOKED
+        for quota in method_quotas(s.calls_today, limits):
             totals[quota.method] = totals.get(quota.method, 0) + quota.calls
             if quota.remaining is not None and usable:
                 left[quota.method] = left.get(quota.method, 0) + quota.remaining
@@ -288,9 +288,8 @@ def _vk_quota_metrics(states: list[Any], limits: dict[str, int], *, per_token: b
     if per_token:
         yield calls
         yield remaining
-    status = [str(getattr(s.status, "value", s.status)) for s in states]
-    parked = [s.until for s in states if str(getattr(s.status, "value", s.status)) == "PARKED" and s.until]
-    resting = bool(parked) and "ACTIVE" not in status
+    parked = [s.until for s in states if s.status is TokenStatus.PARKED and s.until]
+    resting = bool(parked) and all(s.status is not TokenStatus.ACTIVE for s in states)
     yield GaugeMetricFamily(
         "vkcp_vk_tokens_resting", "1 while every usable VK token is parked (quota or captcha): collection waits.",
         value=1 if resting else 0,
@@ -309,46 +308,41 @@ class _RuntimeCollector(Collector):
 
     def __init__(self, container: Any) -> None:
         self.container = container
-        self.vk_tokens: list[Any] = []  # the pool's states, read by ApiMetrics.render
+        self.vk_tokens: list[TokenState] = []  # the pool's states, read by ApiMetrics.render
         self.per_token = False  # set by ApiMetrics.render: an admin's scrape
 
     def describe(self):  # no fixed description: collected only on scrape
         return []
 
     def collect(self):
-        vk = self.container.adapters.vk
-        stats = getattr(vk, "stats", None)
-        if stats is not None:
-            yield CounterMetricFamily("vkcp_vk_requests", "HTTP requests sent to VK.", value=stats.requests)
-            yield CounterMetricFamily("vkcp_vk_calls", "VK API calls (several per `execute` request).", value=stats.calls)
-            errors = CounterMetricFamily("vkcp_vk_errors", "VK errors by VK error code.", labels=["code"])
-            for code, count in sorted(stats.errors.items()):
-                errors.add_metric([str(code)], count)
-            yield errors
-            yield CounterMetricFamily(
-                "vkcp_vk_network_errors", "Requests to VK that failed in transport.", value=stats.network_errors
-            )
-            yield CounterMetricFamily("vkcp_vk_retries", "Requests to VK retried.", value=stats.retries)
-            yield CounterMetricFamily(
-                "vkcp_vk_rate_limiter_wait_seconds", "Time spent waiting for rate-limiter slots.", value=stats.limiter_wait
-            )
+        stats = self.container.adapters.vk.stats
+        yield CounterMetricFamily("vkcp_vk_requests", "HTTP requests sent to VK.", value=stats.requests)
+        yield CounterMetricFamily("vkcp_vk_calls", "VK API calls (several per `execute` request).", value=stats.calls)
+        errors = CounterMetricFamily("vkcp_vk_errors", "VK errors by VK error code.", labels=["code"])
+        for code, count in sorted(stats.errors.items()):
+            errors.add_metric([str(code)], count)
+        yield errors
+        yield CounterMetricFamily(
+            "vkcp_vk_network_errors", "Requests to VK that failed in transport.", value=stats.network_errors
+        )
+        yield CounterMetricFamily("vkcp_vk_retries", "Requests to VK retried.", value=stats.retries)
+        yield CounterMetricFamily(
+            "vkcp_vk_rate_limiter_wait_seconds", "Time spent waiting for rate-limiter slots.", value=stats.limiter_wait
+        )
         states = self.vk_tokens
         # Counts by state, not fingerprints: /metrics is open to whoever can reach it, and which
         # token is parked or revoked is for admins (GraphQL `vkTokens`, an admin's `/readyz`).
         tokens = GaugeMetricFamily("vkcp_vk_tokens", "VK tokens in the pool by state.", labels=["state"])
-        by_state = dict.fromkeys(("ACTIVE", "PARKED", "REVOKED"), 0)
+        by_state = dict.fromkeys(TokenStatus, 0)
         for s in states:
-            state = str(getattr(s.status, "value", s.status))
-            by_state[state] = by_state.get(state, 0) + 1
-        for state, count in by_state.items():
-            tokens.add_metric([state], count)
+            by_state[s.status] += 1
+        for status, count in by_state.items():
+            tokens.add_metric([status.value], count)
         yield tokens
         yield from _vk_quota_metrics(states, self.container.adapters.vk_daily_limits, per_token=self.per_token)
 
-        pool = getattr(self.container.engine, "pool", None)
-        checked_out = getattr(pool, "checkedout", None)
-        if callable(checked_out):
-            yield GaugeMetricFamily("vkcp_db_pool_checked_out", "Database connections in use.", value=checked_out())
-        size = getattr(pool, "size", None)
-        if callable(size):
-            yield GaugeMetricFamily("vkcp_db_pool_size", "Database connections the pool keeps.", value=size())
+        usage = self.container.database_pool()
+        if usage is not None:
+            checked_out, size = usage
+            yield GaugeMetricFamily("vkcp_db_pool_checked_out", "Database connections in use.", value=checked_out)
+            yield GaugeMetricFamily("vkcp_db_pool_size", "Database connections the pool keeps.", value=size)

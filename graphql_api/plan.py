@@ -61,6 +61,7 @@ from graphql import (
 from graphql.execution.collect_fields import collect_fields, collect_subfields
 from graphql.execution.values import get_argument_values
 
+from domain.bounded import BoundedDict
 from domain.errors import Unavailable
 from domain.queries import Member, Projection, ReadModel, Spelling
 from graphql_api import reads
@@ -387,8 +388,8 @@ class Plan:
         values = get_argument_values(root.field_def, root.node, variable_values)
         arguments = python_arguments(self.schema, root.arguments, values)
         # A read model that never writes pages (SQLite) refuses nothing: there is no fast path to miss.
-        if (root.projected is not None or root.unprojected is not None) and getattr(run.read_model, "projects", False):
-            refused = root.unprojected or run.read_model.projection_refusal(root.projected[0])  # type: ignore[attr-defined,index]
+        if (root.projected is not None or root.unprojected is not None) and run.read_model.projects:
+            refused = root.unprojected or run.read_model.projection_refusal(root.projected[0])  # type: ignore[index]
             if refused is None:
                 projection, selection = root.projected  # type: ignore[misc]
                 _, found = await reads.comments_connection(run.read_model, projection=projection, **arguments)
@@ -728,9 +729,10 @@ class PlanCache:
     for a reused one."""
 
     def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
-        self.size = size
-        self._directives: dict[int, tuple[OperationDefinitionNode, tuple[str, ...]]] = {}
-        self._plans: dict[tuple, tuple[OperationDefinitionNode, GraphQLSchema, Plan | Unsupported]] = {}
+        self._directives: BoundedDict[int, tuple[OperationDefinitionNode, tuple[str, ...]]] = BoundedDict(size)
+        self._plans: BoundedDict[tuple, tuple[OperationDefinitionNode, GraphQLSchema, Plan | Unsupported]] = (
+            BoundedDict(size)
+        )
 
     def find(self, executor: Any) -> Plan | Unsupported:
         """The operation's plan, or why it has none."""
@@ -738,7 +740,7 @@ class PlanCache:
         seen = self._directives.get(id(operation))
         if seen is None or seen[0] is not operation:
             seen = (operation, _directive_variables(operation, executor.fragment_definitions))
-            self._remember(self._directives, id(operation), seen)
+            self._directives[id(operation)] = seen
         coerced = executor.variable_values.coerced
         key = (id(schema), id(operation), tuple(coerced.get(n) for n in seen[1]))
         entry = self._plans.get(key)
@@ -749,13 +751,8 @@ class PlanCache:
             except Unsupported as e:
                 plan = e.with_traceback(None)  # kept: not the compiler's frames with it
             entry = (operation, schema, plan)
-            self._remember(self._plans, key, entry)
+            self._plans[key] = entry
         return entry[2]
-
-    def _remember(self, table: dict, key: Any, value: Any) -> None:
-        if len(table) >= self.size:
-            del table[next(iter(table))]  # the oldest
-        table[key] = value
 
 
 plans = PlanCache()

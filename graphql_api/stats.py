@@ -15,6 +15,7 @@ import strawberry
 from domain import budget as budget_cases
 from domain import queries
 from domain import stats as stats_cases
+from domain.vk import TokenStatus
 from graphql_api.context import Info
 from graphql_api.ids import NodeType, global_id
 from graphql_api.types import Group
@@ -172,15 +173,14 @@ class VkToken:
 
 
 async def resolve_vk_tokens(info: Info) -> list[VkToken]:
-    vk = info.context.adapters.vk
-    states = await vk.token_states() if hasattr(vk, "token_states") else []
+    states = await info.context.adapters.vk.token_states()
     limits = info.context.adapters.vk_daily_limits
     tokens = []
     for s in states:
-        quotas = budget_cases.method_quotas(getattr(s, "calls_today", {}), limits)
+        quotas = budget_cases.method_quotas(s.calls_today, limits)
         tokens.append(VkToken(
             fingerprint=s.fingerprint,
-            state=VkTokenState(str(getattr(s.status, "value", s.status))),
+            state=VkTokenState(s.status.value),
             parked_until=s.until,
             reason=s.reason,
             requests=s.requests,
@@ -274,9 +274,8 @@ class VkBudget:
 
 
 async def resolve_vk_budget(info: Info) -> VkBudget:
-    vk = info.context.adapters.vk
-    states = await vk.token_states() if hasattr(vk, "token_states") else []
-    usable = sum(1 for s in states if str(getattr(s.status, "value", s.status)) != "REVOKED")
+    states = await info.context.adapters.vk.token_states()
+    usable = sum(1 for s in states if s.status is not TokenStatus.REVOKED)
     found = await budget_cases.read_budget(
         info.context.adapters.uow_factory, info.context.read_model,
         usable_tokens=usable, limits=info.context.adapters.vk_daily_limits,

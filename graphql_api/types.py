@@ -468,13 +468,6 @@ def _comment(comment: CommentView | None) -> Comment | None:
     return Comment.from_view(comment) if comment is not None else None
 
 
-def load_comment(info: Info, comment_id: int | None) -> Comment | None | Awaitable[Comment | None]:
-    """The comment now when the operation has loaded it already, else an awaitable of it."""
-    if comment_id is None:
-        return None
-    return info.context.loaders(info).comment.now_or_later(comment_id, _comment)
-
-
 def _load_on_wall(info: Info, owner_id: int, vk_id: int | None) -> Comment | None | Awaitable[Comment | None]:
     """A reply's parent or thread root, by its VK id on the same wall: loaded (one batch per
     level) only when the selection asks, so pages never join comments to themselves."""

@@ -20,10 +20,11 @@ from sqlalchemy import text
 # Each use case registers its task handler (``domain.tasks.HANDLERS``) when imported: all of
 # them must be, in every process that runs tasks.
 from domain import analyze, collect, export  # noqa: F401
-from domain.ports import Adapters
+from domain.ports import Adapters, VkGateway
 from domain.queries import ReadModel
 from domain.tasks import run_task
-from infrastructure.db.engine import create_engine, read_session_factory, session_factory
+from domain.vk import TokenStatus
+from infrastructure.db.engine import create_engine, pool_usage, read_session_factory, session_factory
 from infrastructure.db.queries import SqlReadModel
 from infrastructure.db.uow import SqlUnitOfWork
 from infrastructure.cache import InMemoryCache, RedisCache
@@ -75,28 +76,32 @@ class Container:
         checks["vk"] = await _vk_readiness(self.adapters.vk, self.settings)
         return checks
 
+    def database_pool(self) -> tuple[int, int] | None:
+        """(connections in use, connections kept) of the database pool, for ``/metrics``."""
+        return pool_usage(self.engine)
+
     async def aclose(self) -> None:
         for closer in reversed(self.closers):
             await closer()
         self.closers.clear()
 
 
-async def _vk_readiness(vk: Any, settings: Settings) -> str:
+async def _vk_readiness(vk: VkGateway, settings: Settings) -> str:
     if settings.vk_sandbox:
         return "sandbox"
-    states = await vk.token_states() if hasattr(vk, "token_states") else []
+    states = await vk.token_states()
     if not states:
         return "not configured"
-    active = sum(1 for s in states if s.status == "ACTIVE")
+    active = sum(1 for s in states if s.status is TokenStatus.ACTIVE)
     if active:
         return f"{active}/{len(states)} tokens active"
-    parked = [s.until for s in states if s.status == "PARKED" and s.until is not None]
+    parked = [s.until for s in states if s.status is TokenStatus.PARKED and s.until is not None]
     if parked:  # collection waits and resumes by itself then: not an error of this process
         return f"resting until {min(parked).isoformat()}: every token is parked (daily quota or captcha)"
     return "error: no usable token"
 
 
-def build_vk(settings: Settings, redis: Any = None):
+def build_vk(settings: Settings, redis: Any = None) -> VkGateway:
     if settings.vk_sandbox:
         from infrastructure.vk.sandbox import sandbox_gateway
 
@@ -160,8 +165,8 @@ def build_matcher_factory():
     return factory
 
 
-async def build_container(settings: Settings, *, worker: bool = False) -> Container:
-    """Wire everything. ``worker=True`` for ``vkcp worker`` processes (jobs come from ARQ)."""
+async def build_container(settings: Settings) -> Container:
+    """Wire everything: the API and ``vkcp worker`` alike (with Redis, jobs come from ARQ)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.effective_database_url)
     sessions = session_factory(engine)
@@ -179,8 +184,7 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
     closers.append(events.aclose)
 
     vk = build_vk(settings, redis)
-    if hasattr(vk, "aclose"):
-        closers.append(vk.aclose)
+    closers.append(vk.aclose)
 
     adapters = Adapters(
         uow_factory=lambda: SqlUnitOfWork(sessions),
@@ -192,7 +196,6 @@ async def build_container(settings: Settings, *, worker: bool = False) -> Contai
         recent_window_hours=settings.recent_window_hours,
         vk_daily_limits=dict(settings.vk_daily_limits),
         collect_concurrency=settings.collect_concurrency,
-        data_dir=str(settings.data_dir),
         exports=FileExportStore(sessions, settings.exports_dir, ttl_hours=settings.export_ttl_hours),
         export_time_zone=settings.export_time_zone,
         cache=RedisCache(redis, prefix=settings.redis_prefix) if redis is not None else InMemoryCache(),

@@ -17,6 +17,8 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
+from domain.bounded import BoundedDict
+
 log = structlog.get_logger(__name__)
 
 MAX_MEMORY_ENTRIES = 1024
@@ -26,9 +28,8 @@ Compute = Callable[[], Awaitable[bytes]]
 
 class InMemoryCache:
     def __init__(self, *, max_entries: int = MAX_MEMORY_ENTRIES) -> None:
-        self._entries: dict[tuple[str, int, str], tuple[float, bytes]] = {}
+        self._entries: BoundedDict[tuple[str, int, str], tuple[float, bytes]] = BoundedDict(max_entries)
         self._versions: dict[str, int] = {}
-        self._max_entries = max_entries
 
     async def get_or_compute(self, namespace: str, key: str, compute: Compute, *, ttl: float) -> bytes:
         entry_key = (namespace, self._versions.get(namespace, 0), key)
@@ -37,8 +38,8 @@ class InMemoryCache:
             return entry[1]
         value = await compute()
         if entry_key[1] == self._versions.get(namespace, 0):
-            if len(self._entries) >= self._max_entries:
-                self._evict()
+            if len(self._entries) >= self._entries.size:
+                self._drop_expired()  # before the oldest entry, which storing drops when still full
             self._entries[entry_key] = (time.monotonic() + ttl, value)
         return value
 
@@ -47,12 +48,10 @@ class InMemoryCache:
         for entry_key in [k for k in self._entries if k[0] == namespace]:
             del self._entries[entry_key]
 
-    def _evict(self) -> None:
+    def _drop_expired(self) -> None:
         now = time.monotonic()
         for entry_key in [k for k, (expires, _) in self._entries.items() if expires <= now]:
             del self._entries[entry_key]
-        while len(self._entries) >= self._max_entries:  # still full: drop the oldest insertions
-            del self._entries[next(iter(self._entries))]
 
 
 class RedisCache:

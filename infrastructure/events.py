@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from typing import Any
 
 import orjson
 import structlog
 
+from domain.bounded import BoundedDict
 from domain.ports import EventsMissed
 from infrastructure.redis_client import REDIS_ERRORS
 
@@ -117,13 +118,10 @@ class _Fanout:
 class InMemoryEventBus:
     def __init__(self) -> None:
         self._fanout = _Fanout()
-        self._last: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._last: BoundedDict[str, dict[str, Any]] = BoundedDict(LOCAL_SNAPSHOTS)  # the newest published kept
 
     async def publish(self, channel: str, event: dict[str, Any]) -> None:
         self._last[channel] = event
-        self._last.move_to_end(channel)
-        while len(self._last) > LOCAL_SNAPSHOTS:
-            self._last.popitem(last=False)
         self._fanout.deliver(channel, event)
 
     def subscribe(self, channel: str) -> Subscription:

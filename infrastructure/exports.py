@@ -38,7 +38,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.export import TIME_COLUMNS, column_titles
-from domain.ports import EXPORT_COLUMNS, CsvDelimiter, ExportFormat, ExportOptions, ExportRow
+from domain.ports import EXPORT_COLUMNS, CsvDelimiter, ExportDownload, ExportFormat, ExportOptions, ExportRow
 from domain.queries import CommentFilter
 from infrastructure.db.bulk import in_values
 from infrastructure.db.filters import comment_conditions
@@ -148,6 +148,10 @@ class FileExportStore:
         """The finished, unexpired export called ``name``; None for anything else."""
         expires_at = self.expires_at(name)
         return self.directory / name if expires_at is not None and expires_at.timestamp() >= time.time() else None
+
+    def download(self, name: str) -> ExportDownload | None:
+        path = self.path_of(name)
+        return ExportDownload(path, media_type(name), download_name(name)) if path is not None else None
 
     def expires_at(self, name: str) -> datetime | None:
         """When the finished export ``name`` expires; None when there is no such file."""

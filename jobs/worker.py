@@ -52,7 +52,7 @@ async def scheduler_job(ctx: dict[str, Any]) -> int:
 async def startup(ctx: dict[str, Any]) -> None:
     settings = Settings()
     configure_logging(settings.log_level)
-    container = ctx["container"] = await build_container(settings, worker=True)
+    container = ctx["container"] = await build_container(settings)
     ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     # Set by the poll loop when Redis answers again after an outage (jobs/arq_compat.py): the
     # recovery loop then re-offers every queued task at once, instead of after QUEUED_GRACE.

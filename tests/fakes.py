@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
+from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
 
 
 class InMemoryStore:
@@ -37,6 +37,7 @@ class InMemoryStore:
         self.keywords: dict[int, Keyword] = {}
         self.matches: dict[int, list[Match]] = {}  # comment row id -> its matches
         self.tasks: dict[int, Task] = {}
+        self.api_tokens: dict[int, ApiToken] = {}
         self.ids = itertools.count(1)
         self.commits = 0
 
@@ -411,6 +412,34 @@ class FakeTaskRepository:
         return self._put(task)
 
 
+class FakeApiTokenRepository:
+    def __init__(self, store: InMemoryStore, journal: _Journal) -> None:
+        self.store, self.journal = store, journal
+
+    async def add(self, *, name: str, role: str, token_hash: str) -> ApiToken:
+        token = ApiToken(id=next(self.store.ids), name=name, role=role, token_hash=token_hash, created_at=datetime.now(UTC))
+        self.journal.put(self.store.api_tokens, token.id, token)
+        return copy.copy(token)
+
+    async def find_by_hash(self, token_hash: str) -> ApiToken | None:
+        return next((copy.copy(t) for t in self.store.api_tokens.values() if t.token_hash == token_hash), None)
+
+    async def list(self) -> list[ApiToken]:
+        return [copy.copy(t) for _, t in sorted(self.store.api_tokens.items())]
+
+    async def revoke(self, token_id: int) -> bool:
+        token = self.store.api_tokens.get(token_id)
+        if token is None or token.revoked_at is not None:
+            return False
+        self.journal.put(self.store.api_tokens, token_id, dataclasses.replace(token, revoked_at=datetime.now(UTC)))
+        return True
+
+    async def touch(self, token_id: int, when: datetime | None = None) -> None:
+        token = self.store.api_tokens.get(token_id)
+        if token is not None:
+            self.journal.put(self.store.api_tokens, token_id, dataclasses.replace(token, last_used_at=when or datetime.now(UTC)))
+
+
 class FakeUnitOfWork:
     def __init__(self, store: InMemoryStore) -> None:
         self.store = store
@@ -422,6 +451,7 @@ class FakeUnitOfWork:
         self.keywords = FakeKeywordRepository(store, self.journal)
         self.matches = FakeMatchRepository(store, self.journal)
         self.tasks = FakeTaskRepository(store, self.journal)
+        self.api_tokens = FakeApiTokenRepository(store, self.journal)
         self.committed = False
 
     async def __aenter__(self) -> FakeUnitOfWork:

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
+from domain.bounded import BoundedDict
 from infrastructure.db.faults import as_unavailable
 
 CACHE_SIZE = 500  # distinct statement shapes kept (pages × filters × orders × relations)
@@ -75,8 +76,8 @@ class Prepared:
 
 class DriverStatements:
     def __init__(self, dialect: Dialect, size: int = CACHE_SIZE) -> None:
-        self.dialect, self.size = dialect, size
-        self._shapes: dict[Any, _Shape | None] = {}
+        self.dialect = dialect
+        self._shapes: BoundedDict[Any, _Shape | None] = BoundedDict(size)
 
     def compile(self, statement: Select) -> Prepared | None:
         cache_key = statement._generate_cache_key()  # noqa: SLF001 - the one private name, see above
@@ -85,8 +86,6 @@ class DriverStatements:
         shape = self._shapes.get(cache_key.key, self)
         if shape is self:
             shape = self._shape(statement, cache_key)
-            if len(self._shapes) >= self.size:
-                del self._shapes[next(iter(self._shapes))]  # the oldest
             self._shapes[cache_key.key] = shape
         if shape is None:
             return None

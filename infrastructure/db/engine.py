@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -41,6 +42,15 @@ def create_engine(url: str) -> AsyncEngine:
         _replace_closed(engine)
     translate_errors(engine)
     return engine
+
+
+def pool_usage(engine: AsyncEngine) -> tuple[int, int] | None:
+    """(connections checked out, the pool's size) of a queue pool (PostgreSQL's, a SQLite
+    file's); None for a pool that keeps no count (an in-memory SQLite's)."""
+    pool = engine.pool
+    if isinstance(pool, QueuePool):
+        return pool.checkedout(), pool.size()
+    return None
 
 
 def _replace_closed(engine: AsyncEngine) -> None:

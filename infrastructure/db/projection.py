@@ -26,8 +26,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ColumnElement, Integer, String, Table, Text, literal_column
+from sqlalchemy import Boolean, ColumnElement, Integer, String, Table, Text, literal_column
 
+from domain.bounded import BoundedDict
 from domain.queries import Member, Projection, Spelling
 from infrastructure.db.tables import UtcDateTime
 
@@ -116,15 +117,14 @@ class Projector:
 
     def __init__(self, views: dict[str, View], relations: dict[tuple[str, str], Relation]) -> None:
         self.views, self.relations = views, relations
-        self._made: dict[Projection, ColumnElement | Unprojectable] = {}
+        # Projections are few: one per distinct selection.
+        self._made: BoundedDict[Projection, ColumnElement | Unprojectable] = BoundedDict(256)
 
     def node(self, projection: Projection) -> ColumnElement:
         """The JSON text of ``projection`` for the row of its view's table in the enclosing
         statement (which reads that table unaliased). Raises ``Unprojectable`` for what
         cannot be written exactly."""
         if projection not in self._made:
-            if len(self._made) >= 256:  # projections are few: one per distinct selection
-                self._made.clear()
             try:
                 view = self._view(projection.view)
                 text = self._object(projection, f'"{view.table.name}"', iter(range(1, 1_000)))

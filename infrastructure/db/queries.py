@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Result, RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from domain.bounded import BoundedDict
 from domain.errors import InvalidInput
 from domain.models import Author, Group, Keyword, Match, Task
 from domain.queries import (
@@ -292,7 +293,8 @@ class SqlReadModel:
         self._dialect = self._engine.dialect.name  # the filters' SQL differs per database
         # On PostgreSQL the SELECTs built here run on asyncpg itself (compiled.py).
         self._driver = DriverStatements(self._engine.dialect) if self._dialect == "postgresql" else None
-        self._windows: dict[tuple, _Window] = {}  # projected pages' statements, by their arguments
+        # Projected pages' statements, by their arguments.
+        self._windows: BoundedDict[tuple, _Window] = BoundedDict(WINDOWS_KEPT)
 
     # --- plumbing ---
 
@@ -404,9 +406,6 @@ class SqlReadModel:
         """Whether ``comments_page_projected`` can answer (PostgreSQL writes the JSON)."""
         return self._dialect == "postgresql"
 
-    def projectable(self, projection: Projection) -> bool:
-        return self.projects and self.projection_refusal(projection) is None
-
     def projection_refusal(self, projection: Projection) -> str | None:
         """None when ``comments_page_projected`` writes ``projection``; else why not, in a word
         (``Unprojectable.kind``). Asked only where the read model ``projects``."""
@@ -433,8 +432,6 @@ class SqlReadModel:
             node = _PROJECTOR.node(projection).label("node")
             query = query.with_only_columns(comments.c.id, comments.c[keyset.key_name], node)
             window = _window(query, keyset, first=first, after=after, last=last, before=before)
-            if len(self._windows) >= WINDOWS_KEPT:
-                del self._windows[next(iter(self._windows))]  # the oldest
             self._windows[key] = window
         return await self._read_window(window, itemgetter("node"))
 

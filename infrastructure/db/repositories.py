@@ -19,9 +19,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.auth import ApiToken
 from domain.matching import keyword_key
-from domain.models import Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
+from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
 from infrastructure.db.aggregates import StatsLedger
 from infrastructure.db.bulk import bulk_insert, in_values
 from infrastructure.db.tables import (
@@ -917,7 +916,7 @@ def _token_from_row(row: RowMapping) -> ApiToken:
 
 
 class SqlApiTokenRepository:
-    """``domain.auth.ApiTokenRepository``."""
+    """``domain.ports.ApiTokenRepository``."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session

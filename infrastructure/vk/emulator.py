@@ -1,4 +1,4 @@
-"""A VK API emulator: serves a ``VkWorld`` over HTTP the way api.vk.com does (see VK_API.md).
+"""A VK API emulator: serves a ``VkWorld`` over HTTP the way api.vk.com does (``docs/vk-api.md``).
 
 A raw ASGI app, so the same object runs in-process behind ``httpx.ASGITransport`` (sandbox,
 unit tests) and as a real server under uvicorn (integration tests, benchmarks). It enforces
@@ -10,7 +10,7 @@ and written between requests). Besides VK's methods it answers ``/_stats``, ``/_
 ``/_world`` (GET: what a complete collection holds now; POST: edit or delete a comment between
 two runs, for tests of an emulator in another process).
 
-Token trouble, as real VK shows it (VK_API.md, "What real VK does"), on demand:
+Token trouble, as real VK shows it (``docs/vk-api.md``, "What real VK does"), on demand:
 - ``quotas`` / ``token_quotas``: calls of a method each token may make per UTC day; past it a
   plain call answers error 29 and a call inside ``execute`` becomes ``false`` plus an
   ``execute_errors`` entry (the batch's other calls still answer);

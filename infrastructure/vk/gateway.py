@@ -5,7 +5,7 @@ waits for its next rate-limiter slot and only then takes up to 25 queued calls, 
 ``execute`` it sends is as full as the collector's concurrency allows: a token's 3 requests per
 second become 75 calls per second. Results are fanned back out to the callers' futures.
 
-Failures, as VK_API.md prescribes:
+Failures, as VK answers them (``docs/vk-api.md``):
 - the whole request (network, timeout, HTTP 5xx, errors 1/6/9/10): bounded exponential backoff
   with full jitter (the ``backoff`` library), each retry on a fresh limiter slot; then
   ``VkUnavailable``;
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import hashlib
 import json
 import re
@@ -66,6 +65,7 @@ from domain.errors import (
 )
 from domain.models import Author, Comment, Group, Post
 from domain.ports import CommentPage, WallPage
+from domain.vk import GatewayStats, TokenState, TokenStatus
 from infrastructure.redis_client import REDIS_ERRORS
 from infrastructure.vk.call_counts import DailyCallCounts
 from infrastructure.vk.limiter import InProcessRateLimiter, RateLimiter
@@ -130,24 +130,6 @@ def vk_error(code: int, message: str) -> VkError:
 # --- tokens ---------------------------------------------------------------------------------
 
 
-class TokenStatus(enum.StrEnum):
-    ACTIVE = "ACTIVE"
-    PARKED = "PARKED"
-    REVOKED = "REVOKED"
-
-
-@dataclass(frozen=True)
-class TokenState:
-    """What operators may see of a token: never the token itself."""
-
-    fingerprint: str
-    status: TokenStatus
-    requests: int
-    until: datetime | None = None  # when a PARKED token comes back
-    reason: str | None = None
-    calls_today: dict[str, int] = field(default_factory=dict)  # by method, every process's (UTC day)
-
-
 @dataclass(eq=False)
 class _Token:
     secret: str = field(repr=False)
@@ -198,22 +180,6 @@ class _Token:
         if mine.until is not None and (shared.until is None or mine.until > shared.until + timedelta(seconds=1)):
             return mine
         return None
-
-
-@dataclass
-class GatewayStats:
-    requests: int = 0
-    calls: int = 0
-    errors: Counter[int] = field(default_factory=Counter)  # VK error codes, request and call level
-    network_errors: int = 0
-    retries: int = 0
-    splits: int = 0
-    limiter_wait: float = 0.0  # seconds spent waiting for slots
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "calls": self.calls, "errors": dict(self.errors),
-                "network_errors": self.network_errors, "retries": self.retries, "splits": self.splits,
-                "limiter_wait": round(self.limiter_wait, 3)}
 
 
 # --- calls and their failures ---------------------------------------------------------------

@@ -8,15 +8,22 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from domain.errors import VkNotConfigured
+from domain.vk import GatewayStats, TokenState
 
 MESSAGE = "no VK tokens configured: set VKCP_VK_TOKENS (or VKCP_VK_SANDBOX=1 for the offline demo)"
 
 
 class UnconfiguredVkGateway:
-    """``domain.ports.VkGateway`` with no tokens."""
+    """``domain.ports.VkGateway`` with no tokens: no pool to show, nothing sent."""
 
-    async def token_states(self) -> list:
+    def __init__(self) -> None:
+        self.stats = GatewayStats()
+
+    async def token_states(self) -> list[TokenState]:
         return []
+
+    async def aclose(self) -> None:
+        pass
 
     def _refuse(self, *_args, **_kwargs) -> NoReturn:
         raise VkNotConfigured(MESSAGE)

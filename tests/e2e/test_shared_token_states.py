@@ -46,7 +46,7 @@ async def test_a_token_revoked_in_a_worker_shows_revoked_in_the_api(tmp_path, vk
                              redis_url=redis_url, redis_prefix=redis_prefix)
 
     api = await start_container(settings("api"))
-    worker = await build_container(settings("worker"), worker=True)
+    worker = await build_container(settings("worker"))
     fingerprint = token_fingerprint(REJECTED)
     admin, _ = await create_api_token(api.adapters.uow_factory, "admin", "admin")
     query = "{ vkTokens { fingerprint state parkedUntil reason requests } }"

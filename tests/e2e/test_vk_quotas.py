@@ -86,7 +86,7 @@ async def stack(request, tmp_path: Path, vk_url: str) -> AsyncIterator[Stack]:
                           redis_url=REDIS_URL, redis_prefix=prefix)
             api = await start_container(make_settings(tmp_path / "api", **common))
             resources.push_async_callback(api.aclose)
-            worker = await build_container(make_settings(tmp_path / "worker", **common), worker=True)
+            worker = await build_container(make_settings(tmp_path / "worker", **common))
             resources.push_async_callback(worker.aclose)
         if worker is None:
             resources.push_async_callback(api.aclose)

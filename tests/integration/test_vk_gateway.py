@@ -27,7 +27,8 @@ from domain.collect import CollectOptions, collect_group
 from domain.errors import VkAccessDenied, VkAuthFailed, VkError, VkUnavailable
 from domain.models import Group
 from infrastructure.vk.emulator import VkEmulator
-from infrastructure.vk.gateway import HttpVkGateway, TokenStatus, token_fingerprint
+from domain.vk import TokenStatus
+from infrastructure.vk.gateway import HttpVkGateway, token_fingerprint
 from infrastructure.vk.limiter import RedisRateLimiter
 from infrastructure.vk.world import VkWorld, generated_world
 from tests.fakes import InMemoryStore, no_report

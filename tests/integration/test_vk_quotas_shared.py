@@ -16,9 +16,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from domain.vk import TokenStatus
 from infrastructure.redis_client import connect
 from infrastructure.vk.call_counts import DailyCallCounts
-from infrastructure.vk.gateway import HttpVkGateway, TokenStatus, token_fingerprint
+from infrastructure.vk.gateway import HttpVkGateway, token_fingerprint
 from infrastructure.vk.token_pool import RedisTokenStates
 from infrastructure.vk.world import generated_world
 from tests.faults import PrivateRedis, private_redis  # noqa: F401

@@ -13,9 +13,10 @@ import pytest
 from redis.asyncio import Redis
 
 from domain.errors import VkAuthFailed
+from domain.vk import TokenStatus
 from infrastructure.redis_client import connect
 from infrastructure.vk.emulator import VkEmulator
-from infrastructure.vk.gateway import HttpVkGateway, TokenStatus, token_fingerprint
+from infrastructure.vk.gateway import HttpVkGateway, token_fingerprint
 from infrastructure.vk.token_pool import RedisTokenStates
 from infrastructure.vk.world import sandbox_world
 from tests.faults import PrivateRedis, private_redis  # noqa: F401

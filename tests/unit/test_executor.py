@@ -23,6 +23,8 @@ CREATED = datetime(2026, 11, 29, 12, tzinfo=UTC)
 class Keywords:
     """The part of the ReadModel that ``keywords`` reads."""
 
+    projects = False  # as on SQLite: no page is written by the database
+
     def __init__(self, *keywords: Keyword) -> None:
         self.keywords = list(keywords)
         self.calls: list[str] = []

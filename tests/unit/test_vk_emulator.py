@@ -1,4 +1,4 @@
-"""The VK emulator answers as VK_API.md says VK does: the contract our adapter is tested against."""
+"""The VK emulator answers as ``docs/vk-api.md`` says VK does: the contract our adapter is tested against."""
 
 from __future__ import annotations
 

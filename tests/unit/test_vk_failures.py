@@ -16,8 +16,9 @@ from domain.errors import (
     VkRateLimited,
     VkUnavailable,
 )
+from domain.vk import TokenStatus
 from infrastructure.vk.emulator import VkEmulator
-from infrastructure.vk.gateway import HttpVkGateway, TokenStatus, token_fingerprint
+from infrastructure.vk.gateway import HttpVkGateway, token_fingerprint
 from infrastructure.vk.world import sandbox_world
 
 WORLD = sandbox_world()

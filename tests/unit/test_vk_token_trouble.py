@@ -20,10 +20,10 @@ import pytest
 from domain.budget import count_vk_calls
 from domain.collect import CollectOptions, collect_group
 from domain.errors import VkAuthFailed, VkTokensResting
+from domain.vk import TokenStatus
 from infrastructure.vk.emulator import VkEmulator
 from infrastructure.vk.gateway import (
     HttpVkGateway,
-    TokenStatus,
     quota_rest_until,
     token_fingerprint,
 )

@@ -23,6 +23,7 @@ from typing import Any
 from domain.errors import NotFound
 from domain.models import Keyword, Task, TaskKind
 from domain.ports import Adapters, ProgressCallback
+from domain.progress import Say
 from domain.tasks import register_handler, start_task
 
 COMMENTS_MATCHED_CHANNEL = "comments:matched"
@@ -76,7 +77,7 @@ async def run_analyze(adapters: Adapters, task: Task, report: ProgressCallback) 
 
     done = matched_comments = matches_found = 0
     after_id = 0
-    await report(0, total, f"0/{total} comments")
+    await report(0, total, Say.comments_checked(0, total))
     while True:
         async with adapters.uow_factory() as uow:
             rows = await uow.comments.iter_texts(group_ids=group_ids, after_id=after_id, limit=ANALYZE_BATCH)
@@ -93,7 +94,7 @@ async def run_analyze(adapters: Adapters, task: Task, report: ProgressCallback) 
         matches_found += len(matches)
         # Comments stored since the count make done overtake total: keep the total honest.
         total = max(total, done)
-        await report(done, total, f"{done}/{total} comments, {matched_comments} matched")
+        await report(done, total, Say.comments_checked(done, total, matched_comments))
         await asyncio.sleep(0)  # matching is CPU work: let the API breathe between batches
     return {
         "comments": done,

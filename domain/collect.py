@@ -62,6 +62,7 @@ from domain.ports import (
     VkGateway,
     WallPage,
 )
+from domain.progress import Say
 from domain.resilience import is_transient, retry_transient
 from domain.tasks import register_handler
 
@@ -134,7 +135,7 @@ async def collect_group(
     assert group.id is not None
     group_id = group.id
     result = CollectResult()
-    await report(0, None, "reading the wall")
+    await report(0, None, Say.reading_wall())
     async with uow_factory() as uow:
         synced = await uow.posts.synced_counts(group.owner_id)
     writer = _Writer(group, uow_factory, matcher_factory, on_matched, result, report, now)
@@ -513,8 +514,8 @@ class _Writer:
         # (hundreds of thousands of ids), and the worker's memory with it.
         self.unlisted_authors: set[int] = set()
 
-    def message(self) -> str:
-        return f"{self.done}/{self.total} posts, {self.result.comments_seen} comments"
+    def message(self) -> Say:
+        return Say.posts_read(self.done, self.total, self.result.comments_seen)
 
     async def put(self, item) -> None:
         await self.queue.put(item)

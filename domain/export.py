@@ -35,6 +35,7 @@ from domain.ports import (
     ExportOptions,
     ProgressCallback,
 )
+from domain.progress import Say
 from domain.queries import CommentFilter
 from domain.tasks import register_handler, start_task
 
@@ -165,7 +166,7 @@ async def run_export(adapters: Adapters, task: Task, report: ProgressCallback) -
     flt = filter_from_params(task.params.get("filter") or {})
     await asyncio.to_thread(store.purge_expired)
     total = await store.count(flt)
-    await report(0, total, f"0/{total} rows")
+    await report(0, total, Say.rows_written(0, total))
     file = await asyncio.to_thread(store.create, options)
     done = 0
     after_id = 0
@@ -178,8 +179,8 @@ async def run_export(adapters: Adapters, task: Task, report: ProgressCallback) -
             done += len(rows)
             after_id = rows[-1].comment_id
             total = max(total, done)  # comments stored since the count are exported too
-            await report(done, total, f"{done}/{total} rows")
-        await report(done, done, "finishing the file")
+            await report(done, total, Say.rows_written(done, total))
+        await report(done, done, Say.finishing_file())
         size = await asyncio.to_thread(file.finish)
         # The last report can still be a cancel: the except below removes the published file.
         await report(done, done, written_message(done, file.download_name, size))
@@ -192,9 +193,9 @@ async def run_export(adapters: Adapters, task: Task, report: ProgressCallback) -
     }  # fmt: skip
 
 
-def written_message(rows: int, file_name: str, size: int) -> str:
+def written_message(rows: int, file_name: str, size: int) -> Say:
     """What a finished export says it did: "12,345 comments written to <file> (1.2 MB)"."""
-    return f"{rows:,} comment{'' if rows == 1 else 's'} written to {file_name} ({human_size(size)})"
+    return Say.file_written(rows, file_name, human_size(size))
 
 
 def human_size(size: int) -> str:

@@ -57,6 +57,7 @@ from domain.errors import (
 )
 from domain.models import Progress, Task, TaskKind, TaskState
 from domain.ports import Adapters
+from domain.progress import Say
 from domain.resilience import TRANSIENT, backoff_delay, is_transient, retry_transient
 from domain.stats import invalidate_stats
 
@@ -406,17 +407,14 @@ async def _run_handler(adapters: Adapters, task: Task, handler: TaskHandler, rep
             delay = backoff_delay(attempt)
             log.warning("task.retrying", task_id=task.id, attempt=attempt, delay=round(delay, 2), error=e.message)
             reporter.resume()
-            await reporter(reporter.last.done, reporter.last.total, f"retrying: {e.message}")
+            await reporter(reporter.last.done, reporter.last.total, Say.retrying(e.message))
             await asyncio.sleep(delay)
 
 
-def waiting_message(until: datetime, vk_code: int | None, now: datetime) -> str:
+def waiting_message(until: datetime, vk_code: int | None, now: datetime) -> Say:
     """What a task waiting for VK says, in UTC: "waiting for VK: every token is over its daily
     quota until 00:00 UTC" (the date too when it is not today's)."""
-    until, now = until.astimezone(UTC), now.astimezone(UTC)
-    why = "needs a captcha solved" if vk_code in CAPTCHA_CODES else "is over its daily quota"
-    when = f"{until:%H:%M}" if until.date() == now.date() else f"{until:%Y-%m-%d %H:%M}"
-    return f"waiting for VK: every token {why} until {when} UTC"
+    return Say.waiting_for_vk(until, now, captcha=vk_code in CAPTCHA_CODES)
 
 
 async def _wait(adapters: Adapters, task: Task, worker_id: str, reporter: _Reporter, resting: VkTokensResting) -> Task | None:

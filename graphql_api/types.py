@@ -16,7 +16,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.nodes import Selection, SelectedField
 
-from domain import models
+from domain import models, progress
 from domain.queries import CommentFilter, CommentVersion as CommentVersionView, CommentView, Page, PostView
 from graphql_api.codes import ErrorCode
 from graphql_api.context import Info
@@ -45,6 +45,36 @@ class TaskState(enum.Enum):
     SUCCEEDED = strawberry.enum_value("SUCCEEDED", description="Finished; see `result`.")
     FAILED = strawberry.enum_value("FAILED", description="Stopped by an error; see `error`.")
     CANCELLED = strawberry.enum_value("CANCELLED", description="Cancelled by a user before it finished.")
+
+
+@strawberry.enum(
+    description="What a task's progress message says, for a client that words it in its own language "
+    "(`Progress.messageArgs` holds its numbers and names; `Progress.message` is the English sentence)."
+)
+class ProgressMessageCode(enum.Enum):
+    READING_WALL = strawberry.enum_value("READING_WALL", description="A parse lists the community's posts. No arguments.")
+    POSTS_TO_READ = strawberry.enum_value(
+        "POSTS_TO_READ", description="Posts listed: `posts` in all, `toRead` whose comments are read."
+    )
+    POSTS_READ = strawberry.enum_value(
+        "POSTS_READ", description="`done` of `total` posts read, `comments` comments stored so far."
+    )
+    COMMENTS_CHECKED = strawberry.enum_value(
+        "COMMENTS_CHECKED", description="An analyze checked `done` of `total` comments; `matched` of them matched "
+        "(absent before the first batch)."
+    )
+    ROWS_WRITTEN = strawberry.enum_value("ROWS_WRITTEN", description="An export wrote `done` of `total` rows.")
+    FINISHING_FILE = strawberry.enum_value("FINISHING_FILE", description="An export closes its file. No arguments.")
+    FILE_WRITTEN = strawberry.enum_value(
+        "FILE_WRITTEN", description="An export wrote `rows` comments to `file`, of `size` (e.g. \"1.2 MB\")."
+    )
+    RETRYING = strawberry.enum_value(
+        "RETRYING", description="A dependency failed (`error`, in English); the task runs again from what is stored."
+    )
+    WAITING_FOR_VK = strawberry.enum_value(
+        "WAITING_FOR_VK", description="Every VK token rests (`reason`: QUOTA, its daily quota, or CAPTCHA) until "
+        "`until` (UTC, \"HH:MM\" today or \"YYYY-MM-DD HH:MM\"; `Task.waitingUntil` is exact): the task waits, QUEUED."
+    )
 
 
 @strawberry.enum(description="What comments are sorted by.")
@@ -516,7 +546,22 @@ def keyword_matches(matches: list[models.Match]) -> list[KeywordMatch]:
 class Progress:
     done: int = strawberry.field(description="Units of work done (posts, comments, rows: see `message`).")
     total: int | None = strawberry.field(description="Units of work in all, when known.")
-    message: str = strawberry.field(description="What the task is doing now, for people.")
+    message: str = strawberry.field(description="What the task is doing now, for people (in English).")
+    message_code: ProgressMessageCode | None = strawberry.field(
+        description="What `message` says, as a code to word in another language; null for a message without one."
+    )
+    message_args: JSON | None = strawberry.field(
+        description="The numbers and names `message` holds, by name (see `messageCode`); null with no code."
+    )
+
+    @classmethod
+    def from_domain(cls, p: models.Progress) -> Progress:
+        said = progress.read(p.message)
+        return cls(
+            done=p.done, total=p.total, message=p.message,
+            message_code=ProgressMessageCode[said.code.value] if said else None,
+            message_args=dict(said.args) if said else None,
+        )  # fmt: skip
 
 
 @strawberry.type(description="The file a successful export wrote, and a link that downloads it.")
@@ -602,7 +647,7 @@ class Task(Node):
             kind=TaskKind(t.kind.value),
             state=TaskState(t.state.value),
             priority=t.priority,
-            progress=Progress(done=t.progress.done, total=t.progress.total, message=t.progress.message),
+            progress=Progress.from_domain(t.progress),
             attempts=t.attempts,
             cancel_requested=t.cancel_requested,
             created_at=t.created_at,

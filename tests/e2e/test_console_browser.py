@@ -48,6 +48,7 @@ def _browser_problem() -> str | None:
 class Service:
     def __init__(self, url: str, token: str) -> None:
         self.url, self.token = url, token
+        self.vk_url = ""  # the VK emulator's, when it runs as its own process
 
     def gql(self, query: str, **variables: Any) -> dict[str, Any]:
         response = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables},
@@ -342,13 +343,17 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
         page.locator("tr[data-task] .state-succeeded").first.wait_for()
         # ids an operator can read (the row id; the page keeps the global id for the API), and a
         # parse's result said in words
-        parse_row = page.locator("tr[data-task]", has_text=re.compile("PARSE · .*Кошки"))
+        parse_row = page.locator("tr[data-task]", has_text=re.compile("Parse · .*Кошки"))
         task_id = parse_row.get_attribute("data-task")
         row_id = parse_row.locator("td").first.inner_text()
         assert base64.b64decode(task_id).decode() == f"Task:{row_id}", (task_id, row_id)
         said = parse_row.locator("[data-result-kind=PARSE]").inner_text()
         assert re.match(r"\d+ posts?, comments read on \d+: [\d,]+ comments?, [\d,]+ match(es)?", said), said
         assert "{" not in said, said
+        # kinds, states and progress in words: the task's code and arguments, worded by the console
+        assert parse_row.locator("[data-state=SUCCEEDED]").inner_text() == "Succeeded"
+        progress = parse_row.locator(".progress-text").inner_text()
+        assert re.fullmatch(r"100% 40/40 posts, [\d,]+ comments", progress), progress
         _shot(page, "10-tasks")
         _axe(page, "tasks")
         page.get_by_role("link", name="Dashboard").click()
@@ -389,7 +394,27 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
         page.get_by_role("link", name="Задачи").click()
         said = page.locator("tr[data-task] [data-result-kind=PARSE]").first.inner_text()
         assert re.search(r"пост(а|ов)?, комментарии прочитаны у \d+", said), said
+        # kinds, states and progress messages in Russian: no PARSE, SUCCEEDED or English sentence left
+        parse_row = page.locator("tr[data-task]", has=page.locator("[data-kind=PARSE]")).first
+        assert parse_row.locator("[data-kind=PARSE]").inner_text().startswith("Сбор · ")
+        assert parse_row.locator("[data-state=SUCCEEDED]").inner_text() == "Готово"
+        progress = parse_row.locator(".progress-text").inner_text()
+        assert re.fullmatch(r"100% (\d+)/\1 постов, [\d\s\u00a0]+ комментари(й|я|ев)", progress), progress
+        export_row = page.locator("tr[data-task]", has=page.locator("[data-kind=EXPORT]")).first
+        assert export_row.locator("[data-kind=EXPORT]").inner_text() == "Выгрузка"
+        written = export_row.locator(".progress-text").inner_text()
+        assert re.fullmatch(r"100% записано комментариев: [\d\s\u00a0]+, файл \S+ \([\d,]+ (байт|КБ|МБ)\)", written), written
+        table = page.locator("table.tasks").inner_text()
+        for english in (r"\bPARSE\b", r"\bEXPORT\b", r"\bSUCCEEDED\b", r"\d posts?\b", r"\d comments?\b", r"written to",
+                        r"\d rows\b"):
+            assert not re.search(english, table), (english, table)
         _shot(page, "13b-tasks-ru")
+        page.get_by_role("link", name="Сообщества").click()
+        row = page.locator("tr[data-group='koshki_spb']")
+        row.locator("[data-state=SUCCEEDED]").wait_for()
+        assert row.locator("[data-state=SUCCEEDED]").inner_text() == "Готово"
+        assert "постов" in row.locator(".progress-text").inner_text()
+        _shot(page, "13c-communities-ru")
 
         # GraphiQL from local assets, with the console's token
         page.goto(service.url + "/graphql")
@@ -665,3 +690,309 @@ _STEPS = """() => {
                 rowsInDom: document.querySelectorAll('.comment-row').length};
     };
 }"""
+
+
+def _serve_against_emulator(workdir: Path, emulator_args: list[str], env: dict[str, str]) -> Iterator[Service]:
+    """`vkcp serve` (SQLite, in-process jobs) against the VK emulator as its own process."""
+    vk_port, port = free_port(), free_port()
+    emulator_log, log = workdir / "emulator.log", workdir / "serve.log"
+    emulator = spawn(["-m", "infrastructure.vk.emulator", "--port", str(vk_port), "--world", "sandbox", *emulator_args],
+                     {**os.environ, "PYTHONPATH": str(ROOT)}, emulator_log)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(workdir / "data"),
+           "VKCP_VK_API_URL": f"http://127.0.0.1:{vk_port}/method", **env}
+    for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH", "VKCP_VK_SANDBOX"):
+        env.pop(name, None)
+    proc = spawn(["-m", "infrastructure.cli", "serve", "--port", str(port)], env, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert emulator.poll() is None, emulator_log.read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        service = Service(f"http://127.0.0.1:{port}", first_admin_token(workdir / "data"))
+        service.vk_url = f"http://127.0.0.1:{vk_port}"
+        yield service
+    finally:
+        stop(proc)
+        stop(emulator)
+
+
+@pytest.fixture(scope="module")
+def slow_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The sandbox world behind the emulator, one call per request (no `execute`) at 12 requests
+    a second: a parse lasts seconds, as against real VK, so a person (and a test) can watch it run."""
+    require_service("Chromium", _browser_problem())
+    yield from _serve_against_emulator(
+        tmp_path_factory.mktemp("console-slow"), ["--rps", "12", "--token", "slow-token"],
+        {"VKCP_VK_TOKENS": "slow-token", "VKCP_VK_RPS": "12", "VKCP_VK_EXECUTE": "false"})
+
+
+def test_a_running_parse_in_russian_moves_its_community_count(browser: Any, slow_service: Service) -> None:
+    """While a parse runs, a Russian-speaking operator reads its kind, state and progress in
+    Russian on the Communities and Tasks screens, and the community's comment count grows with
+    the comments stored so far instead of waiting for the end."""
+    service = slow_service
+    context, page, watch = _new_page(browser, service, locale="ru-RU")
+    try:
+        page.goto(service.url + "/")
+        page.get_by_label("API-токен").fill(service.token)
+        page.get_by_role("button", name="Войти").click()
+        page.get_by_role("link", name="Сообщества").click()
+        page.get_by_label(re.compile("Добавить сообщества")).fill("koshki_spb")
+        page.get_by_role("button", name="Добавить", exact=True).click()
+        row = page.locator("tr[data-group='koshki_spb']")
+        row.wait_for()
+        assert row.locator("[data-count=comments]").inner_text() == "0"
+        row.get_by_role("button", name="Собрать").click()
+        # Every value the row shows while the parse runs, as the page renders it
+        page.evaluate("""() => {
+            window.__seen = [];
+            const row = () => document.querySelector("tr[data-group='koshki_spb']");
+            const look = () => {
+                const r = row();
+                window.__seen.push({state: r.querySelector('[data-state]')?.dataset.state ?? null,
+                                    badge: r.querySelector('[data-state]')?.innerText ?? null,
+                                    count: r.querySelector('[data-count=comments]').innerText,
+                                    progress: r.querySelector('.progress-text')?.innerText ?? null});
+            };
+            new MutationObserver(look).observe(row().closest('tbody'), {subtree: true, childList: true, characterData: true});
+        }""")
+        page.wait_for_function("() => (window.__seen || []).some(s => s.state === 'RUNNING' && /постов/.test(s.progress || '')"
+                               " && Number(s.count.replace(/\\D/g, '')) > 0)", timeout=60_000)
+        assert row.locator("[data-state=RUNNING]").inner_text() == "Выполняется"
+        _shot(page, "17-communities-parse-running-ru")
+        page.get_by_role("link", name="Задачи").click()
+        task_row = page.locator("tr[data-task]", has=page.locator("[data-kind=PARSE]")).first
+        task_row.wait_for()
+        assert task_row.locator("[data-kind=PARSE]").inner_text().startswith("Сбор · Кошки")
+        running = task_row.locator("[data-state]").inner_text()
+        progress = task_row.locator(".progress-text").inner_text()
+        if running == "Выполняется":  # the parse may just have ended
+            assert re.search(r"\d+/\d+ пост(а|ов)?, [\d\s\u00a0]+ комментари(й|я|ев)$", progress), progress
+            _shot(page, "18-tasks-parse-running-ru")
+        page.get_by_role("link", name="Сообщества").click()
+        page.evaluate("""() => {
+            window.__seen2 = [];
+            const row = () => document.querySelector("tr[data-group='koshki_spb']");
+            const look = () => { const r = row(); if (r) window.__seen2.push({
+                state: r.querySelector('[data-state]')?.dataset.state ?? null,
+                count: r.querySelector('[data-count=comments]').innerText}); };
+            new MutationObserver(look).observe(document.querySelector('main'), {subtree: true, childList: true, characterData: true});
+        }""")
+        row.locator("[data-state=SUCCEEDED]").wait_for(timeout=120_000)
+        final = int(re.sub(r"\D", "", row.locator("[data-count=comments]").inner_text()))
+        stored = service.gql('{ tasks(filter: {kinds: [PARSE]}) { edges { node { result } } } }')
+        assert final == stored["tasks"]["edges"][0]["node"]["result"]["commentsSeen"] > 0
+        seen = page.evaluate("window.__seen.concat(window.__seen2)")
+        counts = [int(re.sub(r"\D", "", s["count"])) for s in seen if s["state"] == "RUNNING"]
+        assert any(0 < c < final for c in counts), seen  # counted while the parse ran, not only at its end
+        assert counts == sorted(counts), counts  # and it only grows
+        assert row.locator("[data-state=SUCCEEDED]").inner_text() == "Готово"
+        _shot(page, "19-communities-parsed-ru")
+        watch.assert_clean()
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def pool_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """Two VK tokens; VK cuts the second off after 3 wall.getComments calls (its daily quota),
+    and the pool knows a daily limit of 100 such calls per token: small enough for a schedule
+    to overrun."""
+    require_service("Chromium", _browser_problem())
+    yield from _serve_against_emulator(
+        tmp_path_factory.mktemp("console-pool"),
+        ["--rps", "50", "--token", "tok-a", "--token", "tok-b", "--token-quota", "tok-b:wall.getComments=3"],
+        {"VKCP_VK_TOKENS": "tok-a,tok-b", "VKCP_VK_DAILY_LIMITS": "wall.get=5000,wall.getComments=100"})
+
+
+def _fingerprint(token: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+def test_tokens_budget_and_comment_history_on_the_screens(browser: Any, pool_service: Service) -> None:
+    """The Admin screen shows each VK token's calls today and per method against VK's limits,
+    and the token VK put to rest; the Communities screen shows the monitoring schedule's budget
+    with a clear warning when it cannot be met; Review shows comments edited or deleted on VK
+    after they were collected, with their earlier texts, and filters them."""
+    service = pool_service
+    group_id = service.gql('mutation { addGroup(ref: "koshki_spb") { group { id } } }')["addGroup"]["group"]["id"]
+    parse = "mutation($ids: [ID!]!, $full: Boolean!) { startParse(input: {groupIds: $ids, full: $full}) { tasks { id } } }"
+    task_state = "query($id: ID!) { task(id: $id) { state error } }"
+
+    def parsed(full: bool) -> None:
+        [task] = service.gql(parse, ids=[group_id], full=full)["startParse"]["tasks"]
+        deadline = time.monotonic() + 120
+        while (state := service.gql(task_state, id=task["id"])["task"])["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        assert state["state"] == "SUCCEEDED", state
+
+    parsed(full=False)
+    # between two runs, people on VK edit one comment and delete another that has replies
+    replies = service.gql("query($g: [ID!]) { comments(first: 100, filter: {groupIds: $g}) { edges { node {"
+                          " vkId ownerId text parent { vkId } } } } }", g=[group_id])["comments"]["edges"]
+    # a thread's first comment: deleted, VK keeps it as `deleted: true` for its replies to hang from
+    top_level = {e["node"]["vkId"] for e in replies if not e["node"]["parent"]}
+    parent_vk_id = next(e["node"]["parent"]["vkId"] for e in replies
+                        if e["node"]["parent"] and e["node"]["parent"]["vkId"] in top_level)
+    edited = next(e["node"] for e in replies if not e["node"]["parent"] and e["node"]["vkId"] != parent_vk_id)
+    gone = next(e["node"] for e in replies if e["node"]["vkId"] == parent_vk_id)
+    owner = edited["ownerId"]
+    for change in ({"edit": {"owner_id": owner, "comment_id": edited["vkId"], "text": "Исправлено: кошка нашлась!"}},
+                   {"delete": {"owner_id": owner, "comment_id": parent_vk_id}}):
+        assert httpx.post(f"{service.vk_url}/_world", json=change, timeout=10).status_code == 200
+    parsed(full=True)
+    service.gql("mutation($id: ID!) { updateGroup(id: $id, input: {monitoring: {enabled: true, intervalMinutes: 10}})"
+                " { errors { message } } }", id=group_id)
+
+    context, page, watch = _new_page(browser, service)
+    try:
+        _sign_in(page, service)
+        # Admin: calls today and per method; the second token rests after VK's quota
+        page.get_by_role("link", name="Admin").click()
+        resting = page.locator(f"tr[data-vk-token='{_fingerprint('tok-b')}']")
+        resting.wait_for()
+        assert resting.locator(".token-parked").inner_text() == "parked", resting.inner_text()
+        assert resting.locator("td").nth(2).inner_text() not in ("", "—")  # parked until
+        working = page.locator(f"tr[data-vk-token='{_fingerprint('tok-a')}']")
+        calls = int(re.sub(r"\D", "", working.locator("[data-col=callsToday]").inner_text()))
+        assert calls > 0
+        quota = working.locator("[data-col=quotas] li[data-method='wall.getComments']").inner_text()
+        assert re.search(r"[\d,]+ / 100", quota), quota
+        assert re.fullmatch(r"[\d,]+", working.locator("[data-col=callsRemaining]").inner_text())
+        _shot(page, "20-admin-vk-calls")
+        _axe(page, "admin with calls")
+
+        # Communities: the schedule (every 10 minutes) does not fit 2 × 100 calls a day
+        page.get_by_role("link", name="Communities").click()
+        warning = page.get_by_test_id("budget-warning")
+        warning.wait_for()
+        said = warning.inner_text()
+        assert re.search(r"needs ~[\d,]+ wall\.getComments calls a day; 2 usable tokens allow 200: add [\d,]+ tokens? "
+                         r"or lengthen the monitoring intervals", said), said
+        assert page.get_by_test_id("budget-fits").inner_text() == "does not fit"
+        assert page.locator(".budget-communities tr[data-budget-group]").count() == 1
+        assert "144" in page.locator(".budget-communities tr[data-budget-group]").inner_text()  # runs a day
+        _shot(page, "21-communities-budget")
+        _axe(page, "communities with the budget")
+
+        # Review: the edited and the deleted comment, each with its badge, and the earlier text
+        page.get_by_role("link", name="Review").click()
+        page.locator(".comment-row").first.wait_for()
+        page.locator("select[name=edited]").select_option("yes")
+        page.get_by_role("button", name="Apply").click()
+        page.wait_for_function("() => document.querySelector('[data-testid=review-count]').innerText.startsWith('1 loaded of 1')")
+        row = page.locator(".comment-row", has=page.locator("[data-badge=edited]")).first
+        assert "Исправлено: кошка нашлась!" in row.inner_text()
+        row.click()
+        page.get_by_test_id("edited-at").wait_for()
+        page.locator(".versions li").first.wait_for()
+        assert page.locator(".versions .version-text").first.inner_text() == edited["text"]
+        _shot(page, "22-review-edited")
+        _axe(page, "review, an edited comment")
+        page.locator("select[name=edited]").select_option("")
+        page.locator("select[name=deleted]").select_option("yes")
+        page.get_by_role("button", name="Apply").click()
+        # the comment deleted between the runs keeps its text, marked (the sandbox has others VK showed deleted)
+        deleted = page.locator(".comment-row", has_text=gone["text"])
+        deleted.locator("[data-badge=deleted]").wait_for()
+        rows = page.locator(".comment-row").count()
+        assert rows == page.locator(".comment-row [data-badge=deleted]").count(), "the filter shows deleted comments only"
+        deleted.click()
+        page.get_by_test_id("deleted-at").wait_for()
+        assert re.fullmatch(r"Deleted on VK \(noticed .+\)", page.get_by_test_id("deleted-at").inner_text())
+        _shot(page, "23-review-deleted")
+        page.get_by_role("link", name="Exports").click()
+        assert "Deleted on VK: yes" in page.get_by_test_id("export-filter").inner_text()
+
+        # the same in Russian
+        page.get_by_role("button", name="RU").first.click()
+        page.get_by_role("link", name="Просмотр").click()
+        deleted.wait_for()
+        assert deleted.locator("[data-badge=deleted]").inner_text() == "удалён"
+        page.get_by_role("link", name="Сообщества").click()
+        said = page.get_by_test_id("budget-warning").inner_text()
+        assert re.search(r"Расписанию нужно ~[\d\s\u00a0]+ вызовов wall\.getComments в день, а 2 рабочих токена "
+                         r"позволяют 200: добавьте [\d\s\u00a0]+ токен", said), said
+        _shot(page, "24-communities-budget-ru")
+        page.get_by_role("link", name="Администрирование").click()
+        resting.locator(".token-parked").wait_for()
+        assert resting.locator(".token-parked").inner_text() == "отдыхает"
+        _shot(page, "25-admin-vk-calls-ru")
+        watch.assert_clean()
+    finally:
+        context.close()
+
+
+
+@pytest.fixture(scope="module")
+def resting_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One VK token, which VK cuts off after 20 wall.getComments calls (its daily quota), one call
+    a request: a parse stores what it read, then has every token resting."""
+    require_service("Chromium", _browser_problem())
+    yield from _serve_against_emulator(
+        tmp_path_factory.mktemp("console-resting"),
+        ["--rps", "20", "--token", "tok-only", "--token-quota", "tok-only:wall.getComments=20"],
+        {"VKCP_VK_TOKENS": "tok-only", "VKCP_VK_RPS": "20", "VKCP_VK_EXECUTE": "false",
+         "VKCP_VK_DAILY_LIMITS": "wall.get=5000,wall.getComments=20"})
+
+
+def test_a_parse_waiting_for_vk_is_shown_and_can_be_cancelled(browser: Any, resting_service: Service) -> None:
+    """Every token over its daily quota: the parse waits instead of failing, and the Tasks and
+    Communities screens say so, in the operator's language, with the time it resumes."""
+    service = resting_service
+    group_id = service.gql('mutation { addGroup(ref: "koshki_spb") { group { id } } }')["addGroup"]["group"]["id"]
+    [task] = service.gql("mutation($ids: [ID!]!) { startParse(input: {groupIds: $ids}) { tasks { id } } }",
+                         ids=[group_id])["startParse"]["tasks"]
+    query = "query($id: ID!) { task(id: $id) { state waitingUntil progress { message messageCode messageArgs } } }"
+    deadline = time.monotonic() + 60
+    while not (waiting := service.gql(query, id=task["id"])["task"])["waitingUntil"]:
+        assert waiting["state"] in ("QUEUED", "RUNNING") and time.monotonic() < deadline, waiting
+        time.sleep(0.2)
+    assert waiting["state"] == "QUEUED", waiting
+    assert waiting["progress"]["messageCode"] == "WAITING_FOR_VK", waiting
+    assert waiting["progress"]["messageArgs"]["reason"] == "QUOTA", waiting
+    assert re.fullmatch(r"waiting for VK: every token is over its daily quota until (\d{4}-\d\d-\d\d )?\d\d:\d\d UTC",
+                        waiting["progress"]["message"]), waiting
+
+    context, page, watch = _new_page(browser, service)
+    try:
+        _sign_in(page, service)
+        page.get_by_role("link", name="Communities").click()
+        row = page.locator("tr[data-group='koshki_spb']")
+        row.locator(".state-waiting").wait_for()
+        assert row.locator(".state-waiting").inner_text() == "Waiting for VK"
+        assert re.search(r"waiting for VK: every token is over its daily quota until .+ UTC", row.inner_text()), row.inner_text()
+        assert row.get_by_test_id("waiting-until").inner_text().startswith("resumes by itself ")
+        # what the parse stored before every token rested is counted
+        stored = service.gql("query($id: ID!) { node(id: $id) { ... on Group { commentsCount } } }", id=group_id)
+        assert stored["node"]["commentsCount"] > 0, stored
+        page.wait_for_function("(n) => document.querySelector(\"tr[data-group='koshki_spb'] [data-count=comments]\")"
+                               ".innerText.replace(/\\D/g, '') === String(n)", arg=stored["node"]["commentsCount"])
+        _shot(page, "26-communities-waiting-for-vk")
+        _axe(page, "communities, a parse waiting for VK")
+        page.get_by_role("button", name="RU").first.click()
+        page.get_by_role("link", name="Задачи").click()
+        task_row = page.locator(f"tr[data-task='{task['id']}']")
+        task_row.locator(".state-waiting").wait_for()
+        assert task_row.locator(".state-waiting").inner_text() == "Ждёт VK"
+        said = task_row.locator(".progress-text").inner_text()
+        assert re.search(r"ожидание VK: у всех токенов исчерпан дневной лимит до .+ UTC$", said), said
+        assert task_row.get_by_test_id("waiting-until").inner_text().startswith("продолжится само ")
+        _shot(page, "27-tasks-waiting-for-vk-ru")
+        # cancel still works while it waits
+        task_row.get_by_role("button", name="Отменить").click()
+        task_row.locator("[data-state=CANCELLED]").wait_for()
+        assert task_row.locator("[data-state=CANCELLED]").inner_text() == "Отменено"
+        watch.assert_clean()
+    finally:
+        context.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.e2e.graphql_support import Api, api, client, container, tokens, wait_for_task  # noqa: F401
@@ -185,3 +187,59 @@ async def test_related_objects_are_loaded_in_batches(api: Api, container, parsed
     assert calls["authors_by_ids"] == 1
     assert calls["matches_by_comment_ids"] == 1
     assert calls.get("comments_by_ids", 0) <= 1
+
+
+class _SlowVk:
+    """The sandbox's VK, answering comment pages as slowly as real VK does (a page a few tens of
+    milliseconds at best): the sandbox's own parse ends before a client could look at it."""
+
+    def __init__(self, vk: object) -> None:
+        self._vk = vk
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._vk, name)
+
+    async def comments_page(self, *args: object, **kwargs: object) -> object:
+        await asyncio.sleep(0.15)
+        return await self._vk.comments_page(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+async def test_progress_says_its_message_as_a_code_with_arguments_and_the_count_moves(api: Api, container) -> None:
+    """While a parse runs, its progress is a code with arguments beside the English sentence
+    (a console words it in its own language), and the community's comment count follows the
+    comments already stored, batch by batch, not only once the task ends."""
+    container.adapters.vk = _SlowVk(container.adapters.vk)
+    container.adapters.collect_concurrency = 2
+    group_id = await add_group(api, "koshki_spb")
+    [task] = (await api(START, {"input": {"groupIds": [group_id]}}))["startParse"]["tasks"]
+    watch = """query($task: ID!, $group: ID!) {
+      task(id: $task) { state result progress { done total message messageCode messageArgs } }
+      group: node(id: $group) { ... on Group { commentsCount } }
+    }"""
+    seen: list[tuple[str, dict, int]] = []
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        data = await api(watch, {"task": task["id"], "group": group_id}, role="viewer")
+        state, progress, count = data["task"]["state"], data["task"]["progress"], data["group"]["commentsCount"]
+        seen.append((state, progress, count))
+        if state in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            break
+        assert asyncio.get_running_loop().time() < deadline, seen[-1]
+        await asyncio.sleep(0.02)
+    assert state == "SUCCEEDED", seen[-1]
+    result = data["task"]["result"]
+    codes = {p["messageCode"] for _, p, _ in seen}
+    assert None not in codes and "POSTS_READ" in codes, codes
+    for _, p, _ in seen:  # the code and arguments say what the English sentence says
+        if p["messageCode"] == "POSTS_READ":
+            a = p["messageArgs"]
+            assert p["message"] == f"{a['done']}/{a['total']} posts, {a['comments']} comments", p
+    final = progress["messageArgs"]
+    assert progress["messageCode"] == "POSTS_READ" and final["done"] == final["total"] == result["postsRead"], progress
+    assert final["comments"] == result["commentsSeen"] == count > 0, (progress, result, count)
+    # mid-parse: some comments stored and counted before the task ended
+    moving = [(p["messageArgs"]["comments"], n) for s, p, n in seen
+              if s == "RUNNING" and p["messageCode"] == "POSTS_READ" and 0 < n < count]
+    assert moving, [(s, p["message"], n) for s, p, n in seen]
+    # the count never lags behind what the progress said was stored
+    assert all(n >= stored for stored, n in moving), moving

@@ -1,5 +1,6 @@
 // Russian and English; the default follows the browser, the choice is remembered.
 import { signal } from "@preact/signals";
+import type { ProgressMessageCode, TaskKind, TaskState, VkTokenState } from "./generated/graphql";
 
 const en = {
   appName: "VK Comments Parser",
@@ -55,6 +56,26 @@ const en = {
   parseResult: "{posts}, comments read on {postsRead}: {comments}, {matches}",
   analyzeResult: "Checked {comments} against {keywords}: {matchedComments}, {matches}",
   timesIn: "times in {zone}", post: "post",
+  // Task kinds and states (TaskKind, TaskState), VK token states (VkTokenState)
+  kindPARSE: "Parse", kindANALYZE: "Analyze", kindEXPORT: "Export",
+  stateQUEUED: "Queued", stateRUNNING: "Running", stateSUCCEEDED: "Succeeded", stateFAILED: "Failed", stateCANCELLED: "Cancelled",
+  tokenACTIVE: "active", tokenPARKED: "parked", tokenREVOKED: "revoked",
+  nRows: "# row|# rows",
+  // comment history
+  deletedBadge: "deleted", editedBadge: "edited", deletedFilter: "Deleted on VK", editedFilter: "Edited",
+  deletedAt: "Deleted on VK (noticed {when})", editedAt: "Edited (noticed {when})", earlierTexts: "Earlier texts",
+  seenAt: "seen {when}",
+  // the VK token pool's calls and the schedule's budget
+  callsToday: "Calls today", callsRemaining: "Left today", quotas: "By method",
+  budget: "VK calls a day (monitoring schedule)", method: "Method", projectedCalls: "Projected a day", dailyLimit: "Pool's daily limit",
+  fits: "fits", doesNotFit: "does not fit", runsPerDay: "Runs a day", callsPerRun: "Calls a run", estimated: "estimated",
+  budgetSummary: "{calls} projected a day with {tokens}", nCalls: "# call|# calls", nTokens: "# usable token|# usable tokens",
+  budgetShort: "The schedule needs ~{calls} {method} calls a day; {tokens} allow {limit}",
+  budgetAdd: "add {tokens} or lengthen the monitoring intervals.", nMoreTokens: "# token|# tokens",
+  budgetNoTokens: "No usable VK token: the schedule needs {needs}. Add tokens (VKCP_VK_TOKENS).",
+  noLimit: "no known limit", noMonitoring: "No community is monitored.",
+  waitingUntil: "resumes by itself {when}", nLeft: "{n} left", stateWAITING: "Waiting for VK",
+  vkCallsResult: "VK calls: {calls}",
 };
 export type Key = keyof typeof en;
 
@@ -113,6 +134,24 @@ const ru: Record<Key, string> = {
   parseResult: "{posts}, комментарии прочитаны у {postsRead}: {comments}, {matches}",
   analyzeResult: "Проверено: {comments}, ключевых слов: {keywordCount} — {matchedComments}, {matches}",
   timesIn: "время: {zone}", post: "пост",
+  kindPARSE: "Сбор", kindANALYZE: "Анализ", kindEXPORT: "Выгрузка",
+  stateQUEUED: "В очереди", stateRUNNING: "Выполняется", stateSUCCEEDED: "Готово", stateFAILED: "Ошибка", stateCANCELLED: "Отменено",
+  tokenACTIVE: "работает", tokenPARKED: "отдыхает", tokenREVOKED: "отозван",
+  nRows: "# строка|# строки|# строк|# строки",
+  deletedBadge: "удалён", editedBadge: "изменён", deletedFilter: "Удалённые в VK", editedFilter: "Изменённые",
+  deletedAt: "Удалён в VK (замечено {when})", editedAt: "Изменён (замечено {when})", earlierTexts: "Прежние тексты",
+  seenAt: "виден с {when}",
+  callsToday: "Вызовов сегодня", callsRemaining: "Осталось сегодня", quotas: "По методам",
+  budget: "Вызовы VK в день (расписание мониторинга)", method: "Метод", projectedCalls: "Прогноз в день", dailyLimit: "Дневной лимит пула",
+  fits: "укладывается", doesNotFit: "не укладывается", runsPerDay: "Запусков в день", callsPerRun: "Вызовов за запуск", estimated: "оценка",
+  budgetSummary: "прогноз: {calls} в день, {tokens}", nCalls: "# вызов|# вызова|# вызовов|# вызова",
+  nTokens: "# рабочий токен|# рабочих токена|# рабочих токенов|# рабочего токена",
+  budgetShort: "Расписанию нужно ~{calls} вызовов {method} в день, а {tokens} позволяют {limit}",
+  budgetAdd: "добавьте {tokens} или увеличьте интервалы мониторинга.", nMoreTokens: "# токен|# токена|# токенов|# токена",
+  budgetNoTokens: "Нет рабочих токенов VK, а расписанию нужно {needs}. Добавьте токены (VKCP_VK_TOKENS).",
+  noLimit: "лимит неизвестен", noMonitoring: "Ни одно сообщество не на мониторинге.",
+  waitingUntil: "продолжится само {when}", nLeft: "осталось {n}", stateWAITING: "Ждёт VK",
+  vkCallsResult: "вызовов VK: {calls}",
 };
 
 export type Lang = "en" | "ru";
@@ -156,3 +195,53 @@ export function fill(key: Key, slots: Record<string, string>): string {
   return t(key).replace(/\{(\w+)\}/g, (whole, name: string) => slots[name] ?? whole);
 }
 
+
+export const kindName = (kind: TaskKind): string => t(`kind${kind}` as const);
+export const stateName = (state: TaskState): string => t(`state${state}` as const);
+export const tokenStateName = (state: VkTokenState): string => t(`token${state}` as const);
+
+type Args = Record<string, unknown>;
+const n = (args: Args, name: string): number => (typeof args[name] === "number" ? (args[name] as number) : Number(args[name]) || 0);
+const s = (args: Args, name: string): string => String(args[name] ?? "");
+
+/** "1.2 MB" (domain.export.human_size) in the language's units and decimal sign. */
+function size(text: string): string {
+  const found = /^([\d.]+) (bytes?|KB|MB|GB|TB)$/.exec(text);
+  if (!found || lang.value !== "ru") return text;
+  const unit = { byte: "байт", bytes: "байт", KB: "КБ", MB: "МБ", GB: "ГБ", TB: "ТБ" }[found[2]];
+  return `${Number(found[1]).toLocaleString("ru-RU")} ${unit}`;
+}
+
+/** How each progress message (ProgressMessageCode, domain/progress.py) reads, from its arguments.
+ * A code without its wording here fails the build. */
+const PROGRESS: Record<Lang, Record<ProgressMessageCode, (a: Args) => string>> = {
+  en: {
+    READING_WALL: () => "reading the wall",
+    POSTS_TO_READ: (a) => `${count("nPosts", n(a, "posts"))}, ${fmtNum(n(a, "toRead"))} to read`,
+    POSTS_READ: (a) => `${fmtNum(n(a, "done"))}/${count("nPosts", n(a, "total"))}, ${count("nComments", n(a, "comments"))}`,
+    COMMENTS_CHECKED: (a) => `${fmtNum(n(a, "done"))}/${count("nComments", n(a, "total"))}` + ("matched" in a ? `, ${fmtNum(n(a, "matched"))} matched` : ""),
+    ROWS_WRITTEN: (a) => `${fmtNum(n(a, "done"))}/${count("nRows", n(a, "total"))}`,
+    FINISHING_FILE: () => "finishing the file",
+    FILE_WRITTEN: (a) => `${count("nComments", n(a, "rows"))} written to ${s(a, "file")} (${size(s(a, "size"))})`,
+    RETRYING: (a) => `retrying: ${s(a, "error")}`,
+    WAITING_FOR_VK: (a) => `waiting for VK: every token ${s(a, "reason") === "CAPTCHA" ? "needs a captcha solved" : "is over its daily quota"} until ${s(a, "until")} UTC`,
+  },
+  ru: {
+    READING_WALL: () => "чтение стены",
+    POSTS_TO_READ: (a) => `${count("nPosts", n(a, "posts"))}, прочитать: ${fmtNum(n(a, "toRead"))}`,
+    POSTS_READ: (a) => `${fmtNum(n(a, "done"))}/${count("nPosts", n(a, "total"))}, ${count("nComments", n(a, "comments"))}`,
+    COMMENTS_CHECKED: (a) => `${fmtNum(n(a, "done"))}/${count("nComments", n(a, "total"))}` + ("matched" in a ? `, с совпадениями: ${fmtNum(n(a, "matched"))}` : ""),
+    ROWS_WRITTEN: (a) => `${fmtNum(n(a, "done"))}/${count("nRows", n(a, "total"))}`,
+    FINISHING_FILE: () => "завершение файла",
+    FILE_WRITTEN: (a) => `записано комментариев: ${fmtNum(n(a, "rows"))}, файл ${s(a, "file")} (${size(s(a, "size"))})`,
+    RETRYING: (a) => `повтор после ошибки: ${s(a, "error")}`,
+    WAITING_FOR_VK: (a) => `ожидание VK: ${s(a, "reason") === "CAPTCHA" ? "все токены ждут решения капчи" : "у всех токенов исчерпан дневной лимит"} до ${s(a, "until")} UTC`,
+  },
+};
+
+/** A task's progress message in the console's language; the service's English text when it has no code. */
+export function progressText(p: { message: string; messageCode: ProgressMessageCode | null; messageArgs: unknown }): string {
+  if (!p.messageCode) return p.message;
+  const say = PROGRESS[lang.value][p.messageCode];
+  return say ? say((p.messageArgs ?? {}) as Args) : p.message;
+}

@@ -7,8 +7,8 @@ export const PING = /* GraphQL */ `
 
 const TASK_FIELDS = /* GraphQL */ `
   fragment TaskFields on Task {
-    id kind state priority createdAt startedAt finishedAt updatedAt error result params cancelRequested
-    progress { done total message }
+    id kind state priority createdAt startedAt finishedAt updatedAt error result params cancelRequested waitingUntil
+    progress { done total message messageCode messageArgs }
     group { id name }
   }
 `;
@@ -68,6 +68,11 @@ export const GROUPS = /* GraphQL */ `
     }
   }
   ${GROUP_FIELDS}
+`;
+
+// The counts of the communities being parsed, read again as their parses store comments.
+export const GROUP_COUNTS = /* GraphQL */ `
+  query GroupCounts($ids: [ID!]!) { nodes(ids: $ids) { ... on Group { id commentsCount } } }
 `;
 
 export const ADD_GROUPS = /* GraphQL */ `
@@ -146,7 +151,7 @@ export const START_ANALYZE = /* GraphQL */ `
 
 const COMMENT_FIELDS = /* GraphQL */ `
   fragment CommentFields on Comment {
-    id vkId ownerId text publishedAt likes deleted viewed archived matchesCount url
+    id vkId ownerId text publishedAt likes deleted deletedAt editedAt viewed archived matchesCount url
     author { vkId name url }
     group { id name }
     post { vkId }
@@ -164,6 +169,11 @@ export const COMMENTS = /* GraphQL */ `
     }
   }
   ${COMMENT_FIELDS}
+`;
+
+// The texts a comment had before, for the detail pane: read for an edited comment when it is shown.
+export const COMMENT_VERSIONS = /* GraphQL */ `
+  query CommentVersions($id: ID!) { comment(id: $id) { id versions { text seenAt } } }
 `;
 
 export const SET_COMMENT_STATE = /* GraphQL */ `
@@ -188,7 +198,19 @@ export const START_EXPORT = /* GraphQL */ `
 `;
 
 export const VK_TOKENS = /* GraphQL */ `
-  query VkTokens { vkTokens { fingerprint state parkedUntil reason requests } }
+  query VkTokens {
+    vkTokens { fingerprint state parkedUntil reason requests callsToday callsRemaining quotas { method calls limit remaining } }
+  }
+`;
+
+export const VK_BUDGET = /* GraphQL */ `
+  query VkBudget {
+    vkBudget {
+      usableTokens projectedCalls fits warning
+      methods { method limitPerToken limit projectedCalls fits }
+      communities { runsPerDay callsPerRun projectedCalls estimated group { id name } }
+    }
+  }
 `;
 
 export const FILTER_OPTIONS = /* GraphQL */ `

@@ -1,9 +1,9 @@
 import { useEffect, useState } from "preact/hooks";
 import type { ComponentChildren } from "preact";
 import { request, subscribe, ApiError } from "./api";
-import { t, fmtNum } from "./i18n";
+import { fill, fmtDate, fmtNum, kindName, progressText, stateName, t } from "./i18n";
 import { TASK_EVENTS, TASK_PROGRESS, TASKS } from "./ops";
-import type { TaskEventsSubscription, TaskFieldsFragment, TaskProgressSubscription, TasksQuery, TasksQueryVariables } from "./generated/graphql";
+import type { TaskEventsSubscription, TaskFieldsFragment, TaskProgressSubscription, TaskState, TasksQuery, TasksQueryVariables } from "./generated/graphql";
 
 export type Task = TaskFieldsFragment;
 
@@ -31,7 +31,8 @@ export function payloadErrors(errors: { code: string; message: string }[]): stri
 }
 
 export function ProgressBar({ task }: { task: Task }) {
-  const { done, total, message } = task.progress;
+  const { done, total } = task.progress;
+  const message = progressText(task.progress);
   const finished = task.state === "SUCCEEDED";
   const percent = finished ? 100 : total ? Math.min(100, Math.round((done / total) * 100)) : null;
   return (
@@ -39,7 +40,7 @@ export function ProgressBar({ task }: { task: Task }) {
       <div
         class={`progress ${task.state.toLowerCase()}`}
         role="progressbar"
-        aria-label={`${task.kind} ${displayId(task.id)}`}
+        aria-label={`${kindName(task.kind)} ${displayId(task.id)}`}
         aria-valuemin={0}
         aria-valuemax={100}
         aria-valuenow={percent ?? undefined}
@@ -53,8 +54,23 @@ export function ProgressBar({ task }: { task: Task }) {
   );
 }
 
-export function StateBadge({ state }: { state: string }) {
-  return <span class={`badge state-${state.toLowerCase()}`}>{state}</span>;
+/** A task's state; a QUEUED task waiting for VK (every token rests) says so, and until when. */
+export function StateBadge({ state, waitingUntil }: { state: TaskState; waitingUntil?: string | null }) {
+  if (state === "QUEUED" && waitingUntil) {
+    return (
+      <span class="badge state-waiting" data-state={state} data-waiting-until={waitingUntil} title={fill("waitingUntil", { when: fmtDate(waitingUntil) })}>
+        {t("stateWAITING")}
+      </span>
+    );
+  }
+  return <span class={`badge state-${state.toLowerCase()}`} data-state={state}>{stateName(state)}</span>;
+}
+
+/** "resumes by itself 08/12/2026, 03:00": when a task waiting for VK resumes, in the browser's zone
+ * (its progress message says it in UTC). */
+export function WaitingNote({ task }: { task: Task }) {
+  if (task.state !== "QUEUED" || !task.waitingUntil) return null;
+  return <span class="waiting-note" data-testid="waiting-until">{fill("waitingUntil", { when: fmtDate(task.waitingUntil) })}</span>;
 }
 
 /** The tasks matching `states`, kept current by `taskEvents`. */

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, request } from "../api";
-import { fmtDate, fmtNum, t } from "../i18n";
+import { fill, fmtDate, fmtNum, t, tokenStateName } from "../i18n";
 import { API_TOKENS, CREATE_API_TOKEN, REVOKE_API_TOKEN, VK_TOKENS } from "../ops";
 import type {
   ApiRole, ApiTokensQuery, CreateApiTokenMutation, CreateApiTokenMutationVariables, RevokeApiTokenMutation, VkTokensQuery,
@@ -79,8 +79,31 @@ export function Admin() {
       <Panel title={t("vkTokens")}>
         <ErrorLine error={error} />
         <table>
-          <thead><tr><th scope="col">{t("fingerprint")}</th><th scope="col">{t("state")}</th><th scope="col">{t("parkedUntil")}</th><th scope="col">{t("reason")}</th><th scope="col">{t("requests")}</th></tr></thead>
-          <tbody>{pool?.map((v) => <tr><td><code>{v.fingerprint}</code></td><td>{v.state}</td><td>{fmtDate(v.parkedUntil)}</td><td>{v.reason ?? ""}</td><td>{fmtNum(v.requests)}</td></tr>)}</tbody>
+          <thead><tr>
+            <th scope="col">{t("fingerprint")}</th><th scope="col">{t("state")}</th><th scope="col">{t("parkedUntil")}</th><th scope="col">{t("reason")}</th>
+            <th scope="col">{t("requests")}</th><th scope="col">{t("callsToday")}</th><th scope="col">{t("callsRemaining")}</th><th scope="col">{t("quotas")}</th>
+          </tr></thead>
+          <tbody>{pool?.map((v) => (
+            <tr data-vk-token={v.fingerprint}>
+              <td><code>{v.fingerprint}</code></td>
+              <td><span class={`badge token-${v.state.toLowerCase()}`}>{tokenStateName(v.state)}</span></td>
+              <td>{v.parkedUntil ? fmtDate(v.parkedUntil) : "—"}</td>
+              <td>{v.reason ?? ""}</td>
+              <td class="num">{fmtNum(v.requests)}</td>
+              <td class="num" data-col="callsToday">{fmtNum(v.callsToday)}</td>
+              <td class="num" data-col="callsRemaining">{v.callsRemaining == null ? t("noLimit") : fmtNum(v.callsRemaining)}</td>
+              <td data-col="quotas">
+                <ul class="quotas">
+                  {v.quotas.map((q) => (
+                    <li data-method={q.method}>
+                      <code>{q.method}</code> {fmtNum(q.calls)}{q.limit != null ? ` / ${fmtNum(q.limit)}` : ""}
+                      {q.remaining != null && <span class="muted"> ({fill("nLeft", { n: fmtNum(q.remaining) })})</span>}
+                    </li>
+                  ))}
+                </ul>
+              </td>
+            </tr>
+          ))}</tbody>
         </table>
         {pool?.length === 0 && <p class="muted">{t("noVkTokens")}</p>}
       </Panel>

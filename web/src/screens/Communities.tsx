@@ -1,16 +1,79 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { request } from "../api";
-import { fmtDate, fmtNum, t } from "../i18n";
-import { ADD_GROUPS, GROUPS, REFRESH_GROUP, REMOVE_GROUP, START_PARSE, UPDATE_GROUP } from "../ops";
+import { count, fill, fmtDate, fmtNum, t } from "../i18n";
+import { ADD_GROUPS, GROUP_COUNTS, GROUPS, REFRESH_GROUP, REMOVE_GROUP, START_PARSE, UPDATE_GROUP, VK_BUDGET } from "../ops";
 import type {
-  AddGroupsMutation, AddGroupsMutationVariables, GroupFieldsFragment, GroupsQuery, GroupsQueryVariables,
+  AddGroupsMutation, AddGroupsMutationVariables, GroupCountsQuery, GroupCountsQueryVariables, GroupFieldsFragment, GroupsQuery, GroupsQueryVariables,
   RefreshGroupMutation, RemoveGroupMutation, StartParseMutation, StartParseMutationVariables,
-  UpdateGroupMutation, UpdateGroupMutationVariables,
+  UpdateGroupMutation, UpdateGroupMutationVariables, VkBudgetQuery,
 } from "../generated/graphql";
-import { ErrorLine, Panel, ProgressBar, StateBadge, errorText, useLiveTasks } from "../shared";
+import { ErrorLine, Panel, ProgressBar, StateBadge, WaitingNote, errorText, useLiveTasks } from "../shared";
 
 type Group = GroupFieldsFragment;
 type LineResult = { ref: string; ok: boolean; text: string };
+
+const COUNTS_EVERY_MS = 1000; // how often a running parse's comment count is read again, at most
+
+type Budget = VkBudgetQuery["vkBudget"];
+
+/** What the budget lacks, in the operator's language: per method that does not fit, the calls
+ * the schedule needs against what the pool allows, and how many tokens more would do
+ * (domain/budget.py says the same in English in `warning`). */
+function budgetWarning(b: Budget): string | null {
+  const short = b.methods.filter((m) => !m.fits);
+  if (!short.length) return null;
+  if (b.usableTokens === 0) {
+    return fill("budgetNoTokens", { needs: short.map((m) => `~${count("nCalls", m.projectedCalls)} ${m.method}`).join(", ") });
+  }
+  const more = Math.max(0, ...short.map((m) => Math.ceil(m.projectedCalls / (m.limitPerToken || 1)) - b.usableTokens));
+  const parts = short.map((m) => fill("budgetShort", {
+    calls: fmtNum(m.projectedCalls), method: m.method, tokens: count("nTokens", b.usableTokens), limit: fmtNum(m.limit ?? 0),
+  }));
+  return `${parts.join("; ")}: ${fill("budgetAdd", { tokens: count("nMoreTokens", more) })}`;
+}
+
+/** The monitoring schedule's projected VK calls a day against the pool's daily budget. */
+function BudgetPanel({ budget }: { budget: Budget | null }) {
+  if (!budget) return null;
+  return (
+    <Panel title={t("budget")}>
+      <div class="budget" data-fits={budget.fits ? "yes" : "no"}>
+        <p>
+          <span class={`badge ${budget.fits ? "fits" : "no-fit"}`} data-testid="budget-fits">{t(budget.fits ? "fits" : "doesNotFit")}</span>{" "}
+          {fill("budgetSummary", { calls: count("nCalls", budget.projectedCalls), tokens: count("nTokens", budget.usableTokens) })}
+        </p>
+        <table class="budget-methods">
+          <thead><tr><th scope="col">{t("method")}</th><th scope="col">{t("projectedCalls")}</th><th scope="col">{t("dailyLimit")}</th><th scope="col">{t("state")}</th></tr></thead>
+          <tbody>
+            {budget.methods.map((m) => (
+              <tr data-method={m.method} class={m.fits ? "" : "no-fit"}>
+                <td><code>{m.method}</code></td>
+                <td class="num">{fmtNum(m.projectedCalls)}</td>
+                <td class="num">{m.limit == null ? t("noLimit") : `${fmtNum(m.limit)} (${fmtNum(budget.usableTokens)} × ${fmtNum(m.limitPerToken)})`}</td>
+                <td>{t(m.fits ? "fits" : "doesNotFit")}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        {budget.communities.length === 0 ? <p class="muted">{t("noMonitoring")}</p> : (
+          <table class="budget-communities">
+            <thead><tr><th scope="col">{t("community")}</th><th scope="col">{t("runsPerDay")}</th><th scope="col">{t("callsPerRun")}</th><th scope="col">{t("projectedCalls")}</th></tr></thead>
+            <tbody>
+              {budget.communities.map((c) => (
+                <tr data-budget-group={c.group?.id}>
+                  <td>{c.group?.name ?? "—"}</td>
+                  <td class="num">{fmtNum(Math.round(c.runsPerDay * 10) / 10)}</td>
+                  <td class="num">{fmtNum(c.callsPerRun)}{c.estimated && <span class="muted"> ({t("estimated")})</span>}</td>
+                  <td class="num">{fmtNum(c.projectedCalls)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </div>
+    </Panel>
+  );
+}
 
 function GroupEditor({ group, onSaved, onCancel }: { group: Group; onSaved: (g: Group) => void; onCancel: () => void }) {
   const [active, setActive] = useState(group.active);
@@ -61,7 +124,10 @@ export function Communities() {
   const [editing, setEditing] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [budget, setBudget] = useState<Budget | null>(null);
   const parses = useLiveTasks({ kinds: ["PARSE"] }, 100);
+  // the schedule's budget moves with the monitored communities and with each run's measured cost
+  const loadBudget = () => request<VkBudgetQuery>(VK_BUDGET).then((d) => setBudget(d.vkBudget)).catch((e) => setError(errorText(e)));
 
   async function load() {
     try {
@@ -76,10 +142,40 @@ export function Communities() {
     } catch (e) {
       setError(errorText(e));
     }
+    loadBudget();
   }
   // a finished parse changes the counts and the last collection: read the list again
   const finished = parses.tasks.filter((x) => ["SUCCEEDED", "FAILED", "CANCELLED"].includes(x.state)).map((x) => x.id).join();
   useEffect(() => { load(); }, [finished]);
+
+  // A running parse stores comments batch by batch, and its community's count moves with them:
+  // as its progress arrives, read the counts of the communities being parsed again, at most every
+  // COUNTS_EVERY_MS (a throttle, not a debounce: progress arrives more often than that).
+  // (a parse that waits for VK has stored what it read so far: its count is read once more then)
+  const parsing = parses.tasks.filter((x) => (x.state === "RUNNING" || (x.state === "QUEUED" && x.waitingUntil)) && x.group);
+  const parsingIds = useRef<string[]>([]);
+  parsingIds.current = parsing.map((x) => x.group!.id);
+  const countsTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const countsReadAt = useRef(0);
+  async function readCounts() {
+    countsTimer.current = null;
+    countsReadAt.current = Date.now();
+    const ids = parsingIds.current;
+    if (!ids.length) return;
+    try {
+      const d = await request<GroupCountsQuery, GroupCountsQueryVariables>(GROUP_COUNTS, { ids });
+      const counts = new Map(d.nodes.flatMap((n) => (n && "commentsCount" in n ? [[n.id, n.commentsCount] as const] : [])));
+      setGroups((list) => list.map((g) => (counts.has(g.id) ? { ...g, commentsCount: counts.get(g.id)! } : g)));
+    } catch {
+      /* the next progress event tries again; the list is read in full when the parse ends */
+    }
+  }
+  const progressed = parsing.map((x) => `${x.id}:${x.progress.done}:${x.updatedAt}`).join();
+  useEffect(() => {
+    if (!progressed || countsTimer.current) return;
+    countsTimer.current = setTimeout(readCounts, Math.max(0, countsReadAt.current + COUNTS_EVERY_MS - Date.now()));
+  }, [progressed]);
+  useEffect(() => () => { if (countsTimer.current) clearTimeout(countsTimer.current); }, []);
 
   async function add(e: Event) {
     e.preventDefault();
@@ -126,6 +222,7 @@ export function Communities() {
     return d.removeGroup.errors.map((x) => x.message).join("; ") || null;
   });
 
+  const budgetShortfall = budget ? budgetWarning(budget) : null;
   const latestParse = (g: Group) => parses.tasks.find((task) => task.group?.id === g.id);
   return (
     <div class="grid">
@@ -142,6 +239,7 @@ export function Communities() {
         )}
       </Panel>
       <ErrorLine error={error ?? parses.error} />
+      {budgetShortfall && <p class="budget-warning" role="alert" data-testid="budget-warning">⚠ {budgetShortfall}</p>}
       <Panel title={`${t("communities")} (${groups.length})`}>
         <table class="groups">
           <thead><tr><th scope="col">{t("name")}</th><th scope="col">{t("members")}</th><th scope="col">{t("comments")}</th><th scope="col">{t("monitoring")}</th><th scope="col">{t("lastCollected")}</th><th scope="col">{t("progress")}</th><th scope="col">{t("actions")}</th></tr></thead>
@@ -157,10 +255,10 @@ export function Communities() {
                     {g.monitoring.lastError && <div class="error-cell">{g.monitoring.lastError}</div>}
                   </td>
                   <td>{fmtNum(g.membersCount)}</td>
-                  <td>{fmtNum(g.commentsCount)}</td>
+                  <td data-count="comments">{fmtNum(g.commentsCount)}</td>
                   <td>{g.monitoring.enabled ? `${t("yes")}, ${g.monitoring.intervalMinutes}` : t("no")}</td>
                   <td>{fmtDate(g.monitoring.lastSuccessAt)}</td>
-                  <td class="progress-cell">{task && <><StateBadge state={task.state} />{task.error && <span class="error-cell"> {task.error}</span>}<ProgressBar task={task} /></>}</td>
+                  <td class="progress-cell">{task && <><StateBadge state={task.state} waitingUntil={task.waitingUntil} /><WaitingNote task={task} />{task.error && <span class="error-cell"> {task.error}</span>}<ProgressBar task={task} /></>}</td>
                   <td class="actions">
                     <button type="button" onClick={() => parse(g)}>{t("parse")}</button>
                     <button type="button" class="secondary" onClick={() => setEditing(editing === g.id ? null : g.id)}>{t("edit")}</button>
@@ -170,7 +268,7 @@ export function Communities() {
                 </tr>,
                 editing === g.id && (
                   <tr><td colSpan={7}>
-                    <GroupEditor group={g} onCancel={() => setEditing(null)} onSaved={(saved) => { setGroups((list) => list.map((x) => (x.id === saved.id ? saved : x))); setEditing(null); }} />
+                    <GroupEditor group={g} onCancel={() => setEditing(null)} onSaved={(saved) => { setGroups((list) => list.map((x) => (x.id === saved.id ? saved : x))); setEditing(null); loadBudget(); }} />
                   </td></tr>
                 ),
               ];
@@ -178,6 +276,7 @@ export function Communities() {
           </tbody>
         </table>
       </Panel>
+      <BudgetPanel budget={budget} />
     </div>
   );
 }

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { request } from "../api";
-import { fmtDate, fmtNum, t, type Key } from "../i18n";
+import { fmtDate, fmtNum, kindName, t, type Key } from "../i18n";
 import { STATS } from "../ops";
 import type { StatsQuery, StatsQueryVariables } from "../generated/graphql";
 import { ErrorLine, Panel, ProgressBar, StateBadge, displayId, errorText, useLiveTasks } from "../shared";
@@ -59,7 +59,7 @@ export function Dashboard() {
         {running.tasks.length === 0 ? <p class="muted">{t("noRunning")}</p> : (
           <ul class="task-list">
             {running.tasks.map((task) => (
-              <li><StateBadge state={task.state} /> {task.kind} #{displayId(task.id)} {task.group?.name ?? ""} <ProgressBar task={task} /></li>
+              <li><StateBadge state={task.state} waitingUntil={task.waitingUntil} /> {kindName(task.kind)} #{displayId(task.id)} {task.group?.name ?? ""} <ProgressBar task={task} /></li>
             ))}
           </ul>
         )}

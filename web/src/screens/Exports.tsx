@@ -39,6 +39,7 @@ function offsetNow(zone: string): string {
 const FILTER_LABEL: Record<string, Key> = {
   groupIds: "communities", postIds: "posts", keywordIds: "keywords", matched: "matchedOnly", text: "text",
   authorIds: "author", since: "since", until: "until", viewed: "viewed", archived: "archived",
+  deleted: "deletedFilter", edited: "editedFilter",
 };
 
 /** The Review filter as an operator reads it: "Communities: 1 · Matched only: yes · Text: окошке". */

@@ -1,17 +1,18 @@
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { request } from "../api";
 import { Highlighted } from "../highlight";
-import { fmtDate, fmtNum, t } from "../i18n";
-import { COMMENTS, FILTER_OPTIONS, SET_COMMENT_STATE } from "../ops";
+import { fill, fmtDate, fmtNum, t } from "../i18n";
+import { COMMENT_VERSIONS, COMMENTS, FILTER_OPTIONS, SET_COMMENT_STATE } from "../ops";
 import { cleanFilter, review, setReview, type ReviewState } from "../reviewFilter";
 import type {
-  CommentFieldsFragment, CommentFilter, CommentsQuery, CommentsQueryVariables, FilterOptionsQuery,
+  CommentFieldsFragment, CommentFilter, CommentsQuery, CommentsQueryVariables, CommentVersionsQuery, CommentVersionsQueryVariables, FilterOptionsQuery,
   SetCommentStateMutation, SetCommentStateMutationVariables,
 } from "../generated/graphql";
 import { ErrorLine, MultiPick, displayId, errorText } from "../shared";
 import { memo } from "../memo";
 
 type Comment = CommentFieldsFragment;
+type Version = NonNullable<CommentVersionsQuery["comment"]>["versions"][number];
 const ROW = 92; // px; rows have a fixed height so only the visible ones are rendered
 const PAGE = 100;
 const OVERSCAN = 5; // rows rendered above and below the visible ones
@@ -45,7 +46,7 @@ const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery
       <label>{t("author")}<input name="author" inputMode="numeric" value={f.authorIds?.join(",") ?? ""} onInput={(e) => set({ authorIds: e.currentTarget.value.split(/[ ,]+/).filter(Boolean).map(Number).filter(Number.isFinite) })} /></label>
       <label>{t("since")}<input type="date" value={f.since?.slice(0, 10) ?? ""} onInput={(e) => set({ since: e.currentTarget.value ? `${e.currentTarget.value}T00:00:00Z` : null })} /></label>
       <label>{t("until")}<input type="date" value={f.until?.slice(0, 10) ?? ""} onInput={(e) => set({ until: e.currentTarget.value ? `${e.currentTarget.value}T23:59:59Z` : null })} /></label>
-      {([["matchedOnly", "matched"], ["viewed", "viewed"], ["archived", "archived"]] as const).map(([label, field]) => (
+      {([["matchedOnly", "matched"], ["viewed", "viewed"], ["archived", "archived"], ["deletedFilter", "deleted"], ["editedFilter", "edited"]] as const).map(([label, field]) => (
         <label>{t(label)}
           <select name={field} value={triState(f[field])} onChange={(e) => set({ [field]: fromTri(e.currentTarget.value) })}>
             <option value="">{t("any")}</option><option value="yes">{t("yes")}</option><option value="no">{t("no")}</option>
@@ -94,12 +95,45 @@ const Row = memo(function Row({ c, index, total, isCurrent, isSelected, onPick, 
           {c.parent && <span class="badge">↳ {t("inReplyTo")}</span>}
           {c.viewed && <span class="badge">{t("viewed")}</span>}
           {c.archived && <span class="badge">{t("archived")}</span>}
+          {c.deleted && <span class="badge badge-deleted" data-badge="deleted">{t("deletedBadge")}</span>}
+          {c.editedAt && <span class="badge badge-edited" data-badge="edited">{t("editedBadge")}</span>}
         </div>
         <p class="comment-text"><Highlighted text={c.text} matches={c.matches} /></p>
       </div>
     </div>
   );
 });
+
+/** The texts an edited comment had before, oldest first, read when it is shown (a pause first:
+ * j / k held down does not ask for every comment it passes). */
+function Versions({ comment }: { comment: Comment }) {
+  const [versions, setVersions] = useState<Version[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    setVersions([]);
+    setError(null);
+    if (!comment.editedAt) return;
+    let alive = true;
+    const timer = setTimeout(() => {
+      request<CommentVersionsQuery, CommentVersionsQueryVariables>(COMMENT_VERSIONS, { id: comment.id })
+        .then((d) => alive && setVersions(d.comment?.versions ?? []))
+        .catch((e) => alive && setError(errorText(e)));
+    }, 150);
+    return () => { alive = false; clearTimeout(timer); };
+  }, [comment.id, comment.editedAt]);
+  if (!comment.editedAt) return null;
+  return (
+    <section class="versions" aria-label={t("earlierTexts")}>
+      <h3>{t("earlierTexts")}</h3>
+      <ErrorLine error={error} />
+      <ol>
+        {versions.map((v) => (
+          <li><div class="muted">{fill("seenAt", { when: fmtDate(v.seenAt) })}</div><p class="version-text">{v.text}</p></li>
+        ))}
+      </ol>
+    </section>
+  );
+}
 
 /** The rows [first, last) to render for a scroll position: the visible ones and the overscan. */
 function windowAt(scrollTop: number, height: number): { first: number; last: number } {
@@ -268,6 +302,9 @@ export function Review() {
                 <blockquote class="parent"><div class="muted">{t("inReplyTo")} {focused.parent.author?.name}</div>{focused.parent.text}</blockquote>
               )}
               <p class="detail-text"><Highlighted text={focused.text} matches={focused.matches} /></p>
+              {focused.deleted && <p class="history-note deleted" data-testid="deleted-at">{fill("deletedAt", { when: fmtDate(focused.deletedAt) })}</p>}
+              {focused.editedAt && <p class="history-note edited" data-testid="edited-at">{fill("editedAt", { when: fmtDate(focused.editedAt) })}</p>}
+              <Versions comment={focused} />
               <p class="muted">{focused.matches.map((m) => m.keyword?.word).filter(Boolean).join(", ")}</p>
               <p><a href={vkLink(focused)} target="_blank" rel="noopener noreferrer">{t("openOnVk")}</a>{focused.author && <> · <a href={focused.author.url} target="_blank" rel="noopener noreferrer">{focused.author.name}</a></>}</p>
             </>

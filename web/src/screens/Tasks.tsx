@@ -1,9 +1,9 @@
 import { useState } from "preact/hooks";
 import { download, request } from "../api";
-import { count, fill, fmtDate, fmtNum, t, type Key } from "../i18n";
+import { count, fill, fmtDate, fmtNum, kindName, t, type Key } from "../i18n";
 import { CANCEL_TASK } from "../ops";
 import type { CancelTaskMutation } from "../generated/graphql";
-import { ErrorLine, Panel, ProgressBar, StateBadge, displayId, errorText, payloadErrors, useLiveTasks, type Task } from "../shared";
+import { ErrorLine, Panel, ProgressBar, StateBadge, WaitingNote, displayId, errorText, payloadErrors, useLiveTasks, type Task } from "../shared";
 
 const FINAL = ["SUCCEEDED", "FAILED", "CANCELLED"];
 
@@ -28,7 +28,7 @@ function rest(result: Result, known: string[]): string {
     .join(", ");
 }
 
-const PARSE_KEYS = ["posts", "postsRead", "commentsSeen", "matches", "skippedPosts", "authorsLookedUp"];
+const PARSE_KEYS = ["posts", "postsRead", "commentsSeen", "matches", "skippedPosts", "authorsLookedUp", "vkCalls"];
 const ANALYZE_KEYS = ["comments", "matchedComments", "matches", "keywords"];
 const EXPORT_KEYS = ["url", "rows", "format", "file", "fileName", "bytes", "timeZone", "delimiter"];
 const DELIMITER_LABEL: Record<string, Key> = { COMMA: "comma", SEMICOLON: "semicolon", TAB: "tab" };
@@ -40,9 +40,12 @@ function ParseResult({ result }: { result: Result }) {
     posts: count("nPosts", num(result.posts)), postsRead: fmtNum(num(result.postsRead)),
     comments: count("nComments", num(result.commentsSeen)), matches: count("nMatches", num(result.matches)),
   }) + (authors ? `, ${count("nAuthorsLookedUp", authors)}` : "");
+  // what the run cost in VK calls, per method (the schedule's budget is projected from it)
+  const calls = result.vkCalls && typeof result.vkCalls === "object" ? Object.entries(result.vkCalls as Record<string, unknown>) : [];
   return (
     <>
       {text}
+      {calls.length > 0 && <div class="muted" data-testid="vk-calls">{fill("vkCallsResult", { calls: calls.map(([m, n]) => `${m} ${fmtNum(num(n))}`).join(", ") })}</div>}
       {skipped.length > 0 && (
         <details class="skipped">
           <summary>{count("nSkippedPosts", skipped.length)}</summary>
@@ -83,7 +86,7 @@ export function TaskResult({ task }: { task: Task }) {
       {task.kind === "ANALYZE" && analyzeText(result)}
       {task.kind === "EXPORT" && (
         <>
-          {typeof result.url === "string" && <DownloadButton url={result.url} label={`${t("download")} (${result.rows} ${t("rows")}, ${result.format})`} />}
+          {typeof result.url === "string" && <DownloadButton url={result.url} label={`${t("download")} (${count("nRows", num(result.rows))}, ${result.format})`} />}
           {" "}{exportText(result)}
         </>
       )}
@@ -110,8 +113,8 @@ export function Tasks() {
           {tasks.map((task) => (
             <tr data-task={task.id}>
               <td>{displayId(task.id)}</td>
-              <td>{task.kind}{task.group ? ` · ${task.group.name}` : ""}</td>
-              <td><StateBadge state={task.state} /></td>
+              <td data-kind={task.kind}>{kindName(task.kind)}{task.group ? ` · ${task.group.name}` : ""}</td>
+              <td><StateBadge state={task.state} waitingUntil={task.waitingUntil} /><WaitingNote task={task} /></td>
               <td class="progress-cell"><ProgressBar task={task} /></td>
               <td>{fmtDate(task.createdAt)}</td>
               <td><TaskResult task={task} /></td>

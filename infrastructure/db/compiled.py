@@ -124,6 +124,14 @@ async def pooled(engine: AsyncEngine) -> AsyncIterator[Any]:
         if as_unavailable(e) is not None:
             await greenlet_spawn(proxied.invalidate)
         raise
+    except asyncio.CancelledError:
+        # A statement stopped by a cancellation (a request timeout, a client gone): asyncpg
+        # cancels it on the server, but may still be busy with that when the connection goes
+        # back, and the pool's rollback then fails ("another operation is in progress", logged
+        # as "Exception closing connection"; seen with asyncpg 0.29). Such a connection is
+        # terminated, never handed out again: timeouts are rare, connections cheap.
+        await _run_to_completion(greenlet_spawn(proxied.invalidate))
+        raise
     finally:
         # A statement stopped by a cancellation (a request timeout) is cancelled on the server
         # by asyncpg itself, and the connection stays usable. Returning it (or closing one past

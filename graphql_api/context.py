@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
     from graphql_api.observability import ApiMetrics
-    from infrastructure.bootstrap import Container
+    from bootstrap import Container
 
 
 @dataclass

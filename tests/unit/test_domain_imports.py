@@ -29,7 +29,9 @@ FORBIDDEN = {
 API_MAY_IMPORT_FROM_INFRASTRUCTURE: set[str] = set()
 # The entry points read the settings, configure logging and the allocator before anything is
 # built; every adapter, engine, store and loop they get from ``bootstrap``.
-ENTRYPOINTS_MAY_IMPORT_FROM_INFRASTRUCTURE = {"infrastructure.settings", "infrastructure.logging", "infrastructure.memory"}
+ENTRYPOINTS_MAY_IMPORT_FROM_INFRASTRUCTURE = {
+    "infrastructure.settings", "infrastructure.logging", "infrastructure.memory",
+}  # fmt: skip
 # Where the settings are read from the environment: the CLI, once per command, and the Alembic
 # environment when someone runs `alembic` by hand (``vkcp migrate`` hands it the URL).
 READS_SETTINGS = {"entrypoints.cli", "infrastructure.db.migrations.env"}

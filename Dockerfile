@@ -6,6 +6,8 @@ COPY domain ./domain
 COPY infrastructure ./infrastructure
 COPY graphql_api ./graphql_api
 COPY jobs ./jobs
+COPY entrypoints ./entrypoints
+COPY bootstrap.py ./
 RUN pip install --no-cache-dir --constraint constraints.txt . \
     && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent vkcp \
     && mkdir -p /data && chown vkcp /data

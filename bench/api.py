@@ -312,7 +312,7 @@ def start_servers(url: str, dsn: str, data_dir: str, *, compare: Path | None = N
     if compare is not None:
         # The same interpreter and packages, that checkout's code first on the path.
         code = (f"import sys; sys.path.insert(0, {str(compare.resolve())!r}); "
-                "from infrastructure.cli import main; sys.exit(main(sys.argv[1:]))")
+                "from entrypoints.cli import main; sys.exit(main(sys.argv[1:]))")
         servers[f"vkcp@{compare.name}"] = start(
             f"vkcp@{compare.name}", [sys.executable, "-c", code, "serve", "--port", "{port}"], "/graphql",
             env=env, cwd=compare,

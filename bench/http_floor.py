@@ -1,7 +1,7 @@
 """The benchmark's HTTP floor: what answering the same requests costs without any GraphQL.
 
 Run by ``bench/api.py``: ``python bench/http_floor.py <postgresql dsn> <port>``. A Starlette
-app served by uvicorn exactly as ``vkcp serve`` serves the API (``infrastructure.cli``'s
+app served by uvicorn exactly as ``vkcp serve`` serves the API (``entrypoints.cli``'s
 ``server_config`` and event loop), one asyncpg pool; each request is one hand-written SQL
 statement whose rows are serialized with orjson:
 
@@ -35,7 +35,7 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from infrastructure.cli import run_served, server_config  # noqa: E402
+from entrypoints.cli import run_served, server_config  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
 
 PAGE = """

@@ -131,23 +131,23 @@ async def run(a: argparse.Namespace) -> int:
         print(f"[memory] world: {expected:,} comments in {a.communities} communities of {a.posts} posts", flush=True)
         if expected < a.comments:
             raise SystemExit(f"the world holds {expected:,} comments, fewer than --comments {a.comments:,}")
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "infrastructure.cli", "migrate", env=env,
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "entrypoints.cli", "migrate", env=env,
                                                     cwd=ROOT, stdout=asyncio.subprocess.DEVNULL)
         assert await proc.wait() == 0, "vkcp migrate failed"
         await wait_http(f"http://127.0.0.1:{vk_port}/_stats", emulator, workdir / "emulator.log", 600)
         print(f"[memory] emulator up after {time.monotonic() - began:.0f}s", flush=True)
 
-        worker = spawn(["-m", "infrastructure.cli", "worker"], env, workdir / "worker.log")
+        worker = spawn(["-m", "entrypoints.cli", "worker"], env, workdir / "worker.log")
         procs["worker"] = worker
         os.setpriority(os.PRIO_PROCESS, worker.pid, BACKGROUND_NICE)
 
         for name, value in env.items():
             if name.startswith("VKCP_"):
                 os.environ[name] = value
+        from bootstrap import build_container
         from domain.groups import add_group
         from domain.keywords import KeywordInput, add_keywords
         from domain.tasks import start_parse
-        from infrastructure.bootstrap import build_container
         from infrastructure.settings import Settings
 
         container = await build_container(Settings(_env_file=None))  # type: ignore[call-arg]  # pydantic-settings

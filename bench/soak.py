@@ -709,14 +709,14 @@ class Stack:
                     "VKCP_VK_API_URL": f"http://127.0.0.1:{self.vk_port}/method", "VKCP_VK_TOKENS": VK_TOKEN,
                     "VKCP_VK_RPS": str(a.rps), "VKCP_VK_SANDBOX": "0", "VKCP_AUTH": "on",
                     "VKCP_LOG_LEVEL": a.log_level}
-        cli = [sys.executable, "-m", "infrastructure.cli"]
+        cli = [sys.executable, "-m", "entrypoints.cli"]
         subprocess.run([*cli, "migrate"], env=self.env, cwd=ROOT, check=True, capture_output=True)
         done = subprocess.run([*cli, "token", "create", "--name", "soak", "--role", "admin"], env=self.env, cwd=ROOT,
                               check=True, capture_output=True, text=True)
         self.token = done.stdout.strip().splitlines()[-1].strip()
-        self.procs["serve"] = spawn(["-m", "infrastructure.cli", "serve", "--port", str(self.api_port)], self.env,
+        self.procs["serve"] = spawn(["-m", "entrypoints.cli", "serve", "--port", str(self.api_port)], self.env,
                                     self.log("serve"))
-        self.procs["worker"] = spawn(["-m", "infrastructure.cli", "worker"], self.env, self.log("worker"))
+        self.procs["worker"] = spawn(["-m", "entrypoints.cli", "worker"], self.env, self.log("worker"))
         os.setpriority(os.PRIO_PROCESS, self.procs["worker"].pid, BACKGROUND_NICE)
         await wait_http(f"http://127.0.0.1:{self.vk_port}/_stats", self.procs["emulator"], self.log("emulator"), 300)
         await wait_http(f"http://127.0.0.1:{self.api_port}/healthz", self.procs["serve"], self.log("serve"), 120)

@@ -194,12 +194,12 @@ async def bench(subscribers: int, posts: int, comments: int, rps: float, stack: 
         env["VKCP_DATABASE_URL"] = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace(
             "postgresql://", "postgresql+asyncpg://", 1) + f"/{database}"
         env["VKCP_REDIS_URL"], env["VKCP_REDIS_PREFIX"] = REDIS_URL, f"{database}:"
-        subprocess.run([sys.executable, "-m", "infrastructure.cli", "migrate"], env=env, cwd=ROOT, check=True,
+        subprocess.run([sys.executable, "-m", "entrypoints.cli", "migrate"], env=env, cwd=ROOT, check=True,
                        capture_output=True)
-    server = spawn(["-m", "infrastructure.cli", "serve", "--port", str(api_port)], env, workdir / "serve.log")
+    server = spawn(["-m", "entrypoints.cli", "serve", "--port", str(api_port)], env, workdir / "serve.log")
     procs = [server, emulator]
     if stack == "production":  # the jobs run in their own process: the API process only serves
-        procs.append(spawn(["-m", "infrastructure.cli", "worker"], env, workdir / "worker.log"))
+        procs.append(spawn(["-m", "entrypoints.cli", "worker"], env, workdir / "worker.log"))
     for proc in procs:
         if proc is not server:
             os.setpriority(os.PRIO_PROCESS, proc.pid, BACKGROUND_NICE)

@@ -1,7 +1,7 @@
 """Ports: what the domain needs from the outside world, as small Protocols.
 
 Each has a real adapter in ``infrastructure/`` and, where unit tests need speed, a fake in
-``tests/fakes.py``. The composition root (``infrastructure/bootstrap.py``) wires them.
+``tests/fakes.py``. The composition root (``bootstrap.py``, at the repository root) wires them.
 
 What a port declares, every adapter implements: a capability some adapter lacks is answered
 emptily there (a gateway without tokens shows an empty pool), never left for callers to probe.
@@ -474,7 +474,7 @@ class ExportDownload:
 
 @dataclass
 class Adapters:
-    """Everything a use case may need, wired once by ``infrastructure/bootstrap.py``."""
+    """Everything a use case may need, wired once by ``bootstrap.py``."""
 
     uow_factory: UnitOfWorkFactory
     vk: VkGateway

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import structlog
@@ -29,13 +29,12 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
-from strawberry.exceptions import MissingQueryError
-from strawberry.http import GraphQLRequestData
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types.graphql import OperationType
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.types.graphql import OperationType
 
 from domain.auth import Role
 from domain.errors import Unavailable
@@ -165,7 +164,7 @@ def _is_unavailable(data: Any) -> bool:
 class GraphQLView(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context, auth, media types, limits and request log."""
 
-    graphql_transport_ws_handler_class = MultiplexingHandler
+    graphql_transport_ws_handler_class = cast("type[BaseGraphQLTransportWSHandler[Context, None]]", MultiplexingHandler)
 
     def __init__(
         self, container: Any, *, metrics: ApiMetrics | None = None, read_plan: bool | None = None, **kwargs: Any
@@ -349,7 +348,7 @@ class GraphQLView(GraphQL[Context, None]):
                     detail="to let pages on this origin connect, add it to VKCP_CORS_ORIGINS")
         return False
 
-    async def execute_single(  # noqa: PLR0917 - Strawberry's signature
+    async def execute_single(
         self, request: Request, request_adapter: Any, sub_response: Response, context: Context, root_value: Any,
         request_data: GraphQLRequestData,
     ) -> Any:
@@ -392,8 +391,9 @@ class GraphQLView(GraphQL[Context, None]):
         status = sub_response.status_code or 200
         headers: dict[str, str] = {}
         if _is_request_error(response_data):
+            assert isinstance(response_data, dict)  # _is_request_error holds for an object only
             record.request_error = True
-            response_data = {k: v for k, v in response_data.items() if k != "data"}  # type: ignore[union-attr]
+            response_data = cast("GraphQLHTTPResponse", {k: v for k, v in response_data.items() if k != "data"})
             if record.media_type == GRAPHQL_RESPONSE_JSON:
                 status = 400
         elif _is_unavailable(response_data):
@@ -441,7 +441,7 @@ class _NotStrawberryOriginAdvice(logging.Filter):
         return not str(record.msg).startswith("Rejected WebSocket connection from origin")
 
 
-logging.getLogger("strawberry.ws").addFilter(_NotStrawberryOriginAdvice())
+_ORIGIN_ADVICE = _NotStrawberryOriginAdvice()
 
 
 def create_app(container: Any, *, routes: Sequence[BaseRoute] = (), read_plan: bool | None = None) -> Starlette:
@@ -450,6 +450,8 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = (), read_plan: b
     ``routes`` adds endpoints owned elsewhere; ``read_plan`` overrides ``VKCP_READ_PLAN``.
     """
     settings = container.settings
+    # Installed by the app, not on import (a logger holds one copy of a filter).
+    logging.getLogger("strawberry.ws").addFilter(_ORIGIN_ADVICE)
     metrics = ApiMetrics(container)
     view = GraphQLView(container, metrics=metrics, read_plan=read_plan)
 

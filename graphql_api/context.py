@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.websockets import WebSocket
 
+    from bootstrap import Container
     from graphql_api.observability import ApiMetrics
-    from infrastructure.bootstrap import Container
 
 
 @dataclass

@@ -39,7 +39,7 @@ def log_events(text: str) -> list[dict]:
 def first_admin_token(data_dir: Path) -> str:
     """The one-time admin token a first ``vkcp serve`` whose output no terminal reads leaves in
     its data dir (it is never logged)."""
-    from infrastructure.cli import FIRST_ADMIN_TOKEN_FILE
+    from entrypoints.cli import FIRST_ADMIN_TOKEN_FILE
 
     return (data_dir / FIRST_ADMIN_TOKEN_FILE).read_text().strip()
 

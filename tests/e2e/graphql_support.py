@@ -18,8 +18,8 @@ import pytest
 import uvicorn
 
 from domain.auth import create_api_token
-from infrastructure.bootstrap import Container, build_container
-from infrastructure.cli import server_config
+from bootstrap import Container, build_container
+from entrypoints.cli import server_config
 from infrastructure.db.migrate import upgrade_async
 from infrastructure.settings import Settings
 from graphql_api.app import create_app

@@ -73,11 +73,11 @@ async def test_timeouts_and_hang_ups_during_slow_statements_never_answer_500(tmp
         env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATABASE_URL": url, "VKCP_REDIS_URL": "",
                "VKCP_DATA_DIR": str(tmp_path / "data"), "VKCP_AUTH": "off", "VKCP_VK_SANDBOX": "1",
                "VKCP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT), "VKCP_LOG_LEVEL": "INFO"}
-        done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "infrastructure.cli", "migrate"],
+        done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "entrypoints.cli", "migrate"],
                                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr
         port, log = free_port(), tmp_path / "serve.log"
-        server = spawn(["-m", "infrastructure.cli", "serve", "--port", str(port)], env, log)
+        server = spawn(["-m", "entrypoints.cli", "serve", "--port", str(port)], env, log)
         endpoint = f"http://127.0.0.1:{port}/graphql"
         locker = None
         try:

@@ -67,7 +67,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         env.pop(name, None)
     port = free_port()
     log = workdir / "serve.log"
-    proc = spawn(["-m", "infrastructure.cli", "serve", "--port", str(port)], env, log)
+    proc = spawn(["-m", "entrypoints.cli", "serve", "--port", str(port)], env, log)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -702,7 +702,7 @@ def _serve_against_emulator(workdir: Path, emulator_args: list[str], env: dict[s
            "VKCP_VK_API_URL": f"http://127.0.0.1:{vk_port}/method", **env}
     for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH", "VKCP_VK_SANDBOX"):
         env.pop(name, None)
-    proc = spawn(["-m", "infrastructure.cli", "serve", "--port", str(port)], env, log)
+    proc = spawn(["-m", "entrypoints.cli", "serve", "--port", str(port)], env, log)
     try:
         deadline = time.monotonic() + 60
         while True:

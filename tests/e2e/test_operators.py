@@ -32,12 +32,12 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def vkcp(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "infrastructure.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "entrypoints.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
 async def _serve(env: dict[str, str], log: Path, port: int) -> subprocess.Popen:
-    proc = spawn(["-m", "infrastructure.cli", "serve", "--port", str(port)], env, log)
+    proc = spawn(["-m", "entrypoints.cli", "serve", "--port", str(port)], env, log)
     await wait_http(f"http://127.0.0.1:{port}/healthz", proc, log)
     return proc
 
@@ -193,7 +193,7 @@ async def test_a_session_logs_json_lines_only_and_metrics_show_it(env, tmp_path:
     port = free_port()
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "infrastructure.cli", "serve", "--port", str(port)], cwd=ROOT,
+        [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port)], cwd=ROOT,
         env={**env, "VKCP_VK_SANDBOX": "1"}, stdout=out.open("wb"), stderr=err.open("wb"), start_new_session=True,
     )
     base = f"127.0.0.1:{port}"
@@ -275,7 +275,7 @@ async def test_worker_check_tells_whether_this_hosts_worker_is_alive(env, tmp_pa
     assert vkcp(env, "migrate").returncode == 0
     assert vkcp(env, "worker", "--check").returncode == 1  # no worker has run here
     log = tmp_path / "worker.log"
-    worker = spawn(["-m", "infrastructure.cli", "worker"], env, log)
+    worker = spawn(["-m", "entrypoints.cli", "worker"], env, log)
     try:
         for _ in range(120):
             if vkcp(env, "worker", "--check").returncode == 0:
@@ -322,7 +322,7 @@ async def test_a_first_admin_token_that_cannot_be_saved_is_revoked(tmp_path: Pat
     could read the token, so it must not stay valid."""
     import structlog
 
-    from infrastructure.cli import _first_token
+    from entrypoints.cli import _first_token
     from tests.e2e.graphql_support import make_settings, start_container
 
     container = await start_container(make_settings(tmp_path / "data"))

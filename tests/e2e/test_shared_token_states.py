@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bootstrap import build_container
 from domain.auth import create_api_token
 from domain.errors import VkAuthFailed
 from graphql_api.app import create_app
-from infrastructure.bootstrap import build_container
 from infrastructure.vk.gateway import token_fingerprint
 from tests.e2e.graphql_support import make_settings, start_container
 from tests.processes import ROOT, free_port, spawn, stop, wait_http

@@ -72,14 +72,14 @@ class Stack:
         self.token = ""
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "infrastructure.cli", *args], cwd=ROOT, env=self.env,
+        done = subprocess.run([sys.executable, "-m", "entrypoints.cli", *args], cwd=ROOT, env=self.env,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
     def start(self, *args: str) -> subprocess.Popen:
         log = self.workdir / f"{args[0]}-{len(self.procs)}.log"
-        proc = spawn(["-m", "infrastructure.cli", *args], self.env, log)
+        proc = spawn(["-m", "entrypoints.cli", *args], self.env, log)
         self.procs.append(proc)
         self.logs.append(log)
         return proc

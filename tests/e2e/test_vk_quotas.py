@@ -24,11 +24,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bootstrap import Container, build_container
 from domain.auth import create_api_token
 from domain.tasks import run_task
 from graphql_api.app import create_app
 from graphql_api.ids import NodeType, parse_id
-from infrastructure.bootstrap import Container, build_container
 from infrastructure.vk.gateway import token_fingerprint
 from tests.conftest import REDIS_URL, _redis_problem, postgres_database, require_service
 from tests.e2e.graphql_support import make_settings, start_container
@@ -226,7 +226,7 @@ async def test_calls_today_and_the_schedules_budget(stack: Stack, vk_url: str) -
 def test_park_times_and_daily_limits_come_from_the_environment(monkeypatch, tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from infrastructure.bootstrap import build_vk
+    from bootstrap import build_vk
     from infrastructure.settings import Settings
 
     monkeypatch.setenv("VKCP_VK_QUOTA_PARK_HOURS", "6")

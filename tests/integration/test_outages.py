@@ -521,7 +521,7 @@ class System:
     # processes
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "infrastructure.cli", *args], cwd=ROOT, env=self.env,
+        done = subprocess.run([sys.executable, "-m", "entrypoints.cli", *args], cwd=ROOT, env=self.env,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"vkcp {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout
@@ -535,7 +535,7 @@ class System:
         self.token = (await asyncio.to_thread(self.cli, "token", "create", "--name", "t", "--role", "admin")
                       ).strip().splitlines()[-1]
         await wait_http(f"http://127.0.0.1:{self.vk_port}/_stats", self.emulator, self.workdir / "emulator.log")
-        self.server = spawn(["-m", "infrastructure.cli", "serve", "--port", str(self.api_port)], self.env,
+        self.server = spawn(["-m", "entrypoints.cli", "serve", "--port", str(self.api_port)], self.env,
                             self.workdir / "serve.log")
         for _ in range(workers):
             self.start_worker()
@@ -546,7 +546,7 @@ class System:
 
     def start_worker(self) -> subprocess.Popen:
         log = self.workdir / f"worker-{len(self.workers) + 1}.log"
-        proc = spawn(["-m", "infrastructure.cli", "worker"], self.env, log)
+        proc = spawn(["-m", "entrypoints.cli", "worker"], self.env, log)
         self.workers.append((proc, log))
         return proc
 

@@ -120,7 +120,7 @@ class Cluster:
         self.container = None
 
     async def __aenter__(self) -> Cluster:
-        from infrastructure.bootstrap import build_container
+        from bootstrap import build_container
         from infrastructure.db.migrate import upgrade_async
         from infrastructure.settings import Settings
 
@@ -161,7 +161,7 @@ class Cluster:
 
     def start_worker(self) -> subprocess.Popen:
         n = sum(1 for p in self.procs if p is not self.emulator) + 1
-        proc = spawn(["-m", "infrastructure.cli", "worker"], self.env, self.tmp_path / f"worker-{n}.log")
+        proc = spawn(["-m", "entrypoints.cli", "worker"], self.env, self.tmp_path / f"worker-{n}.log")
         self.procs.append(proc)
         return proc
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bootstrap import build_matcher_factory
 from domain import analyze
 from domain.analyze import COMMENTS_MATCHED_CHANNEL, run_analyze
 from domain.collect import CollectOptions, collect_group
@@ -15,7 +16,6 @@ from domain.keywords import KeywordInput, add_keywords
 from domain.models import Comment, Group, Match, Task, TaskKind
 from domain.ports import Adapters
 from domain.queries import CommentFilter, CommentView
-from infrastructure.bootstrap import build_matcher_factory
 from infrastructure.vk.sandbox import sandbox_gateway
 from tests.fakes import FakeClock, InMemoryStore, no_report
 

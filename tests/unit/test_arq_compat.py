@@ -37,7 +37,7 @@ async def test_a_redis_error_in_one_poll_is_survived_and_the_next_poll_runs(monk
 
 async def test_the_first_poll_that_works_again_wakes_the_recovery_loop(monkeypatch) -> None:
     """The worker's recovery loop waits on the context's QUEUE_BACK event to re-offer queued
-    tasks whose jobs a Redis restart lost (jobs/worker.py)."""
+    tasks whose jobs a Redis restart lost (entrypoints/worker.py)."""
     failing = [True]
 
     async def poll(self) -> None:

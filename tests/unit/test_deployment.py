@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from infrastructure.cli import main
+from entrypoints.cli import main
 from infrastructure.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,7 +110,7 @@ def test_serve_runs_on_uvloop_where_it_is_installed() -> None:
     import asyncio
     import importlib.util
 
-    from infrastructure.cli import run_served
+    from entrypoints.cli import run_served
 
     async def loop_module() -> str:
         return type(asyncio.get_running_loop()).__module__

@@ -1,6 +1,7 @@
 """The layers' imports, read from their source: the domain imports no framework, no circle and
-nothing hidden in a function; the API reaches adapters only through the composition root; and
-every task kind has a handler in a process that imports the composition root."""
+nothing hidden in a function; the API and the entry points reach adapters only through the
+composition root (``bootstrap.py``), which alone reads nothing but what it is handed; and every
+task kind has a handler in a process that imports the composition root."""
 
 from __future__ import annotations
 
@@ -12,18 +13,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = ROOT / "domain"
 API = ROOT / "graphql_api"
+ENTRYPOINTS = ROOT / "entrypoints"
 # The domain holds the rules and talks to the world through its ports only, so it knows nothing
 # of frameworks, drivers or the outer layers: adapters in infrastructure/ implement the ports and
 # translate these libraries' exceptions and types into the domain's.
 FORBIDDEN = {
     "strawberry", "graphql", "starlette", "sqlalchemy", "alembic", "asyncpg", "aiosqlite", "redis", "arq", "httpx",
-    "infrastructure", "graphql_api", "jobs",
+    "infrastructure", "graphql_api", "jobs", "entrypoints", "bootstrap",
 }  # fmt: skip
 
 
 # The API calls use cases and reads through the ports; which adapters stand behind them is the
-# composition root's choice (its ``Container`` is what the API is handed), never the API's.
-API_MAY_IMPORT_FROM_INFRASTRUCTURE = {"infrastructure.bootstrap"}
+# composition root's choice (its ``Container`` is what the API is handed, from ``bootstrap``),
+# never the API's: it imports nothing from infrastructure/.
+API_MAY_IMPORT_FROM_INFRASTRUCTURE: set[str] = set()
+# The entry points read the settings, configure logging and the allocator before anything is
+# built; every adapter, engine, store and loop they get from ``bootstrap``.
+ENTRYPOINTS_MAY_IMPORT_FROM_INFRASTRUCTURE = {
+    "infrastructure.settings", "infrastructure.logging", "infrastructure.memory",
+}  # fmt: skip
+# Where the settings are read from the environment: the CLI, once per command, and the Alembic
+# environment when someone runs `alembic` by hand (``vkcp migrate`` hands it the URL).
+READS_SETTINGS = {"entrypoints.cli", "infrastructure.db.migrations.env"}
 
 
 def _modules(folder: Path = DOMAIN) -> dict[str, ast.Module]:
@@ -81,11 +92,36 @@ def test_the_api_imports_no_adapter_but_the_composition_root() -> None:
     offenders = {
         name: sorted(
             m for m in _imported(tree, set())
-            if m.split(".")[0] == "infrastructure" and m not in API_MAY_IMPORT_FROM_INFRASTRUCTURE
+            if m.split(".")[0] in ("infrastructure", "entrypoints") and m not in API_MAY_IMPORT_FROM_INFRASTRUCTURE
         )
         for name, tree in _modules(API).items()
     }
     assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_the_entry_points_build_nothing_but_through_the_composition_root() -> None:
+    offenders = {
+        name: sorted(
+            m for m in _imported(tree, set())
+            if m.split(".")[0] == "infrastructure" and m not in ENTRYPOINTS_MAY_IMPORT_FROM_INFRASTRUCTURE
+        )
+        for name, tree in _modules(ENTRYPOINTS).items()
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_settings_are_read_in_the_entry_points_only() -> None:
+    """Everything else is handed its ``Settings``: read once per process, never at import."""
+    readers = set()
+    for folder in (DOMAIN, API, ENTRYPOINTS, ROOT / "infrastructure", ROOT / "jobs"):
+        for name, tree in _modules(folder).items():
+            calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+            if any(getattr(c.func, "id", getattr(c.func, "attr", None)) == "Settings" for c in calls):
+                readers.add(name)
+    root = ast.parse((ROOT / "bootstrap.py").read_text())
+    if any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "Settings" for n in ast.walk(root)):
+        readers.add("bootstrap")
+    assert readers == READS_SETTINGS
 
 
 def test_the_domain_imports_at_the_top_of_each_module_only() -> None:
@@ -113,7 +149,7 @@ def test_a_process_that_builds_the_system_can_run_every_kind_of_task() -> None:
     """Use cases register their handlers when imported; the composition root imports them all.
     A fresh interpreter, so nothing this test session imported helps."""
     script = (
-        "import infrastructure.bootstrap\n"
+        "import bootstrap\n"
         "from domain.models import TaskKind\n"
         "from domain.tasks import HANDLERS\n"
         "print(sorted(set(TaskKind) - set(HANDLERS)))\n"

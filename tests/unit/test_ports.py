@@ -11,9 +11,9 @@ import textwrap
 import pytest
 from typing_extensions import get_protocol_members
 
+from bootstrap import SystemClock
 from domain import ports
 from domain.queries import ReadModel
-from infrastructure.bootstrap import SystemClock
 from infrastructure.cache import InMemoryCache, RedisCache
 from infrastructure.db import repositories as sql
 from infrastructure.db.queries import SqlReadModel

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 import domain.collect  # noqa: F401  (registers the PARSE handler)
+from bootstrap import SystemClock
 from domain import tasks as task_cases
 from domain.errors import VkTokensResting
 from domain.models import Group, Progress, Task, TaskKind, TaskState
@@ -29,7 +30,6 @@ from domain.tasks import (
     task_from_event,
     waiting_message,
 )
-from infrastructure.bootstrap import SystemClock
 from infrastructure.queue import InProcessJobQueue, arq_job_id, current_run, next_run
 from infrastructure.vk.gateway import HttpVkGateway
 from infrastructure.vk.world import sandbox_world

@@ -183,7 +183,7 @@ async def test_a_full_re_read_stores_edits_and_deletions_and_rematches():
     """Between two runs a comment is edited and another (with replies) deleted on VK: a full
     run keeps the edited one's text before it and matches its new text; the deleted one keeps
     its text, author and matches; an incremental run sees neither (no count changed)."""
-    from infrastructure.bootstrap import build_matcher_factory
+    from bootstrap import build_matcher_factory
 
     world = generated_world(11, communities=1, posts_per_community=8, comments_per_post=10,
                             closed_comment_posts=0, closed_communities=0)

@@ -6,20 +6,20 @@ friendly banner for a person at a terminal, and the first start's one-time admin
 secret, never enters a log: it is shown on the terminal, or else written to a file only the
 service's user can read (``FIRST_ADMIN_TOKEN_FILE``), whose path is logged. The ``token``
 commands are for people and scripts: ``create`` prints the token alone, ``list`` a table.
+
+Every command reads the settings once, here, and builds what it needs through ``bootstrap``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import secrets
 import socket
 import sys
-import time
-from collections.abc import Coroutine
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +30,10 @@ from infrastructure.settings import Settings
 
 if TYPE_CHECKING:
     import uvicorn
+    from starlette.types import ASGIApp
+
+    from bootstrap import Container
+    from domain.ports import UnitOfWork
 
 log = structlog.get_logger("vkcp")
 T = TypeVar("T")
@@ -74,13 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         return _worker(settings, check=args.check)
     if args.command == "migrate":
-        from infrastructure.db.migrate import upgrade
+        from bootstrap import migrate
 
-        upgrade(settings.effective_database_url)
+        migrate(settings)
         log.info("database.up_to_date")
         return 0
     if args.command == "token":
-        command = {
+        command: TokenCommand = {
             "create": lambda uow_factory: _token_create(uow_factory, args.name, args.role),
             "list": _token_list,
             "revoke": lambda uow_factory: _token_revoke(uow_factory, args.token),
@@ -92,10 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
-    from domain.tasks import watch_tasks
+    from bootstrap import build_container, freeze_startup_objects, migrate_embedded, resume_unfinished, start_loops
     from graphql_api.app import create_app
-    from infrastructure.bootstrap import build_container, freeze_startup_objects, resume_unfinished
-    from infrastructure.memory import release_free_memory_forever
 
     # Claim the port before anything is announced: a taken port is one clear line, not a
     # GraphiQL URL that leads to someone else's server followed by a traceback.
@@ -105,10 +107,7 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
         log.error("serve.cannot_listen", address=f"{host}:{port}", error=str(e.strerror or e),
                   detail="choose another --port")
         return 1
-    if settings.is_sqlite:
-        from infrastructure.db.migrate import upgrade_async
-
-        await upgrade_async(settings.effective_database_url)
+    await migrate_embedded(settings)
     if not settings.auth:
         log.warning("auth.disabled", detail="VKCP_AUTH=off: every request is admin; local development only")
     container = await build_container(settings)
@@ -124,7 +123,11 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     freeze_startup_objects()
     config = server_config(app, settings, host=host, port=port, log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    mode = "sandbox VK" if settings.vk_sandbox else "VK not configured (set VKCP_VK_TOKENS)" if vk_missing else settings.vk_api_url
+    mode = (
+        "sandbox VK" if settings.vk_sandbox
+        else "VK not configured (set VKCP_VK_TOKENS)" if vk_missing
+        else settings.vk_api_url
+    )
     jobs = "ARQ workers" if settings.redis_url else "in-process jobs"
     db = "SQLite" if settings.is_sqlite else "PostgreSQL"
     console, graphiql = f"http://{host}:{port}/", f"http://{host}:{port}/graphql"
@@ -133,22 +136,13 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     else:
         log.info("serve.starting", database=db, jobs=jobs, vk=mode, console=console, graphiql=graphiql)
     # Without Redis there are no ARQ workers: this process is the scheduler and the recovery loop.
-    background = [asyncio.create_task(release_free_memory_forever())]
-    if not settings.redis_url:
-        background += [
-            asyncio.create_task(_scheduler_loop(container)),
-            asyncio.create_task(
-                watch_tasks(container.adapters, stall_after=timedelta(seconds=settings.task_stall_seconds))
-            ),
-        ]
+    embedded = not settings.redis_url
+    start_loops(container, recover=embedded, schedule=embedded)
     try:
         await server.serve(sockets=[listening])
     finally:
         listening.close()
-        for task in background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await container.aclose()  # the app's shutdown closed it, unless the server never started
     return 0
 
 
@@ -188,30 +182,12 @@ def run_served(coro: Coroutine[Any, Any, T]) -> T:
         return runner.run(coro)
 
 
-def server_config(app, settings: Settings, **options: Any) -> uvicorn.Config:
+def server_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.Config:
     """uvicorn's configuration for the API, as ``serve`` runs it (and tests serve it): the
     limits that protect the server from its clients, plus ``options``."""
     import uvicorn
 
     return uvicorn.Config(app, ws_max_size=settings.ws_max_message_bytes, loop=SERVE_LOOP, **options)
-
-
-SCHEDULER_INTERVAL = 60.0  # seconds: monitoring's granularity is a minute
-
-
-async def _scheduler_loop(container) -> None:
-    """Embedded mode's once-a-minute monitoring (``vkcp worker`` uses ARQ cron)."""
-    from domain.errors import Unavailable
-    from domain.monitoring import scheduler_tick
-
-    while True:
-        try:
-            await scheduler_tick(container.adapters)
-        except Unavailable as e:  # the database is away: the next minute's tick catches up
-            log.warning("scheduler.tick_deferred", error=e.message)
-        except Exception:  # a bug in one tick must not end monitoring
-            log.exception("scheduler.tick_failed")
-        await asyncio.sleep(SCHEDULER_INTERVAL - time.time() % SCHEDULER_INTERVAL)
 
 
 MORE_TOKENS = "vkcp token create --name NAME --role viewer|operator|admin (vkcp token list shows them)"
@@ -224,7 +200,7 @@ def _at_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-async def _first_token(container, saved_at: Path) -> None:
+async def _first_token(container: Container, saved_at: Path) -> None:
     """With auth on and no token yet, make a one-time admin token so the quickstart works.
 
     The token is a secret shown once, so it never goes into a log event (logs are shipped and
@@ -280,54 +256,34 @@ def _write_private(path: Path, text: str) -> None:
         temp.unlink(missing_ok=True)
 
 
-WORKER_HEALTH_INTERVAL = 30  # seconds between a worker's "alive" marks; the mark lives a second longer
-
-
 def _worker(settings: Settings, *, check: bool = False) -> int:
     if not settings.redis_url:
         log.error("worker.needs_redis",
                   detail="vkcp worker needs VKCP_REDIS_URL; without Redis `vkcp serve` runs the jobs itself")
         return 2
-    from arq.worker import async_check_health, get_kwargs
+    from entrypoints import worker
 
-    from jobs.arq_compat import ResilientWorker
-    from jobs.worker import WorkerSettings
-
-    # One health key per host (per container), not ARQ's one per queue: a worker's healthcheck
-    # must fail when *this* worker is gone, even while its siblings are fine.
-    health_key = f"{WorkerSettings.queue_name}:health-check:{socket.gethostname()}"
-    if check:
-        return asyncio.run(async_check_health(WorkerSettings.redis(), health_key, WorkerSettings.queue_name))
-    ResilientWorker(**{
-        **get_kwargs(WorkerSettings), "redis_settings": WorkerSettings.redis(),
-        "health_check_key": health_key, "health_check_interval": WORKER_HEALTH_INTERVAL,
-    }).run()
-    return 0
+    return worker.check(settings) if check else worker.run(settings)
 
 
-async def _with_token_store(settings: Settings, command) -> int:
+UowFactory = Callable[[], "UnitOfWork"]
+TokenCommand = Callable[[UowFactory], Awaitable[int]]
+
+
+async def _with_token_store(settings: Settings, command: TokenCommand) -> int:
     """Run a token command on the database alone: managing API tokens needs neither VK nor Redis."""
+    from bootstrap import token_store
     from domain.errors import DomainError
-    from infrastructure.db.engine import create_engine, session_factory
-    from infrastructure.db.uow import SqlUnitOfWork
 
-    if settings.is_sqlite:
-        from infrastructure.db.migrate import upgrade_async
-
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await upgrade_async(settings.effective_database_url)
-    engine = create_engine(settings.effective_database_url)
-    sessions = session_factory(engine)
     try:
-        return await command(lambda: SqlUnitOfWork(sessions))
+        async with token_store(settings) as uow_factory:
+            return await command(uow_factory)
     except DomainError as e:
         print(f"vkcp token: {e.message}", file=sys.stderr)
         return 1
-    finally:
-        await engine.dispose()
 
 
-async def _token_create(uow_factory, name: str, role: str) -> int:
+async def _token_create(uow_factory: UowFactory, name: str, role: str) -> int:
     from domain.auth import Role, create_api_token
 
     token, _ = await create_api_token(uow_factory, name, Role(role))
@@ -335,23 +291,26 @@ async def _token_create(uow_factory, name: str, role: str) -> int:
     return 0
 
 
-def _when(moment) -> str:
+def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
 
 
-async def _token_list(uow_factory) -> int:
+async def _token_list(uow_factory: UowFactory) -> int:
     """One line per token; the secret is not stored, so it cannot be shown."""
     async with uow_factory() as uow:
         tokens = await uow.api_tokens.list()
     rows = [("ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED")]
-    rows += [(str(t.id), t.name, t.role, _when(t.created_at), _when(t.last_used_at), _when(t.revoked_at)) for t in tokens]
+    rows += [
+        (str(t.id), t.name, str(t.role), _when(t.created_at), _when(t.last_used_at), _when(t.revoked_at))
+        for t in tokens
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
 
-async def _token_revoke(uow_factory, name_or_id: str | int) -> int:
+async def _token_revoke(uow_factory: UowFactory, name_or_id: str | int) -> int:
     from domain.auth import revoke_api_token
     from graphql_api.ids import NodeType, decode_id
 

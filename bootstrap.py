@@ -1,40 +1,56 @@
-"""The composition root: the one place that chooses and wires the adapters.
+"""The composition root: the one place that builds engines, stores, clients and background loops.
 
 Embedded mode (no ``VKCP_REDIS_URL``): SQLite by default, in-process jobs and events.
 Production mode: PostgreSQL, ARQ jobs, Redis pub/sub and a Redis rate limiter shared by every
 process using the same VK token.
+
+The entry points (``entrypoints/``: ``vkcp serve``, ``vkcp worker``, ``vkcp migrate``, the token
+commands) read the settings once and call this module; nothing is built, read or connected when
+a module is imported (``tests/unit/test_imports.py`` holds every module to that). It sits at the
+repository root, beside the layers it wires, as cosmicpython's does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from arq.connections import RedisSettings
 from sqlalchemy import text
 
 # Each use case registers its task handler (``domain.tasks.HANDLERS``) when imported: all of
 # them must be, in every process that runs tasks.
 from domain import analyze, collect, export  # noqa: F401
-from domain.ports import Adapters, VkGateway
+from domain.errors import Unavailable
+from domain.models import TaskState
+from domain.monitoring import scheduler_tick
+from domain.ports import Adapters, UnitOfWork, VkGateway
 from domain.queries import ReadModel
-from domain.tasks import run_task
+from domain.tasks import enqueue_task, run_task, watch_tasks
 from domain.vk import TokenStatus
+from infrastructure.cache import InMemoryCache, RedisCache
 from infrastructure.db.engine import create_engine, pool_usage, read_session_factory, session_factory
+from infrastructure.db.migrate import upgrade, upgrade_async
 from infrastructure.db.queries import SqlReadModel
 from infrastructure.db.uow import SqlUnitOfWork
-from infrastructure.cache import InMemoryCache, RedisCache
 from infrastructure.events import InMemoryEventBus, RedisEventBus
 from infrastructure.exports import FileExportStore
+from infrastructure.memory import release_free_memory_forever
 from infrastructure.queue import ArqJobQueue, InProcessJobQueue
+from infrastructure.redis_client import arq_settings
 from infrastructure.secret_key import load_secret_key
 from infrastructure.settings import Settings
 
 log = structlog.get_logger(__name__)
+
 
 def arq_queue_name(settings: Settings) -> str:
     """The ARQ queue lives under the Redis key prefix, so installations (and test runs)
@@ -56,6 +72,7 @@ class Container:
     secret_key: bytes = field(repr=False)  # signs download links (infrastructure/secret_key.py)
     redis: Any = None
     closers: list[Any] = field(default_factory=list)
+    loops: list[asyncio.Task[None]] = field(default_factory=list)  # started by ``start_loops``
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -81,9 +98,17 @@ class Container:
         return pool_usage(self.engine)
 
     async def aclose(self) -> None:
-        for closer in reversed(self.closers):
+        """Stop the loops, then close the adapters in the reverse of their building; a second
+        call does nothing (the app's shutdown and the entry point's may both call it)."""
+        loops, self.loops = self.loops, []
+        for loop in loops:
+            loop.cancel()
+        for loop in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        closers, self.closers = self.closers, []
+        for closer in reversed(closers):
             await closer()
-        self.closers.clear()
 
 
 async def _vk_readiness(vk: VkGateway, settings: Settings) -> str:
@@ -178,7 +203,7 @@ async def build_container(settings: Settings) -> Container:
 
         redis = connect(settings.redis_url)
         closers.append(redis.aclose)
-        events = RedisEventBus(redis, prefix=settings.redis_prefix)
+        events: RedisEventBus | InMemoryEventBus = RedisEventBus(redis, prefix=settings.redis_prefix)
     else:
         events = InMemoryEventBus()
     closers.append(events.aclose)
@@ -186,6 +211,8 @@ async def build_container(settings: Settings) -> Container:
     vk = build_vk(settings, redis)
     closers.append(vk.aclose)
 
+    exports = FileExportStore(sessions, settings.exports_dir, ttl_hours=settings.export_ttl_hours)
+    exports.purge_expired()  # files that expired while nothing ran
     adapters = Adapters(
         uow_factory=lambda: SqlUnitOfWork(sessions),
         vk=vk,
@@ -196,15 +223,12 @@ async def build_container(settings: Settings) -> Container:
         recent_window_hours=settings.recent_window_hours,
         vk_daily_limits=dict(settings.vk_daily_limits),
         collect_concurrency=settings.collect_concurrency,
-        exports=FileExportStore(sessions, settings.exports_dir, ttl_hours=settings.export_ttl_hours),
+        exports=exports,
         export_time_zone=settings.export_time_zone,
         cache=RedisCache(redis, prefix=settings.redis_prefix) if redis is not None else InMemoryCache(),
     )
-    adapters.exports.purge_expired()  # files that expired while nothing ran
     if settings.redis_url:
         from arq import create_pool
-
-        from infrastructure.redis_client import arq_settings
 
         pool = await create_pool(arq_settings(settings.redis_url), default_queue_name=arq_queue_name(settings))
         queue: Any = ArqJobQueue(pool, queue_name=arq_queue_name(settings))
@@ -230,9 +254,6 @@ async def build_container(settings: Settings) -> Container:
 async def resume_unfinished(container: Container) -> int:
     """Embedded mode: tasks queued or running when the process stopped are run again (they
     are this process's by lease, see ``build_container``; later orphans are the scheduler's)."""
-    from domain.models import TaskState
-    from domain.tasks import enqueue_task
-
     async with container.adapters.uow_factory() as uow:
         tasks = await uow.tasks.list(states=[TaskState.QUEUED, TaskState.RUNNING], limit=10_000)
     for task in tasks:
@@ -248,3 +269,71 @@ def freeze_startup_objects() -> None:
     full collection stalls requests and subscription fan-outs for tens of milliseconds."""
     gc.collect()
     gc.freeze()
+
+
+SCHEDULER_INTERVAL = 60.0  # seconds: monitoring's granularity is a minute
+
+
+async def scheduler_loop(adapters: Adapters) -> None:
+    """Embedded mode's once-a-minute monitoring (``vkcp worker`` runs it as an ARQ cron job)."""
+    while True:
+        try:
+            await scheduler_tick(adapters)
+        except Unavailable as e:  # the database is away: the next minute's tick catches up
+            log.warning("scheduler.tick_deferred", error=e.message)
+        except Exception:  # a bug in one tick must not end monitoring
+            log.exception("scheduler.tick_failed")
+        await asyncio.sleep(SCHEDULER_INTERVAL - time.time() % SCHEDULER_INTERVAL)
+
+
+def start_loops(
+    container: Container, *, recover: bool, schedule: bool, wake: asyncio.Event | None = None
+) -> None:
+    """The background loops of a long-running process, owned by the container (``aclose`` stops
+    them): returning freed memory to the system always; the recovery loop (``watch_tasks``)
+    where tasks run (``wake`` re-offers queued tasks at once when set); the minute scheduler
+    where no ARQ cron runs it (embedded mode)."""
+    settings, adapters = container.settings, container.adapters
+    container.loops.append(asyncio.create_task(release_free_memory_forever(), name="release-free-memory"))
+    if recover:
+        stall_after = timedelta(seconds=settings.task_stall_seconds)
+        container.loops.append(
+            asyncio.create_task(watch_tasks(adapters, stall_after=stall_after, wake=wake), name="watch-tasks")
+        )
+    if schedule:
+        container.loops.append(asyncio.create_task(scheduler_loop(adapters), name="scheduler"))
+
+
+def migrate(settings: Settings) -> list[str]:
+    """``vkcp migrate``: the database brought to the code's schema; the revisions applied."""
+    return upgrade(settings.effective_database_url)
+
+
+async def migrate_embedded(settings: Settings) -> None:
+    """The embedded SQLite database migrates itself at startup (PostgreSQL: ``vkcp migrate``)."""
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await upgrade_async(settings.effective_database_url)
+
+
+@contextlib.asynccontextmanager
+async def token_store(settings: Settings) -> AsyncIterator[Callable[[], UnitOfWork]]:
+    """The database alone, as units of work: managing API tokens needs neither VK nor Redis."""
+    await migrate_embedded(settings)
+    engine = create_engine(settings.effective_database_url)
+    sessions = session_factory(engine)
+    try:
+        yield lambda: SqlUnitOfWork(sessions)
+    finally:
+        await engine.dispose()
+
+
+# A worker started while Redis is down waits this many seconds for it before giving up.
+WORKER_REDIS_RETRIES = 60
+
+
+def worker_redis(settings: Settings) -> RedisSettings:
+    """Where ``vkcp worker`` finds its Redis (``VKCP_REDIS_URL``, which it needs)."""
+    if not settings.redis_url:
+        raise ValueError("vkcp worker needs VKCP_REDIS_URL (without Redis, `vkcp serve` runs jobs itself)")
+    return arq_settings(settings.redis_url, conn_retries=WORKER_REDIS_RETRIES, conn_retry_delay=1)

@@ -1,6 +1,6 @@
 """The ``stats`` query, the admin-only ``vkTokens`` field and ``vkBudget``: types and resolvers.
 
-``schema.py`` mounts the resolvers on ``Query``; the numbers come from ``domain.stats`` and
+``schema.py`` mounts the fields on ``Query``; the numbers come from ``domain.stats`` and
 ``domain.budget``.
 """
 
@@ -16,9 +16,10 @@ from domain import budget as budget_cases
 from domain import queries
 from domain import stats as stats_cases
 from domain.vk import TokenStatus
+from graphql_api.auth import IsAdmin
 from graphql_api.context import Info
 from graphql_api.ids import NodeType, global_id
-from graphql_api.types import Group
+from graphql_api.groups import Group
 
 # --- stats ----------------------------------------------------------------------------------
 
@@ -281,3 +282,19 @@ async def resolve_vk_budget(info: Info) -> VkBudget:
         usable_tokens=usable, limits=info.context.adapters.vk_daily_limits,
     )
     return VkBudget.from_domain(found)
+
+
+stats = strawberry.field(
+    resolver=resolve_stats,
+    description="Statistics: totals, per community, top keywords and authors, comments and matches per day.",
+)
+vk_tokens = strawberry.field(
+    resolver=resolve_vk_tokens,
+    description="The VK token pool's state (fingerprints, never the tokens). Admins only.",
+    permission_classes=[IsAdmin],
+)
+vk_budget = strawberry.field(
+    resolver=resolve_vk_budget,
+    description="The monitoring schedule's projected VK calls a day against what the token pool may call "
+    "(token counts only, never which token).",
+)

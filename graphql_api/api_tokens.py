@@ -82,7 +82,7 @@ async def create_api_token(
     name: Annotated[str, strawberry.argument(description="Who or what the token is for.")],
     role: Annotated[ApiRole, strawberry.argument(description="What the token may do.")],
 ) -> CreateApiTokenPayload:
-    secret, token = await auth.create_api_token(info.context.adapters.uow_factory, name, role.value)
+    secret, token = await auth.create_api_token(info.context.adapters.uow_factory, name, str(role.value))
     return CreateApiTokenPayload(api_token=ApiToken.from_domain(token), secret=secret, errors=[])
 
 

@@ -32,7 +32,9 @@ from graphql_api.ids import NodeType, filter_ids, parse_id
 from graphql_api.keywords import Keyword, keyword_or_none
 from graphql_api.relay import VK, After, Before, Connection, First, Last, Node, by_id, connection, window
 
-CommentId = Annotated[strawberry.ID, strawberry.argument(description="Id of the comment (its global id, or its row id).")]
+CommentId = Annotated[
+    strawberry.ID, strawberry.argument(description="Id of the comment (its global id, or its row id).")
+]
 
 
 
@@ -242,7 +244,7 @@ def _comment(comment: CommentView | None) -> Comment | None:
     return Comment.from_view(comment) if comment is not None else None
 
 
-def _load_on_wall(info: Info, owner_id: int, vk_id: int | None) -> Comment | None | Awaitable[Comment | None]:
+def _load_on_wall(info: Info, owner_id: int, vk_id: int | None) -> Comment | Awaitable[Comment | None] | None:
     """A reply's parent or thread root, by its VK id on the same wall: loaded (one batch per
     level) only when the selection asks, so pages never join comments to themselves."""
     if vk_id is None:
@@ -323,8 +325,12 @@ async def prefetch_comment_relations(info: Info, views: Sequence[CommentView], *
 
 @strawberry.input(name="CommentFilter", description="Which comments to list. Every given condition must hold.")
 class CommentFilterInput:
-    group_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only from these communities (Group ids; at most 1000).")
-    post_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only under these posts (Post ids; at most 1000).")
+    group_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Only from these communities (Group ids; at most 1000)."
+    )
+    post_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Only under these posts (Post ids; at most 1000)."
+    )
     keyword_ids: list[strawberry.ID] | None = strawberry.field(
         default=None, description="Only comments matched by at least one of these keywords (Keyword ids; at most 1000)."
     )
@@ -339,16 +345,24 @@ class CommentFilterInput:
         "For every word form of a word, use a keyword (`keywordIds`): keywords match Russian morphology. "
         "The same on every database, in exports and in `commentMatched`. At most 500 characters.",
     )
-    author_ids: list[int] | None = strawberry.field(default=None, description="Only by these authors (VK ids; at most 1000).")
+    author_ids: list[int] | None = strawberry.field(
+        default=None, description="Only by these authors (VK ids; at most 1000)."
+    )
     since: datetime | None = strawberry.field(default=None, description="Only written at or after this time.")
     until: datetime | None = strawberry.field(default=None, description="Only written at or before this time.")
-    viewed: bool | None = strawberry.field(default=None, description="Only viewed (true) or not viewed (false) comments.")
-    archived: bool | None = strawberry.field(default=None, description="Only archived (true) or not archived (false) comments.")
+    viewed: bool | None = strawberry.field(
+        default=None, description="Only viewed (true) or not viewed (false) comments."
+    )
+    archived: bool | None = strawberry.field(
+        default=None, description="Only archived (true) or not archived (false) comments."
+    )
     deleted: bool | None = strawberry.field(
-        default=None, description="Only comments deleted on VK (true: `deleted`, with `deletedAt`) or only those not (false)."
+        default=None, description="Only comments deleted on VK (true: `deleted`, with `deletedAt`) or only those not "
+        "(false)."
     )
     edited: bool | None = strawberry.field(
-        default=None, description="Only comments seen edited (true: `editedAt` set, earlier texts in `versions`) or only those not (false)."
+        default=None, description="Only comments seen edited (true: `editedAt` set, earlier texts in `versions`) or "
+        "only those not (false)."
     )
 
 
@@ -390,7 +404,9 @@ def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
 def to_comment_order(order: CommentOrderInput | None) -> CommentOrder:
     if order is None:
         return CommentOrder()
-    return CommentOrder(field=CommentSort(order.field.value), direction=DomainSortDirection(order.direction.value))
+    return CommentOrder(
+        field=CommentSort(str(order.field.value)), direction=DomainSortDirection(str(order.direction.value))
+    )
 
 
 async def comments_connection(
@@ -403,8 +419,8 @@ async def comments_connection(
     response as it is (orjson writes a ``Fragment`` without parsing it)."""
     flt, order = to_comment_filter(filter), to_comment_order(order_by)
     if projection is not None:
-        page = await read_model.comments_page_projected(flt, order, projection, **window(first, after, last, before))
-        return page, connection(page, orjson.Fragment, lambda: read_model.comments_count(flt))
+        written = await read_model.comments_page_projected(flt, order, projection, **window(first, after, last, before))
+        return written, connection(written, orjson.Fragment, lambda: read_model.comments_count(flt))
     page = await read_model.comments_page(flt, order, **window(first, after, last, before))
     return page, connection(page, Comment.from_view, lambda: read_model.comments_count(flt))
 

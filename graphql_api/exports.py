@@ -15,7 +15,6 @@ from graphql_api.context import Info
 from graphql_api.exports_route import export_link
 
 
-
 @strawberry.enum(description="File format of an export.")
 class ExportFormat(enum.Enum):
     CSV = strawberry.enum_value("CSV", description="Comma-separated values, UTF-8 with BOM (opens in Excel).")

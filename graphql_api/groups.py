@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 
@@ -102,7 +102,7 @@ def _group(group: models.Group | None) -> Group | None:
     return Group.from_domain(group) if group is not None else None
 
 
-def load_group(info: Info, group_id: int | None) -> Group | None | Awaitable[Group | None]:
+def load_group(info: Info, group_id: int | None) -> Group | Awaitable[Group | None] | None:
     """The group now when the operation has loaded it already, else an awaitable of it."""
     if group_id is None:
         return None
@@ -210,7 +210,10 @@ async def group(info: Info, id: GroupId) -> Group | None:
 
 def _group_changes(input: UpdateGroupInput) -> group_cases.GroupChanges:
     keep = group_cases.UNSET
-    given = lambda value: keep if value is strawberry.UNSET else value  # noqa: E731
+
+    def given(value: Any) -> Any:
+        return keep if value is strawberry.UNSET else value
+
     monitoring = input.monitoring if input.monitoring not in (strawberry.UNSET, None) else None
     return group_cases.GroupChanges(
         active=given(input.active),

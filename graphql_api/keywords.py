@@ -5,7 +5,7 @@ that add, change and remove them. Matching lives in ``domain.keywords`` and ``do
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 
@@ -18,7 +18,9 @@ from graphql_api.errors import UserError, user_errors, user_errors_in
 from graphql_api.ids import NodeType, global_id, parse_id
 from graphql_api.relay import After, Before, Connection, First, Last, Node, by_id, connection, window
 
-KeywordId = Annotated[strawberry.ID, strawberry.argument(description="Id of the keyword (its global id, or its row id).")]
+KeywordId = Annotated[
+    strawberry.ID, strawberry.argument(description="Id of the keyword (its global id, or its row id).")
+]
 
 
 @strawberry.type(description="A word or phrase comments are matched against.")
@@ -162,7 +164,9 @@ async def keyword(info: Info, id: KeywordId) -> Keyword | None:
 
 
 def _keyword_changes(input: UpdateKeywordInput) -> keyword_cases.KeywordChanges:
-    given = lambda value: keyword_cases.UNSET if value is strawberry.UNSET else value  # noqa: E731
+    def given(value: Any) -> Any:
+        return keyword_cases.UNSET if value is strawberry.UNSET else value
+
     return keyword_cases.KeywordChanges(
         word=given(input.word),
         category=given(input.category),

@@ -3,7 +3,8 @@ give it to the caller (Relay's refetch). The one place that knows every ``Node``
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import strawberry
 
@@ -34,13 +35,14 @@ async def load_node(info: Info, id: strawberry.ID, *, field: str) -> Node | None
     if kind is NodeType.API_TOKEN:
         return await token_api.load_api_token(info, pk)
     loaders = info.context.loaders(info)
-    loader, convert = {
+    loaders_by_kind: dict[NodeType, tuple[Any, Callable[[Any], Node]]] = {
         NodeType.GROUP: (loaders.group, Group.from_domain),
         NodeType.POST: (loaders.post, Post.from_view),
         NodeType.COMMENT: (loaders.comment, Comment.from_view),
         NodeType.KEYWORD: (loaders.keyword, Keyword.from_domain),
         NodeType.TASK: (loaders.task, Task.from_domain),
-    }[kind]
+    }
+    loader, convert = loaders_by_kind[kind]
     found = await loader.load(pk)
     return convert(found) if found is not None else None
 

@@ -33,15 +33,17 @@ class Node:
     pk: strawberry.Private[int]
 
     @classmethod
-    def ids(cls, pk: int) -> dict:
+    def ids(cls, pk: int | None) -> dict:
         """The id fields of an object of this type with row id ``pk``."""
+        assert pk is not None, "a stored object has a row id"  # None only before an insert
         return {"id": global_id(cls.NODE_TYPE, pk), "pk": pk}
 
 
 @strawberry.type(description="Where a page of a connection starts and ends, and whether there is more on either side.")
 class PageInfo:
     start_cursor: str | None = strawberry.field(
-        description="Cursor of the page's first item: pass as `before` for the previous page; null when the page is empty."
+        description="Cursor of the page's first item: pass as `before` for the previous page; "
+        "null when the page is empty."
     )
     end_cursor: str | None = strawberry.field(
         description="Cursor of the page's last item: pass as `after` for the next page; null when the page is empty."
@@ -130,7 +132,7 @@ def connection(page: Page, to_node: Callable[[Any], Any], count: Callable[[], Aw
     )
 
 
-async def by_id(id: strawberry.ID, kind: NodeType, load: Callable[[int], Awaitable[Any]], convert: Callable) -> Any:
+async def by_id(id: str, kind: NodeType, load: Callable[[int], Awaitable[Any]], convert: Callable) -> Any:
     """The object of type ``kind`` an id names, converted; None when there is none."""
     pk = find_id(id, kind)
     if pk is None:

@@ -13,8 +13,9 @@ The order of the fields below is the order ``schema.graphql`` lists them in.
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
-from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
 from graphql_api import api_tokens as token_api
@@ -80,7 +81,8 @@ class Subscription:
 
 
 def build_schema(*, introspection: bool = True) -> Schema:
-    extensions: list[type[SchemaExtension]] = [
+    # Classes and factories (``limits.py``): Strawberry makes fresh extensions per operation.
+    extensions: list[Any] = [
         OperationObserver,
         *limit_extensions(max_depth=MAX_DEPTH),
         OperationLoaders,

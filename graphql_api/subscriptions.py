@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import strawberry
 
@@ -79,7 +79,7 @@ def _decoded(event: dict[str, Any]):
     decoded = _decoded_events.get(event)
     if decoded is None:
         task = task_cases.task_from_event(event)
-        decoded = _decoded_events.put(event, (task, share(Task.from_domain(task))))
+        decoded = _decoded_events.put(event, (task, cast(Task, share(Task.from_domain(task)))))
     return decoded
 
 
@@ -184,7 +184,7 @@ async def _task_progress(
     "An id that names no task is an error (code NOT_FOUND), sent at once.",
     permission_classes=[IsViewer],
 )
-async def task_progress(info: Info, id: TaskId) -> AsyncGenerator[Task, None]:
+async def task_progress(info: Info, id: TaskId) -> AsyncIterator[Task]:
     # The task is read before the stream starts, so an unknown id is refused as the
     # subscription is made (graphql-transport-ws: an `error` message with code NOT_FOUND),
     # never a stream that just ends. Subscribed before the read: no gap (see _task_progress).
@@ -260,7 +260,7 @@ async def comment_matched(
                 # A long-lived operation: drop what the loaders cached for earlier events.
                 for loader in vars(info.context.loaders(info)).values():
                     loader.clear_all()
-                for view, found in zip(views, matches):
+                for view, found in zip(views, matches, strict=True):
                     if view is not None and flt.admits(view, found):
                         yield Comment.from_view(view)
     finally:

@@ -29,14 +29,18 @@ from graphql_api.groups import Group, load_group
 from graphql_api.ids import NodeType, filter_ids, find_id, parse_id
 from graphql_api.relay import After, Before, Connection, First, Last, Node, connection, window
 
-TaskId = Annotated[strawberry.ID, strawberry.argument(description="Id of the task (its global id, or its row id).")]
+TaskId = Annotated[
+    strawberry.ID, strawberry.argument(description="Id of the task (its global id, or its row id).")
+]
 
 
 
 @strawberry.enum(description="What a background task does.")
 class TaskKind(enum.Enum):
     PARSE = strawberry.enum_value("PARSE", description="Collect a community's posts, comments and replies from VK.")
-    ANALYZE = strawberry.enum_value("ANALYZE", description="Match stored comments against the keywords again (no VK calls).")
+    ANALYZE = strawberry.enum_value(
+        "ANALYZE", description="Match stored comments against the keywords again (no VK calls)."
+    )
     EXPORT = strawberry.enum_value("EXPORT", description="Write filtered comments to a downloadable file.")
 
 
@@ -54,7 +58,9 @@ class TaskState(enum.Enum):
     "(`Progress.messageArgs` holds its numbers and names; `Progress.message` is the English sentence)."
 )
 class ProgressMessageCode(enum.Enum):
-    READING_WALL = strawberry.enum_value("READING_WALL", description="A parse lists the community's posts. No arguments.")
+    READING_WALL = strawberry.enum_value(
+        "READING_WALL", description="A parse lists the community's posts. No arguments."
+    )
     POSTS_TO_READ = strawberry.enum_value(
         "POSTS_TO_READ", description="Posts listed: `posts` in all, `toRead` whose comments are read."
     )
@@ -99,7 +105,7 @@ class Progress:
         return cls(
             done=p.done, total=p.total, message=p.message,
             message_code=ProgressMessageCode[said.code.value] if said else None,
-            message_args=dict(said.args) if said else None,
+            message_args=JSON(dict(said.args)) if said else None,
         )  # fmt: skip
 
 
@@ -112,7 +118,9 @@ class Task(Node):
     priority: int = strawberry.field(description="Queue priority (1–10, higher runs first).")
     progress: Progress = strawberry.field(description="How far it has got.")
     attempts: int = strawberry.field(description="How many times a worker has started it (more than 1 after a retry).")
-    cancel_requested: bool = strawberry.field(description="A cancel was asked for; a running task stops at its next step.")
+    cancel_requested: bool = strawberry.field(
+        description="A cancel was asked for; a running task stops at its next step."
+    )
     created_at: datetime | None = strawberry.field(description="When it was queued.")
     started_at: datetime | None = strawberry.field(description="When a worker first started it.")
     finished_at: datetime | None = strawberry.field(description="When it reached a final state.")
@@ -120,7 +128,9 @@ class Task(Node):
         description="When the task (state or progress) last changed; subscribers can measure delivery delay."
     )
     error: str | None = strawberry.field(description="Why it failed (state FAILED).")
-    result: JSON | None = strawberry.field(description="What it produced (state SUCCEEDED); the shape depends on `kind`.")
+    result: JSON | None = strawberry.field(
+        description="What it produced (state SUCCEEDED); the shape depends on `kind`."
+    )
     params: JSON = strawberry.field(description="The options it was started with.")
     stalled_at: datetime | None = strawberry.field(
         description="When the running task was last found stuck (no progress for the stall timeout) and handed "
@@ -161,8 +171,8 @@ class Task(Node):
             finished_at=t.finished_at,
             updated_at=t.updated_at,
             error=t.error,
-            result=t.result,
-            params=t.params or {},
+            result=JSON(t.result) if t.result is not None else None,
+            params=JSON(t.params or {}),
             stalled_at=t.stalled_at,
             stalls=t.stalls,
             waiting_until=t.waiting_until if t.state is models.TaskState.QUEUED else None,
@@ -182,7 +192,9 @@ TaskConnection = Connection[Task]
 class TaskFilterInput:
     kinds: list[TaskKind] | None = strawberry.field(default=None, description="Only tasks of these kinds.")
     states: list[TaskState] | None = strawberry.field(default=None, description="Only tasks in these states.")
-    group_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only tasks of these communities (Group ids; at most 1000).")
+    group_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Only tasks of these communities (Group ids; at most 1000)."
+    )
     updated_since: datetime | None = strawberry.field(
         default=None,
         description="Only tasks whose state or progress changed at or after this time: what a client "
@@ -242,9 +254,11 @@ class TaskPayload:
 def to_task_filter(flt: TaskFilterInput | None) -> TaskFilter:
     if flt is None:
         return TaskFilter()
+    kinds = tuple(dict.fromkeys(DomainTaskKind(str(k.value)) for k in flt.kinds)) if flt.kinds is not None else None
+    states = tuple(dict.fromkeys(DomainTaskState(str(s.value)) for s in flt.states)) if flt.states is not None else None
     return TaskFilter(
-        kinds=tuple(dict.fromkeys(DomainTaskKind(k.value) for k in flt.kinds)) if flt.kinds is not None else None,
-        states=tuple(dict.fromkeys(DomainTaskState(s.value) for s in flt.states)) if flt.states is not None else None,
+        kinds=kinds,
+        states=states,
         group_ids=filter_ids(flt.group_ids, NodeType.GROUP, field="groupIds"),
         updated_since=flt.updated_since,
     )
@@ -346,7 +360,7 @@ async def start_export(
     started = await export_cases.start_export(
         info.context.adapters,
         to_comment_filter(input.filter),
-        input.format.value,
+        str(input.format.value),
         time_zone_name=input.time_zone,
         delimiter=CsvDelimiter[input.delimiter.name] if input.delimiter else None,
         priority=input.priority,

@@ -37,7 +37,6 @@ CommentId = Annotated[
 ]
 
 
-
 @strawberry.enum(description="What comments are sorted by.")
 class CommentSortField(enum.Enum):
     PUBLISHED_AT = strawberry.enum_value("PUBLISHED_AT", description="When the comment was written.")
@@ -49,7 +48,6 @@ class CommentSortField(enum.Enum):
 class SortDirection(enum.Enum):
     ASC = strawberry.enum_value("ASC", description="Smallest (oldest) first.")
     DESC = strawberry.enum_value("DESC", description="Largest (newest) first.")
-
 
 
 @strawberry.type(description="A wall post of a community.")
@@ -109,8 +107,6 @@ class Author:
     @classmethod
     def from_domain(cls, a: models.Author) -> Author:
         return cls(vk_id=a.vk_id, name=a.name, screen_name=a.screen_name, photo_url=a.photo_url)
-
-
 
 
 @strawberry.type(description="One place in a comment's text where a keyword matched.")
@@ -252,7 +248,6 @@ def _load_on_wall(info: Info, owner_id: int, vk_id: int | None) -> Comment | Awa
     return info.context.loaders(info).comment_by_vk_id.now_or_later((owner_id, vk_id), _comment)
 
 
-
 def _post(post: PostView | None) -> Post | None:
     return Post.from_view(post) if post is not None else None
 
@@ -264,7 +259,6 @@ def _author(author: models.Author | None) -> Author | None:
 def keyword_matches(matches: list[models.Match]) -> list[KeywordMatch]:
     """A comment's stored matches as the schema lists them: in text order."""
     return [KeywordMatch.from_domain(m) for m in sorted(matches, key=lambda m: (m.start, m.end))]
-
 
 
 CommentConnection = Connection[Comment]
@@ -319,7 +313,6 @@ async def prefetch_comment_relations(info: Info, views: Sequence[CommentView], *
             await loaders.keyword.load_many(list(keyword_ids))
 
 
-
 # --- inputs and payloads --------------------------------------------------------------------
 
 
@@ -370,7 +363,6 @@ class CommentFilterInput:
 class CommentOrderInput:
     field: CommentSortField = strawberry.field(default=CommentSortField.PUBLISHED_AT, description="What to sort by.")
     direction: SortDirection = strawberry.field(default=SortDirection.DESC, description="Which way.")
-
 
 
 @strawberry.type(description="Result of setCommentState.")

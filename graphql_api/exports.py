@@ -31,8 +31,6 @@ class CsvDelimiter(enum.Enum):
     TAB = strawberry.enum_value("TAB", description="A tab: a tab-separated `.tsv` file.")
 
 
-
-
 @strawberry.type(description="The file a successful export wrote, and a link that downloads it.")
 class ExportResult:
     file_name: str = strawberry.field(description="The name a browser saves the file as.")
@@ -65,7 +63,6 @@ class ExportResult:
             file_name=result["fileName"], format=ExportFormat(result["format"]), rows=result["rows"],
             bytes=result["bytes"], url=url, expires_at=expires_at, file_expires_at=file_expires_at,
         )  # fmt: skip
-
 
 
 @strawberry.input(description="What to export, and how.")

@@ -34,7 +34,6 @@ TaskId = Annotated[
 ]
 
 
-
 @strawberry.enum(description="What a background task does.")
 class TaskKind(enum.Enum):
     PARSE = strawberry.enum_value("PARSE", description="Collect a community's posts, comments and replies from VK.")
@@ -85,8 +84,6 @@ class ProgressMessageCode(enum.Enum):
     )
 
 
-
-
 @strawberry.type(description="How far a task has got.")
 class Progress:
     done: int = strawberry.field(description="Units of work done (posts, comments, rows: see `message`).")
@@ -107,7 +104,6 @@ class Progress:
             message_code=ProgressMessageCode[said.code.value] if said else None,
             message_args=JSON(dict(said.args)) if said else None,
         )  # fmt: skip
-
 
 
 @strawberry.type(description="A background job (parse, analyze, export) and its durable record.")
@@ -180,8 +176,6 @@ class Task(Node):
         )
 
 
-
-
 TaskConnection = Connection[Task]
 
 
@@ -202,8 +196,6 @@ class TaskFilterInput:
     )
 
 
-
-
 @strawberry.input(description="What to collect.")
 class StartParseInput:
     group_ids: list[strawberry.ID] = strawberry.field(description="Communities to collect (Group ids); one task each.")
@@ -217,8 +209,6 @@ class StartParseInput:
     full: bool = strawberry.field(
         default=False, description="Re-read every post's comments, not only those of posts that changed."
     )
-
-
 
 
 @strawberry.input(description="What to match again.")

@@ -4,9 +4,10 @@ A page of 100 comments with their group, post, author and matches is about 2,600
 graphql-core with Strawberry spends most of a request resolving them one by one. Here a
 validated query is compiled once — per document, operation and the values of the variables
 its ``@skip`` / ``@include`` read — into the selections it asks of each object type. Running
-it reads each root field through the functions its resolver calls (each area's
-``*_connection`` and ``relay.by_id``: same arguments, checks, filters and cursors), then every relation of a level with one batched
-``ReadModel`` call, and writes every value with the scalar the schema serializes it with.
+it reads each root field through the functions its resolver calls (each area's ``*_connection``
+and ``relay.by_id``: same arguments, checks, filters and cursors), then every relation of a level
+with one batched ``ReadModel`` call, and writes every value with the scalar the schema serializes
+it with.
 
 A ``comments`` connection whose nodes ask only for what PostgreSQL can write goes further: the
 node selection becomes a ``Projection`` (``_projection``; which attribute each field copies is

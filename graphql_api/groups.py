@@ -209,7 +209,7 @@ async def group(info: Info, id: GroupId) -> Group | None:
 
 
 def _group_changes(input: UpdateGroupInput) -> group_cases.GroupChanges:
-    keep = group_cases.UNSET
+    keep = models.UNSET
 
     def given(value: Any) -> Any:
         return keep if value is strawberry.UNSET else value

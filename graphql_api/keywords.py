@@ -165,7 +165,7 @@ async def keyword(info: Info, id: KeywordId) -> Keyword | None:
 
 def _keyword_changes(input: UpdateKeywordInput) -> keyword_cases.KeywordChanges:
     def given(value: Any) -> Any:
-        return keyword_cases.UNSET if value is strawberry.UNSET else value
+        return models.UNSET if value is strawberry.UNSET else value
 
     return keyword_cases.KeywordChanges(
         word=given(input.word),

@@ -19,6 +19,7 @@ from domain import tasks as task_cases
 from domain.models import TaskKind as DomainTaskKind
 from domain.models import TaskState as DomainTaskState
 from domain.ports import CsvDelimiter
+from domain.ports import ExportFormat as DomainExportFormat
 from domain.queries import TaskFilter
 from graphql_api.auth import IsOperator
 from graphql_api.comments import to_comment_filter
@@ -244,11 +245,9 @@ class TaskPayload:
 def to_task_filter(flt: TaskFilterInput | None) -> TaskFilter:
     if flt is None:
         return TaskFilter()
-    kinds = tuple(dict.fromkeys(DomainTaskKind(str(k.value)) for k in flt.kinds)) if flt.kinds is not None else None
-    states = tuple(dict.fromkeys(DomainTaskState(str(s.value)) for s in flt.states)) if flt.states is not None else None
     return TaskFilter(
-        kinds=kinds,
-        states=states,
+        kinds=tuple(dict.fromkeys(DomainTaskKind[k.name] for k in flt.kinds)) if flt.kinds is not None else None,
+        states=tuple(dict.fromkeys(DomainTaskState[s.name] for s in flt.states)) if flt.states is not None else None,
         group_ids=filter_ids(flt.group_ids, NodeType.GROUP, field="groupIds"),
         updated_since=flt.updated_since,
     )
@@ -350,7 +349,7 @@ async def start_export(
     started = await export_cases.start_export(
         info.context.adapters,
         to_comment_filter(input.filter),
-        str(input.format.value),
+        DomainExportFormat[input.format.name],
         time_zone_name=input.time_zone,
         delimiter=CsvDelimiter[input.delimiter.name] if input.delimiter else None,
         priority=input.priority,

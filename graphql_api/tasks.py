@@ -18,7 +18,7 @@ from domain import models, progress
 from domain import tasks as task_cases
 from domain.models import TaskKind as DomainTaskKind
 from domain.models import TaskState as DomainTaskState
-from domain.ports import CsvDelimiter
+from domain.ports import CsvDelimiter as DomainCsvDelimiter
 from domain.ports import ExportFormat as DomainExportFormat
 from domain.queries import TaskFilter
 from graphql_api.auth import IsOperator
@@ -351,7 +351,7 @@ async def start_export(
         to_comment_filter(input.filter),
         DomainExportFormat[input.format.name],
         time_zone_name=input.time_zone,
-        delimiter=CsvDelimiter[input.delimiter.name] if input.delimiter else None,
+        delimiter=DomainCsvDelimiter[input.delimiter.name] if input.delimiter else None,
         priority=input.priority,
     )
     return TaskPayload(task=Task.from_domain(started), errors=[])

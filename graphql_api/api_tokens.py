@@ -10,17 +10,19 @@ from typing import Annotated
 import strawberry
 from graphql import GraphQLError
 
-from domain import auth
-from domain.errors import DomainError, NotFound, Unavailable
+from domain import auth, models
+from domain.errors import NotFound
 from graphql_api.auth import IsAdmin
-from graphql_api.codes import code_of
 from graphql_api.context import Info
+from graphql_api.errors import UserError, user_errors_in
 from graphql_api.ids import NodeType, find_id
-from graphql_api.types import Node, UserError
+from graphql_api.relay import Node
 
 
 @strawberry.enum(description="What an API token may do; each role may do everything the one before it may.")
 class ApiRole(enum.Enum):
+    value: str  # what strawberry.enum_value leaves as a member's value (mypy sees its definition)
+
     VIEWER = strawberry.enum_value("viewer", description="Queries and subscriptions.")
     OPERATOR = strawberry.enum_value("operator", description="Also mutations.")
     ADMIN = strawberry.enum_value("admin", description="Also the VK token pool and API tokens.")
@@ -36,7 +38,7 @@ class ApiToken(Node):
     revoked_at: datetime | None = strawberry.field(description="When it was revoked; null while it works.")
 
     @classmethod
-    def from_domain(cls, token: auth.ApiToken) -> ApiToken:
+    def from_domain(cls, token: models.ApiToken) -> ApiToken:
         return cls(
             **cls.ids(token.id), name=token.name, role=ApiRole(token.role), created_at=token.created_at,
             last_used_at=token.last_used_at, revoked_at=token.revoked_at,
@@ -57,13 +59,10 @@ class RevokeApiTokenPayload:
     errors: list[UserError] = strawberry.field(description="Why it could not be revoked; empty on success.")
 
 
-def _errors(e: DomainError) -> list[UserError]:
-    if isinstance(e, Unavailable):  # an outage is not an expected failure: HTTP 503, as everywhere
-        raise e
-    return [UserError(code=code_of(e), message=e.message, field=e.field)]
-
-
-async def resolve_api_tokens(info: Info) -> list[ApiToken]:
+@strawberry.field(
+    description="Every API token, revoked ones included (never a secret). Admins only.", permission_classes=[IsAdmin]
+)
+async def api_tokens(info: Info) -> list[ApiToken]:
     return [ApiToken.from_domain(t) for t in await auth.list_api_tokens(info.context.adapters.uow_factory)]
 
 
@@ -75,27 +74,30 @@ async def load_api_token(info: Info, token_id: int) -> ApiToken | None:
     return ApiToken.from_domain(found[0]) if found else None
 
 
+@strawberry.mutation(
+    description="Create an API token with a role; its secret is in the payload, once. Admins only.",
+    permission_classes=[IsAdmin],
+)
+@user_errors_in(CreateApiTokenPayload, api_token=None, secret=None)
 async def create_api_token(
     info: Info,
     name: Annotated[str, strawberry.argument(description="Who or what the token is for.")],
     role: Annotated[ApiRole, strawberry.argument(description="What the token may do.")],
 ) -> CreateApiTokenPayload:
-    try:
-        secret, token = await auth.create_api_token(info.context.adapters.uow_factory, name, role.value)
-    except DomainError as e:
-        return CreateApiTokenPayload(api_token=None, secret=None, errors=_errors(e))
+    secret, token = await auth.create_api_token(info.context.adapters.uow_factory, name, role.value)
     return CreateApiTokenPayload(api_token=ApiToken.from_domain(token), secret=secret, errors=[])
 
 
+@strawberry.mutation(
+    description="Revoke an API token: its next request is refused. Admins only.", permission_classes=[IsAdmin]
+)
+@user_errors_in(RevokeApiTokenPayload, api_token=None)
 async def revoke_api_token(
     info: Info,
     id: Annotated[strawberry.ID, strawberry.argument(description="The token's id (global or row id; not its secret).")],
 ) -> RevokeApiTokenPayload:
-    try:
-        token_id = find_id(id, NodeType.API_TOKEN)
-        if token_id is None:
-            raise NotFound(f"No live API token with id {id}", field="id")
-        token = await auth.revoke_api_token(info.context.adapters.uow_factory, token_id)
-    except DomainError as e:
-        return RevokeApiTokenPayload(api_token=None, errors=_errors(e))
+    token_id = find_id(id, NodeType.API_TOKEN)
+    if token_id is None:
+        raise NotFound(f"No live API token with id {id}", field="id")
+    token = await auth.revoke_api_token(info.context.adapters.uow_factory, token_id)
     return RevokeApiTokenPayload(api_token=ApiToken.from_domain(token), errors=[])

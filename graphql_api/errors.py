@@ -10,12 +10,18 @@
   message, its code and the field it is about.
 - Anything else is a bug: logged with the request id and the traceback, and shown only as
   "Internal server error" with the request id, so nothing internal leaks.
+
+A mutation's expected failure is no GraphQL error: ``@user_errors_in`` turns the
+``DomainError`` it raises into ``UserError``s in its payload's ``errors`` (an outage excepted).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Awaitable, Callable, Iterator
+from typing import ParamSpec, TypeVar
 
+import strawberry
 import structlog
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry import Schema as StrawberrySchema
@@ -23,12 +29,59 @@ from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionContext
 
-from domain.errors import DomainError
+from domain.errors import DomainError, Unavailable
 from graphql_api.codes import ErrorCode, code_of
 
 log = structlog.get_logger(__name__)
 
 INTERNAL_MESSAGE = "Internal server error"
+
+P = ParamSpec("P")
+Payload = TypeVar("Payload")
+
+
+@strawberry.type(
+    description="An expected failure of a mutation (bad reference, unknown id, invalid value). "
+    "Mutations return these in `errors` instead of failing the request."
+)
+class UserError:
+    code: ErrorCode = strawberry.field(
+        description="Machine-readable reason, e.g. NOT_FOUND, BAD_USER_INPUT, INVALID_REFERENCE, DUPLICATE, "
+        "VK_ACCESS_DENIED, VK_RATE_LIMITED, VK_UNAVAILABLE."
+    )
+    message: str = strawberry.field(description="What went wrong, for people.")
+    field: str | None = strawberry.field(
+        description="The input field the error is about (e.g. `ref`, `id`, `maxPosts`), when there is one."
+    )
+
+
+def user_errors(error: DomainError) -> list[UserError]:
+    """An expected failure, for a payload's (or a bulk item's) ``errors``. An outage is not one:
+    nothing was done, so it surfaces as a GraphQL error with code SERVICE_UNAVAILABLE (HTTP 503),
+    which GraphQL clients' retry logic recognises."""
+    if isinstance(error, Unavailable):
+        raise error
+    return [UserError(code=code_of(error), message=error.message, field=error.field)]
+
+
+def user_errors_in(
+    payload: Callable[..., Payload], **failed: object
+) -> Callable[[Callable[P, Awaitable[Payload]]], Callable[P, Awaitable[Payload]]]:
+    """A mutation resolver whose ``DomainError`` becomes ``payload(**failed, errors=[...])``:
+    ``@user_errors_in(GroupPayload, group=None)``. The resolver returns its payload on success;
+    Strawberry reads its arguments and return type through ``functools.wraps``."""
+
+    def decorate(resolver: Callable[P, Awaitable[Payload]]) -> Callable[P, Awaitable[Payload]]:
+        @functools.wraps(resolver)
+        async def resolve(*args: P.args, **kwargs: P.kwargs) -> Payload:
+            try:
+                return await resolver(*args, **kwargs)
+            except DomainError as e:
+                return payload(**failed, errors=user_errors(e))
+
+        return resolve
+
+    return decorate
 
 
 def is_unexpected(error: GraphQLError) -> bool:

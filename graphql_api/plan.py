@@ -4,9 +4,10 @@ A page of 100 comments with their group, post, author and matches is about 2,600
 graphql-core with Strawberry spends most of a request resolving them one by one. Here a
 validated query is compiled once — per document, operation and the values of the variables
 its ``@skip`` / ``@include`` read — into the selections it asks of each object type. Running
-it reads each root field through the functions its resolver calls (``reads.py``: same
-arguments, checks, filters and cursors), then every relation of a level with one batched
-``ReadModel`` call, and writes every value with the scalar the schema serializes it with.
+it reads each root field through the functions its resolver calls (each area's ``*_connection``
+and ``relay.by_id``: same arguments, checks, filters and cursors), then every relation of a level
+with one batched ``ReadModel`` call, and writes every value with the scalar the schema serializes
+it with.
 
 A ``comments`` connection whose nodes ask only for what PostgreSQL can write goes further: the
 node selection becomes a ``Projection`` (``_projection``; which attribute each field copies is
@@ -64,12 +65,14 @@ from graphql.execution.values import get_argument_values
 from domain.bounded import BoundedDict
 from domain.errors import Unavailable
 from domain.queries import Member, Projection, ReadModel, Spelling
-from graphql_api import reads
-from graphql_api.ids import NodeType, global_id
-from graphql_api.strawberry_compat import python_arguments, reads_attribute, strawberry_field
-from graphql_api.types import (
-    Author, Comment, CommentVersion, Group, Keyword, KeywordMatch, Post, comment_versions, keyword_matches,
+from graphql_api.comments import (
+    Author, Comment, CommentVersion, KeywordMatch, Post, comment_versions, comments_connection, keyword_matches,
 )
+from graphql_api.groups import Group, groups_connection
+from graphql_api.ids import NodeType, global_id
+from graphql_api.keywords import Keyword, keywords_connection
+from graphql_api.relay import by_id
+from graphql_api.strawberry_compat import python_arguments, reads_attribute, strawberry_field
 
 PLAN_CACHE_SIZE = 512  # compiled plans kept (documents × operations × @skip/@include values)
 
@@ -119,7 +122,7 @@ def _on_wall(vk_id_attribute: str) -> Callable[[Comment], tuple[int, int] | None
     return key
 
 
-# (type, field) -> how its resolver in ``types.py`` loads it.
+# (type, field) -> how its resolver (``groups.py``, ``comments.py``, ...) loads it.
 RELATIONS: dict[tuple[str, str], Relation] = {
     ("Comment", "group"): Relation("groups_by_ids", attrgetter("group_id"), Group.from_domain),
     ("Comment", "post"): Relation("posts_by_ids", attrgetter("post_id"), Post.from_view),
@@ -151,7 +154,7 @@ def _one(by_ids: Callable[[list[int]], Awaitable[list[Any]]]) -> Callable[[int],
 
 
 async def _comments(read_model: ReadModel, **arguments: Any) -> Any:
-    _, found = await reads.comments_connection(read_model, **arguments)
+    _, found = await comments_connection(read_model, **arguments)
     return found
 
 
@@ -265,24 +268,24 @@ def _replaced(fields: tuple[_Field, ...], index: int, field: _Field) -> tuple[_F
 
 
 async def _comment(read_model: ReadModel, id: str) -> Comment | None:
-    return await reads.by_id(id, NodeType.COMMENT, _one(read_model.comments_by_ids), Comment.from_view)
+    return await by_id(id, NodeType.COMMENT, _one(read_model.comments_by_ids), Comment.from_view)
 
 
 async def _group(read_model: ReadModel, id: str) -> Group | None:
-    return await reads.by_id(id, NodeType.GROUP, _one(read_model.groups_by_ids), Group.from_domain)
+    return await by_id(id, NodeType.GROUP, _one(read_model.groups_by_ids), Group.from_domain)
 
 
 async def _keyword(read_model: ReadModel, id: str) -> Keyword | None:
-    return await reads.by_id(id, NodeType.KEYWORD, _one(read_model.keywords_by_ids), Keyword.from_domain)
+    return await by_id(id, NodeType.KEYWORD, _one(read_model.keywords_by_ids), Keyword.from_domain)
 
 
-# Query field -> the read its resolver in ``schema.py`` makes.
+# Query field -> the read its resolver makes.
 ROOTS: dict[str, Callable[..., Awaitable[Any]]] = {
     "comments": _comments,
     "comment": _comment,
-    "groups": reads.groups_connection,
+    "groups": groups_connection,
     "group": _group,
-    "keywords": reads.keywords_connection,
+    "keywords": keywords_connection,
     "keyword": _keyword,
 }
 
@@ -392,7 +395,7 @@ class Plan:
             refused = root.unprojected or run.read_model.projection_refusal(root.projected[0])  # type: ignore[index]
             if refused is None:
                 projection, selection = root.projected  # type: ignore[misc]
-                _, found = await reads.comments_connection(run.read_model, projection=projection, **arguments)
+                _, found = await comments_connection(run.read_model, projection=projection, **arguments)
                 return (await run.complete([found], root.type, selection))[0]
             run.report(PROJECTION_REFUSED, refused)
         found = await root.read(run.read_model, **arguments)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.types.scalar import ScalarDefinition
 
 from graphql_api.codes import ErrorCode
 
@@ -50,4 +51,4 @@ DateTime = strawberry.scalar(
     parse_value=parse_datetime,
 )
 
-SCALARS = {datetime: DateTime}
+SCALARS: dict[object, ScalarDefinition] = {datetime: DateTime}

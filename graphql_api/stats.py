@@ -1,6 +1,6 @@
 """The ``stats`` query, the admin-only ``vkTokens`` field and ``vkBudget``: types and resolvers.
 
-``schema.py`` mounts the resolvers on ``Query``; the numbers come from ``domain.stats`` and
+``schema.py`` mounts the fields on ``Query``; the numbers come from ``domain.stats`` and
 ``domain.budget``.
 """
 
@@ -16,9 +16,10 @@ from domain import budget as budget_cases
 from domain import queries
 from domain import stats as stats_cases
 from domain.vk import TokenStatus
+from graphql_api.auth import IsAdmin
 from graphql_api.context import Info
+from graphql_api.groups import Group
 from graphql_api.ids import NodeType, global_id
-from graphql_api.types import Group
 
 # --- stats ----------------------------------------------------------------------------------
 
@@ -103,7 +104,10 @@ class Stats:
                 for g in s.groups
             ],
             top_keywords=[
-                KeywordStats(keyword_id=global_id(NodeType.KEYWORD, k.keyword_id), word=k.word, matches=k.matches, comments=k.comments)
+                KeywordStats(
+                    keyword_id=global_id(NodeType.KEYWORD, k.keyword_id), word=k.word, matches=k.matches,
+                    comments=k.comments,
+                )
                 for k in s.top_keywords
             ],
             top_authors=[AuthorStats(vk_id=a.vk_id, name=a.name, comments=a.comments) for a in s.top_authors],
@@ -114,10 +118,12 @@ class Stats:
 async def resolve_stats(
     info: Info,
     since: Annotated[
-        date | None, strawberry.argument(description="First day of the per-day series (UTC); default: 30 days before `until`.")
+        date | None,
+        strawberry.argument(description="First day of the per-day series (UTC); default: 30 days before `until`."),
     ] = None,
     until: Annotated[
-        date | None, strawberry.argument(description="Last day of the per-day series (UTC); default: today. At most 366 days.")
+        date | None,
+        strawberry.argument(description="Last day of the per-day series (UTC); default: today. At most 366 days."),
     ] = None,
     top: Annotated[int, strawberry.argument(description="Length of the top keyword and author lists (1–100).")] = (
         stats_cases.DEFAULT_TOP
@@ -204,7 +210,9 @@ class VkMethodBudget:
         description="Calls the pool allows a day: usable tokens × `limitPerToken`; null when not known."
     )
     projected_calls: int = strawberry.field(description="Calls the monitoring schedule is projected to make a day.")
-    fits: bool = strawberry.field(description="Whether `projectedCalls` is within `limit` (true when no limit is known).")
+    fits: bool = strawberry.field(
+        description="Whether `projectedCalls` is within `limit` (true when no limit is known)."
+    )
 
 
 @strawberry.type(description="A VK method and a number of calls.")
@@ -281,3 +289,19 @@ async def resolve_vk_budget(info: Info) -> VkBudget:
         usable_tokens=usable, limits=info.context.adapters.vk_daily_limits,
     )
     return VkBudget.from_domain(found)
+
+
+stats = strawberry.field(
+    resolver=resolve_stats,
+    description="Statistics: totals, per community, top keywords and authors, comments and matches per day.",
+)
+vk_tokens = strawberry.field(
+    resolver=resolve_vk_tokens,
+    description="The VK token pool's state (fingerprints, never the tokens). Admins only.",
+    permission_classes=[IsAdmin],
+)
+vk_budget = strawberry.field(
+    resolver=resolve_vk_budget,
+    description="The monitoring schedule's projected VK calls a day against what the token pool may call "
+    "(token counts only, never which token).",
+)

@@ -12,7 +12,7 @@ from domain import progress
 from domain.export import written_message
 from domain.models import Progress as DomainProgress
 from domain.progress import MessageCode, Say
-from graphql_api.types import Progress, ProgressMessageCode
+from graphql_api.tasks import Progress, ProgressMessageCode
 
 EXAMPLES: list[tuple[Say, str]] = [
     (Say.reading_wall(), "reading the wall"),

@@ -14,9 +14,9 @@ from graphql import parse, specified_rules
 from graphql.execution.values import get_argument_values
 
 from graphql_api import strawberry_compat as compat
+from graphql_api.comments import CommentFilterInput, CommentOrderInput, CommentSortField
 from graphql_api.context import Context
 from graphql_api.schema import schema
-from graphql_api.types import CommentFilterInput, CommentOrderInput, CommentSortField
 
 
 def test_the_strawberry_schema_is_found_from_graphql_cores() -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -129,7 +130,7 @@ class Budget:
         return sum(m.projected for m in self.methods)
 
 
-def calls_per_run(group: Group, recent_results: Sequence[Mapping]) -> tuple[dict[str, int], bool]:
+def calls_per_run(group: Group, recent_results: Sequence[Mapping[str, Any]]) -> tuple[dict[str, int], bool]:
     """What one run of the community costs, by method; True when it is only an estimate."""
     measured = [r["vkCalls"] for r in recent_results if isinstance(r.get("vkCalls"), Mapping)]
     if measured:
@@ -148,7 +149,7 @@ def calls_per_run(group: Group, recent_results: Sequence[Mapping]) -> tuple[dict
 
 def project_budget(
     groups: Sequence[Group],
-    recent_results: Mapping[int, Sequence[Mapping]],
+    recent_results: Mapping[int, Sequence[Mapping[str, Any]]],
     *,
     usable_tokens: int,
     limits: Mapping[str, int],

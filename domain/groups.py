@@ -113,7 +113,7 @@ async def refresh_group(uow_factory: UnitOfWorkFactory, vk: VkGateway, group_id:
         group = await uow.groups.get(group_id)
         if group is None:
             raise NotFound(f"Group {group_id} not found", field="id")
-    fresh = (await vk.get_groups([group.vk_id]) or [None])[0]
+    fresh = next(iter(await vk.get_groups([group.vk_id])), None)
     if fresh is None:
         raise VkNotFound(f"VK no longer has community {group.vk_id}")
     async with uow_factory() as uow:

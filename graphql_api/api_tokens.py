@@ -10,7 +10,7 @@ from typing import Annotated
 import strawberry
 from graphql import GraphQLError
 
-from domain import auth
+from domain import auth, models
 from domain.errors import DomainError, NotFound, Unavailable
 from graphql_api.auth import IsAdmin
 from graphql_api.codes import code_of
@@ -21,6 +21,8 @@ from graphql_api.types import Node, UserError
 
 @strawberry.enum(description="What an API token may do; each role may do everything the one before it may.")
 class ApiRole(enum.Enum):
+    value: str  # what strawberry.enum_value leaves as a member's value (mypy sees its definition)
+
     VIEWER = strawberry.enum_value("viewer", description="Queries and subscriptions.")
     OPERATOR = strawberry.enum_value("operator", description="Also mutations.")
     ADMIN = strawberry.enum_value("admin", description="Also the VK token pool and API tokens.")
@@ -36,7 +38,7 @@ class ApiToken(Node):
     revoked_at: datetime | None = strawberry.field(description="When it was revoked; null while it works.")
 
     @classmethod
-    def from_domain(cls, token: auth.ApiToken) -> ApiToken:
+    def from_domain(cls, token: models.ApiToken) -> ApiToken:
         return cls(
             **cls.ids(token.id), name=token.name, role=ApiRole(token.role), created_at=token.created_at,
             last_used_at=token.last_used_at, revoked_at=token.revoked_at,

@@ -59,6 +59,7 @@ class ValidatedDocuments(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         document, schema, rules = context.graphql_document, context.schema, tuple(context.validation_rules)
+        assert document is not None  # validation runs on a parsed document
         key = (id(document), id(schema), rules)
         entry = self._found.get(key)
         if entry is None or entry[0] is not document or entry[1] is not schema:

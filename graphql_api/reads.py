@@ -84,7 +84,8 @@ def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
 def to_comment_order(order: CommentOrderInput | None) -> CommentOrder:
     if order is None:
         return CommentOrder()
-    return CommentOrder(field=CommentSort(order.field.value), direction=DomainSortDirection(order.direction.value))
+    # The API's enums carry the domain's member names (their values are strawberry.enum_value's).
+    return CommentOrder(field=CommentSort[order.field.name], direction=DomainSortDirection[order.direction.name])
 
 
 async def by_id(id: strawberry.ID, kind: NodeType, load: Callable[[int], Awaitable[Any]], convert: Callable) -> Any:

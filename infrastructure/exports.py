@@ -351,23 +351,25 @@ class _XlsxFile(_ExportFile):
             "time" if c in TIME_COLUMNS else "link" if c in _LINKS else "wrap" if c in _WRAPPED else "plain"
             for c in EXPORT_COLUMNS
         ]
-        self._sheet = None
         self._sheets = 0
         self._row = 0
         self._widest: list[int] = []
-        self._new_sheet()
+        self._sheet = self._add_sheet()
 
     def _new_sheet(self) -> None:
-        if self._sheet is not None:
-            self._settle_sheet()
+        self._settle_sheet()
+        self._sheet = self._add_sheet()
+
+    def _add_sheet(self) -> _LinkSheet:
         self._sheets += 1
         name = "comments" if self._sheets == 1 else f"comments {self._sheets}"
-        self._sheet = self._book.add_worksheet(name, worksheet_class=_LinkSheet)
-        self._sheet.freeze_panes(1, 0)
+        sheet = self._book.add_worksheet(name, worksheet_class=_LinkSheet)
+        sheet.freeze_panes(1, 0)
         for col, title in enumerate(self._titles):
-            self._sheet.write_string(0, col, title, self._header)
+            sheet.write_string(0, col, title, self._header)
         self._widest = [len(title) + _FILTER_BUTTON for title in self._titles]
         self._row = 1
+        return sheet
 
     def _settle_sheet(self) -> None:
         """Widths and the header's filter over the rows written: both are stored, not streamed."""

@@ -452,6 +452,7 @@ class SqlReadModel:
         every match); the other conditions apply to the comment. One keyword only: PostgreSQL
         reads ``= ANY`` of several out of the index's order, so several keywords keep the walk."""
         m = matches.c
+        assert flt.keyword_ids is not None  # _comments_query comes here for exactly one keyword
         (keyword_id,) = flt.keyword_ids
         order = _Order(m.published_at, "published_at", datetime, m.comment_id, keyset.descending)
         matched = (
@@ -493,18 +494,19 @@ class SqlReadModel:
 
     async def comments_by_vk_ids(self, keys: Sequence[tuple[int, int]]) -> list[CommentView | None]:
         def query_for(wanted: list[tuple[int, int]]) -> Select:
-            by_wall = {}
+            by_wall: dict[int, list[int]] = {}
             for owner_id, vk_id in wanted:
                 by_wall.setdefault(owner_id, []).append(vk_id)
             return _comment_query().where(
                 or_(*(and_(comments.c.owner_id == o, self._in(comments.c.vk_id, v)) for o, v in by_wall.items()))
             )
 
-        wanted = list(dict.fromkeys(tuple(k) for k in keys))
+        pairs = [(owner_id, vk_id) for owner_id, vk_id in keys]  # tuples, whatever sequences came
+        wanted = list(dict.fromkeys(pairs))
         if not wanted:
             return []
         rows = await self._rows(query_for(wanted))
-        return _aligned([tuple(k) for k in keys], {(r["owner_id"], r["vk_id"]): _comment_view(r) for r in rows})
+        return _aligned(pairs, {(r["owner_id"], r["vk_id"]): _comment_view(r) for r in rows})
 
     async def matches_by_comment_ids(self, ids: Sequence[int]) -> list[list[Match]]:
         wanted = list(dict.fromkeys(ids))
@@ -617,7 +619,7 @@ class SqlReadModel:
         async with self._sessions() as session:
             return {(kind, state): count for kind, state, count in await session.execute(query)}
 
-    async def recent_parse_results(self, group_ids: Sequence[int], per_group: int) -> dict[int, list[dict]]:
+    async def recent_parse_results(self, group_ids: Sequence[int], per_group: int) -> dict[int, list[dict[str, Any]]]:
         if not group_ids:
             return {}
         # Numbered newest first within each group, on ix_tasks_group_id_kind_state.

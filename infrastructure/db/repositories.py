@@ -8,15 +8,16 @@ lists are chunked by hand below SQLite's bind-parameter limit.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import builtins
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement, Table, bindparam, case, delete, distinct, func, or_, select, text, update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import CursorResult, Row, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.matching import keyword_key
@@ -54,14 +55,16 @@ def _bulk_insert(session: AsyncSession, table: Table, rows: Sequence[dict[str, A
     return bulk_insert(session.get_bind().dialect.name, table, rows)
 
 
-async def _stored_locked(session: AsyncSession, table: Table, keys: Iterable[tuple[int, int]], *columns) -> list:
+async def _stored_locked(
+    session: AsyncSession, table: Table, keys: Iterable[tuple[int, int]], *columns: Any
+) -> list[Row[Any]]:
     """``columns`` of the stored rows of ``table`` among ``keys`` ((owner_id, vk_id)), locked
     until the transaction ends, so nobody changes them between this read and the upsert; read
     in vk_id order per wall, one lock order for every writer."""
     by_owner: dict[int, list[int]] = {}
     for owner_id, vk_id in keys:
         by_owner.setdefault(owner_id, []).append(vk_id)
-    found = []
+    found: list[Row[Any]] = []
     for owner_id, vk_ids in by_owner.items():
         for chunk in _chunks(sorted(vk_ids)):
             query = (
@@ -138,7 +141,7 @@ class SqlGroupRepository:
         self.ledger.forget_group(group_id)
         await self.session.execute(delete(groups).where(groups.c.id == group_id))
 
-    async def due_for_monitoring(self, now: datetime) -> list[Group]:
+    async def due_for_monitoring(self, now: datetime) -> builtins.list[Group]:
         query = (
             select(groups)
             .where(
@@ -437,7 +440,7 @@ class SqlAuthorRepository:
 # --- keywords -------------------------------------------------------------------------------
 
 
-def keyword_from_row(row: RowMapping) -> Keyword:
+def keyword_from_row(row: RowMapping | Mapping[str, Any]) -> Keyword:
     return Keyword(
         id=row["id"],
         word=row["word"],
@@ -604,13 +607,13 @@ class SqlMatchRepository:
         for (_comment, keyword_id), n in new_pairs.items():
             self.ledger.keyword(keyword_id, matches=n, comments=1)
         for chunk in _chunks(ids):
-            stmt = (
+            recount = (
                 update(comments)
                 .where(_in(self.session, comments.c.id, chunk))
                 .values(matches_count=_matches_count_of_comment())
                 .returning(comments.c.id, comments.c.matches_count)
             )
-            for comment_id, after in (await self.session.execute(stmt)).all():
+            for comment_id, after in (await self.session.execute(recount)).all():
                 old = before[comment_id]
                 self.ledger.matches_count(
                     group_id=old.group_id, published_at=old.published_at, before=old.matches_count, after=after
@@ -865,7 +868,9 @@ class SqlTaskRepository:
         row = (await self.session.execute(stmt)).mappings().first()
         return task_from_row(row) if row else None
 
-    async def list_stalled(self, *, progress_before: datetime, stale_before: datetime, limit: int = 100) -> list[Task]:
+    async def list_stalled(
+        self, *, progress_before: datetime, stale_before: datetime, limit: int = 100
+    ) -> builtins.list[Task]:
         query = (
             select(tasks)
             .where(
@@ -888,7 +893,9 @@ class SqlTaskRepository:
         row = (await self.session.execute(stmt)).mappings().first()
         return task_from_row(row) if row else None
 
-    async def list_orphaned(self, *, stale_before: datetime, queued_before: datetime, limit: int = 1000) -> list[Task]:
+    async def list_orphaned(
+        self, *, stale_before: datetime, queued_before: datetime, limit: int = 1000
+    ) -> builtins.list[Task]:
         query = (
             select(tasks)
             .where(
@@ -941,7 +948,9 @@ class SqlApiTokenRepository:
             .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
             .values(revoked_at=_now())
         )
-        return (await self.session.execute(stmt)).rowcount == 1
+        # An UPDATE's result is a CursorResult, which has the rowcount; execute() is typed for every statement.
+        result = cast(CursorResult[Any], await self.session.execute(stmt))
+        return result.rowcount == 1
 
     async def touch(self, token_id: int, when: datetime | None = None) -> None:
         await self.session.execute(

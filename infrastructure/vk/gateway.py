@@ -729,7 +729,7 @@ def _unpack_execute(body: dict[str, Any], size: int) -> list[Any]:
     outcomes: list[Any] = []
     for result in results:
         if result is False:  # a failed inner call; its error is the next in execute_errors
-            err = next(errors, {})
+            err: dict[str, Any] = next(errors, {})
             outcomes.append(_Failed(int(err.get("error_code", 0)), str(err.get("error_msg", "unknown error"))))
         else:
             outcomes.append(result)

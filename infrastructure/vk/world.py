@@ -546,7 +546,7 @@ def _fill_comments(world, rng, text: TextMaker, users, plan: _WallPlan, post: Wo
     for index in range(top):
         root = world.add_comment(post, _comment(world, rng, owner, post.id, author(), next_moment(),
                                                 text.comment(plan.theme)))
-        if index == long_at:
+        if index == long_at and long_thread is not None:
             replies = long_thread
         elif rng.random() < plan.reply_share:
             replies = min(int(rng.expovariate(1 / 3)) + 1, 14)

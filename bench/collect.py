@@ -90,7 +90,10 @@ async def run_worker(args: argparse.Namespace) -> dict:
     groups = []
     async with SqlUnitOfWork(sessions) as uow:
         for owner in args.owners:
-            groups.append(await uow.groups.get_by_vk_id(-owner))
+            group = await uow.groups.get_by_vk_id(-owner)
+            if group is None:
+                raise SystemExit(f"community {owner} is not stored: fill the database first")
+            groups.append(group)
     await asyncio.sleep(max(0.0, args.start_at - time.time()))  # every worker starts together
     started = time.time()
     results = await asyncio.gather(*(

@@ -62,9 +62,11 @@ async def fill(url: str, sizes: list[int]) -> None:
             await uow.groups.add(Group(vk_id=9002, screen_name="bench_b", name="Сообщество Б")),
         ]
         for g in groups:
+            assert g.id is not None
             await uow.posts.upsert_many(g.id, [Post(g.owner_id, p, g.owner_id, sentence(rng), t0) for p in range(1, 201)])
         await uow.authors.upsert_many(Author(i, f"Пользователь {i}", f"user{i}") for i in range(1, 5001))
-        keywords = [await uow.keywords.add(Keyword(id=0, word=w)) for w in ("кошка", "дорога", "велосипед")]
+        added = [await uow.keywords.add(Keyword(id=0, word=w)) for w in ("кошка", "дорога", "велосипед")]
+        keywords = [k for k in added if k is not None]  # None: a duplicate word, which these are not
         await uow.commit()
     batch = 5000
     for start in range(0, large, batch):
@@ -74,6 +76,7 @@ async def fill(url: str, sizes: list[int]) -> None:
                     likes=rng.randint(0, 50))
             for i in range(start, min(start + batch, large))
         ]
+        assert group.id is not None
         async with SqlUnitOfWork(sessions) as uow:
             ids = await uow.comments.upsert_many(group.id, comments)
             found = [
@@ -184,7 +187,7 @@ def main() -> None:
     header = f"{'format':<6} {'rows':>8} {'seconds':>8} {'rows/s':>9} {'peak RSS MiB':>13} {'traced peak MiB':>16}"
     print(header)
     print("-" * len(header))
-    growth: dict[str, list[float]] = {}
+    growth: dict[str, list[tuple[float, float]]] = {}  # (peak RSS, traced peak) per size
     for fmt in FORMATS:
         for groups in ([1], None):  # community A (the small size), then everything
             timing = measure(url, workdir / "exports", fmt, groups, trace=False)

@@ -24,6 +24,7 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
@@ -119,7 +120,7 @@ ORDER BY c.published_at DESC, c.id DESC LIMIT 100
 
 
 def build_app(dsn: str) -> Starlette:
-    pool: asyncpg.Pool | None = None
+    pool: Any = None  # asyncpg's Pool (untyped), made by lifespan before any request
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -150,7 +150,7 @@ async def run(a: argparse.Namespace) -> int:
         from infrastructure.bootstrap import build_container
         from infrastructure.settings import Settings
 
-        container = await build_container(Settings(_env_file=None))  # type: ignore[call-arg]  # pydantic-settings
+        container = await build_container(Settings(_env_file=None))
         adapters = container.adapters
         await add_keywords(adapters, [KeywordInput(word) for word in KEYWORDS])
         groups = [await add_group(adapters.uow_factory, adapters.vk, f"https://vk.com/community{k + 1}")

@@ -73,6 +73,7 @@ import httpx
 import orjson
 from redis.asyncio import Redis
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from tests.processes import free_port, spawn, stop, wait_http
 
@@ -207,7 +208,7 @@ class Recorder:
 
     def take(self) -> dict:
         snapshot = {name: value for name, value in vars(self).items()}
-        self.__init__()
+        type(self).__init__(self)
         return snapshot
 
 
@@ -394,8 +395,8 @@ async def _client(cfg: ClientConfig, api: Api, rng: random.Random, shared: dict)
         elif op == "groups":
             await api.call("groups", GROUPS)
         elif op == "keywords":
-            flt = rng.choice([None, None, {"active": True}, {"category": "pets"}, {"text": "до"}])
-            await api.call("keywords", KEYWORDS_QUERY, {"filter": flt})
+            keyword_filter = rng.choice([None, None, {"active": True}, {"category": "pets"}, {"text": "до"}])
+            await api.call("keywords", KEYWORDS_QUERY, {"filter": keyword_filter})
         elif op == "setCommentState":
             if not seen:
                 continue
@@ -445,7 +446,7 @@ async def _subscription(cfg: ClientConfig, api: Api, rec: Recorder, kind: str, n
         else:
             raise ValueError(kind)
         try:
-            async with connect(cfg.ws_url, subprotocols=["graphql-transport-ws"], compression=None,
+            async with connect(cfg.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")], compression=None,
                                open_timeout=30, ping_interval=None, max_queue=None) as ws:
                 await ws.send(orjson.dumps({"type": "connection_init",
                                             "payload": {"Authorization": f"Bearer {cfg.token}"}}).decode())
@@ -604,10 +605,10 @@ class CpuMeter:
 
     def __init__(self) -> None:
         self.last: dict[int, tuple[float, float]] = {}
-        self.used: Counter = Counter()  # group -> seconds on a CPU
-        self.waited: Counter = Counter()  # group -> seconds runnable, waiting
+        self.used: defaultdict[str, float] = defaultdict(float)  # group -> seconds on a CPU
+        self.waited: defaultdict[str, float] = defaultdict(float)  # group -> seconds runnable, waiting
         self.machine0 = machine_times()
-        self.machine = (0.0, 0.0, 0.0)
+        self.machine: tuple[float, ...] = (0.0, 0.0, 0.0)
         self.first = True
 
     def sample(self, groups: dict[str, list[int]]) -> None:
@@ -823,7 +824,7 @@ class Driver:
         self.api, self.group_ids, self.keyword_ids, self.target, self.rng = api, group_ids, keyword_ids, target, rng
         self.next_group = 0
         self.started: set[str] = set()
-        self.parses_started = Counter()  # "first" | "full"
+        self.parses_started: Counter[str] = Counter()  # "first" | "full"
         self.analyzes = 0
         # Running tasks' progress: id -> (kind, progress seen, when it last changed: monotonic)
         self.progress: dict[str, tuple[str, tuple, float]] = {}
@@ -905,7 +906,7 @@ async def run(args: argparse.Namespace) -> int:
     stack = Stack(args)
     totals = Totals()
     rng = random.Random(args.seed)
-    processes: list[multiprocessing.Process] = []
+    processes: list[multiprocessing.process.BaseProcess] = []
     broke: list[str] = []
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
@@ -1075,8 +1076,8 @@ async def run(args: argparse.Namespace) -> int:
             task_rows = await stack.sql(
                 "SELECT id, kind, state, group_id, params, progress_done, progress_total, progress_message, error, "
                 "EXTRACT(EPOCH FROM (coalesce(finished_at, now()) - started_at)) AS seconds FROM tasks ORDER BY id")
-        for proc in processes:
-            proc.join(10)
+        for spawned in processes:
+            spawned.join(10)
         totals.merge(main_rec.take())
         if args.clients and totals.client_requests == 0:
             broke.append("the clients made no request")
@@ -1089,9 +1090,9 @@ async def run(args: argparse.Namespace) -> int:
             if stack.log(name).exists():
                 print(f"--- {name} log (tail) ---\n{stack.log(name).read_text(errors='replace')[-2000:]}")
     finally:
-        for proc in processes:
-            if proc.is_alive():
-                proc.terminate()
+        for spawned in processes:
+            if spawned.is_alive():
+                spawned.terminate()
         await stack.close()
     if broke:
         print("BENCHMARK BROKE: " + "; ".join(broke))
@@ -1110,7 +1111,7 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
     print(f"{'operation':<20} {'requests':>9} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} "
           f"{'errors':>7}")
     per_kind = {}
-    bad_by_kind = Counter()
+    bad_by_kind: Counter[str] = Counter()
     for (kind, status), n in totals.status.items():
         if status != 200:
             bad_by_kind[kind] += n
@@ -1144,13 +1145,13 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
               f"p95 {fmt_ms(percentile(values, 0.95)):>6} ms  p99 {fmt_ms(percentile(values, 0.99)):>6} ms  "
               f"max {fmt_ms(max(values)):>6} ms")
     print()
-    by_status = Counter()
+    by_status: Counter[str] = Counter()
     for (_, status), n in totals.status.items():
         by_status[str(status)] += n
-    by_code = Counter()
+    by_code: Counter[str] = Counter()
     for (_, code), n in totals.codes.items():
         by_code[code] += n
-    by_user_code = Counter()
+    by_user_code: Counter[str] = Counter()
     for (_, code), n in totals.user_codes.items():
         by_user_code[str(code)] += n
     print("HTTP status: " + ", ".join(f"{s}: {n:,}" for s, n in sorted(by_status.items())))
@@ -1208,9 +1209,9 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
         print(f"RSS {label}: {series.points[0][1]:.0f} MB at the start, {warm:.0f} MB after warm-up "
               f"({args.warmup:.0%} = {warm_t:.0f} s), {end:.0f} MB at the end, peak {peak:.0f} MB; growth after "
               f"warm-up {growth:+.1f}% (trend after warm-up {slope:+.2f} MB/min); processes {nproc[name]}")
-    marks = " | ".join(f"{t:.0f}s {rss['serve'].at(t):.0f}/{rss['worker'].at(t):.0f}"
+    rss_marks = " | ".join(f"{t:.0f}s {rss['serve'].at(t):.0f}/{rss['worker'].at(t):.0f}"
                        for t in [args.duration * f / 10 for f in range(11)])
-    print(f"  RSS API/worker MB over time: {marks}")
+    print(f"  RSS API/worker MB over time: {rss_marks}")
     print()
     machine = cpu.get("machine", {})
     print(f"CPU over the soak (% of one core; the machine has {machine.get('cores')}): " + ", ".join(
@@ -1232,11 +1233,11 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
     trouble: dict[str, dict] = {}
     for name in ("serve", "worker", "emulator"):
         mark = log_marks.get(name)
-        for part, (start, end) in (("during the load", (0, mark)),
-                                   ("after it (clients disconnecting, the stack stopping)", (mark or 0, None))):
-            if mark is None and start:
+        for part, (since, until) in (("during the load", (0, mark)),
+                                     ("after it (clients disconnecting, the stack stopping)", (mark or 0, None))):
+            if mark is None and since:
                 continue
-            counts, examples = log_trouble(stack.log(name), start, end)
+            counts, examples = log_trouble(stack.log(name), since, until)
             if counts:
                 trouble[f"{name} {part}"] = {f"{lvl}: {ev}": n for (lvl, ev), n in counts.most_common(20)}
                 print(f"{name} log {part}, warnings and errors: " + "; ".join(

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import httpx
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 import asyncpg
 from redis.asyncio import Redis
 from tests.processes import free_port, spawn, stop, wait_http
@@ -82,7 +83,7 @@ class Subscriber:
     async def run(self, url: str, task_id: str) -> None:
         try:
             # No permessage-deflate: the measure is the server's delivery, not zlib on both ends.
-            async with connect(url, subprotocols=["graphql-transport-ws"], max_queue=None, compression=None,
+            async with connect(url, subprotocols=[Subprotocol("graphql-transport-ws")], max_queue=None, compression=None,
                                open_timeout=60, ping_interval=None) as ws:
                 await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
                 ack = json.loads(await ws.recv())

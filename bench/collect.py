@@ -161,10 +161,10 @@ def _env() -> dict[str, str]:
 
 
 async def prepare_db(path: Path, world) -> str:
+    from domain.models import Group
     from infrastructure.db.engine import create_engine, session_factory
     from infrastructure.db.migrate import upgrade_async
     from infrastructure.db.uow import SqlUnitOfWork
-    from domain.models import Group
 
     url = f"sqlite+aiosqlite:///{path}"
     await upgrade_async(url)
@@ -320,7 +320,7 @@ async def bench(args: argparse.Namespace) -> bool:
 
         try:
             Redis.from_url(redis_url, socket_connect_timeout=2).ping()
-        except Exception as e:  # noqa: BLE001 - any failure means "no Redis for this run"
+        except Exception as e:  # any failure means "no Redis for this run"
             print(f"Redis unavailable ({type(e).__name__}): scenario B skipped")
             redis_url = None
     results = []

@@ -28,16 +28,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-import asyncpg  # noqa: E402
-import orjson  # noqa: E402
-import uvicorn  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import Response  # noqa: E402
-from starlette.routing import Route  # noqa: E402
+import asyncpg
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from infrastructure.cli import run_served, server_config  # noqa: E402
-from infrastructure.settings import Settings  # noqa: E402
+from infrastructure.cli import run_served, server_config
+from infrastructure.settings import Settings
 
 PAGE = """
 SELECT c.id, c.vk_id, c.text, c.published_at, c.likes, c.deleted, c.viewed, c.archived,

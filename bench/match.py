@@ -28,19 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from domain.matching import KeywordMatcher, KeywordRule  # noqa: E402
-from infrastructure.morphology import PymorphyLemmatizer, get_analyzer  # noqa: E402
+from domain.matching import KeywordMatcher, KeywordRule
+from infrastructure.morphology import PymorphyLemmatizer, get_analyzer
 
 SEED = 20240501
 VOCABULARY_LEMMAS = 3000
 TOPIC_LEMMAS = 20
 KEYWORD_COUNTS = (100, 1_000, 10_000)
 WARM_ROUNDS = 5
-FUNCTION_WORDS = (
-    "и в не на что я с он а как это по но все так у же вы за бы к то мы из ты о от она для "
-    "да нет там только еще уже вот если или когда даже ну их тут кто-то его ее они были "
-    "очень просто можно надо будет было есть сейчас тоже почему где потому"
-).split()
+FUNCTION_WORDS = ["и", "в", "не", "на", "что", "я", "с", "он", "а", "как", "это", "по", "но", "все", "так", "у", "же", "вы", "за", "бы", "к", "то", "мы", "из", "ты", "о", "от", "она", "для", "да", "нет", "там", "только", "еще", "уже", "вот", "если", "или", "когда", "даже", "ну", "их", "тут", "кто-то", "его", "ее", "они", "были", "очень", "просто", "можно", "надо", "будет", "было", "есть", "сейчас", "тоже", "почему", "где", "потому"]
 _SKIP_GRAMMEMES = {"Name", "Surn", "Patr", "Abbr", "Orgn", "Trad", "Init"}
 _LETTERS = "абвгдежзийклмнопрстуфхцчшщыэюя"
 

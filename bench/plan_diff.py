@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-import structlog  # noqa: E402
+import structlog
 
-from graphql_api import plan as plan_module  # noqa: E402
-from infrastructure.db.queries import SqlReadModel  # noqa: E402
-from tests.conftest import postgres_database  # noqa: E402
-from tests.e2e.test_read_plan import pair_over, requests, seed  # noqa: E402
+from graphql_api import plan as plan_module
+from infrastructure.db.queries import SqlReadModel
+from tests.conftest import postgres_database
+from tests.e2e.test_read_plan import pair_over, requests, seed
 
 
 class Tally:

@@ -494,7 +494,7 @@ async def _subscription(cfg: ClientConfig, api: Api, rec: Recorder, kind: str, n
                         rec.sub_meta[(kind, "errors")] += 1
                         rec.example(f"{kind} error", str(message)[:600])
                         break
-        except Exception as e:  # noqa: BLE001 - a bench reports, it does not stop at the first failure
+        except Exception as e:  # a bench reports, it does not stop at the first failure
             if time.time() < cfg.deadline:
                 rec.sub_meta[(kind, "failed")] += 1
                 rec.example(f"{kind} {type(e).__name__}", f"{label}: {e!r}")
@@ -546,7 +546,7 @@ def client_process(cfg: ClientConfig, out: Any) -> None:
     try:
         asyncio.run(_client_main(cfg, out))
         out.put(("done", cfg.index, None))
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:
         out.put(("crashed", cfg.index, "".join(traceback.format_exception(e))[-3000:]))
 
 
@@ -593,7 +593,7 @@ def sched_times(pid: int) -> tuple[float, float]:
 def machine_times() -> tuple[float, float, float]:
     """Seconds of CPU time the whole machine spent busy, stolen by the hypervisor, and in all."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
     tick = os.sysconf("SC_CLK_TCK")
     return (user + nice + system + irq + softirq) / tick, steal / tick, sum(fields) / tick
 
@@ -873,7 +873,7 @@ class Driver:
                 if now >= next_analyze:
                     await self.analyze()
                     next_analyze = now + analyze_every
-            except Exception as e:  # noqa: BLE001 - recorded; the run goes on
+            except Exception as e:  # recorded; the run goes on
                 self.api.rec.example(f"driver {type(e).__name__}", repr(e))
             await asyncio.sleep(5)
 
@@ -916,7 +916,7 @@ async def run(args: argparse.Namespace) -> int:
     main_rec = Recorder()
     before = machine_times()
     await asyncio.sleep(3)
-    busy, steal, total = (b - a for a, b in zip(before, machine_times(), strict=True))
+    busy, _steal, total = (b - a for a, b in zip(before, machine_times(), strict=True))
     idle_busy_pct = args.idle_busy_pct = round(busy / total * 100, 1)
     print(f"machine before the soak: {idle_busy_pct}% of {os.cpu_count()} cores busy (other work), "
           f"load average {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
@@ -1028,10 +1028,9 @@ async def run(args: argparse.Namespace) -> int:
                     next_sample += SAMPLE_EVERY
                 if now >= args.duration - 2 and log_marks is None:  # before the clients disconnect
                     log_marks = {name: stack.log(name).stat().st_size for name in ("serve", "worker", "emulator")}
-                if now < args.duration:
-                    if now >= next_count:
-                        stored_series.points.append((now, float(await monitor.fetchval("SELECT count(*) FROM comments"))))
-                        next_count += COUNT_EVERY
+                if now < args.duration and now >= next_count:
+                    stored_series.points.append((now, float(await monitor.fetchval("SELECT count(*) FROM comments"))))
+                    next_count += COUNT_EVERY
                 totals.merge(main_rec.take())
                 if now >= next_report and now <= args.duration + 1:
                     requests, errors_5xx = totals.requests(), totals.status_5xx()

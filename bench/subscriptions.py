@@ -41,11 +41,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
+from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
-import asyncpg
-from redis.asyncio import Redis
+
 from tests.processes import free_port, spawn, stop, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent

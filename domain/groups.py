@@ -131,8 +131,8 @@ class GroupChanges:
     """Settings to change; ``UNSET`` leaves one as it is, None clears it where that means something."""
 
     active: bool | Unset = UNSET
-    max_posts: int | None | Unset = UNSET
-    since: datetime | None | Unset = UNSET
+    max_posts: int | Unset | None = UNSET
+    since: datetime | Unset | None = UNSET
     monitor_enabled: bool | Unset = UNSET
     monitor_interval_minutes: int | Unset = UNSET
     monitor_priority: int | Unset = UNSET

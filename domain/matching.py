@@ -15,6 +15,7 @@ lemma -> keywords, substrings go through one automaton. Text is compared with "Ñ
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -213,7 +214,7 @@ class KeywordMatcher:
     def _add_morphology(self, rule: KeywordRule, word: str) -> None:
         spans = list(_WORD.finditer(word))
         parts = [m.group() for m in spans]
-        gaps = [word[a.end() : b.start()] for a, b in zip(spans, spans[1:])]
+        gaps = [word[a.end() : b.start()] for a, b in itertools.pairwise(spans)]
         patterns = tuple(_case_pattern(p) if rule.case_sensitive else None for p in parts)
         if len(parts) == 1:
             key = _fold(parts[0])

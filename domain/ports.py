@@ -23,7 +23,6 @@ from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post
 from domain.queries import CommentFilter
 from domain.vk import GatewayStats, TokenState
 
-
 # --- VK -------------------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import structlog
@@ -126,7 +126,7 @@ class Feed:
 class MultiplexingHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """Strawberry's graphql-transport-ws handler, with shared feeds for ``MULTIPLEXED`` fields."""
 
-    feeds: dict[tuple, Feed] = {}  # one registry per process: feeds span connections
+    feeds: ClassVar[dict[tuple, Feed]] = {}  # one registry per process: feeds span connections
 
     async def handle_message(self, message: Any) -> None:
         problem = violation(message)

@@ -275,7 +275,7 @@ def _projected_connection(selection: _Selection) -> tuple[Projection, _Selection
 
 
 def _replaced(fields: tuple[_Field, ...], index: int, field: _Field) -> tuple[_Field, ...]:
-    return fields[:index] + (field,) + fields[index + 1 :]
+    return (*fields[:index], field, *fields[index + 1 :])
 
 
 async def _comment(read_model: ReadModel, id: strawberry.ID) -> Comment | None:
@@ -381,7 +381,7 @@ class Plan:
         run = _Run(read_model, report)
         try:
             values = await _together([_outage_or(self._root(r, run, variable_values)) for r in self.roots])
-        except Exception as e:  # noqa: BLE001 - the normal executor runs it again and reports it exactly
+        except Exception as e:  # the normal executor runs it again and reports it exactly
             report(*_why(e))
             return None
         data = dict(zip((r.key for r in self.roots), values))

@@ -41,6 +41,8 @@ LOCAL_SNAPSHOTS = 10_000  # channels whose last event the in-memory bus keeps
 PUBLISH_PAUSE = 1.0  # seconds publishes are skipped after one failed: an outage costs no waits
 RECONNECT_FIRST, RECONNECT_MAX = 0.2, 2.0  # seconds between SUBSCRIBE reconnects (doubling)
 HEARTBEAT_CHANNEL = "_bus"  # always subscribed: the connection is watched even with no subscribers
+# What reading the SUBSCRIBE connection raises when it breaks.
+_READ_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, RuntimeError)
 _MISSED = object()  # queued to a subscriber when events may have been lost
 
 
@@ -251,7 +253,7 @@ class RedisEventBus:
                 continue
             try:
                 message = await pubsub.get_message(timeout=1.0)
-            except REDIS_ERRORS + (RuntimeError,) as e:
+            except _READ_ERRORS as e:
                 log.warning("events.redis_connection_lost", error=type(e).__name__)
                 await self._disconnect()
                 continue

@@ -80,7 +80,7 @@ class DriverStatements:
         self._shapes: BoundedDict[Any, _Shape | None] = BoundedDict(size)
 
     def compile(self, statement: Select) -> Prepared | None:
-        cache_key = statement._generate_cache_key()  # noqa: SLF001 - the one private name, see above
+        cache_key = statement._generate_cache_key()  # the one private name, see above
         if cache_key is None or getattr(cache_key, "params", None):
             return None
         shape = self._shapes.get(cache_key.key, self)

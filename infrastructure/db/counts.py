@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, literal, select
 
 from domain.queries import CommentFilter
-from infrastructure.db.filters import comment_conditions
 from infrastructure.db.bulk import in_values
+from infrastructure.db.filters import comment_conditions
 from infrastructure.db.tables import comments, stats_days
 
 AGGREGATED = frozenset({"group_ids", "since", "until", "viewed", "archived"})

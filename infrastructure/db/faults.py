@@ -71,7 +71,7 @@ def raise_if_unavailable(error: BaseException) -> None:
 
 
 def _unavailable(code: str | None, cause: Any) -> Unavailable:
-    what = {"40001": "a serialization conflict", "40P01": "a deadlock"}.get(code or "", None)
+    what = {"40001": "a serialization conflict", "40P01": "a deadlock"}.get(code or "")
     if what is not None:
         return Unavailable(f"the database reported {what}; try again", dependency="database")
     return Unavailable(f"the database is unavailable ({type(cause).__name__})", dependency="database")

@@ -13,9 +13,9 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import cache, partial
 from operator import itemgetter
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain.bounded import BoundedDict
 from domain.errors import InvalidInput
+from domain.matching import keyword_key
 from domain.models import Author, Group, Keyword, Match, Task
 from domain.queries import (
     MAX_PAGE,
@@ -52,17 +53,24 @@ from domain.queries import (
     StatsWindow,
     TaskFilter,
 )
-from domain.matching import keyword_key
+from infrastructure.db.bulk import in_values
 from infrastructure.db.compiled import DriverStatements, pooled
 from infrastructure.db.counts import aggregated_count, countable
 from infrastructure.db.faults import raise_if_unavailable
 from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
-from infrastructure.db.bulk import in_values
-from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
 from infrastructure.db.projection import Projector, Relation, Unprojectable, View, columns_of
+from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
 from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import (
-    authors, comment_versions, comments, groups, keywords, matches, posts, stats_keywords, tasks,
+    authors,
+    comment_versions,
+    comments,
+    groups,
+    keywords,
+    matches,
+    posts,
+    stats_keywords,
+    tasks,
 )
 
 T = TypeVar("T")
@@ -305,7 +313,7 @@ class SqlReadModel:
         try:
             async with self._engine.connect() as connection:
                 return read(await connection.execute(query))
-        except Exception as e:  # noqa: BLE001 - connect-time faults too, as UnavailableAware does
+        except Exception as e:  # connect-time faults too, as UnavailableAware does
             raise_if_unavailable(e)
             raise
 
@@ -364,7 +372,7 @@ class SqlReadModel:
         try:
             async with pooled(self._engine) as connection:
                 return await connection.fetch(sql, *args)
-        except Exception as e:  # noqa: BLE001 - connect-time faults too, as UnavailableAware does
+        except Exception as e:  # connect-time faults too, as UnavailableAware does
             raise_if_unavailable(e)
             raise
 

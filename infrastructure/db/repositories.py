@@ -14,7 +14,17 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
-    ColumnElement, Table, bindparam, case, delete, distinct, func, or_, select, text, update,
+    ColumnElement,
+    Table,
+    bindparam,
+    case,
+    delete,
+    distinct,
+    func,
+    or_,
+    select,
+    text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Row, RowMapping
@@ -25,7 +35,16 @@ from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post
 from infrastructure.db.aggregates import StatsLedger
 from infrastructure.db.bulk import bulk_insert, in_values
 from infrastructure.db.tables import (
-    ACTIVE_PARSE, api_tokens, authors, comment_versions, comments, groups, keywords, matches, posts, tasks,
+    ACTIVE_PARSE,
+    api_tokens,
+    authors,
+    comment_versions,
+    comments,
+    groups,
+    keywords,
+    matches,
+    posts,
+    tasks,
 )
 
 IN_CHUNK = 10_000  # values per IN (...) list

@@ -18,11 +18,11 @@ import pytest
 import uvicorn
 
 from domain.auth import create_api_token
+from graphql_api.app import create_app
 from infrastructure.bootstrap import Container, build_container
 from infrastructure.cli import server_config
 from infrastructure.db.migrate import upgrade_async
 from infrastructure.settings import Settings
-from graphql_api.app import create_app
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:

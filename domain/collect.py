@@ -295,7 +295,8 @@ async def _list_wall(
     target = total if wanted is None else min(total, wanted)
     offset = first_wave * PAGE
     while offset < target and not _reached_since(pages[-1], options.since):
-        wave = range(offset, target, PAGE) if options.since is None else range(offset, min(target, offset + 5 * PAGE), PAGE)
+        end = target if options.since is None else min(target, offset + 5 * PAGE)
+        wave = range(offset, end, PAGE)
         pages += await asyncio.gather(*(page_at(o) for o in wave))
         offset = wave[-1] + PAGE
     return len(totals) == 1, len(pages)
@@ -355,7 +356,8 @@ class _Seen:
             if len(counts) != 1 or len(self.replies.get(root, ())) != next(iter(counts)):
                 return False
         level, total, seen = next(iter(self.levels)), next(iter(self.totals)), len(self.present)
-        return (len(self.top), seen) in ((level, total), (level + len(self.placeholders), total + len(self.placeholders)))
+        placeholders = len(self.placeholders)
+        return (len(self.top), seen) in ((level, total), (level + placeholders, total + placeholders))
 
 
 class _ListingCounts:
@@ -382,7 +384,8 @@ async def _read_post(vk: VkGateway, post: Post, writer: _Writer, result: Collect
         if attempt:
             result.rereads += 1
         try:
-            seen = await (_read_by_offsets(vk, post, writer) if seen is None else _read_anchored(vk, post, writer, seen))
+            reading = _read_by_offsets(vk, post, writer) if seen is None else _read_anchored(vk, post, writer, seen)
+            seen = await reading
         except BaseExceptionGroup as group_error:  # 212 or 15 met by a later page
             raise _first_cause(group_error) from None
         if seen.complete:

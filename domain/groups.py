@@ -150,7 +150,9 @@ async def update_group(adapters: Adapters, group_id: int, changes: GroupChanges)
         if getattr(changes, name) is None:
             raise InvalidInput(f"{name} cannot be null", field=name)
     interval, priority = changes.monitor_interval_minutes, changes.monitor_priority
-    validate_monitoring(None if isinstance(interval, Unset) else interval, None if isinstance(priority, Unset) else priority)
+    validate_monitoring(
+        None if isinstance(interval, Unset) else interval, None if isinstance(priority, Unset) else priority
+    )
     async with adapters.uow_factory() as uow:
         group = await uow.groups.get(group_id)
         if group is None:

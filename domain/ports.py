@@ -432,7 +432,8 @@ class ExportRow:
         edited_at = self.edited_at.astimezone(zone) if self.edited_at is not None else None
         return (
             self.comment_id, self.vk_id, self.comment_url, self.published_at.astimezone(zone), self.text, self.likes,
-            self.deleted, deleted_at, edited_at, self.reply_to_vk_id, self.thread_vk_id, self.matches_count, list(self.keywords),
+            self.deleted, deleted_at, edited_at, self.reply_to_vk_id, self.thread_vk_id, self.matches_count,
+            list(self.keywords),
             self.author_id, self.author_name, self.author_url,
             self.group_id, self.group_name, self.group_url, self.post_vk_id, self.post_url, self.owner_id,
             self.viewed, self.archived,

@@ -82,7 +82,8 @@ QUEUED_GRACE = timedelta(seconds=10)
 RECOVERY_INTERVAL = 5.0  # seconds between recovery passes at most: a lost job is found within this
 LAPSE_MARGIN = 0.2  # seconds past a lease's lapse at which the recovery loop looks (clock steps, rounding)
 STALL_AFTER = timedelta(minutes=10)  # default: a RUNNING task whose progress did not move this long is stuck
-MAX_STALLS = 3  # (said in the API's Task.stalls) found stuck this often, a task ends FAILED: running it again did not help
+# (said in the API's Task.stalls) found stuck this often, a task ends FAILED: running it again did not help
+MAX_STALLS = 3
 TRANSIENT_BUDGET = timedelta(minutes=30)  # one stretch of dependency outage a run waits through
 # Per kind: a parse of a big community at VK's rate takes hours; the others are local work.
 TIMEOUTS: dict[TaskKind, timedelta] = {
@@ -418,7 +419,9 @@ def waiting_message(until: datetime, vk_code: int | None, now: datetime) -> Say:
     return Say.waiting_for_vk(until, now, captcha=vk_code in CAPTCHA_CODES)
 
 
-async def _wait(adapters: Adapters, task: Task, worker_id: str, reporter: _Reporter, resting: VkTokensResting) -> Task | None:
+async def _wait(
+    adapters: Adapters, task: Task, worker_id: str, reporter: _Reporter, resting: VkTokensResting
+) -> Task | None:
     """Every token rests: store the task QUEUED, waiting until the first comes back, give the
     lease up and enqueue the task for then. The run (and its worker slot) ends here."""
     task_id = task.id
@@ -664,7 +667,8 @@ async def recover_stalled(adapters: Adapters, *, stall_after: timedelta = STALL_
         async with adapters.uow_factory() as uow:
             marked = await uow.tasks.mark_stalled(task.id, worker_id=task.worker_id, now=now)
             if marked is not None and marked.stalls >= MAX_STALLS:
-                error = (f"no progress for {idle}, {marked.stalls} times (last step: {task.progress.message or 'none'}); "
+                step = task.progress.message or "none"
+                error = (f"no progress for {idle}, {marked.stalls} times (last step: {step}); "
                          "stopped, see the worker's log")
                 marked = await uow.tasks.finish(task.id, worker_id=None, state=TaskState.FAILED, now=now, error=error)
             await uow.commit()

@@ -94,7 +94,8 @@ def exports_route(container: Any) -> Route:
         reason = "Missing API token" if authorization is None else "Invalid API token"
         return _error(
             401, ErrorCode.UNAUTHENTICATED,
-            f"{reason}: send `Authorization: Bearer <token>`, or use the signed link of the export task (`export {{ url }}`)",
+            f"{reason}: send `Authorization: Bearer <token>`, "
+            "or use the signed link of the export task (`export { url }`)",
         ), "token"  # fmt: skip
 
     async def download(request: Request) -> Response:

@@ -187,7 +187,9 @@ PROJECTED_RELATIONS: dict[tuple[str, str], str] = {
     ("Post", "group"): "group",
     ("KeywordMatch", "keyword"): "keyword",
 }
-_SPELLINGS: dict[GraphQLNamedType, Spelling] = {GraphQLString: Spelling.TEXT, GraphQLBoolean: Spelling.BOOLEAN, GraphQLInt: Spelling.INT32}
+_SPELLINGS: dict[GraphQLNamedType, Spelling] = {
+    GraphQLString: Spelling.TEXT, GraphQLBoolean: Spelling.BOOLEAN, GraphQLInt: Spelling.INT32
+}
 
 
 @dataclass(frozen=True)
@@ -581,7 +583,9 @@ class _Run:
 
 # graphql-core's own scalars hand back a value of exactly these types unchanged (an Int within
 # 32 bits): reading it as it is answers exactly what ``serialize`` would, without the call.
-_UNCHANGED: dict[str, type[Any]] = {GraphQLString.name: str, GraphQLID.name: str, GraphQLBoolean.name: bool, GraphQLInt.name: int}
+_UNCHANGED: dict[str, type[Any]] = {
+    GraphQLString.name: str, GraphQLID.name: str, GraphQLBoolean.name: bool, GraphQLInt.name: int
+}
 
 
 async def _together(awaitables: list[Awaitable[Any]]) -> list[Any]:
@@ -739,7 +743,8 @@ def _directive_variables(operation: OperationDefinitionNode, fragment_definition
         for selection in selection_set.selections if selection_set is not None else ():
             for directive in selection.directives or ():
                 if directive.name.value in ("skip", "include"):
-                    names.update(a.value.name.value for a in directive.arguments or () if isinstance(a.value, VariableNode))
+                    arguments = directive.arguments or ()
+                    names.update(a.value.name.value for a in arguments if isinstance(a.value, VariableNode))
             walk(getattr(selection, "selection_set", None))
 
     walk(operation.selection_set)

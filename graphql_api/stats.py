@@ -103,7 +103,10 @@ class Stats:
                 for g in s.groups
             ],
             top_keywords=[
-                KeywordStats(keyword_id=global_id(NodeType.KEYWORD, k.keyword_id), word=k.word, matches=k.matches, comments=k.comments)
+                KeywordStats(
+                    keyword_id=global_id(NodeType.KEYWORD, k.keyword_id), word=k.word, matches=k.matches,
+                    comments=k.comments,
+                )
                 for k in s.top_keywords
             ],
             top_authors=[AuthorStats(vk_id=a.vk_id, name=a.name, comments=a.comments) for a in s.top_authors],
@@ -114,10 +117,12 @@ class Stats:
 async def resolve_stats(
     info: Info,
     since: Annotated[
-        date | None, strawberry.argument(description="First day of the per-day series (UTC); default: 30 days before `until`.")
+        date | None,
+        strawberry.argument(description="First day of the per-day series (UTC); default: 30 days before `until`."),
     ] = None,
     until: Annotated[
-        date | None, strawberry.argument(description="Last day of the per-day series (UTC); default: today. At most 366 days.")
+        date | None,
+        strawberry.argument(description="Last day of the per-day series (UTC); default: today. At most 366 days."),
     ] = None,
     top: Annotated[int, strawberry.argument(description="Length of the top keyword and author lists (1–100).")] = (
         stats_cases.DEFAULT_TOP
@@ -204,7 +209,9 @@ class VkMethodBudget:
         description="Calls the pool allows a day: usable tokens × `limitPerToken`; null when not known."
     )
     projected_calls: int = strawberry.field(description="Calls the monitoring schedule is projected to make a day.")
-    fits: bool = strawberry.field(description="Whether `projectedCalls` is within `limit` (true when no limit is known).")
+    fits: bool = strawberry.field(
+        description="Whether `projectedCalls` is within `limit` (true when no limit is known)."
+    )
 
 
 @strawberry.type(description="A VK method and a number of calls.")

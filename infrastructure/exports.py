@@ -81,7 +81,8 @@ class FileExportStore:
         query = (
             select(
                 c.id, c.vk_id, c.owner_id, c.post_vk_id, c.group_id, c.from_id, c.published_at, c.text, c.likes,
-                c.deleted, c.deleted_at, c.edited_at, c.parent_vk_id, c.thread_vk_id, c.matches_count, c.viewed, c.archived,
+                c.deleted, c.deleted_at, c.edited_at, c.parent_vk_id, c.thread_vk_id, c.matches_count, c.viewed,
+                c.archived,
                 groups.c.name.label("group_name"), groups.c.screen_name.label("group_screen_name"),
                 authors.c.name.label("author_name"), authors.c.screen_name.label("author_screen_name"),
             )

@@ -106,7 +106,9 @@ class DriverStatements:
         if len(columns) != len(keys) or len(set(columns)) != len(columns):
             return None  # unnamed or repeated: SQLAlchemy would label them apart
         names = tuple(positions)
-        bind = tuple(compiled.binds[name].type.dialect_impl(self.dialect).bind_processor(self.dialect) for name in names)
+        bind = tuple(
+            compiled.binds[name].type.dialect_impl(self.dialect).bind_processor(self.dialect) for name in names
+        )
         results = tuple(
             c.type.dialect_impl(self.dialect).result_processor(self.dialect, None) for c in statement.selected_columns
         )

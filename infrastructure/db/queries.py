@@ -155,7 +155,8 @@ class _Order:
         made = self._by.get(reverse)
         if made is None:
             descending = self.descending != reverse
-            made = self._by[reverse] = [self.key.desc(), self.id.desc()] if descending else [self.key.asc(), self.id.asc()]
+            made = [self.key.desc(), self.id.desc()] if descending else [self.key.asc(), self.id.asc()]
+            self._by[reverse] = made
         return made
 
     def beyond(self, cursor: str, *, later: bool, inclusive: bool = False, field: str) -> ColumnElement[bool]:
@@ -334,7 +335,8 @@ class SqlReadModel:
         last: int | None = None, before: str | None = None,
     ) -> Page:
         """``first`` rows after ``after``, or (without ``first``) the ``last`` rows before ``before``."""
-        return await self._read_window(_window(query, order, first=first, after=after, last=last, before=before), to_node)
+        window = _window(query, order, first=first, after=after, last=last, before=before)
+        return await self._read_window(window, to_node)
 
     async def _read_window(self, window: _Window, to_node: Callable) -> Page:
         rows = await self._rows(window.statement)

@@ -206,7 +206,9 @@ class SqlPostRepository:
             self.ledger.post(stored_group, -1)
         stmt, params = _bulk_insert(self.session, posts, list(rows.values()))
         # comments_synced_count is the collector's bookkeeping: VK data never overwrites it.
-        updated = ("group_id", "from_id", "text", "published_at", "comments_count", "likes", "reposts", "views", "is_pinned")
+        updated = (
+            "group_id", "from_id", "text", "published_at", "comments_count", "likes", "reposts", "views", "is_pinned"
+        )
         stmt = stmt.on_conflict_do_update(
             index_elements=[posts.c.owner_id, posts.c.vk_id],
             set_={name: stmt.excluded[name] for name in updated},
@@ -297,7 +299,8 @@ class SqlCommentRepository:
                 deleted_at = before.deleted_at if before is not None and before.deleted_at is not None else now
             elif before is not None and before.text != c.text and not (before.deleted_at and not before.text):
                 # (A comment first seen deleted has VK's empty placeholder stored: no text to keep.)
-                versions.append({"comment_id": before.id, "text": before.text, "seen_at": before.edited_at or before.created_at})
+                seen_at = before.edited_at or before.created_at
+                versions.append({"comment_id": before.id, "text": before.text, "seen_at": seen_at})
                 edited_at = now
             rows.append(
                 {
@@ -402,7 +405,12 @@ class SqlCommentRepository:
         for chunk in _chunks(sorted(set(ids))):
             # Statistics (review states per day and group): out with the flags before, in with
             # the flags after; locked in between.
-            stored = select(*_COUNTED).where(_in(self.session, comments.c.id, chunk)).order_by(comments.c.id).with_for_update()
+            stored = (
+                select(*_COUNTED)
+                .where(_in(self.session, comments.c.id, chunk))
+                .order_by(comments.c.id)
+                .with_for_update()
+            )
             for row in await self.session.execute(stored):
                 _count_comment(self.ledger, -1, row)
             stmt = (
@@ -417,7 +425,9 @@ class SqlCommentRepository:
     async def iter_texts(
         self, *, group_ids: Sequence[int] | None, after_id: int, limit: int
     ) -> list[tuple[int, str]]:
-        query = select(comments.c.id, comments.c.text).where(comments.c.id > after_id).order_by(comments.c.id).limit(limit)
+        query = (
+            select(comments.c.id, comments.c.text).where(comments.c.id > after_id).order_by(comments.c.id).limit(limit)
+        )
         if group_ids is not None:
             query = query.where(_in(self.session, comments.c.group_id, list(group_ids)))
         return [tuple(row) for row in await self.session.execute(query)]
@@ -433,7 +443,10 @@ class SqlAuthorRepository:
     async def upsert_many(self, items: Iterable[Author]) -> None:
         now = _now()
         rows = {
-            a.vk_id: {"vk_id": a.vk_id, "name": a.name, "screen_name": a.screen_name, "photo_url": a.photo_url, "updated_at": now}
+            a.vk_id: {
+                "vk_id": a.vk_id, "name": a.name, "screen_name": a.screen_name, "photo_url": a.photo_url,
+                "updated_at": now,
+            }
             for a in items
         }
         if not rows:
@@ -504,13 +517,18 @@ class SqlKeywordRepository:
         transaction just committed, which a look-up before the insert could not see)."""
         now = _now()
         values = {**self._values(keyword), "created_at": now, "updated_at": now}
-        stmt = _upsert(self.session, keywords).values(values).on_conflict_do_nothing(index_elements=[keywords.c.word_key])
+        stmt = (
+            _upsert(self.session, keywords).values(values).on_conflict_do_nothing(index_elements=[keywords.c.word_key])
+        )
         new_id = (await self.session.execute(stmt.returning(keywords.c.id))).scalar_one_or_none()
         if new_id is None:
             return None
         return Keyword(
             id=new_id,
-            **{k: getattr(keyword, k) for k in ("word", "category", "active", "case_sensitive", "whole_word", "morphology")},
+            **{
+                k: getattr(keyword, k)
+                for k in ("word", "category", "active", "case_sensitive", "whole_word", "morphology")
+            },
             created_at=now,
         )
 
@@ -953,7 +971,8 @@ class SqlApiTokenRepository:
         return _token_from_row(row)
 
     async def find_by_hash(self, token_hash: str) -> ApiToken | None:
-        row = (await self.session.execute(select(api_tokens).where(api_tokens.c.token_hash == token_hash))).mappings().first()
+        query = select(api_tokens).where(api_tokens.c.token_hash == token_hash)
+        row = (await self.session.execute(query)).mappings().first()
         return _token_from_row(row) if row else None
 
     async def list(self) -> list[ApiToken]:

@@ -123,10 +123,14 @@ def free_port() -> int:
 class Emulator:
     """The emulator as a separate process, like VK is."""
 
-    def __init__(self, spec: WorldSpec, rps: float, fail_rate: float = 0.0, drift: tuple[float, int, int] | None = None) -> None:
+    def __init__(
+        self, spec: WorldSpec, rps: float, fail_rate: float = 0.0, drift: tuple[float, int, int] | None = None
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        moving = ["--drift", str(drift[0]), "--drift-budget", str(drift[1]), "--drift-seed", str(drift[2])] if drift else []
+        moving = (
+            ["--drift", str(drift[0]), "--drift-budget", str(drift[1]), "--drift-seed", str(drift[2])] if drift else []
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "infrastructure.vk.emulator", "--port", str(self.port), "--rps", str(rps),
              "--fail-rate", str(fail_rate), *spec.cli(), *moving],
@@ -187,7 +191,8 @@ async def stored_comments(url: str) -> dict[tuple[int, int, int], bool]:
 
     engine = create_engine(url)
     async with engine.connect() as conn:
-        rows = await conn.execute(select(comments.c.owner_id, comments.c.post_vk_id, comments.c.vk_id, comments.c.deleted))
+        c = comments.c
+        rows = await conn.execute(select(c.owner_id, c.post_vk_id, c.vk_id, c.deleted))
         found = {(owner, post, vk_id): deleted for owner, post, vk_id, deleted in rows}
     await engine.dispose()
     return found
@@ -241,8 +246,13 @@ async def run_scenario(sc: Scenario, spec: WorldSpec, world, emulator: Emulator,
     if stats.get("drift"):
         end = compare(stored, emulator.world_now()["expected"])
     else:
-        end = compare(stored, {str(o): {str(p.id): sorted([c.id for c in p.comments] + [r.id for c in p.comments for r in c.replies])
-                                        for p in world.readable_posts(o)} for o in owners})
+        end = compare(stored, {
+            str(o): {
+                str(p.id): sorted([c.id for c in p.comments] + [r.id for c in p.comments for r in c.replies])
+                for p in world.readable_posts(o)
+            }
+            for o in owners
+        })
     exact = end["missed"] == 0 and end["unnoticed"] == 0
     total = end["held"]
     wall = max(o["finished"] for o in outputs) - min(o["started"] for o in outputs)
@@ -284,8 +294,12 @@ def report(results: list[dict]) -> bool:
     for r in by.values():
         checks.append((f"{r['name']}: stored exactly the world", r["exact"]))
         if not r["failures"] and not r["drift"]:
-            checks.append((f"{r['name']}: requests <= {TARGETS['requests']} x minimum", r["ratio"] <= TARGETS["requests"]))
-            checks.append((f"{r['name']}: wall <= {TARGETS['time']} x requests/rps", r["time_ratio"] <= TARGETS["time"]))
+            checks.append(
+                (f"{r['name']}: requests <= {TARGETS['requests']} x minimum", r["ratio"] <= TARGETS["requests"])
+            )
+            checks.append(
+                (f"{r['name']}: wall <= {TARGETS['time']} x requests/rps", r["time_ratio"] <= TARGETS["time"])
+            )
             checks.append((f"{r['name']}: no error 6", r["error6"] == 0))
     a, c = by.get(SCENARIOS[0].name), by.get(SCENARIOS[2].name)
     if a and c:

@@ -32,8 +32,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 FORMATS = ("CSV", "XLSX", "JSONL")
-WORDS = ["кошка", "котёнок", "дорога", "мост", "велосипед", "новости", "район", "школа", "автобус", "остановка", "парк", "зима", "снег", "погода", "праздник", "соседи", "подъезд", "ремонт", "магазин", "цены", "работа", "город", "улица", "машина", "вечер", "утро"]
-FILLERS = ["и", "в", "не", "на", "что", "я", "с", "он", "а", "как", "это", "по", "но", "все", "так", "у", "же", "вы", "за", "бы", "к", "то", "мы", "из", "ты", "о", "от", "она", "для"]
+WORDS = (
+    "кошка котёнок дорога мост велосипед новости район школа автобус остановка парк зима снег "
+    "погода праздник соседи подъезд ремонт магазин цены работа город улица машина вечер утро"
+).split()
+FILLERS = "и в не на что я с он а как это по но все так у же вы за бы к то мы из ты о от она для".split()
 
 
 def sentence(rng: random.Random) -> str:
@@ -60,7 +63,8 @@ async def fill(url: str, sizes: list[int]) -> None:
         ]
         for g in groups:
             assert g.id is not None
-            await uow.posts.upsert_many(g.id, [Post(g.owner_id, p, g.owner_id, sentence(rng), t0) for p in range(1, 201)])
+            posts = [Post(g.owner_id, p, g.owner_id, sentence(rng), t0) for p in range(1, 201)]
+            await uow.posts.upsert_many(g.id, posts)
         await uow.authors.upsert_many(Author(i, f"Пользователь {i}", f"user{i}") for i in range(1, 5001))
         added = [await uow.keywords.add(Keyword(id=0, word=w)) for w in ("кошка", "дорога", "велосипед")]
         keywords = [k for k in added if k is not None]  # None: a duplicate word, which these are not

@@ -72,7 +72,8 @@ SELECT json_build_object(
                                                'lastCollectedAt', g.last_success_at) ORDER BY g.id)
              FROM groups g LEFT JOIN stats_groups s ON s.group_id = g.id),
   'topKeywords', (SELECT json_agg(t) FROM (
-      SELECT k.id AS "keywordId", k.word, s.matches, s.comments FROM stats_keywords s JOIN keywords k ON k.id = s.keyword_id
+      SELECT k.id AS "keywordId", k.word, s.matches, s.comments
+      FROM stats_keywords s JOIN keywords k ON k.id = s.keyword_id
       WHERE s.matches > 0 ORDER BY s.matches DESC, k.id LIMIT $3) t),
   'topAuthors', (SELECT json_agg(t) FROM (
       SELECT s.from_id AS "vkId", a.name, s.comments
@@ -95,7 +96,8 @@ FROM comments c
 # each its own range so a generic plan of the prepared statement still reads two short ones.
 COUNT = """
 WITH r AS (SELECT $1::bigint[] AS groups, $2::timestamptz AS since, $3::timestamptz AS until, $4::boolean AS viewed,
-                  (timezone('UTC', $2::timestamptz))::date AS first_day, (timezone('UTC', $3::timestamptz))::date AS last_day)
+                  (timezone('UTC', $2::timestamptz))::date AS first_day,
+                  (timezone('UTC', $3::timestamptz))::date AS last_day)
 SELECT ((SELECT coalesce(sum(CASE WHEN r.viewed THEN s.viewed ELSE s.comments - s.viewed END), 0)
          FROM stats_days s WHERE s.group_id = ANY(r.groups) AND s.day > r.first_day AND s.day < r.last_day)
       + (SELECT count(*) FROM comments c

@@ -232,7 +232,9 @@ def report(a: argparse.Namespace, run: Run, elapsed: float, workdir: Path) -> in
         "last_rss_mb": round(late.rss_mb, 1), "ratio": round(ratio, 3), "target": TARGET_RATIO,
         "bytes_per_comment": round(per_comment, 1), "peak_mb": round(peak, 1), "seconds": round(late.t),
         "pass": passed, "logs": str(workdir),
-        "rss_series": [(round(s.t), s.stored, round(s.rss_mb, 1)) for s in run.samples[:: max(1, len(run.samples) // 40)]],
+        "rss_series": [
+            (round(s.t), s.stored, round(s.rss_mb, 1)) for s in run.samples[:: max(1, len(run.samples) // 40)]
+        ],
     }), flush=True)
     return 0 if passed else 1
 

@@ -75,7 +75,8 @@ async def compare(kind: str, documents: int, seed_value: int, tally: Tally) -> i
                 tally.counts[f"HTTP {with_plan[0]}"] += 1
                 if with_plan != without:
                     differences += 1
-                    print(f"DIFFERENCE ({kind}, {role}): {query} {variables}\n  plan:   {with_plan}\n  normal: {without}")
+                    print(f"DIFFERENCE ({kind}, {role}): {query} {variables}\n"
+                          f"  plan:   {with_plan}\n  normal: {without}")
                 if (index + 1) % 2000 == 0:
                     print(f"  {kind}: {index + 1:,} documents, {differences} differences "
                           f"({time.perf_counter() - started:.0f} s)", flush=True)

@@ -175,7 +175,8 @@ SUB_TASK_EVENTS = "subscription TaskEvents { taskEvents { id kind state updatedA
 SUB_TASK_PROGRESS = """subscription TaskProgress($id: ID!) {
   taskProgress(id: $id) { id state updatedAt progress { done total message } } }"""
 SUB_COMMENT_MATCHED = """subscription CommentMatched($filter: CommentFilter) {
-  commentMatched(filter: $filter) { id text publishedAt group { id name } matches { keyword { id word } matchedText } } }"""
+  commentMatched(filter: $filter) {
+    id text publishedAt group { id name } matches { keyword { id word } matchedText } } }"""
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -300,7 +301,8 @@ class Api:
                 if key == "errors" and isinstance(item, list):
                     for error in item:
                         self.rec.user_codes[(kind, error.get("code"))] += 1
-                        self.rec.example(f"{kind} user error {error.get('code')}", json.dumps(error, ensure_ascii=False))
+                        text = json.dumps(error, ensure_ascii=False)
+                        self.rec.example(f"{kind} user error {error.get('code')}", text)
                 else:
                     self._user_errors(kind, item)
 
@@ -336,7 +338,8 @@ def _filters(cfg: ClientConfig, rng: random.Random) -> tuple[str, dict | None]:
         return "group", {"groupIds": [rng.choice(cfg.group_ids)]}
     if roll < 0.76:
         since = base - timedelta(days=rng.uniform(7, WORLD_DAYS + 30))
-        return "dates", {"since": since.isoformat(), "until": (since + timedelta(days=rng.choice((1, 7, 30)))).isoformat()}
+        until = since + timedelta(days=rng.choice((1, 7, 30)))
+        return "dates", {"since": since.isoformat(), "until": until.isoformat()}
     if roll < 0.86:
         return "keyword", {"keywordIds": [rng.choice(cfg.keyword_ids)]}
     if roll < 0.94:  # the review queue
@@ -932,7 +935,8 @@ async def run(args: argparse.Namespace) -> int:
             group_ids = [r["group"]["id"] for r in (added or {}).get("addGroups", {}).get("results", []) if r["group"]]
             if len(group_ids) != args.communities:
                 raise RuntimeError(f"addGroups failed: {added}")
-            kw = await api.call("addKeywords", ADD_KEYWORDS, {"input": [{"word": w, "category": c} for w, c in KEYWORDS]})
+            words = [{"word": w, "category": c} for w, c in KEYWORDS]
+            kw = await api.call("addKeywords", ADD_KEYWORDS, {"input": words})
             keyword_ids = [k["id"] for k in (kw or {}).get("addKeywords", {}).get("keywords", [])]
             if len(keyword_ids) != len(KEYWORDS):
                 raise RuntimeError(f"addKeywords failed: {kw}")
@@ -946,8 +950,9 @@ async def run(args: argparse.Namespace) -> int:
                 await asyncio.sleep(1)
             if stored < args.prefill:
                 tasks = await api.call("tasks", TASKS, {"first": 10})
+                listed = json.dumps(tasks, ensure_ascii=False)[:1500]
                 raise RuntimeError(f"only {stored} comments stored {time.monotonic() - t_setup:.0f} s after the start: "
-                                   f"the collection does not progress; tasks: {json.dumps(tasks, ensure_ascii=False)[:1500]}")
+                                   f"the collection does not progress; tasks: {listed}")
             print(f"stack up and {stored:,} comments stored in {time.monotonic() - t_setup:.0f} s; "
                   f"API pid {serve_pid}, worker pid {worker_pid}", flush=True)
             main_rec.take()  # setup requests are not part of the soak
@@ -955,7 +960,9 @@ async def run(args: argparse.Namespace) -> int:
             t0_wall = time.time()
             t0 = time.monotonic()
             deadline = t0_wall + args.duration
-            shares = [args.clients // args.processes + (i < args.clients % args.processes) for i in range(args.processes)]
+            shares = [
+                args.clients // args.processes + (i < args.clients % args.processes) for i in range(args.processes)
+            ]
             subs = {"taskEvents": args.subscriptions, "taskProgress": args.subscriptions,
                     "commentMatched": args.subscriptions}
             for i, n in enumerate(shares):
@@ -976,7 +983,8 @@ async def run(args: argparse.Namespace) -> int:
             async def cpu_groups() -> dict[str, list[int]]:
                 backends = await monitor.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> $2",
                                                stack.database, monitor.get_server_pid())
-                return {"serve": _tree(serve_pid), "worker": _tree(worker_pid), "emulator": [stack.procs["emulator"].pid],
+                return {"serve": _tree(serve_pid), "worker": _tree(worker_pid),
+                        "emulator": [stack.procs["emulator"].pid],
                         "clients": [p.pid for p in processes if p.pid], "bench": [os.getpid()],
                         "postgres": [r["pid"] for r in backends]}
 
@@ -1040,10 +1048,12 @@ async def run(args: argparse.Namespace) -> int:
                     page = totals.window.get("comments100", [])
                     used = cpu_between(cpu_marks, t_prev, now)
                     row = {"t": round(now), "rps": round(len(window) / (now - t_prev), 1),
-                           "p50_ms": round(percentile(window, 0.5) * 1000), "p99_ms": round(percentile(window, 0.99) * 1000),
+                           "p50_ms": round(percentile(window, 0.5) * 1000),
+                           "p99_ms": round(percentile(window, 0.99) * 1000),
                            "page100_p50_ms": round(percentile(page, 0.5) * 1000) if page else None,
                            "comments": int(stored_series.points[-1][1]),
-                           "rss_api_mb": round(rss["serve"].points[-1][1]), "rss_worker_mb": round(rss["worker"].points[-1][1]),
+                           "rss_api_mb": round(rss["serve"].points[-1][1]),
+                           "rss_worker_mb": round(rss["worker"].points[-1][1]),
                            "api_cpu_pct": used.get("serve", {}).get("cpu_pct"),
                            "api_wait_pct": used.get("serve", {}).get("wait_pct"),
                            "pg_cpu_pct": used.get("postgres", {}).get("cpu_pct"),
@@ -1067,7 +1077,8 @@ async def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await driving
             elapsed = min(time.monotonic() - t0, args.duration)
-            stored_series.points.append((time.monotonic() - t0, float(await monitor.fetchval("SELECT count(*) FROM comments"))))
+            stored_now = float(await monitor.fetchval("SELECT count(*) FROM comments"))
+            stored_series.points.append((time.monotonic() - t0, stored_now))
             await monitor.close()
             cpu_use = cpu_between(cpu_marks, 0.0, args.duration)
             tasks_by_state = await stack.sql(
@@ -1132,7 +1143,8 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
           f"{'RSS API':>8} {'RSS worker':>10} {'API CPU%':>8} {'API wait%':>9} {'CPU ms/req':>10} {'PG CPU%':>8} "
           f"{'machine%':>8}")
     for row in timeline:
-        print(f"  {row['t']:>5} {row['rps']:>7} {row['p50_ms']:>7} {row['p99_ms']:>7} {row['page100_p50_ms'] or '-':>11} "
+        print(f"  {row['t']:>5} {row['rps']:>7} {row['p50_ms']:>7} {row['p99_ms']:>7} "
+              f"{row['page100_p50_ms'] or '-':>11} "
               f"{row['comments']:>10,} {row['rss_api_mb']:>8} {row['rss_worker_mb']:>10} {row['api_cpu_pct']:>8} "
               f"{row['api_wait_pct']:>9} {row.get('api_cpu_ms_per_req', '-'):>10} {row['pg_cpu_pct']:>8} "
               f"{row['machine_busy_pct']:>8}")
@@ -1184,7 +1196,8 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
         what = f"group {r['group_id']}" if r["kind"] == "PARSE" else json.dumps(r["params"], ensure_ascii=False)
         took = f"{r['seconds']:.0f} s" if r["seconds"] is not None else "not started"
         print(f"    task {r['id']} {r['kind']} {what}: {r['state']} after {took}, progress {r['progress_done']:,}/"
-              f"{r['progress_total'] or 0:,} ({r['progress_message']})" + (f", error: {r['error']}" if r["error"] else ""))
+              f"{r['progress_total'] or 0:,} ({r['progress_message']})"
+              + (f", error: {r['error']}" if r["error"] else ""))
     stalled = driver.stalled()
     for tid, (kind, seen, for_s) in stalled.items():
         print(f"  STALLED: task {tid} ({kind}) still running, progress unchanged ({seen[0]:,}, {seen[1]!r}) "
@@ -1273,9 +1286,11 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
                           for tid, (kind, seen, for_s) in stalled.items()},
         "parses_started": dict(driver.parses_started), "analyzes_started": driver.analyzes,
         "tasks": {f"{r['kind']}:{r['state']}": r["n"] for r in tasks_by_state},
-        "task_list": [{"id": r["id"], "kind": r["kind"], "state": r["state"], "seconds": round(float(r["seconds"] or 0)),
-                       "done": r["progress_done"], "total": r["progress_total"]} for r in task_rows],
-        "rss": results_rss, "cpu": cpu, "machine_busy_before_pct": args.idle_busy_pct, "timeline": timeline, "log_trouble": trouble,
+        "task_list": [{"id": r["id"], "kind": r["kind"], "state": r["state"],
+                       "seconds": round(float(r["seconds"] or 0)), "done": r["progress_done"],
+                       "total": r["progress_total"]} for r in task_rows],
+        "rss": results_rss, "cpu": cpu, "machine_busy_before_pct": args.idle_busy_pct, "timeline": timeline,
+        "log_trouble": trouble,
         "verdicts": {name: "PASS" if ok else "FAIL" for name, (ok, _) in verdicts.items()},
         "broke": broke,
     }

@@ -100,6 +100,7 @@ async def export_once(url: str, out: Path, fmt: str, group_ids: list[int] | None
 
     engine = create_engine(url)
     store = FileExportStore(session_factory(engine), out, ttl_hours=1)
+    # The export use case reads through the store alone: the other adapters are never touched.
     adapters = Adapters(uow_factory=None, vk=None, queue=None, events=None, clock=None, exports=store)  # type: ignore[arg-type]
     flt = CommentFilter(group_ids=tuple(group_ids) if group_ids else None)
     task = Task(kind=TaskKind.EXPORT, params={"format": fmt, "filter": filter_to_params(flt)}, id=1)

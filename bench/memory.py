@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,7 +107,7 @@ async def run(a: argparse.Namespace) -> int:
     prefix = f"{database}:"
     dsn = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
     vk_port = free_port()
-    procs: dict[str, object] = {}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     print(f"[memory] workdir {workdir}, database {database}", flush=True)
     began = time.monotonic()
     emulator = spawn(["-m", "infrastructure.vk.emulator", "--port", str(vk_port), "--rps", str(a.rps),
@@ -164,7 +165,7 @@ async def run(a: argparse.Namespace) -> int:
         if container is not None:
             await container.aclose()
         for p in procs.values():
-            stop(p)  # type: ignore[arg-type]
+            stop(p)
         if not a.keep:
             with contextlib.suppress(Exception):
                 admin = await asyncpg.connect(POSTGRES_ADMIN_URL)

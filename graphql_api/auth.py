@@ -9,7 +9,7 @@ everyone is an admin.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import structlog
 from strawberry.permission import BasePermission
@@ -58,7 +58,8 @@ def warn_if_auth_disabled(auth_enabled: bool) -> None:
 
 class _RolePermission(BasePermission):
     needed: Role = Role.OPERATOR
-    error_extensions: ClassVar[dict[str, str]] = {"code": ErrorCode.FORBIDDEN.value}
+    # Strawberry's BasePermission declares it per instance; this default is never changed.
+    error_extensions = {"code": ErrorCode.FORBIDDEN.value}  # noqa: RUF012
 
     def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
         role = getattr(info.context, "role", None)

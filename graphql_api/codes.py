@@ -33,6 +33,8 @@ from domain.keywords import DuplicateKeyword
     "of a mutation's payload. GraphQL's own codes are Apollo Server's.",
 )
 class ErrorCode(enum.Enum):
+    value: str  # what strawberry.enum_value leaves as a member's value (mypy sees its definition)
+
     # GraphQL: the request could not run at all.
     GRAPHQL_PARSE_FAILED = strawberry.enum_value(
         "GRAPHQL_PARSE_FAILED", description="The document is not valid GraphQL syntax."

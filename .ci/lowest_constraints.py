@@ -1,5 +1,5 @@
 """Print a pip constraints file that pins every direct dependency in pyproject.toml to its
-lower bound (the ``>=`` of its specifier), the test extra's included.
+lower bound (the ``>=`` of its specifier, or its ``==`` pin), the test extra's included.
 
 A lower bound is a promise that the code works with that version; CI keeps the promise by
 installing exactly these versions (``pip install -c``) and running the suite on them.
@@ -22,9 +22,10 @@ def lower_bound(requirement: str) -> tuple[str, str]:
     if not match:
         raise SystemExit(f"cannot read the requirement {requirement!r}")
     name, specifiers = match.groups()
-    bounds = [s.strip()[2:].strip() for s in specifiers.split(",") if s.strip().startswith(">=")]
+    # An exact pin (the linters: a new release adds findings) is its own lower bound.
+    bounds = [s.strip()[2:].strip() for s in specifiers.split(",") if s.strip()[:2] in (">=", "==")]
     if len(bounds) != 1:
-        raise SystemExit(f"{name}: every dependency needs exactly one '>=' lower bound, got {specifiers!r}")
+        raise SystemExit(f"{name}: every dependency needs exactly one '>=' lower bound or '==' pin, got {specifiers!r}")
     return name, bounds[0]
 
 

@@ -52,13 +52,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-import asyncpg  # noqa: E402
-import httpx  # noqa: E402
+import asyncpg
+import httpx
 
-from graphql_api.ids import NodeType, global_id  # noqa: E402
-from infrastructure.db.aggregates import rebuild_statements  # noqa: E402
-from infrastructure.db.migrate import upgrade_async  # noqa: E402
-from infrastructure.db.queries import encode_cursor  # noqa: E402
+from graphql_api.ids import NodeType, global_id
+from infrastructure.db.aggregates import rebuild_statements
+from infrastructure.db.migrate import upgrade_async
+from infrastructure.db.queries import encode_cursor
 
 BENCH = Path(__file__).resolve().parent
 ADMIN_DSN = os.environ.get("VKCP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -138,9 +138,9 @@ query At($offset: Int!) {
 PG_SMART_TAGS = "COMMENT ON TABLE comments IS E'@foreignKey (from_id) references authors (vk_id)'"
 
 # Comment text: 6 to 12 words of everyday Russian, drawn with a skew (a hash u in [0, 1) picks word
-# n * u^4: "и" is in 94% of the comments, the rarest words in 2%), so a text search meets common words, rare words and word forms (кошка, кошки,
-# кошками; ё and е) in proportions like a real wall's. Pure SQL: each word is an index into a
-# constant array computed from the comment's id.
+# n * u^4: "и" is in 94% of the comments, the rarest words in 2%), so a text search meets common
+# words, rare words and word forms (кошка, кошки, кошками; ё and е) in proportions like a real
+# wall's. Pure SQL: each word is an index into a constant array computed from the comment's id.
 VOCABULARY = (
     "и в не на что я с он как это так но все она мы вы а то по к у же да бы за от еще ещё "
     "уже только очень где когда даже вот если или ну можно нужно надо себя спасибо тоже "
@@ -201,7 +201,8 @@ FILL_COMMENTS = f"""
     JOIN posts p ON p.id = 1 + i % {GROUPS * POSTS_PER_GROUP}"""
 FILL_MATCHES = f"""
     INSERT INTO matches (comment_id, keyword_id, matched_text, start_pos, end_pos, snippet, published_at)
-    SELECT c.id, 1 + (c.id / 5 + 7 * n) % {KEYWORDS}, 'кошки', 16 + n * 8, 21 + n * 8, '…кошки, собаки и немного…', c.published_at
+    SELECT c.id, 1 + (c.id / 5 + 7 * n) % {KEYWORDS}, 'кошки', 16 + n * 8, 21 + n * 8,
+           '…кошки, собаки и немного…', c.published_at
     FROM comments c, generate_series(0, 1) n
     WHERE c.matches_count > n AND c.id BETWEEN {{first}} AND {{last}}"""
 FILL_CHUNK = 500_000
@@ -292,7 +293,8 @@ def node_binary() -> Path | None:
     if local.exists():
         return local
     found = shutil.which("node")
-    if found and int(subprocess.run([found, "--version"], capture_output=True, text=True).stdout[1:].split(".")[0]) >= 22:
+    version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout if found else ""
+    if found and int(version[1:].split(".")[0]) >= 22:
         return Path(found)
     return None
 
@@ -503,16 +505,16 @@ def report(results: dict[str, dict[str, Timing]], per_page: float | None) -> Non
     print("(each row measured interleaved, in the same run; the floor answers stats from the aggregate tables)")
     if per_page is not None:
         print(f"database transactions per page of 100 (vkcp serve): {per_page:.1f}")
-    page = results["page of 100 (nested)"]
-    p50 = {request: {n: t.p(0.5) for n, t in timings.items()} for request, timings in results.items()}
-    page, page10 = p50["page of 100 (nested)"], p50["page of 10 (nested)"]
+    medians = {request: {n: t.p(0.5) for n, t in timings.items()} for request, timings in results.items()}
+    page, page10 = medians["page of 100 (nested)"], medians["page of 10 (nested)"]
     checks = [
         ("page of 100 <= PostGraphile", "postgraphile" in page and page["vkcp"] <= page["postgraphile"]),
         ("page of 100 <= 1.5x floor", page["vkcp"] <= 1.5 * page["floor"]),
         ("page of 10 <= 1.3x floor", page10["vkcp"] <= 1.3 * page10["floor"]),
-        ("deep page <= 1.1x first page", p50[f"page of 100 after {DEEP_OFFSET:,} rows"]["vkcp"] <= 1.1 * page["vkcp"]),
-        ("stats uncached <= 50 ms", p50["stats (uncached)"]["vkcp"] <= 50),
-        *((f"{request} <= 100 ms", p50[request]["vkcp"] <= 100)
+        ("deep page <= 1.1x first page",
+         medians[f"page of 100 after {DEEP_OFFSET:,} rows"]["vkcp"] <= 1.1 * page["vkcp"]),
+        ("stats uncached <= 50 ms", medians["stats (uncached)"]["vkcp"] <= 50),
+        *((f"{request} <= 100 ms", medians[request]["vkcp"] <= 100)
           for request in ("filtered totalCount", "keyword: page + totalCount", f"text search '{SEARCH_WORD}': page")),
     ]
     print()

@@ -90,7 +90,10 @@ async def run_worker(args: argparse.Namespace) -> dict:
     groups = []
     async with SqlUnitOfWork(sessions) as uow:
         for owner in args.owners:
-            groups.append(await uow.groups.get_by_vk_id(-owner))
+            group = await uow.groups.get_by_vk_id(-owner)
+            if group is None:
+                raise SystemExit(f"community {owner} is not stored: fill the database first")
+            groups.append(group)
     await asyncio.sleep(max(0.0, args.start_at - time.time()))  # every worker starts together
     started = time.time()
     results = await asyncio.gather(*(
@@ -120,10 +123,14 @@ def free_port() -> int:
 class Emulator:
     """The emulator as a separate process, like VK is."""
 
-    def __init__(self, spec: WorldSpec, rps: float, fail_rate: float = 0.0, drift: tuple[float, int, int] | None = None) -> None:
+    def __init__(
+        self, spec: WorldSpec, rps: float, fail_rate: float = 0.0, drift: tuple[float, int, int] | None = None
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        moving = ["--drift", str(drift[0]), "--drift-budget", str(drift[1]), "--drift-seed", str(drift[2])] if drift else []
+        moving = (
+            ["--drift", str(drift[0]), "--drift-budget", str(drift[1]), "--drift-seed", str(drift[2])] if drift else []
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "infrastructure.vk.emulator", "--port", str(self.port), "--rps", str(rps),
              "--fail-rate", str(fail_rate), *spec.cli(), *moving],
@@ -158,10 +165,10 @@ def _env() -> dict[str, str]:
 
 
 async def prepare_db(path: Path, world) -> str:
+    from domain.models import Group
     from infrastructure.db.engine import create_engine, session_factory
     from infrastructure.db.migrate import upgrade_async
     from infrastructure.db.uow import SqlUnitOfWork
-    from domain.models import Group
 
     url = f"sqlite+aiosqlite:///{path}"
     await upgrade_async(url)
@@ -184,7 +191,8 @@ async def stored_comments(url: str) -> dict[tuple[int, int, int], bool]:
 
     engine = create_engine(url)
     async with engine.connect() as conn:
-        rows = await conn.execute(select(comments.c.owner_id, comments.c.post_vk_id, comments.c.vk_id, comments.c.deleted))
+        c = comments.c
+        rows = await conn.execute(select(c.owner_id, c.post_vk_id, c.vk_id, c.deleted))
         found = {(owner, post, vk_id): deleted for owner, post, vk_id, deleted in rows}
     await engine.dispose()
     return found
@@ -238,8 +246,13 @@ async def run_scenario(sc: Scenario, spec: WorldSpec, world, emulator: Emulator,
     if stats.get("drift"):
         end = compare(stored, emulator.world_now()["expected"])
     else:
-        end = compare(stored, {str(o): {str(p.id): sorted([c.id for c in p.comments] + [r.id for c in p.comments for r in c.replies])
-                                        for p in world.readable_posts(o)} for o in owners})
+        end = compare(stored, {
+            str(o): {
+                str(p.id): sorted([c.id for c in p.comments] + [r.id for c in p.comments for r in c.replies])
+                for p in world.readable_posts(o)
+            }
+            for o in owners
+        })
     exact = end["missed"] == 0 and end["unnoticed"] == 0
     total = end["held"]
     wall = max(o["finished"] for o in outputs) - min(o["started"] for o in outputs)
@@ -281,8 +294,12 @@ def report(results: list[dict]) -> bool:
     for r in by.values():
         checks.append((f"{r['name']}: stored exactly the world", r["exact"]))
         if not r["failures"] and not r["drift"]:
-            checks.append((f"{r['name']}: requests <= {TARGETS['requests']} x minimum", r["ratio"] <= TARGETS["requests"]))
-            checks.append((f"{r['name']}: wall <= {TARGETS['time']} x requests/rps", r["time_ratio"] <= TARGETS["time"]))
+            checks.append(
+                (f"{r['name']}: requests <= {TARGETS['requests']} x minimum", r["ratio"] <= TARGETS["requests"])
+            )
+            checks.append(
+                (f"{r['name']}: wall <= {TARGETS['time']} x requests/rps", r["time_ratio"] <= TARGETS["time"])
+            )
             checks.append((f"{r['name']}: no error 6", r["error6"] == 0))
     a, c = by.get(SCENARIOS[0].name), by.get(SCENARIOS[2].name)
     if a and c:
@@ -317,7 +334,7 @@ async def bench(args: argparse.Namespace) -> bool:
 
         try:
             Redis.from_url(redis_url, socket_connect_timeout=2).ping()
-        except Exception as e:  # noqa: BLE001 - any failure means "no Redis for this run"
+        except Exception as e:  # any failure means "no Redis for this run"
             print(f"Redis unavailable ({type(e).__name__}): scenario B skipped")
             redis_url = None
     results = []

@@ -62,9 +62,12 @@ async def fill(url: str, sizes: list[int]) -> None:
             await uow.groups.add(Group(vk_id=9002, screen_name="bench_b", name="Сообщество Б")),
         ]
         for g in groups:
-            await uow.posts.upsert_many(g.id, [Post(g.owner_id, p, g.owner_id, sentence(rng), t0) for p in range(1, 201)])
+            assert g.id is not None
+            posts = [Post(g.owner_id, p, g.owner_id, sentence(rng), t0) for p in range(1, 201)]
+            await uow.posts.upsert_many(g.id, posts)
         await uow.authors.upsert_many(Author(i, f"Пользователь {i}", f"user{i}") for i in range(1, 5001))
-        keywords = [await uow.keywords.add(Keyword(id=0, word=w)) for w in ("кошка", "дорога", "велосипед")]
+        added = [await uow.keywords.add(Keyword(id=0, word=w)) for w in ("кошка", "дорога", "велосипед")]
+        keywords = [k for k in added if k is not None]  # None: a duplicate word, which these are not
         await uow.commit()
     batch = 5000
     for start in range(0, large, batch):
@@ -74,6 +77,7 @@ async def fill(url: str, sizes: list[int]) -> None:
                     likes=rng.randint(0, 50))
             for i in range(start, min(start + batch, large))
         ]
+        assert group.id is not None
         async with SqlUnitOfWork(sessions) as uow:
             ids = await uow.comments.upsert_many(group.id, comments)
             found = [
@@ -96,6 +100,7 @@ async def export_once(url: str, out: Path, fmt: str, group_ids: list[int] | None
 
     engine = create_engine(url)
     store = FileExportStore(session_factory(engine), out, ttl_hours=1)
+    # The export use case reads through the store alone: the other adapters are never touched.
     adapters = Adapters(uow_factory=None, vk=None, queue=None, events=None, clock=None, exports=store)  # type: ignore[arg-type]
     flt = CommentFilter(group_ids=tuple(group_ids) if group_ids else None)
     task = Task(kind=TaskKind.EXPORT, params={"format": fmt, "filter": filter_to_params(flt)}, id=1)
@@ -110,9 +115,10 @@ async def export_once(url: str, out: Path, fmt: str, group_ids: list[int] | None
 
 def child(args: argparse.Namespace) -> None:
     """One export in this process; prints a JSON line with the measurements."""
+    import xlsxwriter  # noqa: F401
+
     import domain.export  # noqa: F401  # import cost is not export cost
     import infrastructure.exports  # noqa: F401
-    import xlsxwriter  # noqa: F401
 
     groups = json.loads(args.groups) if args.groups else None
     baseline_mib = _reset_peak_rss()
@@ -184,7 +190,7 @@ def main() -> None:
     header = f"{'format':<6} {'rows':>8} {'seconds':>8} {'rows/s':>9} {'peak RSS MiB':>13} {'traced peak MiB':>16}"
     print(header)
     print("-" * len(header))
-    growth: dict[str, list[float]] = {}
+    growth: dict[str, list[tuple[float, float]]] = {}  # (peak RSS, traced peak) per size
     for fmt in FORMATS:
         for groups in ([1], None):  # community A (the small size), then everything
             timing = measure(url, workdir / "exports", fmt, groups, trace=False)

@@ -24,19 +24,20 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-import asyncpg  # noqa: E402
-import orjson  # noqa: E402
-import uvicorn  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import Response  # noqa: E402
-from starlette.routing import Route  # noqa: E402
+import asyncpg
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from entrypoints.cli import run_served, server_config  # noqa: E402
-from infrastructure.settings import Settings  # noqa: E402
+from entrypoints.cli import run_served, server_config
+from infrastructure.settings import Settings
 
 PAGE = """
 SELECT c.id, c.vk_id, c.text, c.published_at, c.likes, c.deleted, c.viewed, c.archived,
@@ -71,7 +72,8 @@ SELECT json_build_object(
                                                'lastCollectedAt', g.last_success_at) ORDER BY g.id)
              FROM groups g LEFT JOIN stats_groups s ON s.group_id = g.id),
   'topKeywords', (SELECT json_agg(t) FROM (
-      SELECT k.id AS "keywordId", k.word, s.matches, s.comments FROM stats_keywords s JOIN keywords k ON k.id = s.keyword_id
+      SELECT k.id AS "keywordId", k.word, s.matches, s.comments
+      FROM stats_keywords s JOIN keywords k ON k.id = s.keyword_id
       WHERE s.matches > 0 ORDER BY s.matches DESC, k.id LIMIT $3) t),
   'topAuthors', (SELECT json_agg(t) FROM (
       SELECT s.from_id AS "vkId", a.name, s.comments
@@ -94,7 +96,8 @@ FROM comments c
 # each its own range so a generic plan of the prepared statement still reads two short ones.
 COUNT = """
 WITH r AS (SELECT $1::bigint[] AS groups, $2::timestamptz AS since, $3::timestamptz AS until, $4::boolean AS viewed,
-                  (timezone('UTC', $2::timestamptz))::date AS first_day, (timezone('UTC', $3::timestamptz))::date AS last_day)
+                  (timezone('UTC', $2::timestamptz))::date AS first_day,
+                  (timezone('UTC', $3::timestamptz))::date AS last_day)
 SELECT ((SELECT coalesce(sum(CASE WHEN r.viewed THEN s.viewed ELSE s.comments - s.viewed END), 0)
          FROM stats_days s WHERE s.group_id = ANY(r.groups) AND s.day > r.first_day AND s.day < r.last_day)
       + (SELECT count(*) FROM comments c
@@ -119,7 +122,7 @@ ORDER BY c.published_at DESC, c.id DESC LIMIT 100
 
 
 def build_app(dsn: str) -> Starlette:
-    pool: asyncpg.Pool | None = None
+    pool: Any = None  # asyncpg's Pool (untyped), made by lifespan before any request
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

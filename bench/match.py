@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from domain.matching import KeywordMatcher, KeywordRule  # noqa: E402
-from infrastructure.morphology import PymorphyLemmatizer, get_analyzer  # noqa: E402
+from domain.matching import KeywordMatcher, KeywordRule
+from infrastructure.morphology import PymorphyLemmatizer, get_analyzer
 
 SEED = 20240501
 VOCABULARY_LEMMAS = 3000

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,7 +107,7 @@ async def run(a: argparse.Namespace) -> int:
     prefix = f"{database}:"
     dsn = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
     vk_port = free_port()
-    procs: dict[str, object] = {}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     print(f"[memory] workdir {workdir}, database {database}", flush=True)
     began = time.monotonic()
     emulator = spawn(["-m", "infrastructure.vk.emulator", "--port", str(vk_port), "--rps", str(a.rps),
@@ -150,7 +151,7 @@ async def run(a: argparse.Namespace) -> int:
         from domain.tasks import start_parse
         from infrastructure.settings import Settings
 
-        container = await build_container(Settings(_env_file=None))  # type: ignore[call-arg]  # pydantic-settings
+        container = await build_container(Settings(_env_file=None))
         adapters = container.adapters
         await add_keywords(adapters, [KeywordInput(word) for word in KEYWORDS])
         groups = [await add_group(adapters.uow_factory, adapters.vk, f"https://vk.com/community{k + 1}")
@@ -164,7 +165,7 @@ async def run(a: argparse.Namespace) -> int:
         if container is not None:
             await container.aclose()
         for p in procs.values():
-            stop(p)  # type: ignore[arg-type]
+            stop(p)
         if not a.keep:
             with contextlib.suppress(Exception):
                 admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
@@ -232,7 +233,9 @@ def report(a: argparse.Namespace, run: Run, elapsed: float, workdir: Path) -> in
         "last_rss_mb": round(late.rss_mb, 1), "ratio": round(ratio, 3), "target": TARGET_RATIO,
         "bytes_per_comment": round(per_comment, 1), "peak_mb": round(peak, 1), "seconds": round(late.t),
         "pass": passed, "logs": str(workdir),
-        "rss_series": [(round(s.t), s.stored, round(s.rss_mb, 1)) for s in run.samples[:: max(1, len(run.samples) // 40)]],
+        "rss_series": [
+            (round(s.t), s.stored, round(s.rss_mb, 1)) for s in run.samples[:: max(1, len(run.samples) // 40)]
+        ],
     }), flush=True)
     return 0 if passed else 1
 

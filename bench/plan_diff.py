@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-import structlog  # noqa: E402
+import structlog
 
-from graphql_api import plan as plan_module  # noqa: E402
-from infrastructure.db.queries import SqlReadModel  # noqa: E402
-from tests.conftest import postgres_database  # noqa: E402
-from tests.e2e.test_read_plan import pair_over, requests, seed  # noqa: E402
+from graphql_api import plan as plan_module
+from infrastructure.db.queries import SqlReadModel
+from tests.conftest import postgres_database
+from tests.e2e.test_read_plan import pair_over, requests, seed
 
 
 class Tally:
@@ -54,7 +54,8 @@ class Tally:
             self.counts["pages whose nodes PostgreSQL wrote"] += 1
             return await projected(read_model, *args, **kwargs)
 
-        SqlReadModel.comments_page_projected = projected_counted  # type: ignore[method-assign]
+        # Counting wrappers put on the classes for the run (a bench, not the product).
+        SqlReadModel.comments_page_projected = projected_counted  # type: ignore[method-assign,assignment]
         plan_module.Plan.run = run_counted  # type: ignore[method-assign]
         plan_module.PlanCache.find = find_counted  # type: ignore[method-assign]
 
@@ -74,7 +75,8 @@ async def compare(kind: str, documents: int, seed_value: int, tally: Tally) -> i
                 tally.counts[f"HTTP {with_plan[0]}"] += 1
                 if with_plan != without:
                     differences += 1
-                    print(f"DIFFERENCE ({kind}, {role}): {query} {variables}\n  plan:   {with_plan}\n  normal: {without}")
+                    print(f"DIFFERENCE ({kind}, {role}): {query} {variables}\n"
+                          f"  plan:   {with_plan}\n  normal: {without}")
                 if (index + 1) % 2000 == 0:
                     print(f"  {kind}: {index + 1:,} documents, {differences} differences "
                           f"({time.perf_counter() - started:.0f} s)", flush=True)

@@ -73,6 +73,7 @@ import httpx
 import orjson
 from redis.asyncio import Redis
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from tests.processes import free_port, spawn, stop, wait_http
 
@@ -174,7 +175,8 @@ SUB_TASK_EVENTS = "subscription TaskEvents { taskEvents { id kind state updatedA
 SUB_TASK_PROGRESS = """subscription TaskProgress($id: ID!) {
   taskProgress(id: $id) { id state updatedAt progress { done total message } } }"""
 SUB_COMMENT_MATCHED = """subscription CommentMatched($filter: CommentFilter) {
-  commentMatched(filter: $filter) { id text publishedAt group { id name } matches { keyword { id word } matchedText } } }"""
+  commentMatched(filter: $filter) {
+    id text publishedAt group { id name } matches { keyword { id word } matchedText } } }"""
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -207,7 +209,7 @@ class Recorder:
 
     def take(self) -> dict:
         snapshot = {name: value for name, value in vars(self).items()}
-        self.__init__()
+        type(self).__init__(self)
         return snapshot
 
 
@@ -299,7 +301,8 @@ class Api:
                 if key == "errors" and isinstance(item, list):
                     for error in item:
                         self.rec.user_codes[(kind, error.get("code"))] += 1
-                        self.rec.example(f"{kind} user error {error.get('code')}", json.dumps(error, ensure_ascii=False))
+                        text = json.dumps(error, ensure_ascii=False)
+                        self.rec.example(f"{kind} user error {error.get('code')}", text)
                 else:
                     self._user_errors(kind, item)
 
@@ -335,7 +338,8 @@ def _filters(cfg: ClientConfig, rng: random.Random) -> tuple[str, dict | None]:
         return "group", {"groupIds": [rng.choice(cfg.group_ids)]}
     if roll < 0.76:
         since = base - timedelta(days=rng.uniform(7, WORLD_DAYS + 30))
-        return "dates", {"since": since.isoformat(), "until": (since + timedelta(days=rng.choice((1, 7, 30)))).isoformat()}
+        until = since + timedelta(days=rng.choice((1, 7, 30)))
+        return "dates", {"since": since.isoformat(), "until": until.isoformat()}
     if roll < 0.86:
         return "keyword", {"keywordIds": [rng.choice(cfg.keyword_ids)]}
     if roll < 0.94:  # the review queue
@@ -394,8 +398,8 @@ async def _client(cfg: ClientConfig, api: Api, rng: random.Random, shared: dict)
         elif op == "groups":
             await api.call("groups", GROUPS)
         elif op == "keywords":
-            flt = rng.choice([None, None, {"active": True}, {"category": "pets"}, {"text": "до"}])
-            await api.call("keywords", KEYWORDS_QUERY, {"filter": flt})
+            keyword_filter = rng.choice([None, None, {"active": True}, {"category": "pets"}, {"text": "до"}])
+            await api.call("keywords", KEYWORDS_QUERY, {"filter": keyword_filter})
         elif op == "setCommentState":
             if not seen:
                 continue
@@ -445,7 +449,7 @@ async def _subscription(cfg: ClientConfig, api: Api, rec: Recorder, kind: str, n
         else:
             raise ValueError(kind)
         try:
-            async with connect(cfg.ws_url, subprotocols=["graphql-transport-ws"], compression=None,
+            async with connect(cfg.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")], compression=None,
                                open_timeout=30, ping_interval=None, max_queue=None) as ws:
                 await ws.send(orjson.dumps({"type": "connection_init",
                                             "payload": {"Authorization": f"Bearer {cfg.token}"}}).decode())
@@ -493,7 +497,7 @@ async def _subscription(cfg: ClientConfig, api: Api, rec: Recorder, kind: str, n
                         rec.sub_meta[(kind, "errors")] += 1
                         rec.example(f"{kind} error", str(message)[:600])
                         break
-        except Exception as e:  # noqa: BLE001 - a bench reports, it does not stop at the first failure
+        except Exception as e:  # a bench reports, it does not stop at the first failure
             if time.time() < cfg.deadline:
                 rec.sub_meta[(kind, "failed")] += 1
                 rec.example(f"{kind} {type(e).__name__}", f"{label}: {e!r}")
@@ -545,7 +549,7 @@ def client_process(cfg: ClientConfig, out: Any) -> None:
     try:
         asyncio.run(_client_main(cfg, out))
         out.put(("done", cfg.index, None))
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:
         out.put(("crashed", cfg.index, "".join(traceback.format_exception(e))[-3000:]))
 
 
@@ -592,7 +596,7 @@ def sched_times(pid: int) -> tuple[float, float]:
 def machine_times() -> tuple[float, float, float]:
     """Seconds of CPU time the whole machine spent busy, stolen by the hypervisor, and in all."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
     tick = os.sysconf("SC_CLK_TCK")
     return (user + nice + system + irq + softirq) / tick, steal / tick, sum(fields) / tick
 
@@ -604,10 +608,10 @@ class CpuMeter:
 
     def __init__(self) -> None:
         self.last: dict[int, tuple[float, float]] = {}
-        self.used: Counter = Counter()  # group -> seconds on a CPU
-        self.waited: Counter = Counter()  # group -> seconds runnable, waiting
+        self.used: defaultdict[str, float] = defaultdict(float)  # group -> seconds on a CPU
+        self.waited: defaultdict[str, float] = defaultdict(float)  # group -> seconds runnable, waiting
         self.machine0 = machine_times()
-        self.machine = (0.0, 0.0, 0.0)
+        self.machine: tuple[float, ...] = (0.0, 0.0, 0.0)
         self.first = True
 
     def sample(self, groups: dict[str, list[int]]) -> None:
@@ -823,7 +827,7 @@ class Driver:
         self.api, self.group_ids, self.keyword_ids, self.target, self.rng = api, group_ids, keyword_ids, target, rng
         self.next_group = 0
         self.started: set[str] = set()
-        self.parses_started = Counter()  # "first" | "full"
+        self.parses_started: Counter[str] = Counter()  # "first" | "full"
         self.analyzes = 0
         # Running tasks' progress: id -> (kind, progress seen, when it last changed: monotonic)
         self.progress: dict[str, tuple[str, tuple, float]] = {}
@@ -872,7 +876,7 @@ class Driver:
                 if now >= next_analyze:
                     await self.analyze()
                     next_analyze = now + analyze_every
-            except Exception as e:  # noqa: BLE001 - recorded; the run goes on
+            except Exception as e:  # recorded; the run goes on
                 self.api.rec.example(f"driver {type(e).__name__}", repr(e))
             await asyncio.sleep(5)
 
@@ -905,7 +909,7 @@ async def run(args: argparse.Namespace) -> int:
     stack = Stack(args)
     totals = Totals()
     rng = random.Random(args.seed)
-    processes: list[multiprocessing.Process] = []
+    processes: list[multiprocessing.process.BaseProcess] = []
     broke: list[str] = []
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
@@ -915,7 +919,7 @@ async def run(args: argparse.Namespace) -> int:
     main_rec = Recorder()
     before = machine_times()
     await asyncio.sleep(3)
-    busy, steal, total = (b - a for a, b in zip(before, machine_times(), strict=True))
+    busy, _steal, total = (b - a for a, b in zip(before, machine_times(), strict=True))
     idle_busy_pct = args.idle_busy_pct = round(busy / total * 100, 1)
     print(f"machine before the soak: {idle_busy_pct}% of {os.cpu_count()} cores busy (other work), "
           f"load average {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
@@ -931,7 +935,8 @@ async def run(args: argparse.Namespace) -> int:
             group_ids = [r["group"]["id"] for r in (added or {}).get("addGroups", {}).get("results", []) if r["group"]]
             if len(group_ids) != args.communities:
                 raise RuntimeError(f"addGroups failed: {added}")
-            kw = await api.call("addKeywords", ADD_KEYWORDS, {"input": [{"word": w, "category": c} for w, c in KEYWORDS]})
+            words = [{"word": w, "category": c} for w, c in KEYWORDS]
+            kw = await api.call("addKeywords", ADD_KEYWORDS, {"input": words})
             keyword_ids = [k["id"] for k in (kw or {}).get("addKeywords", {}).get("keywords", [])]
             if len(keyword_ids) != len(KEYWORDS):
                 raise RuntimeError(f"addKeywords failed: {kw}")
@@ -945,8 +950,9 @@ async def run(args: argparse.Namespace) -> int:
                 await asyncio.sleep(1)
             if stored < args.prefill:
                 tasks = await api.call("tasks", TASKS, {"first": 10})
+                listed = json.dumps(tasks, ensure_ascii=False)[:1500]
                 raise RuntimeError(f"only {stored} comments stored {time.monotonic() - t_setup:.0f} s after the start: "
-                                   f"the collection does not progress; tasks: {json.dumps(tasks, ensure_ascii=False)[:1500]}")
+                                   f"the collection does not progress; tasks: {listed}")
             print(f"stack up and {stored:,} comments stored in {time.monotonic() - t_setup:.0f} s; "
                   f"API pid {serve_pid}, worker pid {worker_pid}", flush=True)
             main_rec.take()  # setup requests are not part of the soak
@@ -954,7 +960,9 @@ async def run(args: argparse.Namespace) -> int:
             t0_wall = time.time()
             t0 = time.monotonic()
             deadline = t0_wall + args.duration
-            shares = [args.clients // args.processes + (i < args.clients % args.processes) for i in range(args.processes)]
+            shares = [
+                args.clients // args.processes + (i < args.clients % args.processes) for i in range(args.processes)
+            ]
             subs = {"taskEvents": args.subscriptions, "taskProgress": args.subscriptions,
                     "commentMatched": args.subscriptions}
             for i, n in enumerate(shares):
@@ -975,7 +983,8 @@ async def run(args: argparse.Namespace) -> int:
             async def cpu_groups() -> dict[str, list[int]]:
                 backends = await monitor.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> $2",
                                                stack.database, monitor.get_server_pid())
-                return {"serve": _tree(serve_pid), "worker": _tree(worker_pid), "emulator": [stack.procs["emulator"].pid],
+                return {"serve": _tree(serve_pid), "worker": _tree(worker_pid),
+                        "emulator": [stack.procs["emulator"].pid],
                         "clients": [p.pid for p in processes if p.pid], "bench": [os.getpid()],
                         "postgres": [r["pid"] for r in backends]}
 
@@ -1027,10 +1036,9 @@ async def run(args: argparse.Namespace) -> int:
                     next_sample += SAMPLE_EVERY
                 if now >= args.duration - 2 and log_marks is None:  # before the clients disconnect
                     log_marks = {name: stack.log(name).stat().st_size for name in ("serve", "worker", "emulator")}
-                if now < args.duration:
-                    if now >= next_count:
-                        stored_series.points.append((now, float(await monitor.fetchval("SELECT count(*) FROM comments"))))
-                        next_count += COUNT_EVERY
+                if now < args.duration and now >= next_count:
+                    stored_series.points.append((now, float(await monitor.fetchval("SELECT count(*) FROM comments"))))
+                    next_count += COUNT_EVERY
                 totals.merge(main_rec.take())
                 if now >= next_report and now <= args.duration + 1:
                     requests, errors_5xx = totals.requests(), totals.status_5xx()
@@ -1040,10 +1048,12 @@ async def run(args: argparse.Namespace) -> int:
                     page = totals.window.get("comments100", [])
                     used = cpu_between(cpu_marks, t_prev, now)
                     row = {"t": round(now), "rps": round(len(window) / (now - t_prev), 1),
-                           "p50_ms": round(percentile(window, 0.5) * 1000), "p99_ms": round(percentile(window, 0.99) * 1000),
+                           "p50_ms": round(percentile(window, 0.5) * 1000),
+                           "p99_ms": round(percentile(window, 0.99) * 1000),
                            "page100_p50_ms": round(percentile(page, 0.5) * 1000) if page else None,
                            "comments": int(stored_series.points[-1][1]),
-                           "rss_api_mb": round(rss["serve"].points[-1][1]), "rss_worker_mb": round(rss["worker"].points[-1][1]),
+                           "rss_api_mb": round(rss["serve"].points[-1][1]),
+                           "rss_worker_mb": round(rss["worker"].points[-1][1]),
                            "api_cpu_pct": used.get("serve", {}).get("cpu_pct"),
                            "api_wait_pct": used.get("serve", {}).get("wait_pct"),
                            "pg_cpu_pct": used.get("postgres", {}).get("cpu_pct"),
@@ -1067,7 +1077,8 @@ async def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await driving
             elapsed = min(time.monotonic() - t0, args.duration)
-            stored_series.points.append((time.monotonic() - t0, float(await monitor.fetchval("SELECT count(*) FROM comments"))))
+            stored_now = float(await monitor.fetchval("SELECT count(*) FROM comments"))
+            stored_series.points.append((time.monotonic() - t0, stored_now))
             await monitor.close()
             cpu_use = cpu_between(cpu_marks, 0.0, args.duration)
             tasks_by_state = await stack.sql(
@@ -1075,8 +1086,8 @@ async def run(args: argparse.Namespace) -> int:
             task_rows = await stack.sql(
                 "SELECT id, kind, state, group_id, params, progress_done, progress_total, progress_message, error, "
                 "EXTRACT(EPOCH FROM (coalesce(finished_at, now()) - started_at)) AS seconds FROM tasks ORDER BY id")
-        for proc in processes:
-            proc.join(10)
+        for spawned in processes:
+            spawned.join(10)
         totals.merge(main_rec.take())
         if args.clients and totals.client_requests == 0:
             broke.append("the clients made no request")
@@ -1089,9 +1100,9 @@ async def run(args: argparse.Namespace) -> int:
             if stack.log(name).exists():
                 print(f"--- {name} log (tail) ---\n{stack.log(name).read_text(errors='replace')[-2000:]}")
     finally:
-        for proc in processes:
-            if proc.is_alive():
-                proc.terminate()
+        for spawned in processes:
+            if spawned.is_alive():
+                spawned.terminate()
         await stack.close()
     if broke:
         print("BENCHMARK BROKE: " + "; ".join(broke))
@@ -1110,7 +1121,7 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
     print(f"{'operation':<20} {'requests':>9} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} "
           f"{'errors':>7}")
     per_kind = {}
-    bad_by_kind = Counter()
+    bad_by_kind: Counter[str] = Counter()
     for (kind, status), n in totals.status.items():
         if status != 200:
             bad_by_kind[kind] += n
@@ -1132,7 +1143,8 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
           f"{'RSS API':>8} {'RSS worker':>10} {'API CPU%':>8} {'API wait%':>9} {'CPU ms/req':>10} {'PG CPU%':>8} "
           f"{'machine%':>8}")
     for row in timeline:
-        print(f"  {row['t']:>5} {row['rps']:>7} {row['p50_ms']:>7} {row['p99_ms']:>7} {row['page100_p50_ms'] or '-':>11} "
+        print(f"  {row['t']:>5} {row['rps']:>7} {row['p50_ms']:>7} {row['p99_ms']:>7} "
+              f"{row['page100_p50_ms'] or '-':>11} "
               f"{row['comments']:>10,} {row['rss_api_mb']:>8} {row['rss_worker_mb']:>10} {row['api_cpu_pct']:>8} "
               f"{row['api_wait_pct']:>9} {row.get('api_cpu_ms_per_req', '-'):>10} {row['pg_cpu_pct']:>8} "
               f"{row['machine_busy_pct']:>8}")
@@ -1144,13 +1156,13 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
               f"p95 {fmt_ms(percentile(values, 0.95)):>6} ms  p99 {fmt_ms(percentile(values, 0.99)):>6} ms  "
               f"max {fmt_ms(max(values)):>6} ms")
     print()
-    by_status = Counter()
+    by_status: Counter[str] = Counter()
     for (_, status), n in totals.status.items():
         by_status[str(status)] += n
-    by_code = Counter()
+    by_code: Counter[str] = Counter()
     for (_, code), n in totals.codes.items():
         by_code[code] += n
-    by_user_code = Counter()
+    by_user_code: Counter[str] = Counter()
     for (_, code), n in totals.user_codes.items():
         by_user_code[str(code)] += n
     print("HTTP status: " + ", ".join(f"{s}: {n:,}" for s, n in sorted(by_status.items())))
@@ -1184,7 +1196,8 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
         what = f"group {r['group_id']}" if r["kind"] == "PARSE" else json.dumps(r["params"], ensure_ascii=False)
         took = f"{r['seconds']:.0f} s" if r["seconds"] is not None else "not started"
         print(f"    task {r['id']} {r['kind']} {what}: {r['state']} after {took}, progress {r['progress_done']:,}/"
-              f"{r['progress_total'] or 0:,} ({r['progress_message']})" + (f", error: {r['error']}" if r["error"] else ""))
+              f"{r['progress_total'] or 0:,} ({r['progress_message']})"
+              + (f", error: {r['error']}" if r["error"] else ""))
     stalled = driver.stalled()
     for tid, (kind, seen, for_s) in stalled.items():
         print(f"  STALLED: task {tid} ({kind}) still running, progress unchanged ({seen[0]:,}, {seen[1]!r}) "
@@ -1208,9 +1221,9 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
         print(f"RSS {label}: {series.points[0][1]:.0f} MB at the start, {warm:.0f} MB after warm-up "
               f"({args.warmup:.0%} = {warm_t:.0f} s), {end:.0f} MB at the end, peak {peak:.0f} MB; growth after "
               f"warm-up {growth:+.1f}% (trend after warm-up {slope:+.2f} MB/min); processes {nproc[name]}")
-    marks = " | ".join(f"{t:.0f}s {rss['serve'].at(t):.0f}/{rss['worker'].at(t):.0f}"
+    rss_marks = " | ".join(f"{t:.0f}s {rss['serve'].at(t):.0f}/{rss['worker'].at(t):.0f}"
                        for t in [args.duration * f / 10 for f in range(11)])
-    print(f"  RSS API/worker MB over time: {marks}")
+    print(f"  RSS API/worker MB over time: {rss_marks}")
     print()
     machine = cpu.get("machine", {})
     print(f"CPU over the soak (% of one core; the machine has {machine.get('cores')}): " + ", ".join(
@@ -1232,11 +1245,11 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
     trouble: dict[str, dict] = {}
     for name in ("serve", "worker", "emulator"):
         mark = log_marks.get(name)
-        for part, (start, end) in (("during the load", (0, mark)),
-                                   ("after it (clients disconnecting, the stack stopping)", (mark or 0, None))):
-            if mark is None and start:
+        for part, (since, until) in (("during the load", (0, mark)),
+                                     ("after it (clients disconnecting, the stack stopping)", (mark or 0, None))):
+            if mark is None and since:
                 continue
-            counts, examples = log_trouble(stack.log(name), start, end)
+            counts, examples = log_trouble(stack.log(name), since, until)
             if counts:
                 trouble[f"{name} {part}"] = {f"{lvl}: {ev}": n for (lvl, ev), n in counts.most_common(20)}
                 print(f"{name} log {part}, warnings and errors: " + "; ".join(
@@ -1273,9 +1286,11 @@ def report(args, stack: Stack, totals: Totals, elapsed: float, rss: dict[str, Se
                           for tid, (kind, seen, for_s) in stalled.items()},
         "parses_started": dict(driver.parses_started), "analyzes_started": driver.analyzes,
         "tasks": {f"{r['kind']}:{r['state']}": r["n"] for r in tasks_by_state},
-        "task_list": [{"id": r["id"], "kind": r["kind"], "state": r["state"], "seconds": round(float(r["seconds"] or 0)),
-                       "done": r["progress_done"], "total": r["progress_total"]} for r in task_rows],
-        "rss": results_rss, "cpu": cpu, "machine_busy_before_pct": args.idle_busy_pct, "timeline": timeline, "log_trouble": trouble,
+        "task_list": [{"id": r["id"], "kind": r["kind"], "state": r["state"],
+                       "seconds": round(float(r["seconds"] or 0)), "done": r["progress_done"],
+                       "total": r["progress_total"]} for r in task_rows],
+        "rss": results_rss, "cpu": cpu, "machine_busy_before_pct": args.idle_busy_pct, "timeline": timeline,
+        "log_trouble": trouble,
         "verdicts": {name: "PASS" if ok else "FAIL" for name, (ok, _) in verdicts.items()},
         "broke": broke,
     }

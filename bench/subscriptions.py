@@ -41,10 +41,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-from websockets.asyncio.client import connect
 import asyncpg
+import httpx
 from redis.asyncio import Redis
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
 from tests.processes import free_port, spawn, stop, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,8 +84,8 @@ class Subscriber:
     async def run(self, url: str, task_id: str) -> None:
         try:
             # No permessage-deflate: the measure is the server's delivery, not zlib on both ends.
-            async with connect(url, subprotocols=["graphql-transport-ws"], max_queue=None, compression=None,
-                               open_timeout=60, ping_interval=None) as ws:
+            async with connect(url, subprotocols=[Subprotocol("graphql-transport-ws")], max_queue=None,
+                               compression=None, open_timeout=60, ping_interval=None) as ws:
                 await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
                 ack = json.loads(await ws.recv())
                 assert ack["type"] == "connection_ack", ack
@@ -228,7 +230,9 @@ async def bench(subscribers: int, posts: int, comments: int, rps: float, stack: 
         # sockets' frames and JSON) does not show up as server latency.
         t0 = time.monotonic()
         loop = asyncio.get_running_loop()
-        shares = [subscribers // CLIENT_PROCESSES + (i < subscribers % CLIENT_PROCESSES) for i in range(CLIENT_PROCESSES)]
+        shares = [
+            subscribers // CLIENT_PROCESSES + (i < subscribers % CLIENT_PROCESSES) for i in range(CLIENT_PROCESSES)
+        ]
         context = multiprocessing.get_context("spawn")
         cpu_samples: list[tuple[float, float]] = []  # (wall clock, the API process's CPU seconds)
         sampler = asyncio.create_task(_sample_cpu(server.pid, cpu_samples))
@@ -302,7 +306,8 @@ async def bench(subscribers: int, posts: int, comments: int, rps: float, stack: 
           f"{cpu_s / max(1, len(latencies)) * 1e6:.0f} µs per delivery")
     spreads = [max(v) - min(v) for v in per_event.values()]
     print(f"per event: first delivery p50 {_percentile(firsts, 0.5) * 1000:.1f} ms, "
-          f"first-to-last spread p50 {_percentile(spreads, 0.5) * 1000:.1f} ms, max {max(spreads, default=0) * 1000:.1f} ms")
+          f"first-to-last spread p50 {_percentile(spreads, 0.5) * 1000:.1f} ms, "
+          f"max {max(spreads, default=0) * 1000:.1f} ms")
     print(f"subscribers with a missing/extra/out-of-order item: {lost}; failed or not completed: {len(failed)}; "
           f"progress monotonic: {monotonic}")
     if failed:

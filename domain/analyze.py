@@ -59,7 +59,7 @@ async def start_analyze(
     return await start_task(adapters, TaskKind.ANALYZE, params, priority=priority)
 
 
-async def run_analyze(adapters: Adapters, task: Task, report: ProgressCallback) -> dict:
+async def run_analyze(adapters: Adapters, task: Task, report: ProgressCallback) -> dict[str, Any]:
     group_ids: list[int] | None = task.params.get("groupIds")
     keyword_ids: list[int] | None = task.params.get("keywordIds")
     async with adapters.uow_factory() as uow:

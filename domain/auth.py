@@ -67,7 +67,9 @@ async def create_api_token(uow_factory: UnitOfWorkFactory, name: str, role: Role
     return plain, record
 
 
-async def authenticate(uow_factory: UnitOfWorkFactory, token: str, *, clock: Clock | None = None) -> tuple[Role, ApiToken] | None:
+async def authenticate(
+    uow_factory: UnitOfWorkFactory, token: str, *, clock: Clock | None = None
+) -> tuple[Role, ApiToken] | None:
     """The role and record of a presented token; None when it is unknown or revoked.
 
     Also records when the token was last used (at most every ``TOUCH_INTERVAL``).
@@ -121,7 +123,9 @@ async def revoke_api_token(uow_factory: UnitOfWorkFactory, name_or_id: str | int
             raise NotFound(f"No live API token has {what}", field=field)
         if len(chosen) > 1:
             ids = ", ".join(str(t.id) for t in chosen)
-            raise Conflict(f"{len(chosen)} live API tokens are named '{key}' (ids {ids}): revoke one by id", field=field)
+            raise Conflict(
+                f"{len(chosen)} live API tokens are named '{key}' (ids {ids}): revoke one by id", field=field
+            )
         await uow.api_tokens.revoke(chosen[0].id)
         await uow.commit()
         tokens = await uow.api_tokens.list()

@@ -42,11 +42,13 @@ class BoundedDict(dict[K, V]):
         for key, value in dict(*args, **more).items():  # dict's own rules for what it takes
             self[key] = value
 
+    # dict.setdefault's default is None too, whatever V is (typeshed spells it with overloads).
     def setdefault(self, key: K, default: V = None) -> V:  # type: ignore[assignment]
         if key not in self:
             self[key] = default
         return self[key]
 
+    # Takes whatever update() takes, as dict's |= does, which typeshed narrows to a Mapping.
     def __ior__(self, other: Any) -> BoundedDict[K, V]:  # type: ignore[override,misc]
         self.update(other)
         return self

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 from domain.models import Group
 from domain.ports import UnitOfWorkFactory
@@ -129,7 +130,7 @@ class Budget:
         return sum(m.projected for m in self.methods)
 
 
-def calls_per_run(group: Group, recent_results: Sequence[Mapping]) -> tuple[dict[str, int], bool]:
+def calls_per_run(group: Group, recent_results: Sequence[Mapping[str, Any]]) -> tuple[dict[str, int], bool]:
     """What one run of the community costs, by method; True when it is only an estimate."""
     measured = [r["vkCalls"] for r in recent_results if isinstance(r.get("vkCalls"), Mapping)]
     if measured:
@@ -148,7 +149,7 @@ def calls_per_run(group: Group, recent_results: Sequence[Mapping]) -> tuple[dict
 
 def project_budget(
     groups: Sequence[Group],
-    recent_results: Mapping[int, Sequence[Mapping]],
+    recent_results: Mapping[int, Sequence[Mapping[str, Any]]],
     *,
     usable_tokens: int,
     limits: Mapping[str, int],

@@ -42,6 +42,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from domain.analyze import publish_matched
 from domain.budget import count_vk_calls
@@ -58,6 +59,7 @@ from domain.ports import (
     Adapters,
     CommentPage,
     ProgressCallback,
+    UnitOfWork,
     UnitOfWorkFactory,
     VkGateway,
     WallPage,
@@ -103,11 +105,11 @@ class CollectResult:
     comments_seen: int = 0
     vanished: int = 0  # stored comments found gone from VK, now marked deleted
     matches: int = 0
-    skipped_posts: list[dict] = field(default_factory=list)
+    skipped_posts: list[dict[str, Any]] = field(default_factory=list)  # {postId, reason}
     unsettled_posts: list[int] = field(default_factory=list)  # still moving after ROUNDS listings
     authors_looked_up: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "posts": self.posts,
             "postsRead": self.posts_read,
@@ -293,7 +295,8 @@ async def _list_wall(
     target = total if wanted is None else min(total, wanted)
     offset = first_wave * PAGE
     while offset < target and not _reached_since(pages[-1], options.since):
-        wave = range(offset, target, PAGE) if options.since is None else range(offset, min(target, offset + 5 * PAGE), PAGE)
+        end = target if options.since is None else min(target, offset + 5 * PAGE)
+        wave = range(offset, end, PAGE)
         pages += await asyncio.gather(*(page_at(o) for o in wave))
         offset = wave[-1] + PAGE
     return len(totals) == 1, len(pages)
@@ -353,7 +356,8 @@ class _Seen:
             if len(counts) != 1 or len(self.replies.get(root, ())) != next(iter(counts)):
                 return False
         level, total, seen = next(iter(self.levels)), next(iter(self.totals)), len(self.present)
-        return (len(self.top), seen) in ((level, total), (level + len(self.placeholders), total + len(self.placeholders)))
+        placeholders = len(self.placeholders)
+        return (len(self.top), seen) in ((level, total), (level + placeholders, total + placeholders))
 
 
 class _ListingCounts:
@@ -380,7 +384,8 @@ async def _read_post(vk: VkGateway, post: Post, writer: _Writer, result: Collect
         if attempt:
             result.rereads += 1
         try:
-            seen = await (_read_by_offsets(vk, post, writer) if seen is None else _read_anchored(vk, post, writer, seen))
+            reading = _read_by_offsets(vk, post, writer) if seen is None else _read_anchored(vk, post, writer, seen)
+            seen = await reading
         except BaseExceptionGroup as group_error:  # 212 or 15 met by a later page
             raise _first_cause(group_error) from None
         if seen.complete:
@@ -483,14 +488,23 @@ class _PostDone:
     present: set[int] | None = None  # after a complete read: every comment VK has on the post
 
 
-_CLOSE = object()
+class _Close:
+    """What ``_Writer.close`` puts last on the queue."""
+
+
+_CLOSE = _Close()
+_Queued = CommentPage | _PostDone | asyncio.Event | _Close  # an Event: ``flush`` waits for it
 
 
 class _Writer:
     """Stores pages in batches, one transaction each; marks posts collected in order."""
 
-    def __init__(self, group: Group, uow_factory, matcher_factory, on_matched, result: CollectResult, report,
-                 now: datetime):
+    def __init__(
+        self, group: Group, uow_factory: UnitOfWorkFactory, matcher_factory: MatcherFactory | None,
+        on_matched: Callable[[list[int]], Awaitable[None]] | None, result: CollectResult, report: ProgressCallback,
+        now: datetime,
+    ) -> None:
+        assert group.id is not None
         self.group_id = group.id
         self.now = now
         self.owner_id = group.owner_id
@@ -508,7 +522,7 @@ class _Writer:
         self.report = report
         self.total = 0  # grows as listings find posts to read
         self.done = 0
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=WRITE_QUEUE)
+        self.queue: asyncio.Queue[_Queued] = asyncio.Queue(maxsize=WRITE_QUEUE)
         # Authors of stored comments whose profile did not come with their batch: the ones to
         # check at the end. Not every author of the parse: that set grew with the community
         # (hundreds of thousands of ids), and the worker's memory with it.
@@ -517,7 +531,7 @@ class _Writer:
     def message(self) -> Say:
         return Say.posts_read(self.done, self.total, self.result.comments_seen)
 
-    async def put(self, item) -> None:
+    async def put(self, item: CommentPage | _PostDone) -> None:
         await self.queue.put(item)
 
     async def close(self) -> None:
@@ -532,22 +546,24 @@ class _Writer:
     async def run(self) -> None:
         closing = False
         while not closing:
-            batch = [await self.queue.get()]
+            batch: list[_Queued] = [await self.queue.get()]
             size = len(getattr(batch[0], "comments", ()))
             while size < WRITE_BATCH and not self.queue.empty() and not isinstance(batch[-1], asyncio.Event):
                 item = self.queue.get_nowait()
                 batch.append(item)
                 size += len(getattr(item, "comments", ()))
-            flushed = batch.pop() if isinstance(batch[-1], asyncio.Event) else None
+            flushed = batch[-1] if isinstance(batch[-1], asyncio.Event) else None
+            if flushed is not None:
+                batch.pop()
             if batch and batch[-1] is _CLOSE:
                 closing = True
                 batch.pop()
-            if batch:
-                await self._write(batch)
+            if batch:  # an Event or the close mark can only come last, and both are off now
+                await self._write(cast(list[CommentPage | _PostDone], batch))
             if flushed is not None:
                 flushed.set()
 
-    async def _current_matcher(self, uow) -> CommentMatcher | None:
+    async def _current_matcher(self, uow: UnitOfWork) -> CommentMatcher | None:
         if self.matcher_factory is None:
             return None
         keywords = await uow.keywords.list_active()
@@ -556,7 +572,7 @@ class _Writer:
             self.matcher = self.matcher_factory(keywords) if keywords else None
         return self.matcher
 
-    async def _write(self, batch: list) -> None:
+    async def _write(self, batch: list[CommentPage | _PostDone]) -> None:
         comments: dict[tuple[int, int], Comment] = {}
         authors: dict[int, Author] = {}
         finished: dict[int, int] = {}
@@ -592,8 +608,8 @@ class _Writer:
                         found = matcher(pairs)
                         await uow.matches.replace_for_comments([i for i, _ in pairs], found)
                 # After the comments: a complete read's own comments are stored by now.
-                for post_vk_id, ids in present.items():
-                    vanished += len(await uow.comments.mark_vanished(self.owner_id, post_vk_id, ids, now=self.now))
+                for post_vk_id, vk_ids in present.items():
+                    vanished += len(await uow.comments.mark_vanished(self.owner_id, post_vk_id, vk_ids, now=self.now))
                 if finished:
                     await uow.posts.mark_synced(self.owner_id, finished)
                 await uow.commit()
@@ -611,7 +627,9 @@ class _Writer:
         await self.report(self.done, self.total, self.message())
 
 
-async def _look_up_missing_authors(vk, uow_factory, author_ids: set[int], result: CollectResult) -> None:
+async def _look_up_missing_authors(
+    vk: VkGateway, uow_factory: UnitOfWorkFactory, author_ids: set[int], result: CollectResult
+) -> None:
     """VK leaves some authors out of ``profiles``; ask for those only, 1000 at a time."""
     async with uow_factory() as uow:
         missing = await uow.authors.missing(author_ids)
@@ -635,13 +653,15 @@ async def _look_up_missing_authors(vk, uow_factory, author_ids: set[int], result
 # --- the PARSE task ---------------------------------------------------------------------
 
 
-async def run_parse(adapters: Adapters, task: Task, report: ProgressCallback) -> dict:
+async def run_parse(adapters: Adapters, task: Task, report: ProgressCallback) -> dict[str, Any]:
     """The PARSE task: collect its community, matching each batch with the keywords active when it
     is written, and record the run on the group."""
     async with adapters.uow_factory() as uow:
         group = await uow.groups.get(task.group_id) if task.group_id is not None else None
     if group is None:
         raise NotFound(f"Group {task.group_id} no longer exists")
+    assert group.id is not None
+    group_id = group.id
     since = task.params.get("since")
     options = CollectOptions(
         max_posts=task.params.get("maxPosts"),
@@ -661,9 +681,9 @@ async def run_parse(adapters: Adapters, task: Task, report: ProgressCallback) ->
         # A transient one is retried and a rest of every token waited out (``domain.tasks``):
         # neither is the community's last error.
         if not is_transient(e) and not isinstance(e, VkTokensResting):
-            await _record_group_run(adapters, group.id, now, error=e.message)
+            await _record_group_run(adapters, group_id, now, error=e.message)
         raise
-    await _record_group_run(adapters, group.id, now, error=None)
+    await _record_group_run(adapters, group_id, now, error=None)
     return result.as_dict()
 
 
@@ -680,7 +700,7 @@ async def _record_group_run(adapters: Adapters, group_id: int, now: datetime, *,
         await uow.commit()
 
 
-async def run_metered_parse(adapters: Adapters, task: Task, report: ProgressCallback) -> dict:
+async def run_metered_parse(adapters: Adapters, task: Task, report: ProgressCallback) -> dict[str, Any]:
     """``run_parse``, its result saying what the run cost in VK calls per method (``vkCalls``,
     from which ``domain.budget`` projects the monitoring schedule)."""
     with count_vk_calls() as vk_calls:

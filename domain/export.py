@@ -158,7 +158,7 @@ def options_from_params(params: dict[str, Any], *, default_time_zone: str) -> Ex
     )
 
 
-async def run_export(adapters: Adapters, task: Task, report: ProgressCallback) -> dict:
+async def run_export(adapters: Adapters, task: Task, report: ProgressCallback) -> dict[str, Any]:
     store = adapters.exports
     if store is None:
         raise InvalidInput("Exports are not configured")

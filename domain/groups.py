@@ -113,7 +113,7 @@ async def refresh_group(uow_factory: UnitOfWorkFactory, vk: VkGateway, group_id:
         group = await uow.groups.get(group_id)
         if group is None:
             raise NotFound(f"Group {group_id} not found", field="id")
-    fresh = (await vk.get_groups([group.vk_id]) or [None])[0]
+    fresh = next(iter(await vk.get_groups([group.vk_id])), None)
     if fresh is None:
         raise VkNotFound(f"VK no longer has community {group.vk_id}")
     async with uow_factory() as uow:
@@ -131,8 +131,8 @@ class GroupChanges:
     """Settings to change; ``UNSET`` leaves one as it is, None clears it where that means something."""
 
     active: bool | Unset = UNSET
-    max_posts: int | None | Unset = UNSET
-    since: datetime | None | Unset = UNSET
+    max_posts: int | Unset | None = UNSET
+    since: datetime | Unset | None = UNSET
     monitor_enabled: bool | Unset = UNSET
     monitor_interval_minutes: int | Unset = UNSET
     monitor_priority: int | Unset = UNSET
@@ -150,7 +150,9 @@ async def update_group(adapters: Adapters, group_id: int, changes: GroupChanges)
         if getattr(changes, name) is None:
             raise InvalidInput(f"{name} cannot be null", field=name)
     interval, priority = changes.monitor_interval_minutes, changes.monitor_priority
-    validate_monitoring(None if isinstance(interval, Unset) else interval, None if isinstance(priority, Unset) else priority)
+    validate_monitoring(
+        None if isinstance(interval, Unset) else interval, None if isinstance(priority, Unset) else priority
+    )
     async with adapters.uow_factory() as uow:
         group = await uow.groups.get(group_id)
         if group is None:

@@ -66,7 +66,7 @@ class KeywordResult:
 @dataclass(frozen=True)
 class KeywordChanges:
     word: str | Unset = UNSET
-    category: str | None | Unset = UNSET  # None clears the category
+    category: str | Unset | None = UNSET  # None clears the category
     active: bool | Unset = UNSET
     case_sensitive: bool | Unset = UNSET
     whole_word: bool | Unset = UNSET

@@ -15,6 +15,7 @@ lemma -> keywords, substrings go through one automaton. Text is compared with "Ñ
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -153,6 +154,11 @@ class _Phrase:
     case_patterns: tuple[str | None, ...]  # per word; all None when not case sensitive
 
 
+# What a text word starts: the (keyword id, case pattern) of the words it is, and the phrases it
+# may begin; () when nothing.
+_Starts = tuple[tuple[tuple[int, str | None], ...], tuple[_Phrase, ...]] | tuple[()]
+
+
 class KeywordMatcher:
     """Finds every keyword of a fixed set in a text.
 
@@ -182,7 +188,7 @@ class KeywordMatcher:
         # Caches per normalized text word: its lemmas, and what it starts: () for most words,
         # else (single-word hits, phrases starting here).
         self._word_lemmas: dict[str, frozenset[str]] = {}
-        self._word_starts: dict[str, tuple] = {}
+        self._word_starts: dict[str, _Starts] = {}
         self._word_index: dict[str, list[tuple[int, str | None]]] = {}
         self._phrase_index: dict[str, list[_Phrase]] = {}
         substrings_ci: dict[str, list[tuple[int, int, bool]]] = {}
@@ -208,7 +214,7 @@ class KeywordMatcher:
     def _add_morphology(self, rule: KeywordRule, word: str) -> None:
         spans = list(_WORD.finditer(word))
         parts = [m.group() for m in spans]
-        gaps = [word[a.end() : b.start()] for a, b in zip(spans, spans[1:])]
+        gaps = [word[a.end() : b.start()] for a, b in itertools.pairwise(spans)]
         patterns = tuple(_case_pattern(p) if rule.case_sensitive else None for p in parts)
         if len(parts) == 1:
             key = _fold(parts[0])
@@ -230,7 +236,7 @@ class KeywordMatcher:
     def _lemmas(self, key: str) -> frozenset[str]:
         return self._lemmatizer.lemmas(key) or frozenset((key,))
 
-    def _learn(self, key: str) -> tuple:
+    def _learn(self, key: str) -> _Starts:
         """Look a text word up in the index and cache the answer, as comment words repeat."""
         if len(self._word_starts) >= self._cache_size:
             # A crude bound; the vocabulary of real comments refills the cache fast.
@@ -242,7 +248,7 @@ class KeywordMatcher:
         for lemma in lemmas:
             hits.extend(self._word_index.get(lemma, ()))
             phrases.extend(self._phrase_index.get(lemma, ()))
-        starts: tuple = ()
+        starts: _Starts = ()
         if hits or phrases:
             starts = (tuple(dict.fromkeys(hits)), tuple(dict.fromkeys(phrases)))
         self._word_starts[key] = starts
@@ -284,7 +290,7 @@ class KeywordMatcher:
                 if phrase_end is not None:
                     _add(found, phrase.keyword_id, start, phrase_end)
 
-    def _phrase_end(self, phrase: _Phrase, first: re.Match, text: str, folded: str) -> int | None:
+    def _phrase_end(self, phrase: _Phrase, first: re.Match[str], text: str, folded: str) -> int | None:
         """Where ``phrase`` ends if it starts at the word ``first``, else ``None``."""
         if not _has_case_pattern(text[first.start() : first.end()], phrase.case_patterns[0]):
             return None

@@ -9,18 +9,19 @@ emptily there (a gateway without tokens shows an empty pool), never left for cal
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
 from domain.queries import CommentFilter
 from domain.vk import GatewayStats, TokenState
-
 
 # --- VK -------------------------------------------------------------------------------------
 
@@ -88,6 +89,8 @@ class VkGateway(Protocol):
 
 
 # --- persistence ----------------------------------------------------------------------------
+# The repositories' ``list`` methods shadow the builtin inside their class bodies, so an
+# annotation below one names the type as ``builtins.list``.
 
 
 class GroupRepository(Protocol):
@@ -97,7 +100,7 @@ class GroupRepository(Protocol):
     async def save(self, group: Group) -> None: ...
     async def list(self, *, active: bool | None = None) -> list[Group]: ...
     async def remove(self, group_id: int) -> None: ...
-    async def due_for_monitoring(self, now: datetime) -> list[Group]: ...
+    async def due_for_monitoring(self, now: datetime) -> builtins.list[Group]: ...
 
 
 class PostRepository(Protocol):
@@ -197,7 +200,7 @@ class TaskRepository(Protocol):
 
     async def finish(
         self, task_id: int, *, worker_id: str | None, state: TaskState, now: datetime,
-        error: str | None = None, result: dict | None = None, progress: Progress | None = None,
+        error: str | None = None, result: dict[str, Any] | None = None, progress: Progress | None = None,
     ) -> Task | None:
         """End an active task (held by ``worker_id`` unless it is None)."""
 
@@ -214,11 +217,15 @@ class TaskRepository(Protocol):
     async def request_cancel(self, task_id: int, *, now: datetime) -> Task | None:
         """Flag an active task cancelled; a QUEUED one (a waiting one too) becomes CANCELLED at once."""
 
-    async def list_orphaned(self, *, stale_before: datetime, queued_before: datetime, limit: int = 1000) -> list[Task]:
+    async def list_orphaned(
+        self, *, stale_before: datetime, queued_before: datetime, limit: int = 1000
+    ) -> builtins.list[Task]:
         """RUNNING tasks whose heartbeat is stale, and QUEUED tasks created before
         ``queued_before`` that do not wait, or whose ``waiting_until`` is before it too."""
 
-    async def list_stalled(self, *, progress_before: datetime, stale_before: datetime, limit: int = 100) -> list[Task]:
+    async def list_stalled(
+        self, *, progress_before: datetime, stale_before: datetime, limit: int = 100
+    ) -> builtins.list[Task]:
         """RUNNING tasks whose runner heartbeats (since ``stale_before``) but whose progress has
         not moved since ``progress_before``."""
 
@@ -237,19 +244,33 @@ class ApiTokenRepository(Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One transaction over every repository. ``async with uow:`` rolls back unless committed."""
+    """One transaction over every repository. ``async with uow:`` rolls back unless committed.
 
-    groups: GroupRepository
-    posts: PostRepository
-    comments: CommentRepository
-    authors: AuthorRepository
-    keywords: KeywordRepository
-    matches: MatchRepository
-    tasks: TaskRepository
-    api_tokens: ApiTokenRepository
+    The repositories are read-only here: a use case reads them, only the adapter binds them
+    (to its own repository classes, which a settable attribute of the port type would forbid).
+    """
+
+    @property
+    def groups(self) -> GroupRepository: ...
+    @property
+    def posts(self) -> PostRepository: ...
+    @property
+    def comments(self) -> CommentRepository: ...
+    @property
+    def authors(self) -> AuthorRepository: ...
+    @property
+    def keywords(self) -> KeywordRepository: ...
+    @property
+    def matches(self) -> MatchRepository: ...
+    @property
+    def tasks(self) -> TaskRepository: ...
+    @property
+    def api_tokens(self) -> ApiTokenRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None, /
+    ) -> None: ...
     async def commit(self) -> None: ...
     async def rollback(self) -> None: ...
 
@@ -411,7 +432,8 @@ class ExportRow:
         edited_at = self.edited_at.astimezone(zone) if self.edited_at is not None else None
         return (
             self.comment_id, self.vk_id, self.comment_url, self.published_at.astimezone(zone), self.text, self.likes,
-            self.deleted, deleted_at, edited_at, self.reply_to_vk_id, self.thread_vk_id, self.matches_count, list(self.keywords),
+            self.deleted, deleted_at, edited_at, self.reply_to_vk_id, self.thread_vk_id, self.matches_count,
+            list(self.keywords),
             self.author_id, self.author_name, self.author_url,
             self.group_id, self.group_name, self.group_url, self.post_vk_id, self.post_url, self.owner_id,
             self.viewed, self.archived,

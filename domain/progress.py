@@ -92,7 +92,9 @@ _FORMS: dict[MessageCode, _Form] = {
     # today or "YYYY-MM-DD HH:MM" (Task.waitingUntil has the exact time); `reason` QUOTA or CAPTCHA.
     MessageCode.WAITING_FOR_VK: _Form(
         lambda a: f"waiting for VK: every token {_WAIT_WORDS[str(a['reason'])]} until {a['until']} UTC",
-        re.compile(r"waiting for VK: every token (?P<reason>.+) until (?P<until>(?:\d{4}-\d{2}-\d{2} )?\d{2}:\d{2}) UTC"),
+        re.compile(
+            r"waiting for VK: every token (?P<reason>.+) until (?P<until>(?:\d{4}-\d{2}-\d{2} )?\d{2}:\d{2}) UTC"
+        ),
         words={"reason": {words: reason for reason, words in _WAIT_WORDS.items()}},
     ),
 }

@@ -17,7 +17,7 @@ import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from domain.errors import InvalidInput
 from domain.models import Author, Group, Keyword, Match, Task, TaskKind, TaskState
@@ -342,7 +342,7 @@ class ReadModel(Protocol):
     async def task_counts(self) -> dict[tuple[str, str], int]:
         """(kind, state) -> number of tasks: one GROUP BY, read when metrics are scraped."""
 
-    async def recent_parse_results(self, group_ids: Sequence[int], per_group: int) -> dict[int, list[dict]]:
+    async def recent_parse_results(self, group_ids: Sequence[int], per_group: int) -> dict[int, list[dict[str, Any]]]:
         """group id -> the ``result`` of its last ``per_group`` successful PARSE tasks, newest
         first (what ``domain.budget`` learns a run's VK calls from)."""
 

@@ -82,7 +82,8 @@ QUEUED_GRACE = timedelta(seconds=10)
 RECOVERY_INTERVAL = 5.0  # seconds between recovery passes at most: a lost job is found within this
 LAPSE_MARGIN = 0.2  # seconds past a lease's lapse at which the recovery loop looks (clock steps, rounding)
 STALL_AFTER = timedelta(minutes=10)  # default: a RUNNING task whose progress did not move this long is stuck
-MAX_STALLS = 3  # (said in the API's Task.stalls) found stuck this often, a task ends FAILED: running it again did not help
+# (said in the API's Task.stalls) found stuck this often, a task ends FAILED: running it again did not help
+MAX_STALLS = 3
 TRANSIENT_BUDGET = timedelta(minutes=30)  # one stretch of dependency outage a run waits through
 # Per kind: a parse of a big community at VK's rate takes hours; the others are local work.
 TIMEOUTS: dict[TaskKind, timedelta] = {
@@ -100,7 +101,7 @@ CAPTCHA_CODES = frozenset({14, 17})  # VK's captcha and "validation required": n
 LOCAL_WORKER = f"{socket.gethostname()}:{os.getpid()}"
 _running_here: set[tuple[str, int]] = set()  # (worker id, task id) being run in this process
 
-TaskHandler = Callable[[Adapters, Task, Callable[[int, int | None, str], Awaitable[None]]], Awaitable[dict]]
+TaskHandler = Callable[[Adapters, Task, Callable[[int, int | None, str], Awaitable[None]]], Awaitable[dict[str, Any]]]
 
 
 def task_channel(task_id: int) -> str:
@@ -167,6 +168,7 @@ def _parse(value: str | None) -> datetime | None:
 
 
 async def publish_task(adapters: Adapters, task: Task) -> None:
+    assert task.id is not None, "only a stored task has a channel"
     event = task_event(task)
     await adapters.events.publish(task_channel(task.id), event)
     await adapters.events.publish(TASKS_CHANNEL, event)
@@ -338,7 +340,7 @@ async def _claim_and_run(adapters: Adapters, task_id: int, worker_id: str) -> Ta
                              error=f"No handler for {task.kind.value} tasks")
 
     work = asyncio.create_task(_run_handler(adapters, task, handler, reporter), name=f"task-{task.id}")
-    supervisor = _Supervisor(adapters, task.id, worker_id, work)
+    supervisor = _Supervisor(adapters, task_id, worker_id, work)
     watching = asyncio.create_task(supervisor.run(), name=f"task-{task.id}-supervisor")
     deadline = asyncio.timeout(timeout.total_seconds())
     try:
@@ -389,7 +391,7 @@ async def _claim_and_run(adapters: Adapters, task_id: int, worker_id: str) -> Ta
     return await _finish(adapters, task, worker_id, TaskState.SUCCEEDED, done, result=result)
 
 
-async def _run_handler(adapters: Adapters, task: Task, handler: TaskHandler, reporter: _Reporter) -> dict:
+async def _run_handler(adapters: Adapters, task: Task, handler: TaskHandler, reporter: _Reporter) -> dict[str, Any]:
     """The handler, run again from what is stored after a transient error, with backoff, until
     the dependency is back or has been failing for ``TRANSIENT_BUDGET`` without progress."""
     attempt = 0
@@ -417,17 +419,21 @@ def waiting_message(until: datetime, vk_code: int | None, now: datetime) -> Say:
     return Say.waiting_for_vk(until, now, captcha=vk_code in CAPTCHA_CODES)
 
 
-async def _wait(adapters: Adapters, task: Task, worker_id: str, reporter: _Reporter, resting: VkTokensResting) -> Task | None:
+async def _wait(
+    adapters: Adapters, task: Task, worker_id: str, reporter: _Reporter, resting: VkTokensResting
+) -> Task | None:
     """Every token rests: store the task QUEUED, waiting until the first comes back, give the
     lease up and enqueue the task for then. The run (and its worker slot) ends here."""
+    task_id = task.id
+    assert task_id is not None
     now = adapters.clock.now()
     until = max(resting.until, now)
     progress = Progress(reporter.last.done, reporter.last.total, waiting_message(until, resting.vk_code, now))
 
     async def store() -> tuple[Task | None, Task | None]:
         async with adapters.uow_factory() as uow:
-            waiting = await uow.tasks.wait(task.id, worker_id=worker_id, now=now, until=until, progress=progress)
-            current = waiting or await uow.tasks.get(task.id)
+            waiting = await uow.tasks.wait(task_id, worker_id=worker_id, now=now, until=until, progress=progress)
+            current = waiting or await uow.tasks.get(task_id)
             await uow.commit()
         return waiting, current
 
@@ -444,16 +450,19 @@ async def _wait(adapters: Adapters, task: Task, worker_id: str, reporter: _Repor
     return waiting
 
 
-async def _stopped_by_supervisor(adapters, task: Task, worker_id: str, reporter: _Reporter, supervisor) -> Task | None:
+async def _stopped_by_supervisor(
+    adapters: Adapters, task: Task, worker_id: str, reporter: _Reporter, supervisor: _Supervisor
+) -> Task | None:
     if supervisor.reason == "lease lost":
         log.warning("task.lease_lost", task_id=task.id, worker=worker_id)
         return None
     return await _finish(adapters, task, worker_id, TaskState.CANCELLED, reporter.last)
 
 
-async def _stopped_from_outside(adapters, task: Task, worker_id: str, reporter: _Reporter) -> None:
+async def _stopped_from_outside(adapters: Adapters, task: Task, worker_id: str, reporter: _Reporter) -> None:
     """A cancel request ends the task CANCELLED; anything else (a shutdown) gives the lease up,
     so the next runner continues the task at once instead of waiting for it to go stale."""
+    assert task.id is not None
     async with adapters.uow_factory() as uow:
         stored = await uow.tasks.get(task.id)
     if stored is not None and stored.cancel_requested:
@@ -470,12 +479,16 @@ async def _stopped_from_outside(adapters, task: Task, worker_id: str, reporter: 
 
 
 async def _finish(
-    adapters: Adapters, task: Task, worker_id: str, state: TaskState, progress: Progress, *, error=None, result=None
+    adapters: Adapters, task: Task, worker_id: str, state: TaskState, progress: Progress, *,
+    error: str | None = None, result: dict[str, Any] | None = None,
 ) -> Task | None:
+    task_id = task.id
+    assert task_id is not None
+
     async def store() -> Task | None:
         async with adapters.uow_factory() as uow:
             stored = await uow.tasks.finish(
-                task.id, worker_id=worker_id, state=state, now=adapters.clock.now(),
+                task_id, worker_id=worker_id, state=state, now=adapters.clock.now(),
                 error=error, result=result, progress=progress,
             )
             await uow.commit()
@@ -511,7 +524,7 @@ class _Supervisor:
     """Runs beside the handler: renews the lease and, within a second of a cancel request,
     cancels the handler, even while it is waiting on VK (where it reports no progress)."""
 
-    def __init__(self, adapters: Adapters, task_id: int, worker_id: str, work: asyncio.Task) -> None:
+    def __init__(self, adapters: Adapters, task_id: int, worker_id: str, work: asyncio.Task[dict[str, Any]]) -> None:
         self.adapters, self.task_id, self.worker_id, self.work = adapters, task_id, worker_id, work
         self.reason: str | None = None
 
@@ -557,7 +570,8 @@ class _Reporter:
 
     def __init__(self, adapters: Adapters, task: Task, worker_id: str) -> None:
         self.adapters = adapters
-        self.task = task
+        assert task.id is not None
+        self.task, self.task_id = task, task.id
         self.worker_id = worker_id
         self.last = task.progress
         # An earlier run (a crash, a wait) left progress behind.
@@ -593,7 +607,7 @@ class _Reporter:
         try:
             async with self.adapters.uow_factory() as uow:
                 stored = await uow.tasks.heartbeat(
-                    self.task.id, worker_id=self.worker_id, now=self.adapters.clock.now(), progress=self.last
+                    self.task_id, worker_id=self.worker_id, now=self.adapters.clock.now(), progress=self.last
                 )
                 await uow.commit()
         except Unavailable as e:  # progress is stored again with the next report
@@ -646,13 +660,15 @@ async def recover_stalled(adapters: Adapters, *, stall_after: timedelta = STALL_
         stalled = await uow.tasks.list_stalled(progress_before=now - stall_after, stale_before=now - LEASE)
     recovered: list[Task] = []
     for task in stalled:
+        assert task.id is not None
         idle = _human(timedelta(seconds=int((now - (task.progress_at or now)).total_seconds())))
         log.error("task.stalled", task_id=task.id, kind=task.kind.value, worker=task.worker_id, no_progress_for=idle,
                   stalls=task.stalls + 1, step=task.progress.message)
         async with adapters.uow_factory() as uow:
             marked = await uow.tasks.mark_stalled(task.id, worker_id=task.worker_id, now=now)
             if marked is not None and marked.stalls >= MAX_STALLS:
-                error = (f"no progress for {idle}, {marked.stalls} times (last step: {task.progress.message or 'none'}); "
+                step = task.progress.message or "none"
+                error = (f"no progress for {idle}, {marked.stalls} times (last step: {step}); "
                          "stopped, see the worker's log")
                 marked = await uow.tasks.finish(task.id, worker_id=None, state=TaskState.FAILED, now=now, error=error)
             await uow.commit()

@@ -58,7 +58,8 @@ def warn_if_auth_disabled(auth_enabled: bool) -> None:
 
 class _RolePermission(BasePermission):
     needed: Role = Role.OPERATOR
-    error_extensions = {"code": ErrorCode.FORBIDDEN.value}
+    # Strawberry's BasePermission declares it per instance; this default is never changed.
+    error_extensions = {"code": ErrorCode.FORBIDDEN.value}  # noqa: RUF012
 
     def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
         role = getattr(info.context, "role", None)

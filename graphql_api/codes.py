@@ -33,8 +33,12 @@ from domain.keywords import DuplicateKeyword
     "of a mutation's payload. GraphQL's own codes are Apollo Server's.",
 )
 class ErrorCode(enum.Enum):
+    value: str  # what strawberry.enum_value leaves as a member's value (mypy sees its definition)
+
     # GraphQL: the request could not run at all.
-    GRAPHQL_PARSE_FAILED = strawberry.enum_value("GRAPHQL_PARSE_FAILED", description="The document is not valid GraphQL syntax.")
+    GRAPHQL_PARSE_FAILED = strawberry.enum_value(
+        "GRAPHQL_PARSE_FAILED", description="The document is not valid GraphQL syntax."
+    )
     GRAPHQL_VALIDATION_FAILED = strawberry.enum_value(
         "GRAPHQL_VALIDATION_FAILED",
         description="The document does not fit the schema (unknown field, wrong literal) or exceeds a limit "
@@ -47,15 +51,18 @@ class ErrorCode(enum.Enum):
     )
     PERSISTED_QUERY_NOT_SUPPORTED = strawberry.enum_value(
         "PERSISTED_QUERY_NOT_SUPPORTED",
-        description="A persisted-query hash was sent without the query; send the query itself (no persisted queries here).",
+        description="A persisted-query hash was sent without the query; send the query itself "
+        "(no persisted queries here).",
     )
     BAD_USER_INPUT = strawberry.enum_value(
         "BAD_USER_INPUT",
-        description="A variable, argument or input value is wrong: wrong type, out of range, malformed cursor, too long. "
-        "`extensions.field` / `UserError.field` names it when known.",
+        description="A variable, argument or input value is wrong: wrong type, out of range, malformed cursor, "
+        "too long. `extensions.field` / `UserError.field` names it when known.",
     )
     # Who is asking.
-    UNAUTHENTICATED = strawberry.enum_value("UNAUTHENTICATED", description="No API token, or not a valid one (HTTP 401).")
+    UNAUTHENTICATED = strawberry.enum_value(
+        "UNAUTHENTICATED", description="No API token, or not a valid one (HTTP 401)."
+    )
     FORBIDDEN = strawberry.enum_value("FORBIDDEN", description="The token's role may not do this.")
     # What was asked for.
     NOT_FOUND = strawberry.enum_value("NOT_FOUND", description="No such object: an unknown or malformed id.")
@@ -83,8 +90,12 @@ class ErrorCode(enum.Enum):
         "BAD_REQUEST", description="Not a GraphQL request: not JSON, no query, a subscription over HTTP (HTTP 400)."
     )
     METHOD_NOT_ALLOWED = strawberry.enum_value("METHOD_NOT_ALLOWED", description="A mutation sent with GET (HTTP 405).")
-    NOT_ACCEPTABLE = strawberry.enum_value("NOT_ACCEPTABLE", description="`Accept` allows no media type we send (HTTP 406).")
-    PAYLOAD_TOO_LARGE = strawberry.enum_value("PAYLOAD_TOO_LARGE", description="The request body is too large (HTTP 413).")
+    NOT_ACCEPTABLE = strawberry.enum_value(
+        "NOT_ACCEPTABLE", description="`Accept` allows no media type we send (HTTP 406)."
+    )
+    PAYLOAD_TOO_LARGE = strawberry.enum_value(
+        "PAYLOAD_TOO_LARGE", description="The request body is too large (HTTP 413)."
+    )
     TOO_MANY_SUBSCRIPTIONS = strawberry.enum_value(
         "TOO_MANY_SUBSCRIPTIONS", description="The WebSocket connection already runs as many operations as it may."
     )

@@ -168,6 +168,7 @@ class CodedErrors(MaskErrors):
         # sending the result does; that is paid per subscriber for every subscription event.
         errors = getattr(result, "errors", None)
         if errors:
+            # Any result that has errors (a query's or a subscription event's) takes them back.
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:

@@ -70,7 +70,8 @@ def _link_problem(container: Any, name: str, expires: str | None, signature: str
             "This download link is not valid: it was changed, or made by another installation. "
             "Read the export task again (`export { url }`) for a fresh link.",
         )  # fmt: skip
-    expired_at = datetime.fromtimestamp(int(expires), UTC)  # type: ignore[arg-type]
+    assert expires is not None  # a valid link has one
+    expired_at = datetime.fromtimestamp(int(expires), UTC)
     if expired_at < container.adapters.clock.now():
         return _error(
             403, ErrorCode.LINK_EXPIRED,
@@ -94,7 +95,8 @@ def exports_route(container: Any) -> Route:
         reason = "Missing API token" if authorization is None else "Invalid API token"
         return _error(
             401, ErrorCode.UNAUTHENTICATED,
-            f"{reason}: send `Authorization: Bearer <token>`, or use the signed link of the export task (`export {{ url }}`)",
+            f"{reason}: send `Authorization: Bearer <token>`, "
+            "or use the signed link of the export task (`export { url }`)",
         ), "token"  # fmt: skip
 
     async def download(request: Request) -> Response:

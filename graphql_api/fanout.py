@@ -14,6 +14,7 @@ Only results without errors are shared, so error handling and masking stay per o
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -114,6 +115,8 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         if isinstance(result, ExecutionResult):
             if not result.errors:
                 results[key] = (operation, result)  # the node is held, so its id stays unique
+            return result
+        if not inspect.isawaitable(result):  # an incremental (@defer/@stream) result: not shared
             return result
         future = asyncio.ensure_future(result)
         results[key] = (operation, future)

@@ -8,6 +8,7 @@ cap live in ``app.py``, where requests and connections are.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -40,10 +41,9 @@ class DocumentCache(ParserCache):
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        try:
+        # A failing document is parsed again, uncached, by Strawberry: not worth caching.
+        with contextlib.suppress(GraphQLError):
             context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
-        except GraphQLError:
-            pass  # parsed again, uncached, by Strawberry; failing documents are not worth caching
         yield
 
 
@@ -59,6 +59,7 @@ class ValidatedDocuments(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         document, schema, rules = context.graphql_document, context.schema, tuple(context.validation_rules)
+        assert document is not None  # validation runs on a parsed document
         key = (id(document), id(schema), rules)
         entry = self._found.get(key)
         if entry is None or entry[0] is not document or entry[1] is not schema:

@@ -33,7 +33,7 @@ class _Loader(DataLoader[K, V], Generic[K, V]):
         self._fetch = fetch
         self.loaded: dict[K, V] = {}
 
-    async def batch_load_fn(self, keys: list[K]) -> list[V]:  # type: ignore[override]
+    async def batch_load_fn(self, keys: list[K]) -> list[V]:
         values = await self._fetch(keys)
         self.loaded.update(zip(keys, values))
         return values

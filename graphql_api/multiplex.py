@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import structlog
@@ -123,10 +123,10 @@ class Feed:
             self._send(_END)
 
 
-class MultiplexingHandler(BaseGraphQLTransportWSHandler):
+class MultiplexingHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """Strawberry's graphql-transport-ws handler, with shared feeds for ``MULTIPLEXED`` fields."""
 
-    feeds: dict[tuple, Feed] = {}  # one registry per process: feeds span connections
+    feeds: ClassVar[dict[tuple, Feed]] = {}  # one registry per process: feeds span connections
 
     async def handle_message(self, message: Any) -> None:
         problem = violation(message)
@@ -155,7 +155,7 @@ class MultiplexingHandler(BaseGraphQLTransportWSHandler):
             and len(self.operations) >= limit
         )
 
-    def _feed_key(self, operation: Operation) -> tuple | None:
+    def _feed_key(self, operation: Operation[Context, None]) -> tuple | None:
         field = _root_field(operation.query, operation.operation_name)
         if field not in MULTIPLEXED or not isinstance(self.context, Context):
             return None
@@ -186,7 +186,7 @@ class MultiplexingHandler(BaseGraphQLTransportWSHandler):
             return
         await super().handle_task_exception(error)
 
-    async def run_operation(self, operation: Operation) -> None:
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
         field = _root_field(operation.query, operation.operation_name)
         if field is None:  # a query or mutation over the socket, or a document that fails
             return await self._run_operation(operation)
@@ -203,7 +203,7 @@ class MultiplexingHandler(BaseGraphQLTransportWSHandler):
                 metrics.subscriptions.labels(label).dec()
             log.info("subscription.ended", request_id=request_id, field=field, operation=operation.operation_name)
 
-    async def _run_operation(self, operation: Operation) -> None:
+    async def _run_operation(self, operation: Operation[Context, None]) -> None:
         key = self._feed_key(operation)
         if key is None:
             return await super().run_operation(operation)

@@ -39,7 +39,6 @@ from domain.models import TaskKind, TaskState
 from domain.ports import EventsMissed
 from domain.tasks import TASKS_CHANNEL, task_from_event
 from domain.vk import TokenState, TokenStatus
-
 from graphql_api.errors import INTERNAL_MESSAGE, is_unexpected
 
 log = structlog.get_logger("vkcp.api")

@@ -31,26 +31,28 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any
 
+import strawberry
 from graphql import (
     GRAPHQL_MAX_INT,
     GRAPHQL_MIN_INT,
     ExecutionResult,
     FieldNode,
     GraphQLBoolean,
+    GraphQLField,
     GraphQLID,
     GraphQLInt,
-    GraphQLString,
-    GraphQLField,
     GraphQLList,
+    GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    GraphQLString,
     OperationDefinitionNode,
     SelectionSetNode,
     Undefined,
@@ -66,7 +68,14 @@ from domain.bounded import BoundedDict
 from domain.errors import Unavailable
 from domain.queries import Member, Projection, ReadModel, Spelling
 from graphql_api.comments import (
-    Author, Comment, CommentVersion, KeywordMatch, Post, comment_versions, comments_connection, keyword_matches,
+    Author,
+    Comment,
+    CommentVersion,
+    KeywordMatch,
+    Post,
+    comment_versions,
+    comments_connection,
+    keyword_matches,
 )
 from graphql_api.groups import Group, groups_connection
 from graphql_api.ids import NodeType, global_id
@@ -180,7 +189,9 @@ PROJECTED_RELATIONS: dict[tuple[str, str], str] = {
     ("Post", "group"): "group",
     ("KeywordMatch", "keyword"): "keyword",
 }
-_SPELLINGS = {GraphQLString: Spelling.TEXT, GraphQLBoolean: Spelling.BOOLEAN, GraphQLInt: Spelling.INT32}
+_SPELLINGS: dict[GraphQLNamedType, Spelling] = {
+    GraphQLString: Spelling.TEXT, GraphQLBoolean: Spelling.BOOLEAN, GraphQLInt: Spelling.INT32
+}
 
 
 @dataclass(frozen=True)
@@ -228,10 +239,12 @@ def _attribute(key: str, field: _Field, made: Any, non_null: bool) -> Member:
     node_type = getattr(type(made), "NODE_TYPE", None)
     if field.python_name == "id" and named is GraphQLID and node_type is not None:
         pk = getattr(made, "pk", None)
-        if isinstance(pk, _Attribute) and made.id == global_id(node_type, pk):  # made by ``Node.ids``
+        # made by ``Node.ids``: the recorded attribute stands in for the row id it formats
+        if isinstance(pk, _Attribute) and made.id == global_id(node_type, pk):  # type: ignore[arg-type]
             return Member(key, attribute=pk.name, spelling=Spelling.GLOBAL_ID, kind=node_type.value, non_null=non_null)
         raise Unsupported("id", f"{field.name} of {type(made).__name__}")
     value = getattr(made, field.python_name)
+    assert named is not None  # only __typename has no type
     spelling = _SPELLINGS.get(named) or (Spelling.TIME if named.name == "DateTime" else None)  # scalars.DateTime
     if not isinstance(value, _Attribute):
         raise Unsupported("computed", f"{field.name} of {type(made).__name__}")
@@ -255,27 +268,29 @@ def _projected_connection(selection: _Selection) -> tuple[Projection, _Selection
         return None
     i, j = paths[0]
     edges = selection.fields[i]
-    node = edges.selection.fields[j]  # type: ignore[union-attr]
-    projection = _projection(node.selection)  # type: ignore[arg-type]
+    assert edges.selection is not None  # paths has only edges with a selection
+    node = edges.selection.fields[j]
+    assert node.selection is not None  # a node is an object: fields are asked of it
+    projection = _projection(node.selection)
     written = _Field(_VERBATIM, node.type, None, get=node.get, name=node.name, python_name=node.python_name)
-    edges_selection = replace(edges.selection, fields=_replaced(edges.selection.fields, j, written))  # type: ignore[union-attr]
+    edges_selection = replace(edges.selection, fields=_replaced(edges.selection.fields, j, written))
     edges = replace(edges, selection=edges_selection)
     return projection, replace(selection, fields=_replaced(selection.fields, i, edges))
 
 
 def _replaced(fields: tuple[_Field, ...], index: int, field: _Field) -> tuple[_Field, ...]:
-    return fields[:index] + (field,) + fields[index + 1 :]
+    return (*fields[:index], field, *fields[index + 1 :])
 
 
-async def _comment(read_model: ReadModel, id: str) -> Comment | None:
+async def _comment(read_model: ReadModel, id: strawberry.ID) -> Comment | None:
     return await by_id(id, NodeType.COMMENT, _one(read_model.comments_by_ids), Comment.from_view)
 
 
-async def _group(read_model: ReadModel, id: str) -> Group | None:
+async def _group(read_model: ReadModel, id: strawberry.ID) -> Group | None:
     return await by_id(id, NodeType.GROUP, _one(read_model.groups_by_ids), Group.from_domain)
 
 
-async def _keyword(read_model: ReadModel, id: str) -> Keyword | None:
+async def _keyword(read_model: ReadModel, id: strawberry.ID) -> Keyword | None:
     return await by_id(id, NodeType.KEYWORD, _one(read_model.keywords_by_ids), Keyword.from_domain)
 
 
@@ -370,7 +385,7 @@ class Plan:
         run = _Run(read_model, report)
         try:
             values = await _together([_outage_or(self._root(r, run, variable_values)) for r in self.roots])
-        except Exception as e:  # noqa: BLE001 - the normal executor runs it again and reports it exactly
+        except Exception as e:  # the normal executor runs it again and reports it exactly
             report(*_why(e))
             return None
         data = dict(zip((r.key for r in self.roots), values))
@@ -388,15 +403,20 @@ class Plan:
     async def _root(self, root: _Root, run: _Run, variable_values: Any) -> Any:
         if root.read is None:
             return root.node  # __typename: the query type's name
+        # Every root but __typename has its field, its node and its type.
+        assert root.field_def is not None and isinstance(root.node, FieldNode) and root.type is not None
         values = get_argument_values(root.field_def, root.node, variable_values)
         arguments = python_arguments(self.schema, root.arguments, values)
         # A read model that never writes pages (SQLite) refuses nothing: there is no fast path to miss.
         if (root.projected is not None or root.unprojected is not None) and run.read_model.projects:
-            refused = root.unprojected or run.read_model.projection_refusal(root.projected[0])  # type: ignore[index]
+            refused = root.unprojected
             if refused is None:
-                projection, selection = root.projected  # type: ignore[misc]
-                _, found = await comments_connection(run.read_model, projection=projection, **arguments)
-                return (await run.complete([found], root.type, selection))[0]
+                assert root.projected is not None  # a root has the one or the other
+                refused = run.read_model.projection_refusal(root.projected[0])
+                if refused is None:
+                    projection, selection = root.projected
+                    _, found = await comments_connection(run.read_model, projection=projection, **arguments)
+                    return (await run.complete([found], root.type, selection))[0]
             run.report(PROJECTION_REFUSED, refused)
         found = await root.read(run.read_model, **arguments)
         return (await run.complete([found], root.type, root.selection))[0]
@@ -479,20 +499,22 @@ class _Run:
             objects = iter(await self.objects(present, selection))
             return [None if v is None else next(objects) for v in values]
         # The same object more than once (a page's 100 comments in 20 groups): completed once.
-        done = dict(zip(map(id, distinct), await self.objects(distinct, selection)))
-        return [None if v is None else dict(done[id(v)]) for v in values]
+        completed = dict(zip(map(id, distinct), await self.objects(distinct, selection)))
+        return [None if v is None else dict(completed[id(v)]) for v in values]
 
     async def objects(self, objects: list, selection: _Selection) -> list[dict[str, Any]]:
         columns: list[Any] = []
-        later: list[tuple[int, Awaitable[list]]] = []
+        later: list[tuple[int, Coroutine[Any, Any, list[Any]]]] = []
         try:
             for index, field in enumerate(selection.fields):
                 kind = field.kind
                 if kind == _TYPENAME:
                     columns.append([selection.type_name] * len(objects))
                     continue
+                get = field.get
                 if kind == _VERBATIM:
-                    columns.append([field.get(o) for o in objects])  # type: ignore[misc]
+                    assert get is not None
+                    columns.append([get(o) for o in objects])
                     continue
                 if kind == _RELATION:
                     columns.append(None)
@@ -502,15 +524,17 @@ class _Run:
                     columns.append(None)
                     later.append((index, self._awaited(objects, field)))
                     continue
-                values = [field.get(o) for o in objects]  # type: ignore[misc]
+                # Past __typename (and relations, which _related reads): a getter and a type.
+                assert get is not None and field.type is not None
+                values = [get(o) for o in objects]
                 if field.leaf:
-                    columns.append(_leaf_column(values, field.type))  # type: ignore[arg-type]
+                    columns.append(_leaf_column(values, field.type))
                 else:
                     columns.append(None)
-                    later.append((index, self.complete(values, field.type, field.selection)))  # type: ignore[arg-type]
+                    later.append((index, self.complete(values, field.type, field.selection)))
         except BaseException:
             for _, work in later:  # never started: closed, so none is left unawaited
-                work.close()  # type: ignore[attr-defined]
+                work.close()
             raise
         if later:
             done = await _together([work for _, work in later])
@@ -523,28 +547,31 @@ class _Run:
 
     async def _awaited(self, objects: list, field: _Field) -> list:
         """A coroutine method's results for ``objects``, completed."""
-        results = await _together([field.get(o) for o in objects])  # type: ignore[misc]
+        get, type_ = field.get, field.type
+        assert get is not None and type_ is not None  # a method's field
+        results = await _together([get(o) for o in objects])
         for value in results:
             if isinstance(value, Exception):
                 raise _Fallback("method_error")
-        return await self.complete(list(results), field.type, field.selection)  # type: ignore[arg-type]
+        return await self.complete(list(results), type_, field.selection)
 
     async def _related(self, objects: list, field: _Field) -> list:
-        relation = field.relation
-        keys = [relation.key(o) for o in objects]  # type: ignore[union-attr]
-        found = self.loaded.setdefault(relation.load, {})  # type: ignore[union-attr]
+        relation, type_ = field.relation, field.type
+        assert relation is not None and type_ is not None  # a relation's field
+        keys = [relation.key(o) for o in objects]
+        found = self.loaded.setdefault(relation.load, {})
         wanted = [k for k in dict.fromkeys(keys) if k is not None and k not in found]
         if wanted:
-            read = await getattr(self.read_model, relation.load)(wanted)  # type: ignore[union-attr]
-            if relation.fills is not None:  # type: ignore[union-attr]
+            read = await getattr(self.read_model, relation.load)(wanted)
+            if relation.fills is not None:
                 read, along = read
-                filled = self.loaded.setdefault(relation.fills, {})  # type: ignore[union-attr]
+                filled = self.loaded.setdefault(relation.fills, {})
                 for key, value in along.items():
                     filled.setdefault(key, value)  # what was read first is kept, as a dataloader keeps it
             found.update(zip(wanted, read))
-        convert = relation.convert  # type: ignore[union-attr]
+        convert = relation.convert
         converted: dict[Any, Any] = {}  # once per key: the same object wherever it recurs
-        values = []
+        values: list[Any] = []
         for key in keys:
             if key is None:
                 values.append(None)
@@ -553,12 +580,14 @@ class _Run:
                 value = found.get(key)
                 converted[key] = convert(value) if value is not None else None
             values.append(converted[key])
-        return await self.complete(values, field.type, field.selection)  # type: ignore[arg-type]
+        return await self.complete(values, type_, field.selection)
 
 
 # graphql-core's own scalars hand back a value of exactly these types unchanged (an Int within
 # 32 bits): reading it as it is answers exactly what ``serialize`` would, without the call.
-_UNCHANGED = {GraphQLString.name: str, GraphQLID.name: str, GraphQLBoolean.name: bool, GraphQLInt.name: int}
+_UNCHANGED: dict[str, type[Any]] = {
+    GraphQLString.name: str, GraphQLID.name: str, GraphQLBoolean.name: bool, GraphQLInt.name: int
+}
 
 
 async def _together(awaitables: list[Awaitable[Any]]) -> list[Any]:
@@ -588,7 +617,7 @@ def _serialized(values: list, type_: Any) -> list:
     serialize = type_.serialize
     unchanged = _UNCHANGED.get(type_.name) if type_ in _BUILT_IN else None
     is_int = unchanged is int
-    out = []
+    out: list[Any] = []
     for value in values:
         if value is None:
             out.append(None)
@@ -716,7 +745,8 @@ def _directive_variables(operation: OperationDefinitionNode, fragment_definition
         for selection in selection_set.selections if selection_set is not None else ():
             for directive in selection.directives or ():
                 if directive.name.value in ("skip", "include"):
-                    names.update(a.value.name.value for a in directive.arguments if isinstance(a.value, VariableNode))
+                    arguments = directive.arguments or ()
+                    names.update(a.value.name.value for a in arguments if isinstance(a.value, VariableNode))
             walk(getattr(selection, "selection_set", None))
 
     walk(operation.selection_set)

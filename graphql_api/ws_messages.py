@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-_PAYLOAD_FIELDS = (("variables", dict, "an object"), ("extensions", dict, "an object"), ("operationName", str, "a string"))
+_PAYLOAD_FIELDS = (
+    ("variables", dict, "an object"), ("extensions", dict, "an object"), ("operationName", str, "a string")
+)
 
 
 def violation(message: Any) -> str | None:

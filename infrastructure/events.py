@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 import structlog
+from redis.asyncio.client import PubSub
 
 from domain.bounded import BoundedDict
 from domain.ports import EventsMissed
@@ -40,6 +41,8 @@ LOCAL_SNAPSHOTS = 10_000  # channels whose last event the in-memory bus keeps
 PUBLISH_PAUSE = 1.0  # seconds publishes are skipped after one failed: an outage costs no waits
 RECONNECT_FIRST, RECONNECT_MAX = 0.2, 2.0  # seconds between SUBSCRIBE reconnects (doubling)
 HEARTBEAT_CHANNEL = "_bus"  # always subscribed: the connection is watched even with no subscribers
+# What reading the SUBSCRIBE connection raises when it breaks.
+_READ_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, RuntimeError)
 _MISSED = object()  # queued to a subscriber when events may have been lost
 
 
@@ -143,7 +146,7 @@ class RedisEventBus:
         self._prefix = prefix + "events:"
         self._snapshot_prefix = prefix + "events-last:"
         self._fanout = _Fanout(on_empty=self._schedule_sync)
-        self._pubsub = None  # the SUBSCRIBE connection; None while (re)connecting
+        self._pubsub: PubSub | None = None  # the SUBSCRIBE connection; None while (re)connecting
         self._reader: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._requested: set[str] = set()  # channels SUBSCRIBEd on the current connection
@@ -245,9 +248,12 @@ class RedisEventBus:
                 if attempt:
                     log.info("events.redis_reconnected", after_attempts=attempt)
                 attempt, self._down = 0, False
+            pubsub = self._pubsub
+            if pubsub is None:  # disconnected meanwhile: connect again
+                continue
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
-            except (*REDIS_ERRORS, RuntimeError) as e:
+                message = await pubsub.get_message(timeout=1.0)
+            except _READ_ERRORS as e:
                 log.warning("events.redis_connection_lost", error=type(e).__name__)
                 await self._disconnect()
                 continue

@@ -81,7 +81,8 @@ class FileExportStore:
         query = (
             select(
                 c.id, c.vk_id, c.owner_id, c.post_vk_id, c.group_id, c.from_id, c.published_at, c.text, c.likes,
-                c.deleted, c.deleted_at, c.edited_at, c.parent_vk_id, c.thread_vk_id, c.matches_count, c.viewed, c.archived,
+                c.deleted, c.deleted_at, c.edited_at, c.parent_vk_id, c.thread_vk_id, c.matches_count, c.viewed,
+                c.archived,
                 groups.c.name.label("group_name"), groups.c.screen_name.label("group_screen_name"),
                 authors.c.name.label("author_name"), authors.c.screen_name.label("author_screen_name"),
             )
@@ -351,23 +352,25 @@ class _XlsxFile(_ExportFile):
             "time" if c in TIME_COLUMNS else "link" if c in _LINKS else "wrap" if c in _WRAPPED else "plain"
             for c in EXPORT_COLUMNS
         ]
-        self._sheet = None
         self._sheets = 0
         self._row = 0
         self._widest: list[int] = []
-        self._new_sheet()
+        self._sheet = self._add_sheet()
 
     def _new_sheet(self) -> None:
-        if self._sheet is not None:
-            self._settle_sheet()
+        self._settle_sheet()
+        self._sheet = self._add_sheet()
+
+    def _add_sheet(self) -> _LinkSheet:
         self._sheets += 1
         name = "comments" if self._sheets == 1 else f"comments {self._sheets}"
-        self._sheet = self._book.add_worksheet(name, worksheet_class=_LinkSheet)
-        self._sheet.freeze_panes(1, 0)
+        sheet = self._book.add_worksheet(name, worksheet_class=_LinkSheet)
+        sheet.freeze_panes(1, 0)
         for col, title in enumerate(self._titles):
-            self._sheet.write_string(0, col, title, self._header)
+            sheet.write_string(0, col, title, self._header)
         self._widest = [len(title) + _FILTER_BUTTON for title in self._titles]
         self._row = 1
+        return sheet
 
     def _settle_sheet(self) -> None:
         """Widths and the header's filter over the rows written: both are stored, not streamed."""

@@ -159,7 +159,7 @@ class ArqJobQueue:
         job = Job(arq_job_id(task, run, prefix=f"{self._queue_name}:"), self._pool, _queue_name=self._queue_name)
         try:
             await job.abort(timeout=0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         except REDIS_ERRORS as e:
             log.warning("queue.abort_failed", task_id=task.id, error=type(e).__name__)

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 DIST = Path(__file__).resolve().parent / "dist"
 
@@ -52,7 +53,7 @@ async def _console(request: Request) -> Response:
 class _Assets(StaticFiles):
     """Built files; their names carry a content hash, so they never change under a URL."""
 
-    async def get_response(self, path: str, scope):  # type: ignore[no-untyped-def]
+    async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
         if response.status_code == 200 and "/assets/" in f"/{path}":
             response.headers["Cache-Control"] = "public, max-age=31536000, immutable"

@@ -141,7 +141,8 @@ class StatsLedger:
         new_authors = 0
         if authors:
             rows = [{"from_id": k, "comments": v} for k, v in authors]
-            now = dict(await _add(session, dialect, stats_authors, ["from_id"], rows, returning=stats_authors.c.comments))
+            added = await _add(session, dialect, stats_authors, ["from_id"], rows, returning=stats_authors.c.comments)
+            now = dict(added)
             new_authors += sum(1 for k, v in authors if v > 0 and now[k] == v)
             gone = [k for k, v in authors if v < 0]
             if gone:  # authors whose last comment went: no row

@@ -80,11 +80,11 @@ class DriverStatements:
         self._shapes: BoundedDict[Any, _Shape | None] = BoundedDict(size)
 
     def compile(self, statement: Select) -> Prepared | None:
-        cache_key = statement._generate_cache_key()  # noqa: SLF001 - the one private name, see above
+        cache_key = statement._generate_cache_key()  # the one private name, see above
         if cache_key is None or getattr(cache_key, "params", None):
             return None
         shape = self._shapes.get(cache_key.key, self)
-        if shape is self:
+        if isinstance(shape, DriverStatements):  # self: not seen yet (None is a shape not to prepare)
             shape = self._shape(statement, cache_key)
             self._shapes[cache_key.key] = shape
         if shape is None:
@@ -98,13 +98,17 @@ class DriverStatements:
 
     def _shape(self, statement: Select, cache_key: Any) -> _Shape | None:
         compiled = statement.compile(dialect=self.dialect, cache_key=cache_key)
-        if compiled.literal_execute_params or compiled.post_compile_params or compiled.positiontup is None:
+        positions = compiled.positiontup
+        if compiled.literal_execute_params or compiled.post_compile_params or positions is None:
             return None
-        columns = tuple(c.key for c in statement.selected_columns)
-        if len(set(columns)) != len(columns):
-            return None  # SQLAlchemy would label them apart
-        names = tuple(compiled.positiontup)
-        bind = tuple(compiled.binds[name].type.dialect_impl(self.dialect).bind_processor(self.dialect) for name in names)
+        keys = [c.key for c in statement.selected_columns]
+        columns = tuple(key for key in keys if key is not None)
+        if len(columns) != len(keys) or len(set(columns)) != len(columns):
+            return None  # unnamed or repeated: SQLAlchemy would label them apart
+        names = tuple(positions)
+        bind = tuple(
+            compiled.binds[name].type.dialect_impl(self.dialect).bind_processor(self.dialect) for name in names
+        )
         results = tuple(
             c.type.dialect_impl(self.dialect).result_processor(self.dialect, None) for c in statement.selected_columns
         )

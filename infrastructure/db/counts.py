@@ -15,12 +15,13 @@ counted from the comments.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal, select
 
 from domain.queries import CommentFilter
-from infrastructure.db.filters import comment_conditions
 from infrastructure.db.bulk import in_values
+from infrastructure.db.filters import comment_conditions
 from infrastructure.db.tables import comments, stats_days
 
 AGGREGATED = frozenset({"group_ids", "since", "until", "viewed", "archived"})
@@ -87,7 +88,9 @@ def aggregated_count(flt: CommentFilter, dialect: str) -> Select:
             cut_ranges.append([published_at >= _midnight(until_day)])
     if flt.group_ids is not None:
         whole_days.append(in_values(dialect, stats_days.c.group_id, flt.group_ids))
-    total = select(func.coalesce(func.sum(_state_count(flt)), 0)).where(and_(True, *whole_days)).scalar_subquery()
+    total: ColumnElement[Any] = (
+        select(func.coalesce(func.sum(_state_count(flt)), 0)).where(and_(True, *whole_days)).scalar_subquery()
+    )
     conditions = comment_conditions(flt, dialect)
     for cut in cut_ranges:
         total = total + select(func.count()).select_from(comments).where(*conditions, *cut).scalar_subquery()

@@ -50,8 +50,9 @@ def as_unavailable(error: BaseException) -> Unavailable | None:
             return _unavailable(code, orig)
         if isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig):
             return _unavailable("SQLITE_BUSY", orig)
-        if isinstance(getattr(orig, "__cause__", None), (OSError, ConnectionError)):
-            return _unavailable(code, orig.__cause__)
+        cause = getattr(orig, "__cause__", None)
+        if isinstance(cause, (OSError, ConnectionError)):
+            return _unavailable(code, cause)
         return None
     if isinstance(error, (OSError, ConnectionError, TimeoutError)):  # connecting: refused, reset, timed out
         return _unavailable(None, error)
@@ -70,7 +71,7 @@ def raise_if_unavailable(error: BaseException) -> None:
 
 
 def _unavailable(code: str | None, cause: Any) -> Unavailable:
-    what = {"40001": "a serialization conflict", "40P01": "a deadlock"}.get(code or "", None)
+    what = {"40001": "a serialization conflict", "40P01": "a deadlock"}.get(code or "")
     if what is not None:
         return Unavailable(f"the database reported {what}; try again", dependency="database")
     return Unavailable(f"the database is unavailable ({type(cause).__name__})", dependency="database")

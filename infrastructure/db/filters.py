@@ -54,7 +54,9 @@ def comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[b
     if flt.post_ids is not None:
         conditions.append(in_values(dialect, c.post_id, flt.post_ids) if flt.post_ids else false())
     if flt.keyword_ids is not None:
-        has_keyword = exists().where(matches.c.comment_id == c.id, in_values(dialect, matches.c.keyword_id, flt.keyword_ids))
+        has_keyword = exists().where(
+            matches.c.comment_id == c.id, in_values(dialect, matches.c.keyword_id, flt.keyword_ids)
+        )
         conditions.append(has_keyword if flt.keyword_ids else false())
     if flt.matched is not None:
         conditions.append(c.matches_count > 0 if flt.matched else c.matches_count == 0)

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, Integer, String, Table, Text, literal_column

@@ -13,9 +13,9 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import cache, partial
 from operator import itemgetter
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain.bounded import BoundedDict
 from domain.errors import InvalidInput
+from domain.matching import keyword_key
 from domain.models import Author, Group, Keyword, Match, Task
 from domain.queries import (
     MAX_PAGE,
@@ -52,17 +53,24 @@ from domain.queries import (
     StatsWindow,
     TaskFilter,
 )
-from domain.matching import keyword_key
+from infrastructure.db.bulk import in_values
 from infrastructure.db.compiled import DriverStatements, pooled
 from infrastructure.db.counts import aggregated_count, countable
 from infrastructure.db.faults import raise_if_unavailable
 from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
-from infrastructure.db.bulk import in_values
-from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
 from infrastructure.db.projection import Projector, Relation, Unprojectable, View, columns_of
+from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
 from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import (
-    authors, comment_versions, comments, groups, keywords, matches, posts, stats_keywords, tasks,
+    authors,
+    comment_versions,
+    comments,
+    groups,
+    keywords,
+    matches,
+    posts,
+    stats_keywords,
+    tasks,
 )
 
 T = TypeVar("T")
@@ -147,7 +155,8 @@ class _Order:
         made = self._by.get(reverse)
         if made is None:
             descending = self.descending != reverse
-            made = self._by[reverse] = [self.key.desc(), self.id.desc()] if descending else [self.key.asc(), self.id.asc()]
+            made = [self.key.desc(), self.id.desc()] if descending else [self.key.asc(), self.id.asc()]
+            self._by[reverse] = made
         return made
 
     def beyond(self, cursor: str, *, later: bool, inclusive: bool = False, field: str) -> ColumnElement[bool]:
@@ -305,7 +314,7 @@ class SqlReadModel:
         try:
             async with self._engine.connect() as connection:
                 return read(await connection.execute(query))
-        except Exception as e:  # noqa: BLE001 - connect-time faults too, as UnavailableAware does
+        except Exception as e:  # connect-time faults too, as UnavailableAware does
             raise_if_unavailable(e)
             raise
 
@@ -326,7 +335,8 @@ class SqlReadModel:
         last: int | None = None, before: str | None = None,
     ) -> Page:
         """``first`` rows after ``after``, or (without ``first``) the ``last`` rows before ``before``."""
-        return await self._read_window(_window(query, order, first=first, after=after, last=last, before=before), to_node)
+        window = _window(query, order, first=first, after=after, last=last, before=before)
+        return await self._read_window(window, to_node)
 
     async def _read_window(self, window: _Window, to_node: Callable) -> Page:
         rows = await self._rows(window.statement)
@@ -364,7 +374,7 @@ class SqlReadModel:
         try:
             async with pooled(self._engine) as connection:
                 return await connection.fetch(sql, *args)
-        except Exception as e:  # noqa: BLE001 - connect-time faults too, as UnavailableAware does
+        except Exception as e:  # connect-time faults too, as UnavailableAware does
             raise_if_unavailable(e)
             raise
 
@@ -452,6 +462,7 @@ class SqlReadModel:
         every match); the other conditions apply to the comment. One keyword only: PostgreSQL
         reads ``= ANY`` of several out of the index's order, so several keywords keep the walk."""
         m = matches.c
+        assert flt.keyword_ids is not None  # _comments_query comes here for exactly one keyword
         (keyword_id,) = flt.keyword_ids
         order = _Order(m.published_at, "published_at", datetime, m.comment_id, keyset.descending)
         matched = (
@@ -493,18 +504,19 @@ class SqlReadModel:
 
     async def comments_by_vk_ids(self, keys: Sequence[tuple[int, int]]) -> list[CommentView | None]:
         def query_for(wanted: list[tuple[int, int]]) -> Select:
-            by_wall = {}
+            by_wall: dict[int, list[int]] = {}
             for owner_id, vk_id in wanted:
                 by_wall.setdefault(owner_id, []).append(vk_id)
             return _comment_query().where(
                 or_(*(and_(comments.c.owner_id == o, self._in(comments.c.vk_id, v)) for o, v in by_wall.items()))
             )
 
-        wanted = list(dict.fromkeys(tuple(k) for k in keys))
+        pairs = [(owner_id, vk_id) for owner_id, vk_id in keys]  # tuples, whatever sequences came
+        wanted = list(dict.fromkeys(pairs))
         if not wanted:
             return []
         rows = await self._rows(query_for(wanted))
-        return _aligned([tuple(k) for k in keys], {(r["owner_id"], r["vk_id"]): _comment_view(r) for r in rows})
+        return _aligned(pairs, {(r["owner_id"], r["vk_id"]): _comment_view(r) for r in rows})
 
     async def matches_by_comment_ids(self, ids: Sequence[int]) -> list[list[Match]]:
         wanted = list(dict.fromkeys(ids))
@@ -617,7 +629,7 @@ class SqlReadModel:
         async with self._sessions() as session:
             return {(kind, state): count for kind, state, count in await session.execute(query)}
 
-    async def recent_parse_results(self, group_ids: Sequence[int], per_group: int) -> dict[int, list[dict]]:
+    async def recent_parse_results(self, group_ids: Sequence[int], per_group: int) -> dict[int, list[dict[str, Any]]]:
         if not group_ids:
             return {}
         # Numbered newest first within each group, on ix_tasks_group_id_kind_state.

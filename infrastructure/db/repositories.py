@@ -8,15 +8,26 @@ lists are chunked by hand below SQLite's bind-parameter limit.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import builtins
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
-    ColumnElement, Table, bindparam, case, delete, distinct, func, or_, select, text, update,
+    ColumnElement,
+    Table,
+    bindparam,
+    case,
+    delete,
+    distinct,
+    func,
+    or_,
+    select,
+    text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import CursorResult, Row, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.matching import keyword_key
@@ -24,7 +35,16 @@ from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post
 from infrastructure.db.aggregates import StatsLedger
 from infrastructure.db.bulk import bulk_insert, in_values
 from infrastructure.db.tables import (
-    ACTIVE_PARSE, api_tokens, authors, comment_versions, comments, groups, keywords, matches, posts, tasks,
+    ACTIVE_PARSE,
+    api_tokens,
+    authors,
+    comment_versions,
+    comments,
+    groups,
+    keywords,
+    matches,
+    posts,
+    tasks,
 )
 
 IN_CHUNK = 10_000  # values per IN (...) list
@@ -54,14 +74,16 @@ def _bulk_insert(session: AsyncSession, table: Table, rows: Sequence[dict[str, A
     return bulk_insert(session.get_bind().dialect.name, table, rows)
 
 
-async def _stored_locked(session: AsyncSession, table: Table, keys: Iterable[tuple[int, int]], *columns) -> list:
+async def _stored_locked(
+    session: AsyncSession, table: Table, keys: Iterable[tuple[int, int]], *columns: Any
+) -> list[Row[Any]]:
     """``columns`` of the stored rows of ``table`` among ``keys`` ((owner_id, vk_id)), locked
     until the transaction ends, so nobody changes them between this read and the upsert; read
     in vk_id order per wall, one lock order for every writer."""
     by_owner: dict[int, list[int]] = {}
     for owner_id, vk_id in keys:
         by_owner.setdefault(owner_id, []).append(vk_id)
-    found = []
+    found: list[Row[Any]] = []
     for owner_id, vk_ids in by_owner.items():
         for chunk in _chunks(sorted(vk_ids)):
             query = (
@@ -138,7 +160,7 @@ class SqlGroupRepository:
         self.ledger.forget_group(group_id)
         await self.session.execute(delete(groups).where(groups.c.id == group_id))
 
-    async def due_for_monitoring(self, now: datetime) -> list[Group]:
+    async def due_for_monitoring(self, now: datetime) -> builtins.list[Group]:
         query = (
             select(groups)
             .where(
@@ -184,7 +206,9 @@ class SqlPostRepository:
             self.ledger.post(stored_group, -1)
         stmt, params = _bulk_insert(self.session, posts, list(rows.values()))
         # comments_synced_count is the collector's bookkeeping: VK data never overwrites it.
-        updated = ("group_id", "from_id", "text", "published_at", "comments_count", "likes", "reposts", "views", "is_pinned")
+        updated = (
+            "group_id", "from_id", "text", "published_at", "comments_count", "likes", "reposts", "views", "is_pinned"
+        )
         stmt = stmt.on_conflict_do_update(
             index_elements=[posts.c.owner_id, posts.c.vk_id],
             set_={name: stmt.excluded[name] for name in updated},
@@ -275,7 +299,8 @@ class SqlCommentRepository:
                 deleted_at = before.deleted_at if before is not None and before.deleted_at is not None else now
             elif before is not None and before.text != c.text and not (before.deleted_at and not before.text):
                 # (A comment first seen deleted has VK's empty placeholder stored: no text to keep.)
-                versions.append({"comment_id": before.id, "text": before.text, "seen_at": before.edited_at or before.created_at})
+                seen_at = before.edited_at or before.created_at
+                versions.append({"comment_id": before.id, "text": before.text, "seen_at": seen_at})
                 edited_at = now
             rows.append(
                 {
@@ -380,7 +405,12 @@ class SqlCommentRepository:
         for chunk in _chunks(sorted(set(ids))):
             # Statistics (review states per day and group): out with the flags before, in with
             # the flags after; locked in between.
-            stored = select(*_COUNTED).where(_in(self.session, comments.c.id, chunk)).order_by(comments.c.id).with_for_update()
+            stored = (
+                select(*_COUNTED)
+                .where(_in(self.session, comments.c.id, chunk))
+                .order_by(comments.c.id)
+                .with_for_update()
+            )
             for row in await self.session.execute(stored):
                 _count_comment(self.ledger, -1, row)
             stmt = (
@@ -395,7 +425,9 @@ class SqlCommentRepository:
     async def iter_texts(
         self, *, group_ids: Sequence[int] | None, after_id: int, limit: int
     ) -> list[tuple[int, str]]:
-        query = select(comments.c.id, comments.c.text).where(comments.c.id > after_id).order_by(comments.c.id).limit(limit)
+        query = (
+            select(comments.c.id, comments.c.text).where(comments.c.id > after_id).order_by(comments.c.id).limit(limit)
+        )
         if group_ids is not None:
             query = query.where(_in(self.session, comments.c.group_id, list(group_ids)))
         return [tuple(row) for row in await self.session.execute(query)]
@@ -411,7 +443,10 @@ class SqlAuthorRepository:
     async def upsert_many(self, items: Iterable[Author]) -> None:
         now = _now()
         rows = {
-            a.vk_id: {"vk_id": a.vk_id, "name": a.name, "screen_name": a.screen_name, "photo_url": a.photo_url, "updated_at": now}
+            a.vk_id: {
+                "vk_id": a.vk_id, "name": a.name, "screen_name": a.screen_name, "photo_url": a.photo_url,
+                "updated_at": now,
+            }
             for a in items
         }
         if not rows:
@@ -437,7 +472,7 @@ class SqlAuthorRepository:
 # --- keywords -------------------------------------------------------------------------------
 
 
-def keyword_from_row(row: RowMapping) -> Keyword:
+def keyword_from_row(row: RowMapping | Mapping[str, Any]) -> Keyword:
     return Keyword(
         id=row["id"],
         word=row["word"],
@@ -482,13 +517,18 @@ class SqlKeywordRepository:
         transaction just committed, which a look-up before the insert could not see)."""
         now = _now()
         values = {**self._values(keyword), "created_at": now, "updated_at": now}
-        stmt = _upsert(self.session, keywords).values(values).on_conflict_do_nothing(index_elements=[keywords.c.word_key])
+        stmt = (
+            _upsert(self.session, keywords).values(values).on_conflict_do_nothing(index_elements=[keywords.c.word_key])
+        )
         new_id = (await self.session.execute(stmt.returning(keywords.c.id))).scalar_one_or_none()
         if new_id is None:
             return None
         return Keyword(
             id=new_id,
-            **{k: getattr(keyword, k) for k in ("word", "category", "active", "case_sensitive", "whole_word", "morphology")},
+            **{
+                k: getattr(keyword, k)
+                for k in ("word", "category", "active", "case_sensitive", "whole_word", "morphology")
+            },
             created_at=now,
         )
 
@@ -604,13 +644,13 @@ class SqlMatchRepository:
         for (_comment, keyword_id), n in new_pairs.items():
             self.ledger.keyword(keyword_id, matches=n, comments=1)
         for chunk in _chunks(ids):
-            stmt = (
+            recount = (
                 update(comments)
                 .where(_in(self.session, comments.c.id, chunk))
                 .values(matches_count=_matches_count_of_comment())
                 .returning(comments.c.id, comments.c.matches_count)
             )
-            for comment_id, after in (await self.session.execute(stmt)).all():
+            for comment_id, after in (await self.session.execute(recount)).all():
                 old = before[comment_id]
                 self.ledger.matches_count(
                     group_id=old.group_id, published_at=old.published_at, before=old.matches_count, after=after
@@ -865,7 +905,9 @@ class SqlTaskRepository:
         row = (await self.session.execute(stmt)).mappings().first()
         return task_from_row(row) if row else None
 
-    async def list_stalled(self, *, progress_before: datetime, stale_before: datetime, limit: int = 100) -> list[Task]:
+    async def list_stalled(
+        self, *, progress_before: datetime, stale_before: datetime, limit: int = 100
+    ) -> builtins.list[Task]:
         query = (
             select(tasks)
             .where(
@@ -888,7 +930,9 @@ class SqlTaskRepository:
         row = (await self.session.execute(stmt)).mappings().first()
         return task_from_row(row) if row else None
 
-    async def list_orphaned(self, *, stale_before: datetime, queued_before: datetime, limit: int = 1000) -> list[Task]:
+    async def list_orphaned(
+        self, *, stale_before: datetime, queued_before: datetime, limit: int = 1000
+    ) -> builtins.list[Task]:
         query = (
             select(tasks)
             .where(
@@ -927,7 +971,8 @@ class SqlApiTokenRepository:
         return _token_from_row(row)
 
     async def find_by_hash(self, token_hash: str) -> ApiToken | None:
-        row = (await self.session.execute(select(api_tokens).where(api_tokens.c.token_hash == token_hash))).mappings().first()
+        query = select(api_tokens).where(api_tokens.c.token_hash == token_hash)
+        row = (await self.session.execute(query)).mappings().first()
         return _token_from_row(row) if row else None
 
     async def list(self) -> list[ApiToken]:
@@ -941,7 +986,9 @@ class SqlApiTokenRepository:
             .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
             .values(revoked_at=_now())
         )
-        return (await self.session.execute(stmt)).rowcount == 1
+        # An UPDATE's result is a CursorResult, which has the rowcount; execute() is typed for every statement.
+        result = cast(CursorResult[Any], await self.session.execute(stmt))
+        return result.rowcount == 1
 
     async def touch(self, token_id: int, when: datetime | None = None) -> None:
         await self.session.execute(

@@ -9,8 +9,9 @@ in the writing transactions.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, ScalarSelect, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.queries import AuthorStats, DayStats, GroupStats, KeywordStats, Stats, StatsTotals, StatsWindow
@@ -43,10 +44,10 @@ async def read_stats(sessions: async_sessionmaker[AsyncSession], window: StatsWi
 
 
 async def _totals(session: AsyncSession) -> StatsTotals:
-    def count_of(table) -> object:
+    def count_of(table: Table) -> ScalarSelect[Any]:
         return select(func.count()).select_from(table).scalar_subquery()
 
-    def total(column) -> object:
+    def total(column: ColumnElement[Any]) -> ScalarSelect[Any]:
         return select(func.coalesce(func.sum(column), 0)).scalar_subquery()
 
     s = stats_groups.c

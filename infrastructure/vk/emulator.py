@@ -260,7 +260,9 @@ class VkMethods:
         owner_id = self._wall_owner(params)
         offset, count = _int(params, "offset", 0), _int(params, "count", 20)
         if not 0 <= count <= PAGE:
-            raise ApiError(100, "One of the parameters specified was missing or invalid: count should be less or equal to 100")
+            raise ApiError(
+                100, "One of the parameters specified was missing or invalid: count should be less or equal to 100"
+            )
         wall = self.world.walls.get(owner_id, [])
         posts = wall[offset:offset + count]
         out: dict[str, Any] = {"count": len(wall), "items": [self._post(p) for p in posts]}
@@ -277,7 +279,9 @@ class VkMethods:
             raise ApiError(212, "Access to post comments denied")
         offset, count = _int(params, "offset", 0), _int(params, "count", 10)
         if not 0 <= count <= PAGE:
-            raise ApiError(100, "One of the parameters specified was missing or invalid: count should be less or equal to 100")
+            raise ApiError(
+                100, "One of the parameters specified was missing or invalid: count should be less or equal to 100"
+            )
         inline = min(_int(params, "thread_items_count", 0), INLINE_REPLIES)
         need_likes = _flag(params, "need_likes")
         if params.get("comment_id") not in (None, "", 0, "0"):
@@ -459,7 +463,8 @@ class VkEmulator:
         if path == "/_stats":
             await _respond(send, 200, orjson.dumps(self.stats()))
         elif path == "/_world" and scope["method"] == "GET":  # what a complete collection holds now
-            now = await asyncio.get_running_loop().run_in_executor(self._answering, self.world_now)  # the world's thread
+            # In the world's thread.
+            now = await asyncio.get_running_loop().run_in_executor(self._answering, self.world_now)
             await _respond(send, 200, orjson.dumps(now))
         elif path == "/_reset" and scope["method"] == "POST":
             self.reset()

@@ -415,7 +415,8 @@ class HttpVkGateway:
     async def get_users(self, user_ids: Sequence[int]) -> list[Author]:
         if not user_ids:
             return []
-        users = await self.call("users.get", {"user_ids": ",".join(map(str, user_ids)), "fields": "screen_name,photo_100"})
+        params = {"user_ids": ",".join(map(str, user_ids)), "fields": "screen_name,photo_100"}
+        users = await self.call("users.get", params)
         return [_user(u) for u in users]
 
     # --- the batcher -------------------------------------------------------------------------
@@ -682,7 +683,8 @@ class HttpVkGateway:
             return
         parked = [t for t in self._tokens if t.status is TokenStatus.PARKED]
         if parked:
-            first = min((t for t in parked if t.until is not None), key=lambda t: t.until or datetime.max.replace(tzinfo=UTC))
+            latest = datetime.max.replace(tzinfo=UTC)
+            first = min((t for t in parked if t.until is not None), key=lambda t: t.until or latest)
             until = first.until
             assert until is not None
             # The code of the rest that ends first (its reason reads "VK error <code>: ..."): a
@@ -717,7 +719,9 @@ class HttpVkGateway:
 
 def execute_code(calls) -> str:
     """The plain VKScript every VK client generates: ``return [API.m({...}), ...];``."""
-    parts = [f"API.{method}({json.dumps(params, ensure_ascii=False, separators=(',', ':'))})" for method, params in calls]
+    parts = [
+        f"API.{method}({json.dumps(params, ensure_ascii=False, separators=(',', ':'))})" for method, params in calls
+    ]
     return f"return [{','.join(parts)}];"
 
 
@@ -729,7 +733,7 @@ def _unpack_execute(body: dict[str, Any], size: int) -> list[Any]:
     outcomes: list[Any] = []
     for result in results:
         if result is False:  # a failed inner call; its error is the next in execute_errors
-            err = next(errors, {})
+            err: dict[str, Any] = next(errors, {})
             outcomes.append(_Failed(int(err.get("error_code", 0)), str(err.get("error_msg", "unknown error"))))
         else:
             outcomes.append(result)

@@ -274,7 +274,9 @@ _NOUNS = {
     "кот": "кот кота коту кота котом коте коты котов котами",
     "котёнок": "котёнок котёнка котёнку котёнка котёнком котёнке котята котят котятами",
     "приют": "приют приюта приюту приют приютом приюте приюты приютов приютами",
-    "ветеринар": "ветеринар ветеринара ветеринару ветеринара ветеринаром ветеринаре ветеринары ветеринаров ветеринарами",
+    "ветеринар": (
+        "ветеринар ветеринара ветеринару ветеринара ветеринаром ветеринаре ветеринары ветеринаров ветеринарами"
+    ),
     "корм": "корм корма корму корм кормом корме корма кормов кормами",
     "мост": "мост моста мосту мост мостом мосте мосты мостов мостами",
     "школа": "школа школы школе школу школой школе школы школ школами",
@@ -546,7 +548,7 @@ def _fill_comments(world, rng, text: TextMaker, users, plan: _WallPlan, post: Wo
     for index in range(top):
         root = world.add_comment(post, _comment(world, rng, owner, post.id, author(), next_moment(),
                                                 text.comment(plan.theme)))
-        if index == long_at:
+        if index == long_at and long_thread is not None:
             replies = long_thread
         elif rng.random() < plan.reply_share:
             replies = min(int(rng.expovariate(1 / 3)) + 1, 14)
@@ -716,7 +718,8 @@ class WallDrift:
                 "sizes": [{"type": "m", "width": 130, "height": 97,
                            "url": f"https://sun9-1.userapi.com/photo{author}_{comment.id}.jpg"}]}}]
         else:
-            comment.text = self.text.comment(THEMES["town"]) if thread_root is None else self.text.reply(THEMES["town"], None)
+            town = THEMES["town"]
+            comment.text = self.text.comment(town) if thread_root is None else self.text.reply(town, None)
         return comment
 
     def _delete_comment(self, owner_id: int) -> bool:

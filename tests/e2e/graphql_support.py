@@ -17,12 +17,12 @@ import httpx
 import pytest
 import uvicorn
 
-from domain.auth import create_api_token
 from bootstrap import Container, build_container
+from domain.auth import create_api_token
 from entrypoints.cli import server_config
+from graphql_api.app import create_app
 from infrastructure.db.migrate import upgrade_async
 from infrastructure.settings import Settings
-from graphql_api.app import create_app
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:

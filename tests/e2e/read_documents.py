@@ -109,8 +109,8 @@ class DocumentGenerator:
             arguments.append(f"{r.choice(('after', 'before'))}: {self._value('String', cursor, _string(cursor))}")
         if name == "comments":
             if r.random() < 0.4:
-                flt = self._comment_filter()
-                arguments.append(f"filter: {self._value('CommentFilter', flt, _literal(flt))}")
+                comment_filter = self._comment_filter()
+                arguments.append(f"filter: {self._value('CommentFilter', comment_filter, _literal(comment_filter))}")
             if r.random() < 0.15:  # a cursor of the default order does not fit another: mostly refused
                 order = {"field": r.choice(("PUBLISHED_AT", "LIKES", "MATCHES_COUNT")), "direction": r.choice(("ASC", "DESC"))}
                 arguments.append(f"orderBy: {self._value('CommentOrder', order, _literal(order, enums=True))}")
@@ -177,7 +177,7 @@ class DocumentGenerator:
                 text = f"a{self.counter}: {name}"
             text += self._directive()
             if is_object_type(named):
-                text += " " + self._selection(named, depth + 1)  # type: ignore[arg-type]
+                text += " " + self._selection(named, depth + 1)
             elif not is_leaf_type(named):
                 continue  # interfaces and unions: not below these roots
             parts.append(text)

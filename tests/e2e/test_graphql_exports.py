@@ -24,7 +24,15 @@ from websockets.asyncio.client import connect
 from domain.auth import create_api_token
 from graphql_api.app import create_app
 from tests.e2e.graphql_support import (  # noqa: F401
-    Api, api, client, container, make_settings, serve_app, start_container, tokens, wait_for_task,
+    Api,
+    api,
+    client,
+    container,
+    make_settings,
+    serve_app,
+    start_container,
+    tokens,
+    wait_for_task,
 )
 
 EXPORT = """

@@ -8,6 +8,7 @@ from graphql_api.context import Context
 from graphql_api.schema import schema
 from tests.e2e.graphql_support import Api, api, client, container, tokens, wait_for_task  # noqa: F401
 
+
 @pytest.fixture
 async def comment_ids(api: Api) -> list[str]:
     return await collect_sandbox_group(api)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -90,7 +90,7 @@ async def test_task_progress_streams_until_the_task_ends(server: str, tokens: di
     assert done == sorted(done)
 
     mine = [e for e in events if e["id"] == task_id]
-    assert [e["state"] for e in mine][0] == "QUEUED"
+    assert mine[0]["state"] == "QUEUED"
     assert "RUNNING" in [e["state"] for e in mine]
     assert mine[-1]["state"] == "SUCCEEDED"
 
@@ -301,8 +301,8 @@ async def _subscribed(container, document: str, task):
     from graphql_api.schema import schema
 
     class Socket:
-        scope = {"type": "websocket"}
-        headers: dict = {}
+        scope: ClassVar[dict[str, str]] = {"type": "websocket"}
+        headers: ClassVar[dict[str, str]] = {}
 
     context = Context(request=Socket(), response=None, container=container, request_id="t", role=Role.VIEWER)
     return await schema.subscribe(document, variable_values={"id": str(task.id)}, context_value=context)

@@ -61,7 +61,7 @@ def vk_url(tmp_path_factory) -> Iterator[str]:
         stop(proc)
 
 
-async def _stored(stack: Stack) -> list[dict[str, Any]]:  # noqa: F811 - the fixture's value
+async def _stored(stack: Stack) -> list[dict[str, Any]]:
     nodes, after = [], None
     while True:
         page = (await stack.gql(COMMENTS, after=after))["comments"]
@@ -71,7 +71,7 @@ async def _stored(stack: Stack) -> list[dict[str, Any]]:  # noqa: F811 - the fix
         after = page["pageInfo"]["endCursor"]
 
 
-async def test_a_moving_wall_is_stored_as_vk_holds_it_at_the_end(stack: Stack, vk_url: str) -> None:  # noqa: F811
+async def test_a_moving_wall_is_stored_as_vk_holds_it_at_the_end(stack: Stack, vk_url: str) -> None:
     world = generated_world(WORLD["seed"], communities=WORLD["communities"], posts_per_community=WORLD["posts"],
                             comments_per_post=WORLD["comments"], closed_comment_posts=WORLD["closed_comment_posts"],
                             closed_communities=WORLD["closed_communities"])

@@ -184,7 +184,8 @@ def requests(known: Known, seed_value: int, count: int):
     document before it with other @skip/@include values (a plan cached under other values)."""
     generator = DocumentGenerator(schema._schema, known, seed_value)
     roles = random.Random(seed_value)
-    query, variables = "", {}
+    query = ""
+    variables: dict[str, Any] = {}
     for index in range(count):
         if index and roles.random() < 0.2:
             variables = generator.again(variables)

@@ -140,7 +140,7 @@ export const author = graphql`
 
 
 async def test_operations_relay_generates_run_against_the_service(
-    relay_compiler: Path, tmp_path: Path, api: Api  # noqa: F811 - fixture
+    relay_compiler: Path, tmp_path: Path, api: Api
 ) -> None:
     compiled = compile_relay(relay_compiler, tmp_path, DOCUMENTS)
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr

@@ -12,7 +12,6 @@ from sqlalchemy import event
 from domain.errors import InvalidInput
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
 from domain.queries import CommentFilter, CommentOrder, CommentSort, SortDirection, TaskFilter
-from infrastructure.db import queries
 from infrastructure.db.queries import SqlReadModel, encode_cursor
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -332,8 +331,8 @@ async def test_reads_are_the_same_through_the_driver_as_through_sqlalchemy(world
         return [
             await reads.comments_by_ids(comment_ids),
             await reads.comments_by_vk_ids([(-1, 1), (-2, 2), (-1, 21), (-1, 999)]),
-            await reads.groups_by_ids([g.id for g in world.groups] + [0]),
-            await reads.posts_by_ids(list(dict.fromkeys(v.post_id for v in views if v)) + [0]),
+            await reads.groups_by_ids([*(g.id for g in world.groups), 0]),
+            await reads.posts_by_ids([*dict.fromkeys(v.post_id for v in views if v), 0]),
             await reads.authors_by_ids([1000, 5, 1001]),
             await reads.keywords_by_ids([k.id for k in world.keywords] + [999]),
             await reads.matches_by_comment_ids(comment_ids),

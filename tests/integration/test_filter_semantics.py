@@ -6,14 +6,13 @@ through the domain predicate, over comments chosen where the three could part wa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import dataclasses
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from domain.models import Author, Comment, Group, Keyword, Match, Post
-from domain.queries import CommentFilter, CommentOrder, MAX_PAGE
+from domain.queries import MAX_PAGE, CommentFilter, CommentOrder
 from infrastructure.db.queries import SqlReadModel
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -192,7 +193,7 @@ class ProgressMonitor:
         if base.state in ("FAILED", "CANCELLED"):
             return None
         for s in after[1:]:
-            if s.progress != base.progress or s.state != base.state and s.state == "SUCCEEDED":
+            if s.progress != base.progress or (s.state != base.state and s.state == "SUCCEEDED"):
                 return s.t - t0
         return None
 
@@ -245,7 +246,7 @@ class ProgressMonitor:
         the task was running."""
         window = [s for s in self.samples if since <= s.t <= until]
         longest, still_since = 0.0, None
-        for prev, cur in zip(window, window[1:], strict=False):
+        for prev, cur in itertools.pairwise(window):
             if cur.progress == prev.progress and cur.state == "RUNNING":
                 still_since = still_since if still_since is not None else prev.t
                 longest = max(longest, cur.t - still_since)
@@ -324,10 +325,8 @@ class ApiProbe:
         client that went away)."""
         if self._task is not None:
             self._stopping = True
-            try:
+            with contextlib.suppress(TimeoutError):  # wait_for cancelled it
                 await asyncio.wait_for(self._task, 50)
-            except TimeoutError:
-                pass  # wait_for cancelled it
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(timeout=45) as client:
@@ -649,7 +648,7 @@ START_PARSE = """mutation($ids: [ID!]!) { startParse(input: {groupIds: $ids}) {
 
 
 @pytest.fixture
-async def make_system(tmp_path: Path, private_postgres: PrivatePostgres, private_redis: PrivateRedis,  # noqa: F811
+async def make_system(tmp_path: Path, private_postgres: PrivatePostgres, private_redis: PrivateRedis,
                       ) -> AsyncIterator[Callable[..., Awaitable[System]]]:
     systems: list[System] = []
 
@@ -698,7 +697,7 @@ async def collect_through(system: System, name: str, fault: Fault | None, *, fau
     returned = None
     if fault is not None:
         wanted = int(len(expected) * fault_at)
-        reached = await monitor.wait(lambda s: s.stored >= wanted or s.state != "RUNNING" and s.state != "QUEUED", 90)
+        reached = await monitor.wait(lambda s: s.stored >= wanted or (s.state != "RUNNING" and s.state != "QUEUED"), 90)
         assert reached is not None and reached.state == "RUNNING" and reached.stored < len(expected), (
             f"the collection was not under way before the fault (wanted {wanted} stored while RUNNING): "
             f"{reached}\n{system.diagnostics()}")
@@ -794,7 +793,7 @@ async def verdict(system: System, name: str, out: Outcome) -> None:
 # --- the scenarios --------------------------------------------------------------------------
 
 
-async def test_the_harness_breaks_and_restores_its_dependencies(private_redis, private_postgres) -> None:  # noqa: F811
+async def test_the_harness_breaks_and_restores_its_dependencies(private_redis, private_postgres) -> None:
     """What the scenarios rely on: a stopped dependency really refuses connections, a restarted
     Redis is empty, PostgreSQL keeps its data, and terminate_backends cuts live connections."""
     import asyncpg
@@ -960,7 +959,7 @@ async def test_worker_killed_mid_collection_is_taken_over(make_system) -> None:
         # The new runner's own first progress: stored comments or done posts beyond what the
         # killed one had left (the claim itself moves nothing).
         left = max((s for s in monitor.samples if s.attempts < 2), key=lambda s: s.t)
-        moved = next((s for s in monitor.samples if s.t >= taken.t and s.progress != left.progress
+        moved = next((s for s in monitor.samples if (s.t >= taken.t and s.progress != left.progress)
                       or s.state == "SUCCEEDED"), None)
         progressed = moved.t - state["killed"] if moved is not None else None
         print(f"[outages] worker killed: takeover {took:.1f}s after the kill; the new runner's first progress "
@@ -985,7 +984,7 @@ async def test_idle_worker_survives_a_redis_restart(make_system) -> None:
     await system.redis.restart(down_seconds=2)
     system.note("redis restarted empty")
     await asyncio.sleep(10)
-    [(worker, log)] = system.workers
+    [(worker, _log)] = system.workers
     if worker.poll() is not None:
         out.problems.append(f"the idle worker died through the Redis restart (exit code {worker.returncode})")
         system.note("worker died")

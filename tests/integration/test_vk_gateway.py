@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
 import multiprocessing
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-
 import pytest
 import uvicorn
 from redis.asyncio import Redis
@@ -26,8 +25,8 @@ from redis.asyncio import Redis
 from domain.collect import CollectOptions, collect_group
 from domain.errors import VkAccessDenied, VkAuthFailed, VkError, VkUnavailable
 from domain.models import Group
-from infrastructure.vk.emulator import VkEmulator
 from domain.vk import TokenStatus
+from infrastructure.vk.emulator import VkEmulator
 from infrastructure.vk.gateway import HttpVkGateway, token_fingerprint
 from infrastructure.vk.limiter import RedisRateLimiter
 from infrastructure.vk.world import VkWorld, generated_world

@@ -112,7 +112,7 @@ async def test_quota_parks_in_both_processes_and_both_count_every_call(vk_url, r
 
 @pytest.mark.redis
 async def test_calls_made_while_redis_is_down_are_added_once_it_answers(
-    vk_url, private_redis: PrivateRedis,  # noqa: F811
+    vk_url, private_redis: PrivateRedis,
 ):
     worker_redis, api_redis = connect(private_redis.url()), connect(private_redis.url())
     worker = process_gateway(vk_url, worker_redis, "pool:")

@@ -112,7 +112,7 @@ async def test_a_token_parked_in_one_process_rests_in_the_other_until_it_expires
 
 @pytest.mark.redis
 async def test_while_redis_is_down_collection_goes_on_and_each_process_shows_its_own_view(
-    private_redis: PrivateRedis,  # noqa: F811
+    private_redis: PrivateRedis,
 ):
     app = VkEmulator(WORLD, tokens=["good"])
     worker_redis, api_redis = connect(private_redis.url()), connect(private_redis.url())

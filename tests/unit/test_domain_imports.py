@@ -67,7 +67,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(module)
         for dependency in sorted(graph[module]):
             if state.get(dependency) == "open":
-                return path[path.index(dependency) :] + [dependency]
+                return [*path[path.index(dependency) :], dependency]
             if dependency not in state and (found := visit(dependency)):
                 return found
         state[module] = "done"

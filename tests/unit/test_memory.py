@@ -13,7 +13,6 @@ import pytest
 
 from infrastructure import memory
 
-
 glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 
 

@@ -91,7 +91,7 @@ async def test_a_task_runs_to_success_with_monotonic_progress(monkeypatch) -> No
     assert (finished.attempts, finished.result, finished.progress.done, finished.progress.total) == (1, {"rows": 10}, 10, 10)
     assert finished.heartbeat_at is None and finished.started_at and finished.finished_at
     events = adapters.events.published
-    assert [e["state"] for e in events][0] == "RUNNING" and events[-1]["state"] == "SUCCEEDED"
+    assert events[0]["state"] == "RUNNING" and events[-1]["state"] == "SUCCEEDED"
     dones = [e["done"] for e in events]
     assert dones == sorted(dones)
     # A terminal task is never run again.

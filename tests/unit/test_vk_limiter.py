@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -58,5 +59,5 @@ async def test_concurrent_callers_get_distinct_slots():
     # 30 callers at once, more than a second's worth: the limit has to bite.
     times = sorted(await asyncio.gather(*(one() for _ in range(30))))
     assert max_in_any_second(times) <= 20
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= slot_interval(20) - 0.002  # no two callers share a slot (loop timer slack)

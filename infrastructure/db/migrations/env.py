@@ -32,7 +32,11 @@ def _database_url() -> str:
 
 
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
-    dialect = connection.dialect.name if connection is not None else url.split(":", 1)[0]
+    if connection is not None:
+        dialect = connection.dialect.name
+    else:
+        assert url is not None, "a connection or a URL"
+        dialect = url.split(":", 1)[0]
     context.configure(
         connection=connection,
         url=url,
@@ -41,7 +45,7 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         render_as_batch=dialect.startswith("sqlite"),
         compare_type=True,
         # infrastructure.db.migrate logs what was applied itself, in one event.
-        on_version_apply=config.attributes.get("on_version_apply") or (),
+        on_version_apply=config.attributes.get("on_version_apply"),  # None: no callback
     )
 
 

@@ -146,8 +146,12 @@ def upgrade() -> None:
         sa.Column("end_pos", sa.Integer(), nullable=False),
         sa.Column("snippet", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("comment_id", "keyword_id", "start_pos", name="pk_matches"),
-        sa.ForeignKeyConstraint(["comment_id"], ["comments.id"], name="fk_matches_comment_id_comments", ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["keyword_id"], ["keywords.id"], name="fk_matches_keyword_id_keywords", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["comment_id"], ["comments.id"], name="fk_matches_comment_id_comments", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["keyword_id"], ["keywords.id"], name="fk_matches_keyword_id_keywords", ondelete="CASCADE"
+        ),
     )
     op.create_index("ix_matches_keyword_id", "matches", ["keyword_id"])
 

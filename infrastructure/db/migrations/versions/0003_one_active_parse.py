@@ -25,9 +25,12 @@ ACTIVE_PARSE = "kind = 'PARSE' AND state IN ('QUEUED', 'RUNNING')"
 
 def upgrade() -> None:
     op.execute(
-        f"""UPDATE tasks SET state = 'CANCELLED', error = 'a second run of the same community (cancelled by migration 0003)'
+        f"""UPDATE tasks SET state = 'CANCELLED',
+                error = 'a second run of the same community (cancelled by migration 0003)'
             WHERE {ACTIVE_PARSE} AND group_id IS NOT NULL
-              AND id NOT IN (SELECT MIN(id) FROM tasks WHERE {ACTIVE_PARSE} AND group_id IS NOT NULL GROUP BY group_id)"""
+              AND id NOT IN (
+                SELECT MIN(id) FROM tasks WHERE {ACTIVE_PARSE} AND group_id IS NOT NULL GROUP BY group_id
+              )"""
     )
     op.create_index(
         "uq_tasks_one_active_parse", "tasks", ["group_id"], unique=True,

@@ -38,7 +38,9 @@ def upgrade() -> None:
         _counter("matched_comments"),
         _counter("matches"),
         sa.PrimaryKeyConstraint("group_id", name="pk_stats_groups"),
-        sa.ForeignKeyConstraint(["group_id"], ["groups.id"], name="fk_stats_groups_group_id_groups", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["group_id"], ["groups.id"], name="fk_stats_groups_group_id_groups", ondelete="CASCADE"
+        ),
     )
     op.create_table(
         "stats_days",

@@ -38,8 +38,12 @@ ZERO = sa.text("0")
 def upgrade() -> None:
     postgres = op.get_context().dialect.name == "postgresql"
     op.add_column("stats_groups", sa.Column("posts", sa.BigInteger(), nullable=False, server_default=ZERO))
-    op.execute("INSERT INTO stats_groups (group_id) SELECT id FROM groups WHERE id NOT IN (SELECT group_id FROM stats_groups)")
-    op.execute("UPDATE stats_groups SET posts = (SELECT count(*) FROM posts WHERE posts.group_id = stats_groups.group_id)")
+    op.execute(
+        "INSERT INTO stats_groups (group_id) SELECT id FROM groups WHERE id NOT IN (SELECT group_id FROM stats_groups)"
+    )
+    op.execute(
+        "UPDATE stats_groups SET posts = (SELECT count(*) FROM posts WHERE posts.group_id = stats_groups.group_id)"
+    )
     op.create_table(
         "stats_totals",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),

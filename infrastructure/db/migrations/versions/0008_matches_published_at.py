@@ -28,7 +28,8 @@ TIMESTAMP = sa.DateTime(timezone=True)
 def upgrade() -> None:
     op.add_column("matches", sa.Column("published_at", TIMESTAMP, nullable=True))
     op.execute(
-        "UPDATE matches SET published_at = (SELECT comments.published_at FROM comments WHERE comments.id = matches.comment_id)"
+        "UPDATE matches SET published_at = "
+        "(SELECT comments.published_at FROM comments WHERE comments.id = matches.comment_id)"
     )
     with op.batch_alter_table("matches") as batch:  # SQLite rebuilds the table
         batch.alter_column("published_at", existing_type=TIMESTAMP, nullable=False)

@@ -4,11 +4,14 @@ emulator. Each writes to its own log file, which failures quote."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -76,3 +79,17 @@ async def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float 
                 pass
             await asyncio.sleep(0.2)
     raise AssertionError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def vk_emulator(args: list[str], log: Path) -> Iterator[str]:
+    """The VK emulator as a real HTTP server (``python -m infrastructure.vk.emulator --port <free>
+    <args>``) until the block ends, its output in ``log``; yields its API's base URL."""
+    port = free_port()
+    proc = spawn(["-m", "infrastructure.vk.emulator", "--port", str(port), *args],
+                 {**os.environ, "PYTHONPATH": str(ROOT)}, log)
+    try:
+        asyncio.run(wait_http(f"http://127.0.0.1:{port}/_stats", proc, log))
+        yield f"http://127.0.0.1:{port}/method"
+    finally:
+        stop(proc)

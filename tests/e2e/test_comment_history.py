@@ -12,8 +12,6 @@ changes its world).
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -22,8 +20,8 @@ import pytest
 
 from infrastructure.vk.world import generated_world
 from tests.e2e import test_stacks
-from tests.e2e.test_stacks import ADD, ROOT, VK_TOKEN, Stack, _wait_task
-from tests.processes import free_port, spawn, stop, wait_http
+from tests.e2e.test_stacks import ADD, VK_TOKEN, Stack, _wait_task
+from tests.processes import vk_emulator
 
 stack = test_stacks.stack  # the fixture: both stacks, over this module's ``vk_url``
 
@@ -39,18 +37,13 @@ def _world():
 @pytest.fixture
 def vk_url(tmp_path) -> Iterator[str]:
     """A fresh emulator for each test (``stack`` asks for it by this name)."""
-    port = free_port()
     log = tmp_path / "emulator.log"
-    args = ["-m", "infrastructure.vk.emulator", "--port", str(port), "--rps", "20", "--world", "generated",
+    args = ["--rps", "20", "--world", "generated",
             "--seed", str(WORLD["seed"]), "--communities", str(WORLD["communities"]), "--posts", str(WORLD["posts"]),
             "--comments", str(WORLD["comments"]), "--closed-comment-posts", "0", "--closed-communities", "0",
             "--token", VK_TOKEN]
-    proc = spawn(args, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
-    try:
-        asyncio.run(wait_http(f"http://127.0.0.1:{port}/_stats", proc, log))
-        yield f"http://127.0.0.1:{port}/method"
-    finally:
-        stop(proc)
+    with vk_emulator(args, log) as url:
+        yield url
 
 
 async def _change_world(vk_url: str, change: dict) -> None:

@@ -10,8 +10,6 @@ holds then (``/_world``).
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +21,6 @@ from infrastructure.vk.world import generated_world
 from tests.e2e.test_stacks import (
     ADD,
     PARSE,
-    ROOT,
     VK_TOKEN,
     WORLD,
     Stack,
@@ -31,7 +28,7 @@ from tests.e2e.test_stacks import (
     _wait_task,
     stack,  # noqa: F401 - the fixture, both stacks
 )
-from tests.processes import free_port, spawn, stop, wait_http
+from tests.processes import vk_emulator
 
 DRIFT = {"rate": "1", "seed": "11", "budget": "14"}
 COMMENTS = """query($after: String) { comments(first: 100, after: $after) {
@@ -46,19 +43,14 @@ def one_call_a_request(monkeypatch) -> None:
 @pytest.fixture
 def vk_url(tmp_path_factory) -> Iterator[str]:
     """The emulator, moving, one per stack (a wall moves once)."""
-    port = free_port()
     log = tmp_path_factory.mktemp("emulator") / "emulator.log"
-    args = ["-m", "infrastructure.vk.emulator", "--port", str(port), "--rps", "40", "--world", "generated",
+    args = ["--rps", "40", "--world", "generated",
             "--seed", str(WORLD["seed"]), "--communities", str(WORLD["communities"]), "--posts", str(WORLD["posts"]),
             "--comments", str(WORLD["comments"]), "--closed-comment-posts", str(WORLD["closed_comment_posts"]),
             "--closed-communities", str(WORLD["closed_communities"]), "--token", VK_TOKEN,
             "--drift", DRIFT["rate"], "--drift-seed", DRIFT["seed"], "--drift-budget", DRIFT["budget"]]
-    proc = spawn(args, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
-    try:
-        asyncio.run(wait_http(f"http://127.0.0.1:{port}/_stats", proc, log))
-        yield f"http://127.0.0.1:{port}/method"
-    finally:
-        stop(proc)
+    with vk_emulator(args, log) as url:
+        yield url
 
 
 async def _stored(stack: Stack) -> list[dict[str, Any]]:

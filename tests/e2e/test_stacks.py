@@ -28,7 +28,7 @@ import pytest
 
 from infrastructure.vk.world import generated_world
 from tests.conftest import POSTGRES_ADMIN_URL, _async_url, _postgres_problem, _redis_problem, require_service
-from tests.processes import first_admin_token, free_port, log_events, spawn, stop, wait_http
+from tests.processes import first_admin_token, free_port, log_events, spawn, stop, vk_emulator, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = {"seed": 7, "communities": 2, "posts": 12, "comments": 15, "closed_comment_posts": 1, "closed_communities": 1}
@@ -49,18 +49,13 @@ def world():
 
 @pytest.fixture(scope="module")
 def vk_url(tmp_path_factory) -> Iterator[str]:
-    port = free_port()
     log = tmp_path_factory.mktemp("emulator") / "emulator.log"
-    args = ["-m", "infrastructure.vk.emulator", "--port", str(port), "--rps", "20", "--world", "generated",
+    args = ["--rps", "20", "--world", "generated",
             "--seed", str(WORLD["seed"]), "--communities", str(WORLD["communities"]), "--posts", str(WORLD["posts"]),
             "--comments", str(WORLD["comments"]), "--closed-comment-posts", str(WORLD["closed_comment_posts"]),
             "--closed-communities", str(WORLD["closed_communities"]), "--token", VK_TOKEN]
-    proc = spawn(args, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
-    try:
-        asyncio.run(wait_http(f"http://127.0.0.1:{port}/_stats", proc, log))
-        yield f"http://127.0.0.1:{port}/method"
-    finally:
-        stop(proc)
+    with vk_emulator(args, log) as url:
+        yield url
 
 
 class Stack:

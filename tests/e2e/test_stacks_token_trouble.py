@@ -8,7 +8,6 @@ every call counted.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import uuid
@@ -23,7 +22,7 @@ from infrastructure.vk.world import generated_world
 from tests.conftest import REDIS_URL, _redis_problem, postgres_database, require_service
 from tests.e2e.test_stacks import ADD, PARSE, Stack, _all_comments, _wait_task
 from tests.e2e.test_vk_quotas import forget_redis_prefix
-from tests.processes import ROOT, free_port, spawn, stop, wait_http
+from tests.processes import ROOT, free_port, stop, vk_emulator, wait_http
 
 TIRED, SHORT, FRESH = "vk1.a.e2e-tired-token", "vk1.a.e2e-short-lived-token", "vk1.a.e2e-fresh-token"
 SEED, POSTS, COMMENTS = 13, 60, 10
@@ -38,19 +37,14 @@ def world():
 @pytest.fixture
 def vk_url(tmp_path: Path) -> Iterator[str]:
     """A VK of each stack's own: the quotas and the expiry count from zero."""
-    port = free_port()
     log = tmp_path / "emulator.log"
-    args = ["-m", "infrastructure.vk.emulator", "--port", str(port), "--rps", "20", "--world", "generated",
+    args = ["--rps", "20", "--world", "generated",
             "--seed", str(SEED), "--communities", "1", "--posts", str(POSTS), "--comments", str(COMMENTS),
             "--closed-comment-posts", "0", "--closed-communities", "0",
             "--token", TIRED, "--token", SHORT, "--token", FRESH,
             "--token-quota", f"{TIRED}:wall.getComments=2", "--expire-after", f"{SHORT}=6"]
-    proc = spawn(args, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
-    try:
-        asyncio.run(wait_http(f"http://127.0.0.1:{port}/_stats", proc, log))
-        yield f"http://127.0.0.1:{port}/method"
-    finally:
-        stop(proc)
+    with vk_emulator(args, log) as url:
+        yield url
 
 
 @pytest.fixture(params=["embedded", "production"])

@@ -32,7 +32,7 @@ from graphql_api.ids import NodeType, parse_id
 from infrastructure.vk.gateway import token_fingerprint
 from tests.conftest import REDIS_URL, _redis_problem, postgres_database, require_service
 from tests.e2e.graphql_support import make_settings, start_container
-from tests.processes import ROOT, free_port, spawn, stop, wait_http
+from tests.processes import ROOT, free_port, spawn, stop, vk_emulator, wait_http
 
 TOKENS = ["vk1.a.quota-token-one", "vk1.a.quota-token-two", "vk1.a.quota-token-three"]
 LIMITS = "wall.get=5000,wall.getComments=20"  # 20 a token: a schedule that cannot fit
@@ -42,17 +42,12 @@ WORLD = ["--world", "generated", "--seed", "5", "--communities", "2", "--posts",
 
 @pytest.fixture
 def vk_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
     log = tmp_path / "emulator.log"
-    args = ["-m", "infrastructure.vk.emulator", "--port", str(port), "--rps", "50", *WORLD]
+    args = ["--rps", "50", *WORLD]
     for token in TOKENS:
         args += ["--token", token]
-    proc = spawn(args, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
-    try:
-        asyncio.run(wait_http(f"http://127.0.0.1:{port}/_stats", proc, log))
-        yield f"http://127.0.0.1:{port}/method"
-    finally:
-        stop(proc)
+    with vk_emulator(args, log) as url:
+        yield url
 
 
 @dataclass

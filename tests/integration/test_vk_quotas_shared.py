@@ -6,7 +6,6 @@ both processes, per token and method, as VK counted them. A Redis outage loses n
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from infrastructure.vk.gateway import HttpVkGateway, token_fingerprint
 from infrastructure.vk.token_pool import RedisTokenStates
 from infrastructure.vk.world import generated_world
 from tests.faults import PrivateRedis, private_redis  # noqa: F401
-from tests.processes import ROOT, free_port, spawn, stop, wait_http
+from tests.processes import vk_emulator
 
 TIRED, FRESH = "vk1.a.tired-token-value", "vk1.a.fresh-token-value"
 SEED, POSTS = 9, 40
@@ -34,19 +33,14 @@ OWNER = WORLD.open_owner_ids()[0]
 
 @pytest.fixture
 def vk_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
     log = tmp_path / "emulator.log"
-    args = ["-m", "infrastructure.vk.emulator", "--port", str(port), "--rps", "0", "--world", "generated",
+    args = ["--rps", "0", "--world", "generated",
             "--seed", str(SEED), "--communities", "1", "--posts", str(POSTS), "--comments", "6",
             "--closed-comment-posts", "0", "--closed-communities", "0",
             "--token", TIRED, "--token", FRESH, "--token-quota", f"{TIRED}:wall.getComments=3"]
-    proc = spawn(args, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
-    try:
-        asyncio.run(wait_http(f"http://127.0.0.1:{port}/_stats", proc, log))
-        yield f"http://127.0.0.1:{port}/method"
-    finally:
-        stop(proc)
-        assert TIRED not in log.read_text(errors="replace")
+    with vk_emulator(args, log) as url:
+        yield url
+    assert TIRED not in log.read_text(errors="replace")
 
 
 def process_gateway(url: str, redis: Redis, prefix: str) -> HttpVkGateway:

@@ -14,7 +14,9 @@ the others exist but are not published) and answers error 29 past them. So:
   unbounded). The first, full run of a community counts like the later incremental ones, so
   a new schedule's projection errs high;
 - the pool's budget is, per method with a known limit, usable tokens (not revoked: parked ones
-  come back) × that limit. ``warning`` says what to change when the projection exceeds it.
+  come back) × that limit. ``warning`` says what to change when the projection exceeds it: a
+  ``BudgetWarning``, the English sentence as a ``str`` that also carries a code and arguments
+  (like ``domain.progress.Say``), from which the console words it in the operator's language.
 
 ``count_vk_calls`` is the meter: while a use case runs inside it, the VK adapter adds each
 call it sends on that use case's behalf, so parses sharing one gateway are told apart.
@@ -28,7 +30,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, Self
 
 from domain.models import Group
 from domain.ports import UnitOfWorkFactory
@@ -119,7 +122,7 @@ class Budget:
     usable_tokens: int
     methods: list[MethodBudget]
     communities: list[CommunityProjection] = field(default_factory=list)
-    warning: str | None = None
+    warning: BudgetWarning | None = None
 
     @property
     def fits(self) -> bool:
@@ -175,21 +178,71 @@ def project_budget(
     return Budget(usable_tokens, methods, communities, _warning(methods, usable_tokens))
 
 
-def _warning(methods: Sequence[MethodBudget], usable_tokens: int) -> str | None:
+class WarningCode(StrEnum):
+    # No usable token at all. args: short = [{method, calls}], the methods that do not fit and
+    # the calls a day the schedule needs of each.
+    NO_USABLE_TOKEN = "NO_USABLE_TOKEN"
+    # The pool is too small. args: short = [{method, calls, limit}] (limit: what the pool allows
+    # a day), usableTokens, addTokens: the tokens more that would make every method fit.
+    TOKENS_SHORT = "TOKENS_SHORT"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _english(code: WarningCode, args: Mapping[str, Any]) -> str:
+    short = args["short"]
+    if code is WarningCode.NO_USABLE_TOKEN:
+        needs = "; ".join(f"~{m['calls']:,} {m['method']} calls a day" for m in short)
+        return f"no usable VK token: the schedule needs {needs}. Add tokens (VKCP_VK_TOKENS)."
+    tokens = _plural(args["usableTokens"], "token")
+    parts = [
+        f"the schedule needs ~{m['calls']:,} {m['method']} calls a day; {tokens} allow {m['limit']:,}" for m in short
+    ]
+    return f"{'; '.join(parts)}: add {_plural(args['addTokens'], 'token')} or lengthen intervals"
+
+
+class BudgetWarning(str):
+    """What the schedule lacks: a ``str`` (its English sentence, what ``warning`` has always
+    said) that also carries its code and arguments, for a reader that words it otherwise."""
+
+    code: WarningCode
+    args: Mapping[str, Any]
+
+    def __new__(cls, code: WarningCode, args: Mapping[str, Any]) -> Self:
+        said = super().__new__(cls, _english(code, args))
+        said.code, said.args = code, dict(args)
+        return said
+
+    def __getnewargs__(self) -> tuple[WarningCode, dict[str, Any]]:  # type: ignore[override]  # copy, pickle
+        return self.code, dict(self.args)
+
+    def __repr__(self) -> str:
+        return f"BudgetWarning({self.code.value}, {dict(self.args)!r})"
+
+
+def _warning(methods: Sequence[MethodBudget], usable_tokens: int) -> BudgetWarning | None:
+    """The one home of the rule: which methods do not fit and how many tokens more would do."""
     short = [m for m in methods if not m.fits]
     if not short:
         return None
     if usable_tokens == 0:
-        needs = "; ".join(f"~{m.projected:,} {m.method} calls a day" for m in short)
-        return f"no usable VK token: the schedule needs {needs}. Add tokens (VKCP_VK_TOKENS)."
-    parts = []
+        return BudgetWarning(
+            WarningCode.NO_USABLE_TOKEN, {"short": [{"method": m.method, "calls": m.projected} for m in short]}
+        )
     more = 0
     for m in short:
         assert m.limit is not None and m.limit_per_token
-        tokens = f"{usable_tokens} token{'s' if usable_tokens != 1 else ''}"
-        parts.append(f"the schedule needs ~{m.projected:,} {m.method} calls a day; {tokens} allow {m.limit:,}")
         more = max(more, math.ceil(m.projected / m.limit_per_token) - usable_tokens)
-    return f"{'; '.join(parts)}: add {more} token{'s' if more != 1 else ''} or lengthen intervals"
+    return BudgetWarning(
+        WarningCode.TOKENS_SHORT,
+        {
+            "short": [{"method": m.method, "calls": m.projected, "limit": m.limit} for m in short],
+            "usableTokens": usable_tokens,
+            "addTokens": more,
+        },
+    )
 
 
 async def read_budget(

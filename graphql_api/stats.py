@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated
 
 import strawberry
+from strawberry.scalars import JSON
 
 from domain import budget as budget_cases
 from domain import queries
@@ -239,6 +240,22 @@ class VkBudgetCommunity:
         return Group.from_domain(found) if found is not None else None
 
 
+@strawberry.enum(
+    description="What `VkBudget.warning` says, for a client that words it in its own language "
+    "(`VkBudget.warningArgs` holds its numbers and names; `warning` is the English sentence)."
+)
+class VkBudgetWarningCode(enum.Enum):
+    NO_USABLE_TOKEN = strawberry.enum_value(
+        "NO_USABLE_TOKEN", description="No usable VK token: `short` lists each method that does not fit as "
+        "`{method, calls}`, the calls a day the schedule needs of it. Add tokens."
+    )
+    TOKENS_SHORT = strawberry.enum_value(
+        "TOKENS_SHORT", description="The pool is too small: `short` lists each method that does not fit as "
+        "`{method, calls, limit}` (the calls a day the schedule needs, what `usableTokens` tokens allow); "
+        "`addTokens` more tokens would make every method fit (or lengthen the monitoring intervals)."
+    )
+
+
 @strawberry.type(
     description="The monitoring schedule's projected VK calls a day against the token pool's daily budget. "
     "A community's calls per run are the average of its last successful runs (measured per method); "
@@ -252,7 +269,14 @@ class VkBudget:
     projected_calls: int = strawberry.field(description="Projected VK calls a day, every method together.")
     fits: bool = strawberry.field(description="Whether every method's projected calls fit in its daily limit.")
     warning: str | None = strawberry.field(
-        description="What to change when the schedule cannot be met with the tokens configured; null when it fits."
+        description="What to change when the schedule cannot be met with the tokens configured, for people "
+        "(in English); null when it fits."
+    )
+    warning_code: VkBudgetWarningCode | None = strawberry.field(
+        description="What `warning` says, as a code to word in another language; null when it fits."
+    )
+    warning_args: JSON | None = strawberry.field(
+        description="The numbers and names `warning` holds, by name (see `warningCode`); null when it fits."
     )
     communities: list[VkBudgetCommunity] = strawberry.field(
         description="Each active monitored community, in the order they were added."
@@ -266,7 +290,9 @@ class VkBudget:
                                     projected_calls=m.projected, fits=m.fits) for m in b.methods],
             projected_calls=b.projected,
             fits=b.fits,
-            warning=b.warning,
+            warning=str(b.warning) if b.warning is not None else None,
+            warning_code=VkBudgetWarningCode[b.warning.code.value] if b.warning is not None else None,
+            warning_args=JSON(dict(b.warning.args)) if b.warning is not None else None,
             communities=[
                 VkBudgetCommunity(
                     group_pk=c.group.id or 0,

@@ -879,6 +879,14 @@ def test_tokens_budget_and_comment_history_on_the_screens(browser: Any, pool_ser
         said = warning.inner_text()
         assert re.search(r"needs ~[\d,]+ wall\.getComments calls a day; 2 usable tokens allow 200: add [\d,]+ tokens? "
                          r"or lengthen the monitoring intervals", said), said
+        # worded from the service's code and arguments (domain/budget.py decides what is short and by how much)
+        shortfall = service.gql("{ vkBudget { warningCode warningArgs } }")["vkBudget"]
+        assert shortfall["warningCode"] == "TOKENS_SHORT", shortfall
+        [short] = shortfall["warningArgs"]["short"]
+        more = shortfall["warningArgs"]["addTokens"]
+        assert (short["method"], short["limit"], shortfall["warningArgs"]["usableTokens"]) == ("wall.getComments", 200, 2)
+        assert (f"The schedule needs ~{short['calls']:,} wall.getComments calls a day; 2 usable tokens allow 200: "
+                f"add {more} token{'' if more == 1 else 's'} or lengthen the monitoring intervals.") in said, said
         assert page.get_by_test_id("budget-fits").inner_text() == "does not fit"
         assert page.locator(".budget-communities tr[data-budget-group]").count() == 1
         assert "144" in page.locator(".budget-communities tr[data-budget-group]").inner_text()  # runs a day
@@ -923,6 +931,7 @@ def test_tokens_budget_and_comment_history_on_the_screens(browser: Any, pool_ser
         said = page.get_by_test_id("budget-warning").inner_text()
         assert re.search(r"Расписанию нужно ~[\d\s\u00a0]+ вызовов wall\.getComments в день, а 2 рабочих токена "
                          r"позволяют 200: добавьте [\d\s\u00a0]+ токен", said), said
+        assert f"добавьте {more} токен" in said, said
         _shot(page, "24-communities-budget-ru")
         page.get_by_role("link", name="Администрирование").click()
         resting.locator(".token-parked").wait_for()

@@ -118,7 +118,7 @@ PARSE = 'mutation($id: ID!) { startParse(input: {groupIds: [$id]}) { tasks { id 
 TASK = "query($id: ID!) { task(id: $id) { state error result } }"
 TOKENS_QUERY = """{ vkTokens { fingerprint state callsToday callsRemaining
   quotas { method calls limit remaining } } }"""
-BUDGET = """{ vkBudget { usableTokens projectedCalls fits warning
+BUDGET = """{ vkBudget { usableTokens projectedCalls fits warning warningCode warningArgs
   methods { method limitPerToken limit projectedCalls fits }
   communities { group { id } runsPerDay callsPerRun callsPerRunByMethod { method calls } projectedCalls estimated } } }"""
 
@@ -195,6 +195,12 @@ async def test_calls_today_and_the_schedules_budget(stack: Stack, vk_url: str) -
         f"the schedule needs ~{comments['projectedCalls']:,} wall.getComments calls a day; 3 tokens allow 60: "
         f"add {needed} tokens or lengthen intervals"
     )
+    # the same as a code with arguments, which the console words in the operator's language
+    assert budget["warningCode"] == "TOKENS_SHORT"
+    assert budget["warningArgs"] == {
+        "short": [{"method": "wall.getComments", "calls": comments["projectedCalls"], "limit": 60}],
+        "usableTokens": 3, "addTokens": needed,
+    }
 
     # /metrics: the pool's calls by method for anyone, per token only for an admin's scrape.
     def samples(text: str) -> dict[tuple, float]:

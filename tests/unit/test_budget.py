@@ -4,8 +4,12 @@ calls a day against what the pool's tokens may call."""
 from __future__ import annotations
 
 import asyncio
+import copy
+import pickle
 
 from domain.budget import (
+    BudgetWarning,
+    WarningCode,
     calls_per_run,
     calls_remaining,
     count_vk_calls,
@@ -14,6 +18,7 @@ from domain.budget import (
     vk_calls_meter,
 )
 from domain.models import Group
+from graphql_api.stats import VkBudget, VkBudgetWarningCode
 
 LIMITS = {"wall.get": 5000}
 
@@ -45,6 +50,10 @@ def test_the_schedule_that_does_not_fit_says_what_to_change():
     assert budget.warning == (
         "the schedule needs ~19,200 wall.get calls a day; 2 tokens allow 10,000: add 2 tokens or lengthen intervals"
     )
+    # the same as a code with arguments, for the console to word in its language
+    assert budget.warning.code is WarningCode.TOKENS_SHORT
+    assert budget.warning.args == {
+        "short": [{"method": "wall.get", "calls": 19_200, "limit": 10_000}], "usableTokens": 2, "addTokens": 2}
     comments = next(m for m in budget.methods if m.method == "wall.getComments")
     assert comments.limit is None and comments.fits and comments.projected == 76_800
     assert budget.projected == 19_200 + 76_800
@@ -72,7 +81,37 @@ def test_only_active_monitored_communities_count_and_no_token_is_a_warning():
     assert budget.warning == (
         "no usable VK token: the schedule needs ~49 wall.get calls a day. Add tokens (VKCP_VK_TOKENS)."
     )
+    assert budget.warning.code is WarningCode.NO_USABLE_TOKEN
+    assert budget.warning.args == {"short": [{"method": "wall.get", "calls": 49}]}
     assert project_budget([], {}, usable_tokens=0, limits=LIMITS).fits
+
+
+def test_a_warning_is_its_english_sentence_and_its_code_with_arguments():
+    # two methods short on one token: the tokens to add are what the shortest of them needs
+    groups = [monitored(1, 1)]  # 1,440 runs a day
+    results = {1: [{"vkCalls": {"wall.get": 1, "wall.getComments": 3}}]}
+    limits = {"wall.get": 1000, "wall.getComments": 2000}
+    warning = project_budget(groups, results, usable_tokens=1, limits=limits).warning
+    assert isinstance(warning, BudgetWarning) and isinstance(warning, str)
+    assert warning.code is WarningCode.TOKENS_SHORT
+    assert warning.args == {
+        "short": [{"method": "wall.get", "calls": 1440, "limit": 1000},
+                  {"method": "wall.getComments", "calls": 4320, "limit": 2000}],
+        "usableTokens": 1, "addTokens": 2,  # ceil(4320 / 2000) - 1
+    }
+    assert warning == (
+        "the schedule needs ~1,440 wall.get calls a day; 1 token allow 1,000; "
+        "the schedule needs ~4,320 wall.getComments calls a day; 1 token allow 2,000: add 2 tokens or lengthen intervals"
+    )
+    for again in (copy.deepcopy(warning), pickle.loads(pickle.dumps(warning))):
+        assert (again, again.code, again.args) == (warning, warning.code, warning.args)
+    # the API gives the sentence, the code and the arguments, and has a code for each of the domain's
+    shown = VkBudget.from_domain(project_budget(groups, results, usable_tokens=1, limits=limits))
+    assert shown.warning == str(warning) and type(shown.warning) is str
+    assert shown.warning_code is VkBudgetWarningCode.TOKENS_SHORT and shown.warning_args == warning.args
+    assert {c.name for c in VkBudgetWarningCode} == {c.value for c in WarningCode}
+    fits = VkBudget.from_domain(project_budget(groups, results, usable_tokens=3, limits=limits))
+    assert (fits.warning, fits.warning_code, fits.warning_args) == (None, None, None)
 
 
 async def test_the_meter_counts_for_its_own_context_only():

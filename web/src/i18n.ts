@@ -1,6 +1,6 @@
 // Russian and English; the default follows the browser, the choice is remembered.
 import { signal } from "@preact/signals";
-import type { ProgressMessageCode, TaskKind, TaskState, VkTokenState } from "./generated/graphql";
+import type { ProgressMessageCode, TaskKind, TaskState, VkBudgetWarningCode, VkTokenState } from "./generated/graphql";
 
 const en = {
   appName: "VK Comments Parser",
@@ -70,6 +70,7 @@ const en = {
   budget: "VK calls a day (monitoring schedule)", method: "Method", projectedCalls: "Projected a day", dailyLimit: "Pool's daily limit",
   fits: "fits", doesNotFit: "does not fit", runsPerDay: "Runs a day", callsPerRun: "Calls a run", estimated: "estimated",
   budgetSummary: "{calls} projected a day with {tokens}", nCalls: "# call|# calls", nTokens: "# usable token|# usable tokens",
+  // the budget's warning (VkBudgetWarningCode, see BUDGET_WARNING)
   budgetShort: "The schedule needs ~{calls} {method} calls a day; {tokens} allow {limit}",
   budgetAdd: "add {tokens} or lengthen the monitoring intervals.", nMoreTokens: "# token|# tokens",
   budgetNoTokens: "No usable VK token: the schedule needs {needs}. Add tokens (VKCP_VK_TOKENS).",
@@ -244,4 +245,27 @@ export function progressText(p: { message: string; messageCode: ProgressMessageC
   if (!p.messageCode) return p.message;
   const say = PROGRESS[lang.value][p.messageCode];
   return say ? say((p.messageArgs ?? {}) as Args) : p.message;
+}
+
+type ShortMethod = { method: string; calls: number; limit: number };
+const shortMethods = (a: Args): ShortMethod[] =>
+  (Array.isArray(a.short) ? (a.short as Args[]) : []).map((m) => ({ method: s(m, "method"), calls: n(m, "calls"), limit: n(m, "limit") }));
+
+/** How the schedule's budget warning (VkBudgetWarningCode, domain/budget.py, which alone decides
+ * which methods do not fit and how many tokens to add) reads, from its arguments. A code without
+ * its wording here fails the build. */
+const BUDGET_WARNING: Record<VkBudgetWarningCode, (a: Args) => string> = {
+  NO_USABLE_TOKEN: (a) => fill("budgetNoTokens", { needs: shortMethods(a).map((m) => `~${count("nCalls", m.calls)} ${m.method}`).join(", ") }),
+  TOKENS_SHORT: (a) => {
+    const tokens = count("nTokens", n(a, "usableTokens"));
+    const parts = shortMethods(a).map((m) => fill("budgetShort", { calls: fmtNum(m.calls), method: m.method, tokens, limit: fmtNum(m.limit) }));
+    return `${parts.join("; ")}: ${fill("budgetAdd", { tokens: count("nMoreTokens", n(a, "addTokens")) })}`;
+  },
+};
+
+/** The budget's warning in the console's language; the service's English text when it has no code; null when the schedule fits. */
+export function budgetWarningText(b: { warning: string | null; warningCode: VkBudgetWarningCode | null; warningArgs: unknown }): string | null {
+  if (!b.warningCode) return b.warning;
+  const say = BUDGET_WARNING[b.warningCode];
+  return say ? say((b.warningArgs ?? {}) as Args) : b.warning;
 }

@@ -206,7 +206,7 @@ export const VK_TOKENS = /* GraphQL */ `
 export const VK_BUDGET = /* GraphQL */ `
   query VkBudget {
     vkBudget {
-      usableTokens projectedCalls fits warning
+      usableTokens projectedCalls fits warning warningCode warningArgs
       methods { method limitPerToken limit projectedCalls fits }
       communities { runsPerDay callsPerRun projectedCalls estimated group { id name } }
     }

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { request } from "../api";
-import { count, fill, fmtDate, fmtNum, t } from "../i18n";
+import { budgetWarningText, count, fill, fmtDate, fmtNum, t } from "../i18n";
 import { ADD_GROUPS, GROUP_COUNTS, GROUPS, REFRESH_GROUP, REMOVE_GROUP, START_PARSE, UPDATE_GROUP, VK_BUDGET } from "../ops";
 import type {
   AddGroupsMutation, AddGroupsMutationVariables, GroupCountsQuery, GroupCountsQueryVariables, GroupFieldsFragment, GroupsQuery, GroupsQueryVariables,
@@ -15,22 +15,6 @@ type LineResult = { ref: string; ok: boolean; text: string };
 const COUNTS_EVERY_MS = 1000; // how often a running parse's comment count is read again, at most
 
 type Budget = VkBudgetQuery["vkBudget"];
-
-/** What the budget lacks, in the operator's language: per method that does not fit, the calls
- * the schedule needs against what the pool allows, and how many tokens more would do
- * (domain/budget.py says the same in English in `warning`). */
-function budgetWarning(b: Budget): string | null {
-  const short = b.methods.filter((m) => !m.fits);
-  if (!short.length) return null;
-  if (b.usableTokens === 0) {
-    return fill("budgetNoTokens", { needs: short.map((m) => `~${count("nCalls", m.projectedCalls)} ${m.method}`).join(", ") });
-  }
-  const more = Math.max(0, ...short.map((m) => Math.ceil(m.projectedCalls / (m.limitPerToken || 1)) - b.usableTokens));
-  const parts = short.map((m) => fill("budgetShort", {
-    calls: fmtNum(m.projectedCalls), method: m.method, tokens: count("nTokens", b.usableTokens), limit: fmtNum(m.limit ?? 0),
-  }));
-  return `${parts.join("; ")}: ${fill("budgetAdd", { tokens: count("nMoreTokens", more) })}`;
-}
 
 /** The monitoring schedule's projected VK calls a day against the pool's daily budget. */
 function BudgetPanel({ budget }: { budget: Budget | null }) {
@@ -222,7 +206,7 @@ export function Communities() {
     return d.removeGroup.errors.map((x) => x.message).join("; ") || null;
   });
 
-  const budgetShortfall = budget ? budgetWarning(budget) : null;
+  const budgetShortfall = budget ? budgetWarningText(budget) : null;
   const latestParse = (g: Group) => parses.tasks.find((task) => task.group?.id === g.id);
   return (
     <div class="grid">

@@ -35,6 +35,7 @@ from domain.monitoring import scheduler_tick
 from domain.ports import Adapters, UnitOfWork, VkGateway
 from domain.queries import ReadModel
 from domain.tasks import enqueue_task, run_task, watch_tasks
+from domain.timing import TaskTiming
 from domain.vk import TokenStatus
 from infrastructure.cache import InMemoryCache, RedisCache
 from infrastructure.db.engine import create_engine, pool_usage, read_session_factory, session_factory
@@ -226,6 +227,7 @@ async def build_container(settings: Settings) -> Container:
         exports=exports,
         export_time_zone=settings.export_time_zone,
         cache=RedisCache(redis, prefix=settings.redis_prefix) if redis is not None else InMemoryCache(),
+        task_timing=TaskTiming(stall_after=timedelta(seconds=settings.task_stall_seconds)),
     )
     if settings.redis_url:
         from arq import create_pool
@@ -293,13 +295,10 @@ def start_loops(
     them): returning freed memory to the system always; the recovery loop (``watch_tasks``)
     where tasks run (``wake`` re-offers queued tasks at once when set); the minute scheduler
     where no ARQ cron runs it (embedded mode)."""
-    settings, adapters = container.settings, container.adapters
+    adapters = container.adapters
     container.loops.append(asyncio.create_task(release_free_memory_forever(), name="release-free-memory"))
     if recover:
-        stall_after = timedelta(seconds=settings.task_stall_seconds)
-        container.loops.append(
-            asyncio.create_task(watch_tasks(adapters, stall_after=stall_after, wake=wake), name="watch-tasks")
-        )
+        container.loops.append(asyncio.create_task(watch_tasks(adapters, wake=wake), name="watch-tasks"))
     if schedule:
         container.loops.append(asyncio.create_task(scheduler_loop(adapters), name="scheduler"))
 

@@ -37,9 +37,9 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT)
 
 
-def backoff_delay(attempt: int) -> float:
-    """Full jitter: uniform in [0, min(RETRY_MAX, RETRY_FIRST * 2**(attempt - 1))]."""
-    return random.uniform(0, min(RETRY_MAX, RETRY_FIRST * 2 ** max(0, attempt - 1)))
+def backoff_delay(attempt: int, *, first: float = RETRY_FIRST, cap: float = RETRY_MAX) -> float:
+    """Full jitter: uniform in [0, min(cap, first * 2**(attempt - 1))]."""
+    return random.uniform(0, min(cap, first * 2 ** max(0, attempt - 1)))
 
 
 async def retry_transient(

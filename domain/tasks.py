@@ -8,16 +8,18 @@ Terminal tasks are never run again.
 Leases make crashes cheap: a runner claims a task with one conditional UPDATE (QUEUED, or
 RUNNING with a stale heartbeat) and heartbeats every few seconds while it runs. A worker
 killed with -9 stops heartbeating; the recovery loop of every other worker wakes up when that
-lease lapses (``LEASE`` after the last beat, not at its next fixed pass), enqueues the task
-again (``recover_orphaned``), and the next runner continues it: about ``LEASE`` plus a second
+lease lapses (``lease`` after the last beat, not at its next fixed pass), enqueues the task
+again (``recover_orphaned``), and the next runner continues it: about ``lease`` plus a second
 after the kill. A runner that finds the task held by a live runner leaves it alone. A watcher
 that could not reach the database itself does not judge leases until it has watched them for
-a whole ``LEASE`` again: the runners could not renew theirs meanwhile either.
+a whole ``lease`` again: the runners could not renew theirs meanwhile either. Every such
+duration, with its reason, is a field of ``domain.timing.TaskTiming``, which the runner and the
+recovery loop read from ``Adapters.task_timing``.
 
 Faults of the infrastructure are not the task's fault. A transient error (the database or
 Redis unavailable, VK failing past the gateway's retries; see ``domain.resilience``) makes the
 runner run the handler again from what is stored (collection is incremental and idempotent)
-after a backoff, for up to ``TRANSIENT_BUDGET`` in one stretch; a task ends FAILED only for a
+after a backoff, for up to ``transient_budget`` in one stretch; a task ends FAILED only for a
 reason a person can act on, and says it. The recovery loop (``watch_tasks``, in every worker)
 enqueues tasks whose job was lost (a Redis restart empties the queue) or whose runner died,
 and finds tasks that still heartbeat but make no progress (stalled): it logs them at ERROR,
@@ -64,38 +66,6 @@ from domain.stats import invalidate_stats
 log = structlog.get_logger(__name__)
 
 TASKS_CHANNEL = "tasks"
-PROGRESS_INTERVAL = 0.25  # seconds between progress writes/events of one task
-CANCEL_POLL_INTERVAL = 1.0  # seconds between a running task's checks for a cancel request
-# A runner renews its lease this often even while it reports no progress (waiting on VK);
-# progress writes renew it too. Five beats fit in a lease: a slow database or a busy event
-# loop can miss several before a live runner looks dead.
-HEARTBEAT_INTERVAL = timedelta(seconds=4)
-# A RUNNING task not heartbeated for this long is orphaned, and taken over by another worker.
-# It bounds the takeover after a kill -9 (issue #19: within 40 s): the lapse is noticed at once
-# (the recovery loop wakes when it happens), so a takeover takes LEASE plus about a second.
-# Workers' clocks must agree to well within it (NTP does).
-LEASE = timedelta(seconds=20)
-# A QUEUED task this old may have lost its job (Redis restarted empty, or was down when the
-# task was started): enqueue it again. Cheap and safe: the job id of an attempt is fixed, so a
-# job still waiting in the queue is not added twice.
-QUEUED_GRACE = timedelta(seconds=10)
-RECOVERY_INTERVAL = 5.0  # seconds between recovery passes at most: a lost job is found within this
-LAPSE_MARGIN = 0.2  # seconds past a lease's lapse at which the recovery loop looks (clock steps, rounding)
-STALL_AFTER = timedelta(minutes=10)  # default: a RUNNING task whose progress did not move this long is stuck
-# (said in the API's Task.stalls) found stuck this often, a task ends FAILED: running it again did not help
-MAX_STALLS = 3
-TRANSIENT_BUDGET = timedelta(minutes=30)  # one stretch of dependency outage a run waits through
-# Per kind: a parse of a big community at VK's rate takes hours; the others are local work.
-TIMEOUTS: dict[TaskKind, timedelta] = {
-    TaskKind.PARSE: timedelta(hours=6),
-    TaskKind.ANALYZE: timedelta(hours=1),
-    TaskKind.EXPORT: timedelta(minutes=30),
-}
-DEFAULT_TIMEOUT = timedelta(hours=1)
-# A waiting task is enqueued for this long after its tokens come back: the gateway times a
-# token's rest on the monotonic clock, the queue on the wall clock, and a run resumed a moment
-# early would meet the same rest again (costing nothing, but waiting once more).
-RESUME_MARGIN = timedelta(seconds=1)
 CAPTCHA_CODES = frozenset({14, 17})  # VK's captcha and "validation required": no one here solves them
 # Identifies this process's runners in task leases; ARQ workers pass their own.
 LOCAL_WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -254,7 +224,7 @@ async def _announce(adapters: Adapters, task: Task) -> None:
 async def enqueue_task(adapters: Adapters, task: Task) -> bool:
     """Hand a QUEUED task to the queue: a waiting one for when its tokens come back. False
     when the queue cannot take it now (the recovery loop offers it again later)."""
-    defer_until = task.waiting_until + RESUME_MARGIN if task.waiting_until is not None else None
+    defer_until = task.waiting_until + adapters.task_timing.resume_margin if task.waiting_until is not None else None
     if defer_until is not None and defer_until <= adapters.clock.now():
         defer_until = None  # its time has come (the recovery loop, a restart)
     try:
@@ -312,9 +282,10 @@ async def run_task(adapters: Adapters, task_id: int, *, worker_id: str = LOCAL_W
 async def _claim_and_run(adapters: Adapters, task_id: int, worker_id: str) -> Task | None:
     async def claim() -> tuple[Task | None, Task | None]:
         now = adapters.clock.now()
+        stale_before = now - adapters.task_timing.lease
         current = None
         async with adapters.uow_factory() as uow:
-            task = await uow.tasks.claim(task_id, worker_id=worker_id, now=now, stale_before=now - LEASE)
+            task = await uow.tasks.claim(task_id, worker_id=worker_id, now=now, stale_before=stale_before)
             if task is None:
                 current = await uow.tasks.get(task_id)
             await uow.commit()
@@ -333,7 +304,7 @@ async def _claim_and_run(adapters: Adapters, task_id: int, worker_id: str) -> Ta
 
     reporter = _Reporter(adapters, task, worker_id)
     handler = HANDLERS.get(task.kind)
-    timeout = TIMEOUTS.get(task.kind, DEFAULT_TIMEOUT)
+    timeout = adapters.task_timing.timeout(task.kind)
     log.info("task.started", task_id=task.id, kind=task.kind.value, attempt=task.attempts, worker=worker_id)
     if handler is None:
         return await _finish(adapters, task, worker_id, TaskState.FAILED, reporter.last,
@@ -376,7 +347,7 @@ async def _claim_and_run(adapters: Adapters, task_id: int, worker_id: str) -> Ta
         if isinstance(e, DomainError):
             error = e.message
             if is_transient(e):
-                error += f" (still failing after {_human(TRANSIENT_BUDGET)} of retries)"
+                error += f" (still failing after {_human(adapters.task_timing.transient_budget)} of retries)"
             log.info("task.failed", task_id=task.id, error=error)
             return await _finish(adapters, task, worker_id, TaskState.FAILED, reporter.last, error=error)
         if not isinstance(e, Exception):
@@ -393,7 +364,8 @@ async def _claim_and_run(adapters: Adapters, task_id: int, worker_id: str) -> Ta
 
 async def _run_handler(adapters: Adapters, task: Task, handler: TaskHandler, reporter: _Reporter) -> dict[str, Any]:
     """The handler, run again from what is stored after a transient error, with backoff, until
-    the dependency is back or has been failing for ``TRANSIENT_BUDGET`` without progress."""
+    the dependency is back or has been failing for ``transient_budget`` without progress."""
+    timing = adapters.task_timing
     attempt = 0
     failing_since: float | None = None
     while True:
@@ -403,10 +375,10 @@ async def _run_handler(adapters: Adapters, task: Task, handler: TaskHandler, rep
             now = time.monotonic()
             if failing_since is None or reporter.moved_at > failing_since:
                 failing_since, attempt = now, 0  # progress was made since: a new stretch
-            if now - failing_since >= TRANSIENT_BUDGET.total_seconds():
+            if now - failing_since >= timing.transient_budget.total_seconds():
                 raise
             attempt += 1
-            delay = backoff_delay(attempt)
+            delay = backoff_delay(attempt, first=timing.retry_first, cap=timing.retry_max)
             log.warning("task.retrying", task_id=task.id, attempt=attempt, delay=round(delay, 2), error=e.message)
             reporter.resume()
             await reporter(reporter.last.done, reporter.last.total, Say.retrying(e.message))
@@ -531,8 +503,9 @@ class _Supervisor:
     async def run(self) -> None:
         beat_at = time.monotonic()
         while True:
-            await asyncio.sleep(CANCEL_POLL_INTERVAL)
-            beat = time.monotonic() - beat_at >= HEARTBEAT_INTERVAL.total_seconds()
+            timing = self.adapters.task_timing
+            await asyncio.sleep(timing.cancel_poll_interval)
+            beat = time.monotonic() - beat_at >= timing.heartbeat_interval.total_seconds()
             try:
                 async with self.adapters.uow_factory() as uow:
                     if beat:
@@ -561,7 +534,7 @@ class _Supervisor:
 
 
 class _Reporter:
-    """Progress writes and events at most every PROGRESS_INTERVAL, each renewing the lease and
+    """Progress writes and events at most every ``progress_interval``, each renewing the lease and
     checking for a cancel request.
 
     Progress only moves forward: a resumed attempt (after a crash) counts what the earlier
@@ -601,7 +574,7 @@ class _Reporter:
         self.last = self._forward(done, total, message)
         moved = (self.last.done, self.last.total) != (before.done, before.total)
         now = time.monotonic()
-        if now - self._sent_at < PROGRESS_INTERVAL and done != total:
+        if now - self._sent_at < self.adapters.task_timing.progress_interval and done != total:
             return
         self._sent_at = now
         try:
@@ -626,20 +599,20 @@ class _Reporter:
 # --- recovery -------------------------------------------------------------------------------
 
 
-async def recover_orphaned(
-    adapters: Adapters, *, judge_leases: bool = True, queued_grace: timedelta | None = QUEUED_GRACE
-) -> list[Task]:
+async def recover_orphaned(adapters: Adapters, *, judge_leases: bool = True, every_queued: bool = False) -> list[Task]:
     """Enqueue again the tasks nobody is running: RUNNING ones whose runner stopped
     heartbeating (killed, or its machine gone), and QUEUED ones whose job may have been lost
     (a task waiting for VK only once its time has come). Part of the recovery loop. The queue
     gives each new attempt a new job id, and the lease keeps a task that is in fact still
     running from being run twice. ``judge_leases=False`` leaves RUNNING tasks with a heartbeat
-    alone (the caller cannot tell a dead runner now); ``queued_grace=None`` offers every QUEUED
-    task again, however recent (a waiting one still only after its time)."""
+    alone (the caller cannot tell a dead runner now); ``every_queued`` offers every QUEUED task
+    again, however recent (a waiting one still only after its time), not only those older than
+    ``queued_grace``."""
+    timing = adapters.task_timing
     now = adapters.clock.now()
-    stale_before = now - LEASE if judge_leases else _NEVER
+    stale_before = now - timing.lease if judge_leases else _NEVER
     # Every task created until now; a task waiting for VK also only once its time is past.
-    queued_before = now - queued_grace if queued_grace is not None else now
+    queued_before = now if every_queued else now - timing.queued_grace
     async with adapters.uow_factory() as uow:
         orphans = await uow.tasks.list_orphaned(stale_before=stale_before, queued_before=queued_before)
     for task in orphans:
@@ -650,14 +623,17 @@ async def recover_orphaned(
     return orphans
 
 
-async def recover_stalled(adapters: Adapters, *, stall_after: timedelta = STALL_AFTER) -> list[Task]:
+async def recover_stalled(adapters: Adapters) -> list[Task]:
     """RUNNING tasks whose runner heartbeats but whose progress has not moved for
     ``stall_after``: logged at ERROR, the stall recorded on the task (``stalled_at``,
     ``stalls``), the lease taken from the runner (which stops at its next heartbeat) and the
-    task enqueued for another; found stuck ``MAX_STALLS`` times, it ends FAILED saying so."""
+    task enqueued for another; found stuck ``max_stalls`` times, it ends FAILED saying so."""
+    timing = adapters.task_timing
     now = adapters.clock.now()
     async with adapters.uow_factory() as uow:
-        stalled = await uow.tasks.list_stalled(progress_before=now - stall_after, stale_before=now - LEASE)
+        stalled = await uow.tasks.list_stalled(
+            progress_before=now - timing.stall_after, stale_before=now - timing.lease
+        )
     recovered: list[Task] = []
     for task in stalled:
         assert task.id is not None
@@ -666,7 +642,7 @@ async def recover_stalled(adapters: Adapters, *, stall_after: timedelta = STALL_
                   stalls=task.stalls + 1, step=task.progress.message)
         async with adapters.uow_factory() as uow:
             marked = await uow.tasks.mark_stalled(task.id, worker_id=task.worker_id, now=now)
-            if marked is not None and marked.stalls >= MAX_STALLS:
+            if marked is not None and marked.stalls >= timing.max_stalls:
                 step = task.progress.message or "none"
                 error = (f"no progress for {idle}, {marked.stalls} times (last step: {step}); "
                          "stopped, see the worker's log")
@@ -681,41 +657,36 @@ async def recover_stalled(adapters: Adapters, *, stall_after: timedelta = STALL_
     return recovered
 
 
-async def watch_tasks(
-    adapters: Adapters,
-    *,
-    interval: float = RECOVERY_INTERVAL,
-    stall_after: timedelta = STALL_AFTER,
-    wake: asyncio.Event | None = None,
-) -> None:
+async def watch_tasks(adapters: Adapters, *, wake: asyncio.Event | None = None) -> None:
     """The recovery loop: every worker (and the embedded server) runs it, forever. Passes
     racing in several processes are harmless: enqueueing an attempt is idempotent, and the
     lease changes are conditional updates.
 
-    A pass runs every ``interval`` seconds, and also at the moment the oldest live lease would
+    A pass runs every ``recovery_interval`` seconds, and also at the moment the oldest live lease would
     lapse, so a dead runner's task is taken over as soon as its lease allows. ``wake`` (set by
     the queue's owner when the queue is back after an outage) runs a pass at once that
     re-offers every QUEUED task, whatever its age: a restarted Redis has lost their jobs.
     After this loop could not reach the database, it does not judge leases for a whole
-    ``LEASE``: runners could not renew theirs while the database was away."""
+    ``lease``: runners could not renew theirs while the database was away."""
     judge_from = 0.0  # monotonic time from which stale heartbeats mean dead runners
     queue_back = False
     while True:
-        delay = interval
+        timing = adapters.task_timing
+        delay, margin = timing.recovery_interval, timing.lapse_margin
         try:
             judge = time.monotonic() >= judge_from
-            await recover_orphaned(adapters, judge_leases=judge, queued_grace=None if queue_back else QUEUED_GRACE)
+            await recover_orphaned(adapters, judge_leases=judge, every_queued=queue_back)
             queue_back = False
-            await recover_stalled(adapters, stall_after=stall_after)
+            await recover_stalled(adapters)
             lapse = await _next_lapse(adapters)
             if lapse is not None:
-                delay = min(delay, max(LAPSE_MARGIN, lapse + LAPSE_MARGIN))
+                delay = min(delay, max(margin, lapse + margin))
             if not judge:
-                delay = min(delay, max(LAPSE_MARGIN, judge_from - time.monotonic()))
+                delay = min(delay, max(margin, judge_from - time.monotonic()))
         except Unavailable as e:
             log.warning("tasks.recovery_deferred", error=e.message)
             if e.dependency == "database":
-                judge_from = time.monotonic() + LEASE.total_seconds()
+                judge_from = time.monotonic() + timing.lease.total_seconds()
         if wake is None:
             await asyncio.sleep(delay)
             continue
@@ -738,7 +709,7 @@ async def _next_lapse(adapters: Adapters) -> float | None:
         running = await uow.tasks.list(states=[TaskState.RUNNING], limit=10_000)
     now = adapters.clock.now()
     lapses = [
-        (beat if beat.tzinfo else beat.replace(tzinfo=UTC)) + LEASE - now
+        (beat if beat.tzinfo else beat.replace(tzinfo=UTC)) + adapters.task_timing.lease - now
         for beat in (t.heartbeat_at for t in running) if beat is not None
     ]
     live = [lapse.total_seconds() for lapse in lapses if lapse > timedelta(0)]

@@ -42,7 +42,7 @@ def run(settings: Settings) -> int:
         container = ctx["container"] = await build_container(settings)
         ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         # Set by the poll loop when Redis answers again after an outage (jobs/arq_compat.py): the
-        # recovery loop then re-offers every queued task at once, instead of after QUEUED_GRACE.
+        # recovery loop then re-offers every queued task at once, instead of after ``TaskTiming.queued_grace``.
         ctx[QUEUE_BACK] = queue_back = asyncio.Event()
         start_loops(container, recover=True, schedule=False, wake=queue_back)
 

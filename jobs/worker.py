@@ -21,12 +21,13 @@ from arq.cron import CronJob, cron
 from arq.worker import func
 
 from domain.monitoring import scheduler_tick
-from domain.tasks import TIMEOUTS, run_task
+from domain.tasks import run_task
+from domain.timing import TaskTiming
 from infrastructure.queue import RUN_TASK
 
-# ARQ's own limit is only a backstop: each kind's timeout (domain.tasks.TIMEOUTS) ends the task
+# ARQ's own limit is only a backstop: each kind's timeout (TaskTiming.timeouts) ends the task
 # FAILED with a clear error first.
-JOB_TIMEOUT = int(max(t.total_seconds() for t in TIMEOUTS.values())) + 600
+JOB_TIMEOUT = int(max(t.total_seconds() for t in TaskTiming().timeouts.values())) + 600
 
 
 async def run_task_job(ctx: dict[str, Any], task_id: int) -> str | None:

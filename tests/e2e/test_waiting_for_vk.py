@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from domain.tasks import QUEUED_GRACE
+from domain.timing import TaskTiming
 from infrastructure.vk.world import generated_world
 from tests.conftest import (
     POSTGRES_ADMIN_URL,
@@ -188,8 +188,8 @@ async def test_a_parse_waits_out_every_tokens_quota_and_resumes_by_itself(stack:
         await asyncio.sleep(0.2)
     resumed_after = (datetime.now(UTC) - until).total_seconds()
     # Not before its time, and by its deferred job: the recovery loop's re-offer (in case that
-    # job was lost) would come only QUEUED_GRACE later.
-    assert 0 <= resumed_after < QUEUED_GRACE.total_seconds() - 2, resumed_after
+    # job was lost) would come only ``queued_grace`` later.
+    assert 0 <= resumed_after < TaskTiming().queued_grace.total_seconds() - 2, resumed_after
 
     while task["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED"):
         assert time.monotonic() < deadline, (task, stack.output()[-3000:])

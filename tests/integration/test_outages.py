@@ -1018,7 +1018,7 @@ QUEUED_BACK_BOUND = 6.0  # seconds from Redis's return until a parse started whi
 
 async def test_a_parse_started_while_redis_is_down_runs_as_soon_as_redis_returns(make_system) -> None:
     """``startParse`` while Redis is down answers the task (QUEUED) and its job is lost; once
-    Redis answers again the workers re-offer it at once (not after QUEUED_GRACE and a pass),
+    Redis answers again the workers re-offer it at once (not after ``queued_grace`` and a pass),
     and its collection moves within QUEUED_BACK_BOUND seconds of the return."""
     spec = WorldSpec(posts=40)
     system = await make_system(spec)
@@ -1029,7 +1029,7 @@ async def test_a_parse_started_while_redis_is_down_runs_as_soon_as_redis_returns
     await system.redis.stop()
     system.note("redis stopped")
     await asyncio.sleep(3)  # the worker's poll loop meets the outage
-    # Started just before Redis returns: QUEUED_GRACE alone would re-offer it ~10 s later.
+    # Started just before Redis returns: ``queued_grace`` alone would re-offer it ~10 s later.
     status, body = await system.gql(START_PARSE, ids=[group_id])
     tasks = ((body.get("data") or {}).get("startParse") or {}).get("tasks") or []
     assert status == 200 and tasks and tasks[0]["state"] == "QUEUED", f"HTTP {status}: {body}"

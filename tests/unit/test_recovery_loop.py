@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from datetime import datetime, timedelta
 
-from domain import tasks as task_cases
 from domain.errors import Unavailable
 from domain.models import Task, TaskKind, TaskState
 from domain.ports import Adapters
 from domain.tasks import watch_tasks
+from domain.timing import TaskTiming
 from infrastructure.events import InMemoryEventBus
 from tests.fakes import FakeClock, InMemoryStore
 
-INTERVAL = 30.0  # the loop's fixed period in these tests: anything sooner is the design at work
+# The loop's fixed period in these tests is 30 s: anything sooner is the design at work.
+SLOW_PASSES = dataclasses.replace(TaskTiming(), recovery_interval=30.0)
 
 
 class RecordingQueue:
@@ -44,9 +46,9 @@ class FlakyStore(InMemoryStore):
         return super().uow_factory()
 
 
-def make_adapters(store: InMemoryStore) -> Adapters:
+def make_adapters(store: InMemoryStore, timing: TaskTiming = SLOW_PASSES) -> Adapters:
     return Adapters(uow_factory=store.uow_factory, vk=None, queue=RecordingQueue(),  # type: ignore[arg-type]
-                    events=InMemoryEventBus(), clock=FakeClock())
+                    events=InMemoryEventBus(), clock=FakeClock(), task_timing=timing)
 
 
 async def running_task(adapters: Adapters, worker: str) -> Task:
@@ -60,8 +62,8 @@ async def running_task(adapters: Adapters, worker: str) -> Task:
 
 
 @contextlib.asynccontextmanager
-async def watching(adapters: Adapters, interval: float = INTERVAL, **options):
-    loop = asyncio.create_task(watch_tasks(adapters, interval=interval, **options))
+async def watching(adapters: Adapters, wake: asyncio.Event | None = None):
+    loop = asyncio.create_task(watch_tasks(adapters, wake=wake))
     try:
         yield loop
     finally:
@@ -82,7 +84,7 @@ async def until(predicate, timeout: float) -> float | None:
 async def test_a_dead_runners_task_is_offered_again_when_its_lease_lapses_not_at_the_next_pass() -> None:
     adapters = make_adapters(InMemoryStore())
     task = await running_task(adapters, "killed")
-    adapters.clock.advance(seconds=task_cases.LEASE.total_seconds() - 0.5)  # its last beat: lapses in 0.5 s
+    adapters.clock.advance(seconds=adapters.task_timing.lease.total_seconds() - 0.5)  # its last beat: lapses in 0.5 s
     async with watching(adapters):
         await asyncio.sleep(0.1)
         assert adapters.queue.enqueued == []  # the lease holds: nothing to take over yet
@@ -92,16 +94,16 @@ async def test_a_dead_runners_task_is_offered_again_when_its_lease_lapses_not_at
     assert [tid for _, tid in adapters.queue.enqueued] == [task.id]
 
 
-async def test_leases_are_not_judged_until_the_watcher_has_seen_the_database_for_a_whole_lease(monkeypatch) -> None:
+async def test_leases_are_not_judged_until_the_watcher_has_seen_the_database_for_a_whole_lease() -> None:
     """Runners could not renew their leases while the database was away: right after it
     returns, old heartbeats say nothing about who is dead."""
-    monkeypatch.setattr(task_cases, "LEASE", timedelta(seconds=1))
     store = FlakyStore()
-    adapters = make_adapters(store)
+    # Passes often: only the guard can hold it back.
+    adapters = make_adapters(store, dataclasses.replace(TaskTiming(), lease=timedelta(seconds=1), recovery_interval=0.2))
     task = await running_task(adapters, "alive-but-cut-off")
     adapters.clock.advance(seconds=5)  # its heartbeat looks stale
     store.down = True
-    async with watching(adapters, interval=0.2):  # passes often: only the guard can hold it back
+    async with watching(adapters):
         await asyncio.sleep(0.1)  # a pass met the outage
         store.down = False
         returned = time.monotonic()
@@ -109,16 +111,16 @@ async def test_leases_are_not_judged_until_the_watcher_has_seen_the_database_for
         assert adapters.queue.enqueued == [], "a lease was judged right after the database returned"
         took = await until(lambda: adapters.queue.enqueued, 3)
     assert took is not None
-    assert adapters.queue.enqueued[0][0] - returned >= 0.9  # a whole LEASE (1 s here) after it returned
+    assert adapters.queue.enqueued[0][0] - returned >= 0.9  # a whole lease (1 s here) after it returned
     assert [tid for _, tid in adapters.queue.enqueued] == [task.id]
 
 
 async def test_the_queues_return_re_offers_every_queued_task_at_once() -> None:
     """A restarted Redis has lost the jobs of tasks queued a moment ago, younger than
-    QUEUED_GRACE: they are offered again as soon as the queue is back, not after the grace."""
+    ``queued_grace``: they are offered again as soon as the queue is back, not after the grace."""
     adapters = make_adapters(InMemoryStore())
     async with adapters.uow_factory() as uow:
-        # Queued a second ago: well within QUEUED_GRACE.
+        # Queued a second ago: well within ``queued_grace``.
         queued = await uow.tasks.add(Task(kind=TaskKind.ANALYZE, created_at=adapters.clock.now() - timedelta(seconds=1)))
         await uow.commit()
     back = asyncio.Event()

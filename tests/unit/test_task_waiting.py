@@ -9,11 +9,11 @@ queue, the real gateway over the VK emulator answering error 29).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
 
 import domain.collect  # noqa: F401  (registers the PARSE handler)
 from bootstrap import SystemClock
@@ -22,7 +22,6 @@ from domain.errors import VkTokensResting
 from domain.models import Group, Progress, Task, TaskKind, TaskState
 from domain.monitoring import scheduler_tick
 from domain.tasks import (
-    RESUME_MARGIN,
     cancel_task,
     recover_orphaned,
     run_task,
@@ -35,13 +34,7 @@ from infrastructure.vk.gateway import HttpVkGateway
 from infrastructure.vk.world import sandbox_world
 from tests.fakes import InMemoryStore
 from tests.quota_emulator import QuotaDay
-from tests.unit.test_tasks import add_task, make_adapters, stored, use_handler
-
-
-@pytest.fixture(autouse=True)
-def fast_supervision(monkeypatch):
-    monkeypatch.setattr(task_cases, "CANCEL_POLL_INTERVAL", 0.02)
-    monkeypatch.setattr(task_cases, "PROGRESS_INTERVAL", 0.0)
+from tests.unit.test_tasks import FAST, add_task, make_adapters, stored, use_handler
 
 
 def resting(until: datetime, code: int = 29) -> VkTokensResting:
@@ -72,7 +65,7 @@ async def test_a_task_whose_tokens_all_rest_waits_queued_until_they_return_and_t
     assert (waiting.worker_id, waiting.heartbeat_at, waiting.error) == (None, None, None)
     assert (waiting.attempts, waiting.waits, waiting.stalls) == (1, 1, 0)
     # Enqueued again for when the first token is back, not now.
-    assert adapters.queue.enqueued == [] and adapters.queue.deferred == [(task.id, until + RESUME_MARGIN)]
+    assert adapters.queue.enqueued == [] and adapters.queue.deferred == [(task.id, until + adapters.task_timing.resume_margin)]
     assert adapters.events.published[-1]["state"] == "QUEUED"
     assert task_from_event(adapters.events.published[-1]).waiting_until == until
 
@@ -101,7 +94,7 @@ async def test_a_deferred_job_lost_with_redis_is_offered_again_after_its_time(mo
     await run_task(adapters, task.id, worker_id="w1")
     adapters.clock.advance(minutes=30)
     assert await recover_orphaned(adapters) == []  # its deferred job may still come
-    adapters.clock.advance(seconds=task_cases.QUEUED_GRACE.total_seconds() + 1)
+    adapters.clock.advance(seconds=adapters.task_timing.queued_grace.total_seconds() + 1)
     assert [t.id for t in await recover_orphaned(adapters)] == [task.id]
     assert adapters.queue.enqueued == [(task.id, 1)]
 
@@ -143,8 +136,8 @@ async def test_a_cancel_asked_while_it_ran_wins_over_the_wait(monkeypatch) -> No
         raise resting(adapters.clock.now() + timedelta(hours=1))
 
     use_handler(monkeypatch, handler)
-    monkeypatch.setattr(task_cases, "CANCEL_POLL_INTERVAL", 60)  # the supervisor does not see it first
-    adapters = make_adapters(InMemoryStore())
+    # The supervisor does not see it first.
+    adapters = make_adapters(InMemoryStore(), timing=dataclasses.replace(FAST, cancel_poll_interval=60))
     task = await add_task(adapters)
     finished = await run_task(adapters, task.id, worker_id="w1")
     assert finished.state is TaskState.CANCELLED and finished.waiting_until is None
@@ -152,7 +145,7 @@ async def test_a_cancel_asked_while_it_ran_wins_over_the_wait(monkeypatch) -> No
 
 
 async def test_a_wait_does_not_eat_the_task_timeout(monkeypatch) -> None:
-    monkeypatch.setitem(task_cases.TIMEOUTS, TaskKind.ANALYZE, timedelta(seconds=0.4))
+    timeouts = {**FAST.timeouts, TaskKind.ANALYZE: timedelta(seconds=0.4)}
     runs = 0
 
     async def handler(adapters, task, report):
@@ -164,7 +157,7 @@ async def test_a_wait_does_not_eat_the_task_timeout(monkeypatch) -> None:
         return {}
 
     use_handler(monkeypatch, handler)
-    adapters = make_adapters(InMemoryStore())
+    adapters = make_adapters(InMemoryStore(), timing=dataclasses.replace(FAST, timeouts=timeouts))
     task = await add_task(adapters)
     assert (await run_task(adapters, task.id, worker_id="w1")).state is TaskState.QUEUED
     adapters.clock.advance(seconds=2)

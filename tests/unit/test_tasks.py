@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import datetime, timedelta
 
@@ -13,6 +14,7 @@ from domain.errors import InvalidInput, Unavailable
 from domain.models import Progress, Task, TaskKind, TaskState
 from domain.ports import Adapters
 from domain.tasks import cancel_task, recover_orphaned, run_task, start_parse
+from domain.timing import TaskTiming
 from infrastructure.events import InMemoryEventBus
 from infrastructure.vk.sandbox import sandbox_gateway
 from infrastructure.vk.world import sandbox_world
@@ -46,16 +48,16 @@ class RecordingEvents(InMemoryEventBus):
         await super().publish(channel, event)
 
 
-@pytest.fixture(autouse=True)
-def fast_supervision(monkeypatch):
-    monkeypatch.setattr(task_cases, "CANCEL_POLL_INTERVAL", 0.02)
-    monkeypatch.setattr(task_cases, "PROGRESS_INTERVAL", 0.0)
+# A cancel is seen within 20 ms and every progress report is stored: tests need not wait.
+FAST = dataclasses.replace(TaskTiming(), cancel_poll_interval=0.02, progress_interval=0.0)
+# A run's backoff after a transient error in milliseconds, not seconds.
+FAST_RETRIES = dataclasses.replace(FAST, retry_first=0.001, retry_max=0.005)
 
 
-def make_adapters(store: InMemoryStore, vk=None) -> Adapters:
+def make_adapters(store: InMemoryStore, vk=None, timing: TaskTiming = FAST) -> Adapters:
     return Adapters(
         uow_factory=store.uow_factory, vk=vk, queue=RecordingQueue(),  # type: ignore[arg-type]
-        events=RecordingEvents(), clock=FakeClock(),
+        events=RecordingEvents(), clock=FakeClock(), task_timing=timing,
     )
 
 
@@ -114,8 +116,8 @@ async def test_a_task_held_by_a_live_runner_is_left_alone_and_a_stale_one_is_tak
     assert held.state is TaskState.RUNNING and held.worker_id == "w1" and held.attempts == 1
 
     # w1 stops heartbeating (its clock looks frozen): after the lease, w2 may take over.
-    monkeypatch.setattr(task_cases, "HEARTBEAT_INTERVAL", timedelta(hours=1))
-    adapters.clock.advance(seconds=task_cases.LEASE.total_seconds() + 1)
+    adapters.task_timing = dataclasses.replace(adapters.task_timing, heartbeat_interval=timedelta(hours=1))
+    adapters.clock.advance(seconds=adapters.task_timing.lease.total_seconds() + 1)
     second = asyncio.create_task(run_task(adapters, task.id, worker_id="w2"))
     await asyncio.sleep(0.05)
     current = await stored(adapters, task.id)
@@ -134,12 +136,12 @@ async def test_the_reaper_enqueues_stale_running_and_forgotten_queued_tasks() ->
     async with adapters.uow_factory() as uow:
         await uow.tasks.claim(stale.id, worker_id="dead", now=clock.now(), stale_before=clock.now())
         await uow.commit()
-    clock.advance(seconds=task_cases.LEASE.total_seconds() + 1)
+    clock.advance(seconds=adapters.task_timing.lease.total_seconds() + 1)
     async with adapters.uow_factory() as uow:
         await uow.tasks.claim(fresh.id, worker_id="alive", now=clock.now(), stale_before=clock.now())
         await uow.commit()
     forgotten = await add_task(adapters)
-    clock.advance(seconds=task_cases.QUEUED_GRACE.total_seconds() + 1)
+    clock.advance(seconds=adapters.task_timing.queued_grace.total_seconds() + 1)
     recent = await add_task(adapters)
     async with adapters.uow_factory() as uow:  # "alive" kept heartbeating
         await uow.tasks.heartbeat(fresh.id, worker_id="alive", now=clock.now())
@@ -185,8 +187,8 @@ async def test_a_task_over_its_kinds_time_limit_fails_with_a_clear_error(monkeyp
         await asyncio.sleep(3600)
 
     use_handler(monkeypatch, handler, TaskKind.EXPORT)
-    monkeypatch.setitem(task_cases.TIMEOUTS, TaskKind.EXPORT, timedelta(seconds=0.1))
-    adapters = make_adapters(InMemoryStore())
+    timeouts = {**FAST.timeouts, TaskKind.EXPORT: timedelta(seconds=0.1)}
+    adapters = make_adapters(InMemoryStore(), timing=dataclasses.replace(FAST, timeouts=timeouts))
     task = await add_task(adapters, TaskKind.EXPORT)
     finished = await asyncio.wait_for(run_task(adapters, task.id), 2)
     assert finished.state is TaskState.FAILED and finished.error.startswith("timed out after")
@@ -267,14 +269,8 @@ async def test_a_parse_run_twice_stores_every_comment_exactly_once() -> None:
 # --- transient faults, lost jobs, stalls ----------------------------------------------------
 
 
-@pytest.fixture
-def fast_retries(monkeypatch):
-    monkeypatch.setattr("domain.resilience.RETRY_FIRST", 0.001)
-    monkeypatch.setattr("domain.resilience.RETRY_MAX", 0.005)
-
-
 async def test_a_transient_error_reruns_the_handler_from_what_is_stored_and_progress_never_goes_back(
-    monkeypatch, fast_retries
+    monkeypatch,
 ) -> None:
     runs: list[int] = []
 
@@ -290,7 +286,7 @@ async def test_a_transient_error_reruns_the_handler_from_what_is_stored_and_prog
         return {"ok": True}
 
     use_handler(monkeypatch, handler)
-    adapters = make_adapters(InMemoryStore())
+    adapters = make_adapters(InMemoryStore(), timing=FAST_RETRIES)
     task = await add_task(adapters)
     done = await run_task(adapters, task.id)
     assert done.state is TaskState.SUCCEEDED and done.error is None and done.attempts == 1
@@ -301,13 +297,13 @@ async def test_a_transient_error_reruns_the_handler_from_what_is_stored_and_prog
     assert dones == sorted(dones) and dones[-1] == 10
 
 
-async def test_a_dependency_down_past_the_budget_fails_the_task_saying_what_was_down(monkeypatch, fast_retries) -> None:
+async def test_a_dependency_down_past_the_budget_fails_the_task_saying_what_was_down(monkeypatch) -> None:
     async def handler(adapters, task, report):
         raise Unavailable("Redis is unavailable (enqueue: ConnectionError); try again", dependency="redis")
 
-    monkeypatch.setattr(task_cases, "TRANSIENT_BUDGET", timedelta(seconds=0.05))
     use_handler(monkeypatch, handler)
-    adapters = make_adapters(InMemoryStore())
+    timing = dataclasses.replace(FAST_RETRIES, transient_budget=timedelta(seconds=0.05))
+    adapters = make_adapters(InMemoryStore(), timing=timing)
     task = await add_task(adapters)
     done = await run_task(adapters, task.id)
     assert done.state is TaskState.FAILED
@@ -329,7 +325,7 @@ async def test_a_task_whose_queue_is_down_is_still_started_and_the_recovery_loop
     assert task.state is TaskState.QUEUED and adapters.queue.enqueued == []  # no error for the caller
 
     assert await recover_orphaned(adapters) == []  # too fresh to be suspect yet
-    adapters.clock.advance(seconds=task_cases.QUEUED_GRACE.total_seconds() + 1)
+    adapters.clock.advance(seconds=adapters.task_timing.queued_grace.total_seconds() + 1)
     await recover_orphaned(adapters)  # still down: nothing, and no exception
     adapters.queue.down = False
     [recovered] = await recover_orphaned(adapters)
@@ -339,10 +335,9 @@ async def test_a_task_whose_queue_is_down_is_still_started_and_the_recovery_loop
 async def test_a_running_task_that_makes_no_progress_is_detected_handed_over_and_failed_after_three(
     monkeypatch, caplog
 ) -> None:
-    adapters = make_adapters(InMemoryStore())
+    adapters = make_adapters(InMemoryStore(), timing=dataclasses.replace(FAST, stall_after=timedelta(minutes=10)))
     clock = adapters.clock
     task = await add_task(adapters)
-    stall = timedelta(minutes=10)
 
     async def claim(worker: str) -> None:
         async with adapters.uow_factory() as uow:
@@ -358,9 +353,9 @@ async def test_a_running_task_that_makes_no_progress_is_detected_handed_over_and
 
     await claim("w1")
     await beat("w1", 9)
-    assert await task_cases.recover_stalled(adapters, stall_after=stall) == []
+    assert await task_cases.recover_stalled(adapters) == []
     await beat("w1", 2)
-    [first] = await task_cases.recover_stalled(adapters, stall_after=stall)
+    [first] = await task_cases.recover_stalled(adapters)
     assert first.state is TaskState.RUNNING and first.stalls == 1 and first.stalled_at == clock.now()
     assert first.worker_id is None  # w1 lost the lease: its next heartbeat stops it
     assert adapters.queue.enqueued == [(task.id, 1)]
@@ -371,13 +366,13 @@ async def test_a_running_task_that_makes_no_progress_is_detected_handed_over_and
     for worker, expected in (("w2", TaskState.RUNNING), ("w3", TaskState.FAILED)):
         await claim(worker)
         await beat(worker, 11)
-        [again] = await task_cases.recover_stalled(adapters, stall_after=stall)
+        [again] = await task_cases.recover_stalled(adapters)
         assert again.state is expected
     assert again.stalls == 3 and "no progress for" in again.error and "3 times" in again.error
 
 
 async def test_progress_clears_a_stall_mark() -> None:
-    adapters = make_adapters(InMemoryStore())
+    adapters = make_adapters(InMemoryStore(), timing=dataclasses.replace(FAST, stall_after=timedelta(minutes=10)))
     clock = adapters.clock
     task = await add_task(adapters)
     async with adapters.uow_factory() as uow:
@@ -387,7 +382,7 @@ async def test_progress_clears_a_stall_mark() -> None:
     async with adapters.uow_factory() as uow:
         await uow.tasks.heartbeat(task.id, worker_id="w1", now=clock.now())
         await uow.commit()
-    await task_cases.recover_stalled(adapters, stall_after=timedelta(minutes=10))
+    await task_cases.recover_stalled(adapters)
     async with adapters.uow_factory() as uow:
         await uow.tasks.claim(task.id, worker_id="w2", now=clock.now(), stale_before=clock.now())
         moved = await uow.tasks.heartbeat(task.id, worker_id="w2", now=clock.now(), progress=Progress(1, 2, "1/2"))

@@ -1,13 +1,12 @@
 """The layers' imports, read from their source: the domain imports no framework, no circle and
 nothing hidden in a function; the API and the entry points reach adapters only through the
-composition root (``bootstrap.py``), which alone reads nothing but what it is handed; and every
-task kind has a handler in a process that imports the composition root."""
+composition root (``bootstrap.py``), which alone reads nothing but what it is handed. (That every
+task kind has a handler in a process that imports the composition root is checked in a fresh
+interpreter: ``tests/integration/test_imports.py``.)"""
 
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,16 +142,3 @@ def test_the_domain_modules_import_one_another_without_a_circle() -> None:
 def test_the_cycle_check_finds_a_circle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
-
-
-def test_a_process_that_builds_the_system_can_run_every_kind_of_task() -> None:
-    """Use cases register their handlers when imported; the composition root imports them all.
-    A fresh interpreter, so nothing this test session imported helps."""
-    script = (
-        "import bootstrap\n"
-        "from domain.models import TaskKind\n"
-        "from domain.tasks import HANDLERS\n"
-        "print(sorted(set(TaskKind) - set(HANDLERS)))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"

@@ -36,7 +36,6 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     _OperationStreamClosed,
 )
 from strawberry.types.execution import ExecutionResult, PreExecutionError
-from strawberry.utils.aio import aclosing
 
 from graphql_api.codes import ErrorCode
 from graphql_api.context import Context, new_request_id
@@ -111,7 +110,7 @@ class Feed:
     async def run(self, stream_factory) -> None:
         try:
             stream = await stream_factory()
-            async with aclosing(stream):
+            async with contextlib.aclosing(stream):
                 async for result in stream:
                     self.latest = result
                     self._send(result)

@@ -48,8 +48,14 @@ print(before, rss_kb())
 
 def _in_fresh_interpreter(script: str, *args: str) -> str:
     """What ``_PRELUDE`` + ``script`` prints, run from the repository root."""
-    return subprocess.run([sys.executable, "-c", _PRELUDE + script, *args], capture_output=True, text=True,
-                          check=True, timeout=60, cwd=Path(__file__).resolve().parents[2]).stdout
+    return subprocess.run(
+        [sys.executable, "-c", _PRELUDE + script, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
 
 
 @glibc

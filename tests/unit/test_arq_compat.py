@@ -37,12 +37,17 @@ async def test_arqs_main_loop_polls_through_the_override_and_outlives_a_redis_er
     monkeypatch.setattr(Worker, "_poll_iteration", poll)
     monkeypatch.setattr("arq.worker.log_redis_info", no_server_info)
     monkeypatch.setattr("jobs.arq_compat.POLL_RETRY_FIRST", 0.01)
+
     async def job(ctx) -> None:
         return None
 
     worker = ResilientWorker(
-        functions=[func(job, name="job")], queue_name="q", redis_pool=_Queue([1, 0]),  # type: ignore[arg-type]
-        burst=True, poll_delay=0, handle_signals=False,
+        functions=[func(job, name="job")],
+        queue_name="q",
+        redis_pool=_Queue([1, 0]),  # type: ignore[arg-type]
+        burst=True,
+        poll_delay=0,
+        handle_signals=False,
     )
     await asyncio.wait_for(worker.main(), 5)  # burst mode: returns once the queue is empty
     assert calls == [0, 1] and worker._redis_failures == 0

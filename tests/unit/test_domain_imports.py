@@ -90,7 +90,8 @@ def test_the_domain_imports_no_framework_or_outer_layer() -> None:
 def test_the_api_imports_no_adapter_but_the_composition_root() -> None:
     offenders = {
         name: sorted(
-            m for m in _imported(tree, set())
+            m
+            for m in _imported(tree, set())
             if m.split(".")[0] in ("infrastructure", "entrypoints") and m not in API_MAY_IMPORT_FROM_INFRASTRUCTURE
         )
         for name, tree in _modules(API).items()
@@ -101,7 +102,8 @@ def test_the_api_imports_no_adapter_but_the_composition_root() -> None:
 def test_the_entry_points_build_nothing_but_through_the_composition_root() -> None:
     offenders = {
         name: sorted(
-            m for m in _imported(tree, set())
+            m
+            for m in _imported(tree, set())
             if m.split(".")[0] == "infrastructure" and m not in ENTRYPOINTS_MAY_IMPORT_FROM_INFRASTRUCTURE
         )
         for name, tree in _modules(ENTRYPOINTS).items()
@@ -129,13 +131,17 @@ def test_the_domain_imports_at_the_top_of_each_module_only() -> None:
     for name, tree in _modules().items():
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                nested += [f"{name}.{node.name}" for inner in ast.walk(node) if isinstance(inner, ast.Import | ast.ImportFrom)]
+                nested += [
+                    f"{name}.{node.name}" for inner in ast.walk(node) if isinstance(inner, ast.Import | ast.ImportFrom)
+                ]
     assert nested == []
 
 
 def test_the_domain_modules_import_one_another_without_a_circle() -> None:
     modules = _modules()
-    graph = {name: {m for m in _imported(tree, set(modules)) if m in modules and m != name} for name, tree in modules.items()}
+    graph = {
+        name: {m for m in _imported(tree, set(modules)) if m in modules and m != name} for name, tree in modules.items()
+    }
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 

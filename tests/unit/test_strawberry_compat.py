@@ -7,6 +7,7 @@ to the slow path (the read plan would find no field it knows) or mixing up loade
 from __future__ import annotations
 
 import types
+from unittest.mock import Mock
 
 import pytest
 import strawberry
@@ -37,7 +38,9 @@ def test_a_graphql_field_leads_to_its_strawberry_field() -> None:
 
 def test_arguments_are_converted_as_resolvers_receive_them() -> None:
     comments = compat.strawberry_field(schema._schema, "Query", "comments")
-    document = parse('{ comments(filter: {matched: true, groupIds: ["1"]}, orderBy: {field: LIKES}, first: 5) { totalCount } }')
+    document = parse(
+        '{ comments(filter: {matched: true, groupIds: ["1"]}, orderBy: {field: LIKES}, first: 5) { totalCount } }'
+    )
     node = document.definitions[0].selection_set.selections[0]
     coerced = get_argument_values(schema._schema.query_type.fields["comments"], node)  # as graphql-core gives them
     converted = compat.python_arguments(schema._schema, comments, coerced)
@@ -65,8 +68,24 @@ def test_a_resolvers_info_names_its_operation() -> None:
 
 
 def test_context_loaders_are_per_operation() -> None:
-    # Context.loaders keys its loaders by the node operation_of gives: one set per operation.
-    assert "operation_of" in Context.loaders.__code__.co_names
+    # Context.loaders keys its loaders by the node operation_of gives: fields of one operation
+    # share one set, another operation on the same connection's context gets its own.
+    container = types.SimpleNamespace(read_model=Mock())  # the loaders only keep its methods
+    context = Context(request=None, response=None, container=container, request_id="r")  # type: ignore[arg-type]
+    seen: list[tuple[str, object]] = []
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def here(self, info: strawberry.Info) -> str:
+            seen.append((info.path.key, context.loaders(info)))
+            return "ok"
+
+    query = strawberry.Schema(query=Query)
+    assert query.execute_sync("query One { a: here b: here }", context_value=context).errors is None
+    assert query.execute_sync("query Two { c: here }", context_value=context).errors is None
+    loaders = dict(seen)
+    assert loaders["a"] is loaders["b"] and loaders["c"] is not loaders["a"]
 
 
 def test_validation_finds_what_strawberrys_validation_step_finds() -> None:
@@ -93,8 +112,9 @@ async def test_validated_documents_are_kept_by_identity() -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("graphql_api.limits.validation_errors", counted)
         for doc in (document, document, twin):
-            context = types.SimpleNamespace(graphql_document=doc, schema=schema, validation_rules=list(specified_rules),
-                                            pre_execution_errors=None)
+            context = types.SimpleNamespace(
+                graphql_document=doc, schema=schema, validation_rules=list(specified_rules), pre_execution_errors=None
+            )
             extension = ValidatedDocuments()
             extension.execution_context = context
             for _ in extension.on_validate():

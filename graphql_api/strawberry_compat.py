@@ -1,13 +1,15 @@
 """Every use of Strawberry beyond its documented API, in one place.
 
 Strawberry has no public way to get from graphql-core's execution back to its own definitions,
-nor from a resolver's ``Info`` to the operation node it runs in; these functions do it. A
+nor from a resolver's ``Info`` to the operation node it runs in; these functions do it. Nor to
+word its WebSocket origin rejection: its line is recognised by its logger and text here. A
 Strawberry upgrade that moves any of it fails ``tests/unit/test_strawberry_compat.py`` loudly,
 instead of quietly sending every query down the slow path (or mixing up operations' loaders).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode
@@ -50,3 +52,19 @@ def validation_errors(schema: Any, document: DocumentNode, rules: tuple) -> list
     """What Strawberry's validation step finds in ``document`` (``rules`` and its own), as its
     ``ValidationCache`` computes it, for the Strawberry ``schema``."""
     return validate_document(schema._schema, document, rules)
+
+
+class _WithoutOriginAdvice(logging.Filter):
+    """Strawberry's rejection line names its own ``allowed_origins``; ours names the setting."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Rejected WebSocket connection from origin")
+
+
+_ORIGIN_ADVICE = _WithoutOriginAdvice()
+
+
+def drop_strawberrys_origin_advice() -> None:
+    """Keep Strawberry's warning about a refused WebSocket origin out of the logs (the app logs
+    its own, naming ``VKCP_CORS_ORIGINS``). Idempotent: a logger holds one copy of a filter."""
+    logging.getLogger("strawberry.ws").addFilter(_ORIGIN_ADVICE)

@@ -6,6 +6,7 @@ to the slow path (the read plan would find no field it knows) or mixing up loade
 
 from __future__ import annotations
 
+import logging
 import types
 from unittest.mock import Mock
 
@@ -121,3 +122,42 @@ async def test_validated_documents_are_kept_by_identity() -> None:
                 pass
             found.append(context.pre_execution_errors)
     assert calls == [document, twin] and found[0] is found[1] and found[0] == found[2] and found[0]
+
+
+async def _refused_origin_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warnings logged while a page on another origin opens a WebSocket to a Strawberry app
+    (its ASGI handshake driven directly: no server)."""
+    from strawberry.asgi import GraphQL
+
+    @strawberry.type
+    class Query:
+        here: str = "ok"
+
+    incoming = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    headers = [(b"host", b"api.example"), (b"origin", b"https://elsewhere.example")]
+    scope = {
+        "type": "websocket", "path": "/", "raw_path": b"/", "root_path": "", "query_string": b"",
+        "headers": headers, "subprotocols": ["graphql-transport-ws"], "scheme": "ws",
+        "client": ("127.0.0.1", 1), "server": ("api.example", 80), "asgi": {"version": "3.0"},
+    }  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        await GraphQL(strawberry.Schema(query=Query))(scope, receive, send)
+    assert sent and sent[0]["type"] != "websocket.accept", sent  # refused
+    return [r.getMessage() for r in caplog.records if r.name.startswith("strawberry")]
+
+
+async def test_strawberrys_origin_advice_is_recognised_and_dropped(caplog, monkeypatch) -> None:
+    monkeypatch.setattr(logging.getLogger("strawberry.ws"), "filters", [])  # as it was, after the test
+    told = await _refused_origin_warnings(caplog)
+    assert len(told) == 1 and "allowed_origins" in told[0]  # Strawberry still refuses, and says so
+    compat.drop_strawberrys_origin_advice()
+    assert await _refused_origin_warnings(caplog) == []

@@ -2,17 +2,21 @@
 
 Strawberry has no public way to get from graphql-core's execution back to its own definitions,
 nor from a resolver's ``Info`` to the operation node it runs in; these functions do it. Nor to
-word its WebSocket origin rejection: its line is recognised by its logger and text here. A
+word its WebSocket origin rejection: its line is recognised by its logger and text here. And
+its parser cache's own parse (``cached_parse_document``) is called here, not in ``on_parse``. A
 Strawberry upgrade that moves any of it fails ``tests/unit/test_strawberry_compat.py`` loudly,
 instead of quietly sending every query down the slow path (or mixing up operations' loaders).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode
+from strawberry.extensions import ParserCache
 from strawberry.schema.schema import validate_document
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
@@ -68,3 +72,17 @@ def drop_strawberrys_origin_advice() -> None:
     """Keep Strawberry's warning about a refused WebSocket origin out of the logs (the app logs
     its own, naming ``VKCP_CORS_ORIGINS``). Idempotent: a logger holds one copy of a filter."""
     logging.getLogger("strawberry.ws").addFilter(_ORIGIN_ADVICE)
+
+
+class DocumentCache(ParserCache):
+    """Strawberry's parser cache, minus one flaw: it parses in ``on_parse`` itself, so a syntax
+    error escaped the parsing step. Over HTTP that still became a response (without a code); a
+    WebSocket subscription just completed, silently. Here a document that does not parse is left
+    to Strawberry's own parse, which reports the error as the operation's result."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        # A failing document is parsed again, uncached, by Strawberry: not worth caching.
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
+        yield

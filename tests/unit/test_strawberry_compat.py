@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import types
+from functools import partial
 from unittest.mock import Mock
 
 import pytest
@@ -161,3 +162,21 @@ async def test_strawberrys_origin_advice_is_recognised_and_dropped(caplog, monke
     assert len(told) == 1 and "allowed_origins" in told[0]  # Strawberry still refuses, and says so
     compat.drop_strawberrys_origin_advice()
     assert await _refused_origin_warnings(caplog) == []
+
+
+async def test_the_document_cache_parses_a_text_once_and_leaves_syntax_errors_to_the_result() -> None:
+    seen: list[object] = []
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def here(self, info: strawberry.Info) -> str:
+            seen.append(compat.operation_of(info))
+            return "ok"
+
+    cached = strawberry.Schema(query=Query, extensions=[partial(compat.DocumentCache, maxsize=4)])  # as limits.py
+    for _ in range(2):
+        assert (await cached.execute("query Q { here }")).errors is None
+    assert seen[0] is seen[1]  # one parse, one document object, for one text
+    broken = await cached.execute("query Q { here ")
+    assert broken.errors is not None and broken.errors[0].message.startswith("Syntax Error")

@@ -3,7 +3,8 @@
 Strawberry has no public way to get from graphql-core's execution back to its own definitions,
 nor from a resolver's ``Info`` to the operation node it runs in; these functions do it. Nor to
 word its WebSocket origin rejection: its line is recognised by its logger and text here. And
-its parser cache's own parse (``cached_parse_document``) is called here, not in ``on_parse``. A
+its parser cache's own parse (``cached_parse_document``) is called here, not in ``on_parse``; and
+``MaskErrors``' two private steps (``_process_result``, ``_process_errors``) are overridden here. A
 Strawberry upgrade that moves any of it fails ``tests/unit/test_strawberry_compat.py`` loudly,
 instead of quietly sending every query down the slow path (or mixing up operations' loaders).
 """
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode
-from strawberry.extensions import ParserCache
+from strawberry.extensions import MaskErrors, ParserCache
 from strawberry.schema.schema import validate_document
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
@@ -86,3 +87,21 @@ class DocumentCache(ParserCache):
         with contextlib.suppress(GraphQLError):
             context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
         yield
+
+
+class MaskErrorsOfEveryResult(MaskErrors):
+    """``MaskErrors`` whose masked errors also pass through ``after_masking``, for every result
+    that has errors: a query's, and each subscription event's."""
+
+    def after_masking(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return errors
+
+    def _process_result(self, result: object) -> None:
+        # Strawberry's version first asks a runtime-checkable Protocol, which costs more than
+        # sending the result does; that is paid per subscriber for every subscription event.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return self.after_masking(super()._process_errors(errors))

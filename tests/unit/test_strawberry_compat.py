@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import types
+from collections.abc import AsyncIterator
 from functools import partial
 from unittest.mock import Mock
 
 import pytest
 import strawberry
-from graphql import parse, specified_rules
+from graphql import ExecutionResult, GraphQLError, parse, specified_rules
 from graphql.execution.values import get_argument_values
 
 from graphql_api import strawberry_compat as compat
@@ -180,3 +181,32 @@ async def test_the_document_cache_parses_a_text_once_and_leaves_syntax_errors_to
     assert seen[0] is seen[1]  # one parse, one document object, for one text
     broken = await cached.execute("query Q { here ")
     assert broken.errors is not None and broken.errors[0].message.startswith("Syntax Error")
+
+
+class _Tagged(compat.MaskErrorsOfEveryResult):
+    def after_masking(self, errors):  # type: ignore[no-untyped-def]
+        return [GraphQLError(e.message, extensions={"seen": True}) for e in errors]
+
+
+async def test_every_result_with_errors_is_masked_then_handed_to_after_masking() -> None:
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def broken(self) -> str:
+            raise RuntimeError("secret detail")
+
+    @strawberry.type
+    class Subscription:
+        @strawberry.subscription
+        async def ticks(self) -> AsyncIterator[int | None]:
+            yield 1
+            raise RuntimeError("secret detail")
+
+    tagged = strawberry.Schema(query=Query, subscription=Subscription, extensions=[_Tagged])
+    result = await tagged.execute("{ broken }")
+    assert [(e.message, e.extensions) for e in result.errors or []] == [("Unexpected error.", {"seen": True})]
+    stream = await tagged.subscribe("subscription { ticks }")
+    assert not isinstance(stream, ExecutionResult)
+    events = [event async for event in stream]
+    assert events[0].data == {"ticks": 1} and not events[0].errors
+    assert [(e.message, e.extensions) for e in events[-1].errors or []] == [("Unexpected error.", {"seen": True})]

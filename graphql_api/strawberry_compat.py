@@ -4,7 +4,9 @@ Strawberry has no public way to get from graphql-core's execution back to its ow
 nor from a resolver's ``Info`` to the operation node it runs in; these functions do it. Nor to
 word its WebSocket origin rejection: its line is recognised by its logger and text here. And
 its parser cache's own parse (``cached_parse_document``) is called here, not in ``on_parse``; and
-``MaskErrors``' two private steps (``_process_result``, ``_process_errors``) are overridden here. A
+``MaskErrors``' two private steps (``_process_result``, ``_process_errors``) are overridden here,
+and the graphql-transport-ws handler's private answers to a subscription's first result are
+reached through ``TransportWsHandler``. A
 Strawberry upgrade that moves any of it fails ``tests/unit/test_strawberry_compat.py`` loudly,
 instead of quietly sending every query down the slow path (or mixing up operations' loaders).
 """
@@ -14,13 +16,19 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode
 from strawberry.extensions import MaskErrors, ParserCache
 from strawberry.schema.schema import validate_document
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+    _OperationStreamClosed,
+)
 from strawberry.types.arguments import convert_arguments
+from strawberry.types.execution import PreExecutionError
 from strawberry.types.field import StrawberryField
 
 
@@ -105,3 +113,26 @@ class MaskErrorsOfEveryResult(MaskErrors):
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         return self.after_masking(super()._process_errors(errors))
+
+
+ContextT = TypeVar("ContextT")
+RootT = TypeVar("RootT")
+
+# Raised by ``send_pre_execution_error`` once it has closed the connection (4400): the
+# operation is over, nothing more is sent.
+OperationStreamClosed = _OperationStreamClosed
+
+
+class TransportWsHandler(BaseGraphQLTransportWSHandler[ContextT, RootT], Generic[ContextT, RootT]):
+    """Strawberry's graphql-transport-ws handler, with public names for the two answers its own
+    ``run_operation`` gives a subscription's first result, for a subclass that runs the stream."""
+
+    async def send_pre_execution_error(self, operation: Operation[ContextT, RootT], result: PreExecutionError) -> None:
+        """An ``error`` message for the operation; or, for a document that does not parse or an
+        operation that cannot be chosen, close the connection (4400) and raise
+        ``OperationStreamClosed``."""
+        await self._handle_pre_execution_error(operation, result)
+
+    async def reject_incremental_delivery(self, operation: Operation[ContextT, RootT]) -> None:
+        """An ``error`` message: ``@defer``/``@stream`` frames have no graphql-transport-ws form."""
+        await self._reject_incremental_delivery(operation)

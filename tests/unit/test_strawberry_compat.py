@@ -10,12 +10,14 @@ import logging
 import types
 from collections.abc import AsyncIterator
 from functools import partial
+from typing import Any
 from unittest.mock import Mock
 
 import pytest
 import strawberry
-from graphql import ExecutionResult, GraphQLError, parse, specified_rules
+from graphql import ExecutionResult, GraphQLError, GraphQLSyntaxError, Source, parse, specified_rules
 from graphql.execution.values import get_argument_values
+from strawberry.types.execution import PreExecutionError
 
 from graphql_api import strawberry_compat as compat
 from graphql_api.comments import CommentFilterInput, CommentOrderInput, CommentSortField
@@ -210,3 +212,42 @@ async def test_every_result_with_errors_is_masked_then_handed_to_after_masking()
     events = [event async for event in stream]
     assert events[0].data == {"ticks": 1} and not events[0].errors
     assert [(e.message, e.extensions) for e in events[-1].errors or []] == [("Unexpected error.", {"seen": True})]
+
+
+class _Websocket:
+    def __init__(self) -> None:
+        self.closed: tuple[int, str] | None = None
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+class _Operation:
+    id = "1"
+
+    def __init__(self) -> None:
+        self.errors: list[GraphQLError] = []
+
+    async def send_initial_errors(self, errors: list[GraphQLError]) -> None:
+        self.errors.extend(errors)
+
+
+def _handler() -> Any:
+    handler = object.__new__(compat.TransportWsHandler)  # only its answers to a first result run
+    handler.websocket, handler.operations = _Websocket(), {"1": object()}
+    return handler
+
+
+async def test_a_first_result_that_failed_is_answered_as_strawberry_answers_it() -> None:
+    handler, operation = _handler(), _Operation()
+    invalid = GraphQLError("Cannot query field 'nope' on type 'Subscription'.")
+    await handler.send_pre_execution_error(operation, PreExecutionError(data=None, errors=[invalid]))
+    assert operation.errors == [invalid] and handler.websocket.closed is None
+
+    unparsable = GraphQLSyntaxError(Source("subscription {"), 14, "Expected Name, found <EOF>.")
+    with pytest.raises(compat.OperationStreamClosed):
+        await handler.send_pre_execution_error(operation, PreExecutionError(data=None, errors=[unparsable]))
+    assert handler.websocket.closed == (4400, unparsable.message) and handler.operations == {}
+
+    await handler.reject_incremental_delivery(operation)
+    assert operation.errors[-1].message == "Incremental delivery is not supported over graphql-transport-ws"

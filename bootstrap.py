@@ -6,7 +6,7 @@ process using the same VK token.
 
 The entry points (``entrypoints/``: ``vkcp serve``, ``vkcp worker``, ``vkcp migrate``, the token
 commands) read the settings once and call this module; nothing is built, read or connected when
-a module is imported (``tests/unit/test_imports.py`` holds every module to that). It sits at the
+a module is imported (``tests/integration/test_imports.py`` holds every module to that). It sits at the
 repository root, beside the layers it wires, as cosmicpython's does.
 """
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC
@@ -48,6 +47,7 @@ from graphql_api.limits import MAX_SUBSCRIPTIONS_PER_CONNECTION
 from graphql_api.multiplex import MultiplexingHandler
 from graphql_api.observability import ApiMetrics, RequestRecord, current_request
 from graphql_api.schema import build_schema, schema
+from graphql_api.strawberry_compat import drop_strawberrys_origin_advice
 
 log = structlog.get_logger(__name__)
 access_log = structlog.get_logger("vkcp.api")
@@ -343,7 +343,7 @@ class GraphQLView(GraphQL[Context, None]):
         if super().is_websocket_origin_allowed(request, origin):
             return True
         # Said in the setting operators know; Strawberry's own line (about `allowed_origins`)
-        # is dropped by _NotStrawberryOriginAdvice.
+        # is dropped (strawberry_compat.drop_strawberrys_origin_advice).
         log.warning("websocket.origin_rejected", origin=origin,
                     detail="to let pages on this origin connect, add it to VKCP_CORS_ORIGINS")
         return False
@@ -434,16 +434,6 @@ async def _is_admin_token(container: Any, request: Request) -> bool:
     return found is not None and found[0].allows(Role.ADMIN)
 
 
-class _NotStrawberryOriginAdvice(logging.Filter):
-    """Strawberry's rejection line names its own ``allowed_origins``; ours names the setting."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Rejected WebSocket connection from origin")
-
-
-_ORIGIN_ADVICE = _NotStrawberryOriginAdvice()
-
-
 def create_app(container: Any, *, routes: Sequence[BaseRoute] = (), read_plan: bool | None = None) -> Starlette:
     """The API for a built container; the app closes the container when it shuts down.
 
@@ -451,7 +441,7 @@ def create_app(container: Any, *, routes: Sequence[BaseRoute] = (), read_plan: b
     """
     settings = container.settings
     # Installed by the app, not on import (a logger holds one copy of a filter).
-    logging.getLogger("strawberry.ws").addFilter(_ORIGIN_ADVICE)
+    drop_strawberrys_origin_advice()
     metrics = ApiMetrics(container)
     view = GraphQLView(container, metrics=metrics, read_plan=read_plan)
 

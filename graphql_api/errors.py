@@ -25,12 +25,12 @@ import strawberry
 import structlog
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry import Schema as StrawberrySchema
-from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionContext
 
 from domain.errors import DomainError, Unavailable
 from graphql_api.codes import ErrorCode, code_of
+from graphql_api.strawberry_compat import MaskErrorsOfEveryResult
 
 log = structlog.get_logger(__name__)
 
@@ -142,7 +142,7 @@ def _uncoded(error: GraphQLError) -> ErrorCode:
     return ErrorCode.INTERNAL_SERVER_ERROR  # a value the schema cannot represent: a bug
 
 
-class CodedErrors(MaskErrors):
+class CodedErrors(MaskErrorsOfEveryResult):
     """Gives every error of a result its ``extensions.code``.
 
     Validation errors get theirs as validation ends (nothing else tells them from the errors of
@@ -163,17 +163,9 @@ class CodedErrors(MaskErrors):
                 with_code(e, ErrorCode.GRAPHQL_VALIDATION_FAILED) for e in context.pre_execution_errors
             ]
 
-    def _process_result(self, result: object) -> None:
-        # Strawberry's version first asks a runtime-checkable Protocol, which costs more than
-        # sending the result does; that is paid per subscriber for every subscription event.
-        errors = getattr(result, "errors", None)
-        if errors:
-            # Any result that has errors (a query's or a subscription event's) takes them back.
-            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
-
-    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+    def after_masking(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         coded = []
-        for error in super()._process_errors(errors):
+        for error in errors:
             if _code(error) is None:
                 error = with_code(error, _uncoded(error))
             coded.append(error)

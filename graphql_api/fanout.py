@@ -22,6 +22,7 @@ from graphql import ExecutionResult
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from domain.bounded import BoundedDict
+from graphql_api.graphql_core_compat import own_subfield_memo
 
 # Events in flight at once: one per task with subscribers, and a few behind.
 MAX_SHARED_EVENTS = 256
@@ -100,7 +101,7 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         # lists anew, so no event ever finds another's entries, and each left 2-5 KB there
         # for the life of the subscription: the API grew ~1.9 MB/min under bench/soak.py. A
         # memo of the event's own still serves the items of its lists.
-        executor._relevant_sub_fields = {}
+        own_subfield_memo(executor)
         return executor
 
     def execute_operation(self, serially: bool | None = None) -> Any:

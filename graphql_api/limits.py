@@ -8,7 +8,6 @@ cap live in ``app.py``, where requests and connections are.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -18,33 +17,18 @@ from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
 )
 
 from domain.bounded import BoundedDict
-from graphql_api.strawberry_compat import validation_errors
+from graphql_api.strawberry_compat import DocumentCache, validation_errors
 
 MAX_ALIASES = 30
 # GraphiQL's introspection query is about 300 tokens; real documents are far below this.
 MAX_TOKENS = 3000
 DOCUMENT_CACHE_SIZE = 256
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
-
-
-class DocumentCache(ParserCache):
-    """Strawberry's parser cache, minus one flaw: it parses in ``on_parse`` itself, so a syntax
-    error escaped the parsing step. Over HTTP that still became a response (without a code); a
-    WebSocket subscription just completed, silently. Here a document that does not parse is left
-    to Strawberry's own parse, which reports the error as the operation's result."""
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        # A failing document is parsed again, uncached, by Strawberry: not worth caching.
-        with contextlib.suppress(GraphQLError):
-            context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
-        yield
 
 
 class ValidatedDocuments(SchemaExtension):

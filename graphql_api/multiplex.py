@@ -30,17 +30,13 @@ import orjson
 import structlog
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
 from strawberry.http.exceptions import WebSocketDisconnected
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-    Operation,
-    _OperationStreamClosed,
-)
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Operation
 from strawberry.types.execution import ExecutionResult, PreExecutionError
-from strawberry.utils.aio import aclosing
 
 from graphql_api.codes import ErrorCode
 from graphql_api.context import Context, new_request_id
 from graphql_api.limits import DOCUMENT_CACHE_SIZE
+from graphql_api.strawberry_compat import OperationStreamClosed, TransportWsHandler
 from graphql_api.ws_messages import violation
 
 log = structlog.get_logger(__name__)
@@ -111,7 +107,7 @@ class Feed:
     async def run(self, stream_factory) -> None:
         try:
             stream = await stream_factory()
-            async with aclosing(stream):
+            async with contextlib.aclosing(stream):
                 async for result in stream:
                     self.latest = result
                     self._send(result)
@@ -123,7 +119,7 @@ class Feed:
             self._send(_END)
 
 
-class MultiplexingHandler(BaseGraphQLTransportWSHandler[Context, None]):
+class MultiplexingHandler(TransportWsHandler[Context, None]):
     """Strawberry's graphql-transport-ws handler, with shared feeds for ``MULTIPLEXED`` fields."""
 
     feeds: ClassVar[dict[tuple, Feed]] = {}  # one registry per process: feeds span connections
@@ -230,15 +226,15 @@ class MultiplexingHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 if isinstance(item, Exception):
                     raise item
                 if first and isinstance(item, PreExecutionError):
-                    await self._handle_pre_execution_error(operation, item)
+                    await self.send_pre_execution_error(operation, item)
                     return
                 if not isinstance(item, ExecutionResult):
-                    await self._reject_incremental_delivery(operation)
+                    await self.reject_incremental_delivery(operation)
                     return
                 await operation.send_next(item)
                 first = False
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
-        except (_OperationStreamClosed, WebSocketDisconnected):
+        except (OperationStreamClosed, WebSocketDisconnected):
             return
         except Exception as error:  # as Strawberry does: report, complete, re-raise
             await self.handle_task_exception(error)

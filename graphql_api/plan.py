@@ -61,7 +61,6 @@ from graphql import (
     is_leaf_type,
     located_error,
 )
-from graphql.execution.collect_fields import collect_fields, collect_subfields
 from graphql.execution.values import get_argument_values
 
 from domain.bounded import BoundedDict
@@ -77,6 +76,7 @@ from graphql_api.comments import (
     comments_connection,
     keyword_matches,
 )
+from graphql_api.graphql_core_compat import collect_fields, collect_subfields
 from graphql_api.groups import Group, groups_connection
 from graphql_api.ids import NodeType, global_id
 from graphql_api.keywords import Keyword, keywords_connection

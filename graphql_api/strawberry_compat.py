@@ -1,19 +1,34 @@
 """Every use of Strawberry beyond its documented API, in one place.
 
 Strawberry has no public way to get from graphql-core's execution back to its own definitions,
-nor from a resolver's ``Info`` to the operation node it runs in; these functions do it. A
+nor from a resolver's ``Info`` to the operation node it runs in; these functions do it. Nor to
+word its WebSocket origin rejection: its line is recognised by its logger and text here. And
+its parser cache's own parse (``cached_parse_document``) is called here, not in ``on_parse``; and
+``MaskErrors``' two private steps (``_process_result``, ``_process_errors``) are overridden here,
+and the graphql-transport-ws handler's private answers to a subscription's first result are
+reached through ``TransportWsHandler``. A
 Strawberry upgrade that moves any of it fails ``tests/unit/test_strawberry_compat.py`` loudly,
 instead of quietly sending every query down the slow path (or mixing up operations' loaders).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode
+from strawberry.extensions import MaskErrors, ParserCache
 from strawberry.schema.schema import validate_document
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+    _OperationStreamClosed,
+)
 from strawberry.types.arguments import convert_arguments
+from strawberry.types.execution import PreExecutionError
 from strawberry.types.field import StrawberryField
 
 
@@ -50,3 +65,74 @@ def validation_errors(schema: Any, document: DocumentNode, rules: tuple) -> list
     """What Strawberry's validation step finds in ``document`` (``rules`` and its own), as its
     ``ValidationCache`` computes it, for the Strawberry ``schema``."""
     return validate_document(schema._schema, document, rules)
+
+
+class _WithoutOriginAdvice(logging.Filter):
+    """Strawberry's rejection line names its own ``allowed_origins``; ours names the setting."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Rejected WebSocket connection from origin")
+
+
+_ORIGIN_ADVICE = _WithoutOriginAdvice()
+
+
+def drop_strawberrys_origin_advice() -> None:
+    """Keep Strawberry's warning about a refused WebSocket origin out of the logs (the app logs
+    its own, naming ``VKCP_CORS_ORIGINS``). Idempotent: a logger holds one copy of a filter."""
+    logging.getLogger("strawberry.ws").addFilter(_ORIGIN_ADVICE)
+
+
+class DocumentCache(ParserCache):
+    """Strawberry's parser cache, minus one flaw: it parses in ``on_parse`` itself, so a syntax
+    error escaped the parsing step. Over HTTP that still became a response (without a code); a
+    WebSocket subscription just completed, silently. Here a document that does not parse is left
+    to Strawberry's own parse, which reports the error as the operation's result."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        # A failing document is parsed again, uncached, by Strawberry: not worth caching.
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
+        yield
+
+
+class MaskErrorsOfEveryResult(MaskErrors):
+    """``MaskErrors`` whose masked errors also pass through ``after_masking``, for every result
+    that has errors: a query's, and each subscription event's."""
+
+    def after_masking(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return errors
+
+    def _process_result(self, result: object) -> None:
+        # Strawberry's version first asks a runtime-checkable Protocol, which costs more than
+        # sending the result does; that is paid per subscriber for every subscription event.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return self.after_masking(super()._process_errors(errors))
+
+
+ContextT = TypeVar("ContextT")
+RootT = TypeVar("RootT")
+
+# Raised by ``send_pre_execution_error`` once it has closed the connection (4400): the
+# operation is over, nothing more is sent.
+OperationStreamClosed = _OperationStreamClosed
+
+
+class TransportWsHandler(BaseGraphQLTransportWSHandler[ContextT, RootT], Generic[ContextT, RootT]):
+    """Strawberry's graphql-transport-ws handler, with public names for the two answers its own
+    ``run_operation`` gives a subscription's first result, for a subclass that runs the stream."""
+
+    async def send_pre_execution_error(self, operation: Operation[ContextT, RootT], result: PreExecutionError) -> None:
+        """An ``error`` message for the operation; or, for a document that does not parse or an
+        operation that cannot be chosen, close the connection (4400) and raise
+        ``OperationStreamClosed``."""
+        await self._handle_pre_execution_error(operation, result)
+
+    async def reject_incremental_delivery(self, operation: Operation[ContextT, RootT]) -> None:
+        """An ``error`` message: ``@defer``/``@stream`` frames have no graphql-transport-ws form."""
+        await self._reject_incremental_delivery(operation)

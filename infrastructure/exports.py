@@ -33,7 +33,6 @@ from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 import xlsxwriter
-import xlsxwriter.worksheet
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -43,6 +42,7 @@ from domain.queries import CommentFilter
 from infrastructure.db.bulk import in_values
 from infrastructure.db.filters import comment_conditions
 from infrastructure.db.tables import authors, comments, groups, keywords, matches
+from infrastructure.xlsx_compat import LINK_FORMULA, LinkSheet
 
 EXTENSIONS = {ExportFormat.CSV: "csv", ExportFormat.XLSX: "xlsx", ExportFormat.JSONL: "jsonl"}
 MEDIA_TYPES = {
@@ -312,20 +312,6 @@ _LINKS = frozenset({"commentUrl", "authorUrl", "groupUrl", "postUrl"})
 _MAX_LINK = 255  # HYPERLINK's limit for its target
 
 
-class _LinkSheet(xlsxwriter.worksheet.Worksheet):
-    """A worksheet that writes our ``HYPERLINK`` formulas as they are. xlsxwriter otherwise runs
-    every formula through some thirty regular expressions (renaming newer Excel functions),
-    which made an XLSX export 2.5 times slower with four links a row; ours need no renaming.
-    ``_prepare_formula`` is xlsxwriter's own name: should it change, this override is simply
-    not called and exports are slower, not wrong (``tests/unit/test_xlsx_compat.py`` notices)."""
-
-    def _prepare_formula(self, formula: str, *args: Any, **kwargs: Any) -> str:
-        if formula.startswith(_LINK_FORMULA):
-            return formula[1:]  # without the "=", as xlsxwriter stores formulas
-        return super()._prepare_formula(formula, *args, **kwargs)
-
-
-_LINK_FORMULA = '=HYPERLINK("'
 
 
 class _XlsxFile(_ExportFile):
@@ -361,10 +347,10 @@ class _XlsxFile(_ExportFile):
         self._settle_sheet()
         self._sheet = self._add_sheet()
 
-    def _add_sheet(self) -> _LinkSheet:
+    def _add_sheet(self) -> LinkSheet:
         self._sheets += 1
         name = "comments" if self._sheets == 1 else f"comments {self._sheets}"
-        sheet = self._book.add_worksheet(name, worksheet_class=_LinkSheet)
+        sheet = self._book.add_worksheet(name, worksheet_class=LinkSheet)
         sheet.freeze_panes(1, 0)
         for col, title in enumerate(self._titles):
             sheet.write_string(0, col, title, self._header)
@@ -403,7 +389,7 @@ class _XlsxFile(_ExportFile):
                     continue
                 elif kind == "link" and len(value) <= _MAX_LINK:
                     quoted = value.replace('"', '""')
-                    sheet.write_formula(r, col, f'{_LINK_FORMULA}{quoted}","{quoted}")', self._link, value)
+                    sheet.write_formula(r, col, f'{LINK_FORMULA}{quoted}","{quoted}")', self._link, value)
                     size = len(value)
                 else:
                     text = ", ".join(value) if isinstance(value, list) else value

@@ -1,16 +1,16 @@
-"""The cache port's two adapters behave alike: TTL, invalidation, no stale value after a job."""
+"""The in-memory cache: TTL, invalidation, no stale value after a job (the Redis cache passes
+the same tests in ``tests/integration/test_cache.py``); and the stats window."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import date
 
 import pytest
 
 from domain.errors import InvalidInput
 from domain.stats import DEFAULT_DAYS, LAST_DAY, MAX_DAYS, stats_window
-from infrastructure.cache import InMemoryCache, RedisCache
+from infrastructure.cache import InMemoryCache
 
 
 class Counter:
@@ -22,25 +22,10 @@ class Counter:
         return f"value {self.calls}".encode()
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def cache(request: pytest.FixtureRequest):
-    if request.param == "memory":
-        yield InMemoryCache()
-        return
-    from redis.asyncio import Redis
-
-    from tests.conftest import REDIS_URL, _redis_problem, require_service
-
-    require_service("Redis", await _redis_problem())
-    prefix = f"vkcp-test-{uuid.uuid4().hex[:10]}:"
-    client = Redis.from_url(REDIS_URL)
-    try:
-        yield RedisCache(client, prefix=prefix)
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+@pytest.fixture
+async def cache():
+    # tests/integration/test_cache.py holds the same tests against RedisCache.
+    return InMemoryCache()
 
 
 async def test_a_value_is_computed_once_until_it_expires(cache) -> None:
@@ -74,19 +59,6 @@ async def test_a_value_computed_during_an_invalidation_is_not_kept(cache) -> Non
 
     assert await cache.get_or_compute("stats", "k", slow_compute, ttl=60) == b"value 1"
     assert await cache.get_or_compute("stats", "k", slow_compute, ttl=60) == b"value 2"
-
-
-async def test_redis_trouble_reads_as_a_miss() -> None:
-    from redis.asyncio import Redis
-
-    client = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-    try:
-        cache = RedisCache(client, prefix="vkcp-test-down:")
-        compute = Counter()
-        assert await cache.get_or_compute("stats", "k", compute, ttl=60) == b"value 1"
-        await cache.invalidate("stats")  # logged, not raised
-    finally:
-        await client.aclose()
 
 
 async def test_the_memory_cache_keeps_at_most_max_entries() -> None:

@@ -1,13 +1,12 @@
 """The layers' imports, read from their source: the domain imports no framework, no circle and
 nothing hidden in a function; the API and the entry points reach adapters only through the
-composition root (``bootstrap.py``), which alone reads nothing but what it is handed; and every
-task kind has a handler in a process that imports the composition root."""
+composition root (``bootstrap.py``), which alone reads nothing but what it is handed. (That every
+task kind has a handler in a process that imports the composition root is checked in a fresh
+interpreter: ``tests/integration/test_imports.py``.)"""
 
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +90,8 @@ def test_the_domain_imports_no_framework_or_outer_layer() -> None:
 def test_the_api_imports_no_adapter_but_the_composition_root() -> None:
     offenders = {
         name: sorted(
-            m for m in _imported(tree, set())
+            m
+            for m in _imported(tree, set())
             if m.split(".")[0] in ("infrastructure", "entrypoints") and m not in API_MAY_IMPORT_FROM_INFRASTRUCTURE
         )
         for name, tree in _modules(API).items()
@@ -102,7 +102,8 @@ def test_the_api_imports_no_adapter_but_the_composition_root() -> None:
 def test_the_entry_points_build_nothing_but_through_the_composition_root() -> None:
     offenders = {
         name: sorted(
-            m for m in _imported(tree, set())
+            m
+            for m in _imported(tree, set())
             if m.split(".")[0] == "infrastructure" and m not in ENTRYPOINTS_MAY_IMPORT_FROM_INFRASTRUCTURE
         )
         for name, tree in _modules(ENTRYPOINTS).items()
@@ -130,29 +131,20 @@ def test_the_domain_imports_at_the_top_of_each_module_only() -> None:
     for name, tree in _modules().items():
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                nested += [f"{name}.{node.name}" for inner in ast.walk(node) if isinstance(inner, ast.Import | ast.ImportFrom)]
+                nested += [
+                    f"{name}.{node.name}" for inner in ast.walk(node) if isinstance(inner, ast.Import | ast.ImportFrom)
+                ]
     assert nested == []
 
 
 def test_the_domain_modules_import_one_another_without_a_circle() -> None:
     modules = _modules()
-    graph = {name: {m for m in _imported(tree, set(modules)) if m in modules and m != name} for name, tree in modules.items()}
+    graph = {
+        name: {m for m in _imported(tree, set(modules)) if m in modules and m != name} for name, tree in modules.items()
+    }
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 
 def test_the_cycle_check_finds_a_circle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
-
-
-def test_a_process_that_builds_the_system_can_run_every_kind_of_task() -> None:
-    """Use cases register their handlers when imported; the composition root imports them all.
-    A fresh interpreter, so nothing this test session imported helps."""
-    script = (
-        "import bootstrap\n"
-        "from domain.models import TaskKind\n"
-        "from domain.tasks import HANDLERS\n"
-        "print(sorted(set(TaskKind) - set(HANDLERS)))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"

@@ -6,12 +6,18 @@ to the slow path (the read plan would find no field it knows) or mixing up loade
 
 from __future__ import annotations
 
+import logging
 import types
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+from unittest.mock import Mock
 
 import pytest
 import strawberry
-from graphql import parse, specified_rules
+from graphql import ExecutionResult, GraphQLError, GraphQLSyntaxError, Source, parse, specified_rules
 from graphql.execution.values import get_argument_values
+from strawberry.types.execution import PreExecutionError
 
 from graphql_api import strawberry_compat as compat
 from graphql_api.comments import CommentFilterInput, CommentOrderInput, CommentSortField
@@ -37,7 +43,9 @@ def test_a_graphql_field_leads_to_its_strawberry_field() -> None:
 
 def test_arguments_are_converted_as_resolvers_receive_them() -> None:
     comments = compat.strawberry_field(schema._schema, "Query", "comments")
-    document = parse('{ comments(filter: {matched: true, groupIds: ["1"]}, orderBy: {field: LIKES}, first: 5) { totalCount } }')
+    document = parse(
+        '{ comments(filter: {matched: true, groupIds: ["1"]}, orderBy: {field: LIKES}, first: 5) { totalCount } }'
+    )
     node = document.definitions[0].selection_set.selections[0]
     coerced = get_argument_values(schema._schema.query_type.fields["comments"], node)  # as graphql-core gives them
     converted = compat.python_arguments(schema._schema, comments, coerced)
@@ -65,8 +73,24 @@ def test_a_resolvers_info_names_its_operation() -> None:
 
 
 def test_context_loaders_are_per_operation() -> None:
-    # Context.loaders keys its loaders by the node operation_of gives: one set per operation.
-    assert "operation_of" in Context.loaders.__code__.co_names
+    # Context.loaders keys its loaders by the node operation_of gives: fields of one operation
+    # share one set, another operation on the same connection's context gets its own.
+    container = types.SimpleNamespace(read_model=Mock())  # the loaders only keep its methods
+    context = Context(request=None, response=None, container=container, request_id="r")  # type: ignore[arg-type]
+    seen: list[tuple[str, object]] = []
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def here(self, info: strawberry.Info) -> str:
+            seen.append((info.path.key, context.loaders(info)))
+            return "ok"
+
+    query = strawberry.Schema(query=Query)
+    assert query.execute_sync("query One { a: here b: here }", context_value=context).errors is None
+    assert query.execute_sync("query Two { c: here }", context_value=context).errors is None
+    loaders = dict(seen)
+    assert loaders["a"] is loaders["b"] and loaders["c"] is not loaders["a"]
 
 
 def test_validation_finds_what_strawberrys_validation_step_finds() -> None:
@@ -93,11 +117,137 @@ async def test_validated_documents_are_kept_by_identity() -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("graphql_api.limits.validation_errors", counted)
         for doc in (document, document, twin):
-            context = types.SimpleNamespace(graphql_document=doc, schema=schema, validation_rules=list(specified_rules),
-                                            pre_execution_errors=None)
+            context = types.SimpleNamespace(
+                graphql_document=doc, schema=schema, validation_rules=list(specified_rules), pre_execution_errors=None
+            )
             extension = ValidatedDocuments()
             extension.execution_context = context
             for _ in extension.on_validate():
                 pass
             found.append(context.pre_execution_errors)
     assert calls == [document, twin] and found[0] is found[1] and found[0] == found[2] and found[0]
+
+
+async def _refused_origin_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warnings logged while a page on another origin opens a WebSocket to a Strawberry app
+    (its ASGI handshake driven directly: no server)."""
+    from strawberry.asgi import GraphQL
+
+    @strawberry.type
+    class Query:
+        here: str = "ok"
+
+    incoming = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    headers = [(b"host", b"api.example"), (b"origin", b"https://elsewhere.example")]
+    scope = {
+        "type": "websocket", "path": "/", "raw_path": b"/", "root_path": "", "query_string": b"",
+        "headers": headers, "subprotocols": ["graphql-transport-ws"], "scheme": "ws",
+        "client": ("127.0.0.1", 1), "server": ("api.example", 80), "asgi": {"version": "3.0"},
+    }  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        await GraphQL(strawberry.Schema(query=Query))(scope, receive, send)
+    assert sent and sent[0]["type"] != "websocket.accept", sent  # refused
+    return [r.getMessage() for r in caplog.records if r.name.startswith("strawberry")]
+
+
+async def test_strawberrys_origin_advice_is_recognised_and_dropped(caplog, monkeypatch) -> None:
+    monkeypatch.setattr(logging.getLogger("strawberry.ws"), "filters", [])  # as it was, after the test
+    told = await _refused_origin_warnings(caplog)
+    assert len(told) == 1 and "allowed_origins" in told[0]  # Strawberry still refuses, and says so
+    compat.drop_strawberrys_origin_advice()
+    assert await _refused_origin_warnings(caplog) == []
+
+
+async def test_the_document_cache_parses_a_text_once_and_leaves_syntax_errors_to_the_result() -> None:
+    seen: list[object] = []
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def here(self, info: strawberry.Info) -> str:
+            seen.append(compat.operation_of(info))
+            return "ok"
+
+    cached = strawberry.Schema(query=Query, extensions=[partial(compat.DocumentCache, maxsize=4)])  # as limits.py
+    for _ in range(2):
+        assert (await cached.execute("query Q { here }")).errors is None
+    assert seen[0] is seen[1]  # one parse, one document object, for one text
+    broken = await cached.execute("query Q { here ")
+    assert broken.errors is not None and broken.errors[0].message.startswith("Syntax Error")
+
+
+class _Tagged(compat.MaskErrorsOfEveryResult):
+    def after_masking(self, errors):  # type: ignore[no-untyped-def]
+        return [GraphQLError(e.message, extensions={"seen": True}) for e in errors]
+
+
+async def test_every_result_with_errors_is_masked_then_handed_to_after_masking() -> None:
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def broken(self) -> str:
+            raise RuntimeError("secret detail")
+
+    @strawberry.type
+    class Subscription:
+        @strawberry.subscription
+        async def ticks(self) -> AsyncIterator[int | None]:
+            yield 1
+            raise RuntimeError("secret detail")
+
+    tagged = strawberry.Schema(query=Query, subscription=Subscription, extensions=[_Tagged])
+    result = await tagged.execute("{ broken }")
+    assert [(e.message, e.extensions) for e in result.errors or []] == [("Unexpected error.", {"seen": True})]
+    stream = await tagged.subscribe("subscription { ticks }")
+    assert not isinstance(stream, ExecutionResult)
+    events = [event async for event in stream]
+    assert events[0].data == {"ticks": 1} and not events[0].errors
+    assert [(e.message, e.extensions) for e in events[-1].errors or []] == [("Unexpected error.", {"seen": True})]
+
+
+class _Websocket:
+    def __init__(self) -> None:
+        self.closed: tuple[int, str] | None = None
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+class _Operation:
+    id = "1"
+
+    def __init__(self) -> None:
+        self.errors: list[GraphQLError] = []
+
+    async def send_initial_errors(self, errors: list[GraphQLError]) -> None:
+        self.errors.extend(errors)
+
+
+def _handler() -> Any:
+    handler = object.__new__(compat.TransportWsHandler)  # only its answers to a first result run
+    handler.websocket, handler.operations = _Websocket(), {"1": object()}
+    return handler
+
+
+async def test_a_first_result_that_failed_is_answered_as_strawberry_answers_it() -> None:
+    handler, operation = _handler(), _Operation()
+    invalid = GraphQLError("Cannot query field 'nope' on type 'Subscription'.")
+    await handler.send_pre_execution_error(operation, PreExecutionError(data=None, errors=[invalid]))
+    assert operation.errors == [invalid] and handler.websocket.closed is None
+
+    unparsable = GraphQLSyntaxError(Source("subscription {"), 14, "Expected Name, found <EOF>.")
+    with pytest.raises(compat.OperationStreamClosed):
+        await handler.send_pre_execution_error(operation, PreExecutionError(data=None, errors=[unparsable]))
+    assert handler.websocket.closed == (4400, unparsable.message) and handler.operations == {}
+
+    await handler.reject_incremental_delivery(operation)
+    assert operation.errors[-1].message == "Incremental delivery is not supported over graphql-transport-ws"

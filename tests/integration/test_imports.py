@@ -1,7 +1,8 @@
 """Importing a module builds nothing: no settings read, no engine, client or loop made, no
 connection opened. A fresh interpreter imports every module of the service with settings that
 cannot load (``VKCP_AUTH=bogus``) and with every socket connection refused; a module that
-read the settings or connected at import would fail here."""
+read the settings or connected at import would fail here. And a process that imports the
+composition root can run every kind of task."""
 
 from __future__ import annotations
 
@@ -61,3 +62,16 @@ def test_every_module_imports_with_settings_that_cannot_load_and_no_network() ->
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == str(len(modules))
+
+
+def test_a_process_that_builds_the_system_can_run_every_kind_of_task() -> None:
+    """Use cases register their handlers when imported; the composition root imports them all.
+    A fresh interpreter, so nothing this test session imported helps."""
+    script = (
+        "import bootstrap\n"
+        "from domain.models import TaskKind\n"
+        "from domain.tasks import HANDLERS\n"
+        "print(sorted(set(TaskKind) - set(HANDLERS)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

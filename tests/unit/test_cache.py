@@ -1,5 +1,5 @@
 """The in-memory cache: TTL, invalidation, no stale value after a job (the Redis cache passes
-the same tests in ``tests/integration/test_cache.py``); and the stats window."""
+the same tests in ``tests/integration/test_redis_cache.py``); and the stats window."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Counter:
 
 @pytest.fixture
 async def cache():
-    # tests/integration/test_cache.py holds the same tests against RedisCache.
+    # tests/integration/test_redis_cache.py holds the same tests against RedisCache.
     return InMemoryCache()
 
 

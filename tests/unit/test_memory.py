@@ -1,5 +1,5 @@
 """The trim loop runs until cancelled, and without glibc it does nothing. (That a trim really
-gives freed heap pages back, measured in a fresh interpreter: ``tests/integration/test_memory.py``.)"""
+gives freed heap pages back, measured in a fresh interpreter: ``tests/integration/test_memory_processes.py``.)"""
 
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ def test_a_resolvers_info_names_its_operation() -> None:
     assert seen[0].name.value == "Named"
 
 
-def test_context_loaders_are_per_operation() -> None:
+async def test_context_loaders_are_per_operation() -> None:
     # Context.loaders keys its loaders by the node operation_of gives: fields of one operation
     # share one set, another operation on the same connection's context gets its own.
     container = types.SimpleNamespace(read_model=Mock())  # the loaders only keep its methods
@@ -87,8 +87,9 @@ def test_context_loaders_are_per_operation() -> None:
             return "ok"
 
     query = strawberry.Schema(query=Query)
-    assert query.execute_sync("query One { a: here b: here }", context_value=context).errors is None
-    assert query.execute_sync("query Two { c: here }", context_value=context).errors is None
+    # Executed on the running loop: the loaders are made inside it, as in a request.
+    assert (await query.execute("query One { a: here b: here }", context_value=context)).errors is None
+    assert (await query.execute("query Two { c: here }", context_value=context)).errors is None
     loaders = dict(seen)
     assert loaders["a"] is loaders["b"] and loaders["c"] is not loaders["a"]
 

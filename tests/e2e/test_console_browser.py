@@ -786,9 +786,14 @@ def test_a_running_parse_in_russian_moves_its_community_count(browser: Any, slow
             new MutationObserver(look).observe(document.querySelector('main'), {subtree: true, childList: true, characterData: true});
         }""")
         row.locator("[data-state=SUCCEEDED]").wait_for(timeout=120_000)
-        final = int(re.sub(r"\D", "", row.locator("[data-count=comments]").inner_text()))
         stored = service.gql('{ tasks(filter: {kinds: [PARSE]}) { edges { node { result } } } }')
-        assert final == stored["tasks"]["edges"][0]["node"]["result"]["commentsSeen"] > 0
+        total = stored["tasks"]["edges"][0]["node"]["result"]["commentsSeen"]
+        assert total > 0
+        # The row's count is read again once the parse has ended (the state may show first).
+        page.wait_for_function("([sel, n]) => Number(document.querySelector(sel).innerText.replace(/\\D/g, '')) === n",
+                               arg=["tr[data-group='koshki_spb'] [data-count=comments]", total], timeout=30_000)
+        final = int(re.sub(r"\D", "", row.locator("[data-count=comments]").inner_text()))
+        assert final == total
         seen = page.evaluate("window.__seen.concat(window.__seen2)")
         counts = [int(re.sub(r"\D", "", s["count"])) for s in seen if s["state"] == "RUNNING"]
         assert any(0 < c < final for c in counts), seen  # counted while the parse ran, not only at its end

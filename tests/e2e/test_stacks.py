@@ -14,6 +14,7 @@ changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -27,7 +28,12 @@ import httpx
 import pytest
 
 from infrastructure.vk.world import generated_world
-from tests.conftest import POSTGRES_ADMIN_URL, _async_url, _postgres_problem, _redis_problem, require_service
+from tests.conftest import (
+    REDIS_URL,
+    _redis_problem,
+    postgres_database,
+    require_service,
+)
 from tests.processes import first_admin_token, free_port, log_events, spawn, stop, vk_emulator, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,56 +99,57 @@ class Stack:
         return body["data"]
 
 
-@pytest.fixture(params=["embedded", "production"])
-async def stack(request, tmp_path: Path, vk_url: str) -> AsyncIterator[Stack]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(tmp_path / "data"),
-           "VKCP_VK_API_URL": vk_url, "VKCP_VK_TOKENS": VK_TOKEN, "VKCP_VK_RPS": "20", "VKCP_VK_SANDBOX": "0"}
+@contextlib.asynccontextmanager
+async def running_stack(kind: str, tmp_path: Path, env: dict[str, str], *, role: str,
+                        secrets: tuple[str, ...]) -> AsyncIterator[Stack]:
+    """``vkcp serve`` alone (``embedded``), or ``vkcp migrate``, ``serve`` and a ``worker`` on a
+    database and a Redis prefix of their own (``production``); afterwards no ``secrets`` in
+    the processes' output."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(tmp_path / "data"), "VKCP_VK_SANDBOX": "0",
+           **env}
     for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH"):
         env.pop(name, None)
-    database = None
-    if request.param == "production":
-        require_service("PostgreSQL", await _postgres_problem())
-        require_service("Redis", await _redis_problem())
-        import asyncpg
+    async with contextlib.AsyncExitStack() as resources:
+        if kind == "production":
+            require_service("Redis", await _redis_problem())
+            env["VKCP_DATABASE_URL"] = await resources.enter_async_context(postgres_database())
+            env["VKCP_REDIS_URL"] = REDIS_URL
+            env["VKCP_REDIS_PREFIX"] = prefix = f"vkcp-e2e-{uuid.uuid4().hex[:8]}:"
+            resources.push_async_callback(_forget_redis_prefix, prefix)
+        stack = Stack(env, tmp_path)
+        try:
+            if kind == "production":
+                stack.cli("migrate")
+            stack.token = stack.cli("token", "create", "--name", "e2e", "--role", role).strip().splitlines()[-1]
+            port = free_port()
+            server = stack.start("serve", "--port", str(port))
+            stack.url = f"http://127.0.0.1:{port}/graphql"
+            await wait_http(f"http://127.0.0.1:{port}/healthz", server, stack.logs[-1])
+            if kind == "production":
+                stack.start("worker")
+            yield stack
+        finally:
+            for proc in stack.procs:
+                stop(proc)
+            for secret in secrets:
+                assert secret not in stack.output(), "a VK token leaked into the logs"
 
-        database = f"vkcp_e2e_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        await admin.execute(f'CREATE DATABASE "{database}"')
-        await admin.close()
-        env["VKCP_DATABASE_URL"] = _async_url(POSTGRES_ADMIN_URL, database)
-        env["VKCP_REDIS_URL"] = "redis://127.0.0.1:6379/9"
-        env["VKCP_REDIS_PREFIX"] = f"vkcp-e2e-{uuid.uuid4().hex[:8]}:"
 
-    stack = Stack(env, tmp_path)
-    try:
-        if request.param == "production":
-            stack.cli("migrate")
-        stack.token = stack.cli("token", "create", "--name", "e2e", "--role", "operator").strip().splitlines()[-1]
-        port = free_port()
-        server = stack.start("serve", "--port", str(port))
-        stack.url = f"http://127.0.0.1:{port}/graphql"
-        await wait_http(f"http://127.0.0.1:{port}/healthz", server, stack.logs[-1])
-        if request.param == "production":
-            stack.start("worker")
+async def _forget_redis_prefix(prefix: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    keys = [k async for k in client.scan_iter(match=prefix + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture(params=["embedded", "production"])
+async def stack(request, tmp_path: Path, vk_url: str) -> AsyncIterator[Stack]:
+    env = {"VKCP_VK_API_URL": vk_url, "VKCP_VK_TOKENS": VK_TOKEN, "VKCP_VK_RPS": "20"}
+    async with running_stack(request.param, tmp_path, env, role="operator", secrets=(VK_TOKEN,)) as stack:
         yield stack
-    finally:
-        for proc in stack.procs:
-            stop(proc)
-        assert VK_TOKEN not in stack.output(), "a VK token leaked into the logs"
-        if database is not None:
-            import asyncpg
-
-            admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-            await admin.close()
-        if request.param == "production":
-            from redis.asyncio import Redis
-
-            client = Redis.from_url(env["VKCP_REDIS_URL"])
-            keys = [k async for k in client.scan_iter(match=env["VKCP_REDIS_PREFIX"] + "*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
 
 
 ADD = """mutation($ref: String!) { addGroup(ref: $ref) {

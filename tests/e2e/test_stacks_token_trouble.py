@@ -8,9 +8,6 @@ every call counted.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,10 +16,8 @@ import pytest
 
 from infrastructure.vk.gateway import token_fingerprint
 from infrastructure.vk.world import generated_world
-from tests.conftest import REDIS_URL, _redis_problem, postgres_database, require_service
-from tests.e2e.test_stacks import ADD, PARSE, Stack, _all_comments, _wait_task
-from tests.e2e.test_vk_quotas import forget_redis_prefix
-from tests.processes import ROOT, free_port, stop, vk_emulator, wait_http
+from tests.e2e.test_stacks import ADD, PARSE, Stack, _all_comments, _wait_task, running_stack
+from tests.processes import vk_emulator
 
 TIRED, SHORT, FRESH = "vk1.a.e2e-tired-token", "vk1.a.e2e-short-lived-token", "vk1.a.e2e-fresh-token"
 SEED, POSTS, COMMENTS = 13, 60, 10
@@ -49,38 +44,10 @@ def vk_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture(params=["embedded", "production"])
 async def stack(request, tmp_path: Path, vk_url: str) -> AsyncIterator[Stack]:
-    """``vkcp serve`` alone, or ``vkcp migrate``, ``serve`` and a ``worker`` on PostgreSQL and
-    Redis, as in test_stacks.py; three tokens and few pages in flight (many execute batches,
-    so that every token takes some)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(tmp_path / "data"),
-           "VKCP_VK_API_URL": vk_url, "VKCP_VK_TOKENS": f"{TIRED},{SHORT},{FRESH}", "VKCP_VK_RPS": "20",
-           "VKCP_VK_SANDBOX": "0", "VKCP_COLLECT_CONCURRENCY": "6"}
-    for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH"):
-        env.pop(name, None)
-    async with contextlib.AsyncExitStack() as resources:
-        if request.param == "production":
-            require_service("Redis", await _redis_problem())
-            env["VKCP_DATABASE_URL"] = await resources.enter_async_context(postgres_database())
-            env["VKCP_REDIS_URL"] = REDIS_URL
-            env["VKCP_REDIS_PREFIX"] = prefix = f"vkcp-e2e-{uuid.uuid4().hex[:8]}:"
-            resources.push_async_callback(forget_redis_prefix, prefix)
-        stack = Stack(env, tmp_path)
-        try:
-            if request.param == "production":
-                stack.cli("migrate")
-            stack.token = stack.cli("token", "create", "--name", "e2e", "--role", "admin").strip().splitlines()[-1]
-            port = free_port()
-            server = stack.start("serve", "--port", str(port))
-            stack.url = f"http://127.0.0.1:{port}/graphql"
-            await wait_http(f"http://127.0.0.1:{port}/healthz", server, stack.logs[-1])
-            if request.param == "production":
-                stack.start("worker")
-            yield stack
-        finally:
-            for proc in stack.procs:
-                stop(proc)
-            for token in (TIRED, SHORT, FRESH):
-                assert token not in stack.output(), "a VK token leaked into the logs"
+    env = {"VKCP_VK_API_URL": vk_url, "VKCP_VK_TOKENS": f"{TIRED},{SHORT},{FRESH}", "VKCP_VK_RPS": "20",
+           "VKCP_COLLECT_CONCURRENCY": "6"}
+    async with running_stack(request.param, tmp_path, env, role="admin", secrets=(TIRED, SHORT, FRESH)) as stack:
+        yield stack
 
 
 TOKENS = "{ vkTokens { fingerprint state parkedUntil reason callsToday } }"

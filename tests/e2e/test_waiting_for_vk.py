@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,14 +24,7 @@ import pytest
 
 from domain.timing import TaskTiming
 from infrastructure.vk.world import generated_world
-from tests.conftest import (
-    POSTGRES_ADMIN_URL,
-    _async_url,
-    _postgres_problem,
-    _redis_problem,
-    require_service,
-)
-from tests.e2e.test_stacks import Stack, _all_comments
+from tests.e2e.test_stacks import Stack, _all_comments, running_stack
 from tests.processes import ROOT, free_port, spawn, stop, wait_http
 
 WORLD = {"seed": 3, "communities": 1, "posts": 80, "comments": 20}
@@ -82,54 +74,10 @@ async def spend_the_quota(vk: str, *, after: int) -> None:
 
 @pytest.fixture(params=["embedded", "production"])
 async def stack(request, tmp_path: Path, vk: str) -> AsyncIterator[Stack]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(tmp_path / "data"),
-           "VKCP_VK_API_URL": f"{vk}/method", "VKCP_VK_TOKENS": VK_TOKEN, "VKCP_VK_RPS": "20",
-           "VKCP_VK_SANDBOX": "0", "VKCP_VK_QUOTA_PARK_HOURS": str(PARK_SECONDS / 3600)}
-    for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH"):
-        env.pop(name, None)
-    database = None
-    if request.param == "production":
-        require_service("PostgreSQL", await _postgres_problem())
-        require_service("Redis", await _redis_problem())
-        import asyncpg
-
-        database = f"vkcp_wait_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        await admin.execute(f'CREATE DATABASE "{database}"')
-        await admin.close()
-        env["VKCP_DATABASE_URL"] = _async_url(POSTGRES_ADMIN_URL, database)
-        env["VKCP_REDIS_URL"] = "redis://127.0.0.1:6379/9"
-        env["VKCP_REDIS_PREFIX"] = f"vkcp-wait-{uuid.uuid4().hex[:8]}:"
-    stack = Stack(env, tmp_path)
-    try:
-        if request.param == "production":
-            stack.cli("migrate")
-        stack.token = stack.cli("token", "create", "--name", "e2e", "--role", "admin").strip().splitlines()[-1]
-        port = free_port()
-        server = stack.start("serve", "--port", str(port))
-        stack.url = f"http://127.0.0.1:{port}/graphql"
-        await wait_http(f"http://127.0.0.1:{port}/healthz", server, stack.logs[-1])
-        if request.param == "production":
-            stack.start("worker")
+    env = {"VKCP_VK_API_URL": f"{vk}/method", "VKCP_VK_TOKENS": VK_TOKEN, "VKCP_VK_RPS": "20",
+           "VKCP_VK_QUOTA_PARK_HOURS": str(PARK_SECONDS / 3600)}
+    async with running_stack(request.param, tmp_path, env, role="admin", secrets=(VK_TOKEN,)) as stack:
         yield stack
-    finally:
-        for proc in stack.procs:
-            stop(proc)
-        assert VK_TOKEN not in stack.output(), "a VK token leaked into the logs"
-        if database is not None:
-            import asyncpg
-
-            admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-            await admin.close()
-        if request.param == "production":
-            from redis.asyncio import Redis
-
-            client = Redis.from_url(env["VKCP_REDIS_URL"])
-            keys = [k async for k in client.scan_iter(match=env["VKCP_REDIS_PREFIX"] + "*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
 
 
 async def add_and_parse(stack: Stack, world) -> str:

@@ -19,10 +19,10 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from graphql import ExecutionResult
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from domain.bounded import BoundedDict
 from graphql_api.graphql_core_compat import own_subfield_memo
+from graphql_api.strawberry_compat import StrawberryExecutionContext
 
 # Events in flight at once: one per task with subscribers, and a few behind.
 MAX_SHARED_EVENTS = 256
@@ -74,7 +74,7 @@ class _Reuse:
         return found if isinstance(found, ExecutionResult) else asyncio.shield(found)
 
 
-class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
+class SharedEventExecutor(StrawberryExecutionContext):
     """Strawberry's executor, plus reuse of results for payloads marked with ``share()``."""
 
     _share_key: tuple | None = None

@@ -6,7 +6,8 @@ word its WebSocket origin rejection: its line is recognised by its logger and te
 its parser cache's own parse (``cached_parse_document``) is called here, not in ``on_parse``; and
 ``MaskErrors``' two private steps (``_process_result``, ``_process_errors``) are overridden here,
 and the graphql-transport-ws handler's private answers to a subscription's first result are
-reached through ``TransportWsHandler``. A
+reached through ``TransportWsHandler``. And Strawberry's own graphql-core execution context,
+which ``fanout.SharedEventExecutor`` extends, is not exported: ``StrawberryExecutionContext``. A
 Strawberry upgrade that moves any of it fails ``tests/unit/test_strawberry_compat.py`` loudly,
 instead of quietly sending every query down the slow path (or mixing up operations' loaders).
 """
@@ -20,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode
 from strawberry.extensions import MaskErrors, ParserCache
-from strawberry.schema.schema import validate_document
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, validate_document
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -30,6 +31,10 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.field import StrawberryField
+
+# The graphql-core execution context Strawberry runs every operation with (its error handling
+# included); a ``Schema(execution_context_class=...)`` that extends it keeps Strawberry's behaviour.
+StrawberryExecutionContext = StrawberryGraphQLCoreExecutionContext
 
 
 def strawberry_schema(schema: GraphQLSchema) -> Any:

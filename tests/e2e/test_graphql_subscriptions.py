@@ -215,21 +215,20 @@ async def test_one_event_runs_each_distinct_selection_once_for_all_its_subscribe
     event, each (document, variables, role) executes once and the others get its result."""
     from dataclasses import replace
 
-    from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-
     from domain.models import Progress
     from domain.tasks import publish_task
+    from graphql_api.strawberry_compat import StrawberryExecutionContext
 
     adapters = container.adapters
     task = await _running_task(container)
     executions: list[object] = []
-    original = StrawberryGraphQLCoreExecutionContext.execute_operation
+    original = StrawberryExecutionContext.execute_operation
 
     def counted(self, *args, **kwargs):
         executions.append(self.root_value)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "execute_operation", counted)
+    monkeypatch.setattr(StrawberryExecutionContext, "execute_operation", counted)
 
     small = "subscription($id: ID!) { taskProgress(id: $id) { progress { done } } }"
     wide = "subscription($id: ID!) { taskProgress(id: $id) { state progress { done total message } } }"

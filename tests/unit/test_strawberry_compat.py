@@ -252,3 +252,30 @@ async def test_a_first_result_that_failed_is_answered_as_strawberry_answers_it()
 
     await handler.reject_incremental_delivery(operation)
     assert operation.errors[-1].message == "Incremental delivery is not supported over graphql-transport-ws"
+
+
+async def test_an_execution_context_that_extends_strawberrys_runs_its_operations() -> None:
+    # fanout.SharedEventExecutor extends StrawberryExecutionContext: a schema given a subclass
+    # must run queries through it, and keep Strawberry's answer to a resolver's exception.
+    ran: list[str] = []
+
+    class Counting(compat.StrawberryExecutionContext):
+        def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+            ran.append(self.operation.operation.value)
+            return super().execute_operation(*args, **kwargs)
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def fine(self) -> str:
+            return "ok"
+
+        @strawberry.field
+        def broken(self) -> str:
+            raise ValueError("broken on purpose")
+
+    query = strawberry.Schema(query=Query, execution_context_class=Counting)
+    assert (await query.execute("{ fine }")).data == {"fine": "ok"}
+    failed = await query.execute("{ broken }")
+    assert failed.data is None and failed.errors and failed.errors[0].message == "broken on purpose"
+    assert ran == ["query", "query"]

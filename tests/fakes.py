@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -479,6 +480,27 @@ class FakeClock:
     def advance(self, **delta: float) -> datetime:
         self.current += timedelta(**delta)
         return self.current
+
+
+class RecordingQueue:
+    """A ``JobQueue`` that only records what it was asked: jobs enqueued (task id and its
+    attempts then, with the monotonic time of each in ``enqueued_at``), deferred and aborted."""
+
+    def __init__(self) -> None:
+        self.enqueued: list[tuple[int, int]] = []
+        self.enqueued_at: list[float] = []
+        self.deferred: list[tuple[int, datetime]] = []
+        self.aborted: list[int] = []
+
+    async def enqueue(self, task: Task, *, defer_until: datetime | None = None) -> None:
+        if defer_until is not None:
+            self.deferred.append((task.id, defer_until))
+            return
+        self.enqueued.append((task.id, task.attempts))
+        self.enqueued_at.append(time.monotonic())
+
+    async def abort(self, task: Task) -> None:
+        self.aborted.append(task.id)
 
 
 async def no_report(done: int, total: int | None, message: str) -> None:

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from domain.errors import Unavailable
 from domain.models import Task, TaskKind, TaskState
@@ -16,21 +16,10 @@ from domain.ports import Adapters
 from domain.tasks import watch_tasks
 from domain.timing import TaskTiming
 from infrastructure.events import InMemoryEventBus
-from tests.fakes import FakeClock, InMemoryStore
+from tests.fakes import FakeClock, InMemoryStore, RecordingQueue
 
 # The loop's fixed period in these tests is 30 s: anything sooner is the design at work.
 SLOW_PASSES = dataclasses.replace(TaskTiming(), recovery_interval=30.0)
-
-
-class RecordingQueue:
-    def __init__(self) -> None:
-        self.enqueued: list[tuple[float, int]] = []  # (monotonic time, task id)
-
-    async def enqueue(self, task: Task, *, defer_until: datetime | None = None) -> None:
-        self.enqueued.append((time.monotonic(), task.id))
-
-    async def abort(self, task: Task) -> None:
-        return None
 
 
 class FlakyStore(InMemoryStore):
@@ -91,7 +80,7 @@ async def test_a_dead_runners_task_is_offered_again_when_its_lease_lapses_not_at
         adapters.clock.advance(seconds=0.6)  # (the fake clock moves with the real one)
         took = await until(lambda: adapters.queue.enqueued, 3)
     assert took is not None and took < 2, "the lapse was noticed only at the loop's next fixed pass"
-    assert [tid for _, tid in adapters.queue.enqueued] == [task.id]
+    assert [tid for tid, _ in adapters.queue.enqueued] == [task.id]
 
 
 async def test_leases_are_not_judged_until_the_watcher_has_seen_the_database_for_a_whole_lease() -> None:
@@ -111,8 +100,8 @@ async def test_leases_are_not_judged_until_the_watcher_has_seen_the_database_for
         assert adapters.queue.enqueued == [], "a lease was judged right after the database returned"
         took = await until(lambda: adapters.queue.enqueued, 3)
     assert took is not None
-    assert adapters.queue.enqueued[0][0] - returned >= 0.9  # a whole lease (1 s here) after it returned
-    assert [tid for _, tid in adapters.queue.enqueued] == [task.id]
+    assert adapters.queue.enqueued_at[0] - returned >= 0.9  # a whole lease (1 s here) after it returned
+    assert [tid for tid, _ in adapters.queue.enqueued] == [task.id]
 
 
 async def test_the_queues_return_re_offers_every_queued_task_at_once() -> None:
@@ -130,4 +119,4 @@ async def test_the_queues_return_re_offers_every_queued_task_at_once() -> None:
         back.set()
         took = await until(lambda: adapters.queue.enqueued, 2)
     assert took is not None and took < 1
-    assert [tid for _, tid in adapters.queue.enqueued] == [queued.id]
+    assert [tid for tid, _ in adapters.queue.enqueued] == [queued.id]

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+import domain.collect  # noqa: F401  registers the PARSE handler, as the composition root does
 from domain import tasks as task_cases
 from domain.errors import InvalidInput, Unavailable
 from domain.models import Progress, Task, TaskKind, TaskState
@@ -18,23 +19,7 @@ from domain.timing import TaskTiming
 from infrastructure.events import InMemoryEventBus
 from infrastructure.vk.sandbox import sandbox_gateway
 from infrastructure.vk.world import sandbox_world
-from tests.fakes import FakeClock, InMemoryStore
-
-
-class RecordingQueue:
-    def __init__(self) -> None:
-        self.enqueued: list[tuple[int, int]] = []  # (task id, attempts at enqueue)
-        self.deferred: list[tuple[int, datetime]] = []  # (task id, not before)
-        self.aborted: list[int] = []
-
-    async def enqueue(self, task: Task, *, defer_until: datetime | None = None) -> None:
-        if defer_until is not None:
-            self.deferred.append((task.id, defer_until))
-            return
-        self.enqueued.append((task.id, task.attempts))
-
-    async def abort(self, task: Task) -> None:
-        self.aborted.append(task.id)
+from tests.fakes import FakeClock, InMemoryStore, RecordingQueue
 
 
 class RecordingEvents(InMemoryEventBus):

@@ -207,6 +207,12 @@ def test_an_operator_day_in_the_console(browser: Any, service: Service) -> None:
         row.locator(".state-succeeded").wait_for()
         _shot(page, "05-communities-parsed")
         _axe(page, "communities")
+        # The table's buttons stay inside its card, even narrower than this viewport.
+        page.set_viewport_size({"width": 1200, "height": 900})
+        widths = page.evaluate("() => { const t = document.querySelector('table.groups');"
+                               " return [t.scrollWidth, t.parentElement.clientWidth]; }")
+        assert widths[0] <= widths[1], widths
+        page.set_viewport_size({"width": 1400, "height": 900})
 
         # Review: the comments with highlighted matches
         page.get_by_role("link", name="Review").click()

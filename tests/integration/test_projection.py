@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
+from domain.declaration import Spelling
 from domain.models import Author, Comment, Group, Post
-from domain.queries import CommentFilter, CommentOrder, Member, Projection, Spelling
+from domain.queries import CommentFilter, CommentOrder, Member, Projection
 from graphql_api.ids import NodeType, global_id
 from infrastructure.db import queries
 from infrastructure.db.projection import Unprojectable, _global_id, _time
@@ -91,7 +92,12 @@ def _projector():
         # An attribute no column holds as it is, a view or relation there is not.
         (Projection("comment", (Member("x", attribute="no_such_attribute"),)), "not_a_column"),
         (Projection("nothing", (Member("x", attribute="id"),)), "no_view"),
-        (Projection("comment", (Member("x", related="parent", projection=Projection("comment", ())),)), "not_a_relation"),
+        (Projection("comment", (Member("x", related="sibling", projection=Projection("comment", ())),)), "not_a_relation"),
+        # A relation that counts rather than reads objects.
+        (Projection("keyword", (Member("n", related="matches_count", projection=Projection("", ())),)),
+         "not_a_relation"),
+        # A computed field is its rule: a text, not a number.
+        (Projection("comment", (Member("url", attribute="url", spelling=Spelling.INT32),)), "spelling"),
         # A non-null relation to at most one row may find none.
         (Projection("comment", (Member("group", related="group", projection=Projection("group", ()), non_null=True),)),
          "may_find_nothing"),
@@ -111,15 +117,19 @@ def test_what_cannot_be_written_exactly_is_refused_and_says_why(projection, kind
     assert again.value.kind == kind
 
 
-def test_columns_are_found_through_the_row_converters() -> None:
-    views = _projector().views
-    assert views["match"].columns["start"] == "start_pos" and views["match"].columns["end"] == "end_pos"
-    assert views["comment"].columns["from_id"] == "from_id"
-    assert set(views["author"].columns) == {"vk_id", "name", "screen_name", "photo_url"}
+def test_the_row_converters_read_the_columns_the_declaration_names() -> None:
+    row = {"comment_id": 1, "keyword_id": 2, "matched_text": "кот", "start_pos": 3, "end_pos": 6, "snippet": "s"}
+    match = queries._match(row)
+    assert (match.start, match.end, match.comment_id) == (3, 6, 1)
+    author = queries._author({"vk_id": 5, "name": "A", "screen_name": None, "photo_url": "p"})
+    assert (author.vk_id, author.name, author.photo_url) == (5, "A", "p")
+    # What a projected page reads: the same columns, named by the same declaration.
+    match_view = _projector().views["match"]
+    assert [f.column for f in match_view.fields if f.name in ("start", "end")] == ["start_pos", "end_pos"]
 
 
 NODE = Projection("comment", (
-    Member("id", attribute="id", spelling=Spelling.GLOBAL_ID, kind="Comment", non_null=True),
+    Member("id", attribute="pk", spelling=Spelling.GLOBAL_ID, kind="Comment", non_null=True),
     Member("vkId", attribute="vk_id", spelling=Spelling.INT32, non_null=True),
     Member("author", related="author", projection=Projection("author", (
         Member("vkId", attribute="vk_id", spelling=Spelling.INT32, non_null=True),

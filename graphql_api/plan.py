@@ -675,8 +675,12 @@ class _Compiler:
         field_def = parent.fields[name]
         if field_def.args:
             raise Unsupported("arguments", f"{parent.name}.{name}")
+        return self._made(parent, name, self._selection(field_def.type, details))
+
+    def _made(self, parent: GraphQLObjectType, name: str, selection: _Selection | None) -> _Field:
+        """How field ``name`` of ``parent`` is answered, ``selection`` asked of what it returns."""
+        field_def = parent.fields[name]
         field = self._strawberry_field(parent.name, name)
-        selection = self._selection(field_def.type, details)
         relation = _relation(parent.name, field.python_name) if _declares(field) else None
         if relation is not None:
             joined = relation.joined
@@ -695,6 +699,25 @@ class _Compiler:
             is_async = inspect.iscoroutinefunction(function)
             return _Field(_METHOD, field_def.type, selection, get=function, is_async=is_async, **names)
         raise Unsupported("resolver", f"{parent.name}.{name}")  # it wants arguments or ``info``
+
+
+def projection_of_field(schema: GraphQLSchema, type_name: str, field_name: str) -> Projection:
+    """The projection of a page whose nodes of type ``type_name`` ask only ``field_name`` (of
+    an object: its ``__typename``), as the plan makes it; ``Unsupported`` when the plan would
+    not project it. What ``tests/unit/test_declaration.py`` asks of every field of every
+    declared type."""
+    parent = schema.type_map[type_name]
+    assert isinstance(parent, GraphQLObjectType)
+    if parent.fields[field_name].args:
+        raise Unsupported("arguments", f"{type_name}.{field_name}")
+    named = get_named_type(parent.fields[field_name].type)
+    below = None
+    if isinstance(named, GraphQLObjectType):
+        below = _Selection(named.name, ("__typename",), (_Field(_TYPENAME, None, None),))
+    elif not is_leaf_type(named):
+        raise Unsupported("abstract_type", str(named))
+    field = _Compiler(schema, {}, None, None)._made(parent, field_name, below)  # type: ignore[arg-type]
+    return _projection(_Selection(type_name, (field_name,), (field,)))
 
 
 def _declares(field: Any) -> bool:

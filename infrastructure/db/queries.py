@@ -396,11 +396,7 @@ class SqlReadModel:
     def projection_refusal(self, projection: Projection) -> str | None:
         """None when ``comments_page_projected`` writes ``projection``; else why not, in a word
         (``Unprojectable.kind``). Asked only where the read model ``projects``."""
-        try:
-            _PROJECTOR.node(projection)
-        except Unprojectable as e:
-            return e.kind
-        return None
+        return projection_refusal(projection)
 
     async def comments_page_projected(
         self, flt: CommentFilter, order: CommentOrder, projection: Projection, *, first: int | None = None,
@@ -678,3 +674,13 @@ def _keywords_query(active: bool | None, category: str | None = None, text: str 
 # What projected reads (``projection.py``) write: the declared views over their tables.
 _TABLES = {t.name: t for t in (comments, posts, groups, authors, matches, keywords, comment_versions)}
 _PROJECTOR = Projector(declaration.VIEWS, _TABLES)
+
+
+def projection_refusal(projection: Projection) -> str | None:
+    """None when a projected page on PostgreSQL writes ``projection``; else why not, in a word
+    (``Unprojectable.kind``). Needs no database: it is the statement's text that is made."""
+    try:
+        _PROJECTOR.node(projection)
+    except Unprojectable as e:
+        return e.kind
+    return None

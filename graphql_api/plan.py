@@ -9,15 +9,20 @@ and ``relay.by_id``: same arguments, checks, filters and cursors), then every re
 with one batched ``ReadModel`` call, and writes every value with the scalar the schema serializes
 it with.
 
+What each field and relation means (a column, a computed rule, the keys a relation joins on)
+is ``domain/declaration.py``'s: the relations the plan reads level by level and the projections
+it makes come from there, as the types' resolvers and the read model's statements do.
+
 A ``comments`` connection whose nodes ask only for what PostgreSQL can write goes further: the
-node selection becomes a ``Projection`` (``_projection``; which attribute each field copies is
-read off the types' own converters), and the read model writes each node's JSON in the page's
-own statement (``infrastructure/db/projection.py``): one statement, no objects per field.
+node selection becomes a ``Projection`` (``_projection``: each field as declared), and the read
+model writes each node's JSON in the page's own statement (``infrastructure/db/projection.py``):
+one statement, no objects per field. ``node(id:)`` (Relay's refetch) completes the object with
+the selection of its own type.
 
 The plan answers only what it answers exactly as the normal executor would. Whatever it does
 not know makes the whole operation run on the normal executor, unchanged: at compile time a
 field it has no rule for (an argument below the root, a resolver that wants ``info``, a
-permission, an interface, introspection, ``@defer``); at run time anything unexpected (an
+permission, a union, introspection, ``@defer``); at run time anything unexpected (an
 exception, a null where the schema forbids one, a value a scalar refuses), counted in
 ``/metrics`` by why (``UNKNOWN_SHAPE`` and the others below). So every error response still
 comes from the normal executor but one: a database outage (``Unavailable``), which the plan

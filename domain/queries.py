@@ -282,6 +282,12 @@ class ReadModel(Protocol):
         projection it cannot write exactly."""
         ...
 
+    async def projected_by_id(self, projection: Projection, pk: int) -> str | None:
+        """The object of ``projection``'s view with row id ``pk`` written as JSON text by
+        ``projection``; None when there is none. As ``comments_page_projected``: asked only
+        where the read model ``projects`` and does not refuse the projection."""
+        ...
+
     @property
     def projects(self) -> bool:
         """Whether ``comments_page_projected`` can answer at all (the database writes JSON:

@@ -42,6 +42,7 @@ from functools import cache
 from operator import attrgetter
 from typing import Any
 
+import orjson
 import strawberry
 from graphql import (
     GRAPHQL_MAX_INT,
@@ -73,13 +74,13 @@ from graphql.execution.values import get_argument_values
 from domain import declaration
 from domain.bounded import BoundedDict
 from domain.declaration import Spelling
-from domain.errors import Unavailable
+from domain.errors import InvalidInput, Unavailable
 from domain.queries import Member, Projection, ReadModel
 from graphql_api import declared
 from graphql_api.comments import Comment, comments_connection
 from graphql_api.graphql_core_compat import collect_fields, collect_subfields
 from graphql_api.groups import Group, groups_connection
-from graphql_api.ids import NodeType, decode_id
+from graphql_api.ids import NodeType, decode_id, find_id
 from graphql_api.keywords import Keyword, keywords_connection
 from graphql_api.relay import by_id
 from graphql_api.strawberry_compat import python_arguments, reads_attribute, strawberry_field
@@ -280,6 +281,50 @@ async def _node(read_model: ReadModel, id: strawberry.ID) -> Any:
     return declared.TYPES[view].from_view(found) if found is not None else None
 
 
+# A root of one object by id -> the type its id names (None: the type the id says, ``node``).
+_BY_ID = {"node": None, "comment": NodeType.COMMENT, "group": NodeType.GROUP, "keyword": NodeType.KEYWORD}
+_UNWRITTEN = object()
+
+
+def _projected_by_id(selection: _Selection) -> dict[str, Projection]:
+    """The projections of the types a root of one object may return (those the plan can write)."""
+    selections = selection.by_type or {selection.type_name: selection}
+    found = {}
+    for type_name, chosen in selections.items():
+        if isinstance(chosen, _Selection) and type_name in declaration.BY_TYPE:
+            try:
+                found[type_name] = _projection(chosen)
+            except Unsupported:
+                continue
+    return found
+
+
+async def _written_by_id(read_model: ReadModel, root: str, projections: dict[str, Projection], arguments: dict) -> Any:
+    """The object the root's id names, as the read model writes it (``orjson.Fragment``), None
+    when there is none; ``_UNWRITTEN`` when it is read as an object instead (a type not
+    projected, an id the normal path must judge)."""
+    kind = _BY_ID[root]
+    id = arguments["id"]
+    pk: int | None
+    if kind is None:
+        decoded = decode_id(id)
+        if decoded is None or decoded[0] is None:
+            return _UNWRITTEN
+        kind, pk = decoded[0], decoded[1]
+    else:
+        try:
+            pk = find_id(id, kind)
+        except InvalidInput:
+            return _UNWRITTEN  # the normal path's error
+        if pk is None:
+            return _UNWRITTEN
+    projection = projections.get(kind.value)
+    if projection is None or read_model.projection_refusal(projection) is not None:
+        return _UNWRITTEN
+    text = await read_model.projected_by_id(projection, pk)
+    return orjson.Fragment(text) if text is not None else None
+
+
 # Query field -> the read its resolver makes.
 ROOTS: dict[str, Callable[..., Awaitable[Any]]] = {
     "node": _node,
@@ -346,6 +391,9 @@ class _Root:
     projected: tuple[Projection, _Selection] | None = None
     unprojected: str | None = None  # else why its nodes cannot be written (``Unsupported.kind``)
     nodes: tuple[FieldNode, ...] = ()  # where the field is in the document, for its errors
+    # One object by id (``node``, ``comment``, ``group``, ``keyword``): the projection of each type
+    # it may be that a projected read can write (the object's JSON in one statement).
+    by_id: dict[str, Projection] | None = None
 
 
 # Told (reason, kind) whenever an operation does not run the fastest way the plan knows.
@@ -408,6 +456,10 @@ class Plan:
                     _, found = await comments_connection(run.read_model, projection=projection, **arguments)
                     return (await run.complete([found], root.type, selection))[0]
             run.report(PROJECTION_REFUSED, refused)
+        if root.by_id is not None and run.read_model.projects:
+            written = await _written_by_id(run.read_model, root.node.name.value, root.by_id, arguments)
+            if written is not _UNWRITTEN:
+                return written
         found = await root.read(run.read_model, **arguments)
         return (await run.complete([found], root.type, root.selection))[0]
 
@@ -685,9 +737,10 @@ class _Compiler:
                 except Unsupported as e:
                     unprojected = e.kind
             nodes = tuple(d.node for d in details)
-            roots.append(
-                _Root(key, field_def, node, field, read, field_def.type, selection, projected, unprojected, nodes)
-            )
+            by_id = _projected_by_id(selection) if name in _BY_ID and selection is not None else None
+            roots.append(_Root(
+                key, field_def, node, field, read, field_def.type, selection, projected, unprojected, nodes, by_id
+            ))
         return Plan(self.schema, roots)
 
     @staticmethod

@@ -418,6 +418,15 @@ class SqlReadModel:
             self._windows[key] = window
         return await self._read_window(window, itemgetter("node"))
 
+    async def projected_by_id(self, projection: Projection, pk: int) -> str | None:
+        """The object with row id ``pk`` of ``projection``'s view, written by ``projection``
+        (one statement: its relations are subqueries of it); None when there is none."""
+        if not self.projects:
+            raise NotImplementedError("projected reads need PostgreSQL")
+        table = _TABLES[declaration.VIEWS[projection.view].table]
+        query = select(_PROJECTOR.node(projection)).select_from(table).where(table.c.id == pk)
+        return await self._read(query, Result.scalar_one_or_none)
+
     def _comments_query(self, flt: CommentFilter, order: CommentOrder, *, backward: bool) -> tuple[Select, _Order]:
         keyset = _comment_order(order)
         if flt.keyword_ids is not None and len(flt.keyword_ids) == 1 and order.field is CommentSort.PUBLISHED_AT:

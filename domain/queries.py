@@ -243,12 +243,9 @@ class Member:
 
 @dataclass(frozen=True, eq=False)  # compared by identity: compiled once, looked up per read
 class Projection:
-    """Which members of which view a read writes as JSON, for each item, in order. Views:
-    ``comment`` (``CommentView``), ``post`` (``PostView``), ``group``, ``author``, ``match``
-    and ``keyword`` (their ``domain.models`` types). Relations: a comment's ``group``,
-    ``post``, ``author``, ``matches`` (a list, in text order) and ``versions`` (a list of
-    ``CommentVersion``, view ``version``, oldest first), a post's ``group``, a match's
-    ``keyword``."""
+    """Which members of which view a read writes as JSON, for each item, in order. The views,
+    their fields and their relations are ``domain/declaration.py``'s (``VIEWS``): a member's
+    ``attribute`` is a declared field's name, its ``related`` a declared relation's."""
 
     view: str
     members: tuple[Member, ...]

@@ -20,9 +20,12 @@ How to add a scalar field (say a comment's ``note``):
    domain object calls it otherwise);
 3. ``schema.graphql`` regenerated (``python -m graphql_api.schema > schema.graphql``).
 
-The field is then read, converted, answered by both executors and written by projected pages.
-A field whose spelling a projected page cannot write (a Float) fails
-``tests/unit/test_declaration.py`` until it is written or listed there with why not.
+The field is then read, converted, answered by both executors and written by projected pages
+(``tests/e2e/test_read_plan.py`` asks for it, generated from here). Two pins move with any
+migration and schema change: the head revision in ``tests/integration/test_db_schema.py`` and
+the console's build (its hash covers schema.graphql). A field a projected page cannot write (a
+Float, a method, a relation no view declares) fails ``tests/unit/test_declaration.py`` until
+it is written or named in its view's ``unprojected`` with why not.
 
 A computed field is a ``Rule``: branches of text made of literals and other fields, tried in
 order; both paths evaluate the same rule (``evaluate`` here, ``projection._rule`` in SQL).

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from domain.declaration import COMMENT, POST, Spelling, declared_view
 from domain.errors import InvalidInput
 from domain.models import Author, Group, Keyword, Match, Task, TaskKind, TaskState
 from domain.text import checked_text
@@ -135,6 +136,7 @@ def _check_ids(field: str, ids: tuple[int, ...] | None) -> None:
 
 
 @dataclass
+@declared_view(POST)
 class PostView:
     id: int
     group_id: int
@@ -151,6 +153,7 @@ class PostView:
 
 
 @dataclass
+@declared_view(COMMENT)  # and every field added to the declaration (domain/declaration.py)
 class CommentView:
     id: int
     group_id: int
@@ -222,16 +225,6 @@ class Page(Generic[T]):
         return await self.beyond_cursor()
 
 
-class Spelling(enum.StrEnum):
-    """How a projected attribute is written into JSON."""
-
-    TEXT = "text"  # a string, as it is
-    BOOLEAN = "boolean"
-    INT32 = "int32"  # an integer that must fit 32 bits: the read fails on one that does not
-    TIME = "time"  # ISO 8601 in UTC, as ``datetime.isoformat`` spells an aware UTC time
-    GLOBAL_ID = "global_id"  # base64 of "<kind>:<id>" (``graphql_api.ids.global_id``)
-
-
 @dataclass(frozen=True)
 class Member:
     """One member of a projected JSON object: an attribute of a view (``attribute``, written
@@ -250,12 +243,9 @@ class Member:
 
 @dataclass(frozen=True, eq=False)  # compared by identity: compiled once, looked up per read
 class Projection:
-    """Which members of which view a read writes as JSON, for each item, in order. Views:
-    ``comment`` (``CommentView``), ``post`` (``PostView``), ``group``, ``author``, ``match``
-    and ``keyword`` (their ``domain.models`` types). Relations: a comment's ``group``,
-    ``post``, ``author``, ``matches`` (a list, in text order) and ``versions`` (a list of
-    ``CommentVersion``, view ``version``, oldest first), a post's ``group``, a match's
-    ``keyword``."""
+    """Which members of which view a read writes as JSON, for each item, in order. The views,
+    their fields and their relations are ``domain/declaration.py``'s (``VIEWS``): a member's
+    ``attribute`` is a declared field's name, its ``related`` a declared relation's."""
 
     view: str
     members: tuple[Member, ...]
@@ -287,6 +277,12 @@ class ReadModel(Protocol):
         ``projects``, then ``projection_refusal(projection)`` first. Raises
         ``NotImplementedError`` where the database cannot write JSON, and ``ValueError`` for a
         projection it cannot write exactly."""
+        ...
+
+    async def projected_by_id(self, projection: Projection, pk: int) -> str | None:
+        """The object of ``projection``'s view with row id ``pk`` written as JSON text by
+        ``projection``; None when there is none. As ``comments_page_projected``: asked only
+        where the read model ``projects`` and does not refuse the projection."""
         ...
 
     @property

@@ -9,15 +9,20 @@ and ``relay.by_id``: same arguments, checks, filters and cursors), then every re
 with one batched ``ReadModel`` call, and writes every value with the scalar the schema serializes
 it with.
 
+What each field and relation means (a column, a computed rule, the keys a relation joins on)
+is ``domain/declaration.py``'s: the relations the plan reads level by level and the projections
+it makes come from there, as the types' resolvers and the read model's statements do.
+
 A ``comments`` connection whose nodes ask only for what PostgreSQL can write goes further: the
-node selection becomes a ``Projection`` (``_projection``; which attribute each field copies is
-read off the types' own converters), and the read model writes each node's JSON in the page's
-own statement (``infrastructure/db/projection.py``): one statement, no objects per field.
+node selection becomes a ``Projection`` (``_projection``: each field as declared), and the read
+model writes each node's JSON in the page's own statement (``infrastructure/db/projection.py``):
+one statement, no objects per field. ``node(id:)`` (Relay's refetch) completes the object with
+the selection of its own type.
 
 The plan answers only what it answers exactly as the normal executor would. Whatever it does
 not know makes the whole operation run on the normal executor, unchanged: at compile time a
 field it has no rule for (an argument below the root, a resolver that wants ``info``, a
-permission, an interface, introspection, ``@defer``); at run time anything unexpected (an
+permission, a union, introspection, ``@defer``); at run time anything unexpected (an
 exception, a null where the schema forbids one, a value a scalar refuses), counted in
 ``/metrics`` by why (``UNKNOWN_SHAPE`` and the others below). So every error response still
 comes from the normal executor but one: a database outage (``Unavailable``), which the plan
@@ -33,9 +38,11 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
+from functools import cache
 from operator import attrgetter
 from typing import Any
 
+import orjson
 import strawberry
 from graphql import (
     GRAPHQL_MAX_INT,
@@ -44,10 +51,11 @@ from graphql import (
     FieldNode,
     GraphQLBoolean,
     GraphQLField,
+    GraphQLFloat,
     GraphQLID,
     GraphQLInt,
+    GraphQLInterfaceType,
     GraphQLList,
-    GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
@@ -63,22 +71,16 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values
 
+from domain import declaration
 from domain.bounded import BoundedDict
-from domain.errors import Unavailable
-from domain.queries import Member, Projection, ReadModel, Spelling
-from graphql_api.comments import (
-    Author,
-    Comment,
-    CommentVersion,
-    KeywordMatch,
-    Post,
-    comment_versions,
-    comments_connection,
-    keyword_matches,
-)
+from domain.declaration import Spelling
+from domain.errors import InvalidInput, Unavailable
+from domain.queries import Member, Projection, ReadModel
+from graphql_api import declared
+from graphql_api.comments import Comment, comments_connection
 from graphql_api.graphql_core_compat import collect_fields, collect_subfields
 from graphql_api.groups import Group, groups_connection
-from graphql_api.ids import NodeType, global_id
+from graphql_api.ids import NodeType, decode_id, find_id
 from graphql_api.keywords import Keyword, keywords_connection
 from graphql_api.relay import by_id
 from graphql_api.strawberry_compat import python_arguments, reads_attribute, strawberry_field
@@ -119,40 +121,37 @@ class Relation:
     # ``load`` returns (found, {key: value}) with the values of the relation loaded by ``fills``
     # for what it found, read in the same statement: one round trip less.
     fills: str | None = None
+    joined: Relation | None = None  # the one to use when the selection asks for what it ``fills``
 
 
-def _on_wall(vk_id_attribute: str) -> Callable[[Comment], tuple[int, int] | None]:
-    vk_id_of = attrgetter(vk_id_attribute)
+@cache
+def _relation(type_name: str, python_name: str) -> Relation | None:
+    """How the resolver of a declared relation (``domain/declaration.py``; ``declared.py`` makes
+    the resolver) loads it; None for a field that is not one."""
+    view = declaration.BY_TYPE.get(type_name)
+    declared_relation = view.relation(python_name) if view is not None else None
+    if declared_relation is None:
+        return None
+    keys = declared_relation.keys
+    get = attrgetter(*keys)
+    key: Callable[[Any], Any] = get
+    if len(keys) > 1:
 
-    def key(comment: Comment) -> tuple[int, int] | None:
-        vk_id = vk_id_of(comment)
-        return (comment.owner_id, vk_id) if vk_id is not None else None
+        def key(value: Any) -> Any:
+            found = get(value)
+            return None if None in found else found
 
-    return key
-
-
-# (type, field) -> how its resolver (``groups.py``, ``comments.py``, ...) loads it.
-RELATIONS: dict[tuple[str, str], Relation] = {
-    ("Comment", "group"): Relation("groups_by_ids", attrgetter("group_id"), Group.from_domain),
-    ("Comment", "post"): Relation("posts_by_ids", attrgetter("post_id"), Post.from_view),
-    ("Comment", "author"): Relation("authors_by_ids", attrgetter("author_id"), Author.from_domain),
-    ("Comment", "matches"): Relation("matches_by_comment_ids", attrgetter("pk"), keyword_matches),
-    ("Comment", "versions"): Relation("versions_by_comment_ids", attrgetter("pk"), comment_versions),
-    ("Comment", "parent"): Relation("comments_by_vk_ids", _on_wall("parent_vk_id"), Comment.from_view),
-    ("Comment", "thread"): Relation("comments_by_vk_ids", _on_wall("thread_vk_id"), Comment.from_view),
-    ("Post", "group"): Relation("groups_by_ids", attrgetter("group_id"), Group.from_domain),
-    ("KeywordMatch", "keyword"): Relation("keywords_by_ids", attrgetter("keyword_id"), Keyword.from_domain),
-    ("Keyword", "matchesCount"): Relation("keyword_matches_counts", attrgetter("pk"), int),
-}
+    load = declared_relation.load
+    convert = declared.convert_of(declared_relation)
+    joined = _JOINED.get(load)
+    if joined is not None:
+        return Relation(load, key, convert, joined=Relation(joined[0], key, convert, fills=joined[1]))
+    return Relation(load, key, convert)
 
 
-# A relation whose selection asks for the relation ``fills`` loads -> the relation that reads
-# both at once.
-JOINED: dict[tuple[str, str], Relation] = {
-    ("Comment", "matches"): Relation(
-        "matches_and_keywords_by_comment_ids", attrgetter("pk"), keyword_matches, fills="keywords_by_ids"
-    ),
-}
+# A look-up -> the one that also reads, in the same statement, what the look-up named second
+# loads for what it found (a page's matches with their keywords: one round trip less).
+_JOINED = {"matches_by_comment_ids": ("matches_and_keywords_by_comment_ids", "keywords_by_ids")}
 
 
 def _one(by_ids: Callable[[list[int]], Awaitable[list[Any]]]) -> Callable[[int], Awaitable[Any]]:
@@ -169,53 +168,21 @@ async def _comments(read_model: ReadModel, **arguments: Any) -> Any:
 
 # --- projected reads: the database writes a page's nodes -------------------------------------
 
-# Object type -> the view its objects are made of (``domain.queries.Projection``) and how.
-PROJECTED_TYPES: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "Comment": ("comment", Comment.from_view),
-    "Post": ("post", Post.from_view),
-    "Group": ("group", Group.from_domain),
-    "Author": ("author", Author.from_domain),
-    "KeywordMatch": ("match", KeywordMatch.from_domain),
-    "CommentVersion": ("version", CommentVersion.from_domain),
-    "Keyword": ("keyword", Keyword.from_domain),
+# A GraphQL scalar -> how a projected read writes a declared field answered with it.
+_SPELLINGS: dict[str, Spelling] = {
+    GraphQLString.name: Spelling.TEXT, GraphQLBoolean.name: Spelling.BOOLEAN, GraphQLInt.name: Spelling.INT32,
+    GraphQLFloat.name: Spelling.FLOAT, "DateTime": Spelling.TIME,  # scalars.DateTime
 }
-# (type, field) of a relation in ``RELATIONS`` -> the view's relation that reads the same.
-PROJECTED_RELATIONS: dict[tuple[str, str], str] = {
-    ("Comment", "group"): "group",
-    ("Comment", "post"): "post",
-    ("Comment", "author"): "author",
-    ("Comment", "matches"): "matches",
-    ("Comment", "versions"): "versions",
-    ("Post", "group"): "group",
-    ("KeywordMatch", "keyword"): "keyword",
-}
-_SPELLINGS: dict[GraphQLNamedType, Spelling] = {
-    GraphQLString: Spelling.TEXT, GraphQLBoolean: Spelling.BOOLEAN, GraphQLInt: Spelling.INT32
-}
-
-
-@dataclass(frozen=True)
-class _Attribute:
-    name: str
-
-
-class _Recorder:
-    """A view whose every attribute reads as its own name: what a type's converter
-    (``Comment.from_view``...) makes of it says which attribute each field copies."""
-
-    def __getattr__(self, name: str) -> _Attribute:
-        return _Attribute(name)
 
 
 def _projection(selection: _Selection) -> Projection:
     """What a projected read must write for ``selection``, exactly as the plan would complete
-    the objects the type's converter makes; ``Unsupported`` for anything else (a method, an
-    argument, a nested object, a relation or a scalar it has no rule for)."""
-    known = PROJECTED_TYPES.get(selection.type_name)
-    if known is None:
+    the objects of its type: each field as ``domain/declaration.py`` declares it (a column,
+    a rule, a relation); ``Unsupported`` for anything else (a field not declared, an argument,
+    a list of scalars, a relation that is not a view's, a scalar the declaration spells otherwise)."""
+    view = declaration.BY_TYPE.get(selection.type_name)
+    if view is None:
         raise Unsupported("type", selection.type_name)
-    view, convert = known
-    made = convert(_Recorder())
     members = []
     for key, field in zip(selection.keys, selection.fields):
         if field.kind == _TYPENAME:
@@ -223,34 +190,33 @@ def _projection(selection: _Selection) -> Projection:
             continue
         non_null = isinstance(field.type, GraphQLNonNull)
         if field.kind == _RELATION:
-            related = PROJECTED_RELATIONS.get((selection.type_name, field.name))
-            if related is None or field.selection is None:
+            related = view.relation(field.python_name)
+            if related is None or not related.view or field.selection is None:
                 raise Unsupported("relation", f"{selection.type_name}.{field.name}")
-            members.append(Member(key, related=related, projection=_projection(field.selection), non_null=non_null))
+            projection = _projection(field.selection)
+            members.append(Member(key, related=related.name, projection=projection, non_null=non_null))
             continue
-        if field.kind != _ATTRIBUTE or not field.leaf:  # made by a method, or a list
+        if not field.leaf:  # a list of scalars
             raise Unsupported("computed", f"{selection.type_name}.{field.name}")
-        members.append(_attribute(key, field, made, non_null))
-    return Projection(view, tuple(members))
+        members.append(_member(view, key, field, non_null))
+    return Projection(view.name, tuple(members))
 
 
-def _attribute(key: str, field: _Field, made: Any, non_null: bool) -> Member:
+def _member(view: declaration.View, key: str, field: _Field, non_null: bool) -> Member:
     named = get_named_type(field.type)
-    node_type = getattr(type(made), "NODE_TYPE", None)
-    if field.python_name == "id" and named is GraphQLID and node_type is not None:
-        pk = getattr(made, "pk", None)
-        # made by ``Node.ids``: the recorded attribute stands in for the row id it formats
-        if isinstance(pk, _Attribute) and made.id == global_id(node_type, pk):  # type: ignore[arg-type]
-            return Member(key, attribute=pk.name, spelling=Spelling.GLOBAL_ID, kind=node_type.value, non_null=non_null)
-        raise Unsupported("id", f"{field.name} of {type(made).__name__}")
-    value = getattr(made, field.python_name)
     assert named is not None  # only __typename has no type
-    spelling = _SPELLINGS.get(named) or (Spelling.TIME if named.name == "DateTime" else None)  # scalars.DateTime
-    if not isinstance(value, _Attribute):
-        raise Unsupported("computed", f"{field.name} of {type(made).__name__}")
-    if spelling is None:
-        raise Unsupported("scalar", f"{field.name} of {type(made).__name__}")
-    return Member(key, attribute=value.name, spelling=spelling, non_null=non_null)
+    if field.python_name == "id" and named is GraphQLID:
+        pk = view.field("pk")
+        if pk is None:
+            raise Unsupported("id", f"{field.name} of {view.type_name}")
+        return Member(key, attribute=pk.name, spelling=Spelling.GLOBAL_ID, kind=view.type_name, non_null=non_null)
+    declared = view.field(field.python_name)
+    if declared is None or not declared.exposed:
+        raise Unsupported("computed", f"{field.name} of {view.type_name}")
+    spelling = _SPELLINGS.get(named.name)
+    if spelling is None or spelling is not declared.spelling or spelling is Spelling.FLOAT:
+        raise Unsupported("scalar", f"{field.name} of {view.type_name}")
+    return Member(key, attribute=declared.name, spelling=spelling, non_null=non_null)
 
 
 def _projected_connection(selection: _Selection) -> tuple[Projection, _Selection] | None:
@@ -291,11 +257,77 @@ async def _group(read_model: ReadModel, id: strawberry.ID) -> Group | None:
 
 
 async def _keyword(read_model: ReadModel, id: strawberry.ID) -> Keyword | None:
-    return await by_id(id, NodeType.KEYWORD, _one(read_model.keywords_by_ids), Keyword.from_domain)
+    return await by_id(id, NodeType.KEYWORD, _one(read_model.keywords_by_ids), Keyword.from_view)
+
+
+# What ``node(id:)`` reads (``nodes.py``'s ``load_node``) for the declared types: the look-up, the view.
+_NODES = {
+    NodeType.GROUP: ("groups_by_ids", "group"), NodeType.POST: ("posts_by_ids", "post"),
+    NodeType.COMMENT: ("comments_by_ids", "comment"), NodeType.KEYWORD: ("keywords_by_ids", "keyword"),
+}
+
+
+async def _node(read_model: ReadModel, id: strawberry.ID) -> Any:
+    """``node(id:)``, Relay's refetch, of a declared type; any other (a task, an API token and
+    its permission, a row id and its error) is the normal executor's."""
+    decoded = decode_id(id)
+    if decoded is None:
+        return None
+    kind, pk = decoded
+    if kind not in _NODES:
+        raise _Fallback("node")
+    load, view = _NODES[kind]
+    found = (await getattr(read_model, load)([pk]))[0]
+    return declared.TYPES[view].from_view(found) if found is not None else None
+
+
+# A root of one object by id -> the type its id names (None: the type the id says, ``node``).
+_BY_ID = {"node": None, "comment": NodeType.COMMENT, "group": NodeType.GROUP, "keyword": NodeType.KEYWORD}
+_UNWRITTEN = object()
+
+
+def _projected_by_id(selection: _Selection) -> dict[str, Projection]:
+    """The projections of the types a root of one object may return (those the plan can write)."""
+    selections = selection.by_type or {selection.type_name: selection}
+    found = {}
+    for type_name, chosen in selections.items():
+        if isinstance(chosen, _Selection) and type_name in declaration.BY_TYPE:
+            try:
+                found[type_name] = _projection(chosen)
+            except Unsupported:
+                continue
+    return found
+
+
+async def _written_by_id(read_model: ReadModel, root: str, projections: dict[str, Projection], arguments: dict) -> Any:
+    """The object the root's id names, as the read model writes it (``orjson.Fragment``), None
+    when there is none; ``_UNWRITTEN`` when it is read as an object instead (a type not
+    projected, an id the normal path must judge)."""
+    kind = _BY_ID[root]
+    id = arguments["id"]
+    pk: int | None
+    if kind is None:
+        decoded = decode_id(id)
+        if decoded is None or decoded[0] is None:
+            return _UNWRITTEN
+        kind, pk = decoded[0], decoded[1]
+    else:
+        try:
+            pk = find_id(id, kind)
+        except InvalidInput:
+            return _UNWRITTEN  # the normal path's error
+        if pk is None:
+            return _UNWRITTEN
+    projection = projections.get(kind.value)
+    if projection is None or read_model.projection_refusal(projection) is not None:
+        return _UNWRITTEN
+    text = await read_model.projected_by_id(projection, pk)
+    return orjson.Fragment(text) if text is not None else None
 
 
 # Query field -> the read its resolver makes.
 ROOTS: dict[str, Callable[..., Awaitable[Any]]] = {
+    "node": _node,
     "comments": _comments,
     "comment": _comment,
     "groups": groups_connection,
@@ -340,6 +372,9 @@ class _Selection:
     type_name: str
     keys: tuple[str, ...]  # response keys, in response order
     fields: tuple[_Field, ...]
+    # Of an interface (``node``'s ``Node``): the selection of each type an object may be, or why
+    # it has none (met only if such an object turns up).
+    by_type: dict[str, _Selection | Unsupported] | None = None
 
 
 @dataclass(eq=False)
@@ -356,6 +391,9 @@ class _Root:
     projected: tuple[Projection, _Selection] | None = None
     unprojected: str | None = None  # else why its nodes cannot be written (``Unsupported.kind``)
     nodes: tuple[FieldNode, ...] = ()  # where the field is in the document, for its errors
+    # One object by id (``node``, ``comment``, ``group``, ``keyword``): the projection of each type
+    # it may be that a projected read can write (the object's JSON in one statement).
+    by_id: dict[str, Projection] | None = None
 
 
 # Told (reason, kind) whenever an operation does not run the fastest way the plan knows.
@@ -418,6 +456,10 @@ class Plan:
                     _, found = await comments_connection(run.read_model, projection=projection, **arguments)
                     return (await run.complete([found], root.type, selection))[0]
             run.report(PROJECTION_REFUSED, refused)
+        if root.by_id is not None and run.read_model.projects:
+            written = await _written_by_id(run.read_model, root.node.name.value, root.by_id, arguments)
+            if written is not _UNWRITTEN:
+                return written
         found = await root.read(run.read_model, **arguments)
         return (await run.complete([found], root.type, root.selection))[0]
 
@@ -491,6 +533,8 @@ class _Run:
             return out
         if selection is None:  # a leaf: a scalar or an enum
             return _serialized(values, type_)
+        if selection.by_type is not None:
+            return await self._abstract(values, selection.by_type)
         present = [v for v in values if v is not None]
         if not present:
             return values
@@ -501,6 +545,22 @@ class _Run:
         # The same object more than once (a page's 100 comments in 20 groups): completed once.
         completed = dict(zip(map(id, distinct), await self.objects(distinct, selection)))
         return [None if v is None else dict(completed[id(v)]) for v in values]
+
+    async def _abstract(self, values: list, by_type: dict[str, _Selection | Unsupported]) -> list:
+        """Objects of an interface, each completed with the selection of its own type."""
+        at: dict[str, list[int]] = {}
+        for index, value in enumerate(values):
+            if value is not None:
+                node_type = getattr(type(value), "NODE_TYPE", None)
+                at.setdefault(node_type.value if node_type is not None else "", []).append(index)
+        out = list(values)
+        for type_name, indexes in at.items():
+            selection = by_type.get(type_name)
+            if not isinstance(selection, _Selection):
+                raise _Fallback("abstract_type")
+            for index, done in zip(indexes, await self.objects([values[i] for i in indexes], selection)):
+                out[index] = done
+        return out
 
     async def objects(self, objects: list, selection: _Selection) -> list[dict[str, Any]]:
         columns: list[Any] = []
@@ -677,9 +737,10 @@ class _Compiler:
                 except Unsupported as e:
                     unprojected = e.kind
             nodes = tuple(d.node for d in details)
-            roots.append(
-                _Root(key, field_def, node, field, read, field_def.type, selection, projected, unprojected, nodes)
-            )
+            by_id = _projected_by_id(selection) if name in _BY_ID and selection is not None else None
+            roots.append(_Root(
+                key, field_def, node, field, read, field_def.type, selection, projected, unprojected, nodes, by_id
+            ))
         return Plan(self.schema, roots)
 
     @staticmethod
@@ -698,6 +759,14 @@ class _Compiler:
         named = get_named_type(type_)
         if is_leaf_type(named):
             return None
+        if isinstance(named, GraphQLInterfaceType):
+            by_type: dict[str, _Selection | Unsupported] = {}
+            for possible in self.schema.get_possible_types(named):
+                try:
+                    by_type[possible.name] = self._selection(possible, details)  # type: ignore[assignment]
+                except Unsupported as e:
+                    by_type[possible.name] = e.with_traceback(None)
+            return _Selection(named.name, (), (), by_type)
         if not isinstance(named, GraphQLObjectType):
             raise Unsupported("abstract_type", str(named))
         collected = collect_subfields(self.schema, self.fragments, self.variable_values, self.operation, named, details)
@@ -716,16 +785,21 @@ class _Compiler:
         field_def = parent.fields[name]
         if field_def.args:
             raise Unsupported("arguments", f"{parent.name}.{name}")
+        return self._made(parent, name, self._selection(field_def.type, details))
+
+    def _made(self, parent: GraphQLObjectType, name: str, selection: _Selection | None) -> _Field:
+        """How field ``name`` of ``parent`` is answered, ``selection`` asked of what it returns."""
+        field_def = parent.fields[name]
         field = self._strawberry_field(parent.name, name)
-        selection = self._selection(field_def.type, details)
-        relation = RELATIONS.get((parent.name, name))
+        relation = _relation(parent.name, field.python_name) if _declares(field) else None
         if relation is not None:
-            joined = JOINED.get((parent.name, name))
+            joined = relation.joined
             if joined is not None and selection is not None and any(
                 f.relation is not None and f.relation.load == joined.fills for f in selection.fields
             ):
                 relation = joined
-            return _Field(_RELATION, field_def.type, selection, relation=relation, name=name)
+            names = {"name": name, "python_name": field.python_name}
+            return _Field(_RELATION, field_def.type, selection, relation=relation, **names)
         names = {"name": name, "python_name": field.python_name}
         if reads_attribute(self.schema, field):
             return _Field(_ATTRIBUTE, field_def.type, selection, get=attrgetter(field.python_name), **names)
@@ -735,6 +809,31 @@ class _Compiler:
             is_async = inspect.iscoroutinefunction(function)
             return _Field(_METHOD, field_def.type, selection, get=function, is_async=is_async, **names)
         raise Unsupported("resolver", f"{parent.name}.{name}")  # it wants arguments or ``info``
+
+
+def projection_of_field(schema: GraphQLSchema, type_name: str, field_name: str) -> Projection:
+    """The projection of a page whose nodes of type ``type_name`` ask only ``field_name`` (of
+    an object: its ``__typename``), as the plan makes it; ``Unsupported`` when the plan would
+    not project it. What ``tests/unit/test_declaration.py`` asks of every field of every
+    declared type."""
+    parent = schema.type_map[type_name]
+    assert isinstance(parent, GraphQLObjectType)
+    if parent.fields[field_name].args:
+        raise Unsupported("arguments", f"{type_name}.{field_name}")
+    named = get_named_type(parent.fields[field_name].type)
+    below = None
+    if isinstance(named, GraphQLObjectType):
+        below = _Selection(named.name, ("__typename",), (_Field(_TYPENAME, None, None),))
+    elif not is_leaf_type(named):
+        raise Unsupported("abstract_type", str(named))
+    field = _Compiler(schema, {}, None, None)._made(parent, field_name, below)  # type: ignore[arg-type]
+    return _projection(_Selection(type_name, (field_name,), (field,)))
+
+
+def _declares(field: Any) -> bool:
+    """Whether a Strawberry field's resolver is a declared relation's (``declared.py``)."""
+    resolver = field.base_resolver
+    return resolver is not None and getattr(resolver.wrapped_func, "declared_relation", None) is not None
 
 
 def _directive_variables(operation: OperationDefinitionNode, fragment_definitions: dict[str, Any]) -> tuple[str, ...]:

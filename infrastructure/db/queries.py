@@ -251,6 +251,10 @@ def _comment_view(row) -> CommentView:
         matches_count=row["matches_count"],
         edited_at=row["edited_at"],
         deleted_at=row["deleted_at"],
+        status=row["status"],
+        assignee=row["assignee"],
+        tags=row["tags"],
+        note=row["note"],
     )
 
 

@@ -20,7 +20,7 @@ from datetime import date, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from domain.errors import InvalidInput
-from domain.models import Author, CommentStatus, Group, Keyword, Match, Task, TaskKind, TaskState
+from domain.models import Author, CommentEvent, CommentStatus, Group, Keyword, Match, Task, TaskKind, TaskState
 from domain.text import checked_text
 
 T = TypeVar("T")
@@ -351,6 +351,14 @@ class ReadModel(Protocol):
     async def keyword_matches_counts(self, ids: Sequence[int]) -> list[int]:
         """Stored matches per keyword, aligned with ``ids``."""
 
+    async def comment_events_page(
+        self, comment_id: int, *, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None,
+    ) -> Page[CommentEvent]:
+        """A comment's review changes (``domain.review``), oldest first."""
+        ...
+    async def comment_events_count(self, comment_id: int) -> int: ...
+
     async def tasks_page(
         self, flt: TaskFilter, *, first: int | None = None, after: str | None = None, last: int | None = None,
         before: str | None = None,
@@ -434,9 +442,16 @@ class DayStats:
 
 
 @dataclass
+class StatusStats:
+    status: CommentStatus
+    comments: int
+
+
+@dataclass
 class Stats:
     totals: StatsTotals
     groups: list[GroupStats]
     top_keywords: list[KeywordStats]
     top_authors: list[AuthorStats]
     days: list[DayStats]  # every day of the window, oldest first, zeros included
+    by_status: list[StatusStats] = field(default_factory=list)  # every status, in CommentStatus order

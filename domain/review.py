@@ -15,6 +15,7 @@ from datetime import datetime
 from domain.errors import InvalidInput, InvalidReference, NotFound
 from domain.models import CommentEvent, CommentStatus, WorkflowState
 from domain.ports import Adapters
+from domain.stats import invalidate_stats
 from domain.text import checked_text
 
 MAX_BULK = 1000  # ids per call
@@ -178,6 +179,8 @@ async def set_comment_state(
         if events:
             await uow.comments.add_events(events)
         await uow.commit()
+    if any(old.status != new.status for old, new in zip(before, after, strict=True)):
+        await invalidate_stats(adapters.cache)  # the counts by status
     found = {s.id for s in before}
     if not found:
         raise NotFound(f"No comment with id {', '.join(map(str, sorted(ids)[:10]))}", field="ids")

@@ -433,6 +433,11 @@ class ExportRow:
     keywords: tuple[str, ...]  # the matched keywords' words, sorted
     viewed: bool
     archived: bool
+    # The review workflow (``domain.review``).
+    status: str = "NEW"
+    assignee: str | None = None
+    tags: tuple[str, ...] = ()
+    note: str | None = None
 
     @property
     def comment_url(self) -> str:
@@ -462,7 +467,7 @@ class ExportRow:
             list(self.keywords),
             self.author_id, self.author_name, self.author_url,
             self.group_id, self.group_name, self.group_url, self.post_vk_id, self.post_url, self.owner_id,
-            self.viewed, self.archived,
+            self.viewed, self.archived, self.status, self.assignee, list(self.tags), self.note,
         )  # fmt: skip
 
 
@@ -471,7 +476,7 @@ EXPORT_COLUMNS = (
     "deleted", "deletedAt", "editedAt", "replyToVkId", "threadVkId", "matchesCount", "keywords",
     "authorId", "authorName", "authorUrl",
     "groupId", "groupName", "groupUrl", "postVkId", "postUrl", "ownerId",
-    "viewed", "archived",
+    "viewed", "archived", "status", "assignee", "tags", "note",
 )  # fmt: skip
 """Column names: CSV headers and JSON Lines keys (XLSX headers are ``domain.export.column_titles``)."""
 

@@ -71,7 +71,7 @@ def checked_change(change: StateChange) -> StateChange:
     cannot be stored."""
     if change.empty:
         raise InvalidInput(
-            "Give something to change: viewed, archived, status, assignee, addTags, removeTags or note", field="ids"
+            "Give something to change: viewed, archived, status, assignee, addTags, removeTags or note", field="viewed"
         )
     add = normal_tags(change.add_tags, field="addTags")
     remove = normal_tags(change.remove_tags, field="removeTags")

@@ -145,7 +145,7 @@ async def test_the_trail_has_no_edit_or_delete(api: Api) -> None:
 @pytest.mark.parametrize(
     ("variables", "code", "field"),
     [
-        ({}, "BAD_USER_INPUT", "ids"),
+        ({}, "BAD_USER_INPUT", "viewed"),
         ({"assignee": "Никто"}, "INVALID_REFERENCE", "assignee"),
         ({"add": [" "]}, "BAD_USER_INPUT", "addTags"),
         ({"add": ["a,b"]}, "BAD_USER_INPUT", "addTags"),

@@ -94,7 +94,7 @@ async def test_nothing_changed_is_no_event_and_empty_strings_clear() -> None:
 @pytest.mark.parametrize(
     ("change", "error", "field"),
     [
-        (StateChange(), InvalidInput, "ids"),
+        (StateChange(), InvalidInput, "viewed"),
         (StateChange(assignee="Борис"), InvalidReference, "assignee"),  # revoked
         (StateChange(assignee="никто"), InvalidReference, "assignee"),
         (StateChange(add_tags=("  ",)), InvalidInput, "addTags"),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from domain.declaration import COMMENT, POST, Spelling, declared_view
 from domain.errors import InvalidInput
 from domain.models import Author, CommentEvent, CommentStatus, Group, Keyword, Match, Task, TaskKind, TaskState
 from domain.text import checked_text
@@ -156,6 +157,7 @@ def _check_names(field: str, names: tuple[str, ...] | None) -> None:
 
 
 @dataclass
+@declared_view(POST)
 class PostView:
     id: int
     group_id: int
@@ -172,6 +174,7 @@ class PostView:
 
 
 @dataclass
+@declared_view(COMMENT)  # and every field added to the declaration (domain/declaration.py)
 class CommentView:
     id: int
     group_id: int
@@ -246,16 +249,6 @@ class Page(Generic[T]):
         if not self.backward or self.beyond_cursor is None:
             return self.has_next_page
         return await self.beyond_cursor()
-
-
-class Spelling(enum.StrEnum):
-    """How a projected attribute is written into JSON."""
-
-    TEXT = "text"  # a string, as it is
-    BOOLEAN = "boolean"
-    INT32 = "int32"  # an integer that must fit 32 bits: the read fails on one that does not
-    TIME = "time"  # ISO 8601 in UTC, as ``datetime.isoformat`` spells an aware UTC time
-    GLOBAL_ID = "global_id"  # base64 of "<kind>:<id>" (``graphql_api.ids.global_id``)
 
 
 @dataclass(frozen=True)

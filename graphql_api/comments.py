@@ -3,36 +3,35 @@ texts, parent and thread), ``Post``, ``Author``, the ``comments`` and ``comment`
 review mutation ``setCommentState``, and the filter every comment list shares (the ``comments``
 query, exports and ``commentMatched``).
 
-Related objects come through dataloaders; a page prefetches the relations its selection asks
-for (``prefetch_comment_relations``), one batch each.
+The types' fields and relations are declared in ``domain/declaration.py`` (``graphql_api/declared.py``
+makes them); related objects come through dataloaders, and a page prefetches the relations its
+selection asks for (``prefetch_comment_relations``), one batch each.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
 import orjson
 import strawberry
-from strawberry.types.nodes import SelectedField, Selection
 
-from domain import models
+from domain import declaration
 from domain import review as review_cases
 from domain.models import CommentStatus as DomainCommentStatus
-from domain.queries import CommentFilter, CommentOrder, CommentSort, CommentView, Page, PostView, Projection, ReadModel
-from domain.queries import CommentVersion as CommentVersionView
+from domain.queries import CommentFilter, CommentOrder, CommentSort, CommentView, Page, Projection, ReadModel
 from domain.queries import SortDirection as DomainSortDirection
 from domain.review import normal_tag
 from graphql_api.auth import IsOperator
 from graphql_api.context import Info
+from graphql_api.declared import Declared, declared, enum_type, prefetch, selected_under
 from graphql_api.errors import UserError, user_errors_in
-from graphql_api.groups import Group, load_group
+from graphql_api.groups import Group  # noqa: F401 (declared first: a comment's and a post's group)
 from graphql_api.ids import NodeType, filter_ids, parse_id
-from graphql_api.keywords import Keyword, keyword_or_none
-from graphql_api.relay import VK, After, Before, Connection, First, Last, Node, by_id, connection, window
+from graphql_api.keywords import Keyword  # noqa: F401 (declared first: a match's keyword)
+from graphql_api.relay import After, Before, Connection, First, Last, Node, by_id, connection, window
 
 CommentId = Annotated[
     strawberry.ID, strawberry.argument(description="Id of the comment (its global id, or its row id).")
@@ -52,6 +51,7 @@ class SortDirection(enum.Enum):
     DESC = strawberry.enum_value("DESC", description="Largest (newest) first.")
 
 
+@enum_type
 @strawberry.enum(description="Where a comment is in the team's review.")
 class CommentStatus(enum.Enum):
     NEW = strawberry.enum_value("NEW", description="Nobody has taken it up yet (every comment starts here).")
@@ -61,278 +61,44 @@ class CommentStatus(enum.Enum):
 
 
 @strawberry.type(description="A wall post of a community.")
-class Post(Node):
+@declared(declaration.POST)  # every field and relation: domain/declaration.py
+class Post(Node, Declared):
     NODE_TYPE = NodeType.POST
-    vk_id: int = strawberry.field(description="VK's id of the post within its wall.")
-    owner_id: int = strawberry.field(description="VK wall owner id (the community's id, negated).")
-    author_id: int | None = strawberry.field(description="VK id of who published it (negative: the community itself).")
-    text: str = strawberry.field(description="The post's text.")
-    published_at: datetime = strawberry.field(description="When it was published.")
-    comments_count: int = strawberry.field(description="Comments VK reports for the post, replies included.")
-    likes: int = strawberry.field(description="Likes, as of the last collection.")
-    reposts: int = strawberry.field(description="Reposts, as of the last collection.")
-    views: int = strawberry.field(description="Views, as of the last collection.")
-    is_pinned: bool = strawberry.field(description="Whether the post is pinned on the wall.")
-    group_id: strawberry.Private[int]
-
-    @strawberry.field(description="The community whose wall the post is on.")
-    def group(self, info: Info) -> Group | None:
-        return load_group(info, self.group_id)  # type: ignore[return-value]
-
-    @strawberry.field(description="Link to the post on VK.")
-    def url(self) -> str:
-        return f"{VK}/wall{self.owner_id}_{self.vk_id}"
-
-    @classmethod
-    def from_view(cls, p: PostView) -> Post:
-        return cls(
-            **cls.ids(p.id),
-            vk_id=p.vk_id,
-            owner_id=p.owner_id,
-            author_id=p.from_id,
-            text=p.text,
-            published_at=p.published_at,
-            comments_count=p.comments_count,
-            likes=p.likes,
-            reposts=p.reposts,
-            views=p.views,
-            is_pinned=p.is_pinned,
-            group_id=p.group_id,
-        )
 
 
 @strawberry.type(description="Who wrote a comment: a VK user (positive id) or a community (negative id).")
-class Author:
-    vk_id: int = strawberry.field(description="VK id: positive for a user, negative for a community.")
-    name: str = strawberry.field(description="Full name of the user, or the community's name.")
-    screen_name: str | None = strawberry.field(description="Short address on VK, when known.")
-    photo_url: str | None = strawberry.field(description="Avatar image URL, when known.")
-
-    @strawberry.field(description="Link to the author's VK page.")
-    def url(self) -> str:
-        if self.screen_name:
-            return f"{VK}/{self.screen_name}"
-        return f"{VK}/id{self.vk_id}" if self.vk_id > 0 else f"{VK}/club{-self.vk_id}"
-
-    @classmethod
-    def from_domain(cls, a: models.Author) -> Author:
-        return cls(vk_id=a.vk_id, name=a.name, screen_name=a.screen_name, photo_url=a.photo_url)
+@declared(declaration.AUTHOR)
+class Author(Declared):
+    pass
 
 
 @strawberry.type(description="One place in a comment's text where a keyword matched.")
-class KeywordMatch:
-    matched_text: str = strawberry.field(description="The text as it appears in the comment.")
-    start: int = strawberry.field(description="Offset of the match's first character in the comment text.")
-    end: int = strawberry.field(description="Offset just after the match's last character.")
-    snippet: str = strawberry.field(description="The match with some text around it.")
-    keyword_id: strawberry.Private[int]
-
-    @strawberry.field(description="The keyword that matched.")
-    def keyword(self, info: Info) -> Keyword | None:
-        return info.context.loaders(info).keyword.now_or_later(self.keyword_id, keyword_or_none)  # type: ignore[return-value]
-
-    @classmethod
-    def from_domain(cls, m: models.Match) -> KeywordMatch:
-        return cls(matched_text=m.matched_text, start=m.start, end=m.end, snippet=m.snippet, keyword_id=m.keyword_id)
+@declared(declaration.MATCH)
+class KeywordMatch(Declared):
+    pass
 
 
 @strawberry.type(
     description="A text a comment had before its current one (the current one is the comment's `text`)."
 )
-class CommentVersion:
-    text: str = strawberry.field(description="The text as it was then.")
-    seen_at: datetime = strawberry.field(
-        description="When the collector first saw this text: for the oldest version, when the comment was first "
-        "collected; for a later one, when that edit was noticed. It was replaced at the next version's `seenAt` "
-        "(the last version: at the comment's `editedAt`)."
-    )
-
-    @classmethod
-    def from_domain(cls, v: CommentVersionView) -> CommentVersion:
-        return cls(text=v.text, seen_at=v.seen_at)
-
-
-def comment_versions(versions: list[CommentVersionView]) -> list[CommentVersion]:
-    """A comment's earlier texts as the schema lists them: oldest first, as the read model reads them."""
-    return [CommentVersion.from_domain(v) for v in versions]
+@declared(declaration.VERSION)
+class CommentVersion(Declared):
+    pass
 
 
 @strawberry.type(description="A comment under a wall post, or a reply inside a comment's thread.")
-class Comment(Node):
+@declared(declaration.COMMENT)
+class Comment(Node, Declared):
     NODE_TYPE = NodeType.COMMENT
-    vk_id: int = strawberry.field(description="VK's id of the comment (unique only within one wall).")
-    owner_id: int = strawberry.field(description="VK wall owner id (the community's id, negated).")
-    author_id: int = strawberry.field(description="VK id of the author (negative: a community).")
-    text: str = strawberry.field(
-        description="The comment's text as last collected; a deleted comment keeps the text it had (VK sends none)."
-    )
-    published_at: datetime = strawberry.field(description="When it was written.")
-    likes: int = strawberry.field(description="Likes, as of the last collection.")
-    deleted: bool = strawberry.field(
-        description="Whether it was deleted on VK (VK shows it as deleted, or it is gone). Kept here, never erased."
-    )
-    deleted_at: datetime | None = strawberry.field(
-        description="When the collector noticed the deletion (a re-read of its post); null while not deleted."
-    )
-    edited_at: datetime | None = strawberry.field(
-        description="When a re-read of its post last found the text changed; null: never seen edited. "
-        "The earlier texts are in `versions`."
-    )
-    viewed: bool = strawberry.field(description="Marked as viewed by a reviewer.")
-    archived: bool = strawberry.field(description="Marked as archived by a reviewer.")
-    matches_count: int = strawberry.field(description="How many keyword matches the comment has.")
-    status: CommentStatus = strawberry.field(description="Where it is in the team's review.")
-    assignee: str | None = strawberry.field(
-        description="Who it is assigned to: an API token holder's name; null: nobody."
-    )
-    tags: list[str] = strawberry.field(description="Free labels (lowercase, sorted).")
-    note: str | None = strawberry.field(description="The team's note on it; null: none.")
-    group_id: strawberry.Private[int]
-    post_id: strawberry.Private[int]
-    post_vk_id: strawberry.Private[int]
-    parent_vk_id: strawberry.Private[int | None]
-    thread_vk_id: strawberry.Private[int | None]
-
-    @strawberry.field(description="The community the comment was written in.")
-    def group(self, info: Info) -> Group | None:
-        return load_group(info, self.group_id)  # type: ignore[return-value]
-
-    @strawberry.field(description="The post the comment is under.")
-    def post(self, info: Info) -> Post | None:
-        return info.context.loaders(info).post.now_or_later(self.post_id, _post)  # type: ignore[return-value]
-
-    @strawberry.field(description="The comment this one answers; null for a top-level comment.")
-    def parent(self, info: Info) -> Comment | None:
-        return _load_on_wall(info, self.owner_id, self.parent_vk_id)  # type: ignore[return-value]
-
-    @strawberry.field(description="The top-level comment whose thread this reply is in; null for a top-level comment.")
-    def thread(self, info: Info) -> Comment | None:
-        return _load_on_wall(info, self.owner_id, self.thread_vk_id)  # type: ignore[return-value]
-
-    @strawberry.field(description="Who wrote it; null when VK told us nothing about the author.")
-    def author(self, info: Info) -> Author | None:
-        return info.context.loaders(info).author.now_or_later(self.author_id, _author)  # type: ignore[return-value]
-
-    @strawberry.field(description="Where the keywords matched, in text order.")
-    def matches(self, info: Info) -> list[KeywordMatch]:
-        return info.context.loaders(info).matches.now_or_later(self.pk, keyword_matches)  # type: ignore[return-value]
-
-    @strawberry.field(
-        description="The texts it had before its current `text`, oldest first, each with when it was first seen; "
-        "empty for a comment never seen edited. Edits show when a re-read of the post finds them (see the README)."
-    )
-    def versions(self, info: Info) -> list[CommentVersion]:
-        return info.context.loaders(info).versions.now_or_later(self.pk, comment_versions)  # type: ignore[return-value]
-
-    @strawberry.field(description="Link to the comment on VK.")
-    def url(self) -> str:
-        return f"{VK}/wall{self.owner_id}_{self.post_vk_id}?reply={self.vk_id}"
-
-    @classmethod
-    def from_view(cls, c: CommentView) -> Comment:
-        return cls(
-            **cls.ids(c.id),
-            vk_id=c.vk_id,
-            owner_id=c.owner_id,
-            author_id=c.from_id,
-            text=c.text,
-            published_at=c.published_at,
-            likes=c.likes,
-            deleted=c.deleted,
-            deleted_at=c.deleted_at,
-            edited_at=c.edited_at,
-            viewed=c.viewed,
-            archived=c.archived,
-            matches_count=c.matches_count,
-            # The stored name as it is: the enum serializes its value ("NEW"), and the read plan
-            # learns which attribute each field copies by running this on a recording row.
-            status=c.status,  # type: ignore[arg-type]
-            assignee=c.assignee,
-            tags=c.tags,
-            note=c.note,
-            group_id=c.group_id,
-            post_id=c.post_id,
-            post_vk_id=c.post_vk_id,
-            parent_vk_id=c.parent_vk_id,
-            thread_vk_id=c.thread_vk_id,
-        )
-
-
-def _comment(comment: CommentView | None) -> Comment | None:
-    return Comment.from_view(comment) if comment is not None else None
-
-
-def _load_on_wall(info: Info, owner_id: int, vk_id: int | None) -> Comment | Awaitable[Comment | None] | None:
-    """A reply's parent or thread root, by its VK id on the same wall: loaded (one batch per
-    level) only when the selection asks, so pages never join comments to themselves."""
-    if vk_id is None:
-        return None
-    return info.context.loaders(info).comment_by_vk_id.now_or_later((owner_id, vk_id), _comment)
-
-
-def _post(post: PostView | None) -> Post | None:
-    return Post.from_view(post) if post is not None else None
-
-
-def _author(author: models.Author | None) -> Author | None:
-    return Author.from_domain(author) if author is not None else None
-
-
-def keyword_matches(matches: list[models.Match]) -> list[KeywordMatch]:
-    """A comment's stored matches as the schema lists them: in text order."""
-    return [KeywordMatch.from_domain(m) for m in sorted(matches, key=lambda m: (m.start, m.end))]
 
 
 CommentConnection = Connection[Comment]
 
 
-# --- prefetch -------------------------------------------------------------------------------
-
-
-def _fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:
-    """The fields of a selection set, looking through fragments."""
-    for selection in selections:
-        if isinstance(selection, SelectedField):
-            yield selection
-        else:
-            yield from _fields(selection.selections)
-
-
-def selected_under(info: Info, *path: str) -> dict[str, list[Selection]]:
-    """Field name -> its sub-selections, at ``path`` below the field being resolved."""
-    level: list[Selection] = [s for f in _fields(info.selected_fields) for s in f.selections]
-    for name in path:
-        level = [s for f in _fields(level) if f.name == name for s in f.selections]
-    found: dict[str, list[Selection]] = {}
-    for f in _fields(level):
-        found.setdefault(f.name, []).extend(f.selections)
-    return found
-
-
 async def prefetch_comment_relations(info: Info, views: Sequence[CommentView], *path: str) -> None:
-    """Load the relations the selection asks of these comments, one batch each, before their
-    fields resolve: then every ``group``, ``post``, ``author``, ``matches``, ``versions`` and match ``keyword``
-    answers at once from its loader (the same statements the loaders would have run lazily)."""
-    if not views:
-        return
-    node = selected_under(info, *path)
-    loaders = info.context.loaders(info)
-    batches: list[Awaitable[object]] = []
-    if "group" in node:
-        batches.append(loaders.group.load_many(list(dict.fromkeys(v.group_id for v in views))))
-    if "post" in node:
-        batches.append(loaders.post.load_many(list(dict.fromkeys(v.post_id for v in views))))
-    if "author" in node:
-        batches.append(loaders.author.load_many(list(dict.fromkeys(v.from_id for v in views))))
-    if "matches" in node:
-        batches.append(loaders.matches.load_many([v.id for v in views]))
-    if "versions" in node:
-        batches.append(loaders.versions.load_many([v.id for v in views]))
-    await asyncio.gather(*batches)
-    if "matches" in node and any(f.name == "keyword" for f in _fields(node["matches"])):
-        keyword_ids = dict.fromkeys(m.keyword_id for v in views for m in loaders.matches.loaded.get(v.id, ()))
-        if keyword_ids:
-            await loaders.keyword.load_many(list(keyword_ids))
+    """Load the relations the selection at ``path`` asks of these comments (and of what they
+    find), one batch each, before their fields resolve (``declared.prefetch``)."""
+    await prefetch(info, declaration.COMMENT, list(views), selected_under(info, *path))
 
 
 # --- inputs and payloads --------------------------------------------------------------------

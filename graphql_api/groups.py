@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import strawberry
 
+from domain import declaration, models
 from domain import groups as group_cases
-from domain import models
 from domain.errors import DomainError
 from domain.queries import CommentFilter, ReadModel
 from graphql_api.auth import IsOperator
 from graphql_api.codes import ErrorCode
 from graphql_api.context import Info
+from graphql_api.declared import Declared, computed, declared
 from graphql_api.errors import UserError, user_errors, user_errors_in
 from graphql_api.ids import NodeType, global_id, parse_id
-from graphql_api.relay import VK, After, Before, Connection, First, Last, Node, by_id, connection, window
+from graphql_api.relay import After, Before, Connection, First, Last, Node, by_id, connection, window
 
 MAX_BULK_REFS = 500
 
@@ -39,7 +40,8 @@ class Monitoring:
 
 
 @strawberry.type(description="A VK community (group, public page or event) whose comments are collected.")
-class Group(Node):
+@declared(declaration.GROUP)  # the fields are spelled out for Monitoring's place; the rest: domain/declaration.py
+class Group(Node, Declared):
     NODE_TYPE = NodeType.GROUP
     vk_id: int = strawberry.field(description="VK's id of the community (positive).")
     screen_name: str = strawberry.field(description="Short address, as in vk.com/<screenName>.")
@@ -58,16 +60,14 @@ class Group(Node):
     created_at: datetime | None = strawberry.field(description="When the community was added.")
     updated_at: datetime | None = strawberry.field(description="When this record last changed.")
 
-    @strawberry.field(description="Link to the community on VK.")
-    def url(self) -> str:
-        return f"{VK}/{self.screen_name}" if self.screen_name else f"{VK}/club{self.vk_id}"
+    url = computed(declaration.GROUP, "url")  # placed here: before commentsCount, as the schema had it
 
     @strawberry.field(description="Comments collected from this community (counted only when asked for).")
     async def comments_count(self, info: Info) -> int:
         return await info.context.read_model.comments_count(CommentFilter(group_ids=(self.pk,)))
 
     @classmethod
-    def from_domain(cls, g: models.Group) -> Group:
+    def from_domain(cls, g: models.Group) -> Self:
         return cls(
             **cls.ids(g.id),
             vk_id=g.vk_id,
@@ -93,6 +93,10 @@ class Group(Node):
             created_at=g.created_at,
             updated_at=g.updated_at,
         )
+
+    @classmethod
+    def from_view(cls, view: Any) -> Self:
+        return cls.from_domain(view)  # a community's monitoring is an object of its own, made here
 
 
 GroupConnection = Connection[Group]

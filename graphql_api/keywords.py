@@ -4,16 +4,16 @@ that add, change and remove them. Matching lives in ``domain.keywords`` and ``do
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
 
+from domain import declaration, models
 from domain import keywords as keyword_cases
-from domain import models
 from domain.queries import ReadModel
 from graphql_api.auth import IsOperator
 from graphql_api.context import Info
+from graphql_api.declared import Declared, declared
 from graphql_api.errors import UserError, user_errors, user_errors_in
 from graphql_api.ids import NodeType, global_id, parse_id
 from graphql_api.relay import After, Before, Connection, First, Last, Node, by_id, connection, window
@@ -24,39 +24,16 @@ KeywordId = Annotated[
 
 
 @strawberry.type(description="A word or phrase comments are matched against.")
-class Keyword(Node):
+@declared(declaration.KEYWORD)  # every field and relation: domain/declaration.py
+class Keyword(Node, Declared):
     NODE_TYPE = NodeType.KEYWORD
-    word: str = strawberry.field(description="The word or phrase.")
-    category: str | None = strawberry.field(description="A free-form group the keyword belongs to.")
-    active: bool = strawberry.field(description="Inactive keywords are kept but not matched.")
-    case_sensitive: bool = strawberry.field(description="Whether letter case must match.")
-    whole_word: bool = strawberry.field(description="Whether only whole words match (not parts of longer words).")
-    morphology: bool = strawberry.field(description="Whether every Russian word form matches (кошка → кошками).")
-    created_at: datetime | None = strawberry.field(description="When the keyword was added.")
-
-    @strawberry.field(description="How many matches of this keyword are stored (batched across keywords).")
-    async def matches_count(self, info: Info) -> int:
-        return await info.context.loaders(info).keyword_matches_count.load(self.pk)
-
-    @classmethod
-    def from_domain(cls, k: models.Keyword) -> Keyword:
-        return cls(
-            **cls.ids(k.id),
-            word=k.word,
-            category=k.category,
-            active=k.active,
-            case_sensitive=k.case_sensitive,
-            whole_word=k.whole_word,
-            morphology=k.morphology,
-            created_at=k.created_at,
-        )
 
 
 KeywordConnection = Connection[Keyword]
 
 
 def keyword_or_none(keyword: models.Keyword | None) -> Keyword | None:
-    return Keyword.from_domain(keyword) if keyword is not None else None
+    return Keyword.from_view(keyword) if keyword is not None else None
 
 
 # --- inputs and payloads --------------------------------------------------------------------
@@ -140,7 +117,7 @@ async def keywords_connection(
     flt = filter or KeywordFilterInput()
     conditions = keyword_cases.keyword_search(active=flt.active, category=flt.category, text=flt.text)
     page = await read_model.keywords_page(**window(first, after, last, before), **conditions)
-    return connection(page, Keyword.from_domain, lambda: read_model.keywords_count(**conditions))
+    return connection(page, Keyword.from_view, lambda: read_model.keywords_count(**conditions))
 
 
 @strawberry.field(description="Keywords, in the order they were added.")
@@ -157,7 +134,7 @@ async def keywords(
 
 @strawberry.field(description="One keyword by its id; null when there is none.")
 async def keyword(info: Info, id: KeywordId) -> Keyword | None:
-    return await by_id(id, NodeType.KEYWORD, info.context.loaders(info).keyword.load, Keyword.from_domain)
+    return await by_id(id, NodeType.KEYWORD, info.context.loaders(info).keyword.load, Keyword.from_view)
 
 
 # --- mutations ------------------------------------------------------------------------------
@@ -202,7 +179,7 @@ async def add_keywords(
     results = [
         AddKeywordResult(
             word=o.word,
-            keyword=Keyword.from_domain(o.keyword) if o.keyword is not None else None,
+            keyword=Keyword.from_view(o.keyword) if o.keyword is not None else None,
             errors=user_errors(o.error) if o.error is not None else [],
         )
         for o in outcomes
@@ -224,7 +201,7 @@ async def update_keyword(
 ) -> KeywordPayload:
     keyword_id = parse_id(id, NodeType.KEYWORD)
     keyword = await keyword_cases.update_keyword(info.context.adapters, keyword_id, _keyword_changes(input))
-    return KeywordPayload(keyword=Keyword.from_domain(keyword), errors=[])
+    return KeywordPayload(keyword=Keyword.from_view(keyword), errors=[])
 
 
 @strawberry.mutation(

@@ -7,12 +7,12 @@ long-lived WebSocket connection never serves one subscription's stale cache to a
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiodataloader import DataLoader
 
-from domain.models import Author, Group, Keyword, Match, Task
-from domain.queries import CommentVersion, CommentView, PostView, ReadModel
+from domain.models import Group, Keyword, Task
+from domain.queries import CommentView, PostView, ReadModel
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -61,14 +61,36 @@ class _Loader(DataLoader[K, V], Generic[K, V]):
 
 
 class Loaders:
+    """One loader per ``ReadModel`` look-up: those the declared relations read by
+    (``domain/declaration.py``: ``by(relation.load)``), and by-id look-ups of the root fields."""
+
     def __init__(self, read_model: ReadModel) -> None:
-        self.group: _Loader[int, Group | None] = _Loader(read_model.groups_by_ids)
-        self.post: _Loader[int, PostView | None] = _Loader(read_model.posts_by_ids)
-        self.author: _Loader[int, Author | None] = _Loader(read_model.authors_by_ids)
-        self.comment: _Loader[int, CommentView | None] = _Loader(read_model.comments_by_ids)
-        self.comment_by_vk_id: _Loader[tuple[int, int], CommentView | None] = _Loader(read_model.comments_by_vk_ids)
-        self.matches: _Loader[int, list[Match]] = _Loader(read_model.matches_by_comment_ids)
-        self.versions: _Loader[int, list[CommentVersion]] = _Loader(read_model.versions_by_comment_ids)
-        self.keyword: _Loader[int, Keyword | None] = _Loader(read_model.keywords_by_ids)
-        self.keyword_matches_count: _Loader[int, int] = _Loader(read_model.keyword_matches_counts)
-        self.task: _Loader[int, Task | None] = _Loader(read_model.tasks_by_ids)
+        self._read_model = read_model
+        self._loaders: dict[str, _Loader[Any, Any]] = {}
+
+    def by(self, load: str) -> _Loader[Any, Any]:
+        """The loader over ``ReadModel.<load>`` (made when first asked)."""
+        loader = self._loaders.get(load)
+        if loader is None:
+            loader = self._loaders[load] = _Loader(getattr(self._read_model, load))
+        return loader
+
+    @property
+    def group(self) -> _Loader[int, Group | None]:
+        return self.by("groups_by_ids")
+
+    @property
+    def post(self) -> _Loader[int, PostView | None]:
+        return self.by("posts_by_ids")
+
+    @property
+    def comment(self) -> _Loader[int, CommentView | None]:
+        return self.by("comments_by_ids")
+
+    @property
+    def keyword(self) -> _Loader[int, Keyword | None]:
+        return self.by("keywords_by_ids")
+
+    @property
+    def task(self) -> _Loader[int, Task | None]:
+        return self.by("tasks_by_ids")

@@ -39,7 +39,7 @@ async def load_node(info: Info, id: strawberry.ID, *, field: str) -> Node | None
         NodeType.GROUP: (loaders.group, Group.from_domain),
         NodeType.POST: (loaders.post, Post.from_view),
         NodeType.COMMENT: (loaders.comment, Comment.from_view),
-        NodeType.KEYWORD: (loaders.keyword, Keyword.from_domain),
+        NodeType.KEYWORD: (loaders.keyword, Keyword.from_view),
         NodeType.TASK: (loaders.task, Task.from_domain),
     }
     loader, convert = loaders_by_kind[kind]

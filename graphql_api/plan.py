@@ -33,6 +33,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
+from functools import cache
 from operator import attrgetter
 from typing import Any
 
@@ -43,11 +44,12 @@ from graphql import (
     ExecutionResult,
     FieldNode,
     GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLField,
+    GraphQLFloat,
     GraphQLID,
     GraphQLInt,
     GraphQLList,
-    GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
@@ -63,22 +65,16 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values
 
+from domain import declaration
 from domain.bounded import BoundedDict
+from domain.declaration import Spelling
 from domain.errors import Unavailable
-from domain.queries import Member, Projection, ReadModel, Spelling
-from graphql_api.comments import (
-    Author,
-    Comment,
-    CommentVersion,
-    KeywordMatch,
-    Post,
-    comment_versions,
-    comments_connection,
-    keyword_matches,
-)
+from domain.queries import Member, Projection, ReadModel
+from graphql_api import declared
+from graphql_api.comments import Comment, comments_connection
 from graphql_api.graphql_core_compat import collect_fields, collect_subfields
 from graphql_api.groups import Group, groups_connection
-from graphql_api.ids import NodeType, global_id
+from graphql_api.ids import NodeType
 from graphql_api.keywords import Keyword, keywords_connection
 from graphql_api.relay import by_id
 from graphql_api.strawberry_compat import python_arguments, reads_attribute, strawberry_field
@@ -119,40 +115,37 @@ class Relation:
     # ``load`` returns (found, {key: value}) with the values of the relation loaded by ``fills``
     # for what it found, read in the same statement: one round trip less.
     fills: str | None = None
+    joined: Relation | None = None  # the one to use when the selection asks for what it ``fills``
 
 
-def _on_wall(vk_id_attribute: str) -> Callable[[Comment], tuple[int, int] | None]:
-    vk_id_of = attrgetter(vk_id_attribute)
+@cache
+def _relation(type_name: str, python_name: str) -> Relation | None:
+    """How the resolver of a declared relation (``domain/declaration.py``; ``declared.py`` makes
+    the resolver) loads it; None for a field that is not one."""
+    view = declaration.BY_TYPE.get(type_name)
+    declared_relation = view.relation(python_name) if view is not None else None
+    if declared_relation is None:
+        return None
+    keys = declared_relation.keys
+    get = attrgetter(*keys)
+    key: Callable[[Any], Any] = get
+    if len(keys) > 1:
 
-    def key(comment: Comment) -> tuple[int, int] | None:
-        vk_id = vk_id_of(comment)
-        return (comment.owner_id, vk_id) if vk_id is not None else None
+        def key(value: Any) -> Any:
+            found = get(value)
+            return None if None in found else found
 
-    return key
-
-
-# (type, field) -> how its resolver (``groups.py``, ``comments.py``, ...) loads it.
-RELATIONS: dict[tuple[str, str], Relation] = {
-    ("Comment", "group"): Relation("groups_by_ids", attrgetter("group_id"), Group.from_domain),
-    ("Comment", "post"): Relation("posts_by_ids", attrgetter("post_id"), Post.from_view),
-    ("Comment", "author"): Relation("authors_by_ids", attrgetter("author_id"), Author.from_domain),
-    ("Comment", "matches"): Relation("matches_by_comment_ids", attrgetter("pk"), keyword_matches),
-    ("Comment", "versions"): Relation("versions_by_comment_ids", attrgetter("pk"), comment_versions),
-    ("Comment", "parent"): Relation("comments_by_vk_ids", _on_wall("parent_vk_id"), Comment.from_view),
-    ("Comment", "thread"): Relation("comments_by_vk_ids", _on_wall("thread_vk_id"), Comment.from_view),
-    ("Post", "group"): Relation("groups_by_ids", attrgetter("group_id"), Group.from_domain),
-    ("KeywordMatch", "keyword"): Relation("keywords_by_ids", attrgetter("keyword_id"), Keyword.from_domain),
-    ("Keyword", "matchesCount"): Relation("keyword_matches_counts", attrgetter("pk"), int),
-}
+    load = declared_relation.load
+    convert = declared.convert_of(declared_relation)
+    joined = _JOINED.get(load)
+    if joined is not None:
+        return Relation(load, key, convert, joined=Relation(joined[0], key, convert, fills=joined[1]))
+    return Relation(load, key, convert)
 
 
-# A relation whose selection asks for the relation ``fills`` loads -> the relation that reads
-# both at once.
-JOINED: dict[tuple[str, str], Relation] = {
-    ("Comment", "matches"): Relation(
-        "matches_and_keywords_by_comment_ids", attrgetter("pk"), keyword_matches, fills="keywords_by_ids"
-    ),
-}
+# A look-up -> the one that also reads, in the same statement, what the look-up named second
+# loads for what it found (a page's matches with their keywords: one round trip less).
+_JOINED = {"matches_by_comment_ids": ("matches_and_keywords_by_comment_ids", "keywords_by_ids")}
 
 
 def _one(by_ids: Callable[[list[int]], Awaitable[list[Any]]]) -> Callable[[int], Awaitable[Any]]:
@@ -169,53 +162,21 @@ async def _comments(read_model: ReadModel, **arguments: Any) -> Any:
 
 # --- projected reads: the database writes a page's nodes -------------------------------------
 
-# Object type -> the view its objects are made of (``domain.queries.Projection``) and how.
-PROJECTED_TYPES: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "Comment": ("comment", Comment.from_view),
-    "Post": ("post", Post.from_view),
-    "Group": ("group", Group.from_domain),
-    "Author": ("author", Author.from_domain),
-    "KeywordMatch": ("match", KeywordMatch.from_domain),
-    "CommentVersion": ("version", CommentVersion.from_domain),
-    "Keyword": ("keyword", Keyword.from_domain),
+# A GraphQL scalar -> how a projected read writes a declared field answered with it.
+_SPELLINGS: dict[str, Spelling] = {
+    GraphQLString.name: Spelling.TEXT, GraphQLBoolean.name: Spelling.BOOLEAN, GraphQLInt.name: Spelling.INT32,
+    GraphQLFloat.name: Spelling.FLOAT, "DateTime": Spelling.TIME,  # scalars.DateTime
 }
-# (type, field) of a relation in ``RELATIONS`` -> the view's relation that reads the same.
-PROJECTED_RELATIONS: dict[tuple[str, str], str] = {
-    ("Comment", "group"): "group",
-    ("Comment", "post"): "post",
-    ("Comment", "author"): "author",
-    ("Comment", "matches"): "matches",
-    ("Comment", "versions"): "versions",
-    ("Post", "group"): "group",
-    ("KeywordMatch", "keyword"): "keyword",
-}
-_SPELLINGS: dict[GraphQLNamedType, Spelling] = {
-    GraphQLString: Spelling.TEXT, GraphQLBoolean: Spelling.BOOLEAN, GraphQLInt: Spelling.INT32
-}
-
-
-@dataclass(frozen=True)
-class _Attribute:
-    name: str
-
-
-class _Recorder:
-    """A view whose every attribute reads as its own name: what a type's converter
-    (``Comment.from_view``...) makes of it says which attribute each field copies."""
-
-    def __getattr__(self, name: str) -> _Attribute:
-        return _Attribute(name)
 
 
 def _projection(selection: _Selection) -> Projection:
     """What a projected read must write for ``selection``, exactly as the plan would complete
-    the objects the type's converter makes; ``Unsupported`` for anything else (a method, an
-    argument, a nested object, a relation or a scalar it has no rule for)."""
-    known = PROJECTED_TYPES.get(selection.type_name)
-    if known is None:
+    the objects of its type: each field as ``domain/declaration.py`` declares it (a column,
+    a rule, a relation); ``Unsupported`` for anything else (a field not declared, an argument,
+    a list of scalars, a relation that is not a view's, a scalar the declaration spells otherwise)."""
+    view = declaration.BY_TYPE.get(selection.type_name)
+    if view is None:
         raise Unsupported("type", selection.type_name)
-    view, convert = known
-    made = convert(_Recorder())
     members = []
     for key, field in zip(selection.keys, selection.fields):
         if field.kind == _TYPENAME:
@@ -223,34 +184,49 @@ def _projection(selection: _Selection) -> Projection:
             continue
         non_null = isinstance(field.type, GraphQLNonNull)
         if field.kind == _RELATION:
-            related = PROJECTED_RELATIONS.get((selection.type_name, field.name))
-            if related is None or field.selection is None:
+            related = view.relation(field.python_name)
+            if related is None or not related.view or field.selection is None:
                 raise Unsupported("relation", f"{selection.type_name}.{field.name}")
-            members.append(Member(key, related=related, projection=_projection(field.selection), non_null=non_null))
+            projection = _projection(field.selection)
+            members.append(Member(key, related=related.name, projection=projection, non_null=non_null))
             continue
-        if field.kind != _ATTRIBUTE or not field.leaf:  # made by a method, or a list
-            raise Unsupported("computed", f"{selection.type_name}.{field.name}")
-        members.append(_attribute(key, field, made, non_null))
-    return Projection(view, tuple(members))
+        if not field.leaf:  # a list of scalars: written only as a declared list of texts
+            members.append(_list_member(view, key, field, non_null))
+            continue
+        members.append(_member(view, key, field, non_null))
+    return Projection(view.name, tuple(members))
 
 
-def _attribute(key: str, field: _Field, made: Any, non_null: bool) -> Member:
+def _member(view: declaration.View, key: str, field: _Field, non_null: bool) -> Member:
     named = get_named_type(field.type)
-    node_type = getattr(type(made), "NODE_TYPE", None)
-    if field.python_name == "id" and named is GraphQLID and node_type is not None:
-        pk = getattr(made, "pk", None)
-        # made by ``Node.ids``: the recorded attribute stands in for the row id it formats
-        if isinstance(pk, _Attribute) and made.id == global_id(node_type, pk):  # type: ignore[arg-type]
-            return Member(key, attribute=pk.name, spelling=Spelling.GLOBAL_ID, kind=node_type.value, non_null=non_null)
-        raise Unsupported("id", f"{field.name} of {type(made).__name__}")
-    value = getattr(made, field.python_name)
     assert named is not None  # only __typename has no type
-    spelling = _SPELLINGS.get(named) or (Spelling.TIME if named.name == "DateTime" else None)  # scalars.DateTime
-    if not isinstance(value, _Attribute):
-        raise Unsupported("computed", f"{field.name} of {type(made).__name__}")
-    if spelling is None:
-        raise Unsupported("scalar", f"{field.name} of {type(made).__name__}")
-    return Member(key, attribute=value.name, spelling=spelling, non_null=non_null)
+    if field.python_name == "id" and named is GraphQLID:
+        pk = view.field("pk")
+        if pk is None:
+            raise Unsupported("id", f"{field.name} of {view.type_name}")
+        return Member(key, attribute=pk.name, spelling=Spelling.GLOBAL_ID, kind=view.type_name, non_null=non_null)
+    declared = view.field(field.python_name)
+    if declared is None or not declared.exposed:
+        raise Unsupported("computed", f"{field.name} of {view.type_name}")
+    spelling = _SPELLINGS.get(named.name)
+    if isinstance(named, GraphQLEnumType) and declared.spelling is Spelling.ENUM and named.name == declared.enum:
+        spelling = Spelling.ENUM  # stored as the member's name, which is what the enum answers
+    if spelling is None or spelling is not declared.spelling or spelling is Spelling.FLOAT:
+        raise Unsupported("scalar", f"{field.name} of {view.type_name}")
+    return Member(key, attribute=declared.name, spelling=spelling, non_null=non_null)
+
+
+def _list_member(view: declaration.View, key: str, field: _Field, non_null: bool) -> Member:
+    """A ``[String!]`` field declared ``TEXT_LIST``: the stored JSON array, element by element."""
+    declared = view.field(field.python_name)
+    inner = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+    element = inner.of_type if isinstance(inner, GraphQLList) else None
+    if (
+        declared is None or not declared.exposed or declared.spelling is not Spelling.TEXT_LIST
+        or not isinstance(element, GraphQLNonNull) or element.of_type is not GraphQLString
+    ):
+        raise Unsupported("computed", f"{field.name} of {view.type_name}")
+    return Member(key, attribute=declared.name, spelling=Spelling.TEXT_LIST, non_null=non_null)
 
 
 def _projected_connection(selection: _Selection) -> tuple[Projection, _Selection] | None:
@@ -291,7 +267,7 @@ async def _group(read_model: ReadModel, id: strawberry.ID) -> Group | None:
 
 
 async def _keyword(read_model: ReadModel, id: strawberry.ID) -> Keyword | None:
-    return await by_id(id, NodeType.KEYWORD, _one(read_model.keywords_by_ids), Keyword.from_domain)
+    return await by_id(id, NodeType.KEYWORD, _one(read_model.keywords_by_ids), Keyword.from_view)
 
 
 # Query field -> the read its resolver makes.
@@ -716,16 +692,21 @@ class _Compiler:
         field_def = parent.fields[name]
         if field_def.args:
             raise Unsupported("arguments", f"{parent.name}.{name}")
+        return self._made(parent, name, self._selection(field_def.type, details))
+
+    def _made(self, parent: GraphQLObjectType, name: str, selection: _Selection | None) -> _Field:
+        """How field ``name`` of ``parent`` is answered, ``selection`` asked of what it returns."""
+        field_def = parent.fields[name]
         field = self._strawberry_field(parent.name, name)
-        selection = self._selection(field_def.type, details)
-        relation = RELATIONS.get((parent.name, name))
+        relation = _relation(parent.name, field.python_name) if _declares(field) else None
         if relation is not None:
-            joined = JOINED.get((parent.name, name))
+            joined = relation.joined
             if joined is not None and selection is not None and any(
                 f.relation is not None and f.relation.load == joined.fills for f in selection.fields
             ):
                 relation = joined
-            return _Field(_RELATION, field_def.type, selection, relation=relation, name=name)
+            names = {"name": name, "python_name": field.python_name}
+            return _Field(_RELATION, field_def.type, selection, relation=relation, **names)
         names = {"name": name, "python_name": field.python_name}
         if reads_attribute(self.schema, field):
             return _Field(_ATTRIBUTE, field_def.type, selection, get=attrgetter(field.python_name), **names)
@@ -735,6 +716,31 @@ class _Compiler:
             is_async = inspect.iscoroutinefunction(function)
             return _Field(_METHOD, field_def.type, selection, get=function, is_async=is_async, **names)
         raise Unsupported("resolver", f"{parent.name}.{name}")  # it wants arguments or ``info``
+
+
+def projection_of_field(schema: GraphQLSchema, type_name: str, field_name: str) -> Projection:
+    """The projection of a page whose nodes of type ``type_name`` ask only ``field_name`` (of
+    an object: its ``__typename``), as the plan makes it; ``Unsupported`` when the plan would
+    not project it. What ``tests/unit/test_declaration.py`` asks of every field of every
+    declared type."""
+    parent = schema.type_map[type_name]
+    assert isinstance(parent, GraphQLObjectType)
+    if parent.fields[field_name].args:
+        raise Unsupported("arguments", f"{type_name}.{field_name}")
+    named = get_named_type(parent.fields[field_name].type)
+    below = None
+    if isinstance(named, GraphQLObjectType):
+        below = _Selection(named.name, ("__typename",), (_Field(_TYPENAME, None, None),))
+    elif not is_leaf_type(named):
+        raise Unsupported("abstract_type", str(named))
+    field = _Compiler(schema, {}, None, None)._made(parent, field_name, below)  # type: ignore[arg-type]
+    return _projection(_Selection(type_name, (field_name,), (field,)))
+
+
+def _declares(field: Any) -> bool:
+    """Whether a Strawberry field's resolver is a declared relation's (``declared.py``)."""
+    resolver = field.base_resolver
+    return resolver is not None and getattr(resolver.wrapped_func, "declared_relation", None) is not None
 
 
 def _directive_variables(operation: OperationDefinitionNode, fragment_definitions: dict[str, Any]) -> tuple[str, ...]:

@@ -3,15 +3,18 @@ answers with (``domain.queries.Projection``), so a page of 100 comments with the
 post, author and matches is one statement and one JSON text per row, rather than five
 statements and some thousands of Python objects.
 
-Which column an attribute of a view is read from is what the read model's own row converters
-say (``columns_of``: each converter is run once on a row whose every column reads as its own
-name), so the two cannot drift apart. What a projection writes must be exactly what the
-objects the converters make would be answered with; what cannot be written exactly is refused
-(``Unprojectable``) rather than approximated:
+Which column a field is read from, which rule computes a field and how views relate is what
+``domain/declaration.py`` declares, the one declaration the read model's row converters and
+the API's types are made from too, so they cannot drift apart. What a projection writes must be
+exactly what the objects those converters make would be answered with; what cannot be written
+exactly is refused (``Unprojectable``) rather than approximated:
 
 - a non-null member read from a nullable column or from a relation that may find nothing;
 - an ``INT32`` member of a BIGINT column is cast to ``integer``, so a value past 32 bits fails
   the whole statement, as it fails the normal executor (whose error the caller then answers);
+- a computed field (``declaration.Rule``) is its rule in SQL: a text made of literals and
+  fields, the first branch whose condition holds; a field a branch reads must not be null
+  there (a nullable one only under its own ``NON_EMPTY`` test), as Python would write "None";
 - ``TIME`` and ``GLOBAL_ID`` are SQL spellings of ``datetime.isoformat`` (of an aware UTC
   time) and of ``graphql_api.ids.global_id``; ``tests/integration/test_projection.py``
   compares them with the Python functions.
@@ -19,17 +22,16 @@ objects the converters make would be answered with; what cannot be written exact
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Integer, String, Table, Text, literal_column
+from sqlalchemy import JSON, Boolean, Column, ColumnElement, Integer, String, Table, Text, literal_column
 
+from domain import declaration
 from domain.bounded import BoundedDict
-from domain.queries import Member, Projection, Spelling
+from domain.declaration import Spelling
+from domain.queries import Member, Projection
 from infrastructure.db.tables import UtcDateTime
 
 
@@ -40,48 +42,6 @@ class Unprojectable(ValueError):
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
-
-
-@dataclass(frozen=True)
-class _Column:
-    name: str
-
-
-class _Recorder:
-    """A row whose every column reads as its own name."""
-
-    def __getitem__(self, name: str) -> _Column:
-        return _Column(name)
-
-
-def columns_of(convert: Callable[[Any], Any]) -> dict[str, str]:
-    """attribute -> column, of the view ``convert`` makes of a row (attributes it computes
-    rather than copies from one column are left out)."""
-    made = convert(_Recorder())
-    found = {}
-    for f in dataclasses.fields(made):
-        value = getattr(made, f.name)
-        if isinstance(value, _Column):
-            found[f.name] = value.name
-    return found
-
-
-@dataclass(frozen=True)
-class View:
-    table: Table
-    columns: dict[str, str]  # attribute -> column name
-
-
-@dataclass(frozen=True)
-class Relation:
-    """A related view: its rows whose ``column`` equals the parent's ``parent_column``; a list
-    (``order_by``: columns of the related table) or at most one."""
-
-    view: str
-    column: str
-    parent_column: str
-    many: bool = False
-    order_by: tuple[str, ...] = ()
 
 
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")  # GraphQL names and ours: safe inside SQL text
@@ -115,8 +75,8 @@ class Projector:
     """Writes projections over the views and relations it is given, as SQL text: each is
     written once, and the statement around it hashes one string rather than walking a tree."""
 
-    def __init__(self, views: dict[str, View], relations: dict[tuple[str, str], Relation]) -> None:
-        self.views, self.relations = views, relations
+    def __init__(self, views: dict[str, declaration.View], tables: dict[str, Table]) -> None:
+        self.views, self.tables = views, tables
         # Projections are few: one per distinct selection.
         self._made: BoundedDict[Projection, ColumnElement | Unprojectable] = BoundedDict(256)
 
@@ -127,7 +87,7 @@ class Projector:
         if projection not in self._made:
             try:
                 view = self._view(projection.view)
-                text = self._object(projection, f'"{view.table.name}"', iter(range(1, 1_000)))
+                text = self._object(projection, f'"{self._table(view).name}"', iter(range(1, 1_000)))
                 self._made[projection] = literal_column(text, Text)
             except Unprojectable as e:
                 self._made[projection] = e.with_traceback(None)  # kept: its kind, not its frames
@@ -137,11 +97,24 @@ class Projector:
             raise Unprojectable(found.kind, f"refused before ({found})")
         return found
 
-    def _view(self, name: str) -> View:
+    def _view(self, name: str) -> declaration.View:
         view = self.views.get(name)
         if view is None:
             raise Unprojectable("no_view", repr(name))
         return view
+
+    def _table(self, view: declaration.View) -> Table:
+        table = self.tables.get(view.table)
+        if table is None:
+            raise Unprojectable("no_view", repr(view.name))
+        return table
+
+    def _column(self, view: declaration.View, name: str) -> Column:
+        """The column of ``view``'s stored field ``name``."""
+        found = view.field(name)
+        if found is None or not found.stored:
+            raise Unprojectable("not_a_column", f"{view.name}.{name}")
+        return self._table(view).c[found.column]
 
     def _object(self, projection: Projection, table: str, aliases: Iterator[int]) -> str:
         """The object's JSON text, compact as orjson writes it: keys in order, each value the
@@ -156,22 +129,34 @@ class Projector:
         parts.append("'}'")
         return "(" + " || ".join(parts) + ")"
 
-    def _member(self, view_name: str, view: View, member: Member, table: str, aliases: Iterator[int]) -> str:
+    def _member(
+        self, view_name: str, view: declaration.View, member: Member, table: str, aliases: Iterator[int]
+    ) -> str:
         if member.constant is not None:
             return f"""'"{_name(member.constant)}"'"""
         if member.related is not None:
             return self._related(view_name, member, table, aliases)
-        column_name = view.columns.get(member.attribute or "")
-        if column_name is None:
+        found = view.field(member.attribute or "")
+        if found is None:
             raise Unprojectable("not_a_column", f"{view_name}.{member.attribute}")
-        column = view.table.c[column_name]
+        if found.rule is not None:
+            if member.spelling is not Spelling.TEXT or found.spelling is not Spelling.TEXT:
+                raise Unprojectable("spelling", f"{member.spelling} of {view_name}.{member.attribute}")
+            return f"to_json({self._rule(view, found.rule, table)})::text"
+        column = self._column(view, found.name)
         if member.non_null and column.nullable:
             raise Unprojectable("nullable", f"{view_name}.{member.attribute} may be null")
-        sql = f'{table}."{_name(column_name)}"'
+        sql = f'{table}."{_name(column.name)}"'
         if member.spelling is Spelling.TEXT and isinstance(column.type, String):  # Text is a String
             # PostgreSQL escapes a string as orjson does: \" \\ \b \f \n \r \t, other
             # control characters as \u00xx, everything else (DEL, non-ASCII) as it is.
             written = f"to_json({sql})::text"
+        elif member.spelling is Spelling.ENUM and isinstance(column.type, String):
+            written = f"to_json({sql})::text"  # the member's name, as the enum answers it
+        elif member.spelling is Spelling.TEXT_LIST and isinstance(column.type, JSON):
+            # Each element as to_json writes a text (as orjson does), compact, in the array's order.
+            elements = f"SELECT x.e FROM jsonb_array_elements_text({sql}) WITH ORDINALITY AS x(e, n) ORDER BY x.n"
+            written = f"array_to_json(ARRAY({elements}))::text"
         elif member.spelling is Spelling.BOOLEAN and isinstance(column.type, Boolean):
             written = f"{sql}::text"  # true, false
         elif member.spelling is Spelling.INT32 and isinstance(column.type, Integer):  # BigInteger is one
@@ -185,20 +170,64 @@ class Projector:
             raise Unprojectable("spelling", f"{member.spelling} of {view_name}.{member.attribute}")
         return f"coalesce({written}, 'null')" if column.nullable else f"({written})"
 
+    def _rule(self, view: declaration.View, rule: declaration.Rule, table: str) -> str:
+        """``declaration.evaluate`` in SQL: never null where Python writes a text."""
+        cases = []
+        for when, parts in rule.branches:
+            texts = []
+            for part in parts:
+                if isinstance(part, str):
+                    texts.append(_literal(part))
+                    continue
+                column = self._column(view, part.name)
+                guarded = when is not None and when.test == declaration.NON_EMPTY and when.name == part.name
+                if column.nullable and not guarded:
+                    raise Unprojectable("nullable", f"{view.name}.{part.name} in a rule")
+                sql = f'{table}."{_name(column.name)}"'
+                if isinstance(column.type, Integer):
+                    texts.append(f"(-{sql})::text" if part.negate else f"{sql}::text")
+                elif isinstance(column.type, String) and not part.negate:
+                    texts.append(sql)
+                else:
+                    raise Unprojectable("spelling", f"{view.name}.{part.name} in a rule")
+            text = "(" + " || ".join(texts or ["''"]) + ")"
+            if when is None:
+                cases.append(f"ELSE {text}")
+                break
+            column = self._column(view, when.name)
+            sql = f'{table}."{_name(column.name)}"'
+            if when.test == declaration.NON_EMPTY and isinstance(column.type, String):
+                cases.append(f"WHEN coalesce({sql}, '') <> '' THEN {text}")
+            elif when.test == declaration.POSITIVE and isinstance(column.type, Integer) and not column.nullable:
+                cases.append(f"WHEN {sql} > 0 THEN {text}")
+            else:
+                raise Unprojectable("rule", f"{when.test} of {view.name}.{when.name}")
+        if not cases or not cases[-1].startswith("ELSE"):
+            raise Unprojectable("rule", f"{view.name}: a rule that may make nothing")
+        return "(CASE " + " ".join(cases) + " END)" if len(cases) > 1 else cases[0].removeprefix("ELSE ")
+
     def _related(self, view_name: str, member: Member, table: str, aliases: Iterator[int]) -> str:
-        relation = self.relations.get((view_name, member.related or ""))
-        if relation is None or member.projection is None or member.projection.view != relation.view:
+        view = self._view(view_name)
+        relation = view.relation(member.related or "")
+        if relation is None or not relation.view or member.projection is None \
+                or member.projection.view != relation.view:
             raise Unprojectable("not_a_relation", f"{view_name}.{member.related}")
-        related = self._view(relation.view).table
+        related = self._table(self._view(relation.view))
         alias = f"projected_{next(aliases)}"
         found = self._object(member.projection, alias, aliases)
-        source = (
-            f'FROM "{related.name}" AS {alias}'
-            f' WHERE {alias}."{_name(relation.column)}" = {table}."{_name(relation.parent_column)}"'
+        joined = " AND ".join(
+            f'{alias}."{_name(column)}" = {table}."{_name(self._column(view, key).name)}"'
+            for column, key in zip(relation.columns, relation.keys, strict=True)
         )
+        source = f'FROM "{related.name}" AS {alias} WHERE {joined}'
         if relation.many:
             order = ", ".join(f'{alias}."{_name(name)}"' for name in relation.order_by)
             return f"('[' || coalesce((SELECT string_agg({found}, ',' ORDER BY {order}) {source}), '') || ']')"
         if member.non_null:
             raise Unprojectable("may_find_nothing", f"{view_name}.{member.related}")
         return f"coalesce((SELECT {found} {source}), 'null')"
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"

@@ -34,7 +34,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Result, RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from domain import declaration
 from domain.bounded import BoundedDict
+from domain.declaration import view_of
 from domain.errors import InvalidInput
 from domain.matching import keyword_key
 from domain.models import Author, CommentEvent, Group, Keyword, Match, Task
@@ -58,7 +60,7 @@ from infrastructure.db.compiled import DriverStatements, pooled
 from infrastructure.db.counts import aggregated_count, countable
 from infrastructure.db.faults import raise_if_unavailable
 from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
-from infrastructure.db.projection import Projector, Relation, Unprojectable, View, columns_of
+from infrastructure.db.projection import Projector, Unprojectable
 from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
 from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import (
@@ -232,54 +234,25 @@ def _comment_query() -> Select:
     return select(comments)
 
 
+# Rows as views: every stored field of the declaration (domain/declaration.py), by its column.
 def _comment_view(row) -> CommentView:
-    return CommentView(
-        id=row["id"],
-        group_id=row["group_id"],
-        post_id=row["post_id"],
-        owner_id=row["owner_id"],
-        vk_id=row["vk_id"],
-        post_vk_id=row["post_vk_id"],
-        parent_vk_id=row["parent_vk_id"],
-        thread_vk_id=row["thread_vk_id"],
-        from_id=row["from_id"],
-        text=row["text"],
-        published_at=row["published_at"],
-        likes=row["likes"],
-        deleted=row["deleted"],
-        viewed=row["viewed"],
-        archived=row["archived"],
-        matches_count=row["matches_count"],
-        edited_at=row["edited_at"],
-        deleted_at=row["deleted_at"],
-        status=row["status"],
-        assignee=row["assignee"],
-        tags=row["tags"],
-        note=row["note"],
-    )
+    return view_of(declaration.COMMENT, CommentView, row.__getitem__)
 
 
 def _version(row) -> CommentVersion:
-    return CommentVersion(text=row["text"], seen_at=row["seen_at"])
+    return view_of(declaration.VERSION, CommentVersion, row.__getitem__)
 
 
 def _post_view(row) -> PostView:
-    return PostView(**{name: row[name] for name in PostView.__dataclass_fields__})
+    return view_of(declaration.POST, PostView, row.__getitem__)
 
 
 def _author(row) -> Author:
-    return Author(vk_id=row["vk_id"], name=row["name"], screen_name=row["screen_name"], photo_url=row["photo_url"])
+    return view_of(declaration.AUTHOR, Author, row.__getitem__)
 
 
 def _match(row) -> Match:
-    return Match(
-        comment_id=row["comment_id"],
-        keyword_id=row["keyword_id"],
-        matched_text=row["matched_text"],
-        start=row["start_pos"],
-        end=row["end_pos"],
-        snippet=row["snippet"],
-    )
+    return view_of(declaration.MATCH, Match, row.__getitem__)
 
 
 def _task_conditions(flt: TaskFilter) -> list[ColumnElement[bool]]:
@@ -433,11 +406,7 @@ class SqlReadModel:
     def projection_refusal(self, projection: Projection) -> str | None:
         """None when ``comments_page_projected`` writes ``projection``; else why not, in a word
         (``Unprojectable.kind``). Asked only where the read model ``projects``."""
-        try:
-            _PROJECTOR.node(projection)
-        except Unprojectable as e:
-            return e.kind
-        return None
+        return projection_refusal(projection)
 
     async def comments_page_projected(
         self, flt: CommentFilter, order: CommentOrder, projection: Projection, *, first: int | None = None,
@@ -692,10 +661,19 @@ class SqlReadModel:
 
 
 
-# Each comment's matches in text order, as the API lists them (``types.keyword_matches``).
-_MATCH_ORDER = (matches.c.comment_id, matches.c.start_pos, matches.c.end_pos, matches.c.keyword_id)
-# Each comment's earlier texts, oldest first.
-_VERSION_ORDER = (comment_versions.c.comment_id, comment_versions.c.seen_at, comment_versions.c.id)
+def _relation(view: declaration.View, name: str) -> declaration.Relation:
+    found = view.relation(name)
+    assert found is not None, name
+    return found
+
+
+def _order_of(table: Table, relation: declaration.Relation) -> tuple[Column, ...]:
+    """A batched look-up's order: by the key, then as the declared relation orders one key's rows."""
+    return (*(table.c[c] for c in relation.columns), *(table.c[c] for c in relation.order_by))
+
+
+_MATCH_ORDER = _order_of(matches, _relation(declaration.COMMENT, "matches"))  # each comment's in text order
+_VERSION_ORDER = _order_of(comment_versions, _relation(declaration.COMMENT, "versions"))  # oldest first
 
 
 def _groups_query(active: bool | None) -> Select:
@@ -715,30 +693,16 @@ def _keywords_query(active: bool | None, category: str | None = None, text: str 
     return query
 
 
-# What projected reads (``projection.py``) write: each view's columns as its converter reads
-# them, and how the views relate (as the look-ups above load them).
-_PROJECTOR = Projector(
-    views={
-        "comment": View(comments, columns_of(_comment_view)),
-        "post": View(posts, columns_of(_post_view)),
-        "group": View(groups, columns_of(group_from_row)),
-        "author": View(authors, columns_of(_author)),
-        "match": View(matches, columns_of(_match)),
-        "keyword": View(keywords, columns_of(keyword_from_row)),
-        "version": View(comment_versions, columns_of(_version)),
-    },
-    relations={
-        ("comment", "group"): Relation("group", "id", "group_id"),
-        ("comment", "post"): Relation("post", "id", "post_id"),
-        ("comment", "author"): Relation("author", "vk_id", "from_id"),
-        # In the order ``matches_by_comment_ids`` reads them (for one comment).
-        ("comment", "matches"): Relation(
-            "match", "comment_id", "id", many=True, order_by=tuple(c.name for c in _MATCH_ORDER[1:])
-        ),
-        ("comment", "versions"): Relation(
-            "version", "comment_id", "id", many=True, order_by=tuple(c.name for c in _VERSION_ORDER[1:])
-        ),
-        ("post", "group"): Relation("group", "id", "group_id"),
-        ("match", "keyword"): Relation("keyword", "id", "keyword_id"),
-    },
-)
+# What projected reads (``projection.py``) write: the declared views over their tables.
+_TABLES = {t.name: t for t in (comments, posts, groups, authors, matches, keywords, comment_versions)}
+_PROJECTOR = Projector(declaration.VIEWS, _TABLES)
+
+
+def projection_refusal(projection: Projection) -> str | None:
+    """None when a projected page on PostgreSQL writes ``projection``; else why not, in a word
+    (``Unprojectable.kind``). Needs no database: it is the statement's text that is made."""
+    try:
+        _PROJECTOR.node(projection)
+    except Unprojectable as e:
+        return e.kind
+    return None

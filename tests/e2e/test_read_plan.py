@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +21,13 @@ import httpx
 import pytest
 from sqlalchemy.exc import DBAPIError
 
+from domain import declaration
 from domain.auth import create_api_token
+from domain.declaration import Spelling
 from domain.models import Comment
 from graphql_api import plan as plan_module
 from graphql_api.app import create_app
+from graphql_api.declared import camel
 from graphql_api.ids import NodeType, find_id
 from graphql_api.schema import schema
 from infrastructure.db.queries import SqlReadModel
@@ -254,19 +258,35 @@ class Projected:
         monkeypatch.setattr(SqlReadModel, "comments_page_projected", counted)
 
 
+def _projected(view: declaration.View, depth: int) -> list[str]:
+    """Every field of ``view`` a projected read writes (``domain/declaration.py``), with an alias
+    and ``__typename``; relations two levels down (a reply's parent and thread, then theirs)."""
+    asked = ["__typename"]
+    for f in view.fields:
+        if f.spelling is Spelling.GLOBAL_ID:
+            asked.append("id")
+        elif f.exposed and f.name not in view.unprojected:
+            asked.append(camel(f.name))
+    asked.append(f"again: {asked[-1]}")
+    for r in view.relations:
+        if r.view and r.name not in view.unprojected and depth < 2:
+            asked.append(f"{camel(r.name)} {{ {' '.join(_projected(declaration.VIEWS[r.view], depth + 1))} }}")
+    return asked
+
+
 # Every field a projected read writes, with aliases, __typename and a fragment.
-PROJECTED_PAGE = """query($f: Int, $l: Int, $a: String, $b: String, $o: CommentOrder, $flt: CommentFilter) {
-  comments(first: $f, last: $l, after: $a, before: $b, orderBy: $o, filter: $flt) {
-    __typename totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
-    edges { __typename cursor n: node { ...C again: text } } } }
-fragment C on Comment { __typename id vkId ownerId authorId text publishedAt likes deleted viewed archived matchesCount
-  deletedAt editedAt versions { __typename text seenAt when: seenAt }
-  group { __typename id vkId screenName name isClosed membersCount photoUrl description deactivated active maxPosts
-          since createdAt updatedAt }
-  post { id vkId ownerId authorId text publishedAt commentsCount likes reposts views isPinned group { id name } }
-  author { vkId name screenName photoUrl __typename }
-  matches { __typename matchedText start end snippet at: start
-            keyword { __typename id word category active caseSensitive wholeWord morphology createdAt } } }"""
+PROJECTED_PAGE = f"""query($f: Int, $l: Int, $a: String, $b: String, $o: CommentOrder, $flt: CommentFilter) {{
+  comments(first: $f, last: $l, after: $a, before: $b, orderBy: $o, filter: $flt) {{
+    __typename totalCount pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }}
+    edges {{ __typename cursor n: node {{ ...C text }} }} }} }}
+fragment C on Comment {{ {" ".join(_projected(declaration.COMMENT, 0))} }}"""
+
+
+def _console_document(name: str) -> str:
+    """The console's own document ``name`` (``web/src/ops.ts``), its fragments filled in."""
+    source = (Path(__file__).parents[2] / "web" / "src" / "ops.ts").read_text()
+    constants = dict(re.findall(r"const (\w+) = /\* GraphQL \*/ `(.*?)`;", source, re.S))
+    return re.sub(r"\$\{(\w+)\}", lambda m: constants[m.group(1)], constants[name])
 
 
 async def test_pages_written_by_postgresql_answer_as_the_normal_executor(seeded, monkeypatch, request) -> None:
@@ -309,3 +329,25 @@ async def test_a_page_postgresql_cannot_write_is_answered_by_the_normal_executor
     plan, normal = await pair.both(PROJECTED_PAGE, {"f": 10}, "viewer", "projected-fails")
     assert plan == normal and plan[0] == 200
     assert projected.reads == 1 and (counted.answered, counted.handed_over) == (0, 1)
+
+
+async def test_the_consoles_review_page_is_written_by_postgresql(seeded, monkeypatch, request) -> None:
+    """The console's review query (url, author { url }, parent { author }, matches, totalCount)
+    answers as the normal executor, and on PostgreSQL from one projected page."""
+    pair, known = seeded
+    projected, counted = Projected(monkeypatch), Counted(monkeypatch)
+    query = _console_document("COMMENTS")
+    assert "parent { id text author { name } }" in query and "author { vkId name url }" in query
+    bodies = []
+    for index, variables in enumerate([
+        {"first": 50}, {"first": 50, "after": known.cursors[1]}, {"first": 20, "filter": {"matched": True}},
+        {"first": 20, "orderBy": {"field": "LIKES", "direction": "DESC"}, "filter": {"viewed": False}},
+    ]):
+        plan, normal = await pair.both(query, variables, "viewer", f"console-{index}")
+        assert plan == normal and plan[0] == 200 and b'"errors"' not in plan[2], variables
+        bodies.append(plan[2])
+    assert (counted.answered, counted.handed_over) == (4, 0)
+    assert projected.reads == (4 if request.node.callspec.params["seeded"] == "postgres" else 0)
+    # Replies with their parent's author, and links, were written.
+    assert any(b'"parent":{"id":' in body for body in bodies)
+    assert all(b'"url":"https://vk.com/wall-' in body for body in bodies)

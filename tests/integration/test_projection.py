@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
+from domain import declaration
+from domain.declaration import Spelling
 from domain.models import Author, Comment, Group, Post
-from domain.queries import CommentFilter, CommentOrder, Member, Projection, Spelling
+from domain.queries import CommentFilter, CommentOrder, Member, Projection
 from graphql_api.ids import NodeType, global_id
 from infrastructure.db import queries
 from infrastructure.db.projection import Unprojectable, _global_id, _time
@@ -91,7 +93,12 @@ def _projector():
         # An attribute no column holds as it is, a view or relation there is not.
         (Projection("comment", (Member("x", attribute="no_such_attribute"),)), "not_a_column"),
         (Projection("nothing", (Member("x", attribute="id"),)), "no_view"),
-        (Projection("comment", (Member("x", related="parent", projection=Projection("comment", ())),)), "not_a_relation"),
+        (Projection("comment", (Member("x", related="sibling", projection=Projection("comment", ())),)), "not_a_relation"),
+        # A relation that counts rather than reads objects.
+        (Projection("keyword", (Member("n", related="matches_count", projection=Projection("", ())),)),
+         "not_a_relation"),
+        # A computed field is its rule: a text, not a number.
+        (Projection("comment", (Member("url", attribute="url", spelling=Spelling.INT32),)), "spelling"),
         # A non-null relation to at most one row may find none.
         (Projection("comment", (Member("group", related="group", projection=Projection("group", ()), non_null=True),)),
          "may_find_nothing"),
@@ -111,15 +118,19 @@ def test_what_cannot_be_written_exactly_is_refused_and_says_why(projection, kind
     assert again.value.kind == kind
 
 
-def test_columns_are_found_through_the_row_converters() -> None:
-    views = _projector().views
-    assert views["match"].columns["start"] == "start_pos" and views["match"].columns["end"] == "end_pos"
-    assert views["comment"].columns["from_id"] == "from_id"
-    assert set(views["author"].columns) == {"vk_id", "name", "screen_name", "photo_url"}
+def test_the_row_converters_read_the_columns_the_declaration_names() -> None:
+    row = {"comment_id": 1, "keyword_id": 2, "matched_text": "кот", "start_pos": 3, "end_pos": 6, "snippet": "s"}
+    match = queries._match(row)
+    assert (match.start, match.end, match.comment_id) == (3, 6, 1)
+    author = queries._author({"vk_id": 5, "name": "A", "screen_name": None, "photo_url": "p"})
+    assert (author.vk_id, author.name, author.photo_url) == (5, "A", "p")
+    # What a projected page reads: the same columns, named by the same declaration.
+    match_view = _projector().views["match"]
+    assert [f.column for f in match_view.fields if f.name in ("start", "end")] == ["start_pos", "end_pos"]
 
 
 NODE = Projection("comment", (
-    Member("id", attribute="id", spelling=Spelling.GLOBAL_ID, kind="Comment", non_null=True),
+    Member("id", attribute="pk", spelling=Spelling.GLOBAL_ID, kind="Comment", non_null=True),
     Member("vkId", attribute="vk_id", spelling=Spelling.INT32, non_null=True),
     Member("author", related="author", projection=Projection("author", (
         Member("vkId", attribute="vk_id", spelling=Spelling.INT32, non_null=True),
@@ -204,3 +215,73 @@ async def test_the_same_page_asked_again_reuses_its_statement_not_its_rows(postg
     assert [orjson.loads(t)["vkId"] for _, t in again.edges] == [9, 6] and again.has_next_page
     after = await reads.comments_page_projected(CommentFilter(), CommentOrder(), NODE, first=2, after=again.end_cursor)
     assert [orjson.loads(t)["vkId"] for _, t in after.edges] == [5] and len(reads._windows) == 2
+
+
+def _rule(view: declaration.View, name: str, value) -> str | None:
+    """What the API answers for computed field ``name`` of a domain view (``declaration.evaluate``)."""
+    found = view.field(name)
+    assert found is not None and found.rule is not None
+    return declaration.evaluate(found.rule, lambda n: getattr(value, view.field(n).attribute))
+
+
+WALL = Projection("comment", (
+    Member("vkId", attribute="vk_id", spelling=Spelling.INT32, non_null=True),
+    Member("url", attribute="url", non_null=True),
+    Member("author", related="author", projection=Projection("author", (
+        Member("vkId", attribute="vk_id", spelling=Spelling.INT32, non_null=True),
+        Member("url", attribute="url", non_null=True),
+    ))),
+    Member("parent", related="parent", projection=Projection("comment", (
+        Member("vkId", attribute="vk_id", spelling=Spelling.INT32, non_null=True),
+        Member("url", attribute="url", non_null=True),
+    ))),
+    Member("thread", related="thread", projection=Projection("comment", (
+        Member("vkId", attribute="vk_id", spelling=Spelling.INT32, non_null=True),
+    ))),
+))
+
+
+async def test_computed_fields_and_replies_are_written_as_python_makes_them(postgres_reads) -> None:
+    """The same rule (``domain/declaration.py``) in SQL and in Python: comments' and authors'
+    links (a screen name, an empty one, none; a user, a community), and a reply's parent and
+    thread, found by (owner_id, vk_id) on the same wall only."""
+    reads, uow_factory = postgres_reads
+    at = datetime(2024, 5, 1, tzinfo=UTC)
+    async with uow_factory() as uow:
+        for vk_id, owner_id in ((1, -1), (2, -2)):
+            group = await uow.groups.add(Group(vk_id=vk_id, screen_name=f"g{vk_id}", name="G"))
+            await uow.posts.upsert_many(group.id, [Post(owner_id=owner_id, vk_id=10, from_id=None, text="", published_at=at)])
+            await uow.comments.upsert_many(group.id, [
+                Comment(owner_id=owner_id, vk_id=5, post_vk_id=10, from_id=7, text="t", published_at=at),
+                Comment(owner_id=owner_id, vk_id=6, post_vk_id=10, from_id=-3, text="t", published_at=at + timedelta(1),
+                        thread_vk_id=5, parent_vk_id=5),
+                Comment(owner_id=owner_id, vk_id=7, post_vk_id=10, from_id=8, text="t", published_at=at + timedelta(2),
+                        thread_vk_id=5, parent_vk_id=6),
+                Comment(owner_id=owner_id, vk_id=8, post_vk_id=10, from_id=9, text="t", published_at=at + timedelta(3),
+                        thread_vk_id=99, parent_vk_id=99),  # a parent never collected
+            ])
+        await uow.authors.upsert_many([Author(7, "A", ""), Author(-3, "C", None), Author(8, "B", "o'brien\"x")])
+        await uow.commit()
+    plain = await reads.comments_page(CommentFilter(), CommentOrder(), first=20)
+    projected = await reads.comments_page_projected(CommentFilter(), CommentOrder(), WALL, first=20)
+    views = [view for _, view in plain.edges]
+    authors = dict(zip([v.from_id for v in views], await reads.authors_by_ids([v.from_id for v in views])))
+    on_wall = {(v.owner_id, v.vk_id): v for v in views}
+
+    def expected(view):
+        parent, thread = on_wall.get((view.owner_id, view.parent_vk_id)), on_wall.get((view.owner_id, view.thread_vk_id))
+        author = authors[view.from_id]
+        return {
+            "vkId": view.vk_id, "url": _rule(declaration.COMMENT, "url", view),
+            "author": {"vkId": author.vk_id, "url": _rule(declaration.AUTHOR, "url", author)} if author else None,
+            "parent": {"vkId": parent.vk_id, "url": _rule(declaration.COMMENT, "url", parent)} if parent else None,
+            "thread": {"vkId": thread.vk_id} if thread else None,
+        }
+
+    assert [orjson.loads(text) for _, text in projected.edges] == [expected(v) for v in views]
+    written = [orjson.loads(text) for _, text in projected.edges]
+    # What was compared: every kind of link and reply.
+    assert {w["author"]["url"] for w in written if w["author"]} == {
+        "https://vk.com/id7", "https://vk.com/club3", "https://vk.com/o'brien\"x"}
+    assert "https://vk.com/wall-2_10?reply=7" in {w["url"] for w in written}
+    assert sum(w["parent"] is not None for w in written) == 4 and sum(w["thread"] is None for w in written) == 4

@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { request } from "../api";
 import { Highlighted } from "../highlight";
-import { fill, fmtDate, fmtNum, t } from "../i18n";
+import { fill, fmtDate, fmtNum, lang, t } from "../i18n";
 import { COMMENT_EVENTS, COMMENT_VERSIONS, COMMENTS, FILTER_OPTIONS, SET_COMMENT_STATE } from "../ops";
 import { cleanFilter, review, setReview, type ReviewState } from "../reviewFilter";
 import type {
@@ -87,6 +87,7 @@ const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery
 type RowProps = {
   c: Comment; index: number; total: number; isCurrent: boolean; isSelected: boolean;
   onPick: (index: number) => void; onToggle: (id: string) => void;
+  language: string; // a memoized row renders its badges again when the language changes
 };
 
 /** One comment of the list. Memoized and keyed by id: a step re-renders the row it leaves and
@@ -419,7 +420,7 @@ export function Review() {
           <div style={{ height: `${rows.length * ROW}px`, position: "relative" }}>
             {rows.slice(first, last).map((c, i) => (
               <Row key={c.id} c={c} index={first + i} total={rows.length} isCurrent={first + i === current}
-                isSelected={selected.has(c.id)} onPick={pick} onToggle={toggle} />
+                isSelected={selected.has(c.id)} onPick={pick} onToggle={toggle} language={lang.value} />
             ))}
           </div>
           {!loading && rows.length === 0 && <p class="muted pad">{t("none")}</p>}

@@ -178,6 +178,14 @@ def test_an_operator_works_the_queue_with_the_keys(browser: Any, service: Servic
         page.locator("[data-testid=comment-events] li", has_text="Анна · Статус: Новый → Готово").wait_for()
         _shot(page, "03-review-workflow-ru")
         _axe(page, "review with the workflow, in Russian")
+
+        # The dashboard counts comments by status, at once after the changes
+        page.get_by_role("link", name="Сводка").click()
+        table = page.get_by_test_id("by-status")
+        table.locator("tr[data-status=DONE]", has_text="Готово").wait_for()
+        assert table.locator("tr[data-status=DONE] td").nth(1).inner_text() == "2"
+        assert table.locator("tr[data-status=IN_PROGRESS] td").nth(1).inner_text() == "1"
+        _shot(page, "05-dashboard-by-status-ru")
         watch.assert_clean()
     finally:
         context.close()

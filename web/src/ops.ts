@@ -22,6 +22,7 @@ export const STATS = /* GraphQL */ `
       topKeywords { keywordId word matches comments }
       topAuthors { vkId name comments }
       days { day comments matchedComments matches }
+      byStatus { status comments }
     }
   }
 `;

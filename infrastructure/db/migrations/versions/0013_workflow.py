@@ -6,7 +6,7 @@
 - an index per queue filter (status, assignee) in the comments' default order, and on PostgreSQL
   a GIN index on the tags (``tags ?| array[...]``);
 - ``comment_events``: one row per changed field per comment (who, what old -> new, when),
-  append-only.
+  append-only (a trigger refuses an UPDATE on both databases).
 
 Revision ID: 0013
 Revises: 0010
@@ -55,9 +55,30 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_comment_events_comment_id_id", "comment_events", ["comment_id", "id"])
+    # Append-only in the database too: an UPDATE of an event fails, whoever sends it. (A DELETE
+    # stays possible: a removed community's comments take their events with them.)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE FUNCTION comment_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION 'comment_events is append-only'; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER comment_events_append_only BEFORE UPDATE ON comment_events "
+            "FOR EACH ROW EXECUTE FUNCTION comment_events_append_only()"
+        )
+    else:
+        op.execute(
+            "CREATE TRIGGER comment_events_append_only BEFORE UPDATE ON comment_events "
+            "BEGIN SELECT RAISE(ABORT, 'comment_events is append-only'); END"
+        )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER comment_events_append_only ON comment_events")
+        op.execute("DROP FUNCTION comment_events_append_only()")
+    else:
+        op.execute("DROP TRIGGER comment_events_append_only")
     op.drop_index("ix_comment_events_comment_id_id", table_name="comment_events")
     op.drop_table("comment_events")
     if op.get_bind().dialect.name == "postgresql":

@@ -169,6 +169,10 @@ def test_an_operator_works_the_queue_with_the_keys(browser: Any, service: Servic
         page.get_by_role("button", name="Apply").click()
         page.wait_for_function("() => document.querySelector('[data-testid=review-count]').innerText.startsWith('1 ')")
         assert page.locator(".comment-row").get_attribute("data-comment-id") == second
+        # Exports take the Review filter, and say it as an operator reads it
+        page.get_by_role("link", name="Exports").click()
+        assert "Tags: Жалоба" in page.get_by_test_id("export-filter").inner_text()
+        page.get_by_role("link", name="Review").click()
 
         # In Russian: statuses, the history and the keys' help
         page.get_by_role("button", name="RU").first.click()

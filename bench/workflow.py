@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +127,8 @@ async def _measure(container: Any, ids: list[int], repeat: int) -> None:
     print(f"{'Review page of 50, newest first':45} {'median ms':>10} {'max ms':>8}   "
           f"{'count: median ms':>17} {'count':>8}")
     for name, flt in filters.items():
-        page_median, page_max, _ = await timed(repeat, lambda flt=flt: reads.comments_page(flt, order, first=50))
-        count_median, _, count = await timed(repeat, lambda flt=flt: reads.comments_count(flt))
+        page_median, page_max, _ = await timed(repeat, partial(reads.comments_page, flt, order, first=50))
+        count_median, _, count = await timed(repeat, partial(reads.comments_count, flt))
         print(f"{name:45} {page_median:10.1f} {page_max:8.1f}   {count_median:17.1f} {count:8d}")
 
     window = stats_window(datetime.now(UTC).date(), since=None, until=None)

@@ -169,3 +169,56 @@ async def test_a_bad_filter_is_a_coded_error(api: Api) -> None:
     response = await api.post('{ comments(filter: {tags: ["a,b"]}) { totalCount } }', role="viewer")
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+LIVE = """subscription($filter: CommentFilter) {
+  commentMatched(filter: $filter) { id status assignee tags note }
+}"""
+
+
+async def test_the_live_feed_filters_by_the_workflow(container: Container, api: Api, comment_ids: list[str]) -> None:
+    """commentMatched with statuses/assignees/tags sends the matched comments that pass, as they
+    are now, event after event (each event reads them afresh)."""
+    import asyncio
+    from typing import Any, ClassVar
+
+    from domain.analyze import COMMENTS_MATCHED_CHANNEL
+    from domain.auth import Role
+    from graphql_api.context import Context
+    from graphql_api.ids import NodeType, parse_id
+    from graphql_api.schema import schema
+
+    a, b, c, *_ = comment_ids
+    await api(SET, {"ids": [a, b], "status": "IN_PROGRESS", "assignee": "Анна", "add": ["срочно"]})
+
+    class Socket:
+        scope: ClassVar[dict[str, str]] = {"type": "websocket"}
+        headers: ClassVar[dict[str, str]] = {}
+
+    context = Context(request=Socket(), response=None, container=container, request_id="t", role=Role.VIEWER)
+    variables: dict[str, Any] = {"filter": {"assignees": ["Анна"], "statuses": ["IN_PROGRESS"], "tags": ["Срочно"]}}
+    stream = await schema.subscribe(LIVE, variable_values=variables, context_value=context)
+    rows = [parse_id(i, NodeType.COMMENT) for i in (a, b, c)]
+
+    async def next_ids() -> list[str]:
+        result = await asyncio.wait_for(anext(stream), 10)  # type: ignore[arg-type]
+        assert result.errors is None, result.errors
+        return [result.data["commentMatched"]["id"]]
+
+    try:
+        receive = asyncio.create_task(next_ids())
+        await asyncio.sleep(0.2)  # subscribed on the bus
+        await container.adapters.events.publish(COMMENTS_MATCHED_CHANNEL, {"commentIds": [rows[2], rows[0]]})
+        assert await receive == [a]  # c is NEW and untagged
+        # A second event: b, changed meanwhile (DONE now), no longer passes; a does, as it is now.
+        await api(SET, {"ids": [b], "status": "DONE"})
+        await api(SET, {"ids": [a], "note": "перезвонить"})
+        receive = asyncio.create_task(asyncio.wait_for(anext(stream), 10))  # type: ignore[arg-type]
+        await container.adapters.events.publish(COMMENTS_MATCHED_CHANNEL, {"commentIds": [rows[1], rows[0]]})
+        result = await receive
+        assert result.errors is None, result.errors
+        assert result.data["commentMatched"] == {
+            "id": a, "status": "IN_PROGRESS", "assignee": "Анна", "tags": ["срочно"], "note": "перезвонить",
+        }
+    finally:
+        await stream.aclose()  # type: ignore[union-attr]

@@ -29,6 +29,11 @@ and their ratios to the floor and to PostGraphile measured in the same run:
   the first page of a text search (``text``: a Russian word in about 2% of the comments);
 - database transactions per page of 100 of ``vkcp serve`` (``pg_stat_database``).
 
+``--shapes`` measures real clients' documents instead (``run_shapes``): the console's review
+page (``web/src/ops.ts`` ``COMMENTS``) and the operations relay-compiler makes of
+``tests/e2e/test_relay_compiler.py``'s documents, each against a floor of the same shape
+(``http_floor.py``'s ``SHAPES``) and against PostGraphile where its schema can say it.
+
 ``--keep`` keeps the database (its name is printed) and ``--database NAME`` measures such a
 kept one again, after migrating it to the current code's revision, without filling it.
 """
@@ -48,6 +53,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
@@ -522,6 +528,132 @@ def report(results: dict[str, dict[str, Timing]], per_page: float | None) -> Non
         print(f"  [{'ok' if ok else 'MISSED'}] {text}")
 
 
+# --- real clients' documents (--shapes) ---------------------------------------------------------
+
+# What relay-compiler sends for tests/e2e/test_relay_compiler.py's documents (its artifacts' "text").
+RELAY_COMMENTS = """query CommentsListPaginationQuery($count: Int = 10, $cursor: String) {
+  ...CommentsList_query_1G22uz }
+fragment CommentRow_comment on Comment { id text viewed archived group { id name } post { id }
+  matches { keyword { id word } } }
+fragment CommentsList_query_1G22uz on Query {
+  comments(first: $count, after: $cursor, filter: {matched: true}) {
+    totalCount edges { node { id ...CommentRow_comment __typename } cursor }
+    pageInfo { endCursor hasNextPage } } }"""
+RELAY_COMMENT_REFETCH = """query CommentRowRefetchQuery($id: ID!) {
+  node(id: $id) { __typename ...CommentRow_comment id } }
+fragment CommentRow_comment on Comment { id text viewed archived group { id name } post { id }
+  matches { keyword { id word } } }"""
+RELAY_GROUPS = """query GroupsListPaginationQuery($count: Int = 10, $cursor: String) { ...GroupsList_query_1G22uz }
+fragment GroupCard_group on Group { id name screenName active }
+fragment GroupsList_query_1G22uz on Query { groups(last: $count, before: $cursor) {
+  edges { node { ...GroupCard_group id __typename } cursor } pageInfo { hasPreviousPage startCursor } } }"""
+RELAY_GROUP_REFETCH = """query GroupCardRefetchQuery($id: ID!) { node(id: $id) { __typename ...GroupCard_group id } }
+fragment GroupCard_group on Group { id name screenName active }"""
+
+# PostGraphile's nearest: no url (it has no such field), the parent through a smart tag's relation.
+PG_SHAPE_TAGS = ("COMMENT ON TABLE comments IS E'@foreignKey (from_id) references authors (vk_id)\\n"
+                 "@foreignKey (owner_id, parent_vk_id) references comments (owner_id, vk_id)'")
+PG_REVIEW = """query Review($first: Int!) {
+  allComments(first: $first, orderBy: [PUBLISHED_AT_DESC, PRIMARY_KEY_DESC]) {
+    totalCount pageInfo { hasNextPage endCursor }
+    edges { node { rowId vkId ownerId text publishedAt likes deleted deletedAt editedAt viewed archived matchesCount
+      authorByFromId { vkId name screenName } groupByGroupId { rowId name } postByPostId { vkId }
+      commentByOwnerIdAndParentVkId { rowId text authorByFromId { name } }
+      matchesByCommentId { nodes { startPos endPos matchedText keywordByKeywordId { rowId word } } } } } } }"""
+PG_COMMENT = """query One($id: BigInt!) { commentByRowId(rowId: $id) { __typename rowId text viewed archived
+  groupByGroupId { rowId name } postByPostId { rowId }
+  matchesByCommentId { nodes { keywordByKeywordId { rowId word } } } } }"""
+PG_GROUPS = """query Groups($count: Int!) { allGroups(last: $count, orderBy: PRIMARY_KEY_ASC) {
+  edges { node { rowId name screenName active __typename } cursor } pageInfo { hasPreviousPage startCursor } } }"""
+PG_GROUP = """query One($id: BigInt!) { groupByRowId(rowId: $id) { __typename rowId name screenName active } }"""
+
+
+def console_document(name: str) -> str:
+    """The console's own document ``name`` (``web/src/ops.ts``), its fragments filled in."""
+    import re
+
+    source = (BENCH.parent / "web" / "src" / "ops.ts").read_text()
+    constants = dict(re.findall(r"const (\w+) = /\* GraphQL \*/ `(.*?)`;", source, re.S))
+    return re.sub(r"\$\{(\w+)\}", lambda m: constants[m.group(1)], constants[name])
+
+
+async def run_shapes(http: httpx.AsyncClient, servers: dict[str, Server], n: int, comments: int) -> dict:
+    """p50 of each real client's document: vkcp, the floor of its shape, PostGraphile's nearest."""
+    floor, pg = servers["floor"].url, servers["postgraphile"].url if "postgraphile" in servers else None
+    graphql = [name for name in servers if name.startswith("vkcp")]
+    rotating = iter(range(10**9))
+
+    def comment_id() -> int:  # the same comment for every server of a round
+        return 1 + (next(rotating) // (len(graphql) + 1 + (pg is not None)) * 7919) % comments
+
+    def group_id() -> int:
+        return 1 + next(rotating) // (len(graphql) + 1 + (pg is not None)) % GROUPS
+
+    review = console_document("COMMENTS")
+    shapes: dict[str, tuple[str, list | None, str, Callable[[], dict], str | None, Callable[[], dict] | None]] = {
+        # label: (floor shape, its args, vkcp document, variables, PostGraphile's document, variables)
+        "console review page of 100": ("review", [100], review, lambda: {"first": 100},
+                                       PG_REVIEW, lambda: {"first": 100}),
+        "console review page of 20": ("review", [20], review, lambda: {"first": 20}, PG_REVIEW, lambda: {"first": 20}),
+        "Relay comments list (10)": ("relay comments", [10], RELAY_COMMENTS, lambda: {"count": 10}, None, None),
+        "Relay comment refetch": ("relay comment refetch", None, RELAY_COMMENT_REFETCH,
+                                  lambda: {"id": global_id(NodeType.COMMENT, comment_id())},
+                                  PG_COMMENT, lambda: {"id": str(comment_id())}),
+        "Relay groups list (10)": ("relay groups", [10], RELAY_GROUPS, lambda: {"count": 10},
+                                   PG_GROUPS, lambda: {"count": 10}),
+        "Relay group refetch": ("relay group refetch", None, RELAY_GROUP_REFETCH,
+                                lambda: {"id": global_id(NodeType.GROUP, group_id())},
+                                PG_GROUP, lambda: {"id": str(group_id())}),
+    }
+    results = {}
+    for label, (shape, args, document, variables, pg_document, pg_variables) in shapes.items():
+        # A refetch's floor reads the object a request of the round names.
+        floor_args = partial(_refetched, variables) if args is None else partial(_given, args)
+        targets: dict[str, tuple[str, Request]] = {"floor": (f"{floor}/shape/{shape}", floor_args)}
+        for name in graphql:
+            targets[name] = (servers[name].url, partial(_document, document, variables))
+        if pg and pg_document is not None and pg_variables is not None:
+            targets["postgraphile"] = (pg, partial(_document, pg_document, pg_variables))
+        results[label] = await interleaved(http, targets, n)
+    return results
+
+
+def _document(document: str, variables: Callable[[], dict]) -> dict:
+    return {"query": document, "variables": variables()}
+
+
+def _given(args: list) -> dict:
+    return {"args": args}
+
+
+def _refetched(variables: Callable[[], dict]) -> dict:
+    return {"args": [find_row_id(variables()["id"])]}
+
+
+def find_row_id(global_or_row: str) -> int:
+    from graphql_api.ids import decode_id
+
+    decoded = decode_id(global_or_row)
+    assert decoded is not None
+    return decoded[1]
+
+
+def report_shapes(results: dict[str, dict[str, Timing]]) -> None:
+    print()
+    heads = ("vkcp", "floor", "PostGraphile")
+    print(f"{'p50 ms (p90)':<30}" + "".join(f" {h:>16}" for h in heads) + f" {'vkcp/floor':>11} {'vkcp/PostGr.':>13}")
+    for label, timings in results.items():
+        p50 = {n: t.p(0.5) for n, t in timings.items()}
+        cells = "".join(f" {p50[n]:8.2f} ({timings[n].p(0.9):5.2f})" if n in p50 else f" {'-':>16}"
+                        for n in ("vkcp", "floor", "postgraphile"))
+        to_pg = f"{p50['vkcp'] / p50['postgraphile']:13.2f}" if "postgraphile" in p50 else f"{'-':>13}"
+        print(f"{label:<30}{cells} {p50['vkcp'] / p50['floor']:11.2f} {to_pg}")
+        ok = p50["vkcp"] <= 1.3 * p50["floor"] and ("postgraphile" not in p50 or p50["vkcp"] <= p50["postgraphile"])
+        against = " and <= PostGraphile" if "postgraphile" in p50 else ""
+        print(f"  [{'ok' if ok else 'MISSED'}] <= 1.3x floor{against}")
+    print("(each row measured interleaved, in the same run; PostGraphile writes no url and has no matched filter)")
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--comments", type=int, default=250_000)
@@ -531,6 +663,8 @@ async def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database (and print its name)")
     parser.add_argument("--fill-only", action="store_true", help="fill a database, keep it, measure nothing")
     parser.add_argument("--database", metavar="NAME", help="measure this kept database again (migrated, not filled)")
+    parser.add_argument("--shapes", action="store_true",
+                        help="measure the console's review page and the Relay operations against floors of their shape")
     args = parser.parse_args()
 
     name = args.database or f"vkcp_bench_{uuid.uuid4().hex[:10]}"
@@ -551,7 +685,7 @@ async def main() -> int:
             fill_seconds = await fill(dsn, args.comments)
             print(f"database {name}: {args.comments:,} comments filled in {fill_seconds:.1f} s", flush=True)
         conn = await asyncpg.connect(dsn)
-        await conn.execute(PG_SMART_TAGS)
+        await conn.execute(PG_SHAPE_TAGS if args.shapes else PG_SMART_TAGS)
         await conn.execute("VACUUM ANALYZE")  # what a migration added, settled like the rest
         await print_sizes(conn)
         await conn.close()
@@ -561,8 +695,14 @@ async def main() -> int:
             servers = start_servers(url, dsn, data_dir, compare=args.compare)
             async with httpx.AsyncClient(timeout=60) as http:
                 await wait_until_up(http, servers)
-                results, per_page = await run(http, servers, dsn, args.requests)
-        report(results, per_page)
+                if args.shapes:
+                    shaped = await run_shapes(http, servers, args.requests, args.comments)
+                else:
+                    results, per_page = await run(http, servers, dsn, args.requests)
+        if args.shapes:
+            report_shapes(shaped)
+        else:
+            report(results, per_page)
     finally:
         for server in servers.values():
             server.stop()

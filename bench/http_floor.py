@@ -14,7 +14,10 @@ statement whose rows are serialized with orjson:
 - ``POST /keyword {"keyword": id}``: the first 100 comments matched by a keyword (with their
   matches) and how many there are, one statement each;
 - ``POST /search {"word": text}``: the first 100 comments whose folded text contains the word
-  (``infrastructure.db.filters``'s expression, which the trigram index serves).
+  (``infrastructure.db.filters``'s expression, which the trigram index serves);
+- ``POST /shape/<name> {"args": [...]}``: the response of a real client's document (``SHAPES``:
+  the console's review page, the Relay operations of ``tests/e2e/test_relay_compiler.py``),
+  written whole by PostgreSQL in one statement.
 """
 
 from __future__ import annotations
@@ -121,6 +124,77 @@ ORDER BY c.published_at DESC, c.id DESC LIMIT 100
 """
 
 
+# The same shapes as real clients' documents, each one statement writing the whole response.
+_AUTHOR_URL = """CASE WHEN coalesce(a.screen_name, '') <> '' THEN 'https://vk.com/' || a.screen_name
+  WHEN a.vk_id > 0 THEN 'https://vk.com/id' || a.vk_id ELSE 'https://vk.com/club' || -a.vk_id END"""
+_KEYWORDS_OF = """coalesce((SELECT json_agg(json_build_object({fields}) ORDER BY m.start_pos, m.end_pos, m.keyword_id)
+  FROM matches m JOIN keywords k ON k.id = m.keyword_id WHERE m.comment_id = c.id), '[]')"""
+_NEWEST = "(SELECT * FROM comments c {where} ORDER BY c.published_at DESC, c.id DESC LIMIT $1 + 1)"
+SHAPES = {
+    # web/src/ops.ts COMMENTS: the console's review page (first $1, newest first, no filter).
+    "review": f"""
+WITH page AS {_NEWEST.format(where="")}
+SELECT json_build_object('data', json_build_object('comments', json_build_object(
+  'totalCount', (SELECT coalesce(sum(comments), 0) FROM stats_groups),
+  'pageInfo', json_build_object('hasNextPage', (SELECT count(*) FROM page) > $1,
+                                'endCursor', (SELECT max(id) FROM (SELECT id FROM page LIMIT $1) e)),
+  'edges', (SELECT json_agg(json_build_object('node', json_build_object(
+    'id', c.id, 'vkId', c.vk_id, 'ownerId', c.owner_id, 'text', c.text, 'publishedAt', c.published_at,
+    'likes', c.likes, 'deleted', c.deleted, 'deletedAt', c.deleted_at, 'editedAt', c.edited_at,
+    'viewed', c.viewed, 'archived', c.archived, 'matchesCount', c.matches_count,
+    'url', 'https://vk.com/wall' || c.owner_id || '_' || c.post_vk_id || '?reply=' || c.vk_id,
+    'author', (SELECT json_build_object('vkId', a.vk_id, 'name', a.name, 'url', {_AUTHOR_URL})
+               FROM authors a WHERE a.vk_id = c.from_id),
+    'group', (SELECT json_build_object('id', g.id, 'name', g.name) FROM groups g WHERE g.id = c.group_id),
+    'post', (SELECT json_build_object('vkId', p.vk_id) FROM posts p WHERE p.id = c.post_id),
+    'parent', (SELECT json_build_object('id', r.id, 'text', r.text, 'author',
+                 (SELECT json_build_object('name', a.name) FROM authors a WHERE a.vk_id = r.from_id))
+               FROM comments r WHERE r.owner_id = c.owner_id AND r.vk_id = c.parent_vk_id),
+    'matches', {_KEYWORDS_OF.format(fields="'start', m.start_pos, 'end', m.end_pos, 'matchedText', m.matched_text, "
+                                    "'keyword', json_build_object('id', k.id, 'word', k.word)")}
+  )) ORDER BY c.published_at DESC, c.id DESC) FROM (SELECT * FROM page LIMIT $1) c)
+)))::text""",
+    # Relay's CommentsListPaginationQuery: matched comments, first $1, with CommentRow_comment.
+    "relay comments": f"""
+WITH page AS {_NEWEST.format(where="WHERE c.matches_count > 0")}
+SELECT json_build_object('data', json_build_object('comments', json_build_object(
+  'totalCount', (SELECT coalesce(sum(matched_comments), 0) FROM stats_groups),
+  'edges', (SELECT json_agg(json_build_object('node', json_build_object(
+    'id', c.id, 'text', c.text, 'viewed', c.viewed, 'archived', c.archived,
+    'group', (SELECT json_build_object('id', g.id, 'name', g.name) FROM groups g WHERE g.id = c.group_id),
+    'post', (SELECT json_build_object('id', p.id) FROM posts p WHERE p.id = c.post_id),
+    'matches', {_KEYWORDS_OF.format(fields="'keyword', json_build_object('id', k.id, 'word', k.word)")},
+    '__typename', 'Comment'), 'cursor', c.id) ORDER BY c.published_at DESC, c.id DESC)
+    FROM (SELECT * FROM page LIMIT $1) c),
+  'pageInfo', json_build_object('endCursor', (SELECT min(id) FROM page),
+                                'hasNextPage', (SELECT count(*) FROM page) > $1)
+)))::text""",
+    # Relay's CommentRowRefetchQuery: node(id: $1) as a Comment.
+    "relay comment refetch": f"""
+SELECT json_build_object('data', json_build_object('node', (SELECT json_build_object(
+  '__typename', 'Comment', 'id', c.id, 'text', c.text, 'viewed', c.viewed, 'archived', c.archived,
+  'group', (SELECT json_build_object('id', g.id, 'name', g.name) FROM groups g WHERE g.id = c.group_id),
+  'post', (SELECT json_build_object('id', p.id) FROM posts p WHERE p.id = c.post_id),
+  'matches', {_KEYWORDS_OF.format(fields="'keyword', json_build_object('id', k.id, 'word', k.word)")})
+  FROM comments c WHERE c.id = $1)))::text""",
+    # Relay's GroupsListPaginationQuery: the last $1 communities.
+    "relay groups": """
+WITH page AS (SELECT * FROM groups ORDER BY id DESC LIMIT $1 + 1)
+SELECT json_build_object('data', json_build_object('groups', json_build_object(
+  'edges', (SELECT json_agg(json_build_object('node', json_build_object('id', g.id, 'name', g.name,
+      'screenName', g.screen_name, 'active', g.active, '__typename', 'Group'), 'cursor', g.id) ORDER BY g.id)
+    FROM (SELECT * FROM page LIMIT $1) g),
+  'pageInfo', json_build_object('hasPreviousPage', (SELECT count(*) FROM page) > $1, 'startCursor',
+                                (SELECT min(id) FROM (SELECT id FROM page LIMIT $1) s))
+)))::text""",
+    # Relay's GroupCardRefetchQuery: node(id: $1) as a Group.
+    "relay group refetch": """
+SELECT json_build_object('data', json_build_object('node', (SELECT json_build_object(
+  '__typename', 'Group', 'id', g.id, 'name', g.name, 'screenName', g.screen_name, 'active', g.active)
+  FROM groups g WHERE g.id = $1)))::text""",
+}
+
+
 def build_app(dsn: str) -> Starlette:
     pool: Any = None  # asyncpg's Pool (untyped), made by lifespan before any request
 
@@ -168,7 +242,12 @@ def build_app(dsn: str) -> Starlette:
         rows = await pool.fetch(SEARCH, word)
         return Response(orjson.dumps({"data": {"edges": rows_json(rows)}}), media_type="application/json")
 
-    routes = [("/page", page), ("/stats", stats), ("/count", count), ("/keyword", keyword), ("/search", search)]
+    async def shape(request: Request) -> Response:
+        found = await pool.fetchval(SHAPES[request.path_params["name"]], *orjson.loads(await request.body())["args"])
+        return Response(found.encode(), media_type="application/json")
+
+    routes = [("/page", page), ("/stats", stats), ("/count", count), ("/keyword", keyword), ("/search", search),
+              ("/shape/{name}", shape)]
     return Starlette(routes=[Route(path, endpoint, methods=["POST"]) for path, endpoint in routes], lifespan=lifespan)
 
 

@@ -9,15 +9,20 @@ and ``relay.by_id``: same arguments, checks, filters and cursors), then every re
 with one batched ``ReadModel`` call, and writes every value with the scalar the schema serializes
 it with.
 
+What each field and relation means (a column, a computed rule, the keys a relation joins on)
+is ``domain/declaration.py``'s: the relations the plan reads level by level and the projections
+it makes come from there, as the types' resolvers and the read model's statements do.
+
 A ``comments`` connection whose nodes ask only for what PostgreSQL can write goes further: the
-node selection becomes a ``Projection`` (``_projection``; which attribute each field copies is
-read off the types' own converters), and the read model writes each node's JSON in the page's
-own statement (``infrastructure/db/projection.py``): one statement, no objects per field.
+node selection becomes a ``Projection`` (``_projection``: each field as declared), and the read
+model writes each node's JSON in the page's own statement (``infrastructure/db/projection.py``):
+one statement, no objects per field. ``node(id:)`` (Relay's refetch) completes the object with
+the selection of its own type.
 
 The plan answers only what it answers exactly as the normal executor would. Whatever it does
 not know makes the whole operation run on the normal executor, unchanged: at compile time a
 field it has no rule for (an argument below the root, a resolver that wants ``info``, a
-permission, an interface, introspection, ``@defer``); at run time anything unexpected (an
+permission, a union, introspection, ``@defer``); at run time anything unexpected (an
 exception, a null where the schema forbids one, a value a scalar refuses), counted in
 ``/metrics`` by why (``UNKNOWN_SHAPE`` and the others below). So every error response still
 comes from the normal executor but one: a database outage (``Unavailable``), which the plan
@@ -49,6 +54,7 @@ from graphql import (
     GraphQLFloat,
     GraphQLID,
     GraphQLInt,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -74,7 +80,7 @@ from graphql_api import declared
 from graphql_api.comments import Comment, comments_connection
 from graphql_api.graphql_core_compat import collect_fields, collect_subfields
 from graphql_api.groups import Group, groups_connection
-from graphql_api.ids import NodeType
+from graphql_api.ids import NodeType, decode_id
 from graphql_api.keywords import Keyword, keywords_connection
 from graphql_api.relay import by_id
 from graphql_api.strawberry_compat import python_arguments, reads_attribute, strawberry_field
@@ -270,8 +276,30 @@ async def _keyword(read_model: ReadModel, id: strawberry.ID) -> Keyword | None:
     return await by_id(id, NodeType.KEYWORD, _one(read_model.keywords_by_ids), Keyword.from_view)
 
 
+# What ``node(id:)`` reads (``nodes.py``'s ``load_node``) for the declared types: the look-up, the view.
+_NODES = {
+    NodeType.GROUP: ("groups_by_ids", "group"), NodeType.POST: ("posts_by_ids", "post"),
+    NodeType.COMMENT: ("comments_by_ids", "comment"), NodeType.KEYWORD: ("keywords_by_ids", "keyword"),
+}
+
+
+async def _node(read_model: ReadModel, id: strawberry.ID) -> Any:
+    """``node(id:)``, Relay's refetch, of a declared type; any other (a task, an API token and
+    its permission, a row id and its error) is the normal executor's."""
+    decoded = decode_id(id)
+    if decoded is None:
+        return None
+    kind, pk = decoded
+    if kind not in _NODES:
+        raise _Fallback("node")
+    load, view = _NODES[kind]
+    found = (await getattr(read_model, load)([pk]))[0]
+    return declared.TYPES[view].from_view(found) if found is not None else None
+
+
 # Query field -> the read its resolver makes.
 ROOTS: dict[str, Callable[..., Awaitable[Any]]] = {
+    "node": _node,
     "comments": _comments,
     "comment": _comment,
     "groups": groups_connection,
@@ -316,6 +344,9 @@ class _Selection:
     type_name: str
     keys: tuple[str, ...]  # response keys, in response order
     fields: tuple[_Field, ...]
+    # Of an interface (``node``'s ``Node``): the selection of each type an object may be, or why
+    # it has none (met only if such an object turns up).
+    by_type: dict[str, _Selection | Unsupported] | None = None
 
 
 @dataclass(eq=False)
@@ -467,6 +498,8 @@ class _Run:
             return out
         if selection is None:  # a leaf: a scalar or an enum
             return _serialized(values, type_)
+        if selection.by_type is not None:
+            return await self._abstract(values, selection.by_type)
         present = [v for v in values if v is not None]
         if not present:
             return values
@@ -477,6 +510,22 @@ class _Run:
         # The same object more than once (a page's 100 comments in 20 groups): completed once.
         completed = dict(zip(map(id, distinct), await self.objects(distinct, selection)))
         return [None if v is None else dict(completed[id(v)]) for v in values]
+
+    async def _abstract(self, values: list, by_type: dict[str, _Selection | Unsupported]) -> list:
+        """Objects of an interface, each completed with the selection of its own type."""
+        at: dict[str, list[int]] = {}
+        for index, value in enumerate(values):
+            if value is not None:
+                node_type = getattr(type(value), "NODE_TYPE", None)
+                at.setdefault(node_type.value if node_type is not None else "", []).append(index)
+        out = list(values)
+        for type_name, indexes in at.items():
+            selection = by_type.get(type_name)
+            if not isinstance(selection, _Selection):
+                raise _Fallback("abstract_type")
+            for index, done in zip(indexes, await self.objects([values[i] for i in indexes], selection)):
+                out[index] = done
+        return out
 
     async def objects(self, objects: list, selection: _Selection) -> list[dict[str, Any]]:
         columns: list[Any] = []
@@ -674,6 +723,14 @@ class _Compiler:
         named = get_named_type(type_)
         if is_leaf_type(named):
             return None
+        if isinstance(named, GraphQLInterfaceType):
+            by_type: dict[str, _Selection | Unsupported] = {}
+            for possible in self.schema.get_possible_types(named):
+                try:
+                    by_type[possible.name] = self._selection(possible, details)  # type: ignore[assignment]
+                except Unsupported as e:
+                    by_type[possible.name] = e.with_traceback(None)
+            return _Selection(named.name, (), (), by_type)
         if not isinstance(named, GraphQLObjectType):
             raise Unsupported("abstract_type", str(named))
         collected = collect_subfields(self.schema, self.fragments, self.variable_values, self.operation, named, details)

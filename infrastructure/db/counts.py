@@ -2,14 +2,16 @@
 aggregates: the cost of a days-by-communities sum, not of the comments in the range.
 
 ``stats_days`` holds, per UTC day and community, the comments and how many of them are viewed,
-archived, and both (kept exact by the repositories, infrastructure/db/aggregates.py). The days
+archived, both, and matched (kept exact by the repositories, infrastructure/db/aggregates.py):
+a filter on the review state or on ``matched`` (not both: no aggregate crosses them) counts
+from there. The days
 wholly inside ``since``..``until`` are summed from it; the at most two days the range cuts are
 counted from the comments themselves, with the filter's own conditions
 (``filters.comment_conditions``), so the answer is the one a scan gives. Both parts are one
 statement: one snapshot, so a commit between them cannot be counted half.
 
-Any other condition (keywords, text, posts, authors, matched) has no aggregate: such filters are
-counted from the comments.
+Any other condition (keywords, text, posts, authors, ``matched`` with a review state) has no
+aggregate: such filters are counted from the comments.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ AGGREGATED = frozenset({"group_ids", "since", "until", "viewed", "archived"})
 
 def countable(flt: CommentFilter) -> bool:
     """Whether ``aggregated_count`` can count this filter."""
+    aggregated = AGGREGATED | {"matched"} if flt.viewed is None and flt.archived is None else AGGREGATED
     return flt.group_ids != () and all(
-        getattr(flt, name) is None for name in CommentFilter.__dataclass_fields__ if name not in AGGREGATED
+        getattr(flt, name) is None for name in CommentFilter.__dataclass_fields__ if name not in aggregated
     )
 
 
@@ -50,6 +53,8 @@ def _state_count(flt: CommentFilter) -> ColumnElement[int]:
     d = stats_days.c
     viewed, archived = flt.viewed, flt.archived
     if viewed is None and archived is None:
+        if flt.matched is not None:  # (countable: not with a review state)
+            return d.matched_comments if flt.matched else d.comments - d.matched_comments
         return d.comments
     if archived is None:
         return d.viewed if viewed else d.comments - d.viewed

@@ -351,3 +351,27 @@ async def test_the_consoles_review_page_is_written_by_postgresql(seeded, monkeyp
     # Replies with their parent's author, and links, were written.
     assert any(b'"parent":{"id":' in body for body in bodies)
     assert all(b'"url":"https://vk.com/wall-' in body for body in bodies)
+
+
+REFETCH = """query($id: ID!) { node(id: $id) { __typename id ...C ...G ... on Post { vkId url group { name } }
+  ... on Keyword { word matchesCount } ... on Task { state } } }
+fragment C on Comment { text url author { url } parent { id } matches { keyword { word } } }
+fragment G on Group { name url }"""
+
+
+async def test_relay_refetches_through_node_answer_as_the_normal_executor(seeded, monkeypatch) -> None:
+    """``node(id:)`` (Relay's refetch) of each declared type, completed with its own type's
+    selection; what the plan does not read itself (a task, a row id's error) the normal executor answers."""
+    pair, known = seeded
+    counted = Counted(monkeypatch)
+    ids = [*known.comment_ids[:5], *known.group_ids, *known.post_ids[:3], *known.keyword_ids[:3],
+           "Q29tbWVudDo5OTk5OTk5", "bm90IGFuIGlk"]  # Comment:9999999 (none), not an id
+    for index, id in enumerate(ids):
+        plan, normal = await pair.both(REFETCH, {"id": id}, "viewer", f"node-{index}")
+        assert plan == normal and plan[0] == 200, id
+    assert (counted.answered, counted.handed_over) == (len(ids), 0)
+    tasks = await pair.data("{ tasks(first: 1) { edges { node { id } } } }")
+    for id in (tasks["tasks"]["edges"][0]["node"]["id"], "1"):  # a task; a row id (an error)
+        plan, normal = await pair.both(REFETCH, {"id": id}, "viewer", "node-other")
+        assert plan == normal
+    assert counted.handed_over == 2

@@ -178,6 +178,7 @@ def test_an_operator_works_the_queue_with_the_keys(browser: Any, service: Servic
         page.get_by_role("button", name="RU").first.click()
         page.locator(f".comment-row[data-comment-id='{second}'] [data-badge=status]", has_text="Готово").wait_for()
         assert "m — назначить себе" in page.locator(".review-bar .muted").inner_text()
+        page.locator("[data-pick=statuses] legend", has_text="Статус").wait_for()  # the filters too
         page.get_by_role("button", name="Мои задачи").wait_for()
         page.locator("[data-testid=comment-events] li", has_text="Анна · Статус: Новый → Готово").wait_for()
         _shot(page, "03-review-workflow-ru")

@@ -37,7 +37,8 @@ export function vkLink(c: Comment): string {
   return `https://vk.com/wall${c.ownerId}_${c.post?.vkId}?reply=${c.vkId}`;
 }
 
-const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery | null }) {
+// `language`: the memoized form renders its labels again when the language changes.
+const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery | null; language: string }) {
   const [draft, setDraft] = useState<ReviewState>(review.value);
   const f = draft.filter;
   const set = (patch: Partial<CommentFilter>) => setDraft({ ...draft, filter: { ...f, ...patch } });
@@ -384,7 +385,7 @@ export function Review() {
   const focused = rows[current];
   return (
     <div class="review">
-      <Filters options={options} />
+      <Filters options={options} language={lang.value} />
       <div class="review-bar">
         <span aria-live="polite" data-testid="review-count">{fmtNum(rows.length)} {t("loaded")} {t("of")} {fmtNum(total)}</span>
         {selected.size > 0 && <span>{selected.size} {t("selected")}</span>}

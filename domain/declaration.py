@@ -53,6 +53,8 @@ class Spelling(enum.StrEnum):
     TIME = "time"  # ISO 8601 in UTC, as ``datetime.isoformat`` spells an aware UTC time
     GLOBAL_ID = "global_id"  # base64 of "<kind>:<id>" (``graphql_api.ids.global_id``)
     FLOAT = "float"  # a float: no projected page writes one (PostgreSQL and orjson spell them apart)
+    ENUM = "enum"  # a text column holding a member's name, answered as the GraphQL enum ``Field.enum`` names
+    TEXT_LIST = "text_list"  # a JSON array of strings (JSON on SQLite, JSONB on PostgreSQL), in its order
 
 
 # --- computed fields ----------------------------------------------------------------------------
@@ -133,6 +135,7 @@ class Field:
     column: str = ""
     exposed: bool = True
     rule: Rule | None = None
+    enum: str = ""  # ``ENUM``: the API's enum type (its members' names are the stored values)
 
     def __post_init__(self) -> None:
         if not self.attribute:
@@ -214,6 +217,13 @@ COMMENT = View(
         Field("viewed", Spelling.BOOLEAN, "Marked as viewed by a reviewer."),
         Field("archived", Spelling.BOOLEAN, "Marked as archived by a reviewer."),
         Field("matches_count", Spelling.INT32, "How many keyword matches the comment has."),
+        # The team's review workflow (domain/review.py; changed by setCommentState, each change
+        # in commentEvents).
+        Field("status", Spelling.ENUM, "Where it is in the team's review.", enum="CommentStatus"),
+        Field("assignee", Spelling.TEXT, "Who it is assigned to: an API token holder's name; null: nobody.",
+              nullable=True),
+        Field("tags", Spelling.TEXT_LIST, "Free labels (trimmed, lowercase, sorted)."),
+        Field("note", Spelling.TEXT, "The team's note on it; null: none.", nullable=True),
         Field("group_id", Spelling.INT32, exposed=False),
         Field("post_id", Spelling.INT32, exposed=False),
         Field("post_vk_id", Spelling.INT32, exposed=False),

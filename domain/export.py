@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from domain.errors import InvalidInput
-from domain.models import Task, TaskKind
+from domain.models import CommentStatus, Task, TaskKind
 from domain.ports import (
     EXPORT_COLUMNS,
     Adapters,
@@ -50,7 +50,8 @@ _TITLES = {
     "keywords": "Keywords", "authorId": "Author VK ID", "authorName": "Author", "authorUrl": "Author link",
     "groupId": "Community ID", "groupName": "Community", "groupUrl": "Community link",
     "postVkId": "Post VK ID", "postUrl": "Post link", "ownerId": "Wall owner ID",
-    "viewed": "Viewed", "archived": "Archived",
+    "viewed": "Viewed", "archived": "Archived", "status": "Status", "assignee": "Assignee", "tags": "Tags",
+    "note": "Note",
 }  # fmt: skip
 
 
@@ -81,6 +82,7 @@ def time_zone(name: str) -> ZoneInfo:
 # --- filters as task params (JSON) ----------------------------------------------------------
 
 _ID_LISTS = {"groupIds": "group_ids", "postIds": "post_ids", "keywordIds": "keyword_ids", "authorIds": "author_ids"}
+_TEXT_LISTS = ("statuses", "assignees", "tags")  # the review workflow's: the same name in params
 _FLAGS = {"matched": "matched", "viewed": "viewed", "archived": "archived", "deleted": "deleted", "edited": "edited"}
 
 
@@ -97,6 +99,9 @@ def filter_to_params(flt: CommentFilter) -> dict[str, Any]:
     for key in ("since", "until"):
         if (value := getattr(flt, key)) is not None:
             params[key] = value.isoformat()
+    for key in _TEXT_LISTS:
+        if (value := getattr(flt, key)) is not None:
+            params[key] = [str(v) for v in value]
     return params
 
 
@@ -113,6 +118,9 @@ def filter_from_params(params: dict[str, Any]) -> CommentFilter:
     for key in ("since", "until"):
         if params.get(key) is not None:
             values[key] = datetime.fromisoformat(params[key])
+    for key in _TEXT_LISTS:
+        if params.get(key) is not None:
+            values[key] = tuple(CommentStatus(v) for v in params[key]) if key == "statuses" else tuple(params[key])
     return CommentFilter(**values)
 
 

@@ -38,6 +38,43 @@ class ApiToken:
     revoked_at: datetime | None = None
 
 
+class CommentStatus(enum.StrEnum):
+    """Where a comment is in a team's review (``domain.review``); every comment starts NEW."""
+
+    NEW = "NEW"
+    IN_PROGRESS = "IN_PROGRESS"
+    DONE = "DONE"
+    IGNORED = "IGNORED"
+
+
+@dataclass(frozen=True)
+class CommentEvent:
+    """One change of one review field of one comment: who (an API token's name), what (``field``:
+    ``status``, ``assignee``, ``tags``, ``note``, ``viewed`` or ``archived``; the values as
+    ``domain.review.event_value`` spells them, None for none), when. Append-only."""
+
+    comment_id: int
+    at: datetime
+    actor: str
+    field: str
+    old_value: str | None
+    new_value: str | None
+    id: int = 0  # given by the store; orders events of the same instant
+
+
+@dataclass(frozen=True)
+class WorkflowState:
+    """A comment's review state, as ``domain.review`` reads and changes it."""
+
+    id: int
+    viewed: bool
+    archived: bool
+    status: CommentStatus
+    assignee: str | None
+    tags: tuple[str, ...]  # sorted, each once
+    note: str | None
+
+
 class TaskKind(enum.StrEnum):
     PARSE = "PARSE"
     ANALYZE = "ANALYZE"

@@ -19,7 +19,21 @@ from types import TracebackType
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
+from domain.models import (
+    ApiToken,
+    Author,
+    Comment,
+    CommentEvent,
+    Group,
+    Keyword,
+    Match,
+    Post,
+    Progress,
+    Task,
+    TaskKind,
+    TaskState,
+    WorkflowState,
+)
 from domain.queries import CommentFilter
 from domain.timing import TaskTiming
 from domain.vk import GatewayStats, TokenState
@@ -132,6 +146,17 @@ class CommentRepository(Protocol):
 
     async def set_state(self, ids: Sequence[int], *, viewed: bool | None, archived: bool | None) -> list[int]:
         """Set the review flags of many comments; returns the ids that exist."""
+
+    async def workflow_states(self, ids: Sequence[int]) -> list[WorkflowState]:
+        """The review state of those of ``ids`` that exist (in id order), locked until the
+        transaction ends: a concurrent change waits, so no change is recorded against a stale
+        old value."""
+
+    async def set_workflow(self, states: Sequence[WorkflowState]) -> None:
+        """Store each state's status, assignee, tags and note (the flags: ``set_state``)."""
+
+    async def add_events(self, events: Sequence[CommentEvent]) -> None:
+        """Append to the audit trail (nothing updates or deletes an event)."""
 
     async def iter_texts(
         self, *, group_ids: Sequence[int] | None, after_id: int, limit: int
@@ -408,6 +433,11 @@ class ExportRow:
     keywords: tuple[str, ...]  # the matched keywords' words, sorted
     viewed: bool
     archived: bool
+    # The review workflow (``domain.review``).
+    status: str = "NEW"
+    assignee: str | None = None
+    tags: tuple[str, ...] = ()
+    note: str | None = None
 
     @property
     def comment_url(self) -> str:
@@ -437,7 +467,7 @@ class ExportRow:
             list(self.keywords),
             self.author_id, self.author_name, self.author_url,
             self.group_id, self.group_name, self.group_url, self.post_vk_id, self.post_url, self.owner_id,
-            self.viewed, self.archived,
+            self.viewed, self.archived, self.status, self.assignee, list(self.tags), self.note,
         )  # fmt: skip
 
 
@@ -446,7 +476,7 @@ EXPORT_COLUMNS = (
     "deleted", "deletedAt", "editedAt", "replyToVkId", "threadVkId", "matchesCount", "keywords",
     "authorId", "authorName", "authorUrl",
     "groupId", "groupName", "groupUrl", "postVkId", "postUrl", "ownerId",
-    "viewed", "archived",
+    "viewed", "archived", "status", "assignee", "tags", "note",
 )  # fmt: skip
 """Column names: CSV headers and JSON Lines keys (XLSX headers are ``domain.export.column_titles``)."""
 

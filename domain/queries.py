@@ -21,7 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from domain.declaration import COMMENT, POST, Spelling, declared_view
 from domain.errors import InvalidInput
-from domain.models import Author, Group, Keyword, Match, Task, TaskKind, TaskState
+from domain.models import Author, CommentEvent, CommentStatus, Group, Keyword, Match, Task, TaskKind, TaskState
 from domain.text import checked_text
 
 T = TypeVar("T")
@@ -65,6 +65,10 @@ class CommentFilter:
     archived: bool | None = None
     deleted: bool | None = None  # deleted on VK (turned ``deleted: true``, or gone)
     edited: bool | None = None  # seen with another text before (``CommentView.edited_at``)
+    # The review workflow: any of these statuses / assignees (API token names) / tags.
+    statuses: tuple[CommentStatus, ...] | None = None
+    assignees: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         # Checked here, so a filter means the same to the comments query, an export and the
@@ -77,6 +81,8 @@ class CommentFilter:
             checked_text(self.text, field="text")
             if len(self.text) > MAX_FILTER_TEXT:
                 raise InvalidInput(f"`text` is longer than {MAX_FILTER_TEXT} characters", field="text")
+        _check_names("assignees", self.assignees)
+        _check_names("tags", self.tags)
 
     @property
     def text_words(self) -> tuple[str, ...]:
@@ -107,6 +113,12 @@ class CommentFilter:
             return False
         if self.edited is not None and (comment.edited_at is not None) != self.edited:
             return False
+        if self.statuses is not None and comment.status not in self.statuses:
+            return False
+        if self.assignees is not None and comment.assignee not in self.assignees:
+            return False
+        if self.tags is not None and not any(tag in self.tags for tag in comment.tags):
+            return False
         if words := self.text_words:
             folded = fold_text(comment.text)
             return all(word in folded for word in words)
@@ -133,6 +145,15 @@ class TaskFilter:
 def _check_ids(field: str, ids: tuple[int, ...] | None) -> None:
     if ids is not None and len(set(ids)) > MAX_FILTER_IDS:
         raise InvalidInput(f"At most {MAX_FILTER_IDS} ids in `{field}`", field=field)
+
+
+def _check_names(field: str, names: tuple[str, ...] | None) -> None:
+    if names is None:
+        return
+    if len(set(names)) > MAX_FILTER_IDS:
+        raise InvalidInput(f"At most {MAX_FILTER_IDS} values in `{field}`", field=field)
+    for name in names:
+        checked_text(name, field=field)
 
 
 @dataclass
@@ -175,6 +196,11 @@ class CommentView:
     # the collector noticed the comment deleted on VK (set exactly when ``deleted`` is).
     edited_at: datetime | None = None
     deleted_at: datetime | None = None
+    # The review workflow (``domain.review``).
+    status: CommentStatus = CommentStatus.NEW
+    assignee: str | None = None
+    tags: list[str] = field(default_factory=list)  # sorted, each once
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -321,6 +347,14 @@ class ReadModel(Protocol):
     async def keyword_matches_counts(self, ids: Sequence[int]) -> list[int]:
         """Stored matches per keyword, aligned with ``ids``."""
 
+    async def comment_events_page(
+        self, comment_id: int, *, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None,
+    ) -> Page[CommentEvent]:
+        """A comment's review changes (``domain.review``), oldest first."""
+        ...
+    async def comment_events_count(self, comment_id: int) -> int: ...
+
     async def tasks_page(
         self, flt: TaskFilter, *, first: int | None = None, after: str | None = None, last: int | None = None,
         before: str | None = None,
@@ -404,9 +438,16 @@ class DayStats:
 
 
 @dataclass
+class StatusStats:
+    status: CommentStatus
+    comments: int
+
+
+@dataclass
 class Stats:
     totals: StatsTotals
     groups: list[GroupStats]
     top_keywords: list[KeywordStats]
     top_authors: list[AuthorStats]
     days: list[DayStats]  # every day of the window, oldest first, zeros included
+    by_status: list[StatusStats] = field(default_factory=list)  # every status, in CommentStatus order

@@ -2,7 +2,8 @@
 
 The numbers themselves are SQL aggregates (``infrastructure/db/stats.py``). They are cached
 for a short while in the ``stats`` namespace, which every finished task invalidates
-(``domain.tasks``), so a collection or analyze job is never followed by stale numbers.
+(``domain.tasks``), so a collection or analyze job is never followed by stale numbers; so does
+a change of review status (``domain.review``), for the counts by status.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from datetime import date, datetime, timedelta
 
 from domain.errors import InvalidInput
+from domain.models import CommentStatus
 from domain.ports import Cache
 from domain.queries import (
     AuthorStats,
@@ -22,6 +24,7 @@ from domain.queries import (
     Stats,
     StatsTotals,
     StatsWindow,
+    StatusStats,
 )
 
 DEFAULT_DAYS = 30
@@ -99,4 +102,5 @@ def _decode(raw: bytes) -> Stats:
         top_keywords=[KeywordStats(**k) for k in data["top_keywords"]],
         top_authors=[AuthorStats(**a) for a in data["top_authors"]],
         days=[DayStats(**{**d, "day": date.fromisoformat(d["day"])}) for d in data["days"]],
+        by_status=[StatusStats(CommentStatus(s["status"]), s["comments"]) for s in data.get("by_status", [])],
     )

@@ -20,11 +20,13 @@ import strawberry
 
 from domain import declaration
 from domain import review as review_cases
+from domain.models import CommentStatus as DomainCommentStatus
 from domain.queries import CommentFilter, CommentOrder, CommentSort, CommentView, Page, Projection, ReadModel
 from domain.queries import SortDirection as DomainSortDirection
+from domain.review import normal_tag
 from graphql_api.auth import IsOperator
 from graphql_api.context import Info
-from graphql_api.declared import Declared, declared, prefetch, selected_under
+from graphql_api.declared import Declared, declared, enum_type, prefetch, selected_under
 from graphql_api.errors import UserError, user_errors_in
 from graphql_api.groups import Group  # noqa: F401 (declared first: a comment's and a post's group)
 from graphql_api.ids import NodeType, filter_ids, parse_id
@@ -47,6 +49,15 @@ class CommentSortField(enum.Enum):
 class SortDirection(enum.Enum):
     ASC = strawberry.enum_value("ASC", description="Smallest (oldest) first.")
     DESC = strawberry.enum_value("DESC", description="Largest (newest) first.")
+
+
+@enum_type
+@strawberry.enum(description="Where a comment is in the team's review.")
+class CommentStatus(enum.Enum):
+    NEW = strawberry.enum_value("NEW", description="Nobody has taken it up yet (every comment starts here).")
+    IN_PROGRESS = strawberry.enum_value("IN_PROGRESS", description="Someone is working on it.")
+    DONE = strawberry.enum_value("DONE", description="Dealt with.")
+    IGNORED = strawberry.enum_value("IGNORED", description="Needs nothing.")
 
 
 @strawberry.type(description="A wall post of a community.")
@@ -134,6 +145,16 @@ class CommentFilterInput:
         default=None, description="Only comments seen edited (true: `editedAt` set, earlier texts in `versions`) or "
         "only those not (false)."
     )
+    statuses: list[CommentStatus] | None = strawberry.field(
+        default=None, description="Only comments in one of these review statuses."
+    )
+    assignees: list[str] | None = strawberry.field(
+        default=None, description="Only comments assigned to one of these names (API token holders; at most 1000)."
+    )
+    tags: list[str] | None = strawberry.field(
+        default=None, description="Only comments with at least one of these tags (compared as stored: trimmed, "
+        "lowercase; at most 1000)."
+    )
 
 
 @strawberry.input(name="CommentOrder", description="How to sort comments.")
@@ -167,6 +188,10 @@ def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
         archived=flt.archived,
         deleted=flt.deleted,
         edited=flt.edited,
+        statuses=tuple(DomainCommentStatus[s.name] for s in dict.fromkeys(flt.statuses))
+        if flt.statuses is not None else None,
+        assignees=tuple(dict.fromkeys(a.strip() for a in flt.assignees)) if flt.assignees is not None else None,
+        tags=tuple(dict.fromkeys(normal_tag(t, field="tags") for t in flt.tags)) if flt.tags is not None else None,
     )
 
 
@@ -217,7 +242,9 @@ async def comment(info: Info, id: CommentId) -> Comment | None:
 
 
 @strawberry.mutation(
-    description="Mark comments viewed and/or archived (or not); omitted flags stay as they are.",
+    description="Change the review state of comments, many at once: viewed, archived, status, assignee, tags, note. "
+    "Omitted arguments leave their field as it is. Every change is recorded in `commentEvents` (who: the API "
+    "token's name). Operators and admins.",
     permission_classes=[IsOperator],
 )
 @user_errors_in(SetCommentStatePayload, comments=[])
@@ -228,9 +255,30 @@ async def set_comment_state(
     archived: Annotated[
         bool | None, strawberry.argument(description="Mark archived (true) or not archived (false).")
     ] = None,
+    status: Annotated[CommentStatus | None, strawberry.argument(description="The new review status.")] = None,
+    assignee: Annotated[
+        str | None,
+        strawberry.argument(description="Assign to this API token holder's name (a live token's); \"\": unassign."),
+    ] = None,
+    add_tags: Annotated[
+        list[str] | None,
+        strawberry.argument(description="Tags to add (trimmed, lowercase; at most 50 characters, no comma; "
+                            "a comment has at most 20)."),
+    ] = None,
+    remove_tags: Annotated[list[str] | None, strawberry.argument(description="Tags to remove.")] = None,
+    note: Annotated[
+        str | None, strawberry.argument(description="The note (at most 4000 characters); \"\": remove it.")
+    ] = None,
 ) -> SetCommentStatePayload:
     comment_ids = [parse_id(i, NodeType.COMMENT, field="ids") for i in ids]
-    changed = await review_cases.set_comment_state(info.context.adapters, comment_ids, viewed=viewed, archived=archived)
+    change = review_cases.StateChange(
+        viewed=viewed, archived=archived, status=DomainCommentStatus[status.name] if status is not None else None,
+        assignee=assignee, add_tags=tuple(add_tags or ()), remove_tags=tuple(remove_tags or ()), note=note,
+    )
+    token = info.context.token
+    changed = await review_cases.set_comment_state(
+        info.context.adapters, comment_ids, change, actor=token.name if token is not None else None
+    )
     # Read back after the write, through a fresh query (the loader may hold the old state).
     views = await info.context.read_model.comments_by_ids(changed)
     return SetCommentStatePayload(comments=[Comment.from_view(v) for v in views if v is not None], errors=[])

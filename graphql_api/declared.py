@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
 from functools import partial
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 import strawberry
 from strawberry.types.nodes import SelectedField, Selection
@@ -30,12 +30,24 @@ from domain import declaration
 from domain.declaration import Spelling
 from graphql_api.context import Info
 
+T = TypeVar("T")
+
 _PYTHON: dict[Spelling, type] = {
     Spelling.TEXT: str, Spelling.BOOLEAN: bool, Spelling.INT32: int, Spelling.TIME: datetime, Spelling.FLOAT: float,
 }
 
 # View name -> the API's type made of it (``declared`` registers each).
 TYPES: dict[str, type[Declared]] = {}
+# Enum name -> the API's enum (``Spelling.ENUM`` fields; ``enum_type`` registers each).
+ENUMS: dict[str, type] = {}
+
+
+def enum_type(cls: type[T]) -> type[T]:
+    """Apply above ``@strawberry.enum``: the enum ``Field(..., Spelling.ENUM, enum=name)`` answers
+    with. Its members' values must be their names (what is stored, and what a projected page writes)."""
+    assert all(m.name == m.value for m in cls), cls  # type: ignore[attr-defined]
+    ENUMS[cls.__name__] = cls
+    return cls
 
 
 def camel(name: str) -> str:
@@ -127,7 +139,12 @@ def computed(view: declaration.View, name: str) -> Any:
 
 
 def _python(field: declaration.Field) -> Any:
-    python = _PYTHON[field.spelling]
+    if field.spelling is Spelling.ENUM:
+        python: Any = ENUMS[field.enum]
+    elif field.spelling is Spelling.TEXT_LIST:
+        python = list[str]
+    else:
+        python = _PYTHON[field.spelling]
     return python | None if field.nullable else python
 
 

@@ -68,6 +68,11 @@ class Loaders:
         self._read_model = read_model
         self._loaders: dict[str, _Loader[Any, Any]] = {}
 
+    def clear_all(self) -> None:
+        """Forget what every loader holds (a long-lived operation, before its next event)."""
+        for loader in self._loaders.values():
+            loader.clear_all()
+
     def by(self, load: str) -> _Loader[Any, Any]:
         """The loader over ``ReadModel.<load>`` (made when first asked)."""
         loader = self._loaders.get(load)

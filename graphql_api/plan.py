@@ -50,6 +50,7 @@ from graphql import (
     ExecutionResult,
     FieldNode,
     GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLField,
     GraphQLFloat,
     GraphQLID,
@@ -196,8 +197,9 @@ def _projection(selection: _Selection) -> Projection:
             projection = _projection(field.selection)
             members.append(Member(key, related=related.name, projection=projection, non_null=non_null))
             continue
-        if not field.leaf:  # a list of scalars
-            raise Unsupported("computed", f"{selection.type_name}.{field.name}")
+        if not field.leaf:  # a list of scalars: written only as a declared list of texts
+            members.append(_list_member(view, key, field, non_null))
+            continue
         members.append(_member(view, key, field, non_null))
     return Projection(view.name, tuple(members))
 
@@ -214,9 +216,24 @@ def _member(view: declaration.View, key: str, field: _Field, non_null: bool) -> 
     if declared is None or not declared.exposed:
         raise Unsupported("computed", f"{field.name} of {view.type_name}")
     spelling = _SPELLINGS.get(named.name)
+    if isinstance(named, GraphQLEnumType) and declared.spelling is Spelling.ENUM and named.name == declared.enum:
+        spelling = Spelling.ENUM  # stored as the member's name, which is what the enum answers
     if spelling is None or spelling is not declared.spelling or spelling is Spelling.FLOAT:
         raise Unsupported("scalar", f"{field.name} of {view.type_name}")
     return Member(key, attribute=declared.name, spelling=spelling, non_null=non_null)
+
+
+def _list_member(view: declaration.View, key: str, field: _Field, non_null: bool) -> Member:
+    """A ``[String!]`` field declared ``TEXT_LIST``: the stored JSON array, element by element."""
+    declared = view.field(field.python_name)
+    inner = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+    element = inner.of_type if isinstance(inner, GraphQLList) else None
+    if (
+        declared is None or not declared.exposed or declared.spelling is not Spelling.TEXT_LIST
+        or not isinstance(element, GraphQLNonNull) or element.of_type is not GraphQLString
+    ):
+        raise Unsupported("computed", f"{field.name} of {view.type_name}")
+    return Member(key, attribute=declared.name, spelling=Spelling.TEXT_LIST, non_null=non_null)
 
 
 def _projected_connection(selection: _Selection) -> tuple[Projection, _Selection] | None:

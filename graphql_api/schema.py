@@ -23,6 +23,7 @@ from graphql_api import comments as comment_api
 from graphql_api import groups as group_api
 from graphql_api import keywords as keyword_api
 from graphql_api import nodes as node_api
+from graphql_api import review as review_api
 from graphql_api import stats as stats_api
 from graphql_api import subscriptions as live
 from graphql_api import tasks as task_api
@@ -48,6 +49,9 @@ class Query:
     group = group_api.group
     comments = comment_api.comments
     comment = comment_api.comment
+    comment_events = review_api.comment_events
+    viewer = review_api.viewer
+    assignable_users = review_api.assignable_users
     tasks = task_api.tasks
     task = task_api.task
     keywords = keyword_api.keywords

@@ -18,6 +18,7 @@ from domain import queries
 from domain import stats as stats_cases
 from domain.vk import TokenStatus
 from graphql_api.auth import IsAdmin
+from graphql_api.comments import CommentStatus
 from graphql_api.context import Info
 from graphql_api.groups import Group
 from graphql_api.ids import NodeType, global_id
@@ -75,6 +76,12 @@ class DayStats:
     matches: int = strawberry.field(description="Keyword matches in those comments.")
 
 
+@strawberry.type(description="How many comments are in one review status.")
+class StatusStats:
+    status: CommentStatus = strawberry.field(description="The status.")
+    comments: int = strawberry.field(description="Comments in it, replies included.")
+
+
 @strawberry.type(description="Statistics of the stored data (cached briefly; refreshed whenever a task finishes).")
 class Stats:
     since: date = strawberry.field(description="First day of `days`.")
@@ -85,6 +92,9 @@ class Stats:
     top_authors: list[AuthorStats] = strawberry.field(description="Authors with the most comments.")
     days: list[DayStats] = strawberry.field(
         description="Comments and matches per day from `since` to `until`, oldest first, days without any included."
+    )
+    by_status: list[StatusStats] = strawberry.field(
+        description="Comments per review status, every status listed (refreshed at once when a status changes)."
     )
 
     @classmethod
@@ -113,6 +123,7 @@ class Stats:
             ],
             top_authors=[AuthorStats(vk_id=a.vk_id, name=a.name, comments=a.comments) for a in s.top_authors],
             days=[DayStats(**vars(d)) for d in s.days],
+            by_status=[StatusStats(status=CommentStatus[b.status.name], comments=b.comments) for b in s.by_status],
         )
 
 

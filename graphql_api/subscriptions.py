@@ -258,8 +258,7 @@ async def comment_matched(
                     read_model.comments_by_ids(chunk), read_model.matches_by_comment_ids(chunk)
                 )
                 # A long-lived operation: drop what the loaders cached for earlier events.
-                for loader in vars(info.context.loaders(info)).values():
-                    loader.clear_all()
+                info.context.loaders(info).clear_all()
                 for view, found in zip(views, matches, strict=True):
                     if view is not None and flt.admits(view, found):
                         yield Comment.from_view(view)

@@ -82,7 +82,7 @@ class FileExportStore:
             select(
                 c.id, c.vk_id, c.owner_id, c.post_vk_id, c.group_id, c.from_id, c.published_at, c.text, c.likes,
                 c.deleted, c.deleted_at, c.edited_at, c.parent_vk_id, c.thread_vk_id, c.matches_count, c.viewed,
-                c.archived,
+                c.archived, c.status, c.assignee, c.tags, c.note,
                 groups.c.name.label("group_name"), groups.c.screen_name.label("group_screen_name"),
                 authors.c.name.label("author_name"), authors.c.screen_name.label("author_screen_name"),
             )
@@ -130,6 +130,10 @@ class FileExportStore:
                 keywords=tuple(sorted(words.get(row["id"], ()))),
                 viewed=row["viewed"],
                 archived=row["archived"],
+                status=row["status"],
+                assignee=row["assignee"],
+                tags=tuple(row["tags"]),
+                note=row["note"],
             )
             for row in found
         ]
@@ -305,9 +309,13 @@ _WIDTHS: dict[str, tuple[int, int]] = {
     "authorUrl": (20, 45),
     "groupUrl": (20, 45),
     "postUrl": (20, 50),
+    "status": (11, 13),
+    "assignee": (10, 30),
+    "tags": (10, 30),
+    "note": (20, 50),
 }
 _DEFAULT_WIDTH = (6, 20)  # numbers and flags
-_WRAPPED = frozenset({"text", "keywords", "authorName", "groupName"})
+_WRAPPED = frozenset({"text", "keywords", "authorName", "groupName", "assignee", "tags", "note"})
 _LINKS = frozenset({"commentUrl", "authorUrl", "groupUrl", "postUrl"})
 _MAX_LINK = 255  # HYPERLINK's limit for its target
 

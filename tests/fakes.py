@@ -19,7 +19,21 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
+from domain.models import (
+    ApiToken,
+    Author,
+    Comment,
+    CommentEvent,
+    CommentStatus,
+    Group,
+    Keyword,
+    Match,
+    Post,
+    Task,
+    TaskKind,
+    TaskState,
+    WorkflowState,
+)
 
 
 class InMemoryStore:
@@ -39,6 +53,9 @@ class InMemoryStore:
         self.matches: dict[int, list[Match]] = {}  # comment row id -> its matches
         self.tasks: dict[int, Task] = {}
         self.api_tokens: dict[int, ApiToken] = {}
+        # The review workflow, by comment row id (absent: NEW, nothing set), and its audit trail.
+        self.workflow: dict[int, WorkflowState] = {}
+        self.events: dict[int, CommentEvent] = {}  # event id -> event, appended
         self.ids = itertools.count(1)
         self.commits = 0
 
@@ -192,9 +209,37 @@ class FakeCommentRepository:
         return sum(1 for _, g, _ in self.store.comments.values() if group_id is None or g == group_id)
 
     async def set_state(self, ids: Sequence[int], *, viewed: bool | None, archived: bool | None) -> list[int]:
-        # The fake keeps no review flags (the read side is SQL only); it reports which ids exist.
         existing = {row_id for row_id, _, _ in self.store.comments.values()}
-        return [i for i in ids if i in existing]
+        found = [i for i in ids if i in existing]
+        for row_id in found:
+            state = self._state(row_id)
+            state = dataclasses.replace(
+                state, viewed=state.viewed if viewed is None else viewed,
+                archived=state.archived if archived is None else archived,
+            )
+            self.journal.put(self.store.workflow, row_id, state)
+        return found
+
+    def _state(self, row_id: int) -> WorkflowState:
+        return self.store.workflow.get(row_id) or WorkflowState(
+            id=row_id, viewed=False, archived=False, status=CommentStatus.NEW, assignee=None, tags=(), note=None
+        )
+
+    async def workflow_states(self, ids: Sequence[int]) -> list[WorkflowState]:
+        existing = {row_id for row_id, _, _ in self.store.comments.values()}
+        return [self._state(i) for i in sorted(set(ids)) if i in existing]
+
+    async def set_workflow(self, states: Sequence[WorkflowState]) -> None:
+        for state in states:
+            stored = self._state(state.id)
+            self.journal.put(self.store.workflow, state.id, dataclasses.replace(
+                stored, status=state.status, assignee=state.assignee, tags=state.tags, note=state.note
+            ))
+
+    async def add_events(self, events: Sequence[CommentEvent]) -> None:
+        for event in events:
+            event_id = next(self.store.ids)
+            self.journal.put(self.store.events, event_id, dataclasses.replace(event, id=event_id))
 
     async def iter_texts(
         self, *, group_ids: Sequence[int] | None, after_id: int, limit: int

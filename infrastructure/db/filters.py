@@ -8,7 +8,23 @@ substring of the folded text.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, literal_column
+from collections.abc import Sequence
+
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    false,
+    func,
+    literal,
+    literal_column,
+    select,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from domain.queries import CommentFilter
 from infrastructure.db.bulk import in_values
@@ -46,6 +62,31 @@ def text_condition(flt: CommentFilter, dialect: str) -> ColumnElement[bool] | No
     return and_(*(folded.like(like_pattern(word), escape=LIKE_ESCAPE) for word in words))
 
 
+def _text_array(values: Sequence[str]) -> ColumnElement:
+    # One array parameter: one prepared statement however many values (see ``bulk``).
+    return bindparam(None, list(values), type_=ARRAY(Text))
+
+
+def in_texts(dialect: str, column, values: Sequence[str]) -> ColumnElement[bool]:
+    """``column IN values`` for text columns, as ``bulk.in_values`` for integers."""
+    if dialect == "postgresql":
+        return column == any_(_text_array(values))
+    return column.in_(values)
+
+
+def tags_condition(tags: tuple[str, ...], dialect: str) -> ColumnElement[bool]:
+    """A comment with at least one of ``tags`` (a JSON array of strings on both databases).
+
+    PostgreSQL: JSONB's ``?|`` (any of these strings is an element), which the GIN index
+    (``tables.TAGS_INDEX``) serves. SQLite: an element of ``json_each`` among them."""
+    if not tags:
+        return false()
+    if dialect == "postgresql":
+        return type_coerce(comments.c.tags, JSONB).has_any(_text_array(tags))
+    element = func.json_each(comments.c.tags).table_valued("value")
+    return select(literal(1)).select_from(element).where(element.c.value.in_(tags)).exists()
+
+
 def comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[bool]]:
     c = comments.c
     conditions: list[ColumnElement[bool]] = []
@@ -77,4 +118,11 @@ def comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[b
         conditions.append(c.deleted if flt.deleted else ~c.deleted)
     if flt.edited is not None:
         conditions.append(c.edited_at.is_not(None) if flt.edited else c.edited_at.is_(None))
+    if flt.statuses is not None:
+        statuses = [s.value for s in flt.statuses]
+        conditions.append(in_texts(dialect, c.status, statuses) if statuses else false())
+    if flt.assignees is not None:
+        conditions.append(in_texts(dialect, c.assignee, flt.assignees) if flt.assignees else false())
+    if flt.tags is not None:
+        conditions.append(tags_condition(flt.tags, dialect))
     return conditions

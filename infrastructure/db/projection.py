@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, Column, ColumnElement, Integer, String, Table, Text, literal_column
+from sqlalchemy import JSON, Boolean, Column, ColumnElement, Integer, String, Table, Text, literal_column
 
 from domain import declaration
 from domain.bounded import BoundedDict
@@ -151,6 +151,12 @@ class Projector:
             # PostgreSQL escapes a string as orjson does: \" \\ \b \f \n \r \t, other
             # control characters as \u00xx, everything else (DEL, non-ASCII) as it is.
             written = f"to_json({sql})::text"
+        elif member.spelling is Spelling.ENUM and isinstance(column.type, String):
+            written = f"to_json({sql})::text"  # the member's name, as the enum answers it
+        elif member.spelling is Spelling.TEXT_LIST and isinstance(column.type, JSON):
+            # Each element as to_json writes a text (as orjson does), compact, in the array's order.
+            elements = f"SELECT x.e FROM jsonb_array_elements_text({sql}) WITH ORDINALITY AS x(e, n) ORDER BY x.n"
+            written = f"array_to_json(ARRAY({elements}))::text"
         elif member.spelling is Spelling.BOOLEAN and isinstance(column.type, Boolean):
             written = f"{sql}::text"  # true, false
         elif member.spelling is Spelling.INT32 and isinstance(column.type, Integer):  # BigInteger is one

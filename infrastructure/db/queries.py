@@ -39,7 +39,7 @@ from domain.bounded import BoundedDict
 from domain.declaration import view_of
 from domain.errors import InvalidInput
 from domain.matching import keyword_key
-from domain.models import Author, Group, Keyword, Match, Task
+from domain.models import Author, CommentEvent, Group, Keyword, Match, Task
 from domain.queries import (
     MAX_PAGE,
     CommentFilter,
@@ -65,6 +65,7 @@ from infrastructure.db.repositories import group_from_row, keyword_from_row, tas
 from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import (
     authors,
+    comment_events,
     comment_versions,
     comments,
     groups,
@@ -270,6 +271,15 @@ def _task_conditions(flt: TaskFilter) -> list[ColumnElement[bool]]:
 # Groups are listed in the order they were added, tasks newest first.
 _GROUP_ORDER = _Order(groups.c.id, "id", int, groups.c.id, descending=False)
 _TASK_ORDER = _Order(tasks.c.id, "id", int, tasks.c.id, descending=True)
+# A comment's audit trail, oldest first (ids grow with time).
+_EVENT_ORDER = _Order(comment_events.c.id, "id", int, comment_events.c.id, descending=False)
+
+
+def _comment_event(row) -> CommentEvent:
+    return CommentEvent(
+        id=row["id"], comment_id=row["comment_id"], at=row["at"], actor=row["actor"], field=row["field"],
+        old_value=row["old_value"], new_value=row["new_value"],
+    )
 
 
 class SqlReadModel:
@@ -594,6 +604,18 @@ class SqlReadModel:
     ) -> Page[Task]:
         query = select(tasks).where(*_task_conditions(flt))
         return await self._page(query, _TASK_ORDER, task_from_row, first=first, after=after, last=last, before=before)
+
+    async def comment_events_page(
+        self, comment_id: int, *, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None,
+    ) -> Page[CommentEvent]:
+        query = select(comment_events).where(comment_events.c.comment_id == comment_id)
+        return await self._page(
+            query, _EVENT_ORDER, _comment_event, first=first, after=after, last=last, before=before
+        )
+
+    async def comment_events_count(self, comment_id: int) -> int:
+        return await self._count(select(comment_events.c.id).where(comment_events.c.comment_id == comment_id))
 
     async def tasks_count(self, flt: TaskFilter) -> int:
         return await self._count(select(tasks.c.id).where(*_task_conditions(flt)))

@@ -31,13 +31,29 @@ from sqlalchemy.engine import CursorResult, Row, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.matching import keyword_key
-from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
+from domain.models import (
+    ApiToken,
+    Author,
+    Comment,
+    CommentEvent,
+    CommentStatus,
+    Group,
+    Keyword,
+    Match,
+    Post,
+    Progress,
+    Task,
+    TaskKind,
+    TaskState,
+    WorkflowState,
+)
 from infrastructure.db.aggregates import StatsLedger
 from infrastructure.db.bulk import bulk_insert, in_values
 from infrastructure.db.tables import (
     ACTIVE_PARSE,
     api_tokens,
     authors,
+    comment_events,
     comment_versions,
     comments,
     groups,
@@ -421,6 +437,49 @@ class SqlCommentRepository:
                 found.append(row.id)
                 _count_comment(self.ledger, +1, row)
         return found
+
+    async def workflow_states(self, ids: Sequence[int]) -> list[WorkflowState]:
+        c = comments.c
+        found: list[WorkflowState] = []
+        for chunk in _chunks(sorted(set(ids))):
+            query = (
+                select(c.id, c.viewed, c.archived, c.status, c.assignee, c.tags, c.note)
+                .where(_in(self.session, c.id, chunk))
+                .order_by(c.id)
+                .with_for_update()
+            )
+            for row in await self.session.execute(query):
+                found.append(WorkflowState(
+                    id=row.id, viewed=row.viewed, archived=row.archived, status=CommentStatus(row.status),
+                    assignee=row.assignee, tags=tuple(row.tags), note=row.note,
+                ))
+        return found
+
+    async def set_workflow(self, states: Sequence[WorkflowState]) -> None:
+        # Comments changed alike (the usual bulk change: one status for all) share a statement.
+        alike: dict[tuple[Any, ...], list[int]] = {}
+        for state in states:
+            key = (state.status.value, state.assignee, tuple(sorted(set(state.tags))), state.note)
+            alike.setdefault(key, []).append(state.id)
+        for (status, assignee, tags, note), ids in alike.items():
+            for chunk in _chunks(sorted(ids)):
+                await self.session.execute(
+                    update(comments)
+                    .where(_in(self.session, comments.c.id, chunk))
+                    .values(status=status, assignee=assignee, tags=list(tags), note=note)
+                )
+
+    async def add_events(self, events: Sequence[CommentEvent]) -> None:
+        rows = [
+            {
+                "comment_id": e.comment_id, "at": e.at, "actor": e.actor, "field": e.field,
+                "old_value": e.old_value, "new_value": e.new_value,
+            }
+            for e in events
+        ]
+        for chunk in _chunks(rows, 1000):
+            stmt, params = _bulk_insert(self.session, comment_events, chunk)
+            await self.session.execute(stmt, params)
 
     async def iter_texts(
         self, *, group_ids: Sequence[int] | None, after_id: int, limit: int

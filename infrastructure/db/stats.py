@@ -14,9 +14,20 @@ from typing import Any
 from sqlalchemy import ColumnElement, ScalarSelect, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from domain.queries import AuthorStats, DayStats, GroupStats, KeywordStats, Stats, StatsTotals, StatsWindow
+from domain.models import CommentStatus
+from domain.queries import (
+    AuthorStats,
+    DayStats,
+    GroupStats,
+    KeywordStats,
+    Stats,
+    StatsTotals,
+    StatsWindow,
+    StatusStats,
+)
 from infrastructure.db.tables import (
     authors,
+    comments,
     groups,
     keywords,
     stats_authors,
@@ -34,13 +45,27 @@ def _as_date(value: date | str) -> date:
 async def read_stats(sessions: async_sessionmaker[AsyncSession], window: StatsWindow) -> Stats:
     # Each read touches a few hundred rows at most: one session, one after the other.
     async with sessions() as session:
+        totals = await _totals(session)
         return Stats(
-            totals=await _totals(session),
+            totals=totals,
             groups=await _per_group(session),
             top_keywords=await _top_keywords(session, window.top),
             top_authors=await _top_authors(session, window.top),
             days=await _days(session, window),
+            by_status=await _by_status(session, totals.comments),
         )
+
+
+_WORKED = [s.value for s in CommentStatus if s is not CommentStatus.NEW]
+
+
+async def _by_status(session: AsyncSession, total: int) -> list[StatusStats]:
+    """Comments per review status. Those a team has touched are counted (the status index's
+    ranges: as many rows as were worked on, not every comment); NEW is the rest of ``total``."""
+    query = select(comments.c.status, func.count()).where(comments.c.status.in_(_WORKED)).group_by(comments.c.status)
+    found = {CommentStatus(status): int(n) for status, n in await session.execute(query)}
+    new = max(total - sum(found.values()), 0)
+    return [StatusStats(s, new if s is CommentStatus.NEW else found.get(s, 0)) for s in CommentStatus]
 
 
 async def _totals(session: AsyncSession) -> StatsTotals:

@@ -49,7 +49,10 @@ JsonValue = JSON().with_variant(JSONB(), "postgresql")
 # (``filters.folded_text``), which serves LIKE '%word%'. An expression index Alembic cannot
 # declare here; SQLite has none (it scans).
 TEXT_SEARCH_INDEX = "ix_comments_text_search"
-POSTGRES_ONLY_INDEXES = frozenset({TEXT_SEARCH_INDEX})
+# The ``tags`` filter on PostgreSQL: a GIN index on the JSONB array serves ``tags ?| array[...]``.
+# SQLite has no such index (its ``json_each`` reads the rows the other conditions leave).
+TAGS_INDEX = "ix_comments_tags"
+POSTGRES_ONLY_INDEXES = frozenset({TEXT_SEARCH_INDEX, TAGS_INDEX})
 
 
 class UtcDateTime(TypeDecorator):
@@ -165,6 +168,13 @@ comments = Table(
     # in ``comment_versions``), and when the collector noticed the deletion (set with ``deleted``).
     Column("edited_at", UtcDateTime),
     Column("deleted_at", UtcDateTime),
+    # The team's review workflow (migration 0013, ``domain.review``): a status of
+    # ``domain.models.CommentStatus``, who it is assigned to (an API token's name), free labels
+    # (a JSON array of strings, sorted, each once) and a note. Every change is in comment_events.
+    Column("status", String(16), nullable=False, server_default=text("'NEW'")),
+    Column("assignee", String(200)),
+    Column("tags", JsonValue, nullable=False, server_default=text("'[]'")),
+    Column("note", Text),
     UniqueConstraint("owner_id", "vk_id"),
     # One index per keyset order (key, id) the comments connection offers. The communities'
     # one carries the review state on PostgreSQL, so a count by communities, time and state
@@ -180,6 +190,26 @@ comments = Table(
           postgresql_where=text(EDITED), sqlite_where=text(EDITED)),
     Index("ix_comments_deleted_published_at_id", "published_at", "id",
           postgresql_where=text(DELETED), sqlite_where=text(DELETED)),
+    # The ``statuses`` and ``assignees`` filters' pages (a queue: one status, one person), in the
+    # default order.
+    Index("ix_comments_status_published_at_id", "status", "published_at", "id"),
+    Index("ix_comments_assignee_published_at_id", "assignee", "published_at", "id"),
+)
+
+# The review workflow's audit trail, append-only (no API edits or deletes a row): one row per
+# changed field per comment, written in the transaction that changes it (``domain.review``).
+# ``actor`` is the API token's name; the values are as ``domain.review.event_value`` spells them.
+comment_events = Table(
+    "comment_events",
+    metadata,
+    _id(),
+    Column("comment_id", Id, ForeignKey("comments.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("field", String(16), nullable=False),
+    Column("old_value", Text),
+    Column("new_value", Text),
+    Index("ix_comment_events_comment_id_id", "comment_id", "id"),
 )
 
 # The texts a comment had before its current one, each with when it was first seen (the oldest:

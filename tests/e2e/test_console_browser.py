@@ -554,6 +554,7 @@ def _synthetic_page(after: str | None, size: int, total: int) -> dict[str, Any]:
             "id": str(i + 1), "vkId": i + 1, "ownerId": -11001, "text": text,
             "publishedAt": "2026-09-01T12:00:00+00:00", "likes": i % 9, "deleted": False, "viewed": False,
             "archived": False, "matchesCount": 1, "url": f"https://vk.com/wall-11001_1?reply={i + 1}",
+            "status": "NEW", "assignee": None, "tags": [], "note": None,
             "author": {"vkId": 1000 + i, "name": f"Автор {i}", "url": f"https://vk.com/id{1000 + i}"},
             "group": {"id": "1", "name": "Кошки Петербурга"}, "post": {"vkId": 1},
             "parent": None if i % 3 else {"id": "1", "text": "Родительский комментарий", "author": {"name": "Автор 0"}},
@@ -649,7 +650,8 @@ _STEPS = """() => {
     window.fetch = async (url, init) => {
         const body = init && typeof init.body === 'string' ? JSON.parse(init.body) : {};
         if (!(body.query || '').includes('mutation SetCommentState')) return realFetch(url, init);
-        const comments = body.variables.ids.map(id => ({id, viewed: body.variables.viewed ?? false, archived: false}));
+        const comments = body.variables.ids.map(id => ({id, viewed: body.variables.viewed ?? false, archived: false,
+                                                        status: 'NEW', assignee: null, tags: [], note: null}));
         return new Response(JSON.stringify({data: {setCommentState: {comments, errors: []}}}),
                             {headers: {'Content-Type': 'application/json'}});
     };

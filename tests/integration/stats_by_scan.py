@@ -14,7 +14,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import Date, case, cast, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from domain.queries import AuthorStats, DayStats, GroupStats, KeywordStats, Stats, StatsTotals, StatsWindow
+from domain.models import CommentStatus
+from domain.queries import (
+    AuthorStats,
+    DayStats,
+    GroupStats,
+    KeywordStats,
+    Stats,
+    StatsTotals,
+    StatsWindow,
+    StatusStats,
+)
 from infrastructure.db.tables import authors, comments, groups, keywords, matches, posts
 
 _matched = case((comments.c.matches_count > 0, 1), else_=0)
@@ -38,14 +48,24 @@ async def stats_by_scan(sessions: async_sessionmaker[AsyncSession], dialect: str
         async with sessions() as session:
             return await query(session, *args)
 
-    totals, per_group, top_keywords, top_authors, days = await asyncio.gather(
+    totals, per_group, top_keywords, top_authors, days, by_status = await asyncio.gather(
         run(_totals),
         run(_per_group),
         run(_top_keywords, window.top),
         run(_top_authors, window.top),
         run(_days, dialect, window),
+        run(_by_status),
     )
-    return Stats(totals=totals, groups=per_group, top_keywords=top_keywords, top_authors=top_authors, days=days)
+    return Stats(
+        totals=totals, groups=per_group, top_keywords=top_keywords, top_authors=top_authors, days=days,
+        by_status=by_status,
+    )
+
+
+async def _by_status(session: AsyncSession) -> list[StatusStats]:
+    query = select(comments.c.status, func.count()).group_by(comments.c.status)
+    found = {CommentStatus(status): int(n) for status, n in await session.execute(query)}
+    return [StatusStats(s, found.get(s, 0)) for s in CommentStatus]
 
 
 async def _totals(session: AsyncSession) -> StatsTotals:

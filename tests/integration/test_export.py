@@ -20,7 +20,7 @@ from openpyxl.utils import get_column_letter
 from domain import export
 from domain.errors import TaskCancelled
 from domain.export import column_titles, filter_from_params, filter_to_params, run_export
-from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind
+from domain.models import Author, Comment, CommentStatus, Group, Keyword, Match, Post, Task, TaskKind, WorkflowState
 from domain.ports import EXPORT_COLUMNS, Adapters, ExportFormat
 from domain.queries import CommentFilter
 from infrastructure.db.queries import SqlReadModel
@@ -314,6 +314,7 @@ def test_filters_survive_the_task_params() -> None:
     flt = CommentFilter(
         group_ids=(1, 2), post_ids=(), keyword_ids=(3,), matched=True, text="кошка", author_ids=(-5,),
         since=T0, until=T0 + timedelta(days=1), viewed=False, archived=True,
+        statuses=(CommentStatus.NEW, CommentStatus.DONE), assignees=("Анна",), tags=("срочно", "a b"),
     )
     assert filter_from_params(json.loads(json.dumps(filter_to_params(flt)))) == flt
     assert filter_from_params({}) == CommentFilter()
@@ -354,3 +355,38 @@ async def test_edits_and_deletions_are_exported_and_filtered(world, adapters, uo
     assert filter_from_params(filter_to_params(CommentFilter(deleted=True, edited=False))) == CommentFilter(
         deleted=True, edited=False
     )
+
+
+async def test_the_review_workflow_is_exported_and_filtered(world, adapters, uow_factory) -> None:
+    """Status, assignee, tags and note are columns of every format, and the workflow filters
+    select an export's rows as they select the comments query's."""
+    first, second = sorted(world["ids"].values())[:2]
+    async with uow_factory() as uow:
+        await uow.comments.set_workflow([
+            WorkflowState(id=first, viewed=False, archived=False, status=CommentStatus.IN_PROGRESS, assignee="Анна",
+                          tags=("доставка", "срочно"), note="=перезвонить"),
+            WorkflowState(id=second, viewed=False, archived=False, status=CommentStatus.DONE, assignee=None,
+                          tags=("срочно",), note=None),
+        ])
+        await uow.commit()
+
+    _, path = await do_export(adapters, CommentFilter(tags=("срочно",)), ExportFormat.JSONL)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [(r["commentId"], r["status"], r["assignee"], r["tags"], r["note"]) for r in rows] == [
+        (first, "IN_PROGRESS", "Анна", ["доставка", "срочно"], "=перезвонить"),
+        (second, "DONE", None, ["срочно"], None),
+    ]
+    _, path = await do_export(
+        adapters, CommentFilter(statuses=(CommentStatus.IN_PROGRESS,), assignees=("Анна",)), ExportFormat.CSV
+    )
+    header, *lines = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")))
+    (row,) = [dict(zip(header, r, strict=True)) for r in lines]
+    # A note that would be a spreadsheet formula is written as text.
+    assert (row["status"], row["assignee"], row["tags"], row["note"]) == (
+        "IN_PROGRESS", "Анна", "доставка, срочно", "'=перезвонить"
+    )
+    _, path = await do_export(adapters, CommentFilter(statuses=(CommentStatus.NEW,)), ExportFormat.XLSX)
+    sheet = openpyxl.load_workbook(path)["comments"]
+    assert sheet.cell(1, _column("status")).value == "Status"
+    assert sheet.max_row - 1 == COMMENTS - 2
+    assert {sheet.cell(r, _column("status")).value for r in range(2, sheet.max_row + 1)} == {"NEW"}

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.models import Author, Comment, Group, Keyword, Match, Post
+from domain.models import Author, Comment, CommentStatus, Group, Keyword, Match, Post, WorkflowState
 from domain.queries import MAX_PAGE, CommentFilter, CommentOrder
 from infrastructure.db.queries import SqlReadModel
 
@@ -21,6 +21,14 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 EDITED = frozenset({0, 10, 12, 15, 17})
 DELETED = frozenset({2, 10, 14})
 VANISHED = 16
+# The review workflow, by index into TEXTS: status (cycling), assignee, tags (JSON on SQLite,
+# JSONB on PostgreSQL: labels with quotes, wildcards, Cyrillic and a prefix of another).
+STATUSES = list(CommentStatus)
+ASSIGNEES = {0: "Анна", 3: "Анна", 4: "Борис", 7: "anna", 12: "Анна"}
+TAGS = {
+    0: ("срочно",), 1: ("срочно", "доставка"), 2: ('"кавычки"',), 5: ("%",), 6: ("_",), 8: ("срочно важно",),
+    9: ("сроч",), 11: ("доставка",), 13: ("a\\b",),
+}
 
 TEXTS = [
     "Я люблю кошек",
@@ -79,6 +87,7 @@ async def stored(uow_factory, migrated_db):
         await uow.authors.upsert_many([Author(1000, "Ann")])
         await uow.commit()
     every = sorted(ids.values())
+    by_index = [ids[(c.owner_id, c.vk_id)] for c in made]  # TEXTS[i]'s comment id
     async with uow_factory() as uow:
         await uow.comments.set_state(every[::3], viewed=True, archived=None)
         await uow.comments.set_state(every[::4], viewed=None, archived=True)
@@ -95,11 +104,19 @@ async def stored(uow_factory, migrated_db):
                 await uow.comments.upsert_many(g.id, changed)
             await uow.commit()
     async with uow_factory() as uow:
+        states = [
+            WorkflowState(id=cid, viewed=False, archived=False, status=STATUSES[i % 4], assignee=ASSIGNEES.get(i),
+                          tags=tuple(sorted(TAGS.get(i, ()))), note=f"заметка {i}" if i % 5 == 0 else None)
+            for i, cid in enumerate(by_index)
+        ]
+        await uow.comments.set_workflow(states)
+        await uow.commit()
+    async with uow_factory() as uow:
         owner = made[VANISHED].owner_id
         present = [c.vk_id for i, c in enumerate(made) if c.owner_id == owner and i != VANISHED]
         assert len(await uow.comments.mark_vanished(owner, 1, present, now=T0)) == 1
         await uow.commit()
-    return groups, (cat.id, hedgehog.id), every
+    return groups, (cat.id, hedgehog.id), every, by_index
 
 
 def _filters(groups, keyword_ids) -> list[CommentFilter]:
@@ -129,6 +146,27 @@ def _filters(groups, keyword_ids) -> list[CommentFilter]:
         CommentFilter(text="исправлено"),
         CommentFilter(text="кош", deleted=False, group_ids=(groups[0].id,)),
         CommentFilter(keyword_ids=(cat,), edited=True),
+        CommentFilter(statuses=(CommentStatus.NEW,)),
+        CommentFilter(statuses=(CommentStatus.IN_PROGRESS, CommentStatus.DONE)),
+        CommentFilter(statuses=tuple(CommentStatus)),
+        CommentFilter(statuses=()),
+        CommentFilter(assignees=("Анна",)),
+        CommentFilter(assignees=("Анна", "anna", "Борис")),
+        CommentFilter(assignees=("АННА",)),
+        CommentFilter(assignees=()),
+        CommentFilter(tags=("срочно",)),
+        CommentFilter(tags=("сроч",)),
+        CommentFilter(tags=("срочно", "доставка")),
+        CommentFilter(tags=('"кавычки"',)),
+        CommentFilter(tags=("%",)),
+        CommentFilter(tags=("_",)),
+        CommentFilter(tags=("a\\b",)),
+        CommentFilter(tags=("срочно важно",)),
+        CommentFilter(tags=("нет такого",)),
+        CommentFilter(tags=()),
+        CommentFilter(assignees=("Анна",), statuses=(CommentStatus.NEW, CommentStatus.IN_PROGRESS)),
+        CommentFilter(tags=("срочно", "доставка"), text="кош", viewed=False),
+        CommentFilter(statuses=(CommentStatus.DONE,), since=T0 + timedelta(hours=7), until=T0 + timedelta(hours=70)),
     ]
     # Counted from the per-day aggregates (infrastructure/db/counts.py): comments over four UTC
     # days, ranges that cut days, hold whole ones, sit inside one day, or are empty.
@@ -160,7 +198,7 @@ async def _selected_by_sql(reads: SqlReadModel, flt: CommentFilter) -> set[int]:
 
 
 async def test_the_comments_query_and_the_live_feed_select_the_same_comments(stored, migrated_db) -> None:
-    groups, keyword_ids, every = stored
+    groups, keyword_ids, every, _ = stored
     reads = SqlReadModel(migrated_db[1])
     views = await reads.comments_by_ids(every)
     matches = await reads.matches_by_comment_ids(every)
@@ -200,5 +238,15 @@ async def test_the_meaning_is_literal_folded_words(stored, migrated_db) -> None:
     # LIKE's wildcards are plain characters.
     assert await texts("%") == {"100% скидка_50"}
     assert await texts("_") == {"100% скидка_50"}
+    # Review workflow: a tag is matched whole (not as a prefix or a pattern), a name exactly.
+    by_index = stored[3]
+
+    async def workflow(**conditions) -> set[int]:
+        return {by_index.index(i) for i in await _selected_by_sql(reads, CommentFilter(**conditions))}
+
+    assert await workflow(tags=("срочно",)) == {0, 1}
+    assert await workflow(tags=("%",)) == {5}
+    assert await workflow(tags=("сроч",)) == {9}
+    assert await workflow(assignees=("Анна",), statuses=(CommentStatus.NEW,)) == {0, 12}
     # Unicode lowercase, not ASCII only: Greek and the final sigma too.
     assert await texts("σίσυφος") == {"ΣΊΣΥΦΟΣ"}

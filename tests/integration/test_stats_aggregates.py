@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from alembic import command
 from sqlalchemy import func, select, text
 
-from domain.models import Author, Comment, Group, Keyword, Match, Post
+from domain.models import Author, Comment, CommentStatus, Group, Keyword, Match, Post, WorkflowState
 from domain.queries import CommentFilter, StatsWindow
 from infrastructure.db.aggregates import rebuild
 from infrastructure.db.migrate import alembic_config, upgrade_async
@@ -126,6 +126,17 @@ async def test_aggregates_equal_a_full_scan_after_every_write(uow_factory, migra
     async with uow_factory() as uow:
         await uow.comments.set_state(ids[groups[0].id][:20], viewed=True, archived=None)
         await uow.comments.set_state(ids[groups[2].id][5:], viewed=None, archived=True)
+        await uow.commit()
+    await assert_exact(sessions)
+    # Review statuses (counted by status, NEW derived from the totals), in every group, so the
+    # group removed below takes some worked-on comments with it.
+    async with uow_factory() as uow:
+        worked = [c for g in groups for c in ids[g.id][:12]]
+        statuses = [CommentStatus.IN_PROGRESS, CommentStatus.DONE, CommentStatus.IGNORED, CommentStatus.NEW]
+        await uow.comments.set_workflow([
+            WorkflowState(id=c, viewed=False, archived=False, status=statuses[i % 4], assignee=None, tags=(), note=None)
+            for i, c in enumerate(worked)
+        ])
         await uow.commit()
     await assert_exact(sessions)
 

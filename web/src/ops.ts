@@ -22,6 +22,7 @@ export const STATS = /* GraphQL */ `
       topKeywords { keywordId word matches comments }
       topAuthors { vkId name comments }
       days { day comments matchedComments matches }
+      byStatus { status comments }
     }
   }
 `;
@@ -152,6 +153,7 @@ export const START_ANALYZE = /* GraphQL */ `
 const COMMENT_FIELDS = /* GraphQL */ `
   fragment CommentFields on Comment {
     id vkId ownerId text publishedAt likes deleted deletedAt editedAt viewed archived matchesCount url
+    status assignee tags note
     author { vkId name url }
     group { id name }
     post { vkId }
@@ -177,11 +179,24 @@ export const COMMENT_VERSIONS = /* GraphQL */ `
 `;
 
 export const SET_COMMENT_STATE = /* GraphQL */ `
-  mutation SetCommentState($ids: [ID!]!, $viewed: Boolean, $archived: Boolean) {
-    setCommentState(ids: $ids, viewed: $viewed, archived: $archived) {
-      comments { id viewed archived }
+  mutation SetCommentState(
+    $ids: [ID!]!, $viewed: Boolean, $archived: Boolean, $status: CommentStatus, $assignee: String,
+    $addTags: [String!], $removeTags: [String!], $note: String
+  ) {
+    setCommentState(
+      ids: $ids, viewed: $viewed, archived: $archived, status: $status, assignee: $assignee,
+      addTags: $addTags, removeTags: $removeTags, note: $note
+    ) {
+      comments { id viewed archived status assignee tags note }
       errors { code message }
     }
+  }
+`;
+
+// Who changed what, when: the detail pane's history of the comment shown.
+export const COMMENT_EVENTS = /* GraphQL */ `
+  query CommentEvents($id: ID!) {
+    commentEvents(id: $id, last: 50) { totalCount edges { node { at actor field oldValue newValue } } }
   }
 `;
 
@@ -217,6 +232,8 @@ export const FILTER_OPTIONS = /* GraphQL */ `
   query FilterOptions {
     groups(first: 100) { edges { node { id name } } }
     keywords(first: 100) { edges { node { id word } } }
+    viewer { name role }
+    assignableUsers
   }
 `;
 

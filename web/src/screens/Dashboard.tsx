@@ -82,6 +82,12 @@ export function Dashboard() {
           </table>
         </Panel>
       </div>
+      <Panel title={t("byStatus")}>
+        <table data-testid="by-status">
+          <thead><tr><th scope="col">{t("status")}</th><th scope="col">{t("comments")}</th></tr></thead>
+          <tbody>{stats?.byStatus.map((s) => <tr data-status={s.status}><td>{t(`status${s.status}` as const)}</td><td>{fmtNum(s.comments)}</td></tr>)}</tbody>
+        </table>
+      </Panel>
       <Panel title={t("perCommunity")}>
         <table>
           <thead><tr><th scope="col">{t("name")}</th><th scope="col">{t("comments")}</th><th scope="col">{t("matchedComments")}</th><th scope="col">{t("lastCollected")}</th><th scope="col">{t("lastError")}</th></tr></thead>

@@ -3,7 +3,7 @@ import { request } from "../api";
 import { fmtDate, t, type Key } from "../i18n";
 import { START_EXPORT } from "../ops";
 import { cleanFilter, review } from "../reviewFilter";
-import type { CommentFilter, CsvDelimiter, ExportFormat, StartExportMutation, StartExportMutationVariables } from "../generated/graphql";
+import type { CommentFilter, CommentStatus, CsvDelimiter, ExportFormat, StartExportMutation, StartExportMutationVariables } from "../generated/graphql";
 import { ErrorLine, Panel, ProgressBar, StateBadge, displayId, errorText, payloadErrors, useLiveTasks } from "../shared";
 import { TaskResult } from "./Tasks";
 
@@ -39,12 +39,14 @@ function offsetNow(zone: string): string {
 const FILTER_LABEL: Record<string, Key> = {
   groupIds: "communities", postIds: "posts", keywordIds: "keywords", matched: "matchedOnly", text: "text",
   authorIds: "author", since: "since", until: "until", viewed: "viewed", archived: "archived",
-  deleted: "deletedFilter", edited: "editedFilter",
+  deleted: "deletedFilter", edited: "editedFilter", statuses: "status", assignees: "assignee", tags: "tags",
 };
 
 /** The Review filter as an operator reads it: "Communities: 1 · Matched only: yes · Text: окошке". */
 function filterText(filter: CommentFilter): string {
   const value = (k: string, v: unknown): string => {
+    if (k === "statuses" && Array.isArray(v)) return v.map((x) => t(`status${x as CommentStatus}` as const)).join(", ");
+    if ((k === "assignees" || k === "tags") && Array.isArray(v)) return v.join(", ");
     if (Array.isArray(v)) return v.map((x) => displayId(String(x))).join(", ");
     if (typeof v === "boolean") return t(v ? "yes" : "no");
     return k === "since" || k === "until" ? fmtDate(String(v)) : String(v);

@@ -1,10 +1,11 @@
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { request } from "../api";
 import { Highlighted } from "../highlight";
-import { fill, fmtDate, fmtNum, t } from "../i18n";
-import { COMMENT_VERSIONS, COMMENTS, FILTER_OPTIONS, SET_COMMENT_STATE } from "../ops";
+import { fill, fmtDate, fmtNum, lang, t } from "../i18n";
+import { COMMENT_EVENTS, COMMENT_VERSIONS, COMMENTS, FILTER_OPTIONS, SET_COMMENT_STATE } from "../ops";
 import { cleanFilter, review, setReview, type ReviewState } from "../reviewFilter";
 import type {
+  CommentEventsQuery, CommentEventsQueryVariables, CommentStatus,
   CommentFieldsFragment, CommentFilter, CommentsQuery, CommentsQueryVariables, CommentVersionsQuery, CommentVersionsQueryVariables, FilterOptionsQuery,
   SetCommentStateMutation, SetCommentStateMutationVariables,
 } from "../generated/graphql";
@@ -20,6 +21,15 @@ const SORTS = [
   ["newest", "PUBLISHED_AT", "DESC"], ["oldest", "PUBLISHED_AT", "ASC"], ["mostLiked", "LIKES", "DESC"], ["mostMatches", "MATCHES_COUNT", "DESC"],
 ] as const;
 
+type ReviewEvent = NonNullable<CommentEventsQuery["commentEvents"]>["edges"][number]["node"];
+/** What setCommentState may change; omitted: unchanged. */
+type Change = Omit<SetCommentStateMutationVariables, "ids">;
+export const STATUSES: CommentStatus[] = ["NEW", "IN_PROGRESS", "DONE", "IGNORED"];
+const statusName = (s: CommentStatus) => t(`status${s}` as const);
+/** "My queue": assigned to me and not done (new or in progress). */
+export const myQueue = (me: string): CommentFilter => ({ assignees: [me], statuses: ["NEW", "IN_PROGRESS"], archived: null });
+const splitTags = (text: string) => text.split(",").map((x) => x.trim()).filter(Boolean);
+
 const triState = (v: boolean | null | undefined) => (v == null ? "" : v ? "yes" : "no");
 const fromTri = (s: string) => (s === "" ? null : s === "yes");
 
@@ -27,7 +37,8 @@ export function vkLink(c: Comment): string {
   return `https://vk.com/wall${c.ownerId}_${c.post?.vkId}?reply=${c.vkId}`;
 }
 
-const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery | null }) {
+// `language`: the memoized form renders its labels again when the language changes.
+const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery | null; language: string }) {
   const [draft, setDraft] = useState<ReviewState>(review.value);
   const f = draft.filter;
   const set = (patch: Partial<CommentFilter>) => setDraft({ ...draft, filter: { ...f, ...patch } });
@@ -42,6 +53,11 @@ const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery
         options={options?.groups.edges.map(({ node }) => ({ id: node.id, label: node.name })) ?? []} />
       <MultiPick name="keywordIds" label={t("keyword")} value={(f.keywordIds ?? []).map(String)} onChange={(ids) => set({ keywordIds: ids })}
         options={options?.keywords.edges.map(({ node }) => ({ id: node.id, label: node.word })) ?? []} />
+      <MultiPick name="statuses" label={t("status")} value={f.statuses ?? []} onChange={(ids) => set({ statuses: ids as CommentStatus[] })}
+        options={STATUSES.map((s) => ({ id: s, label: statusName(s) }))} />
+      <MultiPick name="assignees" label={t("assignee")} value={f.assignees ?? []} onChange={(ids) => set({ assignees: ids })}
+        options={(options?.assignableUsers ?? []).map((name) => ({ id: name, label: name }))} />
+      <label>{t("tagsFilter")}<input name="tags" value={(f.tags ?? []).join(", ")} onInput={(e) => set({ tags: splitTags(e.currentTarget.value) })} /></label>
       <label>{t("text")}<input name="text" type="search" value={f.text ?? ""} onInput={(e) => set({ text: e.currentTarget.value })} /></label>
       <label>{t("author")}<input name="author" inputMode="numeric" value={f.authorIds?.join(",") ?? ""} onInput={(e) => set({ authorIds: e.currentTarget.value.split(/[ ,]+/).filter(Boolean).map(Number).filter(Number.isFinite) })} /></label>
       <label>{t("since")}<input type="date" value={f.since?.slice(0, 10) ?? ""} onInput={(e) => set({ since: e.currentTarget.value ? `${e.currentTarget.value}T00:00:00Z` : null })} /></label>
@@ -72,6 +88,7 @@ const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery
 type RowProps = {
   c: Comment; index: number; total: number; isCurrent: boolean; isSelected: boolean;
   onPick: (index: number) => void; onToggle: (id: string) => void;
+  language: string; // a memoized row renders its badges again when the language changes
 };
 
 /** One comment of the list. Memoized and keyed by id: a step re-renders the row it leaves and
@@ -97,6 +114,9 @@ const Row = memo(function Row({ c, index, total, isCurrent, isSelected, onPick, 
           {c.archived && <span class="badge">{t("archived")}</span>}
           {c.deleted && <span class="badge badge-deleted" data-badge="deleted">{t("deletedBadge")}</span>}
           {c.editedAt && <span class="badge badge-edited" data-badge="edited">{t("editedBadge")}</span>}
+          {c.status !== "NEW" && <span class={`badge status-${c.status}`} data-badge="status">{statusName(c.status)}</span>}
+          {c.assignee && <span class="badge badge-assignee" data-badge="assignee">@{c.assignee}</span>}
+          {c.tags.map((tag) => <span class="badge badge-tag" data-badge="tag">#{tag}</span>)}
         </div>
         <p class="comment-text"><Highlighted text={c.text} matches={c.matches} /></p>
       </div>
@@ -135,6 +155,81 @@ function Versions({ comment }: { comment: Comment }) {
   );
 }
 
+/** Who changed what, when: read for the comment shown (after a pause, as Versions) and again
+ * after every change made here (``revision``). */
+function Events({ comment, revision }: { comment: Comment; revision: number }) {
+  const [events, setEvents] = useState<ReviewEvent[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    setError(null);
+    let alive = true;
+    const timer = setTimeout(() => {
+      request<CommentEventsQuery, CommentEventsQueryVariables>(COMMENT_EVENTS, { id: comment.id })
+        .then((d) => alive && setEvents(d.commentEvents?.edges.map((e) => e.node) ?? []))
+        .catch((e) => alive && setError(errorText(e)));
+    }, 150);
+    return () => { alive = false; clearTimeout(timer); };
+  }, [comment.id, revision]);
+  useEffect(() => setEvents(null), [comment.id]);
+  const value = (field: string, v: string | null) =>
+    v == null ? t("empty") : field === "status" ? statusName(v as CommentStatus) : v;
+  return (
+    <section class="events" aria-label={t("history")}>
+      <h3>{t("history")}</h3>
+      <ErrorLine error={error} />
+      {events && events.length === 0 && <p class="muted">{t("noHistory")}</p>}
+      <ol data-testid="comment-events">
+        {(events ?? []).slice().reverse().map((e) => (
+          <li data-field={e.field}>
+            <span class="muted">{fmtDate(e.at)}</span>{" "}
+            {fill("eventChange", { who: e.actor, field: t(e.field.toLowerCase() as "status"), from: value(e.field.toLowerCase(), e.oldValue), to: value(e.field.toLowerCase(), e.newValue) })}
+          </li>
+        ))}
+      </ol>
+    </section>
+  );
+}
+
+/** The shown comment's status, assignee, tags and note, each changed at once (the note when saved). */
+function Workflow({ comment, users, change, noteRef }: {
+  comment: Comment; users: string[]; change: (ids: string[], patch: Change) => Promise<boolean>;
+  noteRef: { current: HTMLTextAreaElement | null };
+}) {
+  const [note, setNote] = useState(comment.note ?? "");
+  const [tag, setTag] = useState("");
+  useEffect(() => setNote(comment.note ?? ""), [comment.id, comment.note]);
+  const ids = [comment.id];
+  return (
+    <section class="workflow" aria-label={t("status")}>
+      <div class="workflow-row">
+        <label>{t("status")}
+          <select name="detail-status" value={comment.status} onChange={(e) => change(ids, { status: e.currentTarget.value as CommentStatus })}>
+            {STATUSES.map((s) => <option value={s}>{statusName(s)}</option>)}
+          </select>
+        </label>
+        <label>{t("assignee")}
+          <select name="detail-assignee" value={comment.assignee ?? ""} onChange={(e) => change(ids, { assignee: e.currentTarget.value })}>
+            <option value="">{t("nobody")}</option>
+            {[...new Set([...users, ...(comment.assignee ? [comment.assignee] : [])])].map((u) => <option value={u}>{u}</option>)}
+          </select>
+        </label>
+      </div>
+      <div class="tag-list" aria-label={t("tags")}>
+        {comment.tags.map((x) => (
+          <span class="badge badge-tag">#{x}<button type="button" class="tag-remove" aria-label={`${t("removeTag")} ${x}`} onClick={() => change(ids, { removeTags: [x] })}>×</button></span>
+        ))}
+        <form class="inline" onSubmit={(e) => { e.preventDefault(); const add = splitTags(tag); if (add.length) change(ids, { addTags: add }).then((ok) => ok && setTag("")); }}>
+          <input name="detail-tag" aria-label={t("addTag")} placeholder={t("addTag")} value={tag} onInput={(e) => setTag(e.currentTarget.value)} />
+        </form>
+      </div>
+      <form class="note" onSubmit={(e) => { e.preventDefault(); change(ids, { note }); }}>
+        <label>{t("note")}<textarea name="detail-note" ref={noteRef} rows={2} maxLength={4000} value={note} onInput={(e) => setNote(e.currentTarget.value)} /></label>
+        <button type="submit" class="secondary" disabled={note === (comment.note ?? "")}>{t("saveNote")}</button>
+      </form>
+    </section>
+  );
+}
+
 /** The rows [first, last) to render for a scroll position: the visible ones and the overscan. */
 function windowAt(scrollTop: number, height: number): { first: number; last: number } {
   const top = Math.floor(scrollTop / ROW);
@@ -156,6 +251,12 @@ export function Review() {
   const [options, setOptions] = useState<FilterOptionsQuery | null>(null);
   const listRef = useRef<HTMLDivElement>(null);
   const generation = useRef(0);
+  const [revision, setRevision] = useState(0); // bumped by every change made here: the history reloads
+  const tagRef = useRef<HTMLInputElement>(null);
+  const noteRef = useRef<HTMLTextAreaElement>(null);
+  const me = options?.viewer?.name ?? null;
+  const meRef = useRef(me);
+  meRef.current = me;
 
   useEffect(() => { request<FilterOptionsQuery>(FILTER_OPTIONS).then(setOptions).catch((e) => setError(errorText(e))); }, []);
 
@@ -204,19 +305,24 @@ export function Review() {
     if (more && !loading && last >= rows.length - 20 && rows.length > 0) loadPage(false);
   }, [last, rows.length, more, loading]);
 
-  async function mark(ids: string[], patch: { viewed?: boolean; archived?: boolean }) {
-    if (!ids.length) return;
+  async function mark(ids: string[], patch: Change): Promise<boolean> {
+    if (!ids.length) return false;
     try {
       const d = await request<SetCommentStateMutation, SetCommentStateMutationVariables>(SET_COMMENT_STATE, { ids, ...patch });
-      if (d.setCommentState.errors.length) return setError(d.setCommentState.errors[0].message);
+      if (d.setCommentState.errors.length) { setError(d.setCommentState.errors[0].message); return false; }
       const changed = new Map(d.setCommentState.comments.map((c) => [c.id, c]));
       setRows((list) => list.map((c) => {
         const now = changed.get(c.id);
-        return now && (now.viewed !== c.viewed || now.archived !== c.archived) ? { ...c, ...now } : c;
+        return now && (now.viewed !== c.viewed || now.archived !== c.archived || now.status !== c.status
+          || now.assignee !== c.assignee || now.note !== c.note || now.tags.join(",") !== c.tags.join(",")) ? { ...c, ...now } : c;
       }));
       setSelected((s) => (s.size ? new Set() : s));
+      setRevision((r) => r + 1);
+      setError(null);
+      return true;
     } catch (e) {
       setError(errorText(e));
+      return false;
     }
   }
   const targets = () => (selected.size ? [...selected] : rows[current] ? [rows[current].id] : []);
@@ -255,6 +361,10 @@ export function Review() {
       else if (e.key === "v" && row) mark(targetsOf(), { viewed: !(selected.size ? false : row.viewed) });
       else if (e.key === "a" && row) mark(targetsOf(), { archived: !(selected.size ? false : row.archived) });
       else if (e.key === "x" && row) toggle(row.id);
+      else if (["1", "2", "3", "4"].includes(e.key) && row) mark(targetsOf(), { status: STATUSES[Number(e.key) - 1] });
+      else if (e.key === "m" && row && meRef.current) mark(targetsOf(), { assignee: meRef.current });
+      else if (e.key === "t" && row) tagRef.current?.focus();
+      else if (e.key === "n" && row) noteRef.current?.focus();
       else return;
       e.preventDefault();
     }
@@ -275,14 +385,35 @@ export function Review() {
   const focused = rows[current];
   return (
     <div class="review">
-      <Filters options={options} />
+      <Filters options={options} language={lang.value} />
       <div class="review-bar">
         <span aria-live="polite" data-testid="review-count">{fmtNum(rows.length)} {t("loaded")} {t("of")} {fmtNum(total)}</span>
         {selected.size > 0 && <span>{selected.size} {t("selected")}</span>}
         <button type="button" onClick={() => mark(targets(), { viewed: true })}>{t("markViewed")}</button>
         <button type="button" class="secondary" onClick={() => mark(targets(), { viewed: false })}>{t("unmark")}</button>
         <button type="button" class="secondary" onClick={() => mark(targets(), { archived: true })}>{t("markArchived")}</button>
-        <span class="muted">{t("shortcuts")}</span>
+        <select name="bulk-status" aria-label={t("setStatus")} value="" onChange={(e) => { const v = e.currentTarget.value as CommentStatus; e.currentTarget.value = ""; if (v) mark(targets(), { status: v }); }}>
+          <option value="">{t("setStatus")}</option>
+          {STATUSES.map((s) => <option value={s}>{statusName(s)}</option>)}
+        </select>
+        <select name="bulk-assignee" aria-label={t("assignTo")} value="-" onChange={(e) => { const v = e.currentTarget.value; e.currentTarget.value = "-"; if (v !== "-") mark(targets(), { assignee: v }); }}>
+          <option value="-">{t("assignTo")}</option>
+          <option value="">{t("unassign")}</option>
+          {(options?.assignableUsers ?? []).map((u) => <option value={u}>{u}</option>)}
+        </select>
+        <form class="inline" onSubmit={(e) => {
+          e.preventDefault();
+          const input = tagRef.current;
+          const add = splitTags(input?.value ?? "");
+          if (add.length) mark(targets(), { addTags: add }).then((ok) => { if (ok && input) { input.value = ""; input.blur(); } });
+        }}>
+          <input name="bulk-tag" ref={tagRef} aria-label={t("addTag")} placeholder={`${t("addTag")} (t)`} title={t("tagHelp")} />
+        </form>
+        {me && (
+          <button type="button" class="secondary" data-testid="my-queue" title={t("myQueueHelp")}
+            onClick={() => setReview({ filter: myQueue(me), orderBy: state.orderBy })}>{t("myQueue")}</button>
+        )}
+        <span class="muted">{t("shortcuts")}; {t("workflowShortcuts")}</span>
       </div>
       <ErrorLine error={error} />
       <div class="review-body">
@@ -290,7 +421,7 @@ export function Review() {
           <div style={{ height: `${rows.length * ROW}px`, position: "relative" }}>
             {rows.slice(first, last).map((c, i) => (
               <Row key={c.id} c={c} index={first + i} total={rows.length} isCurrent={first + i === current}
-                isSelected={selected.has(c.id)} onPick={pick} onToggle={toggle} />
+                isSelected={selected.has(c.id)} onPick={pick} onToggle={toggle} language={lang.value} />
             ))}
           </div>
           {!loading && rows.length === 0 && <p class="muted pad">{t("none")}</p>}
@@ -304,7 +435,9 @@ export function Review() {
               <p class="detail-text"><Highlighted text={focused.text} matches={focused.matches} /></p>
               {focused.deleted && <p class="history-note deleted" data-testid="deleted-at">{fill("deletedAt", { when: fmtDate(focused.deletedAt) })}</p>}
               {focused.editedAt && <p class="history-note edited" data-testid="edited-at">{fill("editedAt", { when: fmtDate(focused.editedAt) })}</p>}
+              <Workflow comment={focused} users={options?.assignableUsers ?? []} change={mark} noteRef={noteRef} />
               <Versions comment={focused} />
+              <Events comment={focused} revision={revision} />
               <p class="muted">{focused.matches.map((m) => m.keyword?.word).filter(Boolean).join(", ")}</p>
               <p><a href={vkLink(focused)} target="_blank" rel="noopener noreferrer">{t("openOnVk")}</a>{focused.author && <> · <a href={focused.author.url} target="_blank" rel="noopener noreferrer">{focused.author.name}</a></>}</p>
             </>

@@ -328,9 +328,14 @@ class SqlCommentRepository:
             "group_id", "post_id", "post_vk_id", "thread_vk_id", "parent_vk_id",
             "from_id", "text", "published_at", "likes", "deleted", "edited_at", "deleted_at",
         )
+        # A stored comment is written only when a re-read changed it: a full re-parse finds most
+        # comments as they were, and rewriting each (a new version, an entry in every index of
+        # comments, the trigram index included) cost the readers as much as storing it anew.
+        # The rows left alone were read and locked above: they count as they counted.
         stmt = stmt.on_conflict_do_update(
             index_elements=[comments.c.owner_id, comments.c.vk_id],
             set_={name: stmt.excluded[name] for name in updated},
+            where=or_(*(comments.c[name].is_distinct_from(stmt.excluded[name]) for name in updated)),
         ).returning(comments.c.owner_id, comments.c.vk_id, comments.c.id, *_COUNTED)
         ids = {}
         moved = []  # comments whose time changed: their matches carry it too
@@ -341,6 +346,10 @@ class SqlCommentRepository:
             before = stored.get(key)
             if before is not None and before.published_at != row.published_at:
                 moved.append({"b_id": row.id, "b_published_at": row.published_at})
+        for key, before in stored.items():
+            if key not in ids:  # unchanged, not written
+                ids[key] = before.id
+                _count_comment(self.ledger, +1, before)
         if versions:
             await self.session.execute(*_bulk_insert(self.session, comment_versions, versions))
         if moved:
@@ -643,11 +652,20 @@ class SqlMatchRepository:
             self.ledger.keyword(keyword_id, matches=-n, comments=-1)
         for (_comment, keyword_id), n in new_pairs.items():
             self.ledger.keyword(keyword_id, matches=n, comments=1)
-        for chunk in _chunks(ids):
+        # Only the comments whose count changes are written, and only those that lost or gained
+        # a match are recounted. Writing all of them (most new comments match nothing: 0 stays
+        # 0) made a second version of every comment the collector stored and of every comment
+        # an ANALYZE task re-matched: matches_count is indexed, so no update is HOT, and each
+        # wrote an entry into every index of comments, the trigram index included; without a
+        # vacuum between, the table and its indexes doubled (bench/soak.py's readers then
+        # walked the dead entries).
+        touched = sorted({comment_id for comment_id, _ in old_pairs} | {comment_id for comment_id, _, _ in rows})
+        for chunk in _chunks(touched):
+            counted = _matches_count_of_comment()
             recount = (
                 update(comments)
-                .where(_in(self.session, comments.c.id, chunk))
-                .values(matches_count=_matches_count_of_comment())
+                .where(_in(self.session, comments.c.id, chunk), comments.c.matches_count != counted)
+                .values(matches_count=counted)
                 .returning(comments.c.id, comments.c.matches_count)
             )
             for comment_id, after in (await self.session.execute(recount)).all():

@@ -1,15 +1,16 @@
-"""How many comments pass a filter of communities, time and review state, from the per-day
-aggregates: the cost of a days-by-communities sum, not of the comments in the range.
+"""How many comments pass a filter of communities, time and review state (or matched), from the
+per-day aggregates: the cost of a days-by-communities sum, not of the comments in the range.
 
-``stats_days`` holds, per UTC day and community, the comments and how many of them are viewed,
-archived, and both (kept exact by the repositories, infrastructure/db/aggregates.py). The days
-wholly inside ``since``..``until`` are summed from it; the at most two days the range cuts are
-counted from the comments themselves, with the filter's own conditions
-(``filters.comment_conditions``), so the answer is the one a scan gives. Both parts are one
+``stats_days`` holds, per UTC day and community, the comments and how many of them are matched,
+viewed, archived, and both viewed and archived (kept exact by the repositories,
+infrastructure/db/aggregates.py). The days wholly inside ``since``..``until`` are summed from
+it; the at most two days the range cuts are counted from the comments themselves, with the
+filter's own conditions (``filters.comment_conditions``), so the answer is the one a scan gives. Both parts are one
 statement: one snapshot, so a commit between them cannot be counted half.
 
-Any other condition (keywords, text, posts, authors, matched) has no aggregate: such filters are
-counted from the comments.
+``matched`` alone (without a review state) is counted from ``stats_days.matched_comments``. Any
+other condition (keywords, text, posts, authors, deleted, edited, or matched with a review state)
+has no aggregate: such filters are counted from the comments.
 """
 
 from __future__ import annotations
@@ -20,15 +21,18 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, literal, select
 
 from domain.queries import CommentFilter
-from infrastructure.db.bulk import in_values
+from infrastructure.db.bulk import one_of
 from infrastructure.db.filters import comment_conditions
 from infrastructure.db.tables import comments, stats_days
 
-AGGREGATED = frozenset({"group_ids", "since", "until", "viewed", "archived"})
+AGGREGATED = frozenset({"group_ids", "since", "until", "viewed", "archived", "matched"})
 
 
 def countable(flt: CommentFilter) -> bool:
-    """Whether ``aggregated_count`` can count this filter."""
+    """Whether ``aggregated_count`` can count this filter. ``matched`` is aggregated per day
+    and community, but not crossed with the review state: not both."""
+    if flt.matched is not None and (flt.viewed is not None or flt.archived is not None):
+        return False
     return flt.group_ids != () and all(
         getattr(flt, name) is None for name in CommentFilter.__dataclass_fields__ if name not in AGGREGATED
     )
@@ -46,9 +50,11 @@ def _next_midnight(day: date) -> datetime | None:
 
 
 def _state_count(flt: CommentFilter) -> ColumnElement[int]:
-    """Of a row of ``stats_days``: its comments in the filter's review state."""
+    """Of a row of ``stats_days``: its comments in the filter's review state (or matched, or not)."""
     d = stats_days.c
     viewed, archived = flt.viewed, flt.archived
+    if flt.matched is not None:  # countable(): no review state then
+        return d.matched_comments if flt.matched else d.comments - d.matched_comments
     if viewed is None and archived is None:
         return d.comments
     if archived is None:
@@ -87,7 +93,7 @@ def aggregated_count(flt: CommentFilter, dialect: str) -> Select:
             whole_days.append(stats_days.c.day < until_day)
             cut_ranges.append([published_at >= _midnight(until_day)])
     if flt.group_ids is not None:
-        whole_days.append(in_values(dialect, stats_days.c.group_id, flt.group_ids))
+        whole_days.append(one_of(dialect, stats_days.c.group_id, flt.group_ids))
     total: ColumnElement[Any] = (
         select(func.coalesce(func.sum(_state_count(flt)), 0)).where(and_(True, *whole_days)).scalar_subquery()
     )

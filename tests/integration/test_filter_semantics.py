@@ -145,7 +145,8 @@ def _filters(groups, keyword_ids) -> list[CommentFilter]:
         (None, None),
     ]:
         for states in [{}, {"deleted": True}, {"edited": False, "viewed": True}, {"viewed": True}, {"viewed": False}, {"viewed": False, "archived": False}, {"viewed": True, "archived": False},
-                       {"viewed": False, "archived": True}, {"viewed": True, "archived": True}, {"archived": False}]:
+                       {"viewed": False, "archived": True}, {"viewed": True, "archived": True}, {"archived": False},
+                       {"matched": True}, {"matched": False}, {"matched": True, "viewed": False}]:
             filters.append(CommentFilter(since=since, until=until, **states))
             filters.append(CommentFilter(since=since, until=until, group_ids=(groups[1].id,), **states))
     return filters

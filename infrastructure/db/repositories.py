@@ -973,7 +973,7 @@ class SqlTaskRepository:
 # --- API tokens -----------------------------------------------------------------------------
 
 
-def _token_from_row(row: RowMapping) -> ApiToken:
+def token_from_row(row: RowMapping | Mapping[str, Any]) -> ApiToken:
     return ApiToken(**dict(row))
 
 
@@ -986,16 +986,16 @@ class SqlApiTokenRepository:
     async def add(self, *, name: str, role: str, token_hash: str) -> ApiToken:
         values = {"name": name, "role": role, "token_hash": token_hash, "created_at": _now()}
         row = (await self.session.execute(api_tokens.insert().values(values).returning(*api_tokens.c))).mappings().one()
-        return _token_from_row(row)
+        return token_from_row(row)
 
     async def find_by_hash(self, token_hash: str) -> ApiToken | None:
         query = select(api_tokens).where(api_tokens.c.token_hash == token_hash)
         row = (await self.session.execute(query)).mappings().first()
-        return _token_from_row(row) if row else None
+        return token_from_row(row) if row else None
 
     async def list(self) -> list[ApiToken]:
         rows = (await self.session.execute(select(api_tokens).order_by(api_tokens.c.id))).mappings()
-        return [_token_from_row(r) for r in rows]
+        return [token_from_row(r) for r in rows]
 
     async def revoke(self, token_id: int) -> bool:
         """False when there is no such live token."""

@@ -413,3 +413,17 @@ async def test_rewrites_leave_unchanged_comments_unwritten(uow_factory, migrated
     assert [r["text"] for r in rows] == ["text"] * 4 + ["edited"]
     assert [r["matches_count"] for r in rows] == [1, 0, 0, 0, 0]
     assert rows[4]["edited_at"] is not None
+
+
+async def test_the_read_model_finds_api_tokens_as_the_repository_does(uow_factory, migrated_db) -> None:
+    from infrastructure.db.engine import read_session_factory
+    from infrastructure.db.queries import SqlReadModel
+
+    engine, _ = migrated_db
+    async with uow_factory() as uow:
+        added = await uow.api_tokens.add(name="ci", role="operator", token_hash="h" * 64)
+        await uow.commit()
+    reads = SqlReadModel(read_session_factory(engine))
+    async with uow_factory() as uow:
+        assert await reads.api_token_by_hash("h" * 64) == await uow.api_tokens.find_by_hash("h" * 64) == added
+    assert await reads.api_token_by_hash("x" * 64) is None

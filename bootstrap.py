@@ -194,7 +194,7 @@ def build_matcher_factory():
 async def build_container(settings: Settings) -> Container:
     """Wire everything: the API and ``vkcp worker`` alike (with Redis, jobs come from ARQ)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
     sessions = session_factory(engine)
     closers: list[Any] = [engine.dispose]
 
@@ -319,7 +319,7 @@ async def migrate_embedded(settings: Settings) -> None:
 async def token_store(settings: Settings) -> AsyncIterator[Callable[[], UnitOfWork]]:
     """The database alone, as units of work: managing API tokens needs neither VK nor Redis."""
     await migrate_embedded(settings)
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
     sessions = session_factory(engine)
     try:
         yield lambda: SqlUnitOfWork(sessions)

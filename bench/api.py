@@ -34,6 +34,10 @@ page (``web/src/ops.ts`` ``COMMENTS``) and the operations relay-compiler makes o
 ``tests/e2e/test_relay_compiler.py``'s documents, each against a floor of the same shape
 (``http_floor.py``'s ``SHAPES``) and against PostGraphile where its schema can say it.
 
+``--concurrency`` measures throughput instead: 16 clients at once sending a mix of filtered pages
+to ``vkcp serve`` and to PostGraphile in turns, on the still database and while a collection
+writes (see ``concurrency`` below); it reports requests per second and p50/p95/p99 of both.
+
 ``--keep`` keeps the database (its name is printed) and ``--database NAME`` measures such a
 kept one again, after migrating it to the current code's revision, without filling it.
 """
@@ -55,6 +59,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
@@ -654,6 +659,232 @@ def report_shapes(results: dict[str, dict[str, Timing]]) -> None:
     print("(each row measured interleaved, in the same run; PostGraphile writes no url and has no matched filter)")
 
 
+# --- concurrency (--concurrency): many clients at once, with and without a collection writing ----
+#
+# CONCURRENCY_CLIENTS closed-loop clients (the next request as soon as the answer arrives), spread
+# over CLIENT_PROCESSES processes so the clients are not the bottleneck, send a mix of filtered
+# pages that PostGraphile's default schema can say too (its `condition` is equality only):
+# newest first, one community, by likes, not viewed, and one community's review queue (not viewed,
+# not archived); pages of 10 and 100 with the nesting of PAGE, often followed by the next page
+# or two by cursor. `vkcp serve` and PostGraphile take turns in windows of CONCURRENCY_WINDOW
+# seconds (the order rotating), so load from elsewhere on the machine hits both alike; first on
+# the still database, then while a writer stores comments the way a collection does: the
+# repositories' own upserts of posts, comments, authors and matches with the statistics'
+# aggregates, in transactions of WRITER_BATCH comments, in a process of its own at nice 10 (as
+# bench/soak.py runs the worker), newest first so they land on the pages being read.
+
+CONCURRENCY_CLIENTS, CLIENT_PROCESSES = 16, 2
+CONCURRENCY_WINDOW, CONCURRENCY_ROUNDS = 15.0, 3
+WRITER_BATCH, WRITER_RATE = 200, 400.0  # comments per transaction; comments per second (two parses: ~370)
+
+CONCURRENT_PAGE = PAGE.replace(
+    "query Page($first: Int!, $after: String)",
+    "query Mixed($first: Int!, $after: String, $filter: CommentFilter, $orderBy: CommentOrder)",
+).replace(
+    "comments(first: $first, after: $after)",
+    "comments(first: $first, after: $after, filter: $filter, orderBy: $orderBy)",
+)
+PG_CONCURRENT_PAGE = PG_PAGE.replace(
+    "query Page($first: Int!, $after: Cursor)",
+    "query Mixed($first: Int!, $after: Cursor, $condition: CommentCondition, $orderBy: [CommentOrderBy!])",
+).replace("allComments(first: $first, after: $after, orderBy: [PUBLISHED_AT_DESC, PRIMARY_KEY_DESC])",
+          "allComments(first: $first, after: $after, condition: $condition, orderBy: $orderBy)")
+MIX = [  # (name, weight)
+    ("newest", 35), ("community", 20), ("likes", 15), ("not viewed", 15), ("review queue", 15),
+]
+
+
+def _mixed_request(kind: str, rng, first: int) -> tuple[dict, dict]:
+    """The same page as vkcp's and PostGraphile's variables."""
+    group = rng.randint(1, GROUPS)
+    flt: dict = {}
+    condition: dict = {}
+    order, pg_order = None, ["PUBLISHED_AT_DESC", "PRIMARY_KEY_DESC"]
+    if kind == "community":
+        flt, condition = {"groupIds": [global_id(NodeType.GROUP, group)]}, {"groupId": str(group)}
+    elif kind == "likes":
+        order, pg_order = {"field": "LIKES", "direction": "DESC"}, ["LIKES_DESC", "PRIMARY_KEY_DESC"]
+    elif kind == "not viewed":
+        flt, condition = {"viewed": False}, {"viewed": False}
+    elif kind == "review queue":
+        flt = {"groupIds": [global_id(NodeType.GROUP, group)], "viewed": False, "archived": False}
+        condition = {"groupId": str(group), "viewed": False, "archived": False}
+    return ({"first": first, "filter": flt or None, "orderBy": order},
+            {"first": first, "condition": condition or None, "orderBy": pg_order})
+
+
+async def _concurrent_clients(url: str, postgraphile: bool, seconds: float, clients: int, seed: int) -> dict:
+    import random
+
+    rng = random.Random(seed)
+    names, weights = zip(*MIX, strict=True)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while time.monotonic() < deadline:
+            kind = rng.choices(names, weights)[0]
+            variables = _mixed_request(kind, rng, 100 if rng.random() < 0.5 else 10)[1 if postgraphile else 0]
+            query = PG_CONCURRENT_PAGE if postgraphile else CONCURRENT_PAGE
+            for _page in range(rng.choice((1, 1, 2, 3))):
+                started = time.perf_counter()
+                try:
+                    response = await http.post(url, json={"query": query, "variables": variables})
+                    body = response.json()
+                except (httpx.HTTPError, ValueError):
+                    errors += 1
+                    break
+                elapsed = time.perf_counter() - started
+                if response.status_code != 200 or body.get("errors"):  # counted apart, never as a latency
+                    errors += 1
+                    if errors == 1:
+                        print(f"{url}: {response.status_code} {str(body)[:300]}", flush=True)
+                    break
+                latencies.append(elapsed)
+                connection = body["data"]["allComments" if postgraphile else "comments"]
+                if not connection["pageInfo"]["hasNextPage"] or time.monotonic() >= deadline:
+                    break
+                variables = {**variables, "after": connection["pageInfo"]["endCursor"]}
+
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    return {"latencies": latencies, "errors": errors, "seconds": time.monotonic() - started}
+
+
+def _client_process(args: tuple) -> dict:
+    return asyncio.run(_concurrent_clients(*args))
+
+
+def _writer_process(url: str, stop, written) -> None:
+    """Stores comments as a collection does (the repositories, the statistics' aggregates),
+    WRITER_RATE a second in transactions of WRITER_BATCH, until ``stop`` is set."""
+    os.nice(10)
+    asyncio.run(_write(url, stop, written))
+
+
+async def _write(url: str, stop, written) -> None:
+    import random
+
+    from domain.models import Author, Comment, Match, Post
+    from infrastructure.db.engine import create_engine, session_factory
+    from infrastructure.db.uow import SqlUnitOfWork
+
+    rng = random.Random(5)
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    words = VOCABULARY
+    post_vk_id, vk_id = 10_000_000, 10_000_000
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            group = rng.randint(1, GROUPS)
+            owner_id = -(1000 + group)
+            post_vk_id += 1
+            now = datetime.now(UTC)
+            batch = []
+            for _ in range(WRITER_BATCH):
+                vk_id += 1
+                text = " ".join(rng.choice(words) for _ in range(rng.randint(6, 12)))
+                published_at = now - timedelta(seconds=rng.randint(0, 3600))
+                batch.append(Comment(owner_id=owner_id, vk_id=vk_id, post_vk_id=post_vk_id,
+                                     from_id=rng.randint(1, 20_000), text=text,
+                                     published_at=published_at, likes=rng.randint(0, 49)))
+            async with SqlUnitOfWork(sessions) as uow:
+                await uow.posts.upsert_many(group, [Post(owner_id=owner_id, vk_id=post_vk_id, from_id=owner_id,
+                                                         text="пост", published_at=now, comments_count=WRITER_BATCH)])
+                ids = await uow.comments.upsert_many(group, batch)
+                await uow.authors.upsert_many([Author(c.from_id, f"Автор {c.from_id}") for c in batch])
+                found = [Match(ids[(owner_id, c.vk_id)], 1 + c.vk_id % KEYWORDS, "кошки", 0, 5, c.text[:40])
+                         for c in batch if c.vk_id % 5 == 0]
+                await uow.matches.replace_for_comments(list(ids.values()), found)
+                await uow.commit()
+            written.value += WRITER_BATCH
+            await asyncio.sleep(max(0.0, WRITER_BATCH / WRITER_RATE - (time.monotonic() - started)))
+    finally:
+        await engine.dispose()
+
+
+def concurrency(servers: dict[str, Server], url: str) -> dict[str, dict[str, dict]]:
+    """phase -> server -> {latencies, errors, seconds} over every window of that server."""
+    import multiprocessing
+
+    targets = {name: servers[name].url for name in ("vkcp", "postgraphile") if name in servers}
+    context = multiprocessing.get_context("spawn")
+    results: dict[str, dict[str, dict]] = {}
+    seed = 0
+    for phase in ("still", "a collection writing"):
+        stop, written = context.Event(), context.Value("q", 0)
+        writer = None
+        if phase != "still":
+            writer = context.Process(target=_writer_process, args=(url, stop, written), daemon=True)
+            writer.start()
+        totals: dict[str, dict[str, Any]] = {name: {"latencies": [], "errors": 0, "seconds": 0.0} for name in targets}
+        order = list(targets)
+        try:
+            with context.Pool(CLIENT_PROCESSES) as pool:
+                for round_ in range(CONCURRENCY_ROUNDS + 1):  # the first round warms up
+                    for name in order[round_ % len(order):] + order[: round_ % len(order)]:
+                        per_process = CONCURRENCY_CLIENTS // CLIENT_PROCESSES
+                        jobs = []
+                        for _ in range(CLIENT_PROCESSES):
+                            seed += 1
+                            jobs.append((targets[name], name == "postgraphile", CONCURRENCY_WINDOW, per_process, seed))
+                        measured = pool.map(_client_process, jobs)
+                        if round_ == 0:
+                            continue
+                        total = totals[name]
+                        for m in measured:
+                            total["latencies"] += m["latencies"]
+                            total["errors"] += m["errors"]
+                        total["seconds"] += max(m["seconds"] for m in measured)
+        finally:
+            stop.set()
+            if writer is not None:
+                writer.join(30)
+        if writer is not None:
+            for total in totals.values():
+                total["written"] = written.value
+        results[phase] = totals
+    return results
+
+
+def concurrency_report(results: dict[str, dict[str, dict]]) -> None:
+    print()
+    print(f"concurrency: {CONCURRENCY_CLIENTS} clients in {CLIENT_PROCESSES} processes, windows of "
+          f"{CONCURRENCY_WINDOW:.0f} s taking turns, {CONCURRENCY_ROUNDS} rounds; mix: "
+          + ", ".join(f"{name} {weight}%" for name, weight in MIX) + "; pages of 10 and 100, then 0-2 next pages")
+    print(f"{'phase':<22} {'server':<14} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
+          f" {'errors':>7}")
+    checks = []
+    for phase, totals in results.items():
+        rates = {}
+        p99s = {}
+        for name, total in totals.items():
+            timing = Timing(total["latencies"])
+            rates[name] = len(total["latencies"]) / total["seconds"] if total["seconds"] else 0.0
+            p99s[name] = timing.p(0.99) if total["latencies"] else float("nan")
+            print(f"{phase:<22} {name:<14} {len(total['latencies']):>9,} {rates[name]:>8.1f} "
+                  f"{timing.p(0.5) if total['latencies'] else float('nan'):>8.1f} "
+                  f"{timing.p(0.95) if total['latencies'] else float('nan'):>8.1f} {p99s[name]:>8.1f} "
+                  f"{total['errors']:>7}")
+        written = next(iter(totals.values())).get("written")
+        if written is not None:
+            print(f"{'':<22} (the writer stored {written:,} comments meanwhile)")
+        if "postgraphile" in totals:
+            print(f"{'':<22} vkcp/PostGraphile: throughput {rates['vkcp'] / rates['postgraphile']:.2f}x, "
+                  f"p99 {p99s['vkcp'] / p99s['postgraphile']:.2f}x")
+            checks.append((f"{phase}: throughput ahead of PostGraphile", rates["vkcp"] > rates["postgraphile"]))
+            checks.append((f"{phase}: p99 below PostGraphile's", p99s["vkcp"] < p99s["postgraphile"]))
+        checks.append((f"{phase}: no errors", all(total["errors"] == 0 for total in totals.values())))
+    print()
+    for text, ok in checks:
+        print(f"  [{'ok' if ok else 'MISSED'}] {text}")
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--comments", type=int, default=250_000)
@@ -665,6 +896,9 @@ async def main() -> int:
     parser.add_argument("--database", metavar="NAME", help="measure this kept database again (migrated, not filled)")
     parser.add_argument("--shapes", action="store_true",
                         help="measure the console's review page and the Relay operations against floors of their shape")
+    parser.add_argument("--concurrency", action="store_true",
+                        help=f"instead: {CONCURRENCY_CLIENTS} clients at once, vkcp serve against PostGraphile, "
+                             "still and with a collection writing")
     args = parser.parse_args()
 
     name = args.database or f"vkcp_bench_{uuid.uuid4().hex[:10]}"
@@ -697,10 +931,14 @@ async def main() -> int:
                 await wait_until_up(http, servers)
                 if args.shapes:
                     shaped = await run_shapes(http, servers, args.requests, args.comments)
+                elif args.concurrency:
+                    measured = await asyncio.to_thread(concurrency, servers, url)
                 else:
                     results, per_page = await run(http, servers, dsn, args.requests)
         if args.shapes:
             report_shapes(shaped)
+        elif args.concurrency:
+            concurrency_report(measured)
         else:
             report(results, per_page)
     finally:

@@ -21,7 +21,18 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from domain.declaration import COMMENT, POST, Spelling, declared_view
 from domain.errors import InvalidInput
-from domain.models import Author, CommentEvent, CommentStatus, Group, Keyword, Match, Task, TaskKind, TaskState
+from domain.models import (
+    ApiToken,
+    Author,
+    CommentEvent,
+    CommentStatus,
+    Group,
+    Keyword,
+    Match,
+    Task,
+    TaskKind,
+    TaskState,
+)
 from domain.text import checked_text
 
 T = TypeVar("T")
@@ -287,6 +298,10 @@ class ReadModel(Protocol):
     ) -> Page[Group]: ...
     async def groups_count(self, *, active: bool | None = None) -> int: ...
     async def groups_by_ids(self, ids: Sequence[int]) -> list[Group | None]: ...
+
+    # The token every API request presents, by its hash (``domain.auth.authenticate``): one
+    # statement, outside any transaction.
+    async def api_token_by_hash(self, token_hash: str) -> ApiToken | None: ...
 
     async def posts_by_ids(self, ids: Sequence[int]) -> list[PostView | None]: ...
     async def authors_by_ids(self, vk_ids: Sequence[int]) -> list[Author | None]: ...

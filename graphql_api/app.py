@@ -330,7 +330,7 @@ class GraphQLView(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> Any:
         if context.role is None:  # None: auth is on
             authorization = header_of(context.connection_params, "Authorization")
-            found = await resolve_role(self.container.adapters, authorization)
+            found = await resolve_role(self.container.adapters, self.container.read_model, authorization)
             if found is None:
                 reason = "Missing API token" if authorization is None else "Invalid API token"
                 log.warning("auth.failed", request_id=context.request_id, transport="websocket", reason=reason)
@@ -428,7 +428,7 @@ async def _is_admin(container: Any, request: Request) -> bool:
 async def _is_admin_token(container: Any, request: Request) -> bool:
     """The request's bearer token is an admin's (checked even when auth is off)."""
     try:
-        found = await resolve_role(container.adapters, request.headers.get("authorization"))
+        found = await resolve_role(container.adapters, container.read_model, request.headers.get("authorization"))
     except Unavailable:  # the database is away: readiness says so, without details
         return False
     return found is not None and found[0].allows(Role.ADMIN)

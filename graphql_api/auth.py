@@ -17,6 +17,7 @@ from strawberry.permission import BasePermission
 from domain.auth import Role, authenticate
 from domain.models import ApiToken
 from domain.ports import Adapters
+from domain.queries import ReadModel
 from graphql_api.codes import ErrorCode
 
 log = structlog.get_logger(__name__)
@@ -43,12 +44,14 @@ def header_of(params: Mapping[str, Any] | None, name: str) -> Any:
     return None
 
 
-async def resolve_role(adapters: Adapters, authorization: Any) -> tuple[Role, ApiToken] | None:
+async def resolve_role(
+    adapters: Adapters, read_model: ReadModel, authorization: Any
+) -> tuple[Role, ApiToken] | None:
     """The caller's role from an Authorization value; None when it is missing or not valid."""
     token = bearer_token(authorization)
     if token is None:
         return None
-    return await authenticate(adapters.uow_factory, token, clock=adapters.clock)
+    return await authenticate(adapters.uow_factory, token, clock=adapters.clock, find=read_model.api_token_by_hash)
 
 
 def warn_if_auth_disabled(auth_enabled: bool) -> None:

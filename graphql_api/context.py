@@ -122,7 +122,7 @@ async def get_context(container: Container, request: Request | WebSocket, respon
     if not container.settings.auth:
         context.role = Role.ADMIN
     elif not is_websocket:
-        found = await resolve_role(container.adapters, request.headers.get("authorization"))
+        found = await resolve_role(container.adapters, container.read_model, request.headers.get("authorization"))
         if found is not None:
             context.role, context.token = found
     return context

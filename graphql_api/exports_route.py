@@ -87,7 +87,9 @@ def exports_route(container: Any) -> Route:
         if not container.settings.auth:
             return None, "open"
         authorization = request.headers.get("authorization")
-        if authorization is not None and await resolve_role(container.adapters, authorization) is not None:
+        if authorization is not None and await resolve_role(
+            container.adapters, container.read_model, authorization
+        ) is not None:
             return None, "token"
         query = request.query_params
         if "signature" in query or "expires" in query:

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./.vkcp")
     database_url: str | None = None
+    # PostgreSQL connections a process keeps, and the most it opens (infrastructure/db/engine.py).
+    database_pool_size: int = Field(default=10, gt=0)
     redis_url: str | None = None
     # Tokens are secrets: SecretStr keeps them out of reprs, logs and tracebacks.
     vk_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)

@@ -32,6 +32,18 @@ def in_values(dialect: str, column, values: Sequence[int]) -> ColumnElement[bool
     return column.in_(values)
 
 
+def one_of(dialect: str, column, values: Sequence[int]) -> ColumnElement[bool]:
+    """``in_values``, but one value is ``column = :value``: a filter's one community (the usual
+    case) then reads the (group_id, published_at, id) index in its order. PostgreSQL cannot walk
+    an index in order for ``= ANY(:array)``, whose length it does not know when it plans: a page
+    of one community newest first, as a prepared statement, read and sorted its whole
+    community, or walked every comment's time index (74,000 buffers a page at 90,000 comments,
+    measured with pg_stat_statements under bench/soak.py)."""
+    if len(values) == 1:
+        return column == values[0]
+    return in_values(dialect, column, values)
+
+
 def bulk_insert(dialect: str, table: Table, rows: Sequence[Mapping[str, Any]]):
     """The dialect's INSERT of ``rows`` (it knows ON CONFLICT and RETURNING) and the parameters
     to execute it with: ``session.execute(stmt, params)``. At least one row, every row with the

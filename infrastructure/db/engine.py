@@ -19,6 +19,18 @@ SQLITE_IMMEDIATE = "vkcp_sqlite_immediate"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT = 5.0  # seconds to open a PostgreSQL connection
 POOL_TIMEOUT = 10.0  # seconds to wait for a free pooled connection
+# Connections a process keeps to PostgreSQL, and the most it ever opens: requests beyond them
+# wait for one (POOL_TIMEOUT) instead of opening more. Measured under bench/soak.py (30 clients,
+# two parses, 2 cores): with 10 kept and 20 more opened on demand, ~40 backends competed for
+# the two cores, and every connection opened past the 10 was closed again when handed back, so
+# the next burst paid a new backend, asyncpg's type introspection and a re-plan of every
+# statement in an empty prepared-statement cache. A fixed pool keeps plans and queues the rest.
+DEFAULT_POOL_SIZE = 10
+# Every PostgreSQL connection's session settings. No JIT: the read model's statements are short
+# and planned once per connection, and the planner's cost estimates of a count or a page with
+# correlated subqueries crossed jit_above_cost, so a statement spent more CPU compiling
+# expressions than running them.
+SERVER_SETTINGS = {"jit": "off"}
 
 
 def fold_text(value: str | None) -> str | None:
@@ -26,7 +38,7 @@ def fold_text(value: str | None) -> str | None:
     return None if value is None else queries.fold_text(value)
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(url)
@@ -35,8 +47,10 @@ def create_engine(url: str) -> AsyncEngine:
         # CONNECT_TIMEOUT, a pool wait after POOL_TIMEOUT. No pool_pre_ping: it cost three
         # round trips (BEGIN, a ping, ROLLBACK) per checkout; _replace_closed below finds
         # the connections a restart closed without any, and faults.py answers the rest.
+        # No overflow: see DEFAULT_POOL_SIZE.
         engine = create_async_engine(
-            url, pool_size=10, max_overflow=20, pool_timeout=POOL_TIMEOUT, connect_args={"timeout": CONNECT_TIMEOUT},
+            url, pool_size=pool_size, max_overflow=0, pool_timeout=POOL_TIMEOUT,
+            connect_args={"timeout": CONNECT_TIMEOUT, "server_settings": dict(SERVER_SETTINGS)},
         )
         _replace_closed(engine)
     translate_errors(engine)

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from domain.queries import CommentFilter
-from infrastructure.db.bulk import in_values
+from infrastructure.db.bulk import one_of
 from infrastructure.db.tables import comments, matches
 
 LIKE_ESCAPE = "\\"
@@ -91,12 +91,12 @@ def comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[b
     c = comments.c
     conditions: list[ColumnElement[bool]] = []
     if flt.group_ids is not None:
-        conditions.append(in_values(dialect, c.group_id, flt.group_ids) if flt.group_ids else false())
+        conditions.append(one_of(dialect, c.group_id, flt.group_ids) if flt.group_ids else false())
     if flt.post_ids is not None:
-        conditions.append(in_values(dialect, c.post_id, flt.post_ids) if flt.post_ids else false())
+        conditions.append(one_of(dialect, c.post_id, flt.post_ids) if flt.post_ids else false())
     if flt.keyword_ids is not None:
         has_keyword = exists().where(
-            matches.c.comment_id == c.id, in_values(dialect, matches.c.keyword_id, flt.keyword_ids)
+            matches.c.comment_id == c.id, one_of(dialect, matches.c.keyword_id, flt.keyword_ids)
         )
         conditions.append(has_keyword if flt.keyword_ids else false())
     if flt.matched is not None:
@@ -104,7 +104,7 @@ def comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[b
     if (text := text_condition(flt, dialect)) is not None:
         conditions.append(text)
     if flt.author_ids is not None:
-        conditions.append(in_values(dialect, c.from_id, flt.author_ids) if flt.author_ids else false())
+        conditions.append(one_of(dialect, c.from_id, flt.author_ids) if flt.author_ids else false())
     if flt.since is not None:
         conditions.append(c.published_at >= flt.since)
     if flt.until is not None:

@@ -344,9 +344,14 @@ class SqlCommentRepository:
             "group_id", "post_id", "post_vk_id", "thread_vk_id", "parent_vk_id",
             "from_id", "text", "published_at", "likes", "deleted", "edited_at", "deleted_at",
         )
+        # A stored comment is written only when a re-read changed it: a full re-parse finds most
+        # comments as they were, and rewriting each (a new version, an entry in every index of
+        # comments, the trigram index included) cost the readers as much as storing it anew.
+        # The rows left alone were read and locked above: they count as they counted.
         stmt = stmt.on_conflict_do_update(
             index_elements=[comments.c.owner_id, comments.c.vk_id],
             set_={name: stmt.excluded[name] for name in updated},
+            where=or_(*(comments.c[name].is_distinct_from(stmt.excluded[name]) for name in updated)),
         ).returning(comments.c.owner_id, comments.c.vk_id, comments.c.id, *_COUNTED)
         ids = {}
         moved = []  # comments whose time changed: their matches carry it too
@@ -357,6 +362,10 @@ class SqlCommentRepository:
             before = stored.get(key)
             if before is not None and before.published_at != row.published_at:
                 moved.append({"b_id": row.id, "b_published_at": row.published_at})
+        for key, before in stored.items():
+            if key not in ids:  # unchanged, not written
+                ids[key] = before.id
+                _count_comment(self.ledger, +1, before)
         if versions:
             await self.session.execute(*_bulk_insert(self.session, comment_versions, versions))
         if moved:
@@ -702,11 +711,20 @@ class SqlMatchRepository:
             self.ledger.keyword(keyword_id, matches=-n, comments=-1)
         for (_comment, keyword_id), n in new_pairs.items():
             self.ledger.keyword(keyword_id, matches=n, comments=1)
-        for chunk in _chunks(ids):
+        # Only the comments whose count changes are written, and only those that lost or gained
+        # a match are recounted. Writing all of them (most new comments match nothing: 0 stays
+        # 0) made a second version of every comment the collector stored and of every comment
+        # an ANALYZE task re-matched: matches_count is indexed, so no update is HOT, and each
+        # wrote an entry into every index of comments, the trigram index included; without a
+        # vacuum between, the table and its indexes doubled (bench/soak.py's readers then
+        # walked the dead entries).
+        touched = sorted({comment_id for comment_id, _ in old_pairs} | {comment_id for comment_id, _, _ in rows})
+        for chunk in _chunks(touched):
+            counted = _matches_count_of_comment()
             recount = (
                 update(comments)
-                .where(_in(self.session, comments.c.id, chunk))
-                .values(matches_count=_matches_count_of_comment())
+                .where(_in(self.session, comments.c.id, chunk), comments.c.matches_count != counted)
+                .values(matches_count=counted)
                 .returning(comments.c.id, comments.c.matches_count)
             )
             for comment_id, after in (await self.session.execute(recount)).all():
@@ -1014,7 +1032,7 @@ class SqlTaskRepository:
 # --- API tokens -----------------------------------------------------------------------------
 
 
-def _token_from_row(row: RowMapping) -> ApiToken:
+def token_from_row(row: RowMapping | Mapping[str, Any]) -> ApiToken:
     return ApiToken(**dict(row))
 
 
@@ -1027,16 +1045,16 @@ class SqlApiTokenRepository:
     async def add(self, *, name: str, role: str, token_hash: str) -> ApiToken:
         values = {"name": name, "role": role, "token_hash": token_hash, "created_at": _now()}
         row = (await self.session.execute(api_tokens.insert().values(values).returning(*api_tokens.c))).mappings().one()
-        return _token_from_row(row)
+        return token_from_row(row)
 
     async def find_by_hash(self, token_hash: str) -> ApiToken | None:
         query = select(api_tokens).where(api_tokens.c.token_hash == token_hash)
         row = (await self.session.execute(query)).mappings().first()
-        return _token_from_row(row) if row else None
+        return token_from_row(row) if row else None
 
     async def list(self) -> list[ApiToken]:
         rows = (await self.session.execute(select(api_tokens).order_by(api_tokens.c.id))).mappings()
-        return [_token_from_row(r) for r in rows]
+        return [token_from_row(r) for r in rows]
 
     async def revoke(self, token_id: int) -> bool:
         """False when there is no such live token."""

@@ -6,7 +6,8 @@ import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
 from infrastructure.db.tables import comments as comments_table
@@ -368,3 +369,61 @@ async def test_comment_history_as_the_read_model_shows_it(uow_factory, migrated_
         await uow.groups.remove(g.id)
         await uow.commit()
     assert await reads.versions_by_comment_ids([one, 999]) == [[], []]
+
+
+async def test_rewrites_leave_unchanged_comments_unwritten(uow_factory, migrated_db) -> None:
+    """A re-read that finds a comment as it was, and a re-match that leaves its count as it was,
+    write no new version of it (PostgreSQL: its ``ctid`` stays): every version is an entry in
+    each index of comments, and the readers walk the dead ones until a vacuum."""
+    engine, _ = migrated_db
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row versions are PostgreSQL's")
+    g = await add_group_with_post(uow_factory)
+    batch = [comment(g.owner_id, i) for i in range(1, 6)]
+    async with uow_factory() as uow:
+        ids = await uow.comments.upsert_many(g.id, batch)
+        kw = await uow.keywords.add(Keyword(id=0, word="text"))
+        await uow.commit()
+    every = sorted(ids.values())
+
+    async def versions() -> dict[int, str]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT id, ctid::text FROM comments ORDER BY id"))
+            return dict(rows.all())
+
+    stored = await versions()
+    async with uow_factory() as uow:  # matches for the first only; the others stay at 0
+        await uow.matches.replace_for_comments(every, [Match(every[0], kw.id, "text", 0, 4, "text")])
+        await uow.commit()
+    after_match = await versions()
+    assert after_match[every[0]] != stored[every[0]]
+    assert {i: after_match[i] for i in every[1:]} == {i: stored[i] for i in every[1:]}
+
+    edited = [*batch[:4], dataclasses.replace(batch[4], text="edited")]
+    async with uow_factory() as uow:  # the same again, one edited: only that one is written
+        again = await uow.comments.upsert_many(g.id, edited)
+        await uow.matches.replace_for_comments(every, [Match(every[0], kw.id, "text", 0, 4, "text")])
+        await uow.commit()
+    assert again == ids
+    after_reread = await versions()
+    assert {i: after_reread[i] for i in every[:4]} == {i: after_match[i] for i in every[:4]}
+    assert after_reread[every[4]] != after_match[every[4]]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(comments_table).order_by(comments_table.c.id))).mappings().all()
+    assert [r["text"] for r in rows] == ["text"] * 4 + ["edited"]
+    assert [r["matches_count"] for r in rows] == [1, 0, 0, 0, 0]
+    assert rows[4]["edited_at"] is not None
+
+
+async def test_the_read_model_finds_api_tokens_as_the_repository_does(uow_factory, migrated_db) -> None:
+    from infrastructure.db.engine import read_session_factory
+    from infrastructure.db.queries import SqlReadModel
+
+    engine, _ = migrated_db
+    async with uow_factory() as uow:
+        added = await uow.api_tokens.add(name="ci", role="operator", token_hash="h" * 64)
+        await uow.commit()
+    reads = SqlReadModel(read_session_factory(engine))
+    async with uow_factory() as uow:
+        assert await reads.api_token_by_hash("h" * 64) == await uow.api_tokens.find_by_hash("h" * 64) == added
+    assert await reads.api_token_by_hash("x" * 64) is None

@@ -50,3 +50,30 @@ async def test_last_use_is_recorded_at_most_every_few_minutes() -> None:
     clock.advance(minutes=5)
     await authenticate(store.uow_factory, plain, clock=clock)
     assert store.api_tokens[record.id].last_used_at == clock.now()
+
+
+async def test_a_read_model_lookup_needs_a_unit_of_work_only_to_record_the_use() -> None:
+    """The API looks tokens up through the read model (``find``: one statement, no transaction);
+    revocation and the last use behave as through the unit of work."""
+    store = InMemoryStore()
+    clock = FakeClock()
+    plain, record = await create_api_token(store.uow_factory, "ci", Role.OPERATOR)
+    opened = []
+
+    def counting_uow_factory():
+        opened.append(1)
+        return store.uow_factory()
+
+    async def find(token_hash: str):
+        return next((t for t in store.api_tokens.values() if t.token_hash == token_hash), None)
+
+    role, found = await authenticate(counting_uow_factory, plain, clock=clock, find=find)  # type: ignore[misc]
+    assert role is Role.OPERATOR and found.id == record.id
+    assert len(opened) == 1 and store.api_tokens[record.id].last_used_at == clock.now()  # the first use, recorded
+    clock.advance(minutes=1)
+    assert await authenticate(counting_uow_factory, plain, clock=clock, find=find) is not None
+    assert len(opened) == 1  # nothing to record: no unit of work
+    assert await authenticate(counting_uow_factory, "not-a-token", clock=clock, find=find) is None
+    await revoke_api_token(store.uow_factory, record.id)
+    assert await authenticate(counting_uow_factory, plain, clock=clock, find=find) is None
+    assert len(opened) == 1

@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from domain.errors import InvalidInput
 from domain.models import Author, Group, Keyword, Match, Task, TaskKind, TaskState
+from domain.rules import QueryMatcher, parse
 from domain.text import checked_text
 
 T = TypeVar("T")
@@ -64,6 +65,9 @@ class CommentFilter:
     archived: bool | None = None
     deleted: bool | None = None  # deleted on VK (turned ``deleted: true``, or gone)
     edited: bool | None = None  # seen with another text before (``CommentView.edited_at``)
+    # The rule language (``domain.rules``): checked here for syntax; references are resolved and
+    # the query compiled where the filter is applied (``QueryCompiler``).
+    query: str | None = None
 
     def __post_init__(self) -> None:
         # Checked here, so a filter means the same to the comments query, an export and the
@@ -76,14 +80,17 @@ class CommentFilter:
             checked_text(self.text, field="text")
             if len(self.text) > MAX_FILTER_TEXT:
                 raise InvalidInput(f"`text` is longer than {MAX_FILTER_TEXT} characters", field="text")
+        if self.query is not None:
+            parse(self.query)
 
     @property
     def text_words(self) -> tuple[str, ...]:
         """The folded words of ``text``, each once: each must occur in a comment's folded text."""
         return tuple(dict.fromkeys(fold_text(self.text).split())) if self.text else ()
 
-    def admits(self, comment: CommentView, matches: Sequence[Match]) -> bool:
-        """Whether ``comment``, with its keyword ``matches``, passes this filter."""
+    def admits(self, comment: CommentView, matches: Sequence[Match], query: QueryMatcher | None = None) -> bool:
+        """Whether ``comment``, with its keyword ``matches``, passes this filter; ``query`` is
+        ``self.query`` compiled (``QueryCompiler.compile``), needed when it is set."""
         if self.group_ids is not None and comment.group_id not in self.group_ids:
             return False
         if self.post_ids is not None and comment.post_id not in self.post_ids:
@@ -108,7 +115,12 @@ class CommentFilter:
             return False
         if words := self.text_words:
             folded = fold_text(comment.text)
-            return all(word in folded for word in words)
+            if not all(word in folded for word in words):
+                return False
+        if self.query is not None:
+            if query is None:
+                raise ValueError("a filter with a query needs it compiled")
+            return query.matches(comment.text)
         return True
 
 
@@ -301,6 +313,10 @@ class ReadModel(Protocol):
         ...
 
     async def comments_count(self, flt: CommentFilter) -> int: ...
+    async def compiled(self, flt: CommentFilter) -> QueryMatcher | None:
+        """``flt.query`` resolved against the stored keywords and saved rules and compiled;
+        None without a query. Raises ``QuerySyntaxError`` for a reference to nothing."""
+        ...
     async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]: ...
     async def comments_by_vk_ids(self, keys: Sequence[tuple[int, int]]) -> list[CommentView | None]:
         """Comments by (owner_id, vk_id): how a reply names its parent and thread."""

@@ -28,7 +28,7 @@ from graphql_api.auth import IsOperator
 from graphql_api.context import Info
 from graphql_api.errors import UserError, user_errors_in
 from graphql_api.groups import Group, load_group
-from graphql_api.ids import NodeType, filter_ids, parse_id
+from graphql_api.ids import NodeType, filter_ids, global_id, parse_id
 from graphql_api.keywords import Keyword, keyword_or_none
 from graphql_api.relay import VK, After, Before, Connection, First, Last, Node, by_id, connection, window
 
@@ -126,6 +126,15 @@ class KeywordMatch:
         return cls(matched_text=m.matched_text, start=m.start, end=m.end, snippet=m.snippet, keyword_id=m.keyword_id)
 
 
+@strawberry.type(description="One place in a comment's text where a term of a rule-language query matched.")
+class QueryHighlight:
+    matched_text: str = strawberry.field(description="The text as it appears in the comment.")
+    start: int = strawberry.field(description="Offset of the first character in the comment text.")
+    end: int = strawberry.field(description="Offset just after the last character.")
+    term: str = strawberry.field(description="The term of the query that matched, as written there.")
+    keyword_id: strawberry.ID | None = strawberry.field(description="The keyword, for a `kw:` term.")
+
+
 @strawberry.type(
     description="A text a comment had before its current one (the current one is the comment's `text`)."
 )
@@ -211,6 +220,25 @@ class Comment(Node):
     @strawberry.field(description="Link to the comment on VK.")
     def url(self) -> str:
         return f"{VK}/wall{self.owner_id}_{self.post_vk_id}?reply={self.vk_id}"
+
+    @strawberry.field(
+        description="Where the terms of a rule-language query matched in the text, in text order, when the "
+        "comment matches it (terms under NOT are not shown); empty when it does not. The Review page highlights "
+        "these for its `query`."
+    )
+    async def highlights(
+        self, info: Info, query: Annotated[str, strawberry.argument(description="A rule-language query.")]
+    ) -> list[QueryHighlight]:
+        matcher = await info.context.read_model.compiled(CommentFilter(query=query))
+        assert matcher is not None
+        found = matcher.highlights(self.text) or []
+        return [
+            QueryHighlight(
+                start=h.start, end=h.end, matched_text=self.text[h.start : h.end], term=h.term,
+                keyword_id=global_id(NodeType.KEYWORD, h.keyword_id) if h.keyword_id is not None else None,
+            )
+            for h in found
+        ]
 
     @classmethod
     def from_view(cls, c: CommentView) -> Comment:
@@ -357,6 +385,14 @@ class CommentFilterInput:
         default=None, description="Only comments seen edited (true: `editedAt` set, earlier texts in `versions`) or "
         "only those not (false)."
     )
+    query: str | None = strawberry.field(
+        default=None,
+        description="Only comments matching this rule-language query: terms with Russian morphology, "
+        '`"phrase"`, `"phrase"~N`, `a NEAR/N b`, `prefix*`, `case:` `part:` `exact:` switches, AND, OR, NOT, '
+        "`-term`, parentheses (terms side by side: AND), `kw:12` / `kw:word` (a keyword), `rule:name` (a saved "
+        "rule). A syntax error or a reference to nothing is BAD_USER_INPUT with `extensions.query { line column "
+        "expected }`. At most 2000 characters.",
+    )
 
 
 @strawberry.input(name="CommentOrder", description="How to sort comments.")
@@ -390,6 +426,7 @@ def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
         archived=flt.archived,
         deleted=flt.deleted,
         edited=flt.edited,
+        query=flt.query if flt.query is not None and flt.query.strip() else None,
     )
 
 

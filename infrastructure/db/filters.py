@@ -8,9 +8,10 @@ substring of the folded text.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, literal_column
+from sqlalchemy import ColumnElement, and_, exists, false, func, literal_column, or_
 
 from domain.queries import CommentFilter
+from domain.rules import AnyOf, Contains, Narrowing, QueryMatcher
 from infrastructure.db.bulk import in_values
 from infrastructure.db.tables import comments, matches
 
@@ -46,9 +47,33 @@ def text_condition(flt: CommentFilter, dialect: str) -> ColumnElement[bool] | No
     return and_(*(folded.like(like_pattern(word), escape=LIKE_ESCAPE) for word in words))
 
 
-def comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[bool]]:
+def narrowing_condition(narrowing: Narrowing, dialect: str) -> ColumnElement[bool] | None:
+    """``QueryMatcher.narrowing`` in SQL: substrings of the folded text, served by the trigram
+    index on PostgreSQL. Implied by a match, not the match: the domain decides on each row."""
+    if narrowing is None:
+        return None
+    if isinstance(narrowing, Contains):
+        return folded_text(dialect).like(like_pattern(narrowing.text), escape=LIKE_ESCAPE)
+    parts = [narrowing_condition(item, dialect) for item in narrowing.items]
+    if isinstance(narrowing, AnyOf):
+        alternatives = [p for p in parts if p is not None]
+        return or_(*alternatives) if len(alternatives) == len(parts) else None
+    kept = [p for p in parts if p is not None]
+    return and_(*kept) if kept else None
+
+
+def comment_conditions(
+    flt: CommentFilter, dialect: str, query: QueryMatcher | None = None
+) -> list[ColumnElement[bool]]:
+    """The filter's conditions; with ``flt.query``, ``query`` is it compiled, and the conditions
+    only narrow: each row they give must still pass ``query.matches`` (``QueryMatcher``)."""
     c = comments.c
     conditions: list[ColumnElement[bool]] = []
+    if flt.query is not None:
+        if query is None:
+            raise ValueError("a filter with a query needs it compiled")
+        if (narrowed := narrowing_condition(query.narrowing, dialect)) is not None:
+            conditions.append(narrowed)
     if flt.group_ids is not None:
         conditions.append(in_values(dialect, c.group_id, flt.group_ids) if flt.group_ids else false())
     if flt.post_ids is not None:

@@ -61,7 +61,7 @@ _GRAMMAR = r"""
 ?near_expr: primary (NEAR primary)*
 ?primary: term
         | "(" or_expr ")"
-term: MODIFIER* (WORD | PREFIX | PHRASE SLOP?)
+term: MODIFIER* (WORD | INT | PREFIX | PHRASE SLOP?)
     | KWREF (INT | WORD | PHRASE)
     | RULEREF (WORD | PHRASE)
 
@@ -133,8 +133,9 @@ class Term:
     morphology: bool = True
     slop: int | None = None
     keyword_id: int | None = None  # a stored keyword this term stands for
-    line: int = 1
-    column: int = 1
+    # Where the term is written: for messages; two terms written alike are one term.
+    line: int = field(default=1, compare=False)
+    column: int = field(default=1, compare=False)
 
     @property
     def text(self) -> str:
@@ -145,15 +146,15 @@ class Term:
 @dataclass(frozen=True)
 class KeywordRef:
     ref: int | str  # row id, or the keyword's word
-    line: int = 1
-    column: int = 1
+    line: int = field(default=1, compare=False)
+    column: int = field(default=1, compare=False)
 
 
 @dataclass(frozen=True)
 class RuleRef:
     name: str
-    line: int = 1
-    column: int = 1
+    line: int = field(default=1, compare=False)
+    column: int = field(default=1, compare=False)
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,9 @@ def _error(message: str, token: Token) -> _Located:
 
 @functools.cache
 def _parser() -> Lark:
-    return Lark(_GRAMMAR, parser="lalr", maybe_placeholders=False, propagate_positions=False)
+    # The basic lexer: AND, OR, NOT are operators wherever they stand (a contextual lexer would
+    # read "OR" in "a AND OR b" as a word, and the mistake would pass unnoticed).
+    return Lark(_GRAMMAR, parser="lalr", lexer="basic", maybe_placeholders=False, propagate_positions=False)
 
 
 def _expected(names: Iterable[str]) -> list[str]:

@@ -1,6 +1,11 @@
-"""Keyword matcher throughput: comments per second for 100, 1,000 and 10,000 keywords.
+"""Keyword matcher throughput: comments per second for 100, 1,000 and 10,000 keywords; and
+the rule language's: 200 rules of 3-8 terms each, matched together (``domain.rules.RuleSet``).
 
-Run: ``/tmp/venv/bin/python bench/match.py [--comments N]``.
+Run: ``/tmp/venv/bin/python bench/match.py [--comments N] [--rules-only]``.
+
+The rules mix every operator: OR groups, AND (written and implicit), NOT and ``-term``,
+``"phrase"~N``, ``NEAR/N``, ``prefix*``, exact phrases; half their terms are lemmas the comments
+use (so rules fire), half are not. A rule is evaluated only when one of its terms occurs.
 
 The text is synthetic but morphologically real: lemmas come from the pymorphy3 dictionary and
 every lemma appears in many of its forms, drawn with a Zipf distribution (as words in real
@@ -29,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from domain.matching import KeywordMatcher, KeywordRule
+from domain.rules import RuleSet, parse
 from infrastructure.morphology import PymorphyLemmatizer, get_analyzer
 
 SEED = 20240501
@@ -132,9 +138,68 @@ def measure(morph, keyword_sets: dict[str, list[str]], comments: list[str]) -> d
     return results
 
 
+RULES = 200
+
+
+def make_rules(rng: random.Random, common: list[str], rare: list[str], count: int = RULES) -> list[str]:
+    """``count`` queries of 3-8 terms each, every operator of the language among them."""
+    rules = []
+    for _ in range(count):
+        n = rng.randint(3, 8)
+
+        def word() -> str:
+            return rng.choice(common if rng.random() < 0.5 else rare)
+
+        parts: list[str] = []
+        left = n
+        while left > 0:
+            kind = rng.choice(("or", "and", "not", "near", "slop", "prefix", "phrase")) if parts else "or"
+            if kind in ("or", "near", "slop", "phrase") and left >= 2:
+                a, b = word(), word()
+                parts.append({"or": f"({a} OR {b})", "near": f"{a} NEAR/{rng.randint(1, 5)} {b}",
+                              "slop": f'"{a} {b}"~{rng.randint(1, 5)}', "phrase": f'"{a} {b}"'}[kind])
+                left -= 2
+            elif kind == "not":
+                parts.append(rng.choice(("NOT ", "-")) + word())
+                left -= 1
+            elif kind == "prefix":
+                parts.append(word()[:4].rstrip("-") + "*")
+                left -= 1
+            else:
+                parts.append(word())
+                left -= 1
+        rules.append(rng.choice((" ", " AND ")).join(parts))
+    return rules
+
+
+def measure_rules(morph, rules: list[str], comments: list[str]) -> dict:
+    started = time.perf_counter()
+    rule_set = RuleSet([parse(r) for r in rules], PymorphyLemmatizer(morph))
+    built = time.perf_counter() - started
+
+    def one_pass() -> tuple[float, int]:
+        gc.collect()
+        gc.disable()
+        try:
+            fired = 0
+            began = time.perf_counter()
+            for text in comments:
+                fired += len(rule_set.matching(text))
+            return time.perf_counter() - began, fired
+        finally:
+            gc.enable()
+
+    cold, fired = one_pass()
+    warm = min(one_pass()[0] for _ in range(WARM_ROUNDS))
+    operators = re.compile(r"\b(?:AND|OR|NOT)\b|NEAR/\d+|~\d+")
+    terms = sum(len(re.findall(r"[\w-]+\*?", operators.sub(" ", r))) for r in rules)
+    return {"build": built, "cold": cold, "warm": warm, "fired": fired / len(comments), "terms": terms}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--comments", type=int, default=20_000)
+    parser.add_argument("--rules-only", action="store_true", help="measure the 200 rules only")
     args = parser.parse_args()
     rng = random.Random(SEED)
 
@@ -157,6 +222,19 @@ def main() -> None:
         f"{len(comments)} comments, {words_total / len(comments):.1f} words each, "
         f"{distinct} distinct word forms"
     )
+
+    rules = make_rules(random.Random(SEED + 1), vocabulary_lemmas[50:400], unused[:2000])
+    r = measure_rules(morph, rules, comments)
+    n = len(comments)
+    print()
+    print(f"{len(rules)} rules, {r['terms'] / len(rules):.1f} terms each (e.g. {rules[0]!r})")
+    print(
+        f"build {r['build']:.2f} s, rules matched per comment {r['fired']:.2f}, cold {n / r['cold']:,.0f} c/s, "
+        f"warm {n / r['warm']:,.0f} c/s ({r['warm'] / n * 1e6:.1f} µs/comment)"
+    )
+    print(f"warm comments/s with {len(rules)} rules on one core = {n / r['warm']:,.0f}   (target >= 20,000)")
+    if args.rules_only:
+        return
 
     keyword_sets = {}
     for count in KEYWORD_COUNTS:

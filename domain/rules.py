@@ -137,6 +137,15 @@ class Term:
     line: int = field(default=1, compare=False)
     column: int = field(default=1, compare=False)
 
+    def __hash__(self) -> int:
+        # Terms are dictionary keys on the matching path: their hash is computed once.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.words, self.joins, self.prefix, self.case_sensitive, self.whole_word,
+                           self.morphology, self.slop, self.keyword_id))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
     @property
     def text(self) -> str:
         written = self.words[0] + "".join(j + w for j, w in zip(self.joins, self.words[1:]))
@@ -548,12 +557,110 @@ def _fold(text: str) -> str:
     return text.lower().replace("ё", "е")
 
 
-@dataclass(eq=False)
-class _Compiled:
-    """One leaf's matching: a rule for the keyword matcher, or a prefix checked per word."""
+def _fold_keeping(text: str) -> str:
+    """``_fold`` keeping every character at its offset (as ``domain.matching`` folds)."""
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+    return lowered.replace("ё", "е")
 
-    term: Term
-    ids: tuple[int, ...]  # keyword-matcher ids: one per word of a near-phrase, else one
+
+class _Terms:
+    """The leaves of one or many queries, found in a text in one pass: every word and phrase by
+    one ``KeywordMatcher`` (morphology, case, whole words as keywords have them), prefixes by a
+    look-up per distinct word (cached), near-phrases from their words' positions."""
+
+    def __init__(self, terms: Iterable[Term], lemmatizer: Lemmatizer) -> None:
+        rules: list[KeywordRule] = []
+        self.ids: dict[Term, tuple[int, ...]] = {}  # keyword-matcher ids: one per word of a near-phrase
+        self._by_id: dict[int, Term] = {}  # ids of plain words and phrases
+        self._prefixes: dict[tuple[bool, str], list[Term]] = {}  # (case sensitive, prefix) -> terms
+        self._prefix_lengths: list[int] = []
+        self._prefix_cache: dict[str, tuple[Term, ...]] = {}
+        self.near: list[Term] = []
+        self._near_by_id: dict[int, list[Term]] = {}  # a near-phrase's word ids -> the phrase
+
+        def add(word: str, term: Term) -> int:
+            rules.append(KeywordRule(
+                id=len(rules), word=word, case_sensitive=term.case_sensitive, whole_word=term.whole_word,
+                morphology=term.morphology,
+            ))
+            return len(rules) - 1
+
+        for term in terms:
+            if term in self.ids:
+                continue
+            if term.prefix:
+                prefix = term.text[:-1] if term.case_sensitive else _fold(term.text[:-1])
+                self._prefixes.setdefault((term.case_sensitive, prefix), []).append(term)
+                self.ids[term] = ()
+            elif term.slop is not None:
+                self.ids[term] = tuple(add(w, term) for w in term.words)
+                self.near.append(term)
+                for kid in self.ids[term]:
+                    self._near_by_id.setdefault(kid, []).append(term)
+            else:
+                kid = add(term.text, term)
+                self.ids[term] = (kid,)
+                self._by_id[kid] = term
+        self._prefix_lengths = sorted({len(p) for _, p in self._prefixes})
+        # Words starting with any prefix, found by the regex engine; the terms of each such word
+        # are then looked up (``_prefixed``). Over the folded text for case-insensitive prefixes,
+        # over the text with "ё" as "е" for the others.
+        self._prefix_patterns: list[tuple[bool, re.Pattern[str]]] = []
+        for sensitive in (False, True):
+            alternatives = sorted({p for (cs, p) in self._prefixes if cs == sensitive}, key=len, reverse=True)
+            if alternatives:
+                pattern = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, alternatives)) + r")\w*")
+                self._prefix_patterns.append((sensitive, pattern))
+        self._matcher = KeywordMatcher(rules, lemmatizer)
+
+    def spans(self, text: str) -> dict[Term, list[tuple[int, int]]]:
+        """Where each leaf occurs in ``text`` (leaves that do not occur are absent)."""
+        found: dict[Term, list[tuple[int, int]]] = {}
+        by_id: dict[int, list[tuple[int, int]]] = {}
+        for kid, start, end in self._matcher.spans(text):
+            by_id.setdefault(kid, []).append((start, end))
+        for kid, spans in by_id.items():
+            term = self._by_id.get(kid)
+            if term is not None:
+                found[term] = spans
+        if self._near_by_id:
+            positions: _Positions | None = None
+            for term in {t for kid in by_id for t in self._near_by_id.get(kid, ())}:
+                ids = self.ids[term]
+                if all(i in by_id for i in ids):
+                    positions = positions or _Positions(text)
+                    near = _proximity([by_id[i] for i in ids], term.slop or 0, positions)
+                    if near:
+                        found[term] = near
+        for sensitive, pattern in self._prefix_patterns:
+            # Folding keeps offsets (one character for one; see ``matching._fold``).
+            haystack = text.replace("ё", "е").replace("Ё", "Е") if sensitive else _fold_keeping(text)
+            for m in pattern.finditer(haystack):
+                word = text[m.start() : m.end()]
+                for term in self._prefixed(word):
+                    if term.case_sensitive == sensitive:
+                        found.setdefault(term, []).append(m.span())
+        return found
+
+    def _prefixed(self, word: str) -> tuple[Term, ...]:
+        """Prefix terms ``word`` (as written) starts with."""
+        cached = self._prefix_cache.get(word)
+        if cached is not None:
+            return cached
+        terms: list[Term] = []
+        folded = _fold(word)
+        kept = word.replace("ё", "е").replace("Ё", "Е")
+        for length in self._prefix_lengths:
+            if length > len(word):
+                break
+            terms += self._prefixes.get((False, folded[:length]), ())
+            terms += self._prefixes.get((True, kept[:length]), ())
+        if len(self._prefix_cache) > 100_000:
+            self._prefix_cache.clear()
+        self._prefix_cache[word] = result = tuple(terms)
+        return result
 
 
 class QueryMatcher:
@@ -564,71 +671,76 @@ class QueryMatcher:
         self.source = source
         # What every matching text contains, for a database's text index to find candidates.
         self.narrowing: Narrowing = _narrowing(expr, stems)
-        rules: list[KeywordRule] = []
-        self._leaves: dict[Term, _Compiled] = {}
-        self._prefixes: list[tuple[Term, str]] = []
-        self._needs_positions = False
-
-        def add(word: str, term: Term) -> int:
-            rules.append(KeywordRule(
-                id=len(rules), word=word, case_sensitive=term.case_sensitive, whole_word=term.whole_word,
-                morphology=term.morphology,
-            ))
-            return len(rules) - 1
-
-        for term, near in _leaves(expr):
-            if term in self._leaves:
-                continue
-            self._needs_positions |= near or term.slop is not None
-            if term.prefix:
-                self._prefixes.append((term, term.text[:-1] if term.case_sensitive else _fold(term.text[:-1])))
-                self._leaves[term] = _Compiled(term, ())
-            elif term.slop is not None:
-                self._leaves[term] = _Compiled(term, tuple(add(w, term) for w in term.words))
-            else:
-                self._leaves[term] = _Compiled(term, (add(term.text, term),))
-        self._matcher = KeywordMatcher(rules, lemmatizer)
+        leaves = list(_leaves(expr))
+        self._terms = _Terms((t for t, _ in leaves), lemmatizer)
+        self._needs_positions = any(near for _, near in leaves)
         self._positive = _positive_terms(expr)
 
-    def _hits(self, text: str) -> tuple[dict[int, list[tuple[int, int]]], dict[Term, list[tuple[int, int]]]]:
-        by_id: dict[int, list[tuple[int, int]]] = {}
-        for kid, start, end in self._matcher.spans(text):
-            by_id.setdefault(kid, []).append((start, end))
-        prefixed: dict[Term, list[tuple[int, int]]] = {}
-        if self._prefixes:
-            folded = _fold(text)
-            for m in _WORD.finditer(folded):
-                for term, prefix in self._prefixes:
-                    word = m.group() if not term.case_sensitive else text[m.start() : m.end()].replace("ё", "е")
-                    if word.startswith(prefix):
-                        prefixed.setdefault(term, []).append(m.span())
-        return by_id, prefixed
-
     def matches(self, text: str) -> bool:
-        return self.highlights(text) is not None
+        spans = self._terms.spans(text)
+        return _holds(self.expr, spans, _Positions(text) if self._needs_positions else None)
 
     def highlights(self, text: str) -> list[Highlight] | None:
         """The words of ``text`` that make it match (outside any NOT), in text order; ``None``
         when the text does not match."""
-        by_id, prefixed = self._hits(text)
-        spans: dict[Term, list[tuple[int, int]]] = {}
-        for term, compiled in self._leaves.items():
-            if term.prefix:
-                found = prefixed.get(term, [])
-            elif term.slop is not None:
-                found = _proximity([by_id.get(i, []) for i in compiled.ids], term.slop, _Positions(text))
-            else:
-                found = by_id.get(compiled.ids[0], [])
-            if found:
-                spans[term] = found
-        positions = _Positions(text) if self._needs_positions else None
-        if not _holds(self.expr, spans, positions):
+        spans = self._terms.spans(text)
+        if not _holds(self.expr, spans, _Positions(text) if self._needs_positions else None):
             return None
-        out = [
+        out = {
             Highlight(start, end, term.text, term.keyword_id)
             for term in self._positive if term in spans for start, end in spans[term]
-        ]
-        return sorted(set(out), key=lambda h: (h.start, h.end, h.term))
+        }
+        return sorted(out, key=lambda h: (h.start, h.end, h.term))
+
+
+class RuleSet:
+    """Many resolved queries matched together (alert rules, statistics, ``bench/match.py``):
+    one pass finds every leaf of every query; a query is evaluated only when one of its terms
+    occurs in the text, or when it can hold with none (``NOT a``)."""
+
+    def __init__(self, exprs: Sequence[Expr], lemmatizer: Lemmatizer) -> None:
+        self.exprs = list(exprs)
+        per_rule = [list(_leaves(e)) for e in self.exprs]
+        self._terms = _Terms((t for leaves in per_rule for t, _ in leaves), lemmatizer)
+        self._near = [any(near for _, near in leaves) for leaves in per_rule]
+        # A query is looked at when a term it needs occurs (all of them must), or without such
+        # terms, when any of its terms occurs; queries that hold with no term are always looked at.
+        self._required = [_required(e) for e in self.exprs]
+        self._triggers: dict[Term, list[int]] = {}
+        for i, leaves in enumerate(per_rule):
+            for term in self._required[i] or dict.fromkeys(t for t, _ in leaves):
+                self._triggers.setdefault(term, []).append(i)
+        self._always = [i for i, e in enumerate(self.exprs) if _holds(e, {}, None)]
+
+    def matching(self, text: str) -> list[int]:
+        """Indexes of the queries ``text`` matches, in order."""
+        spans = self._terms.spans(text)
+        candidates = set(self._always)
+        for term in spans:
+            candidates.update(self._triggers.get(term, ()))
+        positions: _Positions | None = None
+        found = []
+        for i in sorted(candidates):
+            if not all(t in spans for t in self._required[i]):
+                continue
+            if self._near[i] and positions is None:
+                positions = _Positions(text)
+            if _holds(self.exprs[i], spans, positions):
+                found.append(i)
+        return found
+
+
+def _required(expr: object) -> frozenset[Term]:
+    """Terms that occur in every text ``expr`` matches."""
+    if isinstance(expr, Term):
+        return frozenset((expr,))
+    if isinstance(expr, And):
+        return frozenset().union(*(_required(i) for i in expr.items))
+    if isinstance(expr, Near):
+        return _required(expr.left) | _required(expr.right)
+    if isinstance(expr, Or):
+        return frozenset.intersection(*(_required(i) for i in expr.items))
+    return frozenset()
 
 
 class _Positions:
@@ -727,10 +839,11 @@ def _holds(
     if isinstance(expr, Not):
         return not _holds(expr.item, spans, positions)
     if isinstance(expr, Near):
-        assert positions is not None and isinstance(expr.left, Term) and isinstance(expr.right, Term)
+        assert isinstance(expr.left, Term) and isinstance(expr.right, Term)
         left, right = spans.get(expr.left), spans.get(expr.right)
         if not left or not right:
             return False
+        assert positions is not None
         lw = [positions.words(*s) for s in left]
         rw = [positions.words(*s) for s in right]
         return any(_gap(a, b) <= expr.distance for a in lw for b in rw)

@@ -15,6 +15,7 @@ from domain.rules import (
     Narrowing,
     QueryMatcher,
     QuerySyntaxError,
+    RuleSet,
     compile_static,
     parse,
 )
@@ -264,3 +265,12 @@ def test_a_rule_that_refers_to_itself_is_refused(lemmatizer):
 def test_text_no_database_stores_is_refused():
     with pytest.raises(InvalidInput):
         parse("кошка\x00")
+
+
+def test_a_rule_set_matches_as_each_query_alone(lemmatizer):
+    queries = [q for q, _ in TABLE]
+    exprs = [matcher(q, lemmatizer).expr for q in queries]
+    rule_set = RuleSet(exprs, lemmatizer)
+    for i, text in CORPUS.items():
+        together = {queries[k] for k in rule_set.matching(text)}
+        assert together == {q for q, expected in TABLE if i in expected}, text

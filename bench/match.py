@@ -34,7 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from domain.matching import KeywordMatcher, KeywordRule
-from domain.rules import RuleSet, parse
+from domain.rules import RuleSet
+from domain.rules import parse as parse_query
 from infrastructure.morphology import PymorphyLemmatizer, get_analyzer
 
 SEED = 20240501
@@ -174,7 +175,7 @@ def make_rules(rng: random.Random, common: list[str], rare: list[str], count: in
 
 def measure_rules(morph, rules: list[str], comments: list[str]) -> dict:
     started = time.perf_counter()
-    rule_set = RuleSet([parse(r) for r in rules], PymorphyLemmatizer(morph))
+    rule_set = RuleSet([parse_query(r) for r in rules], PymorphyLemmatizer(morph))
     built = time.perf_counter() - started
 
     def one_pass() -> tuple[float, int]:

@@ -3,6 +3,12 @@ the rule language's: 200 rules of 3-8 terms each, matched together (``domain.rul
 
 Run: ``/tmp/venv/bin/python bench/match.py [--comments N] [--rules-only]``.
 
+``--review 250000`` measures instead a Review page on PostgreSQL (admin DSN from
+``VKCP_TEST_POSTGRES_URL``): a fresh database filled as ``bench/api.py`` fills it, then the
+first page of 50 comments filtered by a saved rule (``rule:животные`` = ``(кошка OR собака)
+-пожар``) against the same page filtered by one keyword (``keywordIds``), p50 of interleaved
+reads through the read model, and the same for ``totalCount``. The database is dropped after.
+
 The rules mix every operator: OR groups, AND (written and implicit), NOT and ``-term``,
 ``"phrase"~N``, ``NEAR/N``, ``prefix*``, exact phrases; half their terms are lemmas the comments
 use (so rules fire), half are not. A rule is evaluated only when one of its terms occurs.
@@ -197,11 +203,87 @@ def measure_rules(morph, rules: list[str], comments: list[str]) -> dict:
     return {"build": built, "cold": cold, "warm": warm, "fired": fired / len(comments), "terms": terms}
 
 
+REVIEW_RULE = "(кошка OR собака) -пожар"
+
+
+async def review(comments: int, rounds: int) -> None:
+    import importlib
+    import statistics
+    import uuid
+    from datetime import UTC, datetime
+
+    import asyncpg
+
+    api = importlib.import_module("api")  # bench/api.py, beside this script: its database fill
+    ADMIN_DSN, fill = api.ADMIN_DSN, api.fill
+    from domain.queries import CommentFilter, CommentOrder
+    from infrastructure.db.engine import create_engine, read_session_factory, session_factory
+    from infrastructure.db.migrate import upgrade_async
+    from infrastructure.db.queries import SqlReadModel
+    from infrastructure.db.rules import SqlRules
+
+    name = f"vkcp_bench_rules_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    dsn = f"{ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+    url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    engine = None
+    try:
+        await upgrade_async(url)
+        print(f"database {name}: {comments:,} comments filled in {await fill(dsn, comments):.1f} s", flush=True)
+        engine = create_engine(url)
+        await SqlRules(session_factory(engine)).add_rule("Животные", "животные", REVIEW_RULE, None, datetime.now(UTC))
+        reads = SqlReadModel(read_session_factory(engine))
+        filters = {"keyword": CommentFilter(keyword_ids=(1,)), "rule": CommentFilter(query="rule:животные")}
+
+        async def page(flt: CommentFilter) -> float:
+            began = time.perf_counter()
+            found = await reads.comments_page(flt, CommentOrder(), first=50)
+            assert len(found.edges) == 50
+            return time.perf_counter() - began
+
+        async def count(flt: CommentFilter) -> float:
+            began = time.perf_counter()
+            await reads.comments_count(flt)
+            return time.perf_counter() - began
+
+        sizes = {label: await reads.comments_count(flt) for label, flt in filters.items()}
+        for measure in (page, count):
+            times: dict[str, list[float]] = {label: [] for label in filters}
+            n = rounds if measure is page else max(5, rounds // 10)
+            for i in range(n + 3):  # three rounds to warm caches, not counted
+                for label, flt in filters.items():
+                    spent = await measure(flt)
+                    if i >= 3:
+                        times[label].append(spent)
+            p50 = {label: statistics.median(t) * 1000 for label, t in times.items()}
+            print(
+                f"{measure.__name__:>6}: keyword p50 {p50['keyword']:.1f} ms, rule p50 {p50['rule']:.1f} ms, "
+                f"rule / keyword = {p50['rule'] / p50['keyword']:.2f}"
+                + ("   (target <= 1.5)" if measure is page else "")
+            )
+        print(f"comments matched: keyword {sizes['keyword']:,}, rule {sizes['rule']:,} of {comments:,}")
+    finally:
+        if engine is not None:
+            await engine.dispose()
+        admin = await asyncpg.connect(ADMIN_DSN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--comments", type=int, default=20_000)
     parser.add_argument("--rules-only", action="store_true", help="measure the 200 rules only")
+    parser.add_argument("--review", type=int, metavar="COMMENTS", help="measure a Review page on PostgreSQL instead")
+    parser.add_argument("--rounds", type=int, default=50)
     args = parser.parse_args()
+    if args.review:
+        import asyncio
+
+        asyncio.run(review(args.review, args.rounds))
+        return
     rng = random.Random(SEED)
 
     started = time.perf_counter()

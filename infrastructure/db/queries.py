@@ -598,24 +598,14 @@ class SqlReadModel:
         return await self._count(query)
 
     async def _query_count(self, flt: CommentFilter) -> int:
-        """Comments a filter with a query selects: the candidates' texts, read in id order in
-        batches, each decided by the matcher."""
+        """Comments a filter with a query selects: the candidates' texts, read in one statement
+        (one index scan: batches in id order would each scan the text index again), each
+        decided by the matcher."""
         matcher = await self.compiled(flt)
         assert matcher is not None
-        conditions = comment_conditions(flt, self._dialect, matcher)
-        count, after_id = 0, 0
-        while True:
-            statement = (
-                select(comments.c.id, comments.c.text)
-                .where(comments.c.id > after_id, *conditions)
-                .order_by(comments.c.id)
-                .limit(SCAN_BATCH_MAX)
-            )
-            rows = await self._rows(statement)
-            count += sum(1 for row in rows if matcher.matches(row["text"]))
-            if len(rows) < SCAN_BATCH_MAX:
-                return count
-            after_id = rows[-1]["id"]
+        statement = select(comments.c.text).where(*comment_conditions(flt, self._dialect, matcher))
+        matches = matcher.matches
+        return sum(1 for row in await self._rows(statement) if matches(row["text"]))
 
     async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]:
         return await self._by_ids(comments, comments.c.id, ids, _comment_view)

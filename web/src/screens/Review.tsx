@@ -10,8 +10,10 @@ import type {
 } from "../generated/graphql";
 import { ErrorLine, MultiPick, displayId, errorText } from "../shared";
 import { memo } from "../memo";
+import { QueryField } from "../queryField";
 
-type Comment = CommentFieldsFragment;
+// A comment of the list; `highlights` are read when the filter has a rule-language query.
+type Comment = CommentFieldsFragment & { highlights?: { start: number; end: number; term: string }[] | null };
 type Version = NonNullable<CommentVersionsQuery["comment"]>["versions"][number];
 const ROW = 92; // px; rows have a fixed height so only the visible ones are rendered
 const PAGE = 100;
@@ -43,6 +45,10 @@ const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery
       <MultiPick name="keywordIds" label={t("keyword")} value={(f.keywordIds ?? []).map(String)} onChange={(ids) => set({ keywordIds: ids })}
         options={options?.keywords.edges.map(({ node }) => ({ id: node.id, label: node.word })) ?? []} />
       <label>{t("text")}<input name="text" type="search" value={f.text ?? ""} onInput={(e) => set({ text: e.currentTarget.value })} /></label>
+      <div class="query-filter">
+        <label for="review-query">{t("query")}</label>
+        <QueryField id="review-query" name="query" value={f.query ?? ""} onInput={(v) => set({ query: v })} />
+      </div>
       <label>{t("author")}<input name="author" inputMode="numeric" value={f.authorIds?.join(",") ?? ""} onInput={(e) => set({ authorIds: e.currentTarget.value.split(/[ ,]+/).filter(Boolean).map(Number).filter(Number.isFinite) })} /></label>
       <label>{t("since")}<input type="date" value={f.since?.slice(0, 10) ?? ""} onInput={(e) => set({ since: e.currentTarget.value ? `${e.currentTarget.value}T00:00:00Z` : null })} /></label>
       <label>{t("until")}<input type="date" value={f.until?.slice(0, 10) ?? ""} onInput={(e) => set({ until: e.currentTarget.value ? `${e.currentTarget.value}T23:59:59Z` : null })} /></label>
@@ -98,7 +104,7 @@ const Row = memo(function Row({ c, index, total, isCurrent, isSelected, onPick, 
           {c.deleted && <span class="badge badge-deleted" data-badge="deleted">{t("deletedBadge")}</span>}
           {c.editedAt && <span class="badge badge-edited" data-badge="edited">{t("editedBadge")}</span>}
         </div>
-        <p class="comment-text"><Highlighted text={c.text} matches={c.matches} /></p>
+        <p class="comment-text"><Highlighted text={c.text} matches={c.matches} highlights={c.highlights} /></p>
       </div>
     </div>
   );
@@ -163,8 +169,10 @@ export function Review() {
     const gen = reset ? ++generation.current : generation.current;
     setLoading(true);
     try {
+      const query = state.filter.query?.trim() ?? "";
       const d = await request<CommentsQuery, CommentsQueryVariables>(COMMENTS, {
         filter: cleanFilter(state.filter), orderBy: state.orderBy, first: PAGE, after: reset ? null : cursor,
+        query, withQuery: query !== "",
       });
       if (gen !== generation.current) return; // the filter changed meanwhile
       const page = d.comments.edges.map((e) => e.node);
@@ -301,7 +309,7 @@ export function Review() {
               {focused.parent && (
                 <blockquote class="parent"><div class="muted">{t("inReplyTo")} {focused.parent.author?.name}</div>{focused.parent.text}</blockquote>
               )}
-              <p class="detail-text"><Highlighted text={focused.text} matches={focused.matches} /></p>
+              <p class="detail-text"><Highlighted text={focused.text} matches={focused.matches} highlights={focused.highlights} /></p>
               {focused.deleted && <p class="history-note deleted" data-testid="deleted-at">{fill("deletedAt", { when: fmtDate(focused.deletedAt) })}</p>}
               {focused.editedAt && <p class="history-note edited" data-testid="edited-at">{fill("editedAt", { when: fmtDate(focused.editedAt) })}</p>}
               <Versions comment={focused} />

@@ -313,6 +313,10 @@ class ReadModel(Protocol):
         ...
 
     async def comments_count(self, flt: CommentFilter) -> int: ...
+    async def rule_counts(self, queries: Sequence[str]) -> list[int]:
+        """Stored comments each query matches, aligned with ``queries`` (one pass for all)."""
+        ...
+
     async def compiled(self, flt: CommentFilter) -> QueryMatcher | None:
         """``flt.query`` resolved against the stored keywords and saved rules and compiled;
         None without a query. Raises ``QuerySyntaxError`` for a reference to nothing."""

@@ -53,12 +53,12 @@ from domain.queries import (
     StatsWindow,
     TaskFilter,
 )
-from domain.rules import QueryCompiler, QueryMatcher
+from domain.rules import QueryCompiler, QueryMatcher, RuleSet
 from infrastructure.db.bulk import in_values
 from infrastructure.db.compiled import DriverStatements, pooled
 from infrastructure.db.counts import aggregated_count, countable
 from infrastructure.db.faults import raise_if_unavailable
-from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
+from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern, narrowing_condition
 from infrastructure.db.projection import Projector, Relation, Unprojectable, View, columns_of
 from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
 from infrastructure.db.rules import rule_compiler
@@ -74,6 +74,7 @@ from infrastructure.db.tables import (
     stats_keywords,
     tasks,
 )
+from infrastructure.morphology import get_lemmatizer
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -596,6 +597,23 @@ class SqlReadModel:
             return int(await self._read(aggregated_count(flt, self._dialect), Result.scalar_one))
         query = select(comments.c.id).where(*comment_conditions(flt, self._dialect))
         return await self._count(query)
+
+    async def rule_counts(self, queries: Sequence[str]) -> list[int]:
+        """Comments each query matches: the candidates of any of them read once, every query
+        decided on each by one ``RuleSet``."""
+        if not queries:
+            return []
+        matchers = [await self.compiled(CommentFilter(query=q)) for q in queries]
+        narrowed = [narrowing_condition(m.narrowing, self._dialect) for m in matchers if m is not None]
+        statement = select(comments.c.text)
+        if narrowed and all(n is not None for n in narrowed):
+            statement = statement.where(or_(*[n for n in narrowed if n is not None]))
+        rule_set = RuleSet([m.expr for m in matchers if m is not None], get_lemmatizer())
+        counts = [0] * len(queries)
+        for row in await self._rows(statement):
+            for i in rule_set.matching(row["text"]):
+                counts[i] += 1
+        return counts
 
     async def _query_count(self, flt: CommentFilter) -> int:
         """Comments a filter with a query selects: the candidates' texts, read in one statement

@@ -88,6 +88,11 @@ async def test_saved_rules_are_usable_by_name(api: Api) -> None:
     assert named["comments"]["totalCount"] == rule["matchesCount"]
     other = (await api(CREATE, {"i": {"name": "Кошки без продаж", "query": "rule:Кошки -продам"}}))["createRule"]
     assert other["errors"] == [] and other["rule"]["matchesCount"] <= rule["matchesCount"]
+    top = (await api("{ stats { topRules { ruleId name comments } } }", role="viewer"))["stats"]["topRules"]
+    assert top == [
+        {"ruleId": rule["id"], "name": "Кошки", "comments": rule["matchesCount"]},
+        {"ruleId": other["rule"]["id"], "name": "Кошки без продаж", "comments": other["rule"]["matchesCount"]},
+    ]
 
     # Mistakes come back in the payload.
     duplicate = (await api(CREATE, {"i": {"name": " КОШКИ ", "query": "кот"}}))["createRule"]

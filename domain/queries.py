@@ -317,6 +317,10 @@ class ReadModel(Protocol):
         """Stored comments each query matches, aligned with ``queries`` (one pass for all)."""
         ...
 
+    def queries_changed(self) -> None:
+        """Keywords or saved rules changed: queries naming them are resolved again."""
+        ...
+
     async def compiled(self, flt: CommentFilter) -> QueryMatcher | None:
         """``flt.query`` resolved against the stored keywords and saved rules and compiled;
         None without a query. Raises ``QuerySyntaxError`` for a reference to nothing."""

@@ -34,7 +34,8 @@ import bisect
 import functools
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -892,16 +893,35 @@ class QueryCompiler:
     a console asks for the same query page after page."""
 
     def __init__(
-        self, catalog: RuleCatalog, lemmatizer: Lemmatizer, stems: WordForms | None = None, keep: int = 256
+        self, catalog: RuleCatalog, lemmatizer: Lemmatizer, stems: WordForms | None = None, keep: int = 256,
+        resolved_for: float = 2.0, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.catalog = catalog
         self.lemmatizer = lemmatizer
         self.stems = stems
         self._keep = keep
         self._compiled: dict[Expr, QueryMatcher] = {}
+        # A query's references, resolved, are kept ``resolved_for`` seconds: a Review page asks
+        # for the same query page after page, and looking its rules up was a third of a page.
+        # Changes made here end them at once (``forget``); another process's, within that time.
+        self._resolved_for = resolved_for
+        self._clock = clock
+        self._resolved: dict[str, tuple[float, Expr]] = {}
+
+    def forget(self) -> None:
+        """Keywords or saved rules changed: resolve every query again."""
+        self._resolved.clear()
 
     async def compile(self, text: str) -> QueryMatcher:
-        expr = await resolve(parse(text), self.catalog)
+        now = self._clock()
+        kept = self._resolved.get(text)
+        if kept is not None and now - kept[0] < self._resolved_for:
+            expr = kept[1]
+        else:
+            expr = await resolve(parse(text), self.catalog)
+            if len(self._resolved) >= self._keep:
+                self._resolved.pop(next(iter(self._resolved)))
+            self._resolved[text] = (now, expr)
         matcher = self._compiled.get(expr)
         if matcher is None:
             matcher = QueryMatcher(expr, self.lemmatizer, source=text, stems=self.stems)

@@ -183,6 +183,7 @@ async def create_rule(
         _store(info), name=input.name, query=input.query, category=input.category,
         now=info.context.adapters.clock.now(),
     )
+    info.context.read_model.queries_changed()
     return RulePayload(rule=Rule.from_domain(saved), errors=[])
 
 
@@ -200,6 +201,7 @@ async def update_rule(
         _store(info), rule_id, name=input.name, query=input.query, category=category,
         clear_category=input.category is None, now=info.context.adapters.clock.now(),
     )
+    info.context.read_model.queries_changed()
     return RulePayload(rule=Rule.from_domain(saved), errors=[])
 
 
@@ -211,4 +213,5 @@ async def update_rule(
 async def remove_rule(info: Info, id: RuleId) -> RemoveRulePayload:
     rule_id = parse_id(id, NodeType.RULE)
     await rule_cases.remove_rule(_store(info), rule_id)
+    info.context.read_model.queries_changed()
     return RemoveRulePayload(removed_rule_id=global_id(NodeType.RULE, rule_id), errors=[])

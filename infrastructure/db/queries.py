@@ -310,6 +310,10 @@ class SqlReadModel:
         self._windows: BoundedDict[tuple, _Window] = BoundedDict(WINDOWS_KEPT)
         self._queries: QueryCompiler | None = None  # made on the first filter with a query
 
+    def queries_changed(self) -> None:
+        if self._queries is not None:
+            self._queries.forget()
+
     async def compiled(self, flt: CommentFilter) -> QueryMatcher | None:
         """``flt.query`` resolved and compiled, or None without one (``QuerySyntaxError`` for a
         reference to nothing)."""

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain.errors import Conflict
 from domain.rules import KeywordTerm, QueryCompiler
@@ -31,6 +31,7 @@ class SqlRules:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._engine: AsyncEngine = sessions.kw["bind"]
 
     # --- RuleCatalog ---
 
@@ -45,16 +46,16 @@ class SqlRules:
         if not conditions:
             return []
         query = select(k.id, k.word, k.case_sensitive, k.whole_word, k.morphology).where(or_(*conditions))
-        async with self._sessions() as session:
-            rows = (await session.execute(query)).all()
+        async with self._engine.connect() as connection:  # a Core connection: no ORM session per look-up
+            rows = (await connection.execute(query)).all()
         return [KeywordTerm(r.id, r.word, r.case_sensitive, r.whole_word, r.morphology) for r in rows]
 
     async def rule_queries(self, names: Iterable[str]) -> dict[str, str]:
         names = list(names)
         if not names:
             return {}
-        async with self._sessions() as session:
-            rows = (await session.execute(select(rules.c.name_key, rules.c.query).where(rules.c.name_key.in_(names))))
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(select(rules.c.name_key, rules.c.query).where(rules.c.name_key.in_(names)))
             return {r.name_key: r.query for r in rows}
 
     # --- RuleStore ---

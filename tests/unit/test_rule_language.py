@@ -14,8 +14,10 @@ from domain.rules import (
     KeywordTerm,
     Narrowing,
     QueryMatcher,
+    QueryCompiler,
     QuerySyntaxError,
     RuleSet,
+    StaticCatalog,
     compile_static,
     parse,
 )
@@ -274,3 +276,26 @@ def test_a_rule_set_matches_as_each_query_alone(lemmatizer):
     for i, text in CORPUS.items():
         together = {queries[k] for k in rule_set.matching(text)}
         assert together == {q for q, expected in TABLE if i in expected}, text
+
+
+async def test_the_compiler_keeps_resolved_references_briefly_and_forgets_on_change(lemmatizer):
+    class Counting(StaticCatalog):
+        lookups = 0
+
+        async def rule_queries(self, names):
+            Counting.lookups += 1
+            return await super().rule_queries(names)
+
+    now = [100.0]
+    catalog = Counting(rules={"кошачье": "кошка OR кот"})
+    compiler = QueryCompiler(catalog, lemmatizer, resolved_for=2.0, clock=lambda: now[0])
+    first = await compiler.compile("rule:кошачье")
+    assert (await compiler.compile("rule:кошачье")) is first and Counting.lookups == 1
+    catalog.rules = {"кошачье": "собака"}
+    now[0] += 2.5  # another process changed the rule: seen once the time is up
+    changed = await compiler.compile("rule:кошачье")
+    assert Counting.lookups == 2 and changed.matches("собака лает") and not changed.matches("кошка")
+    catalog.rules = {"кошачье": "кот"}
+    compiler.forget()  # a change made here: seen at once
+    assert (await compiler.compile("rule:кошачье")).matches("котик") is False
+    assert (await compiler.compile("rule:кошачье")).matches("кот") and Counting.lookups == 3

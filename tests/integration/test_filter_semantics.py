@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from domain.models import Author, Comment, Group, Keyword, Match, Post
-from domain.queries import MAX_PAGE, CommentFilter, CommentOrder
+from domain.queries import MAX_PAGE, CommentFilter, CommentOrder, Member, Projection, Spelling
 from infrastructure.db.queries import SqlReadModel
 from infrastructure.db.rules import SqlRules
 
@@ -275,3 +276,13 @@ async def test_query_pages_and_counts_read_past_refused_candidates(migrated_db, 
     back = await reads.comments_page(flt, CommentOrder(), last=4, before=None)
     assert [view.id for _, view in back.edges] == expected[-4:]
     assert back.has_previous_page
+    if reads.projects:  # PostgreSQL writes the page's JSON: the same comments, in the same order
+        projection = Projection("comment", (Member("id", attribute="id", spelling=Spelling.INT32),
+                                            Member("text", attribute="text")))
+        written = await reads.comments_page_projected(flt, CommentOrder(), projection, first=10, after=None)
+        assert [orjson.loads(node)["id"] for _, node in written.edges] == expected[:10]
+        assert all(orjson.loads(node)["text"] == "кошка пришла" for _, node in written.edges)
+        assert written.has_next_page
+        middle = await reads.comments_page_projected(flt, CommentOrder(), projection, first=3, after=written.edges[4][0])
+        assert [orjson.loads(node)["id"] for _, node in middle.edges] == expected[5:8]
+        assert await middle.items_before()

@@ -72,6 +72,8 @@ async def test_query_filter_matches_as_the_domain_decides_everywhere(api: Api) -
 
     task = await run(api, EXPORT, "startExport", {"filter": {"query": query}, "format": "JSONL"})
     assert task["result"]["rows"] == len(expected)
+    refused = (await api(EXPORT, {"input": {"filter": {"query": "кошка rule:нет"}, "format": "CSV"}}))["startExport"]
+    assert refused["task"] is None and refused["errors"] == [{"code": "BAD_USER_INPUT", "field": "query"}]
 
 
 async def test_saved_rules_are_usable_by_name(api: Api) -> None:

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import ahocorasick
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.exceptions import VisitError
 
@@ -558,6 +559,10 @@ def _fold(text: str) -> str:
     return text.lower().replace("ё", "е")
 
 
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
 def _fold_keeping(text: str) -> str:
     """``_fold`` keeping every character at its offset (as ``domain.matching`` folds)."""
     lowered = text.lower()
@@ -576,8 +581,6 @@ class _Terms:
         self.ids: dict[Term, tuple[int, ...]] = {}  # keyword-matcher ids: one per word of a near-phrase
         self._by_id: dict[int, Term] = {}  # ids of plain words and phrases
         self._prefixes: dict[tuple[bool, str], list[Term]] = {}  # (case sensitive, prefix) -> terms
-        self._prefix_lengths: list[int] = []
-        self._prefix_cache: dict[str, tuple[Term, ...]] = {}
         self.near: list[Term] = []
         self._near_by_id: dict[int, list[Term]] = {}  # a near-phrase's word ids -> the phrase
 
@@ -604,16 +607,18 @@ class _Terms:
                 kid = add(term.text, term)
                 self.ids[term] = (kid,)
                 self._by_id[kid] = term
-        self._prefix_lengths = sorted({len(p) for _, p in self._prefixes})
-        # Words starting with any prefix, found by the regex engine; the terms of each such word
-        # are then looked up (``_prefixed``). Over the folded text for case-insensitive prefixes,
-        # over the text with "ё" as "е" for the others.
-        self._prefix_patterns: list[tuple[bool, re.Pattern[str]]] = []
+        # Words starting with a prefix: one Aho-Corasick automaton per case mode finds every
+        # occurrence of any prefix (in C); those at the start of a word count. Over the folded
+        # text for case-insensitive prefixes, over the text with "ё" as "е" for the others.
+        self._prefix_automata: list[tuple[bool, ahocorasick.Automaton]] = []
         for sensitive in (False, True):
-            alternatives = sorted({p for (cs, p) in self._prefixes if cs == sensitive}, key=len, reverse=True)
-            if alternatives:
-                pattern = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, alternatives)) + r")\w*")
-                self._prefix_patterns.append((sensitive, pattern))
+            written = {p for (cs, p) in self._prefixes if cs == sensitive}
+            if written:
+                automaton = ahocorasick.Automaton()
+                for prefix in written:
+                    automaton.add_word(prefix, (len(prefix), tuple(self._prefixes[(sensitive, prefix)])))
+                automaton.make_automaton()
+                self._prefix_automata.append((sensitive, automaton))
         self._matcher = KeywordMatcher(rules, lemmatizer)
 
     def spans(self, text: str) -> dict[Term, list[tuple[int, int]]]:
@@ -635,33 +640,18 @@ class _Terms:
                     near = _proximity([by_id[i] for i in ids], term.slop or 0, positions)
                     if near:
                         found[term] = near
-        for sensitive, pattern in self._prefix_patterns:
+        for sensitive, automaton in self._prefix_automata:
             # Folding keeps offsets (one character for one; see ``matching._fold``).
             haystack = text.replace("ё", "е").replace("Ё", "Е") if sensitive else _fold_keeping(text)
-            for m in pattern.finditer(haystack):
-                word = text[m.start() : m.end()]
-                for term in self._prefixed(word):
-                    if term.case_sensitive == sensitive:
-                        found.setdefault(term, []).append(m.span())
+            for last, (length, terms) in automaton.iter(haystack):
+                start = last + 1 - length
+                if start > 0 and _is_word_char(haystack[start - 1]):
+                    continue
+                word = _WORD.match(haystack, start)
+                assert word is not None  # a prefix holds a letter or digit
+                for term in terms:
+                    found.setdefault(term, []).append(word.span())
         return found
-
-    def _prefixed(self, word: str) -> tuple[Term, ...]:
-        """Prefix terms ``word`` (as written) starts with."""
-        cached = self._prefix_cache.get(word)
-        if cached is not None:
-            return cached
-        terms: list[Term] = []
-        folded = _fold(word)
-        kept = word.replace("ё", "е").replace("Ё", "Е")
-        for length in self._prefix_lengths:
-            if length > len(word):
-                break
-            terms += self._prefixes.get((False, folded[:length]), ())
-            terms += self._prefixes.get((True, kept[:length]), ())
-        if len(self._prefix_cache) > 100_000:
-            self._prefix_cache.clear()
-        self._prefix_cache[word] = result = tuple(terms)
-        return result
 
 
 class QueryMatcher:

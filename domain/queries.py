@@ -26,6 +26,7 @@ from domain.models import (
     Author,
     CommentEvent,
     CommentStatus,
+    DeliveryState,
     Group,
     Keyword,
     Match,
@@ -401,6 +402,12 @@ class ReadModel(Protocol):
     async def tasks_count(self, flt: TaskFilter) -> int: ...
     async def tasks_by_ids(self, ids: Sequence[int]) -> list[Task | None]: ...
 
+    async def alert_deliveries_page(
+        self, flt: DeliveryFilter, *, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None,
+    ) -> Page[DeliveryView]: ...
+    async def alert_deliveries_count(self, flt: DeliveryFilter) -> int: ...
+
     async def stats(self, window: StatsWindow) -> Stats:
         """Counts over everything stored, by SQL aggregates (see ``domain.stats``)."""
 
@@ -417,6 +424,15 @@ class ReadModel(Protocol):
 
     async def tasks_waiting(self) -> tuple[int, datetime | None]:
         """(tasks waiting for VK, the earliest time one of them resumes)."""
+        ...
+
+    async def alert_delivery_health(self) -> AlertDeliveryHealth:
+        """The alert outbox as ``/metrics`` shows it (every process's deliveries)."""
+        ...
+
+    async def alert_latencies(self, *, after_id: int, limit: int) -> tuple[int, list[float]]:
+        """(the highest SENT delivery id seen, seconds from queued to sent of each SENT delivery
+        with an id above ``after_id``, at most ``limit``); ``after_id`` < 0: none, just the id."""
         ...
 
 
@@ -490,3 +506,39 @@ class Stats:
     top_authors: list[AuthorStats]
     days: list[DayStats]  # every day of the window, oldest first, zeros included
     by_status: list[StatusStats] = field(default_factory=list)  # every status, in CommentStatus order
+
+
+# --- alert deliveries (the deliveries log) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    rule_ids: tuple[int, ...] | None = None
+    states: tuple[DeliveryState, ...] | None = None
+    comment_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """An outbox row as the deliveries log shows it."""
+
+    id: int
+    rule_id: int
+    comment_id: int | None
+    channel: str  # masked
+    state: DeliveryState
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime | None
+    message_id: str | None
+    event: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class AlertDeliveryHealth:
+    by_state: dict[str, int]  # deliveries by DeliveryState value, zeros included
+    oldest_pending_at: datetime | None  # when the oldest PENDING one was queued
+    failing_channels: int  # channels with a PENDING delivery whose last try failed
+

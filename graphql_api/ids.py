@@ -33,6 +33,8 @@ class NodeType(enum.StrEnum):
     TASK = "Task"
     API_TOKEN = "ApiToken"
     RULE = "Rule"
+    ALERT_RULE = "AlertRule"
+    ALERT_DELIVERY = "AlertDelivery"
 
 
 # Row ids are ASCII digits only. ('²', '③' and '١' pass str.isdigit(), and int() refuses the

@@ -39,14 +39,17 @@ from domain.bounded import BoundedDict
 from domain.declaration import view_of
 from domain.errors import InvalidInput
 from domain.matching import keyword_key
-from domain.models import ApiToken, Author, CommentEvent, Group, Keyword, Match, Task
+from domain.models import ApiToken, Author, CommentEvent, DeliveryState, Group, Keyword, Match, Task
 from domain.queries import (
     MAX_PAGE,
+    AlertDeliveryHealth,
     CommentFilter,
     CommentOrder,
     CommentSort,
     CommentVersion,
     CommentView,
+    DeliveryFilter,
+    DeliveryView,
     Page,
     PostView,
     Projection,
@@ -56,6 +59,7 @@ from domain.queries import (
     TaskFilter,
 )
 from domain.rules import QueryCompiler, QueryMatcher, RuleSet
+from infrastructure.db.alerts import delivery_from_row, delivery_query
 from infrastructure.db.bulk import in_values
 from infrastructure.db.compiled import DriverStatements, pooled
 from infrastructure.db.counts import aggregated_count, countable
@@ -66,6 +70,7 @@ from infrastructure.db.repositories import group_from_row, keyword_from_row, tas
 from infrastructure.db.rules import rule_compiler
 from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import (
+    alert_deliveries,
     api_tokens,
     authors,
     comment_events,
@@ -285,6 +290,7 @@ def _comment_event(row) -> CommentEvent:
         id=row["id"], comment_id=row["comment_id"], at=row["at"], actor=row["actor"], field=row["field"],
         old_value=row["old_value"], new_value=row["new_value"],
     )
+_DELIVERY_ORDER = _Order(alert_deliveries.c.id, "id", int, alert_deliveries.c.id, descending=True)
 
 
 class SqlReadModel:
@@ -763,6 +769,20 @@ class SqlReadModel:
     async def tasks_by_ids(self, ids: Sequence[int]) -> list[Task | None]:
         return await self._by_ids(tasks, tasks.c.id, ids, task_from_row)
 
+    # --- alert deliveries ---
+
+    async def alert_deliveries_page(
+        self, flt: DeliveryFilter, *, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None,
+    ) -> Page[DeliveryView]:
+        return await self._page(
+            delivery_query(flt, self._dialect), _DELIVERY_ORDER, delivery_from_row,
+            first=first, after=after, last=last, before=before,
+        )
+
+    async def alert_deliveries_count(self, flt: DeliveryFilter) -> int:
+        return await self._count(delivery_query(flt, self._dialect))
+
     # --- statistics ---
 
     async def stats(self, window: StatsWindow) -> Stats:
@@ -800,6 +820,36 @@ class SqlReadModel:
         async with self._sessions() as session:
             count, until = (await session.execute(query)).one()
         return int(count), until
+
+    async def alert_delivery_health(self) -> AlertDeliveryHealth:
+        d = alert_deliveries.c
+        async with self._sessions() as session:
+            counts: dict[str, int] = {
+                state: n for state, n in (await session.execute(select(d.state, func.count()).group_by(d.state))).all()
+            }
+            pending = d.state == DeliveryState.PENDING.value
+            oldest = (await session.execute(select(func.min(d.created_at)).where(pending))).scalar_one()
+            failing = (await session.execute(
+                select(func.count(func.distinct(d.channel_id))).where(pending, d.attempts > 0)
+            )).scalar_one()
+        by_state = {s.value: int(counts.get(s.value, 0)) for s in DeliveryState}
+        if oldest is not None and oldest.tzinfo is None:  # SQLite gives the stored naive UTC text back
+            oldest = oldest.replace(tzinfo=UTC)
+        return AlertDeliveryHealth(by_state=by_state, oldest_pending_at=oldest, failing_channels=int(failing))
+
+    async def alert_latencies(self, *, after_id: int, limit: int) -> tuple[int, list[float]]:
+        d = alert_deliveries.c
+        sent = d.state == DeliveryState.SENT.value
+        async with self._sessions() as session:
+            if after_id < 0:
+                top = (await session.execute(select(func.max(d.id)).where(sent))).scalar_one()
+                return int(top or 0), []
+            rows = (await session.execute(
+                select(d.id, d.created_at, d.sent_at).where(sent, d.id > after_id).order_by(d.id).limit(limit)
+            )).all()
+        if not rows:
+            return after_id, []
+        return rows[-1].id, [max(0.0, (r.sent_at - r.created_at).total_seconds()) for r in rows if r.sent_at]
 
     async def task_stalls(self) -> tuple[int, int]:
         stalled_now = func.count().filter((tasks.c.state == "RUNNING") & tasks.c.stalled_at.is_not(None))

@@ -6,10 +6,10 @@ resolved here, morphology from pymorphy3 (loaded on the first query, not at star
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Row, Select, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -36,27 +36,18 @@ class SqlRules:
     # --- RuleCatalog ---
 
     async def keywords_for(self, ids: Iterable[int], words: Iterable[str]) -> list[KeywordTerm]:
-        ids, words = list(ids), list(words)
-        k = keywords.c
-        conditions = []
-        if ids:
-            conditions.append(k.id.in_(ids))
-        if words:
-            conditions.append(k.word_key.in_(words))
-        if not conditions:
+        query = _keywords_query(ids, words)
+        if query is None:
             return []
-        query = select(k.id, k.word, k.case_sensitive, k.whole_word, k.morphology).where(or_(*conditions))
         async with self._engine.connect() as connection:  # a Core connection: no ORM session per look-up
-            rows = (await connection.execute(query)).all()
-        return [KeywordTerm(r.id, r.word, r.case_sensitive, r.whole_word, r.morphology) for r in rows]
+            return _keyword_terms((await connection.execute(query)).all())
 
     async def rule_queries(self, names: Iterable[str]) -> dict[str, str]:
-        names = list(names)
-        if not names:
+        query = _rules_query(names)
+        if query is None:
             return {}
         async with self._engine.connect() as connection:
-            rows = await connection.execute(select(rules.c.name_key, rules.c.query).where(rules.c.name_key.in_(names)))
-            return {r.name_key: r.query for r in rows}
+            return {r.name_key: r.query for r in await connection.execute(query)}
 
     # --- RuleStore ---
 
@@ -104,6 +95,52 @@ class SqlRules:
         async with self._sessions.begin() as session:
             result = await session.execute(delete(rules).where(rules.c.id == rule_id).returning(rules.c.id))
             return result.one_or_none() is not None
+
+
+def _keywords_query(ids: Iterable[int], words: Iterable[str]) -> Select | None:
+    ids, words = list(ids), list(words)
+    k = keywords.c
+    conditions = []
+    if ids:
+        conditions.append(k.id.in_(ids))
+    if words:
+        conditions.append(k.word_key.in_(words))
+    if not conditions:
+        return None
+    return select(k.id, k.word, k.case_sensitive, k.whole_word, k.morphology).where(or_(*conditions))
+
+
+def _keyword_terms(rows: Sequence[Row]) -> list[KeywordTerm]:
+    return [KeywordTerm(r.id, r.word, r.case_sensitive, r.whole_word, r.morphology) for r in rows]
+
+
+def _rules_query(names: Iterable[str]) -> Select | None:
+    names = list(names)
+    return select(rules.c.name_key, rules.c.query).where(rules.c.name_key.in_(names)) if names else None
+
+
+class SessionCatalog:
+    """The keywords and saved rules a query names, read in a session already open (the
+    transaction that stores matches and queues their alerts): no second connection."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def keywords_for(self, ids: Iterable[int], words: Iterable[str]) -> list[KeywordTerm]:
+        query = _keywords_query(ids, words)
+        return [] if query is None else _keyword_terms((await self.session.execute(query)).all())
+
+    async def rule_queries(self, names: Iterable[str]) -> dict[str, str]:
+        query = _rules_query(names)
+        return {} if query is None else {r.name_key: r.query for r in await self.session.execute(query)}
+
+
+def session_compiler(session: AsyncSession) -> QueryCompiler:
+    """A ``QueryCompiler`` reading references in ``session`` (nothing kept past it)."""
+    from infrastructure.morphology import get_lemmatizer
+
+    lemmatizer = get_lemmatizer()
+    return QueryCompiler(SessionCatalog(session), lemmatizer, lemmatizer, resolved_for=0.0)
 
 
 def rule_compiler(sessions: async_sessionmaker[AsyncSession]) -> QueryCompiler:

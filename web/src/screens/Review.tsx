@@ -8,7 +8,8 @@ import type {
   CommentFieldsFragment, CommentFilter, CommentsQuery, CommentsQueryVariables, CommentVersionsQuery, CommentVersionsQueryVariables, FilterOptionsQuery,
   SetCommentStateMutation, SetCommentStateMutationVariables,
 } from "../generated/graphql";
-import { ErrorLine, MultiPick, displayId, errorText } from "../shared";
+import { ErrorLine, displayId, errorText } from "../shared";
+import { FilterFields } from "../filterFields";
 import { memo } from "../memo";
 
 type Comment = CommentFieldsFragment;
@@ -19,9 +20,6 @@ const OVERSCAN = 5; // rows rendered above and below the visible ones
 const SORTS = [
   ["newest", "PUBLISHED_AT", "DESC"], ["oldest", "PUBLISHED_AT", "ASC"], ["mostLiked", "LIKES", "DESC"], ["mostMatches", "MATCHES_COUNT", "DESC"],
 ] as const;
-
-const triState = (v: boolean | null | undefined) => (v == null ? "" : v ? "yes" : "no");
-const fromTri = (s: string) => (s === "" ? null : s === "yes");
 
 export function vkLink(c: Comment): string {
   return `https://vk.com/wall${c.ownerId}_${c.post?.vkId}?reply=${c.vkId}`;
@@ -38,21 +36,7 @@ const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery
   }
   return (
     <form class="filters" onSubmit={apply} aria-label="filters">
-      <MultiPick name="groupIds" label={t("community")} value={(f.groupIds ?? []).map(String)} onChange={(ids) => set({ groupIds: ids })}
-        options={options?.groups.edges.map(({ node }) => ({ id: node.id, label: node.name })) ?? []} />
-      <MultiPick name="keywordIds" label={t("keyword")} value={(f.keywordIds ?? []).map(String)} onChange={(ids) => set({ keywordIds: ids })}
-        options={options?.keywords.edges.map(({ node }) => ({ id: node.id, label: node.word })) ?? []} />
-      <label>{t("text")}<input name="text" type="search" value={f.text ?? ""} onInput={(e) => set({ text: e.currentTarget.value })} /></label>
-      <label>{t("author")}<input name="author" inputMode="numeric" value={f.authorIds?.join(",") ?? ""} onInput={(e) => set({ authorIds: e.currentTarget.value.split(/[ ,]+/).filter(Boolean).map(Number).filter(Number.isFinite) })} /></label>
-      <label>{t("since")}<input type="date" value={f.since?.slice(0, 10) ?? ""} onInput={(e) => set({ since: e.currentTarget.value ? `${e.currentTarget.value}T00:00:00Z` : null })} /></label>
-      <label>{t("until")}<input type="date" value={f.until?.slice(0, 10) ?? ""} onInput={(e) => set({ until: e.currentTarget.value ? `${e.currentTarget.value}T23:59:59Z` : null })} /></label>
-      {([["matchedOnly", "matched"], ["viewed", "viewed"], ["archived", "archived"], ["deletedFilter", "deleted"], ["editedFilter", "edited"]] as const).map(([label, field]) => (
-        <label>{t(label)}
-          <select name={field} value={triState(f[field])} onChange={(e) => set({ [field]: fromTri(e.currentTarget.value) })}>
-            <option value="">{t("any")}</option><option value="yes">{t("yes")}</option><option value="no">{t("no")}</option>
-          </select>
-        </label>
-      ))}
+      <FilterFields filter={f} onChange={set} options={options} />
       <label>{t("sort")}
         <select name="sort" value={sortKey} onChange={(e) => {
           const s = SORTS.find(([k]) => k === e.currentTarget.value)!;

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +31,8 @@ from sqlalchemy import text
 # Each use case registers its task handler (``domain.tasks.HANDLERS``) when imported: all of
 # them must be, in every process that runs tasks.
 from domain import analyze, collect, export  # noqa: F401
+from domain.alert_model import DEFAULT_PUBLIC_URL, DeliveryStats
+from domain.alerts import Deliverer, delivery_loop
 from domain.errors import Unavailable
 from domain.models import TaskState
 from domain.monitoring import scheduler_tick
@@ -37,6 +41,7 @@ from domain.queries import ReadModel
 from domain.tasks import enqueue_task, run_task, watch_tasks
 from domain.timing import TaskTiming
 from domain.vk import TokenStatus
+from infrastructure.alert_channels import ChannelSender
 from infrastructure.cache import InMemoryCache, RedisCache
 from infrastructure.db.engine import create_engine, pool_usage, read_session_factory, session_factory
 from infrastructure.db.migrate import upgrade, upgrade_async
@@ -242,6 +247,12 @@ async def build_container(settings: Settings) -> Container:
     closers.append(queue.aclose)
     adapters.queue = queue
 
+    sender = ChannelSender()
+    closers.append(sender.aclose)
+    adapters.alert_sender = sender
+    adapters.public_url = settings.public_url or DEFAULT_PUBLIC_URL
+    adapters.alert_stats = DeliveryStats()
+
     return Container(
         settings=settings,
         adapters=adapters,
@@ -301,6 +312,9 @@ def start_loops(
         container.loops.append(asyncio.create_task(watch_tasks(adapters, wake=wake), name="watch-tasks"))
     if schedule:
         container.loops.append(asyncio.create_task(scheduler_loop(adapters), name="scheduler"))
+    if recover:  # where tasks run, alerts are delivered: every worker, and the embedded serve
+        deliverer = Deliverer(adapters, worker_id=f"alerts@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+        container.loops.append(asyncio.create_task(delivery_loop(deliverer), name="alert-delivery"))
 
 
 def migrate(settings: Settings) -> list[str]:

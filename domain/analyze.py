@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from domain.alerts import record_matched
 from domain.errors import NotFound
 from domain.models import Keyword, Task, TaskKind
 from domain.ports import Adapters, ProgressCallback
@@ -85,6 +86,8 @@ async def run_analyze(adapters: Adapters, task: Task, report: ProgressCallback) 
                 break
             matches = matcher(rows) if matcher is not None else []
             await uow.matches.replace_for_comments([i for i, _ in rows], matches, keyword_ids=keyword_ids)
+            # The alerts' outbox, in the same transaction (a comment a rule alerted is never again).
+            await record_matched(uow, sorted({m.comment_id for m in matches}), adapters.clock.now())
             await uow.commit()
         after_id = rows[-1][0]
         matched_ids = sorted({m.comment_id for m in matches})

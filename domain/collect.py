@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from domain.alerts import record_matched
 from domain.analyze import publish_matched
 from domain.budget import count_vk_calls
 from domain.errors import (
@@ -607,6 +608,8 @@ class _Writer:
                         pairs = [(ids[key], c.text) for key, c in comments.items() if not c.deleted]
                         found = matcher(pairs)
                         await uow.matches.replace_for_comments([i for i, _ in pairs], found)
+                        # The alerts' outbox, in the same transaction: stored matches are alerted.
+                        await record_matched(uow, sorted({m.comment_id for m in found}), self.now)
                 # After the comments: a complete read's own comments are stored by now.
                 for post_vk_id, vk_ids in present.items():
                     vanished += len(await uow.comments.mark_vanished(self.owner_id, post_vk_id, vk_ids, now=self.now))

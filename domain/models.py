@@ -188,3 +188,10 @@ class Task:
     # is not an attempt (``waits`` counts them, so each resumed run has its own job id).
     waiting_until: datetime | None = None
     waits: int = 0
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "PENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"  # a threshold rule's match whose window stayed below the threshold

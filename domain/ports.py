@@ -16,13 +16,36 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post, Progress, Task, TaskKind, TaskState
+from domain.models import (
+    ApiToken,
+    Author,
+    Comment,
+    DeliveryState,
+    Group,
+    Keyword,
+    Match,
+    Post,
+    Progress,
+    Task,
+    TaskKind,
+    TaskState,
+)
 from domain.queries import CommentFilter
 from domain.timing import TaskTiming
 from domain.vk import GatewayStats, TokenState
+
+if TYPE_CHECKING:
+    from domain.alert_model import (
+        AlertComment,
+        AlertMessage,
+        AlertRule,
+        DeliveryStats,
+        PendingDelivery,
+        SendResult,
+    )
 
 # --- VK -------------------------------------------------------------------------------------
 
@@ -244,6 +267,55 @@ class ApiTokenRepository(Protocol):
     async def touch(self, token_id: int, when: datetime | None = None) -> None: ...
 
 
+class AlertRepository(Protocol):
+    """Alert rules with their channels, and the delivery outbox (``domain.alerts``)."""
+
+    async def list_rules(self) -> builtins.list[AlertRule]: ...
+    async def get_rule(self, rule_id: int) -> AlertRule | None: ...
+    async def add_rule(self, rule: AlertRule) -> AlertRule: ...
+    async def save_rule(self, rule: AlertRule) -> AlertRule:
+        """Store the rule; channels it still has keep their ids (and deliveries), others go."""
+    async def remove_rule(self, rule_id: int) -> bool: ...
+
+    async def enqueue_matches(self, comment_ids: Sequence[int], *, now: datetime) -> int:
+        """A PENDING row per active match rule, channel and comment (with matches) the rule's
+        filter admits, unless one exists already; how many were added."""
+    async def enqueue_event(self, rule: AlertRule, key: str, event: dict[str, Any], *, now: datetime) -> int: ...
+
+    async def due_groups(self, *, now: datetime, limit: int) -> builtins.list[tuple[int, int]]:
+        """(rule id, channel id) pairs with PENDING rows due by ``now`` and not leased."""
+    async def claim(
+        self, rule_id: int, channel_id: int, *, now: datetime, owner: str, lease_until: datetime, limit: int,
+        due_only: bool,
+    ) -> builtins.list[PendingDelivery]:
+        """Lease the pair's PENDING rows (due ones only with ``due_only``), oldest first; rows
+        another worker holds are skipped (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+    async def assign(self, ids: Sequence[int], message_id: str) -> None: ...
+    async def release(self, ids: Sequence[int], *, next_attempt_at: datetime) -> None: ...
+    async def settle(
+        self, ids: Sequence[int], state: DeliveryState, *, now: datetime, attempted: bool = False
+    ) -> None: ...
+    async def record_failure(
+        self, delivery_id: int, *, error: str, next_attempt_at: datetime | None, now: datetime
+    ) -> None:
+        """attempts + 1, the error kept; PENDING again at ``next_attempt_at``, FAILED when None."""
+    async def comments_for(self, comment_ids: Sequence[int]) -> dict[int, AlertComment]: ...
+    async def failing_channels(self, *, since: datetime) -> builtins.list[tuple[int, str]]:
+        """(channel id, masked URL) of channels with a row still PENDING after failed tries
+        that was created before ``since``."""
+    async def state_counts(self) -> dict[str, int]: ...
+
+
+class AlertSender(Protocol):
+    """Sends one alert message to one channel URL (a webhook or an Apprise URL)."""
+
+    def supports(self, url: str) -> bool:
+        """Whether ``url`` is a channel this sender can send to (checked when a rule is saved)."""
+
+    async def send(self, url: str, message: AlertMessage, *, secret: str) -> SendResult:
+        """Send; the result says what the channel answered. ``secret`` signs webhooks."""
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository. ``async with uow:`` rolls back unless committed.
 
@@ -267,6 +339,8 @@ class UnitOfWork(Protocol):
     def tasks(self) -> TaskRepository: ...
     @property
     def api_tokens(self) -> ApiTokenRepository: ...
+    @property
+    def alerts(self) -> AlertRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(
@@ -517,3 +591,8 @@ class Adapters:
     cache: Cache | None = None
     # Leases, heartbeats, stall and retry times of the task runner and the recovery loop.
     task_timing: TaskTiming = field(default_factory=TaskTiming)
+    # Alerts: the channels' sender (None: nothing is sent), the console's address for links,
+    # and this process's delivery counters (``/metrics``).
+    alert_sender: AlertSender | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    alert_stats: DeliveryStats | None = None

@@ -20,7 +20,7 @@ from datetime import date, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from domain.errors import InvalidInput
-from domain.models import Author, Group, Keyword, Match, Task, TaskKind, TaskState
+from domain.models import Author, DeliveryState, Group, Keyword, Match, Task, TaskKind, TaskState
 from domain.text import checked_text
 
 T = TypeVar("T")
@@ -332,6 +332,12 @@ class ReadModel(Protocol):
     async def tasks_count(self, flt: TaskFilter) -> int: ...
     async def tasks_by_ids(self, ids: Sequence[int]) -> list[Task | None]: ...
 
+    async def alert_deliveries_page(
+        self, flt: DeliveryFilter, *, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None,
+    ) -> Page[DeliveryView]: ...
+    async def alert_deliveries_count(self, flt: DeliveryFilter) -> int: ...
+
     async def stats(self, window: StatsWindow) -> Stats:
         """Counts over everything stored, by SQL aggregates (see ``domain.stats``)."""
 
@@ -414,3 +420,31 @@ class Stats:
     top_keywords: list[KeywordStats]
     top_authors: list[AuthorStats]
     days: list[DayStats]  # every day of the window, oldest first, zeros included
+
+
+# --- alert deliveries (the deliveries log) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    rule_ids: tuple[int, ...] | None = None
+    states: tuple[DeliveryState, ...] | None = None
+    comment_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """An outbox row as the deliveries log shows it."""
+
+    id: int
+    rule_id: int
+    comment_id: int | None
+    channel: str  # masked
+    state: DeliveryState
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime | None
+    message_id: str | None
+    event: dict[str, Any] | None

@@ -111,6 +111,8 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     if not settings.auth:
         log.warning("auth.disabled", detail="VKCP_AUTH=off: every request is admin; local development only")
     container = await build_container(settings)
+    if settings.public_url is None:  # alerts link to the console as this server is reached
+        container.adapters.public_url = f"http://{host}:{port}"
     vk_missing = not settings.vk_sandbox and not settings.vk_tokens
     if vk_missing:
         log.warning("vk.not_configured", detail="no VK tokens: set VKCP_VK_TOKENS (or VKCP_VK_SANDBOX=1 for the "

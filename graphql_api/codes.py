@@ -24,6 +24,7 @@ import enum
 import strawberry
 
 from domain import errors
+from domain.alert_model import InvalidChannel
 from domain.keywords import DuplicateKeyword
 
 
@@ -71,6 +72,10 @@ class ErrorCode(enum.Enum):
     )
     CONFLICT = strawberry.enum_value("CONFLICT", description="The change contradicts the stored state.")
     DUPLICATE = strawberry.enum_value("DUPLICATE", description="A keyword that is already stored (or given twice).")
+    INVALID_CHANNEL = strawberry.enum_value(
+        "INVALID_CHANNEL",
+        description="An alert channel URL that is no webhook and no Apprise URL this server can send to.",
+    )
     # VK.
     VK_ERROR = strawberry.enum_value("VK_ERROR", description="VK answered with an error.")
     VK_ACCESS_DENIED = strawberry.enum_value(
@@ -119,6 +124,7 @@ _DOMAIN_CODES: dict[type[errors.DomainError], ErrorCode] = {
     errors.InvalidReference: ErrorCode.INVALID_REFERENCE,
     errors.Conflict: ErrorCode.CONFLICT,
     DuplicateKeyword: ErrorCode.DUPLICATE,
+    InvalidChannel: ErrorCode.INVALID_CHANNEL,
     errors.Unavailable: ErrorCode.SERVICE_UNAVAILABLE,
     errors.VkError: ErrorCode.VK_ERROR,
     errors.VkAccessDenied: ErrorCode.VK_ACCESS_DENIED,

@@ -32,6 +32,8 @@ class NodeType(enum.StrEnum):
     KEYWORD = "Keyword"
     TASK = "Task"
     API_TOKEN = "ApiToken"
+    ALERT_RULE = "AlertRule"
+    ALERT_DELIVERY = "AlertDelivery"
 
 
 # Row ids are ASCII digits only. ('²', '③' and '١' pass str.isdigit(), and int() refuses the

@@ -10,6 +10,7 @@ import strawberry
 
 from domain.errors import InvalidInput
 from domain.queries import MAX_FILTER_IDS
+from graphql_api import alerts as alert_api
 from graphql_api import api_tokens as token_api
 from graphql_api.comments import Comment, Post
 from graphql_api.context import Info
@@ -34,6 +35,10 @@ async def load_node(info: Info, id: strawberry.ID, *, field: str) -> Node | None
         )
     if kind is NodeType.API_TOKEN:
         return await token_api.load_api_token(info, pk)
+    if kind is NodeType.ALERT_RULE:
+        return await alert_api.load_alert_rule(info, pk)
+    if kind is NodeType.ALERT_DELIVERY:
+        return None  # not a Node: read deliveries through `alertDeliveries`
     loaders = info.context.loaders(info)
     loaders_by_kind: dict[NodeType, tuple[Any, Callable[[Any], Node]]] = {
         NodeType.GROUP: (loaders.group, Group.from_domain),

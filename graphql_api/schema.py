@@ -18,6 +18,7 @@ from typing import Any
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 
+from graphql_api import alerts as alert_api
 from graphql_api import api_tokens as token_api
 from graphql_api import comments as comment_api
 from graphql_api import groups as group_api
@@ -52,6 +53,9 @@ class Query:
     task = task_api.task
     keywords = keyword_api.keywords
     keyword = keyword_api.keyword
+    alert_rules = alert_api.alert_rules
+    alert_rule = alert_api.alert_rule
+    alert_deliveries = alert_api.alert_deliveries
 
 
 @strawberry.type(description="Everything that changes something. Needs an operator or admin token.")
@@ -71,6 +75,10 @@ class Mutation:
     start_analyze = task_api.start_analyze
     start_export = task_api.start_export
     set_comment_state = comment_api.set_comment_state
+    create_alert_rule = alert_api.create_alert_rule
+    update_alert_rule = alert_api.update_alert_rule
+    remove_alert_rule = alert_api.remove_alert_rule
+    test_alert_rule = alert_api.test_alert_rule
 
 
 @strawberry.type(description="Live updates over WebSocket (graphql-transport-ws).")

@@ -18,7 +18,21 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from domain.models import ApiToken, Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
+from domain.alert_model import AlertChannel, AlertComment, AlertRule, PendingDelivery
+from domain.models import (
+    ApiToken,
+    Author,
+    Comment,
+    DeliveryState,
+    Group,
+    Keyword,
+    Match,
+    Post,
+    Task,
+    TaskKind,
+    TaskState,
+)
+from domain.queries import fold_text
 
 
 class InMemoryStore:
@@ -38,6 +52,8 @@ class InMemoryStore:
         self.matches: dict[int, list[Match]] = {}  # comment row id -> its matches
         self.tasks: dict[int, Task] = {}
         self.api_tokens: dict[int, ApiToken] = {}
+        self.alert_rules: dict[int, AlertRule] = {}
+        self.alert_deliveries: dict[int, dict] = {}  # row id -> the row, as the SQL outbox keeps it
         self.ids = itertools.count(1)
         self.commits = 0
 
@@ -440,6 +456,165 @@ class FakeApiTokenRepository:
             self.journal.put(self.store.api_tokens, token_id, dataclasses.replace(token, last_used_at=when or datetime.now(UTC)))
 
 
+class FakeAlertRepository:
+    """The outbox in memory: one row per (rule, channel, event key), as the SQL one."""
+
+    def __init__(self, store: InMemoryStore, journal: _Journal) -> None:
+        self.store, self.journal = store, journal
+
+    async def list_rules(self) -> list[AlertRule]:
+        return [copy.deepcopy(r) for _, r in sorted(self.store.alert_rules.items())]
+
+    async def get_rule(self, rule_id: int) -> AlertRule | None:
+        rule = self.store.alert_rules.get(rule_id)
+        return copy.deepcopy(rule) if rule is not None else None
+
+    async def add_rule(self, rule: AlertRule) -> AlertRule:
+        rule = copy.deepcopy(rule)
+        rule.id = next(self.store.ids)
+        return await self.save_rule(rule)
+
+    async def save_rule(self, rule: AlertRule) -> AlertRule:
+        rule = copy.deepcopy(rule)
+        rule.channels = [c if c.id is not None else AlertChannel(id=next(self.store.ids), url=c.url) for c in rule.channels]
+        self.journal.put(self.store.alert_rules, rule.id, rule)
+        return copy.deepcopy(rule)
+
+    async def remove_rule(self, rule_id: int) -> bool:
+        if rule_id not in self.store.alert_rules:
+            return False
+        self.journal.delete(self.store.alert_rules, rule_id)
+        for key in [k for k, d in self.store.alert_deliveries.items() if d["rule_id"] == rule_id]:
+            self.journal.delete(self.store.alert_deliveries, key)
+        return True
+
+    def _admits(self, rule: AlertRule, comment_id: int) -> bool:
+        found = [(g, c) for (rid, g, c) in self.store.comments.values() if rid == comment_id]
+        found_matches = self.store.matches.get(comment_id, [])
+        if not found or not found_matches:
+            return False
+        group_id, comment = found[0]
+        flt = rule.filter
+        if flt.group_ids is not None and group_id not in flt.group_ids:
+            return False
+        if flt.keyword_ids is not None and not any(m.keyword_id in flt.keyword_ids for m in found_matches):
+            return False
+        if flt.author_ids is not None and comment.from_id not in flt.author_ids:
+            return False
+        return all(w in fold_text(comment.text) for w in flt.text_words)
+
+    def _add(self, rule_id: int, channel_id: int, key: str, now: datetime, **extra: object) -> int:
+        if any((d["rule_id"], d["channel_id"], d["event_key"]) == (rule_id, channel_id, key)
+               for d in self.store.alert_deliveries.values()):
+            return 0
+        row = {"id": next(self.store.ids), "rule_id": rule_id, "channel_id": channel_id, "event_key": key,
+               "comment_id": None, "event": None, "state": DeliveryState.PENDING.value, "attempts": 0,
+               "last_error": None, "created_at": now, "next_attempt_at": now, "sent_at": None, "message_id": None,
+               "lease_until": None, **extra}
+        self.journal.put(self.store.alert_deliveries, row["id"], row)
+        return 1
+
+    async def enqueue_matches(self, comment_ids: Sequence[int], *, now: datetime) -> int:
+        added = 0
+        for rule in self.store.alert_rules.values():
+            if rule.is_system or not rule.active(now):
+                continue
+            for comment_id in sorted(set(comment_ids)):
+                if self._admits(rule, comment_id):
+                    for channel in rule.channels:
+                        assert rule.id is not None and channel.id is not None
+                        added += self._add(rule.id, channel.id, f"c{comment_id}", now, comment_id=comment_id)
+        return added
+
+    async def enqueue_event(self, rule: AlertRule, key: str, event: dict, *, now: datetime) -> int:
+        assert rule.id is not None
+        return sum(self._add(rule.id, c.id, key, now, event=event) for c in rule.channels if c.id is not None)
+
+    def _row(self, delivery_id: int) -> dict:
+        row = dict(self.store.alert_deliveries[delivery_id])
+        self.journal.put(self.store.alert_deliveries, delivery_id, row)
+        return row
+
+    async def due_groups(self, *, now: datetime, limit: int) -> list[tuple[int, int]]:
+        pairs: dict[tuple[int, int], None] = {}
+        for _, d in sorted(self.store.alert_deliveries.items()):
+            free = d["lease_until"] is None or d["lease_until"] < now
+            if d["state"] == DeliveryState.PENDING.value and d["next_attempt_at"] <= now and free:
+                pairs[(d["rule_id"], d["channel_id"])] = None
+        return list(pairs)[:limit]
+
+    async def claim(self, rule_id: int, channel_id: int, *, now: datetime, owner: str, lease_until: datetime,
+                    limit: int, due_only: bool) -> list[PendingDelivery]:
+        claimed = []
+        for key, d in sorted(self.store.alert_deliveries.items()):
+            if (d["rule_id"], d["channel_id"]) != (rule_id, channel_id) or d["state"] != DeliveryState.PENDING.value:
+                continue
+            if (d["lease_until"] is not None and d["lease_until"] >= now) or (due_only and d["next_attempt_at"] > now):
+                continue
+            row = self._row(key)
+            row["lease_until"] = lease_until
+            claimed.append(PendingDelivery(
+                id=key, rule_id=rule_id, channel_id=channel_id, comment_id=row["comment_id"],
+                event_key=row["event_key"], event=row["event"], attempts=row["attempts"],
+                created_at=row["created_at"], message_id=row["message_id"]))
+            if len(claimed) >= limit:
+                break
+        return claimed
+
+    async def assign(self, ids: Sequence[int], message_id: str) -> None:
+        for i in ids:
+            self._row(i)["message_id"] = message_id
+
+    async def release(self, ids: Sequence[int], *, next_attempt_at: datetime) -> None:
+        for i in ids:
+            row = self._row(i)
+            row["lease_until"], row["next_attempt_at"] = None, next_attempt_at
+
+    async def settle(self, ids: Sequence[int], state: DeliveryState, *, now: datetime, attempted: bool = False) -> None:
+        for i in ids:
+            row = self._row(i)
+            row["state"], row["lease_until"] = state.value, None
+            if state is DeliveryState.SENT:
+                row["sent_at"] = now
+            if attempted:
+                row["attempts"] += 1
+
+    async def record_failure(self, delivery_id: int, *, error: str, next_attempt_at: datetime | None,
+                             now: datetime) -> None:
+        row = self._row(delivery_id)
+        row["attempts"] += 1
+        row["last_error"], row["lease_until"] = error, None
+        if next_attempt_at is None:
+            row["state"] = DeliveryState.FAILED.value
+        else:
+            row["next_attempt_at"] = next_attempt_at
+
+    async def comments_for(self, comment_ids: Sequence[int]) -> dict[int, AlertComment]:
+        found = {}
+        words = {k.id: k.word for k in self.store.keywords.values()}
+        for rid, group_id, c in self.store.comments.values():
+            if rid in comment_ids:
+                group = self.store.groups.get(group_id)
+                found[rid] = AlertComment(
+                    comment_id=rid, text=c.text, author_id=c.from_id, author_name=None, group_id=group_id,
+                    group_name=group.name if group else "?", published_at=c.published_at,
+                    url=f"https://vk.com/wall{c.owner_id}_{c.post_vk_id}?reply={c.vk_id}",
+                    matches=tuple((words.get(m.keyword_id, "?"), m.snippet) for m in self.store.matches.get(rid, [])))
+        return found
+
+    async def failing_channels(self, *, since: datetime) -> list[tuple[int, str]]:
+        ids = {d["channel_id"] for d in self.store.alert_deliveries.values()
+               if d["state"] == DeliveryState.PENDING.value and d["attempts"] > 0 and d["created_at"] < since}
+        channels = {c.id: c.masked for r in self.store.alert_rules.values() for c in r.channels}
+        return [(i, channels[i]) for i in sorted(ids) if i in channels]
+
+    async def state_counts(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in DeliveryState}
+        for d in self.store.alert_deliveries.values():
+            counts[d["state"]] += 1
+        return counts
+
+
 class FakeUnitOfWork:
     def __init__(self, store: InMemoryStore) -> None:
         self.store = store
@@ -452,6 +627,7 @@ class FakeUnitOfWork:
         self.matches = FakeMatchRepository(store, self.journal)
         self.tasks = FakeTaskRepository(store, self.journal)
         self.api_tokens = FakeApiTokenRepository(store, self.journal)
+        self.alerts = FakeAlertRepository(store, self.journal)
         self.committed = False
 
     async def __aenter__(self) -> FakeUnitOfWork:

@@ -45,6 +45,8 @@ from domain.queries import (
     CommentSort,
     CommentVersion,
     CommentView,
+    DeliveryFilter,
+    DeliveryView,
     Page,
     PostView,
     Projection,
@@ -53,6 +55,7 @@ from domain.queries import (
     StatsWindow,
     TaskFilter,
 )
+from infrastructure.db.alerts import delivery_from_row, delivery_query
 from infrastructure.db.bulk import in_values
 from infrastructure.db.compiled import DriverStatements, pooled
 from infrastructure.db.counts import aggregated_count, countable
@@ -62,6 +65,7 @@ from infrastructure.db.projection import Projector, Relation, Unprojectable, Vie
 from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row
 from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import (
+    alert_deliveries,
     authors,
     comment_versions,
     comments,
@@ -293,6 +297,7 @@ def _task_conditions(flt: TaskFilter) -> list[ColumnElement[bool]]:
 # Groups are listed in the order they were added, tasks newest first.
 _GROUP_ORDER = _Order(groups.c.id, "id", int, groups.c.id, descending=False)
 _TASK_ORDER = _Order(tasks.c.id, "id", int, tasks.c.id, descending=True)
+_DELIVERY_ORDER = _Order(alert_deliveries.c.id, "id", int, alert_deliveries.c.id, descending=True)
 
 
 class SqlReadModel:
@@ -618,6 +623,20 @@ class SqlReadModel:
 
     async def tasks_by_ids(self, ids: Sequence[int]) -> list[Task | None]:
         return await self._by_ids(tasks, tasks.c.id, ids, task_from_row)
+
+    # --- alert deliveries ---
+
+    async def alert_deliveries_page(
+        self, flt: DeliveryFilter, *, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None,
+    ) -> Page[DeliveryView]:
+        return await self._page(
+            delivery_query(flt, self._dialect), _DELIVERY_ORDER, delivery_from_row,
+            first=first, after=after, last=last, before=before,
+        )
+
+    async def alert_deliveries_count(self, flt: DeliveryFilter) -> int:
+        return await self._count(delivery_query(flt, self._dialect))
 
     # --- statistics ---
 

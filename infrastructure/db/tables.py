@@ -335,3 +335,65 @@ api_tokens = Table(
     Column("last_used_at", UtcDateTime),
     Column("revoked_at", UtcDateTime),
 )
+
+# --- alerts (migration 0011) ------------------------------------------------------------------
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("muted_until", UtcDateTime),
+    Column("mode", String(16), nullable=False),
+    # ``domain.alerts.filter_to_json`` of the rule's CommentFilter.
+    Column("filter", JsonValue, nullable=False),
+    Column("digest_minutes", Integer),
+    Column("threshold_count", Integer),
+    Column("threshold_minutes", Integer),
+    Column("language", String(8), nullable=False, server_default=text("'en'")),
+    # Names of ``domain.alerts.SystemEvent``: non-empty for a system rule (it ignores ``filter``).
+    Column("system_events", JsonValue, nullable=False),
+    # Signs the rule's webhooks (Standard Webhooks ``whsec_...``); shown once, never read back out.
+    Column("webhook_secret", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+alert_channels = Table(
+    "alert_channels",
+    metadata,
+    _id(),
+    Column("rule_id", Id, ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("url", Text, nullable=False),  # secrets inside: never returned, never logged
+    Column("masked", Text, nullable=False),
+    Index("ix_alert_channels_rule_id", "rule_id"),
+)
+
+# The outbox: one row per rule, channel and event (a matched comment, a system event), written
+# in the transaction that stores the match; unique, so nothing is alerted twice.
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    _id(),
+    Column("rule_id", Id, ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
+    Column("channel_id", Id, ForeignKey("alert_channels.id", ondelete="CASCADE"), nullable=False),
+    Column("comment_id", Id, ForeignKey("comments.id", ondelete="CASCADE")),
+    Column("event_key", String(200), nullable=False),  # "c<comment id>", or a system event's key
+    Column("event", JsonValue),  # a system event's details
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    # The message it went out in (the webhook-id); set when it is claimed, kept across retries.
+    Column("message_id", String(64)),
+    Column("lease_owner", String(128)),
+    Column("lease_until", UtcDateTime),
+    UniqueConstraint("rule_id", "channel_id", "event_key"),
+    Index("ix_alert_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    Index("ix_alert_deliveries_comment_id", "comment_id"),
+    Index("ix_alert_deliveries_channel_id", "channel_id"),
+)

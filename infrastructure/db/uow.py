@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infrastructure.db.aggregates import StatsLedger
+from infrastructure.db.alerts import SqlAlertRepository
 from infrastructure.db.engine import SQLITE_IMMEDIATE
 from infrastructure.db.faults import (
     UnavailableAware,
@@ -74,6 +75,7 @@ class SqlUnitOfWork:
     matches: SqlMatchRepository
     tasks: SqlTaskRepository
     api_tokens: SqlApiTokenRepository
+    alerts: SqlAlertRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -97,6 +99,7 @@ class SqlUnitOfWork:
         self.matches = SqlMatchRepository(session, ledger)
         self.tasks = SqlTaskRepository(session)
         self.api_tokens = SqlApiTokenRepository(session)
+        self.alerts = SqlAlertRepository(session)
         return self
 
     async def __aexit__(self, type_: object, value: BaseException | None, traceback: object) -> None:

@@ -39,4 +39,4 @@ async def test_upgrade_twice_is_a_no_op(migrated_db, database_url) -> None:
     engine, _ = migrated_db
     async with engine.connect() as conn:
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert version == "0010"
+    assert version == "0011"

@@ -52,8 +52,9 @@ async def test_each_process_starts_the_loops_its_mode_needs() -> None:
     for container in (embedded, worker, api_with_workers):
         await container.aclose()
     assert [t.get_name() for t in loops] == [
-        "release-free-memory", "watch-tasks", "scheduler",  # embedded: this process runs the tasks
-        "release-free-memory", "watch-tasks",  # a worker: ARQ's cron runs the scheduler
+        # embedded: this process runs the tasks and delivers the alerts
+        "release-free-memory", "watch-tasks", "scheduler", "alert-delivery",
+        "release-free-memory", "watch-tasks", "alert-delivery",  # a worker: ARQ's cron runs the scheduler
         "release-free-memory",  # the API beside workers
     ]
     assert all(t.cancelled() for t in loops)

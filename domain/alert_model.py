@@ -577,14 +577,17 @@ def _message_id(rows: Sequence[PendingDelivery]) -> str:
 
 
 def plan_batches(
-    rule: AlertRule, rows: list[PendingDelivery], *, now: datetime, allowed: int | None
+    rule: AlertRule, rows: list[PendingDelivery], *, now: datetime, allowed: int | None,
+    last_sent: datetime | None = None,
 ) -> tuple[list[Batch], list[PendingDelivery], list[PendingDelivery]]:
     """Split a (rule, channel)'s claimed rows into messages.
 
     Returns (batches to send, rows to skip, rows to put back untouched). Rows a failed try
     already put in a message go out in that same message again (same id). ``allowed`` is what
     the channel's rate limit lets through now (None: no limit): an INSTANT burst beyond it goes
-    as ``allowed - 1`` single messages and one digest of the rest."""
+    as ``allowed - 1`` single messages and one digest of the rest. A THRESHOLD rule sends one
+    message per window: ``last_sent`` (its last message to this channel) starts one, and the
+    matches within it are SKIPPED, covered by that message."""
     batches: list[Batch] = []
     by_message: dict[str, list[PendingDelivery]] = {}
     fresh: list[PendingDelivery] = []
@@ -614,7 +617,11 @@ def plan_batches(
             back = fresh
     elif rule.mode is AlertMode.THRESHOLD:
         assert rule.threshold_minutes is not None and rule.threshold_count is not None
-        start = now - timedelta(minutes=rule.threshold_minutes)
+        window_length = timedelta(minutes=rule.threshold_minutes)
+        if last_sent is not None and now < last_sent + window_length:
+            # The window already alerted: its later matches are in it, not a window of their own.
+            return batches, fresh, back
+        start = now - window_length
         skip = [r for r in fresh if r.created_at < start]
         window = [r for r in fresh if r.created_at >= start]
         if len(window) >= rule.threshold_count:
@@ -655,7 +662,7 @@ def scrub(text: str, url: str) -> str:
     """``text`` with every part of ``url`` that may be a secret masked."""
     _scheme, _, rest = url.partition("://")
     candidates = re.split(r"[/:@?&=#]", rest)
-    userinfo = rest.partition("/")[0].rpartition("@")[0]
+    userinfo = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[0]
     password = userinfo.partition(":")[2]
     for part in sorted({p for p in candidates if _looks_secret(p)} | ({password} if password else set()),
                        key=len, reverse=True):

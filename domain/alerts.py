@@ -189,7 +189,7 @@ class Deliverer:
     def __init__(self, adapters: Adapters, *, worker_id: str, rng: random.Random | None = None) -> None:
         self.adapters = adapters
         self.worker_id = worker_id
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(clock=lambda: adapters.clock.now().timestamp())
         self.rng = rng or random.Random()
         self.stats: DeliveryStats = getattr(adapters, "alert_stats", None) or DeliveryStats()
 
@@ -233,7 +233,10 @@ class Deliverer:
             if not rows:
                 await uow.commit()
                 return 0
-            batches, skip, back = plan_batches(rule, rows, now=now, allowed=self.limiter.available(channel.url))
+            last_sent = await uow.alerts.last_sent_at(rule.id, channel_id) if rule.mode is AlertMode.THRESHOLD else None
+            batches, skip, back = plan_batches(
+                rule, rows, now=now, allowed=self.limiter.available(channel.url), last_sent=last_sent
+            )
             for batch in batches:
                 await uow.alerts.assign([r.id for r in batch.rows], batch.message_id)
             if skip:

@@ -291,6 +291,8 @@ class AlertRepository(Protocol):
         """Lease the pair's PENDING rows (due ones only with ``due_only``), oldest first; rows
         another worker holds are skipped (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
     async def assign(self, ids: Sequence[int], message_id: str) -> None: ...
+    async def last_sent_at(self, rule_id: int, channel_id: int) -> datetime | None:
+        """When the pair's latest SENT delivery was sent; None when none was."""
     async def release(self, ids: Sequence[int], *, next_attempt_at: datetime) -> None: ...
     async def settle(
         self, ids: Sequence[int], state: DeliveryState, *, now: datetime, attempted: bool = False

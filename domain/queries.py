@@ -356,6 +356,15 @@ class ReadModel(Protocol):
         """(tasks waiting for VK, the earliest time one of them resumes)."""
         ...
 
+    async def alert_delivery_health(self) -> AlertDeliveryHealth:
+        """The alert outbox as ``/metrics`` shows it (every process's deliveries)."""
+        ...
+
+    async def alert_latencies(self, *, after_id: int, limit: int) -> tuple[int, list[float]]:
+        """(the highest SENT delivery id seen, seconds from queued to sent of each SENT delivery
+        with an id above ``after_id``, at most ``limit``); ``after_id`` < 0: none, just the id."""
+        ...
+
 
 # --- statistics -----------------------------------------------------------------------------
 
@@ -448,3 +457,11 @@ class DeliveryView:
     next_attempt_at: datetime | None
     message_id: str | None
     event: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class AlertDeliveryHealth:
+    by_state: dict[str, int]  # deliveries by DeliveryState value, zeros included
+    oldest_pending_at: datetime | None  # when the oldest PENDING one was queued
+    failing_channels: int  # channels with a PENDING delivery whose last try failed
+

@@ -177,6 +177,34 @@ class ApiMetrics:
             ["reason", "kind"],
             registry=self.registry,
         )
+        # Alerts, from the outbox (every process's deliveries; see domain.alerts).
+        self.alert_deliveries = Gauge(
+            "vkcp_alert_deliveries",
+            "Alert deliveries stored, by state (PENDING, SENT, FAILED, SKIPPED), from the database.",
+            ["state"], registry=self.registry,
+        )
+        self.alert_pending = Gauge(
+            "vkcp_alert_deliveries_pending", "Alert deliveries not sent yet (waiting, or retrying).",
+            registry=self.registry,
+        )
+        self.alert_oldest_pending = Gauge(
+            "vkcp_alert_oldest_pending_seconds",
+            "Age of the oldest alert delivery still PENDING (0 when none): grows while a channel is down.",
+            registry=self.registry,
+        )
+        self.alert_failing_channels = Gauge(
+            "vkcp_alert_channels_failing", "Alert channels with a delivery waiting to be retried after a failure.",
+            registry=self.registry,
+        )
+        self.alert_latency = Histogram(
+            "vkcp_alert_delivery_latency_seconds",
+            "From a delivery queued (the match stored) to the channel accepting it, for deliveries sent since "
+            "this API process started, whichever process sent them (read from the database at each scrape). "
+            "DIGEST and THRESHOLD deliveries wait for their window by design.",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600),
+            registry=self.registry,
+        )
+        self._alert_seen = -1  # the highest SENT delivery id observed; -1: not read yet
         self._finished: deque[Any] = deque(maxlen=10_000)  # a terminal task is counted once
         self._names: set[str] = set()
         self._runtime = _RuntimeCollector(container)
@@ -223,9 +251,29 @@ class ApiMetrics:
             self.stalled.set(stalled)
             self.stalls.set(stalls)
             self.waiting.set(waiting)
+        try:
+            await self._alert_metrics()
+        except Unavailable as e:
+            log.warning("metrics.alerts_unavailable", error=e.message)
         self._runtime.per_token = per_token  # no await from here on: no other scrape in between
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
+
+    async def _alert_metrics(self) -> None:
+        read_model = self.container.read_model
+        health = await read_model.alert_delivery_health()
+        for state, count in health.by_state.items():
+            self.alert_deliveries.labels(state).set(count)
+        self.alert_pending.set(health.by_state.get("PENDING", 0))
+        oldest = health.oldest_pending_at
+        self.alert_oldest_pending.set(
+            max(0.0, (self.container.adapters.clock.now() - oldest).total_seconds()) if oldest is not None else 0
+        )
+        self.alert_failing_channels.set(health.failing_channels)
+        # Latencies of deliveries sent since the last scrape (the first scrape only marks where it starts).
+        self._alert_seen, latencies = await read_model.alert_latencies(after_id=self._alert_seen, limit=50_000)
+        for seconds in latencies:
+            self.alert_latency.observe(seconds)
 
     def task_changed(self, event: dict[str, Any]) -> None:
         task = task_from_event(event)

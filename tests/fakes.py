@@ -561,6 +561,11 @@ class FakeAlertRepository:
                 break
         return claimed
 
+    async def last_sent_at(self, rule_id: int, channel_id: int) -> datetime | None:
+        sent = [d["sent_at"] for d in self.store.alert_deliveries.values()
+                if (d["rule_id"], d["channel_id"]) == (rule_id, channel_id) and d["state"] == DeliveryState.SENT.value]
+        return max(sent, default=None)
+
     async def assign(self, ids: Sequence[int], message_id: str) -> None:
         for i in ids:
             self._row(i)["message_id"] = message_id

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, String, and_, cast, delete, false, func, literal, or_, select, update
@@ -308,6 +308,16 @@ class SqlAlertRepository:
             )
             for r in rows
         ]
+
+    async def last_sent_at(self, rule_id: int, channel_id: int) -> datetime | None:
+        d = alert_deliveries.c
+        query = select(func.max(d.sent_at)).where(
+            d.rule_id == rule_id, d.channel_id == channel_id, d.state == DeliveryState.SENT.value
+        )
+        found = (await self.session.execute(query)).scalar_one()
+        if found is not None and found.tzinfo is None:  # SQLite: the stored naive UTC text
+            found = found.replace(tzinfo=UTC)
+        return found
 
     async def assign(self, ids: Sequence[int], message_id: str) -> None:
         if ids:

@@ -37,9 +37,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from domain.bounded import BoundedDict
 from domain.errors import InvalidInput
 from domain.matching import keyword_key
-from domain.models import Author, Group, Keyword, Match, Task
+from domain.models import Author, DeliveryState, Group, Keyword, Match, Task
 from domain.queries import (
     MAX_PAGE,
+    AlertDeliveryHealth,
     CommentFilter,
     CommentOrder,
     CommentSort,
@@ -675,6 +676,36 @@ class SqlReadModel:
         async with self._sessions() as session:
             count, until = (await session.execute(query)).one()
         return int(count), until
+
+    async def alert_delivery_health(self) -> AlertDeliveryHealth:
+        d = alert_deliveries.c
+        async with self._sessions() as session:
+            counts: dict[str, int] = {
+                state: n for state, n in (await session.execute(select(d.state, func.count()).group_by(d.state))).all()
+            }
+            pending = d.state == DeliveryState.PENDING.value
+            oldest = (await session.execute(select(func.min(d.created_at)).where(pending))).scalar_one()
+            failing = (await session.execute(
+                select(func.count(func.distinct(d.channel_id))).where(pending, d.attempts > 0)
+            )).scalar_one()
+        by_state = {s.value: int(counts.get(s.value, 0)) for s in DeliveryState}
+        if oldest is not None and oldest.tzinfo is None:  # SQLite gives the stored naive UTC text back
+            oldest = oldest.replace(tzinfo=UTC)
+        return AlertDeliveryHealth(by_state=by_state, oldest_pending_at=oldest, failing_channels=int(failing))
+
+    async def alert_latencies(self, *, after_id: int, limit: int) -> tuple[int, list[float]]:
+        d = alert_deliveries.c
+        sent = d.state == DeliveryState.SENT.value
+        async with self._sessions() as session:
+            if after_id < 0:
+                top = (await session.execute(select(func.max(d.id)).where(sent))).scalar_one()
+                return int(top or 0), []
+            rows = (await session.execute(
+                select(d.id, d.created_at, d.sent_at).where(sent, d.id > after_id).order_by(d.id).limit(limit)
+            )).all()
+        if not rows:
+            return after_id, []
+        return rows[-1].id, [max(0.0, (r.sent_at - r.created_at).total_seconds()) for r in rows if r.sent_at]
 
     async def task_stalls(self) -> tuple[int, int]:
         stalled_now = func.count().filter((tasks.c.state == "RUNNING") & tasks.c.stalled_at.is_not(None))

@@ -35,6 +35,7 @@ from tests.processes import ROOT, first_admin_token, free_port, spawn, stop
 
 CHROMIUM = os.environ.get("VKCP_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "console-alerts"
+AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
 KEYWORD = "кошка"
 
 
@@ -220,6 +221,18 @@ def _shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def _axe(page: Any, where: str) -> None:
+    """axe-core finds no serious or critical accessibility violation on the page as it is."""
+    if not AXE.exists():
+        require_service("axe-core", f"{AXE} is missing (npm ci in web/)")
+        return
+    page.evaluate(AXE.read_text() + "\n;undefined")
+    result = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+                           ".map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))")
+    bad = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert bad == [], f"{where}: {json.dumps(bad, ensure_ascii=False)}"
+
+
 def _matched(service: Service, keyword_id: str) -> dict[str, str]:
     """The comments the keyword matched, by id: their links."""
     found: dict[str, str] = {}
@@ -274,6 +287,7 @@ def test_a_new_operator_sets_up_alerts_from_the_console(browser: Any, service: S
         editor.get_by_label("Channel 2", exact=True).fill(instant_hook)
         assert editor.locator("[data-channel='1'] .channel-kind").inner_text() == "signed webhook"
         _shot(page, "01-new-instant-rule")
+        _axe(page, "the rule editor")
         editor.get_by_role("button", name="Create rule").click()
         secret_box = page.get_by_test_id("webhook-secret")
         instant_secret = secret_box.inner_text().strip()
@@ -379,6 +393,7 @@ def test_a_new_operator_sets_up_alerts_from_the_console(browser: Any, service: S
             wait_until("the next page", lambda: shown.count() == min(100, 2 * len(matched)), 30)
         assert page.locator("table.deliveries tr[data-state=SENT] .badge").first.inner_text() == "Отправлено"
         _shot(page, "05-deliveries-ru")
+        _axe(page, "the deliveries log")
         watch.assert_clean()
     finally:
         context.close()

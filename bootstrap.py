@@ -32,7 +32,7 @@ from sqlalchemy import text
 # them must be, in every process that runs tasks.
 from domain import analyze, collect, export  # noqa: F401
 from domain.alert_model import DEFAULT_PUBLIC_URL, DeliveryStats
-from domain.alerts import Deliverer, delivery_loop
+from domain.alerts import delivery_loop
 from domain.errors import Unavailable
 from domain.models import TaskState
 from domain.monitoring import scheduler_tick
@@ -313,8 +313,8 @@ def start_loops(
     if schedule:
         container.loops.append(asyncio.create_task(scheduler_loop(adapters), name="scheduler"))
     if recover:  # where tasks run, alerts are delivered: every worker, and the embedded serve
-        deliverer = Deliverer(adapters, worker_id=f"alerts@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
-        container.loops.append(asyncio.create_task(delivery_loop(deliverer), name="alert-delivery"))
+        worker_id = f"alerts@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        container.loops.append(asyncio.create_task(delivery_loop(adapters, worker_id=worker_id), name="alert-delivery"))
 
 
 def migrate(settings: Settings) -> list[str]:

@@ -643,19 +643,13 @@ def plan_batches(
 
 @dataclass
 class DeliveryStats:
-    """What this process's delivery loop did, for ``/metrics``."""
+    """What this process's deliverer did (``/metrics`` reads the outbox itself, every process's)."""
 
     sent: int = 0  # rows
     failed: int = 0  # rows given up on
     retried: int = 0  # rows tried again later
     skipped: int = 0
     messages: int = 0
-    latencies: list[float] = field(default_factory=list)  # seconds, row created → sent (drained by /metrics)
-    observers: list[Callable[[str, float | None], None]] = field(default_factory=list)
-
-    def note(self, state: str, latency: float | None = None) -> None:
-        for observe in self.observers:
-            observe(state, latency)
 
 
 def scrub(text: str, url: str) -> str:

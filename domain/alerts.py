@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -183,29 +184,87 @@ async def record_matched(uow: UnitOfWork, comment_ids: Sequence[int], now: datet
 # --- the delivery loop ----------------------------------------------------------------------
 
 
+@dataclass
+class _Work:
+    """One (rule, channel)'s messages of one pass."""
+
+    rule: AlertRule
+    channel: AlertChannel
+    batches: list[Batch]
+
+
 class Deliverer:
-    """Claims due deliveries, sends them, records the outcome. One per process."""
+    """Claims due deliveries, sends them, records the outcome. One per process.
+
+    A pass claims every due (rule, channel) in one short transaction (the rows leased, each
+    message's id fixed), then sends each pair's messages in a task of its own, recorded in a
+    transaction of its own when that pair is done: a slow or failing channel holds up nothing
+    but itself. A pair still sending is skipped by later passes, so a rule's messages to a
+    channel go out one after the other, in order."""
 
     def __init__(self, adapters: Adapters, *, worker_id: str, rng: random.Random | None = None) -> None:
         self.adapters = adapters
         self.worker_id = worker_id
         self.limiter = RateLimiter(clock=lambda: adapters.clock.now().timestamp())
         self.rng = rng or random.Random()
-        self.stats: DeliveryStats = getattr(adapters, "alert_stats", None) or DeliveryStats()
+        self.stats: DeliveryStats = adapters.alert_stats or DeliveryStats()
+        self._sending: dict[tuple[int, int], asyncio.Task[int]] = {}
 
-    async def run_once(self) -> int:
-        """One pass over every due (rule, channel): how many rows it settled."""
+    async def run_once(self, *, wait: bool = True) -> int:
+        """One pass over every due (rule, channel). ``wait``: until its messages are sent and
+        recorded, returning how many rows it settled; else at once, returning how many rows it
+        took on (0: nothing was due)."""
         now = self.adapters.clock.now()
+        work: list[_Work] = []
+        skipped = 0
         async with self.adapters.uow_factory() as uow:
-            groups = await uow.alerts.due_groups(now=now, limit=200)
+            groups = [g for g in await uow.alerts.due_groups(now=now, limit=200) if g not in self._sending]
+            if not groups:
+                return 0
             rules = {r.id: r for r in await uow.alerts.list_rules()}
-        if not groups:
-            return 0
-        results = await asyncio.gather(
-            *(self._group(rules[rule_id], channel_id) for rule_id, channel_id in groups if rule_id in rules),
-            return_exceptions=True,
-        )
-        done = 0
+            for rule_id, channel_id in groups:
+                rule = rules.get(rule_id)
+                channel = next((c for c in rule.channels if c.id == channel_id), None) if rule else None
+                if rule is None or rule.id is None or channel is None:
+                    continue
+                rows = await uow.alerts.claim(
+                    rule.id, channel_id, now=now, owner=self.worker_id, lease_until=now + LEASE, limit=CLAIM_LIMIT,
+                    due_only=rule.mode is AlertMode.INSTANT and not rule.is_system,
+                )
+                if not rows:
+                    continue
+                last_sent = (
+                    await uow.alerts.last_sent_at(rule.id, channel_id) if rule.mode is AlertMode.THRESHOLD else None
+                )
+                batches, skip, back = plan_batches(
+                    rule, rows, now=now, allowed=self.limiter.available(channel.url), last_sent=last_sent
+                )
+                for batch in batches:
+                    await uow.alerts.assign([r.id for r in batch.rows], batch.message_id)
+                if skip:
+                    await uow.alerts.settle([r.id for r in skip], DeliveryState.SKIPPED, now=now)
+                    skipped += len(skip)
+                if back:
+                    await uow.alerts.release(
+                        [r.id for r in back], next_attempt_at=self._back_at(rule, channel, back, now)
+                    )
+                if batches:
+                    work.append(_Work(rule, channel, batches))
+            comment_ids = [r.comment_id for w in work for b in w.batches for r in b.rows if r.comment_id is not None]
+            items = await uow.alerts.comments_for(comment_ids) if comment_ids else {}
+            await uow.commit()
+        self.stats.skipped += skipped
+        started = []
+        for w in work:
+            key = (w.rule.id or 0, w.channel.id or 0)
+            task = asyncio.create_task(self._send_all(w, items), name=f"alerts:{key[0]}:{key[1]}")
+            self._sending[key] = task
+            task.add_done_callback(partial(self._sent, key))
+            started.append(task)
+        if not wait:
+            return skipped + sum(len(b.rows) for w in work for b in w.batches)
+        results = await asyncio.gather(*started, return_exceptions=True)
+        done = skipped
         for r in results:
             if isinstance(r, BaseException):
                 if not isinstance(r, Exception):
@@ -215,55 +274,16 @@ class Deliverer:
                 done += r
         return done
 
-    async def _group(self, rule: AlertRule, channel_id: int) -> int:
-        channel = next((c for c in rule.channels if c.id == channel_id), None)
-        if channel is None or rule.id is None:
-            return 0
-        now = self.adapters.clock.now()
-        async with self.adapters.uow_factory() as uow:
-            rows = await uow.alerts.claim(
-                rule.id,
-                channel_id,
-                now=now,
-                owner=self.worker_id,
-                lease_until=now + LEASE,
-                limit=CLAIM_LIMIT,
-                due_only=rule.mode is AlertMode.INSTANT and not rule.is_system,
-            )
-            if not rows:
-                await uow.commit()
-                return 0
-            last_sent = await uow.alerts.last_sent_at(rule.id, channel_id) if rule.mode is AlertMode.THRESHOLD else None
-            batches, skip, back = plan_batches(
-                rule, rows, now=now, allowed=self.limiter.available(channel.url), last_sent=last_sent
-            )
-            for batch in batches:
-                await uow.alerts.assign([r.id for r in batch.rows], batch.message_id)
-            if skip:
-                await uow.alerts.settle([r.id for r in skip], DeliveryState.SKIPPED, now=now)
-            if back:
-                await uow.alerts.release([r.id for r in back], next_attempt_at=self._back_at(rule, channel, back, now))
-            await uow.commit()
-        self.stats.skipped += len(skip)
-        for _ in skip:
-            self.stats.note(DeliveryState.SKIPPED.value)
-        settled = len(skip)
-        items: dict[int, AlertComment] = {}
-        comment_ids = [r.comment_id for b in batches for r in b.rows if r.comment_id is not None]
-        if comment_ids:
-            async with self.adapters.uow_factory() as uow:
-                items = await uow.alerts.comments_for(comment_ids)
-        failed_from: int | None = None
-        for index, batch in enumerate(batches):
-            if failed_from is not None:  # keep the rule's order: what follows a failure waits too
-                break
-            result = await self._send_batch(rule, channel, batch, items)
-            if not result.ok:
-                failed_from = index
-                await self._failed(batches[index:], result.detail)
-            else:
-                settled += len(batch.rows)
-        return settled
+    def _sent(self, key: tuple[int, int], _task: asyncio.Task[int]) -> None:
+        self._sending.pop(key, None)
+
+    async def aclose(self) -> None:
+        """Stop sending: rows being sent stay leased and go out again once their lease lapses,
+        with the same message ids."""
+        tasks = list(self._sending.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _back_at(self, rule: AlertRule, channel: AlertChannel, rows: list[PendingDelivery], now: datetime) -> datetime:
         if rule.mode is AlertMode.DIGEST and rule.digest_minutes:
@@ -273,62 +293,79 @@ class Deliverer:
             return min(r.created_at for r in rows) + timedelta(minutes=rule.threshold_minutes)
         return now + timedelta(seconds=max(0.5, self.limiter.retry_in(channel.url)))
 
-    async def _send_batch(
-        self, rule: AlertRule, channel: AlertChannel, batch: Batch, items: dict[int, AlertComment]
-    ) -> SendResult:
-        public_url = self.adapters.public_url
-        if batch.kind == "system":
-            message = compose_system_message(rule, batch.message_id, [r.event or {} for r in batch.rows], public_url)
-        else:
-            shown = [items[r.comment_id] for r in batch.rows if r.comment_id is not None and r.comment_id in items]
-            if not shown:  # every comment was removed since: nothing to tell
-                async with self.adapters.uow_factory() as uow:
-                    await uow.alerts.settle(
-                        [r.id for r in batch.rows], DeliveryState.SKIPPED, now=self.adapters.clock.now()
-                    )
-                    await uow.commit()
-                return SendResult(True, "nothing left to send")
-            message = compose_message(rule, batch.message_id, shown, public_url=public_url, kind=batch.kind)
-        self.limiter.record(channel.url)
-        result = await _send(self.adapters, rule, channel, message)
-        now = self.adapters.clock.now()
-        if result.ok:
-            async with self.adapters.uow_factory() as uow:
-                await uow.alerts.settle([r.id for r in batch.rows], DeliveryState.SENT, now=now, attempted=True)
-                await uow.commit()
-            self.stats.messages += 1
-            self.stats.sent += len(batch.rows)
-            for r in batch.rows:
-                latency = (now - r.created_at).total_seconds()
-                self.stats.note(DeliveryState.SENT.value, latency)
-        return result
-
-    async def _failed(self, batches: list[Batch], error: str) -> None:
+    async def _send_all(self, work: _Work, items: dict[int, AlertComment]) -> int:
+        """Send a pair's messages in order; stop at the first failure (what follows waits with
+        it, keeping the order). Then record everything in one transaction."""
+        sent: list[Batch] = []
+        empty: list[Batch] = []
+        failed: tuple[list[Batch], str] | None = None
+        for index, batch in enumerate(work.batches):
+            message = self._message(work.rule, batch, items)
+            if message is None:  # every comment was removed since: nothing to tell
+                empty.append(batch)
+                continue
+            self.limiter.record(work.channel.url)
+            result = await _send(self.adapters, work.rule, work.channel, message)
+            if not result.ok:
+                failed = (work.batches[index:], result.detail)
+                break
+            sent.append(batch)
         now = self.adapters.clock.now()
         async with self.adapters.uow_factory() as uow:
-            for batch in batches:
-                for row in batch.rows:
-                    when = next_attempt(row.created_at, row.attempts + 1, now, self.rng)
-                    await uow.alerts.record_failure(row.id, error=error, next_attempt_at=when, now=now)
-                    if when is None:
-                        self.stats.failed += 1
-                        self.stats.note(DeliveryState.FAILED.value)
-                    else:
-                        self.stats.retried += 1
+            for batch in sent:
+                await uow.alerts.settle([r.id for r in batch.rows], DeliveryState.SENT, now=now, attempted=True)
+            for batch in empty:
+                await uow.alerts.settle([r.id for r in batch.rows], DeliveryState.SKIPPED, now=now)
+            gave_up = retried = 0
+            if failed is not None:
+                batches, error = failed
+                for batch in batches:
+                    for row in batch.rows:
+                        when = next_attempt(row.created_at, row.attempts + 1, now, self.rng)
+                        await uow.alerts.record_failure(row.id, error=error, next_attempt_at=when, now=now)
+                        gave_up += when is None
+                        retried += when is not None
             await uow.commit()
-        log.warning("alerts.send_failed", rows=sum(len(b.rows) for b in batches), error=error[:300])
+        self.stats.messages += len(sent)
+        self.stats.sent += sum(len(b.rows) for b in sent)
+        self.stats.skipped += sum(len(b.rows) for b in empty)
+        self.stats.failed += gave_up
+        self.stats.retried += retried
+        if failed is not None:
+            log.warning("alerts.send_failed", rule_id=work.rule.id, channel=work.channel.masked,
+                        rows=gave_up + retried, gave_up=gave_up, error=failed[1][:300])
+        return sum(len(b.rows) for b in sent) + sum(len(b.rows) for b in empty)
+
+    def _message(self, rule: AlertRule, batch: Batch, items: dict[int, AlertComment]) -> AlertMessage | None:
+        public_url = self.adapters.public_url
+        if batch.kind == "system":
+            return compose_system_message(rule, batch.message_id, [r.event or {} for r in batch.rows], public_url)
+        shown = [items[r.comment_id] for r in batch.rows if r.comment_id is not None and r.comment_id in items]
+        if not shown:
+            return None
+        return compose_message(rule, batch.message_id, shown, public_url=public_url, kind=batch.kind)
 
 
-async def delivery_loop(deliverer: Deliverer, *, idle: float = 0.25, system_every: float = 60.0) -> None:
-    """Deliver forever: at once while there is work, every ``idle`` seconds otherwise; system
-    events once every ``system_every`` seconds."""
+async def delivery_loop(
+    adapters: Adapters, *, worker_id: str, idle: float = 0.2, system_every: float = 60.0
+) -> None:
+    """Deliver until cancelled: at once while there is work, every ``idle`` seconds otherwise;
+    system events once every ``system_every`` seconds."""
+    deliverer = Deliverer(adapters, worker_id=worker_id)
+    try:
+        await _deliver_forever(deliverer, idle=idle, system_every=system_every)
+    finally:
+        await deliverer.aclose()
+
+
+async def _deliver_forever(deliverer: Deliverer, *, idle: float, system_every: float) -> None:
     last_system = 0.0
     while True:
         try:
             if time.monotonic() - last_system >= system_every:
                 last_system = time.monotonic()
                 await check_system_events(deliverer.adapters)
-            done = await deliverer.run_once()
+            done = await deliverer.run_once(wait=False)
         except Unavailable as e:
             log.warning("alerts.loop_deferred", error=e.message)
             done = 0

@@ -13,6 +13,7 @@ Without Chromium (or the playwright package) these tests skip locally and fail u
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import json
@@ -419,6 +420,55 @@ def test_a_viewer_sees_rules_but_no_channels_and_no_editor(browser: Any, service
         assert "viewer-must-not-see" not in content and "json://" not in content
         _shot(page, "06-viewer")
         watch.errors = [e for e in watch.errors if "403" not in e]  # the admin probe's refusal
+        watch.assert_clean()
+    finally:
+        context.close()
+
+
+def test_an_admin_edits_a_rule_keeping_its_masked_channel(
+    browser: Any, service: Service, receivers: tuple[Mailbox, WebhookReceiver],
+) -> None:
+    """A saved channel comes back masked; sent back unchanged it keeps the channel, password
+    and all (Send test reaches the receiver with it). A URL only the service can judge (a scheme
+    Apprise lacks) is refused with its reason, and nothing changes until the rule is valid."""
+    _, hooks = receivers
+    password = "hunter2-s3cret"
+    port = hooks.url.rsplit(":", 1)[1]
+    created = service.gql(
+        "mutation($i: AlertRuleInput!) { createAlertRule(input: $i) { alertRule { id channels } errors { code message } } }",
+        i={"name": "Edit me", "channels": [f"json://bob:{password}@127.0.0.1:{port}/edited"]},
+    )["createAlertRule"]
+    assert created["errors"] == [], created
+    rule_id, masked = created["alertRule"]["id"], created["alertRule"]["channels"]
+    assert password not in masked[0]
+    context, page, watch = _page(browser, service, service.token)
+    try:
+        page.get_by_role("link", name="Alerts").click()
+        row = page.locator("tr[data-alert-rule='Edit me']")
+        row.get_by_role("button", name="Edit").click()
+        editor = page.get_by_role("form", name="Edit: Edit me")
+        channel = editor.get_by_label("Channel 1", exact=True)
+        assert channel.input_value() == masked[0]
+        assert password not in page.content()
+        editor.locator("input[name=ruleName]").fill("Edited")
+        editor.get_by_role("button", name="Add channel").click()
+        editor.get_by_label("Channel 2", exact=True).fill("nosuchscheme://somewhere")
+        editor.get_by_role("button", name="Save").click()
+        refusal = editor.get_by_role("alert")
+        refusal.wait_for()
+        assert "nosuchscheme://" in refusal.inner_text() and "INVALID_CHANNEL" in refusal.inner_text()
+        _shot(page, "07-channel-refused")
+        stored = service.gql("query($id: ID!) { alertRule(id: $id) { name channels } }", id=rule_id)["alertRule"]
+        assert stored == {"name": "Edit me", "channels": masked}  # nothing changed
+        editor.get_by_role("button", name="Remove: Channel 2").click()
+        editor.get_by_role("button", name="Save").click()
+        page.locator("tr[data-alert-rule='Edited']").wait_for()
+        stored = service.gql("query($id: ID!) { alertRule(id: $id) { name channels } }", id=rule_id)["alertRule"]
+        assert stored == {"name": "Edited", "channels": masked}  # the same channel, kept
+        page.locator("tr[data-alert-rule='Edited']").get_by_role("button", name="Send test").click()
+        page.locator("tr[data-test-of='Edited'] [data-ok=true]").wait_for()
+        (headers, _), = hooks.at("/edited")
+        assert headers["authorization"] == "Basic " + base64.b64encode(f"bob:{password}".encode()).decode()
         watch.assert_clean()
     finally:
         context.close()

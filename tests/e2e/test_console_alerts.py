@@ -23,6 +23,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -469,6 +470,16 @@ def test_an_admin_edits_a_rule_keeping_its_masked_channel(
         page.locator("tr[data-test-of='Edited'] [data-ok=true]").wait_for()
         (headers, _), = hooks.at("/edited")
         assert headers["authorization"] == "Basic " + base64.b64encode(f"bob:{password}".encode()).decode()
+
+        # Muted for an hour from the list, then unmuted
+        edited = page.locator("tr[data-alert-rule='Edited']")
+        edited.get_by_role("button", name="Mute 1 h").click()
+        edited.get_by_test_id("muted-until").wait_for()
+        muted = service.gql("query($id: ID!) { alertRule(id: $id) { mutedUntil } }", id=rule_id)["alertRule"]["mutedUntil"]
+        assert muted and datetime.fromisoformat(muted) > datetime.now(UTC), muted
+        edited.get_by_role("button", name="Unmute").click()
+        edited.get_by_role("button", name="Mute 1 h").wait_for()
+        assert service.gql("query($id: ID!) { alertRule(id: $id) { mutedUntil } }", id=rule_id)["alertRule"]["mutedUntil"] is None
         watch.assert_clean()
     finally:
         context.close()

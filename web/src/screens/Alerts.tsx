@@ -51,6 +51,7 @@ function channelKind(url: string): string {
   return scheme === "http" || scheme === "https" ? t("channelWebhook") : fill("channelApprise", { scheme });
 }
 
+const muted = (r: Rule) => Boolean(r.mutedUntil && new Date(r.mutedUntil).getTime() > Date.now());
 const modeName = (m: AlertMode) => t(`mode${m}` as const);
 const deliveryStateName = (s: AlertDeliveryState) => t(`delivery${s}` as const);
 const eventName = (e: SystemEvent) => t(`event${e}` as const);
@@ -96,13 +97,22 @@ function filterInput(f: Rule["filter"]): CommentFilter {
 type Draft = {
   name: string; enabled: boolean; mode: AlertMode; digestMinutes: string; thresholdCount: string; thresholdMinutes: string;
   language: AlertLanguage; filter: CommentFilter; channels: string[]; systemEvents: SystemEvent[];
+  mutedUntil: string; // a datetime-local value, in the browser's zone; "" = not muted
 };
+
+/** An ISO time as a datetime-local input's value (the browser's zone), and back. */
+function localInput(iso: string | null | undefined): string {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
+}
+const fromLocalInput = (value: string): string | null => (value ? new Date(value).toISOString() : null);
 
 function draftOf(rule: Rule | null): Draft {
   if (!rule) {
     return {
       name: "", enabled: true, mode: "INSTANT", digestMinutes: "60", thresholdCount: "10", thresholdMinutes: "60",
-      language: lang.value === "ru" ? "RU" : "EN", filter: {}, channels: [""], systemEvents: [],
+      language: lang.value === "ru" ? "RU" : "EN", filter: {}, channels: [""], systemEvents: [], mutedUntil: "",
     };
   }
   return {
@@ -110,13 +120,14 @@ function draftOf(rule: Rule | null): Draft {
     digestMinutes: String(rule.digestMinutes ?? 60), thresholdCount: String(rule.thresholdCount ?? 10),
     thresholdMinutes: String(rule.thresholdMinutes ?? 60), filter: filterInput(rule.filter),
     channels: rule.channels.length ? [...rule.channels] : [""], systemEvents: [...rule.systemEvents],
+    mutedUntil: localInput(rule.mutedUntil),
   };
 }
 
 function inputOf(d: Draft): AlertRuleInput {
   const input: AlertRuleInput = {
     name: d.name.trim(), enabled: d.enabled, mode: d.mode, language: d.language, systemEvents: d.systemEvents,
-    filter: cleanFilter(d.filter), channels: d.channels.map((c) => c.trim()),
+    filter: cleanFilter(d.filter), channels: d.channels.map((c) => c.trim()), mutedUntil: fromLocalInput(d.mutedUntil),
   };
   if (d.mode === "DIGEST") input.digestMinutes = Number(d.digestMinutes);
   if (d.mode === "THRESHOLD") {
@@ -201,6 +212,7 @@ function RuleEditor({ rule, options, onSaved, onCancel }: {
             <label>{t("thresholdMinutes")}<input name="thresholdMinutes" type="number" min={1} max={10080} required value={d.thresholdMinutes} onInput={(e) => set({ thresholdMinutes: e.currentTarget.value })} /></label>
           </>
         )}
+        <label>{t("mutedUntilLabel")}<input name="mutedUntil" type="datetime-local" value={d.mutedUntil} onInput={(e) => set({ mutedUntil: e.currentTarget.value })} /></label>
         <label>{t("messageLanguage")}
           <select name="language" value={d.language} onChange={(e) => set({ language: e.currentTarget.value as AlertLanguage })}>
             <option value="RU">Русский</option><option value="EN">English</option>
@@ -307,9 +319,9 @@ function Rules({ admin, options, onChanged }: { admin: boolean; options: FilterO
       setError(errorText(e));
     }
   }
-  async function toggle(rule: Rule) {
+  async function change(rule: Rule, input: AlertRuleInput) {
     try {
-      const d = await request<UpdateAlertRuleMutation, UpdateAlertRuleMutationVariables>(UPDATE_ALERT_RULE, { id: rule.id, input: { enabled: !rule.enabled } });
+      const d = await request<UpdateAlertRuleMutation, UpdateAlertRuleMutationVariables>(UPDATE_ALERT_RULE, { id: rule.id, input });
       setError(payloadErrors(d.updateAlertRule.errors));
       load();
     } catch (e) {
@@ -357,13 +369,18 @@ function Rules({ admin, options, onChanged }: { admin: boolean; options: FilterO
                     {showChannels && <td class="channel-list">{r.channels.map((c) => <div><code>{c}</code></div>)}</td>}
                     <td>
                       <span class={`badge ${r.enabled ? "state-succeeded" : "state-cancelled"}`}>{r.enabled ? t("ruleOn") : t("ruleOff")}</span>
-                      {r.mutedUntil && <span class="muted"> {fill("mutedUntil", { when: fmtDate(r.mutedUntil) })}</span>}
+                      {muted(r) && <span class="muted" data-testid="muted-until"> {fill("mutedUntil", { when: fmtDate(r.mutedUntil) })}</span>}
                     </td>
                     {admin && (
                       <td class="actions">
                         <button type="button" disabled={test === "sending"} onClick={() => sendTest(r)}>{t("sendTest")}</button>
                         <button type="button" class="secondary" onClick={() => { setEditing(r); setSecret(null); }}>{t("edit")}</button>
-                        <button type="button" class="secondary" onClick={() => toggle(r)}>{r.enabled ? t("disable") : t("enable")}</button>
+                        <button type="button" class="secondary" onClick={() => change(r, { enabled: !r.enabled })}>{r.enabled ? t("disable") : t("enable")}</button>
+                        {muted(r) ? (
+                          <button type="button" class="secondary" onClick={() => change(r, { mutedUntil: null })}>{t("unmute")}</button>
+                        ) : (
+                          <button type="button" class="secondary" onClick={() => change(r, { mutedUntil: new Date(Date.now() + 3_600_000).toISOString() })}>{t("muteHour")}</button>
+                        )}
                         <button type="button" class="secondary" onClick={() => remove(r)}>{t("remove")}</button>
                       </td>
                     )}

@@ -252,6 +252,7 @@ async def build_container(settings: Settings) -> Container:
     adapters.alert_sender = sender
     adapters.public_url = settings.public_url or DEFAULT_PUBLIC_URL
     adapters.alert_stats = DeliveryStats()
+    adapters.alert_lease = timedelta(seconds=settings.alert_lease_seconds)
 
     return Container(
         settings=settings,

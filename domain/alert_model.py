@@ -30,7 +30,6 @@ MAX_THRESHOLD_COUNT = 100_000
 GIVE_UP_AFTER = timedelta(hours=24)  # retries stop then: the delivery is FAILED
 FIRST_RETRY = 2.0  # seconds; doubles per attempt (with full jitter) up to MAX_RETRY
 MAX_RETRY = 30 * 60.0
-LEASE = timedelta(seconds=120)  # a claimed row is another worker's again after this (a crash)
 SEND_TIMEOUT = 20.0  # seconds for one message to one channel
 CLAIM_LIMIT = 1000  # rows of one (rule, channel) per claim
 DIGEST_ITEMS = 5  # comments a folded message shows

@@ -40,7 +40,6 @@ import structlog
 from domain.alert_model import (
     CHANNEL_FAILING_AFTER,
     CLAIM_LIMIT,
-    LEASE,
     SEND_TIMEOUT,
     AlertChannel,
     AlertComment,
@@ -228,7 +227,8 @@ class Deliverer:
                 if rule is None or rule.id is None or channel is None:
                     continue
                 rows = await uow.alerts.claim(
-                    rule.id, channel_id, now=now, owner=self.worker_id, lease_until=now + LEASE, limit=CLAIM_LIMIT,
+                    rule.id, channel_id, now=now, owner=self.worker_id, lease_until=now + self.adapters.alert_lease,
+                    limit=CLAIM_LIMIT,
                     due_only=rule.mode is AlertMode.INSTANT and not rule.is_system,
                 )
                 if not rows:

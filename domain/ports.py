@@ -13,7 +13,7 @@ import builtins
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -598,3 +598,4 @@ class Adapters:
     alert_sender: AlertSender | None = None
     public_url: str = "http://127.0.0.1:8000"
     alert_stats: DeliveryStats | None = None
+    alert_lease: timedelta = timedelta(seconds=120)  # a claimed delivery is another process's after this

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     # A RUNNING task whose progress does not move for this long is stalled: logged, counted in
     # /metrics, shown on the task, and run again by another runner (see domain/tasks.py).
     task_stall_seconds: float = 600.0
+    # How long an alert delivery a process took stays its own: after a crash, others send it
+    # (again, with the same webhook-id) once this has passed.
+    alert_lease_seconds: float = Field(default=120.0, gt=0)
 
     @field_validator("vk_tokens", mode="before")
     @classmethod

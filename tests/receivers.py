@@ -41,8 +41,9 @@ def free_port() -> int:
 
 
 class WebhookReceiver:
-    def __init__(self, *, status: int = 204, port: int | None = None, path: str = "/hook") -> None:
+    def __init__(self, *, status: int = 204, port: int | None = None, path: str = "/hook", delay: float = 0.0) -> None:
         self.status = status
+        self.delay = delay  # seconds before each answer (a slow receiver)
         self.port = port or free_port()
         self.path = path
         self.received: list[Received] = []
@@ -56,6 +57,8 @@ class WebhookReceiver:
 
     async def _hook(self, request: Request) -> Response:
         body = await request.body()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.received.append(Received(dict(request.headers), body, time.time(), orjson.loads(body) if body else None))
         self.arrived.set()
         if self.status >= 400:

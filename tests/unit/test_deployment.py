@@ -158,3 +158,28 @@ def test_compose_monitors_the_api_with_the_shipped_rules_and_dashboard() -> None
     dashboard = json.loads((ROOT / "deploy/grafana/vkcp.json").read_text())
     used = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
     assert used == {source["uid"]}  # every panel reads the provisioned Prometheus
+
+
+def test_the_dashboard_is_a_grafana_dashboard_model() -> None:
+    """What Grafana needs to load vkcp.json from provisioning: a uid, unique panel ids, panels
+    that fit its 24-column grid without overlapping, and queries with unique refIds."""
+    import json
+
+    dashboard = json.loads((ROOT / "deploy/grafana/vkcp.json").read_text())
+    assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"] >= 36
+    panels = dashboard["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, p["title"]
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not cells & mine, f"{p['title']} overlaps another panel"
+        cells |= mine
+        if p["type"] == "row":
+            continue
+        assert p["type"] in {"timeseries", "stat"}, p["type"]
+        refs = [t["refId"] for t in p["targets"]]
+        assert refs and len(refs) == len(set(refs)) and all(t["expr"].strip() for t in p["targets"]), p["title"]
+    assert {p["title"] for p in panels if p["type"] == "row"} >= {"API", "Tasks", "Collection", "VK", "Alert deliveries"}

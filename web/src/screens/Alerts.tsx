@@ -416,6 +416,7 @@ function Deliveries({ rules }: { rules: Rule[] }) {
   const [more, setMore] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const filter = { states: state ? [state] : null, ruleIds: ruleId ? [ruleId] : null };
+  const channels = rows.some((x) => x.channel); // viewers are given none
 
   async function load(after: string | null, size = PAGE) {
     try {
@@ -462,7 +463,7 @@ function Deliveries({ rules }: { rules: Rule[] }) {
           <thead>
             <tr>
               <th scope="col">{t("created")}</th><th scope="col">{t("rule")}</th><th scope="col">{t("whatWasSent")}</th>
-              <th scope="col">{t("channel")}</th><th scope="col">{t("state")}</th><th scope="col">{t("attempts")}</th>
+              {channels && <th scope="col">{t("channel")}</th>}<th scope="col">{t("state")}</th><th scope="col">{t("attempts")}</th>
               <th scope="col">{t("sentAt")}</th><th scope="col">{t("lastError")}</th>
             </tr>
           </thead>
@@ -479,7 +480,7 @@ function Deliveries({ rules }: { rules: Rule[] }) {
                     </>
                   ) : eventText(x.event) || (x.messageId ? <code>{x.messageId}</code> : "—")}
                 </td>
-                <td><code>{x.channel}</code></td>
+                {channels && <td><code>{x.channel}</code></td>}
                 <td>
                   <span class={`badge delivery-${x.state.toLowerCase()}`} data-state={x.state}>{deliveryStateName(x.state)}</span>
                   {x.state === "PENDING" && x.nextAttemptAt && <div class="muted">{fill("nextAttempt", { when: fmtDate(x.nextAttemptAt) })}</div>}

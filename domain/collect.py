@@ -58,6 +58,7 @@ from domain.errors import (
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind
 from domain.ports import (
     Adapters,
+    Clock,
     CommentPage,
     ProgressCallback,
     UnitOfWork,
@@ -134,6 +135,7 @@ async def collect_group(
     now: datetime,
     matcher_factory: MatcherFactory | None = None,
     on_matched: Callable[[list[int]], Awaitable[None]] | None = None,
+    clock: Clock | None = None,
 ) -> CollectResult:
     assert group.id is not None
     group_id = group.id
@@ -141,7 +143,7 @@ async def collect_group(
     await report(0, None, Say.reading_wall())
     async with uow_factory() as uow:
         synced = await uow.posts.synced_counts(group.owner_id)
-    writer = _Writer(group, uow_factory, matcher_factory, on_matched, result, report, now)
+    writer = _Writer(group, uow_factory, matcher_factory, on_matched, result, report, now, clock)
     limit = asyncio.Semaphore(max(1, options.concurrency))
     listed: set[int] = set()  # every post id a listing of this run showed in range
     read: set[int] = set()  # posts read at least once in this run
@@ -503,11 +505,12 @@ class _Writer:
     def __init__(
         self, group: Group, uow_factory: UnitOfWorkFactory, matcher_factory: MatcherFactory | None,
         on_matched: Callable[[list[int]], Awaitable[None]] | None, result: CollectResult, report: ProgressCallback,
-        now: datetime,
+        now: datetime, clock: Clock | None = None,
     ) -> None:
         assert group.id is not None
         self.group_id = group.id
         self.now = now
+        self.clock = clock  # when each batch is stored (an alert's queued time); else ``now``
         self.owner_id = group.owner_id
         self.uow_factory = uow_factory
         self.matcher_factory = matcher_factory
@@ -609,7 +612,8 @@ class _Writer:
                         found = matcher(pairs)
                         await uow.matches.replace_for_comments([i for i, _ in pairs], found)
                         # The alerts' outbox, in the same transaction: stored matches are alerted.
-                        await record_matched(uow, sorted({m.comment_id for m in found}), self.now)
+                        stored_at = self.clock.now() if self.clock is not None else self.now
+                        await record_matched(uow, sorted({m.comment_id for m in found}), stored_at)
                 # After the comments: a complete read's own comments are stored by now.
                 for post_vk_id, vk_ids in present.items():
                     vanished += len(await uow.comments.mark_vanished(self.owner_id, post_vk_id, vk_ids, now=self.now))
@@ -678,7 +682,7 @@ async def run_parse(adapters: Adapters, task: Task, report: ProgressCallback) ->
         result = await collect_group(
             group, vk=adapters.vk, uow_factory=adapters.uow_factory, options=options,
             report=report, now=now, matcher_factory=adapters.matcher_factory,
-            on_matched=lambda comment_ids: publish_matched(adapters, comment_ids),
+            on_matched=lambda comment_ids: publish_matched(adapters, comment_ids), clock=adapters.clock,
         )
     except DomainError as e:
         # A transient one is retried and a rest of every token waited out (``domain.tasks``):

@@ -40,6 +40,7 @@ import structlog
 from domain.alert_model import (
     CHANNEL_FAILING_AFTER,
     CLAIM_LIMIT,
+    GIVE_UP_AFTER,
     SEND_TIMEOUT,
     AlertChannel,
     AlertComment,
@@ -319,9 +320,17 @@ class Deliverer:
             gave_up = retried = 0
             if failed is not None:
                 batches, error = failed
+                # One time for the whole tail, so it goes again together, in order.
+                first = batches[0].rows[0]
+                retry_at = next_attempt(first.created_at, first.attempts + 1, now, self.rng)
                 for batch in batches:
                     for row in batch.rows:
-                        when = next_attempt(row.created_at, row.attempts + 1, now, self.rng)
+                        # Past its own 24 hours it ends FAILED; a younger row goes on trying.
+                        when = retry_at if retry_at is not None else next_attempt(
+                            row.created_at, row.attempts + 1, now, self.rng
+                        )
+                        if now - row.created_at >= GIVE_UP_AFTER:
+                            when = None
                         await uow.alerts.record_failure(row.id, error=error, next_attempt_at=when, now=now)
                         gave_up += when is None
                         retried += when is not None

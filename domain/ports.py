@@ -288,8 +288,9 @@ class AlertRepository(Protocol):
         self, rule_id: int, channel_id: int, *, now: datetime, owner: str, lease_until: datetime, limit: int,
         due_only: bool,
     ) -> builtins.list[PendingDelivery]:
-        """Lease the pair's PENDING rows (due ones only with ``due_only``), oldest first; rows
-        another worker holds are skipped (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+        """Lease the pair's PENDING rows, oldest first (with ``due_only``, up to the first that is
+        not due yet: a later row never overtakes an earlier one); rows another worker holds are
+        skipped (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
     async def assign(self, ids: Sequence[int], message_id: str) -> None: ...
     async def last_sent_at(self, rule_id: int, channel_id: int) -> datetime | None:
         """When the pair's latest SENT delivery was sent; None when none was."""

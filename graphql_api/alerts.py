@@ -9,6 +9,7 @@ a viewer sees none. The webhook secret is in ``createAlertRule``'s payload, once
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from datetime import datetime
 from typing import Annotated, Any
@@ -189,7 +190,7 @@ class AlertDelivery:
 
     @strawberry.field(description="The rule it belongs to.")
     async def rule(self, info: Info) -> AlertRule | None:
-        found = await alert_cases.get_alert_rule(info.context.adapters, self.rule_pk)
+        found = (await _rules_of_request(info)).get(self.rule_pk)
         return AlertRule.from_domain(found) if found is not None else None
 
     @strawberry.field(description="The matched comment; null for an operational event.")
@@ -219,6 +220,24 @@ class AlertDelivery:
 
 
 AlertDeliveryConnection = Connection[AlertDelivery]
+
+_RULES_KEY = "alert_rules"
+
+
+async def _rules_of_request(info: Info) -> dict[int, model.AlertRule]:
+    """Every rule, read once per operation (a page of deliveries names a few rules many times;
+    its resolvers run at once, so they share one read in flight)."""
+    loaders = info.context.loaders(info)
+    pending = loaders.__dict__.get(_RULES_KEY)
+    if pending is None:
+
+        async def read() -> dict[int, model.AlertRule]:
+            rules = await alert_cases.list_alert_rules(info.context.adapters)
+            return {r.id: r for r in rules if r.id is not None}
+
+        pending = loaders.__dict__[_RULES_KEY] = asyncio.ensure_future(read())
+    found: dict[int, model.AlertRule] = await pending
+    return found
 
 
 # --- inputs and payloads --------------------------------------------------------------------

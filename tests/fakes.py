@@ -549,8 +549,10 @@ class FakeAlertRepository:
         for key, d in sorted(self.store.alert_deliveries.items()):
             if (d["rule_id"], d["channel_id"]) != (rule_id, channel_id) or d["state"] != DeliveryState.PENDING.value:
                 continue
-            if (d["lease_until"] is not None and d["lease_until"] >= now) or (due_only and d["next_attempt_at"] > now):
+            if d["lease_until"] is not None and d["lease_until"] >= now:
                 continue
+            if due_only and d["next_attempt_at"] > now:
+                break  # a later row never overtakes an earlier one
             row = self._row(key)
             row["lease_until"] = lease_until
             claimed.append(PendingDelivery(

@@ -257,7 +257,7 @@ class SqlAlertRepository:
     ) -> builtins.list[PendingDelivery]:
         d = alert_deliveries.c
         pick = (
-            select(d.id)
+            select(d.id, d.next_attempt_at)
             .where(
                 d.rule_id == rule_id,
                 d.channel_id == channel_id,
@@ -267,11 +267,13 @@ class SqlAlertRepository:
             .order_by(d.id)
             .limit(limit)
         )
-        if due_only:
-            pick = pick.where(d.next_attempt_at <= now)
         if self._dialect == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
-        ids = list((await self.session.execute(pick)).scalars())
+        ids = []
+        for row in await self.session.execute(pick):
+            if due_only and row.next_attempt_at > now:
+                break  # the rule's order: nothing goes before an earlier row that waits
+            ids.append(row.id)
         if not ids:
             return []
         await self.session.execute(

@@ -2,7 +2,7 @@
 // controls) go to which channels (webhook URLs, signed; any other scheme an Apprise URL), and
 // how (instantly, as a digest, past a threshold). Admins create and change rules; the service
 // shows channels masked, and none to viewers. The webhook secret is shown once, on creation.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, request } from "../api";
 import { fill, fmtDate, fmtNum, lang, t, type Key } from "../i18n";
 import {
@@ -418,9 +418,14 @@ function Deliveries({ rules }: { rules: Rule[] }) {
   const filter = { states: state ? [state] : null, ruleIds: ruleId ? [ruleId] : null };
   const channels = rows.some((x) => x.channel); // viewers are given none
 
+  const latest = useRef(0); // only the last load started applies (a poll in flight loses to "Load more")
+  const loading = useRef(0); // loads in flight: a poll waits for them (it would undo a "Load more")
   async function load(after: string | null, size = PAGE) {
+    const mine = ++latest.current;
+    loading.current++;
     try {
       const d = await request<AlertDeliveriesQuery, AlertDeliveriesQueryVariables>(ALERT_DELIVERIES, { filter, first: size, after });
+      if (mine !== latest.current) return;
       const page = d.alertDeliveries.edges.map((e) => e.node);
       setRows((old) => (after ? [...old, ...page] : page));
       setTotal(d.alertDeliveries.totalCount);
@@ -428,16 +433,22 @@ function Deliveries({ rules }: { rules: Rule[] }) {
       setMore(d.alertDeliveries.pageInfo.hasNextPage);
       setError(null);
     } catch (e) {
-      setError(errorText(e));
+      if (mine === latest.current) setError(errorText(e));
+    } finally {
+      loading.current--;
     }
   }
-  // The first page now and every few seconds (as many rows as are shown, up to the API's 100).
-  const shown = rows.length;
+  // The first page now; then every few seconds the rows shown read again (up to the API's 100
+  // a page; further pages an operator loaded stay as they are).
+  const shown = useRef(0);
+  shown.current = rows.length;
   useEffect(() => {
     load(null);
-    const timer = setInterval(() => { if (!document.hidden) load(null, Math.min(100, Math.max(PAGE, shown))); }, POLL_MS);
+    const timer = setInterval(() => {
+      if (!document.hidden && loading.current === 0 && shown.current <= 100) load(null, Math.min(100, Math.max(PAGE, shown.current)));
+    }, POLL_MS);
     return () => clearInterval(timer);
-  }, [state, ruleId, Math.min(100, Math.max(PAGE, shown))]);
+  }, [state, ruleId]);
 
   return (
     <Panel title={t("deliveries")} actions={<button type="button" class="secondary" onClick={() => load(null)}>{t("refresh")}</button>}>

@@ -76,3 +76,34 @@ async def test_each_operational_event_is_alerted_once_in_the_rules_language() ->
     pool.states = [TokenState("ab12", TokenStatus.ACTIVE, 0), TokenState("cd34", TokenStatus.REVOKED, 0)]
     store.tasks[102] = Task(id=102, kind=TaskKind.ANALYZE, state=TaskState.FAILED, finished_at=NOW)
     assert await check_system_events(adapters) == 2  # one new failure, to both rules; tokens are fine now
+
+
+async def test_a_channel_failing_for_an_hour_and_a_stalled_task_are_alerted() -> None:
+    store, pool, sender = InMemoryStore(), Pool(), Sent()
+    adapters = make(store, pool, sender)
+    ops = await alerts.create_alert_rule(adapters, RuleInput(
+        name="ops", channels=["https://ops.example.com/hook"],
+        system_events=[SystemEvent.CHANNEL_FAILING, SystemEvent.TASK_STALLED],
+    ))
+    broken = await alerts.create_alert_rule(adapters, RuleInput(
+        name="cats", channels=["https://hooks.example.com/AAAAbbbbCCCC1234dddd"],
+    ))
+    assert ops.id is not None and broken.id is not None
+    channel = broken.channels[0]
+    assert channel.id is not None
+    # A delivery of the cats rule, queued 61 minutes ago and failed since.
+    async with store.uow_factory() as uow:
+        await uow.alerts.enqueue_event(broken, "c1", {}, now=NOW - timedelta(minutes=61))
+        [row] = await uow.alerts.claim(broken.id, channel.id, now=NOW, owner="w", lease_until=NOW, limit=5,
+                                       due_only=False)
+        await uow.alerts.record_failure(row.id, error="HTTP 500", next_attempt_at=NOW + timedelta(hours=1), now=NOW)
+        await uow.commit()
+    store.tasks[300] = Task(id=300, kind=TaskKind.PARSE, state=TaskState.RUNNING, stalled_at=NOW - timedelta(minutes=1))
+
+    assert await check_system_events(adapters) == 2
+    assert await check_system_events(adapters) == 0
+    await Deliverer(adapters, worker_id="w").run_once()
+    [(url, message)] = sender.messages
+    assert url == "https://ops.example.com/hook"
+    assert {e["kind"] for e in message.payload["events"]} == {"CHANNEL_FAILING", "TASK_STALLED"}
+    assert "AAAAbbbbCCCC1234dddd" not in message.body and "hooks.example.com" in message.body

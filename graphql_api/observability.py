@@ -154,6 +154,19 @@ class ApiMetrics:
             buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 12 * 3600),
             registry=self.registry,
         )
+        self.collected = Counter(
+            "vkcp_collected_comments",
+            "Comments read from VK (commentsSeen) by PARSE tasks that finished while this API process was up, "
+            "observed like vkcp_task_duration_seconds: every replica counts every task, and a task adds its "
+            "whole count when it succeeds (a failed or cancelled run reports none).",
+            registry=self.registry,
+        )
+        self.collected_matches = Counter(
+            "vkcp_collected_matches",
+            "Keyword matches found by PARSE tasks that finished while this API process was up (as "
+            "vkcp_collected_comments).",
+            registry=self.registry,
+        )
         self.read_plan_fallbacks = Counter(
             "vkcp_read_plan_fallbacks",
             "Query operations not answered the fastest way the compiled read plan knows, by reason: "
@@ -271,6 +284,9 @@ class ApiMetrics:
         self._finished.append(task.id)
         seconds = max(0.0, (task.finished_at - task.started_at).total_seconds())
         self.task_duration.labels(task.kind.value, task.state.value).observe(seconds)
+        if task.kind is TaskKind.PARSE and isinstance(task.result, dict):
+            self.collected.inc(_count(task.result.get("commentsSeen")))
+            self.collected_matches.inc(_count(task.result.get("matches")))
 
     async def watch_tasks(self) -> None:
         """Observe task durations from the event stream until cancelled."""
@@ -289,6 +305,11 @@ class ApiMetrics:
                 self.task_changed(event)
         finally:
             await subscription.aclose()
+
+
+def _count(value: Any) -> int:
+    """A count from a task's result, which is JSON: anything but a non-negative int counts 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _vk_quota_metrics(states: list[TokenState], limits: dict[str, int], *, per_token: bool):

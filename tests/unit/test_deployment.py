@@ -117,3 +117,69 @@ def test_serve_runs_on_uvloop_where_it_is_installed() -> None:
 
     expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     assert run_served(loop_module()).split(".")[0] == expected
+
+
+def test_compose_monitors_the_api_with_the_shipped_rules_and_dashboard() -> None:
+    """Prometheus scrapes the API and loads deploy/prometheus/alerts.yml; Grafana is provisioned
+    with that Prometheus and deploy/grafana/vkcp.json. (promtool checks the rules themselves in
+    tests/integration/test_prometheus_rules.py; the series they name, tests/e2e/test_dashboards.py.)"""
+    import json
+
+    services = _compose()["services"]
+
+    def mounts(name: str) -> dict[str, str]:
+        found = {}
+        for volume in services[name]["volumes"]:
+            source, target, *_ = volume.split(":")
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
+                found[target] = source
+        return found
+
+    prometheus = mounts("prometheus")
+    config_path = next(arg.split("=", 1)[1] for arg in services["prometheus"]["command"] if arg.startswith("--config.file="))
+    config = yaml.safe_load((ROOT / prometheus[config_path]).read_text())
+    for rule_file in config["rule_files"]:
+        target = str(Path(config_path).parent / rule_file)
+        assert prometheus[target] == "./deploy/prometheus/alerts.yml"
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "vkcp" and job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == ["api:8000"]  # the api service's port
+    assert "8000:8000" in services["api"]["ports"]
+
+    grafana = mounts("grafana")
+    provisioning = ROOT / grafana["/etc/grafana/provisioning"]
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["url"] == "http://prometheus:9090" and source["type"] == "prometheus"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "vkcp.yml").read_text())["providers"]
+    dashboard_dir = provider["options"]["path"]
+    dashboards = {t: s for t, s in grafana.items() if t.startswith(dashboard_dir + "/")}
+    assert list(dashboards.values()) == ["./deploy/grafana/vkcp.json"]
+    dashboard = json.loads((ROOT / "deploy/grafana/vkcp.json").read_text())
+    used = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
+    assert used == {source["uid"]}  # every panel reads the provisioned Prometheus
+
+
+def test_the_dashboard_is_a_grafana_dashboard_model() -> None:
+    """What Grafana needs to load vkcp.json from provisioning: a uid, unique panel ids, panels
+    that fit its 24-column grid without overlapping, and queries with unique refIds."""
+    import json
+
+    dashboard = json.loads((ROOT / "deploy/grafana/vkcp.json").read_text())
+    assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"] >= 36
+    panels = dashboard["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, p["title"]
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not cells & mine, f"{p['title']} overlaps another panel"
+        cells |= mine
+        if p["type"] == "row":
+            continue
+        assert p["type"] in {"timeseries", "stat"}, p["type"]
+        refs = [t["refId"] for t in p["targets"]]
+        assert refs and len(refs) == len(set(refs)) and all(t["expr"].strip() for t in p["targets"]), p["title"]
+    assert {p["title"] for p in panels if p["type"] == "row"} >= {"API", "Tasks", "Collection", "VK", "Alert deliveries"}

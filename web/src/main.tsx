@@ -3,6 +3,7 @@ import { useEffect, useState } from "preact/hooks";
 import { getToken, onSignedOut, request, setToken, ApiError } from "./api";
 import { lang, setLang, t, type Key } from "./i18n";
 import { PING } from "./ops";
+import { openLinkedReview } from "./reviewFilter";
 import type { PingQuery } from "./generated/graphql";
 import { Dashboard } from "./screens/Dashboard";
 import { Communities } from "./screens/Communities";
@@ -12,6 +13,7 @@ import { Live } from "./screens/Live";
 import { Tasks } from "./screens/Tasks";
 import { Exports } from "./screens/Exports";
 import { Admin } from "./screens/Admin";
+import { Alerts } from "./screens/Alerts";
 import "./style.css";
 
 const SCREENS: { path: string; label: Key; view: () => preact.JSX.Element }[] = [
@@ -22,10 +24,12 @@ const SCREENS: { path: string; label: Key; view: () => preact.JSX.Element }[] = 
   { path: "live", label: "live", view: Live },
   { path: "tasks", label: "tasks", view: Tasks },
   { path: "exports", label: "exports", view: Exports },
+  { path: "alerts", label: "alerts", view: Alerts },
   { path: "admin", label: "admin", view: Admin },
 ];
 
 function currentPath(): string {
+  openLinkedReview(location.hash); // an alert's link to Review with its rule's filter
   return location.hash.replace(/^#\/?/, "") || "dashboard";
 }
 

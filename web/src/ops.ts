@@ -285,3 +285,59 @@ export const REVOKE_API_TOKEN = /* GraphQL */ `
   mutation RevokeApiToken($id: ID!) { revokeApiToken(id: $id) { apiToken { ...ApiTokenFields } errors { code message } } }
   ${API_TOKEN_FIELDS}
 `;
+
+// Alerts: rules (admin-managed; channels come back masked, and empty for viewers) and deliveries.
+const ALERT_RULE_FIELDS = /* GraphQL */ `
+  fragment AlertRuleFields on AlertRule {
+    id name enabled mutedUntil mode digestMinutes thresholdCount thresholdMinutes language systemEvents channels createdAt updatedAt
+    filter { groupIds keywordIds statuses assignees tags text query authorIds since until viewed archived deleted edited }
+  }
+`;
+
+export const ALERT_RULES = /* GraphQL */ `
+  query AlertRules { alertRules { ...AlertRuleFields } }
+  ${ALERT_RULE_FIELDS}
+`;
+
+// Whether this token may change rules (admins only): the admin-only token list answers or refuses.
+export const ADMIN_PROBE = /* GraphQL */ `
+  query AdminProbe { apiTokens { id } }
+`;
+
+export const CREATE_ALERT_RULE = /* GraphQL */ `
+  mutation CreateAlertRule($input: AlertRuleInput!) {
+    createAlertRule(input: $input) { alertRule { ...AlertRuleFields } webhookSecret errors { code message field } }
+  }
+  ${ALERT_RULE_FIELDS}
+`;
+
+export const UPDATE_ALERT_RULE = /* GraphQL */ `
+  mutation UpdateAlertRule($id: ID!, $input: AlertRuleInput!) {
+    updateAlertRule(id: $id, input: $input) { alertRule { ...AlertRuleFields } errors { code message field } }
+  }
+  ${ALERT_RULE_FIELDS}
+`;
+
+export const REMOVE_ALERT_RULE = /* GraphQL */ `
+  mutation RemoveAlertRule($id: ID!) { removeAlertRule(id: $id) { removedAlertRuleId errors { code message } } }
+`;
+
+export const TEST_ALERT_RULE = /* GraphQL */ `
+  mutation TestAlertRule($id: ID!) { testAlertRule(id: $id) { results { channel ok detail } errors { code message } } }
+`;
+
+export const ALERT_DELIVERIES = /* GraphQL */ `
+  query AlertDeliveries($filter: AlertDeliveryFilter, $first: Int!, $after: String) {
+    alertDeliveries(filter: $filter, first: $first, after: $after) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      edges {
+        node {
+          id channel state attempts lastError createdAt sentAt nextAttemptAt messageId event
+          rule { id name }
+          comment { id text url author { name } group { name } }
+        }
+      }
+    }
+  }
+`;

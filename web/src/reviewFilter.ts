@@ -32,3 +32,20 @@ export function cleanFilter(filter: CommentFilter): CommentFilter {
   }
   return out as CommentFilter;
 }
+
+/** A link into Review with a filter, as alert messages give them (`#/review?keywordIds=3,4&
+ * groupIds=1&text=...`, row ids or global ids): becomes the Review filter, and the address
+ * loses its query (the filter is kept like any other). False when the address has none. */
+export function openLinkedReview(hash: string): boolean {
+  const found = /^#\/?review\?(.*)$/.exec(hash);
+  if (!found) return false;
+  const query = new URLSearchParams(found[1]);
+  const ids = (name: string, type: string) =>
+    (query.get(name) ?? "").split(",").map((s) => s.trim()).filter(Boolean).map((id) => (/^\d+$/.test(id) ? btoa(`${type}:${id}`) : id));
+  const filter: CommentFilter = cleanFilter({
+    groupIds: ids("groupIds", "Group"), keywordIds: ids("keywordIds", "Keyword"), text: query.get("text") ?? "", matched: true,
+  });
+  setReview({ filter, orderBy: review.value.orderBy });
+  history.replaceState(null, "", "#/review");
+  return true;
+}

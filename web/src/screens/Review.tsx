@@ -9,9 +9,9 @@ import type {
   CommentFieldsFragment, CommentFilter, CommentsQuery, CommentsQueryVariables, CommentVersionsQuery, CommentVersionsQueryVariables, FilterOptionsQuery,
   SetCommentStateMutation, SetCommentStateMutationVariables,
 } from "../generated/graphql";
-import { ErrorLine, MultiPick, displayId, errorText } from "../shared";
+import { ErrorLine, displayId, errorText } from "../shared";
+import { FilterFields, STATUSES, splitTags, statusName } from "../filterFields";
 import { memo } from "../memo";
-import { QueryField } from "../queryField";
 
 // A comment of the list; `highlights` are read when the filter has a rule-language query.
 type Comment = CommentFieldsFragment & { highlights?: { start: number; end: number; term: string }[] | null };
@@ -26,14 +26,8 @@ const SORTS = [
 type ReviewEvent = NonNullable<CommentEventsQuery["commentEvents"]>["edges"][number]["node"];
 /** What setCommentState may change; omitted: unchanged. */
 type Change = Omit<SetCommentStateMutationVariables, "ids">;
-export const STATUSES: CommentStatus[] = ["NEW", "IN_PROGRESS", "DONE", "IGNORED"];
-const statusName = (s: CommentStatus) => t(`status${s}` as const);
 /** "My queue": assigned to me and not done (new or in progress). */
 export const myQueue = (me: string): CommentFilter => ({ assignees: [me], statuses: ["NEW", "IN_PROGRESS"], archived: null });
-const splitTags = (text: string) => text.split(",").map((x) => x.trim()).filter(Boolean);
-
-const triState = (v: boolean | null | undefined) => (v == null ? "" : v ? "yes" : "no");
-const fromTri = (s: string) => (s === "" ? null : s === "yes");
 
 export function vkLink(c: Comment): string {
   return `https://vk.com/wall${c.ownerId}_${c.post?.vkId}?reply=${c.vkId}`;
@@ -51,30 +45,7 @@ const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery
   }
   return (
     <form class="filters" onSubmit={apply} aria-label="filters">
-      <MultiPick name="groupIds" label={t("community")} value={(f.groupIds ?? []).map(String)} onChange={(ids) => set({ groupIds: ids })}
-        options={options?.groups.edges.map(({ node }) => ({ id: node.id, label: node.name })) ?? []} />
-      <MultiPick name="keywordIds" label={t("keyword")} value={(f.keywordIds ?? []).map(String)} onChange={(ids) => set({ keywordIds: ids })}
-        options={options?.keywords.edges.map(({ node }) => ({ id: node.id, label: node.word })) ?? []} />
-      <MultiPick name="statuses" label={t("status")} value={f.statuses ?? []} onChange={(ids) => set({ statuses: ids as CommentStatus[] })}
-        options={STATUSES.map((s) => ({ id: s, label: statusName(s) }))} />
-      <MultiPick name="assignees" label={t("assignee")} value={f.assignees ?? []} onChange={(ids) => set({ assignees: ids })}
-        options={(options?.assignableUsers ?? []).map((name) => ({ id: name, label: name }))} />
-      <label>{t("tagsFilter")}<input name="tags" value={(f.tags ?? []).join(", ")} onInput={(e) => set({ tags: splitTags(e.currentTarget.value) })} /></label>
-      <label>{t("text")}<input name="text" type="search" value={f.text ?? ""} onInput={(e) => set({ text: e.currentTarget.value })} /></label>
-      <div class="query-filter">
-        <label for="review-query">{t("query")}</label>
-        <QueryField id="review-query" name="query" value={f.query ?? ""} onInput={(v) => set({ query: v })} />
-      </div>
-      <label>{t("author")}<input name="author" inputMode="numeric" value={f.authorIds?.join(",") ?? ""} onInput={(e) => set({ authorIds: e.currentTarget.value.split(/[ ,]+/).filter(Boolean).map(Number).filter(Number.isFinite) })} /></label>
-      <label>{t("since")}<input type="date" value={f.since?.slice(0, 10) ?? ""} onInput={(e) => set({ since: e.currentTarget.value ? `${e.currentTarget.value}T00:00:00Z` : null })} /></label>
-      <label>{t("until")}<input type="date" value={f.until?.slice(0, 10) ?? ""} onInput={(e) => set({ until: e.currentTarget.value ? `${e.currentTarget.value}T23:59:59Z` : null })} /></label>
-      {([["matchedOnly", "matched"], ["viewed", "viewed"], ["archived", "archived"], ["deletedFilter", "deleted"], ["editedFilter", "edited"]] as const).map(([label, field]) => (
-        <label>{t(label)}
-          <select name={field} value={triState(f[field])} onChange={(e) => set({ [field]: fromTri(e.currentTarget.value) })}>
-            <option value="">{t("any")}</option><option value="yes">{t("yes")}</option><option value="no">{t("no")}</option>
-          </select>
-        </label>
-      ))}
+      <FilterFields filter={f} onChange={set} options={options} />
       <label>{t("sort")}
         <select name="sort" value={sortKey} onChange={(e) => {
           const s = SORTS.find(([k]) => k === e.currentTarget.value)!;

@@ -100,5 +100,5 @@ def downgrade() -> None:
             END $$
             """
         )
-    # Not a batch on SQLite (see 0009): DROP COLUMN (SQLite 3.35+) keeps the rows that refer here.
-    op.drop_column("comments", "text_folded")
+    # Not a batch (see 0009): SQLite's rebuild would cascade-delete every match.
+    op.execute("ALTER TABLE comments DROP COLUMN text_folded")

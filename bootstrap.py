@@ -41,6 +41,7 @@ from infrastructure.cache import InMemoryCache, RedisCache
 from infrastructure.db.engine import create_engine, pool_usage, read_session_factory, session_factory
 from infrastructure.db.migrate import upgrade, upgrade_async
 from infrastructure.db.queries import SqlReadModel
+from infrastructure.db.rules import SqlRules
 from infrastructure.db.uow import SqlUnitOfWork
 from infrastructure.events import InMemoryEventBus, RedisEventBus
 from infrastructure.exports import FileExportStore
@@ -228,6 +229,7 @@ async def build_container(settings: Settings) -> Container:
         export_time_zone=settings.export_time_zone,
         cache=RedisCache(redis, prefix=settings.redis_prefix) if redis is not None else InMemoryCache(),
         task_timing=TaskTiming(stall_after=timedelta(seconds=settings.task_stall_seconds)),
+        rules=SqlRules(sessions),
     )
     if settings.redis_url:
         from arq import create_pool

@@ -1,6 +1,17 @@
-"""Keyword matcher throughput: comments per second for 100, 1,000 and 10,000 keywords.
+"""Keyword matcher throughput: comments per second for 100, 1,000 and 10,000 keywords; and
+the rule language's: 200 rules of 3-8 terms each, matched together (``domain.rules.RuleSet``).
 
-Run: ``/tmp/venv/bin/python bench/match.py [--comments N]``.
+Run: ``/tmp/venv/bin/python bench/match.py [--comments N] [--rules-only]``.
+
+``--review 250000`` measures instead a Review page on PostgreSQL (admin DSN from
+``VKCP_TEST_POSTGRES_URL``): a fresh database filled as ``bench/api.py`` fills it, then the
+first page of 50 comments filtered by a saved rule (``rule:животные`` = ``(кошка OR собака)
+-пожар``) against the same page filtered by one keyword (``keywordIds``), p50 of interleaved
+reads through the read model, and the same for ``totalCount``. The database is dropped after.
+
+The rules mix every operator: OR groups, AND (written and implicit), NOT and ``-term``,
+``"phrase"~N``, ``NEAR/N``, ``prefix*``, exact phrases; half their terms are lemmas the comments
+use (so rules fire), half are not. A rule is evaluated only when one of its terms occurs.
 
 The text is synthetic but morphologically real: lemmas come from the pymorphy3 dictionary and
 every lemma appears in many of its forms, drawn with a Zipf distribution (as words in real
@@ -29,6 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from domain.matching import KeywordMatcher, KeywordRule
+from domain.rules import RuleSet
+from domain.rules import parse as parse_query
 from infrastructure.morphology import PymorphyLemmatizer, get_analyzer
 
 SEED = 20240501
@@ -132,10 +145,145 @@ def measure(morph, keyword_sets: dict[str, list[str]], comments: list[str]) -> d
     return results
 
 
+RULES = 200
+
+
+def make_rules(rng: random.Random, common: list[str], rare: list[str], count: int = RULES) -> list[str]:
+    """``count`` queries of 3-8 terms each, every operator of the language among them."""
+    rules = []
+    for _ in range(count):
+        n = rng.randint(3, 8)
+
+        def word() -> str:
+            return rng.choice(common if rng.random() < 0.5 else rare)
+
+        parts: list[str] = []
+        left = n
+        while left > 0:
+            kind = rng.choice(("or", "and", "not", "near", "slop", "prefix", "phrase")) if parts else "or"
+            if kind in ("or", "near", "slop", "phrase") and left >= 2:
+                a, b = word(), word()
+                parts.append({"or": f"({a} OR {b})", "near": f"{a} NEAR/{rng.randint(1, 5)} {b}",
+                              "slop": f'"{a} {b}"~{rng.randint(1, 5)}', "phrase": f'"{a} {b}"'}[kind])
+                left -= 2
+            elif kind == "not":
+                parts.append(rng.choice(("NOT ", "-")) + word())
+                left -= 1
+            elif kind == "prefix":
+                parts.append(word()[:4].rstrip("-") + "*")
+                left -= 1
+            else:
+                parts.append(word())
+                left -= 1
+        rules.append(rng.choice((" ", " AND ")).join(parts))
+    return rules
+
+
+def measure_rules(morph, rules: list[str], comments: list[str]) -> dict:
+    started = time.perf_counter()
+    rule_set = RuleSet([parse_query(r) for r in rules], PymorphyLemmatizer(morph))
+    built = time.perf_counter() - started
+
+    def one_pass() -> tuple[float, int]:
+        gc.collect()
+        gc.disable()
+        try:
+            fired = 0
+            began = time.perf_counter()
+            for text in comments:
+                fired += len(rule_set.matching(text))
+            return time.perf_counter() - began, fired
+        finally:
+            gc.enable()
+
+    cold, fired = one_pass()
+    warm = min(one_pass()[0] for _ in range(WARM_ROUNDS))
+    operators = re.compile(r"\b(?:AND|OR|NOT)\b|NEAR/\d+|~\d+")
+    terms = sum(len(re.findall(r"[\w-]+\*?", operators.sub(" ", r))) for r in rules)
+    return {"build": built, "cold": cold, "warm": warm, "fired": fired / len(comments), "terms": terms}
+
+
+REVIEW_RULE = "(кошка OR собака) -пожар"
+
+
+async def review(comments: int, rounds: int) -> None:
+    import importlib
+    import statistics
+    import uuid
+    from datetime import UTC, datetime
+
+    import asyncpg
+
+    api = importlib.import_module("api")  # bench/api.py, beside this script: its database fill
+    ADMIN_DSN, fill = api.ADMIN_DSN, api.fill
+    from domain.queries import CommentFilter, CommentOrder
+    from infrastructure.db.engine import create_engine, read_session_factory, session_factory
+    from infrastructure.db.migrate import upgrade_async
+    from infrastructure.db.queries import SqlReadModel
+    from infrastructure.db.rules import SqlRules
+
+    name = f"vkcp_bench_rules_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    dsn = f"{ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+    url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    engine = None
+    try:
+        await upgrade_async(url)
+        print(f"database {name}: {comments:,} comments filled in {await fill(dsn, comments):.1f} s", flush=True)
+        engine = create_engine(url)
+        await SqlRules(session_factory(engine)).add_rule("Животные", "животные", REVIEW_RULE, None, datetime.now(UTC))
+        reads = SqlReadModel(read_session_factory(engine))
+        filters = {"keyword": CommentFilter(keyword_ids=(1,)), "rule": CommentFilter(query="rule:животные")}
+
+        async def page(flt: CommentFilter) -> float:
+            began = time.perf_counter()
+            found = await reads.comments_page(flt, CommentOrder(), first=50)
+            assert len(found.edges) == 50
+            return time.perf_counter() - began
+
+        async def count(flt: CommentFilter) -> float:
+            began = time.perf_counter()
+            await reads.comments_count(flt)
+            return time.perf_counter() - began
+
+        sizes = {label: await reads.comments_count(flt) for label, flt in filters.items()}
+        for measure in (page, count):
+            times: dict[str, list[float]] = {label: [] for label in filters}
+            n = rounds if measure is page else max(5, rounds // 10)
+            for i in range(n + 3):  # three rounds to warm caches, not counted
+                for label, flt in filters.items():
+                    spent = await measure(flt)
+                    if i >= 3:
+                        times[label].append(spent)
+            p50 = {label: statistics.median(t) * 1000 for label, t in times.items()}
+            print(
+                f"{measure.__name__:>6}: keyword p50 {p50['keyword']:.1f} ms, rule p50 {p50['rule']:.1f} ms, "
+                f"rule / keyword = {p50['rule'] / p50['keyword']:.2f}"
+                + ("   (target <= 1.5)" if measure is page else "")
+            )
+        print(f"comments matched: keyword {sizes['keyword']:,}, rule {sizes['rule']:,} of {comments:,}")
+    finally:
+        if engine is not None:
+            await engine.dispose()
+        admin = await asyncpg.connect(ADMIN_DSN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--comments", type=int, default=20_000)
+    parser.add_argument("--rules-only", action="store_true", help="measure the 200 rules only")
+    parser.add_argument("--review", type=int, metavar="COMMENTS", help="measure a Review page on PostgreSQL instead")
+    parser.add_argument("--rounds", type=int, default=50)
     args = parser.parse_args()
+    if args.review:
+        import asyncio
+
+        asyncio.run(review(args.review, args.rounds))
+        return
     rng = random.Random(SEED)
 
     started = time.perf_counter()
@@ -157,6 +305,19 @@ def main() -> None:
         f"{len(comments)} comments, {words_total / len(comments):.1f} words each, "
         f"{distinct} distinct word forms"
     )
+
+    rules = make_rules(random.Random(SEED + 1), vocabulary_lemmas[50:400], unused[:2000])
+    r = measure_rules(morph, rules, comments)
+    n = len(comments)
+    print()
+    print(f"{len(rules)} rules, {r['terms'] / len(rules):.1f} terms each (e.g. {rules[0]!r})")
+    print(
+        f"build {r['build']:.2f} s, rules matched per comment {r['fired']:.2f}, cold {n / r['cold']:,.0f} c/s, "
+        f"warm {n / r['warm']:,.0f} c/s ({r['warm'] / n * 1e6:.1f} µs/comment)"
+    )
+    print(f"warm comments/s with {len(rules)} rules on one core = {n / r['warm']:,.0f}   (target >= 20,000)")
+    if args.rules_only:
+        return
 
     keyword_sets = {}
     for count in KEYWORD_COUNTS:

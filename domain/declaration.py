@@ -250,6 +250,7 @@ COMMENT = View(
                  "empty for a comment never seen edited. Edits show when a re-read of the post finds them "
                  "(see the README).", many=True, order_by=("seen_at", "id")),
     ),
+    unprojected={"highlights": "takes a rule-language query: its terms are found in Python (domain.rules)"},
 )
 
 POST = View(

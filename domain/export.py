@@ -96,6 +96,8 @@ def filter_to_params(flt: CommentFilter) -> dict[str, Any]:
             params[key] = value
     if flt.text is not None:
         params["text"] = flt.text
+    if flt.query is not None:
+        params["query"] = flt.query
     for key in ("since", "until"):
         if (value := getattr(flt, key)) is not None:
             params[key] = value.isoformat()
@@ -115,6 +117,8 @@ def filter_from_params(params: dict[str, Any]) -> CommentFilter:
             values[name] = params[key]
     if params.get("text") is not None:
         values["text"] = params["text"]
+    if params.get("query") is not None:
+        values["query"] = params["query"]
     for key in ("since", "until"):
         if params.get(key) is not None:
             values[key] = datetime.fromisoformat(params[key])

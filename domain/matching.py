@@ -256,6 +256,14 @@ class KeywordMatcher:
 
     def match(self, text: str) -> list[MatchHit]:
         """Every keyword occurrence in ``text``, ordered by position."""
+        return [
+            MatchHit(kid, text[start:end], start, end, make_snippet(text, start, end))
+            for kid, start, end in self.spans(text)
+        ]
+
+    def spans(self, text: str) -> list[tuple[int, int, int]]:
+        """(keyword id, start, end) of every keyword occurrence in ``text``, by position: what
+        ``match`` finds, without the snippets (the rule language's matcher needs only where)."""
         if not text:
             return []
         folded = _fold(text)
@@ -267,10 +275,7 @@ class KeywordMatcher:
         if self._automaton_cs is not None:
             _match_substrings(self._automaton_cs, _fold_yo(text), folded, found)
         ordered = sorted((start, end, kid) for (kid, start), end in found.items())
-        return [
-            MatchHit(kid, text[start:end], start, end, make_snippet(text, start, end))
-            for start, end, kid in ordered
-        ]
+        return [(kid, start, end) for start, end, kid in ordered]
 
     def _match_words(self, text: str, folded: str, found: dict[tuple[int, int], int]) -> None:
         word_starts = self._word_starts

@@ -35,6 +35,7 @@ from domain.models import (
     WorkflowState,
 )
 from domain.queries import CommentFilter
+from domain.saved_rules import RuleStore
 from domain.timing import TaskTiming
 from domain.vk import GatewayStats, TokenState
 
@@ -545,5 +546,7 @@ class Adapters:
     export_time_zone: str = DEFAULT_EXPORT_TIME_ZONE  # for exports that name none
     # Expensive reads (``stats``); None: nothing is cached.
     cache: Cache | None = None
+    # Saved rules of the rule language (``domain.saved_rules``); None where none are kept.
+    rules: RuleStore | None = None
     # Leases, heartbeats, stall and retry times of the task runner and the recovery loop.
     task_timing: TaskTiming = field(default_factory=TaskTiming)

@@ -33,6 +33,7 @@ from domain.models import (
     TaskKind,
     TaskState,
 )
+from domain.rules import QueryMatcher, parse
 from domain.text import checked_text
 
 T = TypeVar("T")
@@ -80,6 +81,9 @@ class CommentFilter:
     statuses: tuple[CommentStatus, ...] | None = None
     assignees: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None
+    # The rule language (``domain.rules``): checked here for syntax; references are resolved and
+    # the query compiled where the filter is applied (``QueryCompiler``).
+    query: str | None = None
 
     def __post_init__(self) -> None:
         # Checked here, so a filter means the same to the comments query, an export and the
@@ -94,14 +98,17 @@ class CommentFilter:
                 raise InvalidInput(f"`text` is longer than {MAX_FILTER_TEXT} characters", field="text")
         _check_names("assignees", self.assignees)
         _check_names("tags", self.tags)
+        if self.query is not None:
+            parse(self.query)
 
     @property
     def text_words(self) -> tuple[str, ...]:
         """The folded words of ``text``, each once: each must occur in a comment's folded text."""
         return tuple(dict.fromkeys(fold_text(self.text).split())) if self.text else ()
 
-    def admits(self, comment: CommentView, matches: Sequence[Match]) -> bool:
-        """Whether ``comment``, with its keyword ``matches``, passes this filter."""
+    def admits(self, comment: CommentView, matches: Sequence[Match], query: QueryMatcher | None = None) -> bool:
+        """Whether ``comment``, with its keyword ``matches``, passes this filter; ``query`` is
+        ``self.query`` compiled (``QueryCompiler.compile``), needed when it is set."""
         if self.group_ids is not None and comment.group_id not in self.group_ids:
             return False
         if self.post_ids is not None and comment.post_id not in self.post_ids:
@@ -132,7 +139,12 @@ class CommentFilter:
             return False
         if words := self.text_words:
             folded = fold_text(comment.text)
-            return all(word in folded for word in words)
+            if not all(word in folded for word in words):
+                return False
+        if self.query is not None:
+            if query is None:
+                raise ValueError("a filter with a query needs it compiled")
+            return query.matches(comment.text)
         return True
 
 
@@ -338,6 +350,18 @@ class ReadModel(Protocol):
         ...
 
     async def comments_count(self, flt: CommentFilter) -> int: ...
+    async def rule_counts(self, queries: Sequence[str]) -> list[int]:
+        """Stored comments each query matches, aligned with ``queries`` (one pass for all)."""
+        ...
+
+    def queries_changed(self) -> None:
+        """Keywords or saved rules changed: queries naming them are resolved again."""
+        ...
+
+    async def compiled(self, flt: CommentFilter) -> QueryMatcher | None:
+        """``flt.query`` resolved against the stored keywords and saved rules and compiled;
+        None without a query. Raises ``QuerySyntaxError`` for a reference to nothing."""
+        ...
     async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]: ...
     async def comments_by_vk_ids(self, keys: Sequence[tuple[int, int]]) -> list[CommentView | None]:
         """Comments by (owner_id, vk_id): how a reply names its parent and thread."""

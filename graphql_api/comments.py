@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import orjson
 import strawberry
@@ -29,7 +29,7 @@ from graphql_api.context import Info
 from graphql_api.declared import Declared, declared, enum_type, prefetch, selected_under
 from graphql_api.errors import UserError, user_errors_in
 from graphql_api.groups import Group  # noqa: F401 (declared first: a comment's and a post's group)
-from graphql_api.ids import NodeType, filter_ids, parse_id
+from graphql_api.ids import NodeType, filter_ids, global_id, parse_id
 from graphql_api.keywords import Keyword  # noqa: F401 (declared first: a match's keyword)
 from graphql_api.relay import After, Before, Connection, First, Last, Node, by_id, connection, window
 
@@ -78,6 +78,15 @@ class KeywordMatch(Declared):
     pass
 
 
+@strawberry.type(description="One place in a comment's text where a term of a rule-language query matched.")
+class QueryHighlight:
+    matched_text: str = strawberry.field(description="The text as it appears in the comment.")
+    start: int = strawberry.field(description="Offset of the first character in the comment text.")
+    end: int = strawberry.field(description="Offset just after the last character.")
+    term: str = strawberry.field(description="The term of the query that matched, as written there.")
+    keyword_id: strawberry.ID | None = strawberry.field(description="The keyword, for a `kw:` term.")
+
+
 @strawberry.type(
     description="A text a comment had before its current one (the current one is the comment's `text`)."
 )
@@ -90,6 +99,26 @@ class CommentVersion(Declared):
 @declared(declaration.COMMENT)
 class Comment(Node, Declared):
     NODE_TYPE = NodeType.COMMENT
+
+    @strawberry.field(
+        description="Where the terms of a rule-language query matched in the text, in text order, when the "
+        "comment matches it (terms under NOT are not shown); empty when it does not. The Review page highlights "
+        "these for its `query`."
+    )
+    async def highlights(
+        self, info: Info, query: Annotated[str, strawberry.argument(description="A rule-language query.")]
+    ) -> list[QueryHighlight]:
+        matcher = await info.context.read_model.compiled(CommentFilter(query=query))
+        assert matcher is not None
+        text: str = cast(Any, self).text  # a declared field (domain/declaration.py), set by ``from_view``
+        found = matcher.highlights(text) or []
+        return [
+            QueryHighlight(
+                start=h.start, end=h.end, matched_text=text[h.start : h.end], term=h.term,
+                keyword_id=global_id(NodeType.KEYWORD, h.keyword_id) if h.keyword_id is not None else None,
+            )
+            for h in found
+        ]
 
 
 CommentConnection = Connection[Comment]
@@ -155,6 +184,14 @@ class CommentFilterInput:
         default=None, description="Only comments with at least one of these tags (compared as stored: trimmed, "
         "lowercase; at most 1000)."
     )
+    query: str | None = strawberry.field(
+        default=None,
+        description="Only comments matching this rule-language query: terms with Russian morphology, "
+        '`"phrase"`, `"phrase"~N`, `a NEAR/N b`, `prefix*`, `case:` `part:` `exact:` switches, AND, OR, NOT, '
+        "`-term`, parentheses (terms side by side: AND), `kw:12` / `kw:word` (a keyword), `rule:name` (a saved "
+        "rule). A syntax error or a reference to nothing is BAD_USER_INPUT with `extensions.query { line column "
+        "expected }`. At most 2000 characters.",
+    )
 
 
 @strawberry.input(name="CommentOrder", description="How to sort comments.")
@@ -192,6 +229,7 @@ def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
         if flt.statuses is not None else None,
         assignees=tuple(dict.fromkeys(a.strip() for a in flt.assignees)) if flt.assignees is not None else None,
         tags=tuple(dict.fromkeys(normal_tag(t, field="tags") for t in flt.tags)) if flt.tags is not None else None,
+        query=flt.query if flt.query is not None and flt.query.strip() else None,
     )
 
 

@@ -29,6 +29,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionContext
 
 from domain.errors import DomainError, Unavailable
+from domain.rules import QuerySyntaxError
 from graphql_api.codes import ErrorCode, code_of
 from graphql_api.strawberry_compat import MaskErrorsOfEveryResult
 
@@ -179,7 +180,11 @@ class CodedErrors(MaskErrorsOfEveryResult):
         original = error.original_error
         if isinstance(original, DomainError):
             message = original.message
-            extensions = {"code": code_of(original).value, "field": original.field}
+            extensions: dict[str, object] = {"code": code_of(original).value, "field": original.field}
+            if isinstance(original, QuerySyntaxError):  # where in the rule-language query
+                extensions["query"] = {
+                    "line": original.line, "column": original.column, "expected": list(original.expected)
+                }
         elif isinstance(original, CannotGetOperationTypeError):  # a subscription's operationName
             message = original.as_http_error_reason()
             extensions = {"code": ErrorCode.OPERATION_RESOLUTION_FAILURE.value}

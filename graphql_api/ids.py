@@ -32,6 +32,7 @@ class NodeType(enum.StrEnum):
     KEYWORD = "Keyword"
     TASK = "Task"
     API_TOKEN = "ApiToken"
+    RULE = "Rule"
 
 
 # Row ids are ASCII digits only. ('²', '③' and '١' pass str.isdigit(), and int() refuses the

@@ -201,6 +201,7 @@ async def update_keyword(
 ) -> KeywordPayload:
     keyword_id = parse_id(id, NodeType.KEYWORD)
     keyword = await keyword_cases.update_keyword(info.context.adapters, keyword_id, _keyword_changes(input))
+    info.context.read_model.queries_changed()  # `kw:` references follow the keyword at once
     return KeywordPayload(keyword=Keyword.from_view(keyword), errors=[])
 
 
@@ -212,4 +213,5 @@ async def update_keyword(
 async def remove_keyword(info: Info, id: KeywordId) -> RemoveKeywordPayload:
     keyword_id = parse_id(id, NodeType.KEYWORD)
     await keyword_cases.remove_keyword(info.context.adapters, keyword_id)
+    info.context.read_model.queries_changed()
     return RemoveKeywordPayload(removed_keyword_id=global_id(NodeType.KEYWORD, keyword_id), errors=[])

@@ -11,6 +11,7 @@ import strawberry
 from domain.errors import InvalidInput
 from domain.queries import MAX_FILTER_IDS
 from graphql_api import api_tokens as token_api
+from graphql_api import rules as rule_api
 from graphql_api.comments import Comment, Post
 from graphql_api.context import Info
 from graphql_api.groups import Group
@@ -34,6 +35,8 @@ async def load_node(info: Info, id: strawberry.ID, *, field: str) -> Node | None
         )
     if kind is NodeType.API_TOKEN:
         return await token_api.load_api_token(info, pk)
+    if kind is NodeType.RULE:
+        return await rule_api.load_rule(info, pk)
     loaders = info.context.loaders(info)
     loaders_by_kind: dict[NodeType, tuple[Any, Callable[[Any], Node]]] = {
         NodeType.GROUP: (loaders.group, Group.from_domain),

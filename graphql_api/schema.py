@@ -24,6 +24,7 @@ from graphql_api import groups as group_api
 from graphql_api import keywords as keyword_api
 from graphql_api import nodes as node_api
 from graphql_api import review as review_api
+from graphql_api import rules as rule_api
 from graphql_api import stats as stats_api
 from graphql_api import subscriptions as live
 from graphql_api import tasks as task_api
@@ -56,6 +57,9 @@ class Query:
     task = task_api.task
     keywords = keyword_api.keywords
     keyword = keyword_api.keyword
+    rules = rule_api.rules
+    rule = rule_api.rule
+    validate_query = rule_api.validate_query
 
 
 @strawberry.type(description="Everything that changes something. Needs an operator or admin token.")
@@ -72,6 +76,9 @@ class Mutation:
     add_keywords = keyword_api.add_keywords
     update_keyword = keyword_api.update_keyword
     remove_keyword = keyword_api.remove_keyword
+    create_rule = rule_api.create_rule
+    update_rule = rule_api.update_rule
+    remove_rule = rule_api.remove_rule
     start_analyze = task_api.start_analyze
     start_export = task_api.start_export
     set_comment_state = comment_api.set_comment_state

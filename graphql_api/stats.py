@@ -80,6 +80,11 @@ class DayStats:
 class StatusStats:
     status: CommentStatus = strawberry.field(description="The status.")
     comments: int = strawberry.field(description="Comments in it, replies included.")
+@strawberry.type(description="A saved rule and how many stored comments match it.")
+class RuleStats:
+    rule_id: strawberry.ID = strawberry.field(description="Id of the rule (as `Rule.id`).")
+    name: str = strawberry.field(description="The rule's name.")
+    comments: int = strawberry.field(description="Stored comments its query matches now.")
 
 
 @strawberry.type(description="Statistics of the stored data (cached briefly; refreshed whenever a task finishes).")
@@ -96,6 +101,20 @@ class Stats:
     by_status: list[StatusStats] = strawberry.field(
         description="Comments per review status, every status listed (refreshed at once when a status changes)."
     )
+    top: strawberry.Private[int] = 10
+
+    @strawberry.field(
+        description="Saved rules with the most matching comments (all stored comments, the top `top`). Not cached: "
+        "every saved rule's query runs, all of them in one pass over the comments that may match any."
+    )
+    async def top_rules(self, info: Info) -> list[RuleStats]:
+        store = info.context.adapters.rules
+        if store is None:
+            return []
+        saved = await store.list_rules()
+        counts = await info.context.read_model.rule_counts([f'rule:"{r.name}"' for r in saved])
+        ranked = sorted(zip(saved, counts), key=lambda pair: (-pair[1], pair[0].name))[: self.top]
+        return [RuleStats(rule_id=global_id(NodeType.RULE, r.id), name=r.name, comments=n) for r, n in ranked]
 
     @classmethod
     def from_domain(cls, s: queries.Stats, window: queries.StatsWindow) -> Stats:
@@ -124,6 +143,7 @@ class Stats:
             top_authors=[AuthorStats(vk_id=a.vk_id, name=a.name, comments=a.comments) for a in s.top_authors],
             days=[DayStats(**vars(d)) for d in s.days],
             by_status=[StatusStats(status=CommentStatus[b.status.name], comments=b.comments) for b in s.by_status],
+            top=window.top,
         )
 
 

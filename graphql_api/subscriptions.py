@@ -240,6 +240,7 @@ async def comment_matched(
 ) -> AsyncGenerator[Comment, None]:
     flt = to_comment_filter(filter)
     read_model = info.context.read_model
+    query = await read_model.compiled(flt)  # references resolved once, as the feed starts
     events = info.context.adapters.events.subscribe(analyze_cases.COMMENTS_MATCHED_CHANNEL)
     try:
         async for event in _with_gaps(events):
@@ -260,7 +261,7 @@ async def comment_matched(
                 # A long-lived operation: drop what the loaders cached for earlier events.
                 info.context.loaders(info).clear_all()
                 for view, found in zip(views, matches, strict=True):
-                    if view is not None and flt.admits(view, found):
+                    if view is not None and flt.admits(view, found, query):
                         yield Comment.from_view(view)
     finally:
         with contextlib.suppress(RuntimeError):

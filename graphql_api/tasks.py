@@ -346,9 +346,11 @@ async def start_analyze(
 async def start_export(
     info: Info, input: Annotated[StartExportInput, strawberry.argument(description="What to export.")]
 ) -> TaskPayload:
+    flt = to_comment_filter(input.filter)
+    await info.context.read_model.compiled(flt)  # a query naming nothing fails here, not in the task
     started = await export_cases.start_export(
         info.context.adapters,
-        to_comment_filter(input.filter),
+        flt,
         DomainExportFormat[input.format.name],
         time_zone_name=input.time_zone,
         delimiter=DomainCsvDelimiter[input.delimiter.name] if input.delimiter else None,

@@ -39,8 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from domain.export import TIME_COLUMNS, column_titles
 from domain.ports import EXPORT_COLUMNS, CsvDelimiter, ExportDownload, ExportFormat, ExportOptions, ExportRow
 from domain.queries import CommentFilter
+from domain.rules import QueryCompiler, QueryMatcher
 from infrastructure.db.bulk import in_values
 from infrastructure.db.filters import comment_conditions
+from infrastructure.db.rules import rule_compiler
 from infrastructure.db.tables import authors, comments, groups, keywords, matches
 from infrastructure.xlsx_compat import LINK_FORMULA, LinkSheet
 
@@ -59,6 +61,7 @@ XLSX_MAX_ROWS = 1_048_576  # per worksheet, header included
 XLSX_MAX_CELL = 32_767  # characters per cell
 # A spreadsheet runs a CSV cell starting with these as a formula ("CSV injection"); comment
 # text is written by strangers, so such cells get a leading apostrophe, as OWASP advises.
+_QUERY_BATCH = 5000  # candidates read at once when a query decides
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -68,15 +71,52 @@ class FileExportStore:
         self._dialect = sessions.kw["bind"].dialect.name
         self.directory = Path(directory)
         self.ttl_seconds = ttl_hours * 3600
+        self._queries: QueryCompiler | None = None  # made on the first export with a query
 
     # --- rows ---
 
+    async def _compiled(self, flt: CommentFilter) -> QueryMatcher | None:
+        if flt.query is None:
+            return None
+        if self._queries is None:
+            self._queries = rule_compiler(self._sessions)
+        return await self._queries.compile(flt.query)
+
     async def count(self, flt: CommentFilter) -> int:
-        query = select(func.count()).select_from(comments).where(*comment_conditions(flt, self._dialect))
+        matcher = await self._compiled(flt)
+        if matcher is not None:  # the candidates' texts, each decided by the matcher
+            count, after_id = 0, 0
+            while True:
+                query = (
+                    select(comments.c.id, comments.c.text)
+                    .where(comments.c.id > after_id, *comment_conditions(flt, self._dialect, matcher))
+                    .order_by(comments.c.id)
+                    .limit(_QUERY_BATCH)
+                )
+                async with self._sessions() as session:
+                    found = (await session.execute(query)).all()
+                count += sum(1 for row in found if matcher.matches(row.text))
+                if len(found) < _QUERY_BATCH:
+                    return count
+                after_id = found[-1].id
+        counted = select(func.count()).select_from(comments).where(*comment_conditions(flt, self._dialect))
         async with self._sessions() as session:
-            return (await session.execute(query)).scalar_one()
+            return (await session.execute(counted)).scalar_one()
 
     async def rows(self, flt: CommentFilter, *, after_id: int, limit: int) -> list[ExportRow]:
+        """``limit`` rows after ``after_id``; with a query, fewer may come back (candidates the
+        matcher refused), and an empty list only at the end."""
+        matcher = await self._compiled(flt)
+        while True:
+            rows, last_id = await self._rows(flt, matcher, after_id=after_id, limit=limit)
+            if rows or last_id is None:
+                return rows
+            after_id = last_id
+
+    async def _rows(
+        self, flt: CommentFilter, matcher: QueryMatcher | None, *, after_id: int, limit: int
+    ) -> tuple[list[ExportRow], int | None]:
+        """The rows after ``after_id`` that pass, and the last candidate's id when more may follow."""
         c = comments.c
         query = (
             select(
@@ -89,12 +129,15 @@ class FileExportStore:
             .select_from(
                 comments.join(groups, groups.c.id == c.group_id).outerjoin(authors, authors.c.vk_id == c.from_id)
             )
-            .where(c.id > after_id, *comment_conditions(flt, self._dialect))
+            .where(c.id > after_id, *comment_conditions(flt, self._dialect, matcher))
             .order_by(c.id)
             .limit(limit)
         )
         async with self._sessions() as session:
             found = (await session.execute(query)).mappings().all()
+            last_id = found[-1]["id"] if len(found) == limit else None
+            if matcher is not None:
+                found = [row for row in found if matcher.matches(row["text"])]
             words: dict[int, list[str]] = {}
             ids = [row["id"] for row in found if row["matches_count"]]
             if ids:
@@ -136,7 +179,7 @@ class FileExportStore:
                 note=row["note"],
             )
             for row in found
-        ]
+        ], last_id
 
     # --- files ---
 

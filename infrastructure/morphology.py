@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 
 import pymorphy3
@@ -27,6 +28,7 @@ class PymorphyLemmatizer:
         self._analyzer = analyzer or get_analyzer()
         # Comment words follow Zipf's law: a modest cache answers almost every lookup.
         self._cached_lemmas = functools.lru_cache(maxsize=cache_size)(self._parse)
+        self._cached_stems = functools.lru_cache(maxsize=10_000)(self._stems)
 
     def lemmas(self, token: str) -> frozenset[str]:
         return self._cached_lemmas(token)
@@ -37,6 +39,29 @@ class PymorphyLemmatizer:
         return frozenset(
             parse.normal_form.replace("ё", "е") for parse in self._analyzer.parse(token)
         )
+
+
+    def stems(self, word: str) -> tuple[str, ...]:
+        """Prefixes such that every form of every word ``word`` is a form of starts with one of
+        them (lowercase, "ё" as "е"): "кошка" -> ("кош",) (кошек), "красный" -> ("крас",
+        "покраснее"), "идти" -> ("ид", "ш") (шёл). Any text holding a form of ``word`` contains
+        one of them: what the rule language's database narrowing looks for. Forms are grouped by
+        their first two letters, each group giving its longest common prefix."""
+        return self._cached_stems(word)
+
+    def _stems(self, word: str) -> tuple[str, ...]:
+        if not _CYRILLIC.search(word):
+            return (word,)
+        forms = {word}
+        lemmas = self.lemmas(word)
+        for parse in self._analyzer.parse(word):
+            if parse.normal_form.replace("ё", "е") in lemmas:
+                forms.update(f.word.replace("ё", "е") for f in parse.lexeme)
+        groups: dict[str, list[str]] = {}
+        for form in sorted(forms):
+            groups.setdefault(form[:2], []).append(form)
+        # Letters, not paths: the common prefix of strings is what is meant.
+        return tuple(os.path.commonprefix(group) for group in groups.values())  # noqa: RUF071
 
 
 @functools.cache

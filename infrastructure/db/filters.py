@@ -20,12 +20,14 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    or_,
     select,
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from domain.queries import CommentFilter
+from domain.rules import AnyOf, Contains, Narrowing, QueryMatcher
 from infrastructure.db.bulk import one_of
 from infrastructure.db.tables import comments, matches
 
@@ -81,9 +83,33 @@ def tags_condition(tags: tuple[str, ...], dialect: str) -> ColumnElement[bool]:
     return select(literal(1)).select_from(element).where(element.c.value.in_(tags)).exists()
 
 
-def comment_conditions(flt: CommentFilter, dialect: str) -> list[ColumnElement[bool]]:
+def narrowing_condition(narrowing: Narrowing, dialect: str) -> ColumnElement[bool] | None:
+    """``QueryMatcher.narrowing`` in SQL: substrings of the folded text, served by the trigram
+    index on PostgreSQL. Implied by a match, not the match: the domain decides on each row."""
+    if narrowing is None:
+        return None
+    if isinstance(narrowing, Contains):
+        return folded_text(dialect).like(like_pattern(narrowing.text), escape=LIKE_ESCAPE)
+    parts = [narrowing_condition(item, dialect) for item in narrowing.items]
+    if isinstance(narrowing, AnyOf):
+        alternatives = [p for p in parts if p is not None]
+        return or_(*alternatives) if len(alternatives) == len(parts) else None
+    kept = [p for p in parts if p is not None]
+    return and_(*kept) if kept else None
+
+
+def comment_conditions(
+    flt: CommentFilter, dialect: str, query: QueryMatcher | None = None
+) -> list[ColumnElement[bool]]:
+    """The filter's conditions; with ``flt.query``, ``query`` is it compiled, and the conditions
+    only narrow: each row they give must still pass ``query.matches`` (``QueryMatcher``)."""
     c = comments.c
     conditions: list[ColumnElement[bool]] = []
+    if flt.query is not None:
+        if query is None:
+            raise ValueError("a filter with a query needs it compiled")
+        if (narrowed := narrowing_condition(query.narrowing, dialect)) is not None:
+            conditions.append(narrowed)
     if flt.group_ids is not None:
         conditions.append(one_of(dialect, c.group_id, flt.group_ids) if flt.group_ids else false())
     if flt.post_ids is not None:

@@ -55,13 +55,15 @@ from domain.queries import (
     StatsWindow,
     TaskFilter,
 )
+from domain.rules import QueryCompiler, QueryMatcher, RuleSet
 from infrastructure.db.bulk import in_values
 from infrastructure.db.compiled import DriverStatements, pooled
 from infrastructure.db.counts import aggregated_count, countable
 from infrastructure.db.faults import raise_if_unavailable
-from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern
+from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern, narrowing_condition
 from infrastructure.db.projection import Projector, Unprojectable
 from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row, token_from_row
+from infrastructure.db.rules import rule_compiler
 from infrastructure.db.stats import read_stats
 from infrastructure.db.tables import (
     api_tokens,
@@ -76,6 +78,7 @@ from infrastructure.db.tables import (
     stats_keywords,
     tasks,
 )
+from infrastructure.morphology import get_lemmatizer
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -175,6 +178,7 @@ class _Order:
 
 
 WINDOWS_KEPT = 256  # projected pages whose statements are kept for the same page asked again
+SCAN_BATCH_MAX = 5000  # candidate rows a filter with a query reads at once
 
 
 @dataclass(frozen=True)
@@ -296,6 +300,20 @@ class SqlReadModel:
         self._driver = DriverStatements(self._engine.dialect) if self._dialect == "postgresql" else None
         # Projected pages' statements, by their arguments.
         self._windows: BoundedDict[tuple, _Window] = BoundedDict(WINDOWS_KEPT)
+        self._queries: QueryCompiler | None = None  # made on the first filter with a query
+
+    def queries_changed(self) -> None:
+        if self._queries is not None:
+            self._queries.forget()
+
+    async def compiled(self, flt: CommentFilter) -> QueryMatcher | None:
+        """``flt.query`` resolved and compiled, or None without one (``QuerySyntaxError`` for a
+        reference to nothing)."""
+        if flt.query is None:
+            return None
+        if self._queries is None:
+            self._queries = rule_compiler(self._sessions)
+        return await self._queries.compile(flt.query)
 
     # --- plumbing ---
 
@@ -409,8 +427,85 @@ class SqlReadModel:
         self, flt: CommentFilter, order: CommentOrder, *, first: int | None = None, after: str | None = None,
         last: int | None = None, before: str | None = None,
     ) -> Page[CommentView]:
+        if flt.query is not None:
+            return await self._query_page(flt, order, None, first=first, after=after, last=last, before=before)
         query, keyset = self._comments_query(flt, order, backward=first is None and last is not None)
         return await self._page(query, keyset, _comment_view, first=first, after=after, last=last, before=before)
+
+    async def _query_page(
+        self, flt: CommentFilter, order: CommentOrder, projection: Projection | None, *, first: int | None,
+        after: str | None, last: int | None, before: str | None,
+    ) -> Page:
+        """A page of a filter with a rule-language query: the database gives candidates in the
+        page's order (``comment_conditions`` narrow by the query's substrings), the domain's
+        matcher keeps those that match, batch after batch until the page is full."""
+        matcher = await self.compiled(flt)
+        assert matcher is not None
+        backward = first is None and last is not None
+        query, keyset = self._comments_query(flt, order, backward=backward, query=matcher)
+        if after:
+            query = query.where(keyset.beyond(after, later=True, field="after"))
+        if before:
+            query = query.where(keyset.beyond(before, later=False, field="before"))
+        limit = _clamp((last if backward else first) or 0)
+        rows = await self._scan(query, keyset, matcher, reverse=backward, want=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit][::-1] if backward else rows[:limit]
+        key_name = keyset.key_name
+        cursors = [encode_cursor(row[key_name], row["id"]) for row in rows]
+        nodes: list[Any]
+        if projection is None:
+            nodes = [_comment_view(row) for row in rows]
+        else:
+            nodes = await self._projected_nodes(flt, order, projection, [row["id"] for row in rows], matcher)
+        start = before if backward else after
+        beyond_cursor = None
+        if start:
+            base, _ = self._comments_query(flt, order, backward=not backward, query=matcher)
+            rest = base.where(
+                keyset.beyond(start, later=backward, inclusive=True, field="before" if backward else "after")
+            )
+            beyond_cursor = partial(self._any_match, rest, keyset, matcher, not backward)
+        return Page(
+            edges=list(zip(cursors, nodes)), has_next_page=more and not backward,
+            has_previous_page=more and backward, backward=backward, beyond_cursor=beyond_cursor,
+        )
+
+    async def _any_match(self, query: Select, keyset: _Order, matcher: QueryMatcher, reverse: bool) -> bool:
+        return bool(await self._scan(query, keyset, matcher, reverse=reverse, want=1))
+
+    async def _scan(
+        self, query: Select, keyset: _Order, matcher: QueryMatcher, *, reverse: bool, want: int
+    ) -> list:
+        """The first ``want`` rows of ``query`` (in ``keyset``'s order, or its reverse) whose
+        text ``matcher`` matches, read in growing batches."""
+        found: list = []
+        batch = max(2 * want, 64)
+        moved: ColumnElement[bool] | None = None
+        while True:
+            statement = query.where(moved) if moved is not None else query
+            rows = await self._rows(statement.order_by(*keyset.by(reverse=reverse)).limit(batch))
+            for row in rows:
+                if matcher.matches(row["text"]):
+                    found.append(row)
+                    if len(found) >= want:
+                        return found
+            if len(rows) < batch:
+                return found
+            last = rows[-1]
+            moved = keyset.beyond(encode_cursor(last[keyset.key_name], last["id"]), later=not reverse, field="after")
+            batch = min(batch * 4, SCAN_BATCH_MAX)
+
+    async def _projected_nodes(
+        self, flt: CommentFilter, order: CommentOrder, projection: Projection, ids: list[int], matcher: QueryMatcher
+    ) -> list[str]:
+        if not ids:
+            return []
+        query, _ = self._comments_query(flt, order, backward=False, query=matcher)
+        node = _PROJECTOR.node(projection).label("node")
+        statement = query.with_only_columns(comments.c.id, node).where(self._in(comments.c.id, ids))
+        written = {row["id"]: row["node"] for row in await self._rows(statement)}
+        return [written[i] for i in ids]
 
     @property
     def projects(self) -> bool:
@@ -430,6 +525,8 @@ class SqlReadModel:
         and limit), each node the JSON text ``projection`` makes of its comment."""
         if not self.projects:
             raise NotImplementedError("projected reads need PostgreSQL")
+        if flt.query is not None:
+            return await self._query_page(flt, order, projection, first=first, after=after, last=last, before=before)
         # The same page asked again (a console polling, a script) reuses its statements: their
         # construction and SQLAlchemy's cache key were a tenth of a small page's CPU.
         key = (projection, flt, order, first, after, last, before)
@@ -451,14 +548,18 @@ class SqlReadModel:
         query = select(_PROJECTOR.node(projection)).select_from(table).where(table.c.id == pk)
         return await self._read(query, Result.scalar_one_or_none)
 
-    def _comments_query(self, flt: CommentFilter, order: CommentOrder, *, backward: bool) -> tuple[Select, _Order]:
+    def _comments_query(
+        self, flt: CommentFilter, order: CommentOrder, *, backward: bool, query: QueryMatcher | None = None
+    ) -> tuple[Select, _Order]:
         keyset = _comment_order(order)
         if flt.keyword_ids is not None and len(flt.keyword_ids) == 1 and order.field is CommentSort.PUBLISHED_AT:
             # Read in the order _page will ask for: backwards when it reads the last rows.
-            return self._keyword_comments(flt, keyset, reverse=backward)
-        return _comment_query().where(*comment_conditions(flt, self._dialect)), keyset
+            return self._keyword_comments(flt, keyset, reverse=backward, matcher=query)
+        return _comment_query().where(*comment_conditions(flt, self._dialect, query)), keyset
 
-    def _keyword_comments(self, flt: CommentFilter, keyset: _Order, *, reverse: bool) -> tuple[Select, _Order]:
+    def _keyword_comments(
+        self, flt: CommentFilter, keyset: _Order, *, reverse: bool, matcher: QueryMatcher | None = None
+    ) -> tuple[Select, _Order]:
         """One keyword's comments in time order, read off the matches' index
         (keyword_id, published_at, comment_id): matches carry their comment's time. Walking
         comments newest first and probing matches for each cost the inverse of the keyword's
@@ -481,11 +582,13 @@ class SqlReadModel:
         query = (
             _comment_query()
             .select_from(matched.join(comments, comments.c.id == matched.c.comment_id))
-            .where(*comment_conditions(replace(flt, keyword_ids=None), self._dialect))
+            .where(*comment_conditions(replace(flt, keyword_ids=None), self._dialect, matcher))
         )
         return query, _Order(matched.c.published_at, "published_at", datetime, matched.c.comment_id, keyset.descending)
 
     async def comments_count(self, flt: CommentFilter) -> int:
+        if flt.query is not None:
+            return await self._query_count(flt)
         if flt.keyword_ids and replace(flt, keyword_ids=None) == CommentFilter():
             # Only keywords: every match belongs to a stored comment (a foreign key, cascading),
             # so the matches alone say how many comments, and no comment is visited (at 10M
@@ -504,6 +607,33 @@ class SqlReadModel:
             return int(await self._read(aggregated_count(flt, self._dialect), Result.scalar_one))
         query = select(comments.c.id).where(*comment_conditions(flt, self._dialect))
         return await self._count(query)
+
+    async def rule_counts(self, queries: Sequence[str]) -> list[int]:
+        """Comments each query matches: the candidates of any of them read once, every query
+        decided on each by one ``RuleSet``."""
+        if not queries:
+            return []
+        matchers = [await self.compiled(CommentFilter(query=q)) for q in queries]
+        narrowed = [narrowing_condition(m.narrowing, self._dialect) for m in matchers if m is not None]
+        statement = select(comments.c.text)
+        if narrowed and all(n is not None for n in narrowed):
+            statement = statement.where(or_(*[n for n in narrowed if n is not None]))
+        rule_set = RuleSet([m.expr for m in matchers if m is not None], get_lemmatizer())
+        counts = [0] * len(queries)
+        for row in await self._rows(statement):
+            for i in rule_set.matching(row["text"]):
+                counts[i] += 1
+        return counts
+
+    async def _query_count(self, flt: CommentFilter) -> int:
+        """Comments a filter with a query selects: the candidates' texts, read in one statement
+        (one index scan: batches in id order would each scan the text index again), each
+        decided by the matcher."""
+        matcher = await self.compiled(flt)
+        assert matcher is not None
+        statement = select(comments.c.text).where(*comment_conditions(flt, self._dialect, matcher))
+        matches = matcher.matches
+        return sum(1 for row in await self._rows(statement) if matches(row["text"]))
 
     async def comments_by_ids(self, ids: Sequence[int]) -> list[CommentView | None]:
         return await self._by_ids(comments, comments.c.id, ids, _comment_view)

@@ -245,6 +245,20 @@ keywords = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# Saved rule-language queries (domain.rules), usable by name in filters: ``rule:<name>``.
+rules = Table(
+    "rules",
+    metadata,
+    _id(),
+    Column("name", String(100), nullable=False),
+    # domain.rules.rule_key(name): casefolded, spaces collapsed, "ё" as "е"; names are unique.
+    Column("name_key", String(100), nullable=False, unique=True),
+    Column("query", Text, nullable=False),
+    Column("category", String(100)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 matches = Table(
     "matches",
     metadata,

@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from domain.models import Author, Comment, CommentStatus, Group, Keyword, Match, Post, WorkflowState
-from domain.queries import MAX_PAGE, CommentFilter, CommentOrder
+from domain.queries import MAX_PAGE, CommentFilter, CommentOrder, Member, Projection, Spelling
 from infrastructure.db.queries import SqlReadModel
+from infrastructure.db.rules import SqlRules
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 # Comments (indexes into TEXTS) seen edited, then deleted on VK, and gone from VK (none of
@@ -60,6 +62,15 @@ TEXT_FILTERS = [
     "кот-", "strasse", "straße", "σίσυφος", "ς", "istanbul", "i̇stanbul", "100%", "%", "_", "_50",
     "\\", "🐈", "ⅻ", "ǆemal", "ǅ", "а", "  ", "Окошко открыто",
     "cat", "CAT кот", "\u0441at", "\u0441AT", "\u0441\u0430\u0442", "\\%", "\\_", "%_", "0%", "k_t",
+]
+
+
+QUERIES = [
+    "кошка", "кошки", "КОШКАМИ", "кошка OR собака", "кошка -собака", "кошка AND NOT собака", "NOT кошка",
+    "кот", '"кот обормот"', "кот NEAR/1 собака", "кот NEAR/0 собака", '"кот собака"~1', "кош*", "КОШ*", "part:кош",
+    "case:КОШКА", "case:кошка", "exact:кошку", "ёжик", "ежик OR елка", "ЕЛКА", "case:Ёлка", "kw:кошка",
+    "kw:ёжик -тумане", "strasse", "Straße", "straße", "istanbul", "σίσυφος", "emoji", "век", "скидка_50",
+    "100", "(кошка OR ёжик) -спит", "открыто", "окошко", "исправлено", "rule:животные",
 ]
 
 
@@ -172,6 +183,16 @@ def _filters(groups, keyword_ids) -> list[CommentFilter]:
         CommentFilter(tags=("срочно", "доставка"), text="кош", viewed=False),
         CommentFilter(statuses=(CommentStatus.DONE,), since=T0 + timedelta(hours=7), until=T0 + timedelta(hours=70)),
     ]
+    # The rule language: the domain's matcher decides on both databases, which only narrow.
+    filters += [CommentFilter(query=q) for q in QUERIES]
+    filters += [
+        CommentFilter(query="кошка", viewed=False),
+        CommentFilter(query="кот OR кошка", keyword_ids=(cat,)),  # the one-keyword read path
+        CommentFilter(query="кот OR кошка", keyword_ids=(cat,), edited=False),
+        CommentFilter(query="NOT кошка", deleted=False, group_ids=(groups[0].id,)),
+        CommentFilter(query="ёжик OR кошка", text="ж"),
+        CommentFilter(query="rule:животные -собака"),
+    ]
     # Counted from the per-day aggregates (infrastructure/db/counts.py): comments over four UTC
     # days, ranges that cut days, hold whole ones, sit inside one day, or are empty.
     day = timedelta(days=1)
@@ -204,12 +225,14 @@ async def _selected_by_sql(reads: SqlReadModel, flt: CommentFilter) -> set[int]:
 async def test_the_comments_query_and_the_live_feed_select_the_same_comments(stored, migrated_db) -> None:
     groups, keyword_ids, every, _ = stored
     reads = SqlReadModel(migrated_db[1])
+    await SqlRules(migrated_db[1]).add_rule("Животные", "животные", "кошка OR собака OR кот", None, T0)
     views = await reads.comments_by_ids(every)
     matches = await reads.matches_by_comment_ids(every)
     disagreements = []
     selections = set()
     for flt in _filters(groups, keyword_ids):
-        by_domain = {v.id for v, found in zip(views, matches) if flt.admits(v, found)}
+        query = await reads.compiled(flt)
+        by_domain = {v.id for v, found in zip(views, matches) if flt.admits(v, found, query)}
         by_sql = await _selected_by_sql(reads, flt)
         if by_sql != by_domain:
             texts = {i: v.text for i, v in zip(every, views)}
@@ -280,3 +303,66 @@ async def test_the_stored_fold_is_the_domains_after_edits_and_deletions(stored, 
     assert [folded for _, folded in rows] == [fold_text(text) for text, _ in rows]
     assert any(folded != text for text, folded in rows)  # the fold did change some
     assert any("(исправлено)" in folded for _, folded in rows)  # edits were folded anew
+
+
+async def test_the_rule_language_pinned(stored, migrated_db) -> None:
+    """Pinned answers of queries on both databases (morphology, not substrings)."""
+    reads = SqlReadModel(migrated_db[1])
+    views = await reads.comments_by_ids(stored[2])
+    text_of = {v.id: v.text for v in views}
+
+    async def texts(query: str) -> set[str]:
+        return {text_of[i] for i in await _selected_by_sql(reads, CommentFilter(query=query))}
+
+    # Every form of кошка, not окошко (which a substring finds).
+    assert await texts("кошка") == {
+        "С кошками гуляю", "КОШКА спит", "кот,кошка;собака", "Собака лает на кошку", "Я люблю кошек (исправлено)",
+    }
+    assert await texts("кошка -собака") == {"С кошками гуляю", "КОШКА спит", "Я люблю кошек (исправлено)"}
+    assert await texts("case:КОШКА") == {"КОШКА спит"}
+    assert await texts("ежик") == {"ёжик в тумане", "ЁЖИК и Ёлка", "Ежик"}
+    assert await texts("кот NEAR/0 собака") == set()  # кот,кошка;собака: one word between
+    assert await texts("кот NEAR/1 собака") == {"кот,кошка;собака"}
+
+
+async def test_query_pages_and_counts_read_past_refused_candidates(migrated_db, uow_factory) -> None:
+    """Many candidates the database cannot tell apart (кошка/окошко share "кош"), few matches:
+    pages forward and backward, across the batches the read model takes, give each match once,
+    in order, and the count agrees."""
+    async with uow_factory() as uow:
+        group = await uow.groups.add(Group(vk_id=77, screen_name="g77", name="G77"))
+        await uow.posts.upsert_many(group.id, [Post(owner_id=group.owner_id, vk_id=1, from_id=1, text="", published_at=T0)])
+        made = [
+            Comment(owner_id=group.owner_id, vk_id=i + 1, post_vk_id=1, from_id=1, published_at=T0 + timedelta(minutes=i),
+                    text="кошка пришла" if i % 37 == 0 else "окошко открыто")
+            for i in range(600)
+        ]
+        ids = await uow.comments.upsert_many(group.id, made)
+        await uow.commit()
+    expected = sorted((ids[(group.owner_id, i + 1)] for i in range(600) if i % 37 == 0), reverse=True)
+    reads = SqlReadModel(migrated_db[1])
+    flt = CommentFilter(query="кошка", group_ids=(group.id,))
+    assert await reads.comments_count(flt) == len(expected) == 17
+    seen, after = [], None
+    while True:
+        page = await reads.comments_page(flt, CommentOrder(), first=5, after=after)
+        seen += [view.id for _, view in page.edges]
+        assert await page.items_before() == (after is not None)
+        if not page.has_next_page:
+            break
+        after = page.end_cursor
+    assert seen == expected
+    back = await reads.comments_page(flt, CommentOrder(), last=4, before=None)
+    assert [view.id for _, view in back.edges] == expected[-4:]
+    assert back.has_previous_page
+    if reads.projects:  # PostgreSQL writes the page's JSON: the same comments, in the same order
+        projection = Projection("comment", (Member("id", attribute="vk_id", spelling=Spelling.INT32),
+                                            Member("text", attribute="text")))
+        written = await reads.comments_page_projected(flt, CommentOrder(), projection, first=10, after=None)
+        vk_id_of = {row: vk_id for (_, vk_id), row in ids.items()}  # the projection writes VK's ids
+        assert [orjson.loads(node)["id"] for _, node in written.edges] == [vk_id_of[i] for i in expected[:10]]
+        assert all(orjson.loads(node)["text"] == "кошка пришла" for _, node in written.edges)
+        assert written.has_next_page
+        middle = await reads.comments_page_projected(flt, CommentOrder(), projection, first=3, after=written.edges[4][0])
+        assert [orjson.loads(node)["id"] for _, node in middle.edges] == [vk_id_of[i] for i in expected[5:8]]
+        assert await middle.items_before()

@@ -41,8 +41,9 @@ def test_every_field_of_every_declared_type_is_projected_or_listed_with_why_not(
     found = unprojected(schema._schema)
     assert set(found) == set(listed()), {k: v for k, v in found.items() if k not in listed()}
     assert all(listed().values())  # each with its reason
-    # What is listed is few, and the console's review query asks none of it.
-    assert set(found) == {"Group.monitoring", "Group.commentsCount", "Keyword.matchesCount"}
+    # What is listed is few, and the console's review query asks none of it but `highlights`,
+    # which it includes only when the filter has a rule-language query.
+    assert set(found) == {"Group.monitoring", "Group.commentsCount", "Keyword.matchesCount", "Comment.highlights"}
 
 
 def test_every_api_type_of_a_view_is_made_from_its_declaration() -> None:

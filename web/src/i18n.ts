@@ -3,6 +3,9 @@ import { signal } from "@preact/signals";
 import type { ProgressMessageCode, TaskKind, TaskState, VkBudgetWarningCode, VkTokenState } from "./generated/graphql";
 
 const en = {
+  query: "Query", queryErrorAt: "Line {line}, column {column}", expected: "expected",
+  rules: "Saved rules", addRule: "Save a rule", ruleName: "Name", ruleQuery: "Query", ruleReference: "Use as",
+  ruleHelp: "A saved query, usable in any query as rule:\"name\". Terms match every word form; AND, OR, NOT, -word, \"phrase\", \"phrase\"~3, a NEAR/3 b, prefix*, kw:word.",
   appName: "VK Comments Parser",
   signIn: "Sign in", signOut: "Sign out", token: "API token",
   tokenHelp: "Paste an API token. `vkcp serve` prints a one-time admin token on the first start; more with `vkcp token create --name NAME --role operator`.",
@@ -90,6 +93,9 @@ const en = {
 export type Key = keyof typeof en;
 
 const ru: Record<Key, string> = {
+  query: "Запрос", queryErrorAt: "Строка {line}, столбец {column}", expected: "ожидалось",
+  rules: "Сохранённые правила", addRule: "Сохранить правило", ruleName: "Название", ruleQuery: "Запрос", ruleReference: "Ссылка",
+  ruleHelp: "Сохранённый запрос; в любом запросе — rule:\"название\". Слова находят все словоформы; AND, OR, NOT, -слово, \"фраза\", \"фраза\"~3, a NEAR/3 b, префикс*, kw:слово.",
   appName: "Парсер комментариев VK",
   signIn: "Войти", signOut: "Выйти", token: "API-токен",
   tokenHelp: "Вставьте API-токен. `vkcp serve` при первом запуске печатает одноразовый токен администратора; новые — `vkcp token create --name ИМЯ --role operator`.",

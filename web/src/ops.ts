@@ -163,14 +163,42 @@ const COMMENT_FIELDS = /* GraphQL */ `
 `;
 
 export const COMMENTS = /* GraphQL */ `
-  query Comments($filter: CommentFilter, $orderBy: CommentOrder, $first: Int!, $after: String) {
+  query Comments($filter: CommentFilter, $orderBy: CommentOrder, $first: Int!, $after: String, $query: String = "", $withQuery: Boolean = false) {
     comments(filter: $filter, orderBy: $orderBy, first: $first, after: $after) {
       totalCount
       pageInfo { hasNextPage endCursor }
-      edges { node { ...CommentFields } }
+      edges { node { ...CommentFields highlights(query: $query) @include(if: $withQuery) { start end term } } }
     }
   }
   ${COMMENT_FIELDS}
+`;
+
+// The rule language: checked as it is typed (the Review filter, the rule editor).
+export const VALIDATE_QUERY = /* GraphQL */ `
+  query ValidateQuery($query: String!) { validateQuery(query: $query) { valid errors { message line column expected } } }
+`;
+
+const RULE_FIELDS = /* GraphQL */ `
+  fragment RuleFields on Rule { id name query category reference matchesCount }
+`;
+
+export const RULES = /* GraphQL */ `
+  query Rules { rules(first: 100) { edges { node { ...RuleFields } } } }
+  ${RULE_FIELDS}
+`;
+
+export const CREATE_RULE = /* GraphQL */ `
+  mutation CreateRule($input: RuleInput!) { createRule(input: $input) { rule { ...RuleFields } errors { code message field } } }
+  ${RULE_FIELDS}
+`;
+
+export const UPDATE_RULE = /* GraphQL */ `
+  mutation UpdateRule($id: ID!, $input: UpdateRuleInput!) { updateRule(id: $id, input: $input) { rule { ...RuleFields } errors { code message field } } }
+  ${RULE_FIELDS}
+`;
+
+export const REMOVE_RULE = /* GraphQL */ `
+  mutation RemoveRule($id: ID!) { removeRule(id: $id) { removedRuleId errors { code message } } }
 `;
 
 // The texts a comment had before, for the detail pane: read for an edited comment when it is shown.

@@ -1,10 +1,13 @@
 import { useEffect, useState } from "preact/hooks";
 import { request } from "../api";
 import { fmtNum, t } from "../i18n";
-import { ADD_KEYWORDS, KEYWORDS, REMOVE_KEYWORD, START_ANALYZE, UPDATE_KEYWORD } from "../ops";
+import { ADD_KEYWORDS, CREATE_RULE, KEYWORDS, REMOVE_KEYWORD, REMOVE_RULE, RULES, START_ANALYZE, UPDATE_KEYWORD, UPDATE_RULE } from "../ops";
+import { QueryField } from "../queryField";
 import type {
   AddKeywordsMutation, AddKeywordsMutationVariables, KeywordFieldsFragment, KeywordInput, KeywordsQuery, KeywordsQueryVariables,
   RemoveKeywordMutation, StartAnalyzeMutation, StartAnalyzeMutationVariables, UpdateKeywordMutation, UpdateKeywordMutationVariables,
+  CreateRuleMutation, CreateRuleMutationVariables, RemoveRuleMutation, RemoveRuleMutationVariables, RuleFieldsFragment, RulesQuery,
+  UpdateRuleMutation, UpdateRuleMutationVariables,
 } from "../generated/graphql";
 import { ErrorLine, Panel, ProgressBar, StateBadge, errorText, useTaskProgress, type Task } from "../shared";
 
@@ -73,6 +76,83 @@ function KeywordRow({ kw, onChanged, onRemoved }: { kw: Keyword; onChanged: (k: 
         <ErrorLine error={error} />
       </td>
     </tr>
+  );
+}
+
+type Rule = RuleFieldsFragment;
+
+/** Saved rules: a list, and one form that saves a new rule or the one picked with "edit". */
+function Rules() {
+  const [rules, setRules] = useState<Rule[]>([]);
+  const [editing, setEditing] = useState<Rule | null>(null);
+  const [name, setName] = useState("");
+  const [query, setQuery] = useState("");
+  const [category, setCategory] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  async function load() {
+    try {
+      const d = await request<RulesQuery>(RULES);
+      setRules(d.rules.edges.map((e) => e.node));
+    } catch (e) { setError(errorText(e)); }
+  }
+  useEffect(() => { load(); }, []);
+  function pick(rule: Rule | null) {
+    setEditing(rule); setName(rule?.name ?? ""); setQuery(rule?.query ?? ""); setCategory(rule?.category ?? ""); setError(null);
+  }
+  async function save(e: Event) {
+    e.preventDefault();
+    const input = { name, query, category: category || null };
+    try {
+      const payload = editing
+        ? (await request<UpdateRuleMutation, UpdateRuleMutationVariables>(UPDATE_RULE, { id: editing.id, input })).updateRule
+        : (await request<CreateRuleMutation, CreateRuleMutationVariables>(CREATE_RULE, { input })).createRule;
+      if (payload.errors.length) { setError(payload.errors.map((x) => x.message).join("; ")); return; }
+      pick(null);
+      await load();
+    } catch (err) { setError(errorText(err)); }
+  }
+  async function remove(rule: Rule) {
+    if (!confirm(`${rule.name}?`)) return;
+    try {
+      const d = await request<RemoveRuleMutation, RemoveRuleMutationVariables>(REMOVE_RULE, { id: rule.id });
+      if (d.removeRule.errors.length) setError(d.removeRule.errors[0].message);
+      else { if (editing?.id === rule.id) pick(null); await load(); }
+    } catch (err) { setError(errorText(err)); }
+  }
+  return (
+    <Panel title={`${t("rules")} (${rules.length})`}>
+      <p class="muted">{t("ruleHelp")}</p>
+      <form onSubmit={save} class="stack" aria-label={t("addRule")}>
+        <label for="rule-name">{t("ruleName")}</label>
+        <input id="rule-name" value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        <label for="rule-query">{t("ruleQuery")}</label>
+        <QueryField id="rule-query" name="ruleQuery" value={query} onInput={setQuery} />
+        <label for="rule-category">{t("category")}</label>
+        <input id="rule-category" value={category} onInput={(e) => setCategory(e.currentTarget.value)} />
+        <div>
+          <button type="submit">{editing ? t("save") : t("addRule")}</button>
+          {editing && <button type="button" class="secondary" onClick={() => pick(null)}>{t("cancel")}</button>}
+        </div>
+      </form>
+      <ErrorLine error={error} />
+      <table>
+        <thead><tr><th scope="col">{t("ruleName")}</th><th scope="col">{t("ruleQuery")}</th><th scope="col">{t("category")}</th><th scope="col">{t("matchesCount")}</th><th scope="col">{t("actions")}</th></tr></thead>
+        <tbody>
+          {rules.map((rule) => (
+            <tr data-rule={rule.name}>
+              <td>{rule.name}<div class="muted"><code>{rule.reference}</code></div></td>
+              <td><code>{rule.query}</code></td>
+              <td>{rule.category ?? ""}</td>
+              <td class="num">{fmtNum(rule.matchesCount)}</td>
+              <td class="actions">
+                <button type="button" class="secondary" onClick={() => pick(rule)}>{t("edit")}</button>
+                <button type="button" class="danger" onClick={() => remove(rule)}>{t("remove")}</button>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </Panel>
   );
 }
 
@@ -157,6 +237,7 @@ export function Keywords() {
           </tbody>
         </table>
       </Panel>
+      <Rules />
     </div>
   );
 }

@@ -11,8 +11,10 @@ import type {
 } from "../generated/graphql";
 import { ErrorLine, MultiPick, displayId, errorText } from "../shared";
 import { memo } from "../memo";
+import { QueryField } from "../queryField";
 
-type Comment = CommentFieldsFragment;
+// A comment of the list; `highlights` are read when the filter has a rule-language query.
+type Comment = CommentFieldsFragment & { highlights?: { start: number; end: number; term: string }[] | null };
 type Version = NonNullable<CommentVersionsQuery["comment"]>["versions"][number];
 const ROW = 92; // px; rows have a fixed height so only the visible ones are rendered
 const PAGE = 100;
@@ -59,6 +61,10 @@ const Filters = memo(function Filters({ options }: { options: FilterOptionsQuery
         options={(options?.assignableUsers ?? []).map((name) => ({ id: name, label: name }))} />
       <label>{t("tagsFilter")}<input name="tags" value={(f.tags ?? []).join(", ")} onInput={(e) => set({ tags: splitTags(e.currentTarget.value) })} /></label>
       <label>{t("text")}<input name="text" type="search" value={f.text ?? ""} onInput={(e) => set({ text: e.currentTarget.value })} /></label>
+      <div class="query-filter">
+        <label for="review-query">{t("query")}</label>
+        <QueryField id="review-query" name="query" value={f.query ?? ""} onInput={(v) => set({ query: v })} />
+      </div>
       <label>{t("author")}<input name="author" inputMode="numeric" value={f.authorIds?.join(",") ?? ""} onInput={(e) => set({ authorIds: e.currentTarget.value.split(/[ ,]+/).filter(Boolean).map(Number).filter(Number.isFinite) })} /></label>
       <label>{t("since")}<input type="date" value={f.since?.slice(0, 10) ?? ""} onInput={(e) => set({ since: e.currentTarget.value ? `${e.currentTarget.value}T00:00:00Z` : null })} /></label>
       <label>{t("until")}<input type="date" value={f.until?.slice(0, 10) ?? ""} onInput={(e) => set({ until: e.currentTarget.value ? `${e.currentTarget.value}T23:59:59Z` : null })} /></label>
@@ -118,7 +124,7 @@ const Row = memo(function Row({ c, index, total, isCurrent, isSelected, onPick, 
           {c.assignee && <span class="badge badge-assignee" data-badge="assignee">@{c.assignee}</span>}
           {c.tags.map((tag) => <span class="badge badge-tag" data-badge="tag">#{tag}</span>)}
         </div>
-        <p class="comment-text"><Highlighted text={c.text} matches={c.matches} /></p>
+        <p class="comment-text"><Highlighted text={c.text} matches={c.matches} highlights={c.highlights} /></p>
       </div>
     </div>
   );
@@ -264,8 +270,10 @@ export function Review() {
     const gen = reset ? ++generation.current : generation.current;
     setLoading(true);
     try {
+      const query = state.filter.query?.trim() ?? "";
       const d = await request<CommentsQuery, CommentsQueryVariables>(COMMENTS, {
         filter: cleanFilter(state.filter), orderBy: state.orderBy, first: PAGE, after: reset ? null : cursor,
+        query, withQuery: query !== "",
       });
       if (gen !== generation.current) return; // the filter changed meanwhile
       const page = d.comments.edges.map((e) => e.node);
@@ -432,7 +440,7 @@ export function Review() {
               {focused.parent && (
                 <blockquote class="parent"><div class="muted">{t("inReplyTo")} {focused.parent.author?.name}</div>{focused.parent.text}</blockquote>
               )}
-              <p class="detail-text"><Highlighted text={focused.text} matches={focused.matches} /></p>
+              <p class="detail-text"><Highlighted text={focused.text} matches={focused.matches} highlights={focused.highlights} /></p>
               {focused.deleted && <p class="history-note deleted" data-testid="deleted-at">{fill("deletedAt", { when: fmtDate(focused.deletedAt) })}</p>}
               {focused.editedAt && <p class="history-note edited" data-testid="edited-at">{fill("editedAt", { when: fmtDate(focused.editedAt) })}</p>}
               <Workflow comment={focused} users={options?.assignableUsers ?? []} change={mark} noteRef={noteRef} />

@@ -183,6 +183,11 @@ def _comment_text() -> str:
     return " || ' ' || ".join(terms[:6]) + " || " + " || ".join(terms[6:])
 
 
+# domain.queries.fold_text in SQL, for the stored fold (comments.text_folded) of the filled
+# texts: the vocabulary is lowercase Cyrillic, where ICU's lower() and Python's agree.
+_FOLDED = """replace(lower(t.text COLLATE "und-x-icu"), 'ё', 'е')"""
+
+
 FILL = [
     f"""INSERT INTO groups (id, vk_id, screen_name, name, created_at, updated_at, last_success_at)
         SELECT i, 1000 + i, 'group' || i, 'Сообщество ' || i, now(), now(), now()
@@ -201,14 +206,16 @@ FILL = [
 # over two connections. i is BIGINT: i * 7919 passes int4's 2,147,483,647 at 271,000 comments.
 FILL_COMMENTS = f"""
     INSERT INTO comments (id, group_id, post_id, owner_id, vk_id, post_vk_id, thread_vk_id, parent_vk_id,
-                          from_id, text, published_at, likes, viewed, archived, matches_count, created_at)
+                          from_id, text, text_folded, published_at, likes, viewed, archived, matches_count,
+                          created_at)
     SELECT i, p.group_id, p.id, p.owner_id, i, p.vk_id,
            CASE WHEN i % 3 = 0 THEN i - 1 END, CASE WHEN i % 3 = 0 THEN i - 1 END,
-           1 + (i * 7919) % {{authors}}, {_comment_text()},
+           1 + (i * 7919) % {{authors}}, t.text, {_FOLDED},
            now() - ((i * 127) % 31536000 || ' seconds')::interval, i % 50,
            (i * 127) % 31536000 > 14 * 86400 AND i % 10 < 8, i % 13 = 0,
            CASE WHEN i % 5 = 0 THEN 1 + (i / 5) % 2 ELSE 0 END, now()
     FROM generate_series({{first}}::bigint, {{last}}) i
+    CROSS JOIN LATERAL (SELECT {_comment_text()} AS text) t
     JOIN posts p ON p.id = 1 + i % {GROUPS * POSTS_PER_GROUP}"""
 FILL_MATCHES = f"""
     INSERT INTO matches (comment_id, keyword_id, matched_text, start_pos, end_pos, snippet, published_at)

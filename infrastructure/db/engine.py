@@ -10,7 +10,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import QueuePool
 
-from domain import queries
 from infrastructure.db.faults import UnavailableAware, translate_errors
 
 # Execution option a unit of work sets on its connection: on SQLite its transaction starts
@@ -31,11 +30,6 @@ DEFAULT_POOL_SIZE = 10
 # correlated subqueries crossed jit_above_cost, so a statement spent more CPU compiling
 # expressions than running them.
 SERVER_SETTINGS = {"jit": "off"}
-
-
-def fold_text(value: str | None) -> str | None:
-    """The comment filter's ``domain.queries.fold_text``: SQLite's own lower() knows ASCII only."""
-    return None if value is None else queries.fold_text(value)
 
 
 def create_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncEngine:
@@ -103,7 +97,7 @@ def _sqlite_engine(url: str) -> AsyncEngine:
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
-    """WAL (readers never block the writer), foreign keys, waiting on locks, fold_text().
+    """WAL (readers never block the writer), foreign keys, waiting on locks.
 
     The driver's own transaction handling is switched off so that SQLAlchemy emits BEGIN
     itself: a unit of work, which reads and then writes, must take the write lock at its
@@ -120,7 +114,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, much faster commits
         cursor.close()
-        dbapi_connection.create_function("fold_text", 1, fold_text, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection) -> None:

@@ -20,7 +20,6 @@ from sqlalchemy import (
     false,
     func,
     literal,
-    literal_column,
     or_,
     select,
     type_coerce,
@@ -41,18 +40,13 @@ def like_pattern(word: str) -> str:
 
 
 def folded_text(dialect: str) -> ColumnElement[str]:
-    """``domain.queries.fold_text`` of a comment's text, in SQL.
-
-    PostgreSQL: lower() under the ICU root collation (Unicode's full lowercase mapping, as
-    Python's str.lower(), whatever the database's locale; libc's "C" lowercases ASCII only), then
-    "ё" as "е". The expression is the trigram index's (``TEXT_SEARCH_INDEX``), literals and all,
-    so the index serves it. SQLite: the domain's own function, registered by
-    ``infrastructure.db.engine``.
+    """``domain.queries.fold_text`` of a comment's text, in SQL: the stored
+    ``comments.text_folded`` on both databases (the comment upsert writes it with the domain's
+    own function, so both compare the same strings). PostgreSQL's trigram index
+    (``TEXT_SEARCH_INDEX``) is on that column; a candidate it returns is confirmed by comparing
+    the stored fold, not by lowercasing the text again.
     """
-    if dialect == "postgresql":
-        lowered = func.lower(comments.c.text.collate("und-x-icu"))
-        return func.replace(lowered, literal_column("'ё'"), literal_column("'е'"))
-    return func.fold_text(comments.c.text)
+    return comments.c.text_folded
 
 
 def text_condition(flt: CommentFilter, dialect: str) -> ColumnElement[bool] | None:

@@ -241,7 +241,11 @@ def _comment_order(order: CommentOrder) -> _Order:
 def _comment_query() -> Select:
     # Replies name their parent and thread by VK id; those load only when asked
     # (comments_by_vk_ids), so no page joins comments to themselves.
-    return select(comments)
+    # The stored fold (``text_folded``) is for the ``text`` filter only: not read.
+    return select(*_COMMENT_COLUMNS)
+
+
+_COMMENT_COLUMNS = tuple(column for column in comments.c if column.name != "text_folded")
 
 
 # Rows as views: every stored field of the declaration (domain/declaration.py), by its column.

@@ -47,6 +47,7 @@ from domain.models import (
     TaskState,
     WorkflowState,
 )
+from domain.queries import fold_text
 from infrastructure.db.aggregates import StatsLedger
 from infrastructure.db.bulk import bulk_insert, in_values
 from infrastructure.db.tables import (
@@ -329,6 +330,7 @@ class SqlCommentRepository:
                     "parent_vk_id": c.parent_vk_id,
                     "from_id": from_id,
                     "text": text,
+                    "text_folded": fold_text(text),  # what the ``text`` filter compares
                     "published_at": published_at,
                     "likes": likes,
                     "deleted": c.deleted,
@@ -342,7 +344,7 @@ class SqlCommentRepository:
         # the first collection: kept.
         updated = (
             "group_id", "post_id", "post_vk_id", "thread_vk_id", "parent_vk_id",
-            "from_id", "text", "published_at", "likes", "deleted", "edited_at", "deleted_at",
+            "from_id", "text", "text_folded", "published_at", "likes", "deleted", "edited_at", "deleted_at",
         )
         # A stored comment is written only when a re-read changed it: a full re-parse finds most
         # comments as they were, and rewriting each (a new version, an entry in every index of

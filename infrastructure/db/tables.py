@@ -45,9 +45,9 @@ metadata = MetaData(
 Id = BigInteger().with_variant(Integer(), "sqlite")
 JsonValue = JSON().with_variant(JSONB(), "postgresql")
 
-# The comment filter's `text` on PostgreSQL: a trigram index on the folded text
-# (``filters.folded_text``), which serves LIKE '%word%'. An expression index Alembic cannot
-# declare here; SQLite has none (it scans).
+# The comment filter's `text` on PostgreSQL: a trigram index on the stored folded text
+# (``comments.text_folded``, migration 0014), which serves LIKE '%word%'. A trigram operator
+# class Alembic cannot declare here; SQLite has none (it scans).
 TEXT_SEARCH_INDEX = "ix_comments_text_search"
 # The ``tags`` filter on PostgreSQL: a GIN index on the JSONB array serves ``tags ?| array[...]``.
 # SQLite has no such index (its ``json_each`` reads the rows the other conditions leave).
@@ -155,6 +155,10 @@ comments = Table(
     Column("parent_vk_id", BigInteger),
     Column("from_id", BigInteger, nullable=False),
     Column("text", Text, nullable=False),
+    # ``domain.queries.fold_text(text)``, what the ``text`` filter compares (migration 0014):
+    # written with the text by the comment upsert, so a search confirms a candidate with a plain
+    # LIKE instead of folding every candidate's text again. Not a field of the API.
+    Column("text_folded", Text, nullable=False, server_default=text("''")),
     Column("published_at", UtcDateTime, nullable=False),
     Column("likes", Integer, nullable=False, server_default=text("0")),
     Column("deleted", Boolean, nullable=False, server_default=false()),

@@ -39,7 +39,7 @@ async def test_upgrade_twice_is_a_no_op(migrated_db, database_url) -> None:
     engine, _ = migrated_db
     async with engine.connect() as conn:
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert version == "0013"
+    assert version == "0014"
 
 
 async def test_the_review_audit_trail_refuses_updates(migrated_db, uow_factory) -> None:
@@ -73,3 +73,40 @@ async def test_the_review_audit_trail_refuses_updates(migrated_db, uow_factory) 
         await uow.commit()
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM comment_events"))).scalar_one() == 0
+
+
+async def test_0014_folds_the_comments_already_stored(database_url) -> None:
+    """Migration 0014 fills ``text_folded`` of the comments stored before it with the domain's
+    fold, so a text search finds them at once (through the trigram index on PostgreSQL)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert, select
+
+    from domain.queries import MAX_PAGE, CommentFilter, CommentOrder, fold_text
+    from infrastructure.db.engine import create_engine, session_factory
+    from infrastructure.db.queries import SqlReadModel
+    from infrastructure.db.tables import comments, groups, posts
+
+    await upgrade_async(database_url, "0013")
+    when = datetime(2026, 12, 7, tzinfo=UTC)
+    texts = ["ЁЛКА и Ежик", "Straße 100%", "", "ΣΊΣΥΦΟΣ"]
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert(groups).values(id=1, vk_id=1, screen_name="g", name="G", created_at=when,
+                                                     updated_at=when))
+            await conn.execute(insert(posts).values(id=1, group_id=1, owner_id=-1, vk_id=1, text="", published_at=when))
+            await conn.execute(insert(comments), [
+                {"group_id": 1, "post_id": 1, "owner_id": -1, "vk_id": i + 1, "post_vk_id": 1, "from_id": 5,
+                 "text": t, "published_at": when, "created_at": when}
+                for i, t in enumerate(texts)
+            ])
+        assert await upgrade_async(database_url) == ["0014"]
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(comments.c.text, comments.c.text_folded).order_by(comments.c.id))).all()
+        assert [tuple(r) for r in rows] == [(t, fold_text(t)) for t in texts]
+        reads = SqlReadModel(session_factory(engine))
+        page = await reads.comments_page(CommentFilter(text="елка ЕЖИК"), CommentOrder(), first=MAX_PAGE, after=None)
+        assert [view.text for _, view in page.edges] == ["ЁЛКА и Ежик"]
+    finally:
+        await engine.dispose()

@@ -52,12 +52,16 @@ TEXTS = [
     "Ⅻ век",
     "ǅemal",
     "",
+    # Latin and Cyrillic: one word of each script, and a word of both ("с" Cyrillic, "at" Latin).
+    "Cat и КОТ",  # Latin "Cat", Cyrillic "КОТ"
+    "\u0441at наоборот",  # Cyrillic "с", Latin "at"
 ]
 
 TEXT_FILTERS = [
     "кошка", "кошк", "КОШКАМИ", "кошек", "ёж", "ЕЖИК", "ёлка", "Елка", "кот собака", "собака кот",
     "кот-", "strasse", "straße", "σίσυφος", "ς", "istanbul", "i̇stanbul", "100%", "%", "_", "_50",
     "\\", "🐈", "ⅻ", "ǆemal", "ǅ", "а", "  ", "Окошко открыто",
+    "cat", "CAT кот", "\u0441at", "\u0441AT", "\u0441\u0430\u0442", "\\%", "\\_", "%_", "0%", "k_t",
 ]
 
 
@@ -273,6 +277,32 @@ async def test_the_meaning_is_literal_folded_words(stored, migrated_db) -> None:
     assert await workflow(assignees=("Анна",), statuses=(CommentStatus.NEW,)) == {0, 12}
     # Unicode lowercase, not ASCII only: Greek and the final sigma too.
     assert await texts("σίσυφος") == {"ΣΊΣΥΦΟΣ"}
+    # Scripts are not mixed up: a Latin "c" is not a Cyrillic "с", whatever the case.
+    assert await texts("CAT кот") == {"Cat и КОТ"}
+    assert await texts("cat") == {"Cat и КОТ"}
+    assert await texts("\u0421\u0410\u0422") == set()  # all Cyrillic: no text has it
+    assert await texts("\u0441AT") == {"\u0441at наоборот"}
+    # The escape character is plain too, and escapes nothing.
+    assert await texts("\\") == {"back\\slash"}
+    assert await texts("\\%") == set()
+    assert await texts("0%") == {"100% скидка_50"}
+
+
+async def test_the_stored_fold_is_the_domains_after_edits_and_deletions(stored, migrated_db) -> None:
+    """``comments.text_folded`` (what the filter compares) is ``fold_text(text)`` for every
+    comment the fixture wrote, edited, deleted and marked vanished, on both databases."""
+    from sqlalchemy import select
+
+    from domain.queries import fold_text
+    from infrastructure.db.tables import comments
+
+    engine, _ = migrated_db
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(comments.c.text, comments.c.text_folded))).all()
+    assert len(rows) == len(TEXTS)
+    assert [folded for _, folded in rows] == [fold_text(text) for text, _ in rows]
+    assert any(folded != text for text, folded in rows)  # the fold did change some
+    assert any("(исправлено)" in folded for _, folded in rows)  # edits were folded anew
 
 
 async def test_the_rule_language_pinned(stored, migrated_db) -> None:

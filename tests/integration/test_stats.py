@@ -53,7 +53,7 @@ async def seed(sessions) -> None:
             insert(comments),
             [
                 {"id": i, "group_id": g, "post_id": p, "owner_id": o, "vk_id": v, "post_vk_id": 1, "thread_vk_id": t,
-                 "parent_vk_id": t, "from_id": a, "text": "текст", "published_at": when, "matches_count": m,
+                 "parent_vk_id": t, "from_id": a, "text": "текст", "text_folded": "текст", "published_at": when, "matches_count": m,
                  "deleted": a == 0, "created_at": NOW}
                 for i, g, p, o, v, t, a, when, m in rows
             ],

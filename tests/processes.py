@@ -93,3 +93,23 @@ def vk_emulator(args: list[str], log: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/method"
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def embedded_serve(workdir: Path, **env: str) -> Iterator[tuple[str, str, Path]]:
+    """`vkcp serve` as the README's first command runs it (embedded SQLite in ``workdir``,
+    in-process jobs, sandbox VK, no other ``VKCP_`` setting of this environment) on a free port,
+    until the block ends; yields its base URL, the first admin token and its log. ``env`` adds
+    settings; ``{url}`` in a value is the base URL (``VKCP_PUBLIC_URL="{url}"``)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VKCP_")}
+    environment.update(PYTHONPATH=str(ROOT), VKCP_DATA_DIR=str(workdir / "data"), VKCP_VK_SANDBOX="1")
+    environment.update({name: value.format(url=url) for name, value in env.items()})
+    log = workdir / "serve.log"
+    proc = spawn(["-m", "entrypoints.cli", "serve", "--port", str(port)], environment, log)
+    try:
+        asyncio.run(wait_http(f"{url}/healthz", proc, log))
+        yield url, first_admin_token(workdir / "data"), log
+    finally:
+        stop(proc)

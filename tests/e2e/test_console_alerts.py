@@ -33,7 +33,7 @@ import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.conftest import require_service
-from tests.processes import ROOT, first_admin_token, free_port, spawn, stop
+from tests.processes import ROOT, embedded_serve, free_port
 
 CHROMIUM = os.environ.get("VKCP_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "console-alerts"
@@ -149,29 +149,9 @@ def receivers() -> Iterator[tuple[Mailbox, WebhookReceiver]]:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     require_service("Chromium", _browser_problem())
     workdir = tmp_path_factory.mktemp("alerts-console")
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(workdir / "data"), "VKCP_VK_SANDBOX": "1",
-           "VKCP_PUBLIC_URL": f"http://127.0.0.1:{port}"}
-    for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH", "VKCP_VK_TOKENS", "VKCP_VK_API_URL"):
-        env.pop(name, None)
-    log = workdir / "serve.log"
-    proc = spawn(["-m", "entrypoints.cli", "serve", "--port", str(port)], env, log)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
-        yield Service(f"http://127.0.0.1:{port}", first_admin_token(workdir / "data"))
-    finally:
-        stop(proc)
-        text = log.read_text()
-        assert "whsec_" not in text, "a webhook secret reached the log"
+    with embedded_serve(workdir, VKCP_PUBLIC_URL="{url}") as (url, token, log):
+        yield Service(url, token)
+    assert "whsec_" not in log.read_text(), "a webhook secret reached the log"
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ import pytest
 
 from domain.export import EXPORT_COLUMNS
 from tests.conftest import require_service
-from tests.processes import ROOT, first_admin_token, free_port, spawn, stop
+from tests.processes import ROOT, embedded_serve, first_admin_token, free_port, spawn, stop
 
 CHROMIUM = os.environ.get("VKCP_TEST_CHROMIUM", "/usr/bin/chromium")
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
@@ -62,26 +62,8 @@ class Service:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     require_service("Chromium", _browser_problem())
     workdir = tmp_path_factory.mktemp("console")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(workdir / "data"), "VKCP_VK_SANDBOX": "1"}
-    for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH", "VKCP_VK_TOKENS", "VKCP_VK_API_URL"):
-        env.pop(name, None)
-    port = free_port()
-    log = workdir / "serve.log"
-    proc = spawn(["-m", "entrypoints.cli", "serve", "--port", str(port)], env, log)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
-        yield Service(f"http://127.0.0.1:{port}", first_admin_token(workdir / "data"))
-    finally:
-        stop(proc)
+    with embedded_serve(workdir) as (url, token, _):
+        yield Service(url, token)
 
 
 class Watch:

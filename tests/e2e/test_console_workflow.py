@@ -10,19 +10,17 @@ fail under CI=true (as test_console_browser.py's).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import require_service
 from tests.e2e.test_console_browser import CHROMIUM, Service, _axe, _browser_problem, _new_page
-from tests.processes import ROOT, first_admin_token, free_port, spawn, stop
+from tests.processes import ROOT, embedded_serve
 
 ARTIFACTS = ROOT / "test-artifacts" / "console-workflow"
 OPERATOR = "Анна"
@@ -34,24 +32,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     require_service("Chromium", _browser_problem())
 
     workdir = tmp_path_factory.mktemp("console-workflow")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VKCP_DATA_DIR": str(workdir / "data"), "VKCP_VK_SANDBOX": "1"}
-    for name in ("VKCP_DATABASE_URL", "VKCP_REDIS_URL", "VKCP_AUTH", "VKCP_VK_TOKENS", "VKCP_VK_API_URL"):
-        env.pop(name, None)
-    port = free_port()
-    log = workdir / "serve.log"
-    proc = spawn(["-m", "entrypoints.cli", "serve", "--port", str(port)], env, log)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
-        admin = Service(f"http://127.0.0.1:{port}", first_admin_token(workdir / "data"))
+    with embedded_serve(workdir) as (url, token, log):
+        admin = Service(url, token)
         made = admin.gql('mutation { createApiToken(name: "Анна", role: OPERATOR) { secret errors { code } } }')
         group = admin.gql('mutation { addGroup(ref: "koshki_spb") { group { id } } }')["addGroup"]["group"]["id"]
         task = admin.gql("mutation($g: ID!) { startParse(input: {groupIds: [$g]}) { tasks { id } } }", g=group)
@@ -63,8 +45,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         operator = Service(admin.url, made["createApiToken"]["secret"])
         operator.admin = admin  # type: ignore[attr-defined]
         yield operator
-    finally:
-        stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import base64
 import email
 import email.policy
 import json
-import os
 import re
 import shutil
 import threading
@@ -25,7 +24,6 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,22 +31,11 @@ import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.conftest import require_service
+from tests.e2e.test_console_browser import CHROMIUM, _axe, _browser_problem
 from tests.processes import ROOT, embedded_serve, free_port
 
-CHROMIUM = os.environ.get("VKCP_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "console-alerts"
-AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
 KEYWORD = "кошка"
-
-
-def _browser_problem() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} is missing (apt-get install -y chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install -e '.[test]')"
-    return None
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
@@ -201,18 +188,6 @@ def _page(browser: Any, service: Service, token: str, locale: str = "en-US") -> 
 
 def _shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def _axe(page: Any, where: str) -> None:
-    """axe-core finds no serious or critical accessibility violation on the page as it is."""
-    if not AXE.exists():
-        require_service("axe-core", f"{AXE} is missing (npm ci in web/)")
-        return
-    page.evaluate(AXE.read_text() + "\n;undefined")
-    result = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-                           ".map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))")
-    bad = [v for v in result if v["impact"] in ("serious", "critical")]
-    assert bad == [], f"{where}: {json.dumps(bad, ensure_ascii=False)}"
 
 
 def _matched(service: Service, keyword_id: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.processes import first_admin_token, free_port, spawn, stop, wait_http
+from tests.processes import embedded_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_MADE = {"up"}  # series Prometheus itself records per scrape target
@@ -52,46 +51,43 @@ def exposed(text: str) -> dict[str, list[dict[str, str]]]:
     return series
 
 
-async def test_rules_and_dashboard_name_only_series_the_service_exposes(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VKCP_")}
-    env.update(PYTHONPATH=str(ROOT), VKCP_DATA_DIR=str(tmp_path / "data"), VKCP_VK_SANDBOX="1")
-    port = free_port()
-    log = tmp_path / "serve.log"
-    proc = spawn(["-m", "entrypoints.cli", "serve", "--port", str(port)], env, log)
-    try:
-        await wait_http(f"http://127.0.0.1:{port}/healthz", proc, log)
-        auth = {"Authorization": f"Bearer {first_admin_token(tmp_path / 'data')}"}
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=auth) as client:
-            async def gql(query: str, **variables: object) -> dict:
-                body = (await client.post("/graphql", json={"query": query, "variables": variables})).json()
-                assert "errors" not in body, body
-                return body["data"]
+async def _parse_and_scrape(url: str, token: str) -> tuple[str, dict]:
+    """A parse of the sandbox's community, then /metrics once the metrics listener has heard it
+    finish (on the event stream): the exposition text and the task's result."""
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
+        async def gql(query: str, **variables: object) -> dict:
+            body = (await client.post("/graphql", json={"query": query, "variables": variables})).json()
+            assert "errors" not in body, body
+            return body["data"]
 
-            await gql('mutation { addKeywords(input: [{word: "кот"}]) { errors { code } } }')
-            group = (await gql('mutation { addGroup(ref: "koshki_spb") { group { id } } }'))["addGroup"]["group"]
-            started = await gql("mutation($g: [ID!]!) { startParse(input: {groupIds: $g, maxPosts: 3}) { tasks { id } } }",
-                                g=[group["id"]])
-            task_id = started["startParse"]["tasks"][0]["id"]
-            result = None
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                task = (await gql("query($id: ID!) { task(id: $id) { state result } }", id=task_id))["task"]
-                if task["state"] == "SUCCEEDED":
-                    result = task["result"]
-                    break
-                assert task["state"] in ("QUEUED", "RUNNING"), task
-                await asyncio.sleep(0.2)
-            assert result is not None and result["commentsSeen"] > 0, result
-            # The metrics listener hears the finish on the event stream: wait until it has.
-            while True:
-                text = (await client.get("/metrics")).text
-                series = exposed(text)
-                counted = [s for s in text.splitlines() if s.startswith("vkcp_collected_comments_total ")]
-                if (counted and float(counted[0].split()[1]) > 0) or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.2)
-    finally:
-        stop(proc)
+        await gql('mutation { addKeywords(input: [{word: "кот"}]) { errors { code } } }')
+        group = (await gql('mutation { addGroup(ref: "koshki_spb") { group { id } } }'))["addGroup"]["group"]
+        started = await gql("mutation($g: [ID!]!) { startParse(input: {groupIds: $g, maxPosts: 3}) { tasks { id } } }",
+                            g=[group["id"]])
+        task_id = started["startParse"]["tasks"][0]["id"]
+        result = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            task = (await gql("query($id: ID!) { task(id: $id) { state result } }", id=task_id))["task"]
+            if task["state"] == "SUCCEEDED":
+                result = task["result"]
+                break
+            assert task["state"] in ("QUEUED", "RUNNING"), task
+            await asyncio.sleep(0.2)
+        assert result is not None and result["commentsSeen"] > 0, result
+        while True:
+            text = (await client.get("/metrics")).text
+            counted = [s for s in text.splitlines() if s.startswith("vkcp_collected_comments_total ")]
+            if (counted and float(counted[0].split()[1]) > 0) or time.monotonic() > deadline:
+                return text, result
+            await asyncio.sleep(0.2)
+
+
+def test_rules_and_dashboard_name_only_series_the_service_exposes(tmp_path: Path) -> None:
+    with embedded_serve(tmp_path) as (url, token, _log):
+        text, result = asyncio.run(_parse_and_scrape(url, token))
+    series = exposed(text)
+    counted = [s for s in text.splitlines() if s.startswith("vkcp_collected_comments_total ")]
 
     # The collection-rate series counts what the parse read.
     assert counted == [f"vkcp_collected_comments_total {float(result['commentsSeen'])}"], counted

@@ -18,7 +18,6 @@ import email
 import email.policy
 import json
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,12 +25,11 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.conftest import require_service
-from tests.e2e.test_console_browser import CHROMIUM, _axe, _browser_problem
+from tests.e2e.test_console_browser import Service, Watch, _axe, _browser_problem, chromium
 from tests.processes import ROOT, embedded_serve, free_port
 
 ARTIFACTS = ROOT / "test-artifacts" / "console-alerts"
@@ -107,18 +105,6 @@ class WebhookReceiver:
         return [hook.verify(body, headers) for headers, body in self.at(path)]
 
 
-class Service:
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url, token
-
-    def gql(self, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
-        response = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables},
-                              headers={"Authorization": f"Bearer {token or self.token}"}, timeout=30)
-        body = response.json()
-        assert response.status_code == 200 and "errors" not in body, body
-        return body["data"]
-
-
 @pytest.fixture(scope="module")
 def receivers() -> Iterator[tuple[Mailbox, WebhookReceiver]]:
     mailbox, hooks = Mailbox(), WebhookReceiver()
@@ -143,34 +129,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 @pytest.fixture(scope="module")
 def browser(service: Service) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        # --no-sandbox: CI containers run as root, where Chromium's sandbox cannot start.
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-class Watch:
-    """Requests that leave the service's origin, and browser console errors."""
-
-    def __init__(self, origin: str) -> None:
-        self.origin, self.foreign, self.errors = origin, [], []  # type: ignore[var-annotated]
-
-    def attach(self, page: Any) -> None:
-        ws = self.origin.replace("http://", "ws://", 1)
-        page.on("request", lambda r: None if r.url.startswith((self.origin + "/", ws + "/", "data:")) else self.foreign.append(r.url))
-        page.on("console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None)
-        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
-
-    def assert_clean(self) -> None:
-        assert self.foreign == [], f"requests left the service's origin: {self.foreign}"
-        assert self.errors == [], f"browser console errors: {self.errors}"
+    with chromium(ARTIFACTS) as launched:
+        yield launched
 
 
 def _page(browser: Any, service: Service, token: str, locale: str = "en-US") -> tuple[Any, Any, Watch]:

@@ -19,6 +19,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,10 @@ class Service:
         self.url, self.token = url, token
         self.vk_url = ""  # the VK emulator's, when it runs as its own process
 
-    def gql(self, query: str, **variables: Any) -> dict[str, Any]:
+    def gql(self, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
+        """The document's data, sent with this service's token or ``token``; errors fail the test."""
         response = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables},
-                              headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+                              headers={"Authorization": f"Bearer {token or self.token}"}, timeout=30)
         body = response.json()
         assert response.status_code == 200 and "errors" not in body, body
         return body["data"]
@@ -91,12 +93,14 @@ class Watch:
         assert self.errors == [], f"browser console errors: {self.errors}"
 
 
-@pytest.fixture(scope="module")
-def browser(service: Service) -> Iterator[Any]:
+@contextmanager
+def chromium(artifacts: Path) -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright; ``artifacts`` emptied for this run's
+    screens. Every console module's ``browser`` fixture is this."""
     from playwright.sync_api import sync_playwright
 
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # only this run's screens
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(artifacts, ignore_errors=True)  # only this run's screens
+    artifacts.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         # --no-sandbox: CI containers run as root, where Chromium's sandbox cannot start.
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
@@ -104,6 +108,12 @@ def browser(service: Service) -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser(service: Service) -> Iterator[Any]:
+    with chromium(ARTIFACTS) as launched:
+        yield launched
 
 
 def _shot(page: Any, name: str) -> None:

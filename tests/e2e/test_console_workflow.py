@@ -11,7 +11,6 @@ fail under CI=true (as test_console_browser.py's).
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_service
-from tests.e2e.test_console_browser import CHROMIUM, Service, _axe, _browser_problem, _new_page
+from tests.e2e.test_console_browser import Service, _axe, _browser_problem, _new_page, chromium
 from tests.processes import ROOT, embedded_serve
 
 ARTIFACTS = ROOT / "test-artifacts" / "console-workflow"
@@ -49,16 +48,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 @pytest.fixture(scope="module")
 def browser(service: Service) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium(ARTIFACTS) as launched:
+        yield launched
 
 
 def _shot(page: Any, name: str) -> None:

@@ -23,7 +23,7 @@ from domain.auth import Role
 from domain.models import UNSET, DeliveryState
 from domain.queries import CommentFilter, DeliveryFilter, DeliveryView
 from graphql_api.auth import IsAdmin
-from graphql_api.comments import Comment, CommentFilterInput, CommentStatus, to_comment_filter
+from graphql_api.comments import AlertRuleFilter, Comment, CommentFilterInput, comment_filter_view, to_comment_filter
 from graphql_api.context import Info
 from graphql_api.errors import UserError, user_errors_in
 from graphql_api.ids import NodeType, filter_ids, global_id, parse_id
@@ -81,46 +81,6 @@ class SystemEvent(enum.Enum):
     )
 
 
-@strawberry.type(description="The comments a rule alerts (the same conditions as the `comments` query's filter).")
-class AlertRuleFilter:
-    group_ids: list[strawberry.ID] | None = strawberry.field(description="Only from these communities.")
-    keyword_ids: list[strawberry.ID] | None = strawberry.field(description="Only matched by one of these keywords.")
-    text: str | None = strawberry.field(description="Only comments whose text contains every word of this.")
-    author_ids: list[int] | None = strawberry.field(description="Only by these authors (VK ids).")
-    since: datetime | None = strawberry.field(description="Only written at or after this time.")
-    until: datetime | None = strawberry.field(description="Only written at or before this time.")
-    viewed: bool | None = strawberry.field(description="Only viewed (true) or not viewed (false) comments.")
-    archived: bool | None = strawberry.field(description="Only archived (true) or not archived (false) comments.")
-    deleted: bool | None = strawberry.field(description="Only deleted (true) or not deleted (false) comments.")
-    edited: bool | None = strawberry.field(description="Only edited (true) or not edited (false) comments.")
-    query: str | None = strawberry.field(description="Only comments matching this rule-language query.")
-    statuses: list[CommentStatus] | None = strawberry.field(description="Only comments in one of these statuses.")
-    assignees: list[str] | None = strawberry.field(description="Only comments assigned to one of these names.")
-    tags: list[str] | None = strawberry.field(description="Only comments with at least one of these tags.")
-
-    @classmethod
-    def from_domain(cls, flt: CommentFilter) -> AlertRuleFilter:
-        def ids(kind: NodeType, values: tuple[int, ...] | None) -> list[strawberry.ID] | None:
-            return [global_id(kind, v) for v in values] if values is not None else None
-
-        return cls(
-            group_ids=ids(NodeType.GROUP, flt.group_ids),
-            keyword_ids=ids(NodeType.KEYWORD, flt.keyword_ids),
-            text=flt.text,
-            author_ids=list(flt.author_ids) if flt.author_ids is not None else None,
-            since=flt.since,
-            until=flt.until,
-            viewed=flt.viewed,
-            archived=flt.archived,
-            deleted=flt.deleted,
-            edited=flt.edited,
-            query=flt.query,
-            statuses=[CommentStatus[st.name] for st in flt.statuses] if flt.statuses is not None else None,
-            assignees=list(flt.assignees) if flt.assignees is not None else None,
-            tags=list(flt.tags) if flt.tags is not None else None,
-        )
-
-
 def _sees_channels(info: Info) -> bool:
     role = getattr(info.context, "role", None)
     return role is not None and role.allows(Role.OPERATOR)
@@ -135,7 +95,7 @@ class AlertRule(Node):
         description="Until then the rule queues nothing (a pause); null: not muted."
     )
     mode: AlertMode = strawberry.field(description="When it sends.")
-    filter: AlertRuleFilter = strawberry.field(
+    filter: AlertRuleFilter = strawberry.field(  # type: ignore[valid-type]
         description="Which matched comments it alerts (ignored by a system rule)."
     )
     digest_minutes: int | None = strawberry.field(description="DIGEST: minutes between messages.")
@@ -164,7 +124,7 @@ class AlertRule(Node):
             enabled=rule.enabled,
             muted_until=rule.muted_until,
             mode=AlertMode[rule.mode.name],
-            filter=AlertRuleFilter.from_domain(rule.filter),
+            filter=comment_filter_view(rule.filter),
             digest_minutes=rule.digest_minutes,
             threshold_count=rule.threshold_count,
             threshold_minutes=rule.threshold_minutes,

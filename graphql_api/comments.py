@@ -10,6 +10,7 @@ selection asks for (``prefetch_comment_relations``), one batch each.
 
 from __future__ import annotations
 
+import copy
 import enum
 from collections.abc import Sequence
 from datetime import datetime
@@ -17,6 +18,7 @@ from typing import Annotated, Any, cast
 
 import orjson
 import strawberry
+from strawberry.tools import create_type
 
 from domain import declaration
 from domain import review as review_cases
@@ -194,6 +196,14 @@ class CommentFilterInput:
     )
 
 
+# A stored filter shown back (an alert rule's): the input's fields, declared once above.
+AlertRuleFilter = create_type(
+    "AlertRuleFilter",
+    [copy.copy(f) for f in CommentFilterInput.__strawberry_definition__.fields],  # type: ignore[attr-defined]
+    description="The comments a rule alerts: the `comments` query's filter, as it was given.",
+)
+
+
 @strawberry.input(name="CommentOrder", description="How to sort comments.")
 class CommentOrderInput:
     field: CommentSortField = strawberry.field(default=CommentSortField.PUBLISHED_AT, description="What to sort by.")
@@ -230,6 +240,35 @@ def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
         assignees=tuple(dict.fromkeys(a.strip() for a in flt.assignees)) if flt.assignees is not None else None,
         tags=tuple(dict.fromkeys(normal_tag(t, field="tags") for t in flt.tags)) if flt.tags is not None else None,
         query=flt.query if flt.query is not None and flt.query.strip() else None,
+    )
+
+
+def comment_filter_view(flt: CommentFilter) -> Any:
+    """A stored filter as the API shows it (``AlertRuleFilter``): what ``to_comment_filter``
+    made of a ``CommentFilterInput``, in the input's own terms (global ids, enum members)."""
+    def ids(kind: NodeType, values: tuple[int, ...] | None) -> list[strawberry.ID] | None:
+        return [global_id(kind, v) for v in values] if values is not None else None
+
+    def listed(values: tuple[Any, ...] | None) -> list[Any] | None:
+        return list(values) if values is not None else None
+
+    return AlertRuleFilter(
+        group_ids=ids(NodeType.GROUP, flt.group_ids),
+        post_ids=ids(NodeType.POST, flt.post_ids),
+        keyword_ids=ids(NodeType.KEYWORD, flt.keyword_ids),
+        matched=flt.matched,
+        text=flt.text,
+        author_ids=listed(flt.author_ids),
+        since=flt.since,
+        until=flt.until,
+        viewed=flt.viewed,
+        archived=flt.archived,
+        deleted=flt.deleted,
+        edited=flt.edited,
+        statuses=[CommentStatus[s.name] for s in flt.statuses] if flt.statuses is not None else None,
+        assignees=listed(flt.assignees),
+        tags=listed(flt.tags),
+        query=flt.query,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from graphql_api.ids import NodeType, global_id
 from tests.e2e.graphql_support import Api, api, client, container, tokens  # noqa: F401
 from tests.receivers import WebhookReceiver
 
@@ -123,3 +124,21 @@ async def test_test_alert_rule_signs_webhooks(api: Api) -> None:
         assert [(r["ok"], r["detail"]) for r in result["results"]] == [(True, "HTTP 204"), (False, "HTTP 503: down")]
         good.verify_all(payload["webhookSecret"])
         assert len(good.received) == 1 and good.received[0].payload["type"] == "alert.test"
+
+
+async def test_a_rules_filter_comes_back_as_given_field_for_field(api: Api) -> None:
+    """Every field of the `comments` filter is kept and shown back (AlertRuleFilter is made from
+    CommentFilter's own fields): the introspected list proves none is left out."""
+    given = {
+        "groupIds": [global_id(NodeType.GROUP, 7)], "postIds": [global_id(NodeType.POST, 8)],
+        "keywordIds": [global_id(NodeType.KEYWORD, 9)], "matched": True, "text": "кошка",
+        "authorIds": [42, 43], "since": "2026-01-02T03:04:05+00:00", "until": "2026-02-02T03:04:05+00:00",
+        "viewed": False, "archived": False, "deleted": True, "edited": False,
+        "statuses": ["NEW", "IN_PROGRESS"], "assignees": ["Анна"], "tags": ["срочно"], "query": "кот AND корм",
+    }
+    fields = (await api('{ __type(name: "CommentFilter") { inputFields { name } } }', role="admin"))["__type"]
+    assert {f["name"] for f in fields["inputFields"]} == set(given)
+    rule = (await create(api, name="every field", channels=[TG], filter=given))["alertRule"]
+    shown = (await api(f'query($id: ID!) {{ alertRule(id: $id) {{ filter {{ {" ".join(given)} }} }} }}',
+                       {"id": rule["id"]}, role="admin"))["alertRule"]["filter"]
+    assert shown == given

@@ -53,6 +53,7 @@ from infrastructure.exports import FileExportStore
 from infrastructure.memory import release_free_memory_forever
 from infrastructure.queue import ArqJobQueue, InProcessJobQueue
 from infrastructure.redis_client import arq_settings
+from infrastructure.sealed import Sealer
 from infrastructure.secret_key import load_secret_key
 from infrastructure.settings import Settings
 
@@ -218,10 +219,12 @@ async def build_container(settings: Settings) -> Container:
     vk = build_vk(settings, redis)
     closers.append(vk.aclose)
 
+    secret_key = load_secret_key(settings)
+    sealer = Sealer(secret_key)  # alert channels' credentials at rest (infrastructure/sealed.py)
     exports = FileExportStore(sessions, settings.exports_dir, ttl_hours=settings.export_ttl_hours)
     exports.purge_expired()  # files that expired while nothing ran
     adapters = Adapters(
-        uow_factory=lambda: SqlUnitOfWork(sessions),
+        uow_factory=lambda: SqlUnitOfWork(sessions, sealer),
         vk=vk,
         queue=None,  # type: ignore[arg-type]  # set below: the in-process queue needs adapters
         events=events,
@@ -261,7 +264,7 @@ async def build_container(settings: Settings) -> Container:
         adapters=adapters,
         read_model=SqlReadModel(read_session_factory(engine)),
         engine=engine,
-        secret_key=load_secret_key(settings),
+        secret_key=secret_key,
         redis=redis,
         closers=closers,
     )

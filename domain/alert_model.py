@@ -151,10 +151,13 @@ def check_channel_url(url: str, supports: Callable[[str], bool] | None) -> str:
 class AlertChannel:
     id: int | None
     url: str = field(repr=False)  # secrets inside: never returned by the API, never logged
+    # Why a stored channel cannot be used (its sealed credentials could not be opened); then
+    # ``url`` is the masked form it was saved with, and nothing is sent to it.
+    unreadable: str | None = None
 
     @property
     def masked(self) -> str:
-        return mask_channel(self.url)
+        return self.url if self.unreadable is not None else mask_channel(self.url)
 
     @property
     def kind(self) -> ChannelKind:

@@ -158,6 +158,8 @@ async def test_alert_rule(adapters: Adapters, rule_id: int) -> list[ChannelTest]
 async def _send(adapters: Adapters, rule: AlertRule, channel: AlertChannel, message: AlertMessage) -> SendResult:
     if adapters.alert_sender is None:
         return SendResult(False, "this server sends no alerts")
+    if channel.unreadable is not None:
+        return SendResult(False, channel.unreadable)
     try:
         async with asyncio.timeout(SEND_TIMEOUT):
             result: SendResult = await adapters.alert_sender.send(channel.url, message, secret=rule.webhook_secret)

@@ -25,6 +25,9 @@ REDIS_URL = os.environ.get("VKCP_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 _unreachable: dict[str, str | None] = {}  # service -> why it is unreachable (None: it is fine)
 
+# The server secret key of the tests' units of work (it seals alert credentials).
+TEST_SECRET_KEY = b"the tests' server secret key, 32+ bytes long"
+
 
 def require_service(service: str, problem: str | None) -> None:
     """Skip (locally) or fail (CI) the current test when ``problem`` says a service is down."""
@@ -158,6 +161,8 @@ async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
 def uow_factory(migrated_db):
     """``domain.ports.UnitOfWorkFactory`` over the migrated database."""
     from infrastructure.db.uow import SqlUnitOfWork
+    from infrastructure.sealed import Sealer
 
     _, sessions = migrated_db
-    return lambda: SqlUnitOfWork(sessions)
+    sealer = Sealer(TEST_SECRET_KEY)
+    return lambda: SqlUnitOfWork(sessions, sealer)

@@ -27,6 +27,7 @@ from domain.alert_model import (
     AlertLanguage,
     AlertMode,
     AlertRule,
+    ChannelKind,
     PendingDelivery,
     SystemEvent,
     filter_from_json,
@@ -50,6 +51,7 @@ from infrastructure.db.tables import (
     keywords,
     matches,
 )
+from infrastructure.sealed import Sealer, Unreadable
 
 VK = "https://vk.com"
 
@@ -72,7 +74,15 @@ def _rule_values(rule: AlertRule) -> dict[str, Any]:
     }
 
 
-def _rule_from_row(row: RowMapping, channels: list[AlertChannel]) -> AlertRule:
+def _rule_from_row(row: RowMapping, channels: list[AlertChannel], sealer: Sealer | None) -> AlertRule:
+    """The rule; with no ``sealer`` its webhook secret stays unopened (empty)."""
+    try:
+        webhook_secret = sealer.open(row["webhook_secret"]) if sealer is not None else ""
+    except Unreadable as e:  # its webhooks cannot be signed: none is sent
+        webhook_secret = ""
+        for channel in channels:
+            if channel.kind is ChannelKind.WEBHOOK and channel.unreadable is None:
+                channel.unreadable = f"the rule's webhook signing secret is unreadable: {e}"
     return AlertRule(
         id=row["id"],
         name=row["name"],
@@ -86,15 +96,25 @@ def _rule_from_row(row: RowMapping, channels: list[AlertChannel]) -> AlertRule:
         threshold_minutes=row["threshold_minutes"],
         language=AlertLanguage(row["language"]),
         system_events=tuple(SystemEvent(e) for e in row["system_events"] or ()),
-        webhook_secret=row["webhook_secret"],
+        webhook_secret=webhook_secret,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
 
 
 class SqlAlertRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    """Channel URLs and webhook secrets are written sealed and opened as they are read
+    (``infrastructure/sealed.py``): the database never holds them in the clear."""
+
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self.session = session
+        self._given_sealer = sealer
+
+    @property
+    def _sealer(self) -> Sealer:
+        if self._given_sealer is None:  # a unit of work built for something else (a CLI, a bench)
+            raise RuntimeError("alert credentials need the server's Sealer: build SqlUnitOfWork(sessions, sealer)")
+        return self._given_sealer
 
     @property
     def _dialect(self) -> str:
@@ -105,32 +125,42 @@ class SqlAlertRepository:
 
     # --- rules ---
 
-    async def _channels(self, rule_ids: Sequence[int]) -> dict[int, list[AlertChannel]]:
+    async def _channels(self, rule_ids: Sequence[int], *, credentials: bool = True) -> dict[int, list[AlertChannel]]:
+        """The rules' channels; with ``credentials=False`` (the outbox needs only their ids) none
+        is opened: each is its masked form, marked unusable."""
         found: dict[int, list[AlertChannel]] = {i: [] for i in rule_ids}
         if not rule_ids:
             return found
         query = (
-            select(alert_channels.c.id, alert_channels.c.rule_id, alert_channels.c.url)
+            select(alert_channels.c.id, alert_channels.c.rule_id, alert_channels.c.url, alert_channels.c.masked)
             .where(in_values(self._dialect, alert_channels.c.rule_id, list(rule_ids)))
             .order_by(alert_channels.c.rule_id, alert_channels.c.position)
         )
         for row in await self.session.execute(query):
-            found[row.rule_id].append(AlertChannel(id=row.id, url=row.url))
+            if not credentials:
+                found[row.rule_id].append(AlertChannel(id=row.id, url=row.masked, unreadable="credentials not opened"))
+                continue
+            try:
+                channel = AlertChannel(id=row.id, url=self._sealer.open(row.url))
+            except Unreadable as e:  # shown as it was saved; every delivery to it fails, saying why
+                channel = AlertChannel(id=row.id, url=row.masked, unreadable=str(e))
+            found[row.rule_id].append(channel)
         return found
 
-    async def list_rules(self) -> builtins.list[AlertRule]:
+    async def list_rules(self, *, credentials: bool = True) -> builtins.list[AlertRule]:
         rows = (await self.session.execute(select(alert_rules).order_by(alert_rules.c.id))).mappings().all()
-        channels = await self._channels([r["id"] for r in rows])
-        return [_rule_from_row(r, channels[r["id"]]) for r in rows]
+        channels = await self._channels([r["id"] for r in rows], credentials=credentials)
+        return [_rule_from_row(r, channels[r["id"]], self._sealer if credentials else None) for r in rows]
 
     async def get_rule(self, rule_id: int) -> AlertRule | None:
         row = (await self.session.execute(select(alert_rules).where(alert_rules.c.id == rule_id))).mappings().first()
         if row is None:
             return None
-        return _rule_from_row(row, (await self._channels([rule_id]))[rule_id])
+        return _rule_from_row(row, (await self._channels([rule_id]))[rule_id], self._sealer)
 
     async def add_rule(self, rule: AlertRule) -> AlertRule:
-        values = {**_rule_values(rule), "webhook_secret": rule.webhook_secret, "created_at": rule.created_at}
+        values = {**_rule_values(rule), "webhook_secret": self._sealer.seal(rule.webhook_secret),
+                  "created_at": rule.created_at}
         rule_id = (
             await self.session.execute(alert_rules.insert().values(values).returning(alert_rules.c.id))
         ).scalar_one()
@@ -153,7 +183,8 @@ class SqlAlertRepository:
             else:
                 await self.session.execute(
                     alert_channels.insert().values(
-                        rule_id=rule_id, position=position, url=channel.url, masked=mask_channel(channel.url)
+                        rule_id=rule_id, position=position, url=self._sealer.seal(channel.url),
+                        masked=mask_channel(channel.url),
                     )
                 )
 
@@ -178,7 +209,7 @@ class SqlAlertRepository:
         ids = sorted(set(comment_ids))
         if not ids:
             return 0
-        rules = [r for r in await self.list_rules() if not r.is_system and r.active(now)]
+        rules = [r for r in await self.list_rules(credentials=False) if not r.is_system and r.active(now)]
         added = 0
         compiler: QueryCompiler | None = None
         for rule in rules:

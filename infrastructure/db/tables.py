@@ -402,8 +402,9 @@ alert_rules = Table(
     Column("language", String(8), nullable=False, server_default=text("'en'")),
     # Names of ``domain.alerts.SystemEvent``: non-empty for a system rule (it ignores ``filter``).
     Column("system_events", JsonValue, nullable=False),
-    # Signs the rule's webhooks (Standard Webhooks ``whsec_...``); shown once, never read back out.
-    Column("webhook_secret", String(128), nullable=False),
+    # Signs the rule's webhooks (Standard Webhooks ``whsec_...``): shown once, stored sealed
+    # (infrastructure/sealed.py), never read back out.
+    Column("webhook_secret", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -414,7 +415,7 @@ alert_channels = Table(
     _id(),
     Column("rule_id", Id, ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
     Column("position", Integer, nullable=False),
-    Column("url", Text, nullable=False),  # secrets inside: never returned, never logged
+    Column("url", Text, nullable=False),  # secrets inside: stored sealed, never returned, never logged
     Column("masked", Text, nullable=False),
     Index("ix_alert_channels_rule_id", "rule_id"),
 )

@@ -26,6 +26,7 @@ from infrastructure.db.repositories import (
     SqlPostRepository,
     SqlTaskRepository,
 )
+from infrastructure.sealed import Sealer
 
 T = TypeVar("T")
 
@@ -77,8 +78,9 @@ class SqlUnitOfWork:
     api_tokens: SqlApiTokenRepository
     alerts: SqlAlertRepository
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], sealer: Sealer | None = None) -> None:
         self._sessions = sessions
+        self._sealer = sealer  # alert credentials at rest; without one, alerts' credentials are refused
         self._session: AsyncSession | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -99,7 +101,7 @@ class SqlUnitOfWork:
         self.matches = SqlMatchRepository(session, ledger)
         self.tasks = SqlTaskRepository(session)
         self.api_tokens = SqlApiTokenRepository(session)
-        self.alerts = SqlAlertRepository(session)
+        self.alerts = SqlAlertRepository(session, self._sealer)
         return self
 
     async def __aexit__(self, type_: object, value: BaseException | None, traceback: object) -> None:

@@ -262,3 +262,47 @@ async def test_a_rules_query_and_workflow_filters_decide_what_is_queued(uow_fact
     assert queued == 2 + 19 + 20
     texts = sorted(m.payload["comment"]["text"] for m in sender.to(HOOK_A) if m.payload["rule"]["name"] == "two")
     assert texts == ["кошка номер 1", "кошка номер 2"]
+
+
+async def test_credentials_are_sealed_at_rest_and_a_changed_key_fails_deliveries_saying_why(
+    uow_factory, migrated_db
+) -> None:
+    """The database holds no channel credential and no webhook secret in the clear; a server
+    whose secret key changed still lists the rule (masked as saved) but sends nothing to it, and
+    each delivery says why."""
+    from infrastructure.db.tables import alert_channels, alert_rules
+    from infrastructure.db.uow import SqlUnitOfWork
+    from infrastructure.sealed import Sealer
+
+    clock = FakeClock(T0)
+    sender = RecordingSender()
+    adapters = adapters_for(uow_factory, sender, clock)
+    created = await rule(adapters, [HOOK_A, TELEGRAM])
+    engine, sessions = migrated_db
+    async with engine.connect() as conn:
+        stored = " ".join(str(v) for row in (await conn.execute(select(alert_channels, alert_rules))).all() for v in row)
+        urls = (await conn.execute(select(alert_channels.c.url))).scalars().all()
+        secrets = (await conn.execute(select(alert_rules.c.webhook_secret))).scalars().all()
+    for secret in ("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", created.webhook_secret):
+        assert secret not in stored
+    assert len(urls) == 2 and all(v.startswith("sealed:v1:") for v in [*urls, *secrets])
+
+    rekeyed = Sealer(b"another server secret key, 32+ bytes long")
+    other = adapters_for(lambda: SqlUnitOfWork(sessions, rekeyed), sender, clock)
+    [listed] = await alerts.list_alert_rules(other)
+    assert [c.masked for c in listed.channels] == [c.masked for c in created.channels]
+    tested = await alerts.test_alert_rule(other, listed.id)
+    assert [t.ok for t in tested] == [False, False]
+    assert all("VKCP_SECRET_KEY" in t.detail for t in tested), tested
+    await store_matched(other.uow_factory, 3, now=T0)
+    await deliver_all(Deliverer(other, worker_id="w2"))
+    assert sender.sent == []
+    async with engine.connect() as conn:
+        errors = (await conn.execute(select(alert_deliveries.c.last_error))).scalars().all()
+    assert len(errors) == 6 and all("secret key" in (e or "") for e in errors), errors
+    assert not any("AAHdqTcv" in (e or "") for e in errors)
+
+    # The right key again: the same rows go out.
+    clock.advance(hours=1)
+    await deliver_all(Deliverer(adapters, worker_id="w1"))
+    assert len(sender.to(HOOK_A)) == 3 and len(sender.to(TELEGRAM)) == 3

@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("threshold_minutes", sa.Integer),
         sa.Column("language", sa.String(8), nullable=False, server_default=sa.text("'en'")),
         sa.Column("system_events", Json, nullable=False),
-        sa.Column("webhook_secret", sa.String(128), nullable=False),
+        sa.Column("webhook_secret", sa.Text, nullable=False),
         sa.Column("created_at", Time, nullable=False),
         sa.Column("updated_at", Time, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_alert_rules"),

@@ -41,6 +41,7 @@ from domain.queries import ReadModel
 from domain.tasks import enqueue_task, run_task, watch_tasks
 from domain.timing import TaskTiming
 from domain.vk import TokenStatus
+from infrastructure.alert_budget import RedisSendBudget
 from infrastructure.alert_channels import ChannelSender
 from infrastructure.cache import InMemoryCache, RedisCache
 from infrastructure.db.engine import create_engine, pool_usage, read_session_factory, session_factory
@@ -257,6 +258,8 @@ async def build_container(settings: Settings) -> Container:
     adapters.alert_sender = sender
     adapters.public_url = settings.public_url or DEFAULT_PUBLIC_URL
     adapters.alert_stats = DeliveryStats()
+    if redis is not None:  # every worker's deliverer spends one budget per chat and bot
+        adapters.alert_budget = RedisSendBudget(redis, prefix=settings.redis_prefix)
     adapters.alert_lease = timedelta(seconds=settings.alert_lease_seconds)
 
     return Container(

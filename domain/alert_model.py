@@ -10,7 +10,6 @@ import enum
 import random
 import re
 import secrets
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -530,41 +529,54 @@ def rate_limits_for(url: str) -> list[tuple[str, RateLimit]]:
     return []
 
 
-class RateLimiter:
-    """Sliding-window counters per bucket, in this process (a worker's sends)."""
+@dataclass
+class Reservation:
+    """Messages a (rule, channel) may send now, taken from its channel's budget at once, so two
+    pairs sharing a chat (two rules, two workers) never both spend the same allowance."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    url: str = field(repr=False)
+    granted: int | None  # None: no limit known for this channel
+    now: float = 0.0
+    handle: str = ""  # the budget's own mark of what it took (members in Redis)
+
+
+class LocalSendBudget:
+    """``domain.ports.SendBudget`` within one process: sliding windows per bucket. What a
+    deployment with several workers shares through Redis (``infrastructure/alert_budget.py``)."""
+
+    def __init__(self) -> None:
         self._sent: dict[str, deque[float]] = {}
-        self._clock = clock
 
-    def available(self, url: str) -> int | None:
-        """Messages ``url`` may take now; None: no limit."""
+    def _window(self, key: str, limit: RateLimit, now: float) -> deque[float]:
+        sent = self._sent.setdefault(key, deque())
+        while sent and sent[0] <= now - limit.per_seconds:
+            sent.popleft()
+        return sent
+
+    async def reserve(self, url: str, wanted: int, now: float) -> Reservation:
         limits = rate_limits_for(url)
         if not limits:
-            return None
-        now = self._clock()
-        free = []
-        for key, limit in limits:
-            sent = self._sent.setdefault(key, deque())
-            while sent and sent[0] <= now - limit.per_seconds:
-                sent.popleft()
-            free.append(limit.messages - len(sent))
-        return max(0, min(free))
+            return Reservation(url, None, now)
+        granted = max(0, min([wanted] + [lim.messages - len(self._window(k, lim, now)) for k, lim in limits]))
+        for key, _ in limits:
+            self._sent[key].extend([now] * granted)
+        return Reservation(url, granted, now)
 
-    def retry_in(self, url: str) -> float:
+    async def give_back(self, reservation: Reservation, unused: int) -> None:
+        for key, _ in rate_limits_for(reservation.url):
+            sent = self._sent.get(key)
+            for _ in range(unused):
+                if sent and reservation.now in sent:
+                    sent.remove(reservation.now)
+
+    async def retry_in(self, url: str, now: float) -> float:
         """Seconds until one more message may go."""
-        now = self._clock()
         waits = [0.0]
         for key, limit in rate_limits_for(url):
-            sent = self._sent.get(key)
-            if sent and len(sent) >= limit.messages:
+            sent = self._window(key, limit, now)
+            if len(sent) >= limit.messages:
                 waits.append(sent[len(sent) - limit.messages] + limit.per_seconds - now)
         return max(waits)
-
-    def record(self, url: str) -> None:
-        now = self._clock()
-        for key, _ in rate_limits_for(url):
-            self._sent.setdefault(key, deque()).append(now)
 
 
 @dataclass

@@ -21,7 +21,8 @@ sends, and records the outcome: retries back off exponentially with jitter for u
 ``GIVE_UP_AFTER``, then FAILED. A message's id (the webhook-id) is fixed when its rows are
 claimed, so a retry after a crash sends the same id and a receiver can dedupe on it. Each
 channel is sent to on its own: one failing channel never delays the others. Per-channel rate
-limits (``rate_limit_for``) fold a burst beyond them into one digest message, never dropping it.
+limits (``rate_limits_for``, spent through ``SendBudget``: shared by every worker when Redis is
+configured) fold a burst beyond them into one digest message, never dropping it.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ from domain.alert_model import (
     Batch,
     DeliveryStats,
     InvalidChannel,
+    LocalSendBudget,
     PendingDelivery,
-    RateLimiter,
     RuleInput,
     SendResult,
     SystemEvent,
@@ -207,7 +208,7 @@ class Deliverer:
     def __init__(self, adapters: Adapters, *, worker_id: str, rng: random.Random | None = None) -> None:
         self.adapters = adapters
         self.worker_id = worker_id
-        self.limiter = RateLimiter(clock=lambda: adapters.clock.now().timestamp())
+        self.budget = adapters.alert_budget or LocalSendBudget()
         self.rng = rng or random.Random()
         self.stats: DeliveryStats = adapters.alert_stats or DeliveryStats()
         self._sending: dict[tuple[int, int], asyncio.Task[int]] = {}
@@ -239,9 +240,12 @@ class Deliverer:
                 last_sent = (
                     await uow.alerts.last_sent_at(rule.id, channel_id) if rule.mode is AlertMode.THRESHOLD else None
                 )
+                reserved = await self.budget.reserve(channel.url, len(rows), now.timestamp())
                 batches, skip, back = plan_batches(
-                    rule, rows, now=now, allowed=self.limiter.available(channel.url), last_sent=last_sent
+                    rule, rows, now=now, allowed=reserved.granted, last_sent=last_sent
                 )
+                if reserved.granted is not None and reserved.granted > len(batches):
+                    await self.budget.give_back(reserved, reserved.granted - len(batches))
                 for batch in batches:
                     await uow.alerts.assign([r.id for r in batch.rows], batch.message_id)
                 if skip:
@@ -249,7 +253,7 @@ class Deliverer:
                     skipped += len(skip)
                 if back:
                     await uow.alerts.release(
-                        [r.id for r in back], next_attempt_at=self._back_at(rule, channel, back, now)
+                        [r.id for r in back], next_attempt_at=await self._back_at(rule, channel, back, now)
                     )
                 if batches:
                     work.append(_Work(rule, channel, batches))
@@ -288,13 +292,15 @@ class Deliverer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _back_at(self, rule: AlertRule, channel: AlertChannel, rows: list[PendingDelivery], now: datetime) -> datetime:
+    async def _back_at(
+        self, rule: AlertRule, channel: AlertChannel, rows: list[PendingDelivery], now: datetime
+    ) -> datetime:
         if rule.mode is AlertMode.DIGEST and rule.digest_minutes:
             return min(r.created_at for r in rows) + timedelta(minutes=rule.digest_minutes)
         if rule.mode is AlertMode.THRESHOLD and rule.threshold_minutes:
             # Looked at again when the oldest leaves the window, or at once when a match comes.
             return min(r.created_at for r in rows) + timedelta(minutes=rule.threshold_minutes)
-        return now + timedelta(seconds=max(0.5, self.limiter.retry_in(channel.url)))
+        return now + timedelta(seconds=max(0.5, await self.budget.retry_in(channel.url, now.timestamp())))
 
     async def _send_all(self, work: _Work, items: dict[int, AlertComment]) -> int:
         """Send a pair's messages in order; stop at the first failure (what follows waits with
@@ -307,7 +313,6 @@ class Deliverer:
             if message is None:  # every comment was removed since: nothing to tell
                 empty.append(batch)
                 continue
-            self.limiter.record(work.channel.url)
             result = await _send(self.adapters, work.rule, work.channel, message)
             if not result.ok:
                 failed = (work.batches[index:], result.detail)

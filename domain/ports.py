@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         AlertRule,
         DeliveryStats,
         PendingDelivery,
+        Reservation,
         SendResult,
     )
 
@@ -331,6 +332,20 @@ class AlertSender(Protocol):
 
     async def send(self, url: str, message: AlertMessage, *, secret: str) -> SendResult:
         """Send; the result says what the channel answered. ``secret`` signs webhooks."""
+
+
+class SendBudget(Protocol):
+    """How many messages a channel may take now (Telegram: 20 a minute per chat, 30 a second
+    per bot), shared by every deliverer that uses it. ``now`` is epoch seconds."""
+
+    async def reserve(self, url: str, wanted: int, now: float) -> Reservation:
+        """Take up to ``wanted`` messages' worth at once; ``granted`` None: no limit known."""
+
+    async def give_back(self, reservation: Reservation, unused: int) -> None:
+        """Return what a reservation took and did not use."""
+
+    async def retry_in(self, url: str, now: float) -> float:
+        """Seconds until one more message may go."""
 
 
 class UnitOfWork(Protocol):
@@ -620,4 +635,5 @@ class Adapters:
     alert_sender: AlertSender | None = None
     public_url: str = "http://127.0.0.1:8000"
     alert_stats: DeliveryStats | None = None
+    alert_budget: SendBudget | None = None  # None: this process's own (domain.alert_model.LocalSendBudget)
     alert_lease: timedelta = timedelta(seconds=120)  # a claimed delivery is another process's after this

@@ -14,8 +14,8 @@ from domain.alert_model import (
     AlertMode,
     AlertRule,
     InvalidChannel,
+    LocalSendBudget,
     PendingDelivery,
-    RateLimiter,
     check_channel_url,
     mask_channel,
     next_attempt,
@@ -73,18 +73,25 @@ def test_retries_back_off_with_jitter_and_stop_after_a_day() -> None:
     assert late is not None and late <= T0 + GIVE_UP_AFTER
 
 
-def test_telegram_allows_20_a_minute_per_chat_and_30_a_second_per_bot() -> None:
-    now = [0.0]
-    limiter = RateLimiter(clock=lambda: now[0])
+async def test_telegram_allows_20_a_minute_per_chat_and_30_a_second_per_bot() -> None:
+    budget = LocalSendBudget()
     chat = "tgram://111:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/-100200"
-    assert limiter.available("https://example.com/hook") is None
-    for _ in range(20):
-        limiter.record(chat)
-    assert limiter.available(chat) == 0 and limiter.retry_in(chat) == pytest.approx(60)
+    assert (await budget.reserve("https://example.com/hook", 500, 0.0)).granted is None
+    assert (await budget.reserve(chat, 20, 0.0)).granted == 20
     other_chat = "tgram://111:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/-100300"
-    assert limiter.available(other_chat) == 10  # the bot's 30 a second, 20 of them spent
-    now[0] = 61
-    assert limiter.available(chat) == 20
+    assert (await budget.reserve(other_chat, 50, 0.5)).granted == 10  # the bot's 30 a second, 20 of them spent
+    assert (await budget.reserve(chat, 5, 1.0)).granted == 0 and await budget.retry_in(chat, 1.0) == pytest.approx(59)
+    assert (await budget.reserve(chat, 50, 61.0)).granted == 20
+
+
+async def test_two_pairs_sharing_a_chat_share_its_allowance_and_unused_is_given_back() -> None:
+    budget = LocalSendBudget()
+    chat = "tgram://111:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/-100200"
+    first = await budget.reserve(chat, 15, 0.0)
+    second = await budget.reserve(chat, 15, 0.0)  # another rule to the same chat, in the same pass
+    assert (first.granted, second.granted) == (15, 5)
+    await budget.give_back(first, 10)  # its plan folded the burst into 5 messages
+    assert (await budget.reserve(chat, 15, 0.0)).granted == 10
 
 
 def rows(n: int, *, at: datetime = T0) -> list[PendingDelivery]:

@@ -26,6 +26,7 @@ from infrastructure.db.repositories import (
     SqlPostRepository,
     SqlTaskRepository,
 )
+from infrastructure.db.rule_matches import SqlRuleMatchRepository
 
 T = TypeVar("T")
 
@@ -76,6 +77,7 @@ class SqlUnitOfWork:
     tasks: SqlTaskRepository
     api_tokens: SqlApiTokenRepository
     alerts: SqlAlertRepository
+    rule_matches: SqlRuleMatchRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -100,6 +102,7 @@ class SqlUnitOfWork:
         self.tasks = SqlTaskRepository(session)
         self.api_tokens = SqlApiTokenRepository(session)
         self.alerts = SqlAlertRepository(session)
+        self.rule_matches = SqlRuleMatchRepository(session)
         return self
 
     async def __aexit__(self, type_: object, value: BaseException | None, traceback: object) -> None:

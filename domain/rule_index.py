@@ -22,14 +22,15 @@ write rule matches hold ``rules`` in SHARE mode, which every change to ``rules``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from domain.errors import InvalidInput
 from domain.matching import Lemmatizer
 from domain.models import Task, TaskKind
-from domain.ports import Adapters, ProgressCallback, UnitOfWork
+from domain.ports import Adapters, ProgressCallback, UnitOfWork, UnitOfWorkFactory
 from domain.progress import Say
 from domain.rules import (
     AnyOf,
@@ -203,6 +204,16 @@ async def start_rule_indexing(adapters: Adapters) -> Task | None:
 
 
 async def run_index_rules(adapters: Adapters, task: Task, report: ProgressCallback) -> dict[str, Any]:
+    return await rebuild_rule_matches(adapters.uow_factory, adapters.clock.now, report)
+
+
+async def _no_report(done: int, total: int | None, message: str) -> None:
+    return None
+
+
+async def rebuild_rule_matches(
+    uow_factory: UnitOfWorkFactory, now: Callable[[], datetime], report: ProgressCallback = _no_report
+) -> dict[str, Any]:
     """Build the stored matches of every unindexed saved rule: the comments in id ranges of
     ``INDEX_BATCH``, narrowed in SQL as a filter is, matched by the rules' ``RuleSet``, one
     transaction a range. Rows the analysis wrote meanwhile are kept (they are right: written
@@ -212,7 +223,7 @@ async def run_index_rules(adapters: Adapters, task: Task, report: ProgressCallba
     seen: set[tuple[int, int]] = set()  # (rule id, generation) built, dropped or found broken
     built = rows = rounds = 0
     while True:
-        async with adapters.uow_factory() as uow:
+        async with uow_factory() as uow:
             compiled = await uow.rule_matches.compiled(unindexed_only=True, skip=seen)
             last_id = await uow.rule_matches.last_comment_id()
         seen.update(zip(compiled.rule_ids, compiled.generations, strict=True))
@@ -224,7 +235,7 @@ async def run_index_rules(adapters: Adapters, task: Task, report: ProgressCallba
         await report(0, total, Say.comments_checked(0, total))
         while after < last_id and compiled.live:
             upto = after + INDEX_BATCH
-            async with adapters.uow_factory() as uow:
+            async with uow_factory() as uow:
                 # The candidates first (locked: an edit waits until their rows are stored),
                 # then the rules' generations (every change to a rule waits for this).
                 candidates = await uow.rule_matches.candidates(compiled.narrowing, after=after, upto=upto)
@@ -237,8 +248,8 @@ async def run_index_rules(adapters: Adapters, task: Task, report: ProgressCallba
             after = upto
             await report(min(after, total), total, Say.comments_checked(min(after, total), total))
             await asyncio.sleep(0)  # matching is CPU work: let the API breathe between batches
-        async with adapters.uow_factory() as uow:
-            built += await uow.rule_matches.mark_indexed(compiled.live, adapters.clock.now())
+        async with uow_factory() as uow:
+            built += await uow.rule_matches.mark_indexed(compiled.live, now())
             await uow.commit()
     return {"rules": built, "ruleMatches": rows, "rounds": rounds}
 

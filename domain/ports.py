@@ -224,8 +224,8 @@ class RuleMatchRepository(Protocol):
         ...
 
     async def generations(self, rule_ids: Sequence[int]) -> dict[int, int]:
-        """The rules' ``index_generation`` now (gone rules absent); on PostgreSQL with the rules
-        held still (SHARE) until the transaction ends."""
+        """The rules' ``index_generation`` now (gone rules absent), final until the transaction
+        ends (an invalidation of one of them waits for it)."""
         ...
 
     async def add(self, found: Sequence[tuple[int, int]]) -> None:

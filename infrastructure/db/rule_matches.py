@@ -1,11 +1,14 @@
 """Saved rules' stored matches in SQL (``domain.ports.RuleMatchRepository``; the use cases are
 ``domain.rule_index``).
 
-Order of locks, so the writers never wait on each other in a circle: a transaction that writes
-rule matches locks its comments first (the keyword matches' replacement does, the rebuild reads
-its candidates FOR SHARE), then holds ``rules`` in SHARE mode (PostgreSQL); a change to the rules
-(an invalidation, a rule saved) writes ``rules`` and so waits for those transactions, and is
-itself last in its transaction (after any comment it updates).
+Locks (PostgreSQL; SQLite's writers take turns anyway). A transaction that writes rule matches
+for comments it stores or analyzes locks its comments first (the keyword matches' replacement
+does), then holds the ``rules`` table in SHARE mode: every change to ``rules`` (a rule saved, an
+invalidation) waits for it, and it sees the rules as the last change left them. A rebuild's
+batch locks its candidate comments FOR SHARE (an edit waits until their rows are stored), then
+the rows of the rules it builds FOR SHARE (an invalidation of one of them waits; the generation
+it reads is final until it commits). An invalidation comes last in its transaction, after any
+comment it updates.
 """
 
 from __future__ import annotations
@@ -145,10 +148,17 @@ class SqlRuleMatchRepository:
         return [(r.id, r.text) for r in await self.session.execute(query)]
 
     async def generations(self, rule_ids: Sequence[int]) -> dict[int, int]:
-        await hold_rules(self.session)
         if not rule_ids:
             return {}
-        query = select(rules.c.id, rules.c.index_generation).where(in_values(self._dialect, rules.c.id, rule_ids))
+        # The rows FOR SHARE, not the table: an invalidation writes these rows and so waits
+        # until this transaction ends, and a rebuild never queues behind a change to the table
+        # that waits for a collector (which may wait for the comments the rebuild holds).
+        query = (
+            select(rules.c.id, rules.c.index_generation)
+            .where(in_values(self._dialect, rules.c.id, sorted(rule_ids)))
+            .order_by(rules.c.id)
+            .with_for_update(read=True)
+        )
         return {r.id: r.index_generation for r in await self.session.execute(query)}
 
     async def mark_indexed(self, pairs: Sequence[tuple[int, int]], now: datetime) -> int:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from sqlalchemy import select
 
 from domain import saved_rules
 from domain.models import Comment, Group, Keyword, Post
-from domain.queries import CommentFilter, CommentOrder, CommentSort
+from domain.queries import CommentFilter, CommentOrder, CommentSort, Member, Projection
 from domain.rule_index import index_comments, rebuild_rule_matches
 from domain.rules import InvalidInput
 from infrastructure.db.queries import SqlReadModel
@@ -77,6 +78,11 @@ async def test_stored_matches_give_what_the_query_gives(stored, migrated_db, uow
         back = await reads.comments_page(by_name, CommentOrder(), last=2, before=None)
         back_adhoc = await reads.comments_page(adhoc, CommentOrder(), last=2, before=None)
         assert [v.id for _, v in back.edges] == [v.id for _, v in back_adhoc.edges], query
+        if reads.projects:  # PostgreSQL writes the page's JSON: the same comments, in the same order
+            projection = Projection("comment", (Member("text", attribute="text"),))
+            written = await reads.comments_page_projected(by_name, CommentOrder(), projection, first=3, after=None)
+            views = await reads.comments_by_ids(expected[:3])
+            assert [orjson.loads(node)["text"] for _, node in written.edges] == [v.text for v in views if v], query
     names = list(made)
     assert await reads.rule_counts([f'rule:"{n}"' for n in names]) == await reads.rule_counts(
         [made[n] for n in names]

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
         PendingDelivery,
         SendResult,
     )
-    from domain.rule_index import CompiledRules
+    from domain.compiled_rules import CompiledRules
 
 # --- VK -------------------------------------------------------------------------------------
 

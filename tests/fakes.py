@@ -333,7 +333,7 @@ class FakeRuleMatchRepository:
         self.store, self.journal = store, journal
 
     async def compiled(self, *, unindexed_only: bool = False, skip: Any = ()) -> Any:
-        from domain.rule_index import NO_RULES
+        from domain.compiled_rules import NO_RULES
 
         return NO_RULES
 

@@ -20,7 +20,7 @@ from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.bounded import BoundedDict
-from domain.rule_index import NO_RULES, CompiledRules, StoredRule, compile_rules, dependents, needed_keywords
+from domain.compiled_rules import NO_RULES, CompiledRules, StoredRule, compile_rules, dependents, needed_keywords
 from domain.rules import Narrowing
 from infrastructure.db.bulk import bulk_insert, in_values
 from infrastructure.db.filters import narrowing_condition

@@ -3,7 +3,7 @@ invalidates, and the one matcher that writes their rows."""
 
 from __future__ import annotations
 
-from domain.rule_index import StoredRule, compile_rules, dependents, needed_keywords, still_current
+from domain.compiled_rules import StoredRule, compile_rules, dependents, needed_keywords, still_current
 from domain.rules import KeywordTerm, compile_static, rule_key
 from infrastructure.morphology import get_lemmatizer
 

@@ -9,6 +9,11 @@ first page of 50 comments filtered by a saved rule (``rule:животные`` = 
 -пожар``) against the same page filtered by one keyword (``keywordIds``), p50 of interleaved
 reads through the read model, and the same for ``totalCount``. The database is dropped after.
 
+``--stored-rules 250000`` measures saved rules' stored matches (``rule_matches``) on PostgreSQL:
+a rule-filtered ``totalCount``, a rule's ``matchesCount`` and ``stats.topRules`` over 200 saved
+rules, the query's path against the stored set (p50 of interleaved reads), then the comments/s
+of the ANALYZE loop with and without writing the 200 rules' matches (batches in turns).
+
 The rules mix every operator: OR groups, AND (written and implicit), NOT and ``-term``,
 ``"phrase"~N``, ``NEAR/N``, ``prefix*``, exact phrases; half their terms are lemmas the comments
 use (so rules fire), half are not. A rule is evaluated only when one of its terms occurs.
@@ -272,13 +277,144 @@ async def review(comments: int, rounds: int) -> None:
         await admin.close()
 
 
+async def stored_rules(comments: int, rounds: int, analyzed: int) -> None:
+    """Saved rules' stored matches (``rule_matches``) against running their queries, at
+    ``comments`` comments on PostgreSQL, 200 saved rules. Interleaved, p50 of ``rounds``:
+
+    - a rule-filtered ``totalCount`` (the rule and one community): the query's path
+      (``_query_count``) against the stored set joined to the comments;
+    - a rule's ``matchesCount`` (the rule alone): the query's path against the index count;
+    - ``stats.topRules`` (all 200 rules): one ``RuleSet`` over every candidate against the
+      index counts.
+
+    Then what storing them costs an analysis: the ANALYZE loop's batches (read texts, match
+    keywords, replace matches, commit) over ``analyzed`` comments, batches taken in turns with
+    and without the saved rules' matches written (``domain.rule_index.index_comments``):
+    comments/s of each."""
+    import importlib
+    import statistics
+    import uuid
+    from datetime import UTC, datetime
+
+    import asyncpg
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import bootstrap
+    from domain.analyze import ANALYZE_BATCH
+    from domain.queries import CommentFilter
+    from domain.rule_index import index_comments, rebuild_rule_matches
+    from infrastructure.db.engine import create_engine, read_session_factory, session_factory
+    from infrastructure.db.migrate import upgrade_async
+    from infrastructure.db.queries import SqlReadModel
+    from infrastructure.db.rules import SqlRules
+    from infrastructure.db.uow import SqlUnitOfWork
+
+    api = importlib.import_module("api")
+    ADMIN_DSN, fill = api.ADMIN_DSN, api.fill
+    name = f"vkcp_bench_stored_rules_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    dsn = f"{ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+    url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    engine = None
+    try:
+        await upgrade_async(url)
+        print(f"database {name}: {comments:,} comments filled in {await fill(dsn, comments):.1f} s", flush=True)
+        engine = create_engine(url)
+        sessions = session_factory(engine)
+        store = SqlRules(sessions)
+        now = datetime.now(UTC)
+        await store.add_rule("Животные", "животные", REVIEW_RULE, None, now)
+        vocabulary = api.VOCABULARY
+        absent = [f"нет{i}слова" for i in range(400)]
+        for i, query in enumerate(make_rules(random.Random(SEED + 2), vocabulary, absent, RULES - 1)):
+            await store.add_rule(f"r{i}", f"r{i}", query, None, now)
+        saved = await store.list_rules()
+        reads = SqlReadModel(read_session_factory(engine))
+        uow_factory = lambda: SqlUnitOfWork(sessions)  # noqa: E731
+        began = time.perf_counter()
+        built = await rebuild_rule_matches(uow_factory, lambda: datetime.now(UTC))
+        print(f"{built['rules']} rules indexed in {time.perf_counter() - began:.1f} s "
+              f"({built['ruleMatches']:,} rows)", flush=True)
+
+        rule_only = CommentFilter(query="rule:животные")
+        with_group = CommentFilter(query="rule:животные", group_ids=(1,))
+        names = [f'rule:"{r.name}"' for r in saved]
+        cases = {  # label: (today's path, the stored matches')
+            "rule totalCount (+community)": (
+                lambda: reads._query_count(with_group), lambda: reads.comments_count(with_group)
+            ),
+            "matchesCount": (lambda: reads._query_count(rule_only), lambda: reads.comments_count(rule_only)),
+            "topRules (200 rules)": (lambda: reads._run_counts(names), lambda: reads.rule_counts(names)),
+        }
+        for label, (before, after) in cases.items():
+            b, a = await before(), await after()
+            assert b == a, (label, b, a)
+            times: dict[str, list[float]] = {"before": [], "after": []}
+            n = max(5, rounds // 10) if label.startswith("topRules") else rounds
+            for i in range(n + 2):
+                for which, call in (("before", before), ("after", after)):
+                    t0 = time.perf_counter()
+                    await call()
+                    if i >= 2:
+                        times[which].append(time.perf_counter() - t0)
+            p50 = {w: statistics.median(t) * 1000 for w, t in times.items()}
+            print(f"{label:>30}: before p50 {p50['before']:8.1f} ms, after p50 {p50['after']:7.2f} ms, "
+                  f"before / after = {p50['before'] / p50['after']:,.0f}")
+
+        # The analysis' cost: batches of the ANALYZE loop, in turns with and without rule matches.
+        factory = bootstrap.build_matcher_factory()
+        async with uow_factory() as uow:
+            matcher = factory(await uow.keywords.list_active())
+        spent = {"without": 0.0, "with": 0.0}
+        done = {"without": 0, "with": 0}
+        after_id, turn = 0, 0
+        while after_id < analyzed:
+            mode = ("without", "with")[turn % 2]
+            t0 = time.perf_counter()
+            async with uow_factory() as uow:
+                rows = await uow.comments.iter_texts(group_ids=None, after_id=after_id, limit=ANALYZE_BATCH)
+                if not rows:
+                    break
+                found = matcher(rows) if matcher is not None else []
+                await uow.matches.replace_for_comments([i for i, _ in rows], found)
+                if mode == "with":
+                    await index_comments(uow, rows)
+                await uow.commit()
+            spent[mode] += time.perf_counter() - t0
+            done[mode] += len(rows)
+            after_id = rows[-1][0]
+            turn += 1
+        speed = {m: done[m] / spent[m] for m in spent}
+        print(f"analysis, {len(saved)} saved rules: without rule matches {speed['without']:,.0f} comments/s, "
+              f"with {speed['with']:,.0f} comments/s (with / without = {speed['with'] / speed['without']:.2f}; "
+              f"{done['with']:,} + {done['without']:,} comments in batches of {ANALYZE_BATCH:,}, in turns)")
+    finally:
+        if engine is not None:
+            await engine.dispose()
+        admin = await asyncpg.connect(ADMIN_DSN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--comments", type=int, default=20_000)
     parser.add_argument("--rules-only", action="store_true", help="measure the 200 rules only")
     parser.add_argument("--review", type=int, metavar="COMMENTS", help="measure a Review page on PostgreSQL instead")
     parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument(
+        "--stored-rules", type=int, metavar="COMMENTS",
+        help="measure saved rules' stored matches against running their queries on PostgreSQL instead",
+    )
+    parser.add_argument("--analyzed", type=int, default=40_000, help="comments re-analyzed for --stored-rules")
     args = parser.parse_args()
+    if args.stored_rules:
+        import asyncio
+
+        asyncio.run(stored_rules(args.stored_rules, args.rounds, args.analyzed))
+        return
     if args.review:
         import asyncio
 

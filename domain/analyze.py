@@ -25,6 +25,7 @@ from domain.errors import NotFound
 from domain.models import Keyword, Task, TaskKind
 from domain.ports import Adapters, ProgressCallback
 from domain.progress import Say
+from domain.rule_index import index_comments
 from domain.tasks import register_handler, start_task
 
 COMMENTS_MATCHED_CHANNEL = "comments:matched"
@@ -86,6 +87,11 @@ async def run_analyze(adapters: Adapters, task: Task, report: ProgressCallback) 
                 break
             matches = matcher(rows) if matcher is not None else []
             await uow.matches.replace_for_comments([i for i, _ in rows], matches, keyword_ids=keyword_ids)
+            if keyword_ids is None:
+                # The saved rules' matches of these comments, in the same transaction. A
+                # re-analysis of some keywords leaves them: the texts did not change, and the
+                # rules naming those keywords were rebuilt when the keywords changed.
+                await index_comments(uow, rows)
             # The alerts' outbox, in the same transaction (a comment a rule alerted is never again).
             await record_matched(uow, sorted({m.comment_id for m in matches}), adapters.clock.now())
             await uow.commit()

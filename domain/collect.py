@@ -68,6 +68,7 @@ from domain.ports import (
 )
 from domain.progress import Say
 from domain.resilience import is_transient, retry_transient
+from domain.rule_index import index_comments
 from domain.tasks import register_handler
 
 PAGE = 100  # VK's maximum ``count`` for wall.get and wall.getComments
@@ -604,13 +605,16 @@ class _Writer:
                     await uow.authors.upsert_many(authors.values())
                 if comments:
                     ids = await uow.comments.upsert_many(self.group_id, list(comments.values()))
+                    # A comment VK marks deleted comes without its text; the stored text
+                    # stays (a deletion is not an edit), and so do its matches.
+                    pairs = [(ids[key], c.text) for key, c in comments.items() if not c.deleted]
                     matcher = await self._current_matcher(uow)
                     if matcher is not None:
-                        # A comment VK marks deleted comes without its text; the stored text
-                        # stays (a deletion is not an edit), and so do its matches.
-                        pairs = [(ids[key], c.text) for key, c in comments.items() if not c.deleted]
                         found = matcher(pairs)
                         await uow.matches.replace_for_comments([i for i, _ in pairs], found)
+                    # The saved rules' matches too, after the keywords' (their locks' order).
+                    await index_comments(uow, pairs)
+                    if matcher is not None:
                         # The alerts' outbox, in the same transaction: stored matches are alerted.
                         stored_at = self.clock.now() if self.clock is not None else self.now
                         await record_matched(uow, sorted({m.comment_id for m in found}), stored_at)

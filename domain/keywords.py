@@ -22,6 +22,7 @@ from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.matching import keyword_key, normalize_keyword, validate_keyword
 from domain.models import UNSET, Keyword, Unset
 from domain.ports import Adapters, UnitOfWork
+from domain.rule_index import start_rule_indexing
 from domain.stats import invalidate_stats
 from domain.text import checked_text
 
@@ -151,8 +152,13 @@ async def add_keywords(adapters: Adapters, inputs: Sequence[KeywordInput]) -> li
                 continue
             seen[key] = (position, keyword)
             results.append(KeywordResult(item.word, keyword))
+        added = [r.keyword for r in results if r.error is None and r.keyword is not None]
+        # A saved rule naming one of these words (its keyword was removed) matches again.
+        stale = await uow.rule_matches.invalidate(keyword_words=[keyword_key(k.word) for k in added]) if added else []
         await uow.commit()
     await invalidate_stats(adapters.cache)  # keyword totals and top keywords changed
+    if stale:
+        await start_rule_indexing(adapters)
     return results
 
 
@@ -173,11 +179,23 @@ async def update_keyword(adapters: Adapters, keyword_id: int, changes: KeywordCh
                 raise DuplicateKeyword(f"Keyword '{other.word}' already exists", field="word")
         if "category" in values:
             values["category"] = normalize_category(values["category"])
+        before = keyword
         keyword = dataclasses.replace(keyword, **values)
         await uow.keywords.save(keyword)
+        stale: list[int] = []
+        if _as_term(before) != _as_term(keyword):  # what `kw:` stands for changed
+            stale = await uow.rule_matches.invalidate(
+                keyword_ids=[keyword.id], keyword_words=[keyword_key(before.word), keyword_key(keyword.word)]
+            )
         await uow.commit()
     await invalidate_stats(adapters.cache)
+    if stale:
+        await start_rule_indexing(adapters)
     return keyword
+
+
+def _as_term(keyword: Keyword) -> tuple[str, bool, bool, bool]:
+    return (keyword.word, keyword.case_sensitive, keyword.whole_word, keyword.morphology)
 
 
 async def remove_keyword(adapters: Adapters, keyword_id: int) -> Keyword:
@@ -185,8 +203,12 @@ async def remove_keyword(adapters: Adapters, keyword_id: int) -> Keyword:
     async with adapters.uow_factory() as uow:
         keyword = await _get(uow, keyword_id)
         await uow.keywords.remove(keyword_id)
+        # Last: the comments it updated are locked before the rules (rule_matches.py).
+        stale = await uow.rule_matches.invalidate(keyword_ids=[keyword_id], keyword_words=[keyword_key(keyword.word)])
         await uow.commit()
     await invalidate_stats(adapters.cache)  # its matches are gone
+    if stale:
+        await start_rule_indexing(adapters)
     return keyword
 
 

@@ -79,6 +79,7 @@ class TaskKind(enum.StrEnum):
     PARSE = "PARSE"
     ANALYZE = "ANALYZE"
     EXPORT = "EXPORT"
+    INDEX_RULES = "INDEX_RULES"
 
 
 class TaskState(enum.StrEnum):

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         Reservation,
         SendResult,
     )
+    from domain.compiled_rules import CompiledRules
 
 # --- VK -------------------------------------------------------------------------------------
 
@@ -198,6 +199,51 @@ class KeywordRepository(Protocol):
 
     async def remove(self, keyword_id: int) -> None:
         """Delete the keyword and its matches, correcting the comments' ``matches_count``."""
+
+
+class RuleMatchRepository(Protocol):
+    """The comments each saved rule matches (``domain.rule_index``)."""
+
+    async def compiled(
+        self, *, unindexed_only: bool = False, skip: Collection[tuple[int, int]] = ()
+    ) -> CompiledRules:
+        """Every saved rule (or only the unindexed ones, less those whose (id, generation) is in
+        ``skip``) resolved and compiled together. Writers call it first: on PostgreSQL it holds
+        the rules still (SHARE) until the transaction ends, so no rule changes under them."""
+        ...
+
+    async def replace_for_comments(self, comment_ids: Sequence[int], found: Sequence[tuple[int, int]]) -> None:
+        """Make the stored rule matches of these comments exactly ``found`` (rule id, comment id)."""
+        ...
+
+    async def unindexed_count(self) -> int: ...
+    async def last_comment_id(self) -> int: ...
+
+    async def candidates(self, narrowing: Any, *, after: int, upto: int) -> list[tuple[int, str]]:
+        """(id, text) of the comments with ``after < id <= upto`` whose folded text holds what
+        ``narrowing`` says, locked against edits until the transaction ends."""
+        ...
+
+    async def generations(self, rule_ids: Sequence[int]) -> dict[int, int]:
+        """The rules' ``index_generation`` now (gone rules absent), final until the transaction
+        ends (an invalidation of one of them waits for it)."""
+        ...
+
+    async def add(self, found: Sequence[tuple[int, int]]) -> None:
+        """Store these (rule id, comment id) rows; rows stored already stay."""
+        ...
+
+    async def mark_indexed(self, rules: Sequence[tuple[int, int]], now: datetime) -> int:
+        """Mark these (rule id, generation) indexed, those whose generation is still that; how many."""
+        ...
+
+    async def invalidate(
+        self, *, rule_ids: Iterable[int] = (), keyword_ids: Iterable[int] = (), keyword_words: Iterable[str] = (),
+        rule_names: Iterable[str] = (),
+    ) -> list[int]:
+        """Mark unindexed, and empty, the rules whose matches depend on these
+        (``rule_index.dependents``); their ids."""
+        ...
 
 
 class MatchRepository(Protocol):
@@ -373,6 +419,8 @@ class UnitOfWork(Protocol):
     def api_tokens(self) -> ApiTokenRepository: ...
     @property
     def alerts(self) -> AlertRepository: ...
+    @property
+    def rule_matches(self) -> RuleMatchRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(

@@ -841,6 +841,11 @@ def _holds(
     raise TypeError(f"unresolved query node {expr!r}")
 
 
+def narrowing_of(expr: Expr, stems: WordForms | None) -> Narrowing:
+    """What every text a resolved query matches contains (``QueryMatcher.narrowing``)."""
+    return _narrowing(expr, stems)
+
+
 def _narrowing(expr: object, stems: WordForms | None) -> Narrowing:
     if isinstance(expr, Term):
         return _term_narrowing(expr, stems)

@@ -28,6 +28,9 @@ class SavedRule:
     category: str | None
     created_at: datetime
     updated_at: datetime
+    # When its matches were last stored complete (``domain.rule_index``); None while they are
+    # being built, or when its query no longer resolves.
+    indexed_at: datetime | None = None
 
 
 class RuleStore(RuleCatalog, Protocol):

@@ -23,6 +23,7 @@ def _timeouts() -> Mapping[TaskKind, timedelta]:
         TaskKind.PARSE: timedelta(hours=6),
         TaskKind.ANALYZE: timedelta(hours=1),
         TaskKind.EXPORT: timedelta(minutes=30),
+        TaskKind.INDEX_RULES: timedelta(hours=1),
     })
 
 

@@ -12,6 +12,7 @@ import strawberry
 from domain import saved_rules as rule_cases
 from domain.errors import DomainError, NotFound
 from domain.queries import CommentFilter, Page
+from domain.rule_index import start_rule_indexing
 from domain.rules import QuerySyntaxError, parse
 from domain.saved_rules import RuleStore, SavedRule
 from graphql_api.auth import IsOperator
@@ -44,7 +45,17 @@ class Rule(Node):
     created_at: datetime = strawberry.field(description="When the rule was saved first.")
     updated_at: datetime = strawberry.field(description="When the rule last changed.")
 
-    @strawberry.field(description="How many stored comments match the rule now (the query is run to count).")
+    indexed_at: datetime | None = strawberry.field(
+        description="When the comments the rule matches were last stored complete. Null while they are being "
+        "stored (after the rule, a rule it names or a keyword it names changed: an INDEX_RULES task builds them) "
+        "or when its query no longer resolves; counts and pages of the rule then run its query instead, with "
+        "the same result, only slower."
+    )
+
+    @strawberry.field(
+        description="How many stored comments match the rule now: counted from its stored matches (see "
+        "`indexedAt`), or by running the query while they are being stored."
+    )
     async def matches_count(self, info: Info) -> int:
         return await info.context.read_model.comments_count(CommentFilter(query=rule_reference(self.name)))
 
@@ -56,7 +67,7 @@ class Rule(Node):
     def from_domain(cls, rule: SavedRule) -> Rule:
         return cls(
             **cls.ids(rule.id), name=rule.name, query=rule.query, category=rule.category,
-            created_at=rule.created_at, updated_at=rule.updated_at,
+            created_at=rule.created_at, updated_at=rule.updated_at, indexed_at=rule.indexed_at,
         )
 
 
@@ -184,6 +195,7 @@ async def create_rule(
         now=info.context.adapters.clock.now(),
     )
     info.context.read_model.queries_changed()
+    await start_rule_indexing(info.context.adapters)
     return RulePayload(rule=Rule.from_domain(saved), errors=[])
 
 
@@ -202,6 +214,7 @@ async def update_rule(
         clear_category=input.category is None, now=info.context.adapters.clock.now(),
     )
     info.context.read_model.queries_changed()
+    await start_rule_indexing(info.context.adapters)
     return RulePayload(rule=Rule.from_domain(saved), errors=[])
 
 

@@ -105,7 +105,8 @@ class Stats:
 
     @strawberry.field(
         description="Saved rules with the most matching comments (all stored comments, the top `top`). Not cached: "
-        "every saved rule's query runs, all of them in one pass over the comments that may match any."
+        "counted from each rule's stored matches (see `Rule.indexedAt`); the rules whose matches are being stored "
+        "run their queries, all of them in one pass over the comments that may match any."
     )
     async def top_rules(self, info: Info) -> list[RuleStats]:
         store = info.context.adapters.rules

@@ -42,6 +42,10 @@ class TaskKind(enum.Enum):
         "ANALYZE", description="Match stored comments against the keywords again (no VK calls)."
     )
     EXPORT = strawberry.enum_value("EXPORT", description="Write filtered comments to a downloadable file.")
+    INDEX_RULES = strawberry.enum_value(
+        "INDEX_RULES", description="Store the comments saved rules match, for the rules whose matches are not stored "
+        "yet (started when a rule, or a keyword or rule it names, changes)."
+    )
 
 
 @strawberry.enum(description="Where a task is in its life. SUCCEEDED, FAILED and CANCELLED are final.")

@@ -18,6 +18,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from domain.alert_model import AlertChannel, AlertComment, AlertRule, PendingDelivery
 from domain.models import (
@@ -323,6 +324,42 @@ class FakeMatchRepository:
                 self.journal.put(self.store.matches, comment_id, fresh)
             else:
                 self.journal.delete(self.store.matches, comment_id)
+
+
+class FakeRuleMatchRepository:
+    """No saved rules are kept in memory: nothing to match, nothing stored."""
+
+    def __init__(self, store: InMemoryStore, journal: _Journal) -> None:
+        self.store, self.journal = store, journal
+
+    async def compiled(self, *, unindexed_only: bool = False, skip: Any = ()) -> Any:
+        from domain.compiled_rules import NO_RULES
+
+        return NO_RULES
+
+    async def replace_for_comments(self, comment_ids: Sequence[int], found: Sequence[tuple[int, int]]) -> None:
+        return None
+
+    async def unindexed_count(self) -> int:
+        return 0
+
+    async def last_comment_id(self) -> int:
+        return max((row_id for row_id, _, _ in self.store.comments.values()), default=0)
+
+    async def candidates(self, narrowing: Any, *, after: int, upto: int) -> list[tuple[int, str]]:
+        return []
+
+    async def generations(self, rule_ids: Sequence[int]) -> dict[int, int]:
+        return {}
+
+    async def add(self, found: Sequence[tuple[int, int]]) -> None:
+        return None
+
+    async def mark_indexed(self, rules: Sequence[tuple[int, int]], now: datetime) -> int:
+        return 0
+
+    async def invalidate(self, **refs: Any) -> list[int]:
+        return []
 
 
 class FakeTaskRepository:
@@ -670,6 +707,7 @@ class FakeUnitOfWork:
         self.tasks = FakeTaskRepository(store, self.journal)
         self.api_tokens = FakeApiTokenRepository(store, self.journal)
         self.alerts = FakeAlertRepository(store, self.journal)
+        self.rule_matches = FakeRuleMatchRepository(store, self.journal)
         self.committed = False
 
     async def __aenter__(self) -> FakeUnitOfWork:

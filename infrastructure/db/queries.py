@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     and_,
     distinct,
+    exists,
     false,
     func,
     or_,
@@ -58,13 +59,13 @@ from domain.queries import (
     StatsWindow,
     TaskFilter,
 )
-from domain.rules import QueryCompiler, QueryMatcher, RuleSet
+from domain.rules import QueryCompiler, QueryMatcher, RuleRef, RuleSet, parse, rule_key
 from infrastructure.db.alerts import delivery_from_row, delivery_query
 from infrastructure.db.bulk import in_values
 from infrastructure.db.compiled import DriverStatements, pooled
 from infrastructure.db.counts import aggregated_count, countable
 from infrastructure.db.faults import raise_if_unavailable
-from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, like_pattern, narrowing_condition
+from infrastructure.db.filters import LIKE_ESCAPE, comment_conditions, in_texts, like_pattern, narrowing_condition
 from infrastructure.db.projection import Projector, Unprojectable
 from infrastructure.db.repositories import group_from_row, keyword_from_row, task_from_row, token_from_row
 from infrastructure.db.rules import rule_compiler
@@ -80,6 +81,8 @@ from infrastructure.db.tables import (
     keywords,
     matches,
     posts,
+    rule_matches,
+    rules,
     stats_keywords,
     tasks,
 )
@@ -297,6 +300,18 @@ def _comment_event(row) -> CommentEvent:
 _DELIVERY_ORDER = _Order(alert_deliveries.c.id, "id", int, alert_deliveries.c.id, descending=True)
 
 
+def _rule_named(query: str | None) -> str | None:
+    """``rule_key`` of the saved rule a query is exactly (``rule:name``); None for any other
+    query (and for one that does not parse: the query's own path says why)."""
+    if query is None:
+        return None
+    try:
+        expr = parse(query)
+    except InvalidInput:
+        return None
+    return rule_key(expr.name) if isinstance(expr, RuleRef) else None
+
+
 class SqlReadModel:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -434,9 +449,64 @@ class SqlReadModel:
         last: int | None = None, before: str | None = None,
     ) -> Page[CommentView]:
         if flt.query is not None:
+            rule = await self._indexed_rule(flt)
+            if rule is not None:
+                backward = first is None and last is not None
+                query, keyset = self._rule_comments(rule, flt, order, backward=backward)
+                page = await self._page(
+                    query, keyset, _comment_view, first=first, after=after, last=last, before=before
+                )
+                if page.edges or await self._indexed_rule(flt) == rule:
+                    return page
+                # Invalidated between the two statements: the page comes from the query itself.
             return await self._query_page(flt, order, None, first=first, after=after, last=last, before=before)
         query, keyset = self._comments_query(flt, order, backward=first is None and last is not None)
         return await self._page(query, keyset, _comment_view, first=first, after=after, last=last, before=before)
+
+    async def _indexed_rule(self, flt: CommentFilter) -> tuple[int, int] | None:
+        """(rule id, index generation) when ``flt.query`` is exactly one saved rule
+        (``rule:name``) whose matches are stored complete (``domain.rule_index``); else None."""
+        key = _rule_named(flt.query)
+        if key is None:
+            return None
+        query = select(rules.c.id, rules.c.index_generation).where(
+            rules.c.name_key == key, rules.c.indexed_at.is_not(None)
+        )
+        rows = await self._rows(query)
+        return (rows[0]["id"], rows[0]["index_generation"]) if rows else None
+
+    def _rule_comments(
+        self, rule: tuple[int, int], flt: CommentFilter, order: CommentOrder, *, backward: bool
+    ) -> tuple[Select, _Order]:
+        """The comments of a saved rule's stored matches that the rest of ``flt`` admits. Newest
+        first (or oldest) off the index (rule_id, published_at, comment_id), as one keyword's
+        page is read off the matches'; in another order, the stored set is a condition. Nothing
+        while the rule is not indexed at this generation (the statement says so itself)."""
+        rule_id, generation = rule
+        rest = replace(flt, query=None)
+        still = exists().where(
+            rules.c.id == rule_id, rules.c.index_generation == generation, rules.c.indexed_at.is_not(None)
+        )
+        keyset = _comment_order(order)
+        conditions = comment_conditions(rest, self._dialect)
+        if order.field is CommentSort.PUBLISHED_AT:
+            r = rule_matches.c
+            by = _Order(r.published_at, "published_at", datetime, r.comment_id, keyset.descending)
+            matched = (
+                select(r.published_at, r.comment_id)
+                .where(r.rule_id == rule_id, still)
+                .order_by(*by.by(reverse=backward))
+                .subquery("matched")
+            )
+            query = (
+                _comment_query()
+                .select_from(matched.join(comments, comments.c.id == matched.c.comment_id))
+                .where(*conditions)
+            )
+            return query, _Order(matched.c.published_at, "published_at", datetime, matched.c.comment_id,
+                                 keyset.descending)
+        stored = exists().where(rule_matches.c.rule_id == rule_id, rule_matches.c.comment_id == comments.c.id)
+        return _comment_query().where(stored, still, *conditions), keyset
 
     async def _query_page(
         self, flt: CommentFilter, order: CommentOrder, projection: Projection | None, *, first: int | None,
@@ -532,6 +602,15 @@ class SqlReadModel:
         if not self.projects:
             raise NotImplementedError("projected reads need PostgreSQL")
         if flt.query is not None:
+            rule = await self._indexed_rule(flt)
+            if rule is not None:
+                query, keyset = self._rule_comments(rule, flt, order, backward=first is None and last is not None)
+                node = _PROJECTOR.node(projection).label("node")
+                query = query.with_only_columns(comments.c.id, comments.c[keyset.key_name], node)
+                rule_window = _window(query, keyset, first=first, after=after, last=last, before=before)
+                page = await self._read_window(rule_window, itemgetter("node"))
+                if page.edges or await self._indexed_rule(flt) == rule:
+                    return page
             return await self._query_page(flt, order, projection, first=first, after=after, last=last, before=before)
         # The same page asked again (a console polling, a script) reuses its statements: their
         # construction and SQLAlchemy's cache key were a tenth of a small page's CPU.
@@ -594,7 +673,8 @@ class SqlReadModel:
 
     async def comments_count(self, flt: CommentFilter) -> int:
         if flt.query is not None:
-            return await self._query_count(flt)
+            counted = await self._rule_count(flt)
+            return counted if counted is not None else await self._query_count(flt)
         if flt.keyword_ids and replace(flt, keyword_ids=None) == CommentFilter():
             # Only keywords: every match belongs to a stored comment (a foreign key, cascading),
             # so the matches alone say how many comments, and no comment is visited (at 10M
@@ -614,9 +694,55 @@ class SqlReadModel:
         query = select(comments.c.id).where(*comment_conditions(flt, self._dialect))
         return await self._count(query)
 
+    async def _rule_count(self, flt: CommentFilter) -> int | None:
+        """How many comments ``flt`` selects when its query is exactly an indexed saved rule,
+        from the stored matches (with the rest of the filter, joined to the comments); None
+        when it is not. One statement says both whether the rule is indexed and the count, so
+        an invalidation between them cannot give a count of a set being rebuilt."""
+        key = _rule_named(flt.query)
+        if key is None:
+            return None
+        ready = (
+            select(rules.c.id).where(rules.c.name_key == key, rules.c.indexed_at.is_not(None)).scalar_subquery()
+        )
+        rest = replace(flt, query=None)
+        r = rule_matches.c
+        if rest == CommentFilter():
+            counted = select(func.count()).select_from(rule_matches).where(r.rule_id == ready)
+        else:
+            counted = (
+                select(func.count())
+                .select_from(rule_matches.join(comments, comments.c.id == r.comment_id))
+                .where(r.rule_id == ready, *comment_conditions(rest, self._dialect))
+            )
+        rows = await self._rows(select(ready.label("rule_id"), counted.scalar_subquery().label("n")))
+        return int(rows[0]["n"]) if rows and rows[0]["rule_id"] is not None else None
+
     async def rule_counts(self, queries: Sequence[str]) -> list[int]:
-        """Comments each query matches: the candidates of any of them read once, every query
+        """Comments each query matches. A query that is exactly an indexed saved rule is
+        counted off its stored matches; the others' candidates are read once, every such query
         decided on each by one ``RuleSet``."""
+        if not queries:
+            return []
+        keys = [_rule_named(q) for q in queries]
+        stored: dict[str, int] = {}
+        if any(k is not None for k in keys):
+            counted = (
+                select(func.count()).select_from(rule_matches).where(rule_matches.c.rule_id == rules.c.id)
+                .scalar_subquery()
+            )
+            statement = select(rules.c.name_key, counted.label("n")).where(
+                rules.c.indexed_at.is_not(None), in_texts(self._dialect, rules.c.name_key, [k for k in keys if k])
+            )
+            stored = {row["name_key"]: int(row["n"]) for row in await self._rows(statement)}
+        counts = [stored[k] if k is not None and k in stored else 0 for k in keys]
+        others = [i for i, k in enumerate(keys) if k is None or k not in stored]
+        if others:
+            for i, n in zip(others, await self._run_counts([queries[i] for i in others]), strict=True):
+                counts[i] = n
+        return counts
+
+    async def _run_counts(self, queries: Sequence[str]) -> list[int]:
         if not queries:
             return []
         matchers = [await self.compiled(CommentFilter(query=q)) for q in queries]

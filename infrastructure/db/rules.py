@@ -22,7 +22,7 @@ from infrastructure.db.tables import keywords, rules
 def _rule(row) -> SavedRule:
     return SavedRule(
         id=row.id, name=row.name, query=row.query, category=row.category, created_at=row.created_at,
-        updated_at=row.updated_at,
+        updated_at=row.updated_at, indexed_at=row.indexed_at,
     )
 
 
@@ -74,6 +74,8 @@ class SqlRules:
         try:
             async with self._sessions.begin() as session:
                 row = (await session.execute(insert(rules).values(**values).returning(rules))).one()
+                # A new rule starts unindexed (indexed_at NULL): an INDEX_RULES task builds its
+                # matches. Rules naming it cannot exist yet (a name must exist to be named).
         except IntegrityError:
             raise Conflict(f'A rule named "{name}" exists already', field="name") from None
         return _rule(row)
@@ -84,9 +86,18 @@ class SqlRules:
         values = dict(name=name, name_key=name_key, query=query, category=category, updated_at=now)
         try:
             async with self._sessions.begin() as session:
+                before = (
+                    await session.execute(select(rules.c.query, rules.c.name_key).where(rules.c.id == rule_id))
+                ).one_or_none()
                 row = (
                     await session.execute(update(rules).where(rules.c.id == rule_id).values(**values).returning(rules))
                 ).one_or_none()
+                if row is not None and before is not None and before.query != query:
+                    # Its matches, and those of every rule naming it, are built again.
+                    from infrastructure.db.rule_matches import invalidate
+
+                    await invalidate(session, rule_ids=[rule_id], rule_names=[before.name_key, name_key])
+                    row = (await session.execute(select(rules).where(rules.c.id == rule_id))).one()
         except IntegrityError:
             raise Conflict(f'A rule named "{name}" exists already', field="name") from None
         return _rule(row) if row is not None else None

@@ -257,6 +257,26 @@ rules = Table(
     Column("category", String(100)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The stored matches (rule_matches) of this rule: complete as of ``indexed_at``; NULL while
+    # they are being (re)built, and readers then run the query instead. Every change that
+    # invalidates them adds one to ``index_generation``: a rebuild that started before it
+    # never marks the rule indexed (domain/rule_index.py).
+    Column("indexed_at", UtcDateTime),
+    Column("index_generation", Integer, nullable=False, server_default=text("0")),
+)
+
+# The comments each saved rule matches, written by the domain's matcher (``domain.rules.RuleSet``)
+# in the transactions that write keyword matches, and rebuilt when a rule or what it names
+# changes. A rule's comments newest first and its count are read off the index.
+rule_matches = Table(
+    "rule_matches",
+    metadata,
+    Column("rule_id", Id, ForeignKey("rules.id", ondelete="CASCADE"), nullable=False),
+    Column("comment_id", Id, ForeignKey("comments.id", ondelete="CASCADE"), nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),  # the comment's
+    PrimaryKeyConstraint("rule_id", "comment_id"),
+    Index("ix_rule_matches_rule_id_published_at_comment_id", "rule_id", "published_at", "comment_id"),
+    Index("ix_rule_matches_comment_id", "comment_id"),
 )
 
 matches = Table(

@@ -26,6 +26,7 @@ from infrastructure.db.repositories import (
     SqlPostRepository,
     SqlTaskRepository,
 )
+from infrastructure.db.rule_matches import SqlRuleMatchRepository
 from infrastructure.sealed import Sealer
 
 T = TypeVar("T")
@@ -77,6 +78,7 @@ class SqlUnitOfWork:
     tasks: SqlTaskRepository
     api_tokens: SqlApiTokenRepository
     alerts: SqlAlertRepository
+    rule_matches: SqlRuleMatchRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], sealer: Sealer | None = None) -> None:
         self._sessions = sessions
@@ -102,6 +104,7 @@ class SqlUnitOfWork:
         self.tasks = SqlTaskRepository(session)
         self.api_tokens = SqlApiTokenRepository(session)
         self.alerts = SqlAlertRepository(session, self._sealer)
+        self.rule_matches = SqlRuleMatchRepository(session)
         return self
 
     async def __aexit__(self, type_: object, value: BaseException | None, traceback: object) -> None:

@@ -91,6 +91,22 @@ def test_the_query_field_and_saved_rules(browser: Any, service: Service) -> None
         listed = service.gql("{ rules { edges { node { name query } } } }")["rules"]["edges"]
         assert [e["node"] for e in listed] == [{"name": "Кошки", "query": QUERY}]
 
+        # The Dashboard lists the top saved rules with their counts (stored by an INDEX_RULES task).
+        deadline = time.monotonic() + 60
+        while service.gql("{ rules { edges { node { indexedAt } } } }")["rules"]["edges"][0]["node"]["indexedAt"] is None:
+            assert time.monotonic() < deadline, "the rule's matches were never stored"
+            time.sleep(0.3)
+        page.get_by_role("link", name="Dashboard").click()
+        top = page.locator("[data-testid=top-rules] tbody tr")
+        top.first.wait_for()
+        assert top.count() == 1
+        cells = top.first.locator("td").all_inner_texts()
+        assert cells[0] == "Кошки" and cells[1].replace(",", "").replace("\u00a0", "") == str(expected), cells
+        _shot(page, "rules-04-dashboard-top-rules")
+        _axe(page, "dashboard with top rules")
+        page.get_by_role("link", name="Keywords").click()
+        row.wait_for()
+
         page.once("dialog", lambda dialog: dialog.accept())
         row.get_by_role("button", name="Remove").click()
         row.wait_for(state="detached")

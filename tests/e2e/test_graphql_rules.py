@@ -153,3 +153,57 @@ async def test_comment_matched_filters_by_query(server: str, tokens: dict) -> No
                 seen.add(comment["id"])
             assert seen == {n["id"] for n in published}
             await ws.send(json.dumps({"id": "1", "type": "complete"}))
+
+
+INDEXED = """query($id: ID!) { rule(id: $id) { indexedAt matchesCount } }"""
+INDEX_TASKS = "{ tasks(filter: {kinds: [INDEX_RULES]}, first: 50) { edges { node { id state result } } } }"
+UPDATE_KEYWORD = """mutation($id: ID!, $i: UpdateKeywordInput!) { updateKeyword(id: $id, input: $i) {
+  keyword { word morphology } errors { code field } } }"""
+
+
+async def _index_built(api: Api, rule_id: str) -> dict:
+    """Waits for every INDEX_RULES task; the rule as it is then."""
+    tasks = (await api(INDEX_TASKS, role="viewer"))["tasks"]["edges"]
+    assert tasks, "a change that invalidates a rule starts an INDEX_RULES task"
+    for edge in tasks:
+        assert (await wait_for_task(api, edge["node"]["id"], timeout=60))["state"] == "SUCCEEDED"
+    return (await api(INDEXED, {"id": rule_id}, role="viewer"))["rule"]
+
+
+async def test_saved_rules_are_counted_and_paged_off_their_stored_matches(api: Api) -> None:
+    """A rule's matches are stored by an INDEX_RULES task: `indexedAt` says so, and its count,
+    `topRules` and its filter's pages equal the query's own answers before, while and after the
+    keyword it names changes (the rule is rebuilt: `indexedAt` null meanwhile)."""
+    await parse(api, "koshki_spb")
+    [cat] = [r["keyword"] for r in await add_keywords(api, {"word": "кошка"})]
+    made = (await api(CREATE, {"i": {"name": "Кошки", "query": "kw:кошка OR кот"}}))["createRule"]
+    assert made["errors"] == []
+    rule = made["rule"]
+    count = "query($f: CommentFilter) { comments(filter: $f) { totalCount } }"
+
+    async def agree(query: str) -> int:
+        adhoc = (await api(count, {"f": {"query": query}}, role="viewer"))["comments"]["totalCount"]
+        named = (await api(count, {"f": {"query": 'rule:"Кошки"'}}, role="viewer"))["comments"]["totalCount"]
+        current = (await api(INDEXED, {"id": rule["id"]}, role="viewer"))["rule"]
+        assert named == adhoc == current["matchesCount"]
+        top = (await api("{ stats { topRules { name comments } } }", role="viewer"))["stats"]["topRules"]
+        assert top == [{"name": "Кошки", "comments": adhoc}]
+        by_name = [n["text"] for n in await every_comment(api, {"query": 'rule:"Кошки"'})]
+        assert by_name == [n["text"] for n in await every_comment(api, {"query": query})]
+        return adhoc
+
+    built = await _index_built(api, rule["id"])
+    assert built["indexedAt"] is not None
+    before = await agree("kw:кошка OR кот")
+    assert before > 0
+    # A full analysis writes every comment's rule matches again, in its own transactions: the same.
+    await run(api, ANALYZE, "startAnalyze", {})
+    assert await agree("kw:кошка OR кот") == before
+    assert (await api(INDEXED, {"id": rule["id"]}, role="viewer"))["rule"]["indexedAt"] == built["indexedAt"]
+
+    # Its keyword matches this word form only now: counted by the query until rebuilt.
+    changed = (await api(UPDATE_KEYWORD, {"id": cat["id"], "i": {"morphology": False}}))["updateKeyword"]
+    assert changed["errors"] == []
+    rebuilt = await _index_built(api, rule["id"])
+    assert rebuilt["indexedAt"] is not None
+    assert await agree("exact:кошка OR кот") < before

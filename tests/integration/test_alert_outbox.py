@@ -280,7 +280,8 @@ async def test_credentials_are_sealed_at_rest_and_a_changed_key_fails_deliveries
     created = await rule(adapters, [HOOK_A, TELEGRAM])
     engine, sessions = migrated_db
     async with engine.connect() as conn:
-        stored = " ".join(str(v) for row in (await conn.execute(select(alert_channels, alert_rules))).all() for v in row)
+        rows = [*(await conn.execute(select(alert_channels))).all(), *(await conn.execute(select(alert_rules))).all()]
+        stored = " ".join(str(v) for row in rows for v in row)
         urls = (await conn.execute(select(alert_channels.c.url))).scalars().all()
         secrets = (await conn.execute(select(alert_rules.c.webhook_secret))).scalars().all()
     for secret in ("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", created.webhook_secret):

@@ -21,6 +21,7 @@ export const STATS = /* GraphQL */ `
       groups { groupId name comments matchedComments lastCollectedAt group { id monitoring { lastError lastRunAt } } }
       topKeywords { keywordId word matches comments }
       topAuthors { vkId name comments }
+      topRules { ruleId name comments }
       days { day comments matchedComments matches }
       byStatus { status comments }
     }

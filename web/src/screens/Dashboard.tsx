@@ -82,6 +82,14 @@ export function Dashboard() {
           </table>
         </Panel>
       </div>
+      <Panel title={t("topRules")}>
+        {stats && stats.topRules.length === 0 ? <p class="muted">{t("noSavedRules")}</p> : (
+          <table data-testid="top-rules">
+            <thead><tr><th scope="col">{t("rule")}</th><th scope="col">{t("comments")}</th></tr></thead>
+            <tbody>{stats?.topRules.map((r) => <tr data-rule={r.ruleId}><td>{r.name}</td><td>{fmtNum(r.comments)}</td></tr>)}</tbody>
+          </table>
+        )}
+      </Panel>
       <Panel title={t("byStatus")}>
         <table data-testid="by-status">
           <thead><tr><th scope="col">{t("status")}</th><th scope="col">{t("comments")}</th></tr></thead>

@@ -78,7 +78,7 @@ export function TaskResult({ task }: { task: Task }) {
   if (task.error) return <span class="error-cell">{task.error}</span>;
   const result = task.result as Result | null;
   if (!result || typeof result !== "object") return result == null ? null : <div class="result">{String(result)}</div>;
-  const known = { PARSE: PARSE_KEYS, ANALYZE: ANALYZE_KEYS, EXPORT: EXPORT_KEYS }[task.kind] ?? [];
+  const known = { PARSE: PARSE_KEYS, ANALYZE: ANALYZE_KEYS, EXPORT: EXPORT_KEYS, INDEX_RULES: [] as string[] }[task.kind] ?? [];
   const extra = rest(result, known);
   return (
     <div class="result" data-result-kind={task.kind}>

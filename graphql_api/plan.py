@@ -411,6 +411,8 @@ class _Root:
     # One object by id (``node``, ``comment``, ``group``, ``keyword``): the projection of each type
     # it may be that a projected read can write (the object's JSON in one statement).
     by_id: dict[str, Projection] | None = None
+    # A projected connection whose ``totalCount`` is asked: counted in the page's statement.
+    counted: bool = False
 
 
 # Told (reason, kind) whenever an operation does not run the fastest way the plan knows.
@@ -470,7 +472,9 @@ class Plan:
                 refused = run.read_model.projection_refusal(root.projected[0])
                 if refused is None:
                     projection, selection = root.projected
-                    _, found = await comments_connection(run.read_model, projection=projection, **arguments)
+                    _, found = await comments_connection(
+                        run.read_model, projection=projection, counted=root.counted, **arguments
+                    )
                     return (await run.complete([found], root.type, selection))[0]
             run.report(PROJECTION_REFUSED, refused)
         if root.by_id is not None and run.read_model.projects:
@@ -755,8 +759,10 @@ class _Compiler:
                     unprojected = e.kind
             nodes = tuple(d.node for d in details)
             by_id = _projected_by_id(selection) if name in _BY_ID and selection is not None else None
+            counted = projected is not None and any(f.python_name == "total_count" for f in projected[1].fields)
             roots.append(_Root(
-                key, field_def, node, field, read, field_def.type, selection, projected, unprojected, nodes, by_id
+                key, field_def, node, field, read, field_def.type, selection, projected, unprojected, nodes, by_id,
+                counted,
             ))
         return Plan(self.schema, roots)
 

@@ -388,3 +388,30 @@ async def test_relay_refetches_through_node_answer_as_the_normal_executor(seeded
         plan, normal = await pair.both(REFETCH, {"id": id}, "viewer", "node-other")
         assert plan == normal
     assert counted.handed_over == 2
+
+
+async def test_a_roots_arguments_are_converted_once_per_distinct_values(seeded, monkeypatch, request) -> None:
+    """The plan keeps a root's arguments converted by their values: the same values again (a
+    client's next poll) are not converted again, other values are, and both answer as the
+    normal executor does."""
+    pair, known = seeded
+    conversions = []
+    convert = plan_module.python_arguments
+
+    def counted(schema: Any, field: Any, values: dict[str, Any]) -> dict[str, Any]:
+        conversions.append(values)
+        return convert(schema, field, values)
+
+    monkeypatch.setattr(plan_module, "python_arguments", counted)
+    # A document of its own for each database: compiled plans (and what they keep) are the process's.
+    query = f"""query Args_{request.node.callspec.params["seeded"]}($f: Int, $flt: CommentFilter) {{
+      comments(first: $f, filter: $flt) {{ totalCount edges {{ node {{ id text }} }} }} }}"""
+    asked = [
+        {"f": 3, "flt": {"matched": True}}, {"f": 3, "flt": {"matched": False}}, {"f": 3, "flt": {"matched": True}},
+        {"f": 4, "flt": {"matched": True}}, {"f": 3, "flt": {"matched": True, "groupIds": known.group_ids[:1]}},
+        {"f": 3, "flt": {"matched": True}}, {"f": 3, "flt": {"groupIds": known.group_ids[:1], "matched": True}},
+    ]
+    for index, variables in enumerate(asked):
+        plan, normal = await pair.both(query, variables, "viewer", f"args-{index}")
+        assert plan == normal and plan[0] == 200 and b'"errors"' not in plan[2], variables
+    assert len(conversions) == 4, conversions  # the last is the fifth's values, its fields in another order

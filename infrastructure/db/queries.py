@@ -25,6 +25,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     distinct,
     false,
     func,
@@ -311,6 +312,8 @@ class SqlReadModel:
         self._driver = DriverStatements(self._engine.dialect) if self._dialect == "postgresql" else None
         # Projected pages' statements, by their arguments.
         self._windows: BoundedDict[tuple, _Window] = BoundedDict(WINDOWS_KEPT)
+        # ``projected_by_id``'s statements, by projection (the id is a bound value).
+        self._by_id: BoundedDict[Projection, Select] = BoundedDict(WINDOWS_KEPT)
         self._queries: QueryCompiler | None = None  # made on the first filter with a query
 
     def queries_changed(self) -> None:
@@ -339,13 +342,19 @@ class SqlReadModel:
             raise_if_unavailable(e)
             raise
 
-    async def _rows(self, query: Select) -> Sequence[RowMapping] | list[dict[str, Any]]:
+    async def _rows(
+        self, query: Select, *, kept: bool = False, **values: Any
+    ) -> Sequence[RowMapping] | list[dict[str, Any]]:
         """The rows of ``query``, by name; on PostgreSQL run by asyncpg itself (``compiled.py``:
-        SQLAlchemy's work around each statement cost as much CPU as the statement's own)."""
+        SQLAlchemy's work around each statement cost as much CPU as the statement's own).
+        ``kept``: a statement the read model keeps and runs again; ``values``: of its named
+        ``bindparam``s made without one."""
         if self._driver is not None:
-            prepared = self._driver.compile(query)
+            prepared = self._driver.compile(query, kept=kept, **values)
             if prepared is not None:
                 return prepared.rows(await self._driver_fetch(prepared.sql, *prepared.arguments))
+        if values:
+            query = query.params(**values)
         return await self._read(query, lambda result: result.mappings().all())
 
     def _in(self, column, values: Sequence[int]) -> ColumnElement[bool]:
@@ -359,8 +368,8 @@ class SqlReadModel:
         window = _window(query, order, first=first, after=after, last=last, before=before)
         return await self._read_window(window, to_node)
 
-    async def _read_window(self, window: _Window, to_node: Callable) -> Page:
-        rows = await self._rows(window.statement)
+    async def _read_window(self, window: _Window, to_node: Callable, *, kept: bool = False) -> Page:
+        rows = await self._rows(window.statement, kept=kept)
         limit, backward, key_name = window.limit, window.backward, window.order.key_name
         more = len(rows) > limit
         rows = rows[:limit][::-1] if backward else rows[:limit]
@@ -565,16 +574,20 @@ class SqlReadModel:
                 total = select(*count.subquery("counted").c).scalar_subquery().label("total")
                 window = replace(window, statement=window.statement.add_columns(total))
             self._windows[key] = window
-        return await self._read_window(window, itemgetter("node"))
+        return await self._read_window(window, itemgetter("node"), kept=True)
 
     async def projected_by_id(self, projection: Projection, pk: int) -> str | None:
         """The object with row id ``pk`` of ``projection``'s view, written by ``projection``
         (one statement: its relations are subqueries of it); None when there is none."""
         if not self.projects:
             raise NotImplementedError("projected reads need PostgreSQL")
-        table = _TABLES[declaration.VIEWS[projection.view].table]
-        query = select(_PROJECTOR.node(projection).label("node")).select_from(table).where(table.c.id == pk)
-        rows = await self._rows(query)
+        query = self._by_id.get(projection)
+        if query is None:  # made once per projection, as a page's statements are kept
+            table = _TABLES[declaration.VIEWS[projection.view].table]
+            node = _PROJECTOR.node(projection).label("node")
+            query = select(node).select_from(table).where(table.c.id == bindparam("pk", type_=table.c.id.type))
+            self._by_id[projection] = query
+        rows = await self._rows(query, kept=True, pk=pk)
         return rows[0]["node"] if rows else None
 
     def _comments_query(

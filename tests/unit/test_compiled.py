@@ -58,3 +58,18 @@ async def test_greenlet_spawn_still_runs_what_awaits_in_sqlalchemys_sync_code() 
     from sqlalchemy.util import await_only, greenlet_spawn
 
     assert await greenlet_spawn(lambda: await_only(asyncio.sleep(0, "returned"))) == "returned"
+
+
+def test_a_kept_statement_keeps_its_cache_key_and_takes_its_named_values() -> None:
+    from sqlalchemy import bindparam
+
+    statements = DriverStatements(DIALECT)
+    kept = select(comments.c.text).where(comments.c.id == bindparam("pk", type_=comments.c.id.type), comments.c.likes > 2)
+    one = statements.compile(kept, kept=True, pk=7)
+    two = statements.compile(kept, kept=True, pk=9)
+    assert one is not None and two is not None and one.sql == two.sql
+    assert one.arguments == (7, 2) and two.arguments == (9, 2)
+    assert list(statements._kept.values()) == [(kept, statements._kept[id(kept)][1])]  # its key, found once
+    assert len(statements._shapes) == 1
+    again = select(comments.c.text).where(comments.c.likes > 5)
+    assert statements.compile(again) is not None and id(again) not in statements._kept  # not kept: not remembered

@@ -78,24 +78,26 @@ class DriverStatements:
     def __init__(self, dialect: Dialect, size: int = CACHE_SIZE) -> None:
         self.dialect = dialect
         self._shapes: BoundedDict[Any, _Shape | None] = BoundedDict(size)
-        # Statements their callers keep and run again, with their cache keys (by identity).
-        self._kept: BoundedDict[int, tuple[Select, Any]] = BoundedDict(size)
+        # Statements their callers keep and run again (by identity), with their cache keys and,
+        # when nothing is bound anew, what they were prepared as.
+        self._kept: BoundedDict[int, tuple[Select, Any, Prepared | None]] = BoundedDict(size)
 
     def compile(self, statement: Select, *, kept: bool = False, **values: Any) -> Prepared | None:
         """``statement`` ready for asyncpg, or None when SQLAlchemy must run it. ``kept``: the
         caller keeps this very statement and runs it again (a page asked again, a look-up by
         id), so its cache key is kept with it rather than found again, a walk of its whole
-        expression (a projection's is hundreds of nodes: 0.1 ms). ``values``: those of its
-        named ``bindparam``s made without one (a look-up's id)."""
+        expression (a projection's is hundreds of nodes: 0.1 ms), and without ``values`` so
+        is what it was prepared as. ``values``: those of its named ``bindparam``s made without
+        one (a look-up's id)."""
         cache_key = None
         if kept:
             seen = self._kept.get(id(statement))
             if seen is not None and seen[0] is statement:
+                if seen[2] is not None and not values:  # nothing to bind anew: as it was
+                    return seen[2]
                 cache_key = seen[1]
         if cache_key is None:
             cache_key = statement._generate_cache_key()  # the one private name, see above
-            if kept:
-                self._kept[id(statement)] = (statement, cache_key)
         if cache_key is None or getattr(cache_key, "params", None):
             return None
         shape = self._shapes.get(cache_key.key, self)
@@ -104,12 +106,15 @@ class DriverStatements:
             self._shapes[cache_key.key] = shape
         if shape is None:
             return None
-        values = shape.compiled.construct_params(params=values or None, extracted_parameters=cache_key.bindparams)
+        bound = shape.compiled.construct_params(params=values or None, extracted_parameters=cache_key.bindparams)
         arguments = tuple(
-            values[name] if process is None or values[name] is None else process(values[name])
+            bound[name] if process is None or bound[name] is None else process(bound[name])
             for name, process in zip(shape.names, shape.bind)
         )
-        return Prepared(shape, arguments)
+        prepared = Prepared(shape, arguments)
+        if kept:
+            self._kept[id(statement)] = (statement, cache_key, None if values else prepared)
+        return prepared
 
     def _shape(self, statement: Select, cache_key: Any) -> _Shape | None:
         compiled = statement.compile(dialect=self.dialect, cache_key=cache_key)

@@ -69,7 +69,10 @@ def test_a_kept_statement_keeps_its_cache_key_and_takes_its_named_values() -> No
     two = statements.compile(kept, kept=True, pk=9)
     assert one is not None and two is not None and one.sql == two.sql
     assert one.arguments == (7, 2) and two.arguments == (9, 2)
-    assert list(statements._kept.values()) == [(kept, statements._kept[id(kept)][1])]  # its key, found once
+    assert [entry[:1] for entry in statements._kept.values()] == [(kept,)]  # its key, found once
     assert len(statements._shapes) == 1
+    page = select(comments.c.text).where(comments.c.likes > 3).limit(10)
+    first = statements.compile(page, kept=True)
+    assert first is not None and statements.compile(page, kept=True) is first  # nothing bound anew: as it was
     again = select(comments.c.text).where(comments.c.likes > 5)
     assert statements.compile(again) is not None and id(again) not in statements._kept  # not kept: not remembered

@@ -312,6 +312,14 @@ class ReadModel(Protocol):
         self, *, first: int | None = None, after: str | None = None, last: int | None = None,
         before: str | None = None, active: bool | None = None,
     ) -> Page[Group]: ...
+    async def groups_page_projected(
+        self, projection: Projection, *, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None, active: bool | None = None,
+    ) -> Page[str]:
+        """``groups_page`` with each node written as JSON text by ``projection``; asked as
+        ``comments_page_projected`` is."""
+        ...
+
     async def groups_count(self, *, active: bool | None = None) -> int: ...
     async def groups_by_ids(self, ids: Sequence[int]) -> list[Group | None]: ...
 

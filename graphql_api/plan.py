@@ -239,7 +239,7 @@ def _list_member(view: declaration.View, key: str, field: _Field, non_null: bool
 
 
 def _projected_connection(selection: _Selection) -> tuple[Projection, _Selection] | None:
-    """A connection of comments whose one ``edges { node }`` a projected read writes: its
+    """A connection (``_WRITTEN``) whose one ``edges { node }`` a projected read writes: its
     projection, and the connection's selection taking the written nodes as they are. None
     without one ``edges { node }``; ``Unsupported`` when the nodes ask what is not written."""
     paths = [
@@ -261,6 +261,26 @@ def _projected_connection(selection: _Selection) -> tuple[Projection, _Selection
     edges_selection = replace(edges.selection, fields=_replaced(edges.selection.fields, j, written))
     edges = replace(edges, selection=edges_selection)
     return projection, replace(selection, fields=_replaced(selection.fields, i, edges))
+
+
+async def _written_comments(read_model: ReadModel, projection: Projection, counted: bool, arguments: dict) -> Any:
+    _, found = await comments_connection(read_model, projection=projection, counted=counted, **arguments)
+    return found
+
+
+async def _written_groups(read_model: ReadModel, projection: Projection, counted: bool, arguments: dict) -> Any:
+    return await groups_connection(read_model, projection=projection, **arguments)
+
+
+# A connection root whose nodes a projected read writes -> that read (the projection, whether
+# ``totalCount`` is asked, the root's arguments).
+_WRITTEN: dict[str, Callable[[ReadModel, Projection, bool, dict], Awaitable[Any]]] = {
+    "comments": _written_comments, "groups": _written_groups,
+}
+# Whether a page of the root read as objects is a fallback ``/metrics`` counts
+# (``PROJECTION_REFUSED``): comments pages, which the console reads; a groups page is small,
+# read as objects as it always was when its nodes ask what is not written (a count, a link).
+_REPORTED = {"comments": True, "groups": False}
 
 
 def _replaced(fields: tuple[_Field, ...], index: int, field: _Field) -> tuple[_Field, ...]:
@@ -405,7 +425,7 @@ class _Root:
     read: Callable[..., Awaitable[Any]] | None
     type: GraphQLOutputType | None
     selection: _Selection | None
-    # A connection of comments whose nodes a projected read writes: the projection, and the
+    # A connection whose nodes a projected read writes (``_WRITTEN``): the projection, and the
     # selection with those nodes taken as written (where the read model can: PostgreSQL).
     projected: tuple[Projection, _Selection] | None = None
     unprojected: str | None = None  # else why its nodes cannot be written (``Unsupported.kind``)
@@ -478,11 +498,10 @@ class Plan:
                 refused = run.read_model.projection_refusal(root.projected[0])
                 if refused is None:
                     projection, selection = root.projected
-                    _, found = await comments_connection(
-                        run.read_model, projection=projection, counted=root.counted, **arguments
-                    )
+                    found = await _WRITTEN[root.node.name.value](run.read_model, projection, root.counted, arguments)
                     return (await run.complete([found], root.type, selection))[0]
-            run.report(PROJECTION_REFUSED, refused)
+            if root.unprojected is not None or _REPORTED[root.node.name.value]:
+                run.report(PROJECTION_REFUSED, refused)
         if root.by_id is not None and run.read_model.projects:
             written = await _written_by_id(run.read_model, root.node.name.value, root.by_id, arguments)
             if written is not _UNWRITTEN:
@@ -783,11 +802,11 @@ class _Compiler:
             field = self._strawberry_field(query.name, name)
             selection = self._selection(field_def.type, details)
             projected, unprojected = None, None
-            if name == "comments" and selection is not None:
+            if name in _WRITTEN and selection is not None:
                 try:
                     projected = _projected_connection(selection)
                 except Unsupported as e:
-                    unprojected = e.kind
+                    unprojected = e.kind if _REPORTED[name] else None
             nodes = tuple(d.node for d in details)
             by_id = _projected_by_id(selection) if name in _BY_ID and selection is not None else None
             counted = projected is not None and any(f.python_name == "total_count" for f in projected[1].fields)

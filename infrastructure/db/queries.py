@@ -432,6 +432,23 @@ class SqlReadModel:
             self._windows[key] = window
         return await self._read_window(window, group_from_row, kept=True)
 
+    async def groups_page_projected(
+        self, projection: Projection, *, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None, active: bool | None = None,
+    ) -> Page[str]:
+        """The page ``groups_page`` reads (the same statement's condition, order, cursors and
+        limit), each node the JSON text ``projection`` makes of its community."""
+        if not self.projects:
+            raise NotImplementedError("projected reads need PostgreSQL")
+        key = ("groups", projection, active, first, after, last, before)
+        window = self._windows.get(key)
+        if window is None:
+            node = _PROJECTOR.node(projection).label("node")
+            query = _groups_query(active).with_only_columns(groups.c.id, node)
+            window = _window(query, _GROUP_ORDER, first=first, after=after, last=last, before=before)
+            self._windows[key] = window
+        return await self._read_window(window, itemgetter("node"), kept=True)
+
     async def groups_count(self, *, active: bool | None = None) -> int:
         return await self._count(_groups_query(active))
 

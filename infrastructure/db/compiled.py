@@ -162,7 +162,48 @@ async def pooled(engine: AsyncEngine) -> AsyncIterator[Any]:
         # the pool's size) runs to completion even when the request is stopped meanwhile: an
         # interrupted close logged a traceback ending in a bare CancelledError and could leave
         # the connection neither in the pool nor closed.
-        await _run_to_completion(greenlet_spawn(proxied.close))
+        await _returned(proxied)
+
+
+async def _returned(proxied: Any) -> None:
+    """``proxied.close()`` (back to the pool), run to its end whatever happens to the caller.
+
+    The pool usually takes a connection back without waiting for anything (autocommit: no
+    rollback to send), so the close is stepped once right here and is then done; only a close
+    that does wait goes on in a task of its own (``_run_to_completion``). A task for every
+    close cost an event loop turn per statement: 0.08 ms of wall time and 0.02 ms of CPU of
+    a one-statement read, under uvloop."""
+    closing = greenlet_spawn(proxied.close)
+    try:
+        waiting = closing.send(None)
+    except StopIteration:
+        return  # closed without waiting: nothing was left to interrupt
+    await _run_to_completion(_Resumed(closing, waiting))
+
+
+class _Resumed:
+    """Awaiting it drives on a coroutine that was stepped by hand and is waiting on ``waiting``
+    (what it yielded), exactly as the task awaiting it would have: the same futures are waited
+    on, and what the task sends or throws reaches the coroutine."""
+
+    def __init__(self, coroutine: Any, waiting: Any) -> None:
+        self.coroutine, self.waiting = coroutine, waiting
+
+    def __await__(self) -> Any:
+        coroutine, waiting = self.coroutine, self.waiting
+        while True:
+            try:
+                sent = yield waiting
+            except BaseException as e:  # a cancellation of the task, thrown in as a task would
+                try:
+                    waiting = coroutine.throw(e)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting = coroutine.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 async def _run_to_completion(work: Awaitable[Any]) -> None:

@@ -652,14 +652,18 @@ def find_row_id(global_or_row: str) -> int:
 
 def report_shapes(results: dict[str, dict[str, Timing]]) -> None:
     print()
-    heads = ("vkcp", "floor", "PostGraphile")
-    print(f"{'p50 ms (p90)':<30}" + "".join(f" {h:>16}" for h in heads) + f" {'vkcp/floor':>11} {'vkcp/PostGr.':>13}")
+    # --compare's server (vkcp@<checkout>) gets a column and its ratio to the floor too.
+    compared = sorted({n for timings in results.values() for n in timings if n.startswith("vkcp@")})
+    names = ("vkcp", *compared, "floor", "postgraphile")
+    heads = ("vkcp", *compared, "floor", "PostGraphile")
+    print(f"{'p50 ms (p90)':<30}" + "".join(f" {h:>16}" for h in heads) + f" {'vkcp/floor':>11} {'vkcp/PostGr.':>13}"
+          + "".join(f" {n + '/floor':>{max(11, len(n) + 6)}}" for n in compared))
     for label, timings in results.items():
         p50 = {n: t.p(0.5) for n, t in timings.items()}
-        cells = "".join(f" {p50[n]:8.2f} ({timings[n].p(0.9):5.2f})" if n in p50 else f" {'-':>16}"
-                        for n in ("vkcp", "floor", "postgraphile"))
+        cells = "".join(f" {p50[n]:8.2f} ({timings[n].p(0.9):5.2f})" if n in p50 else f" {'-':>16}" for n in names)
         to_pg = f"{p50['vkcp'] / p50['postgraphile']:13.2f}" if "postgraphile" in p50 else f"{'-':>13}"
-        print(f"{label:<30}{cells} {p50['vkcp'] / p50['floor']:11.2f} {to_pg}")
+        others = "".join(f" {p50[n] / p50['floor']:>{max(11, len(n) + 6)}.2f}" for n in compared)
+        print(f"{label:<30}{cells} {p50['vkcp'] / p50['floor']:11.2f} {to_pg}{others}")
         ok = p50["vkcp"] <= 1.3 * p50["floor"] and ("postgraphile" not in p50 or p50["vkcp"] <= p50["postgraphile"])
         against = " and <= PostGraphile" if "postgraphile" in p50 else ""
         print(f"  [{'ok' if ok else 'MISSED'}] <= 1.3x floor{against}")

@@ -255,6 +255,9 @@ class Page(Generic[T]):
     has_previous_page: bool = False
     backward: bool = False
     beyond_cursor: Callable[[], Awaitable[bool]] | None = None
+    # How many items the connection has in all, when the page's own statement counted them
+    # (``comments_page_projected(counted=True)``); None: not counted with the page.
+    total: int | None = None
 
     @property
     def start_cursor(self) -> str | None:
@@ -309,6 +312,14 @@ class ReadModel(Protocol):
         self, *, first: int | None = None, after: str | None = None, last: int | None = None,
         before: str | None = None, active: bool | None = None,
     ) -> Page[Group]: ...
+    async def groups_page_projected(
+        self, projection: Projection, *, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None, active: bool | None = None,
+    ) -> Page[str]:
+        """``groups_page`` with each node written as JSON text by ``projection``; asked as
+        ``comments_page_projected`` is."""
+        ...
+
     async def groups_count(self, *, active: bool | None = None) -> int: ...
     async def groups_by_ids(self, ids: Sequence[int]) -> list[Group | None]: ...
 
@@ -325,10 +336,12 @@ class ReadModel(Protocol):
     ) -> Page[CommentView]: ...
     async def comments_page_projected(
         self, flt: CommentFilter, order: CommentOrder, projection: Projection, *, first: int | None = None,
-        after: str | None = None, last: int | None = None, before: str | None = None,
+        after: str | None = None, last: int | None = None, before: str | None = None, counted: bool = False,
     ) -> Page[str]:
-        """``comments_page`` with each node written as JSON text by ``projection``. Callers ask
-        ``projects``, then ``projection_refusal(projection)`` first. Raises
+        """``comments_page`` with each node written as JSON text by ``projection``; ``counted``:
+        with ``total`` (what ``comments_count`` answers) read in the same statement where it
+        can be, one round trip instead of two (not for an empty page, nor for a filter with a
+        rule-language query). Callers ask ``projects``, then ``projection_refusal(projection)`` first. Raises
         ``NotImplementedError`` where the database cannot write JSON, and ``ValueError`` for a
         projection it cannot write exactly."""
         ...

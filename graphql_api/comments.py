@@ -14,6 +14,7 @@ import copy
 import enum
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, cast
 
 import orjson
@@ -282,17 +283,26 @@ def to_comment_order(order: CommentOrderInput | None) -> CommentOrder:
 async def comments_connection(
     read_model: ReadModel, filter: CommentFilterInput | None = None, order_by: CommentOrderInput | None = None,
     first: int | None = None, after: str | None = None, last: int | None = None, before: str | None = None,
-    projection: Projection | None = None,
+    projection: Projection | None = None, counted: bool = False,
 ) -> tuple[Page, CommentConnection]:
     """The page read and the connection made of it; with ``projection``, its nodes as the
     read model wrote them (``ReadModel.comments_page_projected``): JSON that goes into the
-    response as it is (orjson writes a ``Fragment`` without parsing it)."""
+    response as it is (orjson writes a ``Fragment`` without parsing it). ``counted``: the
+    ``totalCount`` is asked, so the read model counts in the page's statement where it can."""
     flt, order = to_comment_filter(filter), to_comment_order(order_by)
     if projection is not None:
-        written = await read_model.comments_page_projected(flt, order, projection, **window(first, after, last, before))
-        return written, connection(written, orjson.Fragment, lambda: read_model.comments_count(flt))
+        written = await read_model.comments_page_projected(
+            flt, order, projection, counted=counted, **window(first, after, last, before)
+        )
+        total = written.total
+        count = partial(_known, total) if total is not None else partial(read_model.comments_count, flt)
+        return written, connection(written, orjson.Fragment, count)
     page = await read_model.comments_page(flt, order, **window(first, after, last, before))
     return page, connection(page, Comment.from_view, lambda: read_model.comments_count(flt))
+
+
+async def _known(value: int) -> int:
+    return value
 
 
 @strawberry.field(description="Collected comments, filtered and sorted (newest first by default).")

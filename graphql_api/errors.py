@@ -25,13 +25,15 @@ import strawberry
 import structlog
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry import Schema as StrawberrySchema
+from strawberry.extensions import SchemaExtension
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionContext
 
 from domain.errors import DomainError, Unavailable
 from domain.rules import QuerySyntaxError
 from graphql_api.codes import ErrorCode, code_of
-from graphql_api.strawberry_compat import MaskErrorsOfEveryResult
+from graphql_api.strawberry_compat import ExtensionsRunner, MaskErrorsOfEveryResult
 
 log = structlog.get_logger(__name__)
 
@@ -121,6 +123,11 @@ def with_code(error: GraphQLError, code: ErrorCode) -> GraphQLError:
 
 
 class Schema(StrawberrySchema):
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return ExtensionsRunner(execution_context=execution_context, extensions=extensions)
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Only bugs are logged: bad queries and permission refusals are the caller's business.
         for error in errors:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Self
 
+import orjson
 import strawberry
 
 from domain import declaration, models
 from domain import groups as group_cases
 from domain.errors import DomainError
-from domain.queries import CommentFilter, ReadModel
+from domain.queries import CommentFilter, Projection, ReadModel
 from graphql_api.auth import IsOperator
 from graphql_api.codes import ErrorCode
 from graphql_api.context import Info
@@ -184,10 +186,16 @@ class RemoveGroupPayload:
 
 async def groups_connection(
     read_model: ReadModel, first: int | None = None, after: str | None = None, last: int | None = None,
-    before: str | None = None, active: bool | None = None,
+    before: str | None = None, active: bool | None = None, projection: Projection | None = None,
 ) -> GroupConnection:
-    page = await read_model.groups_page(**window(first, after, last, before), active=active)
-    return connection(page, Group.from_domain, lambda: read_model.groups_count(active=active))
+    """The connection of a groups page; with ``projection``, its nodes as the read model wrote
+    them (``ReadModel.groups_page_projected``), JSON that goes into the response as it is."""
+    paging, count = window(first, after, last, before), partial(read_model.groups_count, active=active)
+    if projection is not None:
+        written = await read_model.groups_page_projected(projection, **paging, active=active)
+        return connection(written, orjson.Fragment, count)
+    page = await read_model.groups_page(**paging, active=active)
+    return connection(page, Group.from_domain, count)
 
 
 @strawberry.field(description="Tracked communities, in the order they were added.")

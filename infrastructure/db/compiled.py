@@ -78,9 +78,26 @@ class DriverStatements:
     def __init__(self, dialect: Dialect, size: int = CACHE_SIZE) -> None:
         self.dialect = dialect
         self._shapes: BoundedDict[Any, _Shape | None] = BoundedDict(size)
+        # Statements their callers keep and run again (by identity), with their cache keys and,
+        # when nothing is bound anew, what they were prepared as.
+        self._kept: BoundedDict[int, tuple[Select, Any, Prepared | None]] = BoundedDict(size)
 
-    def compile(self, statement: Select) -> Prepared | None:
-        cache_key = statement._generate_cache_key()  # the one private name, see above
+    def compile(self, statement: Select, *, kept: bool = False, **values: Any) -> Prepared | None:
+        """``statement`` ready for asyncpg, or None when SQLAlchemy must run it. ``kept``: the
+        caller keeps this very statement and runs it again (a page asked again, a look-up by
+        id), so its cache key is kept with it rather than found again, a walk of its whole
+        expression (a projection's is hundreds of nodes: 0.1 ms), and without ``values`` so
+        is what it was prepared as. ``values``: those of its named ``bindparam``s made without
+        one (a look-up's id)."""
+        cache_key = None
+        if kept:
+            seen = self._kept.get(id(statement))
+            if seen is not None and seen[0] is statement:
+                if seen[2] is not None and not values:  # nothing to bind anew: as it was
+                    return seen[2]
+                cache_key = seen[1]
+        if cache_key is None:
+            cache_key = statement._generate_cache_key()  # the one private name, see above
         if cache_key is None or getattr(cache_key, "params", None):
             return None
         shape = self._shapes.get(cache_key.key, self)
@@ -89,12 +106,15 @@ class DriverStatements:
             self._shapes[cache_key.key] = shape
         if shape is None:
             return None
-        values = shape.compiled.construct_params(extracted_parameters=cache_key.bindparams)
+        bound = shape.compiled.construct_params(params=values or None, extracted_parameters=cache_key.bindparams)
         arguments = tuple(
-            values[name] if process is None or values[name] is None else process(values[name])
+            bound[name] if process is None or bound[name] is None else process(bound[name])
             for name, process in zip(shape.names, shape.bind)
         )
-        return Prepared(shape, arguments)
+        prepared = Prepared(shape, arguments)
+        if kept:
+            self._kept[id(statement)] = (statement, cache_key, None if values else prepared)
+        return prepared
 
     def _shape(self, statement: Select, cache_key: Any) -> _Shape | None:
         compiled = statement.compile(dialect=self.dialect, cache_key=cache_key)
@@ -142,7 +162,48 @@ async def pooled(engine: AsyncEngine) -> AsyncIterator[Any]:
         # the pool's size) runs to completion even when the request is stopped meanwhile: an
         # interrupted close logged a traceback ending in a bare CancelledError and could leave
         # the connection neither in the pool nor closed.
-        await _run_to_completion(greenlet_spawn(proxied.close))
+        await _returned(proxied)
+
+
+async def _returned(proxied: Any) -> None:
+    """``proxied.close()`` (back to the pool), run to its end whatever happens to the caller.
+
+    The pool usually takes a connection back without waiting for anything (autocommit: no
+    rollback to send), so the close is stepped once right here and is then done; only a close
+    that does wait goes on in a task of its own (``_run_to_completion``). A task for every
+    close cost an event loop turn per statement: 0.08 ms of wall time and 0.02 ms of CPU of
+    a one-statement read, under uvloop."""
+    closing = greenlet_spawn(proxied.close)
+    try:
+        waiting = closing.send(None)
+    except StopIteration:
+        return  # closed without waiting: nothing was left to interrupt
+    await _run_to_completion(_Resumed(closing, waiting))
+
+
+class _Resumed:
+    """Awaiting it drives on a coroutine that was stepped by hand and is waiting on ``waiting``
+    (what it yielded), exactly as the task awaiting it would have: the same futures are waited
+    on, and what the task sends or throws reaches the coroutine."""
+
+    def __init__(self, coroutine: Any, waiting: Any) -> None:
+        self.coroutine, self.waiting = coroutine, waiting
+
+    def __await__(self) -> Any:
+        coroutine, waiting = self.coroutine, self.waiting
+        while True:
+            try:
+                sent = yield waiting
+            except BaseException as e:  # a cancellation of the task, thrown in as a task would
+                try:
+                    waiting = coroutine.throw(e)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting = coroutine.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 async def _run_to_completion(work: Awaitable[Any]) -> None:

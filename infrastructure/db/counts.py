@@ -10,6 +10,11 @@ counted from the comments themselves, with the filter's own conditions
 (``filters.comment_conditions``), so the answer is the one a scan gives. Both parts are one
 statement: one snapshot, so a commit between them cannot be counted half.
 
+Without a time range or a review state, the per-community totals (``stats_groups``: one row a
+community, kept by the same ledger) say it: summing every day of every community was 0.8 ms of
+PostgreSQL's time per unfiltered ``totalCount`` at 250,000 comments (7,320 rows of
+``stats_days``), the per-community rows take 0.01 ms.
+
 Any other condition (keywords, text, posts, authors, ``matched`` with a review state) has no
 aggregate: such filters are counted from the comments.
 """
@@ -24,7 +29,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, literal, select
 from domain.queries import CommentFilter
 from infrastructure.db.bulk import in_values
 from infrastructure.db.filters import comment_conditions
-from infrastructure.db.tables import comments, stats_days
+from infrastructure.db.tables import comments, stats_days, stats_groups
 
 AGGREGATED = frozenset({"group_ids", "since", "until", "viewed", "archived"})
 
@@ -70,8 +75,22 @@ def _state_count(flt: CommentFilter) -> ColumnElement[int]:
     return d.comments - d.viewed - d.archived + both
 
 
+def _community_count(flt: CommentFilter, dialect: str) -> Select:
+    """``aggregated_count`` of a filter of communities and ``matched`` alone: their totals."""
+    g = stats_groups.c
+    counted: ColumnElement[Any] = g.comments
+    if flt.matched is not None:
+        counted = g.matched_comments if flt.matched else g.comments - g.matched_comments
+    query = select(func.coalesce(func.sum(counted), 0))
+    if flt.group_ids is not None:
+        query = query.where(in_values(dialect, g.group_id, flt.group_ids))
+    return query
+
+
 def aggregated_count(flt: CommentFilter, dialect: str) -> Select:
     """One row, one column: how many comments pass ``flt`` (``countable(flt)`` must hold)."""
+    if flt.since is None and flt.until is None and flt.viewed is None and flt.archived is None:
+        return _community_count(flt, dialect)
     since_day = flt.since.astimezone(UTC).date() if flt.since is not None else None
     until_day = flt.until.astimezone(UTC).date() if flt.until is not None else None
     whole_days: list[ColumnElement[bool]] = []  # the days counted from stats_days

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     distinct,
     exists,
     false,
@@ -223,6 +224,11 @@ def _clamp(first: int) -> int:
     return max(0, min(first, MAX_PAGE))
 
 
+def _counted(query: Select) -> Select:
+    """How many rows ``query`` selects."""
+    return select(func.count()).select_from(query.subquery())
+
+
 def _aligned(ids: Sequence[K], found: dict[K, T]) -> list[T | None]:
     """Results in the order of ``ids`` with None for the missing: what dataloaders expect."""
     return [found.get(i) for i in ids]
@@ -319,8 +325,10 @@ class SqlReadModel:
         self._dialect = self._engine.dialect.name  # the filters' SQL differs per database
         # On PostgreSQL the SELECTs built here run on asyncpg itself (compiled.py).
         self._driver = DriverStatements(self._engine.dialect) if self._dialect == "postgresql" else None
-        # Projected pages' statements, by their arguments.
+        # Projected pages' and groups pages' statements, by their arguments.
         self._windows: BoundedDict[tuple, _Window] = BoundedDict(WINDOWS_KEPT)
+        # ``projected_by_id``'s statements, by projection (the id is a bound value).
+        self._by_id: BoundedDict[Projection, Select] = BoundedDict(WINDOWS_KEPT)
         self._queries: QueryCompiler | None = None  # made on the first filter with a query
 
     def queries_changed(self) -> None:
@@ -349,13 +357,19 @@ class SqlReadModel:
             raise_if_unavailable(e)
             raise
 
-    async def _rows(self, query: Select) -> Sequence[RowMapping] | list[dict[str, Any]]:
+    async def _rows(
+        self, query: Select, *, kept: bool = False, **values: Any
+    ) -> Sequence[RowMapping] | list[dict[str, Any]]:
         """The rows of ``query``, by name; on PostgreSQL run by asyncpg itself (``compiled.py``:
-        SQLAlchemy's work around each statement cost as much CPU as the statement's own)."""
+        SQLAlchemy's work around each statement cost as much CPU as the statement's own).
+        ``kept``: a statement the read model keeps and runs again; ``values``: of its named
+        ``bindparam``s made without one."""
         if self._driver is not None:
-            prepared = self._driver.compile(query)
+            prepared = self._driver.compile(query, kept=kept, **values)
             if prepared is not None:
                 return prepared.rows(await self._driver_fetch(prepared.sql, *prepared.arguments))
+        if values:
+            query = query.params(**values)
         return await self._read(query, lambda result: result.mappings().all())
 
     def _in(self, column, values: Sequence[int]) -> ColumnElement[bool]:
@@ -369,23 +383,31 @@ class SqlReadModel:
         window = _window(query, order, first=first, after=after, last=last, before=before)
         return await self._read_window(window, to_node)
 
-    async def _read_window(self, window: _Window, to_node: Callable) -> Page:
-        rows = await self._rows(window.statement)
+    async def _read_window(self, window: _Window, to_node: Callable, *, kept: bool = False) -> Page:
+        rows = await self._rows(window.statement, kept=kept)
         limit, backward, key_name = window.limit, window.backward, window.order.key_name
         more = len(rows) > limit
         rows = rows[:limit][::-1] if backward else rows[:limit]
         edges = [(encode_cursor(row[key_name], row["id"]), to_node(row)) for row in rows]
         beyond_cursor = partial(self._exists, window.rest) if window.rest is not None else None
+        total = rows[0].get("total") if rows else None
         return Page(
             edges=edges, has_next_page=more and not backward, has_previous_page=more and backward,
-            backward=backward, beyond_cursor=beyond_cursor,
+            backward=backward, beyond_cursor=beyond_cursor, total=None if total is None else int(total),
         )
 
     async def _exists(self, query: Select) -> bool:
-        return bool(await self._read(select(query.exists()), Result.scalar_one))
+        return bool(await self._scalar(select(query.exists())))
 
     async def _count(self, query: Select) -> int:
-        return await self._read(select(func.count()).select_from(query.subquery()), Result.scalar_one)
+        return await self._scalar(_counted(query))
+
+    async def _scalar(self, query: Select) -> Any:
+        """The one value of a statement of one row and one column (on PostgreSQL run by
+        asyncpg itself, as ``_rows`` runs pages: through SQLAlchemy's execution a count cost
+        as much CPU as the page beside it)."""
+        rows = await self._rows(select(query.scalar_subquery().label("value")))
+        return rows[0]["value"]
 
     async def _by_ids(self, table: Table, column: Column, ids: Sequence, to_node: Callable) -> list:
         wanted = list(dict.fromkeys(ids))
@@ -415,9 +437,32 @@ class SqlReadModel:
         self, *, first: int | None = None, after: str | None = None, last: int | None = None,
         before: str | None = None, active: bool | None = None,
     ) -> Page[Group]:
-        return await self._page(
-            _groups_query(active), _GROUP_ORDER, group_from_row, first=first, after=after, last=last, before=before
-        )
+        # Kept as a projected page's are: a client pages through the same few (Relay's list,
+        # the console's communities), and building and keying the statement was a fifth of
+        # such a request's CPU.
+        key = ("groups", active, first, after, last, before)
+        window = self._windows.get(key)
+        if window is None:
+            window = _window(_groups_query(active), _GROUP_ORDER, first=first, after=after, last=last, before=before)
+            self._windows[key] = window
+        return await self._read_window(window, group_from_row, kept=True)
+
+    async def groups_page_projected(
+        self, projection: Projection, *, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None, active: bool | None = None,
+    ) -> Page[str]:
+        """The page ``groups_page`` reads (the same statement's condition, order, cursors and
+        limit), each node the JSON text ``projection`` makes of its community."""
+        if not self.projects:
+            raise NotImplementedError("projected reads need PostgreSQL")
+        key = ("groups", projection, active, first, after, last, before)
+        window = self._windows.get(key)
+        if window is None:
+            node = _PROJECTOR.node(projection).label("node")
+            query = _groups_query(active).with_only_columns(groups.c.id, node)
+            window = _window(query, _GROUP_ORDER, first=first, after=after, last=last, before=before)
+            self._windows[key] = window
+        return await self._read_window(window, itemgetter("node"), kept=True)
 
     async def groups_count(self, *, active: bool | None = None) -> int:
         return await self._count(_groups_query(active))
@@ -595,10 +640,13 @@ class SqlReadModel:
 
     async def comments_page_projected(
         self, flt: CommentFilter, order: CommentOrder, projection: Projection, *, first: int | None = None,
-        after: str | None = None, last: int | None = None, before: str | None = None,
+        after: str | None = None, last: int | None = None, before: str | None = None, counted: bool = False,
     ) -> Page[str]:
         """The page ``comments_page`` reads (the same statement's conditions, order, cursors
-        and limit), each node the JSON text ``projection`` makes of its comment."""
+        and limit), each node the JSON text ``projection`` makes of its comment; ``counted``:
+        and ``total``, ``comments_count``'s statement as a column of the page's (an
+        uncorrelated subquery: PostgreSQL runs it once), so a ``totalCount`` beside the page is
+        no second round trip. An empty page has no row to carry it: ``total`` stays None."""
         if not self.projects:
             raise NotImplementedError("projected reads need PostgreSQL")
         if flt.query is not None:
@@ -614,24 +662,35 @@ class SqlReadModel:
             return await self._query_page(flt, order, projection, first=first, after=after, last=last, before=before)
         # The same page asked again (a console polling, a script) reuses its statements: their
         # construction and SQLAlchemy's cache key were a tenth of a small page's CPU.
-        key = (projection, flt, order, first, after, last, before)
+        key = (projection, flt, order, first, after, last, before, counted)
         window = self._windows.get(key)
         if window is None:
             query, keyset = self._comments_query(flt, order, backward=first is None and last is not None)
             node = _PROJECTOR.node(projection).label("node")
             query = query.with_only_columns(comments.c.id, comments.c[keyset.key_name], node)
             window = _window(query, keyset, first=first, after=after, last=last, before=before)
+            count = self._count_statement(flt) if counted else None
+            if count is not None:
+                # Through a derived table: a scalar subquery of it inside the page's statement
+                # is never correlated with the page's own ``comments``.
+                total = select(*count.subquery("counted").c).scalar_subquery().label("total")
+                window = replace(window, statement=window.statement.add_columns(total))
             self._windows[key] = window
-        return await self._read_window(window, itemgetter("node"))
+        return await self._read_window(window, itemgetter("node"), kept=True)
 
     async def projected_by_id(self, projection: Projection, pk: int) -> str | None:
         """The object with row id ``pk`` of ``projection``'s view, written by ``projection``
         (one statement: its relations are subqueries of it); None when there is none."""
         if not self.projects:
             raise NotImplementedError("projected reads need PostgreSQL")
-        table = _TABLES[declaration.VIEWS[projection.view].table]
-        query = select(_PROJECTOR.node(projection)).select_from(table).where(table.c.id == pk)
-        return await self._read(query, Result.scalar_one_or_none)
+        query = self._by_id.get(projection)
+        if query is None:  # made once per projection, as a page's statements are kept
+            table = _TABLES[declaration.VIEWS[projection.view].table]
+            node = _PROJECTOR.node(projection).label("node")
+            query = select(node).select_from(table).where(table.c.id == bindparam("pk", type_=table.c.id.type))
+            self._by_id[projection] = query
+        rows = await self._rows(query, kept=True, pk=pk)
+        return rows[0]["node"] if rows else None
 
     def _comments_query(
         self, flt: CommentFilter, order: CommentOrder, *, backward: bool, query: QueryMatcher | None = None
@@ -672,27 +731,34 @@ class SqlReadModel:
         return query, _Order(matched.c.published_at, "published_at", datetime, matched.c.comment_id, keyset.descending)
 
     async def comments_count(self, flt: CommentFilter) -> int:
-        if flt.query is not None:
+        if flt.query is not None:  # an indexed saved rule off its stored matches, else its matcher decides
             counted = await self._rule_count(flt)
             return counted if counted is not None else await self._query_count(flt)
+        statement = self._count_statement(flt)
+        assert statement is not None
+        return int(await self._scalar(statement))
+
+    def _count_statement(self, flt: CommentFilter) -> Select | None:
+        """One row, one column: how many comments pass ``flt``; None for a filter with a
+        rule-language query (its matcher decides each candidate, or its stored matches count:
+        ``comments_count``)."""
+        if flt.query is not None:
+            return None
         if flt.keyword_ids and replace(flt, keyword_ids=None) == CommentFilter():
             # Only keywords: every match belongs to a stored comment (a foreign key, cascading),
             # so the matches alone say how many comments, and no comment is visited (at 10M
             # comments: 22 ms, from 1.7 s joining 80,000). One keyword: its aggregate row, which
             # counts exactly that (stats_keywords.comments, kept by the repositories).
             if len(flt.keyword_ids) == 1:
-                query = select(func.coalesce(func.sum(stats_keywords.c.comments), 0)).where(
+                return select(func.coalesce(func.sum(stats_keywords.c.comments), 0)).where(
                     stats_keywords.c.keyword_id == flt.keyword_ids[0]
                 )
-            else:
-                query = select(func.count(distinct(matches.c.comment_id))).where(
-                    self._in(matches.c.keyword_id, flt.keyword_ids)
-                )
-            return int(await self._read(query, Result.scalar_one))
-        if countable(flt):  # communities, time, review state: from the per-day aggregates
-            return int(await self._read(aggregated_count(flt, self._dialect), Result.scalar_one))
-        query = select(comments.c.id).where(*comment_conditions(flt, self._dialect))
-        return await self._count(query)
+            return select(func.count(distinct(matches.c.comment_id))).where(
+                self._in(matches.c.keyword_id, flt.keyword_ids)
+            )
+        if countable(flt):  # communities, time, review state: from the aggregates
+            return aggregated_count(flt, self._dialect)
+        return _counted(select(comments.c.id).where(*comment_conditions(flt, self._dialect)))
 
     async def _rule_count(self, flt: CommentFilter) -> int | None:
         """How many comments ``flt`` selects when its query is exactly an indexed saved rule,

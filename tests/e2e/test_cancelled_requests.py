@@ -155,6 +155,10 @@ async def test_timeouts_and_hang_ups_during_slow_statements_never_answer_500(tmp
         assert not bad, "the server's log:\n" + "\n".join(bad[:5])
 
 
+# The read model's reads of a groups page: as objects, and written by PostgreSQL (the plan's).
+GROUPS_READS = ("groups_page", "groups_page_projected")
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database(request: pytest.FixtureRequest, tmp_path: Path):
     if request.param == "sqlite":
@@ -174,7 +178,6 @@ async def test_a_read_that_meets_a_cancellation_not_its_own_is_a_coded_503(
     import uvicorn
 
     container = await start_container(make_settings(tmp_path, database_url=database, auth=False))
-    original = container.read_model.groups_page
 
     async def interrupted(*args, **kwargs):
         shared = asyncio.get_running_loop().create_future()
@@ -192,13 +195,15 @@ async def test_a_read_that_meets_a_cancellation_not_its_own_is_a_coded_503(
             await asyncio.sleep(0.01)
         endpoint = f"http://127.0.0.1:{port}/graphql"
         async with httpx.AsyncClient(timeout=10) as client:
-            monkeypatch.setattr(container.read_model, "groups_page", interrupted)
+            # A groups page is read as objects, or written by PostgreSQL (``groups_page_projected``).
+            for read in GROUPS_READS:
+                monkeypatch.setattr(container.read_model, read, interrupted)
             response = await client.post(endpoint, json={"query": READS[1]})
             assert response.status_code == 503, response.text
             assert response.headers["retry-after"] == "5"
             [error] = response.json()["errors"]
             assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE" and error["message"] == INTERRUPTED_MESSAGE
-            monkeypatch.setattr(container.read_model, "groups_page", original)
+            monkeypatch.undo()
             assert (await client.post(endpoint, json={"query": READS[1]})).status_code == 200
     finally:
         server.should_exit = True
@@ -217,15 +222,17 @@ async def test_a_timeout_after_the_plan_handed_over_is_a_504_not_a_500(database:
     import uvicorn
 
     container = await start_container(make_settings(tmp_path, database_url=database, auth=False, request_timeout=1.0))
-    original = container.read_model.groups_page
     calls = []
 
-    async def failing_then_slow(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("the plan hands this document over")
-        await asyncio.sleep(5)  # the normal executor's read: past the request timeout
-        return await original(*args, **kwargs)
+    def failing_then_slow(original):
+        async def read(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("the plan hands this document over")
+            await asyncio.sleep(5)  # the normal executor's read: past the request timeout
+            return await original(*args, **kwargs)
+
+        return read
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -236,7 +243,8 @@ async def test_a_timeout_after_the_plan_handed_over_is_a_504_not_a_500(database:
         while not server.started:
             await asyncio.sleep(0.01)
         endpoint = f"http://127.0.0.1:{port}/graphql"
-        monkeypatch.setattr(container.read_model, "groups_page", failing_then_slow)
+        for read in GROUPS_READS:  # as objects, or written by PostgreSQL
+            monkeypatch.setattr(container.read_model, read, failing_then_slow(getattr(container.read_model, read)))
         async with httpx.AsyncClient(timeout=10) as client:
             response = await client.post(endpoint, json={"query": "{ a: groups(first: 5) { edges { node { id name } } } "
                                                                   "b: groups(first: 3) { edges { node { id } } } }"})
@@ -245,7 +253,7 @@ async def test_a_timeout_after_the_plan_handed_over_is_a_504_not_a_500(database:
             assert response.status_code == 504, response.text
             [error] = response.json()["errors"]
             assert error["extensions"]["code"] == "TIMEOUT"
-            monkeypatch.setattr(container.read_model, "groups_page", original)
+            monkeypatch.undo()
             assert (await client.post(endpoint, json={"query": READS[1]})).status_code == 200
     finally:
         server.should_exit = True

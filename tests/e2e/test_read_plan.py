@@ -388,3 +388,65 @@ async def test_relay_refetches_through_node_answer_as_the_normal_executor(seeded
         plan, normal = await pair.both(REFETCH, {"id": id}, "viewer", "node-other")
         assert plan == normal
     assert counted.handed_over == 2
+
+
+async def test_a_roots_arguments_are_converted_once_per_distinct_values(seeded, monkeypatch, request) -> None:
+    """The plan keeps a root's arguments converted by their values: the same values again (a
+    client's next poll) are not converted again, other values are, and both answer as the
+    normal executor does."""
+    pair, known = seeded
+    conversions = []
+    convert = plan_module.python_arguments
+
+    def counted(schema: Any, field: Any, values: dict[str, Any]) -> dict[str, Any]:
+        conversions.append(values)
+        return convert(schema, field, values)
+
+    monkeypatch.setattr(plan_module, "python_arguments", counted)
+    # A document of its own for each database: compiled plans (and what they keep) are the process's.
+    query = f"""query Args_{request.node.callspec.params["seeded"]}($f: Int, $flt: CommentFilter) {{
+      comments(first: $f, filter: $flt) {{ totalCount edges {{ node {{ id text }} }} }} }}"""
+    asked = [
+        {"f": 3, "flt": {"matched": True}}, {"f": 3, "flt": {"matched": False}}, {"f": 3, "flt": {"matched": True}},
+        {"f": 4, "flt": {"matched": True}}, {"f": 3, "flt": {"matched": True, "groupIds": known.group_ids[:1]}},
+        {"f": 3, "flt": {"matched": True}}, {"f": 3, "flt": {"groupIds": known.group_ids[:1], "matched": True}},
+    ]
+    for index, variables in enumerate(asked):
+        plan, normal = await pair.both(query, variables, "viewer", f"args-{index}")
+        assert plan == normal and plan[0] == 200 and b'"errors"' not in plan[2], variables
+    assert len(conversions) == 4, conversions  # the last is the fifth's values, its fields in another order
+
+
+GROUPS_PAGE = f"""query($f: Int, $l: Int, $a: String, $b: String, $active: Boolean) {{
+  groups(first: $f, last: $l, after: $a, before: $b, active: $active) {{
+    __typename totalCount pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }}
+    edges {{ __typename cursor node {{ ...G id __typename }} }} }} }}
+fragment G on Group {{ {" ".join(_projected(declaration.GROUP, 0))} }}"""
+
+
+async def test_groups_pages_written_by_postgresql_answer_as_the_normal_executor(seeded, monkeypatch, request) -> None:
+    """A groups page whose nodes ask only declared fields (Relay's communities list) is written
+    by PostgreSQL, as a comments page is; one that asks more is read as objects, unreported."""
+    pair, _ = seeded
+    counted, written = Counted(monkeypatch), []
+    projected = SqlReadModel.groups_page_projected
+
+    async def counted_written(read_model: Any, *args: Any, **kwargs: Any) -> Any:
+        written.append(kwargs)
+        return await projected(read_model, *args, **kwargs)
+
+    monkeypatch.setattr(SqlReadModel, "groups_page_projected", counted_written)
+    cursors = [e["cursor"] for e in (await pair.data("{ groups(first: 3) { edges { cursor } } }"))["groups"]["edges"]]
+    arguments = [
+        {}, {"f": 2}, {"l": 2}, {"f": 1, "a": cursors[0]}, {"l": 1, "b": cursors[2]}, {"f": 5, "a": cursors[0], "b": cursors[2]},
+        {"active": True}, {"l": 10, "active": False}, {"f": 2, "a": cursors[2]},
+    ]
+    for index, variables in enumerate(arguments):
+        plan, normal = await pair.both(GROUPS_PAGE, variables, "viewer", f"groups-{index}")
+        assert plan == normal and plan[0] == 200 and b'"errors"' not in plan[2], variables
+    assert b'"screenName":"' in plan[2] or variables["f"] == 2  # the last page may be empty
+    more = "{ groups(last: 5) { edges { node { id name monitoring { __typename } } } } }"  # not declared: not written
+    plan, normal = await pair.both(more, {}, "viewer", "groups-more")
+    assert plan == normal and b'"monitoring"' in plan[2]
+    assert (counted.answered, counted.handed_over) == (len(arguments) + 1, 0)
+    assert len(written) == (len(arguments) if request.node.callspec.params["seeded"] == "postgres" else 0)

@@ -11,7 +11,16 @@ from sqlalchemy import event
 
 from domain.errors import InvalidInput
 from domain.models import Author, Comment, Group, Keyword, Match, Post, Task, TaskKind, TaskState
-from domain.queries import CommentFilter, CommentOrder, CommentSort, SortDirection, TaskFilter
+from domain.queries import (
+    CommentFilter,
+    CommentOrder,
+    CommentSort,
+    Member,
+    Projection,
+    SortDirection,
+    Spelling,
+    TaskFilter,
+)
 from infrastructure.db.queries import SqlReadModel, encode_cursor
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -107,6 +116,25 @@ async def test_a_page_of_comments_is_one_statement(world, reads, migrated_db) ->
     page = await reads.comments_page(CommentFilter(matched=True), CommentOrder(), first=10, after=None)
     assert len(page.edges) == 10
     assert len(statements) == 1, statements
+
+
+async def test_a_projected_page_and_its_count_are_one_statement(world, reads, migrated_db) -> None:
+    if not reads.projects:
+        pytest.skip("projected pages are PostgreSQL's")
+    projection = Projection("comment", (Member("id", attribute="vk_id", spelling=Spelling.INT32),))
+    statements = _capture_statements(migrated_db[0], reads)
+    for flt in (CommentFilter(matched=True), CommentFilter(group_ids=(world.groups[0].id,), viewed=False),
+                CommentFilter(keyword_ids=(world.keywords[0].id,)), CommentFilter(text="кошк")):
+        statements.clear()
+        page = await reads.comments_page_projected(flt, CommentOrder(), projection, first=3, counted=True)
+        assert len(statements) == 1, statements
+        assert page.total == await reads.comments_count(flt) and page.total >= len(page.edges), flt
+    nothing = await reads.comments_page_projected(
+        CommentFilter(since=datetime(2100, 1, 1, tzinfo=UTC)), CommentOrder(), projection, first=3, counted=True
+    )
+    assert nothing.edges == [] and nothing.total is None  # no row carries it: counted when asked
+    uncounted = await reads.comments_page_projected(CommentFilter(), CommentOrder(), projection, first=3)
+    assert uncounted.total is None
 
 
 def _capture_statements(engine, reads: SqlReadModel) -> list[tuple[str, object]]:

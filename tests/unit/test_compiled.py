@@ -4,8 +4,10 @@ read through it with SQLAlchemy's own execution.)"""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import asyncpg
 
@@ -58,3 +60,69 @@ async def test_greenlet_spawn_still_runs_what_awaits_in_sqlalchemys_sync_code() 
     from sqlalchemy.util import await_only, greenlet_spawn
 
     assert await greenlet_spawn(lambda: await_only(asyncio.sleep(0, "returned"))) == "returned"
+
+
+def test_a_kept_statement_keeps_its_cache_key_and_takes_its_named_values() -> None:
+    from sqlalchemy import bindparam
+
+    statements = DriverStatements(DIALECT)
+    kept = select(comments.c.text).where(comments.c.id == bindparam("pk", type_=comments.c.id.type), comments.c.likes > 2)
+    one = statements.compile(kept, kept=True, pk=7)
+    two = statements.compile(kept, kept=True, pk=9)
+    assert one is not None and two is not None and one.sql == two.sql
+    assert one.arguments == (7, 2) and two.arguments == (9, 2)
+    assert [entry[:1] for entry in statements._kept.values()] == [(kept,)]  # its key, found once
+    assert len(statements._shapes) == 1
+    page = select(comments.c.text).where(comments.c.likes > 3).limit(10)
+    first = statements.compile(page, kept=True)
+    assert first is not None and statements.compile(page, kept=True) is first  # nothing bound anew: as it was
+    again = select(comments.c.text).where(comments.c.likes > 5)
+    assert statements.compile(again) is not None and id(again) not in statements._kept  # not kept: not remembered
+
+
+class _Proxied:
+    """A pooled connection whose close waits ``wait`` seconds (0: not at all) in the pool's
+    sync code, as a close that must talk to the server does."""
+
+    def __init__(self, wait: float, fail: bool = False) -> None:
+        self.wait, self.fail, self.closed = wait, fail, False
+
+    def close(self) -> None:
+        from sqlalchemy.util import await_only
+
+        if self.wait:
+            await_only(asyncio.sleep(self.wait))
+        if self.fail:
+            raise RuntimeError("close failed")
+        self.closed = True
+
+
+async def test_a_close_that_waits_for_nothing_is_done_at_once_without_a_task(monkeypatch) -> None:
+    from infrastructure.db import compiled
+
+    async def no_task(work) -> None:
+        raise AssertionError("a task for a close that waits for nothing")
+
+    monkeypatch.setattr(compiled, "_run_to_completion", no_task)
+    proxied = _Proxied(0)
+    await compiled._returned(proxied)
+    assert proxied.closed
+    with pytest.raises(RuntimeError, match="close failed"):
+        await compiled._returned(_Proxied(0, fail=True))
+
+
+async def test_a_close_that_waits_runs_to_its_end_though_the_caller_is_cancelled() -> None:
+    from infrastructure.db import compiled
+
+    proxied = _Proxied(0.05)
+    await compiled._returned(proxied)  # waited for, then done
+    assert proxied.closed
+    proxied = _Proxied(0.1)
+    caller = asyncio.ensure_future(compiled._returned(proxied))
+    await asyncio.sleep(0.02)
+    caller.cancel()  # a request timeout while the connection goes back
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert proxied.closed  # the close was not interrupted: it ended before the caller saw its cancellation
+    with pytest.raises(RuntimeError, match="close failed"):
+        await compiled._returned(_Proxied(0.01, fail=True))

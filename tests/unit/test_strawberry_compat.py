@@ -6,6 +6,7 @@ to the slow path (the read plan would find no field it knows) or mixing up loade
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import types
 from collections.abc import AsyncIterator
@@ -17,6 +18,8 @@ import pytest
 import strawberry
 from graphql import ExecutionResult, GraphQLError, GraphQLSyntaxError, Source, parse, specified_rules
 from graphql.execution.values import get_argument_values
+from strawberry.extensions import SchemaExtension
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.types.execution import PreExecutionError
 
 from graphql_api import strawberry_compat as compat
@@ -279,3 +282,49 @@ async def test_an_execution_context_that_extends_strawberrys_runs_its_operations
     failed = await query.execute("{ broken }")
     assert failed.data is None and failed.errors and failed.errors[0].message == "broken on purpose"
     assert ran == ["query", "query"]
+
+
+def test_extension_hooks_classified_once_per_class_run_as_strawberrys_own() -> None:
+    """``ExtensionsRunner`` finds the hooks Strawberry's runner finds (which, in which order,
+    sync or async), and each runs around its stage as Strawberry runs it: a generator's code
+    before and after, an async generator's, and a plain method's."""
+    seen: list[str] = []
+
+    class Generator(SchemaExtension):
+        def on_validate(self):  # type: ignore[no-untyped-def]
+            seen.append(f"before {id(self)}")
+            yield
+            seen.append(f"after {id(self)}")
+
+    class AsyncGenerator(SchemaExtension):
+        async def on_execute(self):  # type: ignore[no-untyped-def]
+            seen.append("async before")
+            yield
+            seen.append("async after")
+
+    class Plain(SchemaExtension):
+        def on_parse(self) -> None:  # type: ignore[override]
+            seen.append("plain")
+
+    extensions = [*schema.get_extensions(), Generator(), AsyncGenerator(), Plain(), Generator()]
+
+    def stages(runner: Any) -> list[list[tuple[Any, bool]]]:
+        made = (runner.operation(), runner.validation(), runner.parsing(), runner.executing())
+        return [[(h.extension, h.is_async) for h in stage.hooks] for stage in made]
+
+    assert stages(compat.ExtensionsRunner(None, extensions)) == stages(SchemaExtensionsRunner(None, extensions))
+    assert isinstance(schema.create_extensions_runner(None, extensions), compat.ExtensionsRunner)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        runner = compat.ExtensionsRunner(None, extensions[-4:])
+        with runner.validation():
+            seen.append("validating")
+        async with runner.executing():
+            seen.append("executing")
+        async with runner.parsing():
+            pass
+
+    asyncio.run(run())
+    first, last = id(extensions[-4]), id(extensions[-1])
+    assert seen == [f"before {first}", f"before {last}", "validating", f"after {last}", f"after {first}",
+                    "async before", "executing", "async after", "plain"]

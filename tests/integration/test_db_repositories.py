@@ -190,6 +190,41 @@ async def test_authors_upsert_and_missing(uow_factory) -> None:
         assert await uow.authors.missing([1, 2, -5, -6]) == {2, -6}
 
 
+async def test_authors_stored_as_they_are_are_not_written(uow_factory, migrated_db) -> None:
+    """Upserting known, unchanged authors writes nothing: their ``updated_at`` (when the row
+    last changed) stays, and on PostgreSQL neither a new version nor a lock is taken, so two
+    collections naming the same authors do not wait for each other's commit."""
+    from infrastructure.db.tables import authors as authors_table
+
+    engine, _ = migrated_db
+    async with uow_factory() as uow:
+        await uow.authors.upsert_many([Author(1, "Ann"), Author(2, "Bob", photo_url="p")])
+        await uow.commit()
+
+    async def stored() -> dict[int, tuple]:
+        async with engine.connect() as conn:
+            query = select(authors_table.c.vk_id, authors_table.c.name, authors_table.c.updated_at)
+            return {r.vk_id: (r.name, r.updated_at) for r in await conn.execute(query)}
+
+    before = await stored()
+    async with uow_factory() as uow:
+        await uow.authors.upsert_many([Author(1, "Ann"), Author(2, "Bob B", photo_url="p"), Author(3, "Cy")])
+        await uow.commit()
+    after = await stored()
+    assert after[1] == before[1]
+    assert after[2][0] == "Bob B" and after[2][1] > before[2][1]
+    assert after[3][0] == "Cy"
+    if engine.dialect.name != "postgresql":
+        return  # SQLite's writers take turns anyway (BEGIN IMMEDIATE)
+    async with uow_factory() as first:
+        await first.authors.upsert_many([Author(1, "Ann"), Author(3, "Cy")])  # open, not committed
+        async with uow_factory() as second:
+            await asyncio.wait_for(second.authors.upsert_many([Author(3, "Cy"), Author(1, "Ann")]), 5)
+            await second.commit()
+        await first.commit()
+    assert await stored() == after
+
+
 async def test_find_active_task_sees_queued_and_running_only(uow_factory) -> None:
     g = await add_group_with_post(uow_factory)
     async with uow_factory() as uow:

@@ -39,8 +39,9 @@ the run is ``full``). A post is marked collected only after all of its pages are
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -603,14 +604,19 @@ class _Writer:
                 if authors:
                     await uow.authors.upsert_many(authors.values())
                 if comments:
-                    ids = await uow.comments.upsert_many(self.group_id, list(comments.values()))
                     matcher = await self._current_matcher(uow)
+                    # A comment VK marks deleted comes without its text; the stored text
+                    # stays (a deletion is not an edit), and so do its matches.
+                    matched_keys = [key for key, c in comments.items() if not c.deleted]
+                    # Matched before they are stored (by position in ``matched_keys``), so a new
+                    # comment is inserted with its count, not written again to set it.
+                    by_position = matcher([(n, comments[key].text) for n, key in enumerate(matched_keys)]) \
+                        if matcher is not None else []
+                    counts = Counter(matched_keys[m.comment_id] for m in by_position)
+                    ids = await uow.comments.upsert_many(self.group_id, list(comments.values()), matches_counts=counts)
                     if matcher is not None:
-                        # A comment VK marks deleted comes without its text; the stored text
-                        # stays (a deletion is not an edit), and so do its matches.
-                        pairs = [(ids[key], c.text) for key, c in comments.items() if not c.deleted]
-                        found = matcher(pairs)
-                        await uow.matches.replace_for_comments([i for i, _ in pairs], found)
+                        found = [replace(m, comment_id=ids[matched_keys[m.comment_id]]) for m in by_position]
+                        await uow.matches.replace_for_comments([ids[key] for key in matched_keys], found)
                         # The alerts' outbox, in the same transaction: stored matches are alerted.
                         stored_at = self.clock.now() if self.clock is not None else self.now
                         await record_matched(uow, sorted({m.comment_id for m in found}), stored_at)

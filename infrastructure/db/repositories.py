@@ -277,8 +277,18 @@ class SqlCommentRepository:
         self.session = session
         self.ledger = ledger
 
-    async def upsert_many(self, group_id: int, items: Sequence[Comment]) -> dict[tuple[int, int], int]:
+    async def upsert_many(
+        self, group_id: int, items: Sequence[Comment], *, matches_counts: Mapping[tuple[int, int], int] | None = None
+    ) -> dict[tuple[int, int], int]:
         """Insert or update by (owner_id, vk_id), keeping each comment's history.
+
+        A new comment is inserted with its count from ``matches_counts`` (see the port): the
+        collector matched it before, and ``matches_count`` is indexed, so setting it after the
+        insert made a second version of every matched comment, with an entry in each index of
+        comments (the trigram index's dozens of them too), and left the first one dead. Under
+        bench/soak.py that UPDATE was the collection's second most expensive statement, and
+        without a vacuum the readers walked the dead entries. A stored comment keeps its count
+        (not in the update's SET): the matcher's recount is what changes it.
 
         What a re-read finds is compared with the stored row read (and locked) for the
         statistics anyway, so history costs no statement per comment: a changed text becomes
@@ -293,6 +303,7 @@ class SqlCommentRepository:
         if not unique:
             return {}
         post_ids = await self._post_ids({(c.owner_id, c.post_vk_id) for c in unique.values()})
+        counts = matches_counts or {}
         now = _now()
         # Statistics: out with what the stored rows counted, in with what they count now.
         # Locked, so nobody changes them between this read and the upsert.
@@ -337,6 +348,8 @@ class SqlCommentRepository:
                     "created_at": now,
                     "edited_at": edited_at,
                     "deleted_at": deleted_at,
+                    # Only an insert writes it (not in ``updated`` below).
+                    "matches_count": before.matches_count if before is not None else counts.get(key, 0),
                 }
             )
         stmt, params = _bulk_insert(self.session, comments, rows)

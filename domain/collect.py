@@ -39,8 +39,9 @@ the run is ``full``). A post is marked collected only after all of its pages are
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -604,13 +605,19 @@ class _Writer:
                 if authors:
                     await uow.authors.upsert_many(authors.values())
                 if comments:
-                    ids = await uow.comments.upsert_many(self.group_id, list(comments.values()))
+                    matcher = await self._current_matcher(uow)
                     # A comment VK marks deleted comes without its text; the stored text
                     # stays (a deletion is not an edit), and so do its matches.
-                    pairs = [(ids[key], c.text) for key, c in comments.items() if not c.deleted]
-                    matcher = await self._current_matcher(uow)
+                    matched_keys = [key for key, c in comments.items() if not c.deleted]
+                    # Matched before they are stored (by position in ``matched_keys``), so a new
+                    # comment is inserted with its count, not written again to set it.
+                    by_position = matcher([(n, comments[key].text) for n, key in enumerate(matched_keys)]) \
+                        if matcher is not None else []
+                    counts = Counter(matched_keys[m.comment_id] for m in by_position)
+                    ids = await uow.comments.upsert_many(self.group_id, list(comments.values()), matches_counts=counts)
+                    pairs = [(ids[key], comments[key].text) for key in matched_keys]
                     if matcher is not None:
-                        found = matcher(pairs)
+                        found = [replace(m, comment_id=ids[matched_keys[m.comment_id]]) for m in by_position]
                         await uow.matches.replace_for_comments([i for i, _ in pairs], found)
                     # The saved rules' matches too, after the keywords' (their locks' order).
                     await index_comments(uow, pairs)

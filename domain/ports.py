@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -142,13 +142,20 @@ class PostRepository(Protocol):
 
 
 class CommentRepository(Protocol):
-    async def upsert_many(self, group_id: int, comments: Sequence[Comment]) -> dict[tuple[int, int], int]:
+    async def upsert_many(
+        self, group_id: int, comments: Sequence[Comment], *, matches_counts: Mapping[tuple[int, int], int] | None = None
+    ) -> dict[tuple[int, int], int]:
         """Insert or update by (owner_id, vk_id); returns every given comment's row id.
 
         History: a changed text replaces the stored one, which is kept as an earlier version
         (``edited_at`` = now); a comment VK sends as ``deleted`` keeps its stored text, author,
         time and likes and is marked (``deleted_at`` = when first noticed); one VK sends
-        undeleted again is not deleted any more."""
+        undeleted again is not deleted any more.
+
+        ``matches_counts`` (by (owner_id, vk_id)): how many matches the caller is about to
+        store for each comment, which a comment not stored yet is inserted with (0 for one
+        not named), so storing its matches next does not write it a second time. A stored
+        comment keeps its count: ``MatchRepository.replace_for_comments`` recounts."""
 
     async def count(self, *, group_id: int | None = None) -> int: ...
     async def mark_vanished(

@@ -16,7 +16,7 @@ import copy
 import dataclasses
 import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -169,7 +169,10 @@ class FakeCommentRepository:
     def __init__(self, store: InMemoryStore, journal: _Journal) -> None:
         self.store, self.journal = store, journal
 
-    async def upsert_many(self, group_id: int, comments: Sequence[Comment]) -> dict[tuple[int, int], int]:
+    async def upsert_many(
+        self, group_id: int, comments: Sequence[Comment], *, matches_counts: Mapping[tuple[int, int], int] | None = None
+    ) -> dict[tuple[int, int], int]:
+        # (Counts are kept by replace_for_comments here: nothing to write twice.)
         store, now = self.store, datetime.now(UTC)
         ids: dict[tuple[int, int], int] = {}
         for comment in comments:

@@ -277,8 +277,18 @@ class SqlCommentRepository:
         self.session = session
         self.ledger = ledger
 
-    async def upsert_many(self, group_id: int, items: Sequence[Comment]) -> dict[tuple[int, int], int]:
+    async def upsert_many(
+        self, group_id: int, items: Sequence[Comment], *, matches_counts: Mapping[tuple[int, int], int] | None = None
+    ) -> dict[tuple[int, int], int]:
         """Insert or update by (owner_id, vk_id), keeping each comment's history.
+
+        A new comment is inserted with its count from ``matches_counts`` (see the port): the
+        collector matched it before, and ``matches_count`` is indexed, so setting it after the
+        insert made a second version of every matched comment, with an entry in each index of
+        comments (the trigram index's dozens of them too), and left the first one dead. Under
+        bench/soak.py that UPDATE was the collection's second most expensive statement, and
+        without a vacuum the readers walked the dead entries. A stored comment keeps its count
+        (not in the update's SET): the matcher's recount is what changes it.
 
         What a re-read finds is compared with the stored row read (and locked) for the
         statistics anyway, so history costs no statement per comment: a changed text becomes
@@ -293,6 +303,7 @@ class SqlCommentRepository:
         if not unique:
             return {}
         post_ids = await self._post_ids({(c.owner_id, c.post_vk_id) for c in unique.values()})
+        counts = matches_counts or {}
         now = _now()
         # Statistics: out with what the stored rows counted, in with what they count now.
         # Locked, so nobody changes them between this read and the upsert.
@@ -337,6 +348,8 @@ class SqlCommentRepository:
                     "created_at": now,
                     "edited_at": edited_at,
                     "deleted_at": deleted_at,
+                    # Only an insert writes it (not in ``updated`` below).
+                    "matches_count": before.matches_count if before is not None else counts.get(key, 0),
                 }
             )
         stmt, params = _bulk_insert(self.session, comments, rows)
@@ -506,11 +519,26 @@ class SqlCommentRepository:
 # --- authors --------------------------------------------------------------------------------
 
 
+_AUTHOR_FIELDS = ("name", "screen_name", "photo_url")  # what VK says of an author
+
+
 class SqlAuthorRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def upsert_many(self, items: Iterable[Author]) -> None:
+        """Stores new authors and the changes of known ones; ``updated_at`` is when a row last
+        changed. Authors already stored as they are are not written at all.
+
+        Authors are shared by every community, and a batch of comments names hundreds of them,
+        nearly all known and unchanged. Upserting every one (``updated_at`` always differed)
+        wrote a new version of each and locked it until the batch's transaction ended, so two
+        collections at once waited on each other's authors: under bench/soak.py (two parses)
+        this upsert was the database's most expensive statement, 0.7 s a call, nearly all of it
+        waiting for the other parse's commit. Now the stored rows are read first, without a
+        lock, and only the new and the changed ones go to the upsert (whose ``WHERE`` also
+        leaves a row that another writer made equal meanwhile untouched).
+        """
         now = _now()
         rows = {
             a.vk_id: {
@@ -521,12 +549,23 @@ class SqlAuthorRepository:
         }
         if not rows:
             return
-        # Authors are shared by every community: concurrent collections upsert overlapping
-        # sets, and rows taken in one global order cannot deadlock each other.
+        for chunk in _chunks(sorted(rows)):
+            stored = select(authors.c.vk_id, *(authors.c[name] for name in _AUTHOR_FIELDS)).where(
+                _in(self.session, authors.c.vk_id, chunk)
+            )
+            for row in await self.session.execute(stored):
+                wanted = rows[row.vk_id]
+                if all(row._mapping[name] == wanted[name] for name in _AUTHOR_FIELDS):
+                    del rows[row.vk_id]
+        if not rows:
+            return
+        # Concurrent collections upsert overlapping sets: rows taken in one global order cannot
+        # deadlock each other.
         stmt, params = _bulk_insert(self.session, authors, [rows[k] for k in sorted(rows)])
         stmt = stmt.on_conflict_do_update(
             index_elements=[authors.c.vk_id],
-            set_={name: stmt.excluded[name] for name in ("name", "screen_name", "photo_url", "updated_at")},
+            set_={name: stmt.excluded[name] for name in (*_AUTHOR_FIELDS, "updated_at")},
+            where=or_(*(authors.c[name].is_distinct_from(stmt.excluded[name]) for name in _AUTHOR_FIELDS)),
         )
         await self.session.execute(stmt, params)
 

@@ -16,6 +16,7 @@ from infrastructure.db.faults import (
     as_unavailable,
     raise_if_unavailable,
 )
+from infrastructure.db.planner import planner_statistics
 from infrastructure.db.repositories import (
     SqlApiTokenRepository,
     SqlAuthorRepository,
@@ -120,12 +121,15 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         assert self._session is not None, "commit() outside `async with`"
+        added = sum(counts[0] for counts in self._ledger.groups.values())  # comments, net
         try:
             await self._ledger.flush(self._session)
             await self._session.commit()
         except Exception as e:  # e.g. the connection died during COMMIT
             raise_if_unavailable(e)
             raise
+        if added > 0:  # the planner's statistics follow a collection (planner.py)
+            await _to_the_end(planner_statistics(self._sessions.kw["bind"]).added_rows(added))
 
     async def rollback(self) -> None:
         assert self._session is not None, "rollback() outside `async with`"

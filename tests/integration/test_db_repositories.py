@@ -190,6 +190,41 @@ async def test_authors_upsert_and_missing(uow_factory) -> None:
         assert await uow.authors.missing([1, 2, -5, -6]) == {2, -6}
 
 
+async def test_authors_stored_as_they_are_are_not_written(uow_factory, migrated_db) -> None:
+    """Upserting known, unchanged authors writes nothing: their ``updated_at`` (when the row
+    last changed) stays, and on PostgreSQL neither a new version nor a lock is taken, so two
+    collections naming the same authors do not wait for each other's commit."""
+    from infrastructure.db.tables import authors as authors_table
+
+    engine, _ = migrated_db
+    async with uow_factory() as uow:
+        await uow.authors.upsert_many([Author(1, "Ann"), Author(2, "Bob", photo_url="p")])
+        await uow.commit()
+
+    async def stored() -> dict[int, tuple]:
+        async with engine.connect() as conn:
+            query = select(authors_table.c.vk_id, authors_table.c.name, authors_table.c.updated_at)
+            return {r.vk_id: (r.name, r.updated_at) for r in await conn.execute(query)}
+
+    before = await stored()
+    async with uow_factory() as uow:
+        await uow.authors.upsert_many([Author(1, "Ann"), Author(2, "Bob B", photo_url="p"), Author(3, "Cy")])
+        await uow.commit()
+    after = await stored()
+    assert after[1] == before[1]
+    assert after[2][0] == "Bob B" and after[2][1] > before[2][1]
+    assert after[3][0] == "Cy"
+    if engine.dialect.name != "postgresql":
+        return  # SQLite's writers take turns anyway (BEGIN IMMEDIATE)
+    async with uow_factory() as first:
+        await first.authors.upsert_many([Author(1, "Ann"), Author(3, "Cy")])  # open, not committed
+        async with uow_factory() as second:
+            await asyncio.wait_for(second.authors.upsert_many([Author(3, "Cy"), Author(1, "Ann")]), 5)
+            await second.commit()
+        await first.commit()
+    assert await stored() == after
+
+
 async def test_find_active_task_sees_queued_and_running_only(uow_factory) -> None:
     g = await add_group_with_post(uow_factory)
     async with uow_factory() as uow:
@@ -413,6 +448,53 @@ async def test_rewrites_leave_unchanged_comments_unwritten(uow_factory, migrated
     assert [r["text"] for r in rows] == ["text"] * 4 + ["edited"]
     assert [r["matches_count"] for r in rows] == [1, 0, 0, 0, 0]
     assert rows[4]["edited_at"] is not None
+
+
+async def test_new_comments_are_inserted_with_their_match_count(uow_factory, migrated_db) -> None:
+    """The collector matches a batch before storing it: a new comment is inserted with its
+    count (``matches_counts``), so storing its matches writes no second version of it
+    (PostgreSQL: its ``ctid`` stays); a stored comment keeps its count whatever is passed, a
+    count that disagrees with the matches stored is corrected by the recount, and the
+    statistics stay those of a full scan."""
+    from tests.integration.test_stats_aggregates import assert_exact
+
+    engine, sessions = migrated_db
+    g = await add_group_with_post(uow_factory)
+    async with uow_factory() as uow:
+        kw = await uow.keywords.add(Keyword(id=0, word="text"))
+        old = await uow.comments.upsert_many(g.id, [comment(g.owner_id, 1)])
+        await uow.commit()
+    keys = [(g.owner_id, i) for i in (1, 2, 3, 4)]
+    claimed = {keys[0]: 5, keys[1]: 2, keys[3]: 3}  # the stored one's and the last one's are wrong
+    async with uow_factory() as uow:
+        ids = await uow.comments.upsert_many(
+            g.id, [comment(g.owner_id, i) for i in (1, 2, 3, 4)], matches_counts=claimed
+        )
+        assert ids[keys[0]] == old[keys[0]]
+        await uow.commit()
+
+    async def rows() -> dict[int, tuple[str, int]]:
+        async with engine.connect() as conn:
+            found = await conn.execute(select(comments_table.c.id, comments_table.c.matches_count))
+            counts = dict(found.all())
+            if engine.dialect.name != "postgresql":
+                return {i: ("", n) for i, n in counts.items()}
+            versions = dict((await conn.execute(text("SELECT id, ctid::text FROM comments"))).all())
+            return {i: (versions[i], n) for i, n in counts.items()}
+
+    inserted = await rows()
+    assert [inserted[ids[k]][1] for k in keys] == [0, 2, 0, 3]
+    found = [Match(ids[keys[0]], kw.id, "text", 0, 4, "text")]
+    found += [Match(ids[keys[1]], kw.id, "text", at, at + 4, "text") for at in (0, 5)]
+    found += [Match(ids[keys[3]], kw.id, "text", 0, 4, "text")]
+    async with uow_factory() as uow:
+        await uow.matches.replace_for_comments([ids[k] for k in keys], found)
+        await uow.commit()
+    matched = await rows()
+    assert [matched[ids[k]][1] for k in keys] == [1, 2, 0, 1]
+    assert matched[ids[keys[1]]] == inserted[ids[keys[1]]]  # written once
+    assert matched[ids[keys[2]]] == inserted[ids[keys[2]]]
+    await assert_exact(sessions)
 
 
 async def test_the_read_model_finds_api_tokens_as_the_repository_does(uow_factory, migrated_db) -> None:

@@ -11,6 +11,7 @@ selection asks for (``prefetch_comment_relations``), one batch each.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import enum
 from collections.abc import Sequence
 from datetime import datetime
@@ -244,33 +245,24 @@ def to_comment_filter(flt: CommentFilterInput | None) -> CommentFilter:
     )
 
 
+_FILTER_ID_KINDS = {"group_ids": NodeType.GROUP, "post_ids": NodeType.POST, "keyword_ids": NodeType.KEYWORD}
+
+
 def comment_filter_view(flt: CommentFilter) -> Any:
-    """A stored filter as the API shows it (``AlertRuleFilter``): what ``to_comment_filter``
-    made of a ``CommentFilterInput``, in the input's own terms (global ids, enum members)."""
-    def ids(kind: NodeType, values: tuple[int, ...] | None) -> list[strawberry.ID] | None:
-        return [global_id(kind, v) for v in values] if values is not None else None
-
-    def listed(values: tuple[Any, ...] | None) -> list[Any] | None:
-        return list(values) if values is not None else None
-
-    return AlertRuleFilter(
-        group_ids=ids(NodeType.GROUP, flt.group_ids),
-        post_ids=ids(NodeType.POST, flt.post_ids),
-        keyword_ids=ids(NodeType.KEYWORD, flt.keyword_ids),
-        matched=flt.matched,
-        text=flt.text,
-        author_ids=listed(flt.author_ids),
-        since=flt.since,
-        until=flt.until,
-        viewed=flt.viewed,
-        archived=flt.archived,
-        deleted=flt.deleted,
-        edited=flt.edited,
-        statuses=[CommentStatus[s.name] for s in flt.statuses] if flt.statuses is not None else None,
-        assignees=listed(flt.assignees),
-        tags=listed(flt.tags),
-        query=flt.query,
-    )
+    """A stored filter as the API shows it (``AlertRuleFilter``, the input's own fields): what
+    ``to_comment_filter`` made of a ``CommentFilterInput``, back in the input's terms (global
+    ids, enum members, lists), field by field."""
+    shown: dict[str, Any] = {}
+    for f in dataclasses.fields(flt):
+        value = getattr(flt, f.name)
+        if value is not None and f.name in _FILTER_ID_KINDS:
+            value = [global_id(_FILTER_ID_KINDS[f.name], v) for v in value]
+        elif value is not None and f.name == "statuses":
+            value = [CommentStatus[s.name] for s in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        shown[f.name] = value
+    return AlertRuleFilter(**shown)
 
 
 def to_comment_order(order: CommentOrderInput | None) -> CommentOrder:

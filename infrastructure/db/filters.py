@@ -43,8 +43,10 @@ def folded_text(dialect: str) -> ColumnElement[str]:
     """``domain.queries.fold_text`` of a comment's text, in SQL: the stored
     ``comments.text_folded`` on both databases (the comment upsert writes it with the domain's
     own function, so both compare the same strings). PostgreSQL's trigram index
-    (``TEXT_SEARCH_INDEX``) is on that column; a candidate it returns is confirmed by comparing
-    the stored fold, not by lowercasing the text again.
+    (``TEXT_SEARCH_INDEX``) is on that column, after ``group_id`` (migration 0016: a community's
+    text search is one scan of it; ``one_of`` binds one community as ``group_id = $1::BIGINT``,
+    int8 = int8, which btree_gin serves); a candidate it returns is confirmed by comparing the
+    stored fold, not by lowercasing the text again.
     """
     return comments.c.text_folded
 

@@ -8,6 +8,7 @@ substring of the folded text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sqlalchemy import (
@@ -51,13 +52,33 @@ def folded_text(dialect: str) -> ColumnElement[str]:
     return comments.c.text_folded
 
 
+# pg_trgm takes trigrams of a LIKE pattern from its runs of letters and digits, unpadded where a
+# wildcard is: a substring with no such run of 3 gives none, and the index would answer it by
+# reading every trigram entry it holds.
+_TRIGRAM = re.compile(r"[^\W_]{3}")
+
+
+def contains(dialect: str, word: str) -> ColumnElement[bool]:
+    """The folded text has ``word`` (folded) as a substring.
+
+    On PostgreSQL a word the trigram index cannot narrow ("ст", "5%") is compared under the
+    "C" collation: the same result (LIKE compares characters under any deterministic
+    collation), but no index matches it, so the planner cannot pick the trigram index for it.
+    Given a community too, it did: the combined index's scan for ``group_id = 8 AND
+    text_folded LIKE '%ст%'`` read the whole trigram part of the index (6,700 buffers, 780 ms at
+    1,000,000 comments) where the community's btree index and a filter took 30 ms."""
+    folded = folded_text(dialect)
+    if dialect == "postgresql" and not _TRIGRAM.search(word):
+        folded = folded.collate("C")
+    return folded.like(like_pattern(word), escape=LIKE_ESCAPE)
+
+
 def text_condition(flt: CommentFilter, dialect: str) -> ColumnElement[bool] | None:
     """``CommentFilter.text``: every folded word a substring of the folded text."""
     words = flt.text_words
     if not words:
         return None
-    folded = folded_text(dialect)
-    return and_(*(folded.like(like_pattern(word), escape=LIKE_ESCAPE) for word in words))
+    return and_(*(contains(dialect, word) for word in words))
 
 
 def _text_array(values: Sequence[str]) -> ColumnElement:
@@ -91,7 +112,7 @@ def narrowing_condition(narrowing: Narrowing, dialect: str) -> ColumnElement[boo
     if narrowing is None:
         return None
     if isinstance(narrowing, Contains):
-        return folded_text(dialect).like(like_pattern(narrowing.text), escape=LIKE_ESCAPE)
+        return contains(dialect, narrowing.text)
     parts = [narrowing_condition(item, dialect) for item in narrowing.items]
     if isinstance(narrowing, AnyOf):
         alternatives = [p for p in parts if p is not None]

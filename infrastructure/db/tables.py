@@ -45,9 +45,10 @@ metadata = MetaData(
 Id = BigInteger().with_variant(Integer(), "sqlite")
 JsonValue = JSON().with_variant(JSONB(), "postgresql")
 
-# The comment filter's `text` on PostgreSQL: a trigram index on the stored folded text
-# (``comments.text_folded``, migration 0014), which serves LIKE '%word%'. A trigram operator
-# class Alembic cannot declare here; SQLite has none (it scans).
+# The comment filter's `text` on PostgreSQL: a GIN index on (group_id, the stored folded text
+# ``comments.text_folded`` with trigrams) (migrations 0014, 0016), which serves LIKE '%word%'
+# alone and, with btree_gin, a community's text search in the same scan. Operator classes
+# Alembic cannot declare here; SQLite has none (it scans).
 TEXT_SEARCH_INDEX = "ix_comments_text_search"
 # The ``tags`` filter on PostgreSQL: a GIN index on the JSONB array serves ``tags ?| array[...]``.
 # SQLite has no such index (its ``json_each`` reads the rows the other conditions leave).

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from domain.models import TaskKind, TaskState
 from tests.processes import first_admin_token, free_port, log_events, spawn, stop, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,7 +238,7 @@ async def test_a_session_logs_json_lines_only_and_metrics_show_it(env, tmp_path:
             found = _samples(text := (await client.get("/metrics")).text)
             assert _value(found, "vkcp_task_duration_seconds_count", kind="PARSE", state="SUCCEEDED") == 1
             assert _value(found, "vkcp_tasks", kind="EXPORT", state="CANCELLED") == 0  # zeros are series too
-            assert len(found["vkcp_tasks"]) == 3 * 5
+            assert len(found["vkcp_tasks"]) == len(TaskKind) * len(TaskState)  # every kind in every state
             assert _value(found, "process_cpu_seconds_total") > 0
             assert "_created" not in text
             for _ in range(50):  # the socket's close reaches the server

@@ -121,13 +121,36 @@ class SqlRuleMatchRepository:
             await self.session.execute(stmt.on_conflict_do_nothing(), params)
 
     async def replace_for_comments(self, comment_ids: Sequence[int], found: Sequence[tuple[int, int]]) -> None:
+        # Rows read first and only the difference written: an analysis finds, comment after
+        # comment, the rows already stored (the texts did not change), and deleting and
+        # inserting them again cost more than matching them (dead rows, index entries, WAL).
         ids = sorted(set(comment_ids))
+        scope = set(ids)
+        wanted = {(r, c) for r, c in found if c in scope}
+        stored: set[tuple[int, int]] = set()
+        moved: set[int] = set()  # comments whose time changed since their rows were written
         for chunk in _chunks(ids):
+            query = (
+                select(
+                    rule_matches.c.rule_id, rule_matches.c.comment_id,
+                    (rule_matches.c.published_at == comments.c.published_at).label("current"),
+                )
+                .join(comments, comments.c.id == rule_matches.c.comment_id)
+                .where(in_values(self._dialect, rule_matches.c.comment_id, chunk))
+            )
+            for row in await self.session.execute(query):
+                stored.add((row.rule_id, row.comment_id))
+                if not row.current:
+                    moved.add(row.comment_id)
+        # A comment that lost a rule, or whose time moved, loses all its rows and gets back
+        # those it keeps.
+        changed = sorted({c for _, c in stored - wanted} | moved)
+        for chunk in _chunks(changed):
             await self.session.execute(
                 delete(rule_matches).where(in_values(self._dialect, rule_matches.c.comment_id, chunk))
             )
-        scope = set(ids)
-        await self._insert([(r, c) for r, c in found if c in scope])
+        again = set(changed)
+        await self._insert([(r, c) for r, c in wanted if (r, c) not in stored or c in again])
 
     async def add(self, found: Sequence[tuple[int, int]]) -> None:
         await self._insert(found)

@@ -749,9 +749,12 @@ class RuleSet:
                 self._always_others = True
             else:
                 self._gates.setdefault(min(gate), []).append(frozenset(gate))
-        self._hits: dict[str, tuple[int, ...]] = {}  # folded text word -> numbers of the terms it is
+        # Folded text word -> (numbers of the terms it is, the queries those terms trigger).
+        self._hits: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self._near = [any(near for _, near in leaves) for leaves in per_rule]
         self._compiled = [_numbered(e, self._number) for e in self.exprs]
+        # Queries without NEAR as one Python expression each over the numbers present.
+        self._tests = [None if near else _predicate(c) for near, c in zip(self._near, self._compiled, strict=True)]
         # A query is looked at when a term it needs occurs (all of them must), or without such
         # terms, when any of its terms occurs; queries that hold with no term are always looked at.
         self._required = [frozenset(self._number[t] for t in _required(e)) for e in self.exprs]
@@ -761,8 +764,8 @@ class RuleSet:
                 self._triggers.setdefault(trigger, []).append(i)
         self._always = [i for i, e in enumerate(self.exprs) if _holds(e, {}, None)]
 
-    def _learn(self, word: str) -> tuple[int, ...]:
-        """The terms a (folded) text word is, cached."""
+    def _learn(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The terms a (folded) text word is and the queries they trigger, cached."""
         if len(self._hits) >= self._cache_size:
             self._hits.clear()  # a crude bound, as ``KeywordMatcher``'s
         found: list[int] = []
@@ -772,8 +775,10 @@ class RuleSet:
         if self._by_prefix:
             for end in range(1, min(len(word), self._longest_prefix) + 1):
                 found.extend(self._by_prefix.get(word[:end], ()))
-        hits = self._hits[word] = tuple(dict.fromkeys(found))
-        return hits
+        hits = tuple(dict.fromkeys(found))
+        triggered = tuple(sorted({i for t in hits for i in self._triggers.get(t, ())}))
+        entry = self._hits[word] = (hits, triggered)
+        return entry
 
     def _gate_open(self, present: set[int]) -> bool:
         gates = self._gates
@@ -788,39 +793,38 @@ class RuleSet:
         folded = _fold_keeping(text)
         words = _WORD.findall(folded)
         present: set[int] = set()
+        candidates = set(self._always)
         cache = self._hits
         for word in words:
-            hits = cache.get(word)
-            if hits is None:
-                hits = self._learn(word)
-            if hits:
-                present.update(hits)
+            entry = cache.get(word)
+            if entry is None:
+                entry = self._learn(word)
+            if entry[0]:
+                present.update(entry[0])
+                candidates.update(entry[1])
         other_spans: dict[int, list[tuple[int, int]]] = {}
         if self._others is not None and (self._always_others or self._gate_open(present)):
-            number = self._number
+            number, triggers = self._number, self._triggers
             for term, spans in self._others.spans(text).items():
                 other_spans[number[term]] = spans
+                candidates.update(triggers.get(number[term], ()))
             present.update(other_spans)
-        triggers = self._triggers
-        candidates = set(self._always)
-        for present_term in present:
-            found = triggers.get(present_term)
-            if found:
-                candidates.update(found)
         if not candidates:
             return []
         context: _Found | None = None
         matched = []
-        required = self._required
+        required, tests = self._required, self._tests
         for i in sorted(candidates):
             if not required[i] <= present:
                 continue
-            if self._near[i]:
-                if context is None:
-                    context = _Found(self, text, folded, other_spans)
-                if _holds_numbered(self._compiled[i], present, context):
+            test = tests[i]
+            if test is not None:
+                if test(present):
                     matched.append(i)
-            elif _holds_numbered(self._compiled[i], present, None):
+                continue
+            if context is None:
+                context = _Found(self, text, folded, other_spans)
+            if _holds_numbered(self._compiled[i], present, context):
                 matched.append(i)
         return matched
 
@@ -882,10 +886,10 @@ class _Found:
             rules = self._rules
             found = []
             for m in _WORD.finditer(self._folded):
-                hits = rules._hits.get(m.group())
-                if hits is None:
-                    hits = rules._learn(m.group())
-                if term in hits:
+                entry = rules._hits.get(m.group())
+                if entry is None:
+                    entry = rules._learn(m.group())
+                if term in entry[0]:
                     found.append(m.span())
             self._spans[term] = found
         return found
@@ -906,6 +910,27 @@ def _numbered(expr: object, number: Mapping[Term, int]) -> object:
         assert isinstance(expr.left, Term) and isinstance(expr.right, Term)
         return ("~", number[expr.left], number[expr.right], expr.distance)
     raise TypeError(f"unresolved query node {expr!r}")
+
+
+def _predicate(node: object) -> Callable[[set[int]], bool]:
+    """A numbered query without ``NEAR`` as one function of the numbers present: Python
+    source of ``in``, ``and``, ``or`` and ``not`` over integers only, compiled once. A query
+    nested too deep for the compiler is evaluated node by node instead."""
+
+    def source(n: object) -> str:
+        if type(n) is int:
+            return f"({n} in p)"
+        assert isinstance(n, tuple)
+        if n[0] == "!":
+            return f"(not {source(n[1])})"
+        joined = (" and " if n[0] == "&" else " or ").join(source(i) for i in n[1])
+        return f"({joined})" if joined else ("True" if n[0] == "&" else "False")
+
+    try:
+        test = eval(compile(f"lambda p: {source(node)}", "<rule>", "eval"), {"__builtins__": {}})
+    except (RecursionError, SyntaxError, MemoryError):
+        return lambda present: _holds_numbered(node, present, None)
+    return test  # type: ignore[no-any-return]
 
 
 def _holds_numbered(node: object, present: set[int], found: _Found | None) -> bool:

@@ -365,3 +365,19 @@ async def test_the_compiler_keeps_resolved_references_briefly_and_forgets_on_cha
     compiler.forget()  # a change made here: seen at once
     assert (await compiler.compile("rule:кошачье")).matches("котик") is False
     assert (await compiler.compile("rule:кошачье")).matches("кот") and Counting.lookups == 3
+
+
+def test_a_query_nested_too_deep_for_python_is_still_decided():
+    # The rule set compiles a query into one Python expression; one nested deeper than the
+    # compiler takes is decided node by node, with the same answer.
+    from domain.rules import _predicate
+
+    node: object = 7
+    for _ in range(120):  # 240 parentheses deep: Python's parser stops at 200
+        node = ("!", ("&", (node, 3)))
+    test = _predicate(node)
+    for present in ({7, 3}, {3}, {7}, set()):
+        inner = 7 in present
+        for _ in range(120):
+            inner = not (inner and 3 in present)
+        assert test(present) is inner

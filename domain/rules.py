@@ -749,8 +749,9 @@ class RuleSet:
                 self._always_others = True
             else:
                 self._gates.setdefault(min(gate), []).append(frozenset(gate))
-        # Folded text word -> (numbers of the terms it is, the queries those terms trigger).
-        self._hits: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        # Folded text word -> (numbers of the terms it is, the queries those terms trigger,
+        # the gates those numbers are the first word of).
+        self._hits: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[frozenset[int], ...]]] = {}
         self._near = [any(near for _, near in leaves) for leaves in per_rule]
         self._compiled = [_numbered(e, self._number) for e in self.exprs]
         # Queries without NEAR as one Python expression each over the numbers present.
@@ -758,13 +759,23 @@ class RuleSet:
         # A query is looked at when a term it needs occurs (all of them must), or without such
         # terms, when any of its terms occurs; queries that hold with no term are always looked at.
         self._required = [frozenset(self._number[t] for t in _required(e)) for e in self.exprs]
+        # One term a query needs is enough to look at it (the others are checked then): the
+        # one likeliest rare, a phrase or "~N" before a word, a longer word before a shorter.
         self._triggers: dict[int, list[int]] = {}
+        by_number = {n: t for t, n in self._number.items()}
+
+        def rarity(number: int) -> tuple[int, int, int]:
+            term = by_number[number]
+            return (-len(term.words), -len(term.text), number)
+
         for i, leaves in enumerate(per_rule):
-            for trigger in self._required[i] or dict.fromkeys(self._number[t] for t, _ in leaves):
+            needed = self._required[i]
+            triggers = [min(needed, key=rarity)] if needed else dict.fromkeys(self._number[t] for t, _ in leaves)
+            for trigger in triggers:
                 self._triggers.setdefault(trigger, []).append(i)
         self._always = [i for i, e in enumerate(self.exprs) if _holds(e, {}, None)]
 
-    def _learn(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def _learn(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[frozenset[int], ...]]:
         """The terms a (folded) text word is and the queries they trigger, cached."""
         if len(self._hits) >= self._cache_size:
             self._hits.clear()  # a crude bound, as ``KeywordMatcher``'s
@@ -777,16 +788,9 @@ class RuleSet:
                 found.extend(self._by_prefix.get(word[:end], ()))
         hits = tuple(dict.fromkeys(found))
         triggered = tuple(sorted({i for t in hits for i in self._triggers.get(t, ())}))
-        entry = self._hits[word] = (hits, triggered)
+        gates = tuple(g for t in hits for g in self._gates.get(t, ()))
+        entry = self._hits[word] = (hits, triggered, gates)
         return entry
-
-    def _gate_open(self, present: set[int]) -> bool:
-        gates = self._gates
-        for number in present:
-            for gate in gates.get(number, ()):
-                if gate <= present:
-                    return True
-        return False
 
     def matching(self, text: str) -> list[int]:
         """Indexes of the queries ``text`` matches, in order."""
@@ -794,6 +798,7 @@ class RuleSet:
         words = _WORD.findall(folded)
         present: set[int] = set()
         candidates = set(self._always)
+        gates: list[frozenset[int]] = []
         cache = self._hits
         for word in words:
             entry = cache.get(word)
@@ -802,8 +807,10 @@ class RuleSet:
             if entry[0]:
                 present.update(entry[0])
                 candidates.update(entry[1])
+                if entry[2]:
+                    gates.extend(entry[2])
         other_spans: dict[int, list[tuple[int, int]]] = {}
-        if self._others is not None and (self._always_others or self._gate_open(present)):
+        if self._others is not None and (self._always_others or any(g <= present for g in gates)):
             number, triggers = self._number, self._triggers
             for term, spans in self._others.spans(text).items():
                 other_spans[number[term]] = spans

@@ -32,6 +32,8 @@ IN_CHUNK = 5000
 # Compiled rule sets by what they were compiled from: the collector stores a batch every few
 # seconds, and resolving and compiling 200 rules each time would be most of its work.
 _COMPILED: BoundedDict[tuple, CompiledRules] = BoundedDict(8)
+# The keywords the rules name, by the rules: a walk of 200 parsed queries a batch otherwise.
+_NEEDED: BoundedDict[tuple[StoredRule, ...], tuple[set[int], set[str]]] = BoundedDict(8)
 
 
 def _chunks(values: Sequence, size: int = IN_CHUNK) -> Iterable[Sequence]:
@@ -90,10 +92,14 @@ class SqlRuleMatchRepository:
         ]
         if not wanted:
             return NO_RULES
-        ids, words = needed_keywords(every)
+        rules_now = tuple(every)
+        needed = _NEEDED.get(rules_now)
+        if needed is None:
+            needed = _NEEDED[rules_now] = needed_keywords(every)
+        ids, words = needed
         query = _keywords_query(sorted(ids), sorted(words))
         keywords = _keyword_terms((await self.session.execute(query)).all()) if query is not None else []
-        key = (tuple(wanted), tuple(every), tuple(keywords))
+        key = (tuple(wanted), rules_now, tuple(keywords))
         found = _COMPILED.get(key)
         if found is None:
             from infrastructure.morphology import get_lemmatizer

@@ -290,3 +290,18 @@ async def test_storing_a_comment_again_writes_only_what_changed(stored, migrated
     assert {k: v[0] for k, v in (await rows(comment_id)).items()} == {
         rule_ids["Собаки"]: moved.published_at, rule_ids["Дома"]: moved.published_at
     }
+    # Comments read by id range (an analysis of some communities): the rows of a comment in the
+    # range that was not among them stay as they are.
+    others = [dataclasses.replace(comment, vk_id=v, text="кошка дома") for v in (2, 3)]
+    async with uow_factory() as uow:
+        ids = await uow.comments.upsert_many(group.id, others)
+        second, third = ids[(group.owner_id, 2)], ids[(group.owner_id, 3)]
+        await index_comments(uow, [(second, "кошка дома"), (third, "кошка дома")])
+        await uow.commit()
+    assert comment_id < second < third
+    kept = await rows(second)
+    async with uow_factory() as uow:
+        await index_comments(uow, [(comment_id, "кот"), (third, "кот")])  # neither matches now
+        await uow.commit()
+    assert await rows(comment_id) == {} and await rows(third) == {}
+    assert await rows(second) == kept and len(kept) == 2

@@ -786,6 +786,9 @@ class RuleSet:
         if self._by_prefix:
             for end in range(1, min(len(word), self._longest_prefix) + 1):
                 found.extend(self._by_prefix.get(word[:end], ()))
+        if not found:
+            self._hits[word] = _NO_HITS  # most words: one shared entry
+            return _NO_HITS
         hits = tuple(dict.fromkeys(found))
         triggered = tuple(sorted({i for t in hits for i in self._triggers.get(t, ())}))
         gates = tuple(g for t in hits for g in self._gates.get(t, ()))
@@ -834,6 +837,9 @@ class RuleSet:
             if _holds_numbered(self._compiled[i], present, context):
                 matched.append(i)
         return matched
+
+
+_NO_HITS: tuple[tuple[int, ...], tuple[int, ...], tuple[frozenset[int], ...]] = ((), (), ())
 
 
 def _word_kind(term: Term) -> str | None:

@@ -33,7 +33,7 @@ IN_CHUNK = 5000
 # seconds, and resolving and compiling 200 rules each time would be most of its work.
 _COMPILED: BoundedDict[tuple, CompiledRules] = BoundedDict(8)
 # The keywords the rules name, by the rules: a walk of 200 parsed queries a batch otherwise.
-_NEEDED: BoundedDict[tuple[StoredRule, ...], tuple[set[int], set[str]]] = BoundedDict(8)
+_NEEDED: BoundedDict[tuple, tuple[set[int], set[str]]] = BoundedDict(8)
 
 
 def _chunks(values: Sequence, size: int = IN_CHUNK) -> Iterable[Sequence]:
@@ -82,30 +82,36 @@ class SqlRuleMatchRepository:
     ) -> CompiledRules:
         if not unindexed_only:
             await hold_rules(self.session)
-        rows = (await self.session.execute(select(rules).order_by(rules.c.id))).all()
+        query = select(
+            rules.c.id, rules.c.name_key, rules.c.query, rules.c.index_generation,
+            rules.c.indexed_at.is_(None).label("unindexed"),
+        ).order_by(rules.c.id)
+        rows = (await self.session.execute(query)).all()
         if not rows:
             return NO_RULES
-        every = [_stored(r) for r in rows]
-        wanted = [
-            s for s, r in zip(every, rows, strict=True)
-            if (not unindexed_only or r.indexed_at is None) and (s.id, s.generation) not in skip
-        ]
-        if not wanted:
+        # Plain tuples as the caches' keys (hashed and compared in C): this runs every batch
+        # of every analysis and collection, and the rules seldom change.
+        rules_now = tuple((r.id, r.name_key, r.query, r.index_generation) for r in rows)
+        wanted_ids = tuple(
+            r.id for r in rows if (not unindexed_only or r.unindexed) and (r.id, r.index_generation) not in skip
+        )
+        if not wanted_ids:
             return NO_RULES
-        rules_now = tuple(every)
         needed = _NEEDED.get(rules_now)
         if needed is None:
-            needed = _NEEDED[rules_now] = needed_keywords(every)
+            needed = _NEEDED[rules_now] = needed_keywords([StoredRule(*r) for r in rules_now])
         ids, words = needed
-        query = _keywords_query(sorted(ids), sorted(words))
-        keywords = _keyword_terms((await self.session.execute(query)).all()) if query is not None else []
-        key = (tuple(wanted), rules_now, tuple(keywords))
+        named = _keywords_query(sorted(ids), sorted(words))
+        keywords = _keyword_terms((await self.session.execute(named)).all()) if named is not None else []
+        key = (wanted_ids, rules_now, tuple(keywords))
         found = _COMPILED.get(key)
         if found is None:
             from infrastructure.morphology import get_lemmatizer
 
+            every = [StoredRule(*r) for r in rules_now]
+            chosen = set(wanted_ids)
             lemmatizer = get_lemmatizer()
-            found = compile_rules(wanted, every, keywords, lemmatizer, lemmatizer)
+            found = compile_rules([s for s in every if s.id in chosen], every, keywords, lemmatizer, lemmatizer)
             _COMPILED[key] = found
         return found
 

@@ -44,7 +44,16 @@ from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, 
 from lark.exceptions import VisitError
 
 from domain.errors import InvalidInput
-from domain.matching import KeywordMatcher, KeywordRule, Lemmatizer, keyword_key, normalize_keyword
+from domain.matching import (
+    _CYRILLIC,
+    _WORDS_AND_SEPARATORS,
+    MAX_KEYWORD_LENGTH,
+    KeywordMatcher,
+    KeywordRule,
+    Lemmatizer,
+    keyword_key,
+    normalize_keyword,
+)
 from domain.text import checked_text
 
 MAX_QUERY_LENGTH = 2000
@@ -685,40 +694,278 @@ class QueryMatcher:
 
 
 class RuleSet:
-    """Many resolved queries matched together (alert rules, statistics, ``bench/match.py``):
-    one pass finds every leaf of every query; a query is evaluated only when one of its terms
-    occurs in the text, or when it can hold with none (``NOT a``)."""
+    """Many resolved queries matched together (alert rules, statistics, the saved rules' stored
+    matches, ``bench/match.py``): one pass finds every leaf of every query; a query is evaluated
+    only when one of its terms occurs in the text, or when it can hold with none (``NOT a``).
 
-    def __init__(self, exprs: Sequence[Expr], lemmatizer: Lemmatizer) -> None:
+    Terms are numbered and found by number. Most terms of saved rules are one word looked up by
+    its lemmas, or a word prefix, case-insensitive: those are decided per distinct text word
+    (what a word hits is cached, as comment words repeat), without collecting where they occur
+    (only a ``NEAR`` asks that, and then it is read off the words again). Every other term
+    (phrases, ``"a b"~N``, case-sensitive, ``part:``/``exact:`` words, prefixes across a hyphen)
+    goes through ``_Terms``, as one query alone does (``QueryMatcher``): the same answers."""
+
+    def __init__(self, exprs: Sequence[Expr], lemmatizer: Lemmatizer, cache_size: int = 200_000) -> None:
         self.exprs = list(exprs)
         per_rule = [list(_leaves(e)) for e in self.exprs]
-        self._terms = _Terms((t for leaves in per_rule for t, _ in leaves), lemmatizer)
+        self._lemmatizer = lemmatizer
+        self._cache_size = cache_size
+        self._number: dict[Term, int] = {}
+        for leaves in per_rule:
+            for term, _ in leaves:
+                self._number.setdefault(term, len(self._number))
+        # Single words by lemma and word prefixes (folded), numbered; the rest through ``_Terms``.
+        self._by_lemma: dict[str, list[int]] = {}
+        self._by_prefix: dict[str, list[int]] = {}
+        self._longest_prefix = 0
+        others: list[Term] = []
+        for term, number in self._number.items():
+            kind = _word_kind(term)
+            if kind == "word":
+                key = _fold_keeping(term.text)
+                lemmas = lemmatizer.lemmas(key) or frozenset((key,))
+                for lemma in (key,) if key in lemmas else lemmas:
+                    self._by_lemma.setdefault(lemma, []).append(number)
+            elif kind == "prefix":
+                prefix = _fold(term.text[:-1])
+                self._by_prefix.setdefault(prefix, []).append(number)
+                self._longest_prefix = max(self._longest_prefix, len(prefix))
+            else:
+                others.append(term)
+        self._others = _Terms(others, lemmatizer) if others else None
+        # ``_Terms`` runs only when one of its terms may occur: when every word of it found by
+        # its lemmas (``_gate``) is in the text. A gate is a number after the terms' numbers.
+        self._always_others = False
+        self._gates: dict[int, list[frozenset[int]]] = {}  # a gate's first word -> gates
+        gate_numbers: dict[frozenset[str], int] = {}
+        for term in others:
+            gate: set[int] = set()
+            for lemmas in _gate(term, lemmatizer):
+                number = gate_numbers.setdefault(lemmas, len(self._number) + len(gate_numbers))
+                for lemma in lemmas:
+                    self._by_lemma.setdefault(lemma, []).append(number)
+                gate.add(number)
+            if not gate:
+                self._always_others = True
+            else:
+                self._gates.setdefault(min(gate), []).append(frozenset(gate))
+        # Folded text word -> (numbers of the terms it is, the queries those terms trigger,
+        # the gates those numbers are the first word of).
+        self._hits: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[frozenset[int], ...]]] = {}
         self._near = [any(near for _, near in leaves) for leaves in per_rule]
+        self._compiled = [_numbered(e, self._number) for e in self.exprs]
+        # Queries without NEAR as one Python expression each over the numbers present.
+        self._tests = [None if near else _predicate(c) for near, c in zip(self._near, self._compiled, strict=True)]
         # A query is looked at when a term it needs occurs (all of them must), or without such
         # terms, when any of its terms occurs; queries that hold with no term are always looked at.
-        self._required = [_required(e) for e in self.exprs]
-        self._triggers: dict[Term, list[int]] = {}
+        self._required = [frozenset(self._number[t] for t in _required(e)) for e in self.exprs]
+        # One term a query needs is enough to look at it (the others are checked then): the
+        # one likeliest rare, a phrase or "~N" before a word, a longer word before a shorter.
+        self._triggers: dict[int, list[int]] = {}
+        by_number = {n: t for t, n in self._number.items()}
+
+        def rarity(number: int) -> tuple[int, int, int]:
+            term = by_number[number]
+            return (-len(term.words), -len(term.text), number)
+
         for i, leaves in enumerate(per_rule):
-            for term in self._required[i] or dict.fromkeys(t for t, _ in leaves):
-                self._triggers.setdefault(term, []).append(i)
+            needed = self._required[i]
+            triggers = [min(needed, key=rarity)] if needed else dict.fromkeys(self._number[t] for t, _ in leaves)
+            for trigger in triggers:
+                self._triggers.setdefault(trigger, []).append(i)
         self._always = [i for i, e in enumerate(self.exprs) if _holds(e, {}, None)]
+
+    def _learn(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[frozenset[int], ...]]:
+        """The terms a (folded) text word is and the queries they trigger, cached."""
+        if len(self._hits) >= self._cache_size:
+            self._hits.clear()  # a crude bound, as ``KeywordMatcher``'s
+        found: list[int] = []
+        if self._by_lemma:
+            for lemma in self._lemmatizer.lemmas(word) or frozenset((word,)):
+                found.extend(self._by_lemma.get(lemma, ()))
+        if self._by_prefix:
+            for end in range(1, min(len(word), self._longest_prefix) + 1):
+                found.extend(self._by_prefix.get(word[:end], ()))
+        if not found:
+            self._hits[word] = _NO_HITS  # most words: one shared entry
+            return _NO_HITS
+        hits = tuple(dict.fromkeys(found))
+        triggered = tuple(sorted({i for t in hits for i in self._triggers.get(t, ())}))
+        gates = tuple(g for t in hits for g in self._gates.get(t, ()))
+        entry = self._hits[word] = (hits, triggered, gates)
+        return entry
 
     def matching(self, text: str) -> list[int]:
         """Indexes of the queries ``text`` matches, in order."""
-        spans = self._terms.spans(text)
+        folded = _fold_keeping(text)
+        words = _WORD.findall(folded)
+        present: set[int] = set()
         candidates = set(self._always)
-        for term in spans:
-            candidates.update(self._triggers.get(term, ()))
-        positions: _Positions | None = None
-        found = []
+        gates: list[frozenset[int]] = []
+        cache = self._hits
+        for word in words:
+            entry = cache.get(word)
+            if entry is None:
+                entry = self._learn(word)
+            if entry[0]:
+                present.update(entry[0])
+                candidates.update(entry[1])
+                if entry[2]:
+                    gates.extend(entry[2])
+        other_spans: dict[int, list[tuple[int, int]]] = {}
+        if self._others is not None and (self._always_others or any(g <= present for g in gates)):
+            number, triggers = self._number, self._triggers
+            for term, spans in self._others.spans(text).items():
+                other_spans[number[term]] = spans
+                candidates.update(triggers.get(number[term], ()))
+            present.update(other_spans)
+        if not candidates:
+            return []
+        context: _Found | None = None
+        matched = []
+        required, tests = self._required, self._tests
         for i in sorted(candidates):
-            if not all(t in spans for t in self._required[i]):
+            if not required[i] <= present:
                 continue
-            if self._near[i] and positions is None:
-                positions = _Positions(text)
-            if _holds(self.exprs[i], spans, positions):
-                found.append(i)
+            test = tests[i]
+            if test is not None:
+                if test(present):
+                    matched.append(i)
+                continue
+            if context is None:
+                context = _Found(self, text, folded, other_spans)
+            if _holds_numbered(self._compiled[i], present, context):
+                matched.append(i)
+        return matched
+
+
+_NO_HITS: tuple[tuple[int, ...], tuple[int, ...], tuple[frozenset[int], ...]] = ((), (), ())
+
+
+def _word_kind(term: Term) -> str | None:
+    """``"word"``: one case-insensitive word matched by its lemmas, ``"prefix"``: a
+    case-insensitive word prefix (``кош*``); ``None``: anything else. ``KeywordMatcher`` and
+    ``_Terms`` find these exactly at the text words that are such a word or start so."""
+    if term.case_sensitive or term.slop is not None or len(term.words) != 1:
+        return None
+    if term.prefix:
+        prefix = _fold(term.text[:-1])
+        return "prefix" if _WORD.fullmatch(prefix) else None
+    word = term.text
+    if (
+        term.morphology and term.whole_word and len(word) <= MAX_KEYWORD_LENGTH
+        and _WORD.fullmatch(word) and _CYRILLIC.search(word)
+    ):
+        return "word"
+    return None
+
+
+def _gate(term: Term, lemmatizer: Lemmatizer) -> list[frozenset[str]]:
+    """Lemma sets such that ``term`` occurs in a text only if, for each, a word of the text has
+    one of those lemmas: the words of a phrase or of ``"a b"~N`` that ``KeywordMatcher`` finds
+    by their lemmas (whatever their case). [] when nothing is known (``part:``, ``exact:``,
+    prefixes, words without Cyrillic letters)."""
+    if term.prefix or not term.morphology or not term.whole_word:
+        return []
+    if term.slop is None:
+        # One rule for the whole term: by morphology when it is Cyrillic words and separators.
+        if not (_CYRILLIC.search(term.text) and _WORDS_AND_SEPARATORS.fullmatch(term.text)):
+            return []
+        words = [m.group() for m in _WORD.finditer(term.text)]
+    else:
+        # One rule per word, each by morphology when it is one Cyrillic word.
+        words = [w for w in term.words if _CYRILLIC.search(w) and _WORD.fullmatch(w)]
+    gate = []
+    for word in words:
+        key = _fold_keeping(word)
+        gate.append(lemmatizer.lemmas(key) or frozenset((key,)))
+    return gate
+
+
+class _Found:
+    """Where numbered terms occur in one text, worked out only when a ``NEAR`` asks."""
+
+    def __init__(
+        self, rules: RuleSet, text: str, folded: str, other_spans: dict[int, list[tuple[int, int]]]
+    ) -> None:
+        self._rules = rules
+        self._folded = folded
+        self._spans = dict(other_spans)
+        self.positions = _Positions(text)
+
+    def spans(self, term: int) -> list[tuple[int, int]]:
+        found = self._spans.get(term)
+        if found is None:
+            rules = self._rules
+            found = []
+            for m in _WORD.finditer(self._folded):
+                entry = rules._hits.get(m.group())
+                if entry is None:
+                    entry = rules._learn(m.group())
+                if term in entry[0]:
+                    found.append(m.span())
+            self._spans[term] = found
         return found
+
+
+def _numbered(expr: object, number: Mapping[Term, int]) -> object:
+    """``expr`` with its terms as their numbers: ``("&", items)``, ``("|", items)``,
+    ``("!", item)``, ``("~", left, right, distance)`` and ``int``."""
+    if isinstance(expr, Term):
+        return number[expr]
+    if isinstance(expr, And):
+        return ("&", tuple(_numbered(i, number) for i in expr.items))
+    if isinstance(expr, Or):
+        return ("|", tuple(_numbered(i, number) for i in expr.items))
+    if isinstance(expr, Not):
+        return ("!", _numbered(expr.item, number))
+    if isinstance(expr, Near):
+        assert isinstance(expr.left, Term) and isinstance(expr.right, Term)
+        return ("~", number[expr.left], number[expr.right], expr.distance)
+    raise TypeError(f"unresolved query node {expr!r}")
+
+
+def _predicate(node: object) -> Callable[[set[int]], bool]:
+    """A numbered query without ``NEAR`` as one function of the numbers present: Python
+    source of ``in``, ``and``, ``or`` and ``not`` over integers only, compiled once. A query
+    nested too deep for the compiler is evaluated node by node instead."""
+
+    def source(n: object) -> str:
+        if type(n) is int:
+            return f"({n} in p)"
+        assert isinstance(n, tuple)
+        if n[0] == "!":
+            return f"(not {source(n[1])})"
+        joined = (" and " if n[0] == "&" else " or ").join(source(i) for i in n[1])
+        return f"({joined})" if joined else ("True" if n[0] == "&" else "False")
+
+    try:
+        test = eval(compile(f"lambda p: {source(node)}", "<rule>", "eval"), {"__builtins__": {}})
+    except (RecursionError, SyntaxError, MemoryError):
+        return lambda present: _holds_numbered(node, present, None)
+    return test  # type: ignore[no-any-return]
+
+
+def _holds_numbered(node: object, present: set[int], found: _Found | None) -> bool:
+    """``_holds`` over numbered terms (``_numbered``)."""
+    if type(node) is int:
+        return node in present
+    assert isinstance(node, tuple)
+    op = node[0]
+    if op == "&":
+        return all(_holds_numbered(i, present, found) for i in node[1])
+    if op == "|":
+        return any(_holds_numbered(i, present, found) for i in node[1])
+    if op == "!":
+        return not _holds_numbered(node[1], present, found)
+    left, right, distance = node[1], node[2], node[3]
+    if left not in present or right not in present:
+        return False
+    assert found is not None
+    positions = found.positions
+    lw = [positions.words(*s) for s in found.spans(left)]
+    rw = [positions.words(*s) for s in found.spans(right)]
+    return any(_gap(a, b) <= distance for a in lw for b in rw)
 
 
 def _required(expr: object) -> frozenset[Term]:

@@ -32,6 +32,8 @@ IN_CHUNK = 5000
 # Compiled rule sets by what they were compiled from: the collector stores a batch every few
 # seconds, and resolving and compiling 200 rules each time would be most of its work.
 _COMPILED: BoundedDict[tuple, CompiledRules] = BoundedDict(8)
+# The keywords the rules name, by the rules: a walk of 200 parsed queries a batch otherwise.
+_NEEDED: BoundedDict[tuple, tuple[set[int], set[str]]] = BoundedDict(8)
 
 
 def _chunks(values: Sequence, size: int = IN_CHUNK) -> Iterable[Sequence]:
@@ -80,26 +82,36 @@ class SqlRuleMatchRepository:
     ) -> CompiledRules:
         if not unindexed_only:
             await hold_rules(self.session)
-        rows = (await self.session.execute(select(rules).order_by(rules.c.id))).all()
+        query = select(
+            rules.c.id, rules.c.name_key, rules.c.query, rules.c.index_generation,
+            rules.c.indexed_at.is_(None).label("unindexed"),
+        ).order_by(rules.c.id)
+        rows = (await self.session.execute(query)).all()
         if not rows:
             return NO_RULES
-        every = [_stored(r) for r in rows]
-        wanted = [
-            s for s, r in zip(every, rows, strict=True)
-            if (not unindexed_only or r.indexed_at is None) and (s.id, s.generation) not in skip
-        ]
-        if not wanted:
+        # Plain tuples as the caches' keys (hashed and compared in C): this runs every batch
+        # of every analysis and collection, and the rules seldom change.
+        rules_now = tuple((r.id, r.name_key, r.query, r.index_generation) for r in rows)
+        wanted_ids = tuple(
+            r.id for r in rows if (not unindexed_only or r.unindexed) and (r.id, r.index_generation) not in skip
+        )
+        if not wanted_ids:
             return NO_RULES
-        ids, words = needed_keywords(every)
-        query = _keywords_query(sorted(ids), sorted(words))
-        keywords = _keyword_terms((await self.session.execute(query)).all()) if query is not None else []
-        key = (tuple(wanted), tuple(every), tuple(keywords))
+        needed = _NEEDED.get(rules_now)
+        if needed is None:
+            needed = _NEEDED[rules_now] = needed_keywords([StoredRule(*r) for r in rules_now])
+        ids, words = needed
+        named = _keywords_query(sorted(ids), sorted(words))
+        keywords = _keyword_terms((await self.session.execute(named)).all()) if named is not None else []
+        key = (wanted_ids, rules_now, tuple(keywords))
         found = _COMPILED.get(key)
         if found is None:
             from infrastructure.morphology import get_lemmatizer
 
+            every = [StoredRule(*r) for r in rules_now]
+            chosen = set(wanted_ids)
             lemmatizer = get_lemmatizer()
-            found = compile_rules(wanted, every, keywords, lemmatizer, lemmatizer)
+            found = compile_rules([s for s in every if s.id in chosen], every, keywords, lemmatizer, lemmatizer)
             _COMPILED[key] = found
         return found
 
@@ -120,14 +132,47 @@ class SqlRuleMatchRepository:
             stmt, params = bulk_insert(self._dialect, rule_matches, chunk)
             await self.session.execute(stmt.on_conflict_do_nothing(), params)
 
+    def _among(self, column, ids: Sequence[int]):
+        """``column`` among ``ids`` (sorted) or, when they fill most of their range (an
+        analysis reads comments in id order), in that range: one walk of the index instead of
+        a probe per id. The caller drops the rows of ids not asked for."""
+        if ids[-1] - ids[0] < 2 * len(ids):
+            return column.between(ids[0], ids[-1])
+        return in_values(self._dialect, column, ids)
+
     async def replace_for_comments(self, comment_ids: Sequence[int], found: Sequence[tuple[int, int]]) -> None:
+        # Rows read first and only the difference written: an analysis finds, comment after
+        # comment, the rows already stored (the texts did not change), and deleting and
+        # inserting them again cost more than matching them (dead rows, index entries, WAL).
         ids = sorted(set(comment_ids))
+        scope = set(ids)
+        wanted = {(r, c) for r, c in found if c in scope}
+        stored: set[tuple[int, int]] = set()
+        moved: set[int] = set()  # comments whose time changed since their rows were written
         for chunk in _chunks(ids):
+            query = (
+                select(
+                    rule_matches.c.rule_id, rule_matches.c.comment_id,
+                    (rule_matches.c.published_at == comments.c.published_at).label("current"),
+                )
+                .join(comments, comments.c.id == rule_matches.c.comment_id)
+                .where(self._among(rule_matches.c.comment_id, chunk), self._among(comments.c.id, chunk))
+            )
+            for row in await self.session.execute(query):
+                if row.comment_id not in scope:
+                    continue  # in the id range, not among the comments
+                stored.add((row.rule_id, row.comment_id))
+                if not row.current:
+                    moved.add(row.comment_id)
+        # A comment that lost a rule, or whose time moved, loses all its rows and gets back
+        # those it keeps.
+        changed = sorted({c for _, c in stored - wanted} | moved)
+        for chunk in _chunks(changed):
             await self.session.execute(
                 delete(rule_matches).where(in_values(self._dialect, rule_matches.c.comment_id, chunk))
             )
-        scope = set(ids)
-        await self._insert([(r, c) for r, c in found if c in scope])
+        again = set(changed)
+        await self._insert([(r, c) for r, c in wanted if (r, c) not in stored or c in again])
 
     async def add(self, found: Sequence[tuple[int, int]]) -> None:
         await self._insert(found)

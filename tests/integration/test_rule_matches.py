@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 from sqlalchemy import select
+from sqlalchemy import text as sa_text
 
 from domain import saved_rules
 from domain.models import Comment, Group, Keyword, Post
@@ -234,3 +235,73 @@ async def test_a_rebuild_overtaken_by_a_change_never_marks_the_rule_indexed(
     assert await reads.comments_count(CommentFilter(query="rule:Коты")) == await reads.comments_count(
         CommentFilter(query="кошка")
     )
+
+
+async def test_storing_a_comment_again_writes_only_what_changed(stored, migrated_db, uow_factory) -> None:
+    # An analysis stores every comment's rule matches again, mostly unchanged: those rows stay
+    # as they are (on PostgreSQL not even rewritten); a rule lost or gained, and a comment's
+    # time moving, are written.
+    engine, sessions = migrated_db
+    store = SqlRules(sessions)
+    for name, query in (("Кошки", "кошка"), ("Дома", "дом"), ("Собаки", "собака")):
+        await saved_rules.create_rule(store, name=name, query=query, category=None, now=NOW)
+    await rebuild_rule_matches(uow_factory, clock)
+    rule_ids = {r.name: r.id for r in await store.list_rules()}
+    postgres = engine.dialect.name == "postgresql"
+
+    async with uow_factory() as uow:
+        group = await uow.groups.add(Group(vk_id=98, screen_name="g98", name="G98"))
+        await uow.posts.upsert_many(group.id, [Post(owner_id=group.owner_id, vk_id=1, from_id=1, text="",
+                                                    published_at=NOW)])
+        await uow.commit()
+    comment = Comment(owner_id=group.owner_id, vk_id=1, post_vk_id=1, from_id=1, text="кошка дома",
+                      published_at=NOW - timedelta(days=1))
+
+    async def put(c: Comment) -> int:
+        async with uow_factory() as uow:
+            ids = await uow.comments.upsert_many(group.id, [c])
+            comment_id = ids[(group.owner_id, 1)]
+            await index_comments(uow, [(comment_id, c.text)])
+            await uow.commit()
+        return comment_id
+
+    async def rows(comment_id: int) -> dict[int, tuple[datetime, str | None]]:
+        columns = [rule_matches.c.rule_id, rule_matches.c.published_at]
+        if postgres:
+            columns.append(sa_text("xmin::text"))
+        async with engine.connect() as conn:
+            found = await conn.execute(select(*columns).where(rule_matches.c.comment_id == comment_id))
+        return {r[0]: (r[1].replace(tzinfo=UTC) if r[1].tzinfo is None else r[1], r[2] if postgres else None)
+                for r in found}
+
+    comment_id = await put(comment)
+    first = await rows(comment_id)
+    assert {k: v[0] for k, v in first.items()} == {rule_ids["Кошки"]: comment.published_at,
+                                                    rule_ids["Дома"]: comment.published_at}
+    await put(comment)  # unchanged
+    assert await rows(comment_id) == first
+    edited = dataclasses.replace(comment, text="собака дома")  # loses Кошки, keeps Дома, gains Собаки
+    await put(edited)
+    after = await rows(comment_id)
+    assert {k: v[0] for k, v in after.items()} == {rule_ids["Собаки"]: comment.published_at,
+                                                    rule_ids["Дома"]: comment.published_at}
+    moved = dataclasses.replace(edited, published_at=NOW - timedelta(days=3))  # the same rules, another time
+    await put(moved)
+    assert {k: v[0] for k, v in (await rows(comment_id)).items()} == {
+        rule_ids["Собаки"]: moved.published_at, rule_ids["Дома"]: moved.published_at
+    }
+    # Comments read by id range (an analysis of some communities): the rows of a comment in the
+    # range that was not among them stay as they are.
+    others = [dataclasses.replace(comment, vk_id=v, text="кошка дома") for v in (2, 3)]
+    async with uow_factory() as uow:
+        ids = await uow.comments.upsert_many(group.id, others)
+        second, third = ids[(group.owner_id, 2)], ids[(group.owner_id, 3)]
+        await index_comments(uow, [(second, "кошка дома"), (third, "кошка дома")])
+        await uow.commit()
+    assert comment_id < second < third
+    kept = await rows(second)
+    async with uow_factory() as uow:
+        await index_comments(uow, [(comment_id, "кот"), (third, "кот")])  # neither matches now
+        await uow.commit()
+    assert await rows(comment_id) == {} and await rows(third) == {}
+    assert await rows(second) == kept and len(kept) == 2

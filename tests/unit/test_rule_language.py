@@ -278,6 +278,72 @@ def test_a_rule_set_matches_as_each_query_alone(lemmatizer):
         assert together == {q for q, expected in TABLE if i in expected}, text
 
 
+# Terms of every kind ``RuleSet`` finds its own way (one Cyrillic word by its lemmas, a word
+# prefix) or hands to ``_Terms`` (phrases, ~N, case:, part:, exact:, hyphens, Latin, kw:), to mix.
+_MIXED_TERMS = [
+    "кошка", "кошки", "кот", "корм", "дорога", "дороги", "ремонт", "стекло", "ёлка", "елку",
+    "москва", "мчс", "Кто", "кто-то", "замок", "печь", "идти", "люди", "covid", "2024", "x_y",
+    "кош*", "Кош*", "кот*", "санкт*", "е*", "ё*", "cov*", "кто-т*",
+    "case:МЧС", "case:Москва", "case:москва", "case:Кош*", "part:кош", "exact:кошки", "part:exact:кош",
+    "exact:ёлки", "part:covid",
+    '"ремонт дороги"', '"кто то"', '"красная площадь"', '"сухой корм"', '"кошка-мышка"', '"covid вирус"',
+    '"ремонт дороги"~2', '"кошка корм"~3', '"кошка covid"~1', '"мусор подъезд"~4', 'case:"Красная площадь"',
+    "kw:1", "kw:2", "kw:3", "kw:4", "rule:кошачье",
+]
+_MIXED_WORDS = (
+    "Кошка кошки КОШКИ кошками кот Котов окошко корм кормом дорога дороги дорогие ремонт ремонта стекло "
+    "ёлка Ёлки елку Москва москва МЧС мчс Кто кто-то кто то замок печь шёл люди covid COVID-19 2024 x_y "
+    "Санкт-Петербург красная площадь Красной площади сухой сухим кошка-мышка мусор подъезда вирус кошкин "
+    "кошатники е ё ещё еще и в на"
+).split()
+
+
+# Terms ``_Terms`` finds that no word of the text rules out (``RuleSet`` looks for them always).
+_UNGATED = {"covid", "2024", "x_y", "кто-т*", "case:Кош*", "part:кош", "exact:кошки", "part:exact:кош",
+            "exact:ёлки", "part:covid", "kw:4"}
+
+
+@pytest.mark.parametrize("ungated", [True, False], ids=["every term", "terms a word can rule out"])
+def test_a_rule_set_matches_as_each_query_alone_on_mixed_queries(lemmatizer, ungated):
+    # Random queries over every kind of term, random texts: the rule set finds exactly what
+    # each query finds alone (``QueryMatcher``, the one-query path), NEAR and NOT included.
+    import random
+
+    rng = random.Random(22)
+    pool = [t for t in _MIXED_TERMS if ungated or t not in _UNGATED]
+
+    def query() -> str:
+        terms = [rng.choice(pool) for _ in range(rng.randint(1, 4))]
+        out = terms[0]
+        for term in terms[1:]:
+            op = rng.choice((" ", " AND ", " OR ", " NOT ", " -", " NEAR/1 ", " NEAR/3 "))
+            if op.startswith(" NEAR") and (":" in out.split()[-1] or ":" in term or '"' in term + out):
+                op = " AND "  # NEAR takes plain terms
+            out = f"({out}){op}{term}" if op.strip() == "OR" else f"{out}{op}{term}"
+        return out
+
+    queries, exprs = [], []
+    while len(queries) < 150:
+        q = query()
+        try:
+            compiled = matcher(q, lemmatizer)
+        except InvalidInput:
+            continue
+        queries.append(compiled)
+        exprs.append(compiled.expr)
+    rule_set = RuleSet(exprs, lemmatizer)
+    texts = list(CORPUS.values())
+    for _ in range(400):
+        words = [rng.choice(_MIXED_WORDS) for _ in range(rng.randint(1, 12))]
+        texts.append("".join(w + rng.choice((" ", " ", ", ", "-", ". ", " — ")) for w in words))
+    fired = 0
+    for text in texts:
+        expected = [i for i, q in enumerate(queries) if q.matches(text)]
+        assert rule_set.matching(text) == expected, text
+        fired += len(expected)
+    assert fired > len(texts)  # the queries do match: the comparison means something
+
+
 async def test_the_compiler_keeps_resolved_references_briefly_and_forgets_on_change(lemmatizer):
     class Counting(StaticCatalog):
         lookups = 0
@@ -299,3 +365,19 @@ async def test_the_compiler_keeps_resolved_references_briefly_and_forgets_on_cha
     compiler.forget()  # a change made here: seen at once
     assert (await compiler.compile("rule:кошачье")).matches("котик") is False
     assert (await compiler.compile("rule:кошачье")).matches("кот") and Counting.lookups == 3
+
+
+def test_a_query_nested_too_deep_for_python_is_still_decided():
+    # The rule set compiles a query into one Python expression; one nested deeper than the
+    # compiler takes is decided node by node, with the same answer.
+    from domain.rules import _predicate
+
+    node: object = 7
+    for _ in range(120):  # 240 parentheses deep: Python's parser stops at 200
+        node = ("!", ("&", (node, 3)))
+    test = _predicate(node)
+    for present in ({7, 3}, {3}, {7}, set()):
+        inner = 7 in present
+        for _ in range(120):
+            inner = not (inner and 3 in present)
+        assert test(present) is inner

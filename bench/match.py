@@ -34,6 +34,7 @@ is the best of five later passes, taken in turns for all keyword sets.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import itertools
 import random
@@ -211,33 +212,49 @@ def measure_rules(morph, rules: list[str], comments: list[str]) -> dict:
 REVIEW_RULE = "(кошка OR собака) -пожар"
 
 
-async def review(comments: int, rounds: int) -> None:
+@contextlib.asynccontextmanager
+async def filled_database(kind: str, comments: int):
+    """A PostgreSQL database of its own, migrated and filled with ``comments`` comments by
+    bench/api.py's ``fill``; yields (bench/api.py, its engine); dropped afterwards."""
     import importlib
-    import statistics
     import uuid
-    from datetime import UTC, datetime
 
     import asyncpg
 
-    api = importlib.import_module("api")  # bench/api.py, beside this script: its database fill
-    ADMIN_DSN, fill = api.ADMIN_DSN, api.fill
-    from domain.queries import CommentFilter, CommentOrder
-    from infrastructure.db.engine import create_engine, read_session_factory, session_factory
+    from infrastructure.db.engine import create_engine
     from infrastructure.db.migrate import upgrade_async
-    from infrastructure.db.queries import SqlReadModel
-    from infrastructure.db.rules import SqlRules
 
-    name = f"vkcp_bench_rules_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
+    api = importlib.import_module("api")  # bench/api.py, beside this script: its database fill
+    name = f"vkcp_bench_{kind}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(api.ADMIN_DSN)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
-    dsn = f"{ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+    dsn = f"{api.ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
     engine = None
     try:
         await upgrade_async(url)
-        print(f"database {name}: {comments:,} comments filled in {await fill(dsn, comments):.1f} s", flush=True)
+        print(f"database {name}: {comments:,} comments filled in {await api.fill(dsn, comments):.1f} s", flush=True)
         engine = create_engine(url)
+        yield api, engine
+    finally:
+        if engine is not None:
+            await engine.dispose()
+        admin = await asyncpg.connect(api.ADMIN_DSN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def review(comments: int, rounds: int) -> None:
+    import statistics
+    from datetime import UTC, datetime
+
+    from domain.queries import CommentFilter, CommentOrder
+    from infrastructure.db.engine import read_session_factory, session_factory
+    from infrastructure.db.queries import SqlReadModel
+    from infrastructure.db.rules import SqlRules
+
+    async with filled_database("rules", comments) as (_api, engine):
         await SqlRules(session_factory(engine)).add_rule("Животные", "животные", REVIEW_RULE, None, datetime.now(UTC))
         reads = SqlReadModel(read_session_factory(engine))
         filters = {"keyword": CommentFilter(keyword_ids=(1,)), "rule": CommentFilter(query="rule:животные")}
@@ -269,12 +286,6 @@ async def review(comments: int, rounds: int) -> None:
                 + ("   (target <= 1.5)" if measure is page else "")
             )
         print(f"comments matched: keyword {sizes['keyword']:,}, rule {sizes['rule']:,} of {comments:,}")
-    finally:
-        if engine is not None:
-            await engine.dispose()
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def stored_rules(comments: int, rounds: int, analyzed: int, reads_too: bool = True) -> None:
@@ -292,37 +303,20 @@ async def stored_rules(comments: int, rounds: int, analyzed: int, reads_too: boo
     and without the saved rules' matches written (``domain.rule_index.index_comments``):
     comments/s of each, and this process's CPU a comment (steadier than wall time on a shared
     machine; the database's own work is not in it). ``--analysis-only`` skips the reads."""
-    import importlib
     import statistics
-    import uuid
     from datetime import UTC, datetime
-
-    import asyncpg
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import bootstrap
     from domain.analyze import ANALYZE_BATCH
     from domain.queries import CommentFilter
     from domain.rule_index import index_comments, rebuild_rule_matches
-    from infrastructure.db.engine import create_engine, read_session_factory, session_factory
-    from infrastructure.db.migrate import upgrade_async
+    from infrastructure.db.engine import read_session_factory, session_factory
     from infrastructure.db.queries import SqlReadModel
     from infrastructure.db.rules import SqlRules
     from infrastructure.db.uow import SqlUnitOfWork
 
-    api = importlib.import_module("api")
-    ADMIN_DSN, fill = api.ADMIN_DSN, api.fill
-    name = f"vkcp_bench_stored_rules_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    dsn = f"{ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
-    url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-    engine = None
-    try:
-        await upgrade_async(url)
-        print(f"database {name}: {comments:,} comments filled in {await fill(dsn, comments):.1f} s", flush=True)
-        engine = create_engine(url)
+    async with filled_database("stored_rules", comments) as (api, engine):
         sessions = session_factory(engine)
         store = SqlRules(sessions)
         now = datetime.now(UTC)
@@ -396,12 +390,6 @@ async def stored_rules(comments: int, rounds: int, analyzed: int, reads_too: boo
         per = {m: cpu[m] / done[m] * 1e6 for m in cpu}
         print(f"analysis CPU of this process: without {per['without']:.1f} µs a comment, with {per['with']:.1f} µs "
               f"(the saved rules add {per['with'] - per['without']:.1f} µs a comment)")
-    finally:
-        if engine is not None:
-            await engine.dispose()
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def main() -> None:

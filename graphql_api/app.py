@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC
 from typing import Any, cast
 
@@ -46,6 +46,7 @@ from graphql_api.exports_route import exports_route
 from graphql_api.limits import MAX_SUBSCRIPTIONS_PER_CONNECTION
 from graphql_api.multiplex import MultiplexingHandler
 from graphql_api.observability import ApiMetrics, RequestRecord, current_request
+from graphql_api.planned_http import Declined, PlannedRequests
 from graphql_api.schema import build_schema, schema
 from graphql_api.strawberry_compat import drop_strawberrys_origin_advice
 
@@ -184,6 +185,9 @@ class GraphQLView(GraphQL[Context, None]):
         self.timeout = settings.request_timeout
         self.max_body_bytes = settings.max_body_bytes
         self.read_plan = read_plan  # None: as the settings say (VKCP_READ_PLAN)
+        # Queries answered on the plan before, answered straight from HTTP (off with the plan).
+        plan_on = settings.read_plan if read_plan is None else read_plan
+        self.planned_requests = PlannedRequests() if plan_on else None
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson is strict where the stdlib is lenient or fragile: invalid UTF-8, a lone
@@ -237,7 +241,7 @@ class GraphQLView(GraphQL[Context, None]):
                 outcome = "rejected"  # refused before a byte of it is read
                 response = _error_response(413, _too_large(self.max_body_bytes), media_type=record.media_type)
             else:
-                response = await self.run(request)
+                response = await self._respond(request, record)
                 outcome = record.outcome()
         except HTTPException as e:
             outcome = {401: "unauthenticated", 504: "timeout"}.get(e.status_code, "rejected")
@@ -293,10 +297,14 @@ class GraphQLView(GraphQL[Context, None]):
         )
 
     async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._within_deadline(super().execute_operation(*args, **kwargs))
+
+    async def _within_deadline(self, running: Awaitable[Any]) -> Any:
+        """``running``'s result, or a 504 once the request has taken ``VKCP_REQUEST_TIMEOUT``."""
         timeout = asyncio.timeout(self.timeout)
         try:
             async with timeout:
-                return await super().execute_operation(*args, **kwargs)
+                return await running
         except BaseException:
             # Past the deadline, whatever the stopped read left behind is the timeout:
             # asyncio.timeout's TimeoutError, a driver's error about the statement it was
@@ -305,6 +313,25 @@ class GraphQLView(GraphQL[Context, None]):
             if not timeout.expired():
                 raise
             raise HTTPException(504, f"The request took longer than {self.timeout:g} s and was stopped") from None
+
+    async def _respond(self, request: Request, record: RequestRecord) -> Response:
+        """A kept query's response straight from its plan (``planned_http``), else Strawberry's."""
+        if self.planned_requests is None:
+            return await self.run(request)
+        sub_response = await self.get_sub_response(request)
+        answered = await self.planned_requests.answer(
+            request,
+            record,
+            get_context=lambda: self.get_context(request, sub_response),
+            within_deadline=self._within_deadline,
+            create_response=lambda data: self.create_response(data, sub_response),
+        )
+        if not isinstance(answered, Declined):
+            return answered
+        if answered.context is None:
+            return await self.run(request)
+        answered.context.read_plan = False  # the plan declined it: not asked again
+        return await self.run(request, context=answered.context)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         context = await get_context(self.container, request, response)
@@ -358,7 +385,7 @@ class GraphQLView(GraphQL[Context, None]):
         if request_data.operation_name is not None and not isinstance(request_data.operation_name, str):
             raise HTTPException(400, "`operationName` must be a string")  # a malformed request, not a name
         try:
-            return await self.schema.execute(
+            result = await self.schema.execute(
                 request_data.query,
                 root_value=root_value,
                 variable_values=request_data.variables,
@@ -383,6 +410,15 @@ class GraphQLView(GraphQL[Context, None]):
                     400, "Persisted queries are not supported: send the query", ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED
                 ) from e
             raise HTTPException(400, "No GraphQL query found in the request") from e
+        planned, context.planned = context.planned, None
+        record = current_request.get()
+        if (
+            planned is not None and self.planned_requests is not None and record is not None
+            and request_adapter.method == "POST" and request_data.extensions is None
+            and isinstance(request_data.query, str)
+        ):
+            self.planned_requests.keep(request_data.query, request_data.operation_name, planned, record)
+        return result
 
     def create_response(
         self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from bootstrap import Container
     from graphql_api.observability import ApiMetrics
+    from graphql_api.planned_http import PlannedOperation
 
 
 @dataclass
@@ -47,6 +48,9 @@ class Context:
     read_plan: bool = True
     # The app's metrics, where the plan's fallbacks are counted (None: an app without them).
     metrics: ApiMetrics | None = None
+    # Left by the executor when the plan answered the operation: the view keeps it for the next
+    # request with the same document (``planned_http``).
+    planned: PlannedOperation | None = None
     _loaders: dict[int, tuple[object, Loaders]] = field(default_factory=dict, repr=False)
 
     @property

@@ -172,39 +172,54 @@ class CodedErrors(MaskErrorsOfEveryResult):
             ]
 
     def after_masking(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        coded = []
-        for error in errors:
-            if _code(error) is None:
-                error = with_code(error, _uncoded(error))
-            coded.append(error)
-        return coded
+        return [_with_its_code(error) for error in errors]
 
     @staticmethod
     def _rewrites(error: GraphQLError) -> bool:
-        return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
+        return _rewritten(error)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        original = error.original_error
-        if isinstance(original, DomainError):
-            message = original.message
-            extensions: dict[str, object] = {"code": code_of(original).value, "field": original.field}
-            if isinstance(original, QuerySyntaxError):  # where in the rule-language query
-                extensions["query"] = {
-                    "line": original.line, "column": original.column, "expected": list(original.expected)
-                }
-        elif isinstance(original, CannotGetOperationTypeError):  # a subscription's operationName
-            message = original.as_http_error_reason()
-            extensions = {"code": ErrorCode.OPERATION_RESOLUTION_FAILURE.value}
-        else:
-            request_id = _request_id(self.execution_context)
-            message = f"{INTERNAL_MESSAGE} (request id {request_id})" if request_id else INTERNAL_MESSAGE
-            extensions = {"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id}
-        return GraphQLError(
-            message=message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            original_error=None,
-            extensions=extensions,
-        )
+        return _anonymised(error, _request_id(self.execution_context))
+
+
+def coded_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    """``error`` as ``CodedErrors`` lets it leave: for a result made without Strawberry's
+    extensions (``planned_http``), which must read exactly as one made with them."""
+    if _rewritten(error):
+        error = _anonymised(error, request_id)
+    return _with_its_code(error)
+
+
+def _with_its_code(error: GraphQLError) -> GraphQLError:
+    return error if _code(error) is not None else with_code(error, _uncoded(error))
+
+
+def _rewritten(error: GraphQLError) -> bool:
+    return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
+
+
+def _anonymised(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    """A ``DomainError`` as its message and code; any other exception masked, with the request's id."""
+    original = error.original_error
+    if isinstance(original, DomainError):
+        message = original.message
+        extensions: dict[str, object] = {"code": code_of(original).value, "field": original.field}
+        if isinstance(original, QuerySyntaxError):  # where in the rule-language query
+            extensions["query"] = {
+                "line": original.line, "column": original.column, "expected": list(original.expected)
+            }
+    elif isinstance(original, CannotGetOperationTypeError):  # a subscription's operationName
+        message = original.as_http_error_reason()
+        extensions = {"code": ErrorCode.OPERATION_RESOLUTION_FAILURE.value}
+    else:
+        message = f"{INTERNAL_MESSAGE} (request id {request_id})" if request_id else INTERNAL_MESSAGE
+        extensions = {"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id}
+    return GraphQLError(
+        message=message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )

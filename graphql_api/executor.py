@@ -16,8 +16,10 @@ from typing import Any
 
 from graphql import OperationType
 
+from graphql_api.context import Context
 from graphql_api.fanout import SharedEventExecutor
 from graphql_api.plan import UNKNOWN_SHAPE, Plan, plans
+from graphql_api.planned_http import PlannedOperation
 
 
 class ApiExecutor(SharedEventExecutor):
@@ -34,8 +36,13 @@ class ApiExecutor(SharedEventExecutor):
         return super().execute_operation(serially)
 
     async def _run_plan(self, plan: Plan, serially: bool | None) -> Any:
-        answered = await plan.run(self.context_value.read_model, self.variable_values, self._fell_back)
+        context = self.context_value
+        answered = await plan.run(context.read_model, self.variable_values, self._fell_back)
         if answered is not None:
+            if isinstance(context, Context):
+                context.planned = PlannedOperation(
+                    self.schema, self.operation, self.fragment_definitions, self.fragments
+                )
             return answered
         result = super().execute_operation(serially)  # the plan met something it cannot answer exactly
         return await result if self.is_awaitable(result) else result

@@ -940,19 +940,28 @@ class PlanCache:
         )
 
     def find(self, executor: Any) -> Plan | Unsupported:
-        """The operation's plan, or why it has none."""
-        operation, schema = executor.operation, executor.schema
+        """The plan of the operation a graphql-core executor runs, or why it has none."""
+        return self.find_for(
+            executor.schema, executor.operation, executor.fragment_definitions, executor.fragments,
+            executor.variable_values,
+        )
+
+    def find_for(
+        self, schema: GraphQLSchema, operation: OperationDefinitionNode, fragment_definitions: Any, fragments: Any,
+        variable_values: Any,
+    ) -> Plan | Unsupported:
+        """The operation's plan with these (coerced) variables, or why it has none."""
         seen = self._directives.get(id(operation))
         if seen is None or seen[0] is not operation:
-            seen = (operation, _directive_variables(operation, executor.fragment_definitions))
+            seen = (operation, _directive_variables(operation, fragment_definitions))
             self._directives[id(operation)] = seen
-        coerced = executor.variable_values.coerced
+        coerced = variable_values.coerced
         key = (id(schema), id(operation), tuple(coerced.get(n) for n in seen[1]))
         entry = self._plans.get(key)
         if entry is None or entry[0] is not operation or entry[1] is not schema:
             plan: Plan | Unsupported
             try:
-                plan = _Compiler(schema, executor.fragments, executor.variable_values, operation).plan()
+                plan = _Compiler(schema, fragments, variable_values, operation).plan()
             except Unsupported as e:
                 plan = e.with_traceback(None)  # kept: not the compiler's frames with it
             entry = (operation, schema, plan)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from graphql_api.ids import NodeType, find_id
 from graphql_api.schema import schema
 from infrastructure.db.queries import SqlReadModel
 from tests.conftest import postgres_database
+from tests.console_documents import console_documents
 from tests.e2e.graphql_support import make_settings, start_container
 from tests.e2e.read_documents import DocumentGenerator, Known
 
@@ -283,10 +283,7 @@ fragment C on Comment {{ {" ".join(_projected(declaration.COMMENT, 0))} }}"""
 
 
 def _console_document(name: str) -> str:
-    """The console's own document ``name`` (``web/src/ops.ts``), its fragments filled in."""
-    source = (Path(__file__).parents[2] / "web" / "src" / "ops.ts").read_text()
-    constants = dict(re.findall(r"const (\w+) = /\* GraphQL \*/ `(.*?)`;", source, re.S))
-    return re.sub(r"\$\{(\w+)\}", lambda m: constants[m.group(1)], constants[name])
+    return console_documents()[name]
 
 
 async def test_pages_written_by_postgresql_answer_as_the_normal_executor(seeded, monkeypatch, request) -> None:

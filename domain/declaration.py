@@ -229,6 +229,9 @@ COMMENT = View(
         Field("post_vk_id", Spelling.INT32, exposed=False),
         Field("parent_vk_id", Spelling.INT32, nullable=True, exposed=False),
         Field("thread_vk_id", Spelling.INT32, nullable=True, exposed=False),
+        Field("reply_to_user_id", Spelling.INT32, "VK id of the user this reply answers, as VK says; null for a "
+              "top-level comment, or when VK did not say (comments collected before it was kept: until their "
+              "post is read again).", nullable=True, column="reply_to_user"),
         Field("url", Spelling.TEXT, "Link to the comment on VK.",
               rule=Rule.text(f"{VK}/wall", Ref("owner_id"), "_", Ref("post_vk_id"), "?reply=", Ref("vk_id"))),
     ),

@@ -268,7 +268,7 @@ _COUNTED = (
 # What an upsert compares a re-read with: the statistics' columns and the history's.
 _STORED = (
     comments.c.id, comments.c.owner_id, comments.c.vk_id, *_COUNTED, comments.c.text, comments.c.likes,
-    comments.c.created_at, comments.c.edited_at, comments.c.deleted_at,
+    comments.c.created_at, comments.c.edited_at, comments.c.deleted_at, comments.c.reply_to_user,
 )
 
 
@@ -319,11 +319,13 @@ class SqlCommentRepository:
                 raise LookupError(f"post {c.owner_id}_{c.post_vk_id} is not stored: store posts before their comments")
             before = stored.get(key)
             text, from_id, published_at, likes = c.text, c.from_id, c.published_at, c.likes
+            reply_to_user = c.reply_to_user
             edited_at = before.edited_at if before is not None else None
             deleted_at = None
             if c.deleted:
                 if before is not None:  # a deletion is not an edit: what was stored stays
                     text, from_id, published_at, likes = before.text, before.from_id, before.published_at, before.likes
+                    reply_to_user = before.reply_to_user
                 deleted_at = before.deleted_at if before is not None and before.deleted_at is not None else now
             elif before is not None and before.text != c.text and not (before.deleted_at and not before.text):
                 # (A comment first seen deleted has VK's empty placeholder stored: no text to keep.)
@@ -339,6 +341,7 @@ class SqlCommentRepository:
                     "post_vk_id": c.post_vk_id,
                     "thread_vk_id": c.thread_vk_id,
                     "parent_vk_id": c.parent_vk_id,
+                    "reply_to_user": reply_to_user,
                     "from_id": from_id,
                     "text": text,
                     "text_folded": fold_text(text),  # what the ``text`` filter compares
@@ -356,7 +359,7 @@ class SqlCommentRepository:
         # viewed, archived and matches_count belong to the users and the matcher, created_at to
         # the first collection: kept.
         updated = (
-            "group_id", "post_id", "post_vk_id", "thread_vk_id", "parent_vk_id",
+            "group_id", "post_id", "post_vk_id", "thread_vk_id", "parent_vk_id", "reply_to_user",
             "from_id", "text", "text_folded", "published_at", "likes", "deleted", "edited_at", "deleted_at",
         )
         # A stored comment is written only when a re-read changed it: a full re-parse finds most

@@ -154,6 +154,7 @@ comments = Table(
     Column("post_vk_id", BigInteger, nullable=False),
     Column("thread_vk_id", BigInteger),
     Column("parent_vk_id", BigInteger),
+    Column("reply_to_user", BigInteger),  # whom a reply answers, as VK says (migration 0017)
     Column("from_id", BigInteger, nullable=False),
     Column("text", Text, nullable=False),
     # ``domain.queries.fold_text(text)``, what the ``text`` filter compares (migration 0014):

@@ -110,6 +110,27 @@ query($filter: CommentFilter, $orderBy: CommentOrder, $first: Int!, $after: Stri
 }"""
 
 
+REPLIES = """query($after: String) { comments(first: 100, after: $after) {
+  pageInfo { hasNextPage endCursor }
+  edges { node { replyToUserId parent { authorId } thread { id } } } } }"""
+
+
+async def test_a_reply_says_whom_it_answers(api: Api, parsed_group: str) -> None:
+    """``replyToUserId`` is VK's ``reply_to_user``: the author of the comment a reply answers
+    (a reply that only posts into the thread names nobody); null for a top-level comment."""
+    nodes, after = [], None
+    while True:
+        page = (await api(REPLIES, {"after": after}, role="viewer"))["comments"]
+        nodes += [e["node"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    top_level = [n for n in nodes if n["thread"] is None]
+    addressed = [n for n in nodes if n["replyToUserId"] is not None]
+    assert top_level and all(n["replyToUserId"] is None for n in top_level)
+    assert len(addressed) > 10 and all(n["parent"]["authorId"] == n["replyToUserId"] for n in addressed)
+
+
 async def test_comments_connection_pages_through_everything(api: Api, parsed_group: str) -> None:
     seen: list[str] = []
     after = None

@@ -190,6 +190,11 @@ comments = Table(
     Index("ix_comments_published_at_id", "published_at", "id"),
     Index("ix_comments_likes_id", "likes", "id"),
     Index("ix_comments_matches_count_id", "matches_count", "id"),
+    # A community's pages by likes or match count (migration 0018), either direction, with a text
+    # filter or without: read in order off the community's part of the index instead of walking
+    # the whole store's likes (or matches_count) index and filtering out other communities.
+    Index("ix_comments_group_id_likes_id", "group_id", "likes", "id"),
+    Index("ix_comments_group_id_matches_count_id", "group_id", "matches_count", "id"),
     Index("ix_comments_from_id", "from_id"),
     # The ``edited`` and ``deleted`` filters' pages: few comments of many, in the default order.
     Index("ix_comments_edited_published_at_id", "published_at", "id",

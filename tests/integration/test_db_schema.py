@@ -39,7 +39,7 @@ async def test_upgrade_twice_is_a_no_op(migrated_db, database_url) -> None:
     engine, _ = migrated_db
     async with engine.connect() as conn:
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert version == "0017"
+    assert version == "0018"
 
 
 async def test_the_review_audit_trail_refuses_updates(migrated_db, uow_factory) -> None:

@@ -730,6 +730,7 @@ async def _concurrent_clients(url: str, postgraphile: bool, seconds: float, clie
     rng = random.Random(seed)
     names, weights = zip(*MIX, strict=True)
     latencies: list[float] = []
+    by_kind: dict[str, list[float]] = {}  # "likes 100": that kind's pages of 100
     errors = 0
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -738,7 +739,9 @@ async def _concurrent_clients(url: str, postgraphile: bool, seconds: float, clie
         nonlocal errors
         while time.monotonic() < deadline:
             kind = rng.choices(names, weights)[0]
-            variables = _mixed_request(kind, rng, 100 if rng.random() < 0.5 else 10)[1 if postgraphile else 0]
+            first = 100 if rng.random() < 0.5 else 10
+            variables = _mixed_request(kind, rng, first)[1 if postgraphile else 0]
+            measured = by_kind.setdefault(f"{kind} {first}", [])
             query = PG_CONCURRENT_PAGE if postgraphile else CONCURRENT_PAGE
             for _page in range(rng.choice((1, 1, 2, 3))):
                 started = time.perf_counter()
@@ -755,6 +758,7 @@ async def _concurrent_clients(url: str, postgraphile: bool, seconds: float, clie
                         print(f"{url}: {response.status_code} {str(body)[:300]}", flush=True)
                     break
                 latencies.append(elapsed)
+                measured.append(elapsed)
                 connection = body["data"]["allComments" if postgraphile else "comments"]
                 if not connection["pageInfo"]["hasNextPage"] or time.monotonic() >= deadline:
                     break
@@ -763,7 +767,7 @@ async def _concurrent_clients(url: str, postgraphile: bool, seconds: float, clie
     started = time.monotonic()
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         await asyncio.gather(*(client(http) for _ in range(clients)))
-    return {"latencies": latencies, "errors": errors, "seconds": time.monotonic() - started}
+    return {"latencies": latencies, "by_kind": by_kind, "errors": errors, "seconds": time.monotonic() - started}
 
 
 def _client_process(args: tuple) -> dict:
@@ -833,7 +837,9 @@ def concurrency(servers: dict[str, Server], url: str) -> dict[str, dict[str, dic
         if phase != "still":
             writer = context.Process(target=_writer_process, args=(url, stop, written), daemon=True)
             writer.start()
-        totals: dict[str, dict[str, Any]] = {name: {"latencies": [], "errors": 0, "seconds": 0.0} for name in targets}
+        totals: dict[str, dict[str, Any]] = {
+            name: {"latencies": [], "by_kind": {}, "errors": 0, "seconds": 0.0} for name in targets
+        }
         order = list(targets)
         try:
             with context.Pool(CLIENT_PROCESSES) as pool:
@@ -850,6 +856,8 @@ def concurrency(servers: dict[str, Server], url: str) -> dict[str, dict[str, dic
                         total = totals[name]
                         for m in measured:
                             total["latencies"] += m["latencies"]
+                            for kind, latencies in m["by_kind"].items():
+                                total["by_kind"].setdefault(kind, []).extend(latencies)
                             total["errors"] += m["errors"]
                         total["seconds"] += max(m["seconds"] for m in measured)
         finally:
@@ -891,9 +899,26 @@ def concurrency_report(results: dict[str, dict[str, dict]]) -> None:
             checks.append((f"{phase}: throughput ahead of PostGraphile", rates["vkcp"] > rates["postgraphile"]))
             checks.append((f"{phase}: p99 below PostGraphile's", p99s["vkcp"] < p99s["postgraphile"]))
         checks.append((f"{phase}: no errors", all(total["errors"] == 0 for total in totals.values())))
+        _report_kinds(totals)
     print()
     for text, ok in checks:
         print(f"  [{'ok' if ok else 'MISSED'}] {text}")
+
+
+def _report_kinds(totals: dict[str, dict]) -> None:
+    """p50 / p99 (ms) of each kind of page of the mix, per server: where a tail comes from."""
+    names = list(totals)
+    print(f"{'':<22} {'page':<20}" + "".join(f" {n + ' p50/p99':>24}" for n in names))
+    for kind in sorted({k for total in totals.values() for k in total["by_kind"]}):
+        cells = []
+        for name in names:
+            found = totals[name]["by_kind"].get(kind)
+            if not found:
+                cells.append(f" {'-':>24}")
+                continue
+            timing = Timing(found)
+            cells.append(f" {f'{timing.p(0.5):.1f} / {timing.p(0.99):.1f} ({len(found)})':>24}")
+        print(f"{'':<22} {kind:<20}" + "".join(cells))
 
 
 async def main() -> int:

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from graphql_api.context import Context
 
 KEPT = 256  # documents kept (by query text and operation name), as many as the validation cache keeps
+# A longer text is not kept (the texts are the keys): real clients' documents are a few KB, and
+# 256 bodies of up to VKCP_MAX_BODY_BYTES each would be a gigabyte held for nobody.
+MAX_KEPT_QUERY = 64 * 1024
 JSON_BODY = "application/json"
 _FIELDS = frozenset(("query", "variables", "operationName"))
 
@@ -79,6 +82,8 @@ class PlannedRequests:
 
     def keep(self, query: str, operation_name: str | None, planned: PlannedOperation, record: RequestRecord) -> None:
         """Called by the view after the normal path answered ``query`` on the plan."""
+        if len(query) > MAX_KEPT_QUERY:
+            return
         operation = record.operations[-1] if record.operations else OperationRecord(None, "query")
         self._kept[(query, operation_name)] = _Kept(planned, operation.name, operation.type)
 

@@ -16,7 +16,7 @@ import pytest
 
 from domain.errors import Unavailable
 from graphql_api.app import GraphQLView
-from graphql_api.planned_http import PlannedRequests
+from graphql_api.planned_http import MAX_KEPT_QUERY, PlannedRequests
 from infrastructure.db.queries import SqlReadModel
 from tests.e2e.test_read_plan import (  # noqa: F401 (seeded: the fixture, seeded once per module)
     REFETCH,
@@ -178,3 +178,16 @@ async def test_a_kept_documents_requests_are_logged_and_counted_by_operation(see
     metrics = (await pair.plan.get("/metrics")).text
     counted = [line for line in metrics.splitlines() if 'operation="CountedOp"' in line]
     assert counted == ['vkcp_graphql_requests_total{operation="CountedOp",outcome="ok",type="query"} 3.0'], counted
+
+
+async def test_a_very_long_document_is_answered_but_not_kept(seeded) -> None:
+    """The texts are the keys: one past ``MAX_KEPT_QUERY`` (a long comment, say) takes the normal
+    path every time, so a client cannot make the process hold hundreds of megabytes."""
+    pair, _ = seeded
+    planned = kept(pair)
+    query = "# " + "x" * MAX_KEPT_QUERY + "\nquery Long { groups(first: 1) { edges { node { id } } } }"
+    before = planned.answered
+    for index in range(2):
+        plan, normal = await pair.both(query, {}, "viewer", f"long-{index}")
+        assert plan == normal and plan[0] == 200 and b'"errors"' not in plan[2]
+    assert planned.answered == before

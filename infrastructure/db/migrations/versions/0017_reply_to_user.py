@@ -25,5 +25,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("comments") as batch:
-        batch.drop_column("reply_to_user")
+    # Not a batch: SQLite's rebuild drops the old table, and with it (ON DELETE CASCADE) every
+    # match. ALTER TABLE ... DROP COLUMN is SQLite's own since 3.35 (as 0009's downgrade does).
+    op.execute("ALTER TABLE comments DROP COLUMN reply_to_user")

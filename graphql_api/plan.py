@@ -445,8 +445,8 @@ class _Root:
 Report = Callable[[str, str], None]
 
 
-def _unreported(reason: str, kind: str) -> None:
-    pass
+def unreported(reason: str, kind: str) -> None:
+    """A ``Report`` for a caller with nowhere to count fallbacks."""
 
 
 class Plan:
@@ -455,7 +455,7 @@ class Plan:
         self.roots = roots
 
     async def run(
-        self, read_model: ReadModel, variable_values: Any, report: Report = _unreported
+        self, read_model: ReadModel, variable_values: Any, report: Report = unreported
     ) -> ExecutionResult | None:
         """The operation's result; None when the normal executor must answer instead (why is
         told to ``report``).

@@ -35,7 +35,7 @@ from graphql import GraphQLSchema, OperationDefinitionNode, get_variable_values
 from domain.bounded import BoundedDict
 from graphql_api.errors import coded_error
 from graphql_api.observability import OperationRecord, RequestRecord
-from graphql_api.plan import UNKNOWN_SHAPE, Plan, plans
+from graphql_api.plan import UNKNOWN_SHAPE, Plan, plans, unreported
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -87,9 +87,6 @@ class PlannedRequests:
         operation = record.operations[-1] if record.operations else OperationRecord(None, "query")
         self._kept[(query, operation_name)] = _Kept(planned, operation.name, operation.type)
 
-    def __len__(self) -> int:
-        return len(self._kept)
-
     async def answer(
         self,
         request: Request,
@@ -126,7 +123,7 @@ class PlannedRequests:
             planned.schema, planned.operation, planned.fragment_definitions, planned.fragments, coerced
         )
         metrics = context.metrics
-        report = metrics.read_plan_fallback if metrics is not None else _unreported
+        report = metrics.read_plan_fallback if metrics is not None else unreported
         if not isinstance(plan, Plan):  # other @skip/@include values that ask what the plan cannot answer
             report(UNKNOWN_SHAPE, plan.kind)
             return Declined(context)
@@ -140,7 +137,3 @@ class PlannedRequests:
             data["errors"] = [e.formatted for e in errors]
         self.answered += 1
         return create_response(data)
-
-
-def _unreported(reason: str, kind: str) -> None:
-    pass
